@@ -1,0 +1,4 @@
+//! The broker engine: queues, topics and streams over the storage layer.
+//!
+//! The engine knows no protocol: doors translate their frames into engine calls. The clock and
+//! the storage are injected so tests control both.

@@ -1,0 +1,55 @@
+//! The storage error type: every failure names the file and what went wrong.
+
+use std::{io, path::PathBuf, sync::Arc};
+
+/// A storage failure. Cloneable because one failed group commit answers many appenders.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StorageError {
+    /// An I/O call failed (disk full, permission, hardware). Data already written stays
+    /// consistent; the operation can be retried once the cause is gone.
+    #[error("I/O error on {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: Arc<io::Error>,
+    },
+    /// A record failed its checksum or framing check inside sealed data.
+    #[error("corrupt record in {} at byte {position}: {reason}", path.display())]
+    Corrupt {
+        path: PathBuf,
+        position: u64,
+        reason: &'static str,
+    },
+    /// A record payload larger than the framing allows.
+    #[error("record payload of {size} bytes exceeds the limit of {max} bytes")]
+    RecordTooLarge { size: usize, max: usize },
+    /// The offset was removed by retention or settlement.
+    #[error("offset {offset} is below the log start {start}")]
+    OffsetTruncated { offset: u64, start: u64 },
+    /// The metadata file could not be parsed.
+    #[error("metadata file {} is invalid: {reason}", path.display())]
+    MetaInvalid { path: PathBuf, reason: String },
+    /// The log was closed; no more appends are accepted.
+    #[error("log {} is closed", path.display())]
+    Closed { path: PathBuf },
+}
+
+impl StorageError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        StorageError::Io {
+            path: path.into(),
+            source: Arc::new(source),
+        }
+    }
+
+    /// True when the failure is a full disk (ENOSPC or EDQUOT).
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StorageError::Io { source, .. } => matches!(
+                source.raw_os_error(),
+                Some(libc::ENOSPC) | Some(libc::EDQUOT)
+            ),
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! Storage: append-only segmented logs of checksummed records, and the metadata store.
+//!
+//! Storage knows records and offsets, not queues or topics. A [`Log`] is the one durable
+//! primitive: records are framed with a length and a CRC32C, appended with group commit, read
+//! back by offset, and recovered on open by truncating a torn tail. The [`MetaStore`] keeps small
+//! definitions (queues, topics, ...) atomically. A [`Store`] ties both to one data directory.
+
+mod error;
+mod faults;
+mod log;
+mod meta;
+mod metrics;
+mod record;
+mod segment;
+mod store;
+
+pub use error::StorageError;
+pub use faults::Faults;
+pub use log::{FsyncPolicy, Log, LogConfig};
+pub use meta::{MetaOp, MetaStore};
+pub use metrics::StorageMetrics;
+pub use record::{Offset, Record, RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX};
+pub use store::{Store, StoreConfig};

@@ -1,0 +1,825 @@
+//! A log: append-only, segmented, group-committed records with sequential offsets.
+//!
+//! Appenders encode their records into one shared pending buffer under a short lock and wait.
+//! One flusher task at a time takes the whole buffer, writes it with one `pwrite` per segment
+//! touched and one `fdatasync`, then answers every appender in it: appends that arrive while a
+//! sync runs share the next one (group commit). The flusher is spawned, not run inside an
+//! appender's future, so a cancelled appender never stops a commit halfway.
+//!
+//! An append call is atomic: its records land in one segment and carry a "continues" flag on all
+//! but the last, so recovery keeps all of them or none.
+//!
+//! Readers use positional reads on the segment files and see records only once they are durable
+//! (or written, for the `interval` and `never` policies); [`Log::wait_for`] wakes tailing readers
+//! without polling.
+
+use crate::{
+    error::StorageError,
+    faults::{Faults, FileOps},
+    metrics::StorageMetrics,
+    record::{self, Offset, Record, RECORD_PAYLOAD_BYTES_MAX},
+    segment::{self, Damage, Scan, Segment},
+};
+use bytes::BytesMut;
+use std::{
+    fs::{self, File, OpenOptions},
+    ops::Range,
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, RwLock, Weak,
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+use tokio::sync::{oneshot, watch};
+
+/// When an append counts as done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// After `fdatasync`: an acknowledged append survives power loss. The default.
+    Always,
+    /// After the write; the log is synced at least this often.
+    Interval(Duration),
+    /// After the write; synced only on rotation and close (transient data).
+    Never,
+}
+
+/// How one log is laid out and committed.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// A segment is sealed and a new one started when the next append would pass this size.
+    pub segment_bytes: u64,
+    pub fsync: FsyncPolicy,
+    /// Zero-fill segment files ahead of use, so a commit overwrites allocated blocks instead of
+    /// growing the file (no size metadata to sync; measured 15%-3x faster here).
+    pub preallocate: bool,
+    /// Test-only failures for the file calls; `None` in production.
+    pub faults: Option<Arc<Faults>>,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 64 << 20,
+            fsync: FsyncPolicy::Always,
+            preallocate: true,
+            faults: None,
+        }
+    }
+}
+
+/// A handle to one log; clones share it.
+#[derive(Debug, Clone)]
+pub struct Log {
+    inner: Arc<Inner>,
+}
+
+/// Zero-filling writes use this chunk size: large enough to run at disk bandwidth, small enough
+/// to keep a stack of zeroes cheap.
+const ZERO_CHUNK_BYTES: usize = 1 << 20;
+const SPARE_FILE_NAME: &str = "spare.tmp";
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    config: LogConfig,
+    ops: FileOps,
+    metrics: Arc<StorageMetrics>,
+    state: Mutex<State>,
+    writer: Mutex<Writer>,
+    segments: RwLock<Vec<Arc<Segment>>>,
+    /// End offset readers may see (durable, or written for relaxed policies).
+    visible: watch::Sender<u64>,
+    start: AtomicU64,
+}
+
+#[derive(Debug)]
+struct State {
+    next: Offset,
+    pending: Batch,
+    flushing: bool,
+    closed: bool,
+    close_waiters: Vec<oneshot::Sender<()>>,
+}
+
+#[derive(Debug, Default)]
+struct Batch {
+    buf: BytesMut,
+    frame_lens: Vec<u32>,
+    appends: Vec<PendingAppend>,
+}
+
+#[derive(Debug)]
+struct PendingAppend {
+    first: Offset,
+    records: u32,
+    bytes: u64,
+    done: oneshot::Sender<Result<(), StorageError>>,
+}
+
+#[derive(Debug)]
+struct Writer {
+    active: Arc<Segment>,
+    position: u64,
+    spare: Option<JoinHandle<Result<File, StorageError>>>,
+    /// Written since the last sync.
+    dirty: bool,
+    last_sync: Instant,
+}
+
+/// What one flush achieved: the first `durable` appends of the batch are done; the rest failed.
+struct FlushOutcome {
+    durable: usize,
+    error: Option<StorageError>,
+}
+
+impl Log {
+    /// Opens (or creates) the log in `dir`, recovering from whatever a crash left behind.
+    ///
+    /// Blocking: scans every segment to rebuild the index and verify checksums. A torn tail is
+    /// cut off; damage inside older segments is logged, counted in `corrupt_records` and makes
+    /// reads of the damaged offsets fail.
+    pub fn open(
+        dir: impl AsRef<Path>,
+        config: LogConfig,
+        metrics: Arc<StorageMetrics>,
+    ) -> Result<Log, StorageError> {
+        assert!(config.segment_bytes > 0);
+        assert!(config.segment_bytes <= u64::from(u32::MAX) / 2);
+        let dir = dir.as_ref().to_path_buf();
+        let ops = FileOps::new(config.faults.clone());
+        fs::create_dir_all(&dir).map_err(|e| StorageError::io(&dir, e))?;
+        let spare = dir.join(SPARE_FILE_NAME);
+        if spare.exists() {
+            fs::remove_file(&spare).map_err(|e| StorageError::io(&spare, e))?;
+        }
+        let segments = open_segments(&dir, &config, &ops, &metrics)?;
+        let active = segments.last().expect("a log has a segment").clone();
+        let next = active.end_offset();
+        let start = segments[0].base;
+        metrics.segments.inc_by(segments.len() as i64);
+        let inner = Arc::new(Inner {
+            ops,
+            metrics,
+            state: Mutex::new(State {
+                next,
+                pending: Batch::default(),
+                flushing: false,
+                closed: false,
+                close_waiters: Vec::new(),
+            }),
+            writer: Mutex::new(Writer {
+                position: active.write_end(),
+                active,
+                spare: None,
+                dirty: false,
+                last_sync: Instant::now(),
+            }),
+            segments: RwLock::new(segments),
+            visible: watch::Sender::new(next.0),
+            start: AtomicU64::new(start.0),
+            dir,
+            config,
+        });
+        if let FsyncPolicy::Interval(period) = inner.config.fsync {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(sync_periodically(Arc::downgrade(&inner), period));
+            }
+        }
+        Ok(Log { inner })
+    }
+
+    /// Appends `payloads` as one atomic unit and returns their offsets once the append is done
+    /// under the log's fsync policy. Fails whole: on error none of the records will be read back.
+    pub async fn append<I>(&self, payloads: I) -> Result<Range<Offset>, StorageError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+    {
+        let (range, done) = self.enqueue(payloads)?;
+        if range.is_empty() {
+            return Ok(range);
+        }
+        match done.await {
+            Ok(result) => result.map(|()| range),
+            Err(_) => Err(StorageError::Closed {
+                path: self.inner.dir.clone(),
+            }),
+        }
+    }
+
+    /// Appends one record; see [`Log::append`].
+    pub async fn append_one(&self, payload: impl AsRef<[u8]>) -> Result<Offset, StorageError> {
+        self.append([payload]).await.map(|range| range.start)
+    }
+
+    /// Reads the record at `offset`, or `None` if it has not been appended (or made visible) yet.
+    pub fn read(&self, offset: Offset) -> Result<Option<Record>, StorageError> {
+        Ok(self.read_batch(offset, 1, usize::MAX)?.pop())
+    }
+
+    /// Reads up to `max_records` consecutive records from `from`, stopping early once
+    /// `max_bytes` of frames are gathered (one record is returned even if larger). Blocking
+    /// positional reads: fast from the page cache.
+    pub fn read_batch(
+        &self,
+        from: Offset,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Record>, StorageError> {
+        let start = self.start_offset();
+        if from < start {
+            return Err(StorageError::OffsetTruncated {
+                offset: from.0,
+                start: start.0,
+            });
+        }
+        let limit = Offset(*self.inner.visible.borrow());
+        let mut out = Vec::new();
+        let mut at = from;
+        while at < limit && out.len() < max_records {
+            let Some(segment) = self.inner.segment_for(at) else {
+                break;
+            };
+            let bytes_read: usize = out.iter().map(|r: &Record| r.payload.len()).sum();
+            if !out.is_empty() && bytes_read >= max_bytes {
+                break;
+            }
+            let before = out.len();
+            segment.read(
+                at,
+                limit,
+                max_records - out.len(),
+                max_bytes.saturating_sub(bytes_read).max(1),
+                &mut out,
+            )?;
+            if out.len() == before {
+                break;
+            }
+            at = out.last().expect("read a record").offset.next();
+        }
+        Ok(out)
+    }
+
+    /// Waits until a record at `offset` is readable (or the log closes).
+    pub async fn wait_for(&self, offset: Offset) {
+        let mut visible = self.inner.visible.subscribe();
+        let _ = visible.wait_for(|end| *end > offset.0).await;
+    }
+
+    /// The first offset still stored.
+    pub fn start_offset(&self) -> Offset {
+        Offset(self.inner.start.load(Ordering::Acquire))
+    }
+
+    /// The offset the next readable record will have: one past the last visible record.
+    pub fn end_offset(&self) -> Offset {
+        Offset(*self.inner.visible.borrow())
+    }
+
+    /// Segments found damaged at open: (file, first unreadable offset, reason).
+    pub fn damage(&self) -> Vec<(PathBuf, Offset, &'static str)> {
+        let segments = self.inner.segments.read().expect("segments lock");
+        segments
+            .iter()
+            .filter_map(|s| {
+                s.damage
+                    .as_ref()
+                    .map(|d| (s.path.clone(), d.offset, d.reason))
+            })
+            .collect()
+    }
+
+    /// Number of segment files.
+    pub fn segment_count(&self) -> usize {
+        self.inner.segments.read().expect("segments lock").len()
+    }
+
+    /// Deletes whole segments whose records all lie below `offset`; returns how many. The active
+    /// segment is never deleted. Readers holding a deleted segment finish their read (the file
+    /// stays readable until closed).
+    pub fn truncate_before(&self, offset: Offset) -> Result<usize, StorageError> {
+        let removed: Vec<Arc<Segment>> = {
+            let mut segments = self.inner.segments.write().expect("segments lock");
+            let count = segments
+                .windows(2)
+                .take_while(|pair| pair[1].base <= offset)
+                .count();
+            let removed = segments.drain(..count).collect();
+            self.inner
+                .start
+                .store(segments[0].base.0, Ordering::Release);
+            removed
+        };
+        for segment in &removed {
+            fs::remove_file(&segment.path).map_err(|e| StorageError::io(&segment.path, e))?;
+            self.inner.metrics.segments.dec();
+        }
+        if !removed.is_empty() {
+            self.inner.sync_dir()?;
+        }
+        Ok(removed.len())
+    }
+
+    /// Makes everything appended so far durable, whatever the policy.
+    pub async fn sync(&self) -> Result<(), StorageError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.sync_now())
+            .await
+            .expect("sync task panicked")
+    }
+
+    /// Stops accepting appends, finishes those in flight and syncs. Appends after this fail with
+    /// [`StorageError::Closed`].
+    pub async fn close(&self) -> Result<(), StorageError> {
+        let drained = {
+            let mut state = self.inner.state.lock().expect("state lock");
+            state.closed = true;
+            state.flushing.then(|| {
+                let (tx, rx) = oneshot::channel();
+                state.close_waiters.push(tx);
+                rx
+            })
+        };
+        if let Some(drained) = drained {
+            let _ = drained.await;
+        }
+        self.sync().await
+    }
+
+    /// Encodes the records into the pending batch and makes sure a flusher runs.
+    #[allow(clippy::type_complexity)]
+    fn enqueue<I>(
+        &self,
+        payloads: I,
+    ) -> Result<(Range<Offset>, oneshot::Receiver<Result<(), StorageError>>), StorageError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+    {
+        let payloads: Vec<I::Item> = payloads.into_iter().collect();
+        if let Some(large) = payloads
+            .iter()
+            .find(|p| p.as_ref().len() > RECORD_PAYLOAD_BYTES_MAX)
+        {
+            return Err(StorageError::RecordTooLarge {
+                size: large.as_ref().len(),
+                max: RECORD_PAYLOAD_BYTES_MAX,
+            });
+        }
+        let (tx, rx) = oneshot::channel();
+        let mut state = self.inner.state.lock().expect("state lock");
+        if state.closed {
+            return Err(StorageError::Closed {
+                path: self.inner.dir.clone(),
+            });
+        }
+        let first = state.next;
+        let count = payloads.len() as u64;
+        if count == 0 {
+            return Ok((first..first, rx));
+        }
+        let batch = &mut state.pending;
+        let bytes_before = batch.buf.len();
+        for (i, payload) in payloads.iter().enumerate() {
+            let offset = Offset(first.0 + i as u64);
+            let payload = payload.as_ref();
+            record::encode(offset, payload, i + 1 < payloads.len(), &mut batch.buf);
+            batch
+                .frame_lens
+                .push(record::frame_len(payload.len()) as u32);
+        }
+        let bytes = (batch.buf.len() - bytes_before) as u64;
+        batch.appends.push(PendingAppend {
+            first,
+            records: count as u32,
+            bytes,
+            done: tx,
+        });
+        state.next = Offset(first.0 + count);
+        if !state.flushing {
+            state.flushing = true;
+            tokio::spawn(flush(self.inner.clone()));
+        }
+        Ok((first..state.next, rx))
+    }
+}
+
+/// The flusher: commits pending batches until none is left.
+async fn flush(inner: Arc<Inner>) {
+    let mut recycled = Batch::default();
+    loop {
+        let batch = {
+            let mut state = inner.state.lock().expect("state lock");
+            if state.pending.appends.is_empty() {
+                state.flushing = false;
+                for waiter in state.close_waiters.drain(..) {
+                    let _ = waiter.send(());
+                }
+                return;
+            }
+            std::mem::replace(&mut state.pending, recycled)
+        };
+        let writer = inner.clone();
+        let (mut batch, outcome) = tokio::task::spawn_blocking(move || {
+            let outcome = writer.write_batch(&batch);
+            (batch, outcome)
+        })
+        .await
+        .expect("log writer panicked");
+        inner.answer(&mut batch, outcome);
+        batch.buf.clear();
+        batch.frame_lens.clear();
+        recycled = batch;
+    }
+}
+
+/// Syncs a relaxed-policy log at least every `period` while it is open.
+async fn sync_periodically(inner: Weak<Inner>, period: Duration) {
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let result = tokio::task::spawn_blocking(move || inner.sync_now()).await;
+        if let Ok(Err(error)) = result {
+            tracing::warn!(%error, "periodic log sync failed");
+        }
+    }
+}
+
+impl Inner {
+    fn segment_for(&self, offset: Offset) -> Option<Arc<Segment>> {
+        let segments = self.segments.read().expect("segments lock");
+        let index = segments.partition_point(|s| s.base <= offset);
+        index.checked_sub(1).map(|i| segments[i].clone())
+    }
+
+    /// Completes the batch's appenders; on failure also fails everything queued behind it, whose
+    /// offsets were assigned after the failed ones, and hands those offsets out again.
+    fn answer(&self, batch: &mut Batch, outcome: FlushOutcome) {
+        let mut appended_records = 0;
+        let mut appended_bytes = 0;
+        for (i, append) in batch.appends.drain(..).enumerate() {
+            if i < outcome.durable {
+                appended_records += u64::from(append.records);
+                appended_bytes += append.bytes;
+                let _ = append.done.send(Ok(()));
+                continue;
+            }
+            let error = outcome
+                .error
+                .clone()
+                .expect("a failed flush carries its error");
+            if i == outcome.durable {
+                let mut state = self.state.lock().expect("state lock");
+                state.next = append.first;
+                let queued = std::mem::take(&mut state.pending);
+                drop(state);
+                for behind in queued.appends {
+                    self.metrics.append_errors.inc();
+                    let _ = behind.done.send(Err(error.clone()));
+                }
+            }
+            self.metrics.append_errors.inc();
+            let _ = append.done.send(Err(error));
+        }
+        self.metrics.appends.inc_by(appended_records);
+        self.metrics.append_bytes.inc_by(appended_bytes);
+    }
+
+    /// Writes a batch, rotating segments as needed. Blocking.
+    fn write_batch(&self, batch: &Batch) -> FlushOutcome {
+        let mut writer = self.writer.lock().expect("writer lock");
+        let mut done = 0;
+        let mut byte_at = 0usize;
+        let mut frame_at = 0usize;
+        while done < batch.appends.len() {
+            let next_bytes = batch.appends[done].bytes;
+            if writer.position > 0 && writer.position + next_bytes > self.config.segment_bytes {
+                if let Err(error) = self.rotate(&mut writer) {
+                    return FlushOutcome {
+                        durable: done,
+                        error: Some(error),
+                    };
+                }
+            }
+            let (mut end, mut bytes, mut frames) = (done, 0u64, 0usize);
+            while end < batch.appends.len()
+                && (end == done
+                    || writer.position + bytes + batch.appends[end].bytes
+                        <= self.config.segment_bytes)
+            {
+                bytes += batch.appends[end].bytes;
+                frames += batch.appends[end].records as usize;
+                end += 1;
+            }
+            let chunk = &batch.buf[byte_at..byte_at + bytes as usize];
+            if let Err(error) = self.write_chunk(&mut writer, chunk) {
+                return FlushOutcome {
+                    durable: done,
+                    error: Some(error),
+                };
+            }
+            writer
+                .active
+                .extend_index(&batch.frame_lens[frame_at..frame_at + frames]);
+            writer.position += bytes;
+            self.visible.send_replace(writer.active.end_offset().0);
+            self.start_spare_if_half_full(&mut writer);
+            done = end;
+            byte_at += bytes as usize;
+            frame_at += frames;
+        }
+        FlushOutcome {
+            durable: done,
+            error: None,
+        }
+    }
+
+    /// Writes one chunk at the write position and syncs it as the policy says. On failure the
+    /// region is zeroed again (best effort) so no part of a failed append can be recovered.
+    fn write_chunk(&self, writer: &mut Writer, chunk: &[u8]) -> Result<(), StorageError> {
+        let segment = writer.active.clone();
+        let result = self
+            .ops
+            .write_all_at(&segment.file, chunk, writer.position)
+            .map_err(|e| StorageError::io(&segment.path, e))
+            .and_then(|()| {
+                writer.dirty = true;
+                match self.config.fsync {
+                    FsyncPolicy::Always => self.sync_writer(writer),
+                    FsyncPolicy::Interval(period) if writer.last_sync.elapsed() >= period => {
+                        self.sync_writer(writer)
+                    }
+                    _ => Ok(()),
+                }
+            });
+        if result.is_err() {
+            let zeroed = zero_range(
+                &self.ops,
+                &segment.file,
+                &segment.path,
+                writer.position,
+                writer.position + chunk.len() as u64,
+            );
+            if let Err(error) = zeroed {
+                tracing::warn!(path = %segment.path.display(), %error, "could not clear a failed append");
+            }
+        }
+        result
+    }
+
+    fn sync_writer(&self, writer: &mut Writer) -> Result<(), StorageError> {
+        let started = Instant::now();
+        self.ops
+            .sync_data(&writer.active.file)
+            .map_err(|e| StorageError::io(&writer.active.path, e))?;
+        self.metrics.fsyncs.inc();
+        self.metrics
+            .fsync_seconds
+            .observe(started.elapsed().as_secs_f64());
+        writer.dirty = false;
+        writer.last_sync = Instant::now();
+        Ok(())
+    }
+
+    fn sync_now(&self) -> Result<(), StorageError> {
+        let mut writer = self.writer.lock().expect("writer lock");
+        if writer.dirty {
+            self.sync_writer(&mut writer)?;
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment and starts the next one at the current end offset.
+    ///
+    /// The old segment is synced first: a valid record in a newer segment then always implies an
+    /// intact older one, which is how recovery tells a torn tail from damage.
+    fn rotate(&self, writer: &mut Writer) -> Result<(), StorageError> {
+        if writer.dirty && self.config.fsync != FsyncPolicy::Never {
+            self.sync_writer(writer)?;
+        }
+        let base = writer.active.end_offset();
+        let path = self.dir.join(segment::segment_file_name(base));
+        let file = if self.config.preallocate {
+            let spare = match writer.spare.take() {
+                Some(preparing) => preparing.join().expect("spare preparation panicked"),
+                None => prepare_spare(&self.dir, self.config.segment_bytes, &self.ops),
+            }?;
+            let spare_path = self.dir.join(SPARE_FILE_NAME);
+            fs::rename(&spare_path, &path).map_err(|e| StorageError::io(&path, e))?;
+            spare
+        } else {
+            create_segment_file(&path)?
+        };
+        if self.config.fsync != FsyncPolicy::Never {
+            self.sync_dir()?;
+        }
+        let segment = Arc::new(Segment::new(base, path, file, empty_scan()));
+        self.segments
+            .write()
+            .expect("segments lock")
+            .push(segment.clone());
+        self.metrics.segments.inc();
+        writer.active = segment;
+        writer.position = 0;
+        Ok(())
+    }
+
+    fn start_spare_if_half_full(&self, writer: &mut Writer) {
+        if self.config.preallocate
+            && writer.spare.is_none()
+            && writer.position > self.config.segment_bytes / 2
+        {
+            let (dir, bytes, ops) = (
+                self.dir.clone(),
+                self.config.segment_bytes,
+                self.ops.clone(),
+            );
+            writer.spare = Some(std::thread::spawn(move || prepare_spare(&dir, bytes, &ops)));
+        }
+    }
+
+    fn sync_dir(&self) -> Result<(), StorageError> {
+        sync_dir(&self.ops, &self.dir)
+    }
+}
+
+fn empty_scan() -> Scan {
+    Scan {
+        positions: Vec::new(),
+        end: 0,
+        torn: None,
+    }
+}
+
+fn create_segment_file(path: &Path) -> Result<File, StorageError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| StorageError::io(path, e))
+}
+
+/// Creates `spare.tmp` zero-filled to `bytes` and synced, ready to become the next segment.
+fn prepare_spare(dir: &Path, bytes: u64, ops: &FileOps) -> Result<File, StorageError> {
+    let path = dir.join(SPARE_FILE_NAME);
+    let result = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(|e| StorageError::io(&path, e))
+        .and_then(|file| {
+            zero_range(ops, &file, &path, 0, bytes)?;
+            ops.sync_all(&file)
+                .map_err(|e| StorageError::io(&path, e))?;
+            Ok(file)
+        });
+    if result.is_err() {
+        let _ = fs::remove_file(&path);
+    }
+    result
+}
+
+fn zero_range(
+    ops: &FileOps,
+    file: &File,
+    path: &Path,
+    from: u64,
+    to: u64,
+) -> Result<(), StorageError> {
+    let zeroes = vec![0u8; ZERO_CHUNK_BYTES];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(ZERO_CHUNK_BYTES as u64) as usize;
+        ops.write_all_at(file, &zeroes[..n], at)
+            .map_err(|e| StorageError::io(path, e))?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
+fn sync_dir(ops: &FileOps, dir: &Path) -> Result<(), StorageError> {
+    let handle = File::open(dir).map_err(|e| StorageError::io(dir, e))?;
+    ops.sync_all(&handle).map_err(|e| StorageError::io(dir, e))
+}
+
+/// Opens and scans every segment, creating the first one for a new log, and applies recovery:
+/// the last segment's torn tail is cleared; damage before it is recorded on its segment.
+fn open_segments(
+    dir: &Path,
+    config: &LogConfig,
+    ops: &FileOps,
+    metrics: &StorageMetrics,
+) -> Result<Vec<Arc<Segment>>, StorageError> {
+    let mut bases = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| StorageError::io(dir, e))? {
+        let entry = entry.map_err(|e| StorageError::io(dir, e))?;
+        if let Some(base) = entry
+            .file_name()
+            .to_str()
+            .and_then(segment::parse_segment_file_name)
+        {
+            bases.push(base);
+        }
+    }
+    bases.sort();
+    if bases.is_empty() {
+        let path = dir.join(segment::segment_file_name(Offset(0)));
+        let file = create_segment_file(&path)?;
+        if config.preallocate {
+            zero_range(ops, &file, &path, 0, config.segment_bytes)?;
+            ops.sync_all(&file)
+                .map_err(|e| StorageError::io(&path, e))?;
+        }
+        sync_dir(ops, dir)?;
+        return Ok(vec![Arc::new(Segment::new(
+            Offset(0),
+            path,
+            file,
+            empty_scan(),
+        ))]);
+    }
+    let mut segments = Vec::with_capacity(bases.len());
+    for (i, base) in bases.iter().enumerate() {
+        let path = dir.join(segment::segment_file_name(*base));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| StorageError::io(&path, e))?;
+        let scan = segment::scan(&path, &file, *base)?;
+        let is_last = i + 1 == bases.len();
+        let torn = scan.torn;
+        let end = scan.end;
+        let mut segment = Segment::new(*base, path, file, scan);
+        if is_last {
+            clear_tail(ops, &segment, end, torn)?;
+        } else {
+            let next_base = bases[i + 1];
+            let reason = match torn {
+                Some((_, reason)) => Some(reason),
+                None if segment.end_offset() != next_base => {
+                    Some("records missing before the next segment")
+                }
+                None => None,
+            };
+            if let Some(reason) = reason {
+                let position = torn.map_or(end, |(p, _)| p);
+                tracing::error!(
+                    path = %segment.path.display(), position, reason,
+                    "damaged segment: records from offset {} to {} are unreadable",
+                    segment.end_offset(), next_base
+                );
+                metrics.corrupt_records.inc();
+                segment.damage = Some(Damage {
+                    offset: segment.end_offset(),
+                    position,
+                    reason,
+                });
+            }
+        }
+        segments.push(Arc::new(segment));
+    }
+    Ok(segments)
+}
+
+/// Zeroes whatever lies after the last complete append of the active segment, so bytes of an
+/// unfinished write can never join the log later (for example after a new record of the same
+/// length is written in front of them).
+fn clear_tail(
+    ops: &FileOps,
+    segment: &Segment,
+    end: u64,
+    torn: Option<(u64, &'static str)>,
+) -> Result<(), StorageError> {
+    let io_error = |e| StorageError::io(&segment.path, e);
+    let file_len = segment.file.metadata().map_err(io_error)?.len();
+    let mut last_dirty = None;
+    let mut buf = vec![0u8; ZERO_CHUNK_BYTES];
+    let mut at = end;
+    while at < file_len {
+        let n = (file_len - at).min(ZERO_CHUNK_BYTES as u64) as usize;
+        std::os::unix::fs::FileExt::read_exact_at(&segment.file, &mut buf[..n], at)
+            .map_err(io_error)?;
+        if let Some(i) = buf[..n].iter().rposition(|b| *b != 0) {
+            last_dirty = Some(at + i as u64 + 1);
+        }
+        at += n as u64;
+    }
+    if let Some(dirty_end) = last_dirty {
+        if let Some((position, reason)) = torn {
+            tracing::warn!(path = %segment.path.display(), position, reason, "truncating torn tail");
+        }
+        zero_range(ops, &segment.file, &segment.path, end, dirty_end)?;
+        ops.sync_data(&segment.file).map_err(io_error)?;
+    }
+    Ok(())
+}
