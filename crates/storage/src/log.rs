@@ -238,26 +238,28 @@ impl Log {
         let limit = Offset(*self.inner.visible.borrow());
         let mut out = Vec::new();
         let mut at = from;
+        let mut bytes_read = 0;
         while at < limit && out.len() < max_records {
             let Some(segment) = self.inner.segment_for(at) else {
                 break;
             };
-            let bytes_read: usize = out.iter().map(|r: &Record| r.payload.len()).sum();
-            if !out.is_empty() && bytes_read >= max_bytes {
-                break;
-            }
             let before = out.len();
             segment.read(
                 at,
                 limit,
                 max_records - out.len(),
-                max_bytes.saturating_sub(bytes_read).max(1),
+                max_bytes - bytes_read,
                 &mut out,
             )?;
             if out.len() == before {
                 break;
             }
+            bytes_read += out[before..].iter().map(|r| r.payload.len()).sum::<usize>();
             at = out.last().expect("read a record").offset.next();
+            if at < segment.end_offset() || bytes_read >= max_bytes {
+                // Stopped by a limit inside this segment.
+                break;
+            }
         }
         Ok(out)
     }

@@ -105,8 +105,8 @@ impl Segment {
         self.end.store(position, Ordering::Release);
     }
 
-    /// Reads records from `from` on, stopping before `limit`, after `max_records`, or once
-    /// `max_bytes` of payload are gathered (at least one record is read if any is available).
+    /// Reads records from `from` on into `out`, stopping before `limit`, after `max_records`, or
+    /// before passing `max_bytes` of payload (one record is read anyway if `out` is empty).
     pub(crate) fn read(
         &self,
         from: Offset,
@@ -138,7 +138,8 @@ impl Segment {
                     Some(p) => u64::from(*p),
                     None => self.end.load(Ordering::Acquire),
                 };
-                if count > 0 && (next - start) as usize > max_bytes {
+                let payload_bytes = (next - start) as usize - (count + 1) * RECORD_HEADER_BYTES;
+                if (count > 0 || !out.is_empty()) && payload_bytes > max_bytes {
                     break;
                 }
                 stop = next;
@@ -210,7 +211,13 @@ pub(crate) fn scan(path: &Path, file: &File, base: Offset) -> Result<Scan, Stora
     let mut frame = Vec::new();
     let torn = loop {
         if position + RECORD_HEADER_BYTES as u64 > file_len {
-            break (position < file_len).then_some((position, "partial frame header"));
+            // Fewer bytes left than a header: the end if they are padding (zeroes).
+            let mut rest = vec![0u8; (file_len - position) as usize];
+            reader.read_exact(&mut rest).map_err(io_error)?;
+            break rest
+                .iter()
+                .any(|b| *b != 0)
+                .then_some((position, "partial frame header"));
         }
         let mut header = [0u8; RECORD_HEADER_BYTES];
         reader.read_exact(&mut header).map_err(io_error)?;

@@ -1,0 +1,259 @@
+//! Behaviour of one log through its public API: appends, reads, rotation, tailing, truncation,
+//! fsync policies and reopening.
+
+use std::{sync::Arc, time::Duration};
+use wharf_storage::{FsyncPolicy, Log, LogConfig, Offset, StorageError, StorageMetrics};
+
+fn small(preallocate: bool) -> LogConfig {
+    LogConfig {
+        segment_bytes: 4096,
+        preallocate,
+        ..LogConfig::default()
+    }
+}
+
+fn open(dir: &std::path::Path, config: LogConfig) -> Log {
+    Log::open(dir, config, Arc::new(StorageMetrics::default())).unwrap()
+}
+
+fn payload(i: u64, len: usize) -> Vec<u8> {
+    (0..len).map(|j| (i as usize * 31 + j) as u8).collect()
+}
+
+#[tokio::test]
+async fn offsets_are_sequential_and_records_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small(true));
+    assert_eq!(log.append_one(b"a").await.unwrap(), Offset(0));
+    let range = log.append([b"b".as_slice(), b"", b"d"]).await.unwrap();
+    assert_eq!(range, Offset(1)..Offset(4));
+    assert_eq!(log.end_offset(), Offset(4));
+    let records = log.read_batch(Offset(0), 10, usize::MAX).unwrap();
+    let payloads: Vec<&[u8]> = records.iter().map(|r| r.payload.as_ref()).collect();
+    assert_eq!(payloads, vec![b"a".as_slice(), b"b", b"", b"d"]);
+    assert_eq!(log.read(Offset(4)).unwrap(), None);
+}
+
+#[tokio::test]
+async fn segments_rotate_at_the_configured_size_and_reads_cross_them() {
+    for preallocate in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), small(preallocate));
+        for i in 0..100u64 {
+            log.append_one(payload(i, 300)).await.unwrap();
+        }
+        assert!(log.segment_count() >= 8, "{} segments", log.segment_count());
+        let records = log.read_batch(Offset(0), 1000, usize::MAX).unwrap();
+        assert_eq!(records.len(), 100);
+        for (i, record) in records.iter().enumerate() {
+            assert_eq!(record.offset, Offset(i as u64));
+            assert_eq!(record.payload.as_ref(), payload(i as u64, 300).as_slice());
+        }
+        log.close().await.unwrap();
+        let reopened = open(dir.path(), small(preallocate));
+        assert_eq!(reopened.end_offset(), Offset(100));
+        let record = reopened.read(Offset(57)).unwrap().unwrap();
+        assert_eq!(record.payload.as_ref(), payload(57, 300).as_slice());
+    }
+}
+
+#[tokio::test]
+async fn an_append_larger_than_a_segment_gets_a_segment_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small(true));
+    log.append_one(b"small").await.unwrap();
+    let big = payload(1, 10_000);
+    log.append_one(&big).await.unwrap();
+    log.append_one(b"after").await.unwrap();
+    assert_eq!(log.read(Offset(1)).unwrap().unwrap().payload.as_ref(), big);
+    log.close().await.unwrap();
+    let reopened = open(dir.path(), small(true));
+    assert_eq!(reopened.end_offset(), Offset(3));
+    assert_eq!(
+        reopened.read(Offset(2)).unwrap().unwrap().payload.as_ref(),
+        b"after"
+    );
+}
+
+#[tokio::test]
+async fn read_batch_respects_record_and_byte_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small(true));
+    for i in 0..20u64 {
+        log.append_one(payload(i, 100)).await.unwrap();
+    }
+    assert_eq!(log.read_batch(Offset(0), 5, usize::MAX).unwrap().len(), 5);
+    let by_bytes = log.read_batch(Offset(0), 100, 350).unwrap();
+    assert!(
+        !by_bytes.is_empty() && by_bytes.len() <= 3,
+        "{}",
+        by_bytes.len()
+    );
+    // One record is returned even when it alone passes the byte limit.
+    assert_eq!(log.read_batch(Offset(3), 100, 1).unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_appenders_share_fsyncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(StorageMetrics::default());
+    let log = Log::open(dir.path(), LogConfig::default(), metrics.clone()).unwrap();
+    let mut tasks = Vec::new();
+    for task in 0..64u64 {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut offsets = Vec::new();
+            for i in 0..20 {
+                offsets.push(log.append_one(payload(task * 100 + i, 64)).await.unwrap());
+            }
+            offsets
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    all.sort();
+    assert_eq!(all, (0..1280).map(Offset).collect::<Vec<_>>());
+    let fsyncs = metrics.fsyncs.get();
+    assert!(
+        fsyncs < 1280,
+        "group commit should batch: {fsyncs} fsyncs for 1280 appends"
+    );
+    assert_eq!(metrics.appends.get(), 1280);
+}
+
+#[tokio::test]
+async fn tailing_reader_wakes_when_a_record_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small(true));
+    let reader = log.clone();
+    let waiting = tokio::spawn(async move {
+        reader.wait_for(Offset(0)).await;
+        reader.read(Offset(0)).unwrap().unwrap().payload
+    });
+    tokio::task::yield_now().await;
+    assert!(!waiting.is_finished());
+    log.append_one(b"hello").await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("tailing reader woke")
+        .unwrap();
+    assert_eq!(got.as_ref(), b"hello");
+}
+
+#[tokio::test]
+async fn truncate_before_removes_whole_segments_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small(true));
+    for i in 0..100u64 {
+        log.append_one(payload(i, 300)).await.unwrap();
+    }
+    let held = log.clone();
+    let segments_before = log.segment_count();
+    let removed = log.truncate_before(Offset(50)).unwrap();
+    assert!(removed > 0);
+    assert_eq!(log.segment_count(), segments_before - removed);
+    let start = log.start_offset();
+    assert!(start <= Offset(50) && start > Offset(0), "start {start}");
+    assert!(matches!(
+        held.read(Offset(0)),
+        Err(StorageError::OffsetTruncated { offset: 0, .. })
+    ));
+    assert_eq!(
+        log.read(Offset(50)).unwrap().unwrap().payload.as_ref(),
+        payload(50, 300)
+    );
+    // Never past the active segment, whatever offset is asked for.
+    log.truncate_before(Offset(1_000)).unwrap();
+    assert_eq!(log.segment_count(), 1);
+    log.close().await.unwrap();
+    let reopened = open(dir.path(), small(true));
+    assert_eq!(reopened.start_offset(), log.start_offset());
+    assert_eq!(reopened.end_offset(), Offset(100));
+    assert_eq!(reopened.append_one(b"next").await.unwrap(), Offset(100));
+}
+
+#[tokio::test]
+async fn truncation_while_readers_run_never_yields_wrong_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small(true));
+    for i in 0..400u64 {
+        log.append_one(payload(i, 200)).await.unwrap();
+    }
+    let reader = log.clone();
+    let reading = std::thread::spawn(move || {
+        for round in 0..200u64 {
+            let from = Offset(round * 2);
+            match reader.read_batch(from, 50, usize::MAX) {
+                Ok(records) => {
+                    for record in records {
+                        assert_eq!(record.payload.as_ref(), payload(record.offset.0, 200));
+                    }
+                }
+                Err(StorageError::OffsetTruncated { .. }) => {}
+                Err(other) => panic!("unexpected read error: {other}"),
+            }
+        }
+    });
+    for cut in (0..400).step_by(10) {
+        log.truncate_before(Offset(cut)).unwrap();
+    }
+    reading.join().unwrap();
+}
+
+#[tokio::test]
+async fn closed_log_refuses_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small(true));
+    log.append_one(b"x").await.unwrap();
+    log.close().await.unwrap();
+    let error = log.append_one(b"y").await.unwrap_err();
+    assert!(matches!(error, StorageError::Closed { .. }), "{error}");
+}
+
+#[tokio::test]
+async fn relaxed_policies_make_records_visible_after_the_write() {
+    for fsync in [
+        FsyncPolicy::Never,
+        FsyncPolicy::Interval(Duration::from_millis(5)),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(StorageMetrics::default());
+        let config = LogConfig {
+            fsync,
+            ..small(true)
+        };
+        let log = Log::open(dir.path(), config.clone(), metrics.clone()).unwrap();
+        for i in 0..10u64 {
+            log.append_one(payload(i, 10)).await.unwrap();
+        }
+        assert_eq!(
+            log.read_batch(Offset(0), 100, usize::MAX).unwrap().len(),
+            10
+        );
+        if fsync == FsyncPolicy::Never {
+            assert_eq!(
+                metrics.fsyncs.get(),
+                0,
+                "never policy must not fsync appends"
+            );
+        }
+        log.close().await.unwrap();
+        let reopened = open(dir.path(), config);
+        assert_eq!(reopened.end_offset(), Offset(10));
+    }
+}
+
+#[tokio::test]
+async fn oversized_record_is_refused_with_its_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small(false));
+    let huge = vec![0u8; wharf_storage::RECORD_PAYLOAD_BYTES_MAX + 1];
+    let error = log.append_one(&huge).await.unwrap_err();
+    assert!(
+        matches!(error, StorageError::RecordTooLarge { .. }),
+        "{error}"
+    );
+    assert_eq!(log.end_offset(), Offset(0));
+}
