@@ -758,39 +758,47 @@ fn open_segments(
             .open(&path)
             .map_err(|e| StorageError::io(&path, e))?;
         let scan = segment::scan(&path, &file, *base)?;
-        let is_last = i + 1 == bases.len();
-        let torn = scan.torn;
-        let end = scan.end;
+        let (torn, end) = (scan.torn, scan.end);
         let mut segment = Segment::new(*base, path, file, scan);
-        if is_last {
-            clear_tail(ops, &segment, end, torn)?;
-        } else {
-            let next_base = bases[i + 1];
-            let reason = match torn {
-                Some((_, reason)) => Some(reason),
-                None if segment.end_offset() != next_base => {
-                    Some("records missing before the next segment")
+        match bases.get(i + 1) {
+            None => clear_tail(ops, &segment, end, torn)?,
+            Some(next_base) => {
+                segment.damage = sealed_damage(&segment, *next_base, end, torn);
+                if let Some(damage) = &segment.damage {
+                    tracing::error!(
+                        path = %segment.path.display(), position = damage.position,
+                        reason = damage.reason,
+                        "damaged segment: records from offset {} to {} are unreadable",
+                        damage.offset, next_base
+                    );
+                    metrics.corrupt_records.inc();
                 }
-                None => None,
-            };
-            if let Some(reason) = reason {
-                let position = torn.map_or(end, |(p, _)| p);
-                tracing::error!(
-                    path = %segment.path.display(), position, reason,
-                    "damaged segment: records from offset {} to {} are unreadable",
-                    segment.end_offset(), next_base
-                );
-                metrics.corrupt_records.inc();
-                segment.damage = Some(Damage {
-                    offset: segment.end_offset(),
-                    position,
-                    reason,
-                });
             }
         }
         segments.push(Arc::new(segment));
     }
     Ok(segments)
+}
+
+/// A sealed segment must end cleanly exactly where the next one starts; anything else is damage.
+fn sealed_damage(
+    segment: &Segment,
+    next_base: Offset,
+    end: u64,
+    torn: Option<(u64, &'static str)>,
+) -> Option<Damage> {
+    let (position, reason) = match torn {
+        Some(torn) => torn,
+        None if segment.end_offset() != next_base => {
+            (end, "records missing before the next segment")
+        }
+        None => return None,
+    };
+    Some(Damage {
+        offset: segment.end_offset(),
+        position,
+        reason,
+    })
 }
 
 /// Zeroes whatever lies after the last complete append of the active segment, so bytes of an
