@@ -1,1 +1,101 @@
-fn main() {}
+//! The `wharf` command: `wharf serve` runs the broker, `wharf bench` measures this machine.
+//!
+//! This file owns argument parsing, configuration precedence (flags > `WHARF_*` environment >
+//! config file > defaults) and turning errors into `error: ...` with exit code 1. Clap exits
+//! with 2 on usage errors. The server itself lives in `wharf-server`.
+
+mod bench;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+use wharf_server::{serve, shutdown_signal, telemetry, ServeConfig};
+
+#[derive(Debug, Parser)]
+#[command(name = "wharf", version, about = "Wharf message broker")]
+struct Cli {
+    /// Base URL of the server that client commands talk to.
+    #[arg(
+        long,
+        global = true,
+        env = "WHARF_SERVER",
+        default_value = "http://127.0.0.1:7700"
+    )]
+    // Read by the client subcommands, which come next; defined now so scripts can set it.
+    #[allow(dead_code)]
+    server: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the broker until SIGINT or SIGTERM.
+    Serve(ServeArgs),
+    /// Measure this machine and Wharf on it.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// TOML configuration file; without one every setting has its default.
+    #[arg(long, env = "WHARF_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory (overrides `data_dir` in the file).
+    #[arg(long, env = "WHARF_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// HTTP listen address, e.g. 127.0.0.1:7700 (overrides `http_addr` in the file).
+    #[arg(long, env = "WHARF_HTTP_ADDR", value_name = "ADDR")]
+    http_addr: Option<SocketAddr>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => run_serve(args),
+        Command::Bench(command) => bench::run(command).map_err(anyhow::Error::from),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {}", describe(&error));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = ServeConfig::load(args.config.as_deref())?;
+    if let Some(data_dir) = args.data_dir {
+        config.data_dir = data_dir;
+    }
+    if let Some(http_addr) = args.http_addr {
+        config.http_addr = http_addr;
+    }
+    telemetry::init(&config.log)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let shutdown = shutdown_signal()?;
+        serve(config, shutdown).await
+    })?;
+    Ok(())
+}
+
+/// The error and its causes on one line. Our error types already print their source, so a
+/// cause whose text is part of the message so far is not repeated.
+fn describe(error: &anyhow::Error) -> String {
+    let mut message = error.to_string();
+    for cause in error.chain().skip(1) {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+    }
+    message
+}

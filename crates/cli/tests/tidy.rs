@@ -13,7 +13,10 @@ fn tree_is_tidy() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let mut files = Vec::new();
     collect_rust_files(&root.join("crates"), &mut files);
-    assert!(files.len() > 10, "tidy found too few files to check: {files:?}");
+    assert!(
+        files.len() > 10,
+        "tidy found too few files to check: {files:?}"
+    );
     let mut problems = Vec::new();
     for path in &files {
         let text = std::fs::read_to_string(path).unwrap();
@@ -24,10 +27,7 @@ fn tree_is_tidy() {
 
 #[test]
 fn tidy_catches_what_it_bans() {
-    let banned = format!(
-        "fn f() {{\n    {}(1);\n}}\n",
-        ["db", "g!"].concat()
-    );
+    let banned = format!("fn f() {{\n    {}(1);\n}}\n", ["db", "g!"].concat());
     let mut problems = Vec::new();
     check_file(Path::new("crates/x/src/lib.rs"), &banned, &mut problems);
     assert_eq!(problems.len(), 1, "{problems:?}");
@@ -59,7 +59,10 @@ fn check_file(path: &Path, text: &str, problems: &mut Vec<String>) {
     let lines: Vec<&str> = text.lines().collect();
     let shown = path.display();
     if lines.len() > FILE_LINES_MAX {
-        problems.push(format!("{shown}: {} lines (max {FILE_LINES_MAX})", lines.len()));
+        problems.push(format!(
+            "{shown}: {} lines (max {FILE_LINES_MAX})",
+            lines.len()
+        ));
     }
     if path.components().any(|c| c.as_os_str() == "tests") {
         return;
@@ -89,9 +92,16 @@ fn check_file(path: &Path, text: &str, problems: &mut Vec<String>) {
 fn check_function_lengths(path: &Path, lines: &[&str], problems: &mut Vec<String>) {
     for (start, line) in lines.iter().enumerate() {
         let trimmed = line.trim_start();
-        let is_fn = ["fn ", "pub fn ", "async fn ", "pub async fn ", "pub(crate) fn ", "pub(crate) async fn "]
-            .iter()
-            .any(|p| trimmed.starts_with(p));
+        let is_fn = [
+            "fn ",
+            "pub fn ",
+            "async fn ",
+            "pub async fn ",
+            "pub(crate) fn ",
+            "pub(crate) async fn ",
+        ]
+        .iter()
+        .any(|p| trimmed.starts_with(p));
         if !is_fn || trimmed.ends_with(';') {
             continue;
         }

@@ -2,3 +2,11 @@
 //!
 //! The engine knows no protocol: doors translate their frames into engine calls. The clock and
 //! the storage are injected so tests control both.
+
+pub mod broker;
+pub mod clock;
+mod error;
+pub mod queue;
+
+pub use broker::{Engine, EngineConfig};
+pub use error::EngineError;

@@ -1,1 +1,15 @@
-//! Transports and doors.
+//! Transports and doors: the server process minus command-line parsing.
+//!
+//! [`config`] reads the TOML file, [`serve`] opens the store and runs the doors until shutdown,
+//! [`http`] is the first door, [`telemetry`] sets up logs. The `wharf` binary (crate `wharf-cli`)
+//! parses flags, resolves precedence and calls [`Server`] or [`serve()`]. No door keeps state the
+//! engine should own.
+
+pub mod config;
+pub mod http;
+pub mod readiness;
+mod serve;
+pub mod telemetry;
+
+pub use config::{ConfigError, ServeConfig};
+pub use serve::{serve, shutdown_signal, ServeError, Server, SHUTDOWN_DRAIN_TIMEOUT};

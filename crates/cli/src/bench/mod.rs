@@ -1,0 +1,59 @@
+//! `wharf bench`: measurements of this machine's raw limits and of Wharf against them.
+//!
+//! Each benchmark reports ratios to the raw figure it cannot beat (fsync rate, sequential write
+//! bandwidth), so results from different machines compare. This module owns the subcommand
+//! list, the error type and process-wide measurements (CPU time); each benchmark has its file.
+
+mod storage;
+
+use clap::Subcommand;
+use std::{io, path::PathBuf, time::Duration};
+use wharf_storage::StorageError;
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Raw disk limits (fsync rate, sequential bandwidth) and log appends on the same disk.
+    Storage(storage::StorageArgs),
+}
+
+/// A benchmark could not run to the end.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("storage failed: {0}")]
+    Storage(#[from] StorageError),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] io::Error),
+    #[error("cannot read the process CPU time: {0}")]
+    CpuTime(#[source] io::Error),
+}
+
+pub fn run(command: BenchCommand) -> Result<(), BenchError> {
+    match command {
+        BenchCommand::Storage(args) => storage::run(&args),
+    }
+}
+
+/// User plus system CPU time of the whole process (every thread) so far.
+fn process_cpu_time() -> Result<Duration, BenchError> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: `usage` is a valid, writable rusage; getrusage fills it or fails without writing.
+    let status = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) };
+    if status != 0 {
+        return Err(BenchError::CpuTime(io::Error::last_os_error()));
+    }
+    // SAFETY: getrusage succeeded, so it initialised the struct (and it was zeroed before).
+    let usage = unsafe { usage.assume_init() };
+    Ok(timeval_duration(usage.ru_utime) + timeval_duration(usage.ru_stime))
+}
+
+fn timeval_duration(time: libc::timeval) -> Duration {
+    Duration::from_secs(time.tv_sec.max(0) as u64)
+        + Duration::from_micros(time.tv_usec.max(0) as u64)
+}

@@ -1,0 +1,54 @@
+//! Helpers every test binary uses: a clean `wharf` command and running it with a deadline.
+
+use std::{
+    process::{Command, ExitStatus, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+/// Pause between polls: short next to any deadline, long enough not to spin a core.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// A `wharf` command with no `WHARF_*` or `RUST_LOG` inherited from the test environment.
+pub fn wharf() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wharf"));
+    for name in [
+        "WHARF_CONFIG",
+        "WHARF_DATA_DIR",
+        "WHARF_HTTP_ADDR",
+        "WHARF_SERVER",
+        "RUST_LOG",
+    ] {
+        command.env_remove(name);
+    }
+    command.stdin(Stdio::null());
+    command
+}
+
+/// Runs `command` to completion with a deadline; returns (status, stdout, stderr).
+pub fn run_to_end(mut command: Command, deadline: Duration) -> (ExitStatus, String, String) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn wharf");
+    let until = Instant::now() + deadline;
+    while child.try_wait().expect("poll child").is_none() {
+        if Instant::now() >= until {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("collect output");
+            panic!(
+                "wharf still running after {deadline:?}; stdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        thread::sleep(POLL_INTERVAL);
+    }
+    let output = child.wait_with_output().expect("collect output");
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

@@ -1,0 +1,243 @@
+//! `wharf serve` driven as a user would: the built binary, real sockets, real signals.
+
+#[path = "../common/mod.rs"]
+mod common;
+mod process;
+
+use common::{run_to_end, wharf};
+use process::{
+    free_address, free_addresses, get, refuses_connections, ServerProcess, EXIT_DEADLINE,
+};
+use std::{fs, path::Path};
+
+/// Starts `wharf serve --data-dir DIR --http-addr ADDR` and waits until it answers.
+fn start_default(dir: &Path) -> (ServerProcess, std::net::SocketAddr) {
+    let address = free_address();
+    let mut command = wharf();
+    command
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--http-addr")
+        .arg(address.to_string());
+    let mut server = ServerProcess::spawn(command, dir);
+    server.wait_healthy(address);
+    (server, address)
+}
+
+#[test]
+fn serves_operational_endpoints_without_a_config_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (server, address) = start_default(dir.path());
+
+    let health = get(address, "/healthz").expect("healthz");
+    assert_eq!(health.status, 200);
+    assert_eq!(health.json(), serde_json::json!({"status": "ok"}));
+
+    let ready = get(address, "/readyz").expect("readyz");
+    assert_eq!(ready.status, 200);
+    assert_eq!(ready.json(), serde_json::json!({"status": "ready"}));
+
+    let metrics = get(address, "/metrics").expect("metrics");
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics
+            .content_type
+            .starts_with("application/openmetrics-text"),
+        "{}",
+        metrics.content_type
+    );
+    assert!(
+        metrics.body.contains("wharf_storage_fsyncs_total"),
+        "{}",
+        metrics.body
+    );
+    assert!(metrics.body.contains("wharf_storage_appends_total"));
+
+    let openapi = get(address, "/openapi.json").expect("openapi");
+    assert_eq!(openapi.status, 200);
+    let document = openapi.json();
+    assert!(document["openapi"]
+        .as_str()
+        .unwrap_or("")
+        .starts_with("3.1"));
+    assert!(document["paths"]["/healthz"].is_object(), "{document}");
+
+    let missing = get(address, "/no/such/path").expect("unknown path");
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.content_type, "application/problem+json");
+    let problem = missing.json();
+    assert_eq!(problem["status"], 404);
+    assert_eq!(problem["title"], "Not Found");
+
+    assert!(dir.path().join("data").join("logs").is_dir());
+    assert!(dir.path().join("data").join("meta").is_dir());
+    drop(server);
+}
+
+fn stops_cleanly_on(signal: libc::c_int, name: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut server, address) = start_default(dir.path());
+    server.signal(signal);
+    let status = server.wait_exit(EXIT_DEADLINE);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit after {name}: {status}; stderr:\n{}",
+        server.stderr()
+    );
+    let stderr = server.stderr();
+    assert!(stderr.contains(name), "{stderr}");
+    assert!(stderr.contains("stopped"), "{stderr}");
+    assert!(refuses_connections(address));
+}
+
+#[test]
+fn sigterm_stops_the_server_with_status_zero() {
+    stops_cleanly_on(libc::SIGTERM, "SIGTERM");
+}
+
+#[test]
+fn sigint_stops_the_server_with_status_zero() {
+    stops_cleanly_on(libc::SIGINT, "SIGINT");
+}
+
+/// The three addresses of the precedence tests and a config file naming the first one.
+struct PrecedenceSetup {
+    dir: tempfile::TempDir,
+    file_address: std::net::SocketAddr,
+    env_address: std::net::SocketAddr,
+    flag_address: std::net::SocketAddr,
+    config: std::path::PathBuf,
+    file_data_dir: std::path::PathBuf,
+}
+
+fn precedence_setup() -> PrecedenceSetup {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let addresses = free_addresses(3);
+    let file_data_dir = dir.path().join("from-file");
+    let config = dir.path().join("wharf.toml");
+    fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\nhttp_addr = \"{}\"\n\n[log]\nformat = \"json\"\n",
+            file_data_dir.to_str().expect("utf-8 path"),
+            addresses[0]
+        ),
+    )
+    .expect("write config");
+    PrecedenceSetup {
+        dir,
+        file_address: addresses[0],
+        env_address: addresses[1],
+        flag_address: addresses[2],
+        config,
+        file_data_dir,
+    }
+}
+
+#[test]
+fn flag_beats_environment_beats_file() {
+    let setup = precedence_setup();
+    let mut command = wharf();
+    command
+        .args(["serve", "--config"])
+        .arg(&setup.config)
+        .env("WHARF_HTTP_ADDR", setup.env_address.to_string())
+        .args(["--http-addr", &setup.flag_address.to_string()]);
+    let mut server = ServerProcess::spawn(command, setup.dir.path());
+    server.wait_healthy(setup.flag_address);
+    assert!(refuses_connections(setup.env_address));
+    assert!(refuses_connections(setup.file_address));
+}
+
+#[test]
+fn environment_beats_file() {
+    let setup = precedence_setup();
+    let mut command = wharf();
+    command
+        .arg("serve")
+        .env("WHARF_CONFIG", &setup.config)
+        .env("WHARF_HTTP_ADDR", setup.env_address.to_string());
+    let mut server = ServerProcess::spawn(command, setup.dir.path());
+    server.wait_healthy(setup.env_address);
+    assert!(refuses_connections(setup.file_address));
+    assert!(refuses_connections(setup.flag_address));
+}
+
+#[test]
+fn file_settings_apply_when_nothing_overrides_them() {
+    let setup = precedence_setup();
+    let mut command = wharf();
+    command.args(["serve", "--config"]).arg(&setup.config);
+    let mut server = ServerProcess::spawn(command, setup.dir.path());
+    server.wait_healthy(setup.file_address);
+    assert!(setup.file_data_dir.join("logs").is_dir());
+
+    // The file also asked for JSON logs: the `listening` line is one object with the address.
+    let stderr = server.stderr();
+    let listening = stderr
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| line["fields"]["message"] == "listening")
+        .unwrap_or_else(|| panic!("no JSON `listening` line in:\n{stderr}"));
+    assert_eq!(
+        listening["fields"]["address"],
+        setup.file_address.to_string()
+    );
+}
+
+#[test]
+fn unknown_config_key_fails_naming_the_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("bad.toml");
+    fs::write(&config, "data_dir = \"x\"\nbogus_key = 1\n").expect("write config");
+    let mut command = wharf();
+    command.args(["serve", "--config"]).arg(&config);
+    let (status, _, stderr) = run_to_end(command, EXIT_DEADLINE);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(stderr.contains("bogus_key"), "{stderr}");
+    assert!(stderr.contains("bad.toml"), "{stderr}");
+}
+
+#[test]
+fn bad_config_value_from_env_file_names_key_and_value() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("bad.toml");
+    fs::write(&config, "[storage]\nfsync = \"sometimes\"\n").expect("write config");
+    let mut command = wharf();
+    command.arg("serve").env("WHARF_CONFIG", &config);
+    let (status, _, stderr) = run_to_end(command, EXIT_DEADLINE);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("storage.fsync"), "{stderr}");
+    assert!(stderr.contains("sometimes"), "{stderr}");
+}
+
+#[test]
+fn occupied_address_fails_with_status_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = taken.local_addr().expect("address");
+    let mut command = wharf();
+    command
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--http-addr", &address.to_string()]);
+    let (status, _, stderr) = run_to_end(command, EXIT_DEADLINE);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("error: cannot listen on {address}")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn malformed_flag_is_a_usage_error() {
+    let mut command = wharf();
+    command.args(["serve", "--http-addr", "not-an-address"]);
+    let (status, _, stderr) = run_to_end(command, EXIT_DEADLINE);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--http-addr"), "{stderr}");
+}

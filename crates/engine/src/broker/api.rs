@@ -1,0 +1,101 @@
+//! The engine's vocabulary for queues: what a door hands in and gets back.
+
+use bytes::Bytes;
+use std::{collections::BTreeMap, time::Duration};
+use wharf_model::message::Message;
+
+use crate::queue::{QueueOptions, QueueStats};
+
+/// Most messages in one send call (as SQS and the contract allow).
+pub const SEND_BATCH_MESSAGES_MAX: usize = 1_000;
+/// Most body bytes in one send call: bounds the memory one request can pin.
+pub const SEND_BATCH_BYTES_MAX: usize = 8 << 20;
+/// Most messages one receive returns.
+pub const RECEIVE_MESSAGES_MAX: usize = 100;
+/// Longest long-poll: past 20 s proxies and load balancers start cutting idle requests.
+pub const RECEIVE_WAIT_MAX: Duration = Duration::from_secs(20);
+/// Longest message id, header name or value, group, correlation id or reply-to.
+pub const FIELD_BYTES_MAX: usize = 1_024;
+/// Highest priority; 0 is the lowest and the default.
+pub const PRIORITY_MAX: u8 = 9;
+
+/// A message to send, as a door hands it over. The engine validates every field.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SendMessage {
+    /// Client id, used for deduplication; generated (time-ordered) when absent.
+    pub id: Option<String>,
+    pub body: Bytes,
+    pub content_type: Option<String>,
+    pub headers: BTreeMap<String, String>,
+    pub priority: Option<u8>,
+    pub delay: Option<Duration>,
+    /// Absolute time (ms since the epoch); at most one of `delay` and `deliver_at`.
+    pub deliver_at: Option<u64>,
+    pub ttl: Option<Duration>,
+    pub group: Option<String>,
+    pub correlation_id: Option<String>,
+    pub reply_to: Option<String>,
+}
+
+/// What became of one sent message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    pub id: String,
+    /// The id was seen within the dedup window: the message was not stored again.
+    pub duplicate: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiveRequest {
+    pub max_messages: usize,
+    /// Long-poll: how long to wait for a first message when none is ready.
+    pub wait: Duration,
+    /// Lease (visibility timeout); the queue's `lease_ms` when absent.
+    pub lease: Option<Duration>,
+}
+
+/// One leased message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub message: Message,
+    /// Names this lease; ack, nack and extend take it. Stale once the lease ends.
+    pub receipt: String,
+    pub delivery_count: u32,
+    pub first_delivered_at: u64,
+    pub last_delivered_at: u64,
+}
+
+/// What a consumer says of a message it will not ack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NackAction {
+    /// Ready again after `delay` (now when zero; the queue's backoff when absent). `error`
+    /// is kept as the message's last error, shown if it is dead-lettered later.
+    Requeue {
+        delay: Option<Duration>,
+        error: Option<String>,
+    },
+    /// Straight to the dead-letter queue with reason `rejected`.
+    DeadLetter { error: Option<String> },
+}
+
+/// The outcome of one receipt in an ack, nack or lease call: stale receipts do not fail the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptResult {
+    pub receipt: String,
+    /// `None` when applied; otherwise why not (unknown or expired lease).
+    pub error: Option<String>,
+}
+
+/// A message seen without leasing it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeekedMessage {
+    pub message: Message,
+    pub delivery_count: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueInfo {
+    pub name: String,
+    pub options: QueueOptions,
+    pub stats: QueueStats,
+}

@@ -1,0 +1,455 @@
+//! The broker: the registry of live queues and the operations doors call.
+//!
+//! [`Engine`] owns every queue's runtime, the definitions in the metadata store, and one timer
+//! task per queue (delays, leases, TTL). Doors call its async methods with engine types and
+//! translate the results; nothing here knows a protocol.
+
+pub mod api;
+pub(crate) mod queue_runtime;
+pub(crate) mod records;
+mod replay;
+mod settle;
+mod validate;
+
+pub use api::*;
+
+use crate::{clock::Clock, error::EngineError, queue::QueueOptions};
+use queue_runtime::QueueRuntime;
+use std::{
+    collections::BTreeMap,
+    hash::{BuildHasher, Hasher},
+    str::FromStr,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, RwLock,
+    },
+    time::Duration,
+};
+use wharf_model::{MessageIdGenerator, QueueName};
+use wharf_storage::{FsyncPolicy, Store};
+
+/// Key prefix of queue definitions in the metadata store.
+const QUEUE_META_PREFIX: &str = "queue/";
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Fsync policy of durable queues (transient ones never sync). `Always` unless the operator
+    /// relaxes it.
+    pub durable_fsync: FsyncPolicy,
+    /// Segment size of queue logs: 16 MiB keeps a queue's preallocated footprint small while a
+    /// segment still holds thousands of messages.
+    pub queue_segment_bytes: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            durable_fsync: FsyncPolicy::Always,
+            queue_segment_bytes: 16 << 20,
+        }
+    }
+}
+
+/// The broker. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+    config: EngineConfig,
+    queues: RwLock<BTreeMap<String, Arc<QueueRuntime>>>,
+    /// Serializes creating, updating and deleting queues (rare; keeps metadata and the
+    /// registry in step).
+    admin: tokio::sync::Mutex<()>,
+    ids: Mutex<MessageIdGenerator>,
+    /// Differs per process start, so receipts from an earlier run never match.
+    seed: u64,
+    closing: AtomicBool,
+}
+
+impl Engine {
+    /// Opens every queue defined in the store and replays its log.
+    pub async fn open(
+        store: Arc<Store>,
+        clock: Arc<dyn Clock>,
+        config: EngineConfig,
+    ) -> Result<Engine, EngineError> {
+        let engine = Engine {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                config,
+                queues: RwLock::new(BTreeMap::new()),
+                admin: tokio::sync::Mutex::new(()),
+                ids: Mutex::new(MessageIdGenerator::new()),
+                seed: random_u64(),
+                closing: AtomicBool::new(false),
+            }),
+        };
+        for (key, value) in engine.inner.store.meta().list(QUEUE_META_PREFIX) {
+            let name = parse_name(&key[QUEUE_META_PREFIX.len()..])?;
+            let options: QueueOptions = serde_json::from_value(value)
+                .map_err(|e| validate::field_error(&format!("metadata {key}"), &e.to_string()))?;
+            engine.open_queue(name, options).await?;
+        }
+        let queues: Vec<_> = engine.registry().values().cloned().collect();
+        for queue in queues {
+            let settles = queue.tick(engine.now());
+            engine.persist_settlements(&queue, settles).await?;
+        }
+        Ok(engine)
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// Creates the queue, or updates its options. Returns true when it was created. A named
+    /// dead-letter queue that does not exist is created with default options.
+    pub async fn put_queue(&self, name: &str, options: QueueOptions) -> Result<bool, EngineError> {
+        self.check_open()?;
+        let name = parse_name(name)?;
+        options
+            .validate()
+            .map_err(|e| validate::field_error(e.field(), &e.to_string()))?;
+        if options.dead_letter_queue.as_ref() == Some(&name) {
+            return Err(validate::field_error(
+                "dead_letter_queue",
+                "a queue cannot be its own dead-letter queue",
+            ));
+        }
+        let _admin = self.inner.admin.lock().await;
+        if let Some(dead_letter_queue) = &options.dead_letter_queue {
+            if self.find(dead_letter_queue.as_str()).is_none() {
+                self.create_queue(dead_letter_queue.clone(), QueueOptions::default())
+                    .await?;
+            }
+        }
+        match self.find(name.as_str()) {
+            Some(queue) => {
+                if queue.options().durable != options.durable {
+                    return Err(validate::field_error(
+                        "durable",
+                        "durability is fixed when the queue is created; delete and recreate it",
+                    ));
+                }
+                self.write_definition(&name, &options)?;
+                queue.set_options(options)?;
+                queue.timer_changed.notify_one();
+                Ok(false)
+            }
+            None => {
+                self.create_queue(name, options).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    pub fn list_queues(&self) -> Vec<QueueInfo> {
+        let now = self.now();
+        self.registry()
+            .values()
+            .map(|queue| queue_info(queue, now))
+            .collect()
+    }
+
+    pub fn queue_info(&self, name: &str) -> Result<QueueInfo, EngineError> {
+        Ok(queue_info(&self.queue(name)?, self.now()))
+    }
+
+    /// Deletes the queue and every message in it.
+    pub async fn delete_queue(&self, name: &str) -> Result<(), EngineError> {
+        self.check_open()?;
+        let _admin = self.inner.admin.lock().await;
+        let queue = self.queue(name)?;
+        self.inner
+            .store
+            .meta()
+            .delete(format!("{QUEUE_META_PREFIX}{name}"))?;
+        self.inner
+            .queues
+            .write()
+            .expect("registry lock")
+            .remove(name);
+        queue.mark_deleted();
+        self.inner
+            .store
+            .delete_log(&replay::queue_log_name(&queue.name))
+            .await?;
+        Ok(())
+    }
+
+    /// Sends a batch: all of it is stored (durably, for a durable queue) or none of it.
+    pub async fn send(
+        &self,
+        queue: &str,
+        batch: Vec<SendMessage>,
+    ) -> Result<Vec<Sent>, EngineError> {
+        self.check_open()?;
+        let queue = self.queue(queue)?;
+        let now = self.now();
+        let messages = validate::messages_from_batch(batch, now, || self.generate_id(now))?;
+        let (duplicates, evicted) = queue.send(&messages, now).await?;
+        self.persist_settlements(&queue, evicted).await?;
+        Ok(messages
+            .into_iter()
+            .zip(duplicates)
+            .map(|((message, _), duplicate)| Sent {
+                id: message.id,
+                duplicate,
+            })
+            .collect())
+    }
+
+    /// Leases up to `max_messages`, waiting up to `wait` for a first one.
+    pub async fn receive(
+        &self,
+        queue: &str,
+        request: ReceiveRequest,
+    ) -> Result<Vec<Delivery>, EngineError> {
+        self.check_open()?;
+        check_receive(&request)?;
+        let queue = self.queue(queue)?;
+        let lease_ms = request.lease.map(|d| d.as_millis() as u64);
+        let deadline = self.now().saturating_add(request.wait.as_millis() as u64);
+        loop {
+            let ready = queue.ready_changed.notified();
+            tokio::pin!(ready);
+            ready.as_mut().enable();
+            let now = self.now();
+            let (deliveries, settles) = queue.receive(request.max_messages, lease_ms, now)?;
+            self.persist_settlements(&queue, settles).await?;
+            if !deliveries.is_empty() {
+                return Ok(deliveries);
+            }
+            if now >= deadline || queue.is_deleted() || self.inner.closing.load(Ordering::Acquire) {
+                return Ok(Vec::new());
+            }
+            let wake_at = queue
+                .next_deadline()
+                .map_or(deadline, |at| at.min(deadline));
+            tokio::select! {
+                _ = ready => {}
+                _ = self.inner.clock.sleep_until(wake_at) => {}
+            }
+        }
+    }
+
+    /// Settles leased messages for good; durable before it returns.
+    pub async fn ack(
+        &self,
+        queue: &str,
+        receipts: &[String],
+    ) -> Result<Vec<ReceiptResult>, EngineError> {
+        self.check_open()?;
+        let queue = self.queue(queue)?;
+        let (seqs, results) = queue.ack(receipts, self.now());
+        queue
+            .write_settled(seqs, records::SettleReason::Acked)
+            .await?;
+        Ok(results)
+    }
+
+    pub async fn nack(
+        &self,
+        queue: &str,
+        receipts: &[String],
+        action: NackAction,
+    ) -> Result<Vec<ReceiptResult>, EngineError> {
+        self.check_open()?;
+        let queue = self.queue(queue)?;
+        let (state_action, error) = match action {
+            NackAction::Requeue { delay, error } => (
+                crate::queue::NackAction::Requeue {
+                    delay_ms: delay.map(|d| d.as_millis() as u64),
+                },
+                error,
+            ),
+            NackAction::DeadLetter { error } => (
+                crate::queue::NackAction::DeadLetter {
+                    reason: error.clone().unwrap_or_default(),
+                },
+                error,
+            ),
+        };
+        let (settles, results) = queue.nack(receipts, &state_action, error, self.now());
+        self.persist_settlements(&queue, settles).await?;
+        Ok(results)
+    }
+
+    /// Moves leases' deadlines to now + `lease`.
+    pub async fn extend(
+        &self,
+        queue: &str,
+        receipts: &[String],
+        lease: Duration,
+    ) -> Result<Vec<ReceiptResult>, EngineError> {
+        self.check_open()?;
+        let lease_ms = lease.as_millis() as u64;
+        if lease_ms > crate::queue::LEASE_MS_MAX {
+            return Err(validate::field_error(
+                "lease_ms",
+                &format!("at most {}", crate::queue::LEASE_MS_MAX),
+            ));
+        }
+        let queue = self.queue(queue)?;
+        Ok(queue.extend(receipts, lease_ms, self.now()))
+    }
+
+    /// Up to `max` messages in delivery order, without leasing them.
+    pub fn peek(&self, queue: &str, max: usize) -> Result<Vec<PeekedMessage>, EngineError> {
+        self.queue(queue)?.peek(max, self.now())
+    }
+
+    /// Removes every ready and delayed message; returns how many.
+    pub async fn purge(&self, queue: &str) -> Result<u64, EngineError> {
+        self.check_open()?;
+        let queue = self.queue(queue)?;
+        let seqs = queue.purge();
+        let count = seqs.len() as u64;
+        queue
+            .write_settled(seqs, records::SettleReason::Purged)
+            .await?;
+        Ok(count)
+    }
+
+    /// Stops timers and long polls; the store is closed by its owner afterwards.
+    pub fn close(&self) {
+        self.inner.closing.store(true, Ordering::Release);
+        for queue in self.registry().values() {
+            queue.ready_changed.notify_waiters();
+            queue.timer_changed.notify_one();
+        }
+    }
+
+    fn check_open(&self) -> Result<(), EngineError> {
+        if self.inner.closing.load(Ordering::Acquire) {
+            return Err(EngineError::ShuttingDown);
+        }
+        Ok(())
+    }
+
+    fn now(&self) -> u64 {
+        self.inner.clock.now()
+    }
+
+    fn registry(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<QueueRuntime>>> {
+        self.inner.queues.read().expect("registry lock")
+    }
+
+    fn find(&self, name: &str) -> Option<Arc<QueueRuntime>> {
+        self.registry().get(name).cloned()
+    }
+
+    fn queue(&self, name: &str) -> Result<Arc<QueueRuntime>, EngineError> {
+        self.find(name).ok_or_else(|| EngineError::QueueNotFound {
+            name: name.to_string(),
+        })
+    }
+
+    fn generate_id(&self, now: u64) -> String {
+        let random = random_u64().to_le_bytes();
+        let mut ids = self.inner.ids.lock().expect("id lock");
+        ids.generate(now, random).to_string()
+    }
+
+    fn write_definition(
+        &self,
+        name: &QueueName,
+        options: &QueueOptions,
+    ) -> Result<(), EngineError> {
+        let value = serde_json::to_value(options).expect("options serialize");
+        self.inner
+            .store
+            .meta()
+            .put(format!("{QUEUE_META_PREFIX}{name}"), value)?;
+        Ok(())
+    }
+
+    async fn create_queue(
+        &self,
+        name: QueueName,
+        options: QueueOptions,
+    ) -> Result<(), EngineError> {
+        self.write_definition(&name, &options)?;
+        self.open_queue(name, options).await
+    }
+
+    /// Opens (replays) a queue, registers it and starts its timer.
+    async fn open_queue(&self, name: QueueName, options: QueueOptions) -> Result<(), EngineError> {
+        let inner = self.inner.clone();
+        let runtime = tokio::task::spawn_blocking(move || {
+            replay::open_queue(
+                &inner.store,
+                name,
+                options,
+                inner.config.durable_fsync,
+                inner.config.queue_segment_bytes,
+                inner.seed,
+            )
+        })
+        .await
+        .expect("queue replay panicked")?;
+        let runtime = Arc::new(runtime);
+        self.inner
+            .queues
+            .write()
+            .expect("registry lock")
+            .insert(runtime.name.to_string(), runtime.clone());
+        tokio::spawn(settle::run_timer(Arc::downgrade(&self.inner), runtime));
+        Ok(())
+    }
+}
+
+fn queue_info(queue: &Arc<QueueRuntime>, now: u64) -> QueueInfo {
+    QueueInfo {
+        name: queue.name.to_string(),
+        options: queue.options(),
+        stats: queue.stats(now),
+    }
+}
+
+fn parse_name(name: &str) -> Result<QueueName, EngineError> {
+    QueueName::from_str(name).map_err(|e| EngineError::InvalidName {
+        kind: "queue",
+        name: name.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn check_receive(request: &ReceiveRequest) -> Result<(), EngineError> {
+    if request.max_messages == 0 || request.max_messages > RECEIVE_MESSAGES_MAX {
+        return Err(validate::field_error(
+            "max_messages",
+            &format!("must be 1..={RECEIVE_MESSAGES_MAX}"),
+        ));
+    }
+    if request.wait > RECEIVE_WAIT_MAX {
+        return Err(validate::field_error(
+            "wait_ms",
+            &format!("at most {}", RECEIVE_WAIT_MAX.as_millis()),
+        ));
+    }
+    if let Some(lease) = request.lease {
+        let lease_ms = lease.as_millis() as u64;
+        if lease_ms == 0 || lease_ms > crate::queue::LEASE_MS_MAX {
+            return Err(validate::field_error(
+                "lease_ms",
+                &format!("must be 1..={}", crate::queue::LEASE_MS_MAX),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A random 64-bit value from the standard library's per-instance random hasher keys: enough
+/// for seeds and id entropy without a random-number dependency.
+fn random_u64() -> u64 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(std::process::id().into());
+    hasher.finish()
+}

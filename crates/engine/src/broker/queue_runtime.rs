@@ -1,0 +1,408 @@
+//! One live queue: its state machine, its log, and the wake-ups around them.
+//!
+//! Every change is first a record in the queue's log, then applied to the in-memory
+//! [`QueueState`] under a short `std` mutex (never held across an await). Sends reserve room and
+//! dedup ids before writing so that the state accepts exactly what was written; replay applies
+//! the same records without checks. Bodies stay in the log and are read back at delivery.
+
+use super::{
+    api::{Delivery, PeekedMessage, ReceiptResult},
+    records::{QueueRecord, SettleReason as RecordSettleReason},
+};
+use crate::{
+    error::EngineError,
+    queue::{
+        DedupKey, EnqueueMeta, EnqueueOutcome, NackAction, NackOutcome, QueueOptions, QueueState,
+        QueueStats, Receipt, Seq, Settle,
+    },
+};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Mutex,
+};
+use tokio::sync::Notify;
+use wharf_model::{message::Message, MessageId, Priority, QueueName};
+use wharf_storage::{Log, Offset};
+
+#[derive(Debug)]
+pub(crate) struct QueueRuntime {
+    pub name: QueueName,
+    pub log: Log,
+    core: Mutex<Core>,
+    /// Messages may have become ready: wakes long-polling receivers.
+    pub ready_changed: Notify,
+    /// The earliest deadline may have moved: wakes the queue's timer task.
+    pub timer_changed: Notify,
+}
+
+#[derive(Debug)]
+struct Core {
+    state: QueueState,
+    /// Sends written or being written but not yet applied: they count against `max_length`.
+    reserved: usize,
+    /// Client ids of those sends, so a concurrent duplicate is caught before it is written.
+    reserved_ids: HashSet<DedupKey>,
+    /// The error text of each message's latest nack, shown if it is dead-lettered.
+    last_errors: HashMap<u64, String>,
+    deleted: bool,
+}
+
+/// What a send decided for each message before writing.
+struct SendPlan {
+    /// Index in the batch and dedup key of each message to write.
+    to_write: Vec<(usize, Option<DedupKey>)>,
+    /// Per message of the batch: a duplicate, or to be written.
+    duplicate: Vec<bool>,
+}
+
+impl QueueRuntime {
+    pub(crate) fn new(name: QueueName, log: Log, state: QueueState) -> QueueRuntime {
+        QueueRuntime {
+            name,
+            log,
+            core: Mutex::new(Core {
+                state,
+                reserved: 0,
+                reserved_ids: HashSet::new(),
+                last_errors: HashMap::new(),
+                deleted: false,
+            }),
+            ready_changed: Notify::new(),
+            timer_changed: Notify::new(),
+        }
+    }
+
+    pub(crate) fn options(&self) -> QueueOptions {
+        self.core().state.options().clone()
+    }
+
+    pub(crate) fn set_options(&self, options: QueueOptions) -> Result<(), EngineError> {
+        self.core()
+            .state
+            .set_options(options)
+            .map_err(|e| super::validate::field_error(e.field(), &e.to_string()))
+    }
+
+    pub(crate) fn stats(&self, now: u64) -> QueueStats {
+        self.core().state.stats(now)
+    }
+
+    pub(crate) fn mark_deleted(&self) {
+        self.core().deleted = true;
+        self.ready_changed.notify_waiters();
+        self.timer_changed.notify_one();
+    }
+
+    pub(crate) fn is_deleted(&self) -> bool {
+        self.core().deleted
+    }
+
+    /// Writes the non-duplicate messages as one atomic append and applies them. Returns per
+    /// message whether it was a duplicate, and the settlements of evicted messages.
+    pub(crate) async fn send(
+        &self,
+        messages: &[(Message, bool)],
+        now: u64,
+    ) -> Result<(Vec<bool>, Vec<Settle>), EngineError> {
+        let plan = self.send_reserve(messages, now)?;
+        let records: Vec<_> = plan
+            .to_write
+            .iter()
+            .map(|(index, key)| {
+                QueueRecord::Enqueued {
+                    message: messages[*index].0.clone(),
+                    dedup: key.is_some(),
+                }
+                .encode()
+            })
+            .collect();
+        let written = self.log.append(&records).await;
+        let mut core = self.core();
+        core.reserved -= plan.to_write.len();
+        for (_, key) in &plan.to_write {
+            if let Some(key) = key {
+                core.reserved_ids.remove(key);
+            }
+        }
+        let range = written?;
+        let mut evicted = Vec::new();
+        for (i, (index, key)) in plan.to_write.iter().enumerate() {
+            let message = &messages[*index].0;
+            let meta = enqueue_meta(Seq(range.start.0 + i as u64), message, *key);
+            match core.state.enqueue(meta, now) {
+                Ok(EnqueueOutcome::Accepted { evicted: more }) => evicted.extend(more),
+                outcome => panic!("a reserved send must be accepted, got {outcome:?}"),
+            }
+        }
+        drop(core);
+        self.ready_changed.notify_waiters();
+        self.timer_changed.notify_one();
+        Ok((plan.duplicate, evicted))
+    }
+
+    fn send_reserve(
+        &self,
+        messages: &[(Message, bool)],
+        now: u64,
+    ) -> Result<SendPlan, EngineError> {
+        let mut core = self.core();
+        let mut seen = HashSet::new();
+        let mut plan = SendPlan {
+            to_write: Vec::new(),
+            duplicate: Vec::with_capacity(messages.len()),
+        };
+        let dedup_on = core.state.options().dedup_window_ms > 0;
+        for (index, (message, client_id)) in messages.iter().enumerate() {
+            let key = (*client_id && dedup_on)
+                .then(|| MessageId::try_from(message.id.clone()).ok())
+                .flatten()
+                .map(|id| DedupKey::of(&id));
+            let duplicate = key.is_some_and(|key| {
+                !seen.insert(key)
+                    || core.reserved_ids.contains(&key)
+                    || core.state.find_duplicate(key, now).is_some()
+            });
+            plan.duplicate.push(duplicate);
+            if !duplicate {
+                plan.to_write.push((index, key));
+            }
+        }
+        if !core.state.can_accept(core.reserved + plan.to_write.len()) {
+            return Err(EngineError::QueueFull {
+                name: self.name.to_string(),
+                max_length: core.state.options().max_length.unwrap_or(0),
+            });
+        }
+        core.reserved += plan.to_write.len();
+        core.reserved_ids
+            .extend(plan.to_write.iter().filter_map(|(_, key)| *key));
+        Ok(plan)
+    }
+
+    /// Leases up to `max` messages and reads their bodies. Also returns settlements that fell
+    /// due (expired messages) for the caller to persist.
+    pub(crate) fn receive(
+        &self,
+        max: usize,
+        lease_ms: Option<u64>,
+        now: u64,
+    ) -> Result<(Vec<Delivery>, Vec<Settle>), EngineError> {
+        let received = self.core().state.receive(max, lease_ms, now);
+        if !received.deliveries.is_empty() {
+            self.timer_changed.notify_one();
+        }
+        self.record_deliveries(&received.deliveries);
+        let mut deliveries = Vec::with_capacity(received.deliveries.len());
+        for delivery in received.deliveries {
+            deliveries.push(Delivery {
+                message: self.read_message(delivery.seq)?,
+                receipt: delivery.receipt.to_string(),
+                delivery_count: delivery.delivery_count,
+                first_delivered_at: delivery.first_delivered_at,
+                last_delivered_at: delivery.last_delivered_at,
+            });
+        }
+        Ok((deliveries, received.settled))
+    }
+
+    /// Writes delivery-count records without waiting for them: losing the last few in a crash
+    /// only gives a message one extra attempt.
+    fn record_deliveries(&self, deliveries: &[crate::queue::Delivery]) {
+        if deliveries.is_empty() {
+            return;
+        }
+        let records: Vec<_> = deliveries
+            .iter()
+            .map(|d| {
+                QueueRecord::Delivered {
+                    seq: d.seq.0,
+                    delivery_count: d.delivery_count,
+                    at: d.last_delivered_at,
+                }
+                .encode()
+            })
+            .collect();
+        let log = self.log.clone();
+        tokio::spawn(async move {
+            if let Err(error) = log.append(&records).await {
+                tracing::warn!(%error, "could not record deliveries");
+            }
+        });
+    }
+
+    /// Applies acks; returns the acked seqs (to persist) and a result per receipt.
+    pub(crate) fn ack(&self, receipts: &[String], now: u64) -> (Vec<u64>, Vec<ReceiptResult>) {
+        let mut core = self.core();
+        let mut seqs = Vec::new();
+        let results = receipts
+            .iter()
+            .map(|text| {
+                let applied = parse_receipt(text)
+                    .and_then(|receipt| core.state.ack(receipt, now).map_err(|e| e.to_string()));
+                if let Ok(seq) = applied {
+                    core.last_errors.remove(&seq.0);
+                    seqs.push(seq.0);
+                }
+                receipt_result(text, applied.map(|_| ()))
+            })
+            .collect();
+        (seqs, results)
+    }
+
+    pub(crate) fn nack(
+        &self,
+        receipts: &[String],
+        action: &NackAction,
+        error: Option<String>,
+        now: u64,
+    ) -> (Vec<Settle>, Vec<ReceiptResult>) {
+        let mut core = self.core();
+        let mut settles = Vec::new();
+        let results = receipts
+            .iter()
+            .map(|text| {
+                let applied = parse_receipt(text).and_then(|receipt| {
+                    core.state
+                        .nack(receipt, action.clone(), now)
+                        .map_err(|e| e.to_string())
+                        .inspect(|_| {
+                            if let Some(error) = &error {
+                                core.last_errors.insert(receipt.seq().0, error.clone());
+                            }
+                        })
+                });
+                if let Ok(NackOutcome::Settled(settle)) = &applied {
+                    settles.push(settle.clone());
+                }
+                receipt_result(text, applied.map(|_| ()))
+            })
+            .collect();
+        drop(core);
+        self.ready_changed.notify_waiters();
+        self.timer_changed.notify_one();
+        (settles, results)
+    }
+
+    pub(crate) fn extend(
+        &self,
+        receipts: &[String],
+        lease_ms: u64,
+        now: u64,
+    ) -> Vec<ReceiptResult> {
+        let mut core = self.core();
+        let results = receipts
+            .iter()
+            .map(|text| {
+                let applied = parse_receipt(text).and_then(|receipt| {
+                    core.state
+                        .extend(receipt, lease_ms, now)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                });
+                receipt_result(text, applied)
+            })
+            .collect();
+        drop(core);
+        self.timer_changed.notify_one();
+        results
+    }
+
+    pub(crate) fn tick(&self, now: u64) -> Vec<Settle> {
+        let settles = self.core().state.tick(now);
+        self.ready_changed.notify_waiters();
+        settles
+    }
+
+    pub(crate) fn next_deadline(&self) -> Option<u64> {
+        self.core().state.next_deadline()
+    }
+
+    pub(crate) fn peek(&self, max: usize, now: u64) -> Result<Vec<PeekedMessage>, EngineError> {
+        let seen: Vec<(Seq, u32)> = {
+            let core = self.core();
+            core.state
+                .peek(max, now)
+                .into_iter()
+                .map(|seq| {
+                    let count = core.state.message(seq).map_or(0, |m| m.delivery_count);
+                    (seq, count)
+                })
+                .collect()
+        };
+        seen.into_iter()
+            .map(|(seq, delivery_count)| {
+                Ok(PeekedMessage {
+                    message: self.read_message(seq)?,
+                    delivery_count,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) fn purge(&self) -> Vec<u64> {
+        self.core().state.purge().into_iter().map(|s| s.0).collect()
+    }
+
+    /// Reads the message whose enqueue record is at `seq`.
+    pub(crate) fn read_message(&self, seq: Seq) -> Result<Message, EngineError> {
+        let record = self.log.read(Offset(seq.0))?.ok_or_else(|| {
+            EngineError::Record(super::records::RecordError {
+                offset: seq.0,
+                reason: "enqueue record missing".into(),
+            })
+        })?;
+        match QueueRecord::decode(seq.0, &record.payload)? {
+            QueueRecord::Enqueued { message, .. } => Ok(message),
+            other => Err(EngineError::Record(super::records::RecordError {
+                offset: seq.0,
+                reason: format!("expected an enqueue record, found {other:?}"),
+            })),
+        }
+    }
+
+    /// Appends a settle record for `seqs` and waits until it is durable.
+    pub(crate) async fn write_settled(
+        &self,
+        seqs: Vec<u64>,
+        reason: RecordSettleReason,
+    ) -> Result<(), EngineError> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let record = QueueRecord::Settled { seqs, reason }.encode();
+        self.log.append_one(&record).await?;
+        Ok(())
+    }
+
+    /// The latest nack error of a message leaving the queue.
+    pub(crate) fn take_last_error(&self, seq: u64) -> Option<String> {
+        self.core().last_errors.remove(&seq)
+    }
+
+    fn core(&self) -> std::sync::MutexGuard<'_, Core> {
+        self.core.lock().expect("queue lock")
+    }
+}
+
+/// The state machine's view of a message: no body, no strings but the group.
+pub(crate) fn enqueue_meta(seq: Seq, message: &Message, key: Option<DedupKey>) -> EnqueueMeta<'_> {
+    EnqueueMeta {
+        seq,
+        dedup_key: key,
+        priority: Priority::new(message.priority).unwrap_or_default(),
+        deliver_at: message.deliver_at,
+        expires_at: message.expires_at,
+        group: message.group.as_deref(),
+    }
+}
+
+fn parse_receipt(text: &str) -> Result<Receipt, String> {
+    text.parse::<Receipt>().map_err(|e| e.to_string())
+}
+
+fn receipt_result(text: &str, applied: Result<(), String>) -> ReceiptResult {
+    ReceiptResult {
+        receipt: text.to_string(),
+        error: applied.err(),
+    }
+}

@@ -1,0 +1,40 @@
+//! The engine's error type: what a door must translate into its protocol's reply.
+//!
+//! Each door maps every variant exhaustively (no `_` arm), so a new variant breaks every door
+//! until it is handled.
+
+use crate::broker::records::RecordError;
+use wharf_storage::StorageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A name (queue, topic, ...) breaks the naming rules.
+    #[error("invalid {kind} name {name:?}: {reason}")]
+    InvalidName {
+        kind: &'static str,
+        name: String,
+        reason: String,
+    },
+    #[error("queue {name:?} does not exist")]
+    QueueNotFound { name: String },
+    /// An option or request field is out of range or inconsistent; `field` names it.
+    #[error("invalid {field}: {reason}")]
+    InvalidField { field: String, reason: String },
+    /// A batch passes a size limit.
+    #[error("{what} of {size} exceeds the limit of {max}")]
+    TooLarge {
+        what: &'static str,
+        size: usize,
+        max: usize,
+    },
+    /// The queue is at `max_length` with `overflow = reject`; nothing of the batch was stored.
+    #[error("queue {name:?} is full ({max_length} messages)")]
+    QueueFull { name: String, max_length: u64 },
+    /// The engine is shutting down.
+    #[error("the broker is shutting down")]
+    ShuttingDown,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Record(#[from] RecordError),
+}

@@ -1,0 +1,753 @@
+//! The queue state machine: every unsettled message's delivery state and the indexes over it.
+//!
+//! Indexes, each kept exact by `detach`/`attach` around every status change:
+//! - `deliverable`: what receive may hand out next, ordered by (priority desc, seq asc). It
+//!   holds ready messages without a group, and of each group only its head (oldest unsettled
+//!   message) when that head is ready. A group whose head is leased or delayed has no entry,
+//!   so receive never scans past blocked groups: it always takes the first entry.
+//! - `ready`: every ready message by seq (group members waiting behind their head included),
+//!   for the oldest-ready age, `drop_oldest` and the ready count.
+//! - `timers`: one (time, seq) per message that has a next event: a ready message's expiry, a
+//!   delayed message's due time or expiry (whichever is first), a leased message's deadline.
+//!   Leased messages do not expire: a consumer holding one may still ack it; the expiry is
+//!   checked again when the lease ends.
+
+use super::backoff::retry_delay_ms;
+use super::dedup::{DedupKey, DedupWindow};
+use super::groups::{GroupId, Groups};
+use super::message::{EnqueueMeta, MessageStatus, MessageView, Seq};
+use super::options::{OptionsError, Overflow, QueueOptions};
+use super::outcome::{
+    DeadLetterReason, Delivery, EnqueueOutcome, NackAction, NackOutcome, QueueFull, Received,
+    Settle, SettleReason,
+};
+use super::receipt::{Receipt, ReceiptError};
+use super::stats::{QueueCounters, QueueStats};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap};
+use wharf_model::Priority;
+
+/// `Entry::expires_at` of a message that never expires. A sentinel rather than `Option<u64>`
+/// saves 8 bytes per message, and "expires at the end of time" compares correctly.
+const NEVER: u64 = u64::MAX;
+
+/// The delivery state of one queue. Single owner, no locks: the queue's task calls it.
+#[derive(Debug)]
+pub struct QueueState {
+    options: QueueOptions,
+    /// Makes this incarnation's receipts unique and seeds the retry jitter.
+    seed: u64,
+    entries: HashMap<Seq, Entry>,
+    deliverable: BTreeSet<(Reverse<u8>, Seq)>,
+    ready: BTreeSet<Seq>,
+    timers: BTreeSet<(u64, Seq)>,
+    groups: Groups,
+    dedup: DedupWindow,
+    delayed_count: u64,
+    leased_count: u64,
+    /// The next lease number; never reused within an incarnation, so stale receipts fail.
+    lease_next: u64,
+    counters: QueueCounters,
+}
+
+/// One unsettled message: 72 bytes, no body, no strings.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    enqueued_at: u64,
+    expires_at: u64,
+    /// Meaningful only when `delivery_count > 0`.
+    first_delivered_at: u64,
+    last_delivered_at: u64,
+    status: Status,
+    delivery_count: u32,
+    group: Option<GroupId>,
+    priority: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Ready,
+    Delayed { due: u64 },
+    Leased { deadline: u64, lease: u64 },
+}
+
+impl QueueState {
+    /// An empty queue. `seed` must differ between incarnations of the same queue (take it
+    /// from a random source, or a persisted restart counter): receipts carry it, so receipts
+    /// issued before a restart cannot match leases made after it. Tests pass a constant.
+    pub fn new(options: QueueOptions, seed: u64) -> Result<QueueState, OptionsError> {
+        options.validate()?;
+        Ok(QueueState {
+            options,
+            seed,
+            entries: HashMap::new(),
+            deliverable: BTreeSet::new(),
+            ready: BTreeSet::new(),
+            timers: BTreeSet::new(),
+            groups: Groups::default(),
+            dedup: DedupWindow::default(),
+            delayed_count: 0,
+            leased_count: 0,
+            lease_next: 0,
+            counters: QueueCounters::default(),
+        })
+    }
+
+    pub fn options(&self) -> &QueueOptions {
+        &self.options
+    }
+
+    /// Changes the policy on the fly. New values apply from the next decision they govern:
+    /// leases, retries, dead-lettering and length checks at once; `message_ttl_ms` to messages
+    /// enqueued (or replayed) from now on; a shorter `max_length` evicts nothing by itself.
+    pub fn set_options(&mut self, options: QueueOptions) -> Result<(), OptionsError> {
+        options.validate()?;
+        self.options = options;
+        Ok(())
+    }
+
+    /// The message a client id enqueued within the dedup window, if any. Lets the caller skip
+    /// writing a record for a duplicate send.
+    pub fn find_duplicate(&self, key: DedupKey, now: u64) -> Option<Seq> {
+        self.dedup.find(key, now, self.options.dedup_window_ms)
+    }
+
+    /// Whether `count` more messages (none of them duplicates) would all be accepted, so a
+    /// batch can be refused whole before anything is written. Duplicates in the batch only
+    /// make room, so the answer is safe for any batch of `count` sends.
+    pub fn can_accept(&self, count: usize) -> bool {
+        let Some(max_length) = self.options.max_length else {
+            return true;
+        };
+        let count = count as u64;
+        let after = self.len_u64().saturating_add(count);
+        if after <= max_length {
+            return true;
+        }
+        match self.options.overflow {
+            Overflow::Reject => false,
+            // Each send past the limit evicts one message that is ready now; messages of the
+            // batch itself are newer, so they are never the ones evicted.
+            Overflow::DropOldest => {
+                count <= max_length && after - max_length <= self.ready.len() as u64
+            }
+        }
+    }
+
+    /// Applies a send whose enqueue record is written. Duplicates within the dedup window are
+    /// not enqueued; a full queue evicts (`drop_oldest`) or refuses (`reject`).
+    ///
+    /// Replay applies enqueue records without these checks, so the caller must write records
+    /// only for sends this call will accept: check `find_duplicate` per message (and repeated
+    /// ids within the batch) and `can_accept` for the batch, write, then call this with the
+    /// same `now`; nothing else runs in between, so it then returns `Accepted`.
+    pub fn enqueue(
+        &mut self,
+        meta: EnqueueMeta<'_>,
+        now: u64,
+    ) -> Result<EnqueueOutcome, QueueFull> {
+        if let Some(original_seq) = meta.dedup_key.and_then(|key| self.find_duplicate(key, now)) {
+            self.counters.duplicates += 1;
+            return Ok(EnqueueOutcome::Duplicate { original_seq });
+        }
+        let evicted = self.enqueue_make_room()?;
+        self.insert(meta, now);
+        self.counters.sent += 1;
+        Ok(EnqueueOutcome::Accepted { evicted })
+    }
+
+    /// Leases up to `max` messages in delivery order (priority desc, then send order), for
+    /// `lease_ms` or the queue's `lease_ms` when `None`. Runs [`QueueState::tick`] first, so
+    /// due messages are included and expired ones never delivered, whether or not the
+    /// caller's timer has fired yet; its settlements come back in `Received::settled`.
+    pub fn receive(&mut self, max: usize, lease_ms: Option<u64>, now: u64) -> Received {
+        let settled = self.tick(now);
+        let lease_ms = lease_ms.unwrap_or(self.options.lease_ms);
+        let mut deliveries = Vec::with_capacity(max.min(self.deliverable.len()));
+        while deliveries.len() < max {
+            let Some(&(_, seq)) = self.deliverable.first() else {
+                break;
+            };
+            deliveries.push(self.receive_lease(seq, lease_ms, now));
+        }
+        Received {
+            deliveries,
+            settled,
+        }
+    }
+
+    /// Settles a leased message as processed. Returns its seq for the settle record.
+    pub fn ack(&mut self, receipt: Receipt, now: u64) -> Result<Seq, ReceiptError> {
+        self.check_lease(receipt, now)?;
+        self.settle(receipt.seq(), SettleReason::Acked);
+        Ok(receipt.seq())
+    }
+
+    /// Gives a leased message back: for another attempt or to the dead-letter queue.
+    pub fn nack(
+        &mut self,
+        receipt: Receipt,
+        action: NackAction,
+        now: u64,
+    ) -> Result<NackOutcome, ReceiptError> {
+        self.check_lease(receipt, now)?;
+        self.counters.nacked += 1;
+        let seq = receipt.seq();
+        let outcome = match action {
+            NackAction::DeadLetter { reason } => {
+                NackOutcome::Settled(self.dead_letter(seq, DeadLetterReason::Rejected { reason }))
+            }
+            NackAction::Requeue { delay_ms } => {
+                let delay_ms = delay_ms.unwrap_or_else(|| self.retry_delay(seq));
+                let ready_at = now.saturating_add(delay_ms);
+                match self.requeue(seq, ready_at, now) {
+                    Some(settle) => NackOutcome::Settled(settle),
+                    None => NackOutcome::Requeued {
+                        seq,
+                        ready_at: ready_at.max(now),
+                    },
+                }
+            }
+        };
+        Ok(outcome)
+    }
+
+    /// Moves a lease's deadline to `now + lease_ms` (shorter or longer than before; 0 returns
+    /// the message at the next tick as an expired lease would). Returns the new deadline.
+    /// The door bounds `lease_ms` by [`super::options::LEASE_MS_MAX`].
+    pub fn extend(
+        &mut self,
+        receipt: Receipt,
+        lease_ms: u64,
+        now: u64,
+    ) -> Result<u64, ReceiptError> {
+        self.check_lease(receipt, now)?;
+        let deadline = now.saturating_add(lease_ms);
+        self.set_status(
+            receipt.seq(),
+            Status::Leased {
+                deadline,
+                lease: receipt.lease(),
+            },
+        );
+        Ok(deadline)
+    }
+
+    /// Runs every timer due at `now`: delayed messages become ready; expired messages are
+    /// dead-lettered (reason `expired`) or dropped; expired leases return the message after
+    /// the retry backoff, or dead-letter it (reason `max_deliveries`) once it has had
+    /// `max_deliveries` deliveries. Returns the settlements for the caller to persist.
+    pub fn tick(&mut self, now: u64) -> Vec<Settle> {
+        let mut settled = Vec::new();
+        while let Some(&(at, seq)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            if let Some(settle) = self.tick_fire(seq, now) {
+                settled.push(settle);
+            }
+            assert!(
+                self.entries
+                    .get(&seq)
+                    .and_then(Entry::timer)
+                    .is_none_or(|next| next > now),
+                "a fired timer must move past now or go, else tick would not end"
+            );
+        }
+        self.dedup.prune(now, self.options.dedup_window_ms);
+        settled
+    }
+
+    /// When [`QueueState::tick`] next has work, for the caller's timer.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.timers.first().map(|&(at, _)| at)
+    }
+
+    /// Replays an enqueue record at start-up: the message joins as at `enqueued_at`, without
+    /// dedup or length checks (the record proves it was accepted), and its id re-enters the
+    /// dedup window. Replay neither leases nor counts; call `tick(now)` when replay is done.
+    pub fn replay_enqueued(&mut self, meta: EnqueueMeta<'_>, enqueued_at: u64) {
+        self.insert(meta, enqueued_at);
+    }
+
+    /// Replays a delivered record: the message keeps its delivery count and times, but not
+    /// its lease (a restart forgets leases, so the message is ready again). Returns false,
+    /// changing nothing, when the message is already settled.
+    pub fn replay_delivered(&mut self, seq: Seq, delivery_count: u32, at: u64) -> bool {
+        let Some(entry) = self.entries.get_mut(&seq) else {
+            return false;
+        };
+        if entry.delivery_count == 0 {
+            entry.first_delivered_at = at;
+        }
+        entry.delivery_count = entry.delivery_count.max(delivery_count);
+        entry.last_delivered_at = entry.last_delivered_at.max(at);
+        true
+    }
+
+    /// Replays a settle record (any reason). Returns false when the message is unknown, as
+    /// for an overflow eviction that replay of its enqueue did not repeat.
+    pub fn replay_settled(&mut self, seq: Seq) -> bool {
+        if !self.entries.contains_key(&seq) {
+            return false;
+        }
+        self.remove(seq);
+        true
+    }
+
+    /// Up to `max` messages in the order receive would deliver them, without leasing. Shows
+    /// the state as of the last tick, except that expired messages are left out.
+    pub fn peek(&self, max: usize, now: u64) -> Vec<Seq> {
+        self.deliverable
+            .iter()
+            .map(|&(_, seq)| seq)
+            .filter(|seq| self.entry(*seq).expires_at > now)
+            .take(max)
+            .collect()
+    }
+
+    /// Settles every ready and delayed message (reason `Purged`) and returns them in seq
+    /// order. Leased messages stay: their consumers are working on them and their acks must
+    /// still succeed (RabbitMQ's purge behaves the same). Costs O(n) in the queue length.
+    pub fn purge(&mut self) -> Vec<Seq> {
+        let mut purged: Vec<Seq> = (self.entries.iter())
+            .filter(|(_, entry)| !matches!(entry.status, Status::Leased { .. }))
+            .map(|(&seq, _)| seq)
+            .collect();
+        purged.sort_unstable();
+        for &seq in &purged {
+            self.settle(seq, SettleReason::Purged);
+        }
+        purged
+    }
+
+    pub fn stats(&self, now: u64) -> QueueStats {
+        QueueStats {
+            ready: self.ready.len() as u64,
+            delayed: self.delayed_count,
+            leased: self.leased_count,
+            oldest_ready_age_ms: (self.ready.first())
+                .map(|&seq| now.saturating_sub(self.entry(seq).enqueued_at)),
+            counters: self.counters,
+        }
+    }
+
+    /// Unsettled messages: ready, delayed and leased.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Whether a receive would deliver something (as of the last tick): lets the caller wake
+    /// waiting consumers only when there is work.
+    pub fn has_ready(&self) -> bool {
+        !self.deliverable.is_empty()
+    }
+
+    /// A snapshot of one unsettled message; `None` once settled.
+    pub fn message(&self, seq: Seq) -> Option<MessageView> {
+        let entry = self.entries.get(&seq)?;
+        let delivered = entry.delivery_count > 0;
+        Some(MessageView {
+            seq,
+            priority: Priority::new(entry.priority).expect("stored priorities came from Priority"),
+            status: match entry.status {
+                Status::Ready => MessageStatus::Ready,
+                Status::Delayed { due } => MessageStatus::Delayed { due },
+                Status::Leased { deadline, .. } => MessageStatus::Leased { deadline },
+            },
+            delivery_count: entry.delivery_count,
+            enqueued_at: entry.enqueued_at,
+            expires_at: (entry.expires_at != NEVER).then_some(entry.expires_at),
+            first_delivered_at: delivered.then_some(entry.first_delivered_at),
+            last_delivered_at: delivered.then_some(entry.last_delivered_at),
+        })
+    }
+
+    /// Ordering groups with unsettled messages.
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Client ids held by the dedup window.
+    pub fn dedup_len(&self) -> usize {
+        self.dedup.len()
+    }
+}
+
+// Transitions shared by the operations above.
+impl QueueState {
+    fn enqueue_make_room(&mut self) -> Result<Vec<Settle>, QueueFull> {
+        let Some(max_length) = self.options.max_length else {
+            return Ok(Vec::new());
+        };
+        if !self.can_accept(1) {
+            return Err(QueueFull {
+                max_length,
+                len: self.len_u64(),
+            });
+        }
+        let mut evicted = Vec::new();
+        while self.len_u64() >= max_length {
+            let oldest = *self
+                .ready
+                .first()
+                .expect("can_accept saw enough ready messages");
+            evicted.push(self.dead_letter(oldest, DeadLetterReason::Overflow));
+        }
+        Ok(evicted)
+    }
+
+    fn insert(&mut self, meta: EnqueueMeta<'_>, at: u64) {
+        assert!(
+            !self.entries.contains_key(&meta.seq),
+            "message {} enqueued twice",
+            meta.seq
+        );
+        let queue_expiry = self
+            .options
+            .message_ttl_ms
+            .map(|ttl| at.saturating_add(ttl));
+        let expires_at = meta
+            .expires_at
+            .into_iter()
+            .chain(queue_expiry)
+            .min()
+            .unwrap_or(NEVER);
+        let status = match meta.deliver_at {
+            Some(due) if due > at => Status::Delayed { due },
+            _ => Status::Ready,
+        };
+        let head_before = (meta.group.and_then(|name| self.groups.id(name)))
+            .and_then(|group| self.groups.head(group));
+        let group = meta.group.map(|name| self.groups.join(name, meta.seq));
+        let entry = Entry {
+            enqueued_at: at,
+            expires_at,
+            first_delivered_at: 0,
+            last_delivered_at: 0,
+            status,
+            delivery_count: 0,
+            group,
+            priority: meta.priority.get(),
+        };
+        self.entries.insert(meta.seq, entry);
+        self.attach(meta.seq);
+        // Replay in log order never puts a message before its group's head, but a caller
+        // enqueueing a lower seq must not leave two heads deliverable.
+        if let Some(head_before) = head_before {
+            self.reindex(head_before);
+        }
+        if let Some(key) = meta.dedup_key {
+            self.dedup
+                .record(key, meta.seq, at, self.options.dedup_window_ms);
+        }
+    }
+
+    fn receive_lease(&mut self, seq: Seq, lease_ms: u64, now: u64) -> Delivery {
+        let lease = self.lease_next;
+        self.lease_next += 1;
+        let deadline = now.saturating_add(lease_ms);
+        let entry = self.entry_mut(seq);
+        assert_eq!(
+            entry.status,
+            Status::Ready,
+            "only ready messages are deliverable"
+        );
+        assert!(
+            entry.expires_at > now,
+            "tick removed expired messages before delivery"
+        );
+        if entry.delivery_count == 0 {
+            entry.first_delivered_at = now;
+        }
+        entry.delivery_count = entry.delivery_count.saturating_add(1);
+        entry.last_delivered_at = now;
+        let (delivery_count, first_delivered_at) = (entry.delivery_count, entry.first_delivered_at);
+        self.set_status(seq, Status::Leased { deadline, lease });
+        self.counters.delivered += 1;
+        Delivery {
+            seq,
+            receipt: Receipt::new(seq, self.seed, lease),
+            delivery_count,
+            first_delivered_at,
+            last_delivered_at: now,
+            lease_deadline: deadline,
+        }
+    }
+
+    fn check_lease(&self, receipt: Receipt, now: u64) -> Result<(), ReceiptError> {
+        let stale = ReceiptError::Stale { receipt };
+        if receipt.incarnation() != self.seed {
+            return Err(stale);
+        }
+        let Some(entry) = self.entries.get(&receipt.seq()) else {
+            return Err(stale);
+        };
+        match entry.status {
+            Status::Leased { deadline, lease } if lease == receipt.lease() => {
+                if deadline <= now {
+                    return Err(ReceiptError::LeaseExpired {
+                        receipt,
+                        expired_at: deadline,
+                    });
+                }
+                Ok(())
+            }
+            _ => Err(stale),
+        }
+    }
+
+    fn tick_fire(&mut self, seq: Seq, now: u64) -> Option<Settle> {
+        let entry = *self.entry(seq);
+        match entry.status {
+            Status::Ready => {
+                assert!(
+                    entry.expires_at <= now,
+                    "a ready message's timer is its expiry"
+                );
+                Some(self.dead_letter(seq, DeadLetterReason::Expired))
+            }
+            Status::Delayed { .. } if entry.expires_at <= now => {
+                Some(self.dead_letter(seq, DeadLetterReason::Expired))
+            }
+            Status::Delayed { due } => {
+                assert!(
+                    due <= now,
+                    "a delayed message's timer is its due time or expiry"
+                );
+                self.set_status(seq, Status::Ready);
+                None
+            }
+            Status::Leased { deadline, .. } => {
+                assert!(deadline <= now, "a leased message's timer is its deadline");
+                // Backoff counts from the deadline, not from when the tick ran, so a late
+                // tick does not lengthen the wait.
+                let ready_at = deadline.saturating_add(self.retry_delay(seq));
+                self.requeue(seq, ready_at, now)
+            }
+        }
+    }
+
+    /// Returns a message whose delivery failed, unless it has used up its deliveries or has
+    /// expired meanwhile (then it is dead-lettered).
+    fn requeue(&mut self, seq: Seq, ready_at: u64, now: u64) -> Option<Settle> {
+        let entry = self.entry(seq);
+        let exhausted = (self.options.max_deliveries)
+            .is_some_and(|max_deliveries| entry.delivery_count >= max_deliveries);
+        if exhausted {
+            return Some(self.dead_letter(seq, DeadLetterReason::MaxDeliveries));
+        }
+        if entry.expires_at <= now {
+            return Some(self.dead_letter(seq, DeadLetterReason::Expired));
+        }
+        let status = if ready_at <= now {
+            Status::Ready
+        } else {
+            Status::Delayed { due: ready_at }
+        };
+        self.set_status(seq, status);
+        None
+    }
+
+    fn retry_delay(&self, seq: Seq) -> u64 {
+        retry_delay_ms(
+            &self.options,
+            self.seed,
+            seq,
+            self.entry(seq).delivery_count,
+        )
+    }
+
+    fn dead_letter(&mut self, seq: Seq, reason: DeadLetterReason) -> Settle {
+        let reason = match self.options.dead_letter_queue {
+            Some(_) => SettleReason::DeadLettered(reason),
+            None => SettleReason::Dropped(reason),
+        };
+        self.settle(seq, reason)
+    }
+
+    fn settle(&mut self, seq: Seq, reason: SettleReason) -> Settle {
+        let delivery_count = self.entry(seq).delivery_count;
+        self.remove(seq);
+        let counters = &mut self.counters;
+        match &reason {
+            SettleReason::Acked => counters.acked += 1,
+            SettleReason::Purged => counters.purged += 1,
+            SettleReason::DeadLettered(why) => {
+                counters.dead_lettered += 1;
+                counters.expired += u64::from(*why == DeadLetterReason::Expired);
+            }
+            SettleReason::Dropped(why) => {
+                counters.dropped += 1;
+                counters.expired += u64::from(*why == DeadLetterReason::Expired);
+            }
+        }
+        Settle {
+            seq,
+            reason,
+            delivery_count,
+        }
+    }
+}
+
+// Index maintenance: the only code that touches `deliverable`, `ready`, `timers`, the
+// status counts and group membership.
+impl QueueState {
+    fn set_status(&mut self, seq: Seq, status: Status) {
+        self.detach(seq);
+        self.entry_mut(seq).status = status;
+        self.attach(seq);
+    }
+
+    /// Removes a message from every index and from its group; its group's next message may
+    /// become deliverable.
+    fn remove(&mut self, seq: Seq) {
+        self.detach(seq);
+        let entry = self.entries.remove(&seq).expect("removed messages exist");
+        if let Some(group) = entry.group {
+            self.groups.leave(group, seq);
+            if let Some(head) = self.groups.head(group) {
+                self.reindex(head);
+            }
+        }
+    }
+
+    fn detach(&mut self, seq: Seq) {
+        let entry = *self.entry(seq);
+        if let Some(at) = entry.timer() {
+            let removed = self.timers.remove(&(at, seq));
+            assert!(removed, "message {seq} had its timer indexed");
+        }
+        match entry.status {
+            Status::Ready => {
+                self.ready.remove(&seq);
+                self.deliverable.remove(&(Reverse(entry.priority), seq));
+            }
+            Status::Delayed { .. } => self.delayed_count -= 1,
+            Status::Leased { .. } => self.leased_count -= 1,
+        }
+    }
+
+    fn attach(&mut self, seq: Seq) {
+        let entry = *self.entry(seq);
+        if let Some(at) = entry.timer() {
+            self.timers.insert((at, seq));
+        }
+        match entry.status {
+            Status::Ready => {
+                self.ready.insert(seq);
+                if self.is_group_head_or_ungrouped(seq, &entry) {
+                    self.deliverable.insert((Reverse(entry.priority), seq));
+                }
+            }
+            Status::Delayed { .. } => self.delayed_count += 1,
+            Status::Leased { .. } => {
+                assert!(
+                    self.is_group_head_or_ungrouped(seq, &entry),
+                    "only group heads lease"
+                );
+                self.leased_count += 1;
+            }
+        }
+    }
+
+    /// Puts a ready message in or out of `deliverable` after its group's head changed.
+    fn reindex(&mut self, seq: Seq) {
+        let entry = *self.entry(seq);
+        if entry.status != Status::Ready {
+            return;
+        }
+        let key = (Reverse(entry.priority), seq);
+        if self.is_group_head_or_ungrouped(seq, &entry) {
+            self.deliverable.insert(key);
+        } else {
+            self.deliverable.remove(&key);
+        }
+    }
+
+    fn is_group_head_or_ungrouped(&self, seq: Seq, entry: &Entry) -> bool {
+        entry
+            .group
+            .is_none_or(|group| self.groups.head(group) == Some(seq))
+    }
+
+    fn entry(&self, seq: Seq) -> &Entry {
+        self.entries
+            .get(&seq)
+            .expect("indexes only name unsettled messages")
+    }
+
+    fn entry_mut(&mut self, seq: Seq) -> &mut Entry {
+        self.entries
+            .get_mut(&seq)
+            .expect("indexes only name unsettled messages")
+    }
+
+    fn len_u64(&self) -> u64 {
+        self.entries.len() as u64
+    }
+}
+
+impl Entry {
+    /// The time of this message's next event, if it has one.
+    fn timer(&self) -> Option<u64> {
+        match self.status {
+            Status::Ready => (self.expires_at != NEVER).then_some(self.expires_at),
+            Status::Delayed { due } => Some(due.min(self.expires_at)),
+            Status::Leased { deadline, .. } => Some(deadline),
+        }
+    }
+}
+
+#[cfg(test)]
+impl QueueState {
+    /// Recomputes every index from the entries and compares: run after each step of the
+    /// property tests.
+    pub(crate) fn check_invariants(&self) {
+        let mut deliverable = BTreeSet::new();
+        let mut ready = BTreeSet::new();
+        let mut timers = BTreeSet::new();
+        let (mut delayed, mut leased) = (0, 0);
+        let mut leased_groups = std::collections::HashSet::new();
+        for (&seq, entry) in &self.entries {
+            if let Some(at) = entry.timer() {
+                timers.insert((at, seq));
+            }
+            let head = self.is_group_head_or_ungrouped(seq, entry);
+            match entry.status {
+                Status::Ready => {
+                    ready.insert(seq);
+                    if head {
+                        deliverable.insert((Reverse(entry.priority), seq));
+                    }
+                }
+                Status::Delayed { .. } => delayed += 1,
+                Status::Leased { .. } => {
+                    leased += 1;
+                    assert!(head, "leased message {seq} is not its group's head");
+                    if let Some(group) = entry.group {
+                        assert!(leased_groups.insert(group), "a group has two leases");
+                    }
+                }
+            }
+        }
+        assert_eq!(deliverable, self.deliverable);
+        assert_eq!(ready, self.ready);
+        assert_eq!(timers, self.timers);
+        assert_eq!((delayed, leased), (self.delayed_count, self.leased_count));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_costs_72_bytes_of_entry() {
+        assert_eq!(std::mem::size_of::<Entry>(), 72);
+    }
+}

@@ -1,0 +1,557 @@
+//! The queue engine end to end over a real store, with a manual clock: one test per rule, and
+//! restarts that reopen the engine on the same directory.
+
+use bytes::Bytes;
+use std::{future::Future, path::Path, sync::Arc, time::Duration};
+use wharf_engine::{
+    broker::{Delivery, NackAction, ReceiveRequest, SendMessage},
+    clock::ManualClock,
+    queue::{Overflow, QueueOptions},
+    Engine, EngineConfig, EngineError,
+};
+use wharf_model::{message::DeadLetterReason, QueueName};
+use wharf_storage::{Store, StoreConfig};
+
+const START: u64 = 1_800_000_000_000;
+
+struct Broker {
+    engine: Engine,
+    store: Arc<Store>,
+    clock: Arc<ManualClock>,
+}
+
+async fn open(dir: &Path, clock: Arc<ManualClock>) -> Broker {
+    let store = Arc::new(Store::open(dir, StoreConfig::default()).unwrap());
+    let engine = Engine::open(store.clone(), clock.clone(), EngineConfig::default())
+        .await
+        .unwrap();
+    Broker {
+        engine,
+        store,
+        clock,
+    }
+}
+
+impl Broker {
+    async fn restart(self, dir: &Path) -> Broker {
+        self.engine.close();
+        self.store.close().await.unwrap();
+        let clock = self.clock.clone();
+        drop(self);
+        open(dir, clock).await
+    }
+
+    fn advance(&self, ms: u64) {
+        self.clock.advance(Duration::from_millis(ms));
+    }
+
+    async fn send(&self, queue: &str, bodies: &[&str]) {
+        let batch = bodies.iter().map(|b| message(b)).collect();
+        self.engine.send(queue, batch).await.unwrap();
+    }
+
+    async fn receive(&self, queue: &str, max: usize) -> Vec<Delivery> {
+        self.receive_with(queue, max, None).await
+    }
+
+    async fn receive_with(&self, queue: &str, max: usize, lease_ms: Option<u64>) -> Vec<Delivery> {
+        self.engine
+            .receive(
+                queue,
+                ReceiveRequest {
+                    max_messages: max,
+                    wait: Duration::ZERO,
+                    lease: lease_ms.map(Duration::from_millis),
+                },
+            )
+            .await
+            .unwrap()
+    }
+
+    /// Long-polls (in manual time, so only a state change wakes it) with a real-time guard.
+    async fn receive_when_ready(&self, queue: &str) -> Vec<Delivery> {
+        let request = ReceiveRequest {
+            max_messages: 10,
+            wait: Duration::from_secs(20),
+            lease: None,
+        };
+        guard(self.engine.receive(queue, request)).await.unwrap()
+    }
+
+    async fn ack(&self, queue: &str, deliveries: &[Delivery]) {
+        let results = self.engine.ack(queue, &receipts(deliveries)).await.unwrap();
+        assert!(results.iter().all(|r| r.error.is_none()), "{results:?}");
+    }
+}
+
+async fn guard<T>(future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), future)
+        .await
+        .expect("the engine should have woken this call")
+}
+
+fn message(body: &str) -> SendMessage {
+    SendMessage {
+        body: Bytes::copy_from_slice(body.as_bytes()),
+        ..SendMessage::default()
+    }
+}
+
+fn bodies(deliveries: &[Delivery]) -> Vec<String> {
+    deliveries
+        .iter()
+        .map(|d| String::from_utf8(d.message.body.to_vec()).unwrap())
+        .collect()
+}
+
+fn receipts(deliveries: &[Delivery]) -> Vec<String> {
+    deliveries.iter().map(|d| d.receipt.clone()).collect()
+}
+
+fn options() -> QueueOptions {
+    QueueOptions {
+        retry_backoff_ms: 0,
+        ..QueueOptions::default()
+    }
+}
+
+async fn broker_with(queue: &str, options: QueueOptions) -> (tempfile::TempDir, Broker) {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path(), ManualClock::new(START)).await;
+    assert!(broker.engine.put_queue(queue, options).await.unwrap());
+    (dir, broker)
+}
+
+#[tokio::test]
+async fn acked_messages_never_return_and_confirmed_ones_survive_restart() {
+    let (dir, broker) = broker_with("jobs", options()).await;
+    broker.send("jobs", &["a", "b", "c"]).await;
+    let first = broker.receive("jobs", 2).await;
+    assert_eq!(bodies(&first), ["a", "b"]);
+    broker.ack("jobs", &first[..1]).await;
+    let broker = broker.restart(dir.path()).await;
+    // "a" was acked; "b" was leased (leases do not survive a restart); "c" was ready.
+    let after = broker.receive("jobs", 10).await;
+    assert_eq!(bodies(&after), ["b", "c"]);
+    assert_eq!(
+        after[0].delivery_count, 2,
+        "delivery counts survive restart"
+    );
+    broker.ack("jobs", &after).await;
+    let broker = broker.restart(dir.path()).await;
+    assert!(broker.receive("jobs", 10).await.is_empty());
+    let stats = broker.engine.queue_info("jobs").unwrap().stats;
+    assert_eq!((stats.ready, stats.leased, stats.delayed), (0, 0, 0));
+}
+
+#[tokio::test]
+async fn receipts_from_before_a_restart_are_stale() {
+    let (dir, broker) = broker_with("jobs", options()).await;
+    broker.send("jobs", &["a"]).await;
+    let leased = broker.receive("jobs", 1).await;
+    let broker = broker.restart(dir.path()).await;
+    let results = broker.engine.ack("jobs", &receipts(&leased)).await.unwrap();
+    assert!(results[0].error.is_some(), "old receipt must not ack");
+    assert_eq!(bodies(&broker.receive("jobs", 1).await), ["a"]);
+}
+
+#[tokio::test]
+async fn priority_first_then_fifo() {
+    let (_dir, broker) = broker_with("jobs", options()).await;
+    let batch = [("low-1", 0), ("high", 9), ("low-2", 0), ("mid", 5)]
+        .iter()
+        .map(|(body, priority)| SendMessage {
+            priority: Some(*priority),
+            ..message(body)
+        })
+        .collect();
+    broker.engine.send("jobs", batch).await.unwrap();
+    assert_eq!(
+        bodies(&broker.receive("jobs", 10).await),
+        ["high", "mid", "low-1", "low-2"]
+    );
+}
+
+#[tokio::test]
+async fn long_poll_wakes_when_a_message_arrives() {
+    let (_dir, broker) = broker_with("jobs", options()).await;
+    let engine = broker.engine.clone();
+    let waiting = tokio::spawn(async move {
+        let request = ReceiveRequest {
+            max_messages: 1,
+            wait: Duration::from_secs(20),
+            lease: None,
+        };
+        engine.receive("jobs", request).await.unwrap()
+    });
+    tokio::task::yield_now().await;
+    broker.send("jobs", &["hello"]).await;
+    let got = guard(waiting).await.unwrap();
+    assert_eq!(bodies(&got), ["hello"]);
+}
+
+#[tokio::test]
+async fn long_poll_returns_empty_when_its_wait_runs_out() {
+    let (_dir, broker) = broker_with("jobs", options()).await;
+    let engine = broker.engine.clone();
+    let waiting = tokio::spawn(async move {
+        let request = ReceiveRequest {
+            max_messages: 1,
+            wait: Duration::from_millis(500),
+            lease: None,
+        };
+        engine.receive("jobs", request).await.unwrap()
+    });
+    tokio::task::yield_now().await;
+    broker.advance(500);
+    assert!(guard(waiting).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn expired_lease_redelivers_and_max_deliveries_dead_letters_with_details() {
+    let opts = QueueOptions {
+        lease_ms: 1_000,
+        max_deliveries: Some(2),
+        dead_letter_queue: Some(QueueName::try_from("jobs.dlq".to_string()).unwrap()),
+        ..options()
+    };
+    let (_dir, broker) = broker_with("jobs", opts).await;
+    broker.send("jobs", &["task"]).await;
+    let first = broker.receive("jobs", 1).await;
+    let nacked = broker
+        .engine
+        .nack(
+            "jobs",
+            &receipts(&first),
+            NackAction::Requeue {
+                delay: Some(Duration::ZERO),
+                error: Some("database down".into()),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(nacked[0].error.is_none());
+    let second = broker.receive("jobs", 1).await;
+    assert_eq!(second[0].delivery_count, 2);
+    // The second lease runs out: the message has had its two deliveries.
+    broker.advance(1_000);
+    let dead = broker.receive_when_ready("jobs.dlq").await;
+    assert_eq!(bodies(&dead), ["task"]);
+    let letter = dead[0].message.dead_letter.clone().unwrap();
+    assert_eq!(letter.reason, DeadLetterReason::MaxDeliveries);
+    assert_eq!(letter.source_queue, "jobs");
+    assert_eq!(letter.delivery_count, 2);
+    assert_eq!(letter.last_error.as_deref(), Some("database down"));
+    assert!(broker.receive("jobs", 1).await.is_empty());
+}
+
+#[tokio::test]
+async fn nack_to_dead_letter_queue_carries_reason_rejected_and_the_error() {
+    let opts = QueueOptions {
+        dead_letter_queue: Some(QueueName::try_from("dead".to_string()).unwrap()),
+        ..options()
+    };
+    let (_dir, broker) = broker_with("jobs", opts).await;
+    broker.send("jobs", &["bad"]).await;
+    let got = broker.receive("jobs", 1).await;
+    broker
+        .engine
+        .nack(
+            "jobs",
+            &receipts(&got),
+            NackAction::DeadLetter {
+                error: Some("schema mismatch".into()),
+            },
+        )
+        .await
+        .unwrap();
+    let dead = broker.receive_when_ready("dead").await;
+    let letter = dead[0].message.dead_letter.clone().unwrap();
+    assert_eq!(letter.reason, DeadLetterReason::Rejected);
+    assert_eq!(letter.last_error.as_deref(), Some("schema mismatch"));
+}
+
+#[tokio::test]
+async fn nack_with_delay_hides_the_message_until_due() {
+    let (_dir, broker) = broker_with("jobs", options()).await;
+    broker.send("jobs", &["later"]).await;
+    let got = broker.receive("jobs", 1).await;
+    let action = NackAction::Requeue {
+        delay: Some(Duration::from_secs(5)),
+        error: None,
+    };
+    broker
+        .engine
+        .nack("jobs", &receipts(&got), action)
+        .await
+        .unwrap();
+    assert!(broker.receive("jobs", 1).await.is_empty());
+    assert_eq!(broker.engine.queue_info("jobs").unwrap().stats.delayed, 1);
+    broker.advance(5_000);
+    assert_eq!(bodies(&broker.receive("jobs", 1).await), ["later"]);
+}
+
+#[tokio::test]
+async fn delayed_send_is_not_delivered_before_its_time() {
+    let (_dir, broker) = broker_with("jobs", options()).await;
+    let delayed = SendMessage {
+        delay: Some(Duration::from_secs(10)),
+        ..message("delayed")
+    };
+    broker.engine.send("jobs", vec![delayed]).await.unwrap();
+    assert!(broker.receive("jobs", 1).await.is_empty());
+    broker.advance(9_999);
+    assert!(broker.receive("jobs", 1).await.is_empty());
+    broker.advance(1);
+    assert_eq!(bodies(&broker.receive("jobs", 1).await), ["delayed"]);
+}
+
+#[tokio::test]
+async fn expired_messages_are_never_delivered_and_go_to_the_dead_letter_queue() {
+    let opts = QueueOptions {
+        dead_letter_queue: Some(QueueName::try_from("dead".to_string()).unwrap()),
+        ..options()
+    };
+    let (_dir, broker) = broker_with("jobs", opts).await;
+    let short = SendMessage {
+        ttl: Some(Duration::from_secs(1)),
+        ..message("short-lived")
+    };
+    broker.engine.send("jobs", vec![short]).await.unwrap();
+    broker.advance(1_000);
+    assert!(broker.receive("jobs", 1).await.is_empty());
+    let dead = broker.receive_when_ready("dead").await;
+    assert_eq!(
+        dead[0].message.dead_letter.as_ref().unwrap().reason,
+        DeadLetterReason::Expired
+    );
+}
+
+#[tokio::test]
+async fn duplicate_client_ids_within_the_window_are_stored_once() {
+    let (dir, broker) = broker_with("jobs", options()).await;
+    let with_id = |body: &str| SendMessage {
+        id: Some("order-42".into()),
+        ..message(body)
+    };
+    let sent = broker
+        .engine
+        .send("jobs", vec![with_id("first")])
+        .await
+        .unwrap();
+    assert!(!sent[0].duplicate);
+    let again = broker
+        .engine
+        .send("jobs", vec![with_id("second")])
+        .await
+        .unwrap();
+    assert!(again[0].duplicate);
+    // The window is rebuilt on restart.
+    let broker = broker.restart(dir.path()).await;
+    let third = broker
+        .engine
+        .send("jobs", vec![with_id("third")])
+        .await
+        .unwrap();
+    assert!(third[0].duplicate);
+    assert_eq!(bodies(&broker.receive("jobs", 10).await), ["first"]);
+}
+
+#[tokio::test]
+async fn full_queue_rejects_a_whole_batch() {
+    let opts = QueueOptions {
+        max_length: Some(3),
+        overflow: Overflow::Reject,
+        ..options()
+    };
+    let (_dir, broker) = broker_with("jobs", opts).await;
+    broker.send("jobs", &["1", "2"]).await;
+    let batch = vec![message("3"), message("4")];
+    let error = broker.engine.send("jobs", batch).await.unwrap_err();
+    assert!(
+        matches!(error, EngineError::QueueFull { max_length: 3, .. }),
+        "{error}"
+    );
+    assert_eq!(bodies(&broker.receive("jobs", 10).await), ["1", "2"]);
+}
+
+#[tokio::test]
+async fn drop_oldest_moves_the_oldest_to_the_dead_letter_queue() {
+    let opts = QueueOptions {
+        max_length: Some(2),
+        overflow: Overflow::DropOldest,
+        dead_letter_queue: Some(QueueName::try_from("dead".to_string()).unwrap()),
+        ..options()
+    };
+    let (_dir, broker) = broker_with("jobs", opts).await;
+    broker.send("jobs", &["1", "2"]).await;
+    broker.send("jobs", &["3"]).await;
+    let dead = broker.receive_when_ready("dead").await;
+    assert_eq!(bodies(&dead), ["1"]);
+    assert_eq!(
+        dead[0].message.dead_letter.as_ref().unwrap().reason,
+        DeadLetterReason::Overflow
+    );
+    assert_eq!(bodies(&broker.receive("jobs", 10).await), ["2", "3"]);
+}
+
+#[tokio::test]
+async fn invalid_message_in_a_batch_stores_nothing() {
+    let (_dir, broker) = broker_with("jobs", options()).await;
+    let batch = vec![
+        message("fine"),
+        SendMessage {
+            priority: Some(10),
+            ..message("bad")
+        },
+    ];
+    let error = broker.engine.send("jobs", batch).await.unwrap_err();
+    assert!(
+        matches!(&error, EngineError::InvalidField { field, .. } if field == "messages[1].priority"),
+        "{error}"
+    );
+    assert!(broker.receive("jobs", 10).await.is_empty());
+}
+
+#[tokio::test]
+async fn extend_keeps_a_message_leased_past_its_first_deadline() {
+    let (_dir, broker) = broker_with("jobs", options()).await;
+    broker.send("jobs", &["long work"]).await;
+    let got = broker.receive_with("jobs", 1, Some(1_000)).await;
+    broker.advance(900);
+    let results = broker
+        .engine
+        .extend("jobs", &receipts(&got), Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(results[0].error.is_none());
+    broker.advance(5_000);
+    assert!(broker.receive("jobs", 1).await.is_empty());
+    broker.ack("jobs", &got).await;
+}
+
+#[tokio::test]
+async fn stale_receipts_are_reported_per_receipt() {
+    let (_dir, broker) = broker_with("jobs", options()).await;
+    broker.send("jobs", &["a"]).await;
+    let got = broker.receive("jobs", 1).await;
+    let mut mixed = receipts(&got);
+    mixed.push("not-a-receipt".into());
+    let results = broker.engine.ack("jobs", &mixed).await.unwrap();
+    assert!(results[0].error.is_none());
+    assert!(results[1].error.as_ref().unwrap().contains("not-a-receipt"));
+    let again = broker.engine.ack("jobs", &receipts(&got)).await.unwrap();
+    assert!(
+        again[0].error.is_some(),
+        "a second ack of the same receipt is stale"
+    );
+}
+
+#[tokio::test]
+async fn peek_purge_and_redrive() {
+    let opts = QueueOptions {
+        dead_letter_queue: Some(QueueName::try_from("dead".to_string()).unwrap()),
+        ..options()
+    };
+    let (_dir, broker) = broker_with("jobs", opts).await;
+    broker.send("jobs", &["x", "y"]).await;
+    let peeked = broker.engine.peek("jobs", 10).unwrap();
+    assert_eq!(peeked.len(), 2);
+    assert_eq!(broker.engine.queue_info("jobs").unwrap().stats.ready, 2);
+    let got = broker.receive("jobs", 2).await;
+    let reject = NackAction::DeadLetter { error: None };
+    broker
+        .engine
+        .nack("jobs", &receipts(&got), reject)
+        .await
+        .unwrap();
+    guard(async {
+        while broker.engine.queue_info("dead").unwrap().stats.ready < 2 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert_eq!(broker.engine.redrive("dead", Some(1)).await.unwrap(), 1);
+    assert_eq!(broker.engine.redrive("dead", None).await.unwrap(), 1);
+    let back = broker.receive("jobs", 10).await;
+    let mut back_bodies = bodies(&back);
+    back_bodies.sort();
+    assert_eq!(back_bodies, ["x", "y"]);
+    assert!(back.iter().all(|d| d.message.dead_letter.is_none()));
+    broker
+        .engine
+        .nack(
+            "jobs",
+            &receipts(&back),
+            NackAction::Requeue {
+                delay: Some(Duration::ZERO),
+                error: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(broker.engine.purge("jobs").await.unwrap(), 2);
+    assert!(broker.receive("jobs", 10).await.is_empty());
+}
+
+#[tokio::test]
+async fn groups_deliver_one_at_a_time_in_send_order() {
+    let (_dir, broker) = broker_with("jobs", options()).await;
+    let batch = ["g1-a", "g1-b", "g2-a"]
+        .iter()
+        .map(|body| SendMessage {
+            group: Some(body[..2].to_string()),
+            ..message(body)
+        })
+        .collect();
+    broker.engine.send("jobs", batch).await.unwrap();
+    let first = broker.receive("jobs", 10).await;
+    assert_eq!(bodies(&first), ["g1-a", "g2-a"]);
+    assert!(broker.receive("jobs", 10).await.is_empty());
+    broker.ack("jobs", &first[..1]).await;
+    assert_eq!(bodies(&broker.receive("jobs", 10).await), ["g1-b"]);
+}
+
+#[tokio::test]
+async fn queue_definitions_survive_restart_and_delete_removes_everything() {
+    let opts = QueueOptions {
+        lease_ms: 5_000,
+        ..options()
+    };
+    let (dir, broker) = broker_with("jobs", opts.clone()).await;
+    broker.send("jobs", &["a"]).await;
+    let broker = broker.restart(dir.path()).await;
+    assert_eq!(broker.engine.queue_info("jobs").unwrap().options, opts);
+    assert!(!broker.engine.put_queue("jobs", opts.clone()).await.unwrap());
+    broker.engine.delete_queue("jobs").await.unwrap();
+    assert!(matches!(
+        broker.engine.send("jobs", vec![message("x")]).await,
+        Err(EngineError::QueueNotFound { .. })
+    ));
+    let broker = broker.restart(dir.path()).await;
+    assert!(broker.engine.list_queues().is_empty());
+    assert!(broker.engine.put_queue("jobs", opts).await.unwrap());
+    assert!(
+        broker.receive("jobs", 1).await.is_empty(),
+        "a recreated queue starts empty"
+    );
+}
+
+#[tokio::test]
+async fn bad_names_and_options_are_refused_with_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path(), ManualClock::new(START)).await;
+    assert!(matches!(
+        broker.engine.put_queue("bad/name", options()).await,
+        Err(EngineError::InvalidName { .. })
+    ));
+    let bad = QueueOptions {
+        lease_ms: 0,
+        ..options()
+    };
+    let error = broker.engine.put_queue("jobs", bad).await.unwrap_err();
+    assert!(
+        matches!(&error, EngineError::InvalidField { field, .. } if field == "lease_ms"),
+        "{error}"
+    );
+}

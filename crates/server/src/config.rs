@@ -1,0 +1,379 @@
+//! The server's configuration: what `wharf serve` reads from its TOML file.
+//!
+//! Every field has a default, so no file at all is a working setup. This module owns parsing and
+//! validation of the file; the CLI owns precedence (flags > `WHARF_*` environment > file >
+//! defaults) by overriding fields of the loaded value.
+//!
+//! ```toml
+//! data_dir = "./wharf-data"
+//! http_addr = "127.0.0.1:7700"
+//!
+//! [log]
+//! level = "info"        # RUST_LOG overrides it
+//! format = "text"       # or "json"
+//!
+//! [storage]
+//! fsync = "always"      # or "interval", "never"
+//! fsync_interval_ms = 100
+//! segment_bytes = 67108864
+//! ```
+
+use serde::Deserialize;
+use std::{
+    fs, io,
+    net::{Ipv4Addr, SocketAddr},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+use wharf_storage::{FsyncPolicy, LogConfig};
+
+/// The whole configuration of `wharf serve`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Where the store keeps its metadata and logs; created if missing.
+    pub data_dir: PathBuf,
+    /// Address the HTTP door listens on.
+    pub http_addr: SocketAddr,
+    pub log: LogSettings,
+    pub storage: StorageSettings,
+}
+
+/// How the server writes its own logs (tracing output on stderr).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// A tracing filter: a level (`info`) or directives (`info,wharf_storage=debug`).
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// How logs are laid out and committed; applies to every log the server opens.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSettings {
+    pub fsync: FsyncMode,
+    /// With `fsync = "interval"`: the longest time written data waits for its fdatasync.
+    pub fsync_interval_ms: u64,
+    /// Size at which a segment file is sealed and the next one started.
+    pub segment_bytes: u64,
+}
+
+/// When an append counts as done; see [`FsyncPolicy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncMode {
+    /// After fdatasync: an acknowledged message survives power loss.
+    #[default]
+    Always,
+    /// After the write; synced at least every `fsync_interval_ms`.
+    Interval,
+    /// After the write; synced on segment rotation and shutdown only.
+    Never,
+}
+
+/// The smallest segment accepted. 4 KiB is one page: the tiny-limits test setup uses it to make
+/// rotation happen often, and anything smaller would rotate on nearly every append.
+pub const SEGMENT_BYTES_MIN: u64 = 4 << 10;
+
+/// The largest segment accepted: storage frames positions inside a segment as `u32` and keeps
+/// half that range as headroom (it asserts the same bound).
+pub const SEGMENT_BYTES_MAX: u64 = u32::MAX as u64 / 2;
+
+/// A configuration that cannot be used. Names the file and the offending key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The file is not valid TOML, has an unknown key, or a value of the wrong type.
+    #[error("config file {}: {}{message}", path.display(), key_prefix(key))]
+    Parse {
+        path: PathBuf,
+        /// Dotted path of the key, e.g. `storage.fsync`; `None` for a TOML syntax error.
+        key: Option<String>,
+        /// What is wrong, with line and column from the TOML parser.
+        message: String,
+    },
+    /// A value that parses but is out of range.
+    #[error("config {}: key `{key}` = {value}: {reason}", source_name(path))]
+    Invalid {
+        /// The file the value came from, or `None` for defaults and overrides.
+        path: Option<PathBuf>,
+        key: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            data_dir: PathBuf::from("./wharf-data"),
+            http_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 7700)),
+            log: LogSettings::default(),
+            storage: StorageSettings::default(),
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            level: "info".to_string(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        StorageSettings {
+            fsync: FsyncMode::Always,
+            fsync_interval_ms: 100,
+            segment_bytes: 64 << 20,
+        }
+    }
+}
+
+impl ServeConfig {
+    /// Reads and validates `file`, or returns the defaults when there is none.
+    pub fn load(file: Option<&Path>) -> Result<ServeConfig, ConfigError> {
+        let Some(path) = file else {
+            return Ok(ServeConfig::default());
+        };
+        let text = fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let config = ServeConfig::parse(&text, path)?;
+        config.validate(Some(path))?;
+        Ok(config)
+    }
+
+    /// Parses TOML `text`; `path` only names the source in errors. Does not validate ranges.
+    pub fn parse(text: &str, path: &Path) -> Result<ServeConfig, ConfigError> {
+        let deserializer = toml::Deserializer::new(text);
+        serde_path_to_error::deserialize(deserializer).map_err(|error| {
+            let key = error.path().to_string();
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                key: (key != ".").then_some(key),
+                message: error.into_inner().to_string().trim_end().to_string(),
+            }
+        })
+    }
+
+    /// Checks values that parse but cannot work. `path` names the file in errors.
+    pub fn validate(&self, path: Option<&Path>) -> Result<(), ConfigError> {
+        let invalid = |key, value: String, reason: &str| ConfigError::Invalid {
+            path: path.map(Path::to_path_buf),
+            key,
+            value,
+            reason: reason.to_string(),
+        };
+        if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return Err(invalid(
+                "log.level",
+                format!("{:?}", self.log.level),
+                &error.to_string(),
+            ));
+        }
+        let storage = &self.storage;
+        if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&storage.segment_bytes) {
+            return Err(invalid(
+                "storage.segment_bytes",
+                storage.segment_bytes.to_string(),
+                &format!("must be between {SEGMENT_BYTES_MIN} and {SEGMENT_BYTES_MAX}"),
+            ));
+        }
+        if storage.fsync == FsyncMode::Interval && storage.fsync_interval_ms == 0 {
+            return Err(invalid(
+                "storage.fsync_interval_ms",
+                "0".to_string(),
+                "must be at least 1 with fsync = \"interval\"",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl StorageSettings {
+    /// The log layout and commit policy these settings describe, for every log the server opens.
+    pub fn log_config(&self) -> LogConfig {
+        let fsync = match self.fsync {
+            FsyncMode::Always => FsyncPolicy::Always,
+            FsyncMode::Interval => {
+                FsyncPolicy::Interval(Duration::from_millis(self.fsync_interval_ms))
+            }
+            FsyncMode::Never => FsyncPolicy::Never,
+        };
+        LogConfig {
+            segment_bytes: self.segment_bytes,
+            fsync,
+            ..LogConfig::default()
+        }
+    }
+}
+
+fn key_prefix(key: &Option<String>) -> String {
+    key.as_ref()
+        .map(|key| format!("key `{key}`: "))
+        .unwrap_or_default()
+}
+
+fn source_name(path: &Option<PathBuf>) -> String {
+    match path {
+        Some(path) => format!("file {}", path.display()),
+        None => "value".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ServeConfig, ConfigError> {
+        let path = Path::new("test.toml");
+        let config = ServeConfig::parse(text, path)?;
+        config.validate(Some(path))?;
+        Ok(config)
+    }
+
+    #[test]
+    fn no_file_gives_the_defaults() {
+        let config = ServeConfig::load(None).expect("defaults");
+        assert_eq!(config.data_dir, PathBuf::from("./wharf-data"));
+        assert_eq!(config.http_addr, "127.0.0.1:7700".parse().unwrap());
+        assert_eq!(config.log.level, "info");
+        assert_eq!(config.log.format, LogFormat::Text);
+        assert_eq!(config.storage.fsync, FsyncMode::Always);
+        assert_eq!(config.storage.fsync_interval_ms, 100);
+        assert_eq!(config.storage.segment_bytes, 64 << 20);
+    }
+
+    #[test]
+    fn empty_file_gives_the_defaults() {
+        assert_eq!(parse("").expect("parses"), ServeConfig::default());
+    }
+
+    #[test]
+    fn every_key_parses() {
+        let config = parse(
+            r#"
+            data_dir = "/var/lib/wharf"
+            http_addr = "0.0.0.0:8080"
+            [log]
+            level = "debug,wharf_storage=trace"
+            format = "json"
+            [storage]
+            fsync = "interval"
+            fsync_interval_ms = 5
+            segment_bytes = 4096
+            "#,
+        )
+        .expect("parses");
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/wharf"));
+        assert_eq!(config.http_addr, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(config.log.level, "debug,wharf_storage=trace");
+        assert_eq!(config.log.format, LogFormat::Json);
+        assert_eq!(config.storage.fsync, FsyncMode::Interval);
+        let log = config.storage.log_config();
+        assert_eq!(log.fsync, FsyncPolicy::Interval(Duration::from_millis(5)));
+        assert_eq!(log.segment_bytes, 4096);
+    }
+
+    #[test]
+    fn partial_table_keeps_other_defaults() {
+        let config = parse("[storage]\nfsync = \"never\"\n").expect("parses");
+        assert_eq!(config.storage.fsync, FsyncMode::Never);
+        assert_eq!(config.storage.segment_bytes, 64 << 20);
+        assert_eq!(config.log, LogSettings::default());
+    }
+
+    #[test]
+    fn unknown_top_level_key_is_named() {
+        let error = parse("data_dir = \"x\"\nbogus_key = 1\n").unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("test.toml"), "{message}");
+        assert!(message.contains("bogus_key"), "{message}");
+    }
+
+    #[test]
+    fn unknown_nested_key_is_named() {
+        let error = parse("[storage]\nfsink = \"always\"\n").unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("fsink"), "{message}");
+        assert!(message.contains("storage"), "{message}");
+    }
+
+    #[test]
+    fn bad_enum_value_names_key_and_value() {
+        let error = parse("[storage]\nfsync = \"sometimes\"\n").unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("storage.fsync"), "{message}");
+        assert!(message.contains("sometimes"), "{message}");
+    }
+
+    #[test]
+    fn bad_address_names_key() {
+        let error = parse("http_addr = \"nowhere\"\n").unwrap_err();
+        assert!(error.to_string().contains("http_addr"), "{error}");
+    }
+
+    #[test]
+    fn wrong_type_names_key() {
+        let error = parse("[storage]\nsegment_bytes = \"big\"\n").unwrap_err();
+        assert!(
+            error.to_string().contains("storage.segment_bytes"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn out_of_range_segment_is_rejected() {
+        let error = parse("[storage]\nsegment_bytes = 100\n").unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("storage.segment_bytes"), "{message}");
+        assert!(message.contains("100"), "{message}");
+    }
+
+    #[test]
+    fn zero_interval_is_rejected_only_for_interval_policy() {
+        parse("[storage]\nfsync_interval_ms = 0\n").expect("unused interval may be 0");
+        let error = parse("[storage]\nfsync = \"interval\"\nfsync_interval_ms = 0\n").unwrap_err();
+        assert!(error.to_string().contains("fsync_interval_ms"), "{error}");
+    }
+
+    #[test]
+    fn bad_log_level_is_rejected() {
+        let error = parse("[log]\nlevel = \"loud=[\"\n").unwrap_err();
+        assert!(error.to_string().contains("log.level"), "{error}");
+    }
+
+    #[test]
+    fn missing_file_names_the_path() {
+        let error = ServeConfig::load(Some(Path::new("/nonexistent/wharf.toml"))).unwrap_err();
+        assert!(matches!(error, ConfigError::Read { .. }));
+        assert!(error.to_string().contains("/nonexistent/wharf.toml"));
+    }
+
+    #[test]
+    fn syntax_error_is_reported_with_file() {
+        let error = parse("data_dir = \n").unwrap_err();
+        assert!(error.to_string().contains("test.toml"), "{error}");
+    }
+}

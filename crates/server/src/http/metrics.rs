@@ -1,0 +1,41 @@
+//! `/metrics`: every registered metric in the Prometheus exposition format.
+
+use super::{AppState, Problem};
+use axum::{
+    extract::State,
+    http::{header, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+};
+
+/// `prometheus_client` writes OpenMetrics 1.0 text (it ends with `# EOF`), which Prometheus
+/// negotiates and scrapes under this media type.
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Server metrics for Prometheus.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Metrics in OpenMetrics text format", body = String,
+            content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        (status = 500, description = "The metrics could not be encoded",
+            body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let mut body = String::new();
+    match prometheus_client::encoding::text::encode(&mut body, &state.registry) {
+        Ok(()) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(METRICS_CONTENT_TYPE),
+            )],
+            body,
+        )
+            .into_response(),
+        Err(error) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR)
+            .with_detail(format!("encoding metrics failed: {error}"))
+            .into_response(),
+    }
+}

@@ -1,0 +1,267 @@
+//! The serve loop: open the store, listen, serve until told to stop, then shut down cleanly.
+//!
+//! Shutdown order matters for durability: readiness turns 503 first (load balancers stop
+//! sending), the listener stops accepting, in-flight requests finish (bounded by
+//! [`SHUTDOWN_DRAIN_TIMEOUT`]), and only then is the store closed, which finishes pending appends
+//! and fsyncs them. A request acknowledged before exit is therefore on disk.
+
+use crate::{
+    config::ServeConfig,
+    http::{self, AppState},
+    readiness::Readiness,
+};
+use prometheus_client::registry::Registry;
+use std::{
+    future::{Future, IntoFuture},
+    io,
+    net::SocketAddr,
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
+use tokio::{
+    net::TcpListener,
+    signal::unix::{signal, SignalKind},
+    sync::oneshot,
+};
+use wharf_storage::{StorageError, Store, StoreConfig};
+
+/// How long in-flight requests may run after shutdown begins. Long enough for any request that
+/// is not a long poll to finish; short enough to end within a typical orchestrator's grace
+/// period (Kubernetes sends SIGKILL 30 s after SIGTERM), leaving time to close the store.
+pub const SHUTDOWN_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The server failed to start or to stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot open the store in {}: {source}", dir.display())]
+    StoreOpen {
+        dir: PathBuf,
+        #[source]
+        source: StorageError,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("HTTP server on {addr} failed: {source}")]
+    Http {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("closing the store failed: {source}")]
+    StoreClose {
+        #[source]
+        source: StorageError,
+    },
+    #[error("cannot install signal handlers: {source}")]
+    Signals {
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A bound server: the store is open and the listener accepts connections (queued until
+/// [`Server::run`]). Binding port 0 and reading [`Server::local_addr`] lets tests pick a port.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    store: Arc<Store>,
+    state: AppState,
+}
+
+/// Binds and runs a server until `shutdown` completes; see [`Server`].
+pub async fn serve(
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    Server::bind(&config).await?.run(shutdown).await
+}
+
+/// Resolves on the first SIGINT or SIGTERM. Installs the handlers at once, so a signal that
+/// arrives before the future is polled is not lost (nor kills the process).
+pub fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static, ServeError> {
+    let install = |kind| signal(kind).map_err(|source| ServeError::Signals { source });
+    let mut terminate = install(SignalKind::terminate())?;
+    let mut interrupt = install(SignalKind::interrupt())?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        };
+        tracing::info!(signal = name, "shutdown requested");
+    })
+}
+
+impl Server {
+    /// Opens the store in `config.data_dir` and binds `config.http_addr`.
+    pub async fn bind(config: &ServeConfig) -> Result<Server, ServeError> {
+        let dir = config.data_dir.clone();
+        let opened = tokio::task::spawn_blocking(move || {
+            let store = Store::open(&dir, StoreConfig::default());
+            (dir, store)
+        })
+        .await
+        .expect("opening the store panicked");
+        let store = match opened {
+            (_, Ok(store)) => Arc::new(store),
+            (dir, Err(source)) => return Err(ServeError::StoreOpen { dir, source }),
+        };
+        let storage = &config.storage;
+        tracing::info!(
+            data_dir = %store.dir().display(),
+            fsync = ?storage.fsync,
+            fsync_interval_ms = storage.fsync_interval_ms,
+            segment_bytes = storage.segment_bytes,
+            "store open"
+        );
+        let readiness = Arc::new(Readiness::default());
+        readiness.set_store_open(true);
+        let mut registry = Registry::default();
+        store.metrics().register(&mut registry);
+
+        let addr = config.http_addr;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        Ok(Server {
+            listener,
+            local_addr,
+            store,
+            state: AppState {
+                readiness,
+                registry: Arc::new(registry),
+            },
+        })
+    }
+
+    /// The address actually bound (the real port when port 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn readiness(&self) -> &Arc<Readiness> {
+        &self.state.readiness
+    }
+
+    /// Serves until `shutdown` completes, then drains requests and closes the store.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let Server {
+            listener,
+            local_addr,
+            store,
+            state,
+        } = self;
+        let readiness = state.readiness.clone();
+        tracing::info!(address = %local_addr, "listening");
+
+        let (began_sender, began) = oneshot::channel();
+        let signal_readiness = readiness.clone();
+        let signal = async move {
+            shutdown.await;
+            signal_readiness.begin_shutdown();
+            tracing::info!("shutting down: no new connections, finishing in-flight requests");
+            let _ = began_sender.send(());
+        };
+        let serving = axum::serve(listener, http::router(state))
+            .with_graceful_shutdown(signal)
+            .into_future();
+        let drain_expired = async {
+            match began.await {
+                Ok(()) => tokio::time::sleep(SHUTDOWN_DRAIN_TIMEOUT).await,
+                // The server ended without a shutdown request; its own result decides.
+                Err(_) => std::future::pending().await,
+            }
+        };
+        let served = tokio::select! {
+            result = serving => result.map_err(|source| ServeError::Http { addr: local_addr, source }),
+            () = drain_expired => {
+                tracing::warn!(
+                    timeout_seconds = SHUTDOWN_DRAIN_TIMEOUT.as_secs(),
+                    "requests still running after the drain timeout; closing anyway"
+                );
+                Ok(())
+            }
+        };
+        readiness.begin_shutdown();
+        let closed = store.close().await;
+        readiness.set_store_open(false);
+        served?;
+        closed.map_err(|source| ServeError::StoreClose { source })?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn test_config(dir: &std::path::Path) -> ServeConfig {
+        ServeConfig {
+            data_dir: dir.join("data"),
+            http_addr: "127.0.0.1:0".parse().expect("address"),
+            ..ServeConfig::default()
+        }
+    }
+
+    async fn get(addr: SocketAddr, path: &str) -> io::Result<String> {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).await?;
+        Ok(reply)
+    }
+
+    #[tokio::test]
+    async fn serves_until_shutdown_then_closes_the_store() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let server = Server::bind(&test_config(dir.path())).await.expect("binds");
+        let addr = server.local_addr();
+        assert_ne!(addr.port(), 0);
+        let readiness = server.readiness().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let running = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+
+        let reply = get(addr, "/readyz").await.expect("request");
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        assert!(dir.path().join("data").join("logs").is_dir());
+
+        stop.send(()).expect("server running");
+        running.await.expect("no panic").expect("clean shutdown");
+        assert!(readiness.is_shutting_down());
+        assert!(readiness.blocker().is_some());
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn bind_failure_names_the_address() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let config = ServeConfig {
+            http_addr: taken.local_addr().expect("address"),
+            ..test_config(dir.path())
+        };
+        let error = Server::bind(&config).await.unwrap_err();
+        assert!(matches!(error, ServeError::Bind { .. }), "{error}");
+        assert!(error.to_string().contains(&config.http_addr.to_string()));
+    }
+}
