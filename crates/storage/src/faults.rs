@@ -75,10 +75,23 @@ impl FileOps {
     }
 
     pub(crate) fn write_all_at(&self, file: &File, buf: &[u8], position: u64) -> io::Result<()> {
+        self.write_all_at_in_blocks(file, buf, position, 1)
+    }
+
+    /// A write whose partial form (on a full disk) is cut at a multiple of `block` bytes, as
+    /// direct I/O requires.
+    pub(crate) fn write_all_at_in_blocks(
+        &self,
+        file: &File,
+        buf: &[u8],
+        position: u64,
+        block: usize,
+    ) -> io::Result<()> {
         let Some(faults) = &self.faults else {
             return file.write_all_at(buf, position);
         };
         let granted = faults.take_space(buf.len());
+        let granted = granted - granted % block;
         file.write_all_at(&buf[..granted], position)?;
         if granted < buf.len() {
             return Err(io::Error::from_raw_os_error(libc::ENOSPC));

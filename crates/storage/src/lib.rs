@@ -12,11 +12,12 @@ mod meta;
 mod metrics;
 mod record;
 mod segment;
+mod segment_writer;
 mod store;
 
 pub use error::StorageError;
 pub use faults::Faults;
-pub use log::{FsyncPolicy, Log, LogConfig};
+pub use log::{FsyncPolicy, Log, LogConfig, LARGE_COMMIT_BYTES};
 pub use meta::{MetaOp, MetaStore};
 pub use metrics::StorageMetrics;
 pub use record::{Offset, Record, RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX};

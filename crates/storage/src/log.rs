@@ -19,6 +19,7 @@ use crate::{
     metrics::StorageMetrics,
     record::{self, Offset, Record, RECORD_PAYLOAD_BYTES_MAX},
     segment::{self, Damage, Scan, Segment},
+    segment_writer::{self, SegmentWriter},
 };
 use bytes::BytesMut;
 use std::{
@@ -52,8 +53,11 @@ pub struct LogConfig {
     pub segment_bytes: u64,
     pub fsync: FsyncPolicy,
     /// Zero-fill segment files ahead of use, so a commit overwrites allocated blocks instead of
-    /// growing the file (no size metadata to sync; measured 15%-3x faster here).
+    /// growing the file (no size metadata to sync: 40% more small syncs per second here). Only
+    /// done while the log's commits are small; see [`LARGE_COMMIT_BYTES`].
     pub preallocate: bool,
+    /// Write with `O_DIRECT` where the filesystem allows it (see `segment_writer`).
+    pub direct_io: bool,
     /// Test-only failures for the file calls; `None` in production.
     pub faults: Option<Arc<Faults>>,
 }
@@ -64,6 +68,7 @@ impl Default for LogConfig {
             segment_bytes: 64 << 20,
             fsync: FsyncPolicy::Always,
             preallocate: true,
+            direct_io: true,
             faults: None,
         }
     }
@@ -79,6 +84,11 @@ pub struct Log {
 /// to keep a stack of zeroes cheap.
 const ZERO_CHUNK_BYTES: usize = 1 << 20;
 const SPARE_FILE_NAME: &str = "spare.tmp";
+
+/// Average commit size from which the next segment is not zero-filled. Zero-filling writes every
+/// byte twice: worth it when each sync carries a few kilobytes (the sync, not the bandwidth,
+/// limits those), a loss when commits are large and bandwidth is the limit.
+pub const LARGE_COMMIT_BYTES: u64 = 64 << 10;
 
 #[derive(Debug)]
 struct Inner {
@@ -122,6 +132,9 @@ struct PendingAppend {
 struct Writer {
     active: Arc<Segment>,
     position: u64,
+    segment_writer: SegmentWriter,
+    /// Moving average of bytes per commit, steering preallocation.
+    commit_bytes_average: u64,
     spare: Option<JoinHandle<Result<File, StorageError>>>,
     /// Written since the last sync.
     dirty: bool,
@@ -171,6 +184,8 @@ impl Log {
             }),
             writer: Mutex::new(Writer {
                 position: active.write_end(),
+                segment_writer: SegmentWriter::open(&active, active.write_end(), config.direct_io)?,
+                commit_bytes_average: 0,
                 active,
                 spare: None,
                 dirty: false,
@@ -546,9 +561,10 @@ impl Inner {
     /// region is zeroed again (best effort) so no part of a failed append can be recovered.
     fn write_chunk(&self, writer: &mut Writer, chunk: &[u8]) -> Result<(), StorageError> {
         let segment = writer.active.clone();
-        let result = self
-            .ops
-            .write_all_at(&segment.file, chunk, writer.position)
+        writer.commit_bytes_average = (writer.commit_bytes_average * 7 + chunk.len() as u64) / 8;
+        let result = writer
+            .segment_writer
+            .write(&self.ops, &segment, writer.position, chunk)
             .map_err(|e| StorageError::io(&segment.path, e))
             .and_then(|()| {
                 writer.dirty = true;
@@ -560,25 +576,33 @@ impl Inner {
                     _ => Ok(()),
                 }
             });
-        if result.is_err() {
-            let zeroed = zero_range(
-                &self.ops,
-                &segment.file,
-                &segment.path,
-                writer.position,
-                writer.position + chunk.len() as u64,
-            );
-            if let Err(error) = zeroed {
-                tracing::warn!(path = %segment.path.display(), %error, "could not clear a failed append");
-            }
+        match result {
+            Ok(()) => writer.segment_writer.keep(),
+            Err(_) => self.write_chunk_undo(writer, chunk.len() as u64),
         }
         result
+    }
+
+    /// Clears what a failed commit may have left after the write position (best effort); the
+    /// segment writer's tail stays where the last kept write ended.
+    fn write_chunk_undo(&self, writer: &Writer, chunk_len: u64) {
+        let segment = &writer.active;
+        let zeroed = zero_range(
+            &self.ops,
+            &segment.file,
+            &segment.path,
+            writer.position,
+            writer.position + chunk_len,
+        );
+        if let Err(error) = zeroed {
+            tracing::warn!(path = %segment.path.display(), %error, "could not clear a failed append");
+        }
     }
 
     fn sync_writer(&self, writer: &mut Writer) -> Result<(), StorageError> {
         let started = Instant::now();
         self.ops
-            .sync_data(&writer.active.file)
+            .sync_data(writer.segment_writer.sync_handle(&writer.active))
             .map_err(|e| StorageError::io(&writer.active.path, e))?;
         self.metrics.fsyncs.inc();
         self.metrics
@@ -610,7 +634,7 @@ impl Inner {
         let file = if self.config.preallocate {
             let spare = match writer.spare.take() {
                 Some(preparing) => preparing.join().expect("spare preparation panicked"),
-                None => prepare_spare(&self.dir, self.config.segment_bytes, &self.ops),
+                None => prepare_spare(&self.dir, self.spare_fill_bytes(writer), &self.ops),
             }?;
             let spare_path = self.dir.join(SPARE_FILE_NAME);
             fs::rename(&spare_path, &path).map_err(|e| StorageError::io(&path, e))?;
@@ -627,6 +651,7 @@ impl Inner {
             .expect("segments lock")
             .push(segment.clone());
         self.metrics.segments.inc();
+        writer.segment_writer = SegmentWriter::open(&segment, 0, self.config.direct_io)?;
         writer.active = segment;
         writer.position = 0;
         Ok(())
@@ -639,7 +664,7 @@ impl Inner {
         {
             let (dir, bytes, ops) = (
                 self.dir.clone(),
-                self.config.segment_bytes,
+                self.spare_fill_bytes(writer),
                 self.ops.clone(),
             );
             writer.spare = Some(std::thread::spawn(move || prepare_spare(&dir, bytes, &ops)));
@@ -648,6 +673,15 @@ impl Inner {
 
     fn sync_dir(&self) -> Result<(), StorageError> {
         sync_dir(&self.ops, &self.dir)
+    }
+
+    /// How much of the next segment to zero-fill: all of it for small commits, none for large.
+    fn spare_fill_bytes(&self, writer: &Writer) -> u64 {
+        if writer.commit_bytes_average < LARGE_COMMIT_BYTES {
+            self.config.segment_bytes
+        } else {
+            0
+        }
     }
 }
 
@@ -679,8 +713,9 @@ fn prepare_spare(dir: &Path, bytes: u64, ops: &FileOps) -> Result<File, StorageE
         .open(&path)
         .map_err(|e| StorageError::io(&path, e))
         .and_then(|file| {
-            zero_range(ops, &file, &path, 0, bytes)?;
-            ops.sync_all(&file)
+            let direct = segment_writer::open_direct(&path);
+            segment_writer::zero_fill(ops, &file, direct.as_ref(), bytes)
+                .and_then(|()| ops.sync_all(&file))
                 .map_err(|e| StorageError::io(&path, e))?;
             Ok(file)
         });
@@ -737,8 +772,9 @@ fn open_segments(
         let path = dir.join(segment::segment_file_name(Offset(0)));
         let file = create_segment_file(&path)?;
         if config.preallocate {
-            zero_range(ops, &file, &path, 0, config.segment_bytes)?;
-            ops.sync_all(&file)
+            let direct = segment_writer::open_direct(&path);
+            segment_writer::zero_fill(ops, &file, direct.as_ref(), config.segment_bytes)
+                .and_then(|()| ops.sync_all(&file))
                 .map_err(|e| StorageError::io(&path, e))?;
         }
         sync_dir(ops, dir)?;

@@ -22,6 +22,7 @@ fn config() -> LogConfig {
         segment_bytes: 64 << 10,
         fsync: FsyncPolicy::Always,
         preallocate: true,
+        direct_io: true,
         faults: None,
     }
 }

@@ -36,9 +36,13 @@ async fn offsets_are_sequential_and_records_read_back() {
 
 #[tokio::test]
 async fn segments_rotate_at_the_configured_size_and_reads_cross_them() {
-    for preallocate in [true, false] {
+    for (preallocate, direct_io) in [(true, true), (false, true), (true, false), (false, false)] {
+        let config = LogConfig {
+            direct_io,
+            ..small(preallocate)
+        };
         let dir = tempfile::tempdir().unwrap();
-        let log = open(dir.path(), small(preallocate));
+        let log = open(dir.path(), config.clone());
         for i in 0..100u64 {
             log.append_one(payload(i, 300)).await.unwrap();
         }
@@ -50,7 +54,7 @@ async fn segments_rotate_at_the_configured_size_and_reads_cross_them() {
             assert_eq!(record.payload.as_ref(), payload(i as u64, 300).as_slice());
         }
         log.close().await.unwrap();
-        let reopened = open(dir.path(), small(preallocate));
+        let reopened = open(dir.path(), config);
         assert_eq!(reopened.end_offset(), Offset(100));
         let record = reopened.read(Offset(57)).unwrap().unwrap();
         assert_eq!(record.payload.as_ref(), payload(57, 300).as_slice());

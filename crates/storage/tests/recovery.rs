@@ -67,6 +67,10 @@ fn segment_files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
         .collect()
 }
 
+fn segment_base(path: &Path) -> u64 {
+    path.file_stem().unwrap().to_str().unwrap().parse().unwrap()
+}
+
 /// What a crash may leave of each sector written after the last sync.
 #[derive(Debug, Clone, Copy)]
 enum SectorFate {
@@ -186,15 +190,28 @@ proptest! {
         let files = segment_files(dir.path());
         prop_assume!(files.len() >= 2);
         let sealed: Vec<_> = files.iter().take(files.len() - 1).collect();
-        let (path, bytes) = sealed[which.index(sealed.len())];
+        let chosen = which.index(sealed.len());
+        let (path, bytes) = sealed[chosen];
         let mut bytes = bytes.clone();
         let bit = bit.index(bytes.len() * 8);
         bytes[bit / 8] ^= 1 << (bit % 8);
         fs::write(path, &bytes).unwrap();
+        // Bytes of records in this segment; past them lies zero padding up to a block boundary.
+        let expected: Vec<&Vec<u8>> = appends.iter().flatten().collect();
+        let base = segment_base(path);
+        let next_base = segment_base(sealed.get(chosen + 1).map_or_else(|| files.keys().next_back().unwrap(), |(p, _)| *p));
+        let data_len: usize = expected[base as usize..next_base as usize].iter().map(|p| 16 + p.len()).sum();
 
         let log = open(dir.path(), false);
+        if bit / 8 >= data_len {
+            // A flip in the padding touches no record: everything must read back intact.
+            for (offset, payload) in expected.iter().enumerate() {
+                let record = log.read(Offset(offset as u64)).unwrap().unwrap();
+                prop_assert_eq!(record.payload.as_ref(), payload.as_slice());
+            }
+            return Ok(());
+        }
         prop_assert!(!log.damage().is_empty(), "flip in {:?} not reported", path);
-        let expected: Vec<&Vec<u8>> = appends.iter().flatten().collect();
         let mut errors = 0;
         for (offset, payload) in expected.iter().enumerate() {
             match log.read(Offset(offset as u64)) {

@@ -1,0 +1,182 @@
+//! Writing the active segment with direct I/O.
+//!
+//! Buffered writes copy every byte into the page cache first; on the machines we measured that
+//! copy (`copy_folio_from_iter_atomic`) took three quarters of the CPU of a log writing large
+//! batches, capping it near 300 MB/s against 1.5 GB/s of raw disk bandwidth. With `O_DIRECT` the
+//! disk reads our buffer itself. Direct I/O needs block-aligned positions, lengths and buffers,
+//! so each write starts at the block holding the write position: the bytes of that block
+//! already written (the *tail*, kept in memory) go first, then the new frames, then zeroes up to
+//! the next block boundary. Zero padding reads as the end marker, so recovery needs no change.
+//!
+//! Where `O_DIRECT` is refused (tmpfs, some network filesystems) the writer falls back to
+//! buffered writes. Readers keep using the segment's buffered handle: the kernel invalidates
+//! cached pages that a direct write replaces, so they never see stale bytes.
+
+use crate::{error::StorageError, faults::FileOps, segment::Segment};
+use std::{
+    fs::{File, OpenOptions},
+    io,
+    os::unix::fs::{FileExt, OpenOptionsExt},
+    path::Path,
+};
+
+/// Direct I/O alignment: 4 KiB covers the logical block size of every disk we run on (512 B or
+/// 4 KiB) and the page size.
+pub(crate) const BLOCK_BYTES: usize = 4096;
+
+#[derive(Debug)]
+pub(crate) struct SegmentWriter {
+    /// The active segment opened with `O_DIRECT`; `None` when the filesystem refuses it.
+    direct: Option<File>,
+    /// Bytes already written in the block that holds the write position.
+    tail: Vec<u8>,
+    /// The tail after the last write, kept once that write is known to have succeeded.
+    staged_tail: Vec<u8>,
+    /// Reused staging memory; the aligned window inside it is what gets written.
+    scratch: Vec<u8>,
+}
+
+impl SegmentWriter {
+    /// Prepares to write `segment` from `position` on (its tail is read back from the file).
+    pub(crate) fn open(
+        segment: &Segment,
+        position: u64,
+        use_direct: bool,
+    ) -> Result<SegmentWriter, StorageError> {
+        let direct = if use_direct {
+            open_direct(&segment.path)
+        } else {
+            None
+        };
+        let tail_start = round_down(position);
+        let mut tail = vec![0; (position - tail_start) as usize];
+        segment
+            .file
+            .read_exact_at(&mut tail, tail_start)
+            .map_err(|e| StorageError::io(&segment.path, e))?;
+        Ok(SegmentWriter {
+            direct,
+            staged_tail: tail.clone(),
+            tail,
+            scratch: Vec::new(),
+        })
+    }
+
+    /// The handle to sync after writing.
+    pub(crate) fn sync_handle<'a>(&'a self, segment: &'a Segment) -> &'a File {
+        self.direct.as_ref().unwrap_or(&segment.file)
+    }
+
+    /// Writes `chunk` at `position`, which must be where the last kept write ended. Call
+    /// [`SegmentWriter::keep`] once the write (and its sync) succeeded.
+    pub(crate) fn write(
+        &mut self,
+        ops: &FileOps,
+        segment: &Segment,
+        position: u64,
+        chunk: &[u8],
+    ) -> io::Result<()> {
+        let Some(direct) = &self.direct else {
+            return ops.write_all_at(&segment.file, chunk, position);
+        };
+        let start = round_down(position);
+        assert_eq!(
+            position - start,
+            self.tail.len() as u64,
+            "writes are contiguous"
+        );
+        let filled = self.tail.len() + chunk.len();
+        let padded = round_up(filled as u64) as usize;
+        let window = aligned_window(&mut self.scratch, padded);
+        window[..self.tail.len()].copy_from_slice(&self.tail);
+        window[self.tail.len()..filled].copy_from_slice(chunk);
+        window[filled..].fill(0);
+        ops.write_all_at_in_blocks(direct, window, start, BLOCK_BYTES)?;
+        let new_tail_start = round_down(filled as u64) as usize;
+        self.staged_tail.clear();
+        self.staged_tail
+            .extend_from_slice(&window[new_tail_start..filled]);
+        Ok(())
+    }
+
+    /// The last write stands: the next one continues after it. Without this call the next
+    /// write starts again where the last kept one ended (a failed commit is written over).
+    pub(crate) fn keep(&mut self) {
+        std::mem::swap(&mut self.tail, &mut self.staged_tail);
+        self.staged_tail.clear();
+        self.staged_tail.extend_from_slice(&self.tail);
+    }
+}
+
+/// Opens `path` for direct writes, or `None` where the filesystem does not support them.
+pub(crate) fn open_direct(path: &Path) -> Option<File> {
+    OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+        .ok()
+}
+
+/// Writes zeroes over `[0, bytes)` of `file`, through `direct` when given (no page-cache copy).
+pub(crate) fn zero_fill(
+    ops: &FileOps,
+    file: &File,
+    direct: Option<&File>,
+    bytes: u64,
+) -> io::Result<()> {
+    /// Large enough to run at disk bandwidth.
+    const ZERO_CHUNK_BYTES: usize = 1 << 20;
+    let mut scratch = Vec::new();
+    let zeroes = aligned_window(&mut scratch, ZERO_CHUNK_BYTES);
+    zeroes.fill(0);
+    let aligned_end = round_down(bytes);
+    let mut at = 0u64;
+    while at < bytes {
+        let n = (bytes - at).min(ZERO_CHUNK_BYTES as u64) as usize;
+        match direct {
+            Some(direct) if at + n as u64 <= aligned_end => {
+                ops.write_all_at_in_blocks(direct, &zeroes[..n], at, BLOCK_BYTES)?
+            }
+            _ => ops.write_all_at(file, &zeroes[..n], at)?,
+        }
+        at += n as u64;
+    }
+    Ok(())
+}
+
+/// A block-aligned slice of `len` bytes inside `scratch`, growing it as needed.
+fn aligned_window(scratch: &mut Vec<u8>, len: usize) -> &mut [u8] {
+    if scratch.len() < len + BLOCK_BYTES {
+        *scratch = vec![0; (len + BLOCK_BYTES).next_power_of_two()];
+    }
+    let offset = scratch.as_ptr().align_offset(BLOCK_BYTES);
+    assert!(offset < BLOCK_BYTES);
+    &mut scratch[offset..offset + len]
+}
+
+fn round_down(position: u64) -> u64 {
+    position - position % BLOCK_BYTES as u64
+}
+
+fn round_up(position: u64) -> u64 {
+    round_down(position + BLOCK_BYTES as u64 - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_are_aligned_and_rounding_is_to_blocks() {
+        let mut scratch = Vec::new();
+        for len in [1, 4096, 10_000, 1 << 20] {
+            let window = aligned_window(&mut scratch, len);
+            assert_eq!(window.len(), len);
+            assert_eq!(window.as_ptr() as usize % BLOCK_BYTES, 0);
+        }
+        assert_eq!(round_down(4097), 4096);
+        assert_eq!(round_up(4097), 8192);
+        assert_eq!(round_up(4096), 4096);
+        assert_eq!(round_up(0), 0);
+    }
+}
