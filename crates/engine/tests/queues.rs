@@ -555,3 +555,63 @@ async fn bad_names_and_options_are_refused_with_the_field() {
         "{error}"
     );
 }
+
+fn segment_files(dir: &Path, queue: &str) -> usize {
+    std::fs::read_dir(dir.join("logs").join(format!("queue-{queue}")))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "log")
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn segments_of_settled_messages_are_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START);
+    let store = Arc::new(Store::open(dir.path(), StoreConfig::default()).unwrap());
+    let config = EngineConfig {
+        queue_segment_bytes: 4096,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::open(store.clone(), clock.clone(), config)
+        .await
+        .unwrap();
+    engine.put_queue("jobs", options()).await.unwrap();
+    let body = "x".repeat(200);
+    for _ in 0..10 {
+        let batch = (0..10).map(|_| message(&body)).collect();
+        engine.send("jobs", batch).await.unwrap();
+    }
+    assert!(segment_files(dir.path(), "jobs") > 5);
+    // The newest message stays unsettled: segments before it go, its own stays.
+    for _ in 0..99 {
+        let request = ReceiveRequest {
+            max_messages: 1,
+            wait: Duration::ZERO,
+            lease: None,
+        };
+        let got = engine.receive("jobs", request).await.unwrap();
+        clock.advance(Duration::from_secs(1));
+        engine.ack("jobs", &receipts(&got)).await.unwrap();
+    }
+    assert!(
+        segment_files(dir.path(), "jobs") <= 2,
+        "{} segments left",
+        segment_files(dir.path(), "jobs")
+    );
+    engine.close();
+    store.close().await.unwrap();
+    drop((engine, store));
+    let broker = open(dir.path(), clock).await;
+    let left = broker.receive("jobs", 10).await;
+    assert_eq!(
+        left.len(),
+        1,
+        "only the unsettled message remains after restart"
+    );
+}

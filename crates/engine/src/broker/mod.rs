@@ -249,7 +249,7 @@ impl Engine {
         let queue = self.queue(queue)?;
         let (seqs, results) = queue.ack(receipts, self.now());
         queue
-            .write_settled(seqs, records::SettleReason::Acked)
+            .write_settled(seqs, records::SettleReason::Acked, self.now())
             .await?;
         Ok(results)
     }
@@ -312,7 +312,7 @@ impl Engine {
         let seqs = queue.purge();
         let count = seqs.len() as u64;
         queue
-            .write_settled(seqs, records::SettleReason::Purged)
+            .write_settled(seqs, records::SettleReason::Purged, self.now())
             .await?;
         Ok(count)
     }

@@ -24,6 +24,9 @@ use tokio::sync::Notify;
 use wharf_model::{message::Message, MessageId, Priority, QueueName};
 use wharf_storage::{Log, Offset};
 
+/// Space reclaim scans the queue's live messages (O(n)); once a second bounds that cost.
+const RECLAIM_INTERVAL_MS: u64 = 1_000;
+
 #[derive(Debug)]
 pub(crate) struct QueueRuntime {
     pub name: QueueName,
@@ -44,6 +47,7 @@ struct Core {
     reserved_ids: HashSet<DedupKey>,
     /// The error text of each message's latest nack, shown if it is dead-lettered.
     last_errors: HashMap<u64, String>,
+    last_reclaim_at: u64,
     deleted: bool,
 }
 
@@ -65,6 +69,7 @@ impl QueueRuntime {
                 reserved: 0,
                 reserved_ids: HashSet::new(),
                 last_errors: HashMap::new(),
+                last_reclaim_at: 0,
                 deleted: false,
             }),
             ready_changed: Notify::new(),
@@ -360,18 +365,40 @@ impl QueueRuntime {
         }
     }
 
+    /// Deletes log segments that hold only settled messages. Throttled to once per
+    /// [`RECLAIM_INTERVAL_MS`]; skipped while sends are between their append and their apply,
+    /// since their records are not yet counted as live.
+    pub(crate) fn reclaim(&self, now: u64) -> Result<(), EngineError> {
+        if self.log.segment_count() < 2 {
+            return Ok(());
+        }
+        let keep_from = {
+            let mut core = self.core();
+            if core.reserved > 0 || now < core.last_reclaim_at + RECLAIM_INTERVAL_MS {
+                return Ok(());
+            }
+            core.last_reclaim_at = now;
+            core.state
+                .oldest_seq()
+                .map_or(self.log.end_offset(), |seq| Offset(seq.0))
+        };
+        self.log.truncate_before(keep_from)?;
+        Ok(())
+    }
+
     /// Appends a settle record for `seqs` and waits until it is durable.
     pub(crate) async fn write_settled(
         &self,
         seqs: Vec<u64>,
         reason: RecordSettleReason,
+        now: u64,
     ) -> Result<(), EngineError> {
         if seqs.is_empty() {
             return Ok(());
         }
         let record = QueueRecord::Settled { seqs, reason }.encode();
         self.log.append_one(&record).await?;
-        Ok(())
+        self.reclaim(now)
     }
 
     /// The latest nack error of a message leaving the queue.

@@ -50,14 +50,14 @@ impl Engine {
                     self.move_to_dead_letters(queue, target.as_str(), moved)
                         .await?;
                     queue
-                        .write_settled(seqs, RecordSettleReason::DeadLettered)
+                        .write_settled(seqs, RecordSettleReason::DeadLettered, self.now())
                         .await?;
                 }
                 // The dead-letter queue was unset since the state decided: drop instead.
                 _ => dropped.extend(moved.iter().map(|s| s.seq.0)),
             }
             queue
-                .write_settled(dropped, RecordSettleReason::Dropped)
+                .write_settled(dropped, RecordSettleReason::Dropped, self.now())
                 .await
         })
     }
@@ -146,7 +146,7 @@ impl Engine {
                 self.persist_settlements(&source, evicted).await?;
                 let (seqs, _) = dead_letters.ack(&receipt, now);
                 dead_letters
-                    .write_settled(seqs, RecordSettleReason::Redriven)
+                    .write_settled(seqs, RecordSettleReason::Redriven, self.now())
                     .await?;
                 moved += 1;
             }

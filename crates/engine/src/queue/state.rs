@@ -332,6 +332,12 @@ impl QueueState {
         }
     }
 
+    /// The lowest seq still unsettled: log records below it are no longer needed. O(n), so
+    /// callers ask rarely (space reclaim runs at most about once a second).
+    pub fn oldest_seq(&self) -> Option<Seq> {
+        self.entries.keys().min().copied()
+    }
+
     /// Unsettled messages: ready, delayed and leased.
     pub fn len(&self) -> usize {
         self.entries.len()
