@@ -8,8 +8,8 @@
 //! already written (the *tail*, kept in memory) go first, then the new frames, then zeroes up to
 //! the next block boundary. Zero padding reads as the end marker, so recovery needs no change.
 //!
-//! Where `O_DIRECT` is refused (tmpfs, some network filesystems) the writer falls back to
-//! buffered writes. Readers keep using the segment's buffered handle: the kernel invalidates
+//! Small commits (under [`DIRECT_WRITE_MIN_BYTES`]) and filesystems that refuse `O_DIRECT`
+//! (tmpfs, some network filesystems) use buffered writes. Readers keep using the segment's buffered handle: the kernel invalidates
 //! cached pages that a direct write replaces, so they never see stale bytes.
 
 use crate::{error::StorageError, faults::FileOps, segment::Segment};
@@ -23,6 +23,11 @@ use std::{
 /// Direct I/O alignment: 4 KiB covers the logical block size of every disk we run on (512 B or
 /// 4 KiB) and the page size.
 pub(crate) const BLOCK_BYTES: usize = 4096;
+
+/// Commits smaller than this are written through the page cache. For a few kilobytes the copy
+/// costs nothing, while a direct write waits for the device before the fdatasync flushes it
+/// again: measured here, one appender made half as many commits per second with direct writes.
+pub(crate) const DIRECT_WRITE_MIN_BYTES: usize = 64 << 10;
 
 #[derive(Debug)]
 pub(crate) struct SegmentWriter {
@@ -76,9 +81,6 @@ impl SegmentWriter {
         position: u64,
         chunk: &[u8],
     ) -> io::Result<()> {
-        let Some(direct) = &self.direct else {
-            return ops.write_all_at(&segment.file, chunk, position);
-        };
         let start = round_down(position);
         assert_eq!(
             position - start,
@@ -86,16 +88,33 @@ impl SegmentWriter {
             "writes are contiguous"
         );
         let filled = self.tail.len() + chunk.len();
+        let new_tail_len = filled % BLOCK_BYTES;
+        let direct = match &self.direct {
+            Some(direct) if chunk.len() >= DIRECT_WRITE_MIN_BYTES => direct,
+            _ => {
+                ops.write_all_at(&segment.file, chunk, position)?;
+                self.staged_tail.clear();
+                if new_tail_len > chunk.len() {
+                    let from_tail = new_tail_len - chunk.len();
+                    self.staged_tail
+                        .extend_from_slice(&self.tail[self.tail.len() - from_tail..]);
+                    self.staged_tail.extend_from_slice(chunk);
+                } else {
+                    self.staged_tail
+                        .extend_from_slice(&chunk[chunk.len() - new_tail_len..]);
+                }
+                return Ok(());
+            }
+        };
         let padded = round_up(filled as u64) as usize;
         let window = aligned_window(&mut self.scratch, padded);
         window[..self.tail.len()].copy_from_slice(&self.tail);
         window[self.tail.len()..filled].copy_from_slice(chunk);
         window[filled..].fill(0);
         ops.write_all_at_in_blocks(direct, window, start, BLOCK_BYTES)?;
-        let new_tail_start = round_down(filled as u64) as usize;
         self.staged_tail.clear();
         self.staged_tail
-            .extend_from_slice(&window[new_tail_start..filled]);
+            .extend_from_slice(&window[filled - new_tail_len..filled]);
         Ok(())
     }
 
