@@ -1,13 +1,15 @@
-//! The `wharf` command: `wharf serve` runs the broker, `wharf bench` measures this machine.
+//! The `wharf` command: `wharf serve` runs the broker, client subcommands (`queue`, `send`,
+//! `receive`) talk to a running one, `wharf bench` measures this machine.
 //!
 //! This file owns argument parsing, configuration precedence (flags > `WHARF_*` environment >
 //! config file > defaults) and turning errors into `error: ...` with exit code 1. Clap exits
 //! with 2 on usage errors. The server itself lives in `wharf-server`.
 
 mod bench;
+mod client;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{parser::ValueSource, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 use wharf_server::{serve, shutdown_signal, telemetry, ServeConfig};
 
@@ -21,8 +23,6 @@ struct Cli {
         env = "WHARF_SERVER",
         default_value = "http://127.0.0.1:7700"
     )]
-    // Read by the client subcommands, which come next; defined now so scripts can set it.
-    #[allow(dead_code)]
     server: String,
 
     #[command(subcommand)]
@@ -33,6 +33,13 @@ struct Cli {
 enum Command {
     /// Run the broker until SIGINT or SIGTERM.
     Serve(ServeArgs),
+    /// Create, inspect and manage queues.
+    #[command(subcommand)]
+    Queue(client::queue::QueueCommand),
+    /// Send a message to a queue.
+    Send(client::send::SendArgs),
+    /// Receive messages from a queue and print them as JSON lines.
+    Receive(client::receive::ReceiveArgs),
     /// Measure this machine and Wharf on it.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -52,10 +59,28 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    // `wharf bench queue` starts its own server unless the user named one.
+    let server_named = matches.value_source("server") != Some(ValueSource::DefaultValue);
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
     let result = match cli.command {
         Command::Serve(args) => run_serve(args),
-        Command::Bench(command) => bench::run(command).map_err(anyhow::Error::from),
+        Command::Queue(command) => {
+            client::queue::run(command, &client::Client::new(&cli.server)).map_err(Into::into)
+        }
+        Command::Send(args) => {
+            client::send::run(args, &client::Client::new(&cli.server)).map_err(Into::into)
+        }
+        Command::Receive(args) => {
+            client::receive::run(args, &client::Client::new(&cli.server)).map_err(Into::into)
+        }
+        Command::Bench(command) => {
+            let server = server_named.then_some(cli.server.as_str());
+            bench::run(command, server).map_err(anyhow::Error::from)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -15,7 +15,7 @@
 //! [storage]
 //! fsync = "always"      # or "interval", "never"
 //! fsync_interval_ms = 100
-//! segment_bytes = 67108864
+//! segment_bytes = 16777216  # queue logs
 //! ```
 
 use serde::Deserialize;
@@ -65,7 +65,9 @@ pub struct StorageSettings {
     pub fsync: FsyncMode,
     /// With `fsync = "interval"`: the longest time written data waits for its fdatasync.
     pub fsync_interval_ms: u64,
-    /// Size at which a segment file is sealed and the next one started.
+    /// Size at which a segment file is sealed and the next one started; applies to queue logs.
+    /// Default 16 MiB: each queue preallocates one segment, so this is its least disk footprint,
+    /// and a segment still holds thousands of messages.
     pub segment_bytes: u64,
 }
 
@@ -144,7 +146,7 @@ impl Default for StorageSettings {
         StorageSettings {
             fsync: FsyncMode::Always,
             fsync_interval_ms: 100,
-            segment_bytes: 64 << 20,
+            segment_bytes: 16 << 20,
         }
     }
 }
@@ -214,17 +216,21 @@ impl ServeConfig {
 impl StorageSettings {
     /// The log layout and commit policy these settings describe, for every log the server opens.
     pub fn log_config(&self) -> LogConfig {
-        let fsync = match self.fsync {
+        LogConfig {
+            segment_bytes: self.segment_bytes,
+            fsync: self.fsync_policy(),
+            ..LogConfig::default()
+        }
+    }
+
+    /// The commit policy of `fsync` and `fsync_interval_ms`.
+    pub fn fsync_policy(&self) -> FsyncPolicy {
+        match self.fsync {
             FsyncMode::Always => FsyncPolicy::Always,
             FsyncMode::Interval => {
                 FsyncPolicy::Interval(Duration::from_millis(self.fsync_interval_ms))
             }
             FsyncMode::Never => FsyncPolicy::Never,
-        };
-        LogConfig {
-            segment_bytes: self.segment_bytes,
-            fsync,
-            ..LogConfig::default()
         }
     }
 }
@@ -262,7 +268,7 @@ mod tests {
         assert_eq!(config.log.format, LogFormat::Text);
         assert_eq!(config.storage.fsync, FsyncMode::Always);
         assert_eq!(config.storage.fsync_interval_ms, 100);
-        assert_eq!(config.storage.segment_bytes, 64 << 20);
+        assert_eq!(config.storage.segment_bytes, 16 << 20);
     }
 
     #[test]
@@ -300,7 +306,7 @@ mod tests {
     fn partial_table_keeps_other_defaults() {
         let config = parse("[storage]\nfsync = \"never\"\n").expect("parses");
         assert_eq!(config.storage.fsync, FsyncMode::Never);
-        assert_eq!(config.storage.segment_bytes, 64 << 20);
+        assert_eq!(config.storage.segment_bytes, 16 << 20);
         assert_eq!(config.log, LogSettings::default());
     }
 

@@ -5,12 +5,16 @@
 //! changes write.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::Notify;
 
 /// Lifecycle flags shared between the serve loop and the `/readyz` handler.
 #[derive(Debug, Default)]
 pub struct Readiness {
     store_open: AtomicBool,
     shutting_down: AtomicBool,
+    /// Wakes [`Readiness::shutdown_begun`] waiters: long polls end early rather than hold the
+    /// drain for up to their whole wait.
+    shutdown_started: Notify,
 }
 
 /// Why the server is not ready; `None` from [`Readiness::blocker`] means ready.
@@ -28,6 +32,19 @@ impl Readiness {
     /// Marks the start of graceful shutdown; readiness never comes back afterwards.
     pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::Release);
+        self.shutdown_started.notify_waiters();
+    }
+
+    /// Resolves once shutdown has begun (at once if it already has).
+    pub async fn shutdown_begun(&self) {
+        let notified = self.shutdown_started.notified();
+        tokio::pin!(notified);
+        // Registered before the flag is read, so a shutdown in between is not missed.
+        notified.as_mut().enable();
+        if self.is_shutting_down() {
+            return;
+        }
+        notified.await;
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -52,5 +69,29 @@ impl NotReady {
             NotReady::StoreClosed => "the store is not open",
             NotReady::ShuttingDown => "the server is shutting down",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::{sync::Arc, time::Duration};
+
+    #[tokio::test]
+    async fn shutdown_begun_wakes_waiters_and_late_callers() {
+        let readiness = Arc::new(Readiness::default());
+        let waiter = tokio::spawn({
+            let readiness = readiness.clone();
+            async move { readiness.shutdown_begun().await }
+        });
+        tokio::task::yield_now().await;
+        readiness.begin_shutdown();
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("waiter woken")
+            .expect("no panic");
+        tokio::time::timeout(Duration::from_secs(5), readiness.shutdown_begun())
+            .await
+            .expect("a late caller returns at once");
     }
 }

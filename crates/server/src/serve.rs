@@ -2,8 +2,9 @@
 //!
 //! Shutdown order matters for durability: readiness turns 503 first (load balancers stop
 //! sending), the listener stops accepting, in-flight requests finish (bounded by
-//! [`SHUTDOWN_DRAIN_TIMEOUT`]), and only then is the store closed, which finishes pending appends
-//! and fsyncs them. A request acknowledged before exit is therefore on disk.
+//! [`SHUTDOWN_DRAIN_TIMEOUT`]; long polls end at once, empty), then the engine stops its timers,
+//! and only then is the store closed, which finishes pending appends and fsyncs them. A request
+//! acknowledged before exit is therefore on disk.
 
 use crate::{
     config::ServeConfig,
@@ -24,6 +25,7 @@ use tokio::{
     signal::unix::{signal, SignalKind},
     sync::oneshot,
 };
+use wharf_engine::{clock::SystemClock, Engine, EngineConfig, EngineError};
 use wharf_storage::{StorageError, Store, StoreConfig};
 
 /// How long in-flight requests may run after shutdown begins. Long enough for any request that
@@ -39,6 +41,12 @@ pub enum ServeError {
         dir: PathBuf,
         #[source]
         source: StorageError,
+    },
+    #[error("cannot open the queues in {}: {source}", dir.display())]
+    EngineOpen {
+        dir: PathBuf,
+        #[source]
+        source: EngineError,
     },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -119,6 +127,24 @@ impl Server {
             segment_bytes = storage.segment_bytes,
             "store open"
         );
+        let engine_config = EngineConfig {
+            durable_fsync: storage.fsync_policy(),
+            queue_segment_bytes: storage.segment_bytes,
+        };
+        let engine = match Engine::open(store.clone(), Arc::new(SystemClock), engine_config).await {
+            Ok(engine) => engine,
+            Err(source) => {
+                // Release the logs replay opened; the open error is what the caller needs.
+                if let Err(error) = store.close().await {
+                    tracing::warn!(%error, "closing the store after a failed engine open");
+                }
+                return Err(ServeError::EngineOpen {
+                    dir: store.dir().to_path_buf(),
+                    source,
+                });
+            }
+        };
+        tracing::info!(queues = engine.list_queues().len(), "queues open");
         let readiness = Arc::new(Readiness::default());
         readiness.set_store_open(true);
         let mut registry = Registry::default();
@@ -138,6 +164,7 @@ impl Server {
             state: AppState {
                 readiness,
                 registry: Arc::new(registry),
+                engine,
             },
         })
     }
@@ -167,6 +194,7 @@ impl Server {
             state,
         } = self;
         let readiness = state.readiness.clone();
+        let engine = state.engine.clone();
         tracing::info!(address = %local_addr, "listening");
 
         let (began_sender, began) = oneshot::channel();
@@ -198,6 +226,7 @@ impl Server {
             }
         };
         readiness.begin_shutdown();
+        engine.close();
         let closed = store.close().await;
         readiness.set_store_open(false);
         served?;

@@ -4,6 +4,9 @@
 //! bandwidth), so results from different machines compare. This module owns the subcommand
 //! list, the error type and process-wide measurements (CPU time); each benchmark has its file.
 
+mod http1;
+mod queue;
+mod server_process;
 mod storage;
 
 use clap::Subcommand;
@@ -14,6 +17,9 @@ use wharf_storage::StorageError;
 pub enum BenchCommand {
     /// Raw disk limits (fsync rate, sequential bandwidth) and log appends on the same disk.
     Storage(storage::StorageArgs),
+    /// A durable queue under producers and consumers over HTTP: throughput, latency, memory.
+    /// Starts its own `wharf serve` unless --server or WHARF_SERVER names one.
+    Queue(queue::QueueArgs),
 }
 
 /// A benchmark could not run to the end.
@@ -32,11 +38,19 @@ pub enum BenchError {
     Runtime(#[source] io::Error),
     #[error("cannot read the process CPU time: {0}")]
     CpuTime(#[source] io::Error),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{request} failed: {detail}")]
+    Http { request: String, detail: String },
+    #[error("the server failed: {0}")]
+    Server(String),
 }
 
-pub fn run(command: BenchCommand) -> Result<(), BenchError> {
+/// `server`: the server URL when the user named one (`--server` or `WHARF_SERVER`).
+pub fn run(command: BenchCommand, server: Option<&str>) -> Result<(), BenchError> {
     match command {
         BenchCommand::Storage(args) => storage::run(&args),
+        BenchCommand::Queue(args) => queue::run(&args, server),
     }
 }
 

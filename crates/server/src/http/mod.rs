@@ -1,25 +1,35 @@
-//! The HTTP door: operational endpoints now, the `/v1` resource API as it is built.
+//! The HTTP door: operational endpoints and the `/v1` resource API (queues so far).
 //!
 //! This module owns routing, the shared handler state and the OpenAPI document; each concern's
 //! handlers live in their own file and join [`ApiDoc`] through `#[utoipa::path]`. Listening,
 //! shutdown and the store's lifecycle belong to `serve`.
 
 mod health;
+pub(crate) mod json_body;
 mod metrics;
 mod openapi;
 pub mod problem;
+mod queues;
 
 pub use openapi::ApiDoc;
 pub use problem::Problem;
 
 use crate::readiness::Readiness;
 use axum::{
+    extract::DefaultBodyLimit,
     http::{StatusCode, Uri},
     routing::get,
     Router,
 };
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
+use wharf_engine::Engine;
+
+/// Largest request body. A send batch may carry 8 MiB of message bodies (the engine's
+/// `SEND_BATCH_BYTES_MAX`); as base64 inside JSON that is about 10.7 MiB, so 12 MiB lets a full
+/// batch through with room for its other fields, and refuses anything bigger with 413 before it
+/// is buffered.
+pub const REQUEST_BODY_BYTES_MAX: usize = 12 << 20;
 
 /// What every handler may read. Cloned per request, so only `Arc`s.
 #[derive(Debug, Clone)]
@@ -27,6 +37,8 @@ pub struct AppState {
     pub readiness: Arc<Readiness>,
     /// Every metric the server exports; built once at start-up, read by `/metrics`.
     pub registry: Arc<Registry>,
+    /// The broker every `/v1` handler translates into.
+    pub engine: Engine,
 }
 
 /// The door's routes; unknown paths and methods answer with problem+json.
@@ -36,6 +48,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
         .route("/openapi.json", get(openapi::openapi_json))
+        .merge(queues::routes())
+        .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

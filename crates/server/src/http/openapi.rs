@@ -3,7 +3,11 @@
 //! A new endpoint joins the document by being listed in [`ApiDoc`]'s `paths`; its request and
 //! response types join `components` through their `ToSchema` derives.
 
-use super::{health, metrics, Problem};
+use super::{
+    health, metrics,
+    queues::{handlers as queue, wire},
+    Problem,
+};
 use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
@@ -18,9 +22,52 @@ use utoipa::OpenApi;
         title = "Wharf",
         description = "Wharf message broker HTTP API. Errors are application/problem+json (RFC 9457)."
     ),
-    paths(health::healthz, health::readyz, metrics::metrics, openapi_json),
-    components(schemas(Problem, health::ProbeStatus)),
-    tags((name = "operations", description = "Health, readiness, metrics and this document"))
+    paths(
+        health::healthz,
+        health::readyz,
+        metrics::metrics,
+        openapi_json,
+        queue::put_queue,
+        queue::list_queues,
+        queue::get_queue,
+        queue::delete_queue,
+        queue::send_messages,
+        queue::receive_messages,
+        queue::ack_messages,
+        queue::nack_messages,
+        queue::extend_leases,
+        queue::peek_messages,
+        queue::purge_queue,
+        queue::redrive_queue,
+    ),
+    components(schemas(
+        Problem,
+        health::ProbeStatus,
+        wire::QueueInfoBody,
+        wire::QueueListBody,
+        wire::QueueStatsBody,
+        wire::QueueCountersBody,
+        wire::SendBody,
+        wire::NewMessage,
+        wire::SentListBody,
+        wire::SentBody,
+        wire::ReceiveBody,
+        wire::MessageListBody,
+        wire::MessageBody,
+        wire::DeadLetterBody,
+        wire::AckBody,
+        wire::NackBody,
+        wire::LeaseBody,
+        wire::ReceiptResultsBody,
+        wire::ReceiptResultBody,
+        wire::PurgedBody,
+        wire::RedriveBody,
+        wire::RedrivenBody,
+    )),
+    tags(
+        (name = "operations", description = "Health, readiness, metrics and this document"),
+        (name = "queues", description = "Work queues: send, receive with a lease, ack, nack, dead letters. Times are ms since the Unix epoch."),
+    )
 )]
 pub struct ApiDoc;
 

@@ -8,12 +8,31 @@ use axum::{
     response::Response,
 };
 use tower::ServiceExt;
-use wharf_storage::StorageMetrics;
+use wharf_engine::{clock::SystemClock, EngineConfig};
+use wharf_storage::{StorageMetrics, Store, StoreConfig};
 
 /// Big enough for any reply these endpoints give; a runaway body fails the test instead.
 const TEST_BODY_BYTES_MAX: usize = 1 << 20;
 
-fn state() -> AppState {
+/// Router state over an engine on a fresh store; the directory lives as long as the fixture.
+struct Fixture {
+    state: AppState,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Arc::new(Store::open(dir.path(), StoreConfig::default()).expect("store"));
+    let engine = Engine::open(store, Arc::new(SystemClock), EngineConfig::default())
+        .await
+        .expect("engine");
+    Fixture {
+        state: state(engine),
+        _dir: dir,
+    }
+}
+
+fn state(engine: Engine) -> AppState {
     let readiness = Arc::new(Readiness::default());
     readiness.set_store_open(true);
     let metrics = StorageMetrics::default();
@@ -23,6 +42,7 @@ fn state() -> AppState {
     AppState {
         readiness,
         registry: Arc::new(registry),
+        engine,
     }
 }
 
@@ -53,7 +73,7 @@ fn content_type(response: &Response) -> &str {
 
 #[tokio::test]
 async fn healthz_answers_ok() {
-    let response = send(&state(), Method::GET, "/healthz").await;
+    let response = send(&fixture().await.state, Method::GET, "/healthz").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(
         body_json(response).await,
@@ -63,7 +83,7 @@ async fn healthz_answers_ok() {
 
 #[tokio::test]
 async fn readyz_is_ready_while_store_open() {
-    let response = send(&state(), Method::GET, "/readyz").await;
+    let response = send(&fixture().await.state, Method::GET, "/readyz").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(
         body_json(response).await,
@@ -73,9 +93,10 @@ async fn readyz_is_ready_while_store_open() {
 
 #[tokio::test]
 async fn readyz_turns_unavailable_once_shutdown_begins() {
-    let state = state();
+    let fixture = fixture().await;
+    let state = &fixture.state;
     state.readiness.begin_shutdown();
-    let response = send(&state, Method::GET, "/readyz").await;
+    let response = send(state, Method::GET, "/readyz").await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(content_type(&response), PROBLEM_CONTENT_TYPE);
     let problem = body_json(response).await;
@@ -85,15 +106,16 @@ async fn readyz_turns_unavailable_once_shutdown_begins() {
 
 #[tokio::test]
 async fn readyz_is_unavailable_before_store_opens() {
-    let state = state();
+    let fixture = fixture().await;
+    let state = &fixture.state;
     state.readiness.set_store_open(false);
-    let response = send(&state, Method::GET, "/readyz").await;
+    let response = send(state, Method::GET, "/readyz").await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
 
 #[tokio::test]
 async fn metrics_exports_storage_counters() {
-    let response = send(&state(), Method::GET, "/metrics").await;
+    let response = send(&fixture().await.state, Method::GET, "/metrics").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(content_type(&response), METRICS_CONTENT_TYPE);
     let bytes = to_bytes(response.into_body(), TEST_BODY_BYTES_MAX)
@@ -106,7 +128,7 @@ async fn metrics_exports_storage_counters() {
 
 #[tokio::test]
 async fn openapi_lists_every_route() {
-    let response = send(&state(), Method::GET, "/openapi.json").await;
+    let response = send(&fixture().await.state, Method::GET, "/openapi.json").await;
     assert_eq!(response.status(), StatusCode::OK);
     let document = body_json(response).await;
     assert!(document["openapi"]
@@ -117,11 +139,30 @@ async fn openapi_lists_every_route() {
         assert!(document["paths"][path]["get"].is_object(), "{path} missing");
     }
     assert!(document["components"]["schemas"]["Problem"].is_object());
+    for (path, method) in [
+        ("/v1/queues", "get"),
+        ("/v1/queues/{name}", "put"),
+        ("/v1/queues/{name}", "delete"),
+        ("/v1/queues/{name}/messages", "post"),
+        ("/v1/queues/{name}/messages", "get"),
+        ("/v1/queues/{name}/receive", "post"),
+        ("/v1/queues/{name}/ack", "post"),
+        ("/v1/queues/{name}/nack", "post"),
+        ("/v1/queues/{name}/lease", "post"),
+        ("/v1/queues/{name}/purge", "post"),
+        ("/v1/queues/{name}/redrive", "post"),
+    ] {
+        assert!(
+            document["paths"][path][method].is_object(),
+            "{method} {path} missing"
+        );
+    }
+    assert!(document["components"]["schemas"]["MessageBody"].is_object());
 }
 
 #[tokio::test]
 async fn unknown_path_is_a_problem() {
-    let response = send(&state(), Method::GET, "/nope").await;
+    let response = send(&fixture().await.state, Method::GET, "/nope").await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert_eq!(content_type(&response), PROBLEM_CONTENT_TYPE);
     let problem = body_json(response).await;
@@ -131,7 +172,71 @@ async fn unknown_path_is_a_problem() {
 
 #[tokio::test]
 async fn wrong_method_is_a_problem() {
-    let response = send(&state(), Method::POST, "/healthz").await;
+    let response = send(&fixture().await.state, Method::POST, "/healthz").await;
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(content_type(&response), PROBLEM_CONTENT_TYPE);
+}
+
+async fn send_json(state: &AppState, method: Method, path: &str, body: &str) -> Response {
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .expect("request");
+    router(state.clone())
+        .oneshot(request)
+        .await
+        .expect("infallible")
+}
+
+#[tokio::test]
+async fn queue_routes_translate_to_the_engine() {
+    let fixture = fixture().await;
+    let state = &fixture.state;
+    let created = send_json(state, Method::PUT, "/v1/queues/jobs", "{}").await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let sent = send_json(
+        state,
+        Method::POST,
+        "/v1/queues/jobs/messages",
+        r#"{"messages": [{"id": "m1", "body": {"n": 1}}]}"#,
+    )
+    .await;
+    assert_eq!(sent.status(), StatusCode::CREATED);
+    assert_eq!(
+        body_json(sent).await,
+        serde_json::json!({"messages": [{"id": "m1", "duplicate": false}]})
+    );
+    let received = send_json(state, Method::POST, "/v1/queues/jobs/receive", "").await;
+    assert_eq!(received.status(), StatusCode::OK);
+    let messages = body_json(received).await["messages"].clone();
+    assert_eq!(messages[0]["body"], serde_json::json!({"n": 1}));
+    let missing = send_json(state, Method::POST, "/v1/queues/nope/receive", "").await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_eq!(content_type(&missing), PROBLEM_CONTENT_TYPE);
+}
+
+#[tokio::test]
+async fn a_long_poll_ends_empty_when_shutdown_begins() {
+    let fixture = fixture().await;
+    let state = fixture.state.clone();
+    let created = send_json(&state, Method::PUT, "/v1/queues/idle", "{}").await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let poll_state = state.clone();
+    let poll = tokio::spawn(async move {
+        let body = r#"{"wait_ms": 20000}"#;
+        send_json(&poll_state, Method::POST, "/v1/queues/idle/receive", body).await
+    });
+    // Whether the poll starts before or after this, it must not wait out its 20 s.
+    state.readiness.begin_shutdown();
+    let response = tokio::time::timeout(std::time::Duration::from_secs(5), poll)
+        .await
+        .expect("the long poll ended with shutdown")
+        .expect("no panic");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        body_json(response).await,
+        serde_json::json!({"messages": []})
+    );
 }

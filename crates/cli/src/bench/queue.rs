@@ -1,0 +1,494 @@
+//! `wharf bench queue`: a durable queue under P producers and C consumers over HTTP, the shape
+//! `bench/queue-vs-rabbitmq.sh` also drives RabbitMQ with (crates/peerbench).
+//!
+//! Producers send batches of `--batch` messages per request and count what the server confirmed;
+//! consumers receive up to `--batch` with a long poll, then ack the batch. Each message carries
+//! its send time (unix microseconds) in the `bench_sent_us` header, so a consumer measures send
+//! to receive latency. Without `--server` the benchmark starts `wharf serve` as a child process
+//! on a temporary data directory, so the server's peak RSS and CPU time can be read from /proc.
+
+use super::{
+    http1::Connection,
+    process_cpu_time,
+    server_process::{Memory, ServerProcess},
+    BenchError,
+};
+use base64::Engine as _;
+use bytes::Bytes;
+use clap::Args;
+use hyper::Method;
+use serde_json::{json, Value};
+use std::{
+    net::{SocketAddr, ToSocketAddrs},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+/// A consumer's long poll: long enough not to spin on an empty queue, short enough that
+/// consumers notice the end of the run quickly.
+const RECEIVE_WAIT_MS: u64 = 200;
+/// No ack for this long means the server stopped delivering: fail instead of hanging.
+const STALL_DEADLINE: Duration = Duration::from_secs(30);
+const SENT_HEADER: &str = "bench_sent_us";
+
+#[derive(Debug, Args)]
+pub struct QueueArgs {
+    /// Messages to send and receive in total.
+    #[arg(long, default_value_t = 100_000)]
+    messages: u64,
+    /// Producer tasks, one connection each.
+    #[arg(long, default_value_t = 4)]
+    producers: u64,
+    /// Consumer tasks, one connection each.
+    #[arg(long, default_value_t = 4)]
+    consumers: u64,
+    /// Messages per send request, and most messages per receive.
+    #[arg(long, default_value_t = 100)]
+    batch: u64,
+    /// Size of each message body.
+    #[arg(long, default_value_t = 1024)]
+    body_bytes: usize,
+    /// Offered load in messages/s over all producers; 0 sends as fast as confirms come back.
+    /// Latency means most at a rate both brokers sustain: flat out, it measures the backlog.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+}
+
+/// One producer's share of the run.
+#[derive(Debug, Clone, Copy)]
+struct ProducerPlan {
+    count: u64,
+    batch: u64,
+    /// Time per message at the offered rate; `None` is flat out.
+    pace: Option<Duration>,
+}
+
+/// What one run measured.
+#[derive(Debug)]
+struct Outcome {
+    sends_seconds: f64,
+    end_to_end_seconds: f64,
+    latencies_us: Vec<u64>,
+    redelivered: u64,
+    bench_cpu: Duration,
+    server_cpu: Option<Duration>,
+    server_memory: Option<Memory>,
+}
+
+/// Progress shared by the load tasks.
+struct Progress {
+    total: u64,
+    acked: AtomicU64,
+    redelivered: AtomicU64,
+    failed: AtomicBool,
+    started: Instant,
+    finished: Mutex<Option<Instant>>,
+}
+
+/// `server`: the URL given with `--server` or `WHARF_SERVER`; `None` starts a child server.
+pub fn run(args: &QueueArgs, server: Option<&str>) -> Result<(), BenchError> {
+    if args.messages == 0 || args.producers == 0 || args.consumers == 0 || args.batch == 0 {
+        return Err(BenchError::Usage(
+            "--messages, --producers, --consumers and --batch must be positive".into(),
+        ));
+    }
+    let (child, address) = match server {
+        Some(url) => (None, resolve(url)?),
+        None => {
+            let child = ServerProcess::start()?;
+            let address = child.address;
+            (Some(child), address)
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(BenchError::Runtime)?;
+    let server_cpu_before = child.as_ref().map(ServerProcess::cpu_time).transpose()?;
+    let bench_cpu_before = process_cpu_time()?;
+    let result = runtime.block_on(drive(args, address));
+    let bench_cpu = process_cpu_time()?.saturating_sub(bench_cpu_before);
+    let server_cpu = match (&child, server_cpu_before) {
+        (Some(child), Some(before)) => Some(child.cpu_time()?.saturating_sub(before)),
+        _ => None,
+    };
+    let server_memory = child.as_ref().map(ServerProcess::memory).transpose()?;
+    let (sends_seconds, end_to_end_seconds, latencies_us, redelivered) = match result {
+        Ok(measured) => measured,
+        Err(error) => return Err(with_server_log(error, child.as_ref())),
+    };
+    if let Some(child) = child {
+        child.stop();
+    }
+    let outcome = Outcome {
+        sends_seconds,
+        end_to_end_seconds,
+        latencies_us,
+        redelivered,
+        bench_cpu,
+        server_cpu,
+        server_memory,
+    };
+    report(args, outcome);
+    Ok(())
+}
+
+type Measured = (f64, f64, Vec<u64>, u64);
+
+async fn drive(args: &QueueArgs, address: SocketAddr) -> Result<Measured, BenchError> {
+    let queue = format!("bench-{}-{}", std::process::id(), unix_micros());
+    let queue_path = format!("/v1/queues/{queue}");
+    let mut admin = Connection::open(address).await?;
+    admin
+        .request_ok(
+            Method::PUT,
+            &queue_path,
+            Bytes::from(json!({"durable": true}).to_string()),
+        )
+        .await?;
+    let progress = Arc::new(Progress {
+        total: args.messages,
+        acked: AtomicU64::new(0),
+        redelivered: AtomicU64::new(0),
+        failed: AtomicBool::new(false),
+        started: Instant::now(),
+        finished: Mutex::new(None),
+    });
+    let mut consumers = Vec::new();
+    for _ in 0..args.consumers {
+        let connection = Connection::open(address).await?;
+        let task = consume(connection, queue_path.clone(), args.batch, progress.clone());
+        consumers.push(tokio::spawn(task));
+    }
+    let producers = spawn_producers(args, address, &queue_path, progress.clone()).await?;
+    let watchdog = tokio::spawn(watch_for_stall(progress.clone()));
+    let mut sends_end = progress.started;
+    for producer in producers {
+        sends_end = sends_end.max(join(producer, &progress).await?);
+    }
+    let mut latencies_us = Vec::with_capacity(args.messages as usize);
+    for consumer in consumers {
+        latencies_us.extend(join(consumer, &progress).await?);
+    }
+    watchdog.abort();
+    let acked = progress.acked.load(Ordering::Relaxed);
+    if acked < progress.total {
+        return Err(BenchError::Server(format!(
+            "no message acked for {STALL_DEADLINE:?}; {acked} of {} acked",
+            progress.total
+        )));
+    }
+    let finished = progress
+        .finished
+        .lock()
+        .map(|finished| finished.unwrap_or_else(Instant::now))
+        .unwrap_or_else(|_| Instant::now());
+    admin
+        .request_ok(Method::DELETE, &queue_path, Bytes::new())
+        .await?;
+    Ok((
+        sends_end.duration_since(progress.started).as_secs_f64(),
+        finished.duration_since(progress.started).as_secs_f64(),
+        latencies_us,
+        progress.redelivered.load(Ordering::Relaxed),
+    ))
+}
+
+async fn spawn_producers(
+    args: &QueueArgs,
+    address: SocketAddr,
+    queue_path: &str,
+    progress: Arc<Progress>,
+) -> Result<Vec<tokio::task::JoinHandle<Result<Instant, BenchError>>>, BenchError> {
+    let body: Arc<str> = base64::engine::general_purpose::STANDARD
+        .encode(vec![b'x'; args.body_bytes])
+        .into();
+    let path = format!("{queue_path}/messages");
+    let mut producers = Vec::new();
+    for index in 0..args.producers {
+        // Spread the remainder so the counts add up to --messages exactly.
+        let count =
+            args.messages / args.producers + u64::from(index < args.messages % args.producers);
+        let connection = Connection::open(address).await?;
+        let plan = ProducerPlan {
+            count,
+            batch: args.batch,
+            pace: (args.rate > 0)
+                .then(|| Duration::from_secs_f64(args.producers as f64 / args.rate as f64)),
+        };
+        let task = produce(
+            connection,
+            path.clone(),
+            plan,
+            body.clone(),
+            progress.clone(),
+        );
+        producers.push(tokio::spawn(task));
+    }
+    Ok(producers)
+}
+
+/// Sends `count` messages in batches; returns when the last batch was confirmed.
+async fn produce(
+    mut connection: Connection,
+    path: String,
+    plan: ProducerPlan,
+    body_base64: Arc<str>,
+    progress: Arc<Progress>,
+) -> Result<Instant, BenchError> {
+    let mut remaining = plan.count;
+    let mut request = String::new();
+    while remaining > 0 && !progress.failed.load(Ordering::Relaxed) {
+        if let Some(pace) = plan.pace {
+            let sent = u32::try_from(plan.count - remaining).unwrap_or(u32::MAX);
+            tokio::time::sleep_until((progress.started + pace * sent).into()).await;
+        }
+        let size = remaining.min(plan.batch);
+        request.clear();
+        request.push_str("{\"messages\":[");
+        for index in 0..size {
+            if index > 0 {
+                request.push(',');
+            }
+            request.push_str(&format!(
+                "{{\"body_base64\":\"{body_base64}\",\"headers\":{{\"{SENT_HEADER}\":\"{}\"}}}}",
+                unix_micros()
+            ));
+        }
+        request.push_str("]}");
+        let reply = connection
+            .request_ok(Method::POST, &path, Bytes::from(request.clone()))
+            .await?;
+        let confirmed = parse(&reply, &path)?["messages"]
+            .as_array()
+            .map_or(0, Vec::len) as u64;
+        if confirmed != size {
+            return Err(BenchError::Http {
+                request: format!("POST {path}"),
+                detail: format!("sent {size} messages, {confirmed} confirmed"),
+            });
+        }
+        remaining -= size;
+    }
+    Ok(Instant::now())
+}
+
+/// Receives and acks until every message of the run was acked; returns latencies.
+async fn consume(
+    mut connection: Connection,
+    queue_path: String,
+    batch: u64,
+    progress: Arc<Progress>,
+) -> Result<Vec<u64>, BenchError> {
+    let receive_path = format!("{queue_path}/receive");
+    let ack_path = format!("{queue_path}/ack");
+    let receive =
+        Bytes::from(json!({"max_messages": batch, "wait_ms": RECEIVE_WAIT_MS}).to_string());
+    let mut latencies_us = Vec::new();
+    while !progress.done() {
+        let reply = connection
+            .request_ok(Method::POST, &receive_path, receive.clone())
+            .await?;
+        let received_us = unix_micros();
+        let reply = parse(&reply, &receive_path)?;
+        let messages = reply["messages"].as_array().cloned().unwrap_or_default();
+        if messages.is_empty() {
+            continue;
+        }
+        let mut receipts = Vec::with_capacity(messages.len());
+        for message in messages {
+            if message["delivery_count"].as_u64().unwrap_or(1) > 1 {
+                progress.redelivered.fetch_add(1, Ordering::Relaxed);
+            }
+            let sent_us = message["headers"][SENT_HEADER]
+                .as_str()
+                .and_then(|text| text.parse::<u64>().ok());
+            if let Some(sent_us) = sent_us {
+                latencies_us.push(received_us.saturating_sub(sent_us));
+            }
+            receipts.push(message["receipt"].clone());
+        }
+        let ack = Bytes::from(json!({ "receipts": receipts }).to_string());
+        let reply = connection.request_ok(Method::POST, &ack_path, ack).await?;
+        let acked = parse(&reply, &ack_path)?["results"]
+            .as_array()
+            .map_or(0, |results| {
+                results.iter().filter(|result| result["ok"] == true).count()
+            }) as u64;
+        progress.record_acks(acked);
+    }
+    Ok(latencies_us)
+}
+
+impl Progress {
+    fn done(&self) -> bool {
+        self.failed.load(Ordering::Relaxed) || self.acked.load(Ordering::Relaxed) >= self.total
+    }
+
+    fn record_acks(&self, acked: u64) {
+        let before = self.acked.fetch_add(acked, Ordering::Relaxed);
+        if before < self.total && before + acked >= self.total {
+            if let Ok(mut finished) = self.finished.lock() {
+                *finished = Some(Instant::now());
+            }
+        }
+    }
+}
+
+async fn watch_for_stall(progress: Arc<Progress>) {
+    let mut last = (progress.acked.load(Ordering::Relaxed), Instant::now());
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let acked = progress.acked.load(Ordering::Relaxed);
+        if acked != last.0 {
+            last = (acked, Instant::now());
+        } else if last.1.elapsed() > STALL_DEADLINE {
+            progress.failed.store(true, Ordering::Relaxed);
+            return;
+        }
+    }
+}
+
+/// Awaits a load task; the first failure stops the others.
+async fn join<T>(
+    task: tokio::task::JoinHandle<Result<T, BenchError>>,
+    progress: &Progress,
+) -> Result<T, BenchError> {
+    let result = match task.await {
+        Ok(result) => result,
+        Err(error) => Err(BenchError::Server(format!("a load task failed: {error}"))),
+    };
+    if result.is_err() {
+        progress.failed.store(true, Ordering::Relaxed);
+    }
+    result
+}
+
+fn report(args: &QueueArgs, mut outcome: Outcome) {
+    outcome.latencies_us.sort_unstable();
+    let percentile_ms = |percent: usize| -> f64 {
+        let latencies = &outcome.latencies_us;
+        if latencies.is_empty() {
+            return 0.0;
+        }
+        let index = (latencies.len() * percent / 100).min(latencies.len() - 1);
+        latencies[index] as f64 / 1000.0
+    };
+    let messages = args.messages as f64;
+    let sends_per_s = messages / outcome.sends_seconds.max(f64::EPSILON);
+    let end_to_end_per_s = messages / outcome.end_to_end_seconds.max(f64::EPSILON);
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let rss_mib = outcome.server_memory.map(|memory| mib(memory.peak_kib));
+    let rss_end_mib = outcome.server_memory.map(|memory| mib(memory.resident_kib));
+    let server_cpu_s = outcome.server_cpu.map(|cpu| cpu.as_secs_f64());
+    let shown = |value: Option<f64>| value.map_or("-".to_string(), |value| format!("{value:.1}"));
+    println!(
+        "wharf bench queue: {} messages of {} B, {} producers x batch {}, {} consumers x max {}, {}",
+        args.messages,
+        args.body_bytes,
+        args.producers,
+        args.batch,
+        args.consumers,
+        args.batch,
+        offered_load(args.rate)
+    );
+    println!("  sends/s (confirmed)          {sends_per_s:>12.0}");
+    println!("  end-to-end msg/s (acked)     {end_to_end_per_s:>12.0}");
+    println!("  latency p50 ms               {:>12.2}", percentile_ms(50));
+    println!("  latency p99 ms               {:>12.2}", percentile_ms(99));
+    println!("  server peak RSS MiB          {:>12}", shown(rss_mib));
+    println!("  server RSS at end MiB        {:>12}", shown(rss_end_mib));
+    println!("  server CPU s                 {:>12}", shown(server_cpu_s));
+    println!(
+        "  bench CPU s                  {:>12.1}",
+        outcome.bench_cpu.as_secs_f64()
+    );
+    println!(
+        "  wall s                       {:>12.1}",
+        outcome.end_to_end_seconds
+    );
+    println!("  redelivered                  {:>12}", outcome.redelivered);
+    let summary = json!({
+        "wharf_sends_per_s": sends_per_s.round(),
+        "wharf_end_to_end_per_s": end_to_end_per_s.round(),
+        "wharf_p50_ms": percentile_ms(50),
+        "wharf_p99_ms": percentile_ms(99),
+        "wharf_rss_mib": rss_mib,
+        "wharf_rss_end_mib": rss_end_mib,
+        "wharf_server_cpu_s": server_cpu_s,
+        "wharf_bench_cpu_s": outcome.bench_cpu.as_secs_f64(),
+        "wharf_seconds": outcome.end_to_end_seconds,
+        "wharf_redelivered": outcome.redelivered,
+        "messages": args.messages,
+        "producers": args.producers,
+        "consumers": args.consumers,
+        "batch": args.batch,
+        "body_bytes": args.body_bytes,
+        "rate": args.rate,
+    });
+    println!("{summary}");
+}
+
+fn offered_load(rate: u64) -> String {
+    match rate {
+        0 => "flat out".to_string(),
+        rate => format!("offered {rate} msg/s"),
+    }
+}
+
+fn parse(reply: &[u8], path: &str) -> Result<Value, BenchError> {
+    serde_json::from_slice(reply).map_err(|error| BenchError::Http {
+        request: path.to_string(),
+        detail: format!("reply is not JSON: {error}"),
+    })
+}
+
+/// `http://host:port` (path ignored) to a socket address.
+fn resolve(url: &str) -> Result<SocketAddr, BenchError> {
+    let rest = url.strip_prefix("http://").ok_or_else(|| {
+        BenchError::Usage(format!("--server {url}: only http:// URLs are supported"))
+    })?;
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let authority = if authority.contains(':') {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    authority
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addresses| addresses.next())
+        .ok_or_else(|| BenchError::Usage(format!("--server {url}: cannot resolve {authority}")))
+}
+
+fn with_server_log(error: BenchError, child: Option<&ServerProcess>) -> BenchError {
+    match child {
+        Some(child) => BenchError::Server(format!("{error}; server log: {}", child.log_tail())),
+        None => error,
+    }
+}
+
+fn unix_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_micros() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_urls_resolve_to_their_socket_address() {
+        let address = resolve("http://127.0.0.1:7700/").expect("resolves");
+        assert_eq!(address, SocketAddr::from(([127, 0, 0, 1], 7700)));
+        assert_eq!(resolve("http://127.0.0.1").expect("resolves").port(), 80);
+        assert!(matches!(
+            resolve("https://127.0.0.1:7700"),
+            Err(BenchError::Usage(_))
+        ));
+    }
+}

@@ -1,0 +1,272 @@
+//! Client subcommands: `wharf queue ...`, `wharf send`, `wharf receive`.
+//!
+//! Each talks to a running server over its HTTP API (`/v1`) with one blocking request or a few;
+//! this module owns the HTTP plumbing and turns problem+json replies into [`ClientError`]. Each
+//! command group has its file; output formats are described there and in docs.
+
+pub mod queue;
+pub mod receive;
+pub mod send;
+
+use serde_json::Value;
+use std::{io, time::Duration};
+
+/// Connecting to a local or nearby server takes milliseconds; this only stops a hung command.
+/// There is no overall timeout because `receive --wait` may hold a request open on purpose.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A reply larger than this is not something a command prints (a receive of 1,000 messages of
+/// 64 KiB is 64 MiB as base64); ureq's 10 MB default is too small for big batches.
+const REPLY_BYTES_MAX: u64 = 256 * 1024 * 1024;
+
+/// A client command failed; `main` prints it as `error: ...` and exits 1.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the server at {server} (is `wharf serve` running? set --server or WHARF_SERVER): {source}")]
+    Unreachable {
+        server: String,
+        #[source]
+        source: ureq::Error,
+    },
+    #[error("request to {url} failed: {source}")]
+    Transport {
+        url: String,
+        #[source]
+        source: ureq::Error,
+    },
+    /// The server refused the request with a problem+json document (RFC 9457).
+    #[error("{}", describe_problem(detail, field.as_deref()))]
+    Problem {
+        status: u16,
+        detail: String,
+        field: Option<String>,
+    },
+    #[error("unexpected reply from {url} (HTTP {status}): {reason}")]
+    Reply {
+        url: String,
+        status: u16,
+        reason: String,
+    },
+    #[error("cannot read the message body from standard input: {0}")]
+    Stdin(#[source] io::Error),
+    #[error("cannot write the output: {0}")]
+    Stdout(#[source] io::Error),
+}
+
+impl ClientError {
+    /// Makes sure a problem about a queue names the queue, whatever the server's wording.
+    pub fn about_queue(self, queue: &str) -> ClientError {
+        match self {
+            ClientError::Problem {
+                status,
+                detail,
+                field,
+            } if !detail.contains(queue) => ClientError::Problem {
+                status,
+                detail: format!("queue `{queue}`: {detail}"),
+                field,
+            },
+            other => other,
+        }
+    }
+}
+
+/// The server that client commands talk to, with one reusable connection pool.
+pub struct Client {
+    agent: ureq::Agent,
+    server: String,
+}
+
+impl Client {
+    pub fn new(server: &str) -> Client {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(CONNECT_TIMEOUT))
+            .proxy(None)
+            .build()
+            .into();
+        Client {
+            agent,
+            server: server.trim_end_matches('/').to_string(),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Result<Value, ClientError> {
+        let url = self.url(path);
+        let result = self.agent.get(&url).call();
+        self.finish(url, result)
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+        let url = self.url(path);
+        let result = self
+            .agent
+            .post(&url)
+            .header("content-type", "application/json")
+            .send(body.to_string());
+        self.finish(url, result)
+    }
+
+    pub fn put(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+        let url = self.url(path);
+        let result = self
+            .agent
+            .put(&url)
+            .header("content-type", "application/json")
+            .send(body.to_string());
+        self.finish(url, result)
+    }
+
+    /// DELETE; success replies carry no body, so `Value::Null` comes back.
+    pub fn delete(&self, path: &str) -> Result<Value, ClientError> {
+        let url = self.url(path);
+        let result = self.agent.delete(&url).call();
+        self.finish(url, result)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server)
+    }
+
+    fn finish(
+        &self,
+        url: String,
+        result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Value, ClientError> {
+        let mut response = result.map_err(|source| self.transport_error(url.clone(), source))?;
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(REPLY_BYTES_MAX)
+            .read_to_string()
+            .map_err(|source| ClientError::Transport {
+                url: url.clone(),
+                source,
+            })?;
+        let value = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).map_err(|error| ClientError::Reply {
+                url: url.clone(),
+                status,
+                reason: format!("not JSON ({error}): {}", excerpt(&text)),
+            })?
+        };
+        if (200..300).contains(&status) {
+            return Ok(value);
+        }
+        Err(problem_error(url, status, &value))
+    }
+
+    fn transport_error(&self, url: String, source: ureq::Error) -> ClientError {
+        let unreachable = match &source {
+            ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => true,
+            ureq::Error::Io(error) => matches!(
+                error.kind(),
+                io::ErrorKind::ConnectionRefused
+                    | io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::AddrNotAvailable
+            ),
+            ureq::Error::Timeout(_) => true,
+            _ => false,
+        };
+        if unreachable {
+            ClientError::Unreachable {
+                server: self.server.clone(),
+                source,
+            }
+        } else {
+            ClientError::Transport { url, source }
+        }
+    }
+}
+
+/// `/v1/queues/{name}{tail}` with the name percent-encoded, so any name reaches the server
+/// intact and the server alone decides which names are valid.
+pub fn queue_path(name: &str, tail: &str) -> String {
+    format!("/v1/queues/{}{tail}", percent_encode(name))
+}
+
+/// Writes one compact JSON document per line to stdout.
+pub fn print_json_line(value: &Value) -> Result<(), ClientError> {
+    use std::io::Write;
+    let mut stdout = io::stdout().lock();
+    writeln!(stdout, "{value}")
+        .and_then(|()| stdout.flush())
+        .map_err(ClientError::Stdout)
+}
+
+pub fn print_json_pretty(value: &Value) -> Result<(), ClientError> {
+    use std::io::Write;
+    let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());
+    let mut stdout = io::stdout().lock();
+    writeln!(stdout, "{text}").map_err(ClientError::Stdout)
+}
+
+fn problem_error(url: String, status: u16, value: &Value) -> ClientError {
+    let text = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_string);
+    match text("detail").or_else(|| text("title")) {
+        Some(detail) => ClientError::Problem {
+            status,
+            detail,
+            field: text("field"),
+        },
+        None => ClientError::Reply {
+            url,
+            status,
+            reason: excerpt(&value.to_string()),
+        },
+    }
+}
+
+fn describe_problem(detail: &str, field: Option<&str>) -> String {
+    match field {
+        Some(field) => format!("{detail} (field `{field}`)"),
+        None => detail.to_string(),
+    }
+}
+
+/// A reply body cut to a length that fits an error line.
+fn excerpt(text: &str) -> String {
+    const SHOWN_CHARS_MAX: usize = 200;
+    let mut shown: String = text.chars().take(SHOWN_CHARS_MAX).collect();
+    if shown.len() < text.len() {
+        shown.push_str("...");
+    }
+    shown
+}
+
+/// RFC 3986 percent-encoding of everything but unreserved characters.
+fn percent_encode(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_path_encodes_reserved_characters() {
+        assert_eq!(queue_path("orders", "/ack"), "/v1/queues/orders/ack");
+        assert_eq!(queue_path("a b/c", ""), "/v1/queues/a%20b%2Fc");
+    }
+
+    #[test]
+    fn problem_names_field_and_queue() {
+        let value =
+            serde_json::json!({"title": "Not Found", "status": 404, "detail": "no such queue"});
+        let error = problem_error("u".into(), 404, &value).about_queue("orders");
+        assert_eq!(error.to_string(), "queue `orders`: no such queue");
+        let value = serde_json::json!({"detail": "must be positive", "field": "lease_ms"});
+        let error = problem_error("u".into(), 400, &value);
+        assert_eq!(error.to_string(), "must be positive (field `lease_ms`)");
+    }
+}

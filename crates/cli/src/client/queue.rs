@@ -1,0 +1,220 @@
+//! `wharf queue create|list|stats|peek|purge|redrive|delete`: managing queues.
+//!
+//! Output: `create` and `stats` print the queue document (name, options, stats) as pretty JSON;
+//! `list` prints a table; `peek` prints one JSON line per message; `purge` and `redrive` print
+//! the count; `delete` prints nothing.
+
+use super::{print_json_line, print_json_pretty, queue_path, Client, ClientError};
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::{json, Map, Value};
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Create a queue, or update the options of an existing one.
+    Create(CreateArgs),
+    /// List every queue with its message counts.
+    List,
+    /// Show a queue's options and statistics.
+    Stats(NameArgs),
+    /// Print ready messages without receiving them (no lease, no delivery count).
+    Peek(PeekArgs),
+    /// Drop every ready message of a queue.
+    Purge(NameArgs),
+    /// Move the messages of a dead-letter queue back to the queues they came from.
+    Redrive(RedriveArgs),
+    /// Delete a queue and its messages.
+    Delete(NameArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NameArgs {
+    /// Queue name.
+    name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Queue name.
+    name: String,
+    /// How long a received message stays invisible before it is delivered again.
+    #[arg(long, value_name = "MS")]
+    lease_ms: Option<u64>,
+    /// Deliveries after which a message is dead-lettered (or dropped without a dead-letter queue).
+    #[arg(long, value_name = "N")]
+    max_deliveries: Option<u32>,
+    /// Queue that receives messages which exhausted their deliveries or were nacked as dead.
+    #[arg(long, value_name = "QUEUE")]
+    dead_letter_queue: Option<String>,
+    /// Delay before a nacked or expired delivery is retried (doubles per attempt).
+    #[arg(long, value_name = "MS")]
+    retry_backoff_ms: Option<u64>,
+    /// Upper bound of the retry delay.
+    #[arg(long, value_name = "MS")]
+    retry_backoff_max_ms: Option<u64>,
+    /// Time after which an undelivered message expires.
+    #[arg(long, value_name = "MS")]
+    message_ttl_ms: Option<u64>,
+    /// Most ready messages the queue holds.
+    #[arg(long, value_name = "N")]
+    max_length: Option<u64>,
+    /// What a full queue does with a new message.
+    #[arg(long, value_enum)]
+    overflow: Option<Overflow>,
+    /// How long a message id is remembered to drop duplicate sends.
+    #[arg(long, value_name = "MS")]
+    dedup_window_ms: Option<u64>,
+    /// Keep messages in memory only: faster, lost on restart (queues are durable by default).
+    #[arg(long)]
+    transient: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Overflow {
+    /// Refuse the send.
+    Reject,
+    /// Drop the oldest ready message to make room.
+    DropOldest,
+}
+
+#[derive(Debug, Args)]
+pub struct PeekArgs {
+    /// Queue name.
+    name: String,
+    /// Most messages to show.
+    #[arg(long, value_name = "N")]
+    max: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct RedriveArgs {
+    /// Name of the dead-letter queue to empty.
+    name: String,
+    /// Most messages to move; all when absent.
+    #[arg(long, value_name = "N")]
+    max: Option<u64>,
+}
+
+pub fn run(command: QueueCommand, client: &Client) -> Result<(), ClientError> {
+    match command {
+        QueueCommand::Create(args) => {
+            let options = create_options(&args);
+            let queue = client
+                .put(&queue_path(&args.name, ""), &options)
+                .map_err(|error| error.about_queue(&args.name))?;
+            print_json_pretty(&queue)
+        }
+        QueueCommand::List => print_list(&client.get("/v1/queues")?),
+        QueueCommand::Stats(args) => {
+            let queue = client
+                .get(&queue_path(&args.name, ""))
+                .map_err(|error| error.about_queue(&args.name))?;
+            print_json_pretty(&queue)
+        }
+        QueueCommand::Peek(args) => peek(&args, client),
+        QueueCommand::Purge(args) => {
+            let reply = client
+                .post(&queue_path(&args.name, "/purge"), &json!({}))
+                .map_err(|error| error.about_queue(&args.name))?;
+            println!("purged {}", count(&reply, "purged"));
+            Ok(())
+        }
+        QueueCommand::Redrive(args) => {
+            let mut body = Map::new();
+            insert_some(&mut body, "max_messages", args.max);
+            let reply = client
+                .post(&queue_path(&args.name, "/redrive"), &Value::Object(body))
+                .map_err(|error| error.about_queue(&args.name))?;
+            println!("redriven {}", count(&reply, "redriven"));
+            Ok(())
+        }
+        QueueCommand::Delete(args) => {
+            client
+                .delete(&queue_path(&args.name, ""))
+                .map_err(|error| error.about_queue(&args.name))?;
+            Ok(())
+        }
+    }
+}
+
+/// Only the options given on the command line: the server keeps its defaults (or, on update,
+/// the current values) for the rest.
+fn create_options(args: &CreateArgs) -> Value {
+    let mut options = Map::new();
+    if args.transient {
+        options.insert("durable".into(), Value::Bool(false));
+    }
+    insert_some(&mut options, "lease_ms", args.lease_ms);
+    insert_some(&mut options, "max_deliveries", args.max_deliveries);
+    insert_some(
+        &mut options,
+        "dead_letter_queue",
+        args.dead_letter_queue.clone(),
+    );
+    insert_some(&mut options, "retry_backoff_ms", args.retry_backoff_ms);
+    insert_some(
+        &mut options,
+        "retry_backoff_max_ms",
+        args.retry_backoff_max_ms,
+    );
+    insert_some(&mut options, "message_ttl_ms", args.message_ttl_ms);
+    insert_some(&mut options, "max_length", args.max_length);
+    let overflow = args.overflow.map(|overflow| match overflow {
+        Overflow::Reject => "reject",
+        Overflow::DropOldest => "drop_oldest",
+    });
+    insert_some(&mut options, "overflow", overflow);
+    insert_some(&mut options, "dedup_window_ms", args.dedup_window_ms);
+    Value::Object(options)
+}
+
+fn peek(args: &PeekArgs, client: &Client) -> Result<(), ClientError> {
+    let mut path = queue_path(&args.name, "/messages");
+    if let Some(max) = args.max {
+        path.push_str(&format!("?max={max}"));
+    }
+    let reply = client
+        .get(&path)
+        .map_err(|error| error.about_queue(&args.name))?;
+    for message in reply["messages"].as_array().into_iter().flatten() {
+        print_json_line(message)?;
+    }
+    Ok(())
+}
+
+fn print_list(reply: &Value) -> Result<(), ClientError> {
+    let queues = reply["queues"].as_array().cloned().unwrap_or_default();
+    let name_width = queues
+        .iter()
+        .filter_map(|queue| queue["name"].as_str())
+        .map(str::len)
+        .chain([4])
+        .max()
+        .unwrap_or(4);
+    println!(
+        "{:<name_width$}  {:>10}  {:>10}  {:>10}  {:>8}",
+        "NAME", "READY", "DELAYED", "LEASED", "DURABLE"
+    );
+    for queue in &queues {
+        let stats = &queue["stats"];
+        let durable = queue["options"]["durable"].as_bool().unwrap_or(true);
+        println!(
+            "{:<name_width$}  {:>10}  {:>10}  {:>10}  {:>8}",
+            queue["name"].as_str().unwrap_or("?"),
+            count(stats, "ready"),
+            count(stats, "delayed"),
+            count(stats, "leased"),
+            if durable { "yes" } else { "no" },
+        );
+    }
+    Ok(())
+}
+
+fn count(value: &Value, key: &str) -> u64 {
+    value[key].as_u64().unwrap_or(0)
+}
+
+fn insert_some<T: Into<Value>>(map: &mut Map<String, Value>, key: &str, value: Option<T>) {
+    if let Some(value) = value {
+        map.insert(key.to_string(), value.into());
+    }
+}

@@ -1,0 +1,359 @@
+//! The queue client commands (`wharf queue ...`, `wharf send`, `wharf receive`) and
+//! `wharf bench queue`, run as a user would: the built binary against a real `wharf serve`.
+
+mod common;
+// Shared with the serve tests; this file uses only part of it.
+#[allow(dead_code)]
+#[path = "serve/process.rs"]
+mod process;
+
+use common::{run_to_end, wharf, POLL_INTERVAL};
+use process::{free_address, get, ServerProcess};
+use serde_json::Value;
+use std::{
+    io::Write,
+    net::SocketAddr,
+    process::{ExitStatus, Stdio},
+    time::{Duration, Instant},
+};
+
+/// One client command against a local server: milliseconds normally; this stops a hung one.
+const COMMAND_DEADLINE: Duration = Duration::from_secs(30);
+/// Lease expiry and dead-lettering happen on the server's timers: well under a second.
+const SETTLE_DEADLINE: Duration = Duration::from_secs(15);
+/// A small `bench queue` run on a debug build of a busy two-core machine.
+const BENCH_DEADLINE: Duration = Duration::from_secs(240);
+
+struct Server {
+    _process: ServerProcess,
+    address: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+fn start_server() -> Server {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let address = free_address();
+    let mut command = wharf();
+    command
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--http-addr")
+        .arg(address.to_string());
+    let mut process = ServerProcess::spawn(command, dir.path());
+    process.wait_healthy(address);
+    Server {
+        _process: process,
+        address,
+        _dir: dir,
+    }
+}
+
+impl Server {
+    /// Runs `wharf --server URL ARGS...`; returns (status, stdout, stderr).
+    fn run(&self, args: &[&str]) -> (ExitStatus, String, String) {
+        let mut command = wharf();
+        command
+            .arg("--server")
+            .arg(format!("http://{}", self.address))
+            .args(args);
+        run_to_end(command, COMMAND_DEADLINE)
+    }
+
+    /// Like [`Server::run`], failing the test unless the command succeeds; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let (status, stdout, stderr) = self.run(args);
+        assert!(
+            status.success(),
+            "wharf {args:?} failed with {status}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        );
+        stdout
+    }
+
+    /// Runs a command with `input` on its standard input; returns stdout.
+    fn ok_with_stdin(&self, args: &[&str], input: &[u8]) -> String {
+        let mut command = wharf();
+        command
+            .arg("--server")
+            .arg(format!("http://{}", self.address))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("spawn wharf");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input)
+            .expect("write stdin");
+        let output = child.wait_with_output().expect("wait for wharf");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "wharf {args:?} failed\nstdout:\n{stdout}\nstderr:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    }
+
+    fn stats(&self, queue: &str) -> Value {
+        json(&self.ok(&["queue", "stats", queue]))
+    }
+
+    /// Polls `queue stats` until `ready` reaches `expected`.
+    fn wait_ready(&self, queue: &str, expected: u64) {
+        let deadline = Instant::now() + SETTLE_DEADLINE;
+        loop {
+            let stats = self.stats(queue);
+            if stats["stats"]["ready"] == expected {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{queue} did not reach {expected} ready: {stats}"
+            );
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|error| panic!("not JSON ({error}): {text}"))
+}
+
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines().map(json).collect()
+}
+
+fn decode_base64(text: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .expect("valid base64")
+}
+
+#[test]
+fn create_list_stats_and_delete_a_queue() {
+    let server = start_server();
+    let created = json(&server.ok(&[
+        "queue",
+        "create",
+        "jobs",
+        "--lease-ms",
+        "5000",
+        "--max-deliveries",
+        "3",
+        "--overflow",
+        "drop-oldest",
+        "--max-length",
+        "10",
+    ]));
+    assert_eq!(created["name"], "jobs");
+    assert_eq!(created["options"]["lease_ms"], 5000);
+    assert_eq!(created["options"]["max_deliveries"], 3);
+    assert_eq!(created["options"]["overflow"], "drop_oldest");
+    assert_eq!(created["options"]["durable"], true);
+    server.ok(&["queue", "create", "scratch", "--transient"]);
+
+    let list = server.ok(&["queue", "list"]);
+    let lines: Vec<&str> = list.lines().collect();
+    assert!(lines[0].starts_with("NAME"), "{list}");
+    assert!(lines.iter().any(|line| line.starts_with("jobs ")), "{list}");
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.starts_with("scratch ") && line.ends_with("no")),
+        "{list}"
+    );
+
+    let stats = server.stats("jobs");
+    assert_eq!(stats["stats"]["ready"], 0);
+    assert_eq!(stats["options"]["max_length"], 10);
+
+    assert_eq!(server.ok(&["queue", "delete", "jobs"]), "");
+    let (status, _, stderr) = server.run(&["queue", "stats", "jobs"]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("jobs"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn send_json_text_and_stdin_bytes_then_receive_with_ack() {
+    let server = start_server();
+    server.ok(&["queue", "create", "inbox"]);
+    let sent = json_lines(&server.ok(&[
+        "send",
+        "inbox",
+        r#"{"order":7}"#,
+        "--id",
+        "order-7",
+        "--header",
+        "source=test",
+    ]));
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["id"], "order-7");
+    assert_eq!(sent[0]["duplicate"], false);
+    server.ok(&["send", "inbox", "hello world"]);
+    let bytes: Vec<u8> = (0u8..=255).collect();
+    server.ok_with_stdin(&["send", "inbox", "-"], &bytes);
+
+    let received = json_lines(&server.ok(&["receive", "inbox", "--max", "10", "--ack"]));
+    assert_eq!(received.len(), 3, "{received:?}");
+    // Same priority: in send order.
+    assert_eq!(received[0]["id"], "order-7");
+    assert_eq!(received[0]["body"], serde_json::json!({"order": 7}));
+    assert_eq!(received[0]["headers"]["source"], "test");
+    assert!(received[0]["receipt"].is_string());
+    assert!(received[1]["content_type"]
+        .as_str()
+        .is_some_and(|content_type| content_type.starts_with("text/plain")));
+    let text = decode_base64(received[1]["body_base64"].as_str().expect("base64 body"));
+    assert_eq!(text, b"hello world");
+    assert_eq!(received[2]["content_type"], "application/octet-stream");
+    let stdin_body = decode_base64(received[2]["body_base64"].as_str().expect("base64 body"));
+    assert_eq!(stdin_body, bytes);
+
+    let stats = server.stats("inbox");
+    assert_eq!(stats["stats"]["ready"], 0, "{stats}");
+    assert_eq!(stats["stats"]["leased"], 0, "acked, not leased: {stats}");
+    assert_eq!(stats["stats"]["counters"]["acked"], 3, "{stats}");
+    let again = server.ok(&["receive", "inbox", "--max", "10"]);
+    assert_eq!(again, "", "acked messages came back");
+}
+
+#[test]
+fn peek_leaves_messages_and_purge_drops_them() {
+    let server = start_server();
+    server.ok(&["queue", "create", "work"]);
+    for number in 1..=3 {
+        server.ok(&["send", "work", &number.to_string()]);
+    }
+    let peeked = json_lines(&server.ok(&["queue", "peek", "work", "--max", "2"]));
+    assert_eq!(peeked.len(), 2);
+    assert_eq!(peeked[0]["body"], 1);
+    assert!(peeked[0].get("receipt").is_none(), "{}", peeked[0]);
+    assert_eq!(server.stats("work")["stats"]["ready"], 3);
+
+    assert_eq!(server.ok(&["queue", "purge", "work"]).trim(), "purged 3");
+    assert_eq!(server.stats("work")["stats"]["ready"], 0);
+}
+
+#[test]
+fn redrive_moves_dead_letters_back_to_their_queue() {
+    let server = start_server();
+    server.ok(&["queue", "create", "failed"]);
+    server.ok(&[
+        "queue",
+        "create",
+        "tasks",
+        "--max-deliveries",
+        "1",
+        "--dead-letter-queue",
+        "failed",
+        "--lease-ms",
+        "100",
+    ]);
+    server.ok(&["send", "tasks", r#""flaky""#]);
+    let first = json_lines(&server.ok(&["receive", "tasks"]));
+    assert_eq!(first.len(), 1);
+    // Not acked: the lease ends, and one delivery was all the queue allows.
+    server.wait_ready("failed", 1);
+    let dead = json_lines(&server.ok(&["queue", "peek", "failed"]));
+    assert_eq!(
+        dead[0]["dead_letter"]["source_queue"], "tasks",
+        "{}",
+        dead[0]
+    );
+
+    assert_eq!(
+        server.ok(&["queue", "redrive", "failed"]).trim(),
+        "redriven 1"
+    );
+    server.wait_ready("tasks", 1);
+    let again = json_lines(&server.ok(&["receive", "tasks", "--ack"]));
+    assert_eq!(again[0]["body"], "flaky");
+}
+
+#[test]
+fn unknown_queue_fails_with_a_message_naming_it() {
+    let server = start_server();
+    let (status, stdout, stderr) = server.run(&["send", "nowhere", "1"]);
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(stderr.contains("nowhere"), "{stderr}");
+
+    let (status, _, stderr) = server.run(&["receive", "nowhere"]);
+    assert_eq!(status.code(), Some(1));
+    assert!(stderr.contains("nowhere"), "{stderr}");
+
+    server.ok(&["queue", "create", "jobs"]);
+    let (status, _, stderr) = server.run(&["queue", "create", "jobs", "--lease-ms", "0"]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("lease_ms"), "the field is named: {stderr}");
+}
+
+#[test]
+fn unreachable_server_is_reported_as_such() {
+    let address = free_address();
+    let mut command = wharf();
+    command
+        .arg("--server")
+        .arg(format!("http://{address}"))
+        .args(["queue", "list"]);
+    let (status, _, stderr) = run_to_end(command, COMMAND_DEADLINE);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot reach the server at http://{address}")),
+        "{stderr}"
+    );
+    assert!(
+        get(address, "/healthz").is_err(),
+        "something listens on {address}"
+    );
+}
+
+#[test]
+fn bench_queue_starts_its_own_server_and_ends_with_a_json_summary() {
+    let mut command = wharf();
+    command.args([
+        "bench",
+        "queue",
+        "--messages",
+        "2000",
+        "--producers",
+        "2",
+        "--consumers",
+        "2",
+        "--body-bytes",
+        "256",
+    ]);
+    let (status, stdout, stderr) = run_to_end(command, BENCH_DEADLINE);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let last = stdout.lines().last().expect("some output");
+    let summary = json(last);
+    for key in [
+        "wharf_sends_per_s",
+        "wharf_end_to_end_per_s",
+        "wharf_p99_ms",
+        "wharf_rss_mib",
+        "wharf_server_cpu_s",
+    ] {
+        let value = summary[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} missing in {last}"));
+        assert!(value > 0.0, "{key} = {value} in {last}");
+    }
+    assert!(summary["wharf_p50_ms"].as_f64().is_some(), "{last}");
+    assert_eq!(summary["messages"], 2000);
+}

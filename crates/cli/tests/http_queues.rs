@@ -1,0 +1,390 @@
+//! The queue API over real HTTP against the built `wharf` binary: every endpoint, its errors,
+//! and what survives a SIGKILL.
+
+// Helper modules shared with other test binaries; each binary uses a different part of them.
+#[allow(dead_code)]
+mod common;
+#[allow(dead_code)]
+#[path = "serve/process.rs"]
+mod process;
+#[allow(dead_code)]
+#[path = "common/queue_client.rs"]
+mod queue_client;
+
+use queue_client::{Client, Node};
+use serde_json::{json, Value};
+
+fn ids(messages: &[Value]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| m["id"].as_str().expect("id").to_string())
+        .collect()
+}
+
+fn send(client: &Client, queue: &str, messages: Value) -> Vec<Value> {
+    let reply = client.expect(
+        201,
+        "POST",
+        &format!("/v1/queues/{queue}/messages"),
+        &json!({ "messages": messages }),
+    );
+    reply["messages"].as_array().expect("messages").clone()
+}
+
+fn receipts(client: &Client, queue: &str, action: &str, body: Value) -> Vec<Value> {
+    let reply = client.expect(200, "POST", &format!("/v1/queues/{queue}/{action}"), &body);
+    reply["results"].as_array().expect("results").clone()
+}
+
+#[test]
+fn queues_are_created_updated_listed_and_deleted() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Node::start(dir.path());
+    let client = node.client();
+
+    let created = client.expect(201, "PUT", "/v1/queues/jobs", &json!({"lease_ms": 5000}));
+    assert_eq!(created["name"], "jobs");
+    assert_eq!(created["options"]["lease_ms"], 5000);
+    assert_eq!(
+        created["options"]["dedup_window_ms"], 300_000,
+        "defaults filled in"
+    );
+    assert_eq!(created["stats"]["ready"], 0);
+    let updated = client.expect(200, "PUT", "/v1/queues/jobs", &json!({"lease_ms": 7000}));
+    assert_eq!(updated["options"]["lease_ms"], 7000);
+    client.expect(201, "PUT", "/v1/queues/other", &Value::Null);
+
+    let list = client.expect(200, "GET", "/v1/queues", &Value::Null);
+    let names: Vec<&str> = list["queues"]
+        .as_array()
+        .expect("queues")
+        .iter()
+        .map(|q| q["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["jobs", "other"]);
+
+    send(
+        &client,
+        "jobs",
+        json!([{"body": 1}, {"body": 2, "delay_ms": 60000}]),
+    );
+    let info = client.expect(200, "GET", "/v1/queues/jobs", &Value::Null);
+    let stats = &info["stats"];
+    assert_eq!(stats["ready"], 1, "{info}");
+    assert_eq!(stats["delayed"], 1);
+    assert_eq!(stats["leased"], 0);
+    assert!(stats["oldest_ready_age_ms"].is_u64(), "{info}");
+    assert_eq!(stats["counters"]["sent"], 2);
+
+    assert_eq!(
+        client
+            .call("DELETE", "/v1/queues/other", &Value::Null)
+            .status,
+        204
+    );
+    client.expect(404, "GET", "/v1/queues/other", &Value::Null);
+}
+
+#[test]
+fn bodies_come_back_in_the_shape_they_were_sent() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Node::start(dir.path());
+    let client = node.client();
+    client.expect(201, "PUT", "/v1/queues/shapes", &json!({}));
+
+    let sent = send(
+        &client,
+        "shapes",
+        json!([
+            {"id": "json-1", "body": {"order": 7, "lines": [1, 2]}, "headers": {"trace": "t1"},
+             "priority": 9, "group": "g", "correlation_id": "c", "reply_to": "replies"},
+            {"id": "bytes-1", "body_base64": "aGVsbG8=", "content_type": "text/plain"},
+        ]),
+    );
+    assert_eq!(
+        sent,
+        [
+            json!({"id": "json-1", "duplicate": false}),
+            json!({"id": "bytes-1", "duplicate": false})
+        ]
+    );
+    let again = send(&client, "shapes", json!([{"id": "json-1", "body": {}}]));
+    assert_eq!(again[0]["duplicate"], true);
+
+    let messages = client.receive("shapes", 10, 30_000);
+    assert_eq!(ids(&messages), ["json-1", "bytes-1"], "priority 9 first");
+    let json_message = &messages[0];
+    assert_eq!(json_message["body"], json!({"order": 7, "lines": [1, 2]}));
+    assert!(json_message.get("body_base64").is_none());
+    assert_eq!(json_message["content_type"], "application/json");
+    assert_eq!(json_message["headers"], json!({"trace": "t1"}));
+    assert_eq!(json_message["priority"], 9);
+    assert_eq!(json_message["group"], "g");
+    assert_eq!(json_message["correlation_id"], "c");
+    assert_eq!(json_message["reply_to"], "replies");
+    assert_eq!(json_message["delivery_count"], 1);
+    for time in ["sent_at", "first_delivered_at", "last_delivered_at"] {
+        assert!(
+            json_message[time].as_u64().unwrap_or(0) > 1_600_000_000_000,
+            "{time}"
+        );
+    }
+    assert!(json_message["receipt"].is_string());
+    let bytes_message = &messages[1];
+    assert_eq!(bytes_message["body_base64"], "aGVsbG8=");
+    assert!(bytes_message.get("body").is_none());
+    assert_eq!(bytes_message["content_type"], "text/plain");
+}
+
+#[test]
+fn ack_nack_lease_and_dead_letters() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Node::start(dir.path());
+    let client = node.client();
+    client.expect(
+        201,
+        "PUT",
+        "/v1/queues/work",
+        &json!({"dead_letter_queue": "work.dead", "retry_backoff_ms": 0}),
+    );
+    send(
+        &client,
+        "work",
+        json!([{"id": "a", "body": "a"}, {"id": "b", "body": "b"}, {"id": "c", "body": "c"}]),
+    );
+    let peeked = client.expect(200, "GET", "/v1/queues/work/messages?max=2", &Value::Null);
+    let peeked = peeked["messages"].as_array().expect("messages");
+    assert_eq!(ids(peeked), ["a", "b"]);
+    assert!(peeked[0].get("receipt").is_none());
+
+    let delivered = client.receive("work", 3, 30_000);
+    assert_eq!(ids(&delivered), ["a", "b", "c"]);
+    let receipt = |i: usize| {
+        delivered[i]["receipt"]
+            .as_str()
+            .expect("receipt")
+            .to_string()
+    };
+
+    let extended = receipts(
+        &client,
+        "work",
+        "lease",
+        json!({"receipts": [receipt(2)], "lease_ms": 60000}),
+    );
+    assert_eq!(extended, [json!({"receipt": receipt(2), "ok": true})]);
+
+    let acked = receipts(
+        &client,
+        "work",
+        "ack",
+        json!({"receipts": [receipt(0), "stale"]}),
+    );
+    assert_eq!(acked[0], json!({"receipt": receipt(0), "ok": true}));
+    assert_eq!(acked[1]["ok"], false);
+    assert!(acked[1]["error"].is_string(), "{}", acked[1]);
+    let twice = receipts(&client, "work", "ack", json!({"receipts": [receipt(0)]}));
+    assert_eq!(twice[0]["ok"], false, "a settled receipt is stale");
+
+    let rejected = receipts(
+        &client,
+        "work",
+        "nack",
+        json!({"receipts": [receipt(1)], "dead_letter": true, "error": "bad input"}),
+    );
+    assert_eq!(rejected[0]["ok"], true);
+    let requeued = receipts(
+        &client,
+        "work",
+        "nack",
+        json!({"receipts": [receipt(2)], "delay_ms": 0}),
+    );
+    assert_eq!(requeued[0]["ok"], true);
+
+    let again = client.receive("work", 10, 30_000);
+    assert_eq!(ids(&again), ["c"], "a is acked and b dead-lettered");
+    assert_eq!(again[0]["delivery_count"], 2);
+
+    let dead = client.expect(200, "GET", "/v1/queues/work.dead/messages", &Value::Null);
+    let dead = dead["messages"].as_array().expect("messages");
+    assert_eq!(ids(dead), ["b"]);
+    let details = &dead[0]["dead_letter"];
+    assert_eq!(details["reason"], "rejected");
+    assert_eq!(details["source_queue"], "work");
+    assert_eq!(details["last_error"], "bad input");
+    assert_eq!(details["delivery_count"], 1);
+    assert!(details["at"].as_u64().unwrap_or(0) > 1_600_000_000_000);
+
+    let redriven = client.expect(200, "POST", "/v1/queues/work.dead/redrive", &json!({}));
+    assert_eq!(redriven, json!({"redriven": 1}));
+    let back = client.receive("work", 10, 30_000);
+    assert_eq!(ids(&back), ["b"]);
+    assert!(back[0]["body"] == "b");
+
+    send(&client, "work", json!([{"body": 1}, {"body": 2}]));
+    let purged = client.expect(200, "POST", "/v1/queues/work/purge", &Value::Null);
+    assert_eq!(purged, json!({"purged": 2}));
+    let stats = client.expect(200, "GET", "/v1/queues/work", &Value::Null)["stats"].clone();
+    assert_eq!(stats["ready"], 0);
+    assert_eq!(stats["leased"], 2, "c and b are leased: {stats}");
+    assert_eq!(stats["counters"]["acked"], 1);
+    assert_eq!(stats["counters"]["purged"], 2);
+}
+
+#[test]
+fn errors_are_problems_that_name_the_field() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Node::start(dir.path());
+    let client = node.client();
+    client.expect(201, "PUT", "/v1/queues/small", &json!({"max_length": 2}));
+
+    let broken = client
+        .try_raw(
+            "POST",
+            "/v1/queues/small/messages",
+            "application/json",
+            b"{\"messages\": [",
+        )
+        .expect("reply");
+    assert_eq!(broken.status, 400);
+    assert_eq!(broken.content_type, "application/problem+json");
+    let detail = broken.body["detail"].as_str().expect("detail");
+    assert!(detail.contains("line 1 column"), "{detail}");
+
+    let untyped = client
+        .try_raw("POST", "/v1/queues/small/messages", "text/plain", b"{}")
+        .expect("reply");
+    assert_eq!(untyped.status, 415);
+
+    let missing = client.call("GET", "/v1/queues/nope", &Value::Null);
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.content_type, "application/problem+json");
+    let bad_name = client.call("PUT", "/v1/queues/bad!name", &json!({}));
+    assert_eq!(bad_name.status, 400);
+    assert_eq!(bad_name.body["field"], "name");
+
+    let priority = client.call(
+        "POST",
+        "/v1/queues/small/messages",
+        &json!({"messages": [{"body": 1, "priority": 12}]}),
+    );
+    assert_eq!(priority.status, 400);
+    assert_eq!(priority.body["field"], "messages[0].priority");
+
+    let unknown_option = client.call("PUT", "/v1/queues/small", &json!({"lease": 5}));
+    assert_eq!(unknown_option.status, 400);
+    assert_eq!(unknown_option.body["field"], "lease");
+    let zero_lease = client.call("PUT", "/v1/queues/small", &json!({"lease_ms": 0}));
+    assert_eq!(zero_lease.status, 400);
+    assert_eq!(zero_lease.body["field"], "lease_ms");
+
+    send(&client, "small", json!([{"body": 1}, {"body": 2}]));
+    let full = client.call(
+        "POST",
+        "/v1/queues/small/messages",
+        &json!({"messages": [{"body": 3}]}),
+    );
+    assert_eq!(full.status, 409);
+    assert_eq!(full.content_type, "application/problem+json");
+
+    let too_long_poll = client.call(
+        "POST",
+        "/v1/queues/small/receive",
+        &json!({"wait_ms": 20001}),
+    );
+    assert_eq!(too_long_poll.status, 400);
+    assert_eq!(too_long_poll.body["field"], "wait_ms");
+}
+
+#[test]
+fn oversize_batches_are_refused_with_413() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Node::start(dir.path());
+    let client = node.client();
+    client.expect(201, "PUT", "/v1/queues/big", &json!({}));
+    // Just over the engine's 8 MiB of bodies, yet under the 12 MiB request limit as base64.
+    let encoded = "A".repeat(((8 << 20) + 3) / 3 * 4);
+    let over_batch = client.call(
+        "POST",
+        "/v1/queues/big/messages",
+        &json!({"messages": [{"body_base64": encoded}]}),
+    );
+    assert_eq!(over_batch.status, 413, "{}", over_batch.body);
+    assert_eq!(over_batch.content_type, "application/problem+json");
+
+    // Over the request body limit: refused before it is parsed. The server may close the
+    // connection while the client still writes; a reply, when one arrives, is 413.
+    let huge = format!(
+        "{{\"messages\": [{{\"body_base64\": \"{}\"}}]}}",
+        "A".repeat(13 << 20)
+    );
+    if let Ok(reply) = client.try_raw(
+        "POST",
+        "/v1/queues/big/messages",
+        "application/json",
+        huge.as_bytes(),
+    ) {
+        assert_eq!(reply.status, 413, "{}", reply.body);
+        assert_eq!(reply.content_type, "application/problem+json");
+    }
+    let stats = client.expect(200, "GET", "/v1/queues/big", &Value::Null)["stats"].clone();
+    assert_eq!(stats["ready"], 0);
+}
+
+#[test]
+fn openapi_documents_the_queue_api() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Node::start(dir.path());
+    let document = node
+        .client()
+        .expect(200, "GET", "/openapi.json", &Value::Null);
+    let paths = &document["paths"];
+    assert!(
+        paths["/v1/queues/{name}/receive"]["post"].is_object(),
+        "{paths}"
+    );
+    assert!(paths["/v1/queues/{name}"]["put"].is_object());
+    assert!(paths["/v1/queues/{name}/messages"]["get"].is_object());
+    assert!(document["components"]["schemas"]["MessageBody"].is_object());
+}
+
+#[test]
+fn confirmed_messages_survive_sigkill_and_acked_ones_stay_gone() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Node::start(dir.path());
+    let client = node.client();
+    client.expect(
+        201,
+        "PUT",
+        "/v1/queues/durable",
+        &json!({"lease_ms": 60000}),
+    );
+    let batch: Vec<Value> = (0..20)
+        .map(|i| json!({"id": format!("m{i:02}"), "body": {"n": i}}))
+        .collect();
+    send(&client, "durable", Value::Array(batch));
+    let first = client.receive("durable", 5, 60_000);
+    let acked: Vec<&str> = first
+        .iter()
+        .map(|m| m["receipt"].as_str().expect("receipt"))
+        .collect();
+    let results = receipts(&client, "durable", "ack", json!({"receipts": acked}));
+    assert!(results.iter().all(|r| r["ok"] == true), "{results:?}");
+
+    let node = node.kill_and_restart();
+    let client = node.client();
+    let mut seen = Vec::new();
+    loop {
+        let batch = client.receive("durable", 100, 60_000);
+        if batch.is_empty() {
+            break;
+        }
+        seen.extend(ids(&batch));
+    }
+    seen.sort();
+    let expected: Vec<String> = (5..20).map(|i| format!("m{i:02}")).collect();
+    assert_eq!(
+        seen, expected,
+        "m00-m04 were acked; the rest must all be back"
+    );
+}

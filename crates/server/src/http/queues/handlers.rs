@@ -1,0 +1,322 @@
+//! One handler per queue endpoint: parse the request, call the engine, shape the reply. No
+//! queue logic lives here.
+
+use super::wire::{
+    AckBody, LeaseBody, MessageBody, MessageListBody, NackBody, NewMessage, PeekQuery, PurgedBody,
+    QueueInfoBody, QueueListBody, ReceiptResultsBody, ReceiveBody, RedriveBody, RedrivenBody,
+    SendBody, SentListBody,
+};
+use crate::http::{json_body::JsonBody, AppState, Problem};
+use axum::{
+    extract::{rejection::QueryRejection, Path, Query, State},
+    http::StatusCode,
+    Json,
+};
+use std::time::Duration;
+use wharf_engine::{
+    broker::{NackAction, ReceiptResult, ReceiveRequest, RECEIVE_MESSAGES_MAX},
+    queue::QueueOptions,
+};
+
+/// Peek's default count: a screenful for a person looking at a queue.
+const PEEK_MESSAGES_DEFAULT: usize = 10;
+
+/// Creates a queue or updates its options.
+// The body is the engine's `QueueOptions` itself (defaults, `deny_unknown_fields`), documented
+// as a plain object: a mirror schema type here would drift from the engine's definition, and
+// docs/queues.md lists every option with its default.
+#[utoipa::path(
+    put,
+    path = "/v1/queues/{name}",
+    tag = "queues",
+    params(("name" = String, Path, description = "Queue name: 1-255 of A-Z a-z 0-9 . - _")),
+    request_body(content = serde_json::Value, description = "Queue options; every field optional (see docs/queues.md). Unknown fields are refused."),
+    responses(
+        (status = 201, description = "Created", body = QueueInfoBody),
+        (status = 200, description = "Updated", body = QueueInfoBody),
+        (status = 400, description = "Bad name or option", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn put_queue(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(options): JsonBody<QueueOptions>,
+) -> Result<(StatusCode, Json<QueueInfoBody>), Problem> {
+    let created = state.engine.put_queue(&name, options).await?;
+    let info = state.engine.queue_info(&name)?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(info.into())))
+}
+
+/// Lists every queue with its options and statistics.
+#[utoipa::path(
+    get,
+    path = "/v1/queues",
+    tag = "queues",
+    responses((status = 200, description = "Every queue", body = QueueListBody))
+)]
+pub async fn list_queues(State(state): State<AppState>) -> Json<QueueListBody> {
+    let queues = state.engine.list_queues().into_iter().map(Into::into);
+    Json(QueueListBody {
+        queues: queues.collect(),
+    })
+}
+
+/// One queue's options and statistics.
+#[utoipa::path(
+    get,
+    path = "/v1/queues/{name}",
+    tag = "queues",
+    params(("name" = String, Path, description = "Queue name")),
+    responses(
+        (status = 200, description = "The queue", body = QueueInfoBody),
+        (status = 404, description = "No such queue", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_queue(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<QueueInfoBody>, Problem> {
+    Ok(Json(state.engine.queue_info(&name)?.into()))
+}
+
+/// Deletes a queue and every message in it.
+#[utoipa::path(
+    delete,
+    path = "/v1/queues/{name}",
+    tag = "queues",
+    params(("name" = String, Path, description = "Queue name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such queue", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete_queue(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, Problem> {
+    state.engine.delete_queue(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Sends a batch of messages; answers once they are stored (on disk for a durable queue).
+#[utoipa::path(
+    post,
+    path = "/v1/queues/{name}/messages",
+    tag = "queues",
+    params(("name" = String, Path, description = "Queue name")),
+    request_body = SendBody,
+    responses(
+        (status = 201, description = "Stored, in request order", body = SentListBody),
+        (status = 400, description = "A field is invalid; `field` names it", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such queue", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The queue is full (max_length, overflow = reject)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Batch or request body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "Disk full", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn send_messages(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(request): JsonBody<SendBody>,
+) -> Result<(StatusCode, Json<SentListBody>), Problem> {
+    let batch = request
+        .messages
+        .into_iter()
+        .enumerate()
+        .map(|(index, message)| NewMessage::into_send(message, index))
+        .collect::<Result<Vec<_>, _>>()?;
+    let sent = state.engine.send(&name, batch).await?;
+    let messages = sent.into_iter().map(Into::into).collect();
+    Ok((StatusCode::CREATED, Json(SentListBody { messages })))
+}
+
+/// Leases up to `max_messages`, long-polling up to `wait_ms` for a first one.
+#[utoipa::path(
+    post,
+    path = "/v1/queues/{name}/receive",
+    tag = "queues",
+    params(("name" = String, Path, description = "Queue name")),
+    request_body = ReceiveBody,
+    responses(
+        (status = 200, description = "Leased messages (possibly none)", body = MessageListBody),
+        (status = 400, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such queue", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn receive_messages(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(request): JsonBody<ReceiveBody>,
+) -> Result<Json<MessageListBody>, Problem> {
+    let request = ReceiveRequest {
+        max_messages: request.max_messages,
+        wait: Duration::from_millis(request.wait_ms),
+        lease: request.lease_ms.map(Duration::from_millis),
+    };
+    // A long poll would hold graceful shutdown for up to its whole wait; it ends empty instead.
+    // Leases the engine granted to a receive abandoned this way expire, so nothing is lost.
+    let deliveries = tokio::select! {
+        biased;
+        received = state.engine.receive(&name, request) => received?,
+        () = state.readiness.shutdown_begun() => Vec::new(),
+    };
+    let messages = deliveries.into_iter().map(MessageBody::from).collect();
+    Ok(Json(MessageListBody { messages }))
+}
+
+/// Settles leased messages for good.
+#[utoipa::path(
+    post,
+    path = "/v1/queues/{name}/ack",
+    tag = "queues",
+    params(("name" = String, Path, description = "Queue name")),
+    request_body = AckBody,
+    responses(
+        (status = 200, description = "One result per receipt", body = ReceiptResultsBody),
+        (status = 404, description = "No such queue", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn ack_messages(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(request): JsonBody<AckBody>,
+) -> Result<Json<ReceiptResultsBody>, Problem> {
+    let results = state.engine.ack(&name, &request.receipts).await?;
+    Ok(receipt_results(results))
+}
+
+/// Gives leased messages back: retried after a delay, or dead-lettered at once.
+#[utoipa::path(
+    post,
+    path = "/v1/queues/{name}/nack",
+    tag = "queues",
+    params(("name" = String, Path, description = "Queue name")),
+    request_body = NackBody,
+    responses(
+        (status = 200, description = "One result per receipt", body = ReceiptResultsBody),
+        (status = 404, description = "No such queue", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn nack_messages(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(request): JsonBody<NackBody>,
+) -> Result<Json<ReceiptResultsBody>, Problem> {
+    let action = if request.dead_letter {
+        NackAction::DeadLetter {
+            error: request.error,
+        }
+    } else {
+        NackAction::Requeue {
+            delay: request.delay_ms.map(Duration::from_millis),
+            error: request.error,
+        }
+    };
+    let results = state.engine.nack(&name, &request.receipts, action).await?;
+    Ok(receipt_results(results))
+}
+
+/// Extends leases to now + `lease_ms`.
+#[utoipa::path(
+    post,
+    path = "/v1/queues/{name}/lease",
+    tag = "queues",
+    params(("name" = String, Path, description = "Queue name")),
+    request_body = LeaseBody,
+    responses(
+        (status = 200, description = "One result per receipt", body = ReceiptResultsBody),
+        (status = 400, description = "lease_ms out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such queue", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn extend_leases(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(request): JsonBody<LeaseBody>,
+) -> Result<Json<ReceiptResultsBody>, Problem> {
+    let lease = Duration::from_millis(request.lease_ms);
+    let results = state.engine.extend(&name, &request.receipts, lease).await?;
+    Ok(receipt_results(results))
+}
+
+/// Shows up to `max` messages in delivery order without leasing them.
+#[utoipa::path(
+    get,
+    path = "/v1/queues/{name}/messages",
+    tag = "queues",
+    params(("name" = String, Path, description = "Queue name"), PeekQuery),
+    responses(
+        (status = 200, description = "Messages, no receipts", body = MessageListBody),
+        (status = 400, description = "Bad max", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such queue", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn peek_messages(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    query: Result<Query<PeekQuery>, QueryRejection>,
+) -> Result<Json<MessageListBody>, Problem> {
+    let Query(query) = query.map_err(|rejection| {
+        Problem::new(StatusCode::BAD_REQUEST).with_detail(rejection.body_text())
+    })?;
+    let max = query.max.unwrap_or(PEEK_MESSAGES_DEFAULT);
+    if max == 0 || max > RECEIVE_MESSAGES_MAX {
+        return Err(Problem::new(StatusCode::BAD_REQUEST)
+            .with_detail(format!("max must be 1..={RECEIVE_MESSAGES_MAX}"))
+            .with_field("max"));
+    }
+    let peeked = state.engine.peek(&name, max)?;
+    let messages = peeked.into_iter().map(MessageBody::from).collect();
+    Ok(Json(MessageListBody { messages }))
+}
+
+/// Removes every ready and delayed message (leased ones stay with their consumers).
+#[utoipa::path(
+    post,
+    path = "/v1/queues/{name}/purge",
+    tag = "queues",
+    params(("name" = String, Path, description = "Queue name")),
+    responses(
+        (status = 200, description = "How many were removed", body = PurgedBody),
+        (status = 404, description = "No such queue", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn purge_queue(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<PurgedBody>, Problem> {
+    let purged = state.engine.purge(&name).await?;
+    Ok(Json(PurgedBody { purged }))
+}
+
+/// Moves dead letters from this (dead-letter) queue back to the queues they came from.
+#[utoipa::path(
+    post,
+    path = "/v1/queues/{name}/redrive",
+    tag = "queues",
+    params(("name" = String, Path, description = "The dead-letter queue")),
+    request_body(content = RedriveBody, description = "Optional"),
+    responses(
+        (status = 200, description = "How many were moved", body = RedrivenBody),
+        (status = 404, description = "No such queue", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn redrive_queue(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(request): JsonBody<RedriveBody>,
+) -> Result<Json<RedrivenBody>, Problem> {
+    let redriven = state.engine.redrive(&name, request.max_messages).await?;
+    Ok(Json(RedrivenBody { redriven }))
+}
+
+fn receipt_results(results: Vec<ReceiptResult>) -> Json<ReceiptResultsBody> {
+    Json(ReceiptResultsBody {
+        results: results.into_iter().map(Into::into).collect(),
+    })
+}

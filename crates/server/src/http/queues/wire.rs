@@ -1,0 +1,469 @@
+//! The JSON shapes of the queue API and their translation to and from engine types.
+//!
+//! Times are integers, milliseconds since the Unix epoch, in every request and response: the
+//! engine's own unit, exact, and free of time-zone parsing. Bodies travel as JSON (`body`) when
+//! their content type is JSON, else as base64 (`body_base64`).
+
+use crate::http::{json_body::is_json_content_type, Problem};
+use axum::http::StatusCode;
+use base64::{engine::general_purpose::STANDARD as BASE64, Engine as _};
+use bytes::Bytes;
+use serde::{Deserialize, Deserializer, Serialize};
+use std::{collections::BTreeMap, time::Duration};
+use utoipa::{IntoParams, ToSchema};
+use wharf_engine::{
+    broker::{Delivery, PeekedMessage, QueueInfo, ReceiptResult, SendMessage, Sent},
+    queue::{QueueCounters, QueueOptions, QueueStats},
+};
+use wharf_model::message::{DeadLetter, Message};
+
+/// Content type of a message sent with a JSON `body`.
+const JSON_CONTENT_TYPE: &str = "application/json";
+
+/// A queue: its name, options and current statistics.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct QueueInfoBody {
+    #[schema(example = "jobs")]
+    pub name: String,
+    /// Every option with its effective value (defaults filled in).
+    #[schema(value_type = Object)]
+    pub options: QueueOptions,
+    pub stats: QueueStatsBody,
+}
+
+/// Gauges of the queue now, and counters since the server started.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct QueueStatsBody {
+    pub ready: u64,
+    pub delayed: u64,
+    pub leased: u64,
+    /// Age of the oldest ready message; null when none is ready.
+    pub oldest_ready_age_ms: Option<u64>,
+    pub counters: QueueCountersBody,
+}
+
+/// Events since the server started (reset by a restart).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct QueueCountersBody {
+    pub sent: u64,
+    pub duplicates: u64,
+    pub delivered: u64,
+    pub acked: u64,
+    pub nacked: u64,
+    pub expired: u64,
+    pub dead_lettered: u64,
+    pub dropped: u64,
+    pub purged: u64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct QueueListBody {
+    pub queues: Vec<QueueInfoBody>,
+}
+
+/// `POST /v1/queues/{name}/messages` body: 1 to 1,000 messages, at most 8 MiB of bodies.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendBody {
+    pub messages: Vec<NewMessage>,
+}
+
+/// One message to send. Give `body` (any JSON value) or `body_base64`, not both.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewMessage {
+    /// Client id: a second send with this id within the queue's dedup window is not stored
+    /// again. Generated (time-ordered) when absent.
+    pub id: Option<String>,
+    /// A JSON body, stored as its JSON text with content type application/json (or the given
+    /// JSON content type).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Object)]
+    pub body: Option<serde_json::Value>,
+    /// Any other body, base64 (standard alphabet, padded).
+    pub body_base64: Option<String>,
+    /// Default application/json for `body`, application/octet-stream for `body_base64`.
+    pub content_type: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// 0 (default, lowest) to 9; higher is delivered first.
+    pub priority: Option<u8>,
+    /// Hidden for this long after the send.
+    pub delay_ms: Option<u64>,
+    /// Hidden until this time (ms since the epoch); not with `delay_ms`.
+    pub deliver_at: Option<u64>,
+    /// Never delivered after this long; the queue's `message_ttl_ms` still applies if earlier.
+    pub ttl_ms: Option<u64>,
+    /// Ordering group: one message of a group in flight at a time, in send order.
+    pub group: Option<String>,
+    pub correlation_id: Option<String>,
+    pub reply_to: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SentListBody {
+    pub messages: Vec<SentBody>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SentBody {
+    pub id: String,
+    /// True when the id was seen within the dedup window: this send stored nothing.
+    pub duplicate: bool,
+}
+
+/// `POST /v1/queues/{name}/receive` body; every field is optional (an empty body is fine).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReceiveBody {
+    /// 1 (default) to 100.
+    pub max_messages: usize,
+    /// Long poll: wait up to this long (default 0, at most 20,000) for a first message.
+    pub wait_ms: u64,
+    /// Lease for these deliveries; the queue's `lease_ms` when absent.
+    pub lease_ms: Option<u64>,
+}
+
+/// Messages returned by receive or peek.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MessageListBody {
+    pub messages: Vec<MessageBody>,
+}
+
+/// A message as delivered (receive) or seen (peek).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MessageBody {
+    pub id: String,
+    /// The body when its content type is JSON and it parses as JSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub body: Option<serde_json::Value>,
+    /// The body otherwise, base64.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_base64: Option<String>,
+    pub content_type: String,
+    pub headers: BTreeMap<String, String>,
+    pub priority: u8,
+    pub group: Option<String>,
+    pub correlation_id: Option<String>,
+    pub reply_to: Option<String>,
+    /// When the queue accepted it (ms since the epoch).
+    pub sent_at: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deliver_at: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+    /// Deliveries so far, this one included.
+    pub delivery_count: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_delivered_at: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_delivered_at: Option<u64>,
+    /// Names this lease for ack, nack and lease; absent in peek results.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<String>,
+    /// Present on messages in a dead-letter queue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_letter: Option<DeadLetterBody>,
+}
+
+/// Why and whence a message was dead-lettered.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DeadLetterBody {
+    /// `max_deliveries`, `expired`, `rejected` or `overflow`.
+    #[schema(example = "rejected")]
+    pub reason: String,
+    pub source_queue: String,
+    /// When it was dead-lettered (ms since the epoch).
+    pub at: u64,
+    pub delivery_count: u32,
+    pub last_error: Option<String>,
+}
+
+/// `POST /v1/queues/{name}/ack` body.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AckBody {
+    pub receipts: Vec<String>,
+}
+
+/// `POST /v1/queues/{name}/nack` body.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NackBody {
+    pub receipts: Vec<String>,
+    /// Ready again after this long; the queue's retry backoff when absent.
+    pub delay_ms: Option<u64>,
+    /// True: straight to the dead-letter queue (reason `rejected`), no retry.
+    #[serde(default)]
+    pub dead_letter: bool,
+    /// Kept as the message's last error, shown if it is dead-lettered.
+    pub error: Option<String>,
+}
+
+/// `POST /v1/queues/{name}/lease` body: extend leases to now + `lease_ms`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseBody {
+    pub receipts: Vec<String>,
+    pub lease_ms: u64,
+}
+
+/// Per-receipt outcome of ack, nack or lease. A stale receipt fails alone, not the call.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReceiptResultsBody {
+    pub results: Vec<ReceiptResultBody>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReceiptResultBody {
+    pub receipt: String,
+    pub ok: bool,
+    /// Why not, when `ok` is false (unknown or expired lease).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `GET /v1/queues/{name}/messages` query.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PeekQuery {
+    /// How many messages, in delivery order: default 10, at most 100.
+    pub max: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PurgedBody {
+    pub purged: u64,
+}
+
+/// `POST /v1/queues/{name}/redrive` body (optional).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedriveBody {
+    /// Most dead letters to move; all when absent.
+    pub max_messages: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RedrivenBody {
+    pub redriven: u64,
+}
+
+impl Default for ReceiveBody {
+    fn default() -> Self {
+        ReceiveBody {
+            max_messages: 1,
+            wait_ms: 0,
+            lease_ms: None,
+        }
+    }
+}
+
+impl NewMessage {
+    /// The engine's form of the message at `index` of a batch. Only the body's encoding is
+    /// checked here; the engine validates every other field.
+    pub fn into_send(self, index: usize) -> Result<SendMessage, Problem> {
+        let field = |name: &str| format!("messages[{index}].{name}");
+        let invalid = |name: &str, detail: String| {
+            Problem::new(StatusCode::BAD_REQUEST)
+                .with_detail(detail)
+                .with_field(field(name))
+        };
+        let (body, content_type) = match (self.body, self.body_base64) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "body_base64",
+                    "give body or body_base64, not both".to_string(),
+                ))
+            }
+            (None, None) => {
+                return Err(invalid(
+                    "body",
+                    "one of body or body_base64 is required".to_string(),
+                ))
+            }
+            (Some(json), None) => {
+                let content_type = match self.content_type {
+                    Some(given) if !is_json_content_type(&given) => {
+                        return Err(invalid(
+                            "content_type",
+                            format!(
+                                "{given:?} is not a JSON type; send other bodies as body_base64"
+                            ),
+                        ))
+                    }
+                    Some(given) => given,
+                    None => JSON_CONTENT_TYPE.to_string(),
+                };
+                let bytes = serde_json::to_vec(&json).expect("a JSON value serializes");
+                (Bytes::from(bytes), Some(content_type))
+            }
+            (None, Some(encoded)) => {
+                let bytes = BASE64
+                    .decode(encoded.as_bytes())
+                    .map_err(|error| invalid("body_base64", format!("not base64: {error}")))?;
+                (Bytes::from(bytes), self.content_type)
+            }
+        };
+        Ok(SendMessage {
+            id: self.id,
+            body,
+            content_type,
+            headers: self.headers,
+            priority: self.priority,
+            delay: self.delay_ms.map(Duration::from_millis),
+            deliver_at: self.deliver_at,
+            ttl: self.ttl_ms.map(Duration::from_millis),
+            group: self.group,
+            correlation_id: self.correlation_id,
+            reply_to: self.reply_to,
+        })
+    }
+}
+
+impl From<QueueInfo> for QueueInfoBody {
+    fn from(info: QueueInfo) -> Self {
+        QueueInfoBody {
+            name: info.name,
+            options: info.options,
+            stats: info.stats.into(),
+        }
+    }
+}
+
+impl From<QueueStats> for QueueStatsBody {
+    fn from(stats: QueueStats) -> Self {
+        // Destructured, not `..`-ed: a new engine statistic breaks this until the API shows it.
+        let QueueStats {
+            ready,
+            delayed,
+            leased,
+            oldest_ready_age_ms,
+            counters,
+        } = stats;
+        let QueueCounters {
+            sent,
+            duplicates,
+            delivered,
+            acked,
+            nacked,
+            expired,
+            dead_lettered,
+            dropped,
+            purged,
+        } = counters;
+        QueueStatsBody {
+            ready,
+            delayed,
+            leased,
+            oldest_ready_age_ms,
+            counters: QueueCountersBody {
+                sent,
+                duplicates,
+                delivered,
+                acked,
+                nacked,
+                expired,
+                dead_lettered,
+                dropped,
+                purged,
+            },
+        }
+    }
+}
+
+impl From<Sent> for SentBody {
+    fn from(sent: Sent) -> Self {
+        SentBody {
+            id: sent.id,
+            duplicate: sent.duplicate,
+        }
+    }
+}
+
+impl From<ReceiptResult> for ReceiptResultBody {
+    fn from(result: ReceiptResult) -> Self {
+        ReceiptResultBody {
+            receipt: result.receipt,
+            ok: result.error.is_none(),
+            error: result.error,
+        }
+    }
+}
+
+impl From<Delivery> for MessageBody {
+    fn from(delivery: Delivery) -> Self {
+        MessageBody {
+            delivery_count: delivery.delivery_count,
+            first_delivered_at: Some(delivery.first_delivered_at),
+            last_delivered_at: Some(delivery.last_delivered_at),
+            receipt: Some(delivery.receipt),
+            ..message_body(delivery.message)
+        }
+    }
+}
+
+impl From<PeekedMessage> for MessageBody {
+    fn from(peeked: PeekedMessage) -> Self {
+        MessageBody {
+            delivery_count: peeked.delivery_count,
+            ..message_body(peeked.message)
+        }
+    }
+}
+
+/// The message's own fields; delivery fields are left empty for the caller to fill.
+fn message_body(message: Message) -> MessageBody {
+    let (body, body_base64) = render_body(&message.content_type, &message.body);
+    MessageBody {
+        id: message.id,
+        body,
+        body_base64,
+        content_type: message.content_type,
+        headers: message.headers,
+        priority: message.priority,
+        group: message.group,
+        correlation_id: message.correlation_id,
+        reply_to: message.reply_to,
+        sent_at: message.sent_at,
+        deliver_at: message.deliver_at,
+        expires_at: message.expires_at,
+        delivery_count: 0,
+        first_delivered_at: None,
+        last_delivered_at: None,
+        receipt: None,
+        dead_letter: message.dead_letter.map(DeadLetterBody::from),
+    }
+}
+
+impl From<DeadLetter> for DeadLetterBody {
+    fn from(dead_letter: DeadLetter) -> Self {
+        DeadLetterBody {
+            reason: dead_letter.reason.as_str().to_string(),
+            source_queue: dead_letter.source_queue,
+            at: dead_letter.at,
+            delivery_count: dead_letter.delivery_count,
+            last_error: dead_letter.last_error,
+        }
+    }
+}
+
+/// A body as JSON when its content type says JSON and it parses; otherwise as base64, so a
+/// mislabelled body still arrives byte for byte.
+pub fn render_body(content_type: &str, body: &[u8]) -> (Option<serde_json::Value>, Option<String>) {
+    if is_json_content_type(content_type) {
+        if let Ok(value) = serde_json::from_slice(body) {
+            return (Some(value), None);
+        }
+    }
+    (None, Some(BASE64.encode(body)))
+}
+
+/// Deserializes a field that is present, `null` included, as `Some`: `"body": null` is a JSON
+/// body, not a missing one.
+fn present<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(deserializer).map(Some)
+}
