@@ -17,7 +17,7 @@ mod store;
 
 pub use error::StorageError;
 pub use faults::Faults;
-pub use log::{FsyncPolicy, Log, LogConfig, LARGE_COMMIT_BYTES};
+pub use log::{FsyncPolicy, Log, LogConfig, LARGE_COMMIT_BYTES, LAZY_PENDING_BYTES_MAX};
 pub use meta::{MetaOp, MetaStore};
 pub use metrics::StorageMetrics;
 pub use record::{Offset, Record, RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX};

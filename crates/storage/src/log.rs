@@ -85,6 +85,10 @@ pub struct Log {
 const ZERO_CHUNK_BYTES: usize = 1 << 20;
 const SPARE_FILE_NAME: &str = "spare.tmp";
 
+/// Lazy appends waiting past this many bytes start a commit themselves, so a log that only
+/// gets lazy appends still writes them out and memory stays bounded.
+pub const LAZY_PENDING_BYTES_MAX: usize = 64 << 10;
+
 /// Average commit size from which the next segment is not zero-filled. Zero-filling writes every
 /// byte twice: worth it when each sync carries a few kilobytes (the sync, not the bandwidth,
 /// limits those), a loss when commits are large and bandwidth is the limit.
@@ -212,7 +216,7 @@ impl Log {
         I: IntoIterator,
         I::Item: AsRef<[u8]>,
     {
-        let (range, done) = self.enqueue(payloads)?;
+        let (range, done) = self.enqueue(payloads, true)?;
         if range.is_empty() {
             return Ok(range);
         }
@@ -222,6 +226,18 @@ impl Log {
                 path: self.inner.dir.clone(),
             }),
         }
+    }
+
+    /// Appends `payloads` as one atomic unit without waiting, and without a commit of its own:
+    /// they ride the next commit another append starts (or go once [`LAZY_PENDING_BYTES_MAX`]
+    /// are waiting, or at close). For records whose loss in a crash is harmless, such as
+    /// delivery counts: they stop costing an fsync each.
+    pub fn append_lazy<I>(&self, payloads: I) -> Result<Range<Offset>, StorageError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+    {
+        self.enqueue(payloads, false).map(|(range, _)| range)
     }
 
     /// Appends one record; see [`Log::append`].
@@ -353,6 +369,11 @@ impl Log {
         let drained = {
             let mut state = self.inner.state.lock().expect("state lock");
             state.closed = true;
+            if !state.flushing && !state.pending.appends.is_empty() {
+                // Lazy appends still waiting for a commit.
+                state.flushing = true;
+                tokio::spawn(flush(self.inner.clone()));
+            }
             state.flushing.then(|| {
                 let (tx, rx) = oneshot::channel();
                 state.close_waiters.push(tx);
@@ -365,11 +386,12 @@ impl Log {
         self.sync().await
     }
 
-    /// Encodes the records into the pending batch and makes sure a flusher runs.
+    /// Encodes the records into the pending batch; with `commit`, makes sure a flusher runs.
     #[allow(clippy::type_complexity)]
     fn enqueue<I>(
         &self,
         payloads: I,
+        commit: bool,
     ) -> Result<(Range<Offset>, oneshot::Receiver<Result<(), StorageError>>), StorageError>
     where
         I: IntoIterator,
@@ -415,7 +437,8 @@ impl Log {
             done: tx,
         });
         state.next = Offset(first.0 + count);
-        if !state.flushing {
+        let commit = commit || state.pending.buf.len() >= LAZY_PENDING_BYTES_MAX;
+        if commit && !state.flushing {
             state.flushing = true;
             tokio::spawn(flush(self.inner.clone()));
         }

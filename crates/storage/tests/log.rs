@@ -261,3 +261,46 @@ async fn oversized_record_is_refused_with_its_size() {
     );
     assert_eq!(log.end_offset(), Offset(0));
 }
+
+#[tokio::test]
+async fn lazy_appends_ride_the_next_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(StorageMetrics::default());
+    let log = Log::open(dir.path(), small(true), metrics.clone()).unwrap();
+    let lazy = log
+        .append_lazy([b"count 1".as_slice(), b"count 2"])
+        .unwrap();
+    assert_eq!(lazy, Offset(0)..Offset(2));
+    tokio::task::yield_now().await;
+    assert_eq!(
+        log.end_offset(),
+        Offset(0),
+        "a lazy append starts no commit"
+    );
+    assert_eq!(metrics.fsyncs.get(), 0);
+    assert_eq!(log.append_one(b"durable").await.unwrap(), Offset(2));
+    assert_eq!(log.end_offset(), Offset(3));
+    assert_eq!(metrics.fsyncs.get(), 1, "one fsync carried all three");
+    // Left alone, lazy appends are written at close.
+    log.append_lazy([b"last"]).unwrap();
+    log.close().await.unwrap();
+    let reopened = open(dir.path(), small(true));
+    assert_eq!(reopened.end_offset(), Offset(4));
+}
+
+#[tokio::test]
+async fn lazy_appends_commit_themselves_past_the_pending_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), LogConfig::default());
+    let record = vec![1u8; 1024];
+    let count = wharf_storage::LAZY_PENDING_BYTES_MAX / 1024 + 1;
+    for _ in 0..count {
+        log.append_lazy([&record]).unwrap();
+    }
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        log.wait_for(Offset(count as u64 - 1)),
+    )
+    .await
+    .expect("lazy appends were committed once past the limit");
+}

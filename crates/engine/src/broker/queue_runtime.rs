@@ -210,8 +210,9 @@ impl QueueRuntime {
         Ok((deliveries, received.settled))
     }
 
-    /// Writes delivery-count records without waiting for them: losing the last few in a crash
-    /// only gives a message one extra attempt.
+    /// Writes delivery-count records without waiting and without an fsync of their own: they
+    /// ride the next commit. Losing the last few in a crash only gives a message one extra
+    /// attempt.
     fn record_deliveries(&self, deliveries: &[crate::queue::Delivery]) {
         if deliveries.is_empty() {
             return;
@@ -227,12 +228,9 @@ impl QueueRuntime {
                 .encode()
             })
             .collect();
-        let log = self.log.clone();
-        tokio::spawn(async move {
-            if let Err(error) = log.append(&records).await {
-                tracing::warn!(%error, "could not record deliveries");
-            }
-        });
+        if let Err(error) = self.log.append_lazy(&records) {
+            tracing::warn!(queue = %self.name, %error, "could not record deliveries");
+        }
     }
 
     /// Applies acks; returns the acked seqs (to persist) and a result per receipt.
