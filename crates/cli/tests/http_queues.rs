@@ -327,6 +327,9 @@ fn oversize_batches_are_refused_with_413() {
         assert_eq!(reply.status, 413, "{}", reply.body);
         assert_eq!(reply.content_type, "application/problem+json");
     }
+    // The server closes a connection whose oversized body it refused mid-stream; a new client
+    // does not pick that connection from its pool.
+    let client = node.client();
     let stats = client.expect(200, "GET", "/v1/queues/big", &Value::Null)["stats"].clone();
     assert_eq!(stats["ready"], 0);
 }

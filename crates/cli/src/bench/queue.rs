@@ -160,7 +160,14 @@ async fn drive(args: &QueueArgs, address: SocketAddr) -> Result<Measured, BenchE
     let mut consumers = Vec::new();
     for _ in 0..args.consumers {
         let connection = Connection::open(address).await?;
-        let task = consume(connection, queue_path.clone(), args.batch, progress.clone());
+        let ack_connection = Connection::open(address).await?;
+        let task = consume(
+            connection,
+            ack_connection,
+            queue_path.clone(),
+            args.batch,
+            progress.clone(),
+        );
         consumers.push(tokio::spawn(task));
     }
     let producers = spawn_producers(args, address, &queue_path, progress.clone()).await?;
@@ -277,16 +284,26 @@ async fn produce(
 }
 
 /// Receives and acks until every message of the run was acked; returns latencies.
+///
+/// Acks go out on a second connection while the next receive runs, as an AMQP consumer's acks
+/// go out without waiting for a reply; at most one ack batch is in flight.
 async fn consume(
     mut connection: Connection,
+    ack_connection: Connection,
     queue_path: String,
     batch: u64,
     progress: Arc<Progress>,
 ) -> Result<Vec<u64>, BenchError> {
     let receive_path = format!("{queue_path}/receive");
-    let ack_path = format!("{queue_path}/ack");
     let receive =
         Bytes::from(json!({"max_messages": batch, "wait_ms": RECEIVE_WAIT_MS}).to_string());
+    let (acks, pending_acks) = tokio::sync::mpsc::channel::<Bytes>(1);
+    let acker = tokio::spawn(ack_loop(
+        ack_connection,
+        format!("{queue_path}/ack"),
+        pending_acks,
+        progress.clone(),
+    ));
     let mut latencies_us = Vec::new();
     while !progress.done() {
         let reply = connection
@@ -312,6 +329,26 @@ async fn consume(
             receipts.push(message["receipt"].clone());
         }
         let ack = Bytes::from(json!({ "receipts": receipts }).to_string());
+        if acks.send(ack).await.is_err() {
+            break;
+        }
+    }
+    drop(acks);
+    acker.await.map_err(|e| BenchError::Http {
+        request: "ack task".into(),
+        detail: e.to_string(),
+    })??;
+    Ok(latencies_us)
+}
+
+/// Sends each ack batch and counts the receipts the server confirmed.
+async fn ack_loop(
+    mut connection: Connection,
+    ack_path: String,
+    mut pending: tokio::sync::mpsc::Receiver<Bytes>,
+    progress: Arc<Progress>,
+) -> Result<(), BenchError> {
+    while let Some(ack) = pending.recv().await {
         let reply = connection.request_ok(Method::POST, &ack_path, ack).await?;
         let acked = parse(&reply, &ack_path)?["results"]
             .as_array()
@@ -320,7 +357,7 @@ async fn consume(
             }) as u64;
         progress.record_acks(acked);
     }
-    Ok(latencies_us)
+    Ok(())
 }
 
 impl Progress {
