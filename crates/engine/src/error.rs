@@ -17,6 +17,16 @@ pub enum EngineError {
     },
     #[error("queue {name:?} does not exist")]
     QueueNotFound { name: String },
+    #[error("topic {name:?} does not exist")]
+    TopicNotFound { name: String },
+    #[error("topic {topic:?} has no binding {id:?}")]
+    BindingNotFound { topic: String, id: String },
+    /// A reply address that no request waits on (it was answered or timed out).
+    #[error("no request waits on reply address {reply_to:?}")]
+    ReplyNotFound { reply_to: String },
+    /// A request got no reply in time; nothing of it is left behind.
+    #[error("no reply within {waited_ms} ms")]
+    Timeout { waited_ms: u64 },
     /// An option or request field is out of range or inconsistent; `field` names it.
     #[error("invalid {field}: {reason}")]
     InvalidField { field: String, reason: String },

@@ -7,6 +7,7 @@ pub mod broker;
 pub mod clock;
 mod error;
 pub mod queue;
+pub mod topic;
 
 pub use broker::{Engine, EngineConfig};
 pub use error::EngineError;

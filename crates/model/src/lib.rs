@@ -4,9 +4,11 @@
 //! socket, a file or a clock. Where a value needs the time or randomness (a generated message
 //! id), the caller passes it in.
 
+pub mod filter;
 mod id;
 pub mod message;
 mod name;
+pub mod pattern;
 mod priority;
 
 pub use id::{MessageId, MessageIdError, MessageIdGenerator, MESSAGE_ID_BYTES_MAX};

@@ -8,10 +8,15 @@ pub mod api;
 pub(crate) mod queue_runtime;
 pub(crate) mod records;
 mod replay;
+mod replies;
 mod settle;
+mod topic_records;
+mod topics;
 mod validate;
 
 pub use api::*;
+pub use replies::{RequestTarget, ScatterResult, REPLY_ADDRESS_PREFIX};
+pub use topics::{BindingInfo, PublishMessage, Published, Subscription, TopicInfo, TopicStats};
 
 use crate::{clock::Clock, error::EngineError, queue::QueueOptions};
 use queue_runtime::QueueRuntime;
@@ -62,6 +67,9 @@ struct Inner {
     clock: Arc<dyn Clock>,
     config: EngineConfig,
     queues: RwLock<BTreeMap<String, Arc<QueueRuntime>>>,
+    topics: RwLock<BTreeMap<String, Arc<topics::TopicRuntime>>>,
+    /// Pending requests by reply address (request-reply and scatter-gather).
+    replies: Mutex<replies::Registry>,
     /// Serializes creating, updating and deleting queues (rare; keeps metadata and the
     /// registry in step).
     admin: tokio::sync::Mutex<()>,
@@ -84,6 +92,8 @@ impl Engine {
                 clock,
                 config,
                 queues: RwLock::new(BTreeMap::new()),
+                topics: RwLock::new(BTreeMap::new()),
+                replies: Mutex::default(),
                 admin: tokio::sync::Mutex::new(()),
                 ids: Mutex::new(MessageIdGenerator::new()),
                 seed: random_u64(),
@@ -95,6 +105,13 @@ impl Engine {
             let options: QueueOptions = serde_json::from_value(value)
                 .map_err(|e| validate::field_error(&format!("metadata {key}"), &e.to_string()))?;
             engine.open_queue(name, options).await?;
+        }
+        for (key, value) in engine.inner.store.meta().list(topics::TOPIC_META_PREFIX) {
+            let name = key[topics::TOPIC_META_PREFIX.len()..].to_string();
+            let options: crate::topic::TopicOptions = serde_json::from_value(value)
+                .map_err(|e| validate::field_error(&format!("metadata {key}"), &e.to_string()))?;
+            let router = crate::topic::Router::new(options)?;
+            engine.open_topic(name, router).await?;
         }
         let queues: Vec<_> = engine.registry().values().cloned().collect();
         for queue in queues {
@@ -113,6 +130,13 @@ impl Engine {
     pub async fn put_queue(&self, name: &str, options: QueueOptions) -> Result<bool, EngineError> {
         self.check_open()?;
         let name = parse_name(name)?;
+        if name.as_str().starts_with(REPLY_ADDRESS_PREFIX) {
+            return Err(EngineError::InvalidName {
+                kind: "queue",
+                name: name.to_string(),
+                reason: format!("names starting with {REPLY_ADDRESS_PREFIX} are reply addresses"),
+            });
+        }
         options
             .validate()
             .map_err(|e| validate::field_error(e.field(), &e.to_string()))?;
@@ -190,6 +214,9 @@ impl Engine {
         batch: Vec<SendMessage>,
     ) -> Result<Vec<Sent>, EngineError> {
         self.check_open()?;
+        if queue.starts_with(REPLY_ADDRESS_PREFIX) {
+            return self.send_reply(queue, batch);
+        }
         let queue = self.queue(queue)?;
         let now = self.now();
         let messages = validate::messages_from_batch(batch, now, || self.generate_id(now))?;

@@ -12,8 +12,14 @@ impl From<EngineError> for Problem {
             EngineError::InvalidName { .. } => Problem::new(StatusCode::BAD_REQUEST)
                 .with_detail(detail)
                 .with_field("name"),
-            EngineError::QueueNotFound { .. } => {
+            EngineError::QueueNotFound { .. }
+            | EngineError::TopicNotFound { .. }
+            | EngineError::BindingNotFound { .. }
+            | EngineError::ReplyNotFound { .. } => {
                 Problem::new(StatusCode::NOT_FOUND).with_detail(detail)
+            }
+            EngineError::Timeout { .. } => {
+                Problem::new(StatusCode::GATEWAY_TIMEOUT).with_detail(detail)
             }
             EngineError::InvalidField { field, .. } => Problem::new(StatusCode::BAD_REQUEST)
                 .with_field(field.clone())

@@ -1,0 +1,215 @@
+//! Request-reply and scatter-gather through temporary reply addresses.
+//!
+//! A request gets a reply address `_reply.<id>` (a valid queue name, so a responder can answer
+//! by sending to it like to any queue) and a correlation id. The address lives in memory only
+//! as long as its requester waits: the reply, the timeout or a dropped request removes it, so
+//! nothing is left behind.
+
+use super::{
+    api::{SendMessage, Sent},
+    topics::PublishMessage,
+    validate, Engine,
+};
+use crate::error::EngineError;
+use std::{collections::HashMap, time::Duration};
+use tokio::sync::mpsc;
+use wharf_model::message::Message;
+
+/// Reply addresses start with this; no queue may be created with it.
+pub const REPLY_ADDRESS_PREFIX: &str = "_reply.";
+/// Most replies one scatter collects: bounds the memory a request can hold.
+pub const SCATTER_EXPECT_MAX: usize = 1_000;
+
+/// Where a request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestTarget {
+    Queue(String),
+    Topic { name: String, routing_key: String },
+}
+
+/// The replies a scatter collected.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScatterResult {
+    pub replies: Vec<Message>,
+    pub expected: usize,
+    pub received: usize,
+}
+
+/// Pending requests by reply address.
+#[derive(Debug, Default)]
+pub(super) struct Registry {
+    pending: HashMap<String, Pending>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    correlation_id: String,
+    replies: mpsc::Sender<Message>,
+}
+
+/// Removes a reply address when its requester stops waiting, however that happens.
+struct PendingGuard<'a> {
+    engine: &'a Engine,
+    reply_to: String,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut registry) = self.engine.inner.replies.lock() {
+            registry.pending.remove(&self.reply_to);
+        }
+    }
+}
+
+impl Engine {
+    /// Sends a request and waits for its reply (or fails with `Timeout` after `timeout`).
+    pub async fn request(
+        &self,
+        target: RequestTarget,
+        message: SendMessage,
+        timeout: Duration,
+    ) -> Result<Message, EngineError> {
+        let mut result = self.gather(target, message, 1, timeout).await?;
+        result.replies.pop().ok_or(EngineError::Timeout {
+            waited_ms: timeout.as_millis() as u64,
+        })
+    }
+
+    /// Publishes once and collects replies until `expect` arrive or `timeout` passes.
+    pub async fn scatter(
+        &self,
+        topic: &str,
+        routing_key: &str,
+        message: SendMessage,
+        expect: usize,
+        timeout: Duration,
+    ) -> Result<ScatterResult, EngineError> {
+        let target = RequestTarget::Topic {
+            name: topic.to_string(),
+            routing_key: routing_key.to_string(),
+        };
+        self.gather(target, message, expect, timeout).await
+    }
+
+    /// Answers a request: the same as sending to its reply address.
+    pub async fn reply(
+        &self,
+        reply_to: &str,
+        correlation_id: &str,
+        mut message: SendMessage,
+    ) -> Result<Sent, EngineError> {
+        if !reply_to.starts_with(REPLY_ADDRESS_PREFIX) {
+            return Err(validate::field_error(
+                "reply_to",
+                &format!("reply addresses start with {REPLY_ADDRESS_PREFIX}"),
+            ));
+        }
+        message.correlation_id = Some(correlation_id.to_string());
+        let mut sent = self.send(reply_to, vec![message]).await?;
+        Ok(sent.remove(0))
+    }
+
+    /// Delivers messages sent to a reply address to the request waiting on it.
+    pub(super) fn send_reply(
+        &self,
+        reply_to: &str,
+        batch: Vec<SendMessage>,
+    ) -> Result<Vec<Sent>, EngineError> {
+        let now = self.now();
+        let messages = validate::messages_from_batch(batch, now, || self.generate_id(now))?;
+        let registry = self.inner.replies.lock().expect("replies lock");
+        let pending = registry
+            .pending
+            .get(reply_to)
+            .ok_or_else(|| EngineError::ReplyNotFound {
+                reply_to: reply_to.to_string(),
+            })?;
+        let mut sent = Vec::with_capacity(messages.len());
+        for (message, _) in messages {
+            if message.correlation_id.as_deref() != Some(pending.correlation_id.as_str()) {
+                return Err(validate::field_error(
+                    "correlation_id",
+                    &format!("the request at {reply_to} has another correlation id"),
+                ));
+            }
+            // A full buffer means the requester already has all it asked for.
+            let _ = pending.replies.try_send(message.clone());
+            sent.push(Sent {
+                id: message.id,
+                duplicate: false,
+            });
+        }
+        Ok(sent)
+    }
+
+    async fn gather(
+        &self,
+        target: RequestTarget,
+        mut message: SendMessage,
+        expect: usize,
+        timeout: Duration,
+    ) -> Result<ScatterResult, EngineError> {
+        self.check_open()?;
+        if expect == 0 || expect > SCATTER_EXPECT_MAX {
+            return Err(validate::field_error(
+                "expect",
+                &format!("must be 1..={SCATTER_EXPECT_MAX}"),
+            ));
+        }
+        let now = self.now();
+        let reply_to = format!("{REPLY_ADDRESS_PREFIX}{}", self.generate_id(now));
+        let correlation_id = message
+            .correlation_id
+            .clone()
+            .unwrap_or_else(|| self.generate_id(now));
+        let (sender, mut replies) = mpsc::channel(expect);
+        self.inner
+            .replies
+            .lock()
+            .expect("replies lock")
+            .pending
+            .insert(
+                reply_to.clone(),
+                Pending {
+                    correlation_id: correlation_id.clone(),
+                    replies: sender,
+                },
+            );
+        let _guard = PendingGuard {
+            engine: self,
+            reply_to: reply_to.clone(),
+        };
+        message.reply_to = Some(reply_to);
+        message.correlation_id = Some(correlation_id);
+        match target {
+            RequestTarget::Queue(queue) => {
+                self.send(&queue, vec![message]).await?;
+            }
+            RequestTarget::Topic { name, routing_key } => {
+                let published = PublishMessage {
+                    routing_key,
+                    message,
+                };
+                self.publish(&name, vec![published]).await?;
+            }
+        }
+        let deadline = now.saturating_add(timeout.as_millis() as u64);
+        let mut collected = Vec::with_capacity(expect);
+        while collected.len() < expect {
+            tokio::select! {
+                // Replies that already arrived count even when the deadline is also due.
+                biased;
+                reply = replies.recv() => match reply {
+                    Some(reply) => collected.push(reply),
+                    None => break,
+                },
+                _ = self.inner.clock.sleep_until(deadline) => break,
+            }
+        }
+        Ok(ScatterResult {
+            received: collected.len(),
+            replies: collected,
+            expected: expect,
+        })
+    }
+}

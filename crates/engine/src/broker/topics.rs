@@ -1,0 +1,601 @@
+//! Topics in the broker: definitions in the metadata store, bindings and retained messages in
+//! each topic's log, and publishing to every matched destination.
+
+use super::{api::SendMessage, topic_records::TopicRecord, validate, Engine};
+use crate::{
+    error::EngineError,
+    topic::{BindingSpec, Destination, Router, TopicOptions},
+};
+use std::{
+    collections::{BTreeMap, HashMap},
+    future::Future,
+    pin::Pin,
+    str::FromStr,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, RwLock,
+    },
+};
+use tokio::sync::mpsc;
+use wharf_model::{
+    filter::Filter,
+    message::Message,
+    pattern::{Pattern, Syntax},
+    QueueName,
+};
+use wharf_storage::{Log, LogConfig};
+
+/// Key prefix of topic definitions in the metadata store.
+pub(super) const TOPIC_META_PREFIX: &str = "topic/";
+/// Topic-to-topic routing deeper than this stops: it bounds a publish through a cycle.
+const TOPIC_HOPS_MAX: usize = 8;
+/// Messages a live subscriber may lag behind before it misses some (at most once).
+const SUBSCRIBER_BUFFER: usize = 1_024;
+/// Topic logs hold bindings and retained messages: small, so small segments.
+const TOPIC_SEGMENT_BYTES: u64 = 1 << 20;
+
+/// One message to publish with its routing key.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PublishMessage {
+    pub routing_key: String,
+    pub message: SendMessage,
+}
+
+/// What became of one published message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub id: String,
+    /// Destinations that stored it (0: unroutable).
+    pub routed: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicInfo {
+    pub name: String,
+    pub options: TopicOptions,
+    pub stats: TopicStats,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopicStats {
+    pub published: u64,
+    /// Deliveries to destinations (a message routed to three queues counts three).
+    pub routed: u64,
+    pub unroutable: u64,
+    pub bindings: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindingInfo {
+    pub id: String,
+    pub spec: BindingSpec,
+    /// Messages this binding matched since the server started.
+    pub matched: u64,
+}
+
+/// A live subscription: retained matches first, then messages as they are published. Dropping
+/// it ends the subscription.
+#[derive(Debug)]
+pub struct Subscription {
+    pub retained: Vec<Message>,
+    pub messages: mpsc::Receiver<Message>,
+    _guard: SubscriberGuard,
+}
+
+#[derive(Debug)]
+pub(super) struct TopicRuntime {
+    pub name: String,
+    log: Log,
+    pub router: RwLock<Router>,
+    retained: Mutex<BTreeMap<String, Message>>,
+    subscribers: Arc<Mutex<Vec<Subscriber>>>,
+    next_subscriber: AtomicU64,
+    published: AtomicU64,
+    routed: AtomicU64,
+    unroutable: AtomicU64,
+    matched: Mutex<HashMap<String, u64>>,
+}
+
+#[derive(Debug)]
+struct Subscriber {
+    id: u64,
+    syntax: Syntax,
+    pattern: Pattern,
+    filter: Option<Filter>,
+    sender: mpsc::Sender<Message>,
+}
+
+#[derive(Debug)]
+struct SubscriberGuard {
+    id: u64,
+    subscribers: Arc<Mutex<Vec<Subscriber>>>,
+}
+
+impl Drop for SubscriberGuard {
+    fn drop(&mut self) {
+        if let Ok(mut subscribers) = self.subscribers.lock() {
+            subscribers.retain(|s| s.id != self.id);
+        }
+    }
+}
+
+impl Engine {
+    /// Creates the topic or updates its options; true when created.
+    pub async fn put_topic(&self, name: &str, options: TopicOptions) -> Result<bool, EngineError> {
+        self.check_open()?;
+        let name = parse_topic_name(name)?;
+        let router = Router::new(options.clone())?;
+        let _admin = self.inner.admin.lock().await;
+        let value = serde_json::to_value(&options).expect("options serialize");
+        if let Some(topic) = self.find_topic(&name) {
+            topic
+                .router
+                .write()
+                .expect("router lock")
+                .set_options(options)?;
+            self.inner
+                .store
+                .meta()
+                .put(format!("{TOPIC_META_PREFIX}{name}"), value)?;
+            return Ok(false);
+        }
+        self.inner
+            .store
+            .meta()
+            .put(format!("{TOPIC_META_PREFIX}{name}"), value)?;
+        self.open_topic(name, router).await?;
+        Ok(true)
+    }
+
+    pub fn list_topics(&self) -> Vec<TopicInfo> {
+        let topics: Vec<_> = self.topics().values().cloned().collect();
+        topics.iter().map(topic_info).collect()
+    }
+
+    pub fn topic_info(&self, name: &str) -> Result<TopicInfo, EngineError> {
+        Ok(topic_info(&self.topic(name)?))
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> Result<(), EngineError> {
+        self.check_open()?;
+        let _admin = self.inner.admin.lock().await;
+        let topic = self.topic(name)?;
+        self.inner
+            .store
+            .meta()
+            .delete(format!("{TOPIC_META_PREFIX}{name}"))?;
+        self.inner.topics.write().expect("topics lock").remove(name);
+        topic.subscribers.lock().expect("subscribers lock").clear();
+        self.inner.store.delete_log(&topic_log_name(name)).await?;
+        Ok(())
+    }
+
+    /// Adds a binding; returns its id. Retained messages it matches go to its destination.
+    pub async fn bind(&self, topic: &str, spec: BindingSpec) -> Result<String, EngineError> {
+        self.check_open()?;
+        let runtime = self.topic(topic)?;
+        self.check_destination(&spec.destination)?;
+        runtime.router.read().expect("router lock").check(&spec)?;
+        let id = self.generate_id(self.now());
+        let record = TopicRecord::BindingAdded {
+            id: id.clone(),
+            spec: spec.clone(),
+        };
+        runtime.log.append_one(record.encode()).await?;
+        runtime
+            .router
+            .write()
+            .expect("router lock")
+            .add(id.clone(), spec.clone())?;
+        let retained: Vec<(String, Message)> = runtime
+            .retained
+            .lock()
+            .expect("retained lock")
+            .iter()
+            .map(|(k, m)| (k.clone(), m.clone()))
+            .collect();
+        for (key, message) in retained {
+            let route = runtime
+                .router
+                .read()
+                .expect("router lock")
+                .route_one(&id, &key, &message);
+            if route {
+                self.deliver(&spec.destination, vec![(key, message)], 0)
+                    .await?;
+            }
+        }
+        Ok(id)
+    }
+
+    pub async fn unbind(&self, topic: &str, id: &str) -> Result<(), EngineError> {
+        self.check_open()?;
+        let runtime = self.topic(topic)?;
+        if !runtime
+            .router
+            .read()
+            .expect("router lock")
+            .bindings()
+            .any(|(b, _)| b == id)
+        {
+            return Err(EngineError::BindingNotFound {
+                topic: topic.to_string(),
+                id: id.to_string(),
+            });
+        }
+        let record = TopicRecord::BindingRemoved { id: id.to_string() };
+        runtime.log.append_one(record.encode()).await?;
+        runtime.router.write().expect("router lock").remove(id);
+        Ok(())
+    }
+
+    pub fn list_bindings(&self, topic: &str) -> Result<Vec<BindingInfo>, EngineError> {
+        let runtime = self.topic(topic)?;
+        let matched = runtime.matched.lock().expect("matched lock").clone();
+        let router = runtime.router.read().expect("router lock");
+        Ok(router
+            .bindings()
+            .map(|(id, spec)| BindingInfo {
+                id: id.clone(),
+                spec: spec.clone(),
+                matched: matched.get(id).copied().unwrap_or(0),
+            })
+            .collect())
+    }
+
+    /// Publishes a batch; returns once every durable destination stored its messages.
+    pub async fn publish(
+        &self,
+        topic: &str,
+        batch: Vec<PublishMessage>,
+    ) -> Result<Vec<Published>, EngineError> {
+        self.check_open()?;
+        let now = self.now();
+        let (keys, sends): (Vec<String>, Vec<SendMessage>) = batch
+            .into_iter()
+            .map(|p| (p.routing_key, p.message))
+            .unzip();
+        let messages = validate::messages_from_batch(sends, now, || self.generate_id(now))?;
+        let messages = keys
+            .into_iter()
+            .zip(messages.into_iter().map(|(m, _)| m))
+            .collect();
+        self.publish_messages(topic.to_string(), messages, 0).await
+    }
+
+    /// Subscribes a live client: retained matches now, later publishes as they happen.
+    pub fn subscribe(
+        &self,
+        topic: &str,
+        pattern: &str,
+        syntax: Syntax,
+        filter: Option<&str>,
+    ) -> Result<Subscription, EngineError> {
+        self.check_open()?;
+        let runtime = self.topic(topic)?;
+        let pattern = Pattern::parse(pattern, syntax)
+            .map_err(|e| validate::field_error("pattern", &e.to_string()))?;
+        let filter = filter
+            .map(|f| Filter::parse(f).map_err(|e| validate::field_error("filter", &e.to_string())))
+            .transpose()?;
+        let (sender, messages) = mpsc::channel(SUBSCRIBER_BUFFER);
+        let subscriber = Subscriber {
+            id: runtime.next_subscriber.fetch_add(1, Ordering::Relaxed),
+            syntax,
+            pattern,
+            filter,
+            sender,
+        };
+        let retained = runtime
+            .retained
+            .lock()
+            .expect("retained lock")
+            .iter()
+            .filter(|(key, message)| subscriber.wants(key, message))
+            .map(|(_, message)| message.clone())
+            .collect();
+        let guard = SubscriberGuard {
+            id: subscriber.id,
+            subscribers: runtime.subscribers.clone(),
+        };
+        runtime
+            .subscribers
+            .lock()
+            .expect("subscribers lock")
+            .push(subscriber);
+        Ok(Subscription {
+            retained,
+            messages,
+            _guard: guard,
+        })
+    }
+
+    /// Routes validated messages and stores them in every destination; recursive for topic
+    /// destinations, up to [`TOPIC_HOPS_MAX`].
+    pub(super) fn publish_messages(
+        &self,
+        topic: String,
+        messages: Vec<(String, Message)>,
+        hops: usize,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Published>, EngineError>> + Send + '_>> {
+        Box::pin(async move {
+            let runtime = self.topic(&topic)?;
+            runtime.retain(&messages).await?;
+            let mut groups: BTreeMap<Destination, Vec<usize>> = BTreeMap::new();
+            for (index, (key, message)) in messages.iter().enumerate() {
+                for destination in runtime.route(key, message) {
+                    groups.entry(destination).or_default().push(index);
+                }
+            }
+            let mut routed = vec![0usize; messages.len()];
+            let mut deliveries = tokio::task::JoinSet::new();
+            for (destination, indexes) in groups {
+                let batch: Vec<_> = indexes.iter().map(|i| messages[*i].clone()).collect();
+                let engine = self.clone();
+                deliveries.spawn(async move {
+                    let stored = engine.deliver(&destination, batch, hops).await;
+                    (indexes, stored)
+                });
+            }
+            while let Some(joined) = deliveries.join_next().await {
+                let (indexes, stored) = joined.expect("delivery task panicked");
+                if stored? {
+                    for index in indexes {
+                        routed[index] += 1;
+                    }
+                }
+            }
+            runtime.count(&routed);
+            Ok(messages
+                .into_iter()
+                .zip(routed)
+                .map(|((_, message), routed)| Published {
+                    id: message.id,
+                    routed,
+                })
+                .collect())
+        })
+    }
+
+    /// Stores messages in one destination; false when it does not exist (any more).
+    async fn deliver(
+        &self,
+        destination: &Destination,
+        batch: Vec<(String, Message)>,
+        hops: usize,
+    ) -> Result<bool, EngineError> {
+        match destination {
+            Destination::Queue(name) => {
+                let Some(queue) = self.find(name) else {
+                    return Ok(false);
+                };
+                let messages: Vec<_> = batch.into_iter().map(|(_, m)| (m, false)).collect();
+                let (_, evicted) = queue.send(&messages, self.now()).await?;
+                self.persist_settlements(&queue, evicted).await?;
+                Ok(true)
+            }
+            Destination::Topic(name)
+                if hops < TOPIC_HOPS_MAX && self.find_topic(name).is_some() =>
+            {
+                self.publish_messages(name.clone(), batch, hops + 1).await?;
+                Ok(true)
+            }
+            Destination::Topic(_) | Destination::Stream(_) => Ok(false),
+        }
+    }
+
+    fn check_destination(&self, destination: &Destination) -> Result<(), EngineError> {
+        match destination {
+            Destination::Queue(name) => self.queue(name).map(|_| ()),
+            Destination::Topic(name) => self.topic(name).map(|_| ()),
+            Destination::Stream(_) => Err(validate::field_error(
+                "stream",
+                "stream destinations are not available yet",
+            )),
+        }
+    }
+
+    /// Opens (replays) a topic's log and registers it.
+    pub(super) async fn open_topic(
+        &self,
+        name: String,
+        mut router: Router,
+    ) -> Result<(), EngineError> {
+        let store = self.inner.store.clone();
+        let log_name = topic_log_name(&name);
+        let (log, retained, router) = tokio::task::spawn_blocking(move || {
+            let config = LogConfig {
+                segment_bytes: TOPIC_SEGMENT_BYTES,
+                ..LogConfig::default()
+            };
+            let log = store.log(&log_name, config)?;
+            let retained = replay_topic(&log, &mut router)?;
+            Ok::<_, EngineError>((log, retained, router))
+        })
+        .await
+        .expect("topic replay panicked")?;
+        let runtime = TopicRuntime {
+            name: name.clone(),
+            log,
+            router: RwLock::new(router),
+            retained: Mutex::new(retained),
+            subscribers: Arc::default(),
+            next_subscriber: AtomicU64::new(0),
+            published: AtomicU64::new(0),
+            routed: AtomicU64::new(0),
+            unroutable: AtomicU64::new(0),
+            matched: Mutex::default(),
+        };
+        self.inner
+            .topics
+            .write()
+            .expect("topics lock")
+            .insert(name, Arc::new(runtime));
+        Ok(())
+    }
+
+    fn topics(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<TopicRuntime>>> {
+        self.inner.topics.read().expect("topics lock")
+    }
+
+    fn find_topic(&self, name: &str) -> Option<Arc<TopicRuntime>> {
+        self.topics().get(name).cloned()
+    }
+
+    fn topic(&self, name: &str) -> Result<Arc<TopicRuntime>, EngineError> {
+        self.find_topic(name)
+            .ok_or_else(|| EngineError::TopicNotFound {
+                name: name.to_string(),
+            })
+    }
+}
+
+impl TopicRuntime {
+    /// Keeps the last message per key when the topic retains (an empty body clears the key).
+    async fn retain(&self, messages: &[(String, Message)]) -> Result<(), EngineError> {
+        if !self.router.read().expect("router lock").options().retain {
+            return Ok(());
+        }
+        let records: Vec<_> = messages
+            .iter()
+            .map(|(key, message)| {
+                TopicRecord::Retained {
+                    key: key.clone(),
+                    message: message.clone(),
+                }
+                .encode()
+            })
+            .collect();
+        self.log.append(&records).await?;
+        let mut retained = self.retained.lock().expect("retained lock");
+        for (key, message) in messages {
+            apply_retained(&mut retained, key, message.clone());
+        }
+        Ok(())
+    }
+
+    /// Destinations of one message; also feeds live subscribers and the binding counters.
+    fn route(&self, key: &str, message: &Message) -> Vec<Destination> {
+        let body = json_body(message);
+        let route =
+            self.router
+                .read()
+                .expect("router lock")
+                .route(key, &message.headers, body.as_ref());
+        {
+            let mut matched = self.matched.lock().expect("matched lock");
+            for id in &route.bindings {
+                *matched.entry(id.clone()).or_default() += 1;
+            }
+        }
+        let mut subscribers = self.subscribers.lock().expect("subscribers lock");
+        subscribers.retain(|s| !s.sender.is_closed());
+        for subscriber in subscribers.iter().filter(|s| s.wants(key, message)) {
+            // At most once: a subscriber too slow to keep its buffer free misses messages.
+            let _ = subscriber.sender.try_send(message.clone());
+        }
+        route.destinations.into_iter().collect()
+    }
+
+    fn count(&self, routed: &[usize]) {
+        self.published
+            .fetch_add(routed.len() as u64, Ordering::Relaxed);
+        let total: usize = routed.iter().sum();
+        self.routed.fetch_add(total as u64, Ordering::Relaxed);
+        let unroutable = routed.iter().filter(|r| **r == 0).count();
+        self.unroutable
+            .fetch_add(unroutable as u64, Ordering::Relaxed);
+    }
+}
+
+impl Subscriber {
+    fn wants(&self, key: &str, message: &Message) -> bool {
+        let mut words = Vec::new();
+        self.syntax.split_key(key, &mut words).is_ok()
+            && self.pattern.matches(&words)
+            && self
+                .filter
+                .as_ref()
+                .is_none_or(|f| f.matches(&message.headers, json_body(message).as_ref()))
+    }
+}
+
+impl Router {
+    /// Whether the binding `id` takes a message with this key (for retained delivery on bind).
+    fn route_one(&self, id: &str, key: &str, message: &Message) -> bool {
+        let body = json_body(message);
+        self.route(key, &message.headers, body.as_ref())
+            .bindings
+            .iter()
+            .any(|b| b == id)
+    }
+}
+
+fn apply_retained(retained: &mut BTreeMap<String, Message>, key: &str, message: Message) {
+    if message.body.is_empty() {
+        retained.remove(key);
+    } else {
+        retained.insert(key.to_string(), message);
+    }
+}
+
+/// The body as JSON for filters, when it is JSON.
+pub(super) fn json_body(message: &Message) -> Option<serde_json::Value> {
+    let json = message.content_type.starts_with("application/json")
+        || message.content_type.contains("+json");
+    json.then(|| serde_json::from_slice(&message.body).ok())
+        .flatten()
+}
+
+fn replay_topic(log: &Log, router: &mut Router) -> Result<BTreeMap<String, Message>, EngineError> {
+    let mut retained = BTreeMap::new();
+    let mut at = log.start_offset();
+    loop {
+        let records = log.read_batch(at, 4_096, 8 << 20)?;
+        let Some(last) = records.last() else {
+            break;
+        };
+        at = last.offset.next();
+        for record in &records {
+            match TopicRecord::decode(record.offset.0, &record.payload)? {
+                TopicRecord::BindingAdded { id, spec } => router.add(id, spec)?,
+                TopicRecord::BindingRemoved { id } => {
+                    router.remove(&id);
+                }
+                TopicRecord::Retained { key, message } => {
+                    apply_retained(&mut retained, &key, message)
+                }
+            }
+        }
+    }
+    Ok(retained)
+}
+
+fn topic_info(topic: &Arc<TopicRuntime>) -> TopicInfo {
+    let router = topic.router.read().expect("router lock");
+    TopicInfo {
+        name: topic.name.clone(),
+        options: router.options().clone(),
+        stats: TopicStats {
+            published: topic.published.load(Ordering::Relaxed),
+            routed: topic.routed.load(Ordering::Relaxed),
+            unroutable: topic.unroutable.load(Ordering::Relaxed),
+            bindings: router.len() as u64,
+        },
+    }
+}
+
+fn topic_log_name(name: &str) -> String {
+    format!("topic-{name}")
+}
+
+/// Topic names follow the queue naming rules (letters, digits, `.`, `-`, `_`).
+fn parse_topic_name(name: &str) -> Result<String, EngineError> {
+    QueueName::from_str(name)
+        .map(|n| n.to_string())
+        .map_err(|e| EngineError::InvalidName {
+            kind: "topic",
+            name: name.to_string(),
+            reason: e.to_string(),
+        })
+}

@@ -1,0 +1,426 @@
+//! Topics end to end over a real store with a manual clock: routing to queues, retained
+//! messages, live subscriptions, request-reply and restarts.
+
+use bytes::Bytes;
+use std::{future::Future, path::Path, sync::Arc, time::Duration};
+use wharf_engine::{
+    broker::{PublishMessage, ReceiveRequest, RequestTarget, SendMessage},
+    clock::ManualClock,
+    queue::QueueOptions,
+    topic::{BindingSpec, Destination, TopicKind, TopicOptions},
+    Engine, EngineConfig, EngineError,
+};
+use wharf_model::pattern::Syntax;
+use wharf_storage::{Store, StoreConfig};
+
+const START: u64 = 1_800_000_000_000;
+
+async fn open(dir: &Path, clock: Arc<ManualClock>) -> (Engine, Arc<Store>) {
+    let store = Arc::new(Store::open(dir, StoreConfig::default()).unwrap());
+    let engine = Engine::open(store.clone(), clock, EngineConfig::default())
+        .await
+        .unwrap();
+    (engine, store)
+}
+
+async fn guard<T>(future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), future)
+        .await
+        .expect("the engine should have answered")
+}
+
+fn json(body: &str) -> SendMessage {
+    SendMessage {
+        body: Bytes::copy_from_slice(body.as_bytes()),
+        content_type: Some("application/json".into()),
+        ..SendMessage::default()
+    }
+}
+
+fn publish(key: &str, body: &str) -> PublishMessage {
+    PublishMessage {
+        routing_key: key.into(),
+        message: json(body),
+    }
+}
+
+fn bind_queue(pattern: &str, queue: &str, filter: Option<&str>) -> BindingSpec {
+    BindingSpec {
+        pattern: pattern.into(),
+        syntax: Syntax::Amqp,
+        filter: filter.map(Into::into),
+        headers: None,
+        destination: Destination::Queue(queue.into()),
+    }
+}
+
+async fn drain(engine: &Engine, queue: &str) -> Vec<String> {
+    let request = ReceiveRequest {
+        max_messages: 100,
+        wait: Duration::ZERO,
+        lease: None,
+    };
+    let got = engine.receive(queue, request).await.unwrap();
+    let receipts: Vec<_> = got.iter().map(|d| d.receipt.clone()).collect();
+    engine.ack(queue, &receipts).await.unwrap();
+    got.iter()
+        .map(|d| String::from_utf8(d.message.body.to_vec()).unwrap())
+        .collect()
+}
+
+async fn setup(dir: &Path) -> (Engine, Arc<Store>) {
+    let (engine, store) = open(dir, ManualClock::new(START)).await;
+    for queue in ["all", "big", "eu"] {
+        engine
+            .put_queue(queue, QueueOptions::default())
+            .await
+            .unwrap();
+    }
+    engine
+        .put_topic("orders", TopicOptions::default())
+        .await
+        .unwrap();
+    engine
+        .bind("orders", bind_queue("orders.#", "all", None))
+        .await
+        .unwrap();
+    engine
+        .bind(
+            "orders",
+            bind_queue("orders.*", "big", Some("amount > 1000")),
+        )
+        .await
+        .unwrap();
+    engine
+        .bind("orders", bind_queue("*.eu", "eu", None))
+        .await
+        .unwrap();
+    (engine, store)
+}
+
+#[tokio::test]
+async fn publish_routes_by_pattern_and_filter_and_reports_destinations() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _store) = setup(dir.path()).await;
+    let published = engine
+        .publish(
+            "orders",
+            vec![
+                publish("orders.eu", r#"{"amount": 5000}"#),
+                publish("orders.us", r#"{"amount": 5}"#),
+                publish("shipping.us", r#"{}"#),
+            ],
+        )
+        .await
+        .unwrap();
+    let routed: Vec<_> = published.iter().map(|p| p.routed).collect();
+    assert_eq!(routed, [3, 1, 0]);
+    assert_eq!(drain(&engine, "all").await.len(), 2);
+    assert_eq!(drain(&engine, "big").await, [r#"{"amount": 5000}"#]);
+    assert_eq!(drain(&engine, "eu").await.len(), 1);
+    let stats = engine.topic_info("orders").unwrap().stats;
+    assert_eq!((stats.published, stats.routed, stats.unroutable), (3, 4, 1));
+    let bindings = engine.list_bindings("orders").unwrap();
+    let matched: u64 = bindings.iter().map(|b| b.matched).sum();
+    assert_eq!(matched, 4);
+}
+
+#[tokio::test]
+async fn bindings_survive_restart_and_unbind_removes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, store) = setup(dir.path()).await;
+    let first = engine.list_bindings("orders").unwrap()[0].id.clone();
+    engine.unbind("orders", &first).await.unwrap();
+    assert!(matches!(
+        engine.unbind("orders", &first).await,
+        Err(EngineError::BindingNotFound { .. })
+    ));
+    engine.close();
+    store.close().await.unwrap();
+    drop((engine, store));
+    let (engine, _store) = open(dir.path(), ManualClock::new(START)).await;
+    assert_eq!(engine.list_bindings("orders").unwrap().len(), 2);
+    let published = engine
+        .publish("orders", vec![publish("orders.eu", r#"{"amount": 5000}"#)])
+        .await
+        .unwrap();
+    assert_eq!(published[0].routed, 3 - 1 + 1 - 1, "two bindings left");
+}
+
+#[tokio::test]
+async fn retained_messages_reach_new_subscriptions_and_new_bindings_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _store) = open(dir.path(), ManualClock::new(START)).await;
+    let options = TopicOptions {
+        retain: true,
+        ..TopicOptions::default()
+    };
+    engine.put_topic("sensors", options).await.unwrap();
+    engine
+        .publish(
+            "sensors",
+            vec![
+                publish("room.1", r#"{"t": 20}"#),
+                publish("room.1", r#"{"t": 21}"#),
+                publish("room.2", r#"{"t": 18}"#),
+                publish("hall.1", r#"{"t": 15}"#),
+            ],
+        )
+        .await
+        .unwrap();
+    let subscription = engine
+        .subscribe("sensors", "room.*", Syntax::Amqp, None)
+        .unwrap();
+    let mut retained: Vec<_> = subscription
+        .retained
+        .iter()
+        .map(|m| String::from_utf8(m.body.to_vec()).unwrap())
+        .collect();
+    retained.sort();
+    assert_eq!(retained, [r#"{"t": 18}"#, r#"{"t": 21}"#]);
+    // An empty body clears the key.
+    engine
+        .publish("sensors", vec![publish("room.2", "")])
+        .await
+        .unwrap();
+    engine
+        .put_queue("rooms", QueueOptions::default())
+        .await
+        .unwrap();
+    engine
+        .bind("sensors", bind_queue("room.#", "rooms", None))
+        .await
+        .unwrap();
+    assert_eq!(drain(&engine, "rooms").await, [r#"{"t": 21}"#]);
+}
+
+#[tokio::test]
+async fn live_subscriptions_get_matching_messages_as_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _store) = setup(dir.path()).await;
+    let mut subscription = engine
+        .subscribe("orders", "orders.*", Syntax::Amqp, Some("amount > 10"))
+        .unwrap();
+    engine
+        .publish(
+            "orders",
+            vec![
+                publish("orders.eu", r#"{"amount": 5}"#),
+                publish("orders.eu", r#"{"amount": 50}"#),
+            ],
+        )
+        .await
+        .unwrap();
+    let got = guard(subscription.messages.recv()).await.unwrap();
+    assert_eq!(got.body.as_ref(), br#"{"amount": 50}"#);
+    assert!(subscription.messages.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn fanout_topic_to_topic_and_alternate_destination() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _store) = setup(dir.path()).await;
+    engine
+        .put_queue("lost", QueueOptions::default())
+        .await
+        .unwrap();
+    let fanout = TopicOptions {
+        kind: TopicKind::Fanout,
+        alternate: Some(Destination::Queue("lost".into())),
+        ..TopicOptions::default()
+    };
+    engine.put_topic("events", fanout).await.unwrap();
+    let published = engine
+        .publish("events", vec![publish("x", "{}")])
+        .await
+        .unwrap();
+    assert_eq!(
+        published[0].routed, 1,
+        "alternate destination takes the unroutable"
+    );
+    assert_eq!(drain(&engine, "lost").await.len(), 1);
+    let to_orders = BindingSpec {
+        destination: Destination::Topic("orders".into()),
+        ..bind_queue("", "unused", None)
+    };
+    engine.bind("events", to_orders).await.unwrap();
+    engine
+        .publish("events", vec![publish("orders.eu", r#"{"amount": 1}"#)])
+        .await
+        .unwrap();
+    assert_eq!(drain(&engine, "all").await.len(), 1);
+    assert_eq!(drain(&engine, "eu").await.len(), 1);
+}
+
+#[tokio::test]
+async fn request_reply_round_trip_and_timeout_leave_no_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START);
+    let (engine, _store) = open(dir.path(), clock.clone()).await;
+    engine
+        .put_queue("rpc", QueueOptions::default())
+        .await
+        .unwrap();
+    let responder = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            for _ in 0..4 {
+                let request = ReceiveRequest {
+                    max_messages: 1,
+                    wait: Duration::from_secs(20),
+                    lease: None,
+                };
+                let got = engine.receive("rpc", request).await.unwrap();
+                let asked = &got[0].message;
+                let answer = format!("echo {}", String::from_utf8_lossy(&asked.body));
+                engine
+                    .reply(
+                        asked.reply_to.as_deref().unwrap(),
+                        asked.correlation_id.as_deref().unwrap(),
+                        json(&format!("\"{answer}\"")),
+                    )
+                    .await
+                    .unwrap();
+                engine.ack("rpc", &[got[0].receipt.clone()]).await.unwrap();
+            }
+        })
+    };
+    let mut requests = Vec::new();
+    for i in 0..4 {
+        let engine = engine.clone();
+        requests.push(tokio::spawn(async move {
+            engine
+                .request(
+                    RequestTarget::Queue("rpc".into()),
+                    json(&i.to_string()),
+                    Duration::from_secs(30),
+                )
+                .await
+                .unwrap()
+        }));
+    }
+    for (i, request) in requests.into_iter().enumerate() {
+        let reply = guard(request).await.unwrap();
+        assert_eq!(reply.body.as_ref(), format!("\"echo {i}\"").as_bytes());
+    }
+    guard(responder).await.unwrap();
+
+    // Nobody answers: the request times out when the clock passes its deadline.
+    let waiting = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            engine
+                .request(
+                    RequestTarget::Queue("rpc".into()),
+                    json("1"),
+                    Duration::from_secs(5),
+                )
+                .await
+        })
+    };
+    let request = ReceiveRequest {
+        max_messages: 1,
+        wait: Duration::from_secs(20),
+        lease: None,
+    };
+    let asked = guard(engine.receive("rpc", request)).await.unwrap();
+    clock.advance(Duration::from_secs(5));
+    assert!(matches!(
+        guard(waiting).await.unwrap(),
+        Err(EngineError::Timeout { .. })
+    ));
+    let late = engine
+        .reply(
+            asked[0].message.reply_to.as_deref().unwrap(),
+            asked[0].message.correlation_id.as_deref().unwrap(),
+            json("\"late\""),
+        )
+        .await;
+    assert!(
+        matches!(late, Err(EngineError::ReplyNotFound { .. })),
+        "{late:?}"
+    );
+}
+
+#[tokio::test]
+async fn scatter_collects_replies_until_expected_or_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START);
+    let (engine, _store) = open(dir.path(), clock.clone()).await;
+    engine
+        .put_topic("quotes", TopicOptions::default())
+        .await
+        .unwrap();
+    for supplier in ["a", "b", "c"] {
+        engine
+            .put_queue(supplier, QueueOptions::default())
+            .await
+            .unwrap();
+        engine
+            .bind("quotes", bind_queue("quote.#", supplier, None))
+            .await
+            .unwrap();
+    }
+    let gathering = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            engine
+                .scatter("quotes", "quote.eu", json("{}"), 3, Duration::from_secs(5))
+                .await
+                .unwrap()
+        })
+    };
+    for supplier in ["a", "b"] {
+        let request = ReceiveRequest {
+            max_messages: 1,
+            wait: Duration::from_secs(20),
+            lease: None,
+        };
+        let got = guard(engine.receive(supplier, request)).await.unwrap();
+        let asked = &got[0].message;
+        engine
+            .reply(
+                asked.reply_to.as_deref().unwrap(),
+                asked.correlation_id.as_deref().unwrap(),
+                json(&format!("\"{supplier}\"")),
+            )
+            .await
+            .unwrap();
+    }
+    clock.advance(Duration::from_secs(5));
+    let result = guard(gathering).await.unwrap();
+    assert_eq!((result.expected, result.received), (3, 2));
+}
+
+#[tokio::test]
+async fn bad_bindings_are_refused_with_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _store) = setup(dir.path()).await;
+    let bad_pattern = BindingSpec {
+        syntax: Syntax::Mqtt,
+        ..bind_queue("a/#/b", "all", None)
+    };
+    assert!(matches!(
+        engine.bind("orders", bad_pattern).await,
+        Err(EngineError::InvalidField { field, .. }) if field == "pattern"
+    ));
+    let bad_filter = bind_queue("a", "all", Some("amount >>"));
+    assert!(matches!(
+        engine.bind("orders", bad_filter).await,
+        Err(EngineError::InvalidField { field, .. }) if field == "filter"
+    ));
+    assert!(matches!(
+        engine
+            .bind("orders", bind_queue("a", "nowhere", None))
+            .await,
+        Err(EngineError::QueueNotFound { .. })
+    ));
+    assert!(matches!(
+        engine.bind("missing", bind_queue("a", "all", None)).await,
+        Err(EngineError::TopicNotFound { .. })
+    ));
+    assert!(matches!(
+        engine.put_queue("_reply.x", QueueOptions::default()).await,
+        Err(EngineError::InvalidName { .. })
+    ));
+}
