@@ -74,13 +74,9 @@ impl QueueRecord {
         let mut out = BytesMut::new();
         match self {
             QueueRecord::Enqueued { message, dedup } => {
-                let meta = postcard::to_stdvec(message).expect("messages serialize");
-                out.reserve(6 + meta.len() + message.body.len());
                 out.put_u8(ENQUEUED);
                 out.put_u8(u8::from(*dedup));
-                out.put_u32_le(meta.len() as u32);
-                out.put_slice(&meta);
-                out.put_slice(&message.body);
+                put_meta_and_body(&mut out, message, &message.body);
             }
             QueueRecord::Delivered {
                 seq,
@@ -118,16 +114,9 @@ impl QueueRecord {
                 let (&flags, rest) = rest
                     .split_first()
                     .ok_or_else(|| invalid("truncated flags".into()))?;
-                let length = rest
-                    .get(..4)
-                    .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
-                    .ok_or_else(|| invalid("truncated meta length".into()))?;
-                let meta = rest
-                    .get(4..4 + length)
-                    .ok_or_else(|| invalid("truncated meta".into()))?;
-                let mut message: Message =
-                    postcard::from_bytes(meta).map_err(|e| invalid(e.to_string()))?;
-                message.body = payload.slice(2 + 4 + length..);
+                let (mut message, body): (Message, _) =
+                    split_meta_and_body(payload, payload.len() - rest.len()).map_err(invalid)?;
+                message.body = body;
                 Ok(QueueRecord::Enqueued {
                     message,
                     dedup: flags & 1 != 0,
@@ -153,6 +142,31 @@ impl QueueRecord {
             other => Err(invalid(format!("unknown record tag {other}"))),
         }
     }
+}
+
+/// Writes `u32 LE meta length | meta (postcard) | body`: the body last and raw, so a reader
+/// slices it out of the record without copying.
+pub(crate) fn put_meta_and_body(out: &mut BytesMut, meta: &impl Serialize, body: &[u8]) {
+    let meta = postcard::to_stdvec(meta).expect("record fields serialize");
+    out.reserve(4 + meta.len() + body.len());
+    out.put_u32_le(meta.len() as u32);
+    out.put_slice(&meta);
+    out.put_slice(body);
+}
+
+/// Reads what [`put_meta_and_body`] wrote, starting at byte `at` of `payload`.
+pub(crate) fn split_meta_and_body<T: serde::de::DeserializeOwned>(
+    payload: &Bytes,
+    at: usize,
+) -> Result<(T, Bytes), String> {
+    let rest = &payload[at..];
+    let length = rest
+        .get(..4)
+        .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
+        .ok_or("truncated meta length")?;
+    let meta = rest.get(4..4 + length).ok_or("truncated meta")?;
+    let meta = postcard::from_bytes(meta).map_err(|e| e.to_string())?;
+    Ok((meta, payload.slice(at + 4 + length..)))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 //! Replaying the log in order rebuilds the routing table and the retained messages (the last
 //! record per key wins; an empty body clears the key).
 
-use super::records::RecordError;
+use super::records::{put_meta_and_body, split_meta_and_body, RecordError};
 use crate::topic::BindingSpec;
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
@@ -59,14 +59,12 @@ impl TopicRecord {
                 out.put_slice(&serialize(&Removed { id: id.clone() }));
             }
             TopicRecord::Retained { key, message } => {
-                let meta = serialize(&RetainedMeta {
+                out.put_u8(RETAINED);
+                let meta = RetainedMeta {
                     key: key.clone(),
                     message: message.clone(),
-                });
-                out.put_u8(RETAINED);
-                out.put_u32_le(meta.len() as u32);
-                out.put_slice(&meta);
-                out.put_slice(&message.body);
+                };
+                put_meta_and_body(&mut out, &meta, &message.body);
             }
         }
         out.freeze()
@@ -92,16 +90,9 @@ impl TopicRecord {
                 Ok(TopicRecord::BindingRemoved { id: removed.id })
             }
             RETAINED => {
-                let length = rest
-                    .get(..4)
-                    .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
-                    .ok_or_else(|| invalid("truncated meta length".into()))?;
-                let meta = rest
-                    .get(4..4 + length)
-                    .ok_or_else(|| invalid("truncated meta".into()))?;
-                let mut retained: RetainedMeta =
-                    postcard::from_bytes(meta).map_err(|e| invalid(e.to_string()))?;
-                retained.message.body = payload.slice(1 + 4 + length..);
+                let (mut retained, body): (RetainedMeta, _) =
+                    split_meta_and_body(payload, 1).map_err(invalid)?;
+                retained.message.body = body;
                 Ok(TopicRecord::Retained {
                     key: retained.key,
                     message: retained.message,
