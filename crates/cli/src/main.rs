@@ -1,5 +1,6 @@
 //! The `wharf` command: `wharf serve` runs the broker, client subcommands (`queue`, `send`,
-//! `receive`) talk to a running one, `wharf bench` measures this machine.
+//! `receive`, `topic`, `bind`, `publish`, `subscribe`, `request`, `scatter`, `reply`) talk to
+//! a running one, `wharf bench` measures this machine.
 //!
 //! This file owns argument parsing, configuration precedence (flags > `WHARF_*` environment >
 //! config file > defaults) and turning errors into `error: ...` with exit code 1. Clap exits
@@ -40,6 +41,21 @@ enum Command {
     Send(client::send::SendArgs),
     /// Receive messages from a queue and print them as JSON lines.
     Receive(client::receive::ReceiveArgs),
+    /// Create, inspect and manage topics and their bindings.
+    #[command(subcommand)]
+    Topic(client::topic::TopicCommand),
+    /// Bind a queue or topic to a topic with a pattern.
+    Bind(client::topic::BindArgs),
+    /// Publish a message to a topic with a routing key.
+    Publish(client::publish::PublishArgs),
+    /// Print messages published to a topic as JSON lines, as they arrive.
+    Subscribe(client::subscribe::SubscribeArgs),
+    /// Send a request to a queue or topic and print its reply.
+    Request(client::request::RequestArgs),
+    /// Publish a request to a topic and print every reply that comes in time.
+    Scatter(client::request::ScatterArgs),
+    /// Answer a request.
+    Reply(client::request::ReplyArgs),
     /// Measure this machine and Wharf on it.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -76,6 +92,29 @@ fn main() -> ExitCode {
         }
         Command::Receive(args) => {
             client::receive::run(args, &client::Client::new(&cli.server)).map_err(Into::into)
+        }
+        Command::Topic(command) => {
+            client::topic::run(command, &client::Client::new(&cli.server)).map_err(Into::into)
+        }
+        Command::Bind(args) => {
+            client::topic::run_bind(args, &client::Client::new(&cli.server)).map_err(Into::into)
+        }
+        Command::Publish(args) => {
+            client::publish::run(args, &client::Client::new(&cli.server)).map_err(Into::into)
+        }
+        Command::Subscribe(args) => {
+            client::subscribe::run(args, &client::Client::new(&cli.server)).map_err(Into::into)
+        }
+        Command::Request(args) => {
+            client::request::run_request(args, &client::Client::new(&cli.server))
+                .map_err(Into::into)
+        }
+        Command::Scatter(args) => {
+            client::request::run_scatter(args, &client::Client::new(&cli.server))
+                .map_err(Into::into)
+        }
+        Command::Reply(args) => {
+            client::request::run_reply(args, &client::Client::new(&cli.server)).map_err(Into::into)
         }
         Command::Bench(command) => {
             let server = server_named.then_some(cli.server.as_str());
@@ -123,4 +162,16 @@ fn describe(error: &anyhow::Error) -> String {
         }
     }
     message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        // Clap checks duplicate ids and conflicting settings only when a command is built;
+        // this builds every subcommand, not only the ones a test happens to run.
+        Cli::command().debug_assert();
+    }
 }

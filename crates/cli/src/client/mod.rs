@@ -1,15 +1,24 @@
-//! Client subcommands: `wharf queue ...`, `wharf send`, `wharf receive`.
+//! Client subcommands: `wharf queue ...`, `wharf send`, `wharf receive`, `wharf topic ...`,
+//! `wharf bind`, `wharf publish`, `wharf subscribe`, `wharf request`, `wharf scatter`,
+//! `wharf reply`.
 //!
 //! Each talks to a running server over its HTTP API (`/v1`) with one blocking request or a few;
 //! this module owns the HTTP plumbing and turns problem+json replies into [`ClientError`]. Each
 //! command group has its file; output formats are described there and in docs.
 
+pub mod publish;
 pub mod queue;
 pub mod receive;
+pub mod request;
 pub mod send;
+pub mod subscribe;
+pub mod topic;
 
 use serde_json::Value;
-use std::{io, time::Duration};
+use std::{
+    io::{self, Read},
+    time::Duration,
+};
 
 /// Connecting to a local or nearby server takes milliseconds; this only stops a hung command.
 /// There is no overall timeout because `receive --wait` may hold a request open on purpose.
@@ -48,6 +57,8 @@ pub enum ClientError {
     },
     #[error("cannot read the message body from standard input: {0}")]
     Stdin(#[source] io::Error),
+    #[error("the event stream from the server broke: {0}")]
+    Stream(#[source] io::Error),
     #[error("cannot write the output: {0}")]
     Stdout(#[source] io::Error),
 }
@@ -123,6 +134,29 @@ impl Client {
         self.finish(url, result)
     }
 
+    /// GET a streaming reply (Server-Sent Events) and return its body as it arrives. An error
+    /// status is read whole and returned as the problem it carries.
+    pub fn get_stream(&self, path: &str) -> Result<impl Read, ClientError> {
+        let url = self.url(path);
+        let response = self
+            .agent
+            .get(&url)
+            .header("accept", "text/event-stream")
+            .call()
+            .map_err(|source| self.transport_error(url.clone(), source))?;
+        if response.status().is_success() {
+            return Ok(response.into_body().into_reader());
+        }
+        Err(self
+            .finish(url.clone(), Ok(response))
+            .err()
+            .unwrap_or_else(|| ClientError::Reply {
+                url,
+                status: 0,
+                reason: "an error status with a success body".to_string(),
+            }))
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.server)
     }
@@ -187,6 +221,11 @@ pub fn queue_path(name: &str, tail: &str) -> String {
     format!("/v1/queues/{}{tail}", percent_encode(name))
 }
 
+/// `/v1/topics/{name}{tail}`, the name percent-encoded like [`queue_path`]'s.
+pub fn topic_path(name: &str, tail: &str) -> String {
+    format!("/v1/topics/{}{tail}", percent_encode(name))
+}
+
 /// Writes one compact JSON document per line to stdout.
 pub fn print_json_line(value: &Value) -> Result<(), ClientError> {
     use std::io::Write;
@@ -237,7 +276,7 @@ fn excerpt(text: &str) -> String {
 }
 
 /// RFC 3986 percent-encoding of everything but unreserved characters.
-fn percent_encode(text: &str) -> String {
+pub fn percent_encode(text: &str) -> String {
     let mut encoded = String::with_capacity(text.len());
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {

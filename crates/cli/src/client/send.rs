@@ -23,6 +23,13 @@ use std::io::Read;
 pub struct SendArgs {
     /// Queue name.
     queue: String,
+    #[command(flatten)]
+    message: MessageArgs,
+}
+
+/// A message's body and fields, shared by `send`, `publish` and `request`.
+#[derive(Debug, Args)]
+pub struct MessageArgs {
     /// Message body: JSON is sent as JSON, other text as its bytes; `-` or none reads stdin.
     body: Option<String>,
     /// Message id; a repeated id inside the queue's dedup window is dropped as a duplicate.
@@ -55,7 +62,7 @@ pub struct SendArgs {
 }
 
 pub fn run(args: SendArgs, client: &Client) -> Result<(), ClientError> {
-    let message = message(&args)?;
+    let message = message(&args.message)?;
     let reply = client
         .post(
             &queue_path(&args.queue, "/messages"),
@@ -68,7 +75,8 @@ pub fn run(args: SendArgs, client: &Client) -> Result<(), ClientError> {
     Ok(())
 }
 
-fn message(args: &SendArgs) -> Result<Value, ClientError> {
+/// The message as the API's JSON (`body` or `body_base64` and the fields given).
+pub fn message(args: &MessageArgs) -> Result<Map<String, Value>, ClientError> {
     let mut message = Map::new();
     let json_allowed = match args.content_type.as_deref() {
         Some(content_type) => is_json_type(content_type),
@@ -122,7 +130,7 @@ fn message(args: &SendArgs) -> Result<Value, ClientError> {
             .collect();
         message.insert("headers".into(), Value::Object(headers));
     }
-    Ok(Value::Object(message))
+    Ok(message)
 }
 
 /// `application/json` or any `+json` type, parameters ignored (what the server calls JSON).
@@ -158,7 +166,7 @@ mod tests {
 
     fn built(arguments: &[&str]) -> Value {
         let wrapper = Wrapper::try_parse_from(["send"].iter().chain(arguments)).expect("parse");
-        message(&wrapper.args).expect("message")
+        Value::Object(message(&wrapper.args.message).expect("message"))
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The HTTP door: operational endpoints and the `/v1` resource API (queues so far).
+//! The HTTP door: operational endpoints and the `/v1` resource API (queues, topics, request-reply).
 //!
 //! This module owns routing, the shared handler state and the OpenAPI document; each concern's
 //! handlers live in their own file and join [`ApiDoc`] through `#[utoipa::path]`. Listening,
@@ -10,6 +10,8 @@ mod metrics;
 mod openapi;
 pub mod problem;
 mod queues;
+mod requests;
+mod topics;
 
 pub use openapi::ApiDoc;
 pub use problem::Problem;
@@ -49,6 +51,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route("/openapi.json", get(openapi::openapi_json))
         .merge(queues::routes())
+        .merge(topics::routes())
+        .merge(requests::routes())
         .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

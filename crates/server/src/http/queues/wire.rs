@@ -264,7 +264,13 @@ impl NewMessage {
     /// The engine's form of the message at `index` of a batch. Only the body's encoding is
     /// checked here; the engine validates every other field.
     pub fn into_send(self, index: usize) -> Result<SendMessage, Problem> {
-        let field = |name: &str| format!("messages[{index}].{name}");
+        self.into_send_prefixed(&format!("messages[{index}]."))
+    }
+
+    /// Like [`NewMessage::into_send`] for a message that is not in a batch: a problem's field
+    /// is `prefix` followed by the field's name (`""` for a message at the top of the body).
+    pub(crate) fn into_send_prefixed(self, prefix: &str) -> Result<SendMessage, Problem> {
+        let field = |name: &str| format!("{prefix}{name}");
         let invalid = |name: &str, detail: String| {
             Problem::new(StatusCode::BAD_REQUEST)
                 .with_detail(detail)
@@ -414,7 +420,7 @@ impl From<PeekedMessage> for MessageBody {
 }
 
 /// The message's own fields; delivery fields are left empty for the caller to fill.
-fn message_body(message: Message) -> MessageBody {
+pub(crate) fn message_body(message: Message) -> MessageBody {
     let (body, body_base64) = render_body(&message.content_type, &message.body);
     MessageBody {
         id: message.id,

@@ -1,0 +1,201 @@
+//! One handler per topic endpoint: parse the request, call the engine, shape the reply. No
+//! routing logic lives here.
+
+use super::wire::{
+    BindingBody, BindingInfoBody, BindingListBody, PublishBody, PublishedListBody, TopicBody,
+    TopicInfoBody, TopicListBody,
+};
+use crate::http::{json_body::JsonBody, AppState, Problem};
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    Json,
+};
+
+/// Creates a topic or updates its definition.
+#[utoipa::path(
+    put,
+    path = "/v1/topics/{name}",
+    tag = "topics",
+    params(("name" = String, Path, description = "Topic name: 1-255 of A-Z a-z 0-9 . - _")),
+    request_body = TopicBody,
+    responses(
+        (status = 201, description = "Created", body = TopicInfoBody),
+        (status = 200, description = "Updated", body = TopicInfoBody),
+        (status = 400, description = "Bad name, rule or destination; `field` names it", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn put_topic(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(request): JsonBody<TopicBody>,
+) -> Result<(StatusCode, Json<TopicInfoBody>), Problem> {
+    let options = request.into_options()?;
+    let created = state.engine.put_topic(&name, options).await?;
+    let info = state.engine.topic_info(&name)?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(info.into())))
+}
+
+/// Every topic, by name.
+#[utoipa::path(
+    get,
+    path = "/v1/topics",
+    tag = "topics",
+    responses((status = 200, description = "All topics", body = TopicListBody))
+)]
+pub async fn list_topics(State(state): State<AppState>) -> Json<TopicListBody> {
+    let topics = state
+        .engine
+        .list_topics()
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    Json(TopicListBody { topics })
+}
+
+/// One topic's definition and statistics.
+#[utoipa::path(
+    get,
+    path = "/v1/topics/{name}",
+    tag = "topics",
+    params(("name" = String, Path, description = "Topic name")),
+    responses(
+        (status = 200, description = "The topic", body = TopicInfoBody),
+        (status = 404, description = "No such topic", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_topic(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<TopicInfoBody>, Problem> {
+    Ok(Json(state.engine.topic_info(&name)?.into()))
+}
+
+/// Deletes a topic with its bindings and retained messages; its destinations stay.
+#[utoipa::path(
+    delete,
+    path = "/v1/topics/{name}",
+    tag = "topics",
+    params(("name" = String, Path, description = "Topic name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such topic", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete_topic(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, Problem> {
+    state.engine.delete_topic(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Binds a destination to the topic; retained messages it matches are delivered at once.
+#[utoipa::path(
+    post,
+    path = "/v1/topics/{name}/bindings",
+    tag = "topics",
+    params(("name" = String, Path, description = "Topic name")),
+    request_body = BindingBody,
+    responses(
+        (status = 201, description = "Bound", body = BindingInfoBody),
+        (status = 400, description = "Bad pattern, filter or destination; `field` names it", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such topic or destination", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn add_binding(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(request): JsonBody<BindingBody>,
+) -> Result<(StatusCode, Json<BindingInfoBody>), Problem> {
+    let spec = request.into_spec()?;
+    let id = state.engine.bind(&name, spec.clone()).await?;
+    let info = wharf_engine::broker::BindingInfo {
+        id,
+        spec,
+        matched: 0,
+    };
+    Ok((StatusCode::CREATED, Json(info.into())))
+}
+
+/// The topic's bindings with their match counts.
+#[utoipa::path(
+    get,
+    path = "/v1/topics/{name}/bindings",
+    tag = "topics",
+    params(("name" = String, Path, description = "Topic name")),
+    responses(
+        (status = 200, description = "Bindings", body = BindingListBody),
+        (status = 404, description = "No such topic", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_bindings(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<BindingListBody>, Problem> {
+    let bindings = state
+        .engine
+        .list_bindings(&name)?
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    Ok(Json(BindingListBody { bindings }))
+}
+
+/// Removes one binding.
+#[utoipa::path(
+    delete,
+    path = "/v1/topics/{name}/bindings/{id}",
+    tag = "topics",
+    params(
+        ("name" = String, Path, description = "Topic name"),
+        ("id" = String, Path, description = "Binding id"),
+    ),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "No such topic or binding", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete_binding(
+    State(state): State<AppState>,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<StatusCode, Problem> {
+    state.engine.unbind(&name, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Publishes a batch; answers once every durable destination stored its messages.
+#[utoipa::path(
+    post,
+    path = "/v1/topics/{name}/publish",
+    tag = "topics",
+    params(("name" = String, Path, description = "Topic name")),
+    request_body = PublishBody,
+    responses(
+        (status = 201, description = "Routed and stored, in request order", body = PublishedListBody),
+        (status = 400, description = "A field is invalid; `field` names it", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such topic", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A destination queue is full", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Batch or request body too large", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn publish_messages(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(request): JsonBody<PublishBody>,
+) -> Result<(StatusCode, Json<PublishedListBody>), Problem> {
+    let batch = request
+        .messages
+        .into_iter()
+        .enumerate()
+        .map(|(index, message)| message.into_publish(index))
+        .collect::<Result<Vec<_>, _>>()?;
+    let published = state.engine.publish(&name, batch).await?;
+    let messages = published.into_iter().map(Into::into).collect();
+    Ok((StatusCode::CREATED, Json(PublishedListBody { messages })))
+}

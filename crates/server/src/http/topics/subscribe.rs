@@ -1,0 +1,95 @@
+//! Live subscriptions as Server-Sent Events: `GET /v1/topics/{name}/subscribe`.
+//!
+//! The engine's [`Subscription`] is the whole state: retained matches first, then each
+//! published match. Dropping the stream (the client went away, or the server shuts down) drops
+//! the subscription, which unregisters it. Delivery is at most once: a client too slow to drain
+//! the engine's buffer misses messages, as with any live subscriber.
+
+use super::wire::SubscribeQuery;
+use crate::{
+    http::{
+        queues::wire::{message_body, MessageBody},
+        AppState, Problem,
+    },
+    readiness::Readiness,
+};
+use axum::{
+    extract::{rejection::QueryRejection, Path, Query, State},
+    http::StatusCode,
+    response::sse::{Event, KeepAlive, Sse},
+};
+use futures_util::stream::{self, Stream};
+use std::{collections::VecDeque, convert::Infallible, sync::Arc, time::Duration};
+use wharf_engine::broker::Subscription;
+use wharf_model::message::Message;
+
+/// A comment this often keeps proxies and load balancers from closing an idle stream (many
+/// cut idle connections after 30 to 60 s).
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Streams matching messages until the client disconnects.
+#[utoipa::path(
+    get,
+    path = "/v1/topics/{name}/subscribe",
+    tag = "topics",
+    params(("name" = String, Path, description = "Topic name"), SubscribeQuery),
+    responses(
+        (status = 200, description = "text/event-stream: `event: message`, `id:` the message id, `data:` the message as JSON (the queue receive shape without lease fields)", body = MessageBody, content_type = "text/event-stream"),
+        (status = 400, description = "Bad pattern, syntax or filter; `field` names it", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such topic", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn subscribe(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    query: Result<Query<SubscribeQuery>, QueryRejection>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
+    let Query(query) = query.map_err(|rejection| {
+        Problem::new(StatusCode::BAD_REQUEST).with_detail(rejection.body_text())
+    })?;
+    let subscription = state.engine.subscribe(
+        &name,
+        &query.pattern,
+        query.syntax.unwrap_or_default(),
+        query.filter.as_deref(),
+    )?;
+    let events = subscription_events(subscription, state.readiness.clone());
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE_INTERVAL)))
+}
+
+struct SubscriptionState {
+    retained: VecDeque<Message>,
+    subscription: Subscription,
+    readiness: Arc<Readiness>,
+}
+
+/// Retained messages, then live ones; ends when the server begins to shut down, so an open
+/// stream never holds graceful shutdown.
+fn subscription_events(
+    mut subscription: Subscription,
+    readiness: Arc<Readiness>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    let state = SubscriptionState {
+        retained: std::mem::take(&mut subscription.retained).into(),
+        subscription,
+        readiness,
+    };
+    stream::unfold(state, |mut state| async move {
+        let message = match state.retained.pop_front() {
+            Some(message) => message,
+            None => tokio::select! {
+                biased;
+                () = state.readiness.shutdown_begun() => return None,
+                message = state.subscription.messages.recv() => message?,
+            },
+        };
+        Some((Ok(message_event(message)), state))
+    })
+}
+
+fn message_event(message: Message) -> Event {
+    let id = message.id.clone();
+    let body = message_body(message);
+    let data = serde_json::to_string(&body).expect("a message body serializes");
+    Event::default().event("message").id(id).data(data)
+}
