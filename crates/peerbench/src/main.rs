@@ -1,6 +1,7 @@
 //! `wharf-peerbench rabbitmq`: the `wharf bench queue` workload against RabbitMQ over AMQP 0-9-1,
 //! so `bench/queue-vs-rabbitmq.sh` can print both side by side. A benchmark tool, kept out of
-//! the `wharf` binary so the product does not link an AMQP client.
+//! the `wharf` binary so the product does not link an AMQP or NATS client. The topic, fanout
+//! and request-reply peers of `bench/topic-vs-peers.sh` live in their own modules.
 //!
 //! Same shape as Wharf's run: a durable queue, persistent messages (delivery_mode 2) of
 //! `--body-bytes`, P producers and C consumers with one connection each. Producers keep a
@@ -9,6 +10,9 @@
 //! acks with a prefetch of two batches and ack with `multiple` once per batch. The first 8 bytes
 //! of each body hold the send time (unix microseconds, little endian) for the latency figure.
 //! Prints a table and, last, one JSON line with `<label>_`-prefixed keys matching Wharf's.
+
+mod nats_request;
+mod rabbitmq_topic;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
@@ -51,6 +55,12 @@ struct Cli {
 enum Command {
     /// Durable queue, publisher confirms, manual acks against RabbitMQ.
     Rabbitmq(RabbitArgs),
+    /// `wharf bench topic`'s routing scenario against a RabbitMQ topic exchange.
+    RabbitmqTopic(rabbitmq_topic::TopicArgs),
+    /// `wharf bench topic`'s fanout scenario against a RabbitMQ fanout exchange.
+    RabbitmqFanout(rabbitmq_topic::FanoutArgs),
+    /// `wharf bench request` against NATS core request-reply.
+    NatsRequest(nats_request::RequestArgs),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -96,6 +106,9 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Rabbitmq(args) => rabbitmq(&args),
+        Command::RabbitmqTopic(args) => rabbitmq_topic::topic(&args),
+        Command::RabbitmqFanout(args) => rabbitmq_topic::fanout(&args),
+        Command::NatsRequest(args) => nats_request::request(&args),
     }
 }
 

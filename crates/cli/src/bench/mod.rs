@@ -6,8 +6,10 @@
 
 mod http1;
 mod queue;
+mod request;
 mod server_process;
 mod storage;
+mod topic;
 
 use clap::Subcommand;
 use std::{io, path::PathBuf, time::Duration};
@@ -20,6 +22,12 @@ pub enum BenchCommand {
     /// A durable queue under producers and consumers over HTTP: throughput, latency, memory.
     /// Starts its own `wharf serve` unless --server or WHARF_SERVER names one.
     Queue(queue::QueueArgs),
+    /// Publishing through a topic's routing table (1 to 100,000 bindings) and a fanout to 100
+    /// durable queues over HTTP. Starts its own `wharf serve` unless --server names one.
+    Topic(topic::TopicArgs),
+    /// Request-reply round trips through a durable queue over HTTP, concurrent and sequential.
+    /// Starts its own `wharf serve` unless --server names one.
+    Request(request::RequestArgs),
 }
 
 /// A benchmark could not run to the end.
@@ -51,6 +59,8 @@ pub fn run(command: BenchCommand, server: Option<&str>) -> Result<(), BenchError
     match command {
         BenchCommand::Storage(args) => storage::run(&args),
         BenchCommand::Queue(args) => queue::run(&args, server),
+        BenchCommand::Topic(args) => topic::run(&args, server),
+        BenchCommand::Request(args) => request::run(&args, server),
     }
 }
 

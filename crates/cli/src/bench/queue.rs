@@ -476,7 +476,7 @@ fn offered_load(rate: u64) -> String {
     }
 }
 
-fn parse(reply: &[u8], path: &str) -> Result<Value, BenchError> {
+pub(super) fn parse(reply: &[u8], path: &str) -> Result<Value, BenchError> {
     serde_json::from_slice(reply).map_err(|error| BenchError::Http {
         request: path.to_string(),
         detail: format!("reply is not JSON: {error}"),
@@ -484,7 +484,7 @@ fn parse(reply: &[u8], path: &str) -> Result<Value, BenchError> {
 }
 
 /// `http://host:port` (path ignored) to a socket address.
-fn resolve(url: &str) -> Result<SocketAddr, BenchError> {
+pub(super) fn resolve(url: &str) -> Result<SocketAddr, BenchError> {
     let rest = url.strip_prefix("http://").ok_or_else(|| {
         BenchError::Usage(format!("--server {url}: only http:// URLs are supported"))
     })?;
@@ -501,14 +501,14 @@ fn resolve(url: &str) -> Result<SocketAddr, BenchError> {
         .ok_or_else(|| BenchError::Usage(format!("--server {url}: cannot resolve {authority}")))
 }
 
-fn with_server_log(error: BenchError, child: Option<&ServerProcess>) -> BenchError {
+pub(super) fn with_server_log(error: BenchError, child: Option<&ServerProcess>) -> BenchError {
     match child {
         Some(child) => BenchError::Server(format!("{error}; server log: {}", child.log_tail())),
         None => error,
     }
 }
 
-fn unix_micros() -> u64 {
+pub(super) fn unix_micros() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_micros() as u64)
