@@ -1,5 +1,7 @@
-//! `wharf bench request`: request-reply round trips over HTTP through a durable queue, the shape
-//! `bench/topic-vs-peers.sh` also drives NATS core request-reply with (crates/peerbench).
+//! `wharf bench request`: request-reply round trips over HTTP through a queue, the shape
+//! `bench/topic-vs-peers.sh` also drives NATS core request-reply with (crates/peerbench). The
+//! queue is transient by default, like NATS core subjects (nothing is written to disk before
+//! a request reaches its responder); `--durable` measures a durable queue instead.
 //!
 //! `--concurrency` responder tasks long-poll the queue, answer each request with
 //! `POST /v1/reply` and ack it; as many requester tasks send `POST /v1/request` one after the
@@ -48,6 +50,9 @@ pub struct RequestArgs {
     /// How long the server waits for a reply before failing a request.
     #[arg(long, default_value_t = 10_000)]
     timeout_ms: u64,
+    /// Route requests through a durable queue (each request then waits for an fsync).
+    #[arg(long)]
+    durable: bool,
 }
 
 /// One phase's figures.
@@ -85,7 +90,11 @@ async fn drive(args: &RequestArgs, address: SocketAddr) -> Result<Vec<Phase>, Be
     let queue_path = format!("/v1/queues/{queue}");
     let mut admin = Connection::open(address).await?;
     admin
-        .request_ok(Method::PUT, &queue_path, Bytes::from_static(b"{}"))
+        .request_ok(
+            Method::PUT,
+            &queue_path,
+            Bytes::from(json!({ "durable": args.durable }).to_string()),
+        )
         .await?;
     let stop = Arc::new(AtomicBool::new(false));
     let mut responders = Vec::new();
@@ -224,8 +233,10 @@ fn task_failed(error: tokio::task::JoinError) -> BenchError {
 
 fn report(args: &RequestArgs, phases: &[Phase], usage: &Usage) {
     println!(
-        "wharf bench request: durable queue, {} B bodies, {} responders (receive, reply, ack)",
-        args.body_bytes, args.concurrency
+        "wharf bench request: {} queue, {} B bodies, {} responders (receive, reply, ack)",
+        if args.durable { "durable" } else { "transient" },
+        args.body_bytes,
+        args.concurrency
     );
     println!(
         "  {:>12} {:>10} {:>14} {:>10} {:>10}",
