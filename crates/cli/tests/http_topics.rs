@@ -581,3 +581,34 @@ fn fanout_survives_a_sigkill_in_every_queue() {
     let bindings = client.expect(200, "GET", "/v1/topics/events/bindings", &Value::Null);
     assert_eq!(bindings["bindings"].as_array().expect("bindings").len(), 3);
 }
+
+#[test]
+fn a_durable_subscription_is_one_call() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Node::start(dir.path());
+    let client = node.client();
+    client.expect(201, "PUT", "/v1/topics/news", &json!({}));
+    // A refused binding creates no queue.
+    let refused = client.call(
+        "POST",
+        "/v1/topics/news/bindings",
+        &json!({"pattern": "sport.#", "filter": "score >", "queue": "mine", "create_queue": true}),
+    );
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    let missing = client.call("GET", "/v1/queues/mine", &Value::Null);
+    assert_eq!(missing.status, 404, "{}", missing.body);
+
+    bind(
+        &client,
+        "news",
+        json!({"pattern": "sport.#", "queue": "mine", "create_queue": true}),
+    );
+    client.expect(200, "GET", "/v1/queues/mine", &Value::Null);
+    let published = publish(
+        &client,
+        "news",
+        json!([{"routing_key": "sport.tennis", "body": {"score": 3}}]),
+    );
+    assert_eq!(routed(&published), [1]);
+    assert_eq!(bodies(&client, "mine"), [json!({"score": 3})]);
+}

@@ -208,6 +208,28 @@ impl Engine {
         Ok(id)
     }
 
+    /// A durable subscription in one call: binds a queue, creating it (default options) when it
+    /// does not exist yet. The spec is checked first, so a refused binding creates no queue.
+    pub async fn bind_with_queue(
+        &self,
+        topic: &str,
+        spec: BindingSpec,
+    ) -> Result<String, EngineError> {
+        let Destination::Queue(queue) = &spec.destination else {
+            return Err(validate::field_error(
+                "create_queue",
+                "only a queue destination can be created",
+            ));
+        };
+        let runtime = self.topic(topic)?;
+        runtime.router.read().expect("router lock").check(&spec)?;
+        if self.find(queue).is_none() {
+            self.put_queue(queue, crate::queue::QueueOptions::default())
+                .await?;
+        }
+        self.bind(topic, spec).await
+    }
+
     pub async fn unbind(&self, topic: &str, id: &str) -> Result<(), EngineError> {
         self.check_open()?;
         let runtime = self.topic(topic)?;

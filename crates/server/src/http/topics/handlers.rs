@@ -113,8 +113,13 @@ pub async fn add_binding(
     Path(name): Path<String>,
     JsonBody(request): JsonBody<BindingBody>,
 ) -> Result<(StatusCode, Json<BindingInfoBody>), Problem> {
+    let create_queue = request.create_queue;
     let spec = request.into_spec()?;
-    let id = state.engine.bind(&name, spec.clone()).await?;
+    let id = if create_queue {
+        state.engine.bind_with_queue(&name, spec.clone()).await?
+    } else {
+        state.engine.bind(&name, spec.clone()).await?
+    };
     let info = wharf_engine::broker::BindingInfo {
         id,
         spec,

@@ -118,6 +118,10 @@ pub struct BindingBody {
     pub filter: Option<String>,
     /// For headers topics.
     pub headers: Option<HeadersBody>,
+    /// With a `queue` destination: create the queue (default options) if it does not exist, so
+    /// one call makes a durable subscription.
+    #[serde(default)]
+    pub create_queue: bool,
     #[serde(flatten)]
     pub destination: DestinationBody,
 }
