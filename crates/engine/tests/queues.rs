@@ -615,3 +615,34 @@ async fn segments_of_settled_messages_are_deleted() {
         "only the unsettled message remains after restart"
     );
 }
+
+#[tokio::test]
+async fn a_send_whose_caller_goes_away_still_completes_and_releases_its_room() {
+    let opts = QueueOptions {
+        max_length: Some(1),
+        ..options()
+    };
+    let (_dir, broker) = broker_with("jobs", opts).await;
+    {
+        // The caller polls the send once and drops it, as a client hanging up does.
+        let send = broker.engine.send("jobs", vec![message("orphan")]);
+        tokio::pin!(send);
+        let polled =
+            std::future::poll_fn(|cx| std::task::Poll::Ready(send.as_mut().poll(cx))).await;
+        assert!(polled.is_pending(), "the send should still be in flight");
+    }
+    let got = guard(async {
+        loop {
+            let got = broker.receive("jobs", 1).await;
+            if !got.is_empty() {
+                break got;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert_eq!(bodies(&got), ["orphan"]);
+    broker.ack("jobs", &got).await;
+    // Had the orphaned send kept its reservation, this would be refused as full.
+    broker.send("jobs", &["next"]).await;
+}

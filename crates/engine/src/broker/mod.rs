@@ -220,16 +220,33 @@ impl Engine {
         let queue = self.queue(queue)?;
         let now = self.now();
         let messages = validate::messages_from_batch(batch, now, || self.generate_id(now))?;
-        let (duplicates, evicted) = queue.send(&messages, now).await?;
-        self.persist_settlements(&queue, evicted).await?;
-        Ok(messages
+        let ids: Vec<String> = messages.iter().map(|(m, _)| m.id.clone()).collect();
+        let duplicates = self.send_to(queue, messages, now).await?;
+        Ok(ids
             .into_iter()
             .zip(duplicates)
-            .map(|((message, _), duplicate)| Sent {
-                id: message.id,
-                duplicate,
-            })
+            .map(|(id, duplicate)| Sent { id, duplicate })
             .collect())
+    }
+
+    /// Stores messages in a queue and applies them, in a task of its own: a caller that goes
+    /// away (a client hanging up) cannot stop a send between its append and its apply, which
+    /// would leave the queue's reservation held and the written messages unapplied until a
+    /// restart. Returns per message whether it was a duplicate.
+    pub(crate) async fn send_to(
+        &self,
+        queue: Arc<QueueRuntime>,
+        messages: Vec<(wharf_model::message::Message, bool)>,
+        now: u64,
+    ) -> Result<Vec<bool>, EngineError> {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let (duplicates, evicted) = queue.send(&messages, now).await?;
+            engine.persist_settlements(&queue, evicted).await?;
+            Ok(duplicates)
+        })
+        .await
+        .expect("send task panicked")
     }
 
     /// Leases up to `max_messages`, waiting up to `wait` for a first one.

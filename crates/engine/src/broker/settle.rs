@@ -98,8 +98,8 @@ impl Engine {
             message.expires_at = None;
             messages.push((message, false));
         }
-        let (_, evicted) = target.send(&messages, now).await?;
-        self.persist_settlements(&target, evicted).await
+        self.send_to(target, messages, now).await?;
+        Ok(())
     }
 
     /// Moves up to `max` messages (all when `None`) from a dead-letter queue back to the queues
@@ -142,8 +142,7 @@ impl Engine {
                     sent_at: now,
                     ..delivery.message
                 };
-                let (_, evicted) = source.send(&[(message, false)], now).await?;
-                self.persist_settlements(&source, evicted).await?;
+                self.send_to(source, vec![(message, false)], now).await?;
                 let (seqs, _) = dead_letters.ack(&receipt, now);
                 dead_letters
                     .write_settled(seqs, RecordSettleReason::Redriven, self.now())

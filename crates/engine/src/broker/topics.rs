@@ -350,17 +350,19 @@ impl Engine {
                 }
             }
             let mut routed = vec![0usize; messages.len()];
-            let mut deliveries = tokio::task::JoinSet::new();
+            // Spawned handles, not a JoinSet: a publisher that hangs up detaches the deliveries
+            // instead of aborting them, so no destination is left half-served.
+            let mut deliveries = Vec::new();
             for (destination, indexes) in groups {
                 let batch: Vec<_> = indexes.iter().map(|i| messages[*i].clone()).collect();
                 let engine = self.clone();
-                deliveries.spawn(async move {
+                deliveries.push(tokio::spawn(async move {
                     let stored = engine.deliver(&destination, batch, hops).await;
                     (indexes, stored)
-                });
+                }));
             }
-            while let Some(joined) = deliveries.join_next().await {
-                let (indexes, stored) = joined.expect("delivery task panicked");
+            for delivery in deliveries {
+                let (indexes, stored) = delivery.await.expect("delivery task panicked");
                 if stored? {
                     for index in indexes {
                         routed[index] += 1;
@@ -392,8 +394,7 @@ impl Engine {
                     return Ok(false);
                 };
                 let messages: Vec<_> = batch.into_iter().map(|(_, m)| (m, false)).collect();
-                let (_, evicted) = queue.send(&messages, self.now()).await?;
-                self.persist_settlements(&queue, evicted).await?;
+                self.send_to(queue, messages, self.now()).await?;
                 Ok(true)
             }
             Destination::Topic(name)
