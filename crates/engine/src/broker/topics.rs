@@ -313,7 +313,7 @@ impl Engine {
             .lock()
             .expect("retained lock")
             .iter()
-            .filter(|(key, message)| subscriber.wants(key, message))
+            .filter(|(key, message)| subscriber.wants(key, message, json_body(message).as_ref()))
             .map(|(_, message)| message.clone())
             .collect();
         let guard = SubscriberGuard {
@@ -499,21 +499,24 @@ impl TopicRuntime {
 
     /// Destinations of one message; also feeds live subscribers and the binding counters.
     fn route(&self, key: &str, message: &Message) -> Vec<Destination> {
-        let body = json_body(message);
-        let route =
-            self.router
-                .read()
-                .expect("router lock")
-                .route(key, &message.headers, body.as_ref());
+        let router = self.router.read().expect("router lock");
+        let mut subscribers = self.subscribers.lock().expect("subscribers lock");
+        subscribers.retain(|s| !s.sender.is_closed());
+        // Parse the body once, and only when some filter will read it.
+        let reads_body = router.reads_body() || subscribers.iter().any(|s| s.filter.is_some());
+        let body = reads_body.then(|| json_body(message)).flatten();
+        let route = router.route(key, &message.headers, body.as_ref());
+        drop(router);
         {
             let mut matched = self.matched.lock().expect("matched lock");
             for id in &route.bindings {
                 *matched.entry(id.clone()).or_default() += 1;
             }
         }
-        let mut subscribers = self.subscribers.lock().expect("subscribers lock");
-        subscribers.retain(|s| !s.sender.is_closed());
-        for subscriber in subscribers.iter().filter(|s| s.wants(key, message)) {
+        for subscriber in subscribers
+            .iter()
+            .filter(|s| s.wants(key, message, body.as_ref()))
+        {
             // At most once: a subscriber too slow to keep its buffer free misses messages.
             let _ = subscriber.sender.try_send(message.clone());
         }
@@ -532,14 +535,14 @@ impl TopicRuntime {
 }
 
 impl Subscriber {
-    fn wants(&self, key: &str, message: &Message) -> bool {
+    fn wants(&self, key: &str, message: &Message, body: Option<&serde_json::Value>) -> bool {
         let mut words = Vec::new();
         self.syntax.split_key(key, &mut words).is_ok()
             && self.pattern.matches(&words)
             && self
                 .filter
                 .as_ref()
-                .is_none_or(|f| f.matches(&message.headers, json_body(message).as_ref()))
+                .is_none_or(|f| f.matches(&message.headers, body))
     }
 }
 

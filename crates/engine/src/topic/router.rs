@@ -38,6 +38,8 @@ pub struct Router {
     dotted: Trie<String>,
     slashed: Trie<String>,
     exact: HashMap<String, Vec<String>>,
+    /// Bindings with a filter: with none (and no rules) routing never reads a body.
+    filtered_bindings: usize,
 }
 
 impl Router {
@@ -50,6 +52,7 @@ impl Router {
             dotted: Trie::new(),
             slashed: Trie::new(),
             exact: HashMap::new(),
+            filtered_bindings: 0,
         })
     }
 
@@ -89,12 +92,14 @@ impl Router {
             }
             _ => {}
         }
+        self.filtered_bindings += usize::from(compiled.filter.is_some());
         self.bindings.insert(id, compiled);
         Ok(())
     }
 
     pub fn remove(&mut self, id: &str) -> Option<BindingSpec> {
         let compiled = self.bindings.remove(id)?;
+        self.filtered_bindings -= usize::from(compiled.filter.is_some());
         let id = id.to_string();
         if let Some(pattern) = &compiled.pattern {
             self.trie_mut(compiled.spec.syntax).remove(pattern, &id);
@@ -114,6 +119,12 @@ impl Router {
 
     pub fn len(&self) -> usize {
         self.bindings.len()
+    }
+
+    /// Whether [`Router::route`] may look at a message's body (any filter to evaluate). When
+    /// not, callers pass `None` and skip parsing it.
+    pub fn reads_body(&self) -> bool {
+        self.filtered_bindings > 0 || !self.rules.is_empty()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -347,6 +358,21 @@ mod tests {
             names(&router.route("orders.new", &none, Some(&small))),
             ["all"]
         );
+    }
+
+    #[test]
+    fn routing_reads_bodies_only_while_a_filter_exists() {
+        let mut router = router(TopicKind::Topic);
+        router
+            .add("1".into(), binding("a.*", Syntax::Amqp, "q"))
+            .unwrap();
+        assert!(!router.reads_body());
+        let mut filtered = binding("a.#", Syntax::Amqp, "q");
+        filtered.filter = Some("amount > 1".into());
+        router.add("2".into(), filtered).unwrap();
+        assert!(router.reads_body());
+        router.remove("2");
+        assert!(!router.reads_body());
     }
 
     #[test]
