@@ -216,7 +216,10 @@ fn ack_nack_lease_and_dead_letters() {
     assert!(details["at"].as_u64().unwrap_or(0) > 1_600_000_000_000);
 
     let redriven = client.expect(200, "POST", "/v1/queues/work.dead/redrive", &json!({}));
-    assert_eq!(redriven, json!({"redriven": 1}));
+    assert_eq!(
+        redriven,
+        json!({"redriven": 1, "skipped_not_dead_letter": 0, "skipped_source_missing": 0})
+    );
     let back = client.receive("work", 10, 30_000);
     assert_eq!(ids(&back), ["b"]);
     assert!(back[0]["body"] == "b");

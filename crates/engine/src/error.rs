@@ -40,6 +40,13 @@ pub enum EngineError {
     /// The queue is at `max_length` with `overflow = reject`; nothing of the batch was stored.
     #[error("queue {name:?} is full ({max_length} messages)")]
     QueueFull { name: String, max_length: u64 },
+    /// A panic (a broken invariant: a bug) left this queue's state untrustworthy; it refuses
+    /// every call until a restart rebuilds it from its log. Other queues are unaffected.
+    #[error("queue {name:?} is closed after an internal error; a restart recovers it")]
+    QueueBroken { name: String },
+    /// An engine task panicked (a bug) while serving this one operation; nothing else failed.
+    #[error("internal error during {operation}")]
+    Internal { operation: &'static str },
     /// The engine is shutting down.
     #[error("the broker is shutting down")]
     ShuttingDown,

@@ -471,8 +471,11 @@ async fn peek_purge_and_redrive() {
         }
     })
     .await;
-    assert_eq!(broker.engine.redrive("dead", Some(1)).await.unwrap(), 1);
-    assert_eq!(broker.engine.redrive("dead", None).await.unwrap(), 1);
+    assert_eq!(
+        broker.engine.redrive("dead", Some(1)).await.unwrap().moved,
+        1
+    );
+    assert_eq!(broker.engine.redrive("dead", None).await.unwrap().moved, 1);
     let back = broker.receive("jobs", 10).await;
     let mut back_bodies = bodies(&back);
     back_bodies.sort();
@@ -645,4 +648,269 @@ async fn a_send_whose_caller_goes_away_still_completes_and_releases_its_room() {
     broker.ack("jobs", &got).await;
     // Had the orphaned send kept its reservation, this would be refused as full.
     broker.send("jobs", &["next"]).await;
+}
+
+#[tokio::test]
+async fn redrive_of_ordinary_messages_ends_and_reports_what_it_skipped() {
+    let opts = QueueOptions {
+        dead_letter_queue: Some(QueueName::try_from("dead".to_string()).unwrap()),
+        ..options()
+    };
+    let (_dir, broker) = broker_with("jobs", opts).await;
+    broker.send("jobs", &["failed"]).await;
+    let got = broker.receive("jobs", 1).await;
+    let reject = NackAction::DeadLetter { error: None };
+    broker
+        .engine
+        .nack("jobs", &receipts(&got), reject)
+        .await
+        .unwrap();
+    guard(async {
+        while broker.engine.queue_info("dead").unwrap().stats.ready < 1 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    // Sent straight to the dead-letter queue: not dead letters. Redrive used to lease and
+    // requeue these for ever.
+    broker.send("dead", &["plain-1", "plain-2"]).await;
+    broker.engine.put_queue("orphans", options()).await.unwrap();
+    broker.engine.put_queue("gone", options()).await.unwrap();
+    let orphan = SendMessage {
+        body: Bytes::from_static(b"orphan"),
+        ..SendMessage::default()
+    };
+    broker.engine.send("gone", vec![orphan]).await.unwrap();
+    let got = broker.receive("gone", 1).await;
+    broker
+        .engine
+        .put_queue(
+            "gone",
+            QueueOptions {
+                dead_letter_queue: Some(QueueName::try_from("dead".to_string()).unwrap()),
+                ..options()
+            },
+        )
+        .await
+        .unwrap();
+    let reject = NackAction::DeadLetter { error: None };
+    broker
+        .engine
+        .nack("gone", &receipts(&got), reject)
+        .await
+        .unwrap();
+    guard(async {
+        while broker.engine.queue_info("dead").unwrap().stats.ready < 4 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    broker.engine.delete_queue("gone").await.unwrap();
+
+    let report = guard(broker.engine.redrive("dead", None)).await.unwrap();
+    assert_eq!(report.moved, 1);
+    assert_eq!(report.skipped_not_dead_letter, 2);
+    assert_eq!(report.skipped_source_missing, 1);
+    assert_eq!(bodies(&broker.receive("jobs", 10).await), ["failed"]);
+    let stats = broker.engine.queue_info("dead").unwrap().stats;
+    assert_eq!(
+        (stats.ready, stats.leased),
+        (3, 0),
+        "skipped messages stay ready"
+    );
+    assert_eq!(stats.counters.delivered, 0, "redrive leases nothing");
+    // A second redrive finds nothing to move and still ends.
+    let again = guard(broker.engine.redrive("dead", Some(5))).await.unwrap();
+    assert_eq!(again.moved, 0);
+    assert_eq!(
+        again.skipped_not_dead_letter + again.skipped_source_missing,
+        3
+    );
+}
+
+#[tokio::test]
+async fn a_dedup_id_is_refused_after_its_segment_was_reclaimed_and_the_server_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START);
+    let store = Arc::new(Store::open(dir.path(), StoreConfig::default()).unwrap());
+    let config = EngineConfig {
+        queue_segment_bytes: 4096,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::open(store.clone(), clock.clone(), config.clone())
+        .await
+        .unwrap();
+    let opts = QueueOptions {
+        dedup_window_ms: 3_600_000,
+        ..options()
+    };
+    engine.put_queue("jobs", opts).await.unwrap();
+    let with_id = |id: &str| SendMessage {
+        id: Some(id.to_string()),
+        body: Bytes::from(vec![b'x'; 300]),
+        ..SendMessage::default()
+    };
+    engine.send("jobs", vec![with_id("order-1")]).await.unwrap();
+    // Fill several segments and settle everything, so every segment could be reclaimed.
+    for round in 0..20 {
+        engine
+            .send("jobs", vec![with_id(&format!("filler-{round}"))])
+            .await
+            .unwrap();
+    }
+    for _ in 0..21 {
+        let request = ReceiveRequest {
+            max_messages: 1,
+            wait: Duration::ZERO,
+            lease: None,
+        };
+        let got = engine.receive("jobs", request).await.unwrap();
+        clock.advance(Duration::from_secs(2));
+        engine.ack("jobs", &receipts(&got)).await.unwrap();
+    }
+    engine.close();
+    store.close().await.unwrap();
+    drop((engine, store));
+    let store = Arc::new(Store::open(dir.path(), StoreConfig::default()).unwrap());
+    let engine = Engine::open(store.clone(), clock.clone(), config)
+        .await
+        .unwrap();
+    let again = engine.send("jobs", vec![with_id("order-1")]).await.unwrap();
+    assert!(again[0].duplicate, "the id is still inside its window");
+    // Once the window has passed, the records may go and the id is new again.
+    clock.advance(Duration::from_secs(3_600));
+    let later = engine.send("jobs", vec![with_id("order-1")]).await.unwrap();
+    assert!(!later[0].duplicate);
+}
+
+#[tokio::test]
+async fn nack_error_texts_are_capped() {
+    let opts = QueueOptions {
+        dead_letter_queue: Some(QueueName::try_from("dead".to_string()).unwrap()),
+        ..options()
+    };
+    let (_dir, broker) = broker_with("jobs", opts).await;
+    broker.send("jobs", &["x"]).await;
+    let got = broker.receive("jobs", 1).await;
+    let huge = "é".repeat(100_000);
+    let reject = NackAction::DeadLetter { error: Some(huge) };
+    broker
+        .engine
+        .nack("jobs", &receipts(&got), reject)
+        .await
+        .unwrap();
+    let dead = broker.receive_when_ready("dead").await;
+    let last_error = dead[0]
+        .message
+        .dead_letter
+        .as_ref()
+        .unwrap()
+        .last_error
+        .clone();
+    let last_error = last_error.unwrap();
+    assert!(
+        last_error.len() <= wharf_engine::broker::FIELD_BYTES_MAX,
+        "{}",
+        last_error.len()
+    );
+    assert!(last_error.starts_with("éé"));
+}
+
+/// Senders, receivers, ackers, option changes and purges on one `drop_oldest` queue at once:
+/// once, a send racing a receive (or a lowered `max_length`) hit a `panic!` under the queue's
+/// lock, and every later call on the queue failed. Every call must answer, and the queue must
+/// stay usable and equal to a replay of its log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_queue_hammered_from_many_tasks_stays_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START);
+    let store = Arc::new(Store::open(dir.path(), StoreConfig::default()).unwrap());
+    // Real fsyncs keep each send between its reservation and its apply for a while, which is
+    // the window the races need.
+    let config = EngineConfig {
+        queue_segment_bytes: 64 << 10,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::open(store.clone(), clock.clone(), config.clone())
+        .await
+        .unwrap();
+    let opts = |max_length| QueueOptions {
+        max_length: Some(max_length),
+        overflow: Overflow::DropOldest,
+        ..options()
+    };
+    engine.put_queue("hot", opts(8)).await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for sender in 0..4 {
+        let engine = engine.clone();
+        tasks.spawn(async move {
+            for i in 0..600 {
+                let batch = (0..4)
+                    .map(|j| message(&format!("{sender}-{i}-{j}")))
+                    .collect();
+                match engine.send("hot", batch).await {
+                    Ok(_) | Err(EngineError::QueueFull { .. }) => {}
+                    Err(error) => panic!("send failed: {error}"),
+                }
+            }
+        });
+    }
+    for _ in 0..4 {
+        let engine = engine.clone();
+        tasks.spawn(async move {
+            for i in 0..1_200 {
+                let request = ReceiveRequest {
+                    max_messages: 5,
+                    wait: Duration::ZERO,
+                    lease: None,
+                };
+                let got = engine.receive("hot", request).await.expect("receive");
+                let receipts = receipts(&got);
+                if i % 3 == 0 {
+                    let requeue = NackAction::Requeue {
+                        delay: Some(Duration::ZERO),
+                        error: Some("again".into()),
+                    };
+                    engine.nack("hot", &receipts, requeue).await.expect("nack");
+                } else {
+                    engine.ack("hot", &receipts).await.expect("ack");
+                }
+                tokio::task::yield_now().await;
+            }
+        });
+    }
+    {
+        let engine = engine.clone();
+        tasks.spawn(async move {
+            for i in 0..800u64 {
+                engine
+                    .put_queue("hot", opts(1 + i % 10))
+                    .await
+                    .expect("put");
+                if i % 25 == 0 {
+                    engine.purge("hot").await.expect("purge");
+                }
+                tokio::task::yield_now().await;
+            }
+        });
+    }
+    while let Some(joined) = guard(tasks.join_next()).await {
+        joined.expect("no task panicked");
+    }
+    // Still usable.
+    engine.put_queue("hot", opts(1_000)).await.unwrap();
+    engine.send("hot", vec![message("after")]).await.unwrap();
+    let live = engine.queue_info("hot").unwrap().stats;
+    let live_total = live.ready + live.delayed + live.leased;
+    engine.close();
+    store.close().await.unwrap();
+    drop((engine, store));
+    let store = Arc::new(Store::open(dir.path(), StoreConfig::default()).unwrap());
+    let engine = Engine::open(store, clock, config).await.unwrap();
+    let replayed = engine.queue_info("hot").unwrap().stats;
+    assert_eq!(
+        replayed.ready + replayed.delayed + replayed.leased,
+        live_total,
+        "live state equals a replay of the log"
+    );
 }

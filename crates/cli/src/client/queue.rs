@@ -125,6 +125,13 @@ pub fn run(command: QueueCommand, client: &Client) -> Result<(), ClientError> {
                 .post(&queue_path(&args.name, "/redrive"), &Value::Object(body))
                 .map_err(|error| error.about_queue(&args.name))?;
             println!("redriven {}", count(&reply, "redriven"));
+            let not_dead_letters = count(&reply, "skipped_not_dead_letter");
+            let source_missing = count(&reply, "skipped_source_missing");
+            if not_dead_letters + source_missing > 0 {
+                println!(
+                    "skipped {not_dead_letters} not dead letters, {source_missing} whose source queue is gone"
+                );
+            }
             Ok(())
         }
         QueueCommand::Delete(args) => {

@@ -78,6 +78,20 @@ pub enum NackAction {
     DeadLetter { error: Option<String> },
 }
 
+impl NackAction {
+    /// The same action with its error text cut to the length the engine keeps.
+    pub(crate) fn with_error_capped(self) -> NackAction {
+        let cap = |error: Option<String>| error.map(super::queue_runtime::cap_error_text);
+        match self {
+            NackAction::Requeue { delay, error } => NackAction::Requeue {
+                delay,
+                error: cap(error),
+            },
+            NackAction::DeadLetter { error } => NackAction::DeadLetter { error: cap(error) },
+        }
+    }
+}
+
 /// The outcome of one receipt in an ack, nack or lease call: stale receipts do not fail the call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceiptResult {

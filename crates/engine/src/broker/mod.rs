@@ -16,6 +16,7 @@ mod validate;
 
 pub use api::*;
 pub use replies::{RequestTarget, ScatterResult, REPLY_ADDRESS_PREFIX};
+pub use settle::Redriven;
 pub use topics::{BindingInfo, PublishMessage, Published, Subscription, TopicInfo, TopicStats};
 
 use crate::{clock::Clock, error::EngineError, queue::QueueOptions};
@@ -115,7 +116,7 @@ impl Engine {
         }
         let queues: Vec<_> = engine.registry().values().cloned().collect();
         for queue in queues {
-            let settles = queue.tick(engine.now());
+            let settles = queue.tick(engine.now())?;
             engine.persist_settlements(&queue, settles).await?;
         }
         Ok(engine)
@@ -155,7 +156,7 @@ impl Engine {
         }
         match self.find(name.as_str()) {
             Some(queue) => {
-                if queue.options().durable != options.durable {
+                if queue.options()?.durable != options.durable {
                     return Err(validate::field_error(
                         "durable",
                         "durability is fixed when the queue is created; delete and recreate it",
@@ -173,16 +174,17 @@ impl Engine {
         }
     }
 
+    /// Every queue but those closed by an internal error (they are logged when it happens).
     pub fn list_queues(&self) -> Vec<QueueInfo> {
         let now = self.now();
         self.registry()
             .values()
-            .map(|queue| queue_info(queue, now))
+            .filter_map(|queue| queue_info(queue, now).ok())
             .collect()
     }
 
     pub fn queue_info(&self, name: &str) -> Result<QueueInfo, EngineError> {
-        Ok(queue_info(&self.queue(name)?, self.now()))
+        queue_info(&self.queue(name)?, self.now())
     }
 
     /// Deletes the queue and every message in it.
@@ -246,7 +248,7 @@ impl Engine {
             Ok(duplicates)
         })
         .await
-        .expect("send task panicked")
+        .unwrap_or_else(|error| Err(internal_error("send", &error)))
     }
 
     /// Leases up to `max_messages`, waiting up to `wait` for a first one.
@@ -274,7 +276,7 @@ impl Engine {
                 return Ok(Vec::new());
             }
             let wake_at = queue
-                .next_deadline()
+                .next_deadline()?
                 .map_or(deadline, |at| at.min(deadline));
             tokio::select! {
                 _ = ready => {}
@@ -291,10 +293,11 @@ impl Engine {
     ) -> Result<Vec<ReceiptResult>, EngineError> {
         self.check_open()?;
         let queue = self.queue(queue)?;
-        let (seqs, results) = queue.ack(receipts, self.now());
+        let (seqs, results) = queue.check_acks(receipts, self.now())?;
         queue
-            .write_settled(seqs, records::SettleReason::Acked, self.now())
+            .write_settled(&seqs, records::SettleReason::Acked, self.now())
             .await?;
+        queue.apply_settled(&seqs, &crate::queue::SettleReason::Acked)?;
         Ok(results)
     }
 
@@ -306,7 +309,7 @@ impl Engine {
     ) -> Result<Vec<ReceiptResult>, EngineError> {
         self.check_open()?;
         let queue = self.queue(queue)?;
-        let (state_action, error) = match action {
+        let (state_action, error) = match action.with_error_capped() {
             NackAction::Requeue { delay, error } => (
                 crate::queue::NackAction::Requeue {
                     delay_ms: delay.map(|d| d.as_millis() as u64),
@@ -320,7 +323,7 @@ impl Engine {
                 error,
             ),
         };
-        let (settles, results) = queue.nack(receipts, &state_action, error, self.now());
+        let (settles, results) = queue.nack(receipts, &state_action, error, self.now())?;
         self.persist_settlements(&queue, settles).await?;
         Ok(results)
     }
@@ -341,7 +344,7 @@ impl Engine {
             ));
         }
         let queue = self.queue(queue)?;
-        Ok(queue.extend(receipts, lease_ms, self.now()))
+        queue.extend(receipts, lease_ms, self.now())
     }
 
     /// Up to `max` messages in delivery order, without leasing them.
@@ -353,12 +356,12 @@ impl Engine {
     pub async fn purge(&self, queue: &str) -> Result<u64, EngineError> {
         self.check_open()?;
         let queue = self.queue(queue)?;
-        let seqs = queue.purge();
-        let count = seqs.len() as u64;
+        let seqs = queue.purgeable()?;
         queue
-            .write_settled(seqs, records::SettleReason::Purged, self.now())
+            .write_settled(&seqs, records::SettleReason::Purged, self.now())
             .await?;
-        Ok(count)
+        queue.apply_settled(&seqs, &crate::queue::SettleReason::Purged)?;
+        Ok(seqs.len() as u64)
     }
 
     /// Stops timers and long polls; the store is closed by its owner afterwards.
@@ -437,7 +440,7 @@ impl Engine {
             )
         })
         .await
-        .expect("queue replay panicked")?;
+        .unwrap_or_else(|error| Err(internal_error("queue replay", &error)))?;
         let runtime = Arc::new(runtime);
         self.inner
             .queues
@@ -449,12 +452,21 @@ impl Engine {
     }
 }
 
-fn queue_info(queue: &Arc<QueueRuntime>, now: u64) -> QueueInfo {
-    QueueInfo {
+fn queue_info(queue: &Arc<QueueRuntime>, now: u64) -> Result<QueueInfo, EngineError> {
+    Ok(QueueInfo {
         name: queue.name.to_string(),
-        options: queue.options(),
-        stats: queue.stats(now),
-    }
+        options: queue.options()?,
+        stats: queue.stats(now)?,
+    })
+}
+
+/// A task of the engine's own that panicked (a bug): the one operation fails, and is logged.
+pub(crate) fn internal_error(
+    operation: &'static str,
+    error: &tokio::task::JoinError,
+) -> EngineError {
+    tracing::error!(operation, %error, "internal error");
+    EngineError::Internal { operation }
 }
 
 fn parse_name(name: &str) -> Result<QueueName, EngineError> {

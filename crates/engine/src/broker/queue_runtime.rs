@@ -12,8 +12,8 @@ use super::{
 use crate::{
     error::EngineError,
     queue::{
-        DedupKey, EnqueueMeta, EnqueueOutcome, NackAction, NackOutcome, QueueOptions, QueueState,
-        QueueStats, Receipt, Seq, Settle,
+        DedupKey, EnqueueMeta, NackAction, NackOutcome, QueueOptions, QueueState, QueueStats,
+        Receipt, Seq, Settle, SettleReason,
     },
 };
 use std::{
@@ -26,6 +26,12 @@ use wharf_storage::{Log, Offset};
 
 /// Space reclaim scans the queue's live messages (O(n)); once a second bounds that cost.
 const RECLAIM_INTERVAL_MS: u64 = 1_000;
+
+/// Longest nack error text kept per message (longer ones are cut at a character boundary). A
+/// consumer may nack with a whole stack trace on every attempt; the text is held in memory
+/// until the message settles and travels with its dead letter, so 1 KiB (the engine's limit
+/// on other free-text fields) keeps a backlog of nacked messages cheap.
+pub(crate) const NACK_ERROR_BYTES_MAX: usize = super::api::FIELD_BYTES_MAX;
 
 #[derive(Debug)]
 pub(crate) struct QueueRuntime {
@@ -77,29 +83,32 @@ impl QueueRuntime {
         }
     }
 
-    pub(crate) fn options(&self) -> QueueOptions {
-        self.core().state.options().clone()
+    pub(crate) fn options(&self) -> Result<QueueOptions, EngineError> {
+        Ok(self.core()?.state.options().clone())
     }
 
     pub(crate) fn set_options(&self, options: QueueOptions) -> Result<(), EngineError> {
-        self.core()
+        self.core()?
             .state
             .set_options(options)
             .map_err(|e| super::validate::field_error(e.field(), &e.to_string()))
     }
 
-    pub(crate) fn stats(&self, now: u64) -> QueueStats {
-        self.core().state.stats(now)
+    pub(crate) fn stats(&self, now: u64) -> Result<QueueStats, EngineError> {
+        Ok(self.core()?.state.stats(now))
     }
 
     pub(crate) fn mark_deleted(&self) {
-        self.core().deleted = true;
+        if let Ok(mut core) = self.core() {
+            core.deleted = true;
+        }
         self.ready_changed.notify_waiters();
         self.timer_changed.notify_one();
     }
 
+    /// Deleted, or closed by an internal error: either way, no more work for its tasks.
     pub(crate) fn is_deleted(&self) -> bool {
-        self.core().deleted
+        self.core().map_or(true, |core| core.deleted)
     }
 
     /// Writes the non-duplicate messages as one atomic append and applies them. Returns per
@@ -122,7 +131,7 @@ impl QueueRuntime {
             })
             .collect();
         let written = self.log.append(&records).await;
-        let mut core = self.core();
+        let mut core = self.core()?;
         core.reserved -= plan.to_write.len();
         for (_, key) in &plan.to_write {
             if let Some(key) = key {
@@ -134,10 +143,7 @@ impl QueueRuntime {
         for (i, (index, key)) in plan.to_write.iter().enumerate() {
             let message = &messages[*index].0;
             let meta = enqueue_meta(Seq(range.start.0 + i as u64), message, *key);
-            match core.state.enqueue(meta, now) {
-                Ok(EnqueueOutcome::Accepted { evicted: more }) => evicted.extend(more),
-                outcome => panic!("a reserved send must be accepted, got {outcome:?}"),
-            }
+            evicted.extend(core.state.apply_enqueued(meta, now));
         }
         drop(core);
         self.ready_changed.notify_waiters();
@@ -150,7 +156,7 @@ impl QueueRuntime {
         messages: &[(Message, bool)],
         now: u64,
     ) -> Result<SendPlan, EngineError> {
-        let mut core = self.core();
+        let mut core = self.core()?;
         let mut seen = HashSet::new();
         let mut plan = SendPlan {
             to_write: Vec::new(),
@@ -192,7 +198,7 @@ impl QueueRuntime {
         lease_ms: Option<u64>,
         now: u64,
     ) -> Result<(Vec<Delivery>, Vec<Settle>), EngineError> {
-        let received = self.core().state.receive(max, lease_ms, now);
+        let received = self.core()?.state.receive(max, lease_ms, now);
         if !received.deliveries.is_empty() {
             self.timer_changed.notify_one();
         }
@@ -233,23 +239,51 @@ impl QueueRuntime {
         }
     }
 
-    /// Applies acks; returns the acked seqs (to persist) and a result per receipt.
-    pub(crate) fn ack(&self, receipts: &[String], now: u64) -> (Vec<u64>, Vec<ReceiptResult>) {
-        let mut core = self.core();
+    /// Checks acks without applying them: returns the seqs of live leases (for the caller to
+    /// write as settled, then apply with [`QueueRuntime::apply_settled`]) and a result per
+    /// receipt. A receipt named twice settles once.
+    pub(crate) fn check_acks(
+        &self,
+        receipts: &[String],
+        now: u64,
+    ) -> Result<(Vec<u64>, Vec<ReceiptResult>), EngineError> {
+        let core = self.core()?;
         let mut seqs = Vec::new();
         let results = receipts
             .iter()
             .map(|text| {
-                let applied = parse_receipt(text)
-                    .and_then(|receipt| core.state.ack(receipt, now).map_err(|e| e.to_string()));
-                if let Ok(seq) = applied {
-                    core.last_errors.remove(&seq.0);
-                    seqs.push(seq.0);
+                let checked = parse_receipt(text).and_then(|receipt| {
+                    core.state
+                        .check_ack(receipt, now)
+                        .map_err(|e| e.to_string())
+                });
+                if let Ok(seq) = checked {
+                    if !seqs.contains(&seq.0) {
+                        seqs.push(seq.0);
+                    }
                 }
-                receipt_result(text, applied.map(|_| ()))
+                receipt_result(text, checked.map(|_| ()))
             })
             .collect();
-        (seqs, results)
+        Ok((seqs, results))
+    }
+
+    /// Applies a durable settle record to the state: the messages leave, whatever their status
+    /// now, as replay would remove them. Wakes waiters, since a group's next message may be
+    /// deliverable.
+    pub(crate) fn apply_settled(
+        &self,
+        seqs: &[u64],
+        reason: &SettleReason,
+    ) -> Result<(), EngineError> {
+        let mut core = self.core()?;
+        for &seq in seqs {
+            core.state.apply_settled(Seq(seq), reason.clone());
+        }
+        drop(core);
+        self.ready_changed.notify_waiters();
+        self.timer_changed.notify_one();
+        Ok(())
     }
 
     pub(crate) fn nack(
@@ -258,8 +292,8 @@ impl QueueRuntime {
         action: &NackAction,
         error: Option<String>,
         now: u64,
-    ) -> (Vec<Settle>, Vec<ReceiptResult>) {
-        let mut core = self.core();
+    ) -> Result<(Vec<Settle>, Vec<ReceiptResult>), EngineError> {
+        let mut core = self.core()?;
         let mut settles = Vec::new();
         let results = receipts
             .iter()
@@ -283,7 +317,7 @@ impl QueueRuntime {
         drop(core);
         self.ready_changed.notify_waiters();
         self.timer_changed.notify_one();
-        (settles, results)
+        Ok((settles, results))
     }
 
     pub(crate) fn extend(
@@ -291,8 +325,8 @@ impl QueueRuntime {
         receipts: &[String],
         lease_ms: u64,
         now: u64,
-    ) -> Vec<ReceiptResult> {
-        let mut core = self.core();
+    ) -> Result<Vec<ReceiptResult>, EngineError> {
+        let mut core = self.core()?;
         let results = receipts
             .iter()
             .map(|text| {
@@ -307,22 +341,22 @@ impl QueueRuntime {
             .collect();
         drop(core);
         self.timer_changed.notify_one();
-        results
+        Ok(results)
     }
 
-    pub(crate) fn tick(&self, now: u64) -> Vec<Settle> {
-        let settles = self.core().state.tick(now);
+    pub(crate) fn tick(&self, now: u64) -> Result<Vec<Settle>, EngineError> {
+        let settles = self.core()?.state.tick(now);
         self.ready_changed.notify_waiters();
-        settles
+        Ok(settles)
     }
 
-    pub(crate) fn next_deadline(&self) -> Option<u64> {
-        self.core().state.next_deadline()
+    pub(crate) fn next_deadline(&self) -> Result<Option<u64>, EngineError> {
+        Ok(self.core()?.state.next_deadline())
     }
 
     pub(crate) fn peek(&self, max: usize, now: u64) -> Result<Vec<PeekedMessage>, EngineError> {
         let seen: Vec<(Seq, u32)> = {
-            let core = self.core();
+            let core = self.core()?;
             core.state
                 .peek(max, now)
                 .into_iter()
@@ -342,8 +376,30 @@ impl QueueRuntime {
             .collect()
     }
 
-    pub(crate) fn purge(&self) -> Vec<u64> {
-        self.core().state.purge().into_iter().map(|s| s.0).collect()
+    /// The seqs a purge would settle now, changing nothing.
+    pub(crate) fn purgeable(&self) -> Result<Vec<u64>, EngineError> {
+        Ok(self
+            .core()?
+            .state
+            .purgeable()
+            .into_iter()
+            .map(|s| s.0)
+            .collect())
+    }
+
+    /// Up to `max` ready messages above `after`, in seq order, without leasing them.
+    pub(crate) fn ready_after(
+        &self,
+        after: Option<u64>,
+        max: usize,
+    ) -> Result<Vec<u64>, EngineError> {
+        let core = self.core()?;
+        Ok(core
+            .state
+            .ready_after(after.map(Seq), max)
+            .into_iter()
+            .map(|s| s.0)
+            .collect())
     }
 
     /// Reads the message whose enqueue record is at `seq`.
@@ -371,41 +427,61 @@ impl QueueRuntime {
             return Ok(());
         }
         let keep_from = {
-            let mut core = self.core();
+            let mut core = self.core()?;
             if core.reserved > 0 || now < core.last_reclaim_at + RECLAIM_INTERVAL_MS {
                 return Ok(());
             }
             core.last_reclaim_at = now;
-            core.state
-                .oldest_seq()
-                .map_or(self.log.end_offset(), |seq| Offset(seq.0))
+            // Records of settled messages whose ids are still in the dedup window stay too:
+            // replay rebuilds the window from them.
+            let oldest = [core.state.oldest_seq(), core.state.oldest_dedup_seq()]
+                .into_iter()
+                .flatten()
+                .min();
+            oldest.map_or(self.log.end_offset(), |seq| Offset(seq.0))
         };
         self.log.truncate_before(keep_from)?;
         Ok(())
     }
 
-    /// Appends a settle record for `seqs` and waits until it is durable.
+    /// Appends a settle record for `seqs` and waits until it is durable; their nack error texts
+    /// are forgotten then, as the messages have left.
     pub(crate) async fn write_settled(
         &self,
-        seqs: Vec<u64>,
+        seqs: &[u64],
         reason: RecordSettleReason,
         now: u64,
     ) -> Result<(), EngineError> {
         if seqs.is_empty() {
             return Ok(());
         }
-        let record = QueueRecord::Settled { seqs, reason }.encode();
+        let record = QueueRecord::Settled {
+            seqs: seqs.to_vec(),
+            reason,
+        }
+        .encode();
         self.log.append_one(&record).await?;
+        let mut core = self.core()?;
+        for seq in seqs {
+            core.last_errors.remove(seq);
+        }
+        drop(core);
         self.reclaim(now)
     }
 
     /// The latest nack error of a message leaving the queue.
-    pub(crate) fn take_last_error(&self, seq: u64) -> Option<String> {
-        self.core().last_errors.remove(&seq)
+    pub(crate) fn take_last_error(&self, seq: u64) -> Result<Option<String>, EngineError> {
+        Ok(self.core()?.last_errors.remove(&seq))
     }
 
-    fn core(&self) -> std::sync::MutexGuard<'_, Core> {
-        self.core.lock().expect("queue lock")
+    /// The queue's state. A panic while it was held (a broken invariant: a bug, never client
+    /// input) may have left it half-changed, so from then on the queue is closed: every call
+    /// fails with [`EngineError::QueueBroken`] instead of acting on a state it cannot trust,
+    /// and other queues go on. A restart rebuilds the state from the log.
+    fn core(&self) -> Result<std::sync::MutexGuard<'_, Core>, EngineError> {
+        self.core.lock().map_err(|_| EngineError::QueueBroken {
+            name: self.name.to_string(),
+        })
     }
 }
 
@@ -419,6 +495,18 @@ pub(crate) fn enqueue_meta(seq: Seq, message: &Message, key: Option<DedupKey>) -
         expires_at: message.expires_at,
         group: message.group.as_deref(),
     }
+}
+
+/// Cuts a nack error text to [`NACK_ERROR_BYTES_MAX`] at a character boundary.
+pub(crate) fn cap_error_text(mut text: String) -> String {
+    if text.len() > NACK_ERROR_BYTES_MAX {
+        let mut end = NACK_ERROR_BYTES_MAX;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
 }
 
 fn parse_receipt(text: &str) -> Result<Receipt, String> {

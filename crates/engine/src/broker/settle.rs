@@ -6,19 +6,18 @@ use super::{
 };
 use crate::{
     error::EngineError,
-    queue::{DeadLetterReason as StateReason, QueueOptions, Settle, SettleReason},
+    queue::{DeadLetterReason as StateReason, QueueOptions, Seq, Settle, SettleReason},
 };
 use std::{
+    collections::BTreeMap,
     future::Future,
     pin::Pin,
     sync::{atomic::Ordering, Arc, Weak},
 };
 use wharf_model::message::{DeadLetter, DeadLetterReason, Message};
 
-/// Messages moved per redrive step: one receive's worth.
+/// Messages examined per redrive step: bounds the memory and the lock hold of one step.
 const REDRIVE_BATCH_MAX: usize = 100;
-/// Lease taken on dead letters while redrive moves them; released by ack right after.
-const REDRIVE_LEASE_MS: u64 = 60_000;
 
 impl Engine {
     /// Persists what the state machine settled on its own: dead letters are copied to the
@@ -38,26 +37,27 @@ impl Engine {
                 match &settle.reason {
                     SettleReason::DeadLettered(_) => moved.push(settle),
                     SettleReason::Dropped(_) => dropped.push(settle.seq.0),
-                    SettleReason::Acked | SettleReason::Purged => {
-                        unreachable!("acks and purges are written by their callers")
+                    // Written and applied by their callers; a state never returns them here.
+                    SettleReason::Acked | SettleReason::Purged | SettleReason::Redriven => {
+                        tracing::error!(queue = %queue.name, reason = ?settle.reason, "unexpected settlement; ignored");
                     }
                 }
             }
-            let target = queue.options().dead_letter_queue;
+            let target = queue.options()?.dead_letter_queue;
             match target {
                 Some(target) if !moved.is_empty() => {
-                    let seqs = moved.iter().map(|s| s.seq.0).collect();
+                    let seqs: Vec<u64> = moved.iter().map(|s| s.seq.0).collect();
                     self.move_to_dead_letters(queue, target.as_str(), moved)
                         .await?;
                     queue
-                        .write_settled(seqs, RecordSettleReason::DeadLettered, self.now())
+                        .write_settled(&seqs, RecordSettleReason::DeadLettered, self.now())
                         .await?;
                 }
                 // The dead-letter queue was unset since the state decided: drop instead.
                 _ => dropped.extend(moved.iter().map(|s| s.seq.0)),
             }
             queue
-                .write_settled(dropped, RecordSettleReason::Dropped, self.now())
+                .write_settled(&dropped, RecordSettleReason::Dropped, self.now())
                 .await
         })
     }
@@ -80,12 +80,12 @@ impl Engine {
         let mut messages = Vec::with_capacity(moved.len());
         for settle in moved {
             let SettleReason::DeadLettered(reason) = settle.reason else {
-                unreachable!("only dead letters are moved");
+                continue; // The caller passes only dead letters.
             };
             let mut message = queue.read_message(settle.seq)?;
             let last_error = match &reason {
                 StateReason::Rejected { reason } if !reason.is_empty() => Some(reason.clone()),
-                _ => queue.take_last_error(settle.seq.0),
+                _ => queue.take_last_error(settle.seq.0)?,
             };
             message.dead_letter = Some(DeadLetter {
                 reason: dead_letter_reason(&reason),
@@ -102,56 +102,94 @@ impl Engine {
         Ok(())
     }
 
-    /// Moves up to `max` messages (all when `None`) from a dead-letter queue back to the queues
-    /// they came from; returns how many moved.
-    pub async fn redrive(&self, queue: &str, max: Option<u64>) -> Result<u64, EngineError> {
+    /// Moves up to `max` dead letters (all when `None`) from a dead-letter queue back to the
+    /// queues they came from. Walks the messages that were ready when it started, once, in
+    /// send order and in bounded steps, so it always ends: messages that are not dead letters,
+    /// or whose source queue no longer exists, stay where they are and are counted as skipped;
+    /// leased ones are left to their consumers. Each moved message is stored in its source
+    /// (durably) before its settle record is written here, so a crash in between can only
+    /// leave it in both queues, never in neither.
+    pub async fn redrive(&self, queue: &str, max: Option<u64>) -> Result<Redriven, EngineError> {
         self.check_open()?;
         let dead_letters = self.queue(queue)?;
-        let mut moved = 0u64;
-        while max.is_none_or(|max| moved < max) {
-            let want = max.map_or(REDRIVE_BATCH_MAX as u64, |max| max - moved);
-            let now = self.now();
-            let (deliveries, settles) = dead_letters.receive(
-                want.min(REDRIVE_BATCH_MAX as u64) as usize,
-                Some(REDRIVE_LEASE_MS),
-                now,
-            )?;
-            self.persist_settlements(&dead_letters, settles).await?;
-            if deliveries.is_empty() {
+        let end = dead_letters.log.end_offset().0;
+        let mut report = Redriven::default();
+        let mut cursor = None;
+        while max.is_none_or(|max| report.moved < max) {
+            let seqs = dead_letters.ready_after(cursor, REDRIVE_BATCH_MAX)?;
+            let seqs: Vec<u64> = seqs.into_iter().take_while(|seq| *seq < end).collect();
+            let Some(&last) = seqs.last() else {
                 break;
-            }
-            for delivery in deliveries {
-                let receipt = [delivery.receipt];
-                let Some(source) = delivery
-                    .message
-                    .dead_letter
-                    .as_ref()
-                    .and_then(|d| self.find(&d.source_queue))
-                else {
-                    // Not a dead letter, or its source is gone: leave it where it is.
-                    dead_letters.nack(
-                        &receipt,
-                        &crate::queue::NackAction::Requeue { delay_ms: Some(0) },
-                        None,
-                        now,
-                    );
-                    continue;
-                };
-                let message = Message {
-                    dead_letter: None,
-                    sent_at: now,
-                    ..delivery.message
-                };
-                self.send_to(source, vec![(message, false)], now).await?;
-                let (seqs, _) = dead_letters.ack(&receipt, now);
+            };
+            cursor = Some(last);
+            let room = max.map_or(u64::MAX, |max| max - report.moved);
+            let moves = self.redrive_choose(&dead_letters, seqs, room, &mut report)?;
+            for (source, seqs, messages) in moves.into_values() {
+                self.send_to(source, messages, self.now()).await?;
                 dead_letters
-                    .write_settled(seqs, RecordSettleReason::Redriven, self.now())
+                    .write_settled(&seqs, RecordSettleReason::Redriven, self.now())
                     .await?;
-                moved += 1;
+                dead_letters.apply_settled(&seqs, &SettleReason::Redriven)?;
+                report.moved += seqs.len() as u64;
             }
         }
-        Ok(moved)
+        Ok(report)
     }
+
+    /// Reads the messages at `seqs` and picks up to `room` dead letters whose source exists,
+    /// grouped by source queue; counts the others as skipped.
+    fn redrive_choose(
+        &self,
+        dead_letters: &QueueRuntime,
+        seqs: Vec<u64>,
+        room: u64,
+        report: &mut Redriven,
+    ) -> Result<BTreeMap<String, RedriveMove>, EngineError> {
+        let mut moves: BTreeMap<String, RedriveMove> = BTreeMap::new();
+        let mut chosen = 0u64;
+        let now = self.now();
+        for seq in seqs {
+            if chosen >= room {
+                break;
+            }
+            let message = dead_letters.read_message(Seq(seq))?;
+            let Some(dead_letter) = &message.dead_letter else {
+                report.skipped_not_dead_letter += 1;
+                continue;
+            };
+            let Some(source) = self.find(&dead_letter.source_queue) else {
+                report.skipped_source_missing += 1;
+                continue;
+            };
+            let (_, seqs, messages) = moves
+                .entry(dead_letter.source_queue.clone())
+                .or_insert_with(|| (source, Vec::new(), Vec::new()));
+            seqs.push(seq);
+            let fresh = Message {
+                dead_letter: None,
+                sent_at: now,
+                ..message
+            };
+            messages.push((fresh, false));
+            chosen += 1;
+        }
+        Ok(moves)
+    }
+}
+
+/// Dead letters going back to one source queue: the source, their seqs in the dead-letter
+/// queue, and the fresh messages to send.
+type RedriveMove = (Arc<QueueRuntime>, Vec<u64>, Vec<(Message, bool)>);
+
+/// What a redrive did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Redriven {
+    /// Dead letters moved back to their source queue.
+    pub moved: u64,
+    /// Messages left in place because they are not dead letters (sent to this queue directly).
+    pub skipped_not_dead_letter: u64,
+    /// Dead letters left in place because their source queue no longer exists.
+    pub skipped_source_missing: u64,
 }
 
 fn dead_letter_reason(reason: &StateReason) -> DeadLetterReason {
@@ -177,7 +215,10 @@ pub(super) async fn run_timer(inner: Weak<Inner>, queue: Arc<QueueRuntime>) {
             return;
         }
         let changed = queue.timer_changed.notified();
-        match queue.next_deadline() {
+        let Ok(next_deadline) = queue.next_deadline() else {
+            return; // Closed by an internal error; nothing left to time.
+        };
+        match next_deadline {
             None => {
                 changed.await;
                 continue;
@@ -193,7 +234,9 @@ pub(super) async fn run_timer(inner: Weak<Inner>, queue: Arc<QueueRuntime>) {
         let Some(engine) = inner.upgrade().map(|inner| Engine { inner }) else {
             return;
         };
-        let settles = queue.tick(clock.now());
+        let Ok(settles) = queue.tick(clock.now()) else {
+            return;
+        };
         if let Err(error) = engine.persist_settlements(&queue, settles).await {
             tracing::warn!(queue = %queue.name, %error, "could not persist timer settlements");
         }

@@ -51,7 +51,15 @@ impl DedupWindow {
         }
         let seen = Seen { seq, at };
         self.by_key.insert(key, seen);
-        self.order.push_back((key, seen));
+        // Keep `order` sorted by seq, so its front is the oldest record that reclaim must keep.
+        // Concurrent sends may apply a little out of seq order; their times differ by
+        // milliseconds, so pruning by time from the front stays exact enough.
+        let position = self
+            .order
+            .iter()
+            .rposition(|(_, earlier)| earlier.seq <= seq)
+            .map_or(0, |i| i + 1);
+        self.order.insert(position, (key, seen));
     }
 
     /// Forgets entries older than the window. An id sent again after its window replaced the
@@ -66,6 +74,12 @@ impl DedupWindow {
                 self.by_key.remove(&key);
             }
         }
+    }
+
+    /// The lowest seq of an entry not yet pruned (conservative: it may be past its window until
+    /// the next prune).
+    pub(crate) fn oldest_seq(&self) -> Option<Seq> {
+        self.order.front().map(|(_, seen)| seen.seq)
     }
 
     pub(crate) fn len(&self) -> usize {

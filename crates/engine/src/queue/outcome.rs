@@ -80,6 +80,8 @@ pub struct Settle {
 pub enum SettleReason {
     Acked,
     Purged,
+    /// Moved from a dead-letter queue back to the queue it came from.
+    Redriven,
     /// To the queue's dead-letter queue.
     DeadLettered(DeadLetterReason),
     /// Discarded: the queue has no dead-letter queue.

@@ -159,6 +159,27 @@ impl QueueState {
         Ok(EnqueueOutcome::Accepted { evicted })
     }
 
+    /// Applies a send whose enqueue record is already durable. Unlike [`QueueState::enqueue`]
+    /// it cannot refuse: the record is in the log and replay will apply it whatever the state,
+    /// so the live state must too. The caller checked `find_duplicate` and `can_accept` before
+    /// writing, but a receive (leasing the ready messages `drop_oldest` meant to evict) or a
+    /// lowered `max_length` may have run since; then the queue holds more than `max_length`
+    /// until consumers catch up, as replay of the same log would. Returns the evictions.
+    pub fn apply_enqueued(&mut self, meta: EnqueueMeta<'_>, now: u64) -> Vec<Settle> {
+        let evicted = match self.options.max_length {
+            Some(max_length) => self.evict_oldest_ready(max_length),
+            None => Vec::new(),
+        };
+        if self.entries.contains_key(&meta.seq) {
+            // Only a caller bug applies one record twice; refuse it rather than corrupt indexes.
+            tracing::error!(seq = %meta.seq, "an enqueue record was applied twice; ignored");
+            return evicted;
+        }
+        self.insert(meta, now);
+        self.counters.sent += 1;
+        evicted
+    }
+
     /// Leases up to `max` messages in delivery order (priority desc, then send order), for
     /// `lease_ms` or the queue's `lease_ms` when `None`. Runs [`QueueState::tick`] first, so
     /// due messages are included and expired ones never delivered, whether or not the
@@ -184,6 +205,49 @@ impl QueueState {
         self.check_lease(receipt, now)?;
         self.settle(receipt.seq(), SettleReason::Acked);
         Ok(receipt.seq())
+    }
+
+    /// Checks that `receipt` names a live lease, changing nothing: the first half of an ack
+    /// whose settle record is written before it is applied with [`QueueState::apply_settled`].
+    pub fn check_ack(&self, receipt: Receipt, now: u64) -> Result<Seq, ReceiptError> {
+        self.check_lease(receipt, now)?;
+        Ok(receipt.seq())
+    }
+
+    /// Applies a settle record that is durable: the message leaves the queue whatever its
+    /// status now, exactly as replay removes it, and is counted under `reason`. Returns false,
+    /// changing nothing, when it had already left (an eviction or expiry that ran between the
+    /// caller's check and its write).
+    pub fn apply_settled(&mut self, seq: Seq, reason: SettleReason) -> bool {
+        if !self.entries.contains_key(&seq) {
+            return false;
+        }
+        self.settle(seq, reason);
+        true
+    }
+
+    /// Ready messages with a seq above `after`, in seq order, at most `max`: lets a caller walk
+    /// a queue's ready messages in bounded steps (redrive) without leasing them.
+    pub fn ready_after(&self, after: Option<Seq>, max: usize) -> Vec<Seq> {
+        let from = after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+        (self.ready.range((from, std::ops::Bound::Unbounded)))
+            .take(max)
+            .copied()
+            .collect()
+    }
+
+    /// The ready and delayed messages a purge would settle, in seq order, changing nothing.
+    pub fn purgeable(&self) -> Vec<Seq> {
+        (self.entries.iter())
+            .filter(|(_, entry)| !matches!(entry.status, Status::Leased { .. }))
+            .map(|(&seq, _)| seq)
+            .collect()
+    }
+
+    /// The oldest message whose client id is still within the dedup window. Its enqueue
+    /// record must outlive reclaim, or a restart would forget the id and accept it again.
+    pub fn oldest_dedup_seq(&self) -> Option<Seq> {
+        self.dedup.oldest_seq()
     }
 
     /// Gives a leased message back: for another attempt or to the dead-letter queue.
@@ -313,11 +377,7 @@ impl QueueState {
     /// order. Leased messages stay: their consumers are working on them and their acks must
     /// still succeed (RabbitMQ's purge behaves the same). Costs O(n) in the queue length.
     pub fn purge(&mut self) -> Vec<Seq> {
-        let mut purged: Vec<Seq> = (self.entries.iter())
-            .filter(|(_, entry)| !matches!(entry.status, Status::Leased { .. }))
-            .map(|(&seq, _)| seq)
-            .collect();
-        purged.sort_unstable();
+        let purged = self.purgeable();
         for &seq in &purged {
             self.settle(seq, SettleReason::Purged);
         }
@@ -398,15 +458,23 @@ impl QueueState {
                 len: self.len_u64(),
             });
         }
+        Ok(self.evict_oldest_ready(max_length))
+    }
+
+    /// Under `drop_oldest`, evicts ready messages, oldest first, until the queue holds fewer
+    /// than `max_length` or nothing ready is left. Under `reject`, evicts nothing.
+    fn evict_oldest_ready(&mut self, max_length: u64) -> Vec<Settle> {
         let mut evicted = Vec::new();
+        if self.options.overflow != Overflow::DropOldest {
+            return evicted;
+        }
         while self.len_u64() >= max_length {
-            let oldest = *self
-                .ready
-                .first()
-                .expect("can_accept saw enough ready messages");
+            let Some(&oldest) = self.ready.first() else {
+                break;
+            };
             evicted.push(self.dead_letter(oldest, DeadLetterReason::Overflow));
         }
-        Ok(evicted)
+        evicted
     }
 
     fn insert(&mut self, meta: EnqueueMeta<'_>, at: u64) {
@@ -585,6 +653,7 @@ impl QueueState {
         match &reason {
             SettleReason::Acked => counters.acked += 1,
             SettleReason::Purged => counters.purged += 1,
+            SettleReason::Redriven => counters.redriven += 1,
             SettleReason::DeadLettered(why) => {
                 counters.dead_lettered += 1;
                 counters.expired += u64::from(*why == DeadLetterReason::Expired);

@@ -36,4 +36,6 @@ pub struct QueueCounters {
     /// Messages discarded because the queue has no dead-letter queue (any reason).
     pub dropped: u64,
     pub purged: u64,
+    /// Dead letters moved back to their source queue by redrive.
+    pub redriven: u64,
 }

@@ -349,6 +349,76 @@ fn overflow_drop_oldest_refuses_when_no_message_is_ready() {
 }
 
 #[test]
+fn a_written_send_applies_even_when_a_receive_took_the_messages_it_would_evict() {
+    let options = QueueOptions {
+        max_length: Some(2),
+        overflow: Overflow::DropOldest,
+        ..with_dead_letter_queue()
+    };
+    let mut queue = queue(options);
+    send(&mut queue, meta(1), T0);
+    send(&mut queue, meta(2), T0);
+    assert!(
+        queue.can_accept(1),
+        "checked before writing: seq 1 can be evicted"
+    );
+    // While the record is being written, a receive leases both messages.
+    assert_eq!(seqs(&queue.receive(2, None, T0).deliveries), [1, 2]);
+    let evicted = queue.apply_enqueued(meta(3), T0);
+    queue.check_invariants();
+    assert!(evicted.is_empty(), "leased messages are never evicted");
+    assert_eq!(
+        queue.len(),
+        3,
+        "over max_length, as replay of the same log would be"
+    );
+}
+
+#[test]
+fn a_written_send_applies_after_max_length_was_lowered() {
+    let options = QueueOptions {
+        max_length: Some(10),
+        overflow: Overflow::Reject,
+        ..QueueOptions::default()
+    };
+    let mut queue = queue(options.clone());
+    send(&mut queue, meta(1), T0);
+    send(&mut queue, meta(2), T0);
+    assert!(queue.can_accept(1));
+    let lowered = QueueOptions {
+        max_length: Some(1),
+        ..options
+    };
+    queue.set_options(lowered).unwrap();
+    assert!(queue.apply_enqueued(meta(3), T0).is_empty());
+    queue.check_invariants();
+    assert_eq!(queue.len(), 3);
+}
+
+#[test]
+fn a_durable_settle_applies_whatever_the_status() {
+    let mut queue = queue(QueueOptions::default());
+    send(&mut queue, meta(1), T0);
+    send(&mut queue, meta(2), T0);
+    let delivery = queue.receive(1, None, T0).deliveries[0];
+    assert_eq!(queue.check_ack(delivery.receipt, T0), Ok(Seq(1)));
+    assert_eq!(queue.len(), 2, "checking changes nothing");
+    assert!(queue.apply_settled(Seq(1), SettleReason::Acked));
+    assert!(
+        queue.apply_settled(Seq(2), SettleReason::Purged),
+        "ready too"
+    );
+    assert!(
+        !queue.apply_settled(Seq(2), SettleReason::Purged),
+        "already gone"
+    );
+    queue.check_invariants();
+    assert!(queue.is_empty());
+    let counters = queue.stats(T0).counters;
+    assert_eq!((counters.acked, counters.purged), (1, 1));
+}
+
+#[test]
 fn can_accept_refuses_a_whole_batch_that_does_not_fit() {
     let mut queue = queue(QueueOptions {
         max_length: Some(5),

@@ -116,6 +116,7 @@ impl Model {
         match reason {
             SettleReason::Acked => self.counters.acked += 1,
             SettleReason::Purged => self.counters.purged += 1,
+            SettleReason::Redriven => self.counters.redriven += 1,
             SettleReason::DeadLettered(_) => self.counters.dead_lettered += 1,
             SettleReason::Dropped(_) => self.counters.dropped += 1,
         }

@@ -42,6 +42,9 @@ impl From<EngineError> for Problem {
                 tracing::error!(error = %storage, "request failed: storage error");
                 Problem::new(StatusCode::INTERNAL_SERVER_ERROR).with_detail(detail)
             }
+            EngineError::QueueBroken { .. } | EngineError::Internal { .. } => {
+                Problem::new(StatusCode::INTERNAL_SERVER_ERROR).with_detail(detail)
+            }
             EngineError::Record(record) => {
                 tracing::error!(error = %record, "request failed: bad record");
                 Problem::new(StatusCode::INTERNAL_SERVER_ERROR).with_detail(detail)

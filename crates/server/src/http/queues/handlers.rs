@@ -302,7 +302,7 @@ pub async fn purge_queue(
     params(("name" = String, Path, description = "The dead-letter queue")),
     request_body(content = RedriveBody, description = "Optional"),
     responses(
-        (status = 200, description = "How many were moved", body = RedrivenBody),
+        (status = 200, description = "How many were moved and how many were left in place", body = RedrivenBody),
         (status = 404, description = "No such queue", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -312,7 +312,7 @@ pub async fn redrive_queue(
     JsonBody(request): JsonBody<RedriveBody>,
 ) -> Result<Json<RedrivenBody>, Problem> {
     let redriven = state.engine.redrive(&name, request.max_messages).await?;
-    Ok(Json(RedrivenBody { redriven }))
+    Ok(Json(redriven.into()))
 }
 
 fn receipt_results(results: Vec<ReceiptResult>) -> Json<ReceiptResultsBody> {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use std::{collections::BTreeMap, time::Duration};
 use utoipa::{IntoParams, ToSchema};
 use wharf_engine::{
-    broker::{Delivery, PeekedMessage, QueueInfo, ReceiptResult, SendMessage, Sent},
+    broker::{Delivery, PeekedMessage, QueueInfo, ReceiptResult, Redriven, SendMessage, Sent},
     queue::{QueueCounters, QueueOptions, QueueStats},
 };
 use wharf_model::message::{DeadLetter, Message};
@@ -54,6 +54,8 @@ pub struct QueueCountersBody {
     pub dead_lettered: u64,
     pub dropped: u64,
     pub purged: u64,
+    /// Dead letters moved back to their source queue by a redrive of this queue.
+    pub redriven: u64,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -245,9 +247,30 @@ pub struct RedriveBody {
     pub max_messages: Option<u64>,
 }
 
+/// What a redrive did: it examines each message that was ready when it began once, so it ends.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RedrivenBody {
+    /// Dead letters moved back to their source queue.
     pub redriven: u64,
+    /// Messages left in place: not dead letters (sent to this queue directly).
+    pub skipped_not_dead_letter: u64,
+    /// Dead letters left in place: their source queue no longer exists.
+    pub skipped_source_missing: u64,
+}
+
+impl From<Redriven> for RedrivenBody {
+    fn from(redriven: Redriven) -> Self {
+        let Redriven {
+            moved,
+            skipped_not_dead_letter,
+            skipped_source_missing,
+        } = redriven;
+        RedrivenBody {
+            redriven: moved,
+            skipped_not_dead_letter,
+            skipped_source_missing,
+        }
+    }
 }
 
 impl Default for ReceiveBody {
@@ -358,6 +381,7 @@ impl From<QueueStats> for QueueStatsBody {
             dead_lettered,
             dropped,
             purged,
+            redriven,
         } = counters;
         QueueStatsBody {
             ready,
@@ -374,6 +398,7 @@ impl From<QueueStats> for QueueStatsBody {
                 dead_lettered,
                 dropped,
                 purged,
+                redriven,
             },
         }
     }
