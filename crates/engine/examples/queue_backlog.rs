@@ -65,6 +65,8 @@ async fn main() -> anyhow::Result<()> {
     );
     engine.close();
     store.close().await?;
+    // The store locks its directory until dropped; the replay process must find it free.
+    drop((engine, store));
     let status = Command::new(std::env::current_exe()?)
         .args(["--replay", "--dir"])
         .arg(&dir)

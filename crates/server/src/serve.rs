@@ -36,6 +36,12 @@ pub const SHUTDOWN_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// The server failed to start or to stop cleanly.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// Another server has the data directory; two would overwrite each other's records.
+    #[error("{source}; stop it or choose another --data-dir")]
+    DataDirectoryInUse {
+        #[source]
+        source: StorageError,
+    },
     #[error("cannot open the store in {}: {source}", dir.display())]
     StoreOpen {
         dir: PathBuf,
@@ -117,6 +123,9 @@ impl Server {
         .expect("opening the store panicked");
         let store = match opened {
             (_, Ok(store)) => Arc::new(store),
+            (_, Err(source @ StorageError::Locked { .. })) => {
+                return Err(ServeError::DataDirectoryInUse { source })
+            }
             (dir, Err(source)) => return Err(ServeError::StoreOpen { dir, source }),
         };
         let storage = &config.storage;

@@ -32,6 +32,14 @@ pub enum StorageError {
     /// The log was closed; no more appends are accepted.
     #[error("log {} is closed", path.display())]
     Closed { path: PathBuf },
+    /// Another open store, in this process or another, holds the data directory's lock. `pid`
+    /// is what the owner wrote into the lock file, if it has yet.
+    #[error(
+        "data directory {} is in use by another Wharf process{}",
+        dir.display(),
+        pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default()
+    )]
+    Locked { dir: PathBuf, pid: Option<u32> },
 }
 
 impl StorageError {

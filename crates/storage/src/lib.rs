@@ -3,8 +3,10 @@
 //! Storage knows records and offsets, not queues or topics. A [`Log`] is the one durable
 //! primitive: records are framed with a length and a CRC32C, appended with group commit, read
 //! back by offset, and recovered on open by truncating a torn tail. The [`MetaStore`] keeps small
-//! definitions (queues, topics, ...) atomically. A [`Store`] ties both to one data directory.
+//! definitions (queues, topics, ...) atomically. A [`Store`] ties both to one data directory,
+//! which it locks so that no other store can open it meanwhile.
 
+mod directory_lock;
 mod error;
 mod faults;
 mod log;

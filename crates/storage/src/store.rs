@@ -2,11 +2,13 @@
 //!
 //! ```text
 //! DATA_DIR/
+//!   lock                   held (flock) by the open store; holds its pid
 //!   meta/meta.json         definitions, rewritten atomically
 //!   logs/NAME/*.log        one directory of segments per log
 //! ```
 
 use crate::{
+    directory_lock::DirectoryLock,
     error::StorageError,
     faults::{Faults, FileOps},
     log::{Log, LogConfig},
@@ -33,12 +35,18 @@ pub struct Store {
     meta: MetaStore,
     metrics: Arc<StorageMetrics>,
     logs: Mutex<HashMap<String, Log>>,
+    /// Held, never read: dropping the store releases the directory to the next process.
+    _lock: DirectoryLock,
 }
 
 impl Store {
-    /// Opens or creates the store in `dir`. Blocking.
+    /// Opens or creates the store in `dir` and locks the directory until the store is dropped.
+    /// Fails with [`StorageError::Locked`] while another store has it open. Blocking.
     pub fn open(dir: impl AsRef<Path>, config: StoreConfig) -> Result<Store, StorageError> {
         let dir = dir.as_ref().to_path_buf();
+        fs::create_dir_all(&dir).map_err(|e| StorageError::io(&dir, e))?;
+        // Locked before anything inside is read or written.
+        let lock = DirectoryLock::acquire(&dir)?;
         fs::create_dir_all(dir.join("logs")).map_err(|e| StorageError::io(&dir, e))?;
         let meta = MetaStore::open(&dir.join("meta"), FileOps::new(config.faults.clone()))?;
         Ok(Store {
@@ -47,6 +55,7 @@ impl Store {
             meta,
             metrics: Arc::new(StorageMetrics::default()),
             logs: Mutex::new(HashMap::new()),
+            _lock: lock,
         })
     }
 

@@ -234,6 +234,38 @@ fn occupied_address_fails_with_status_one() {
 }
 
 #[test]
+fn a_second_server_on_a_data_directory_in_use_is_refused_until_the_first_dies() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().join("data");
+    let (mut first, first_address) = start_default(dir.path());
+
+    let mut command = wharf();
+    command
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .args(["--http-addr", &free_address().to_string()]);
+    let (status, _, stderr) = run_to_end(command, EXIT_DEADLINE);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let expected = format!(
+        "error: data directory {} is in use by another Wharf process (pid {}); \
+         stop it or choose another --data-dir",
+        data_dir.display(),
+        first.child.id()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+    let health = get(first_address, "/healthz").expect("healthz of the first server");
+    assert_eq!(health.status, 200);
+
+    // The kernel drops the lock of a killed process: no stale lock blocks the restart.
+    first.signal(libc::SIGKILL);
+    first.wait_exit(EXIT_DEADLINE);
+    let (_second, second_address) = start_default(dir.path());
+    let health = get(second_address, "/healthz").expect("healthz of the second server");
+    assert_eq!(health.status, 200);
+}
+
+#[test]
 fn malformed_flag_is_a_usage_error() {
     let mut command = wharf();
     command.args(["serve", "--http-addr", "not-an-address"]);
