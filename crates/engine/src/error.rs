@@ -47,6 +47,10 @@ pub enum EngineError {
     /// An engine task panicked (a bug) while serving this one operation; nothing else failed.
     #[error("internal error during {operation}")]
     Internal { operation: &'static str },
+    /// A configured limit on a resource many clients share is reached; `limit` names the
+    /// configuration field. Retrying later may succeed.
+    #[error("the limit {limit} = {max} is reached; try again later")]
+    LimitReached { limit: &'static str, max: usize },
     /// The engine is shutting down.
     #[error("the broker is shutting down")]
     ShuttingDown,

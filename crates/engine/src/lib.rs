@@ -6,6 +6,7 @@
 pub mod broker;
 pub mod clock;
 mod error;
+pub mod log_throttle;
 pub mod queue;
 pub mod topic;
 

@@ -424,3 +424,101 @@ async fn bad_bindings_are_refused_with_the_field() {
         Err(EngineError::InvalidName { .. })
     ));
 }
+
+#[tokio::test]
+async fn an_abandoned_request_expires_with_its_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START);
+    let (engine, _store) = open(dir.path(), clock.clone()).await;
+    engine
+        .put_queue("rpc", QueueOptions::default())
+        .await
+        .unwrap();
+    let waiting = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let target = RequestTarget::Queue("rpc".into());
+            engine
+                .request(target, json("1"), Duration::from_secs(5))
+                .await
+        })
+    };
+    guard(async {
+        while engine.queue_info("rpc").unwrap().stats.ready == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    clock.advance(Duration::from_secs(5));
+    assert!(matches!(
+        guard(waiting).await.unwrap(),
+        Err(EngineError::Timeout { .. })
+    ));
+    // No responder ever took it: the message left with its request instead of piling up.
+    assert!(drain(&engine, "rpc").await.is_empty());
+    assert_eq!(engine.queue_info("rpc").unwrap().stats.ready, 0);
+}
+
+#[tokio::test]
+async fn subscriptions_and_pending_requests_stop_at_their_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), StoreConfig::default()).unwrap());
+    let config = EngineConfig {
+        subscriptions_max: 2,
+        requests_pending_max: 1,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::open(store, ManualClock::new(START), config)
+        .await
+        .unwrap();
+    engine
+        .put_topic("events", TopicOptions::default())
+        .await
+        .unwrap();
+    let first = engine.subscribe("events", "#", Syntax::Amqp, None).unwrap();
+    let _second = engine.subscribe("events", "#", Syntax::Amqp, None).unwrap();
+    let refused = engine.subscribe("events", "#", Syntax::Amqp, None);
+    assert!(matches!(
+        refused,
+        Err(EngineError::LimitReached {
+            limit: "subscriptions_max",
+            max: 2
+        })
+    ));
+    drop(first);
+    engine
+        .subscribe("events", "#", Syntax::Amqp, None)
+        .expect("a slot came free");
+
+    engine
+        .put_queue("rpc", QueueOptions::default())
+        .await
+        .unwrap();
+    let waiting = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let target = RequestTarget::Queue("rpc".into());
+            engine
+                .request(target, json("1"), Duration::from_secs(60))
+                .await
+        })
+    };
+    guard(async {
+        while engine.queue_info("rpc").unwrap().stats.ready == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    let target = RequestTarget::Queue("rpc".into());
+    let refused = engine
+        .request(target, json("2"), Duration::from_secs(60))
+        .await;
+    assert!(matches!(
+        refused,
+        Err(EngineError::LimitReached {
+            limit: "requests_pending_max",
+            ..
+        })
+    ));
+    waiting.abort();
+}

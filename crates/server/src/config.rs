@@ -16,6 +16,11 @@
 //! fsync = "always"      # or "interval", "never"
 //! fsync_interval_ms = 100
 //! segment_bytes = 16777216  # queue logs
+//!
+//! [limits]
+//! http_connections_max = 10000
+//! requests_pending_max = 10000
+//! subscriptions_max = 1000
 //! ```
 
 use serde::Deserialize;
@@ -37,7 +42,34 @@ pub struct ServeConfig {
     pub http_addr: SocketAddr,
     pub log: LogSettings,
     pub storage: StorageSettings,
+    pub limits: LimitSettings,
 }
+
+/// Caps on what clients share; reaching one gets a clear refusal that names it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Open HTTP connections. One over it is answered 503 and closed. 10,000 leaves most of a
+    /// 65,536-descriptor budget to the store's files.
+    pub http_connections_max: usize,
+    /// Requests (request-reply, scatter-gather) waiting for replies at once; 429 past it.
+    pub requests_pending_max: usize,
+    /// Live topic subscriptions (SSE) at once; 429 past it.
+    pub subscriptions_max: usize,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings {
+            http_connections_max: HTTP_CONNECTIONS_MAX_DEFAULT,
+            requests_pending_max: wharf_engine::broker::REQUESTS_PENDING_MAX_DEFAULT,
+            subscriptions_max: wharf_engine::broker::SUBSCRIPTIONS_MAX_DEFAULT,
+        }
+    }
+}
+
+/// Default of [`LimitSettings::http_connections_max`].
+pub const HTTP_CONNECTIONS_MAX_DEFAULT: usize = 10_000;
 
 /// How the server writes its own logs (tracing output on stderr).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -128,6 +160,7 @@ impl Default for ServeConfig {
             http_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 7700)),
             log: LogSettings::default(),
             storage: StorageSettings::default(),
+            limits: LimitSettings::default(),
         }
     }
 }
@@ -201,6 +234,22 @@ impl ServeConfig {
                 storage.segment_bytes.to_string(),
                 &format!("must be between {SEGMENT_BYTES_MIN} and {SEGMENT_BYTES_MAX}"),
             ));
+        }
+        let limits = [
+            (
+                "limits.http_connections_max",
+                self.limits.http_connections_max,
+            ),
+            (
+                "limits.requests_pending_max",
+                self.limits.requests_pending_max,
+            ),
+            ("limits.subscriptions_max", self.limits.subscriptions_max),
+        ];
+        for (key, value) in limits {
+            if value == 0 {
+                return Err(invalid(key, "0".to_string(), "must be at least 1"));
+            }
         }
         if storage.fsync == FsyncMode::Interval && storage.fsync_interval_ms == 0 {
             return Err(invalid(
@@ -362,6 +411,21 @@ mod tests {
         parse("[storage]\nfsync_interval_ms = 0\n").expect("unused interval may be 0");
         let error = parse("[storage]\nfsync = \"interval\"\nfsync_interval_ms = 0\n").unwrap_err();
         assert!(error.to_string().contains("fsync_interval_ms"), "{error}");
+    }
+
+    #[test]
+    fn limits_parse_and_zero_is_refused() {
+        let config = parse("[limits]\nhttp_connections_max = 5\n").expect("parses");
+        assert_eq!(config.limits.http_connections_max, 5);
+        assert_eq!(
+            config.limits.subscriptions_max,
+            LimitSettings::default().subscriptions_max
+        );
+        let error = parse("[limits]\nsubscriptions_max = 0\n").unwrap_err();
+        assert!(
+            error.to_string().contains("limits.subscriptions_max"),
+            "{error}"
+        );
     }
 
     #[test]

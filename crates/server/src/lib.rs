@@ -6,6 +6,7 @@
 //! engine should own.
 
 pub mod config;
+mod connection_limit;
 pub mod http;
 pub mod readiness;
 mod serve;

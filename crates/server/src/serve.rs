@@ -8,10 +8,11 @@
 
 use crate::{
     config::ServeConfig,
+    connection_limit::LimitedListener,
     http::{self, AppState},
     readiness::Readiness,
 };
-use prometheus_client::registry::Registry;
+use prometheus_client::{metrics::counter::Counter, registry::Registry};
 use std::{
     future::{Future, IntoFuture},
     io,
@@ -32,6 +33,10 @@ use wharf_storage::{StorageError, Store, StoreConfig};
 /// is not a long poll to finish; short enough to end within a typical orchestrator's grace
 /// period (Kubernetes sends SIGKILL 30 s after SIGTERM), leaving time to close the store.
 pub const SHUTDOWN_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long closing the store (finishing appends, the last fsyncs) may take after the drain.
+/// 5 s on top of the drain still ends within Kubernetes' 30 s grace period.
+pub const STORE_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The server failed to start or to stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +87,7 @@ pub enum ServeError {
 /// [`Server::run`]). Binding port 0 and reading [`Server::local_addr`] lets tests pick a port.
 #[derive(Debug)]
 pub struct Server {
-    listener: TcpListener,
+    listener: LimitedListener,
     local_addr: SocketAddr,
     store: Arc<Store>,
     state: AppState,
@@ -139,6 +144,8 @@ impl Server {
         let engine_config = EngineConfig {
             durable_fsync: storage.fsync_policy(),
             queue_segment_bytes: storage.segment_bytes,
+            requests_pending_max: config.limits.requests_pending_max,
+            subscriptions_max: config.limits.subscriptions_max,
         };
         let engine = match Engine::open(store.clone(), Arc::new(SystemClock), engine_config).await {
             Ok(engine) => engine,
@@ -158,6 +165,12 @@ impl Server {
         readiness.set_store_open(true);
         let mut registry = Registry::default();
         store.metrics().register(&mut registry);
+        let connections_refused = Counter::default();
+        registry.register(
+            "wharf_http_connections_refused",
+            "HTTP connections refused because limits.http_connections_max were open",
+            connections_refused.clone(),
+        );
 
         let addr = config.http_addr;
         let listener = TcpListener::bind(addr)
@@ -166,6 +179,11 @@ impl Server {
         let local_addr = listener
             .local_addr()
             .map_err(|source| ServeError::Bind { addr, source })?;
+        let listener = LimitedListener::new(
+            listener,
+            config.limits.http_connections_max,
+            connections_refused,
+        );
         Ok(Server {
             listener,
             local_addr,
@@ -236,7 +254,18 @@ impl Server {
         };
         readiness.begin_shutdown();
         engine.close();
-        let closed = store.close().await;
+        // Bounded too: acknowledged data is already durable, so a close that hangs (a stuck
+        // disk) must not keep the process from exiting.
+        let closed = match tokio::time::timeout(STORE_CLOSE_TIMEOUT, store.close()).await {
+            Ok(closed) => closed,
+            Err(_) => {
+                tracing::error!(
+                    timeout_seconds = STORE_CLOSE_TIMEOUT.as_secs(),
+                    "the store did not close in time; exiting anyway"
+                );
+                Ok(())
+            }
+        };
         readiness.set_store_open(false);
         served?;
         closed.map_err(|source| ServeError::StoreClose { source })?;
@@ -288,6 +317,39 @@ mod tests {
         assert!(readiness.is_shutting_down());
         assert!(readiness.blocker().is_some());
         assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn connections_over_the_limit_are_refused_with_a_problem_naming_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = test_config(dir.path());
+        config.limits.http_connections_max = 2;
+        let server = Server::bind(&config).await.expect("binds");
+        let addr = server.local_addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let running = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        let first = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let _second = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let refused = get(addr, "/healthz").await.expect("an answer, not a hang");
+        assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+        assert!(refused.contains("http_connections_max = 2"), "{refused}");
+        drop(first);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let reply = get(addr, "/healthz").await.expect("request");
+            if reply.starts_with("HTTP/1.1 200") {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "a closed connection frees its slot"
+            );
+            tokio::task::yield_now().await;
+        }
+        stop.send(()).expect("server running");
+        running.await.expect("no panic").expect("clean shutdown");
     }
 
     #[tokio::test]

@@ -45,13 +45,28 @@ pub struct EngineConfig {
     /// Segment size of queue logs: 16 MiB keeps a queue's preallocated footprint small while a
     /// segment still holds thousands of messages.
     pub queue_segment_bytes: u64,
+    /// Most requests (request-reply and scatter-gather) waiting for replies at once. Each holds
+    /// a reply address and a buffer in memory until its reply or timeout.
+    pub requests_pending_max: usize,
+    /// Most live topic subscriptions (SSE subscribers) at once, across every topic. Each holds
+    /// a buffer of up to 1,024 messages.
+    pub subscriptions_max: usize,
 }
+
+/// Default of [`EngineConfig::requests_pending_max`]: 10,000 waiting requests with one 1 KiB
+/// reply each is about 10 MiB, and far more concurrent requests than one node's clients send.
+pub const REQUESTS_PENDING_MAX_DEFAULT: usize = 10_000;
+/// Default of [`EngineConfig::subscriptions_max`]: a subscriber's buffer can hold 1,024
+/// messages, so 1,000 slow subscribers of 1 KiB messages stay near 1 GiB at worst.
+pub const SUBSCRIPTIONS_MAX_DEFAULT: usize = 1_000;
 
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             durable_fsync: FsyncPolicy::Always,
             queue_segment_bytes: 16 << 20,
+            requests_pending_max: REQUESTS_PENDING_MAX_DEFAULT,
+            subscriptions_max: SUBSCRIPTIONS_MAX_DEFAULT,
         }
     }
 }
@@ -75,6 +90,8 @@ struct Inner {
     /// registry in step).
     admin: tokio::sync::Mutex<()>,
     ids: Mutex<MessageIdGenerator>,
+    /// Live topic subscriptions, against [`EngineConfig::subscriptions_max`].
+    subscriptions: Arc<std::sync::atomic::AtomicUsize>,
     /// Differs per process start, so receipts from an earlier run never match.
     seed: u64,
     closing: AtomicBool,
@@ -97,6 +114,7 @@ impl Engine {
                 replies: Mutex::default(),
                 admin: tokio::sync::Mutex::new(()),
                 ids: Mutex::new(MessageIdGenerator::new()),
+                subscriptions: Arc::default(),
                 seed: random_u64(),
                 closing: AtomicBool::new(false),
             }),

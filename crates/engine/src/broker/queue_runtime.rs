@@ -11,6 +11,7 @@ use super::{
 };
 use crate::{
     error::EngineError,
+    log_throttle::LogThrottle,
     queue::{
         DedupKey, EnqueueMeta, NackAction, NackOutcome, QueueOptions, QueueState, QueueStats,
         Receipt, Seq, Settle, SettleReason,
@@ -235,7 +236,10 @@ impl QueueRuntime {
             })
             .collect();
         if let Err(error) = self.log.append_lazy(&records) {
-            tracing::warn!(queue = %self.name, %error, "could not record deliveries");
+            static THROTTLE: LogThrottle = LogThrottle::new();
+            if let Some(suppressed) = THROTTLE.allow() {
+                tracing::warn!(queue = %self.name, %error, suppressed, "could not record deliveries");
+            }
         }
     }
 

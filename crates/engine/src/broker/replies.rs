@@ -163,24 +163,33 @@ impl Engine {
             .clone()
             .unwrap_or_else(|| self.generate_id(now));
         let (sender, mut replies) = mpsc::channel(expect);
-        self.inner
-            .replies
-            .lock()
-            .expect("replies lock")
-            .pending
-            .insert(
+        {
+            let mut registry = self.inner.replies.lock().expect("replies lock");
+            let max = self.inner.config.requests_pending_max;
+            if registry.pending.len() >= max {
+                return Err(EngineError::LimitReached {
+                    limit: "requests_pending_max",
+                    max,
+                });
+            }
+            registry.pending.insert(
                 reply_to.clone(),
                 Pending {
                     correlation_id: correlation_id.clone(),
                     replies: sender,
                 },
             );
+        }
         let _guard = PendingGuard {
             engine: self,
             reply_to: reply_to.clone(),
         };
         message.reply_to = Some(reply_to);
         message.correlation_id = Some(correlation_id);
+        // Nobody waits for an answer after the timeout: the request message expires with it,
+        // so abandoned requests do not pile up in a queue no responder drains.
+        let expiry = timeout.max(Duration::from_millis(1));
+        message.ttl = Some(message.ttl.map_or(expiry, |ttl| ttl.min(expiry)));
         match target {
             RequestTarget::Queue(queue) => {
                 self.send(&queue, vec![message]).await?;

@@ -6,6 +6,7 @@ use super::{
 };
 use crate::{
     error::EngineError,
+    log_throttle::LogThrottle,
     queue::{DeadLetterReason as StateReason, QueueOptions, Seq, Settle, SettleReason},
 };
 use std::{
@@ -238,7 +239,10 @@ pub(super) async fn run_timer(inner: Weak<Inner>, queue: Arc<QueueRuntime>) {
             return;
         };
         if let Err(error) = engine.persist_settlements(&queue, settles).await {
-            tracing::warn!(queue = %queue.name, %error, "could not persist timer settlements");
+            static THROTTLE: LogThrottle = LogThrottle::new();
+            if let Some(suppressed) = THROTTLE.allow() {
+                tracing::warn!(queue = %queue.name, %error, suppressed, "could not persist timer settlements");
+            }
         }
     }
 }

@@ -12,7 +12,7 @@ use std::{
     pin::Pin,
     str::FromStr,
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
         Arc, Mutex, RwLock,
     },
 };
@@ -109,6 +109,8 @@ struct Subscriber {
 struct SubscriberGuard {
     id: u64,
     subscribers: Arc<Mutex<Vec<Subscriber>>>,
+    /// The engine's count of live subscriptions, taken by this one.
+    count: Arc<AtomicUsize>,
 }
 
 impl Drop for SubscriberGuard {
@@ -116,6 +118,7 @@ impl Drop for SubscriberGuard {
         if let Ok(mut subscribers) = self.subscribers.lock() {
             subscribers.retain(|s| s.id != self.id);
         }
+        self.count.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -248,6 +251,7 @@ impl Engine {
         let record = TopicRecord::BindingRemoved { id: id.to_string() };
         runtime.log.append_one(record.encode()).await?;
         runtime.router.write().expect("router lock").remove(id);
+        runtime.matched.lock().expect("matched lock").remove(id);
         Ok(())
     }
 
@@ -300,6 +304,19 @@ impl Engine {
         let filter = filter
             .map(|f| Filter::parse(f).map_err(|e| validate::field_error("filter", &e.to_string())))
             .transpose()?;
+        let count = self.inner.subscriptions.clone();
+        let max = self.inner.config.subscriptions_max;
+        if count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_err()
+        {
+            return Err(EngineError::LimitReached {
+                limit: "subscriptions_max",
+                max,
+            });
+        }
         let (sender, messages) = mpsc::channel(SUBSCRIBER_BUFFER);
         let subscriber = Subscriber {
             id: runtime.next_subscriber.fetch_add(1, Ordering::Relaxed),
@@ -319,6 +336,7 @@ impl Engine {
         let guard = SubscriberGuard {
             id: subscriber.id,
             subscribers: runtime.subscribers.clone(),
+            count,
         };
         runtime
             .subscribers

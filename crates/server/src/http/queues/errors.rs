@@ -3,7 +3,7 @@
 
 use crate::http::Problem;
 use axum::http::StatusCode;
-use wharf_engine::EngineError;
+use wharf_engine::{log_throttle::LogThrottle, EngineError};
 
 impl From<EngineError> for Problem {
     fn from(error: EngineError) -> Self {
@@ -31,22 +31,34 @@ impl From<EngineError> for Problem {
             // like a full bounded buffer. 429 would tell this client to slow down, but the
             // queue stays full whoever sends until a consumer catches up.
             EngineError::QueueFull { .. } => Problem::new(StatusCode::CONFLICT).with_detail(detail),
+            EngineError::LimitReached { .. } => {
+                Problem::new(StatusCode::TOO_MANY_REQUESTS).with_detail(detail)
+            }
             EngineError::ShuttingDown => {
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE).with_detail(detail)
             }
             EngineError::Storage(storage) if storage.is_disk_full() => {
-                tracing::warn!(error = %storage, "request failed: disk full");
+                static THROTTLE: LogThrottle = LogThrottle::new();
+                if let Some(suppressed) = THROTTLE.allow() {
+                    tracing::warn!(error = %storage, suppressed, "request failed: disk full");
+                }
                 Problem::new(StatusCode::INSUFFICIENT_STORAGE).with_detail(detail)
             }
             EngineError::Storage(storage) => {
-                tracing::error!(error = %storage, "request failed: storage error");
+                static THROTTLE: LogThrottle = LogThrottle::new();
+                if let Some(suppressed) = THROTTLE.allow() {
+                    tracing::error!(error = %storage, suppressed, "request failed: storage error");
+                }
                 Problem::new(StatusCode::INTERNAL_SERVER_ERROR).with_detail(detail)
             }
             EngineError::QueueBroken { .. } | EngineError::Internal { .. } => {
                 Problem::new(StatusCode::INTERNAL_SERVER_ERROR).with_detail(detail)
             }
             EngineError::Record(record) => {
-                tracing::error!(error = %record, "request failed: bad record");
+                static THROTTLE: LogThrottle = LogThrottle::new();
+                if let Some(suppressed) = THROTTLE.allow() {
+                    tracing::error!(error = %record, suppressed, "request failed: bad record");
+                }
                 Problem::new(StatusCode::INTERNAL_SERVER_ERROR).with_detail(detail)
             }
         }
