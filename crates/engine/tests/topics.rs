@@ -216,6 +216,56 @@ async fn live_subscriptions_get_matching_messages_as_published() {
     assert!(subscription.messages.try_recv().is_err());
 }
 
+/// A body with a text too long for the filters to judge is refused by every filter that meets
+/// it, and each refusal is counted; bindings without a filter still take it.
+#[tokio::test]
+async fn filters_stopped_by_a_cost_limit_do_not_match_and_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _store) = setup(dir.path()).await;
+    engine
+        .bind(
+            "orders",
+            bind_queue("orders.#", "eu", Some("not text matches '(a|aa)*x'")),
+        )
+        .await
+        .unwrap();
+    let mut subscription = engine
+        .subscribe(
+            "orders",
+            "orders.*",
+            Syntax::Amqp,
+            Some("text contains 'b'"),
+        )
+        .unwrap();
+    let text = "a".repeat(1 << 20);
+    let published = engine
+        .publish(
+            "orders",
+            vec![
+                publish(
+                    "orders.us",
+                    &format!(r#"{{"amount": 5000, "text": "{text}b"}}"#),
+                ),
+                publish("orders.us", r#"{"amount": 5, "text": "ab"}"#),
+            ],
+        )
+        .await
+        .unwrap();
+    // `all` takes both and `big` judges by `amount` alone. `eu` and the subscriber take the
+    // short text and are stopped on the long one: even `not` does not let it through.
+    let routed: Vec<_> = published.iter().map(|p| p.routed).collect();
+    assert_eq!(routed, [2, 2]);
+    assert_eq!(
+        drain(&engine, "eu").await,
+        [r#"{"amount": 5, "text": "ab"}"#]
+    );
+    let got = guard(subscription.messages.recv()).await.unwrap();
+    assert_eq!(got.body.as_ref(), br#"{"amount": 5, "text": "ab"}"#);
+    assert!(subscription.messages.try_recv().is_err());
+    let stats = engine.topic_info("orders").unwrap().stats;
+    assert_eq!(stats.filters_stopped, 2);
+}
+
 #[tokio::test]
 async fn fanout_topic_to_topic_and_alternate_destination() {
     let dir = tempfile::tempdir().unwrap();

@@ -18,7 +18,7 @@ use std::{
 };
 use tokio::sync::mpsc;
 use wharf_model::{
-    filter::Filter,
+    filter::{Evaluation, Filter},
     message::Message,
     pattern::{Pattern, Syntax},
     QueueName,
@@ -63,6 +63,9 @@ pub struct TopicStats {
     pub routed: u64,
     pub unroutable: u64,
     pub bindings: u64,
+    /// Filter evaluations (bindings, rules, subscriptions) that a cost limit stopped, each
+    /// counted as no match (docs/filters.md, "Cost of one evaluation").
+    pub filters_stopped: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +96,7 @@ pub(super) struct TopicRuntime {
     published: AtomicU64,
     routed: AtomicU64,
     unroutable: AtomicU64,
+    filters_stopped: AtomicU64,
     matched: Mutex<HashMap<String, u64>>,
 }
 
@@ -330,7 +334,10 @@ impl Engine {
             .lock()
             .expect("retained lock")
             .iter()
-            .filter(|(key, message)| subscriber.wants(key, message, json_body(message).as_ref()))
+            .filter(|(key, message)| {
+                let wanted = subscriber.wants(key, message, json_body(message).as_ref());
+                runtime.count_filter_stop(wanted)
+            })
             .map(|(_, message)| message.clone())
             .collect();
         let guard = SubscriberGuard {
@@ -465,6 +472,7 @@ impl Engine {
             published: AtomicU64::new(0),
             routed: AtomicU64::new(0),
             unroutable: AtomicU64::new(0),
+            filters_stopped: AtomicU64::new(0),
             matched: Mutex::default(),
         };
         self.inner
@@ -531,14 +539,23 @@ impl TopicRuntime {
                 *matched.entry(id.clone()).or_default() += 1;
             }
         }
-        for subscriber in subscribers
-            .iter()
-            .filter(|s| s.wants(key, message, body.as_ref()))
-        {
-            // At most once: a subscriber too slow to keep its buffer free misses messages.
-            let _ = subscriber.sender.try_send(message.clone());
+        self.filters_stopped
+            .fetch_add(route.filters_stopped, Ordering::Relaxed);
+        for subscriber in subscribers.iter() {
+            if self.count_filter_stop(subscriber.wants(key, message, body.as_ref())) {
+                // At most once: a subscriber too slow to keep its buffer free misses messages.
+                let _ = subscriber.sender.try_send(message.clone());
+            }
         }
         route.destinations.into_iter().collect()
+    }
+
+    /// Counts `evaluation` if a cost limit stopped it; whether it matched either way.
+    fn count_filter_stop(&self, evaluation: Evaluation) -> bool {
+        if evaluation.stopped_by.is_some() {
+            self.filters_stopped.fetch_add(1, Ordering::Relaxed);
+        }
+        evaluation.matched
     }
 
     fn count(&self, routed: &[usize]) {
@@ -553,14 +570,18 @@ impl TopicRuntime {
 }
 
 impl Subscriber {
-    fn wants(&self, key: &str, message: &Message, body: Option<&serde_json::Value>) -> bool {
+    /// The key pattern first; the filter runs only when it matches.
+    fn wants(&self, key: &str, message: &Message, body: Option<&serde_json::Value>) -> Evaluation {
         let mut words = Vec::new();
-        self.syntax.split_key(key, &mut words).is_ok()
-            && self.pattern.matches(&words)
-            && self
-                .filter
-                .as_ref()
-                .is_none_or(|f| f.matches(&message.headers, body))
+        let key_matches =
+            self.syntax.split_key(key, &mut words).is_ok() && self.pattern.matches(&words);
+        match &self.filter {
+            Some(filter) if key_matches => filter.evaluate(&message.headers, body),
+            _ => Evaluation {
+                matched: key_matches,
+                stopped_by: None,
+            },
+        }
     }
 }
 
@@ -625,6 +646,7 @@ fn topic_info(topic: &Arc<TopicRuntime>) -> TopicInfo {
             routed: topic.routed.load(Ordering::Relaxed),
             unroutable: topic.unroutable.load(Ordering::Relaxed),
             bindings: router.len() as u64,
+            filters_stopped: topic.filters_stopped.load(Ordering::Relaxed),
         },
     }
 }

@@ -9,7 +9,7 @@ use super::{BindingSpec, Destination, HeadersMode, RulesMode, TopicKind, TopicOp
 use crate::error::EngineError;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use wharf_model::{
-    filter::Filter,
+    filter::{Evaluation, Filter},
     pattern::{Pattern, Syntax, Trie},
 };
 
@@ -28,6 +28,9 @@ pub struct Route {
     pub bindings: Vec<String>,
     /// Sent to the alternate destination because nothing else matched.
     pub alternate: bool,
+    /// Filter evaluations a cost limit stopped, each counted as no match (docs/filters.md,
+    /// "Cost of one evaluation"); callers add them to the topic's statistics.
+    pub filters_stopped: u64,
 }
 
 #[derive(Debug)]
@@ -143,13 +146,17 @@ impl Router {
             let Some(binding) = self.bindings.get(id) else {
                 continue;
             };
-            if binding_matches(binding, headers, body) {
+            let evaluation = binding_matches(binding, headers, body);
+            route.filters_stopped += u64::from(evaluation.stopped_by.is_some());
+            if evaluation.matched {
                 route.destinations.insert(binding.spec.destination.clone());
                 route.bindings.push(id.clone());
             }
         }
         for (filter, destination) in &self.rules {
-            if filter.matches(headers, body) {
+            let evaluation = filter.evaluate(headers, body);
+            route.filters_stopped += u64::from(evaluation.stopped_by.is_some());
+            if evaluation.matched {
                 route.destinations.insert(destination.clone());
                 if self.options.rules_mode == RulesMode::First {
                     break;
@@ -225,11 +232,12 @@ impl Router {
     }
 }
 
+/// The headers test first; the filter runs only when it passes.
 fn binding_matches(
     binding: &Compiled,
     headers: &BTreeMap<String, String>,
     body: Option<&serde_json::Value>,
-) -> bool {
+) -> Evaluation {
     let headers_pass = binding.spec.headers.as_ref().is_none_or(|wanted| {
         let mut checks = wanted
             .values
@@ -240,11 +248,13 @@ fn binding_matches(
             HeadersMode::Any => checks.any(|ok| ok),
         }
     });
-    headers_pass
-        && binding
-            .filter
-            .as_ref()
-            .is_none_or(|f| f.matches(headers, body))
+    match &binding.filter {
+        Some(filter) if headers_pass => filter.evaluate(headers, body),
+        _ => Evaluation {
+            matched: headers_pass,
+            stopped_by: None,
+        },
+    }
 }
 
 fn compile_rules(options: &TopicOptions) -> Result<Vec<(Filter, Destination)>, EngineError> {
@@ -272,6 +282,7 @@ mod tests {
     use super::*;
     use crate::topic::{HeadersMatch, RuleSpec};
     use serde_json::json;
+    use wharf_model::filter::{FILTER_EVALUATION_COST_MAX, FILTER_MATCH_TEXT_BYTES_MAX};
 
     fn queue(name: &str) -> Destination {
         Destination::Queue(name.into())
@@ -358,6 +369,33 @@ mod tests {
             names(&router.route("orders.new", &none, Some(&small))),
             ["all"]
         );
+    }
+
+    #[test]
+    fn filters_stopped_by_a_limit_fall_to_the_alternate_and_are_counted() {
+        let options = TopicOptions {
+            rules: vec![RuleSpec {
+                filter: "text contains 'x'".into(),
+                destination: queue("rule"),
+            }],
+            alternate: Some(queue("lost")),
+            ..TopicOptions::default()
+        };
+        let mut router = Router::new(options).unwrap();
+        let mut filtered = binding("orders.#", Syntax::Amqp, "filtered");
+        filtered.filter = Some("not text matches 'x'".into());
+        router.add("1".into(), filtered).unwrap();
+        let none = BTreeMap::new();
+
+        // Past both the text cap of `matches` and the budget of `contains`.
+        let text = "a".repeat(FILTER_EVALUATION_COST_MAX + FILTER_MATCH_TEXT_BYTES_MAX);
+        let route = router.route("orders.new", &none, Some(&json!({ "text": text })));
+        assert_eq!(names(&route), ["lost"]);
+        assert_eq!(route.filters_stopped, 2);
+
+        let route = router.route("orders.new", &none, Some(&json!({ "text": "x" })));
+        assert_eq!(names(&route), ["rule"]);
+        assert_eq!(route.filters_stopped, 0);
     }
 
     #[test]

@@ -1,22 +1,64 @@
-//! Evaluates a parsed filter against one message's headers and JSON body.
+//! Evaluates a parsed filter against one message's headers and JSON body, within a cost budget.
 //!
 //! The rules (docs/filters.md, "Types" and "Missing fields"): a missing field makes every
 //! predicate false except `not`, which negates as usual; `!=` is true only for a present
 //! field whose value differs; values of different types are never equal or ordered; a header
 //! is a string, read as a number when compared with a number.
+//!
+//! The cost rules (docs/filters.md, "Cost of one evaluation"): a `matches` refuses a text longer
+//! than [`FILTER_MATCH_TEXT_BYTES_MAX`], and the whole evaluation may spend at most
+//! [`FILTER_EVALUATION_COST_MAX`] units. Either limit stops the evaluation as a whole with "no
+//! match", so a message a filter could not judge is never let through, not even under `not`.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::ast::{CompareOperator, Expr, Literal, Number, Path, Root, Segment};
+use super::ast::{CompareOperator, CompiledRegex, Expr, Literal, Number, Path, Root, Segment};
 use super::lexer::parse_number_text;
+use super::{FILTER_EVALUATION_COST_MAX, FILTER_MATCH_TEXT_BYTES_MAX};
+
+/// What evaluating a filter against one message gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Evaluation {
+    /// Whether the message passes. Always false when `stopped_by` is set: a filter that could
+    /// not finish fails closed.
+    pub matched: bool,
+    /// The limit that stopped the evaluation, if one did. Callers count these, because each is
+    /// a message that a filter refused without reading it through.
+    pub stopped_by: Option<EvaluationLimit>,
+}
+
+/// A limit that stops an evaluation before it finishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvaluationLimit {
+    /// A `matches` met a text of `length` bytes, more than [`FILTER_MATCH_TEXT_BYTES_MAX`].
+    MatchTextTooLong { length: usize },
+    /// The next step would have spent more than [`FILTER_EVALUATION_COST_MAX`] in total.
+    BudgetExhausted,
+}
 
 /// The message as a filter sees it.
 pub(super) struct Message<'a> {
     pub headers: &'a BTreeMap<String, String>,
     pub body: Option<&'a Value>,
+}
+
+pub(super) fn evaluate(expr: &Expr, message: &Message<'_>) -> Evaluation {
+    let mut budget = Budget {
+        remaining: FILTER_EVALUATION_COST_MAX,
+    };
+    match evaluate_node(expr, message, &mut budget) {
+        Ok(matched) => Evaluation {
+            matched,
+            stopped_by: None,
+        },
+        Err(limit) => Evaluation {
+            matched: false,
+            stopped_by: Some(limit),
+        },
+    }
 }
 
 /// A field a path found.
@@ -26,11 +68,49 @@ enum Field<'a> {
     Json(&'a Value),
 }
 
-pub(super) fn evaluate(expr: &Expr, message: &Message<'_>) -> bool {
-    match expr {
-        Expr::Or(operands) => operands.iter().any(|operand| evaluate(operand, message)),
-        Expr::And(operands) => operands.iter().all(|operand| evaluate(operand, message)),
-        Expr::Not(operand) => !evaluate(operand, message),
+/// Cost units an evaluation may still spend.
+struct Budget {
+    remaining: usize,
+}
+
+impl Budget {
+    /// Takes `cost` before the work it pays for, so no work past the budget ever starts.
+    fn spend(&mut self, cost: usize) -> Result<(), EvaluationLimit> {
+        self.remaining = self
+            .remaining
+            .checked_sub(cost)
+            .ok_or(EvaluationLimit::BudgetExhausted)?;
+        Ok(())
+    }
+}
+
+/// One unit per node; `contains`, `starts_with` and `matches` also pay for the message text
+/// they read. Comparisons and `in` read at most the bytes of their literals (which
+/// `FILTER_BYTES_MAX` bounds) or a header (which doors bound), so the node pays for them.
+fn evaluate_node(
+    expr: &Expr,
+    message: &Message<'_>,
+    budget: &mut Budget,
+) -> Result<bool, EvaluationLimit> {
+    budget.spend(1)?;
+    let matched = match expr {
+        Expr::Or(operands) => {
+            for operand in operands {
+                if evaluate_node(operand, message, budget)? {
+                    return Ok(true);
+                }
+            }
+            false
+        }
+        Expr::And(operands) => {
+            for operand in operands {
+                if !evaluate_node(operand, message, budget)? {
+                    return Ok(false);
+                }
+            }
+            true
+        }
+        Expr::Not(operand) => !evaluate_node(operand, message, budget)?,
         Expr::Exists(path) => resolve(path, message).is_some(),
         Expr::Compare {
             path,
@@ -39,16 +119,37 @@ pub(super) fn evaluate(expr: &Expr, message: &Message<'_>) -> bool {
         } => resolve(path, message).is_some_and(|field| compare(field, *operator, value)),
         Expr::In { path, values } => resolve(path, message)
             .is_some_and(|field| values.iter().any(|value| equals(field, value))),
-        Expr::Contains { path, value } => {
-            resolve(path, message).is_some_and(|field| contains(field, value))
-        }
-        Expr::StartsWith { path, prefix } => resolve(path, message)
-            .and_then(text)
-            .is_some_and(|text| text.starts_with(prefix.as_str())),
-        Expr::Matches { path, regex } => resolve(path, message)
-            .and_then(text)
-            .is_some_and(|text| regex.is_match(text)),
+        Expr::Contains { path, value } => match resolve(path, message) {
+            Some(field) => contains(field, value, budget)?,
+            None => false,
+        },
+        Expr::StartsWith { path, prefix } => match resolve(path, message).and_then(text) {
+            Some(text) => {
+                budget.spend(prefix.len().min(text.len()))?;
+                text.starts_with(prefix.as_str())
+            }
+            None => false,
+        },
+        Expr::Matches { path, regex } => match resolve(path, message).and_then(text) {
+            Some(text) => regex_matches(regex, text, budget)?,
+            None => false,
+        },
+    };
+    Ok(matched)
+}
+
+/// The text cap comes before the budget: a text too long for any `matches` is reported as
+/// such, whatever budget is left.
+fn regex_matches(
+    regex: &CompiledRegex,
+    text: &str,
+    budget: &mut Budget,
+) -> Result<bool, EvaluationLimit> {
+    if text.len() > FILTER_MATCH_TEXT_BYTES_MAX {
+        return Err(EvaluationLimit::MatchTextTooLong { length: text.len() });
     }
+    budget.spend(text.len())?;
+    Ok(regex.is_match(text))
 }
 
 fn resolve<'a>(path: &Path, message: &Message<'a>) -> Option<Field<'a>> {
@@ -118,15 +219,30 @@ fn order(field: Field<'_>, literal: &Literal) -> Option<Ordering> {
     }
 }
 
-fn contains(field: Field<'_>, literal: &Literal) -> bool {
+/// An array pays one unit per element compared, a string one per byte searched.
+fn contains(
+    field: Field<'_>,
+    literal: &Literal,
+    budget: &mut Budget,
+) -> Result<bool, EvaluationLimit> {
     match (field, literal) {
-        (Field::Json(Value::Array(elements)), literal) => elements
-            .iter()
-            .any(|element| equals(Field::Json(element), literal)),
-        (field, Literal::String(needle)) => {
-            text(field).is_some_and(|text| text.contains(needle.as_str()))
+        (Field::Json(Value::Array(elements)), literal) => {
+            for element in elements {
+                budget.spend(1)?;
+                if equals(Field::Json(element), literal) {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
         }
-        _ => false,
+        (field, Literal::String(needle)) => match text(field) {
+            Some(text) => {
+                budget.spend(text.len())?;
+                Ok(text.contains(needle.as_str()))
+            }
+            None => Ok(false),
+        },
+        _ => Ok(false),
     }
 }
 

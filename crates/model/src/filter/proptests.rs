@@ -150,7 +150,7 @@ fn apply(text: &str, edits: &[Edit]) -> String {
 }
 
 /// Parses `text` without panicking; a success must print canonically, reparse to an equal
-/// filter and evaluate; a failure must point inside the input.
+/// filter and evaluate within the cost limits; a failure must point inside the input.
 fn check_any_input(text: &str) {
     match Filter::parse(text) {
         Ok(filter) => {
@@ -161,8 +161,11 @@ fn check_any_input(text: &str) {
             assert_eq!(reparsed, filter, "{canonical:?} from {text:?}");
             let headers = BTreeMap::from([("region".to_owned(), "eu".to_owned())]);
             let body = json!({"amount": 5, "a": [1, "x", {"b": null}], "s": "text"});
-            filter.matches(&headers, Some(&body));
-            filter.matches(&headers, None);
+            // No filter the parser accepts reaches a cost limit on a small message.
+            let evaluation = filter.evaluate(&headers, Some(&body));
+            assert_eq!(evaluation.stopped_by, None, "{text:?}");
+            assert_eq!(filter.matches(&headers, Some(&body)), evaluation.matched);
+            assert_eq!(filter.evaluate(&headers, None).stopped_by, None, "{text:?}");
         }
         Err(error) => {
             assert!(error.offset <= text.len(), "{text:?}: {error:?}");

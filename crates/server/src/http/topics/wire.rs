@@ -62,6 +62,9 @@ pub struct TopicStatsBody {
     /// Messages that reached no destination.
     pub unroutable: u64,
     pub bindings: u64,
+    /// Filter evaluations stopped by a cost limit (a text too long for `matches`, or the
+    /// budget spent); each counted as no match.
+    pub filters_stopped: u64,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -348,6 +351,7 @@ impl From<TopicInfo> for TopicInfoBody {
             routed,
             unroutable,
             bindings,
+            filters_stopped,
         } = info.stats;
         TopicInfoBody {
             name: info.name,
@@ -367,6 +371,7 @@ impl From<TopicInfo> for TopicInfoBody {
                 routed,
                 unroutable,
                 bindings,
+                filters_stopped,
             },
         }
     }
