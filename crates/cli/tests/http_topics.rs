@@ -490,6 +490,15 @@ fn a_request_gets_its_reply_or_times_out() {
     );
     assert!(reply["reply"]["correlation_id"].is_string(), "{reply}");
 
+    // A responder takes the request but answers too late.
+    let slow = {
+        let client = client.clone();
+        std::thread::spawn(move || {
+            let body = json!({"max_messages": 1, "wait_ms": 10_000});
+            let reply = client.expect(200, "POST", "/v1/queues/rpc/receive", &body);
+            reply["messages"].as_array().expect("messages").clone()
+        })
+    };
     let started = Instant::now();
     let timed_out = client.call(
         "POST",
@@ -498,10 +507,11 @@ fn a_request_gets_its_reply_or_times_out() {
     );
     assert_eq!(timed_out.status, 504, "{}", timed_out.body);
     assert_eq!(timed_out.content_type, "application/problem+json");
+    assert_eq!(timed_out.body["code"], "timeout");
     assert!(started.elapsed() >= Duration::from_millis(300));
 
-    // The unanswered request is still in the queue; its reply address is gone.
-    let stale = client.receive("rpc", 1, 30_000);
+    // The reply address is gone with the request.
+    let stale = slow.join().expect("slow responder");
     let late = client.call(
         "POST",
         "/v1/reply",

@@ -165,25 +165,7 @@ impl Server {
         readiness.set_store_open(true);
         let mut registry = Registry::default();
         store.metrics().register(&mut registry);
-        let connections_refused = Counter::default();
-        registry.register(
-            "wharf_http_connections_refused",
-            "HTTP connections refused because limits.http_connections_max were open",
-            connections_refused.clone(),
-        );
-
-        let addr = config.http_addr;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServeError::Bind { addr, source })?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| ServeError::Bind { addr, source })?;
-        let listener = LimitedListener::new(
-            listener,
-            config.limits.http_connections_max,
-            connections_refused,
-        );
+        let (listener, local_addr) = bind_listener(config, &mut registry).await?;
         Ok(Server {
             listener,
             local_addr,
@@ -272,6 +254,31 @@ impl Server {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Binds the HTTP address behind the connection limit, whose refusals `registry` counts.
+async fn bind_listener(
+    config: &ServeConfig,
+    registry: &mut Registry,
+) -> Result<(LimitedListener, SocketAddr), ServeError> {
+    let connections_refused = Counter::default();
+    registry.register(
+        "wharf_http_connections_refused",
+        "HTTP connections refused because limits.http_connections_max were open",
+        connections_refused.clone(),
+    );
+    let addr = config.http_addr;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let max = config.limits.http_connections_max;
+    Ok((
+        LimitedListener::new(listener, max, connections_refused),
+        local_addr,
+    ))
 }
 
 #[cfg(test)]

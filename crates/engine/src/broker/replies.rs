@@ -142,6 +142,29 @@ impl Engine {
         Ok(sent)
     }
 
+    /// Registers a waiting request under its reply address, within `requests_pending_max`.
+    fn register_pending(
+        &self,
+        reply_to: &str,
+        correlation_id: &str,
+        replies: mpsc::Sender<Message>,
+    ) -> Result<(), EngineError> {
+        let mut registry = self.inner.replies.lock().expect("replies lock");
+        let max = self.inner.config.requests_pending_max;
+        if registry.pending.len() >= max {
+            return Err(EngineError::LimitReached {
+                limit: "requests_pending_max",
+                max,
+            });
+        }
+        let pending = Pending {
+            correlation_id: correlation_id.to_string(),
+            replies,
+        };
+        registry.pending.insert(reply_to.to_string(), pending);
+        Ok(())
+    }
+
     async fn gather(
         &self,
         target: RequestTarget,
@@ -163,23 +186,7 @@ impl Engine {
             .clone()
             .unwrap_or_else(|| self.generate_id(now));
         let (sender, mut replies) = mpsc::channel(expect);
-        {
-            let mut registry = self.inner.replies.lock().expect("replies lock");
-            let max = self.inner.config.requests_pending_max;
-            if registry.pending.len() >= max {
-                return Err(EngineError::LimitReached {
-                    limit: "requests_pending_max",
-                    max,
-                });
-            }
-            registry.pending.insert(
-                reply_to.clone(),
-                Pending {
-                    correlation_id: correlation_id.clone(),
-                    replies: sender,
-                },
-            );
-        }
+        self.register_pending(&reply_to, &correlation_id, sender)?;
         let _guard = PendingGuard {
             engine: self,
             reply_to: reply_to.clone(),

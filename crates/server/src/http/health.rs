@@ -1,8 +1,8 @@
 //! Liveness and readiness probes: `/healthz` says the process answers, `/readyz` says it should
 //! get traffic (store open, not shutting down).
 
-use super::{AppState, Problem};
-use axum::{extract::State, http::StatusCode, Json};
+use super::{AppState, Problem, ProblemCode};
+use axum::{extract::State, Json};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -43,8 +43,6 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<ProbeStatus>, 
         None => Ok(Json(ProbeStatus {
             status: "ready".to_string(),
         })),
-        Some(reason) => {
-            Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE).with_detail(reason.describe()))
-        }
+        Some(reason) => Err(Problem::new(ProblemCode::Unavailable).with_detail(reason.describe())),
     }
 }

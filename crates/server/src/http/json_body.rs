@@ -4,7 +4,7 @@
 //! axum's own `Json` answers plain text and drops the path of a type error; clients of this API
 //! get problem+json naming the field (`messages[0].priority`) with line and column.
 
-use super::{Problem, REQUEST_BODY_BYTES_MAX};
+use super::{Problem, ProblemCode, REQUEST_BODY_BYTES_MAX};
 use axum::{
     body::Bytes,
     extract::{FromRequest, Request},
@@ -40,17 +40,20 @@ where
                 } else {
                     rejection.body_text()
                 };
-                Problem::new(status).with_detail(detail)
+                let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    ProblemCode::TooLarge
+                } else {
+                    ProblemCode::InvalidBody
+                };
+                Problem::new(code).with_detail(detail)
             })?;
         if bytes.is_empty() {
             return parse_json_body(b"{}").map(JsonBody);
         }
         if !json_content {
-            return Err(
-                Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE).with_detail(
-                    "the request body must be JSON, sent as Content-Type: application/json",
-                ),
-            );
+            return Err(Problem::new(ProblemCode::UnsupportedMediaType).with_detail(
+                "the request body must be JSON, sent as Content-Type: application/json",
+            ));
         }
         parse_json_body(&bytes).map(JsonBody)
     }
@@ -86,14 +89,14 @@ pub fn parse_json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> 
             Some(field) => format!("invalid request body at {field}: {message}"),
             None => format!("invalid request body: {message}"),
         };
-        let problem = Problem::new(StatusCode::BAD_REQUEST).with_detail(detail);
+        let problem = Problem::new(ProblemCode::InvalidBody).with_detail(detail);
         match field {
             Some(field) => problem.with_field(field),
             None => problem,
         }
     })?;
     deserializer.end().map_err(|error| {
-        Problem::new(StatusCode::BAD_REQUEST).with_detail(format!("invalid request body: {error}"))
+        Problem::new(ProblemCode::InvalidBody).with_detail(format!("invalid request body: {error}"))
     })?;
     Ok(value)
 }

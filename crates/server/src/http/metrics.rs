@@ -1,9 +1,9 @@
 //! `/metrics`: every registered metric in the Prometheus exposition format.
 
-use super::{AppState, Problem};
+use super::{AppState, Problem, ProblemCode};
 use axum::{
     extract::State,
-    http::{header, HeaderValue, StatusCode},
+    http::{header, HeaderValue},
     response::{IntoResponse, Response},
 };
 
@@ -34,7 +34,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             body,
         )
             .into_response(),
-        Err(error) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR)
+        Err(error) => Problem::new(ProblemCode::Internal)
             .with_detail(format!("encoding metrics failed: {error}"))
             .into_response(),
     }

@@ -14,15 +14,10 @@ mod requests;
 mod topics;
 
 pub use openapi::ApiDoc;
-pub use problem::Problem;
+pub use problem::{Problem, ProblemCode};
 
 use crate::readiness::Readiness;
-use axum::{
-    extract::DefaultBodyLimit,
-    http::{StatusCode, Uri},
-    routing::get,
-    Router,
-};
+use axum::{extract::DefaultBodyLimit, http::Uri, routing::get, Router};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use wharf_engine::Engine;
@@ -60,11 +55,11 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn not_found(uri: Uri) -> Problem {
-    Problem::new(StatusCode::NOT_FOUND).with_detail(format!("no resource at {}", uri.path()))
+    Problem::new(ProblemCode::NotFound).with_detail(format!("no resource at {}", uri.path()))
 }
 
 async fn method_not_allowed(uri: Uri) -> Problem {
-    Problem::new(StatusCode::METHOD_NOT_ALLOWED)
+    Problem::new(ProblemCode::MethodNotAllowed)
         .with_detail(format!("{} does not accept this method", uri.path()))
 }
 

@@ -8,10 +8,9 @@ use super::{
     queues::{handlers as queue, wire},
     requests,
     topics::{handlers as topic, subscribe, wire as topic_wire},
-    Problem,
+    Problem, ProblemCode,
 };
 use axum::{
-    http::StatusCode,
     response::{IntoResponse, Response},
     Json,
 };
@@ -116,7 +115,7 @@ pub struct ApiDoc;
 pub async fn openapi_json() -> Response {
     match serde_json::to_value(ApiDoc::openapi()) {
         Ok(document) => Json(document).into_response(),
-        Err(error) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR)
+        Err(error) => Problem::new(ProblemCode::Internal)
             .with_detail(format!("building the OpenAPI document failed: {error}"))
             .into_response(),
     }

@@ -1,8 +1,10 @@
 //! Error replies of the HTTP door: `application/problem+json` (RFC 9457).
 //!
 //! Every handler that fails answers with a [`Problem`]. It carries the RFC's members (`type`,
-//! `title`, `status`, `detail`) plus `field`, an extension member naming the request field at
-//! fault, so a client can point at it without parsing prose. Mapping engine errors onto problems
+//! `title`, `status`, `detail`) plus two extension members: `code`, a stable machine-readable
+//! name of the problem from the one table [`ProblemCode`] (clients switch on it, never on
+//! `title` or `detail`), and `field`, naming the request field at fault, so a client can point
+//! at it without parsing prose. Mapping engine errors onto problems
 //! belongs to the handlers that call the engine; this module only shapes the reply.
 
 use axum::{
@@ -14,6 +16,100 @@ use utoipa::ToSchema;
 
 /// The media type RFC 9457 section 3 registers for problem details in JSON.
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+
+/// The stable, documented problem codes: the one table of them, each with its HTTP status.
+/// Adding one is fine; renaming or removing one breaks clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemCode {
+    /// A name (queue, topic) breaks the naming rules.
+    InvalidName,
+    /// A field of the request is missing, malformed, out of range or inconsistent; `field`
+    /// names it.
+    InvalidField,
+    /// The body is not valid JSON for the operation (or a query string cannot be parsed).
+    InvalidBody,
+    /// A state-changing request whose body is not JSON.
+    UnsupportedMediaType,
+    /// The request body, or a batch in it, is over a size limit.
+    TooLarge,
+    QueueNotFound,
+    TopicNotFound,
+    BindingNotFound,
+    /// No request waits on this reply address (answered or timed out).
+    ReplyNotFound,
+    /// No resource at this path.
+    NotFound,
+    MethodNotAllowed,
+    /// A request got no reply in time.
+    Timeout,
+    /// The queue is at `max_length` with `overflow = reject`.
+    QueueFull,
+    /// A configured limit (connections, subscriptions, pending requests) is reached.
+    LimitReached,
+    /// The server is starting or shutting down.
+    Unavailable,
+    /// The disk is full; nothing of the request was stored.
+    DiskFull,
+    /// Storage failed (an I/O error) or a record could not be read.
+    StorageError,
+    /// A queue closed after an internal error; a restart recovers it.
+    QueueBroken,
+    /// A bug: the operation failed and was logged.
+    Internal,
+}
+
+impl ProblemCode {
+    /// Every code, for tests and documentation.
+    pub const ALL: [ProblemCode; 19] = [
+        ProblemCode::InvalidName,
+        ProblemCode::InvalidField,
+        ProblemCode::InvalidBody,
+        ProblemCode::UnsupportedMediaType,
+        ProblemCode::TooLarge,
+        ProblemCode::QueueNotFound,
+        ProblemCode::TopicNotFound,
+        ProblemCode::BindingNotFound,
+        ProblemCode::ReplyNotFound,
+        ProblemCode::NotFound,
+        ProblemCode::MethodNotAllowed,
+        ProblemCode::Timeout,
+        ProblemCode::QueueFull,
+        ProblemCode::LimitReached,
+        ProblemCode::Unavailable,
+        ProblemCode::DiskFull,
+        ProblemCode::StorageError,
+        ProblemCode::QueueBroken,
+        ProblemCode::Internal,
+    ];
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            ProblemCode::InvalidName | ProblemCode::InvalidField | ProblemCode::InvalidBody => {
+                StatusCode::BAD_REQUEST
+            }
+            ProblemCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ProblemCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProblemCode::QueueNotFound
+            | ProblemCode::TopicNotFound
+            | ProblemCode::BindingNotFound
+            | ProblemCode::ReplyNotFound
+            | ProblemCode::NotFound => StatusCode::NOT_FOUND,
+            ProblemCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ProblemCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            // 409 Conflict: the request clashes with the queue's state, like a full bounded
+            // buffer. 429 would tell this client to slow down, but the queue stays full whoever
+            // sends until a consumer catches up.
+            ProblemCode::QueueFull => StatusCode::CONFLICT,
+            ProblemCode::LimitReached => StatusCode::TOO_MANY_REQUESTS,
+            ProblemCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ProblemCode::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
+            ProblemCode::StorageError | ProblemCode::QueueBroken | ProblemCode::Internal => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+}
 
 /// A problem report (RFC 9457): what went wrong with a request, and where.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -29,6 +125,8 @@ pub struct Problem {
     /// The HTTP status code, repeated for clients that lose the status line.
     #[schema(example = 404)]
     pub status: u16,
+    /// The stable machine-readable name of the problem.
+    pub code: ProblemCode,
     /// What went wrong in this occurrence, for a person to read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
@@ -38,12 +136,14 @@ pub struct Problem {
 }
 
 impl Problem {
-    /// A problem of type `about:blank` whose title is the status's reason phrase.
-    pub fn new(status: StatusCode) -> Problem {
+    /// A problem of type `about:blank` with the code's status, titled by its reason phrase.
+    pub fn new(code: ProblemCode) -> Problem {
+        let status = code.status();
         Problem {
             problem_type: "about:blank".to_string(),
             title: status.canonical_reason().unwrap_or("Error").to_string(),
             status: status.as_u16(),
+            code,
             detail: None,
             field: None,
         }
@@ -78,7 +178,7 @@ impl IntoResponse for Problem {
             Ok(body) => body,
             // Serializing strings and integers cannot fail; keep a reply rather than panic.
             Err(_) => {
-                br#"{"type":"about:blank","title":"Internal Server Error","status":500}"#.to_vec()
+                br#"{"type":"about:blank","title":"Internal Server Error","status":500,"code":"internal"}"#.to_vec()
             }
         };
         (
@@ -98,8 +198,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_code_is_snake_case_and_listed_once() {
+        let mut names = std::collections::BTreeSet::new();
+        for code in ProblemCode::ALL {
+            let name = serde_json::to_value(code).expect("serializes");
+            let name = name.as_str().expect("a string").to_string();
+            assert!(
+                name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{name}"
+            );
+            assert!(names.insert(name), "{code:?} listed twice");
+            assert!(code.status().is_client_error() || code.status().is_server_error());
+        }
+    }
+
+    #[test]
     fn serializes_rfc_members_and_skips_empty_extensions() {
-        let problem = Problem::new(StatusCode::NOT_FOUND).with_detail("no route for /nope");
+        let problem = Problem::new(ProblemCode::NotFound).with_detail("no route for /nope");
         let json = serde_json::to_value(&problem).expect("serializes");
         assert_eq!(
             json,
@@ -107,6 +222,7 @@ mod tests {
                 "type": "about:blank",
                 "title": "Not Found",
                 "status": 404,
+                "code": "not_found",
                 "detail": "no route for /nope",
             })
         );
@@ -114,18 +230,19 @@ mod tests {
 
     #[test]
     fn names_the_offending_field() {
-        let problem = Problem::new(StatusCode::UNPROCESSABLE_ENTITY)
+        let problem = Problem::new(ProblemCode::InvalidField)
             .with_type("/problems/invalid-field", "Invalid field")
             .with_field("body.ttl_ms");
         let json = serde_json::to_value(&problem).expect("serializes");
         assert_eq!(json["field"], "body.ttl_ms");
         assert_eq!(json["type"], "/problems/invalid-field");
-        assert_eq!(json["status"], 422);
+        assert_eq!(json["status"], 400);
+        assert_eq!(json["code"], "invalid_field");
     }
 
     #[test]
     fn response_has_status_and_media_type() {
-        let response = Problem::new(StatusCode::SERVICE_UNAVAILABLE).into_response();
+        let response = Problem::new(ProblemCode::Unavailable).into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(
             response.headers()[header::CONTENT_TYPE],

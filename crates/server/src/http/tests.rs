@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::http::{metrics::METRICS_CONTENT_TYPE, problem::PROBLEM_CONTENT_TYPE};
+use axum::http::StatusCode;
 use axum::{
     body::{to_bytes, Body},
     http::{header, Method, Request},

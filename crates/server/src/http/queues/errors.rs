@@ -1,67 +1,62 @@
 //! The one mapping from [`EngineError`] to an HTTP reply. Exhaustive on purpose (no `_` arm):
 //! a new engine error does not compile until this door decides its status.
 
-use crate::http::Problem;
-use axum::http::StatusCode;
+use crate::http::{Problem, ProblemCode};
 use wharf_engine::{log_throttle::LogThrottle, EngineError};
 
 impl From<EngineError> for Problem {
     fn from(error: EngineError) -> Self {
         let detail = error.to_string();
-        match &error {
-            EngineError::InvalidName { .. } => Problem::new(StatusCode::BAD_REQUEST)
-                .with_detail(detail)
-                .with_field("name"),
-            EngineError::QueueNotFound { .. }
-            | EngineError::TopicNotFound { .. }
-            | EngineError::BindingNotFound { .. }
-            | EngineError::ReplyNotFound { .. } => {
-                Problem::new(StatusCode::NOT_FOUND).with_detail(detail)
+        let code = match &error {
+            EngineError::InvalidName { .. } => {
+                return Problem::new(ProblemCode::InvalidName)
+                    .with_detail(detail)
+                    .with_field("name")
             }
-            EngineError::Timeout { .. } => {
-                Problem::new(StatusCode::GATEWAY_TIMEOUT).with_detail(detail)
+            EngineError::InvalidField { field, .. } => {
+                return Problem::new(ProblemCode::InvalidField)
+                    .with_field(field.clone())
+                    .with_detail(detail)
             }
-            EngineError::InvalidField { field, .. } => Problem::new(StatusCode::BAD_REQUEST)
-                .with_field(field.clone())
-                .with_detail(detail),
-            EngineError::TooLarge { .. } => {
-                Problem::new(StatusCode::PAYLOAD_TOO_LARGE).with_detail(detail)
-            }
-            // 409 Conflict: the request clashes with the queue's state (it is at max_length),
-            // like a full bounded buffer. 429 would tell this client to slow down, but the
-            // queue stays full whoever sends until a consumer catches up.
-            EngineError::QueueFull { .. } => Problem::new(StatusCode::CONFLICT).with_detail(detail),
-            EngineError::LimitReached { .. } => {
-                Problem::new(StatusCode::TOO_MANY_REQUESTS).with_detail(detail)
-            }
-            EngineError::ShuttingDown => {
-                Problem::new(StatusCode::SERVICE_UNAVAILABLE).with_detail(detail)
-            }
+            EngineError::QueueNotFound { .. } => ProblemCode::QueueNotFound,
+            EngineError::TopicNotFound { .. } => ProblemCode::TopicNotFound,
+            EngineError::BindingNotFound { .. } => ProblemCode::BindingNotFound,
+            EngineError::ReplyNotFound { .. } => ProblemCode::ReplyNotFound,
+            EngineError::Timeout { .. } => ProblemCode::Timeout,
+            EngineError::TooLarge { .. } => ProblemCode::TooLarge,
+            EngineError::QueueFull { .. } => ProblemCode::QueueFull,
+            EngineError::LimitReached { .. } => ProblemCode::LimitReached,
+            EngineError::ShuttingDown => ProblemCode::Unavailable,
+            EngineError::QueueBroken { .. } => ProblemCode::QueueBroken,
+            EngineError::Internal { .. } => ProblemCode::Internal,
+            // Storage errors name files and OS errors: the log gets them, the client a summary.
             EngineError::Storage(storage) if storage.is_disk_full() => {
                 static THROTTLE: LogThrottle = LogThrottle::new();
                 if let Some(suppressed) = THROTTLE.allow() {
                     tracing::warn!(error = %storage, suppressed, "request failed: disk full");
                 }
-                Problem::new(StatusCode::INSUFFICIENT_STORAGE).with_detail(detail)
+                return Problem::new(ProblemCode::DiskFull)
+                    .with_detail("the disk is full; nothing of this request was stored");
             }
             EngineError::Storage(storage) => {
                 static THROTTLE: LogThrottle = LogThrottle::new();
                 if let Some(suppressed) = THROTTLE.allow() {
                     tracing::error!(error = %storage, suppressed, "request failed: storage error");
                 }
-                Problem::new(StatusCode::INTERNAL_SERVER_ERROR).with_detail(detail)
-            }
-            EngineError::QueueBroken { .. } | EngineError::Internal { .. } => {
-                Problem::new(StatusCode::INTERNAL_SERVER_ERROR).with_detail(detail)
+                return Problem::new(ProblemCode::StorageError)
+                    .with_detail("storage failed; the server log has the details");
             }
             EngineError::Record(record) => {
                 static THROTTLE: LogThrottle = LogThrottle::new();
                 if let Some(suppressed) = THROTTLE.allow() {
                     tracing::error!(error = %record, suppressed, "request failed: bad record");
                 }
-                Problem::new(StatusCode::INTERNAL_SERVER_ERROR).with_detail(detail)
+                return Problem::new(ProblemCode::StorageError).with_detail(
+                    "a stored record could not be read; the server log has the details",
+                );
             }
-        }
+        };
+        Problem::new(code).with_detail(detail)
     }
 }
 
@@ -101,6 +96,7 @@ mod tests {
                     name: "jobs".to_string(),
                 },
                 404,
+                ProblemCode::QueueNotFound,
             ),
             (
                 EngineError::TooLarge {
@@ -109,6 +105,7 @@ mod tests {
                     max: 1_000,
                 },
                 413,
+                ProblemCode::TooLarge,
             ),
             (
                 EngineError::QueueFull {
@@ -116,13 +113,23 @@ mod tests {
                     max_length: 4,
                 },
                 409,
+                ProblemCode::QueueFull,
             ),
-            (EngineError::ShuttingDown, 503),
+            (
+                EngineError::LimitReached {
+                    limit: "subscriptions_max",
+                    max: 3,
+                },
+                429,
+                ProblemCode::LimitReached,
+            ),
+            (EngineError::ShuttingDown, 503, ProblemCode::Unavailable),
         ];
-        for (error, status) in cases {
+        for (error, status, code) in cases {
             let text = error.to_string();
             let problem = problem(error);
             assert_eq!(problem.status, status, "{text}");
+            assert_eq!(problem.code, code, "{text}");
             assert_eq!(problem.detail.as_deref(), Some(text.as_str()));
             assert_eq!(problem.field, None);
         }
@@ -134,7 +141,19 @@ mod tests {
             path: "logs/queue.jobs/0.seg".into(),
             source: Arc::new(io::Error::from_raw_os_error(code)),
         };
-        assert_eq!(problem(io_error(libc::ENOSPC).into()).status, 507);
-        assert_eq!(problem(io_error(libc::EIO).into()).status, 500);
+        let full = problem(io_error(libc::ENOSPC).into());
+        assert_eq!((full.status, full.code), (507, ProblemCode::DiskFull));
+        let failed = problem(io_error(libc::EIO).into());
+        assert_eq!(
+            (failed.status, failed.code),
+            (500, ProblemCode::StorageError)
+        );
+        for detail in [full.detail, failed.detail] {
+            let detail = detail.expect("a detail");
+            assert!(
+                !detail.contains("logs/"),
+                "no file path reaches a client: {detail}"
+            );
+        }
     }
 }

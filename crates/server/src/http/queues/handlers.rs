@@ -6,7 +6,7 @@ use super::wire::{
     QueueInfoBody, QueueListBody, ReceiptResultsBody, ReceiveBody, RedriveBody, RedrivenBody,
     SendBody, SentListBody,
 };
-use crate::http::{json_body::JsonBody, AppState, Problem};
+use crate::http::{json_body::JsonBody, AppState, Problem, ProblemCode};
 use axum::{
     extract::{rejection::QueryRejection, Path, Query, State},
     http::StatusCode,
@@ -262,11 +262,11 @@ pub async fn peek_messages(
     query: Result<Query<PeekQuery>, QueryRejection>,
 ) -> Result<Json<MessageListBody>, Problem> {
     let Query(query) = query.map_err(|rejection| {
-        Problem::new(StatusCode::BAD_REQUEST).with_detail(rejection.body_text())
+        Problem::new(ProblemCode::InvalidBody).with_detail(rejection.body_text())
     })?;
     let max = query.max.unwrap_or(PEEK_MESSAGES_DEFAULT);
     if max == 0 || max > RECEIVE_MESSAGES_MAX {
-        return Err(Problem::new(StatusCode::BAD_REQUEST)
+        return Err(Problem::new(ProblemCode::InvalidField)
             .with_detail(format!("max must be 1..={RECEIVE_MESSAGES_MAX}"))
             .with_field("max"));
     }

@@ -4,8 +4,7 @@
 //! engine's own unit, exact, and free of time-zone parsing. Bodies travel as JSON (`body`) when
 //! their content type is JSON, else as base64 (`body_base64`).
 
-use crate::http::{json_body::is_json_content_type, Problem};
-use axum::http::StatusCode;
+use crate::http::{json_body::is_json_content_type, Problem, ProblemCode};
 use base64::{engine::general_purpose::STANDARD as BASE64, Engine as _};
 use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -295,7 +294,7 @@ impl NewMessage {
     pub(crate) fn into_send_prefixed(self, prefix: &str) -> Result<SendMessage, Problem> {
         let field = |name: &str| format!("{prefix}{name}");
         let invalid = |name: &str, detail: String| {
-            Problem::new(StatusCode::BAD_REQUEST)
+            Problem::new(ProblemCode::InvalidField)
                 .with_detail(detail)
                 .with_field(field(name))
         };

@@ -9,7 +9,7 @@ use crate::http::{
     json_body::JsonBody,
     queues::wire::{message_body, MessageBody, NewMessage},
     topics::wire::{split_message, JsonObject},
-    AppState, Problem,
+    AppState, Problem, ProblemCode,
 };
 use axum::{extract::State, http::StatusCode, routing::post, Json, Router};
 use serde::{Deserialize, Serialize};
@@ -263,7 +263,7 @@ async fn until_shutdown<T>(
 }
 
 fn bad_field(field: &str, detail: &str) -> Problem {
-    Problem::new(StatusCode::BAD_REQUEST)
+    Problem::new(ProblemCode::InvalidField)
         .with_detail(detail.to_string())
         .with_field(field.to_string())
 }

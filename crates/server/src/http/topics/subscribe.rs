@@ -9,13 +9,12 @@ use super::wire::SubscribeQuery;
 use crate::{
     http::{
         queues::wire::{message_body, MessageBody},
-        AppState, Problem,
+        AppState, Problem, ProblemCode,
     },
     readiness::Readiness,
 };
 use axum::{
     extract::{rejection::QueryRejection, Path, Query, State},
-    http::StatusCode,
     response::sse::{Event, KeepAlive, Sse},
 };
 use futures_util::stream::{self, Stream};
@@ -45,7 +44,7 @@ pub async fn subscribe(
     query: Result<Query<SubscribeQuery>, QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
     let Query(query) = query.map_err(|rejection| {
-        Problem::new(StatusCode::BAD_REQUEST).with_detail(rejection.body_text())
+        Problem::new(ProblemCode::InvalidBody).with_detail(rejection.body_text())
     })?;
     let subscription = state.engine.subscribe(
         &name,

@@ -5,8 +5,7 @@
 //! The engine's `Destination` is an enum; [`DestinationBody`] translates, and names the field
 //! at fault when zero or two are given. Messages reuse the queue API's shapes.
 
-use crate::http::{queues::wire::NewMessage, Problem};
-use axum::http::StatusCode;
+use crate::http::{queues::wire::NewMessage, Problem, ProblemCode};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
@@ -275,7 +274,7 @@ impl DestinationBody {
         .flatten()
         .collect();
         let invalid = |field: &str, detail: &str| {
-            Problem::new(StatusCode::BAD_REQUEST)
+            Problem::new(ProblemCode::InvalidField)
                 .with_detail(detail.to_string())
                 .with_field(format!("{prefix}{field}"))
         };
