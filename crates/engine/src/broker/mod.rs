@@ -5,6 +5,7 @@
 //! translate the results; nothing here knows a protocol.
 
 pub mod api;
+mod consumers;
 pub(crate) mod queue_runtime;
 pub(crate) mod records;
 mod replay;
@@ -15,6 +16,7 @@ mod topics;
 mod validate;
 
 pub use api::*;
+pub use consumers::{ConsumeRequest, Consumer, CONSUMER_CREDIT_MAX};
 pub use replies::{RequestTarget, ScatterResult, REPLY_ADDRESS_PREFIX};
 pub use settle::Redriven;
 pub use topics::{BindingInfo, PublishMessage, Published, Subscription, TopicInfo, TopicStats};
@@ -263,13 +265,16 @@ impl Engine {
         tokio::spawn(async move {
             let (duplicates, evicted) = queue.send(&messages, now).await?;
             engine.persist_settlements(&queue, evicted).await?;
+            engine.dispatch(&queue).await?;
             Ok(duplicates)
         })
         .await
         .unwrap_or_else(|error| Err(internal_error("send", &error)))
     }
 
-    /// Leases up to `max_messages`, waiting up to `wait` for a first one.
+    /// Leases up to `max_messages`, waiting up to `wait` for a first one. A waiting receive is a
+    /// push consumer for the length of the wait, so a send wakes only as many waiting receives
+    /// as it has messages for.
     pub async fn receive(
         &self,
         queue: &str,
@@ -277,30 +282,31 @@ impl Engine {
     ) -> Result<Vec<Delivery>, EngineError> {
         self.check_open()?;
         check_receive(&request)?;
-        let queue = self.queue(queue)?;
+        let runtime = self.queue(queue)?;
         let lease_ms = request.lease.map(|d| d.as_millis() as u64);
-        let deadline = self.now().saturating_add(request.wait.as_millis() as u64);
-        loop {
-            let ready = queue.ready_changed.notified();
-            tokio::pin!(ready);
-            ready.as_mut().enable();
-            let now = self.now();
-            let (deliveries, settles) = queue.receive(request.max_messages, lease_ms, now)?;
-            self.persist_settlements(&queue, settles).await?;
-            if !deliveries.is_empty() {
-                return Ok(deliveries);
-            }
-            if now >= deadline || queue.is_deleted() || self.inner.closing.load(Ordering::Acquire) {
-                return Ok(Vec::new());
-            }
-            let wake_at = queue
-                .next_deadline()?
-                .map_or(deadline, |at| at.min(deadline));
-            tokio::select! {
-                _ = ready => {}
-                _ = self.inner.clock.sleep_until(wake_at) => {}
-            }
+        let now = self.now();
+        let deadline = now.saturating_add(request.wait.as_millis() as u64);
+        let (deliveries, settles) = runtime.receive(request.max_messages, lease_ms, now)?;
+        self.persist_settlements(&runtime, settles).await?;
+        if !deliveries.is_empty() || request.wait.is_zero() {
+            return Ok(deliveries);
         }
+        let consume = ConsumeRequest {
+            credit: request.max_messages,
+            lease: request.lease,
+        };
+        let mut consumer = self.consume(queue, consume).await?;
+        let first = tokio::select! {
+            first = consumer.next() => first,
+            _ = self.inner.clock.sleep_until(deadline) => None,
+        };
+        let Some(first) = first else {
+            return Ok(consumer.take_remaining());
+        };
+        consumer.disown(std::slice::from_ref(&first));
+        let mut deliveries = vec![first];
+        deliveries.extend(consumer.take_remaining());
+        Ok(deliveries)
     }
 
     /// Settles leased messages for good; durable before it returns.
@@ -316,6 +322,7 @@ impl Engine {
             .write_settled(&seqs, records::SettleReason::Acked, self.now())
             .await?;
         queue.apply_settled(&seqs, &crate::queue::SettleReason::Acked)?;
+        self.dispatch(&queue).await?;
         Ok(results)
     }
 
@@ -343,6 +350,7 @@ impl Engine {
         };
         let (settles, results) = queue.nack(receipts, &state_action, error, self.now())?;
         self.persist_settlements(&queue, settles).await?;
+        self.dispatch(&queue).await?;
         Ok(results)
     }
 
@@ -386,7 +394,7 @@ impl Engine {
     pub fn close(&self) {
         self.inner.closing.store(true, Ordering::Release);
         for queue in self.registry().values() {
-            queue.ready_changed.notify_waiters();
+            queue.close_consumers();
             queue.timer_changed.notify_one();
         }
     }

@@ -39,15 +39,17 @@ pub(crate) struct QueueRuntime {
     pub name: QueueName,
     pub log: Log,
     core: Mutex<Core>,
-    /// Messages may have become ready: wakes long-polling receivers.
-    pub ready_changed: Notify,
+    /// One dispatcher at a time hands deliveries to push consumers, so each consumer gets its
+    /// messages in the order they were leased; a dispatch asked for meanwhile sets `again`.
+    pub(super) dispatching: tokio::sync::Mutex<()>,
+    pub(super) dispatch_again: std::sync::atomic::AtomicBool,
     /// The earliest deadline may have moved: wakes the queue's timer task.
     pub timer_changed: Notify,
 }
 
 #[derive(Debug)]
-struct Core {
-    state: QueueState,
+pub(super) struct Core {
+    pub(super) state: QueueState,
     /// Sends written or being written but not yet applied: they count against `max_length`.
     reserved: usize,
     /// Client ids of those sends, so a concurrent duplicate is caught before it is written.
@@ -56,6 +58,8 @@ struct Core {
     last_errors: HashMap<u64, String>,
     last_reclaim_at: u64,
     deleted: bool,
+    /// Push consumers in attach order, and who holds which lease.
+    pub(super) consumers: super::consumers::Consumers,
 }
 
 /// What a send decided for each message before writing.
@@ -78,9 +82,11 @@ impl QueueRuntime {
                 last_errors: HashMap::new(),
                 last_reclaim_at: 0,
                 deleted: false,
+                consumers: super::consumers::Consumers::default(),
             }),
-            ready_changed: Notify::new(),
             timer_changed: Notify::new(),
+            dispatching: tokio::sync::Mutex::new(()),
+            dispatch_again: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -99,11 +105,18 @@ impl QueueRuntime {
         Ok(self.core()?.state.stats(now))
     }
 
+    /// Ends every push consumer's stream (the engine is closing).
+    pub(crate) fn close_consumers(&self) {
+        if let Ok(mut core) = self.core() {
+            core.consumers.detach_all();
+        }
+    }
+
     pub(crate) fn mark_deleted(&self) {
         if let Ok(mut core) = self.core() {
             core.deleted = true;
+            core.consumers.detach_all();
         }
-        self.ready_changed.notify_waiters();
         self.timer_changed.notify_one();
     }
 
@@ -147,7 +160,6 @@ impl QueueRuntime {
             evicted.extend(core.state.apply_enqueued(meta, now));
         }
         drop(core);
-        self.ready_changed.notify_waiters();
         self.timer_changed.notify_one();
         Ok((plan.duplicate, evicted))
     }
@@ -220,7 +232,7 @@ impl QueueRuntime {
     /// Writes delivery-count records without waiting and without an fsync of their own: they
     /// ride the next commit. Losing the last few in a crash only gives a message one extra
     /// attempt.
-    fn record_deliveries(&self, deliveries: &[crate::queue::Delivery]) {
+    pub(super) fn record_deliveries(&self, deliveries: &[crate::queue::Delivery]) {
         if deliveries.is_empty() {
             return;
         }
@@ -285,7 +297,6 @@ impl QueueRuntime {
             core.state.apply_settled(Seq(seq), reason.clone());
         }
         drop(core);
-        self.ready_changed.notify_waiters();
         self.timer_changed.notify_one();
         Ok(())
     }
@@ -319,7 +330,6 @@ impl QueueRuntime {
             })
             .collect();
         drop(core);
-        self.ready_changed.notify_waiters();
         self.timer_changed.notify_one();
         Ok((settles, results))
     }
@@ -350,7 +360,6 @@ impl QueueRuntime {
 
     pub(crate) fn tick(&self, now: u64) -> Result<Vec<Settle>, EngineError> {
         let settles = self.core()?.state.tick(now);
-        self.ready_changed.notify_waiters();
         Ok(settles)
     }
 
@@ -482,7 +491,7 @@ impl QueueRuntime {
     /// input) may have left it half-changed, so from then on the queue is closed: every call
     /// fails with [`EngineError::QueueBroken`] instead of acting on a state it cannot trust,
     /// and other queues go on. A restart rebuilds the state from the log.
-    fn core(&self) -> Result<std::sync::MutexGuard<'_, Core>, EngineError> {
+    pub(super) fn core(&self) -> Result<std::sync::MutexGuard<'_, Core>, EngineError> {
         self.core.lock().map_err(|_| EngineError::QueueBroken {
             name: self.name.to_string(),
         })

@@ -134,6 +134,7 @@ impl Engine {
                 report.moved += seqs.len() as u64;
             }
         }
+        self.dispatch(&dead_letters).await?;
         Ok(report)
     }
 
@@ -238,7 +239,12 @@ pub(super) async fn run_timer(inner: Weak<Inner>, queue: Arc<QueueRuntime>) {
         let Ok(settles) = queue.tick(clock.now()) else {
             return;
         };
-        if let Err(error) = engine.persist_settlements(&queue, settles).await {
+        let persisted = engine.persist_settlements(&queue, settles).await;
+        let dispatched = match persisted {
+            Ok(()) => engine.dispatch(&queue).await,
+            failed => failed,
+        };
+        if let Err(error) = dispatched {
             static THROTTLE: LogThrottle = LogThrottle::new();
             if let Some(suppressed) = THROTTLE.allow() {
                 tracing::warn!(queue = %queue.name, %error, suppressed, "could not persist timer settlements");

@@ -63,6 +63,10 @@ pub struct QueueOptions {
     /// id within this time of the first is not enqueued again. 0 turns dedup off.
     /// At most [`DEDUP_WINDOW_MS_MAX`].
     pub dedup_window_ms: u64,
+    /// Default `false`: push consumers share the queue round-robin. `true`: only the consumer
+    /// attached first receives; the next takes over when it goes away (RabbitMQ's single active
+    /// consumer), which keeps one consumer's view of the queue in order.
+    pub single_active_consumer: bool,
 }
 
 /// An option outside what the queue can honour; `field` names it as in the JSON.
@@ -105,6 +109,7 @@ impl Default for QueueOptions {
             max_length: None,
             overflow: Overflow::Reject,
             dedup_window_ms: 300_000,
+            single_active_consumer: false,
         }
     }
 }

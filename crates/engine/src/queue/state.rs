@@ -51,6 +51,11 @@ pub struct QueueState {
     /// The next lease number; never reused within an incarnation, so stale receipts fail.
     lease_next: u64,
     counters: QueueCounters,
+    /// Whether to record ended leases (push consumers attached): a consumer's credit returns
+    /// when a lease it holds ends, however it ends (ack, nack, expiry, purge, redrive).
+    track_lease_ends: bool,
+    /// Lease numbers that ended since the caller last took them.
+    ended_leases: Vec<u64>,
 }
 
 /// One unsettled message: 72 bytes, no body, no strings.
@@ -93,6 +98,8 @@ impl QueueState {
             leased_count: 0,
             lease_next: 0,
             counters: QueueCounters::default(),
+            track_lease_ends: false,
+            ended_leases: Vec::new(),
         })
     }
 
@@ -205,6 +212,27 @@ impl QueueState {
         self.check_lease(receipt, now)?;
         self.settle(receipt.seq(), SettleReason::Acked);
         Ok(receipt.seq())
+    }
+
+    /// Returns a leased message at once, as when its consumer goes away: ready again (its
+    /// delivery count stays), or dead-lettered if it has used up its deliveries or expired.
+    /// Not a nack: the consumer did not judge the message.
+    pub fn release(&mut self, receipt: Receipt, now: u64) -> Result<Option<Settle>, ReceiptError> {
+        self.check_lease(receipt, now)?;
+        Ok(self.requeue(receipt.seq(), now, now))
+    }
+
+    /// Starts or stops recording ended leases for [`QueueState::take_ended_leases`].
+    pub fn track_lease_ends(&mut self, on: bool) {
+        self.track_lease_ends = on;
+        if !on {
+            self.ended_leases.clear();
+        }
+    }
+
+    /// The lease numbers that ended (settled, returned or expired) since the last call.
+    pub fn take_ended_leases(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.ended_leases)
     }
 
     /// Checks that `receipt` names a live lease, changing nothing: the first half of an ack
@@ -676,8 +704,25 @@ impl QueueState {
 impl QueueState {
     fn set_status(&mut self, seq: Seq, status: Status) {
         self.detach(seq);
-        self.entry_mut(seq).status = status;
+        let entry = self.entry_mut(seq);
+        let before = entry.status;
+        entry.status = status;
+        self.note_lease_end(before, Some(status));
         self.attach(seq);
+    }
+
+    /// Records a lease that ended when a status `before` became `after` (`None`: removed).
+    fn note_lease_end(&mut self, before: Status, after: Option<Status>) {
+        if !self.track_lease_ends {
+            return;
+        }
+        if let Status::Leased { lease, .. } = before {
+            let same_lease =
+                matches!(after, Some(Status::Leased { lease: next, .. }) if next == lease);
+            if !same_lease {
+                self.ended_leases.push(lease);
+            }
+        }
     }
 
     /// Removes a message from every index and from its group; its group's next message may
@@ -685,6 +730,7 @@ impl QueueState {
     fn remove(&mut self, seq: Seq) {
         self.detach(seq);
         let entry = self.entries.remove(&seq).expect("removed messages exist");
+        self.note_lease_end(entry.status, None);
         if let Some(group) = entry.group {
             self.groups.leave(group, seq);
             if let Some(head) = self.groups.head(group) {
