@@ -1,25 +1,42 @@
 //! The records of a queue's log: what happened to its messages, in order.
 //!
+//! Every record type carries a format version (the rule for changing a format is in
+//! docs/architecture.md, "Record versions"). A record is `tag | version | fields group | rest`
+//! (see `codec`):
+//!
 //! ```text
-//! enqueued:  0x01 | flags u8 (bit 0: dedup) | u32 LE meta length | meta (postcard Message,
-//!            body skipped) | body bytes
-//! delivered: 0x02 | postcard { seq, delivery_count, at }
-//! settled:   0x03 | postcard { seqs, reason }
+//! enqueued   0x11 | 1 | group { dedup bool | message (see `message`) } | body
+//! delivered  0x12 | 1 | group { seq varint | delivery_count varint | at varint }
+//! settled    0x13 | 1 | group { seqs varints | reason code }
 //! ```
+//!
+//! Tags 0x01-0x03 are the same records in the released layout (version 0, no version byte),
+//! decoded forever and never written again; see `legacy.rs`.
 //!
 //! A message's sequence number is the offset of its `enqueued` record. The body sits last and
 //! raw, so a delivery reads it as a slice of the record without copying or decoding it.
+//!
+//! Settle reason codes: 0 acked, 1 dead-lettered, 2 dropped, 3 purged, 4 redriven.
 
-use bytes::{BufMut, Bytes, BytesMut};
-use serde::{Deserialize, Serialize};
+pub(crate) mod codec;
+pub(crate) mod legacy;
+pub(crate) mod message;
+
+use bytes::Bytes;
+use codec::{encode_record, read_version, DecodeError, Reader};
 use wharf_model::message::Message;
 
-const ENQUEUED: u8 = 1;
-const DELIVERED: u8 = 2;
-const SETTLED: u8 = 3;
+const ENQUEUED: u8 = 0x11;
+const DELIVERED: u8 = 0x12;
+const SETTLED: u8 = 0x13;
+
+/// The newest version of each record type: the one written, and the highest one read.
+const ENQUEUED_VERSION: u8 = 1;
+const DELIVERED_VERSION: u8 = 1;
+const SETTLED_VERSION: u8 = 1;
 
 /// Why a message left the queue for good.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SettleReason {
     Acked,
     /// Moved to the dead-letter queue (the copy there carries the details).
@@ -48,19 +65,6 @@ pub(crate) enum QueueRecord {
     },
 }
 
-#[derive(Serialize, Deserialize)]
-struct DeliveredFields {
-    seq: u64,
-    delivery_count: u32,
-    at: u64,
-}
-
-#[derive(Serialize, Deserialize)]
-struct SettledFields {
-    seqs: Vec<u64>,
-    reason: SettleReason,
-}
-
 /// A record that could not be decoded: a bug or damage, never user input.
 #[derive(Debug, thiserror::Error)]
 #[error("queue record at offset {offset} is invalid: {reason}")]
@@ -69,112 +73,137 @@ pub struct RecordError {
     pub reason: String,
 }
 
+impl RecordError {
+    pub(crate) fn decode(offset: u64, error: DecodeError) -> RecordError {
+        RecordError {
+            offset,
+            reason: error.to_string(),
+        }
+    }
+}
+
 impl QueueRecord {
+    /// Encodes the record in the newest version of its type.
     pub(crate) fn encode(&self) -> Bytes {
-        let mut out = BytesMut::new();
         match self {
-            QueueRecord::Enqueued { message, dedup } => {
-                out.put_u8(ENQUEUED);
-                out.put_u8(u8::from(*dedup));
-                put_meta_and_body(&mut out, message, &message.body);
-            }
+            QueueRecord::Enqueued { message, dedup } => encode_record(
+                ENQUEUED,
+                ENQUEUED_VERSION,
+                |w| {
+                    w.bool(*dedup);
+                    message::write(w, message);
+                },
+                &message.body,
+            ),
             QueueRecord::Delivered {
                 seq,
                 delivery_count,
                 at,
-            } => {
-                out.put_u8(DELIVERED);
-                let fields = DeliveredFields {
-                    seq: *seq,
-                    delivery_count: *delivery_count,
-                    at: *at,
-                };
-                out.put_slice(&postcard::to_stdvec(&fields).expect("fields serialize"));
-            }
-            QueueRecord::Settled { seqs, reason } => {
-                out.put_u8(SETTLED);
-                let fields = SettledFields {
-                    seqs: seqs.clone(),
-                    reason: *reason,
-                };
-                out.put_slice(&postcard::to_stdvec(&fields).expect("fields serialize"));
-            }
+            } => encode_record(
+                DELIVERED,
+                DELIVERED_VERSION,
+                |w| {
+                    w.varint(*seq);
+                    w.varint((*delivery_count).into());
+                    w.varint(*at);
+                },
+                &[],
+            ),
+            QueueRecord::Settled { seqs, reason } => encode_record(
+                SETTLED,
+                SETTLED_VERSION,
+                |w| {
+                    w.varints(seqs);
+                    w.varint(settle_reason_code(*reason));
+                },
+                &[],
+            ),
         }
-        out.freeze()
     }
 
-    /// Decodes the record stored at `offset`; an enqueued body is a slice of `payload`.
+    /// Decodes the record stored at `offset`, of any version; an enqueued body is a slice of
+    /// `payload`.
     pub(crate) fn decode(offset: u64, payload: &Bytes) -> Result<QueueRecord, RecordError> {
-        let invalid = |reason: String| RecordError { offset, reason };
-        let (&tag, rest) = payload
-            .split_first()
-            .ok_or_else(|| invalid("empty record".into()))?;
-        match tag {
-            ENQUEUED => {
-                let (&flags, rest) = rest
-                    .split_first()
-                    .ok_or_else(|| invalid("truncated flags".into()))?;
-                let (mut message, body): (Message, _) =
-                    split_meta_and_body(payload, payload.len() - rest.len()).map_err(invalid)?;
-                message.body = body;
-                Ok(QueueRecord::Enqueued {
-                    message,
-                    dedup: flags & 1 != 0,
-                })
-            }
-            DELIVERED => {
-                let fields: DeliveredFields =
-                    postcard::from_bytes(rest).map_err(|e| invalid(e.to_string()))?;
-                Ok(QueueRecord::Delivered {
-                    seq: fields.seq,
-                    delivery_count: fields.delivery_count,
-                    at: fields.at,
-                })
-            }
-            SETTLED => {
-                let fields: SettledFields =
-                    postcard::from_bytes(rest).map_err(|e| invalid(e.to_string()))?;
-                Ok(QueueRecord::Settled {
-                    seqs: fields.seqs,
-                    reason: fields.reason,
-                })
-            }
-            other => Err(invalid(format!("unknown record tag {other}"))),
-        }
+        decode_any_version(payload).map_err(|e| RecordError::decode(offset, e))
     }
 }
 
-/// Writes `u32 LE meta length | meta (postcard) | body`: the body last and raw, so a reader
-/// slices it out of the record without copying.
-pub(crate) fn put_meta_and_body(out: &mut BytesMut, meta: &impl Serialize, body: &[u8]) {
-    let meta = postcard::to_stdvec(meta).expect("record fields serialize");
-    out.reserve(4 + meta.len() + body.len());
-    out.put_u32_le(meta.len() as u32);
-    out.put_slice(&meta);
-    out.put_slice(body);
+fn decode_any_version(payload: &Bytes) -> Result<QueueRecord, DecodeError> {
+    let mut reader = Reader::new(payload);
+    let tag = reader.u8("tag")?;
+    match tag {
+        ENQUEUED => {
+            read_version(&mut reader, tag, ENQUEUED_VERSION)?;
+            let mut fields = reader.group("enqueued")?;
+            let dedup = fields.bool("dedup")?;
+            let mut message = message::read(&mut fields)?;
+            message.body = payload.slice(reader.position()..);
+            Ok(QueueRecord::Enqueued { message, dedup })
+        }
+        DELIVERED => {
+            read_version(&mut reader, tag, DELIVERED_VERSION)?;
+            let mut fields = reader.group("delivered")?;
+            Ok(QueueRecord::Delivered {
+                seq: fields.varint("seq")?,
+                delivery_count: fields.u32("delivery_count")?,
+                at: fields.varint("at")?,
+            })
+        }
+        SETTLED => {
+            read_version(&mut reader, tag, SETTLED_VERSION)?;
+            let mut fields = reader.group("settled")?;
+            Ok(QueueRecord::Settled {
+                seqs: fields.varints("seqs")?,
+                reason: settle_reason(fields.varint("reason")?)?,
+            })
+        }
+        tag => legacy::decode_queue_record(tag, reader, payload),
+    }
 }
 
-/// Reads what [`put_meta_and_body`] wrote, starting at byte `at` of `payload`.
-pub(crate) fn split_meta_and_body<T: serde::de::DeserializeOwned>(
-    payload: &Bytes,
-    at: usize,
-) -> Result<(T, Bytes), String> {
-    let rest = &payload[at..];
-    let length = rest
-        .get(..4)
-        .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
-        .ok_or("truncated meta length")?;
-    let meta = rest.get(4..4 + length).ok_or("truncated meta")?;
-    let meta = postcard::from_bytes(meta).map_err(|e| e.to_string())?;
-    Ok((meta, payload.slice(at + 4 + length..)))
+/// The code table is part of the format: codes are never renumbered or reused, and a new
+/// reason needs a new code and a new `settled` version (an older reader cannot skip it).
+fn settle_reason_code(reason: SettleReason) -> u64 {
+    match reason {
+        SettleReason::Acked => 0,
+        SettleReason::DeadLettered => 1,
+        SettleReason::Dropped => 2,
+        SettleReason::Purged => 3,
+        SettleReason::Redriven => 4,
+    }
 }
+
+fn settle_reason(code: u64) -> Result<SettleReason, DecodeError> {
+    match code {
+        0 => Ok(SettleReason::Acked),
+        1 => Ok(SettleReason::DeadLettered),
+        2 => Ok(SettleReason::Dropped),
+        3 => Ok(SettleReason::Purged),
+        4 => Ok(SettleReason::Redriven),
+        code => Err(DecodeError::UnknownCode {
+            field: "settled.reason",
+            code,
+        }),
+    }
+}
+
+// Test-only modules sit with the tests, below the code the tidy test checks.
+#[cfg(test)]
+mod released_encoder;
+#[cfg(test)]
+pub(crate) mod strategies;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wharf_model::message::{DeadLetter, DeadLetterReason};
+    use proptest::prelude::*;
+    use strategies::{message, queue_record};
 
-    fn message() -> Message {
+    fn decode(bytes: &[u8]) -> Result<QueueRecord, RecordError> {
+        QueueRecord::decode(0, &Bytes::copy_from_slice(bytes))
+    }
+
+    fn sample_message() -> Message {
         Message {
             id: "m-1".into(),
             body: Bytes::from_static(b"{\"a\":1}"),
@@ -187,8 +216,8 @@ mod tests {
             sent_at: 1_700_000_000_000,
             deliver_at: Some(1_700_000_005_000),
             expires_at: None,
-            dead_letter: Some(DeadLetter {
-                reason: DeadLetterReason::Rejected,
+            dead_letter: Some(wharf_model::message::DeadLetter {
+                reason: wharf_model::message::DeadLetterReason::Rejected,
                 source_queue: "orders".into(),
                 at: 1,
                 delivery_count: 3,
@@ -197,33 +226,164 @@ mod tests {
         }
     }
 
+    /// The current layout, byte for byte. A change here is a format change: follow the
+    /// upgrade rule (docs/architecture.md, "Record versions") and keep old bytes readable.
     #[test]
-    fn every_record_kind_round_trips() {
-        let records = [
-            QueueRecord::Enqueued {
-                message: message(),
-                dedup: true,
+    fn current_layout_is_pinned() {
+        let enqueued = QueueRecord::Enqueued {
+            message: sample_message(),
+            dedup: true,
+        };
+        let expected: &[u8] = b"\x11\x01P\x01N\
+            \x03m-1\x10application/json\x01\x06region\x02eu\x07\x01\x01g\x00\x01\x07replies\
+            \x80\xd0\x95\xff\xbc1\x01\x88\xf7\x95\xff\xbc1\x00\
+            \x01\x10\x02\x06orders\x01\x03\x01\x04boom\
+            {\"a\":1}";
+        assert_eq!(enqueued.encode().as_ref(), expected);
+        let delivered = QueueRecord::Delivered {
+            seq: 300,
+            delivery_count: 2,
+            at: 5,
+        };
+        assert_eq!(delivered.encode().as_ref(), b"\x12\x01\x04\xac\x02\x02\x05");
+        let settled = QueueRecord::Settled {
+            seqs: vec![1, 2],
+            reason: SettleReason::Redriven,
+        };
+        assert_eq!(settled.encode().as_ref(), b"\x13\x01\x04\x02\x01\x02\x04");
+    }
+
+    #[test]
+    fn every_settle_reason_round_trips() {
+        for reason in [
+            SettleReason::Acked,
+            SettleReason::DeadLettered,
+            SettleReason::Dropped,
+            SettleReason::Purged,
+            SettleReason::Redriven,
+        ] {
+            let record = QueueRecord::Settled {
+                seqs: vec![u64::MAX, 0],
+                reason,
+            };
+            assert_eq!(decode(&record.encode()).unwrap(), record);
+        }
+    }
+
+    #[test]
+    fn a_newer_writers_appended_fields_are_skipped() {
+        // What a later writer of the same versions may write: a field appended to each group.
+        let delivered = encode_record(
+            DELIVERED,
+            1,
+            |w| {
+                w.varint(9);
+                w.varint(2);
+                w.varint(77);
+                w.str("appended");
             },
-            QueueRecord::Delivered {
-                seq: 9,
-                delivery_count: 2,
-                at: 77,
+            &[],
+        );
+        let expected = QueueRecord::Delivered {
+            seq: 9,
+            delivery_count: 2,
+            at: 77,
+        };
+        assert_eq!(decode(&delivered).unwrap(), expected);
+
+        let message = sample_message();
+        let dead_letter = message.dead_letter.clone().unwrap();
+        let enqueued = encode_record(
+            ENQUEUED,
+            1,
+            |w| {
+                w.bool(true);
+                w.group(|w| {
+                    w.str(&message.id);
+                    w.str(&message.content_type);
+                    w.map(&message.headers);
+                    w.u8(message.priority);
+                    w.opt_str(message.group.as_deref());
+                    w.opt_str(message.correlation_id.as_deref());
+                    w.opt_str(message.reply_to.as_deref());
+                    w.varint(message.sent_at);
+                    w.opt_varint(message.deliver_at);
+                    w.opt_varint(message.expires_at);
+                    w.opt(Some(&dead_letter), |w, d| {
+                        w.group(|w| {
+                            w.varint(2);
+                            w.str(&d.source_queue);
+                            w.varint(d.at);
+                            w.varint(d.delivery_count.into());
+                            w.opt_str(d.last_error.as_deref());
+                            w.varint(123_456);
+                        })
+                    });
+                    w.opt_str(Some("appended to the message"));
+                });
+                w.map(&message.headers);
             },
-            QueueRecord::Settled {
-                seqs: vec![1, 2, 3],
-                reason: SettleReason::Acked,
-            },
-        ];
-        for record in records {
-            let bytes = record.encode();
-            assert_eq!(QueueRecord::decode(0, &bytes).unwrap(), record);
+            &message.body,
+        );
+        let expected = QueueRecord::Enqueued {
+            message,
+            dedup: true,
+        };
+        assert_eq!(decode(&enqueued).unwrap(), expected);
+    }
+
+    #[test]
+    fn versions_this_build_does_not_know_are_refused_by_name() {
+        for bytes in [
+            &b"\x12\x02\x03\x01\x01\x01"[..],
+            b"\x12\x00\x03\x01\x01\x01",
+        ] {
+            let error = decode(bytes).unwrap_err();
+            assert!(
+                error.reason.contains("reads versions 1 to 1"),
+                "{}",
+                error.reason
+            );
         }
     }
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for bytes in [&b""[..], b"\x01\x00\xff\xff\xff\xff", b"\x09", b"\x02\xff"] {
-            assert!(QueueRecord::decode(5, &Bytes::copy_from_slice(bytes)).is_err());
+        for bytes in [
+            &b""[..],
+            b"\x01\x00\xff\xff\xff\xff",
+            b"\x09",
+            b"\x02\xff",
+            b"\x11",
+            b"\x11\x01",
+            b"\x11\x01\x05\x01",
+            b"\x13\x01\x02\x01\x01",
+            b"\x13\x01\x02\x00\x09",
+        ] {
+            assert!(decode(bytes).is_err(), "{bytes:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn every_record_round_trips(record in queue_record()) {
+            let bytes = record.encode();
+            prop_assert_eq!(QueueRecord::decode(0, &bytes).unwrap(), record);
+        }
+
+        #[test]
+        fn an_enqueued_body_is_a_slice_of_the_record(message in message(), dedup in any::<bool>()) {
+            let bytes = QueueRecord::Enqueued { message, dedup }.encode();
+            let QueueRecord::Enqueued { message, .. } = QueueRecord::decode(0, &bytes).unwrap() else {
+                panic!("not an enqueued record");
+            };
+            let start = bytes.len() - message.body.len();
+            prop_assert_eq!(message.body.as_ptr(), bytes[start..].as_ptr());
+        }
+
+        #[test]
+        fn any_bytes_decode_or_fail_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..96)) {
+            let _ = decode(&bytes);
         }
     }
 }
