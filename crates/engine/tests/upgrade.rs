@@ -363,6 +363,11 @@ fn assert_v0_definitions(broker: &Broker) {
 
 /// The first payload byte (the record tag) of every frame in a log's segments, in order.
 fn record_tags(dir: &Path, log: &str) -> Vec<u8> {
+    payload_bytes_at(dir, log, 0)
+}
+
+/// The payload byte at `position` of every frame in a log's segments, in order.
+fn payload_bytes_at(dir: &Path, log: &str, position: usize) -> Vec<u8> {
     let mut segments: Vec<_> = fs::read_dir(dir.join("logs").join(log))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -379,11 +384,17 @@ fn record_tags(dir: &Path, log: &str) -> Vec<u8> {
                 break;
             }
             // A frame: 16-byte header (length, checksum, offset), then the payload.
-            tags.push(bytes[at + 16]);
+            tags.push(bytes[at + 16 + position]);
             at += length;
         }
     }
     tags
+}
+
+/// The tag of the queue record inside every WAL envelope (tag, version, resource u64), in
+/// order.
+fn wal_inner_tags(dir: &Path) -> Vec<u8> {
+    payload_bytes_at(dir, "wal", 10)
 }
 
 fn ids(messages: &[Message]) -> Vec<&str> {
@@ -514,11 +525,15 @@ async fn new_records_beside_old_ones_survive_a_restart() {
     let broker = broker.restart(dir.path()).await;
     assert_v0_definitions(&broker);
 
-    // The logs now mix both layouts: released tags 1-3 first, versioned tags 0x11-0x13 after.
-    let released = [1, 1, 2, 2, 3, 3, 1, 1, 1, 1, 1, 2, 1];
-    let tags = record_tags(dir.path(), "queue-orders");
-    assert_eq!(tags[..released.len()], released);
-    assert_eq!(tags[released.len()..], [0x11, 0x12, 0x13, 0x12, 0x13]);
+    // Queue logs moved into the shared WAL at the first open: the released records still
+    // needed were copied as they were (tags 1-3 inside WAL envelopes, tag 0x20), and new
+    // records are written in the versioned layout beside them.
+    assert!(!dir.path().join("logs").join("queue-orders").exists());
+    let wal_tags = record_tags(dir.path(), "wal");
+    assert!(wal_tags.iter().all(|tag| *tag == 0x20), "{wal_tags:?}");
+    let inner = wal_inner_tags(dir.path());
+    assert!(inner.contains(&1) && inner.contains(&0x11), "{inner:?}");
+    // Topic logs mix both layouts: released tags 1-3 first, versioned tags 0x11-0x13 after.
     let tags = record_tags(dir.path(), "topic-events");
     assert_eq!(tags, [1, 1, 1, 2, 1, 0x11, 0x12]);
 

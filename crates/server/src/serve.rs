@@ -143,7 +143,7 @@ impl Server {
         );
         let engine_config = EngineConfig {
             durable_fsync: storage.fsync_policy(),
-            queue_segment_bytes: storage.segment_bytes,
+            wal_segment_bytes: storage.segment_bytes,
             requests_pending_max: config.limits.requests_pending_max,
             subscriptions_max: config.limits.subscriptions_max,
         };

@@ -95,6 +95,11 @@ impl Store {
         Ok(log)
     }
 
+    /// Whether the log `name` exists on disk (open or not).
+    pub fn has_log(&self, name: &str) -> bool {
+        self.dir.join("logs").join(name).is_dir()
+    }
+
     /// Closes the log `name` and deletes its files.
     pub async fn delete_log(&self, name: &str) -> Result<(), StorageError> {
         let log = self.logs.lock().expect("logs lock").remove(name);

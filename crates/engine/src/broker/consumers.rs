@@ -16,6 +16,7 @@
 use super::{api::Delivery, queue_runtime::QueueRuntime, Engine};
 use crate::{
     error::EngineError,
+    log_throttle::LogThrottle,
     queue::{Delivery as StateDelivery, Receipt, Settle},
 };
 use std::{
@@ -108,7 +109,7 @@ impl Engine {
             core.state.track_lease_ends(true);
             core.consumers.attach(request.credit, lease_ms, sender)
         };
-        self.dispatch(&queue).await?;
+        self.dispatch(&queue).await;
         Ok(Consumer {
             engine: self.clone(),
             queue,
@@ -117,18 +118,32 @@ impl Engine {
         })
     }
 
-    /// Hands ready messages to consumers with credit until one or the other runs out.
-    pub(crate) async fn dispatch(&self, queue: &Arc<QueueRuntime>) -> Result<(), EngineError> {
+    /// Hands ready messages to consumers with credit until one or the other runs out. Never
+    /// fails its caller: the send, ack or timer that asked for it has already succeeded, and
+    /// a failed delivery leaves its lease to expire and the message to be delivered again.
+    pub(crate) async fn dispatch(&self, queue: &Arc<QueueRuntime>) {
         let Ok(_dispatching) = queue.dispatching.try_lock() else {
             // The running dispatcher goes round once more and sees what changed.
             queue.dispatch_again.store(true, Ordering::Release);
-            return Ok(());
+            return;
         };
         loop {
             queue.dispatch_again.store(false, Ordering::Release);
-            while self.dispatch_round(queue).await? {}
+            loop {
+                match self.dispatch_round(queue).await {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(error) => {
+                        static THROTTLE: LogThrottle = LogThrottle::new();
+                        if let Some(suppressed) = THROTTLE.allow() {
+                            tracing::warn!(queue = %queue.name, %error, suppressed, "dispatch to consumers failed");
+                        }
+                        return;
+                    }
+                }
+            }
             if !queue.dispatch_again.load(Ordering::Acquire) {
-                return Ok(());
+                return;
             }
         }
     }
@@ -222,9 +237,7 @@ impl Drop for Consumer {
                 if let Err(error) = engine.persist_settlements(&queue, settled).await {
                     tracing::warn!(queue = %queue.name, %error, "returning a consumer's leases");
                 }
-                if let Err(error) = engine.dispatch(&queue).await {
-                    tracing::warn!(queue = %queue.name, %error, "dispatch after a detach");
-                }
+                engine.dispatch(&queue).await;
             });
         }
     }

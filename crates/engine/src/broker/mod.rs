@@ -14,6 +14,7 @@ mod settle;
 mod topic_records;
 mod topics;
 mod validate;
+mod wal;
 
 pub use api::*;
 pub use consumers::{ConsumeRequest, Consumer, CONSUMER_CREDIT_MAX};
@@ -21,7 +22,11 @@ pub use replies::{RequestTarget, ScatterResult, REPLY_ADDRESS_PREFIX};
 pub use settle::Redriven;
 pub use topics::{BindingInfo, PublishMessage, Published, Subscription, TopicInfo, TopicStats};
 
-use crate::{clock::Clock, error::EngineError, queue::QueueOptions};
+use crate::{
+    clock::Clock,
+    error::EngineError,
+    queue::{QueueOptions, QueueState},
+};
 use queue_runtime::QueueRuntime;
 use std::{
     collections::BTreeMap,
@@ -34,7 +39,7 @@ use std::{
     time::Duration,
 };
 use wharf_model::{MessageIdGenerator, QueueName};
-use wharf_storage::{FsyncPolicy, Store};
+use wharf_storage::{FsyncPolicy, Log, MetaOp, Store};
 
 /// Key prefix of queue definitions in the metadata store.
 const QUEUE_META_PREFIX: &str = "queue/";
@@ -44,9 +49,9 @@ pub struct EngineConfig {
     /// Fsync policy of durable queues (transient ones never sync). `Always` unless the operator
     /// relaxes it.
     pub durable_fsync: FsyncPolicy,
-    /// Segment size of queue logs: 16 MiB keeps a queue's preallocated footprint small while a
-    /// segment still holds thousands of messages.
-    pub queue_segment_bytes: u64,
+    /// Segment size of the queues' shared WALs: 64 MiB holds tens of thousands of messages per
+    /// segment, and space comes back a segment at a time.
+    pub wal_segment_bytes: u64,
     /// Most requests (request-reply and scatter-gather) waiting for replies at once. Each holds
     /// a reply address and a buffer in memory until its reply or timeout.
     pub requests_pending_max: usize,
@@ -66,7 +71,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             durable_fsync: FsyncPolicy::Always,
-            queue_segment_bytes: 16 << 20,
+            wal_segment_bytes: 64 << 20,
             requests_pending_max: REQUESTS_PENDING_MAX_DEFAULT,
             subscriptions_max: SUBSCRIPTIONS_MAX_DEFAULT,
         }
@@ -82,6 +87,11 @@ pub struct Engine {
 #[derive(Debug)]
 struct Inner {
     store: Arc<Store>,
+    /// The shared WALs of durable and of transient queues.
+    wal: Log,
+    wal_transient: Log,
+    /// When space was last reclaimed from the WALs.
+    last_reclaim_at: std::sync::atomic::AtomicU64,
     clock: Arc<dyn Clock>,
     config: EngineConfig,
     queues: RwLock<BTreeMap<String, Arc<QueueRuntime>>>,
@@ -100,15 +110,19 @@ struct Inner {
 }
 
 impl Engine {
-    /// Opens every queue defined in the store and replays its log.
+    /// Opens every queue and topic defined in the store and replays their logs.
     pub async fn open(
         store: Arc<Store>,
         clock: Arc<dyn Clock>,
         config: EngineConfig,
     ) -> Result<Engine, EngineError> {
+        let (wal, wal_transient) = wal::open_wals(&store, &config).await?;
         let engine = Engine {
             inner: Arc::new(Inner {
                 store,
+                wal,
+                wal_transient,
+                last_reclaim_at: std::sync::atomic::AtomicU64::new(0),
                 clock,
                 config,
                 queues: RwLock::new(BTreeMap::new()),
@@ -121,12 +135,7 @@ impl Engine {
                 closing: AtomicBool::new(false),
             }),
         };
-        for (key, value) in engine.inner.store.meta().list(QUEUE_META_PREFIX) {
-            let name = parse_name(&key[QUEUE_META_PREFIX.len()..])?;
-            let options: QueueOptions = serde_json::from_value(value)
-                .map_err(|e| validate::field_error(&format!("metadata {key}"), &e.to_string()))?;
-            engine.open_queue(name, options).await?;
-        }
+        engine.open_queues().await?;
         for (key, value) in engine.inner.store.meta().list(topics::TOPIC_META_PREFIX) {
             let name = key[topics::TOPIC_META_PREFIX.len()..].to_string();
             let options: crate::topic::TopicOptions = serde_json::from_value(value)
@@ -212,20 +221,17 @@ impl Engine {
         self.check_open()?;
         let _admin = self.inner.admin.lock().await;
         let queue = self.queue(name)?;
-        self.inner
-            .store
-            .meta()
-            .delete(format!("{QUEUE_META_PREFIX}{name}"))?;
+        // Its records stay in the WAL, unread (no definition names its resource), until reclaim.
+        self.inner.store.meta().apply(vec![
+            MetaOp::Delete(format!("{QUEUE_META_PREFIX}{name}")),
+            MetaOp::Delete(wal::resource_key(name)),
+        ])?;
         self.inner
             .queues
             .write()
             .expect("registry lock")
             .remove(name);
         queue.mark_deleted();
-        self.inner
-            .store
-            .delete_log(&replay::queue_log_name(&queue.name))
-            .await?;
         Ok(())
     }
 
@@ -265,7 +271,7 @@ impl Engine {
         tokio::spawn(async move {
             let (duplicates, evicted) = queue.send(&messages, now).await?;
             engine.persist_settlements(&queue, evicted).await?;
-            engine.dispatch(&queue).await?;
+            engine.dispatch(&queue).await;
             Ok(duplicates)
         })
         .await
@@ -319,10 +325,11 @@ impl Engine {
         let queue = self.queue(queue)?;
         let (seqs, results) = queue.check_acks(receipts, self.now())?;
         queue
-            .write_settled(&seqs, records::SettleReason::Acked, self.now())
+            .write_settled(&seqs, records::SettleReason::Acked)
             .await?;
         queue.apply_settled(&seqs, &crate::queue::SettleReason::Acked)?;
-        self.dispatch(&queue).await?;
+        self.dispatch(&queue).await;
+        self.reclaim().await;
         Ok(results)
     }
 
@@ -350,7 +357,7 @@ impl Engine {
         };
         let (settles, results) = queue.nack(receipts, &state_action, error, self.now())?;
         self.persist_settlements(&queue, settles).await?;
-        self.dispatch(&queue).await?;
+        self.dispatch(&queue).await;
         Ok(results)
     }
 
@@ -384,9 +391,10 @@ impl Engine {
         let queue = self.queue(queue)?;
         let seqs = queue.purgeable()?;
         queue
-            .write_settled(&seqs, records::SettleReason::Purged, self.now())
+            .write_settled(&seqs, records::SettleReason::Purged)
             .await?;
         queue.apply_settled(&seqs, &crate::queue::SettleReason::Purged)?;
+        self.reclaim().await;
         Ok(seqs.len() as u64)
     }
 
@@ -443,38 +451,36 @@ impl Engine {
         Ok(())
     }
 
+    /// Defines a new queue (with its resource id, in one metadata transaction) and opens it
+    /// empty.
     async fn create_queue(
         &self,
         name: QueueName,
         options: QueueOptions,
     ) -> Result<(), EngineError> {
-        self.write_definition(&name, &options)?;
-        self.open_queue(name, options).await
+        let resource = self.allocate_resource(vec![MetaOp::Put(
+            format!("{QUEUE_META_PREFIX}{name}"),
+            serde_json::to_value(&options).expect("options serialize"),
+        )])?;
+        let state = QueueState::new(options, self.inner.seed)
+            .map_err(|e| validate::field_error(e.field(), &e.to_string()))?;
+        self.register_queue(name, resource, state);
+        Ok(())
     }
 
-    /// Opens (replays) a queue, registers it and starts its timer.
-    async fn open_queue(&self, name: QueueName, options: QueueOptions) -> Result<(), EngineError> {
-        let inner = self.inner.clone();
-        let runtime = tokio::task::spawn_blocking(move || {
-            replay::open_queue(
-                &inner.store,
-                name,
-                options,
-                inner.config.durable_fsync,
-                inner.config.queue_segment_bytes,
-                inner.seed,
-            )
-        })
-        .await
-        .unwrap_or_else(|error| Err(internal_error("queue replay", &error)))?;
-        let runtime = Arc::new(runtime);
+    /// Registers an opened queue and starts its timer.
+    fn register_queue(&self, name: QueueName, resource: wal::ResourceId, state: QueueState) {
+        let log = match state.options().durable {
+            true => self.inner.wal.clone(),
+            false => self.inner.wal_transient.clone(),
+        };
+        let runtime = Arc::new(QueueRuntime::new(name, log, resource, state));
         self.inner
             .queues
             .write()
             .expect("registry lock")
             .insert(runtime.name.to_string(), runtime.clone());
         tokio::spawn(settle::run_timer(Arc::downgrade(&self.inner), runtime));
-        Ok(())
     }
 }
 

@@ -1,10 +1,11 @@
-//! One live queue: its state machine, its log, and the wake-ups around them.
+//! One live queue: its state machine, the WAL it commits through, and the wake-ups around them.
 //!
-//! Every change is first a record in the queue's log, then applied to the in-memory
+//! Every change is first a record in the queue's WAL, then applied to the in-memory
 //! [`QueueState`] under a short `std` mutex (never held across an await). Sends reserve room and
 //! dedup ids before writing so that the state accepts exactly what was written; replay applies
 //! the same records without checks. Bodies stay in the log and are read back at delivery.
 
+use super::wal::{unwrap, wrap, ResourceId};
 use super::{
     api::{Delivery, PeekedMessage, ReceiptResult},
     records::{QueueRecord, SettleReason as RecordSettleReason},
@@ -18,15 +19,12 @@ use crate::{
     },
 };
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     sync::Mutex,
 };
 use tokio::sync::Notify;
 use wharf_model::{message::Message, MessageId, Priority, QueueName};
 use wharf_storage::{Log, Offset};
-
-/// Space reclaim scans the queue's live messages (O(n)); once a second bounds that cost.
-const RECLAIM_INTERVAL_MS: u64 = 1_000;
 
 /// Longest nack error text kept per message (longer ones are cut at a character boundary). A
 /// consumer may nack with a whole stack trace on every attempt; the text is held in memory
@@ -37,7 +35,11 @@ pub(crate) const NACK_ERROR_BYTES_MAX: usize = super::api::FIELD_BYTES_MAX;
 #[derive(Debug)]
 pub(crate) struct QueueRuntime {
     pub name: QueueName,
+    /// The shared WAL this queue commits through (durable or transient), and its id there.
     pub log: Log,
+    pub resource: ResourceId,
+    /// Fixed at creation: which WAL `log` is.
+    pub durable: bool,
     core: Mutex<Core>,
     /// One dispatcher at a time hands deliveries to push consumers, so each consumer gets its
     /// messages in the order they were leased; a dispatch asked for meanwhile sets `again`.
@@ -52,11 +54,13 @@ pub(super) struct Core {
     pub(super) state: QueueState,
     /// Sends written or being written but not yet applied: they count against `max_length`.
     reserved: usize,
+    /// For each send in flight, the WAL's end when it reserved (its records land at or after
+    /// it): reclaim keeps everything from the lowest, so no unapplied record is cut.
+    reserved_floors: BTreeMap<u64, usize>,
     /// Client ids of those sends, so a concurrent duplicate is caught before it is written.
     reserved_ids: HashSet<DedupKey>,
     /// The error text of each message's latest nack, shown if it is dead-lettered.
     last_errors: HashMap<u64, String>,
-    last_reclaim_at: u64,
     deleted: bool,
     /// Push consumers in attach order, and who holds which lease.
     pub(super) consumers: super::consumers::Consumers,
@@ -64,6 +68,8 @@ pub(super) struct Core {
 
 /// What a send decided for each message before writing.
 struct SendPlan {
+    /// The WAL's end when it reserved: see `Core::reserved_floors`.
+    floor: u64,
     /// Index in the batch and dedup key of each message to write.
     to_write: Vec<(usize, Option<DedupKey>)>,
     /// Per message of the batch: a duplicate, or to be written.
@@ -71,16 +77,23 @@ struct SendPlan {
 }
 
 impl QueueRuntime {
-    pub(crate) fn new(name: QueueName, log: Log, state: QueueState) -> QueueRuntime {
+    pub(crate) fn new(
+        name: QueueName,
+        log: Log,
+        resource: ResourceId,
+        state: QueueState,
+    ) -> QueueRuntime {
         QueueRuntime {
             name,
             log,
+            resource,
+            durable: state.options().durable,
             core: Mutex::new(Core {
                 state,
                 reserved: 0,
+                reserved_floors: BTreeMap::new(),
                 reserved_ids: HashSet::new(),
                 last_errors: HashMap::new(),
-                last_reclaim_at: 0,
                 deleted: false,
                 consumers: super::consumers::Consumers::default(),
             }),
@@ -137,16 +150,17 @@ impl QueueRuntime {
             .to_write
             .iter()
             .map(|(index, key)| {
-                QueueRecord::Enqueued {
+                let record = QueueRecord::Enqueued {
                     message: messages[*index].0.clone(),
                     dedup: key.is_some(),
-                }
-                .encode()
+                };
+                wrap(self.resource, &record.encode())
             })
             .collect();
         let written = self.log.append(&records).await;
         let mut core = self.core()?;
         core.reserved -= plan.to_write.len();
+        release_floor(&mut core.reserved_floors, plan.floor);
         for (_, key) in &plan.to_write {
             if let Some(key) = key {
                 core.reserved_ids.remove(key);
@@ -172,6 +186,7 @@ impl QueueRuntime {
         let mut core = self.core()?;
         let mut seen = HashSet::new();
         let mut plan = SendPlan {
+            floor: self.log.end_offset().0,
             to_write: Vec::new(),
             duplicate: Vec::with_capacity(messages.len()),
         };
@@ -198,6 +213,7 @@ impl QueueRuntime {
             });
         }
         core.reserved += plan.to_write.len();
+        *core.reserved_floors.entry(plan.floor).or_default() += 1;
         core.reserved_ids
             .extend(plan.to_write.iter().filter_map(|(_, key)| *key));
         Ok(plan)
@@ -239,12 +255,12 @@ impl QueueRuntime {
         let records: Vec<_> = deliveries
             .iter()
             .map(|d| {
-                QueueRecord::Delivered {
+                let record = QueueRecord::Delivered {
                     seq: d.seq.0,
                     delivery_count: d.delivery_count,
                     at: d.last_delivered_at,
-                }
-                .encode()
+                };
+                wrap(self.resource, &record.encode())
             })
             .collect();
         if let Err(error) = self.log.append_lazy(&records) {
@@ -423,7 +439,17 @@ impl QueueRuntime {
                 reason: "enqueue record missing".into(),
             })
         })?;
-        match QueueRecord::decode(seq.0, &record.payload)? {
+        let (resource, inner) = unwrap(seq.0, &record.payload)?;
+        if resource != self.resource {
+            return Err(EngineError::Record(super::records::RecordError {
+                offset: seq.0,
+                reason: format!(
+                    "record of resource {} read for {}",
+                    resource.0, self.resource.0
+                ),
+            }));
+        }
+        match QueueRecord::decode(seq.0, &inner)? {
             QueueRecord::Enqueued { message, .. } => Ok(message),
             other => Err(EngineError::Record(super::records::RecordError {
                 offset: seq.0,
@@ -432,29 +458,16 @@ impl QueueRuntime {
         }
     }
 
-    /// Deletes log segments that hold only settled messages. Throttled to once per
-    /// [`RECLAIM_INTERVAL_MS`]; skipped while sends are between their append and their apply,
-    /// since their records are not yet counted as live.
-    pub(crate) fn reclaim(&self, now: u64) -> Result<(), EngineError> {
-        if self.log.segment_count() < 2 {
-            return Ok(());
-        }
-        let keep_from = {
-            let mut core = self.core()?;
-            if core.reserved > 0 || now < core.last_reclaim_at + RECLAIM_INTERVAL_MS {
-                return Ok(());
-            }
-            core.last_reclaim_at = now;
-            // Records of settled messages whose ids are still in the dedup window stay too:
-            // replay rebuilds the window from them.
-            let oldest = [core.state.oldest_seq(), core.state.oldest_dedup_seq()]
-                .into_iter()
-                .flatten()
-                .min();
-            oldest.map_or(self.log.end_offset(), |seq| Offset(seq.0))
-        };
-        self.log.truncate_before(keep_from)?;
-        Ok(())
+    /// The lowest WAL offset this queue still needs: its oldest unsettled message, the oldest
+    /// record of an id still in the dedup window, and sends in flight. `None`: nothing.
+    pub(crate) fn keep_from(&self) -> Result<Option<u64>, EngineError> {
+        let core = self.core()?;
+        let floors = core.reserved_floors.keys().next().copied();
+        let oldest = [core.state.oldest_seq(), core.state.oldest_dedup_seq()]
+            .into_iter()
+            .flatten()
+            .map(|seq| seq.0);
+        Ok(oldest.chain(floors).min())
     }
 
     /// Appends a settle record for `seqs` and waits until it is durable; their nack error texts
@@ -463,7 +476,6 @@ impl QueueRuntime {
         &self,
         seqs: &[u64],
         reason: RecordSettleReason,
-        now: u64,
     ) -> Result<(), EngineError> {
         if seqs.is_empty() {
             return Ok(());
@@ -471,15 +483,15 @@ impl QueueRuntime {
         let record = QueueRecord::Settled {
             seqs: seqs.to_vec(),
             reason,
-        }
-        .encode();
-        self.log.append_one(&record).await?;
+        };
+        self.log
+            .append_one(wrap(self.resource, &record.encode()))
+            .await?;
         let mut core = self.core()?;
         for seq in seqs {
             core.last_errors.remove(seq);
         }
-        drop(core);
-        self.reclaim(now)
+        Ok(())
     }
 
     /// The latest nack error of a message leaving the queue.
@@ -507,6 +519,16 @@ pub(crate) fn enqueue_meta(seq: Seq, message: &Message, key: Option<DedupKey>) -
         deliver_at: message.deliver_at,
         expires_at: message.expires_at,
         group: message.group.as_deref(),
+    }
+}
+
+/// Forgets one send's reservation floor.
+fn release_floor(floors: &mut BTreeMap<u64, usize>, floor: u64) {
+    if let Some(count) = floors.get_mut(&floor) {
+        *count -= 1;
+        if *count == 0 {
+            floors.remove(&floor);
+        }
     }
 }
 

@@ -1,24 +1,37 @@
-//! Opening a queue: its log, and its state rebuilt by replaying every record in order.
+//! Rebuilding queue states at start: one pass over each WAL, and the migration of queues that
+//! releases before the shared WAL kept in a log of their own.
+//!
+//! Migration copies what a legacy queue still needs into its WAL under a resource id allocated
+//! (durably) beforehand: every unsettled message's `enqueued` record in send order, its
+//! delivery count, and the records of settled messages whose client ids are still inside the
+//! dedup window (followed by a settle record, so they only feed the window). Only then does the
+//! queue's definition get its resource id, and only then is the legacy log deleted. A crash
+//! before the id is written leaves copies under an id no definition names (ignored, reclaimed
+//! later) and the migration runs again; a crash after it leaves a legacy log that the next
+//! start deletes.
 
 use super::{
-    queue_runtime::{enqueue_meta, QueueRuntime},
-    records::QueueRecord,
+    queue_runtime::enqueue_meta,
+    records::{QueueRecord, SettleReason},
+    wal::{self, ResourceId},
 };
 use crate::{
     error::EngineError,
     queue::{DedupKey, QueueOptions, QueueState, Seq},
 };
+use bytes::Bytes;
+use std::collections::HashMap;
 use wharf_model::{message::Message, MessageId, QueueName};
-use wharf_storage::{FsyncPolicy, LogConfig, Store};
+use wharf_storage::{FsyncPolicy, Log, LogConfig, Store};
 
 /// Records read per batch while replaying: large enough for sequential reads, small enough to
 /// keep replay memory flat.
 const REPLAY_BATCH_RECORDS: usize = 4_096;
 const REPLAY_BATCH_BYTES: usize = 8 << 20;
 
-/// The name of a queue's log in the store. The prefix keeps names like `.` or `..` (valid
-/// queue names) from being path components on their own.
-pub(crate) fn queue_log_name(name: &QueueName) -> String {
+/// The name of a queue's own log in releases before the shared WAL. The prefix keeps names
+/// like `.` or `..` (valid queue names) from being path components on their own.
+pub(crate) fn legacy_queue_log_name(name: &QueueName) -> String {
     format!("queue-{name}")
 }
 
@@ -30,55 +43,37 @@ pub(crate) fn enqueued_at(message: &Message) -> u64 {
         .map_or(message.sent_at, |d| d.at)
 }
 
-/// Opens the queue's log and replays it. Blocking (reads the whole log).
-pub(crate) fn open_queue(
-    store: &Store,
-    name: QueueName,
-    options: QueueOptions,
-    durable_fsync: FsyncPolicy,
-    segment_bytes: u64,
-    seed: u64,
-) -> Result<QueueRuntime, EngineError> {
-    let fsync = if options.durable {
-        durable_fsync
-    } else {
-        FsyncPolicy::Never
-    };
-    let log = store.log(
-        &queue_log_name(&name),
-        LogConfig {
-            segment_bytes,
-            fsync,
-            ..LogConfig::default()
-        },
-    )?;
-    let mut state = QueueState::new(options, seed)
-        .map_err(|e| super::validate::field_error(e.field(), &e.to_string()))?;
+/// Replays a WAL into the states of the queues it names; records of resources with no state
+/// (deleted queues) are skipped. Blocking (reads the whole log).
+pub(crate) fn replay_wal(
+    log: &Log,
+    states: &mut HashMap<ResourceId, QueueState>,
+) -> Result<(), EngineError> {
     let mut at = log.start_offset();
     loop {
         let records = log.read_batch(at, REPLAY_BATCH_RECORDS, REPLAY_BATCH_BYTES)?;
         let Some(last) = records.last() else {
-            break;
+            return Ok(());
         };
         at = last.offset.next();
         for record in &records {
-            replay_record(&mut state, record.offset.0, &record.payload)?;
+            let (resource, inner) = wal::unwrap(record.offset.0, &record.payload)?;
+            if let Some(state) = states.get_mut(&resource) {
+                replay_record(state, record.offset.0, &inner)?;
+            }
         }
     }
-    Ok(QueueRuntime::new(name, log, state))
 }
 
-fn replay_record(
+/// Applies one queue record at `offset` to `state`, without checks: the log proves it happened.
+pub(crate) fn replay_record(
     state: &mut QueueState,
     offset: u64,
-    payload: &bytes::Bytes,
+    payload: &Bytes,
 ) -> Result<(), EngineError> {
     match QueueRecord::decode(offset, payload)? {
         QueueRecord::Enqueued { message, dedup } => {
-            let key = dedup
-                .then(|| MessageId::try_from(message.id.clone()).ok())
-                .flatten()
-                .map(|id| DedupKey::of(&id));
+            let key = dedup_key(&message, dedup);
             state.replay_enqueued(
                 enqueue_meta(Seq(offset), &message, key),
                 enqueued_at(&message),
@@ -96,6 +91,110 @@ fn replay_record(
                 state.replay_settled(Seq(seq));
             }
         }
+    }
+    Ok(())
+}
+
+fn dedup_key(message: &Message, dedup: bool) -> Option<DedupKey> {
+    dedup
+        .then(|| MessageId::try_from(message.id.clone()).ok())
+        .flatten()
+        .map(|id| DedupKey::of(&id))
+}
+
+/// A legacy queue's log, replayed: what migration copies.
+pub(crate) struct Legacy {
+    log: Log,
+    state: QueueState,
+}
+
+/// Opens and replays a legacy queue log. Blocking.
+pub(crate) fn open_legacy(
+    store: &Store,
+    name: &QueueName,
+    options: QueueOptions,
+) -> Result<Legacy, EngineError> {
+    let config = LogConfig {
+        fsync: FsyncPolicy::Never,
+        preallocate: false,
+        ..LogConfig::default()
+    };
+    let log = store.log(&legacy_queue_log_name(name), config)?;
+    let mut state = QueueState::new(options, 0)
+        .map_err(|e| super::validate::field_error(e.field(), &e.to_string()))?;
+    let mut at = log.start_offset();
+    loop {
+        let records = log.read_batch(at, REPLAY_BATCH_RECORDS, REPLAY_BATCH_BYTES)?;
+        let Some(last) = records.last() else {
+            break;
+        };
+        at = last.offset.next();
+        for record in &records {
+            replay_record(&mut state, record.offset.0, &record.payload)?;
+        }
+    }
+    Ok(Legacy { log, state })
+}
+
+/// Copies what a legacy queue still needs into `wal` under `resource` (see the module header).
+pub(crate) async fn migrate_legacy(
+    legacy: Legacy,
+    wal: &Log,
+    resource: ResourceId,
+    now: u64,
+) -> Result<(), EngineError> {
+    let Legacy { log, state } = legacy;
+    let window_ms = state.options().dedup_window_ms;
+    let mut delivered = Vec::new();
+    let mut feed_only = Vec::new();
+    let mut at = log.start_offset();
+    loop {
+        let records = log.read_batch(at, REPLAY_BATCH_RECORDS, REPLAY_BATCH_BYTES)?;
+        let Some(last) = records.last() else {
+            break;
+        };
+        at = last.offset.next();
+        let mut copies = Vec::new();
+        for record in &records {
+            let QueueRecord::Enqueued { message, dedup } =
+                QueueRecord::decode(record.offset.0, &record.payload)?
+            else {
+                continue;
+            };
+            let live = state.message(Seq(record.offset.0));
+            let in_window = dedup && enqueued_at(&message).saturating_add(window_ms) > now;
+            if live.is_some() || in_window {
+                copies.push((live, wal::wrap(resource, &record.payload)));
+            }
+        }
+        if copies.is_empty() {
+            continue;
+        }
+        let range = wal.append(copies.iter().map(|(_, record)| record)).await?;
+        for (i, (live, _)) in copies.iter().enumerate() {
+            let seq = range.start.0 + i as u64;
+            match live {
+                Some(view) if view.delivery_count > 0 => delivered.push(QueueRecord::Delivered {
+                    seq,
+                    delivery_count: view.delivery_count,
+                    at: view.last_delivered_at.unwrap_or(now),
+                }),
+                Some(_) => {}
+                None => feed_only.push(seq),
+            }
+        }
+    }
+    if !feed_only.is_empty() {
+        delivered.push(QueueRecord::Settled {
+            seqs: feed_only,
+            reason: SettleReason::Acked,
+        });
+    }
+    let tail: Vec<Bytes> = (delivered.iter())
+        .map(|record| wal::wrap(resource, &record.encode()))
+        .collect();
+    if !tail.is_empty() {
+        wal.append(&tail).await?;
     }
     Ok(())
 }

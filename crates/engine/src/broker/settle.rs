@@ -51,15 +51,17 @@ impl Engine {
                     self.move_to_dead_letters(queue, target.as_str(), moved)
                         .await?;
                     queue
-                        .write_settled(&seqs, RecordSettleReason::DeadLettered, self.now())
+                        .write_settled(&seqs, RecordSettleReason::DeadLettered)
                         .await?;
                 }
                 // The dead-letter queue was unset since the state decided: drop instead.
                 _ => dropped.extend(moved.iter().map(|s| s.seq.0)),
             }
             queue
-                .write_settled(&dropped, RecordSettleReason::Dropped, self.now())
-                .await
+                .write_settled(&dropped, RecordSettleReason::Dropped)
+                .await?;
+            self.reclaim().await;
+            Ok(())
         })
     }
 
@@ -128,13 +130,14 @@ impl Engine {
             for (source, seqs, messages) in moves.into_values() {
                 self.send_to(source, messages, self.now()).await?;
                 dead_letters
-                    .write_settled(&seqs, RecordSettleReason::Redriven, self.now())
+                    .write_settled(&seqs, RecordSettleReason::Redriven)
                     .await?;
                 dead_letters.apply_settled(&seqs, &SettleReason::Redriven)?;
                 report.moved += seqs.len() as u64;
             }
         }
-        self.dispatch(&dead_letters).await?;
+        self.dispatch(&dead_letters).await;
+        self.reclaim().await;
         Ok(report)
     }
 
@@ -240,11 +243,8 @@ pub(super) async fn run_timer(inner: Weak<Inner>, queue: Arc<QueueRuntime>) {
             return;
         };
         let persisted = engine.persist_settlements(&queue, settles).await;
-        let dispatched = match persisted {
-            Ok(()) => engine.dispatch(&queue).await,
-            failed => failed,
-        };
-        if let Err(error) = dispatched {
+        engine.dispatch(&queue).await;
+        if let Err(error) = persisted {
             static THROTTLE: LogThrottle = LogThrottle::new();
             if let Some(suppressed) = THROTTLE.allow() {
                 tracing::warn!(queue = %queue.name, %error, suppressed, "could not persist timer settlements");
