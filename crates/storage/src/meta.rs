@@ -323,7 +323,11 @@ mod tests {
         assert_eq!(reopened.list(""), vec![("queue/a".to_string(), json!(1))]);
         reopened.put("queue/c", json!(3)).unwrap();
         let again = MetaStore::open(dir.path(), FileOps::default()).unwrap();
-        assert_eq!(again.list("").len(), 2, "a new change follows the cut cleanly");
+        assert_eq!(
+            again.list("").len(),
+            2,
+            "a new change follows the cut cleanly"
+        );
     }
 
     #[test]
