@@ -216,7 +216,23 @@ impl Log {
         I: IntoIterator,
         I::Item: AsRef<[u8]>,
     {
-        let (range, done) = self.enqueue(payloads, true)?;
+        self.append_conditional(payloads, None).await
+    }
+
+    /// [`Log::append`], but only if the log ends at `condition` (when given): the offset the
+    /// first record would take, counting appends still being committed. Otherwise fails with
+    /// [`StorageError::ConditionFailed`] and writes nothing. The check and the offset assignment
+    /// happen under one lock, so two appends expecting the same end cannot both succeed.
+    pub async fn append_conditional<I>(
+        &self,
+        payloads: I,
+        condition: Option<Offset>,
+    ) -> Result<Range<Offset>, StorageError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+    {
+        let (range, done) = self.enqueue(payloads, condition, true)?;
         if range.is_empty() {
             return Ok(range);
         }
@@ -237,7 +253,7 @@ impl Log {
         I: IntoIterator,
         I::Item: AsRef<[u8]>,
     {
-        self.enqueue(payloads, false).map(|(range, _)| range)
+        self.enqueue(payloads, None, false).map(|(range, _)| range)
     }
 
     /// Appends one record; see [`Log::append`].
@@ -387,10 +403,12 @@ impl Log {
     }
 
     /// Encodes the records into the pending batch; with `commit`, makes sure a flusher runs.
+    /// With a `condition`, first checks that the log ends there (see [`Log::append_conditional`]).
     #[allow(clippy::type_complexity)]
     fn enqueue<I>(
         &self,
         payloads: I,
+        condition: Option<Offset>,
         commit: bool,
     ) -> Result<(Range<Offset>, oneshot::Receiver<Result<(), StorageError>>), StorageError>
     where
@@ -415,6 +433,12 @@ impl Log {
             });
         }
         let first = state.next;
+        if let Some(expected) = condition.filter(|expected| *expected != first) {
+            return Err(StorageError::ConditionFailed {
+                expected,
+                actual: first,
+            });
+        }
         let count = payloads.len() as u64;
         if count == 0 {
             return Ok((first..first, rx));
