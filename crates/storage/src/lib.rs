@@ -13,6 +13,7 @@ mod log;
 mod meta;
 mod metrics;
 mod record;
+mod seam;
 mod segment;
 mod segment_writer;
 mod store;
@@ -23,4 +24,5 @@ pub use log::{FsyncPolicy, Log, LogConfig, LARGE_COMMIT_BYTES, LAZY_PENDING_BYTE
 pub use meta::{MetaOp, MetaStore};
 pub use metrics::StorageMetrics;
 pub use record::{Offset, Record, RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX};
+pub use seam::{Durability, LogOptions, LogSize, LogStore, Storage, StorageFuture};
 pub use store::{Store, StoreConfig};
