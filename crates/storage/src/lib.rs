@@ -5,11 +5,16 @@
 //! back by offset, and recovered on open by truncating a torn tail. The [`MetaStore`] keeps small
 //! definitions (queues, topics, ...) atomically. A [`Store`] ties both to one data directory,
 //! which it locks so that no other store can open it meanwhile.
+//!
+//! The engine reaches storage only through the seam: [`Storage`] (logs by name, metadata) and
+//! [`LogStore`] (one log), implemented by [`Store`] and [`Log`] and, for tests and the
+//! simulation, by [`MemoryStore`]. Segment sizes, files and fsync stay on this side of it.
 
 mod directory_lock;
 mod error;
 mod faults;
 mod log;
+mod memory;
 mod meta;
 mod metrics;
 mod record;
@@ -21,6 +26,7 @@ mod store;
 pub use error::StorageError;
 pub use faults::Faults;
 pub use log::{FsyncPolicy, Log, LogConfig, LARGE_COMMIT_BYTES, LAZY_PENDING_BYTES_MAX};
+pub use memory::{MemoryLog, MemoryStore};
 pub use meta::{MetaOp, MetaStore};
 pub use metrics::StorageMetrics;
 pub use record::{Offset, Record, RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX};
