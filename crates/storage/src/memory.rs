@@ -116,7 +116,9 @@ impl MemoryStore {
     /// A crash and a restart: every log loses what is not synced (see the module header),
     /// appends waiting for a held commit fail with [`StorageError::Closed`], every handle is
     /// closed, and the store opens logs again for the "new process". Metadata changes are
-    /// synced when applied and stay. Commits stay held if they were.
+    /// synced when applied and stay. Fault switches ([`MemoryStore::fail_appends`],
+    /// [`MemoryStore::hold_commits`]) stay as they were: the simulation decides when the disk
+    /// recovers.
     pub fn crash(&self) {
         let mut state = self.shared.lock();
         state.closed = false;
@@ -128,6 +130,7 @@ impl MemoryStore {
             (log.synced, log.visible, log.pending_bytes) = (end, end, 0);
             log.answer_waiting(|| Err(cell.closed_error()));
             log.open = false;
+            log.check();
             cell.visible.send_replace(end);
         }
     }
@@ -359,6 +362,7 @@ impl LogStore for MemoryLog {
             let dropped = (start - log.start) as usize;
             log.records.drain(..dropped);
             log.start = start;
+            log.check();
             Ok(Offset(start))
         })
     }
@@ -507,6 +511,7 @@ impl LogState {
             self.pending_bytes += record::frame_len(payload.len());
             self.records.push_back(payload.clone());
         }
+        self.check();
         Ok(first..Offset(self.next()))
     }
 
@@ -525,6 +530,7 @@ impl LogState {
             };
             self.records.truncate((self.visible - self.start) as usize);
             self.answer_waiting(|| Err(error.clone()));
+            self.check();
             return Err(error);
         }
         self.visible = self.next();
@@ -532,8 +538,25 @@ impl LogState {
             self.synced = self.visible;
         }
         self.answer_waiting(|| Ok(()));
+        self.check();
         cell.visible.send_replace(self.visible);
         Ok(())
+    }
+
+    /// The marks keep the order of the diagram on [`LogState`]; a broken order is a bug here.
+    fn check(&self) {
+        assert!(
+            self.start <= self.visible && self.visible <= self.next(),
+            "memory log {}..{}..{} out of order",
+            self.start,
+            self.visible,
+            self.next()
+        );
+        assert!(self.synced <= self.visible, "synced past the readable end");
+        assert!(
+            self.waiting.is_empty() || self.visible < self.next(),
+            "appends wait with nothing pending"
+        );
     }
 
     fn answer_waiting(&mut self, answer: impl Fn() -> Result<(), StorageError>) {
