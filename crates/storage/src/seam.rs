@@ -43,8 +43,9 @@ pub type StorageFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StorageErr
 ///   handed out again.
 /// - A record is readable once its append has completed, and stays readable until
 ///   [`truncate_before`](LogStore::truncate_before) passes it.
-/// - A completed append of a durable log survives a crash; lazy appends and the appends of
-///   transient logs may be lost, but only from the end, never leaving a gap.
+/// - A completed append of a durable log survives a crash (for files, unless the operator
+///   relaxed the fsync policy); lazy appends and the appends of transient logs may be lost,
+///   but only from the end, never leaving a gap.
 pub trait LogStore: Send + Sync + fmt::Debug {
     /// Appends `records` as one atomic unit and returns their offsets once they are durable
     /// (readable and surviving a crash, for a durable log). With a `condition`, appends only if

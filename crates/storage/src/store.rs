@@ -34,7 +34,7 @@ pub struct StoreConfig {
     /// logs use it as it is, transient ones with [`FsyncPolicy::Never`].
     pub log: LogConfig,
     /// Segment size of [`LogSize::Small`] logs. 1 MiB: a topic's bindings fit many times over,
-    /// and a thousand idle topics cost a gigabyte of preallocated disk rather than 64.
+    /// and a thousand idle topics cost 1 GiB of preallocated disk rather than 64 GiB.
     pub small_log_segment_bytes: u64,
 }
 
