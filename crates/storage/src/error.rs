@@ -1,5 +1,6 @@
 //! The storage error type: every failure names the file and what went wrong.
 
+use crate::record::Offset;
 use std::{io, path::PathBuf, sync::Arc};
 
 /// A storage failure. Cloneable because one failed group commit answers many appenders.
@@ -29,6 +30,11 @@ pub enum StorageError {
     /// The metadata file could not be parsed.
     #[error("metadata file {} is invalid: {reason}", path.display())]
     MetaInvalid { path: PathBuf, reason: String },
+    /// A conditional append expected the log to end at `expected` (the offset its first record
+    /// would take), but it ends at `actual`, counting appends still being committed. Nothing was
+    /// written. The event store's expected-version check is this condition.
+    #[error("append expected the log to end at offset {expected}, but it ends at {actual}")]
+    ConditionFailed { expected: Offset, actual: Offset },
     /// The log was closed; no more appends are accepted.
     #[error("log {} is closed", path.display())]
     Closed { path: PathBuf },

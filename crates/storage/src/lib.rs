@@ -5,14 +5,20 @@
 //! back by offset, and recovered on open by truncating a torn tail. The [`MetaStore`] keeps small
 //! definitions (queues, topics, ...) atomically. A [`Store`] ties both to one data directory,
 //! which it locks so that no other store can open it meanwhile.
+//!
+//! The engine reaches storage only through the seam: [`Storage`] (logs by name, metadata) and
+//! [`LogStore`] (one log), implemented by [`Store`] and [`Log`] and, for tests and the
+//! simulation, by [`MemoryStore`]. Segment sizes, files and fsync stay on this side of it.
 
 mod directory_lock;
 mod error;
 mod faults;
 mod log;
+mod memory;
 mod meta;
 mod metrics;
 mod record;
+mod seam;
 mod segment;
 mod segment_writer;
 mod store;
@@ -20,7 +26,9 @@ mod store;
 pub use error::StorageError;
 pub use faults::Faults;
 pub use log::{FsyncPolicy, Log, LogConfig, LARGE_COMMIT_BYTES, LAZY_PENDING_BYTES_MAX};
+pub use memory::{MemoryLog, MemoryStore};
 pub use meta::{MetaOp, MetaStore};
 pub use metrics::StorageMetrics;
 pub use record::{Offset, Record, RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX};
+pub use seam::{Durability, LogOptions, LogSize, LogStore, Storage, StorageFuture};
 pub use store::{Store, StoreConfig};

@@ -18,16 +18,17 @@ use crate::{
     faults::{Faults, FileOps},
     metrics::StorageMetrics,
     record::{self, Offset, Record, RECORD_PAYLOAD_BYTES_MAX},
+    seam::{self, LogStore, StorageFuture},
     segment::{self, Damage, Scan, Segment},
     segment_writer::{self, SegmentWriter},
 };
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use std::{
     fs::{self, File, OpenOptions},
     ops::Range,
     path::{Path, PathBuf},
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex, RwLock, Weak,
     },
     thread::JoinHandle,
@@ -106,6 +107,9 @@ struct Inner {
     /// End offset readers may see (durable, or written for relaxed policies).
     visible: watch::Sender<u64>,
     start: AtomicU64,
+    /// Set once [`Log::close`] has drained, synced and stopped every thread of the log. Read by
+    /// waiting readers without the state lock, so a close wakes them.
+    close_finished: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -198,6 +202,7 @@ impl Log {
             segments: RwLock::new(segments),
             visible: watch::Sender::new(next.0),
             start: AtomicU64::new(start.0),
+            close_finished: AtomicBool::new(false),
             dir,
             config,
         });
@@ -216,7 +221,23 @@ impl Log {
         I: IntoIterator,
         I::Item: AsRef<[u8]>,
     {
-        let (range, done) = self.enqueue(payloads, true)?;
+        self.append_conditional(payloads, None).await
+    }
+
+    /// [`Log::append`], but only if the log ends at `condition` (when given): the offset the
+    /// first record would take, counting appends still being committed. Otherwise fails with
+    /// [`StorageError::ConditionFailed`] and writes nothing. The check and the offset assignment
+    /// happen under one lock, so two appends expecting the same end cannot both succeed.
+    pub async fn append_conditional<I>(
+        &self,
+        payloads: I,
+        condition: Option<Offset>,
+    ) -> Result<Range<Offset>, StorageError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+    {
+        let (range, done) = self.enqueue(payloads, condition, true)?;
         if range.is_empty() {
             return Ok(range);
         }
@@ -237,7 +258,7 @@ impl Log {
         I: IntoIterator,
         I::Item: AsRef<[u8]>,
     {
-        self.enqueue(payloads, false).map(|(range, _)| range)
+        self.enqueue(payloads, None, false).map(|(range, _)| range)
     }
 
     /// Appends one record; see [`Log::append`].
@@ -298,7 +319,10 @@ impl Log {
     /// Waits until a record at `offset` is readable (or the log closes).
     pub async fn wait_for(&self, offset: Offset) {
         let mut visible = self.inner.visible.subscribe();
-        let _ = visible.wait_for(|end| *end > offset.0).await;
+        let closed = &self.inner.close_finished;
+        let _ = visible
+            .wait_for(|end| *end > offset.0 || closed.load(Ordering::Acquire))
+            .await;
     }
 
     /// The first offset still stored.
@@ -333,6 +357,12 @@ impl Log {
     /// segment is never deleted. Readers holding a deleted segment finish their read (the file
     /// stays readable until closed).
     pub fn truncate_before(&self, offset: Offset) -> Result<usize, StorageError> {
+        if self.inner.state.lock().expect("state lock").closed {
+            // A closed log's directory may already belong to a reopened log or be deleted.
+            return Err(StorageError::Closed {
+                path: self.inner.dir.clone(),
+            });
+        }
         let removed: Vec<Arc<Segment>> = {
             let mut segments = self.inner.segments.write().expect("segments lock");
             let count = segments
@@ -358,13 +388,17 @@ impl Log {
     /// Makes everything appended so far durable, whatever the policy.
     pub async fn sync(&self) -> Result<(), StorageError> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || inner.sync_now())
-            .await
-            .expect("sync task panicked")
+        seam::off_runtime(&self.inner.dir, move || inner.sync_now()).await
+    }
+
+    /// True once [`Log::close`] has finished: nothing of this handle touches the directory any
+    /// more, so the log may be opened again or deleted.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.inner.close_finished.load(Ordering::Acquire)
     }
 
     /// Stops accepting appends, finishes those in flight and syncs. Appends after this fail with
-    /// [`StorageError::Closed`].
+    /// [`StorageError::Closed`]; readers waiting in [`Log::wait_for`] wake.
     pub async fn close(&self) -> Result<(), StorageError> {
         let drained = {
             let mut state = self.inner.state.lock().expect("state lock");
@@ -383,14 +417,20 @@ impl Log {
         if let Some(drained) = drained {
             let _ = drained.await;
         }
-        self.sync().await
+        let inner = self.inner.clone();
+        let result = seam::off_runtime(&self.inner.dir, move || inner.close_files()).await;
+        self.inner.close_finished.store(true, Ordering::Release);
+        self.inner.visible.send_modify(|_| ());
+        result
     }
 
     /// Encodes the records into the pending batch; with `commit`, makes sure a flusher runs.
+    /// With a `condition`, first checks that the log ends there (see [`Log::append_conditional`]).
     #[allow(clippy::type_complexity)]
     fn enqueue<I>(
         &self,
         payloads: I,
+        condition: Option<Offset>,
         commit: bool,
     ) -> Result<(Range<Offset>, oneshot::Receiver<Result<(), StorageError>>), StorageError>
     where
@@ -415,6 +455,12 @@ impl Log {
             });
         }
         let first = state.next;
+        if let Some(expected) = condition.filter(|expected| *expected != first) {
+            return Err(StorageError::ConditionFailed {
+                expected,
+                actual: first,
+            });
+        }
         let count = payloads.len() as u64;
         if count == 0 {
             return Ok((first..first, rx));
@@ -443,6 +489,74 @@ impl Log {
             tokio::spawn(flush(self.inner.clone()));
         }
         Ok((first..state.next, rx))
+    }
+}
+
+/// The seam over the inherent API: the same group commit and atomicity, with every call that
+/// touches a file (reads, unlinks, the final sync) moved off the runtime's threads.
+impl LogStore for Log {
+    fn append<'a>(
+        &'a self,
+        records: &'a [Bytes],
+        condition: Option<Offset>,
+    ) -> StorageFuture<'a, Range<Offset>> {
+        Box::pin(self.append_conditional(records, condition))
+    }
+
+    fn append_lazy(&self, records: &[Bytes]) -> Result<Range<Offset>, StorageError> {
+        Log::append_lazy(self, records)
+    }
+
+    fn read(&self, offset: Offset) -> StorageFuture<'_, Option<Record>> {
+        let log = self.clone();
+        Box::pin(seam::off_runtime(&self.inner.dir, move || {
+            Log::read(&log, offset)
+        }))
+    }
+
+    fn read_batch(
+        &self,
+        from: Offset,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> StorageFuture<'_, Vec<Record>> {
+        let log = self.clone();
+        Box::pin(seam::off_runtime(&self.inner.dir, move || {
+            Log::read_batch(&log, from, max_records, max_bytes)
+        }))
+    }
+
+    fn wait_for(&self, offset: Offset) -> StorageFuture<'_, ()> {
+        Box::pin(async move {
+            Log::wait_for(self, offset).await;
+            if self.end_offset() > offset {
+                Ok(())
+            } else {
+                Err(StorageError::Closed {
+                    path: self.inner.dir.clone(),
+                })
+            }
+        })
+    }
+
+    fn start_offset(&self) -> Offset {
+        Log::start_offset(self)
+    }
+
+    fn end_offset(&self) -> Offset {
+        Log::end_offset(self)
+    }
+
+    fn truncate_before(&self, offset: Offset) -> StorageFuture<'_, Offset> {
+        let log = self.clone();
+        Box::pin(async move {
+            seam::off_runtime(&self.inner.dir, move || Log::truncate_before(&log, offset)).await?;
+            Ok(Log::start_offset(self))
+        })
+    }
+
+    fn close(&self) -> StorageFuture<'_, ()> {
+        Box::pin(Log::close(self))
     }
 }
 
@@ -634,6 +748,17 @@ impl Inner {
         writer.dirty = false;
         writer.last_sync = Instant::now();
         Ok(())
+    }
+
+    /// Waits for a spare segment still being prepared, then syncs. No thread of this log writes
+    /// in its directory afterwards, which a reopen or a deletion of the directory relies on.
+    fn close_files(&self) -> Result<(), StorageError> {
+        let preparing = self.writer.lock().expect("writer lock").spare.take();
+        if let Some(preparing) = preparing {
+            // Its file is not needed: the next open deletes `spare.tmp`.
+            let _ = preparing.join();
+        }
+        self.sync_now()
     }
 
     fn sync_now(&self) -> Result<(), StorageError> {

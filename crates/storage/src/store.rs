@@ -1,4 +1,6 @@
-//! A store: one data directory holding the metadata store and every log.
+//! A store: one data directory holding the metadata store and every log. It implements the
+//! [`Storage`] seam; the engine asks it for logs by name and [`LogOptions`], and this file alone
+//! turns those into segment sizes and fsync policies.
 //!
 //! ```text
 //! DATA_DIR/
@@ -11,10 +13,12 @@ use crate::{
     directory_lock::DirectoryLock,
     error::StorageError,
     faults::{Faults, FileOps},
-    log::{Log, LogConfig},
-    meta::MetaStore,
+    log::{FsyncPolicy, Log, LogConfig},
+    meta::{MetaOp, MetaStore},
     metrics::StorageMetrics,
+    seam::{self, Durability, LogOptions, LogSize, LogStore, Storage, StorageFuture},
 };
+use serde_json::Value;
 use std::{
     collections::HashMap,
     fs,
@@ -22,14 +26,37 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct StoreConfig {
     /// Test-only failures for every file of the store.
     pub faults: Option<Arc<Faults>>,
+    /// Layout and commit policy of the logs opened through [`Storage::open_log`]: durable
+    /// logs use it as it is, transient ones with [`FsyncPolicy::Never`].
+    pub log: LogConfig,
+    /// Segment size of [`LogSize::Small`] logs. 1 MiB: a topic's bindings fit many times over,
+    /// and a thousand idle topics cost 1 GiB of preallocated disk rather than 64 GiB.
+    pub small_log_segment_bytes: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            faults: None,
+            log: LogConfig::default(),
+            small_log_segment_bytes: 1 << 20,
+        }
+    }
+}
+
+/// The open data directory. It stays locked until the store, and any file operation still
+/// running for it on the blocking pool, is gone.
+#[derive(Debug)]
+pub struct Store {
+    shared: Arc<Shared>,
 }
 
 #[derive(Debug)]
-pub struct Store {
+struct Shared {
     dir: PathBuf,
     config: StoreConfig,
     meta: MetaStore,
@@ -50,37 +77,103 @@ impl Store {
         fs::create_dir_all(dir.join("logs")).map_err(|e| StorageError::io(&dir, e))?;
         let meta = MetaStore::open(&dir.join("meta"), FileOps::new(config.faults.clone()))?;
         Ok(Store {
-            dir,
-            config,
-            meta,
-            metrics: Arc::new(StorageMetrics::default()),
-            logs: Mutex::new(HashMap::new()),
-            _lock: lock,
+            shared: Arc::new(Shared {
+                dir,
+                config,
+                meta,
+                metrics: Arc::new(StorageMetrics::default()),
+                logs: Mutex::new(HashMap::new()),
+                _lock: lock,
+            }),
         })
     }
 
+    /// Whether the log `name` exists on disk (open or not).
+    pub fn has_log(&self, name: &str) -> bool {
+        self.dir().join("logs").join(name).is_dir()
+    }
+
     pub fn dir(&self) -> &Path {
-        &self.dir
+        &self.shared.dir
     }
 
     pub fn meta(&self) -> &MetaStore {
-        &self.meta
+        &self.shared.meta
     }
 
     pub fn metrics(&self) -> &Arc<StorageMetrics> {
-        &self.metrics
+        &self.shared.metrics
     }
 
     /// Opens the log `name` (a path-safe name chosen by the engine), or returns it if open.
     /// Blocking on first open: recovery scans the log.
     pub fn log(&self, name: &str, config: LogConfig) -> Result<Log, StorageError> {
+        self.shared.log(name, config)
+    }
+
+    /// Closes the log `name` and deletes its files.
+    pub async fn delete_log(&self, name: &str) -> Result<(), StorageError> {
+        let log = self.shared.logs.lock().expect("logs lock").remove(name);
+        if let Some(log) = log {
+            log.close().await?;
+            self.shared
+                .metrics
+                .segments
+                .dec_by(log.segment_count() as i64);
+        }
+        let path = self.shared.dir.join("logs").join(name);
+        let removing = path.clone();
+        seam::off_runtime(&path, move || match fs::remove_dir_all(&removing) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StorageError::io(&removing, e)),
+        })
+        .await
+    }
+
+    /// Closes every open log: in-flight appends finish, everything is synced.
+    pub async fn close(&self) -> Result<(), StorageError> {
+        let logs: Vec<Log> = self
+            .shared
+            .logs
+            .lock()
+            .expect("logs lock")
+            .values()
+            .cloned()
+            .collect();
+        for log in logs {
+            log.close().await?;
+        }
+        Ok(())
+    }
+
+    /// The configuration of a log opened through the seam with `options`.
+    fn log_config(&self, options: LogOptions) -> LogConfig {
+        let mut config = self.shared.config.log.clone();
+        if options.durability == Durability::Transient {
+            config.fsync = FsyncPolicy::Never;
+        }
+        if options.size == LogSize::Small {
+            config.segment_bytes = self.shared.config.small_log_segment_bytes;
+        }
+        config
+    }
+}
+
+impl Shared {
+    fn log(&self, name: &str, config: LogConfig) -> Result<Log, StorageError> {
         assert!(
             !name.is_empty() && !name.contains(['/', '\\']) && name != "." && name != "..",
             "log names are single path components"
         );
         let mut logs = self.logs.lock().expect("logs lock");
         if let Some(log) = logs.get(name) {
-            return Ok(log.clone());
+            // A log whose close is still running is handed out as it is, closing: a second
+            // handle must never write the same files.
+            if !log.is_closed() {
+                return Ok(log.clone());
+            }
+            self.metrics.segments.dec_by(log.segment_count() as i64);
         }
         let config = LogConfig {
             faults: config.faults.or_else(|| self.config.faults.clone()),
@@ -94,39 +187,48 @@ impl Store {
         logs.insert(name.to_string(), log.clone());
         Ok(log)
     }
+}
 
-    /// Whether the log `name` exists on disk (open or not).
-    pub fn has_log(&self, name: &str) -> bool {
-        self.dir.join("logs").join(name).is_dir()
+/// The seam over the file store. Opening a log scans it and metadata changes fsync, so both run
+/// on the blocking pool; metadata reads come from memory.
+impl Storage for Store {
+    fn open_log<'a>(
+        &'a self,
+        name: &'a str,
+        options: LogOptions,
+    ) -> StorageFuture<'a, Arc<dyn LogStore>> {
+        let (shared, config, owned_name) = (
+            self.shared.clone(),
+            self.log_config(options),
+            name.to_string(),
+        );
+        Box::pin(async move {
+            let log = seam::off_runtime(&self.shared.dir, move || shared.log(&owned_name, config))
+                .await?;
+            Ok(Arc::new(log) as Arc<dyn LogStore>)
+        })
     }
 
-    /// Closes the log `name` and deletes its files.
-    pub async fn delete_log(&self, name: &str) -> Result<(), StorageError> {
-        let log = self.logs.lock().expect("logs lock").remove(name);
-        if let Some(log) = log {
-            log.close().await?;
-            self.metrics.segments.dec_by(log.segment_count() as i64);
-        }
-        let path = self.dir.join("logs").join(name);
-        match fs::remove_dir_all(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(StorageError::io(&path, e)),
-        }
+    fn delete_log<'a>(&'a self, name: &'a str) -> StorageFuture<'a, ()> {
+        Box::pin(Store::delete_log(self, name))
     }
 
-    /// Closes every open log: in-flight appends finish, everything is synced.
-    pub async fn close(&self) -> Result<(), StorageError> {
-        let logs: Vec<Log> = self
-            .logs
-            .lock()
-            .expect("logs lock")
-            .values()
-            .cloned()
-            .collect();
-        for log in logs {
-            log.close().await?;
-        }
-        Ok(())
+    fn meta_get(&self, key: &str) -> Option<Value> {
+        self.shared.meta.get(key)
+    }
+
+    fn meta_list(&self, prefix: &str) -> Vec<(String, Value)> {
+        self.shared.meta.list(prefix)
+    }
+
+    fn meta_apply(&self, ops: Vec<MetaOp>) -> StorageFuture<'_, ()> {
+        let shared = self.shared.clone();
+        Box::pin(seam::off_runtime(&self.shared.dir, move || {
+            shared.meta.apply(ops)
+        }))
+    }
+
+    fn close(&self) -> StorageFuture<'_, ()> {
+        Box::pin(Store::close(self))
     }
 }
