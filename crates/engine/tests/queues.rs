@@ -917,3 +917,66 @@ async fn one_queue_hammered_from_many_tasks_stays_usable() {
         "live state equals a replay of the log"
     );
 }
+
+/// One unsettled message must not pin the shared WAL: it is copied forward, and the segments
+/// behind it go, however long it stays.
+#[tokio::test]
+async fn one_old_message_does_not_pin_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START);
+    let store = Arc::new(Store::open(dir.path(), StoreConfig::default()).unwrap());
+    let config = EngineConfig {
+        wal_segment_bytes: 4096,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::open(store.clone(), clock.clone(), config.clone())
+        .await
+        .unwrap();
+    engine.put_queue("stuck", options()).await.unwrap();
+    engine.put_queue("busy", options()).await.unwrap();
+    engine.send("stuck", vec![message("old")]).await.unwrap();
+    let request = |max| ReceiveRequest {
+        max_messages: max,
+        wait: Duration::ZERO,
+        lease: Some(Duration::from_secs(3_600)),
+    };
+    let leased = engine.receive("stuck", request(1)).await.unwrap();
+    let body = "x".repeat(300);
+    for _ in 0..60 {
+        engine
+            .send("busy", (0..2).map(|_| message(&body)).collect())
+            .await
+            .unwrap();
+        let got = engine.receive("busy", request(2)).await.unwrap();
+        clock.advance(Duration::from_secs(1));
+        engine.ack("busy", &receipts(&got)).await.unwrap();
+    }
+    assert!(
+        segment_files(dir.path()) <= 4,
+        "{} WAL segments kept for one old message",
+        segment_files(dir.path())
+    );
+    // Still leased, and its receipt still works: relocation keeps its seq.
+    let results = engine
+        .extend("stuck", &receipts(&leased), Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(results[0].error.is_none(), "{results:?}");
+    engine.close();
+    store.close().await.unwrap();
+    drop((engine, store));
+
+    let broker = open(dir.path(), clock).await;
+    let again = broker.receive("stuck", 10).await;
+    assert_eq!(bodies(&again), ["old"]);
+    assert_eq!(
+        again[0].delivery_count, 2,
+        "its delivery history moved with it"
+    );
+    assert!(
+        broker.receive("busy", 10).await.is_empty(),
+        "nothing settled came back"
+    );
+    broker.ack("stuck", &again).await;
+    assert!(broker.receive("stuck", 10).await.is_empty());
+}

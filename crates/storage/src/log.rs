@@ -348,6 +348,12 @@ impl Log {
             .collect()
     }
 
+    /// The first offset of each segment, oldest first: where `truncate_before` can cut.
+    pub fn segment_bases(&self) -> Vec<Offset> {
+        let segments = self.inner.segments.read().expect("segments lock");
+        segments.iter().map(|s| s.base).collect()
+    }
+
     /// Number of segment files.
     pub fn segment_count(&self) -> usize {
         self.inner.segments.read().expect("segments lock").len()

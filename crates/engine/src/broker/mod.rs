@@ -325,9 +325,12 @@ impl Engine {
         let queue = self.queue(queue)?;
         let (seqs, results) = queue.check_acks(receipts, self.now())?;
         queue
-            .write_settled(&seqs, records::SettleReason::Acked)
+            .write_settled(
+                &seqs,
+                records::SettleReason::Acked,
+                Some(crate::queue::SettleReason::Acked),
+            )
             .await?;
-        queue.apply_settled(&seqs, &crate::queue::SettleReason::Acked)?;
         self.dispatch(&queue).await;
         self.reclaim().await;
         Ok(results)
@@ -391,9 +394,12 @@ impl Engine {
         let queue = self.queue(queue)?;
         let seqs = queue.purgeable()?;
         queue
-            .write_settled(&seqs, records::SettleReason::Purged)
+            .write_settled(
+                &seqs,
+                records::SettleReason::Purged,
+                Some(crate::queue::SettleReason::Purged),
+            )
             .await?;
-        queue.apply_settled(&seqs, &crate::queue::SettleReason::Purged)?;
         self.reclaim().await;
         Ok(seqs.len() as u64)
     }

@@ -44,6 +44,10 @@ pub(crate) struct QueueRuntime {
     /// One dispatcher at a time hands deliveries to push consumers, so each consumer gets its
     /// messages in the order they were leased; a dispatch asked for meanwhile sets `again`.
     pub(super) dispatching: tokio::sync::Mutex<()>,
+    /// Settle records are written and applied under its read side, relocation under its write
+    /// side: so a message is never copied forward after its settle record was written, which
+    /// would bring it back at replay.
+    settling: tokio::sync::RwLock<()>,
     pub(super) dispatch_again: std::sync::atomic::AtomicBool,
     /// The earliest deadline may have moved: wakes the queue's timer task.
     pub timer_changed: Notify,
@@ -99,6 +103,7 @@ impl QueueRuntime {
             }),
             timer_changed: Notify::new(),
             dispatching: tokio::sync::Mutex::new(()),
+            settling: tokio::sync::RwLock::new(()),
             dispatch_again: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -300,23 +305,6 @@ impl QueueRuntime {
         Ok((seqs, results))
     }
 
-    /// Applies a durable settle record to the state: the messages leave, whatever their status
-    /// now, as replay would remove them. Wakes waiters, since a group's next message may be
-    /// deliverable.
-    pub(crate) fn apply_settled(
-        &self,
-        seqs: &[u64],
-        reason: &SettleReason,
-    ) -> Result<(), EngineError> {
-        let mut core = self.core()?;
-        for &seq in seqs {
-            core.state.apply_settled(Seq(seq), reason.clone());
-        }
-        drop(core);
-        self.timer_changed.notify_one();
-        Ok(())
-    }
-
     pub(crate) fn nack(
         &self,
         receipts: &[String],
@@ -431,31 +419,80 @@ impl QueueRuntime {
             .collect())
     }
 
-    /// Reads the message whose enqueue record is at `seq`.
+    /// Reads message `seq` from its record (its `enqueued` record, or the copy relocation
+    /// made).
     pub(crate) fn read_message(&self, seq: Seq) -> Result<Message, EngineError> {
-        let record = self.log.read(Offset(seq.0))?.ok_or_else(|| {
+        let location = self.core()?.state.location(seq);
+        Ok(self.read_record(seq, location)?.0)
+    }
+
+    /// The message at `location` and whether its id is deduplicated.
+    fn read_record(&self, seq: Seq, location: u64) -> Result<(Message, bool), EngineError> {
+        let invalid = |reason: String| {
             EngineError::Record(super::records::RecordError {
-                offset: seq.0,
-                reason: "enqueue record missing".into(),
+                offset: location,
+                reason,
             })
-        })?;
-        let (resource, inner) = unwrap(seq.0, &record.payload)?;
+        };
+        let record = (self.log.read(Offset(location))?)
+            .ok_or_else(|| invalid(format!("the record of message {seq} is missing")))?;
+        let (resource, inner) = unwrap(location, &record.payload)?;
         if resource != self.resource {
-            return Err(EngineError::Record(super::records::RecordError {
-                offset: seq.0,
-                reason: format!(
-                    "record of resource {} read for {}",
-                    resource.0, self.resource.0
-                ),
-            }));
+            return Err(invalid(format!(
+                "record of resource {} read for {}",
+                resource.0, self.resource.0
+            )));
         }
-        match QueueRecord::decode(seq.0, &inner)? {
-            QueueRecord::Enqueued { message, .. } => Ok(message),
-            other => Err(EngineError::Record(super::records::RecordError {
-                offset: seq.0,
-                reason: format!("expected an enqueue record, found {other:?}"),
-            })),
+        match QueueRecord::decode(location, &inner)? {
+            QueueRecord::Enqueued { message, dedup } if location == seq.0 => Ok((message, dedup)),
+            QueueRecord::Relocated {
+                seq: moved,
+                message,
+                dedup,
+                ..
+            } if moved == seq.0 => Ok((message, dedup)),
+            other => Err(invalid(format!(
+                "expected the record of message {seq}, found {other:?}"
+            ))),
         }
+    }
+
+    /// Copies up to `max` unsettled messages whose records lie below `below` to the end of the
+    /// WAL (one atomic append), so the segments below can be deleted. Returns how many moved.
+    pub(crate) async fn relocate_below(
+        &self,
+        below: u64,
+        max: usize,
+    ) -> Result<usize, EngineError> {
+        let _exclusive = self.settling.write().await;
+        let moving: Vec<(Seq, u64, crate::queue::MessageView)> = {
+            let core = self.core()?;
+            (core.state.located_below(below, max).into_iter())
+                .filter_map(|seq| Some((seq, core.state.location(seq), core.state.message(seq)?)))
+                .collect()
+        };
+        let mut records = Vec::with_capacity(moving.len());
+        for (seq, location, view) in &moving {
+            let (message, dedup) = self.read_record(*seq, *location)?;
+            let record = QueueRecord::Relocated {
+                seq: seq.0,
+                delivery_count: view.delivery_count,
+                first_delivered_at: view.first_delivered_at.unwrap_or(0),
+                last_delivered_at: view.last_delivered_at.unwrap_or(0),
+                dedup,
+                message,
+            };
+            records.push(wrap(self.resource, &record.encode()));
+        }
+        if records.is_empty() {
+            return Ok(0);
+        }
+        let range = self.log.append(&records).await?;
+        let mut core = self.core()?;
+        for (i, (seq, _, _)) in moving.iter().enumerate() {
+            core.state.relocate(*seq, range.start.0 + i as u64);
+        }
+        Ok(moving.len())
     }
 
     /// The lowest WAL offset this queue still needs: its oldest unsettled message, the oldest
@@ -463,23 +500,26 @@ impl QueueRuntime {
     pub(crate) fn keep_from(&self) -> Result<Option<u64>, EngineError> {
         let core = self.core()?;
         let floors = core.reserved_floors.keys().next().copied();
-        let oldest = [core.state.oldest_seq(), core.state.oldest_dedup_seq()]
-            .into_iter()
-            .flatten()
-            .map(|seq| seq.0);
-        Ok(oldest.chain(floors).min())
+        let oldest = [
+            core.state.oldest_location(),
+            core.state.oldest_dedup_seq().map(|seq| seq.0),
+        ];
+        Ok(oldest.into_iter().flatten().chain(floors).min())
     }
 
-    /// Appends a settle record for `seqs` and waits until it is durable; their nack error texts
-    /// are forgotten then, as the messages have left.
+    /// Appends a settle record for `seqs`, waits until it is durable, then applies it with
+    /// `apply` (when the state has not settled them already); their nack error texts are
+    /// forgotten then, as the messages have left.
     pub(crate) async fn write_settled(
         &self,
         seqs: &[u64],
         reason: RecordSettleReason,
+        apply: Option<SettleReason>,
     ) -> Result<(), EngineError> {
         if seqs.is_empty() {
             return Ok(());
         }
+        let _shared = self.settling.read().await;
         let record = QueueRecord::Settled {
             seqs: seqs.to_vec(),
             reason,
@@ -490,8 +530,23 @@ impl QueueRuntime {
         let mut core = self.core()?;
         for seq in seqs {
             core.last_errors.remove(seq);
+            if let Some(reason) = &apply {
+                core.state.apply_settled(Seq(*seq), reason.clone());
+            }
         }
+        drop(core);
+        self.timer_changed.notify_one();
         Ok(())
+    }
+
+    /// How many unsettled messages have their records below `location` (counting stops past
+    /// `max`).
+    pub(crate) fn count_located_below(
+        &self,
+        location: u64,
+        max: usize,
+    ) -> Result<usize, EngineError> {
+        Ok(self.core()?.state.located_below(location, max).len())
     }
 
     /// The latest nack error of a message leaving the queue.

@@ -8,7 +8,14 @@
 //! enqueued   0x11 | 1 | group { dedup bool | message (see `message`) } | body
 //! delivered  0x12 | 1 | group { seq varint | delivery_count varint | at varint }
 //! settled    0x13 | 1 | group { seqs varints | reason code }
+//! relocated  0x14 | 1 | group { seq varint | delivery_count varint | first_delivered_at
+//!                               varint | last_delivered_at varint | dedup bool | message }
+//!                   | body
 //! ```
+//!
+//! `relocated` copies a live message forward in its WAL, so the segment holding its `enqueued`
+//! record can be deleted: the message keeps its seq (its identity, order and receipts), and
+//! the copy's offset becomes where its body is read.
 //!
 //! Tags 0x01-0x03 are the same records in the released layout (version 0, no version byte),
 //! decoded forever and never written again; see `legacy.rs`.
@@ -29,11 +36,13 @@ use wharf_model::message::Message;
 const ENQUEUED: u8 = 0x11;
 const DELIVERED: u8 = 0x12;
 const SETTLED: u8 = 0x13;
+const RELOCATED: u8 = 0x14;
 
 /// The newest version of each record type: the one written, and the highest one read.
 const ENQUEUED_VERSION: u8 = 1;
 const DELIVERED_VERSION: u8 = 1;
 const SETTLED_VERSION: u8 = 1;
+const RELOCATED_VERSION: u8 = 1;
 
 /// Why a message left the queue for good.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +71,15 @@ pub(crate) enum QueueRecord {
     Settled {
         seqs: Vec<u64>,
         reason: SettleReason,
+    },
+    /// A live message copied forward: see the module header.
+    Relocated {
+        seq: u64,
+        delivery_count: u32,
+        first_delivered_at: u64,
+        last_delivered_at: u64,
+        dedup: bool,
+        message: Message,
     },
 }
 
@@ -118,6 +136,26 @@ impl QueueRecord {
                 },
                 &[],
             ),
+            QueueRecord::Relocated {
+                seq,
+                delivery_count,
+                first_delivered_at,
+                last_delivered_at,
+                dedup,
+                message,
+            } => encode_record(
+                RELOCATED,
+                RELOCATED_VERSION,
+                |w| {
+                    w.varint(*seq);
+                    w.varint((*delivery_count).into());
+                    w.varint(*first_delivered_at);
+                    w.varint(*last_delivered_at);
+                    w.bool(*dedup);
+                    message::write(w, message);
+                },
+                &message.body,
+            ),
         }
     }
 
@@ -155,6 +193,25 @@ fn decode_any_version(payload: &Bytes) -> Result<QueueRecord, DecodeError> {
             Ok(QueueRecord::Settled {
                 seqs: fields.varints("seqs")?,
                 reason: settle_reason(fields.varint("reason")?)?,
+            })
+        }
+        RELOCATED => {
+            read_version(&mut reader, tag, RELOCATED_VERSION)?;
+            let mut fields = reader.group("relocated")?;
+            let seq = fields.varint("seq")?;
+            let delivery_count = fields.u32("delivery_count")?;
+            let first_delivered_at = fields.varint("first_delivered_at")?;
+            let last_delivered_at = fields.varint("last_delivered_at")?;
+            let dedup = fields.bool("dedup")?;
+            let mut message = message::read(&mut fields)?;
+            message.body = payload.slice(reader.position()..);
+            Ok(QueueRecord::Relocated {
+                seq,
+                delivery_count,
+                first_delivered_at,
+                last_delivered_at,
+                dedup,
+                message,
             })
         }
         tag => legacy::decode_queue_record(tag, reader, payload),

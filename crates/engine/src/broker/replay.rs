@@ -91,6 +91,22 @@ pub(crate) fn replay_record(
                 state.replay_settled(Seq(seq));
             }
         }
+        QueueRecord::Relocated {
+            seq,
+            delivery_count,
+            first_delivered_at,
+            last_delivered_at,
+            dedup,
+            message,
+        } => {
+            let key = dedup_key(&message, dedup);
+            state.replay_relocated(
+                enqueue_meta(Seq(seq), &message, key),
+                offset,
+                enqueued_at(&message),
+                (delivery_count, first_delivered_at, last_delivered_at),
+            );
+        }
     }
     Ok(())
 }

@@ -51,14 +51,14 @@ impl Engine {
                     self.move_to_dead_letters(queue, target.as_str(), moved)
                         .await?;
                     queue
-                        .write_settled(&seqs, RecordSettleReason::DeadLettered)
+                        .write_settled(&seqs, RecordSettleReason::DeadLettered, None)
                         .await?;
                 }
                 // The dead-letter queue was unset since the state decided: drop instead.
                 _ => dropped.extend(moved.iter().map(|s| s.seq.0)),
             }
             queue
-                .write_settled(&dropped, RecordSettleReason::Dropped)
+                .write_settled(&dropped, RecordSettleReason::Dropped, None)
                 .await?;
             self.reclaim().await;
             Ok(())
@@ -130,9 +130,12 @@ impl Engine {
             for (source, seqs, messages) in moves.into_values() {
                 self.send_to(source, messages, self.now()).await?;
                 dead_letters
-                    .write_settled(&seqs, RecordSettleReason::Redriven)
+                    .write_settled(
+                        &seqs,
+                        RecordSettleReason::Redriven,
+                        Some(SettleReason::Redriven),
+                    )
                     .await?;
-                dead_letters.apply_settled(&seqs, &SettleReason::Redriven)?;
                 report.moved += seqs.len() as u64;
             }
         }

@@ -38,6 +38,14 @@ const QUEUE_RESOURCE_PREFIX: &str = "queue-resource/";
 /// Reclaim walks every queue (a lock each); once a second bounds that cost.
 const RECLAIM_INTERVAL_MS: u64 = 1_000;
 
+/// Most messages copied forward per reclaim. Relocation only pays when few messages hold an
+/// old segment; 10,000 1 KiB messages is 10 MB of copying a second at most.
+const RELOCATE_MESSAGES_MAX: usize = 10_000;
+
+/// Relocation runs only while the messages holding the oldest segment are at most this
+/// fraction of its records (1/10): stragglers, not a backlog that consumers will drain anyway.
+const RELOCATE_LIVE_FRACTION: u64 = 10;
+
 /// The durable queues' log.
 pub(crate) const WAL_LOG_NAME: &str = "wal";
 /// The transient queues' log.
@@ -220,6 +228,9 @@ impl Engine {
         {
             return Ok(());
         }
+        for durable in [true, false] {
+            self.relocate_stragglers(durable).await?;
+        }
         let mut keep = [None::<u64>, None::<u64>];
         for queue in self.registry().values() {
             if let Some(from) = queue.keep_from()? {
@@ -239,6 +250,45 @@ impl Engine {
                 }
                 Err(error) => return Err(internal_error("reclaim", &error)),
             }
+        }
+        Ok(())
+    }
+}
+
+impl Engine {
+    /// Copies forward the few unsettled messages that keep a WAL's oldest segment alive, so one
+    /// old message does not pin every later segment. Leaves the two newest segments alone.
+    async fn relocate_stragglers(&self, durable: bool) -> Result<(), EngineError> {
+        let log = if durable {
+            &self.inner.wal
+        } else {
+            &self.inner.wal_transient
+        };
+        let bases = log.segment_bases();
+        let [oldest, second, _, ..] = bases[..] else {
+            return Ok(());
+        };
+        let limit =
+            RELOCATE_MESSAGES_MAX.min(((second.0 - oldest.0) / RELOCATE_LIVE_FRACTION) as usize);
+        let queues: Vec<_> = (self.registry().values())
+            .filter(|queue| queue.durable == durable)
+            .cloned()
+            .collect();
+        let mut holding = Vec::new();
+        let mut live = 0;
+        for queue in queues {
+            let count = queue.count_located_below(second.0, limit + 1)?;
+            if count > 0 {
+                live += count;
+                holding.push(queue);
+            }
+            if live > limit {
+                return Ok(()); // A backlog, not stragglers: consumers will drain it.
+            }
+        }
+        for queue in holding {
+            let moved = queue.relocate_below(second.0, limit).await?;
+            tracing::debug!(queue = %queue.name, moved, "copied stragglers forward");
         }
         Ok(())
     }

@@ -56,6 +56,9 @@ pub struct QueueState {
     track_lease_ends: bool,
     /// Lease numbers that ended since the caller last took them.
     ended_leases: Vec<u64>,
+    /// Where the record of each relocated message lives now (copied forward so an old log
+    /// segment can go). Messages not listed live at their seq. Few: only stragglers move.
+    locations: BTreeMap<Seq, u64>,
 }
 
 /// One unsettled message: 72 bytes, no body, no strings.
@@ -100,6 +103,7 @@ impl QueueState {
             counters: QueueCounters::default(),
             track_lease_ends: false,
             ended_leases: Vec::new(),
+            locations: BTreeMap::new(),
         })
     }
 
@@ -269,6 +273,67 @@ impl QueueState {
         (self.entries.iter())
             .filter(|(_, entry)| !matches!(entry.status, Status::Leased { .. }))
             .map(|(&seq, _)| seq)
+            .collect()
+    }
+
+    /// Where the record of message `seq` is read from: its seq, unless it was relocated.
+    pub fn location(&self, seq: Seq) -> u64 {
+        self.locations.get(&seq).copied().unwrap_or(seq.0)
+    }
+
+    /// Records that the record of unsettled message `seq` now lives at `location`; false,
+    /// changing nothing, when the message has left meanwhile.
+    pub fn relocate(&mut self, seq: Seq, location: u64) -> bool {
+        if !self.entries.contains_key(&seq) {
+            return false;
+        }
+        self.locations.insert(seq, location);
+        true
+    }
+
+    /// Replays a `relocated` record at `location`. The message may still be here (its
+    /// `enqueued` record was replayed) or not (that record's segment is gone): either way it
+    /// ends up with its seq, its delivery history and its new location.
+    pub fn replay_relocated(
+        &mut self,
+        meta: EnqueueMeta<'_>,
+        location: u64,
+        enqueued_at: u64,
+        delivered: (u32, u64, u64),
+    ) {
+        let seq = meta.seq;
+        if !self.entries.contains_key(&seq) {
+            self.insert(meta, enqueued_at);
+        }
+        let (delivery_count, first_delivered_at, last_delivered_at) = delivered;
+        if delivery_count > 0 {
+            self.replay_delivered(seq, delivery_count, last_delivered_at);
+            let entry = self.entry_mut(seq);
+            entry.first_delivered_at = entry.first_delivered_at.min(first_delivered_at);
+        }
+        self.locations.insert(seq, location);
+    }
+
+    /// The lowest location of an unsettled message: log records below it are not needed for
+    /// any message (the dedup window may still need some; see `oldest_dedup_seq`).
+    pub fn oldest_location(&self) -> Option<u64> {
+        let unmoved = (self.entries.keys())
+            .find(|seq| !self.locations.contains_key(seq))
+            .map(|seq| seq.0);
+        unmoved
+            .into_iter()
+            .chain(self.locations.values().copied())
+            .min()
+    }
+
+    /// Up to `max` unsettled messages whose record lies below `location`, by seq.
+    pub fn located_below(&self, location: u64, max: usize) -> Vec<Seq> {
+        // Relocation only moves records forward, so nothing at or past `location` by seq is
+        // below it.
+        (self.entries.range(..Seq(location)).map(|(seq, _)| seq))
+            .filter(|seq| self.location(**seq) < location)
+            .take(max)
+            .copied()
             .collect()
     }
 
@@ -730,6 +795,7 @@ impl QueueState {
     fn remove(&mut self, seq: Seq) {
         self.detach(seq);
         let entry = self.entries.remove(&seq).expect("removed messages exist");
+        self.locations.remove(&seq);
         self.note_lease_end(entry.status, None);
         if let Some(group) = entry.group {
             self.groups.leave(group, seq);

@@ -350,7 +350,7 @@ mod tests {
         /// for values the fixture does not hold.
         #[test]
         fn what_the_released_encoder_wrote_decodes(
-            queue_record in strategies::queue_record(),
+            queue_record in strategies::released_queue_record(),
             topic_record in strategies::topic_record(),
         ) {
             let bytes = released_encoder::encode_queue_record(&queue_record);

@@ -78,7 +78,13 @@ pub(crate) fn message() -> impl Strategy<Value = Message> {
     )
 }
 
-pub(crate) fn queue_record() -> impl Strategy<Value = QueueRecord> {
+/// Every queue record kind.
+pub(crate) fn queue_record() -> BoxedStrategy<QueueRecord> {
+    prop_oneof![released_queue_record(), relocated_record()].boxed()
+}
+
+/// The record kinds the released layout had.
+pub(crate) fn released_queue_record() -> BoxedStrategy<QueueRecord> {
     let reason = prop_oneof![
         Just(SettleReason::Acked),
         Just(SettleReason::DeadLettered),
@@ -99,6 +105,23 @@ pub(crate) fn queue_record() -> impl Strategy<Value = QueueRecord> {
         (collection::vec(time(), 0..40), reason)
             .prop_map(|(seqs, reason)| QueueRecord::Settled { seqs, reason }),
     ]
+    .boxed()
+}
+
+fn relocated_record() -> BoxedStrategy<QueueRecord> {
+    let delivered = (any::<u32>(), time(), time());
+    (time(), delivered, any::<bool>(), message())
+        .prop_map(
+            |(seq, (delivery_count, first, last), dedup, message)| QueueRecord::Relocated {
+                seq,
+                delivery_count,
+                first_delivered_at: first,
+                last_delivered_at: last,
+                dedup,
+                message,
+            },
+        )
+        .boxed()
 }
 
 fn binding_spec() -> impl Strategy<Value = BindingSpec> {
