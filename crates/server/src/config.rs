@@ -15,7 +15,7 @@
 //! [storage]
 //! fsync = "always"      # or "interval", "never"
 //! fsync_interval_ms = 100
-//! segment_bytes = 16777216  # queue logs
+//! segment_bytes = 67108864  # the queues' shared WAL
 //!
 //! [limits]
 //! http_connections_max = 10000
@@ -97,9 +97,9 @@ pub struct StorageSettings {
     pub fsync: FsyncMode,
     /// With `fsync = "interval"`: the longest time written data waits for its fdatasync.
     pub fsync_interval_ms: u64,
-    /// Size at which a segment file is sealed and the next one started; applies to queue logs.
-    /// Default 16 MiB: each queue preallocates one segment, so this is its least disk footprint,
-    /// and a segment still holds thousands of messages.
+    /// Size at which a segment of the queues' shared WAL is sealed and the next one started.
+    /// Default 64 MiB: tens of thousands of messages per segment, and space comes back a segment
+    /// at a time once nothing in it is needed.
     pub segment_bytes: u64,
 }
 
@@ -179,7 +179,7 @@ impl Default for StorageSettings {
         StorageSettings {
             fsync: FsyncMode::Always,
             fsync_interval_ms: 100,
-            segment_bytes: 16 << 20,
+            segment_bytes: 64 << 20,
         }
     }
 }
@@ -317,7 +317,7 @@ mod tests {
         assert_eq!(config.log.format, LogFormat::Text);
         assert_eq!(config.storage.fsync, FsyncMode::Always);
         assert_eq!(config.storage.fsync_interval_ms, 100);
-        assert_eq!(config.storage.segment_bytes, 16 << 20);
+        assert_eq!(config.storage.segment_bytes, 64 << 20);
     }
 
     #[test]
@@ -355,7 +355,7 @@ mod tests {
     fn partial_table_keeps_other_defaults() {
         let config = parse("[storage]\nfsync = \"never\"\n").expect("parses");
         assert_eq!(config.storage.fsync, FsyncMode::Never);
-        assert_eq!(config.storage.segment_bytes, 16 << 20);
+        assert_eq!(config.storage.segment_bytes, 64 << 20);
         assert_eq!(config.log, LogSettings::default());
     }
 

@@ -307,6 +307,8 @@ pub(crate) fn log_config(
         } else {
             FsyncPolicy::Never
         },
+        // Preallocation makes fsyncs cheaper; a log that never fsyncs would only pay for it.
+        preallocate: durable,
         ..LogConfig::default()
     }
 }
