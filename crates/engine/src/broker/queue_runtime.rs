@@ -426,6 +426,28 @@ impl QueueRuntime {
         Ok(self.read_record(seq, location)?.0)
     }
 
+    /// Reads message `seq` from `location` (for messages that already left the state).
+    pub(crate) fn read_message_at(&self, seq: Seq, location: u64) -> Result<Message, EngineError> {
+        Ok(self.read_record(seq, location)?.0)
+    }
+
+    /// Puts a settled message back whose settlement could not be written (see
+    /// `QueueState::restore`), reading its fields from its record.
+    pub(crate) fn restore(&self, settle: &Settle) -> Result<(), EngineError> {
+        let (message, dedup) = self.read_record(settle.seq, settle.location)?;
+        let key = dedup
+            .then(|| MessageId::try_from(message.id.clone()).ok())
+            .flatten()
+            .map(|id| DedupKey::of(&id));
+        let meta = enqueue_meta(settle.seq, &message, key);
+        let enqueued_at = super::replay::enqueued_at(&message);
+        let mut core = self.core()?;
+        (core.state).restore(meta, enqueued_at, settle.delivery_count, settle.location);
+        drop(core);
+        self.timer_changed.notify_one();
+        Ok(())
+    }
+
     /// The message at `location` and whether its id is deduplicated.
     fn read_record(&self, seq: Seq, location: u64) -> Result<(Message, bool), EngineError> {
         let invalid = |reason: String| {

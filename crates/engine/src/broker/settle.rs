@@ -17,12 +17,17 @@ use std::{
 };
 use wharf_model::message::{DeadLetter, DeadLetterReason, Message};
 
+/// How long a queue's timer waits after failing to persist what it settled (a full disk).
+const TIMER_RETRY_MS: u64 = 1_000;
+
 /// Messages examined per redrive step: bounds the memory and the lock hold of one step.
 const REDRIVE_BATCH_MAX: usize = 100;
 
 impl Engine {
     /// Persists what the state machine settled on its own: dead letters are copied to the
     /// dead-letter queue (durably) before the source records them settled; drops are recorded.
+    /// When a write fails, the messages it did not record are put back in the queue's state, so
+    /// memory never runs ahead of the log; their timers retry them.
     pub(crate) fn persist_settlements<'a>(
         &'a self,
         queue: &'a Arc<QueueRuntime>,
@@ -37,7 +42,7 @@ impl Engine {
             for settle in settles {
                 match &settle.reason {
                     SettleReason::DeadLettered(_) => moved.push(settle),
-                    SettleReason::Dropped(_) => dropped.push(settle.seq.0),
+                    SettleReason::Dropped(_) => dropped.push(settle),
                     // Written and applied by their callers; a state never returns them here.
                     SettleReason::Acked | SettleReason::Purged | SettleReason::Redriven => {
                         tracing::error!(queue = %queue.name, reason = ?settle.reason, "unexpected settlement; ignored");
@@ -48,18 +53,32 @@ impl Engine {
             match target {
                 Some(target) if !moved.is_empty() => {
                     let seqs: Vec<u64> = moved.iter().map(|s| s.seq.0).collect();
-                    self.move_to_dead_letters(queue, target.as_str(), moved)
-                        .await?;
-                    queue
-                        .write_settled(&seqs, RecordSettleReason::DeadLettered, None)
-                        .await?;
+                    let written = match self
+                        .move_to_dead_letters(queue, target.as_str(), &moved)
+                        .await
+                    {
+                        Ok(()) => {
+                            queue
+                                .write_settled(&seqs, RecordSettleReason::DeadLettered, None)
+                                .await
+                        }
+                        failed => failed,
+                    };
+                    if let Err(error) = written {
+                        // A copy may already be in the dead-letter queue: at least once.
+                        return Err(restore_after(queue, error, moved.iter().chain(&dropped)));
+                    }
                 }
                 // The dead-letter queue was unset since the state decided: drop instead.
-                _ => dropped.extend(moved.iter().map(|s| s.seq.0)),
+                _ => dropped.append(&mut moved),
             }
-            queue
-                .write_settled(&dropped, RecordSettleReason::Dropped, None)
-                .await?;
+            let seqs: Vec<u64> = dropped.iter().map(|s| s.seq.0).collect();
+            if let Err(error) = queue
+                .write_settled(&seqs, RecordSettleReason::Dropped, None)
+                .await
+            {
+                return Err(restore_after(queue, error, dropped.iter()));
+            }
             self.reclaim().await;
             Ok(())
         })
@@ -69,7 +88,7 @@ impl Engine {
         &self,
         queue: &Arc<QueueRuntime>,
         target: &str,
-        moved: Vec<Settle>,
+        moved: &[Settle],
     ) -> Result<(), EngineError> {
         let target = match self.find(target) {
             Some(target) => target,
@@ -82,16 +101,16 @@ impl Engine {
         let now = self.now();
         let mut messages = Vec::with_capacity(moved.len());
         for settle in moved {
-            let SettleReason::DeadLettered(reason) = settle.reason else {
+            let SettleReason::DeadLettered(reason) = &settle.reason else {
                 continue; // The caller passes only dead letters.
             };
-            let mut message = queue.read_message(settle.seq)?;
-            let last_error = match &reason {
+            let mut message = queue.read_message_at(settle.seq, settle.location)?;
+            let last_error = match reason {
                 StateReason::Rejected { reason } if !reason.is_empty() => Some(reason.clone()),
                 _ => queue.take_last_error(settle.seq.0)?,
             };
             message.dead_letter = Some(DeadLetter {
-                reason: dead_letter_reason(&reason),
+                reason: dead_letter_reason(reason),
                 source_queue: queue.name.to_string(),
                 at: now,
                 delivery_count: settle.delivery_count,
@@ -200,6 +219,20 @@ pub struct Redriven {
     pub skipped_source_missing: u64,
 }
 
+/// Puts unrecorded settlements back into the queue's state after `error`; returns the error.
+fn restore_after<'a>(
+    queue: &QueueRuntime,
+    error: EngineError,
+    settles: impl Iterator<Item = &'a Settle>,
+) -> EngineError {
+    for settle in settles {
+        if let Err(restore_error) = queue.restore(settle) {
+            tracing::error!(queue = %queue.name, seq = settle.seq.0, %restore_error, "could not put back a message whose settlement failed; a restart will");
+        }
+    }
+    error
+}
+
 fn dead_letter_reason(reason: &StateReason) -> DeadLetterReason {
     match reason {
         StateReason::MaxDeliveries => DeadLetterReason::MaxDeliveries,
@@ -252,6 +285,12 @@ pub(super) async fn run_timer(inner: Weak<Inner>, queue: Arc<QueueRuntime>) {
             if let Some(suppressed) = THROTTLE.allow() {
                 tracing::warn!(queue = %queue.name, %error, suppressed, "could not persist timer settlements");
             }
+            // The messages were put back and are due at once: wait before trying again, so a
+            // full disk costs a retry a second, not a loop at full speed.
+            drop(engine);
+            clock
+                .sleep_until(clock.now().saturating_add(TIMER_RETRY_MS))
+                .await;
         }
     }
 }

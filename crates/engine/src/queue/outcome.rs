@@ -74,6 +74,9 @@ pub struct Settle {
     pub reason: SettleReason,
     /// Deliveries the message had, for the dead-letter details.
     pub delivery_count: u32,
+    /// Where its record lives (its seq unless it was relocated): to read it for the dead-letter
+    /// copy, or to restore it if the settlement cannot be written.
+    pub location: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -314,6 +314,27 @@ impl QueueState {
         self.locations.insert(seq, location);
     }
 
+    /// Puts back a message whose settlement could not be written (a failed append), as it
+    /// was but for its lease: replay of the log would still find it. Its timers fire again.
+    pub fn restore(
+        &mut self,
+        meta: EnqueueMeta<'_>,
+        enqueued_at: u64,
+        delivery_count: u32,
+        location: u64,
+    ) {
+        let seq = meta.seq;
+        if self.entries.contains_key(&seq) {
+            return;
+        }
+        self.insert(meta, enqueued_at);
+        let entry = self.entry_mut(seq);
+        entry.delivery_count = delivery_count;
+        if location != seq.0 {
+            self.locations.insert(seq, location);
+        }
+    }
+
     /// The lowest location of an unsettled message: log records below it are not needed for
     /// any message (the dedup window may still need some; see `oldest_dedup_seq`).
     pub fn oldest_location(&self) -> Option<u64> {
@@ -741,6 +762,7 @@ impl QueueState {
 
     fn settle(&mut self, seq: Seq, reason: SettleReason) -> Settle {
         let delivery_count = self.entry(seq).delivery_count;
+        let location = self.location(seq);
         self.remove(seq);
         let counters = &mut self.counters;
         match &reason {
@@ -760,6 +782,7 @@ impl QueueState {
             seq,
             reason,
             delivery_count,
+            location,
         }
     }
 }

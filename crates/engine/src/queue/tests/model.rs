@@ -124,6 +124,7 @@ impl Model {
             seq: Seq(seq),
             reason,
             delivery_count,
+            location: seq,
         }
     }
 

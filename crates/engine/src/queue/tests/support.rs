@@ -66,6 +66,7 @@ pub fn dead_lettered(seq: u64, delivery_count: u32, reason: DeadLetterReason) ->
         seq: Seq(seq),
         reason: SettleReason::DeadLettered(reason),
         delivery_count,
+        location: seq,
     }
 }
 
@@ -75,5 +76,6 @@ pub fn dropped(seq: u64, delivery_count: u32, reason: DeadLetterReason) -> Settl
         seq: Seq(seq),
         reason: SettleReason::Dropped(reason),
         delivery_count,
+        location: seq,
     }
 }

@@ -1,0 +1,150 @@
+//! Failed appends on every kind of operation: the operation fails, memory stays equal to the
+//! log, service resumes when the disk has room again, and a restart finds the same state.
+
+use bytes::Bytes;
+use std::{future::Future, path::Path, sync::Arc, time::Duration};
+use wharf_engine::{
+    broker::{NackAction, ReceiveRequest, SendMessage},
+    clock::ManualClock,
+    queue::QueueOptions,
+    Engine, EngineConfig, EngineError,
+};
+use wharf_model::QueueName;
+use wharf_storage::{Faults, Store, StoreConfig};
+
+const START: u64 = 1_800_000_000_000;
+
+async fn open(dir: &Path, clock: Arc<ManualClock>, faults: &Arc<Faults>) -> (Engine, Arc<Store>) {
+    let config = StoreConfig {
+        faults: Some(faults.clone()),
+        ..StoreConfig::default()
+    };
+    let store = Arc::new(Store::open(dir, config).unwrap());
+    let engine = Engine::open(store.clone(), clock, EngineConfig::default())
+        .await
+        .unwrap();
+    (engine, store)
+}
+
+async fn guard<T>(future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), future)
+        .await
+        .expect("the engine should have answered")
+}
+
+fn message(body: &str, ttl: Option<Duration>) -> SendMessage {
+    SendMessage {
+        body: Bytes::copy_from_slice(body.as_bytes()),
+        ttl,
+        ..SendMessage::default()
+    }
+}
+
+fn receive_one() -> ReceiveRequest {
+    ReceiveRequest {
+        max_messages: 1,
+        wait: Duration::ZERO,
+        lease: Some(Duration::from_secs(600)),
+    }
+}
+
+/// (ready + delayed + leased) per queue, in name order.
+fn totals(engine: &Engine) -> Vec<(String, u64)> {
+    (engine.list_queues().into_iter())
+        .map(|q| (q.name, q.stats.ready + q.stats.delayed + q.stats.leased))
+        .collect()
+}
+
+fn is_disk_full(error: &EngineError) -> bool {
+    matches!(error, EngineError::Storage(storage) if storage.is_disk_full())
+}
+
+#[tokio::test]
+async fn a_full_disk_fails_each_operation_and_leaves_memory_equal_to_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START);
+    let faults = Faults::new();
+    let (engine, store) = open(dir.path(), clock.clone(), &faults).await;
+    let options = QueueOptions {
+        dead_letter_queue: Some(QueueName::try_from("dead".to_string()).unwrap()),
+        retry_backoff_ms: 0,
+        ..QueueOptions::default()
+    };
+    engine.put_queue("jobs", options).await.unwrap();
+    let batch = vec![
+        message("to-ack", None),
+        message("to-reject", None),
+        message("to-expire", Some(Duration::from_secs(5))),
+        message("to-purge", None),
+    ];
+    engine.send("jobs", batch).await.unwrap();
+    let to_ack = engine.receive("jobs", receive_one()).await.unwrap();
+    let to_reject = engine.receive("jobs", receive_one()).await.unwrap();
+    let before = totals(&engine);
+
+    faults.set_space(Some(0));
+    let send = engine.send("jobs", vec![message("refused", None)]).await;
+    assert!(send.as_ref().is_err_and(is_disk_full), "{send:?}");
+    let receipts = |d: &Vec<wharf_engine::broker::Delivery>| vec![d[0].receipt.clone()];
+    let ack = engine.ack("jobs", &receipts(&to_ack)).await;
+    assert!(ack.as_ref().is_err_and(is_disk_full), "{ack:?}");
+    let reject = NackAction::DeadLetter {
+        error: Some("no".into()),
+    };
+    let nack = engine.nack("jobs", &receipts(&to_reject), reject).await;
+    assert!(nack.as_ref().is_err_and(is_disk_full), "{nack:?}");
+    assert_eq!(totals(&engine), before, "after nack");
+    let purge = engine.purge("jobs").await;
+    assert!(purge.as_ref().is_err_and(is_disk_full), "{purge:?}");
+    assert_eq!(totals(&engine), before, "after purge");
+    // The TTL runs out while the disk is full: the timer cannot record the expiry.
+    clock.advance(Duration::from_secs(5));
+    // The timer settles the message, fails to write that, and puts it back.
+    let stats = || engine.queue_info("jobs").unwrap().stats;
+    guard(async {
+        while stats().counters.expired == 0 || totals(&engine) != before {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert_eq!(
+        totals(&engine),
+        before,
+        "nothing applied that was not written"
+    );
+    assert_eq!(stats().leased, 1, "the ack failed, so its lease holds");
+
+    faults.set_space(None);
+    let acked = engine.ack("jobs", &receipts(&to_ack)).await.unwrap();
+    assert!(acked[0].error.is_none(), "{acked:?}");
+    // The rejected message came back ready; the expired one moves at the timer's retry.
+    clock.advance(Duration::from_secs(1));
+    let dead = guard(async {
+        loop {
+            let info = engine.queue_info("dead");
+            if info.is_ok_and(|dead| dead.stats.ready == 1) {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    });
+    dead.await;
+    assert_eq!(
+        engine.purge("jobs").await.unwrap(),
+        2,
+        "to-reject and to-purge"
+    );
+    let live = totals(&engine);
+    engine.close();
+    store.close().await.unwrap();
+    drop((engine, store));
+
+    let (engine, _store) = open(dir.path(), clock, &faults).await;
+    assert_eq!(
+        totals(&engine),
+        live,
+        "live state equals a replay of the log"
+    );
+    let expired = engine.receive("dead", receive_one()).await.unwrap();
+    assert_eq!(expired[0].message.body.as_ref(), b"to-expire");
+}
