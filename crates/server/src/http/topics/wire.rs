@@ -64,6 +64,8 @@ pub struct TopicStatsBody {
     /// Filter evaluations stopped by a cost limit (a text too long for `matches`, or the
     /// budget spent); each counted as no match.
     pub filters_stopped: u64,
+    /// Routing keys with a retained message now (kept on disk, read back when delivered).
+    pub retained: u64,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -351,6 +353,7 @@ impl From<TopicInfo> for TopicInfoBody {
             unroutable,
             bindings,
             filters_stopped,
+            retained,
         } = info.stats;
         TopicInfoBody {
             name: info.name,
@@ -371,6 +374,7 @@ impl From<TopicInfo> for TopicInfoBody {
                 unroutable,
                 bindings,
                 filters_stopped,
+                retained,
             },
         }
     }
