@@ -4,12 +4,13 @@
 //! In memory a topic keeps its routing table and, per retained key, only where the message lies
 //! in the log (`topic::RetainedIndex`); bodies are read back when delivered (`retained`). Every
 //! write to the log goes through [`TopicRuntime::write`], and memory is rebuilt from the log in
-//! log order (`log_state`).
+//! log order (`log_state`). `compaction` keeps the log from growing without bound.
 //!
 //! Locks of one topic, in the order they are taken (none is held across an `.await` but
-//! `writes`): `writes` (async: writers share it, a change of options or a deletion takes it
-//! alone) → `state` → `router` → `subscribers` → `matched`.
+//! `writes`): `writes` (async: writers share it, a compaction batch or a change of options
+//! takes it alone) → `state` → `router` → `subscribers` → `matched`.
 
+mod compaction;
 mod log_state;
 mod retained;
 #[cfg(test)]
@@ -87,6 +88,8 @@ pub struct TopicStats {
     pub filters_stopped: u64,
     /// Routing keys with a retained message now.
     pub retained: u64,
+    /// Compaction passes of the topic's log completed since the server started.
+    pub compactions: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,9 +120,11 @@ pub(super) struct TopicRuntime {
     pub router: RwLock<Router>,
     /// The log as applied: how far, and the retained index.
     state: Mutex<LogState>,
-    /// Held shared by each write (check, append and apply), alone by a change of options or a
-    /// deletion: a binding is checked against the kind it is added under.
+    /// Held shared by each write (append and apply), alone by a compaction batch or a change
+    /// of options: a copy is never overtaken by a write it did not see.
     writes: Arc<tokio::sync::RwLock<()>>,
+    compacting: AtomicBool,
+    compactions: AtomicU64,
     /// Set when the topic is deleted: walks over its retained messages stop.
     deleted: AtomicBool,
     subscribers: Arc<Mutex<Vec<Subscriber>>>,
@@ -534,6 +539,8 @@ impl Engine {
             router,
             state: Mutex::new(state),
             writes: Arc::default(),
+            compacting: AtomicBool::new(false),
+            compactions: AtomicU64::new(0),
             deleted: AtomicBool::new(false),
             subscribers: Arc::default(),
             next_subscriber: AtomicU64::new(0),
@@ -543,6 +550,8 @@ impl Engine {
             filters_stopped: AtomicU64::new(0),
             matched: Mutex::default(),
         });
+        // A log left long by an earlier run (or an interrupted pass) is compacted now.
+        runtime.maybe_compact();
         self.inner
             .topics
             .write()
@@ -633,7 +642,8 @@ impl TopicRuntime {
 
     /// Appends records to the topic's log and applies them once `check` passes against the
     /// routing table, under the shared write lock. Runs in a task of its own: a caller that
-    /// goes away cannot leave its records appended but unapplied until the next write.
+    /// goes away cannot leave its records appended but unapplied, nor a compaction batch
+    /// waiting on an append that no longer has an owner.
     async fn write(
         self: &Arc<Self>,
         records: Vec<Bytes>,
@@ -650,10 +660,12 @@ impl TopicRuntime {
         })
         .await
         .unwrap_or_else(|error| Err(internal_error("topic write", &error)))?;
+        self.maybe_compact();
         Ok(written)
     }
 
-    /// Applies what was appended up to the log's end; see [`LogState::catch_up`].
+    /// Applies what other writers appended up to the log's end; `copies` marks compaction
+    /// copies (see [`LogState::catch_up`]).
     fn catch_up(&self, copies: &Range<Offset>) -> Result<(), EngineError> {
         let mut state = self.state.lock().expect("topic state lock");
         state.catch_up(&self.log, &self.router, copies)
@@ -763,6 +775,7 @@ fn topic_info(topic: &Arc<TopicRuntime>) -> TopicInfo {
             bindings: router.len() as u64,
             filters_stopped: topic.filters_stopped.load(Ordering::Relaxed),
             retained,
+            compactions: topic.compactions.load(Ordering::Relaxed),
         },
     }
 }

@@ -66,6 +66,11 @@ impl RetainedIndex {
         }
     }
 
+    /// The greatest key.
+    pub fn last_key(&self) -> Option<String> {
+        self.entries.keys().next_back().map(|key| key.to_string())
+    }
+
     /// Up to `max` entries with keys after `after` (from the first key when `None`), in key
     /// order. Callers walk the index batch by batch, so no caller holds a copy of all of it.
     pub fn batch_after(&self, after: Option<&str>, max: usize) -> Vec<(String, RetainedEntry)> {

@@ -28,6 +28,9 @@ pub(super) struct LogState {
     /// One past the last applied record: memory reflects the log below this offset.
     pub applied_end: Offset,
     pub retained: RetainedIndex,
+    /// The log's end when the last compaction pass finished (its start, after open): the next
+    /// pass waits until enough records were appended past it.
+    pub compacted_end: Offset,
 }
 
 impl LogState {
@@ -37,6 +40,7 @@ impl LogState {
         LogState {
             applied_end: start,
             retained: RetainedIndex::default(),
+            compacted_end: start,
         }
     }
 

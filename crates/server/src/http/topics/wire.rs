@@ -66,6 +66,8 @@ pub struct TopicStatsBody {
     pub filters_stopped: u64,
     /// Routing keys with a retained message now (kept on disk, read back when delivered).
     pub retained: u64,
+    /// Compaction passes of the topic's log since the server started.
+    pub compactions: u64,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -354,6 +356,7 @@ impl From<TopicInfo> for TopicInfoBody {
             bindings,
             filters_stopped,
             retained,
+            compactions,
         } = info.stats;
         TopicInfoBody {
             name: info.name,
@@ -375,6 +378,7 @@ impl From<TopicInfo> for TopicInfoBody {
                 bindings,
                 filters_stopped,
                 retained,
+                compactions,
             },
         }
     }
