@@ -125,7 +125,8 @@ fn topic_bindings_route_by_pattern_syntax_and_filter() {
     let info = client.expect(200, "GET", "/v1/topics/orders", &Value::Null);
     assert_eq!(
         info["stats"],
-        json!({"published": 4, "routed": 4, "unroutable": 1, "bindings": 3, "filters_stopped": 0})
+        json!({"published": 4, "routed": 4, "unroutable": 1, "bindings": 3, "filters_stopped": 0,
+            "retained": 0, "compactions": 0})
     );
     let list = client.expect(200, "GET", "/v1/topics/orders/bindings", &Value::Null);
     let bindings = list["bindings"].as_array().expect("bindings");
@@ -445,6 +446,34 @@ fn subscribers_get_retained_messages_then_live_ones() {
         json!({"pattern": "sensors/kitchen/#", "syntax": "mqtt", "queue": "late"}),
     );
     assert_eq!(bodies(&client, "late"), [json!({"c": 20})]);
+}
+
+/// More retained messages than one batch: the stream sends them all, in key order, read from
+/// the log batch by batch, then live messages.
+#[test]
+fn subscribers_get_many_retained_messages_batch_by_batch() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Node::start(dir.path());
+    let client = node.client();
+    client.expect(201, "PUT", "/v1/topics/rooms", &json!({"retain": true}));
+    for batch in 0..3 {
+        let messages: Vec<Value> = (batch * 300..(batch + 1) * 300)
+            .map(|n| json!({"routing_key": format!("room.{n:04}"), "body": {"n": n}}))
+            .collect();
+        publish(&client, "rooms", Value::Array(messages));
+    }
+    let mut events = EventStream::open(node.address, "/v1/topics/rooms/subscribe?pattern=room.*");
+    for n in 0..900 {
+        let (_, message) = events.next_message();
+        assert_eq!(message["body"], json!({"n": n}));
+    }
+    publish(
+        &client,
+        "rooms",
+        json!([{"routing_key": "room.0001", "body": {"n": -1}}]),
+    );
+    let (_, message) = events.next_message();
+    assert_eq!(message["body"], json!({"n": -1}));
 }
 
 /// Receives one request from `queue` and answers it with `answer`, in a thread.

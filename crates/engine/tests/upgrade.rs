@@ -76,11 +76,15 @@ impl Broker {
     }
 
     fn retained(&self, topic: &str) -> Vec<Message> {
-        let subscription = self
+        let mut subscription = self
             .engine
             .subscribe(topic, "#", Syntax::Mqtt, None)
             .unwrap();
-        subscription.retained
+        let mut out = Vec::new();
+        while let Some(batch) = subscription.next_retained().unwrap() {
+            out.extend(batch);
+        }
+        out
     }
 
     fn bindings(&self, topic: &str) -> BTreeMap<String, BindingSpec> {

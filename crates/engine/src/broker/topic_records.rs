@@ -10,6 +10,7 @@
 //!                                   | destination code | destination name str }
 //! binding removed  0x12 | 1 | group { id str }
 //! retained         0x13 | 1 | group { key str | message (see `records/message.rs`) } | body
+//! binding copied   0x14 | 1 | the group of `binding added`
 //! ```
 //!
 //! Tags 0x01-0x03 are the same records in the released layout (version 0, no version byte),
@@ -17,6 +18,13 @@
 //!
 //! Replaying the log in order rebuilds the routing table and the retained messages (the last
 //! record per key wins; an empty body clears the key).
+//!
+//! Compaction restates the live bindings and retained messages at the end of the log before it
+//! drops the segments below them (`broker/topics/compaction.rs`). A retained message is
+//! restated as an ordinary `retained` record: every build already keeps the last one per key.
+//! A binding is restated as `binding copied`, which decodes as `binding added` with the same
+//! id: replay replaces a binding by its copy. It has a tag of its own because builds before it
+//! would add the binding twice; they refuse the tag, by name, instead.
 //!
 //! Codes: syntax 0 amqp, 1 mqtt, 2 nats; headers mode 0 all, 1 any; destination 0 queue,
 //! 1 stream, 2 topic.
@@ -32,11 +40,13 @@ use wharf_model::{message::Message, pattern::Syntax};
 const BINDING_ADDED: u8 = 0x11;
 const BINDING_REMOVED: u8 = 0x12;
 const RETAINED: u8 = 0x13;
+const BINDING_COPIED: u8 = 0x14;
 
 /// The newest version of each record type: the one written, and the highest one read.
 const BINDING_ADDED_VERSION: u8 = 1;
 const BINDING_REMOVED_VERSION: u8 = 1;
 const RETAINED_VERSION: u8 = 1;
+const BINDING_COPIED_VERSION: u8 = 1;
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum TopicRecord {
@@ -70,6 +80,17 @@ impl TopicRecord {
         }
     }
 
+    /// Encodes a compaction copy of a binding: `binding copied`, which decodes as the
+    /// `binding added` it restates.
+    pub(crate) fn encode_binding_copied(id: &str, spec: &BindingSpec) -> Bytes {
+        encode_record(
+            BINDING_COPIED,
+            BINDING_COPIED_VERSION,
+            |w| write_binding(w, id, spec),
+            &[],
+        )
+    }
+
     /// Decodes the record stored at `offset`, of any version; a retained body is a slice of
     /// `payload`.
     pub(crate) fn decode(offset: u64, payload: &Bytes) -> Result<TopicRecord, RecordError> {
@@ -99,6 +120,10 @@ fn decode_any_version(payload: &Bytes) -> Result<TopicRecord, DecodeError> {
             let mut message = message::read(&mut fields)?;
             message.body = payload.slice(reader.position()..);
             Ok(TopicRecord::Retained { key, message })
+        }
+        BINDING_COPIED => {
+            read_version(&mut reader, tag, BINDING_COPIED_VERSION)?;
+            read_binding(&mut reader.group("binding copied")?)
         }
         tag => legacy::decode_topic_record(tag, reader, payload),
     }
@@ -257,6 +282,22 @@ mod tests {
             \x16\x01m\x0atext/plain\x00\x00\x00\x00\x00\x05\x00\x00\x00\
             21.5";
         assert_eq!(retained.encode().as_ref(), expected);
+        let copied = TopicRecord::encode_binding_copied("b1", &headers_binding());
+        let expected: &[u8] = b"\x14\x01\x1d\x02b1\x00\x02\x01\x05x > 1\
+            \x01\x0c\x01\x01\x04tier\x04gold\x01\x01s";
+        assert_eq!(copied.as_ref(), expected);
+    }
+
+    #[test]
+    fn a_binding_copy_decodes_as_the_binding_it_restates() {
+        let spec = headers_binding();
+        let copied = TopicRecord::encode_binding_copied("b1", &spec);
+        let added = TopicRecord::BindingAdded {
+            id: "b1".into(),
+            spec,
+        };
+        assert_eq!(decode(&copied).unwrap(), added);
+        assert!(decode(b"\x14\x02\x00").is_err(), "an unknown version");
     }
 
     #[test]

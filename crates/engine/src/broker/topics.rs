@@ -1,18 +1,38 @@
 //! Topics in the broker: definitions in the metadata store, bindings and retained messages in
 //! each topic's log, and publishing to every matched destination.
+//!
+//! In memory a topic keeps its routing table and, per retained key, only where the message lies
+//! in the log (`topic::RetainedIndex`); bodies are read back when delivered (`retained`). Every
+//! write to the log goes through [`TopicRuntime::write`], and memory is rebuilt from the log in
+//! log order (`log_state`). `compaction` keeps the log from growing without bound.
+//!
+//! Locks of one topic, in the order they are taken (none is held across an `.await` but
+//! `writes`): `writes` (async: writers share it, a compaction batch or a change of options
+//! takes it alone) → `state` → `router` → `subscribers` → `matched`.
 
-use super::{api::SendMessage, topic_records::TopicRecord, validate, Engine};
+mod compaction;
+mod log_state;
+mod retained;
+#[cfg(test)]
+mod tests;
+
+use retained::RetainedMessages;
+
+use super::{api::SendMessage, internal_error, topic_records::TopicRecord, validate, Engine};
 use crate::{
     error::EngineError,
     topic::{BindingSpec, Destination, Router, TopicOptions},
 };
+use bytes::Bytes;
+use log_state::{LogState, NO_COPIES};
 use std::{
     collections::{BTreeMap, HashMap},
     future::Future,
+    ops::Range,
     pin::Pin,
     str::FromStr,
     sync::{
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc, Mutex, RwLock,
     },
 };
@@ -23,7 +43,7 @@ use wharf_model::{
     pattern::{Pattern, Syntax},
     QueueName,
 };
-use wharf_storage::{Log, LogConfig};
+use wharf_storage::{Log, LogConfig, Offset};
 
 /// Key prefix of topic definitions in the metadata store.
 pub(super) const TOPIC_META_PREFIX: &str = "topic/";
@@ -66,6 +86,10 @@ pub struct TopicStats {
     /// Filter evaluations (bindings, rules, subscriptions) that a cost limit stopped, each
     /// counted as no match (docs/filters.md, "Cost of one evaluation").
     pub filters_stopped: u64,
+    /// Routing keys with a retained message now.
+    pub retained: u64,
+    /// Compaction passes of the topic's log completed since the server started.
+    pub compactions: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,11 +100,15 @@ pub struct BindingInfo {
     pub matched: u64,
 }
 
-/// A live subscription: retained matches first, then messages as they are published. Dropping
-/// it ends the subscription.
+/// A live subscription: retained matches first (read from the topic's log batch by batch),
+/// then messages as they are published. Dropping it ends the subscription.
 #[derive(Debug)]
 pub struct Subscription {
-    pub retained: Vec<Message>,
+    /// The retained messages that matched when the subscription began: see
+    /// [`Subscription::next_retained`].
+    retained: RetainedMessages,
+    /// Messages published since the subscription began. A key published again while the
+    /// retained messages are read arrives here only, with its new message.
     pub messages: mpsc::Receiver<Message>,
     _guard: SubscriberGuard,
 }
@@ -90,7 +118,15 @@ pub(super) struct TopicRuntime {
     pub name: String,
     log: Log,
     pub router: RwLock<Router>,
-    retained: Mutex<BTreeMap<String, Message>>,
+    /// The log as applied: how far, and the retained index.
+    state: Mutex<LogState>,
+    /// Held shared by each write (append and apply), alone by a compaction batch or a change
+    /// of options: a copy is never overtaken by a write it did not see.
+    writes: Arc<tokio::sync::RwLock<()>>,
+    compacting: AtomicBool,
+    compactions: AtomicU64,
+    /// Set when the topic is deleted: walks over its retained messages stop.
+    deleted: AtomicBool,
     subscribers: Arc<Mutex<Vec<Subscriber>>>,
     next_subscriber: AtomicU64,
     published: AtomicU64,
@@ -103,10 +139,19 @@ pub(super) struct TopicRuntime {
 #[derive(Debug)]
 struct Subscriber {
     id: u64,
+    interest: Arc<Interest>,
+    sender: mpsc::Sender<Message>,
+}
+
+/// What a subscriber wants, shared by its live feed and its walk over retained messages.
+#[derive(Debug)]
+struct Interest {
     syntax: Syntax,
     pattern: Pattern,
     filter: Option<Filter>,
-    sender: mpsc::Sender<Message>,
+    /// The log's applied end when the subscription began. A retained message published below it
+    /// is read from the log; one published at or above it arrives live.
+    retained_before: Offset,
 }
 
 #[derive(Debug)]
@@ -115,6 +160,22 @@ struct SubscriberGuard {
     subscribers: Arc<Mutex<Vec<Subscriber>>>,
     /// The engine's count of live subscriptions, taken by this one.
     count: Arc<AtomicUsize>,
+}
+
+impl Subscription {
+    /// The next batch of retained messages the subscription matches, in routing-key order,
+    /// read from the topic's log; `None` once all were given. A batch holds at most 256
+    /// messages and 256 KiB of bodies, and may be empty when none of the keys it looked at
+    /// matched: ask again. Take them all before [`Subscription::messages`]. Blocking reads,
+    /// fast from the page cache.
+    pub fn next_retained(&mut self) -> Result<Option<Vec<Message>>, EngineError> {
+        self.retained.next_batch()
+    }
+
+    /// Whether every retained message was given.
+    pub fn retained_done(&self) -> bool {
+        self.retained.is_done()
+    }
 }
 
 impl Drop for SubscriberGuard {
@@ -135,6 +196,8 @@ impl Engine {
         let _admin = self.inner.admin.lock().await;
         let value = serde_json::to_value(&options).expect("options serialize");
         if let Some(topic) = self.find_topic(&name) {
+            // Alone, so no binding checked against the old kind is added under the new one.
+            let _writing = topic.writes.write().await;
             topic
                 .router
                 .write()
@@ -172,12 +235,16 @@ impl Engine {
             .meta()
             .delete(format!("{TOPIC_META_PREFIX}{name}"))?;
         self.inner.topics.write().expect("topics lock").remove(name);
+        // Alone: no write or compaction batch of the topic is under way when its log goes.
+        let _writing = topic.writes.write().await;
+        topic.deleted.store(true, Ordering::Release);
         topic.subscribers.lock().expect("subscribers lock").clear();
         self.inner.store.delete_log(&topic_log_name(name)).await?;
         Ok(())
     }
 
-    /// Adds a binding; returns its id. Retained messages it matches go to its destination.
+    /// Adds a binding; returns its id. Retained messages it matches go to its destination,
+    /// read from the topic's log a batch at a time.
     pub async fn bind(&self, topic: &str, spec: BindingSpec) -> Result<String, EngineError> {
         self.check_open()?;
         let runtime = self.topic(topic)?;
@@ -188,30 +255,11 @@ impl Engine {
             id: id.clone(),
             spec: spec.clone(),
         };
-        runtime.log.append_one(record.encode()).await?;
-        runtime
-            .router
-            .write()
-            .expect("router lock")
-            .add(id.clone(), spec.clone())?;
-        let retained: Vec<(String, Message)> = runtime
-            .retained
-            .lock()
-            .expect("retained lock")
-            .iter()
-            .map(|(k, m)| (k.clone(), m.clone()))
-            .collect();
-        for (key, message) in retained {
-            let route = runtime
-                .router
-                .read()
-                .expect("router lock")
-                .route_one(&id, &key, &message);
-            if route {
-                self.deliver(&spec.destination, vec![(key, message)], 0)
-                    .await?;
-            }
-        }
+        let check = |router: &Router| router.check(&spec);
+        let written = runtime.write(vec![record.encode()], check).await?;
+        // Messages published from the binding's record on were routed to it live.
+        self.deliver_retained(&runtime, &id, &spec.destination, written.start)
+            .await?;
         Ok(id)
     }
 
@@ -240,21 +288,15 @@ impl Engine {
     pub async fn unbind(&self, topic: &str, id: &str) -> Result<(), EngineError> {
         self.check_open()?;
         let runtime = self.topic(topic)?;
-        if !runtime
-            .router
-            .read()
-            .expect("router lock")
-            .bindings()
-            .any(|(b, _)| b == id)
-        {
-            return Err(EngineError::BindingNotFound {
+        let record = TopicRecord::BindingRemoved { id: id.to_string() };
+        let check = |router: &Router| match router.bindings().any(|(b, _)| b == id) {
+            true => Ok(()),
+            false => Err(EngineError::BindingNotFound {
                 topic: topic.to_string(),
                 id: id.to_string(),
-            });
-        }
-        let record = TopicRecord::BindingRemoved { id: id.to_string() };
-        runtime.log.append_one(record.encode()).await?;
-        runtime.router.write().expect("router lock").remove(id);
+            }),
+        };
+        runtime.write(vec![record.encode()], check).await?;
         runtime.matched.lock().expect("matched lock").remove(id);
         Ok(())
     }
@@ -322,36 +364,32 @@ impl Engine {
             });
         }
         let (sender, messages) = mpsc::channel(SUBSCRIBER_BUFFER);
-        let subscriber = Subscriber {
-            id: runtime.next_subscriber.fetch_add(1, Ordering::Relaxed),
-            syntax,
-            pattern,
-            filter,
-            sender,
+        let id = runtime.next_subscriber.fetch_add(1, Ordering::Relaxed);
+        let interest = {
+            // Registered under the state lock: every retained message published below
+            // `retained_before` is in the index, and every later one finds the subscriber.
+            let state = runtime.state.lock().expect("topic state lock");
+            let interest = Arc::new(Interest {
+                syntax,
+                pattern,
+                filter,
+                retained_before: state.applied_end,
+            });
+            let subscriber = Subscriber {
+                id,
+                interest: interest.clone(),
+                sender,
+            };
+            (runtime.subscribers.lock().expect("subscribers lock")).push(subscriber);
+            interest
         };
-        let retained = runtime
-            .retained
-            .lock()
-            .expect("retained lock")
-            .iter()
-            .filter(|(key, message)| {
-                let wanted = subscriber.wants(key, message, json_body(message).as_ref());
-                runtime.count_filter_stop(wanted)
-            })
-            .map(|(_, message)| message.clone())
-            .collect();
         let guard = SubscriberGuard {
-            id: subscriber.id,
+            id,
             subscribers: runtime.subscribers.clone(),
             count,
         };
-        runtime
-            .subscribers
-            .lock()
-            .expect("subscribers lock")
-            .push(subscriber);
         Ok(Subscription {
-            retained,
+            retained: RetainedMessages::new(runtime, interest),
             messages,
             _guard: guard,
         })
@@ -367,8 +405,8 @@ impl Engine {
     ) -> Pin<Box<dyn Future<Output = Result<Vec<Published>, EngineError>> + Send + '_>> {
         Box::pin(async move {
             let runtime = self.topic(&topic)?;
-            runtime.retain(&messages).await?;
-            let (messages, routes) = route_batch(runtime.clone(), messages).await?;
+            let retained_from = runtime.retain(&messages).await?;
+            let (messages, routes) = route_batch(runtime.clone(), messages, retained_from).await?;
             let mut groups: BTreeMap<Destination, Vec<usize>> = BTreeMap::new();
             for (index, destinations) in routes.into_iter().enumerate() {
                 for destination in destinations {
@@ -433,6 +471,40 @@ impl Engine {
         }
     }
 
+    /// Sends a new binding the retained messages it matches that were published before
+    /// `before`, a batch of keys at a time.
+    async fn deliver_retained(
+        &self,
+        runtime: &Arc<TopicRuntime>,
+        id: &str,
+        destination: &Destination,
+        before: Offset,
+    ) -> Result<(), EngineError> {
+        let mut after: Option<String> = None;
+        // Ends: each step moves `after` forward by at least one key, or ends the walk.
+        loop {
+            let step = runtime.retained_step(
+                after.as_deref(),
+                before,
+                |_| true,
+                |key, message| {
+                    runtime
+                        .router
+                        .read()
+                        .expect("router lock")
+                        .route_one(id, key, message)
+                },
+            )?;
+            let Some(last) = step.last else {
+                return Ok(());
+            };
+            after = Some(last);
+            if !step.messages.is_empty() {
+                self.deliver(destination, step.messages, 0).await?;
+            }
+        }
+    }
+
     fn check_destination(&self, destination: &Destination) -> Result<(), EngineError> {
         match destination {
             Destination::Queue(name) => self.queue(name).map(|_| ()),
@@ -445,29 +517,31 @@ impl Engine {
     }
 
     /// Opens (replays) a topic's log and registers it.
-    pub(super) async fn open_topic(
-        &self,
-        name: String,
-        mut router: Router,
-    ) -> Result<(), EngineError> {
+    pub(super) async fn open_topic(&self, name: String, router: Router) -> Result<(), EngineError> {
         let store = self.inner.store.clone();
         let log_name = topic_log_name(&name);
-        let (log, retained, router) = tokio::task::spawn_blocking(move || {
+        let (log, state, router) = tokio::task::spawn_blocking(move || {
             let config = LogConfig {
                 segment_bytes: TOPIC_SEGMENT_BYTES,
                 ..LogConfig::default()
             };
             let log = store.log(&log_name, config)?;
-            let retained = replay_topic(&log, &mut router)?;
-            Ok::<_, EngineError>((log, retained, router))
+            let router = RwLock::new(router);
+            let mut state = LogState::new(log.start_offset());
+            state.catch_up(&log, &router, &NO_COPIES)?;
+            Ok::<_, EngineError>((log, state, router))
         })
         .await
-        .expect("topic replay panicked")?;
-        let runtime = TopicRuntime {
+        .map_err(|error| internal_error("topic replay", &error))??;
+        let runtime = Arc::new(TopicRuntime {
             name: name.clone(),
             log,
-            router: RwLock::new(router),
-            retained: Mutex::new(retained),
+            router,
+            state: Mutex::new(state),
+            writes: Arc::default(),
+            compacting: AtomicBool::new(false),
+            compactions: AtomicU64::new(0),
+            deleted: AtomicBool::new(false),
             subscribers: Arc::default(),
             next_subscriber: AtomicU64::new(0),
             published: AtomicU64::new(0),
@@ -475,12 +549,14 @@ impl Engine {
             unroutable: AtomicU64::new(0),
             filters_stopped: AtomicU64::new(0),
             matched: Mutex::default(),
-        };
+        });
+        // A log left long by an earlier run (or an interrupted pass) is compacted now.
+        runtime.maybe_compact();
         self.inner
             .topics
             .write()
             .expect("topics lock")
-            .insert(name, Arc::new(runtime));
+            .insert(name, runtime);
         Ok(())
     }
 
@@ -511,10 +587,14 @@ const ROUTE_INLINE_BODY_BYTES_MAX: usize = 64 << 10;
 async fn route_batch(
     runtime: Arc<TopicRuntime>,
     messages: Vec<(String, Message)>,
+    retained_from: Option<Offset>,
 ) -> Result<(Vec<(String, Message)>, Vec<Vec<Destination>>), EngineError> {
     let route_all = move |runtime: &TopicRuntime, messages: Vec<(String, Message)>| {
-        let routes = (messages.iter())
-            .map(|(key, message)| runtime.route(key, message))
+        let routes = (messages.iter().enumerate())
+            .map(|(index, (key, message))| {
+                let retained_at = retained_from.map(|from| Offset(from.0 + index as u64));
+                runtime.route(key, message, retained_at)
+            })
             .collect();
         (messages, routes)
     };
@@ -533,13 +613,18 @@ impl TopicRuntime {
         self.router.read().expect("router lock").reads_body()
             || (self.subscribers.lock().expect("subscribers lock"))
                 .iter()
-                .any(|s| s.filter.is_some())
+                .any(|s| s.interest.filter.is_some())
     }
 
     /// Keeps the last message per key when the topic retains (an empty body clears the key).
-    async fn retain(&self, messages: &[(String, Message)]) -> Result<(), EngineError> {
+    /// Returns the offset of the first message's `retained` record (the others follow it), or
+    /// `None` when the topic does not retain.
+    async fn retain(
+        self: &Arc<Self>,
+        messages: &[(String, Message)],
+    ) -> Result<Option<Offset>, EngineError> {
         if !self.router.read().expect("router lock").options().retain {
-            return Ok(());
+            return Ok(None);
         }
         let records: Vec<_> = messages
             .iter()
@@ -551,21 +636,50 @@ impl TopicRuntime {
                 .encode()
             })
             .collect();
-        self.log.append(&records).await?;
-        let mut retained = self.retained.lock().expect("retained lock");
-        for (key, message) in messages {
-            apply_retained(&mut retained, key, message.clone());
-        }
-        Ok(())
+        let written = self.write(records, |_| Ok(())).await?;
+        Ok(Some(written.start))
+    }
+
+    /// Appends records to the topic's log and applies them once `check` passes against the
+    /// routing table, under the shared write lock. Runs in a task of its own: a caller that
+    /// goes away cannot leave its records appended but unapplied, nor a compaction batch
+    /// waiting on an append that no longer has an owner.
+    async fn write(
+        self: &Arc<Self>,
+        records: Vec<Bytes>,
+        check: impl FnOnce(&Router) -> Result<(), EngineError>,
+    ) -> Result<Range<Offset>, EngineError> {
+        let writing = self.writes.clone().read_owned().await;
+        check(&self.router.read().expect("router lock"))?;
+        let runtime = self.clone();
+        let written = tokio::spawn(async move {
+            let written = runtime.log.append(&records).await?;
+            runtime.catch_up(&NO_COPIES)?;
+            drop(writing);
+            Ok::<_, EngineError>(written)
+        })
+        .await
+        .unwrap_or_else(|error| Err(internal_error("topic write", &error)))?;
+        self.maybe_compact();
+        Ok(written)
+    }
+
+    /// Applies what other writers appended up to the log's end; `copies` marks compaction
+    /// copies (see [`LogState::catch_up`]).
+    fn catch_up(&self, copies: &Range<Offset>) -> Result<(), EngineError> {
+        let mut state = self.state.lock().expect("topic state lock");
+        state.catch_up(&self.log, &self.router, copies)
     }
 
     /// Destinations of one message; also feeds live subscribers and the binding counters.
-    fn route(&self, key: &str, message: &Message) -> Vec<Destination> {
+    /// `retained_at` is the offset of the message's `retained` record, if the topic retains.
+    fn route(&self, key: &str, message: &Message, retained_at: Option<Offset>) -> Vec<Destination> {
         let router = self.router.read().expect("router lock");
         let mut subscribers = self.subscribers.lock().expect("subscribers lock");
         subscribers.retain(|s| !s.sender.is_closed());
         // Parse the body once, and only when some filter will read it.
-        let reads_body = router.reads_body() || subscribers.iter().any(|s| s.filter.is_some());
+        let reads_body =
+            router.reads_body() || subscribers.iter().any(|s| s.interest.filter.is_some());
         let body = reads_body.then(|| json_body(message)).flatten();
         let route = router.route(key, &message.headers, body.as_ref());
         drop(router);
@@ -578,7 +692,12 @@ impl TopicRuntime {
         self.filters_stopped
             .fetch_add(route.filters_stopped, Ordering::Relaxed);
         for subscriber in subscribers.iter() {
-            if self.count_filter_stop(subscriber.wants(key, message, body.as_ref())) {
+            let interest = &subscriber.interest;
+            if retained_at.is_some_and(|at| at < interest.retained_before) {
+                // The subscriber's walk over retained messages has this one, or a later one.
+                continue;
+            }
+            if self.count_filter_stop(interest.wants(key, message, body.as_ref())) {
                 // At most once: a subscriber too slow to keep its buffer free misses messages.
                 let _ = subscriber.sender.try_send(message.clone());
             }
@@ -605,12 +724,15 @@ impl TopicRuntime {
     }
 }
 
-impl Subscriber {
+impl Interest {
+    fn key_matches(&self, key: &str) -> bool {
+        let mut words = Vec::new();
+        self.syntax.split_key(key, &mut words).is_ok() && self.pattern.matches(&words)
+    }
+
     /// The key pattern first; the filter runs only when it matches.
     fn wants(&self, key: &str, message: &Message, body: Option<&serde_json::Value>) -> Evaluation {
-        let mut words = Vec::new();
-        let key_matches =
-            self.syntax.split_key(key, &mut words).is_ok() && self.pattern.matches(&words);
+        let key_matches = self.key_matches(key);
         match &self.filter {
             Some(filter) if key_matches => filter.evaluate(&message.headers, body),
             _ => Evaluation {
@@ -624,19 +746,11 @@ impl Subscriber {
 impl Router {
     /// Whether the binding `id` takes a message with this key (for retained delivery on bind).
     fn route_one(&self, id: &str, key: &str, message: &Message) -> bool {
-        let body = json_body(message);
+        let body = self.reads_body().then(|| json_body(message)).flatten();
         self.route(key, &message.headers, body.as_ref())
             .bindings
             .iter()
             .any(|b| b == id)
-    }
-}
-
-fn apply_retained(retained: &mut BTreeMap<String, Message>, key: &str, message: Message) {
-    if message.body.is_empty() {
-        retained.remove(key);
-    } else {
-        retained.insert(key.to_string(), message);
     }
 }
 
@@ -648,31 +762,8 @@ pub(super) fn json_body(message: &Message) -> Option<serde_json::Value> {
         .flatten()
 }
 
-fn replay_topic(log: &Log, router: &mut Router) -> Result<BTreeMap<String, Message>, EngineError> {
-    let mut retained = BTreeMap::new();
-    let mut at = log.start_offset();
-    loop {
-        let records = log.read_batch(at, 4_096, 8 << 20)?;
-        let Some(last) = records.last() else {
-            break;
-        };
-        at = last.offset.next();
-        for record in &records {
-            match TopicRecord::decode(record.offset.0, &record.payload)? {
-                TopicRecord::BindingAdded { id, spec } => router.add(id, spec)?,
-                TopicRecord::BindingRemoved { id } => {
-                    router.remove(&id);
-                }
-                TopicRecord::Retained { key, message } => {
-                    apply_retained(&mut retained, &key, message)
-                }
-            }
-        }
-    }
-    Ok(retained)
-}
-
 fn topic_info(topic: &Arc<TopicRuntime>) -> TopicInfo {
+    let retained = topic.state.lock().expect("topic state lock").retained.len() as u64;
     let router = topic.router.read().expect("router lock");
     TopicInfo {
         name: topic.name.clone(),
@@ -683,6 +774,8 @@ fn topic_info(topic: &Arc<TopicRuntime>) -> TopicInfo {
             unroutable: topic.unroutable.load(Ordering::Relaxed),
             bindings: router.len() as u64,
             filters_stopped: topic.filters_stopped.load(Ordering::Relaxed),
+            retained,
+            compactions: topic.compactions.load(Ordering::Relaxed),
         },
     }
 }

@@ -3,9 +3,13 @@
 //! A topic routes each published message to destinations (queues, other topics, later streams)
 //! through its bindings (pattern and optional filter), its ordered rules, and its alternate
 //! destination. The broker persists definitions and bindings and delivers; this module decides.
+//! It also indexes the retained messages by routing key (offsets into the topic's log, no
+//! bodies).
 
+mod retained;
 mod router;
 
+pub(crate) use retained::{RetainedEntry, RetainedIndex};
 pub use router::{Route, Router};
 
 use serde::{Deserialize, Serialize};

@@ -81,8 +81,11 @@ impl Router {
         self.compile(spec).map(|_| ())
     }
 
+    /// Adds the binding `id`, replacing one of the same id: a topic log may restate a binding
+    /// (a compaction copy beside its original), and replaying both must leave one.
     pub fn add(&mut self, id: String, spec: BindingSpec) -> Result<(), EngineError> {
         let compiled = self.compile(&spec)?;
+        self.remove(&id);
         match (self.options.kind, &compiled.pattern) {
             (TopicKind::Topic, Some(pattern)) => {
                 self.trie_mut(spec.syntax).insert(pattern, id.clone());
@@ -118,6 +121,21 @@ impl Router {
 
     pub fn bindings(&self) -> impl Iterator<Item = (&String, &BindingSpec)> {
         self.bindings.iter().map(|(id, c)| (id, &c.spec))
+    }
+
+    /// Bindings with ids after `after` (from the first when `None`), in id order: a walk over
+    /// many bindings that takes them a batch at a time.
+    pub fn bindings_after<'a>(
+        &'a self,
+        after: Option<&str>,
+    ) -> impl Iterator<Item = (&'a String, &'a BindingSpec)> {
+        let start = match after {
+            Some(id) => std::ops::Bound::Excluded(id),
+            None => std::ops::Bound::Unbounded,
+        };
+        self.bindings
+            .range::<str, _>((start, std::ops::Bound::Unbounded))
+            .map(|(id, c)| (id, &c.spec))
     }
 
     pub fn len(&self) -> usize {
@@ -344,6 +362,28 @@ mod tests {
             names(&router.route("orders.eu.created", &none, None)),
             ["c"]
         );
+    }
+
+    /// Replaying a compacted log adds a binding again from its copy: one binding remains, and
+    /// removing it leaves none.
+    #[test]
+    fn adding_a_binding_twice_keeps_one() {
+        for kind in [TopicKind::Topic, TopicKind::Direct, TopicKind::Fanout] {
+            let mut router = router(kind);
+            let mut spec = binding("orders.eu", Syntax::Amqp, "a");
+            spec.filter = Some("amount > 1".into());
+            router.add("1".into(), spec.clone()).unwrap();
+            router.add("1".into(), spec).unwrap();
+            let none = BTreeMap::new();
+            let body = json!({"amount": 5});
+            let route = router.route("orders.eu", &none, Some(&body));
+            assert_eq!(route.bindings, ["1"], "{kind:?}");
+            assert_eq!(router.len(), 1);
+            router.remove("1");
+            assert!(!router.reads_body(), "{kind:?}");
+            let route = router.route("orders.eu", &none, Some(&body));
+            assert!(route.bindings.is_empty(), "{kind:?}");
+        }
     }
 
     #[test]

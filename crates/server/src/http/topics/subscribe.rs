@@ -1,9 +1,10 @@
 //! Live subscriptions as Server-Sent Events: `GET /v1/topics/{name}/subscribe`.
 //!
-//! The engine's [`Subscription`] is the whole state: retained matches first, then each
-//! published match. Dropping the stream (the client went away, or the server shuts down) drops
-//! the subscription, which unregisters it. Delivery is at most once: a client too slow to drain
-//! the engine's buffer misses messages, as with any live subscriber.
+//! The engine's [`Subscription`] is the whole state: retained matches first, read from the
+//! topic's log one batch at a time as the client takes them, then each published match.
+//! Dropping the stream (the client went away, or the server shuts down) drops the
+//! subscription, which unregisters it. Delivery is at most once: a client too slow to drain the
+//! engine's buffer misses messages, as with any live subscriber.
 
 use super::wire::SubscribeQuery;
 use crate::{
@@ -57,7 +58,8 @@ pub async fn subscribe(
 }
 
 struct SubscriptionState {
-    retained: VecDeque<Message>,
+    /// The batch of retained messages being sent; the next is read once it is empty.
+    batch: VecDeque<Message>,
     subscription: Subscription,
     readiness: Arc<Readiness>,
 }
@@ -65,25 +67,52 @@ struct SubscriptionState {
 /// Retained messages, then live ones; ends when the server begins to shut down, so an open
 /// stream never holds graceful shutdown.
 fn subscription_events(
-    mut subscription: Subscription,
+    subscription: Subscription,
     readiness: Arc<Readiness>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let state = SubscriptionState {
-        retained: std::mem::take(&mut subscription.retained).into(),
+        batch: VecDeque::new(),
         subscription,
         readiness,
     };
     stream::unfold(state, |mut state| async move {
-        let message = match state.retained.pop_front() {
-            Some(message) => message,
-            None => tokio::select! {
-                biased;
-                () = state.readiness.shutdown_begun() => return None,
-                message = state.subscription.messages.recv() => message?,
-            },
-        };
+        let message = next_message(&mut state).await?;
         Some((Ok(message_event(message)), state))
     })
+}
+
+/// The next message to send: from the retained batch, the next retained batch, or live.
+/// `None` ends the stream.
+async fn next_message(state: &mut SubscriptionState) -> Option<Message> {
+    // Ends: each turn sends a message, or reads the next retained batch; the walk over
+    // retained messages ends, and then the loop is left for the live wait.
+    loop {
+        if let Some(message) = state.batch.pop_front() {
+            return Some(message);
+        }
+        if state.readiness.is_shutting_down() {
+            return None;
+        }
+        if state.subscription.retained_done() {
+            break;
+        }
+        match state.subscription.next_retained() {
+            Ok(Some(batch)) => state.batch.extend(batch),
+            Ok(None) => break,
+            Err(error) => {
+                // Mid-stream there is no status left to send: end it, the client reconnects.
+                tracing::warn!(%error, "reading retained messages failed; ending the stream");
+                return None;
+            }
+        }
+        // A batch may be empty (no key of it matched): let other tasks run between batches.
+        tokio::task::yield_now().await;
+    }
+    tokio::select! {
+        biased;
+        () = state.readiness.shutdown_begun() => None,
+        message = state.subscription.messages.recv() => message,
+    }
 }
 
 fn message_event(message: Message) -> Event {

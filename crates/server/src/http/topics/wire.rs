@@ -64,6 +64,10 @@ pub struct TopicStatsBody {
     /// Filter evaluations stopped by a cost limit (a text too long for `matches`, or the
     /// budget spent); each counted as no match.
     pub filters_stopped: u64,
+    /// Routing keys with a retained message now (kept on disk, read back when delivered).
+    pub retained: u64,
+    /// Compaction passes of the topic's log since the server started.
+    pub compactions: u64,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -351,6 +355,8 @@ impl From<TopicInfo> for TopicInfoBody {
             unroutable,
             bindings,
             filters_stopped,
+            retained,
+            compactions,
         } = info.stats;
         TopicInfoBody {
             name: info.name,
@@ -371,6 +377,8 @@ impl From<TopicInfo> for TopicInfoBody {
                 unroutable,
                 bindings,
                 filters_stopped,
+                retained,
+                compactions,
             },
         }
     }
