@@ -19,7 +19,18 @@ async fn open(dir: &Path, clock: Arc<ManualClock>, faults: &Arc<Faults>) -> (Eng
         faults: Some(faults.clone()),
         ..StoreConfig::default()
     };
-    let store = Arc::new(Store::open(dir, config).unwrap());
+    // The previous engine's background tasks (a timer finishing its write) may hold the store
+    // for a moment after close: let them run until the directory's lock is free.
+    let store = guard(async {
+        loop {
+            match Store::open(dir, config.clone()) {
+                Ok(store) => break Arc::new(store),
+                Err(wharf_storage::StorageError::Locked { .. }) => tokio::task::yield_now().await,
+                Err(error) => panic!("{error}"),
+            }
+        }
+    })
+    .await;
     let engine = Engine::open(store.clone(), clock, EngineConfig::default())
         .await
         .unwrap();
