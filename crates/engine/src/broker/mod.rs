@@ -309,9 +309,24 @@ impl Engine {
         let Some(first) = first else {
             return Ok(consumer.take_remaining());
         };
-        consumer.disown(std::slice::from_ref(&first));
-        let mut deliveries = vec![first];
-        deliveries.extend(consumer.take_remaining());
+        // Let the dispatch that woke this receive finish handing over, so nothing it leased to
+        // this consumer is left to be returned; then top the batch up from what is ready.
+        let mut deliveries = {
+            let _dispatching = runtime.dispatching.lock().await;
+            consumer.disown(std::slice::from_ref(&first));
+            let mut deliveries = vec![first];
+            deliveries.extend(consumer.take_remaining());
+            deliveries
+        };
+        if runtime.dispatch_again.load(Ordering::Acquire) {
+            self.dispatch(&runtime).await;
+        }
+        let room = request.max_messages - deliveries.len();
+        if room > 0 {
+            let (more, settles) = runtime.receive(room, lease_ms, self.now())?;
+            self.persist_settlements(&runtime, settles).await?;
+            deliveries.extend(more);
+        }
         Ok(deliveries)
     }
 
