@@ -268,14 +268,23 @@ impl Engine {
         now: u64,
     ) -> Result<Vec<bool>, EngineError> {
         let engine = self.clone();
-        tokio::spawn(async move {
-            let (duplicates, evicted) = queue.send(&messages, now).await?;
-            engine.persist_settlements(&queue, evicted).await?;
-            engine.dispatch(&queue).await;
-            Ok(duplicates)
-        })
-        .await
-        .unwrap_or_else(|error| Err(internal_error("send", &error)))
+        tokio::spawn(async move { engine.send_in_task(&queue, &messages, now).await })
+            .await
+            .unwrap_or_else(|error| Err(internal_error("send", &error)))
+    }
+
+    /// The body of [`Engine::send_to`], for a caller that already runs in a task of its own
+    /// (a publish's delivery to one destination): one spawn per copy is enough.
+    pub(crate) async fn send_in_task(
+        &self,
+        queue: &Arc<QueueRuntime>,
+        messages: &[(wharf_model::message::Message, bool)],
+        now: u64,
+    ) -> Result<Vec<bool>, EngineError> {
+        let (duplicates, evicted) = queue.send(messages, now).await?;
+        self.persist_settlements(queue, evicted).await?;
+        self.dispatch(queue).await;
+        Ok(duplicates)
     }
 
     /// Leases up to `max_messages`, waiting up to `wait` for a first one. A waiting receive is a

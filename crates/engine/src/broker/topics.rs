@@ -421,7 +421,7 @@ impl Engine {
                 let batch: Vec<_> = indexes.iter().map(|i| messages[*i].clone()).collect();
                 let engine = self.clone();
                 deliveries.push(tokio::spawn(async move {
-                    let stored = engine.deliver(&destination, batch, hops).await;
+                    let stored = engine.deliver(&destination, batch, hops, true).await;
                     (indexes, stored)
                 }));
             }
@@ -446,11 +446,14 @@ impl Engine {
     }
 
     /// Stores messages in one destination; false when it does not exist (any more).
+    /// `in_task`: the caller runs in a task of its own (a publish's delivery), so the queue
+    /// send needs no task of its own to survive the client going away.
     async fn deliver(
         &self,
         destination: &Destination,
         batch: Vec<(String, Message)>,
         hops: usize,
+        in_task: bool,
     ) -> Result<bool, EngineError> {
         match destination {
             Destination::Queue(name) => {
@@ -458,7 +461,10 @@ impl Engine {
                     return Ok(false);
                 };
                 let messages: Vec<_> = batch.into_iter().map(|(_, m)| (m, false)).collect();
-                self.send_to(queue, messages, self.now()).await?;
+                match in_task {
+                    true => self.send_in_task(&queue, &messages, self.now()).await?,
+                    false => self.send_to(queue, messages, self.now()).await?,
+                };
                 Ok(true)
             }
             Destination::Topic(name)
@@ -500,7 +506,7 @@ impl Engine {
             };
             after = Some(last);
             if !step.messages.is_empty() {
-                self.deliver(destination, step.messages, 0).await?;
+                self.deliver(destination, step.messages, 0, false).await?;
             }
         }
     }
