@@ -268,23 +268,84 @@ impl Engine {
         now: u64,
     ) -> Result<Vec<bool>, EngineError> {
         let engine = self.clone();
-        tokio::spawn(async move { engine.send_in_task(&queue, &messages, now).await })
-            .await
-            .unwrap_or_else(|error| Err(internal_error("send", &error)))
+        tokio::spawn(async move {
+            let (duplicates, evicted) = queue.send(&messages, now).await?;
+            engine.persist_settlements(&queue, evicted).await?;
+            engine.dispatch(&queue).await;
+            Ok(duplicates)
+        })
+        .await
+        .unwrap_or_else(|error| Err(internal_error("send", &error)))
     }
 
-    /// The body of [`Engine::send_to`], for a caller that already runs in a task of its own
-    /// (a publish's delivery to one destination): one spawn per copy is enough.
-    pub(crate) async fn send_in_task(
+    /// Sends to several queues with one append per WAL (a publish's copies to all its queue
+    /// destinations share one write and one fsync), in a task of its own like `send_to`.
+    /// Returns, per queue in order, whether its messages were stored.
+    pub(crate) async fn send_many(
         &self,
-        queue: &Arc<QueueRuntime>,
-        messages: &[(wharf_model::message::Message, bool)],
+        sends: Vec<QueueSend>,
         now: u64,
-    ) -> Result<Vec<bool>, EngineError> {
-        let (duplicates, evicted) = queue.send(messages, now).await?;
-        self.persist_settlements(queue, evicted).await?;
-        self.dispatch(queue).await;
-        Ok(duplicates)
+    ) -> Result<Vec<Result<(), EngineError>>, EngineError> {
+        let engine = self.clone();
+        tokio::spawn(async move { engine.send_many_in_task(sends, now).await })
+            .await
+            .map_err(|error| internal_error("send", &error))
+    }
+
+    async fn send_many_in_task(
+        &self,
+        sends: Vec<QueueSend>,
+        now: u64,
+    ) -> Vec<Result<(), EngineError>> {
+        let prepared: Vec<_> = (sends.iter())
+            .map(|(queue, messages)| queue.send_prepare(messages, now))
+            .collect();
+        let mut firsts: Vec<Option<Result<u64, wharf_storage::StorageError>>> =
+            sends.iter().map(|_| None).collect();
+        for (log, durable) in [(&self.inner.wal, true), (&self.inner.wal_transient, false)] {
+            let members: Vec<usize> = (0..sends.len())
+                .filter(|&i| prepared[i].is_ok() && sends[i].0.durable == durable)
+                .collect();
+            let records: Vec<&bytes::Bytes> = (members.iter())
+                .flat_map(|&i| prepared[i].as_ref().map_or(&[][..], |p| &p.records[..]))
+                .collect();
+            if records.is_empty() {
+                for &i in &members {
+                    firsts[i] = Some(Ok(0));
+                }
+                continue;
+            }
+            let written = log.append(records).await;
+            let mut next = written.as_ref().map_or(0, |range| range.start.0);
+            for &i in &members {
+                firsts[i] = Some(written.as_ref().map(|_| next).map_err(Clone::clone));
+                next += prepared[i].as_ref().map_or(0, |p| p.records.len() as u64);
+            }
+        }
+        let mut results = Vec::with_capacity(sends.len());
+        for (((queue, messages), prepared), first) in sends.iter().zip(prepared).zip(firsts) {
+            let result = match (prepared, first) {
+                (Ok(prepared), Some(first)) => {
+                    match queue.send_finish(prepared, messages, first, now) {
+                        Ok((_, evicted)) => self.persist_settlements(queue, evicted).await,
+                        Err(error) => Err(error),
+                    }
+                }
+                (Err(error), _) => Err(error),
+                // Every queue is durable or not, so this cannot happen; release its room anyway.
+                (Ok(prepared), None) => {
+                    let closed = wharf_storage::StorageError::Closed {
+                        path: queue.name.as_str().into(),
+                    };
+                    queue
+                        .send_finish(prepared, messages, Err(closed), now)
+                        .map(|_| ())
+                }
+            };
+            self.dispatch(queue).await;
+            results.push(result);
+        }
+        results
     }
 
     /// Leases up to `max_messages`, waiting up to `wait` for a first one. A waiting receive is a
@@ -563,6 +624,12 @@ fn check_receive(request: &ReceiveRequest) -> Result<(), EngineError> {
     }
     Ok(())
 }
+
+/// Messages for one queue, each with whether its id came from the client (dedup).
+pub(crate) type QueueSend = (
+    Arc<QueueRuntime>,
+    Vec<(wharf_model::message::Message, bool)>,
+);
 
 /// A random 64-bit value from the standard library's per-instance random hasher keys: enough
 /// for seeds and id entropy without a random-number dependency.

@@ -70,6 +70,13 @@ pub(super) struct Core {
     pub(super) consumers: super::consumers::Consumers,
 }
 
+/// A send reserved and encoded, not yet written.
+pub(crate) struct PreparedSend {
+    plan: SendPlan,
+    /// The WAL records to append, in order.
+    pub records: Vec<bytes::Bytes>,
+}
+
 /// What a send decided for each message before writing.
 struct SendPlan {
     /// The WAL's end when it reserved: see `Core::reserved_floors`.
@@ -150,10 +157,20 @@ impl QueueRuntime {
         messages: &[(Message, bool)],
         now: u64,
     ) -> Result<(Vec<bool>, Vec<Settle>), EngineError> {
+        let prepared = self.send_prepare(messages, now)?;
+        let written = self.log.append(&prepared.records).await;
+        self.send_finish(prepared, messages, written.map(|range| range.start.0), now)
+    }
+
+    /// The first half of a send: reserves room and dedup ids and encodes the records to
+    /// append. Every prepared send must be finished with [`QueueRuntime::send_finish`].
+    pub(crate) fn send_prepare(
+        &self,
+        messages: &[(Message, bool)],
+        now: u64,
+    ) -> Result<PreparedSend, EngineError> {
         let plan = self.send_reserve(messages, now)?;
-        let records: Vec<_> = plan
-            .to_write
-            .iter()
+        let records = (plan.to_write.iter())
             .map(|(index, key)| {
                 let record = QueueRecord::Enqueued {
                     message: messages[*index].0.clone(),
@@ -162,7 +179,20 @@ impl QueueRuntime {
                 wrap(self.resource, &record.encode())
             })
             .collect();
-        let written = self.log.append(&records).await;
+        Ok(PreparedSend { plan, records })
+    }
+
+    /// The second half: releases the reservation and, when the records were written from
+    /// offset `first` on, applies them. Returns per message whether it was a duplicate, and
+    /// the settlements of evicted messages.
+    pub(crate) fn send_finish(
+        &self,
+        prepared: PreparedSend,
+        messages: &[(Message, bool)],
+        written: Result<u64, wharf_storage::StorageError>,
+        now: u64,
+    ) -> Result<(Vec<bool>, Vec<Settle>), EngineError> {
+        let plan = prepared.plan;
         let mut core = self.core()?;
         core.reserved -= plan.to_write.len();
         release_floor(&mut core.reserved_floors, plan.floor);
@@ -171,11 +201,11 @@ impl QueueRuntime {
                 core.reserved_ids.remove(key);
             }
         }
-        let range = written?;
+        let first = written?;
         let mut evicted = Vec::new();
         for (i, (index, key)) in plan.to_write.iter().enumerate() {
             let message = &messages[*index].0;
-            let meta = enqueue_meta(Seq(range.start.0 + i as u64), message, *key);
+            let meta = enqueue_meta(Seq(first + i as u64), message, *key);
             evicted.extend(core.state.apply_enqueued(meta, now));
         }
         drop(core);

@@ -414,19 +414,39 @@ impl Engine {
                 }
             }
             let mut routed = vec![0usize; messages.len()];
-            // Spawned handles, not a JoinSet: a publisher that hangs up detaches the deliveries
-            // instead of aborting them, so no destination is left half-served.
+            // Queue destinations: every copy in one append per WAL, in a task of its own.
+            let mut queue_sends = Vec::new();
+            let mut queue_indexes = Vec::new();
             let mut deliveries = Vec::new();
             for (destination, indexes) in groups {
+                if let Destination::Queue(name) = &destination {
+                    if let Some(queue) = self.find(name) {
+                        let batch = indexes.iter().map(|i| (messages[*i].1.clone(), false));
+                        queue_sends.push((queue, batch.collect()));
+                        queue_indexes.push(indexes);
+                    }
+                    continue;
+                }
+                // Spawned handles, not a JoinSet: a publisher that hangs up detaches the
+                // deliveries instead of aborting them, so no destination is left half-served.
                 let batch: Vec<_> = indexes.iter().map(|i| messages[*i].clone()).collect();
                 let engine = self.clone();
                 deliveries.push(tokio::spawn(async move {
-                    let stored = engine.deliver(&destination, batch, hops, true).await;
+                    let stored = engine.deliver(&destination, batch, hops).await;
                     (indexes, stored)
                 }));
             }
+            let stored = self.send_many(queue_sends, self.now()).await?;
+            for (indexes, stored) in queue_indexes.into_iter().zip(stored) {
+                stored?;
+                for index in indexes {
+                    routed[index] += 1;
+                }
+            }
             for delivery in deliveries {
-                let (indexes, stored) = delivery.await.expect("delivery task panicked");
+                let (indexes, stored) = delivery
+                    .await
+                    .map_err(|error| super::internal_error("delivery", &error))?;
                 if stored? {
                     for index in indexes {
                         routed[index] += 1;
@@ -446,14 +466,11 @@ impl Engine {
     }
 
     /// Stores messages in one destination; false when it does not exist (any more).
-    /// `in_task`: the caller runs in a task of its own (a publish's delivery), so the queue
-    /// send needs no task of its own to survive the client going away.
     async fn deliver(
         &self,
         destination: &Destination,
         batch: Vec<(String, Message)>,
         hops: usize,
-        in_task: bool,
     ) -> Result<bool, EngineError> {
         match destination {
             Destination::Queue(name) => {
@@ -461,10 +478,7 @@ impl Engine {
                     return Ok(false);
                 };
                 let messages: Vec<_> = batch.into_iter().map(|(_, m)| (m, false)).collect();
-                match in_task {
-                    true => self.send_in_task(&queue, &messages, self.now()).await?,
-                    false => self.send_to(queue, messages, self.now()).await?,
-                };
+                self.send_to(queue, messages, self.now()).await?;
                 Ok(true)
             }
             Destination::Topic(name)
@@ -506,7 +520,7 @@ impl Engine {
             };
             after = Some(last);
             if !step.messages.is_empty() {
-                self.deliver(destination, step.messages, 0, false).await?;
+                self.deliver(destination, step.messages, 0).await?;
             }
         }
     }
