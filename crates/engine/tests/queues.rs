@@ -346,6 +346,8 @@ async fn duplicate_client_ids_within_the_window_are_stored_once() {
         .await
         .unwrap();
     assert!(again[0].duplicate);
+    let counters = broker.engine.queue_info("jobs").unwrap().stats.counters;
+    assert_eq!((counters.sent, counters.duplicates), (1, 1));
     // The window is rebuilt on restart.
     let broker = broker.restart(dir.path()).await;
     let third = broker

@@ -270,7 +270,9 @@ impl Engine {
         let engine = self.clone();
         tokio::spawn(async move {
             let (duplicates, evicted) = queue.send(&messages, now).await?;
-            engine.persist_settlements(&queue, evicted).await?;
+            // The messages are stored: the send succeeded. Evictions that cannot be recorded
+            // are put back (and logged), not reported as a failed send that a client retries.
+            engine.persist_evictions(&queue, evicted).await;
             engine.dispatch(&queue).await;
             Ok(duplicates)
         })
@@ -327,7 +329,10 @@ impl Engine {
             let result = match (prepared, first) {
                 (Ok(prepared), Some(first)) => {
                     match queue.send_finish(prepared, messages, first, now) {
-                        Ok((_, evicted)) => self.persist_settlements(queue, evicted).await,
+                        Ok((_, evicted)) => {
+                            self.persist_evictions(queue, evicted).await;
+                            Ok(())
+                        }
                         Err(error) => Err(error),
                     }
                 }

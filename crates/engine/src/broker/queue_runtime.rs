@@ -241,12 +241,14 @@ impl QueueRuntime {
                 plan.to_write.push((index, key));
             }
         }
+        let duplicates = plan.duplicate.iter().filter(|d| **d).count() as u64;
         if !core.state.can_accept(core.reserved + plan.to_write.len()) {
             return Err(EngineError::QueueFull {
                 name: self.name.to_string(),
                 max_length: core.state.options().max_length.unwrap_or(0),
             });
         }
+        core.state.count_duplicates(duplicates);
         core.reserved += plan.to_write.len();
         *core.reserved_floors.entry(plan.floor).or_default() += 1;
         core.reserved_ids

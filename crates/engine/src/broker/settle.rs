@@ -84,6 +84,17 @@ impl Engine {
         })
     }
 
+    /// Persists what a send evicted (`drop_oldest`). Never fails the send, whose messages are
+    /// stored: evictions that cannot be written were put back, and the failure is logged.
+    pub(crate) async fn persist_evictions(&self, queue: &Arc<QueueRuntime>, evicted: Vec<Settle>) {
+        if let Err(error) = self.persist_settlements(queue, evicted).await {
+            static THROTTLE: LogThrottle = LogThrottle::new();
+            if let Some(suppressed) = THROTTLE.allow() {
+                tracing::warn!(queue = %queue.name, %error, suppressed, "could not record evictions; the messages stay");
+            }
+        }
+    }
+
     async fn move_to_dead_letters(
         &self,
         queue: &Arc<QueueRuntime>,

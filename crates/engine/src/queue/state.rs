@@ -126,6 +126,12 @@ impl QueueState {
         self.dedup.find(key, now, self.options.dedup_window_ms)
     }
 
+    /// Counts sends refused as duplicates before anything was written (the caller checked
+    /// `find_duplicate` and wrote nothing for them).
+    pub fn count_duplicates(&mut self, count: u64) {
+        self.counters.duplicates += count;
+    }
+
     /// Whether `count` more messages (none of them duplicates) would all be accepted, so a
     /// batch can be refused whole before anything is written. Duplicates in the batch only
     /// make room, so the answer is safe for any batch of `count` sends.
