@@ -101,6 +101,12 @@ fn run_one(seed: u64, args: &Args) -> ExitCode {
                 failure.trace.iter().for_each(|line| println!("{line}"));
             }
             println!("{failure}");
+            for (defect, sighting) in &failure.defects {
+                println!(
+                    "known defect seen before, at step {}: {defect}",
+                    sighting.step
+                );
+            }
             ExitCode::FAILURE
         }
     }
