@@ -25,8 +25,14 @@ pub enum Defect {
     /// A settlement the queue makes on its own (dead letters: a nack, an expired lease or TTL,
     /// an eviction, a consumer going away) is applied in memory before it is written. When the
     /// write fails, the live state has dropped a message its log still holds: it is not
-    /// delivered again until a restart, and a nack reports an error though its lease has ended.
+    /// delivered again until a restart (if reclaim has not deleted it meanwhile:
+    /// [`Defect::ReclaimDropsVanishedMessage`]), and a nack reports an error though its lease
+    /// has ended.
     SettleAppliedBeforeWritten,
+    /// A message the live state dropped without its settlement being written (either of the
+    /// two defects above) no longer holds back WAL reclaim, which deletes its records: the
+    /// restart that should bring it back finds nothing. A confirmed message is lost for good.
+    ReclaimDropsVanishedMessage,
     /// A spare segment whose preparation failed while the disk was full (or syncs failed) is
     /// still used by the next rotation after the fault is gone, which then fails with the old
     /// error: one more append fails after service should have resumed.
@@ -57,6 +63,7 @@ impl Defect {
             Defect::DuplicatesNotCounted => "counters count what happened",
             Defect::DeadLetterOfCopiedMessage => "operations fail only for a cause",
             Defect::SettleAppliedBeforeWritten => "live state equals replay",
+            Defect::ReclaimDropsVanishedMessage => "no confirmed message lost",
             Defect::FailedSpareReused => "service resumes when a fault is gone",
             Defect::SendFailsAfterStoring => "a failed send stores nothing",
             Defect::FailedAppendLeftOnDisk => "a failed send stores nothing",
@@ -77,6 +84,7 @@ impl Defect {
             Defect::DuplicatesNotCounted,
             Defect::DeadLetterOfCopiedMessage,
             Defect::SettleAppliedBeforeWritten,
+            Defect::ReclaimDropsVanishedMessage,
             Defect::FailedSpareReused,
             Defect::SendFailsAfterStoring,
             Defect::FailedAppendLeftOnDisk,
@@ -99,6 +107,10 @@ impl fmt::Display for Defect {
             Defect::SettleAppliedBeforeWritten => {
                 "dead-lettering is applied before it is written: when the write fails, the \
                  live queue loses the message until a restart (and a failed nack has acted)"
+            }
+            Defect::ReclaimDropsVanishedMessage => {
+                "a message the live state dropped without writing its settlement stops \
+                 holding back reclaim, which deletes it: lost for good"
             }
             Defect::FailedSpareReused => {
                 "a spare segment that failed during a fault fails the first rotation after it"

@@ -132,11 +132,16 @@ fn check_nothing_lost(sim: &mut Sim) -> Result<(), Violation> {
         lost.len(),
         names.join(", ")
     );
-    // A dead letter that cannot be moved vanishes from every process's live state; when the
-    // run has seen that defect, messages that may have been dead-lettered are its casualties.
-    let stuck = sim.defects.contains_key(&Defect::DeadLetterOfCopiedMessage);
-    if stuck && lost.iter().all(|(_, movable)| *movable) {
-        return sim.defect(Defect::DeadLetterOfCopiedMessage, detail);
+    // A dead letter whose settlement was not written vanishes from the live state, and reclaim
+    // may then delete it for good; when the run has seen a defect that makes such dead
+    // letters, messages that may have been dead-lettered are its casualties.
+    let vanishing = [
+        Defect::SettleAppliedBeforeWritten,
+        Defect::DeadLetterOfCopiedMessage,
+    ];
+    let seen = vanishing.iter().any(|d| sim.defects.contains_key(d));
+    if seen && lost.iter().all(|(_, movable)| *movable) {
+        return sim.defect(Defect::ReclaimDropsVanishedMessage, detail);
     }
     Err(violation("no confirmed message lost", detail))
 }

@@ -32,6 +32,12 @@ const CASES: &[Case] = &[
         provoke: false,
     },
     Case {
+        defect: Defect::ReclaimDropsVanishedMessage,
+        seed: 33,
+        steps: 300,
+        provoke: false,
+    },
+    Case {
         defect: Defect::FailedSpareReused,
         seed: 6,
         steps: 100,
