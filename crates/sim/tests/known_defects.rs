@@ -1,0 +1,109 @@
+//! Each known engine defect (`wharf_sim::Defect`) with a seed that shows it. Runs record the
+//! defects they tolerate and fail on those they provoke; when the engine is fixed, the seed
+//! stops showing its defect, this test fails, and the defect leaves the list.
+
+use wharf_sim::{Defect, Options};
+
+struct Case {
+    defect: Defect,
+    seed: u64,
+    steps: usize,
+    /// Inject the faults behind the defects runs otherwise avoid.
+    provoke: bool,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        defect: Defect::DuplicatesNotCounted,
+        seed: 1,
+        steps: 250,
+        provoke: false,
+    },
+    Case {
+        defect: Defect::SettleAppliedBeforeWritten,
+        seed: 4,
+        steps: 250,
+        provoke: false,
+    },
+    Case {
+        defect: Defect::DeadLetterOfCopiedMessage,
+        seed: 33,
+        steps: 250,
+        provoke: false,
+    },
+    Case {
+        defect: Defect::ReclaimDropsVanishedMessage,
+        seed: 33,
+        steps: 300,
+        provoke: false,
+    },
+    Case {
+        defect: Defect::FailedSpareReused,
+        seed: 6,
+        steps: 100,
+        provoke: true,
+    },
+    Case {
+        defect: Defect::SendFailsAfterStoring,
+        seed: 17,
+        steps: 200,
+        provoke: true,
+    },
+    Case {
+        defect: Defect::FailedRotationLeavesSegment,
+        seed: 9,
+        steps: 100,
+        provoke: true,
+    },
+    Case {
+        defect: Defect::FailedAppendLeftOnDisk,
+        seed: 85,
+        steps: 400,
+        provoke: true,
+    },
+];
+
+#[test]
+fn every_known_defect_has_a_seed_that_shows_it() {
+    for defect in Defect::all() {
+        assert!(
+            CASES.iter().any(|case| case.defect == *defect),
+            "no seed shows {defect:?}"
+        );
+    }
+}
+
+#[test]
+fn each_seed_still_shows_its_defect() {
+    for case in CASES {
+        let options = Options {
+            provoke: case.provoke,
+            ..Options::default()
+        };
+        let shown = match wharf_sim::run_with(case.seed, case.steps, options) {
+            Ok(report) => report.defects.contains_key(&case.defect),
+            Err(failure) => {
+                failure.defects.contains_key(&case.defect) || failure.defect == Some(case.defect)
+            }
+        };
+        assert!(
+            shown,
+            "seed {} no longer shows {:?}: if the engine was fixed, remove the defect",
+            case.seed, case.defect
+        );
+    }
+}
+
+#[test]
+fn a_strict_run_stops_at_a_known_defect() {
+    let options = Options {
+        strict: true,
+        ..Options::default()
+    };
+    let failure = wharf_sim::run_with(1, 250, options).expect_err("seed 1 shows a defect");
+    assert_eq!(failure.defect, Some(Defect::DuplicatesNotCounted));
+    assert_eq!(failure.invariant, Defect::DuplicatesNotCounted.invariant());
+    assert!(failure
+        .to_string()
+        .contains("--seed 1 --steps 250 --strict"));
+}
