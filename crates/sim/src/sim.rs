@@ -359,7 +359,7 @@ impl Sim {
 
     /// A known engine defect showed: a failure when strict, else recorded (first sighting).
     pub(crate) fn defect(&mut self, defect: Defect, detail: String) -> Result<(), Violation> {
-        if self.strict {
+        if self.strict || defect.fixed() {
             return Err(Violation {
                 defect: Some(defect),
                 ..violation(defect.invariant(), detail)

@@ -474,7 +474,7 @@ impl QueueRuntime {
         let meta = enqueue_meta(settle.seq, &message, key);
         let enqueued_at = super::replay::enqueued_at(&message);
         let mut core = self.core()?;
-        (core.state).restore(meta, enqueued_at, settle.delivery_count, settle.location);
+        core.state.restore(meta, enqueued_at, settle);
         drop(core);
         self.timer_changed.notify_one();
         Ok(())

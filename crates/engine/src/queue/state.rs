@@ -322,16 +322,25 @@ impl QueueState {
 
     /// Puts back a message whose settlement could not be written (a failed append), as it
     /// was but for its lease: replay of the log would still find it. Its timers fire again.
-    pub fn restore(
-        &mut self,
-        meta: EnqueueMeta<'_>,
-        enqueued_at: u64,
-        delivery_count: u32,
-        location: u64,
-    ) {
-        let seq = meta.seq;
+    pub fn restore(&mut self, meta: EnqueueMeta<'_>, enqueued_at: u64, settle: &Settle) {
+        let (seq, delivery_count, location) = (meta.seq, settle.delivery_count, settle.location);
         if self.entries.contains_key(&seq) {
             return;
+        }
+        // The settlement did not happen after all: take back what `settle` counted.
+        let counters = &mut self.counters;
+        match &settle.reason {
+            SettleReason::Acked => counters.acked -= 1,
+            SettleReason::Purged => counters.purged -= 1,
+            SettleReason::Redriven => counters.redriven -= 1,
+            SettleReason::DeadLettered(why) => {
+                counters.dead_lettered -= 1;
+                counters.expired -= u64::from(*why == DeadLetterReason::Expired);
+            }
+            SettleReason::Dropped(why) => {
+                counters.dropped -= 1;
+                counters.expired -= u64::from(*why == DeadLetterReason::Expired);
+            }
         }
         self.insert(meta, enqueued_at);
         let entry = self.entry_mut(seq);
