@@ -24,10 +24,8 @@ pub enum Defect {
     DeadLetterOfCopiedMessage,
     /// A settlement the queue makes on its own (dead letters: a nack, an expired lease or TTL,
     /// an eviction, a consumer going away) is applied in memory before it is written. When the
-    /// write fails, the live state has dropped a message its log still holds: it is not
-    /// delivered again until a restart (if reclaim has not deleted it meanwhile:
-    /// [`Defect::ReclaimDropsVanishedMessage`]), and a nack reports an error though its lease
-    /// has ended.
+    /// write fails, the engine now puts the message back (ready, its counters taken back), so
+    /// nothing is lost; but a nack reports an error though its lease has ended.
     SettleAppliedBeforeWritten,
     /// A message the live state dropped without its settlement being written (either of the
     /// two defects above) no longer holds back WAL reclaim, which deletes its records: the
@@ -114,7 +112,7 @@ impl fmt::Display for Defect {
             }
             Defect::SettleAppliedBeforeWritten => {
                 "dead-lettering is applied before it is written: when the write fails, the \
-                 live queue loses the message until a restart (and a failed nack has acted)"
+                 message is put back ready, but a failed nack has already ended its lease"
             }
             Defect::ReclaimDropsVanishedMessage => {
                 "a message the live state dropped without writing its settlement stops \
