@@ -328,20 +328,7 @@ impl QueueState {
             return;
         }
         // The settlement did not happen after all: take back what `settle` counted.
-        let counters = &mut self.counters;
-        match &settle.reason {
-            SettleReason::Acked => counters.acked -= 1,
-            SettleReason::Purged => counters.purged -= 1,
-            SettleReason::Redriven => counters.redriven -= 1,
-            SettleReason::DeadLettered(why) => {
-                counters.dead_lettered -= 1;
-                counters.expired -= u64::from(*why == DeadLetterReason::Expired);
-            }
-            SettleReason::Dropped(why) => {
-                counters.dropped -= 1;
-                counters.expired -= u64::from(*why == DeadLetterReason::Expired);
-            }
-        }
+        self.count_settle(&settle.reason, false);
         self.insert(meta, enqueued_at);
         let entry = self.entry_mut(seq);
         entry.delivery_count = delivery_count;
@@ -779,25 +766,39 @@ impl QueueState {
         let delivery_count = self.entry(seq).delivery_count;
         let location = self.location(seq);
         self.remove(seq);
-        let counters = &mut self.counters;
-        match &reason {
-            SettleReason::Acked => counters.acked += 1,
-            SettleReason::Purged => counters.purged += 1,
-            SettleReason::Redriven => counters.redriven += 1,
-            SettleReason::DeadLettered(why) => {
-                counters.dead_lettered += 1;
-                counters.expired += u64::from(*why == DeadLetterReason::Expired);
-            }
-            SettleReason::Dropped(why) => {
-                counters.dropped += 1;
-                counters.expired += u64::from(*why == DeadLetterReason::Expired);
-            }
-        }
+        self.count_settle(&reason, true);
         Settle {
             seq,
             reason,
             delivery_count,
             location,
+        }
+    }
+}
+
+impl QueueState {
+    /// Counts a settlement (`add`), or takes the count back when it was not written.
+    fn count_settle(&mut self, reason: &SettleReason, add: bool) {
+        let counters = &mut self.counters;
+        let (counter, expired) = match reason {
+            SettleReason::Acked => (&mut counters.acked, false),
+            SettleReason::Purged => (&mut counters.purged, false),
+            SettleReason::Redriven => (&mut counters.redriven, false),
+            SettleReason::DeadLettered(why) => (
+                &mut counters.dead_lettered,
+                *why == DeadLetterReason::Expired,
+            ),
+            SettleReason::Dropped(why) => {
+                (&mut counters.dropped, *why == DeadLetterReason::Expired)
+            }
+        };
+        let change = |value: &mut u64| match add {
+            true => *value += 1,
+            false => *value = value.saturating_sub(1),
+        };
+        change(counter);
+        if expired {
+            change(&mut counters.expired);
         }
     }
 }
