@@ -10,7 +10,7 @@ use wharf_engine::{
     Engine, EngineConfig, EngineError,
 };
 use wharf_model::{message::DeadLetterReason, QueueName};
-use wharf_storage::{Store, StoreConfig};
+use wharf_storage::{LogConfig, Store, StoreConfig};
 
 const START: u64 = 1_800_000_000_000;
 
@@ -18,6 +18,17 @@ struct Broker {
     engine: Engine,
     store: Arc<Store>,
     clock: Arc<ManualClock>,
+}
+
+/// A store whose logs rotate every `segment_bytes`, so that reclaim has segments to free.
+fn segments_of(segment_bytes: u64) -> StoreConfig {
+    StoreConfig {
+        log: LogConfig {
+            segment_bytes,
+            ..LogConfig::default()
+        },
+        ..StoreConfig::default()
+    }
 }
 
 async fn open(dir: &Path, clock: Arc<ManualClock>) -> Broker {
@@ -457,7 +468,7 @@ async fn peek_purge_and_redrive() {
     };
     let (_dir, broker) = broker_with("jobs", opts).await;
     broker.send("jobs", &["x", "y"]).await;
-    let peeked = broker.engine.peek("jobs", 10).unwrap();
+    let peeked = broker.engine.peek("jobs", 10).await.unwrap();
     assert_eq!(peeked.len(), 2);
     assert_eq!(broker.engine.queue_info("jobs").unwrap().stats.ready, 2);
     let got = broker.receive("jobs", 2).await;
@@ -579,9 +590,9 @@ fn segment_files(dir: &Path) -> usize {
 async fn segments_of_settled_messages_are_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(START);
-    let store = Arc::new(Store::open(dir.path(), StoreConfig::default()).unwrap());
+    let store = Arc::new(Store::open(dir.path(), segments_of(4096)).unwrap());
     let config = EngineConfig {
-        wal_segment_bytes: 4096,
+        relocate_span_min: 64,
         ..EngineConfig::default()
     };
     let engine = Engine::open(store.clone(), clock.clone(), config)
@@ -737,9 +748,9 @@ async fn redrive_of_ordinary_messages_ends_and_reports_what_it_skipped() {
 async fn a_dedup_id_is_refused_after_its_segment_was_reclaimed_and_the_server_restarted() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(START);
-    let store = Arc::new(Store::open(dir.path(), StoreConfig::default()).unwrap());
+    let store = Arc::new(Store::open(dir.path(), segments_of(4096)).unwrap());
     let config = EngineConfig {
-        wal_segment_bytes: 4096,
+        relocate_span_min: 64,
         ..EngineConfig::default()
     };
     let engine = Engine::open(store.clone(), clock.clone(), config.clone())
@@ -829,11 +840,11 @@ async fn nack_error_texts_are_capped() {
 async fn one_queue_hammered_from_many_tasks_stays_usable() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(START);
-    let store = Arc::new(Store::open(dir.path(), StoreConfig::default()).unwrap());
+    let store = Arc::new(Store::open(dir.path(), segments_of(64 << 10)).unwrap());
     // Real fsyncs keep each send between its reservation and its apply for a while, which is
     // the window the races need.
     let config = EngineConfig {
-        wal_segment_bytes: 64 << 10,
+        relocate_span_min: 64,
         ..EngineConfig::default()
     };
     let engine = Engine::open(store.clone(), clock.clone(), config.clone())
@@ -926,9 +937,9 @@ async fn one_queue_hammered_from_many_tasks_stays_usable() {
 async fn one_old_message_does_not_pin_the_wal() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(START);
-    let store = Arc::new(Store::open(dir.path(), StoreConfig::default()).unwrap());
+    let store = Arc::new(Store::open(dir.path(), segments_of(4096)).unwrap());
     let config = EngineConfig {
-        wal_segment_bytes: 4096,
+        relocate_span_min: 64,
         ..EngineConfig::default()
     };
     let engine = Engine::open(store.clone(), clock.clone(), config.clone())

@@ -69,9 +69,9 @@ async fn drain(engine: &Engine, queue: &str) -> Vec<String> {
 }
 
 /// Every retained message of a subscription, batch by batch.
-fn retained_messages(subscription: &mut Subscription) -> Vec<Message> {
+async fn retained_messages(subscription: &mut Subscription) -> Vec<Message> {
     let mut out = Vec::new();
-    while let Some(batch) = subscription.next_retained().unwrap() {
+    while let Some(batch) = subscription.next_retained().await.unwrap() {
         out.extend(batch);
     }
     out
@@ -181,6 +181,7 @@ async fn retained_messages_reach_new_subscriptions_and_new_bindings_first() {
         .subscribe("sensors", "room.*", Syntax::Amqp, None)
         .unwrap();
     let mut retained: Vec<_> = retained_messages(&mut subscription)
+        .await
         .iter()
         .map(|m| String::from_utf8(m.body.to_vec()).unwrap())
         .collect();
@@ -605,7 +606,7 @@ async fn a_subscription_streams_ten_thousand_retained_keys_from_disk_in_order() 
     let mut filtered = engine
         .subscribe("rooms", "room.*", Syntax::Amqp, Some("n >= 11900"))
         .unwrap();
-    let first = subscription.next_retained().unwrap().unwrap();
+    let first = subscription.next_retained().await.unwrap().unwrap();
     assert_eq!(first.len(), 256);
     engine
         .publish(
@@ -620,7 +621,7 @@ async fn a_subscription_streams_ten_thousand_retained_keys_from_disk_in_order() 
         .unwrap();
     let mut bodies: Vec<_> = first.iter().map(|m| m.body.clone()).collect();
     let mut batches = 1;
-    while let Some(batch) = subscription.next_retained().unwrap() {
+    while let Some(batch) = subscription.next_retained().await.unwrap() {
         assert!(batch.len() <= 256);
         bodies.extend(batch.into_iter().map(|m| m.body));
         batches += 1;
@@ -642,7 +643,7 @@ async fn a_subscription_streams_ten_thousand_retained_keys_from_disk_in_order() 
     }
     assert_eq!(live, [r#"{"n": -1}"#, r#"{"n": -2}"#, r#"{"n": -3}"#]);
 
-    let retained = retained_messages(&mut filtered);
+    let retained = retained_messages(&mut filtered).await;
     assert_eq!(retained.len(), 99, "11900..=11998 match; 11999 comes live");
     assert_eq!(engine.topic_info("rooms").unwrap().stats.retained, 12_001);
 

@@ -70,18 +70,18 @@ impl Broker {
         self.engine.receive(queue, request).await.unwrap()
     }
 
-    fn peek(&self, queue: &str) -> Vec<Message> {
-        let peeked = self.engine.peek(queue, 100).unwrap();
+    async fn peek(&self, queue: &str) -> Vec<Message> {
+        let peeked = self.engine.peek(queue, 100).await.unwrap();
         peeked.into_iter().map(|p| p.message).collect()
     }
 
-    fn retained(&self, topic: &str) -> Vec<Message> {
+    async fn retained(&self, topic: &str) -> Vec<Message> {
         let mut subscription = self
             .engine
             .subscribe(topic, "#", Syntax::Mqtt, None)
             .unwrap();
         let mut out = Vec::new();
-        while let Some(batch) = subscription.next_retained().unwrap() {
+        while let Some(batch) = subscription.next_retained().await.unwrap() {
             out.extend(batch);
         }
         out
@@ -414,20 +414,23 @@ async fn a_data_directory_of_the_released_format_opens_intact() {
     // `order-leased` was leased at shutdown: leases do not survive, so it is ready again.
     assert_eq!(broker.counts("orders"), (5, 1, 0));
     assert_eq!(
-        broker.peek("orders"),
+        broker.peek("orders").await,
         [order_leased(), order_1(), generated(), order_2(), pub_1()]
     );
-    let peeked = broker.engine.peek("orders", 1).unwrap();
+    let peeked = broker.engine.peek("orders", 1).await.unwrap();
     assert_eq!(peeked[0].delivery_count, 1, "delivery counts survive");
-    assert_eq!(broker.peek("orders.dead"), [order_bad_dead_letter()]);
-    assert_eq!(broker.peek("jobs"), [job_1()]);
+    assert_eq!(broker.peek("orders.dead").await, [order_bad_dead_letter()]);
+    assert_eq!(broker.peek("jobs").await, [job_1()]);
     assert_eq!(broker.counts("scratch"), (0, 0, 0));
 
     assert_eq!(broker.bindings("events"), v0_bindings_of_events());
     assert_eq!(broker.bindings("billing"), v0_bindings_of_billing());
     assert!(broker.bindings("sensors").is_empty());
     // `sensors/c/temp` was cleared by an empty retained body.
-    assert_eq!(broker.retained("sensors"), [retained_a(), retained_b()]);
+    assert_eq!(
+        broker.retained("sensors").await,
+        [retained_a(), retained_b()]
+    );
 
     // The delayed message keeps its time.
     broker
@@ -543,7 +546,7 @@ async fn new_records_beside_old_ones_survive_a_restart() {
 
     assert_eq!(broker.counts("orders"), (4, 1, 0));
     assert_eq!(
-        broker.peek("orders"),
+        broker.peek("orders").await,
         [order_1(), generated(), order_2(), pub_1()]
     );
     let new_dead_letter = Message {
@@ -561,10 +564,10 @@ async fn new_records_beside_old_ones_survive_a_restart() {
         ..json_message("order-new", r#"{"order":5}"#, START)
     };
     assert_eq!(
-        broker.peek("orders.dead"),
+        broker.peek("orders.dead").await,
         [order_bad_dead_letter(), new_dead_letter]
     );
-    let jobs = broker.peek("jobs");
+    let jobs = broker.peek("jobs").await;
     assert_eq!(ids(&jobs), ["job-1", "pub-2"]);
     assert_eq!(jobs[0], job_1());
     assert_eq!(jobs[1].body.as_ref(), br#"{"amount":9}"#);
@@ -574,7 +577,7 @@ async fn new_records_beside_old_ones_survive_a_restart() {
     events.insert(us_id, us);
     assert_eq!(broker.bindings("events"), events);
     assert_eq!(broker.bindings("billing"), v0_bindings_of_billing());
-    let retained = broker.retained("sensors");
+    let retained = broker.retained("sensors").await;
     assert_eq!(retained[0], retained_a());
     let bodies: Vec<&[u8]> = retained.iter().map(|m| m.body.as_ref()).collect();
     assert_eq!(bodies, [&br#"{"c":22.0}"#[..], b"18.5", br#"{"c":-3}"#]);

@@ -120,8 +120,12 @@ impl Server {
     /// Opens the store in `config.data_dir` and binds `config.http_addr`.
     pub async fn bind(config: &ServeConfig) -> Result<Server, ServeError> {
         let dir = config.data_dir.clone();
+        let store_config = StoreConfig {
+            log: config.storage.log_config(),
+            ..StoreConfig::default()
+        };
         let opened = tokio::task::spawn_blocking(move || {
-            let store = Store::open(&dir, StoreConfig::default());
+            let store = Store::open(&dir, store_config);
             (dir, store)
         })
         .await
@@ -142,10 +146,9 @@ impl Server {
             "store open"
         );
         let engine_config = EngineConfig {
-            durable_fsync: storage.fsync_policy(),
-            wal_segment_bytes: storage.segment_bytes,
             requests_pending_max: config.limits.requests_pending_max,
             subscriptions_max: config.limits.subscriptions_max,
+            ..EngineConfig::default()
         };
         let engine = match Engine::open(store.clone(), Arc::new(SystemClock), engine_config).await {
             Ok(engine) => engine,

@@ -190,7 +190,7 @@ pub(crate) fn check_purged(sim: &mut Sim, queue: usize) -> Result<(), Violation>
 /// What a start must have recovered: every queue with its acknowledged options, the
 /// acknowledged bindings, and each queue's length from before (when the last lifetime ended
 /// idle). Takes the lifetime's conservation constants and resets its expected counts.
-pub(crate) fn check_recovered(sim: &mut Sim) -> Result<(), Violation> {
+pub(crate) async fn check_recovered(sim: &mut Sim) -> Result<(), Violation> {
     check_undamaged(sim)?;
     check_definitions(sim)?;
     let stats = all_stats(sim)?;
@@ -198,7 +198,7 @@ pub(crate) fn check_recovered(sim: &mut Sim) -> Result<(), Violation> {
     for (index, stats) in stats.iter().enumerate() {
         let conserved = conserved(stats);
         if let Some(before) = &before {
-            check_replayed(sim, before, index, conserved)?;
+            check_replayed(sim, before, index, conserved).await?;
         }
         let queue = &mut sim.model.queues[index];
         queue.conserved = conserved;
@@ -256,7 +256,7 @@ fn check_definitions(sim: &Sim) -> Result<(), Violation> {
 
 /// Replay rebuilt `queue` with as many messages as it held live before the restart (the
 /// replayed length is the lifetime's conservation constant, whatever opening did since).
-fn check_replayed(
+async fn check_replayed(
     sim: &mut Sim,
     before: &Before,
     queue: usize,
@@ -266,7 +266,7 @@ fn check_replayed(
     if replayed == i128::from(held) {
         return Ok(());
     }
-    let now_seen = seen(sim, queue, false)?;
+    let now_seen = seen(sim, queue, false).await?;
     let came: Vec<_> = now_seen.difference(&before.seen[queue]).collect();
     let went: Vec<_> = before.seen[queue].difference(&now_seen).collect();
     let detail = format!(
@@ -302,20 +302,23 @@ fn check_undamaged(sim: &Sim) -> Result<(), Violation> {
 }
 
 /// What replay must rebuild of the lifetime ending now.
-pub(crate) fn before(sim: &Sim) -> Result<Before, Violation> {
+pub(crate) async fn before(sim: &Sim) -> Result<Before, Violation> {
+    let mut seen_before = Vec::with_capacity(sim.model.queues.len());
+    for queue in 0..sim.model.queues.len() {
+        seen_before.push(seen(sim, queue, true).await?);
+    }
     Ok(Before {
         lengths: lengths(sim)?,
         diverged: sim.model.diverged,
-        seen: (0..sim.model.queues.len())
-            .map(|queue| seen(sim, queue, true))
-            .collect::<Result<_, _>>()?,
+        seen: seen_before,
     })
 }
 
 /// Ids of a queue's deliverable messages, and of its leased ones when `leased`.
-fn seen(sim: &Sim, queue: usize, leased: bool) -> Result<BTreeSet<String>, Violation> {
+async fn seen(sim: &Sim, queue: usize, leased: bool) -> Result<BTreeSet<String>, Violation> {
     let name = sim.name(queue);
-    let peeked = (sim.engine().peek(&name, PEEK_MAX))
+    let engine = sim.engine();
+    let peeked = (sim.call(engine.peek(&name, PEEK_MAX)).await?)
         .map_err(|error| violation("queues stay open", format!("{name}: {error}")))?;
     let leases = (sim.model.leases.iter())
         .filter(|l| leased && l.queue == queue)

@@ -108,7 +108,7 @@ pub(crate) async fn heal(sim: &mut Sim) -> Result<(), Violation> {
 /// A clean restart: close everything, open again, check what came back.
 pub(crate) async fn restart(sim: &mut Sim) -> Result<(), Violation> {
     sim.note("restart".to_string());
-    sim.before = Some(crate::checks::before(sim)?);
+    sim.before = Some(crate::checks::before(sim).await?);
     let node = sim.node.take().expect("the process is open");
     node::close(node, &sim.io).await?;
     sim.model.forget_leases();
@@ -122,7 +122,7 @@ pub(crate) async fn restart(sim: &mut Sim) -> Result<(), Violation> {
 pub(crate) async fn crash(sim: &mut Sim) -> Result<End, Violation> {
     sim.note("crash".to_string());
     sim.io.idle().await.map_err(stuck)?;
-    sim.before = Some(crate::checks::before(sim)?);
+    sim.before = Some(crate::checks::before(sim).await?);
     sim.tally.crashes += 1;
     sim.outcome("killed");
     Ok(End::Crashed)

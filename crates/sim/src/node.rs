@@ -8,11 +8,14 @@ use crate::{
 };
 use std::{path::Path, sync::Arc};
 use wharf_engine::{broker::Consumer, Engine, EngineConfig, EngineError};
-use wharf_storage::{Faults, StorageError, Store, StoreConfig};
+use wharf_storage::{Faults, LogConfig, StorageError, Store, StoreConfig};
 
 /// WAL segment size: tiny, so that rotation, reclaim and copying stragglers forward run every
 /// few dozen messages instead of never (STYLE.md, "tiny-limits config").
 const WAL_SEGMENT_BYTES: u64 = 4_096;
+
+/// WAL records before stragglers are copied forward: a few segments of the tiny ones above.
+const RELOCATE_SPAN_MIN: u64 = 64;
 
 /// Opens of a locked data directory to try before calling it a leak. A store is unlocked when
 /// its last handle goes; tasks of the engine that held one end within a few yields.
@@ -43,6 +46,10 @@ pub(crate) async fn open(
 ) -> Result<Node, Violation> {
     let config = StoreConfig {
         faults: Some(faults.clone()),
+        log: LogConfig {
+            segment_bytes: WAL_SEGMENT_BYTES,
+            ..LogConfig::default()
+        },
         ..StoreConfig::default()
     };
     let mut attempts = 0;
@@ -57,7 +64,7 @@ pub(crate) async fn open(
         }
     };
     let config = EngineConfig {
-        wal_segment_bytes: WAL_SEGMENT_BYTES,
+        relocate_span_min: RELOCATE_SPAN_MIN,
         ..EngineConfig::default()
     };
     let engine = (io

@@ -279,7 +279,7 @@ impl Sim {
         if self.model.queues.is_empty() {
             crate::lifecycle::setup(self).await
         } else {
-            crate::checks::check_recovered(self)
+            crate::checks::check_recovered(self).await
         }
     }
 

@@ -61,6 +61,10 @@ pub struct LogConfig {
     pub direct_io: bool,
     /// Test-only failures for the file calls; `None` in production.
     pub faults: Option<Arc<Faults>>,
+    /// Bytes of the newest records appended through the seam kept in memory, so that a reader
+    /// close behind the writer (a queue delivering what was just sent) is answered without a
+    /// file read or a trip to the blocking pool. 0 keeps none.
+    pub tail_cache_bytes: usize,
 }
 
 impl Default for LogConfig {
@@ -71,6 +75,7 @@ impl Default for LogConfig {
             preallocate: true,
             direct_io: true,
             faults: None,
+            tail_cache_bytes: 0,
         }
     }
 }
@@ -110,6 +115,50 @@ struct Inner {
     /// Set once [`Log::close`] has drained, synced and stopped every thread of the log. Read by
     /// waiting readers without the state lock, so a close wakes them.
     close_finished: AtomicBool,
+    /// The newest committed records appended through the seam; see
+    /// [`LogConfig::tail_cache_bytes`].
+    tail: Mutex<TailCache>,
+}
+
+/// Consecutive committed records from `base`, newest last, within a byte budget.
+#[derive(Debug, Default)]
+struct TailCache {
+    base: u64,
+    records: std::collections::VecDeque<Bytes>,
+    bytes: usize,
+    bytes_max: usize,
+}
+
+impl TailCache {
+    /// Adds the committed records from offset `first`. Records that do not follow the cached
+    /// ones (an append made outside the seam came between) start the cache afresh.
+    fn push(&mut self, first: Offset, records: Vec<Bytes>) {
+        if self.bytes_max == 0 {
+            return;
+        }
+        if first.0 != self.base + self.records.len() as u64 {
+            self.records.clear();
+            self.bytes = 0;
+            self.base = first.0;
+        }
+        for record in records {
+            self.bytes += record.len();
+            self.records.push_back(record);
+        }
+        while self.bytes > self.bytes_max {
+            let Some(oldest) = self.records.pop_front() else {
+                break;
+            };
+            self.bytes -= oldest.len();
+            self.base += 1;
+        }
+    }
+
+    fn get(&self, offset: Offset) -> Option<Record> {
+        let index = offset.0.checked_sub(self.base)?;
+        let payload = self.records.get(usize::try_from(index).ok()?)?.clone();
+        Some(Record { offset, payload })
+    }
 }
 
 #[derive(Debug)]
@@ -134,6 +183,8 @@ struct PendingAppend {
     records: u32,
     bytes: u64,
     done: oneshot::Sender<Result<(), StorageError>>,
+    /// The payloads, for the tail cache once committed; empty when not cached.
+    cached: Vec<Bytes>,
 }
 
 #[derive(Debug)]
@@ -203,6 +254,11 @@ impl Log {
             visible: watch::Sender::new(next.0),
             start: AtomicU64::new(start.0),
             close_finished: AtomicBool::new(false),
+            tail: Mutex::new(TailCache {
+                base: next.0,
+                bytes_max: config.tail_cache_bytes,
+                ..TailCache::default()
+            }),
             dir,
             config,
         });
@@ -237,7 +293,22 @@ impl Log {
         I: IntoIterator,
         I::Item: AsRef<[u8]>,
     {
-        let (range, done) = self.enqueue(payloads, condition, true)?;
+        self.append_waiting(payloads, condition, Vec::new()).await
+    }
+
+    /// An append that waits for its commit; `cached` (the payloads again, or empty) goes to the
+    /// tail cache once committed.
+    async fn append_waiting<I>(
+        &self,
+        payloads: I,
+        condition: Option<Offset>,
+        cached: Vec<Bytes>,
+    ) -> Result<Range<Offset>, StorageError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+    {
+        let (range, done) = self.enqueue(payloads, condition, true, cached)?;
         if range.is_empty() {
             return Ok(range);
         }
@@ -258,7 +329,8 @@ impl Log {
         I: IntoIterator,
         I::Item: AsRef<[u8]>,
     {
-        self.enqueue(payloads, None, false).map(|(range, _)| range)
+        self.enqueue(payloads, None, false, Vec::new())
+            .map(|(range, _)| range)
     }
 
     /// Appends one record; see [`Log::append`].
@@ -430,6 +502,14 @@ impl Log {
         result
     }
 
+    /// What of `records` the tail cache keeps once they are committed.
+    fn to_cache(&self, records: &[Bytes]) -> Vec<Bytes> {
+        match self.inner.config.tail_cache_bytes {
+            0 => Vec::new(),
+            _ => records.to_vec(),
+        }
+    }
+
     /// Encodes the records into the pending batch; with `commit`, makes sure a flusher runs.
     /// With a `condition`, first checks that the log ends there (see [`Log::append_conditional`]).
     #[allow(clippy::type_complexity)]
@@ -438,6 +518,7 @@ impl Log {
         payloads: I,
         condition: Option<Offset>,
         commit: bool,
+        cached: Vec<Bytes>,
     ) -> Result<(Range<Offset>, oneshot::Receiver<Result<(), StorageError>>), StorageError>
     where
         I: IntoIterator,
@@ -487,6 +568,7 @@ impl Log {
             records: count as u32,
             bytes,
             done: tx,
+            cached,
         });
         state.next = Offset(first.0 + count);
         let commit = commit || state.pending.buf.len() >= LAZY_PENDING_BYTES_MAX;
@@ -506,14 +588,26 @@ impl LogStore for Log {
         records: &'a [Bytes],
         condition: Option<Offset>,
     ) -> StorageFuture<'a, Range<Offset>> {
-        Box::pin(self.append_conditional(records, condition))
+        Box::pin(self.append_waiting(records, condition, self.to_cache(records)))
     }
 
     fn append_lazy(&self, records: &[Bytes]) -> Result<Range<Offset>, StorageError> {
-        Log::append_lazy(self, records)
+        self.enqueue(records, None, false, self.to_cache(records))
+            .map(|(range, _)| range)
     }
 
     fn read(&self, offset: Offset) -> StorageFuture<'_, Option<Record>> {
+        let start = self.start_offset();
+        if offset < start {
+            let truncated = StorageError::OffsetTruncated {
+                offset: offset.0,
+                start: start.0,
+            };
+            return Box::pin(std::future::ready(Err(truncated)));
+        }
+        if let Some(record) = self.inner.tail.lock().expect("tail lock").get(offset) {
+            return Box::pin(std::future::ready(Ok(Some(record))));
+        }
         let log = self.clone();
         Box::pin(seam::off_runtime(&self.inner.dir, move || {
             Log::read(&log, offset)
@@ -627,6 +721,10 @@ impl Inner {
             if i < outcome.durable {
                 appended_records += u64::from(append.records);
                 appended_bytes += append.bytes;
+                if !append.cached.is_empty() {
+                    let mut tail = self.tail.lock().expect("tail lock");
+                    tail.push(append.first, append.cached);
+                }
                 let _ = append.done.send(Ok(()));
                 continue;
             }

@@ -36,6 +36,9 @@ pub struct StoreConfig {
     /// Segment size of [`LogSize::Small`] logs. 1 MiB: a topic's bindings fit many times over,
     /// and a thousand idle topics cost 1 GiB of preallocated disk rather than 64 GiB.
     pub small_log_segment_bytes: u64,
+    /// Tail cache of each [`LogSize::Large`] log (see [`LogConfig::tail_cache_bytes`]): 32 MiB
+    /// holds the last 30,000 or so 1 KiB messages, so consumers that keep up never read a file.
+    pub large_log_tail_cache_bytes: usize,
 }
 
 impl Default for StoreConfig {
@@ -44,6 +47,7 @@ impl Default for StoreConfig {
             faults: None,
             log: LogConfig::default(),
             small_log_segment_bytes: 1 << 20,
+            large_log_tail_cache_bytes: 32 << 20,
         }
     }
 }
@@ -152,9 +156,14 @@ impl Store {
         let mut config = self.shared.config.log.clone();
         if options.durability == Durability::Transient {
             config.fsync = FsyncPolicy::Never;
+            // Preallocation makes fsyncs cheaper; a log that never fsyncs would only pay for it.
+            config.preallocate = false;
         }
-        if options.size == LogSize::Small {
-            config.segment_bytes = self.shared.config.small_log_segment_bytes;
+        match options.size {
+            LogSize::Small => config.segment_bytes = self.shared.config.small_log_segment_bytes,
+            LogSize::Large => {
+                config.tail_cache_bytes = self.shared.config.large_log_tail_cache_bytes
+            }
         }
         config
     }

@@ -59,6 +59,8 @@ fn file_config(faults: &Arc<Faults>) -> StoreConfig {
             ..LogConfig::default()
         },
         small_log_segment_bytes: 4096,
+        // A few records' worth: reads hit the tail cache, its eviction, and the files.
+        large_log_tail_cache_bytes: 300,
     }
 }
 

@@ -24,6 +24,7 @@ fn config() -> LogConfig {
         preallocate: true,
         direct_io: true,
         faults: None,
+        tail_cache_bytes: 0,
     }
 }
 

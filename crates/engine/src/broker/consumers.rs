@@ -166,7 +166,7 @@ impl Engine {
             queue.timer_changed.notify_one();
         }
         for (sender, delivery) in round.deliveries {
-            let message = queue.read_message(delivery.seq)?;
+            let message = queue.read_message(delivery.seq).await?;
             // A consumer that went away meanwhile had its leases returned by its detach.
             let _ = sender.try_send(Delivery {
                 message,

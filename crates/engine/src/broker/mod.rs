@@ -39,19 +39,20 @@ use std::{
     time::Duration,
 };
 use wharf_model::{MessageIdGenerator, QueueName};
-use wharf_storage::{FsyncPolicy, Log, MetaOp, Store};
+use wharf_storage::{LogStore, MetaOp, Storage};
 
 /// Key prefix of queue definitions in the metadata store.
 const QUEUE_META_PREFIX: &str = "queue/";
 
+/// What the engine itself is configured with. How logs are laid out and synced is the
+/// storage's business (`wharf_storage::StoreConfig`): the engine only says which logs must be
+/// durable.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// Fsync policy of durable queues (transient ones never sync). `Always` unless the operator
-    /// relaxes it.
-    pub durable_fsync: FsyncPolicy,
-    /// Segment size of the queues' shared WALs: 64 MiB holds tens of thousands of messages per
-    /// segment, and space comes back a segment at a time.
-    pub wal_segment_bytes: u64,
+    /// Records a WAL must hold before the unsettled messages in its older half are copied
+    /// forward (see `wal::relocate_stragglers`). 262,144 records of 1 KiB are 256 MiB, a few
+    /// segments of the file store: less would copy messages that free nothing.
+    pub relocate_span_min: u64,
     /// Most requests (request-reply and scatter-gather) waiting for replies at once. Each holds
     /// a reply address and a buffer in memory until its reply or timeout.
     pub requests_pending_max: usize,
@@ -70,8 +71,7 @@ pub const SUBSCRIPTIONS_MAX_DEFAULT: usize = 1_000;
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
-            durable_fsync: FsyncPolicy::Always,
-            wal_segment_bytes: 64 << 20,
+            relocate_span_min: 1 << 18,
             requests_pending_max: REQUESTS_PENDING_MAX_DEFAULT,
             subscriptions_max: SUBSCRIPTIONS_MAX_DEFAULT,
         }
@@ -86,10 +86,10 @@ pub struct Engine {
 
 #[derive(Debug)]
 struct Inner {
-    store: Arc<Store>,
+    store: Arc<dyn Storage>,
     /// The shared WALs of durable and of transient queues.
-    wal: Log,
-    wal_transient: Log,
+    wal: Arc<dyn LogStore>,
+    wal_transient: Arc<dyn LogStore>,
     /// When space was last reclaimed from the WALs.
     last_reclaim_at: std::sync::atomic::AtomicU64,
     clock: Arc<dyn Clock>,
@@ -110,13 +110,13 @@ struct Inner {
 }
 
 impl Engine {
-    /// Opens every queue and topic defined in the store and replays their logs.
+    /// Opens every queue and topic defined in the storage and replays their logs.
     pub async fn open(
-        store: Arc<Store>,
+        store: Arc<dyn Storage>,
         clock: Arc<dyn Clock>,
         config: EngineConfig,
     ) -> Result<Engine, EngineError> {
-        let (wal, wal_transient) = wal::open_wals(&store, &config).await?;
+        let (wal, wal_transient) = wal::open_wals(store.as_ref()).await?;
         let engine = Engine {
             inner: Arc::new(Inner {
                 store,
@@ -136,7 +136,7 @@ impl Engine {
             }),
         };
         engine.open_queues().await?;
-        for (key, value) in engine.inner.store.meta().list(topics::TOPIC_META_PREFIX) {
+        for (key, value) in engine.inner.store.meta_list(topics::TOPIC_META_PREFIX) {
             let name = key[topics::TOPIC_META_PREFIX.len()..].to_string();
             let options: crate::topic::TopicOptions = serde_json::from_value(value)
                 .map_err(|e| validate::field_error(&format!("metadata {key}"), &e.to_string()))?;
@@ -191,7 +191,7 @@ impl Engine {
                         "durability is fixed when the queue is created; delete and recreate it",
                     ));
                 }
-                self.write_definition(&name, &options)?;
+                self.write_definition(&name, &options).await?;
                 queue.set_options(options)?;
                 queue.timer_changed.notify_one();
                 Ok(false)
@@ -222,10 +222,13 @@ impl Engine {
         let _admin = self.inner.admin.lock().await;
         let queue = self.queue(name)?;
         // Its records stay in the WAL, unread (no definition names its resource), until reclaim.
-        self.inner.store.meta().apply(vec![
-            MetaOp::Delete(format!("{QUEUE_META_PREFIX}{name}")),
-            MetaOp::Delete(wal::resource_key(name)),
-        ])?;
+        self.inner
+            .store
+            .meta_apply(vec![
+                MetaOp::Delete(format!("{QUEUE_META_PREFIX}{name}")),
+                MetaOp::Delete(wal::resource_key(name)),
+            ])
+            .await?;
         self.inner
             .queues
             .write()
@@ -308,8 +311,9 @@ impl Engine {
             let members: Vec<usize> = (0..sends.len())
                 .filter(|&i| prepared[i].is_ok() && sends[i].0.durable == durable)
                 .collect();
-            let records: Vec<&bytes::Bytes> = (members.iter())
+            let records: Vec<bytes::Bytes> = (members.iter())
                 .flat_map(|&i| prepared[i].as_ref().map_or(&[][..], |p| &p.records[..]))
+                .cloned()
                 .collect();
             if records.is_empty() {
                 for &i in &members {
@@ -317,7 +321,7 @@ impl Engine {
                 }
                 continue;
             }
-            let written = log.append(records).await;
+            let written = log.append(&records, None).await;
             let mut next = written.as_ref().map_or(0, |range| range.start.0);
             for &i in &members {
                 firsts[i] = Some(written.as_ref().map(|_| next).map_err(Clone::clone));
@@ -367,7 +371,7 @@ impl Engine {
         let lease_ms = request.lease.map(|d| d.as_millis() as u64);
         let now = self.now();
         let deadline = now.saturating_add(request.wait.as_millis() as u64);
-        let (deliveries, settles) = runtime.receive(request.max_messages, lease_ms, now)?;
+        let (deliveries, settles) = runtime.receive(request.max_messages, lease_ms, now).await?;
         self.persist_settlements(&runtime, settles).await?;
         if !deliveries.is_empty() || request.wait.is_zero() {
             return Ok(deliveries);
@@ -398,7 +402,7 @@ impl Engine {
         }
         let room = request.max_messages - deliveries.len();
         if room > 0 {
-            let (more, settles) = runtime.receive(room, lease_ms, self.now())?;
+            let (more, settles) = runtime.receive(room, lease_ms, self.now()).await?;
             self.persist_settlements(&runtime, settles).await?;
             deliveries.extend(more);
         }
@@ -474,8 +478,8 @@ impl Engine {
     }
 
     /// Up to `max` messages in delivery order, without leasing them.
-    pub fn peek(&self, queue: &str, max: usize) -> Result<Vec<PeekedMessage>, EngineError> {
-        self.queue(queue)?.peek(max, self.now())
+    pub async fn peek(&self, queue: &str, max: usize) -> Result<Vec<PeekedMessage>, EngineError> {
+        self.queue(queue)?.peek(max, self.now()).await
     }
 
     /// Removes every ready and delayed message; returns how many.
@@ -534,16 +538,17 @@ impl Engine {
         ids.generate(now, random).to_string()
     }
 
-    fn write_definition(
+    async fn write_definition(
         &self,
         name: &QueueName,
         options: &QueueOptions,
     ) -> Result<(), EngineError> {
         let value = serde_json::to_value(options).expect("options serialize");
+        let key = format!("{QUEUE_META_PREFIX}{name}");
         self.inner
             .store
-            .meta()
-            .put(format!("{QUEUE_META_PREFIX}{name}"), value)?;
+            .meta_apply(vec![MetaOp::Put(key, value)])
+            .await?;
         Ok(())
     }
 
@@ -554,10 +559,12 @@ impl Engine {
         name: QueueName,
         options: QueueOptions,
     ) -> Result<(), EngineError> {
-        let resource = self.allocate_resource(vec![MetaOp::Put(
-            format!("{QUEUE_META_PREFIX}{name}"),
-            serde_json::to_value(&options).expect("options serialize"),
-        )])?;
+        let resource = self
+            .allocate_resource(vec![MetaOp::Put(
+                format!("{QUEUE_META_PREFIX}{name}"),
+                serde_json::to_value(&options).expect("options serialize"),
+            )])
+            .await?;
         let state = QueueState::new(options, self.inner.seed)
             .map_err(|e| validate::field_error(e.field(), &e.to_string()))?;
         self.register_queue(name, resource, state);

@@ -20,11 +20,11 @@ use crate::{
 };
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
-    sync::Mutex,
+    sync::{Arc, Mutex},
 };
 use tokio::sync::Notify;
 use wharf_model::{message::Message, MessageId, Priority, QueueName};
-use wharf_storage::{Log, Offset};
+use wharf_storage::{LogStore, Offset};
 
 /// Longest nack error text kept per message (longer ones are cut at a character boundary). A
 /// consumer may nack with a whole stack trace on every attempt; the text is held in memory
@@ -36,7 +36,7 @@ pub(crate) const NACK_ERROR_BYTES_MAX: usize = super::api::FIELD_BYTES_MAX;
 pub(crate) struct QueueRuntime {
     pub name: QueueName,
     /// The shared WAL this queue commits through (durable or transient), and its id there.
-    pub log: Log,
+    pub log: Arc<dyn LogStore>,
     pub resource: ResourceId,
     /// Fixed at creation: which WAL `log` is.
     pub durable: bool,
@@ -90,7 +90,7 @@ struct SendPlan {
 impl QueueRuntime {
     pub(crate) fn new(
         name: QueueName,
-        log: Log,
+        log: Arc<dyn LogStore>,
         resource: ResourceId,
         state: QueueState,
     ) -> QueueRuntime {
@@ -158,7 +158,7 @@ impl QueueRuntime {
         now: u64,
     ) -> Result<(Vec<bool>, Vec<Settle>), EngineError> {
         let prepared = self.send_prepare(messages, now)?;
-        let written = self.log.append(&prepared.records).await;
+        let written = self.log.append(&prepared.records, None).await;
         self.send_finish(prepared, messages, written.map(|range| range.start.0), now)
     }
 
@@ -258,7 +258,7 @@ impl QueueRuntime {
 
     /// Leases up to `max` messages and reads their bodies. Also returns settlements that fell
     /// due (expired messages) for the caller to persist.
-    pub(crate) fn receive(
+    pub(crate) async fn receive(
         &self,
         max: usize,
         lease_ms: Option<u64>,
@@ -272,7 +272,7 @@ impl QueueRuntime {
         let mut deliveries = Vec::with_capacity(received.deliveries.len());
         for delivery in received.deliveries {
             deliveries.push(Delivery {
-                message: self.read_message(delivery.seq)?,
+                message: self.read_message(delivery.seq).await?,
                 receipt: delivery.receipt.to_string(),
                 delivery_count: delivery.delivery_count,
                 first_delivered_at: delivery.first_delivered_at,
@@ -403,7 +403,11 @@ impl QueueRuntime {
         Ok(self.core()?.state.next_deadline())
     }
 
-    pub(crate) fn peek(&self, max: usize, now: u64) -> Result<Vec<PeekedMessage>, EngineError> {
+    pub(crate) async fn peek(
+        &self,
+        max: usize,
+        now: u64,
+    ) -> Result<Vec<PeekedMessage>, EngineError> {
         let seen: Vec<(Seq, u32)> = {
             let core = self.core()?;
             core.state
@@ -415,14 +419,14 @@ impl QueueRuntime {
                 })
                 .collect()
         };
-        seen.into_iter()
-            .map(|(seq, delivery_count)| {
-                Ok(PeekedMessage {
-                    message: self.read_message(seq)?,
-                    delivery_count,
-                })
-            })
-            .collect()
+        let mut peeked = Vec::with_capacity(seen.len());
+        for (seq, delivery_count) in seen {
+            peeked.push(PeekedMessage {
+                message: self.read_message(seq).await?,
+                delivery_count,
+            });
+        }
+        Ok(peeked)
     }
 
     /// The seqs a purge would settle now, changing nothing.
@@ -453,20 +457,24 @@ impl QueueRuntime {
 
     /// Reads message `seq` from its record (its `enqueued` record, or the copy relocation
     /// made).
-    pub(crate) fn read_message(&self, seq: Seq) -> Result<Message, EngineError> {
+    pub(crate) async fn read_message(&self, seq: Seq) -> Result<Message, EngineError> {
         let location = self.core()?.state.location(seq);
-        Ok(self.read_record(seq, location)?.0)
+        Ok(self.read_record(seq, location).await?.0)
     }
 
     /// Reads message `seq` from `location` (for messages that already left the state).
-    pub(crate) fn read_message_at(&self, seq: Seq, location: u64) -> Result<Message, EngineError> {
-        Ok(self.read_record(seq, location)?.0)
+    pub(crate) async fn read_message_at(
+        &self,
+        seq: Seq,
+        location: u64,
+    ) -> Result<Message, EngineError> {
+        Ok(self.read_record(seq, location).await?.0)
     }
 
     /// Puts a settled message back whose settlement could not be written (see
     /// `QueueState::restore`), reading its fields from its record.
-    pub(crate) fn restore(&self, settle: &Settle) -> Result<(), EngineError> {
-        let (message, dedup) = self.read_record(settle.seq, settle.location)?;
+    pub(crate) async fn restore(&self, settle: &Settle) -> Result<(), EngineError> {
+        let (message, dedup) = self.read_record(settle.seq, settle.location).await?;
         let key = dedup
             .then(|| MessageId::try_from(message.id.clone()).ok())
             .flatten()
@@ -481,14 +489,14 @@ impl QueueRuntime {
     }
 
     /// The message at `location` and whether its id is deduplicated.
-    fn read_record(&self, seq: Seq, location: u64) -> Result<(Message, bool), EngineError> {
+    async fn read_record(&self, seq: Seq, location: u64) -> Result<(Message, bool), EngineError> {
         let invalid = |reason: String| {
             EngineError::Record(super::records::RecordError {
                 offset: location,
                 reason,
             })
         };
-        let record = (self.log.read(Offset(location))?)
+        let record = (self.log.read(Offset(location)).await?)
             .ok_or_else(|| invalid(format!("the record of message {seq} is missing")))?;
         let (resource, inner) = unwrap(location, &record.payload)?;
         if resource != self.resource {
@@ -527,7 +535,7 @@ impl QueueRuntime {
         };
         let mut records = Vec::with_capacity(moving.len());
         for (seq, location, view) in &moving {
-            let (message, dedup) = self.read_record(*seq, *location)?;
+            let (message, dedup) = self.read_record(*seq, *location).await?;
             let record = QueueRecord::Relocated {
                 seq: seq.0,
                 delivery_count: view.delivery_count,
@@ -541,7 +549,7 @@ impl QueueRuntime {
         if records.is_empty() {
             return Ok(0);
         }
-        let range = self.log.append(&records).await?;
+        let range = self.log.append(&records, None).await?;
         let mut core = self.core()?;
         for (i, (seq, _, _)) in moving.iter().enumerate() {
             core.state.relocate(*seq, range.start.0 + i as u64);
@@ -578,9 +586,8 @@ impl QueueRuntime {
             seqs: seqs.to_vec(),
             reason,
         };
-        self.log
-            .append_one(wrap(self.resource, &record.encode()))
-            .await?;
+        let records = [wrap(self.resource, &record.encode())];
+        self.log.append(&records, None).await?;
         let mut core = self.core()?;
         for seq in seqs {
             core.last_errors.remove(seq);

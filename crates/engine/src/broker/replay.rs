@@ -21,8 +21,9 @@ use crate::{
 };
 use bytes::Bytes;
 use std::collections::HashMap;
+use std::sync::Arc;
 use wharf_model::{message::Message, MessageId, QueueName};
-use wharf_storage::{FsyncPolicy, Log, LogConfig, Store};
+use wharf_storage::{Durability, LogOptions, LogSize, LogStore, Storage};
 
 /// Records read per batch while replaying: large enough for sequential reads, small enough to
 /// keep replay memory flat.
@@ -44,14 +45,14 @@ pub(crate) fn enqueued_at(message: &Message) -> u64 {
 }
 
 /// Replays a WAL into the states of the queues it names; records of resources with no state
-/// (deleted queues) are skipped. Blocking (reads the whole log).
-pub(crate) fn replay_wal(
-    log: &Log,
+/// (deleted queues) are skipped.
+pub(crate) async fn replay_wal(
+    log: &dyn LogStore,
     states: &mut HashMap<ResourceId, QueueState>,
 ) -> Result<(), EngineError> {
     let mut at = log.start_offset();
     loop {
-        let records = log.read_batch(at, REPLAY_BATCH_RECORDS, REPLAY_BATCH_BYTES)?;
+        let records = (log.read_batch(at, REPLAY_BATCH_RECORDS, REPLAY_BATCH_BYTES)).await?;
         let Some(last) = records.last() else {
             return Ok(());
         };
@@ -120,27 +121,26 @@ fn dedup_key(message: &Message, dedup: bool) -> Option<DedupKey> {
 
 /// A legacy queue's log, replayed: what migration copies.
 pub(crate) struct Legacy {
-    log: Log,
+    log: Arc<dyn LogStore>,
     state: QueueState,
 }
 
-/// Opens and replays a legacy queue log. Blocking.
-pub(crate) fn open_legacy(
-    store: &Store,
+/// Opens and replays a legacy queue log. Opened as transient: it is only read, then deleted.
+pub(crate) async fn open_legacy(
+    store: &dyn Storage,
     name: &QueueName,
     options: QueueOptions,
 ) -> Result<Legacy, EngineError> {
-    let config = LogConfig {
-        fsync: FsyncPolicy::Never,
-        preallocate: false,
-        ..LogConfig::default()
+    let log_options = LogOptions {
+        durability: Durability::Transient,
+        size: LogSize::Large,
     };
-    let log = store.log(&legacy_queue_log_name(name), config)?;
+    let log = (store.open_log(&legacy_queue_log_name(name), log_options)).await?;
     let mut state = QueueState::new(options, 0)
         .map_err(|e| super::validate::field_error(e.field(), &e.to_string()))?;
     let mut at = log.start_offset();
     loop {
-        let records = log.read_batch(at, REPLAY_BATCH_RECORDS, REPLAY_BATCH_BYTES)?;
+        let records = (log.read_batch(at, REPLAY_BATCH_RECORDS, REPLAY_BATCH_BYTES)).await?;
         let Some(last) = records.last() else {
             break;
         };
@@ -155,7 +155,7 @@ pub(crate) fn open_legacy(
 /// Copies what a legacy queue still needs into `wal` under `resource` (see the module header).
 pub(crate) async fn migrate_legacy(
     legacy: Legacy,
-    wal: &Log,
+    wal: &dyn LogStore,
     resource: ResourceId,
     now: u64,
 ) -> Result<(), EngineError> {
@@ -165,7 +165,7 @@ pub(crate) async fn migrate_legacy(
     let mut feed_only = Vec::new();
     let mut at = log.start_offset();
     loop {
-        let records = log.read_batch(at, REPLAY_BATCH_RECORDS, REPLAY_BATCH_BYTES)?;
+        let records = (log.read_batch(at, REPLAY_BATCH_RECORDS, REPLAY_BATCH_BYTES)).await?;
         let Some(last) = records.last() else {
             break;
         };
@@ -186,7 +186,8 @@ pub(crate) async fn migrate_legacy(
         if copies.is_empty() {
             continue;
         }
-        let range = wal.append(copies.iter().map(|(_, record)| record)).await?;
+        let payloads: Vec<Bytes> = copies.iter().map(|(_, record)| record.clone()).collect();
+        let range = wal.append(&payloads, None).await?;
         for (i, (live, _)) in copies.iter().enumerate() {
             let seq = range.start.0 + i as u64;
             match live {
@@ -210,7 +211,7 @@ pub(crate) async fn migrate_legacy(
         .map(|record| wal::wrap(resource, &record.encode()))
         .collect();
     if !tail.is_empty() {
-        wal.append(&tail).await?;
+        wal.append(&tail, None).await?;
     }
     Ok(())
 }

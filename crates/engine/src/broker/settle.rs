@@ -66,7 +66,7 @@ impl Engine {
                     };
                     if let Err(error) = written {
                         // A copy may already be in the dead-letter queue: at least once.
-                        return Err(restore_after(queue, error, moved.iter().chain(&dropped)));
+                        return Err(restore_after(queue, error, moved.iter().chain(&dropped)).await);
                     }
                 }
                 // The dead-letter queue was unset since the state decided: drop instead.
@@ -77,7 +77,7 @@ impl Engine {
                 .write_settled(&seqs, RecordSettleReason::Dropped, None)
                 .await
             {
-                return Err(restore_after(queue, error, dropped.iter()));
+                return Err(restore_after(queue, error, dropped.iter()).await);
             }
             self.reclaim().await;
             Ok(())
@@ -115,7 +115,7 @@ impl Engine {
             let SettleReason::DeadLettered(reason) = &settle.reason else {
                 continue; // The caller passes only dead letters.
             };
-            let mut message = queue.read_message_at(settle.seq, settle.location)?;
+            let mut message = queue.read_message_at(settle.seq, settle.location).await?;
             let last_error = match reason {
                 StateReason::Rejected { reason } if !reason.is_empty() => Some(reason.clone()),
                 _ => queue.take_last_error(settle.seq.0)?,
@@ -156,7 +156,7 @@ impl Engine {
             };
             cursor = Some(last);
             let room = max.map_or(u64::MAX, |max| max - report.moved);
-            let moves = self.redrive_choose(&dead_letters, seqs, room, &mut report)?;
+            let moves = (self.redrive_choose(&dead_letters, seqs, room, &mut report)).await?;
             for (source, seqs, messages) in moves.into_values() {
                 self.send_to(source, messages, self.now()).await?;
                 dead_letters
@@ -176,7 +176,7 @@ impl Engine {
 
     /// Reads the messages at `seqs` and picks up to `room` dead letters whose source exists,
     /// grouped by source queue; counts the others as skipped.
-    fn redrive_choose(
+    async fn redrive_choose(
         &self,
         dead_letters: &QueueRuntime,
         seqs: Vec<u64>,
@@ -190,7 +190,7 @@ impl Engine {
             if chosen >= room {
                 break;
             }
-            let message = dead_letters.read_message(Seq(seq))?;
+            let message = dead_letters.read_message(Seq(seq)).await?;
             let Some(dead_letter) = &message.dead_letter else {
                 report.skipped_not_dead_letter += 1;
                 continue;
@@ -231,13 +231,13 @@ pub struct Redriven {
 }
 
 /// Puts unrecorded settlements back into the queue's state after `error`; returns the error.
-fn restore_after<'a>(
+async fn restore_after<'a>(
     queue: &QueueRuntime,
     error: EngineError,
     settles: impl Iterator<Item = &'a Settle>,
 ) -> EngineError {
     for settle in settles {
-        if let Err(restore_error) = queue.restore(settle) {
+        if let Err(restore_error) = queue.restore(settle).await {
             tracing::error!(queue = %queue.name, seq = settle.seq.0, %restore_error, "could not put back a message whose settlement failed; a restart will");
         }
     }

@@ -43,7 +43,7 @@ use wharf_model::{
     pattern::{Pattern, Syntax},
     QueueName,
 };
-use wharf_storage::{Log, LogConfig, Offset};
+use wharf_storage::{Durability, LogOptions, LogSize, LogStore, MetaOp, Offset};
 
 /// Key prefix of topic definitions in the metadata store.
 pub(super) const TOPIC_META_PREFIX: &str = "topic/";
@@ -51,8 +51,6 @@ pub(super) const TOPIC_META_PREFIX: &str = "topic/";
 const TOPIC_HOPS_MAX: usize = 8;
 /// Messages a live subscriber may lag behind before it misses some (at most once).
 const SUBSCRIBER_BUFFER: usize = 1_024;
-/// Topic logs hold bindings and retained messages: small, so small segments.
-const TOPIC_SEGMENT_BYTES: u64 = 1 << 20;
 
 /// One message to publish with its routing key.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -116,7 +114,7 @@ pub struct Subscription {
 #[derive(Debug)]
 pub(super) struct TopicRuntime {
     pub name: String,
-    log: Log,
+    log: Arc<dyn LogStore>,
     pub router: RwLock<Router>,
     /// The log as applied: how far, and the retained index.
     state: Mutex<LogState>,
@@ -166,10 +164,9 @@ impl Subscription {
     /// The next batch of retained messages the subscription matches, in routing-key order,
     /// read from the topic's log; `None` once all were given. A batch holds at most 256
     /// messages and 256 KiB of bodies, and may be empty when none of the keys it looked at
-    /// matched: ask again. Take them all before [`Subscription::messages`]. Blocking reads,
-    /// fast from the page cache.
-    pub fn next_retained(&mut self) -> Result<Option<Vec<Message>>, EngineError> {
-        self.retained.next_batch()
+    /// matched: ask again. Take them all before [`Subscription::messages`].
+    pub async fn next_retained(&mut self) -> Result<Option<Vec<Message>>, EngineError> {
+        self.retained.next_batch().await
     }
 
     /// Whether every retained message was given.
@@ -203,16 +200,12 @@ impl Engine {
                 .write()
                 .expect("router lock")
                 .set_options(options)?;
-            self.inner
-                .store
-                .meta()
-                .put(format!("{TOPIC_META_PREFIX}{name}"), value)?;
+            let put = MetaOp::Put(format!("{TOPIC_META_PREFIX}{name}"), value);
+            self.inner.store.meta_apply(vec![put]).await?;
             return Ok(false);
         }
-        self.inner
-            .store
-            .meta()
-            .put(format!("{TOPIC_META_PREFIX}{name}"), value)?;
+        let put = MetaOp::Put(format!("{TOPIC_META_PREFIX}{name}"), value);
+        self.inner.store.meta_apply(vec![put]).await?;
         self.open_topic(name, router).await?;
         Ok(true)
     }
@@ -230,10 +223,8 @@ impl Engine {
         self.check_open()?;
         let _admin = self.inner.admin.lock().await;
         let topic = self.topic(name)?;
-        self.inner
-            .store
-            .meta()
-            .delete(format!("{TOPIC_META_PREFIX}{name}"))?;
+        let delete = MetaOp::Delete(format!("{TOPIC_META_PREFIX}{name}"));
+        self.inner.store.meta_apply(vec![delete]).await?;
         self.inner.topics.write().expect("topics lock").remove(name);
         // Alone: no write or compaction batch of the topic is under way when its log goes.
         let _writing = topic.writes.write().await;
@@ -503,18 +494,20 @@ impl Engine {
         let mut after: Option<String> = None;
         // Ends: each step moves `after` forward by at least one key, or ends the walk.
         loop {
-            let step = runtime.retained_step(
-                after.as_deref(),
-                before,
-                |_| true,
-                |key, message| {
-                    runtime
-                        .router
-                        .read()
-                        .expect("router lock")
-                        .route_one(id, key, message)
-                },
-            )?;
+            let step = runtime
+                .retained_step(
+                    after.as_deref(),
+                    before,
+                    |_| true,
+                    |key, message| {
+                        runtime
+                            .router
+                            .read()
+                            .expect("router lock")
+                            .route_one(id, key, message)
+                    },
+                )
+                .await?;
             let Some(last) = step.last else {
                 return Ok(());
             };
@@ -538,26 +531,21 @@ impl Engine {
 
     /// Opens (replays) a topic's log and registers it.
     pub(super) async fn open_topic(&self, name: String, router: Router) -> Result<(), EngineError> {
-        let store = self.inner.store.clone();
-        let log_name = topic_log_name(&name);
-        let (log, state, router) = tokio::task::spawn_blocking(move || {
-            let config = LogConfig {
-                segment_bytes: TOPIC_SEGMENT_BYTES,
-                ..LogConfig::default()
-            };
-            let log = store.log(&log_name, config)?;
-            let router = RwLock::new(router);
-            let mut state = LogState::new(log.start_offset());
-            state.catch_up(&log, &router, &NO_COPIES)?;
-            Ok::<_, EngineError>((log, state, router))
-        })
-        .await
-        .map_err(|error| internal_error("topic replay", &error))??;
+        // Small: a topic's log holds bindings and retained messages, and compaction keeps it
+        // near what is live.
+        let options = LogOptions {
+            durability: Durability::Durable,
+            size: LogSize::Small,
+        };
+        let log = (self.inner.store.open_log(&topic_log_name(&name), options)).await?;
+        let router = RwLock::new(router);
+        let state = Mutex::new(LogState::new(log.start_offset()));
+        log_state::catch_up(&state, log.as_ref(), &router, &NO_COPIES).await?;
         let runtime = Arc::new(TopicRuntime {
             name: name.clone(),
             log,
             router,
-            state: Mutex::new(state),
+            state,
             writes: Arc::default(),
             compacting: AtomicBool::new(false),
             compactions: AtomicU64::new(0),
@@ -673,8 +661,8 @@ impl TopicRuntime {
         check(&self.router.read().expect("router lock"))?;
         let runtime = self.clone();
         let written = tokio::spawn(async move {
-            let written = runtime.log.append(&records).await?;
-            runtime.catch_up(&NO_COPIES)?;
+            let written = runtime.log.append(&records, None).await?;
+            runtime.catch_up(&NO_COPIES).await?;
             drop(writing);
             Ok::<_, EngineError>(written)
         })
@@ -686,9 +674,8 @@ impl TopicRuntime {
 
     /// Applies what other writers appended up to the log's end; `copies` marks compaction
     /// copies (see [`LogState::catch_up`]).
-    fn catch_up(&self, copies: &Range<Offset>) -> Result<(), EngineError> {
-        let mut state = self.state.lock().expect("topic state lock");
-        state.catch_up(&self.log, &self.router, copies)
+    async fn catch_up(&self, copies: &Range<Offset>) -> Result<(), EngineError> {
+        log_state::catch_up(&self.state, self.log.as_ref(), &self.router, copies).await
     }
 
     /// Destinations of one message; also feeds live subscribers and the binding counters.

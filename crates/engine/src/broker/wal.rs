@@ -18,31 +18,32 @@
 //! A message's seq is the offset of its `enqueued` record in its WAL. Space is reclaimed for a
 //! whole WAL at once: segments below the oldest record any queue still needs are deleted.
 
-use super::{
-    internal_error, parse_name, records::RecordError, replay, validate, Engine, EngineConfig,
-    QUEUE_META_PREFIX,
-};
+use super::{parse_name, records::RecordError, replay, validate, Engine, QUEUE_META_PREFIX};
 use crate::{
     error::EngineError, log_throttle::LogThrottle, queue::QueueOptions, queue::QueueState,
 };
 use bytes::{BufMut, Bytes, BytesMut};
 use std::{collections::HashMap, sync::atomic::Ordering, sync::Arc};
 use wharf_model::QueueName;
-use wharf_storage::{FsyncPolicy, Log, LogConfig, MetaOp, Offset, Store};
+use wharf_storage::{Durability, LogOptions, LogSize, LogStore, MetaOp, Offset, Storage};
 
 /// Metadata key of the next resource id to hand out.
 const RESOURCE_NEXT_KEY: &str = "resource/next";
 /// Metadata key prefix of each queue's resource id.
 const QUEUE_RESOURCE_PREFIX: &str = "queue-resource/";
 
+/// Metadata key set once the logs of queues from before the shared WAL are all gone, so later
+/// starts need not look for them.
+const LEGACY_LOGS_DELETED_KEY: &str = "wal/legacy-logs-deleted";
+
 /// Reclaim walks every queue (a lock each); once a second bounds that cost.
 const RECLAIM_INTERVAL_MS: u64 = 1_000;
 
-/// Most messages copied forward per reclaim. Relocation only pays when few messages hold an
-/// old segment; 10,000 1 KiB messages is 10 MB of copying a second at most.
+/// Most messages copied forward per reclaim. Relocation only pays when few messages hold the
+/// old end of a WAL; 10,000 1 KiB messages is 10 MB of copying a second at most.
 const RELOCATE_MESSAGES_MAX: usize = 10_000;
 
-/// Relocation runs only while the messages holding the oldest segment are at most this
+/// Relocation runs only while the messages in the older half of a WAL are at most this
 /// fraction of its records (1/10): stragglers, not a backlog that consumers will drain anyway.
 const RELOCATE_LIVE_FRACTION: u64 = 10;
 
@@ -64,37 +65,35 @@ pub(crate) fn resource_key(name: &str) -> String {
     format!("{QUEUE_RESOURCE_PREFIX}{name}")
 }
 
-/// Opens (recovers) both WALs. Blocking work runs off the async runtime.
+/// Opens (recovers) both WALs.
 pub(crate) async fn open_wals(
-    store: &Arc<Store>,
-    config: &EngineConfig,
-) -> Result<(Log, Log), EngineError> {
-    let store = store.clone();
-    let (fsync, segment_bytes) = (config.durable_fsync, config.wal_segment_bytes);
-    tokio::task::spawn_blocking(move || {
-        let durable = store.log(WAL_LOG_NAME, log_config(true, fsync, segment_bytes))?;
-        let transient = store.log(
-            WAL_TRANSIENT_LOG_NAME,
-            log_config(false, fsync, segment_bytes),
-        )?;
-        Ok((durable, transient))
-    })
-    .await
-    .unwrap_or_else(|error| Err(internal_error("opening the WALs", &error)))
+    store: &dyn Storage,
+) -> Result<(Arc<dyn LogStore>, Arc<dyn LogStore>), EngineError> {
+    let options = |durability| LogOptions {
+        durability,
+        size: LogSize::Large,
+    };
+    let durable = store
+        .open_log(WAL_LOG_NAME, options(Durability::Durable))
+        .await?;
+    let transient = store
+        .open_log(WAL_TRANSIENT_LOG_NAME, options(Durability::Transient))
+        .await?;
+    Ok((durable, transient))
 }
 
 impl Engine {
     /// Opens every defined queue: migrates those still in a log of their own, then rebuilds
     /// every state with one pass over each WAL.
     pub(super) async fn open_queues(&self) -> Result<(), EngineError> {
-        let meta = self.inner.store.meta();
+        let store = &self.inner.store;
         let mut definitions = Vec::new();
-        for (key, value) in meta.list(QUEUE_META_PREFIX) {
+        for (key, value) in store.meta_list(QUEUE_META_PREFIX) {
             let name = parse_name(&key[QUEUE_META_PREFIX.len()..])?;
             let options: QueueOptions = serde_json::from_value(value)
                 .map_err(|e| validate::field_error(&format!("metadata {key}"), &e.to_string()))?;
-            let resource = meta
-                .get(&resource_key(name.as_str()))
+            let resource = store
+                .meta_get(&resource_key(name.as_str()))
                 .and_then(|value| value.as_u64())
                 .map(ResourceId);
             let resource = match resource {
@@ -114,14 +113,8 @@ impl Engine {
                 false => transient.insert(*resource, state),
             };
         }
-        let (wal, wal_transient) = (self.inner.wal.clone(), self.inner.wal_transient.clone());
-        let (mut durable, mut transient) = tokio::task::spawn_blocking(move || {
-            replay::replay_wal(&wal, &mut durable)?;
-            replay::replay_wal(&wal_transient, &mut transient)?;
-            Ok::<_, EngineError>((durable, transient))
-        })
-        .await
-        .unwrap_or_else(|error| Err(internal_error("queue replay", &error)))?;
+        replay::replay_wal(self.inner.wal.as_ref(), &mut durable).await?;
+        replay::replay_wal(self.inner.wal_transient.as_ref(), &mut transient).await?;
         for (name, options, resource) in definitions {
             let states = if options.durable {
                 &mut durable
@@ -135,14 +128,15 @@ impl Engine {
         Ok(())
     }
 
-    /// Hands out a resource id and applies `ops` with it, in one metadata transaction.
-    pub(super) fn allocate_resource(
+    /// Hands out a resource id and applies `ops` with it, in one metadata transaction. Callers
+    /// hold the engine's admin lock, so no two allocations read the same counter.
+    pub(super) async fn allocate_resource(
         &self,
         mut ops: Vec<MetaOp>,
     ) -> Result<ResourceId, EngineError> {
-        let meta = self.inner.store.meta();
-        let next = meta
-            .get(RESOURCE_NEXT_KEY)
+        let store = &self.inner.store;
+        let next = store
+            .meta_get(RESOURCE_NEXT_KEY)
             .and_then(|v| v.as_u64())
             .unwrap_or(1);
         let resource = ResourceId(next);
@@ -159,7 +153,7 @@ impl Engine {
                 }
             }
         }
-        meta.apply(ops)?;
+        store.meta_apply(ops).await?;
         Ok(resource)
     }
 
@@ -169,38 +163,40 @@ impl Engine {
         name: &QueueName,
         options: &QueueOptions,
     ) -> Result<ResourceId, EngineError> {
-        let resource = self.allocate_resource(Vec::new())?;
-        let (store, legacy_name, legacy_options) =
-            (self.inner.store.clone(), name.clone(), options.clone());
-        let legacy = tokio::task::spawn_blocking(move || {
-            replay::open_legacy(&store, &legacy_name, legacy_options)
-        })
-        .await
-        .unwrap_or_else(|error| Err(internal_error("reading a legacy queue log", &error)))?;
+        let resource = self.allocate_resource(Vec::new()).await?;
+        let legacy = replay::open_legacy(self.inner.store.as_ref(), name, options.clone()).await?;
         let wal = match options.durable {
             true => &self.inner.wal,
             false => &self.inner.wal_transient,
         };
-        replay::migrate_legacy(legacy, wal, resource, self.now()).await?;
+        replay::migrate_legacy(legacy, wal.as_ref(), resource, self.now()).await?;
+        let key = resource_key(name.as_str());
         self.inner
             .store
-            .meta()
-            .put(resource_key(name.as_str()), resource.0.into())?;
+            .meta_apply(vec![MetaOp::Put(key, resource.0.into())])
+            .await?;
         tracing::info!(queue = %name, resource = resource.0, "queue moved into the shared WAL");
         Ok(resource)
     }
 
-    /// Deletes legacy logs of queues that now live in a WAL (migrated, or deleted since).
+    /// Deletes legacy logs of queues that now live in a WAL (migrated, or deleted since). Once
+    /// every one is gone a metadata flag says so, and later starts skip the walk.
     async fn delete_legacy_logs(
         &self,
         definitions: &[(QueueName, QueueOptions, ResourceId)],
     ) -> Result<(), EngineError> {
-        for (name, _, _) in definitions {
-            let legacy = replay::legacy_queue_log_name(name);
-            if self.inner.store.has_log(&legacy) {
-                self.inner.store.delete_log(&legacy).await?;
-            }
+        let store = &self.inner.store;
+        if store.meta_get(LEGACY_LOGS_DELETED_KEY).is_some() {
+            return Ok(());
         }
+        for (name, _, _) in definitions {
+            // Deleting a log that does not exist succeeds.
+            store
+                .delete_log(&replay::legacy_queue_log_name(name))
+                .await?;
+        }
+        let done = MetaOp::Put(LEGACY_LOGS_DELETED_KEY.to_string(), true.into());
+        store.meta_apply(vec![done]).await?;
         Ok(())
     }
 
@@ -243,12 +239,8 @@ impl Engine {
             .zip(keep)
         {
             let keep_from = Offset(keep_from.unwrap_or(log.end_offset().0));
-            let log = log.clone();
-            match tokio::task::spawn_blocking(move || log.truncate_before(keep_from)).await {
-                Ok(truncated) => {
-                    truncated?;
-                }
-                Err(error) => return Err(internal_error("reclaim", &error)),
+            if keep_from > log.start_offset() {
+                log.truncate_before(keep_from).await?;
             }
         }
         Ok(())
@@ -256,20 +248,23 @@ impl Engine {
 }
 
 impl Engine {
-    /// Copies forward the few unsettled messages that keep a WAL's oldest segment alive, so one
-    /// old message does not pin every later segment. Leaves the two newest segments alone.
+    /// Copies forward the few unsettled messages in the older half of a WAL, so that one old
+    /// message does not keep every later record on disk. Only once the WAL holds
+    /// `EngineConfig::relocate_span_min` records: each message is then copied at most once
+    /// per that many appends. In offsets only: where storage can actually cut is its business.
     async fn relocate_stragglers(&self, durable: bool) -> Result<(), EngineError> {
         let log = if durable {
             &self.inner.wal
         } else {
             &self.inner.wal_transient
         };
-        let bases = log.segment_bases();
-        let [oldest, second, _, ..] = bases[..] else {
+        let (start, end) = (log.start_offset().0, log.end_offset().0);
+        if end - start < self.inner.config.relocate_span_min {
             return Ok(());
-        };
+        }
+        let older_half_end = start + (end - start) / 2;
         let limit =
-            RELOCATE_MESSAGES_MAX.min(((second.0 - oldest.0) / RELOCATE_LIVE_FRACTION) as usize);
+            RELOCATE_MESSAGES_MAX.min(((older_half_end - start) / RELOCATE_LIVE_FRACTION) as usize);
         let queues: Vec<_> = (self.registry().values())
             .filter(|queue| queue.durable == durable)
             .cloned()
@@ -277,7 +272,7 @@ impl Engine {
         let mut holding = Vec::new();
         let mut live = 0;
         for queue in queues {
-            let count = queue.count_located_below(second.0, limit + 1)?;
+            let count = queue.count_located_below(older_half_end, limit + 1)?;
             if count > 0 {
                 live += count;
                 holding.push(queue);
@@ -287,29 +282,10 @@ impl Engine {
             }
         }
         for queue in holding {
-            let moved = queue.relocate_below(second.0, limit).await?;
+            let moved = queue.relocate_below(older_half_end, limit).await?;
             tracing::debug!(queue = %queue.name, moved, "copied stragglers forward");
         }
         Ok(())
-    }
-}
-
-/// Which of the two WALs a queue commits through.
-pub(crate) fn log_config(
-    durable: bool,
-    durable_fsync: FsyncPolicy,
-    segment_bytes: u64,
-) -> LogConfig {
-    LogConfig {
-        segment_bytes,
-        fsync: if durable {
-            durable_fsync
-        } else {
-            FsyncPolicy::Never
-        },
-        // Preallocation makes fsyncs cheaper; a log that never fsyncs would only pay for it.
-        preallocate: durable,
-        ..LogConfig::default()
     }
 }
 

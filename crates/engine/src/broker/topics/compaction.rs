@@ -37,7 +37,8 @@ use std::{
 use wharf_storage::Offset;
 
 /// Superseded records a log may hold before a pass is worth it: 1,024 retained records of
-/// 1 KiB fill one 1 MiB segment, the unit `truncate_before` frees.
+/// 1 KiB are 1 MiB, enough for storage to free space (the file store frees 1 MiB segments
+/// of a topic's log).
 const COMPACTION_RECORDS_MIN: u64 = 1_024;
 /// Records and bytes one copy batch appends. Writers of the topic wait for one batch at most,
 /// and a batch in memory stays small whatever the body sizes.
@@ -86,7 +87,7 @@ impl TopicRuntime {
     /// binding id and retained key then. Whatever comes after them was written since.
     async fn compaction_start(&self) -> Result<Pass, EngineError> {
         let _writing = self.writes.write().await;
-        self.catch_up(&NO_COPIES)?;
+        self.catch_up(&NO_COPIES).await?;
         let state = self.state.lock().expect("topic state lock");
         let router = self.router.read().expect("router lock");
         Ok(Pass {
@@ -141,7 +142,7 @@ impl TopicRuntime {
             if entry.stored_at < before {
                 // Under the write lock the entry is current, so the read finds it; if it did
                 // not, the pass stops here rather than drop a record it could not copy.
-                let message = (self.read_retained(&key, entry)?)
+                let message = (self.read_retained(&key, entry).await?)
                     .ok_or_else(|| missing_record(&key, entry.stored_at))?;
                 let record = TopicRecord::Retained {
                     key: key.clone(),
@@ -162,8 +163,8 @@ impl TopicRuntime {
 
     /// Appends copies (under the write lock) and applies them as copies.
     async fn append_copies(&self, payloads: &[Bytes]) -> Result<Range<Offset>, EngineError> {
-        let copies = self.log.append(payloads).await?;
-        self.catch_up(&copies)?;
+        let copies = self.log.append(payloads, None).await?;
+        self.catch_up(&copies).await?;
         Ok(copies)
     }
 }
@@ -183,7 +184,7 @@ async fn compact(topic: &Weak<TopicRuntime>) -> Result<(), EngineError> {
     if runtime.deleted.load(Ordering::Acquire) {
         return Ok(());
     }
-    let freed = runtime.log.truncate_before(before)?;
+    let start = runtime.log.truncate_before(before).await?;
     let end = runtime.log.end_offset();
     runtime
         .state
@@ -191,7 +192,7 @@ async fn compact(topic: &Weak<TopicRuntime>) -> Result<(), EngineError> {
         .expect("topic state lock")
         .compacted_end = end;
     runtime.compactions.fetch_add(1, Ordering::Relaxed);
-    tracing::debug!(topic = %runtime.name, segments_freed = freed, "topic log compacted");
+    tracing::debug!(topic = %runtime.name, %start, "topic log compacted");
     Ok(())
 }
 

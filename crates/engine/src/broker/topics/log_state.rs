@@ -12,8 +12,11 @@ use crate::{
     error::EngineError,
     topic::{RetainedIndex, Router},
 };
-use std::{ops::Range, sync::RwLock};
-use wharf_storage::{Log, Offset, Record};
+use std::{
+    ops::Range,
+    sync::{Mutex, RwLock},
+};
+use wharf_storage::{LogStore, Offset, Record};
 
 /// Records and bytes read per step of a catch-up: bounds the memory of replaying a large log.
 const CATCH_UP_BATCH_RECORDS: usize = 1_024;
@@ -44,27 +47,16 @@ impl LogState {
         }
     }
 
-    /// Applies every record from `applied_end` to the log's visible end, in order. Records in
-    /// `copies` are compaction copies of retained messages: they move their key's entry and
-    /// keep its version. Blocking reads, fast from the page cache (as queue deliveries read).
-    pub fn catch_up(
+    /// Applies the records of `records` that follow `applied_end`, in order; those below it
+    /// were applied already (by another catch-up that read the same records).
+    fn apply_batch(
         &mut self,
-        log: &Log,
+        records: &[Record],
         router: &RwLock<Router>,
         copies: &Range<Offset>,
     ) -> Result<(), EngineError> {
-        let end = log.end_offset();
-        // Ends: each step applies at least one record or stops, and `end` is fixed.
-        while self.applied_end < end {
-            let records = log.read_batch(
-                self.applied_end,
-                CATCH_UP_BATCH_RECORDS,
-                CATCH_UP_BATCH_BYTES,
-            )?;
-            if records.is_empty() {
-                break;
-            }
-            for record in &records {
+        for record in records {
+            if record.offset == self.applied_end {
                 self.apply(record, router, copies.contains(&record.offset))?;
                 self.applied_end = record.offset.next();
             }
@@ -92,5 +84,31 @@ impl LogState {
             }
         }
         Ok(())
+    }
+}
+
+/// Applies every record from `state`'s `applied_end` to the log's visible end, in order.
+/// Records in `copies` are compaction copies of retained messages: they move their key's
+/// entry and keep its version. Reads without the state lock, then applies under it; two
+/// catch-ups at once apply each record once.
+pub(super) async fn catch_up(
+    state: &Mutex<LogState>,
+    log: &dyn LogStore,
+    router: &RwLock<Router>,
+    copies: &Range<Offset>,
+) -> Result<(), EngineError> {
+    let end = log.end_offset();
+    // Ends: each step reads from the applied end and applies at least its first record (or
+    // finds it applied by another catch-up), so the applied end grows towards the fixed `end`.
+    loop {
+        let from = state.lock().expect("topic state lock").applied_end;
+        if from >= end {
+            return Ok(());
+        }
+        let records = (log.read_batch(from, CATCH_UP_BATCH_RECORDS, CATCH_UP_BATCH_BYTES)).await?;
+        if records.is_empty() {
+            return Ok(());
+        }
+        (state.lock().expect("topic state lock")).apply_batch(&records, router, copies)?;
     }
 }

@@ -54,23 +54,25 @@ impl RetainedMessages {
     }
 
     /// See [`super::Subscription::next_retained`].
-    pub fn next_batch(&mut self) -> Result<Option<Vec<Message>>, EngineError> {
+    pub async fn next_batch(&mut self) -> Result<Option<Vec<Message>>, EngineError> {
         if self.done {
             return Ok(None);
         }
         let interest = &self.interest;
         let topic = &self.topic;
-        let step = topic.retained_step(
-            self.after.as_deref(),
-            interest.retained_before,
-            |key| interest.key_matches(key),
-            |key, message| {
-                let body = (interest.filter.is_some())
-                    .then(|| super::json_body(message))
-                    .flatten();
-                topic.count_filter_stop(interest.wants(key, message, body.as_ref()))
-            },
-        )?;
+        let step = topic
+            .retained_step(
+                self.after.as_deref(),
+                interest.retained_before,
+                |key| interest.key_matches(key),
+                |key, message| {
+                    let body = (interest.filter.is_some())
+                        .then(|| super::json_body(message))
+                        .flatten();
+                    topic.count_filter_stop(interest.wants(key, message, body.as_ref()))
+                },
+            )
+            .await?;
         let Some(last) = step.last else {
             self.done = true;
             return Ok(None);
@@ -87,7 +89,7 @@ impl RetainedMessages {
 impl TopicRuntime {
     /// One step of a walk: the keys after `after`, skipping those published at or after
     /// `before` and those `key_matches` refuses, reading the others and keeping those `wants`.
-    pub(super) fn retained_step(
+    pub(super) async fn retained_step(
         &self,
         after: Option<&str>,
         before: Offset,
@@ -113,7 +115,7 @@ impl TopicRuntime {
         for (key, entry) in entries {
             let read = entry.written_at < before && key_matches(&key);
             let message = if read {
-                self.read_retained(&key, entry)?
+                self.read_retained(&key, entry).await?
             } else {
                 None
             };
@@ -133,13 +135,13 @@ impl TopicRuntime {
 
     /// The retained message of `entry`, read from the log; `None` when the key was published
     /// again or cleared since `entry` was listed (a newer message replaces it).
-    pub(super) fn read_retained(
+    pub(super) async fn read_retained(
         &self,
         key: &str,
         mut entry: RetainedEntry,
     ) -> Result<Option<Message>, EngineError> {
         for _ in 0..RETAINED_READ_ATTEMPTS_MAX {
-            match self.log.read(entry.stored_at) {
+            match self.log.read(entry.stored_at).await {
                 Ok(Some(record)) => {
                     return decode_retained(key, entry.stored_at, &record.payload).map(Some)
                 }

@@ -270,7 +270,7 @@ pub async fn peek_messages(
             .with_detail(format!("max must be 1..={RECEIVE_MESSAGES_MAX}"))
             .with_field("max"));
     }
-    let peeked = state.engine.peek(&name, max)?;
+    let peeked = state.engine.peek(&name, max).await?;
     let messages = peeked.into_iter().map(MessageBody::from).collect();
     Ok(Json(MessageListBody { messages }))
 }

@@ -96,7 +96,7 @@ async fn next_message(state: &mut SubscriptionState) -> Option<Message> {
         if state.subscription.retained_done() {
             break;
         }
-        match state.subscription.next_retained() {
+        match state.subscription.next_retained().await {
             Ok(Some(batch)) => state.batch.extend(batch),
             Ok(None) => break,
             Err(error) => {
