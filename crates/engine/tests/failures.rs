@@ -105,14 +105,19 @@ async fn a_full_disk_fails_each_operation_and_leaves_memory_equal_to_the_log() {
     let nack = engine.nack("jobs", &receipts(&to_reject), reject).await;
     assert!(nack.as_ref().is_err_and(is_disk_full), "{nack:?}");
     assert_eq!(totals(&engine), before, "after nack");
+    let stats = || engine.queue_info("jobs").unwrap().stats;
+    assert_eq!(
+        (stats().leased, stats().counters.nacked),
+        (2, 0),
+        "a nack that was not written changes nothing: both leases hold, no nack counted"
+    );
     let purge = engine.purge("jobs").await;
     assert!(purge.as_ref().is_err_and(is_disk_full), "{purge:?}");
     assert_eq!(totals(&engine), before, "after purge");
     // The TTL runs out while the disk is full: the timer cannot record the expiry.
     clock.advance(Duration::from_secs(5));
-    // The timer settles the message, fails to write that, and puts it back (taking back the
-    // counters it moved): let it run, then wait until nothing is in flight.
-    let stats = || engine.queue_info("jobs").unwrap().stats;
+    // The timer decides the expiry, fails to write it, and puts the message back as it was:
+    // let it run, then wait until nothing is in flight.
     for _ in 0..200 {
         tokio::task::yield_now().await;
     }
@@ -132,12 +137,24 @@ async fn a_full_disk_fails_each_operation_and_leaves_memory_equal_to_the_log() {
         before,
         "nothing applied that was not written"
     );
-    assert_eq!(stats().leased, 1, "the ack failed, so its lease holds");
+    assert_eq!(
+        stats().leased,
+        2,
+        "the ack and the nack failed, so their leases hold"
+    );
 
     faults.set_space(None);
     let acked = engine.ack("jobs", &receipts(&to_ack)).await.unwrap();
     assert!(acked[0].error.is_none(), "{acked:?}");
-    // The rejected message came back ready; the expired one moves at the timer's retry.
+    // The failed nack's receipt still holds: the consumer retries it, and it takes.
+    let requeue = NackAction::Requeue {
+        delay: None,
+        error: None,
+    };
+    let nacked = engine.nack("jobs", &receipts(&to_reject), requeue).await;
+    assert!(nacked.as_ref().unwrap()[0].error.is_none(), "{nacked:?}");
+    assert_eq!(stats().counters.nacked, 1);
+    // The expired message moves at the timer's retry.
     clock.advance(Duration::from_secs(1));
     let dead = guard(async {
         loop {

@@ -75,6 +75,7 @@ impl Defect {
             self,
             Defect::DuplicatesNotCounted
                 | Defect::DeadLetterOfCopiedMessage
+                | Defect::SettleAppliedBeforeWritten
                 | Defect::ReclaimDropsVanishedMessage
                 | Defect::SendFailsAfterStoring
         )
@@ -91,7 +92,6 @@ impl Defect {
     /// The defects still open (not [`Defect::fixed`]).
     pub fn all() -> &'static [Defect] {
         &[
-            Defect::SettleAppliedBeforeWritten,
             Defect::FailedSpareReused,
             Defect::FailedAppendLeftOnDisk,
             Defect::FailedRotationLeavesSegment,

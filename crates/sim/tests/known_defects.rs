@@ -14,12 +14,6 @@ struct Case {
 
 const CASES: &[Case] = &[
     Case {
-        defect: Defect::SettleAppliedBeforeWritten,
-        seed: 5,
-        steps: 400,
-        provoke: true,
-    },
-    Case {
         defect: Defect::FailedSpareReused,
         seed: 6,
         steps: 400,

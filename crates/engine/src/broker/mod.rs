@@ -372,7 +372,7 @@ impl Engine {
         let now = self.now();
         let deadline = now.saturating_add(request.wait.as_millis() as u64);
         let (deliveries, settles) = runtime.receive(request.max_messages, lease_ms, now).await?;
-        self.persist_settlements(&runtime, settles).await?;
+        self.persist_and_dispatch(&runtime, settles).await?;
         if !deliveries.is_empty() || request.wait.is_zero() {
             return Ok(deliveries);
         }
@@ -403,7 +403,7 @@ impl Engine {
         let room = request.max_messages - deliveries.len();
         if room > 0 {
             let (more, settles) = runtime.receive(room, lease_ms, self.now()).await?;
-            self.persist_settlements(&runtime, settles).await?;
+            self.persist_and_dispatch(&runtime, settles).await?;
             deliveries.extend(more);
         }
         Ok(deliveries)
@@ -422,7 +422,7 @@ impl Engine {
             .write_settled(
                 &seqs,
                 records::SettleReason::Acked,
-                Some(crate::queue::SettleReason::Acked),
+                &[crate::queue::SettleReason::Acked],
             )
             .await?;
         self.dispatch(&queue).await;
@@ -491,7 +491,7 @@ impl Engine {
             .write_settled(
                 &seqs,
                 records::SettleReason::Purged,
-                Some(crate::queue::SettleReason::Purged),
+                &[crate::queue::SettleReason::Purged],
             )
             .await?;
         self.reclaim().await;

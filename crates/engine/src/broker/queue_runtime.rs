@@ -471,18 +471,16 @@ impl QueueRuntime {
         Ok(self.read_record(seq, location).await?.0)
     }
 
-    /// Puts a settled message back whose settlement could not be written (see
-    /// `QueueState::restore`), reading its fields from its record.
-    pub(crate) async fn restore(&self, settle: &Settle) -> Result<(), EngineError> {
-        let (message, dedup) = self.read_record(settle.seq, settle.location).await?;
-        let key = dedup
-            .then(|| MessageId::try_from(message.id.clone()).ok())
-            .flatten()
-            .map(|id| DedupKey::of(&id));
-        let meta = enqueue_meta(settle.seq, &message, key);
-        let enqueued_at = super::replay::enqueued_at(&message);
+    /// Puts back settling messages whose settlements could not be written, as they were
+    /// (see `QueueState::abort_settle`).
+    pub(crate) fn abort_settles<'a>(
+        &self,
+        settles: impl Iterator<Item = &'a Settle>,
+    ) -> Result<(), EngineError> {
         let mut core = self.core()?;
-        core.state.restore(meta, enqueued_at, settle);
+        for settle in settles {
+            core.state.abort_settle(settle.seq);
+        }
         drop(core);
         self.timer_changed.notify_one();
         Ok(())
@@ -569,18 +567,19 @@ impl QueueRuntime {
         Ok(oldest.into_iter().flatten().chain(floors).min())
     }
 
-    /// Appends a settle record for `seqs`, waits until it is durable, then applies it with
-    /// `apply` (when the state has not settled them already); their nack error texts are
-    /// forgotten then, as the messages have left.
+    /// Appends a settle record for `seqs`, waits until it is durable, then applies it: each
+    /// message leaves the state, counted under its reason in `apply` (one per seq, or one for
+    /// all); their nack error texts are forgotten then, as the messages have left.
     pub(crate) async fn write_settled(
         &self,
         seqs: &[u64],
         reason: RecordSettleReason,
-        apply: Option<SettleReason>,
+        apply: &[SettleReason],
     ) -> Result<(), EngineError> {
         if seqs.is_empty() {
             return Ok(());
         }
+        assert!(apply.len() == 1 || apply.len() == seqs.len());
         let _shared = self.settling.read().await;
         let record = QueueRecord::Settled {
             seqs: seqs.to_vec(),
@@ -589,11 +588,10 @@ impl QueueRuntime {
         let records = [wrap(self.resource, &record.encode())];
         self.log.append(&records, None).await?;
         let mut core = self.core()?;
-        for seq in seqs {
+        for (index, seq) in seqs.iter().enumerate() {
             core.last_errors.remove(seq);
-            if let Some(reason) = &apply {
-                core.state.apply_settled(Seq(*seq), reason.clone());
-            }
+            let reason = &apply[index.min(apply.len() - 1)];
+            core.state.apply_settled(Seq(*seq), reason.clone());
         }
         drop(core);
         self.timer_changed.notify_one();

@@ -24,10 +24,11 @@ const TIMER_RETRY_MS: u64 = 1_000;
 const REDRIVE_BATCH_MAX: usize = 100;
 
 impl Engine {
-    /// Persists what the state machine settled on its own: dead letters are copied to the
-    /// dead-letter queue (durably) before the source records them settled; drops are recorded.
-    /// When a write fails, the messages it did not record are put back in the queue's state, so
-    /// memory never runs ahead of the log; their timers retry them.
+    /// Writes, then applies, what the state machine decided to settle on its own (the messages
+    /// are `Settling` meanwhile): dead letters are copied to the dead-letter queue (durably)
+    /// before the source records them settled; drops are recorded. When a write fails, the
+    /// messages it did not record are put back as they were, so memory never runs ahead of
+    /// the log; their timers retry them.
     pub(crate) fn persist_settlements<'a>(
         &'a self,
         queue: &'a Arc<QueueRuntime>,
@@ -52,36 +53,57 @@ impl Engine {
             let target = queue.options()?.dead_letter_queue;
             match target {
                 Some(target) if !moved.is_empty() => {
-                    let seqs: Vec<u64> = moved.iter().map(|s| s.seq.0).collect();
+                    let (seqs, reasons) = seqs_and_reasons(&moved);
                     let written = match self
                         .move_to_dead_letters(queue, target.as_str(), &moved)
                         .await
                     {
                         Ok(()) => {
                             queue
-                                .write_settled(&seqs, RecordSettleReason::DeadLettered, None)
+                                .write_settled(&seqs, RecordSettleReason::DeadLettered, &reasons)
                                 .await
                         }
                         failed => failed,
                     };
                     if let Err(error) = written {
                         // A copy may already be in the dead-letter queue: at least once.
-                        return Err(restore_after(queue, error, moved.iter().chain(&dropped)).await);
+                        return Err(abort_after(queue, error, moved.iter().chain(&dropped)));
                     }
                 }
                 // The dead-letter queue was unset since the state decided: drop instead.
-                _ => dropped.append(&mut moved),
+                _ => dropped.extend(moved.drain(..).map(|settle| Settle {
+                    reason: match settle.reason {
+                        SettleReason::DeadLettered(why) => SettleReason::Dropped(why),
+                        other => other,
+                    },
+                    ..settle
+                })),
             }
-            let seqs: Vec<u64> = dropped.iter().map(|s| s.seq.0).collect();
+            let (seqs, reasons) = seqs_and_reasons(&dropped);
             if let Err(error) = queue
-                .write_settled(&seqs, RecordSettleReason::Dropped, None)
+                .write_settled(&seqs, RecordSettleReason::Dropped, &reasons)
                 .await
             {
-                return Err(restore_after(queue, error, dropped.iter()).await);
+                return Err(abort_after(queue, error, dropped.iter()));
             }
             self.reclaim().await;
             Ok(())
         })
+    }
+
+    /// [`Engine::persist_settlements`], then a dispatch when anything settled: a settled group
+    /// head lets the next message of its group go to waiting consumers.
+    pub(crate) async fn persist_and_dispatch(
+        &self,
+        queue: &Arc<QueueRuntime>,
+        settles: Vec<Settle>,
+    ) -> Result<(), EngineError> {
+        if settles.is_empty() {
+            return Ok(());
+        }
+        let persisted = self.persist_settlements(queue, settles).await;
+        self.dispatch(queue).await;
+        persisted
     }
 
     /// Persists what a send evicted (`drop_oldest`). Never fails the send, whose messages are
@@ -163,7 +185,7 @@ impl Engine {
                     .write_settled(
                         &seqs,
                         RecordSettleReason::Redriven,
-                        Some(SettleReason::Redriven),
+                        &[SettleReason::Redriven],
                     )
                     .await?;
                 report.moved += seqs.len() as u64;
@@ -231,17 +253,22 @@ pub struct Redriven {
 }
 
 /// Puts unrecorded settlements back into the queue's state after `error`; returns the error.
-async fn restore_after<'a>(
+fn abort_after<'a>(
     queue: &QueueRuntime,
     error: EngineError,
     settles: impl Iterator<Item = &'a Settle>,
 ) -> EngineError {
-    for settle in settles {
-        if let Err(restore_error) = queue.restore(settle).await {
-            tracing::error!(queue = %queue.name, seq = settle.seq.0, %restore_error, "could not put back a message whose settlement failed; a restart will");
-        }
+    if let Err(abort_error) = queue.abort_settles(settles) {
+        tracing::error!(queue = %queue.name, %abort_error, "could not put back messages whose settlement failed; a restart will");
     }
     error
+}
+
+/// The seqs of `settles` for a settle record, and the reason each is counted under.
+fn seqs_and_reasons(settles: &[Settle]) -> (Vec<u64>, Vec<SettleReason>) {
+    (settles.iter())
+        .map(|settle| (settle.seq.0, settle.reason.clone()))
+        .unzip()
 }
 
 fn dead_letter_reason(reason: &StateReason) -> DeadLetterReason {

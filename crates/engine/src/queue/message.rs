@@ -45,6 +45,8 @@ pub enum MessageStatus {
     Delayed { due: u64 },
     /// Delivered and held by a consumer until `deadline`.
     Leased { deadline: u64 },
+    /// Leaving the queue: its settlement is being written.
+    Settling,
 }
 
 /// A read-only snapshot of one unsettled message.

@@ -11,6 +11,13 @@
 //!   delayed message's due time or expiry (whichever is first), a leased message's deadline.
 //!   Leased messages do not expire: a consumer holding one may still ack it; the expiry is
 //!   checked again when the lease ends.
+//!
+//! Settling is two steps, so that nothing is applied before its record is durable. A decision
+//! the state makes by itself (an expiry, a lease run out for the last time, a dead-letter nack,
+//! an overflow eviction) only marks the message `Settling`: it leaves every index and stops
+//! counting towards the queue's length, but stays, with the status it had, until the caller
+//! has written the settlement and calls [`QueueState::apply_settled`], or could not and calls
+//! [`QueueState::abort_settle`], which puts it back exactly as it was.
 
 use super::backoff::retry_delay_ms;
 use super::dedup::{DedupKey, DedupWindow};
@@ -59,6 +66,17 @@ pub struct QueueState {
     /// Where the record of each relocated message lives now (copied forward so an old log
     /// segment can go). Messages not listed live at their seq. Few: only stragglers move.
     locations: BTreeMap<Seq, u64>,
+    /// Messages whose settlement is being written, with what to put back if it fails.
+    settling: BTreeMap<Seq, Pending>,
+}
+
+/// A settlement decided but not yet written.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    /// The status before: restored by [`QueueState::abort_settle`].
+    prior: Status,
+    /// A nack decided it: counted as a nack once applied.
+    nacked: bool,
 }
 
 /// One unsettled message: 72 bytes, no body, no strings.
@@ -78,8 +96,15 @@ struct Entry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Status {
     Ready,
-    Delayed { due: u64 },
-    Leased { deadline: u64, lease: u64 },
+    Delayed {
+        due: u64,
+    },
+    Leased {
+        deadline: u64,
+        lease: u64,
+    },
+    /// Its settlement is being written (see the module header); in no index.
+    Settling,
 }
 
 impl QueueState {
@@ -104,6 +129,7 @@ impl QueueState {
             track_lease_ends: false,
             ended_leases: Vec::new(),
             locations: BTreeMap::new(),
+            settling: BTreeMap::new(),
         })
     }
 
@@ -140,7 +166,7 @@ impl QueueState {
             return true;
         };
         let count = count as u64;
-        let after = self.len_u64().saturating_add(count);
+        let after = self.live_len().saturating_add(count);
         if after <= max_length {
             return true;
         }
@@ -253,14 +279,33 @@ impl QueueState {
     }
 
     /// Applies a settle record that is durable: the message leaves the queue whatever its
-    /// status now, exactly as replay removes it, and is counted under `reason`. Returns false,
-    /// changing nothing, when it had already left (an eviction or expiry that ran between the
-    /// caller's check and its write).
+    /// status now (settling included), exactly as replay removes it, and is counted under
+    /// `reason`. Returns false, changing nothing, when it had already left (an eviction or
+    /// expiry that ran between the caller's check and its write).
     pub fn apply_settled(&mut self, seq: Seq, reason: SettleReason) -> bool {
         if !self.entries.contains_key(&seq) {
             return false;
         }
+        if self
+            .settling
+            .get(&seq)
+            .is_some_and(|pending| pending.nacked)
+        {
+            self.counters.nacked += 1;
+        }
         self.settle(seq, reason);
+        true
+    }
+
+    /// Puts a settling message back as it was before its settlement was decided: its
+    /// settlement could not be written. Its timers fire again (an expiry retries at the next
+    /// tick), its lease holds again, and nothing was counted. False when it was not settling.
+    pub fn abort_settle(&mut self, seq: Seq) -> bool {
+        let Some(pending) = self.settling.remove(&seq) else {
+            return false;
+        };
+        self.entry_mut(seq).status = pending.prior;
+        self.attach(seq);
         true
     }
 
@@ -277,7 +322,7 @@ impl QueueState {
     /// The ready and delayed messages a purge would settle, in seq order, changing nothing.
     pub fn purgeable(&self) -> Vec<Seq> {
         (self.entries.iter())
-            .filter(|(_, entry)| !matches!(entry.status, Status::Leased { .. }))
+            .filter(|(_, entry)| matches!(entry.status, Status::Ready | Status::Delayed { .. }))
             .map(|(&seq, _)| seq)
             .collect()
     }
@@ -320,23 +365,6 @@ impl QueueState {
         self.locations.insert(seq, location);
     }
 
-    /// Puts back a message whose settlement could not be written (a failed append), as it
-    /// was but for its lease: replay of the log would still find it. Its timers fire again.
-    pub fn restore(&mut self, meta: EnqueueMeta<'_>, enqueued_at: u64, settle: &Settle) {
-        let (seq, delivery_count, location) = (meta.seq, settle.delivery_count, settle.location);
-        if self.entries.contains_key(&seq) {
-            return;
-        }
-        // The settlement did not happen after all: take back what `settle` counted.
-        self.count_settle(&settle.reason, false);
-        self.insert(meta, enqueued_at);
-        let entry = self.entry_mut(seq);
-        entry.delivery_count = delivery_count;
-        if location != seq.0 {
-            self.locations.insert(seq, location);
-        }
-    }
-
     /// The lowest location of an unsettled message: log records below it are not needed for
     /// any message (the dedup window may still need some; see `oldest_dedup_seq`).
     pub fn oldest_location(&self) -> Option<u64> {
@@ -374,25 +402,32 @@ impl QueueState {
         now: u64,
     ) -> Result<NackOutcome, ReceiptError> {
         self.check_lease(receipt, now)?;
-        self.counters.nacked += 1;
         let seq = receipt.seq();
-        let outcome = match action {
+        let settle = match action {
             NackAction::DeadLetter { reason } => {
-                NackOutcome::Settled(self.dead_letter(seq, DeadLetterReason::Rejected { reason }))
+                Some(self.dead_letter(seq, DeadLetterReason::Rejected { reason }))
             }
             NackAction::Requeue { delay_ms } => {
                 let delay_ms = delay_ms.unwrap_or_else(|| self.retry_delay(seq));
                 let ready_at = now.saturating_add(delay_ms);
                 match self.requeue(seq, ready_at, now) {
-                    Some(settle) => NackOutcome::Settled(settle),
-                    None => NackOutcome::Requeued {
-                        seq,
-                        ready_at: ready_at.max(now),
-                    },
+                    Some(settle) => Some(settle),
+                    None => {
+                        self.counters.nacked += 1;
+                        return Ok(NackOutcome::Requeued {
+                            seq,
+                            ready_at: ready_at.max(now),
+                        });
+                    }
                 }
             }
         };
-        Ok(outcome)
+        let settle = settle.expect("a nack that does not requeue settles");
+        // Counted as a nack when its settlement is applied.
+        if let Some(pending) = self.settling.get_mut(&seq) {
+            pending.nacked = true;
+        }
+        Ok(NackOutcome::Settled(settle))
     }
 
     /// Moves a lease's deadline to `now + lease_ms` (shorter or longer than before; 0 returns
@@ -516,9 +551,14 @@ impl QueueState {
         self.entries.keys().next().copied()
     }
 
-    /// Unsettled messages: ready, delayed and leased.
+    /// Unsettled messages: ready, delayed, leased and settling.
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Messages whose settlement is decided but not yet applied or aborted.
+    pub fn settling_len(&self) -> usize {
+        self.settling.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -542,6 +582,7 @@ impl QueueState {
                 Status::Ready => MessageStatus::Ready,
                 Status::Delayed { due } => MessageStatus::Delayed { due },
                 Status::Leased { deadline, .. } => MessageStatus::Leased { deadline },
+                Status::Settling => MessageStatus::Settling,
             },
             delivery_count: entry.delivery_count,
             enqueued_at: entry.enqueued_at,
@@ -571,7 +612,7 @@ impl QueueState {
         if !self.can_accept(1) {
             return Err(QueueFull {
                 max_length,
-                len: self.len_u64(),
+                len: self.live_len(),
             });
         }
         Ok(self.evict_oldest_ready(max_length))
@@ -584,7 +625,7 @@ impl QueueState {
         if self.options.overflow != Overflow::DropOldest {
             return evicted;
         }
-        while self.len_u64() >= max_length {
+        while self.live_len() >= max_length {
             let Some(&oldest) = self.ready.first() else {
                 break;
             };
@@ -714,6 +755,8 @@ impl QueueState {
                 self.set_status(seq, Status::Ready);
                 None
             }
+            // Settling messages have no timer (detached when marked), so none fires here.
+            Status::Settling => None,
             Status::Leased { deadline, .. } => {
                 assert!(deadline <= now, "a leased message's timer is its deadline");
                 // Backoff counts from the deadline, not from when the tick ran, so a late
@@ -754,19 +797,38 @@ impl QueueState {
         )
     }
 
+    /// Decides that `seq` leaves for the dead-letter queue (or is dropped when there is none)
+    /// and marks it settling: the caller writes it, then applies or aborts.
     fn dead_letter(&mut self, seq: Seq, reason: DeadLetterReason) -> Settle {
         let reason = match self.options.dead_letter_queue {
             Some(_) => SettleReason::DeadLettered(reason),
             None => SettleReason::Dropped(reason),
         };
-        self.settle(seq, reason)
+        let entry = *self.entry(seq);
+        assert!(
+            entry.status != Status::Settling,
+            "message {seq} is settled twice"
+        );
+        self.detach(seq);
+        self.entry_mut(seq).status = Status::Settling;
+        let pending = Pending {
+            prior: entry.status,
+            nacked: false,
+        };
+        self.settling.insert(seq, pending);
+        Settle {
+            seq,
+            reason,
+            delivery_count: entry.delivery_count,
+            location: self.location(seq),
+        }
     }
 
     fn settle(&mut self, seq: Seq, reason: SettleReason) -> Settle {
         let delivery_count = self.entry(seq).delivery_count;
         let location = self.location(seq);
         self.remove(seq);
-        self.count_settle(&reason, true);
+        self.count_settle(&reason);
         Settle {
             seq,
             reason,
@@ -777,8 +839,8 @@ impl QueueState {
 }
 
 impl QueueState {
-    /// Counts a settlement (`add`), or takes the count back when it was not written.
-    fn count_settle(&mut self, reason: &SettleReason, add: bool) {
+    /// Counts an applied settlement.
+    fn count_settle(&mut self, reason: &SettleReason) {
         let counters = &mut self.counters;
         let (counter, expired) = match reason {
             SettleReason::Acked => (&mut counters.acked, false),
@@ -792,13 +854,9 @@ impl QueueState {
                 (&mut counters.dropped, *why == DeadLetterReason::Expired)
             }
         };
-        let change = |value: &mut u64| match add {
-            true => *value += 1,
-            false => *value = value.saturating_sub(1),
-        };
-        change(counter);
+        *counter += 1;
         if expired {
-            change(&mut counters.expired);
+            counters.expired += 1;
         }
     }
 }
@@ -835,7 +893,13 @@ impl QueueState {
         self.detach(seq);
         let entry = self.entries.remove(&seq).expect("removed messages exist");
         self.locations.remove(&seq);
-        self.note_lease_end(entry.status, None);
+        // A settling message's lease ends now, not when its settlement was decided: until the
+        // settlement is written it may still be put back under that lease.
+        let status = match self.settling.remove(&seq) {
+            Some(pending) => pending.prior,
+            None => entry.status,
+        };
+        self.note_lease_end(status, None);
         if let Some(group) = entry.group {
             self.groups.leave(group, seq);
             if let Some(head) = self.groups.head(group) {
@@ -857,6 +921,7 @@ impl QueueState {
             }
             Status::Delayed { .. } => self.delayed_count -= 1,
             Status::Leased { .. } => self.leased_count -= 1,
+            Status::Settling => {}
         }
     }
 
@@ -880,6 +945,7 @@ impl QueueState {
                 );
                 self.leased_count += 1;
             }
+            Status::Settling => {}
         }
     }
 
@@ -915,8 +981,9 @@ impl QueueState {
             .expect("indexes only name unsettled messages")
     }
 
-    fn len_u64(&self) -> u64 {
-        self.entries.len() as u64
+    /// Messages that count towards `max_length`: settling ones are on their way out.
+    fn live_len(&self) -> u64 {
+        (self.entries.len() - self.settling.len()) as u64
     }
 }
 
@@ -927,6 +994,7 @@ impl Entry {
             Status::Ready => (self.expires_at != NEVER).then_some(self.expires_at),
             Status::Delayed { due } => Some(due.min(self.expires_at)),
             Status::Leased { deadline, .. } => Some(deadline),
+            Status::Settling => None,
         }
     }
 }
@@ -961,8 +1029,19 @@ impl QueueState {
                         assert!(leased_groups.insert(group), "a group has two leases");
                     }
                 }
+                Status::Settling => {
+                    assert!(self.settling.contains_key(&seq), "{seq} settles untracked");
+                }
             }
         }
+        let settling = (self.entries.values())
+            .filter(|entry| entry.status == Status::Settling)
+            .count();
+        assert_eq!(
+            settling,
+            self.settling.len(),
+            "settling messages are tracked"
+        );
         assert_eq!(deliverable, self.deliverable);
         assert_eq!(ready, self.ready);
         assert_eq!(timers, self.timers);

@@ -242,6 +242,12 @@ fn max_deliveries_dead_letters_when_the_last_lease_expires() {
         received.settled,
         [dead_lettered(1, 2, DeadLetterReason::MaxDeliveries)]
     );
+    assert_eq!(
+        queue.stats(T0 + 20).counters.dead_lettered,
+        0,
+        "not yet written"
+    );
+    apply(&mut queue, &received.settled);
     assert_eq!(queue.stats(T0 + 20).counters.dead_lettered, 1);
     assert!(queue.is_empty());
 }
@@ -333,7 +339,12 @@ fn nack_to_dead_letter_settles_with_the_consumers_reason() {
         NackOutcome::Settled(dead_lettered(1, 1, reason.clone()))
     );
     assert_eq!(reason.code(), "rejected");
+    let NackOutcome::Settled(settle) = outcome else {
+        unreachable!()
+    };
+    apply(&mut queue, &[settle]);
     assert!(queue.is_empty());
+    assert_eq!(queue.stats(T0).counters.nacked, 1);
 }
 
 #[test]
@@ -477,4 +488,73 @@ fn leased_group_heads_leave_nothing_to_scan() {
     assert!(!queue.has_ready());
     assert!(queue.receive(10, None, T0).deliveries.is_empty());
     queue.check_invariants();
+}
+
+#[test]
+fn an_aborted_nack_leaves_the_lease_and_the_counters_as_they_were() {
+    let mut queue = queue(with_dead_letter_queue());
+    send(&mut queue, meta(1), T0);
+    let delivery = queue.receive(1, None, T0).deliveries[0];
+    let action = NackAction::DeadLetter {
+        reason: "bad".into(),
+    };
+    let NackOutcome::Settled(settle) = queue.nack(delivery.receipt, action, T0).unwrap() else {
+        panic!("a dead-letter nack settles");
+    };
+    assert_eq!(queue.settling_len(), 1);
+    assert!(queue.check_ack(delivery.receipt, T0).is_err(), "settling");
+    assert!(queue.abort_settle(settle.seq));
+    queue.check_invariants();
+    assert_eq!(queue.check_ack(delivery.receipt, T0), Ok(Seq(1)), "the lease holds");
+    let stats = queue.stats(T0);
+    assert_eq!((stats.leased, stats.counters.nacked), (1, 0));
+    assert_eq!(stats.counters.dead_lettered, 0);
+    assert_eq!(queue.settling_len(), 0);
+}
+
+#[test]
+fn an_aborted_expiry_fires_again_at_the_next_tick() {
+    let mut queue = queue(QueueOptions {
+        message_ttl_ms: Some(100),
+        ..with_dead_letter_queue()
+    });
+    send(&mut queue, meta(1), T0);
+    let settled = queue.tick(T0 + 100);
+    assert_eq!(settled, [dead_lettered(1, 0, DeadLetterReason::Expired)]);
+    assert!(queue.peek(10, T0 + 100).is_empty());
+    assert!(queue.abort_settle(Seq(1)));
+    queue.check_invariants();
+    assert_eq!(queue.stats(T0 + 100).counters.expired, 0);
+    assert_eq!(queue.next_deadline(), Some(T0 + 100), "its timer is back");
+    assert_eq!(queue.tick(T0 + 101), settled);
+    apply(&mut queue, &settled);
+    assert_eq!(queue.stats(T0 + 101).counters.expired, 1);
+    assert!(queue.is_empty());
+}
+
+#[test]
+fn a_settling_group_head_holds_its_group_until_written() {
+    let options = QueueOptions {
+        max_deliveries: Some(1),
+        lease_ms: 10,
+        ..with_dead_letter_queue()
+    };
+    let mut queue = queue(options);
+    for seq in [1, 2] {
+        let meta = EnqueueMeta {
+            group: Some("g"),
+            ..meta(seq)
+        };
+        send(&mut queue, meta, T0);
+    }
+    assert_eq!(seqs(&queue.receive(1, None, T0).deliveries), [1]);
+    // The lease runs out on the last delivery: seq 1 settles, but is not written yet.
+    let received = queue.receive(1, None, T0 + 10);
+    assert!(received.deliveries.is_empty(), "seq 2 waits behind its head");
+    assert_eq!(
+        received.settled,
+        [dead_lettered(1, 1, DeadLetterReason::MaxDeliveries)]
+    );
+    apply(&mut queue, &received.settled);
+    assert_eq!(seqs(&queue.receive(1, None, T0 + 10).deliveries), [2]);
 }

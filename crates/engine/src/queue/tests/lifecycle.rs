@@ -30,10 +30,9 @@ fn expired_message_goes_to_the_dead_letter_queue_when_there_is_one() {
     send(&mut queue, meta(1), T0);
     assert_eq!(queue.next_deadline(), Some(T0 + 100));
     assert!(queue.tick(T0 + 99).is_empty());
-    assert_eq!(
-        queue.tick(T0 + 100),
-        [dead_lettered(1, 0, DeadLetterReason::Expired)]
-    );
+    let settled = queue.tick(T0 + 100);
+    assert_eq!(settled, [dead_lettered(1, 0, DeadLetterReason::Expired)]);
+    apply(&mut queue, &settled);
     let counters = queue.stats(T0 + 100).counters;
     assert_eq!(
         (counters.expired, counters.dead_lettered, counters.dropped),
@@ -48,10 +47,9 @@ fn expired_message_is_dropped_and_counted_without_a_dead_letter_queue() {
         ..QueueOptions::default()
     });
     send(&mut queue, meta(1), T0);
-    assert_eq!(
-        queue.tick(T0 + 100),
-        [dropped(1, 0, DeadLetterReason::Expired)]
-    );
+    let settled = queue.tick(T0 + 100);
+    assert_eq!(settled, [dropped(1, 0, DeadLetterReason::Expired)]);
+    apply(&mut queue, &settled);
     let counters = queue.stats(T0 + 100).counters;
     assert_eq!(
         (counters.expired, counters.dead_lettered, counters.dropped),
@@ -319,7 +317,18 @@ fn overflow_drop_oldest_dead_letters_the_oldest_ready_message() {
     assert_eq!(seqs(&queue.receive(1, None, T0).deliveries), [1]);
     let outcome = queue.enqueue(meta(4), T0).unwrap();
     let evicted = vec![dead_lettered(2, 0, DeadLetterReason::Overflow)];
-    assert_eq!(outcome, EnqueueOutcome::Accepted { evicted });
+    assert_eq!(
+        outcome,
+        EnqueueOutcome::Accepted {
+            evicted: evicted.clone()
+        }
+    );
+    assert_eq!(
+        queue.len(),
+        4,
+        "the evicted message stays until its settlement is written"
+    );
+    apply(&mut queue, &evicted);
     assert_eq!(queue.len(), 3);
 }
 

@@ -213,8 +213,21 @@ impl Model {
 
     /// Ready group heads and ungrouped messages in delivery order.
     fn deliverable(&self) -> Vec<u64> {
+        self.deliverable_while_settling(&[])
+    }
+
+    /// [`Model::deliverable`] while the messages `settling` are settled but not yet written:
+    /// until then each still heads its group, so the messages behind it wait.
+    fn deliverable_while_settling(&self, settling: &[Settle]) -> Vec<u64> {
+        let blocked = |m: &ModelMessage| {
+            (settling.iter()).any(|s| {
+                s.seq.0 < m.seq
+                    && m.group.is_some()
+                    && self.messages[self.index(s.seq.0)].group == m.group
+            })
+        };
         let mut candidates: Vec<&ModelMessage> = (self.unsettled())
-            .filter(|m| m.status == ModelStatus::Ready && self.is_group_head(m))
+            .filter(|m| m.status == ModelStatus::Ready && self.is_group_head(m) && !blocked(m))
             .collect();
         candidates.sort_by_key(|m| (Reverse(m.priority), m.seq));
         candidates.iter().map(|m| m.seq).collect()
@@ -464,6 +477,9 @@ impl Harness {
         let outcome = self.queue.enqueue(meta, self.now);
         assert_eq!(outcome, self.model.enqueue(seq, spec, self.now));
         if let Ok(EnqueueOutcome::Accepted { evicted }) = outcome {
+            for settle in &evicted {
+                self.queue.apply_settled(settle.seq, settle.reason.clone());
+            }
             self.history.extend(
                 evicted
                     .iter()
@@ -503,8 +519,11 @@ impl Harness {
     fn receive(&mut self, max: usize, lease_ms: Option<u64>) {
         let received = self.queue.receive(max, lease_ms, self.now);
         let expected_settled = self.model.tick(self.now);
+        let expected: Vec<u64> = (self.model.deliverable_while_settling(&expected_settled))
+            .into_iter()
+            .take(max)
+            .collect();
         self.settled(received.settled, expected_settled);
-        let expected: Vec<u64> = self.model.deliverable().into_iter().take(max).collect();
         let delivered: Vec<u64> = received.deliveries.iter().map(|d| d.seq.0).collect();
         assert_eq!(delivered, expected, "delivery order");
         let lease_ms = lease_ms.unwrap_or(self.options.lease_ms);
@@ -553,10 +572,11 @@ impl Harness {
         match expected {
             Ok(index) => {
                 let outcome = self.model.nack(index, action, self.now);
+                assert_eq!(result, Ok(outcome.clone()));
                 if let NackOutcome::Settled(settle) = &outcome {
+                    self.queue.apply_settled(settle.seq, settle.reason.clone());
                     self.history.push(Record::Settled { seq: settle.seq.0 });
                 }
-                assert_eq!(result, Ok(outcome));
             }
             Err(error) => assert_eq!(result, Err(error)),
         }
@@ -616,6 +636,9 @@ impl Harness {
         settled.sort_by_key(|settle| settle.seq);
         expected.sort_by_key(|settle| settle.seq);
         assert_eq!(settled, expected, "settlements");
+        for settle in &settled {
+            self.queue.apply_settled(settle.seq, settle.reason.clone());
+        }
         self.history.extend(
             settled
                 .iter()

@@ -52,6 +52,14 @@ pub fn send(queue: &mut QueueState, meta: EnqueueMeta<'_>, now: u64) {
     queue.check_invariants();
 }
 
+/// Applies settlements the state decided, as the engine does once their records are written.
+pub fn apply(queue: &mut QueueState, settles: &[Settle]) {
+    for settle in settles {
+        assert!(queue.apply_settled(settle.seq, settle.reason.clone()));
+    }
+    queue.check_invariants();
+}
+
 pub fn seqs(deliveries: &[Delivery]) -> Vec<u64> {
     deliveries.iter().map(|delivery| delivery.seq.0).collect()
 }
