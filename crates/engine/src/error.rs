@@ -193,16 +193,19 @@ pub enum FieldProblem {
     /// Given together with another field of the same message that excludes it.
     #[error("conflicts with {with}; give one of the two")]
     Conflicts { with: MessageField },
+    /// A client message id the model's rules refuse.
     #[error("{source}")]
     InvalidId {
         #[source]
         source: MessageIdError,
     },
+    /// A pattern its syntax refuses.
     #[error("{source}")]
     InvalidPattern {
         #[source]
         source: PatternError,
     },
+    /// A filter that does not parse; its error says where.
     #[error("{source}")]
     InvalidFilter {
         #[source]
