@@ -557,6 +557,15 @@ fn a_request_gets_its_reply_or_times_out() {
         &json!({"queue": "rpc", "body": 1, "timeout_ms": 300_001}),
     );
     assert_eq!(too_long.body["field"], "timeout_ms");
+    // The request's message is the body itself, so its fields are named at the top.
+    let bad_priority = client.call(
+        "POST",
+        "/v1/request",
+        &json!({"queue": "rpc", "body": 1, "priority": 12, "timeout_ms": 300}),
+    );
+    assert_eq!(bad_priority.status, 400, "{}", bad_priority.body);
+    assert_eq!(bad_priority.body["code"], "invalid_field");
+    assert_eq!(bad_priority.body["field"], "priority");
 }
 
 #[test]

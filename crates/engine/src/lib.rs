@@ -5,7 +5,7 @@
 
 pub mod broker;
 pub mod clock;
-mod error;
+pub mod error;
 pub mod log_throttle;
 pub mod queue;
 pub mod topic;

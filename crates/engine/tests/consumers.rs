@@ -6,8 +6,9 @@ use std::{future::Future, sync::Arc, time::Duration};
 use wharf_engine::{
     broker::{ConsumeRequest, Consumer, Delivery, NackAction, ReceiveRequest, SendMessage},
     clock::ManualClock,
+    error::{Field, FieldProblem},
     queue::QueueOptions,
-    Engine, EngineConfig,
+    Engine, EngineConfig, EngineError,
 };
 use wharf_storage::{Store, StoreConfig};
 
@@ -202,12 +203,23 @@ async fn a_send_wakes_only_as_many_waiting_receives_as_it_has_messages() {
 #[tokio::test]
 async fn credit_out_of_range_is_refused() {
     let (_dir, engine, _clock) = engine_with("jobs", QueueOptions::default()).await;
-    for credit in [0, wharf_engine::broker::CONSUMER_CREDIT_MAX + 1] {
+    use wharf_engine::broker::CONSUMER_CREDIT_MAX;
+    for credit in [0, CONSUMER_CREDIT_MAX + 1] {
         let request = ConsumeRequest {
             credit,
             lease: None,
         };
         let error = engine.consume("jobs", request).await.unwrap_err();
+        assert!(
+            matches!(
+                error,
+                EngineError::InvalidField {
+                    field: Field::Credit,
+                    problem: FieldProblem::OutOfRange { value, min: 1, max },
+                } if value == credit as u64 && max == CONSUMER_CREDIT_MAX as u64
+            ),
+            "{error:?}"
+        );
         assert!(error.to_string().contains("credit"), "{error}");
     }
 }

@@ -6,7 +6,8 @@ use std::{future::Future, path::Path, sync::Arc, time::Duration};
 use wharf_engine::{
     broker::{Delivery, NackAction, ReceiveRequest, SendMessage},
     clock::ManualClock,
-    queue::{Overflow, QueueOptions},
+    error::{DefinitionError, Field, FieldProblem, MessageField, NameProblem, ResourceKind},
+    queue::{OptionField, Overflow, QueueOptions},
     Engine, EngineConfig, EngineError,
 };
 use wharf_model::{message::DeadLetterReason, QueueName};
@@ -420,8 +421,21 @@ async fn invalid_message_in_a_batch_stores_nothing() {
     ];
     let error = broker.engine.send("jobs", batch).await.unwrap_err();
     assert!(
-        matches!(&error, EngineError::InvalidField { field, .. } if field == "messages[1].priority"),
-        "{error}"
+        matches!(
+            &error,
+            EngineError::InvalidField {
+                field: Field::Message {
+                    index: 1,
+                    field: MessageField::Priority,
+                },
+                problem: FieldProblem::OutOfRange {
+                    value: 10,
+                    min: 0,
+                    max: 9,
+                },
+            }
+        ),
+        "{error:?}"
     );
     assert!(broker.receive("jobs", 10).await.is_empty());
 }
@@ -559,7 +573,11 @@ async fn bad_names_and_options_are_refused_with_the_field() {
     let broker = open(dir.path(), ManualClock::new(START)).await;
     assert!(matches!(
         broker.engine.put_queue("bad/name", options()).await,
-        Err(EngineError::InvalidName { .. })
+        Err(EngineError::InvalidName {
+            kind: ResourceKind::Queue,
+            problem: NameProblem::Rules { .. },
+            ..
+        })
     ));
     let bad = QueueOptions {
         lease_ms: 0,
@@ -567,9 +585,57 @@ async fn bad_names_and_options_are_refused_with_the_field() {
     };
     let error = broker.engine.put_queue("jobs", bad).await.unwrap_err();
     assert!(
-        matches!(&error, EngineError::InvalidField { field, .. } if field == "lease_ms"),
-        "{error}"
+        matches!(
+            &error,
+            EngineError::InvalidField {
+                field: Field::QueueOption(OptionField::LeaseMs),
+                problem: FieldProblem::OutOfRange {
+                    value: 0,
+                    min: 1,
+                    ..
+                },
+            }
+        ),
+        "{error:?}"
     );
+}
+
+#[tokio::test]
+async fn a_corrupt_definition_fails_the_open_and_names_its_key() {
+    // Each definition with the field the open refuses it for (none: it does not decode).
+    let corruptions = [
+        (serde_json::json!({"lease": 5}), None),
+        (
+            serde_json::json!({"lease_ms": 0}),
+            Some(Field::QueueOption(OptionField::LeaseMs)),
+        ),
+    ];
+    for (definition, refused_for) in corruptions {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = open(dir.path(), ManualClock::new(START)).await;
+        broker.engine.put_queue("jobs", options()).await.unwrap();
+        broker.store.meta().put("queue/jobs", definition).unwrap();
+        broker.engine.close();
+        broker.store.close().await.unwrap();
+        drop(broker);
+        let store = Arc::new(Store::open(dir.path(), StoreConfig::default()).unwrap());
+        let clock = ManualClock::new(START);
+        let error = Engine::open(store, clock, EngineConfig::default())
+            .await
+            .unwrap_err();
+        let EngineError::CorruptDefinition { key, source } = &error else {
+            panic!("not a corrupt definition: {error:?}");
+        };
+        assert_eq!(key, "queue/jobs");
+        let refused_field = match source {
+            DefinitionError::Decode(_) => None,
+            DefinitionError::Refused(refused) => match refused.as_ref() {
+                EngineError::InvalidField { field, .. } => Some(field.clone()),
+                other => panic!("refused for another reason: {other:?}"),
+            },
+        };
+        assert_eq!(refused_field, refused_for, "{error}");
+    }
 }
 
 /// Segment files of the durable queues' shared WAL.

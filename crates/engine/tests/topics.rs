@@ -6,6 +6,7 @@ use std::{future::Future, path::Path, sync::Arc, time::Duration};
 use wharf_engine::{
     broker::{PublishMessage, ReceiveRequest, RequestTarget, SendMessage, Subscription},
     clock::ManualClock,
+    error::{Field, FieldProblem, NameProblem, ResourceKind},
     queue::QueueOptions,
     topic::{BindingSpec, Destination, TopicKind, TopicOptions},
     Engine, EngineConfig, EngineError,
@@ -461,12 +462,18 @@ async fn bad_bindings_are_refused_with_the_field() {
     };
     assert!(matches!(
         engine.bind("orders", bad_pattern).await,
-        Err(EngineError::InvalidField { field, .. }) if field == "pattern"
+        Err(EngineError::InvalidField {
+            field: Field::Pattern,
+            problem: FieldProblem::InvalidPattern { .. },
+        })
     ));
     let bad_filter = bind_queue("a", "all", Some("amount >>"));
     assert!(matches!(
         engine.bind("orders", bad_filter).await,
-        Err(EngineError::InvalidField { field, .. }) if field == "filter"
+        Err(EngineError::InvalidField {
+            field: Field::Filter,
+            problem: FieldProblem::InvalidFilter { .. },
+        })
     ));
     assert!(matches!(
         engine
@@ -480,7 +487,11 @@ async fn bad_bindings_are_refused_with_the_field() {
     ));
     assert!(matches!(
         engine.put_queue("_reply.x", QueueOptions::default()).await,
-        Err(EngineError::InvalidName { .. })
+        Err(EngineError::InvalidName {
+            kind: ResourceKind::Queue,
+            problem: NameProblem::ReplyAddress,
+            ..
+        })
     ));
 }
 

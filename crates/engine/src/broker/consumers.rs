@@ -15,7 +15,7 @@
 
 use super::{api::Delivery, queue_runtime::QueueRuntime, Engine};
 use crate::{
-    error::EngineError,
+    error::{EngineError, Field, FieldProblem},
     log_throttle::LogThrottle,
     queue::{Delivery as StateDelivery, Receipt, Settle},
 };
@@ -90,18 +90,17 @@ impl Engine {
     ) -> Result<Consumer, EngineError> {
         self.check_open()?;
         if request.credit == 0 || request.credit > CONSUMER_CREDIT_MAX {
-            return Err(super::validate::field_error(
-                "credit",
-                &format!("must be 1..={CONSUMER_CREDIT_MAX}"),
-            ));
+            let problem = FieldProblem::OutOfRange {
+                value: request.credit as u64,
+                min: 1,
+                max: CONSUMER_CREDIT_MAX as u64,
+            };
+            return Err(EngineError::invalid_field(Field::Credit, problem));
+        }
+        if let Some(lease) = request.lease {
+            super::check_lease(lease)?;
         }
         let lease_ms = request.lease.map(|lease| lease.as_millis() as u64);
-        if lease_ms.is_some_and(|ms| ms == 0 || ms > crate::queue::LEASE_MS_MAX) {
-            return Err(super::validate::field_error(
-                "lease_ms",
-                &format!("must be 1..={}", crate::queue::LEASE_MS_MAX),
-            ));
-        }
         let queue = self.queue(queue)?;
         let (sender, deliveries) = mpsc::channel(request.credit);
         let id = {

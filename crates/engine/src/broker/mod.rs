@@ -24,8 +24,8 @@ pub use topics::{BindingInfo, PublishMessage, Published, Subscription, TopicInfo
 
 use crate::{
     clock::Clock,
-    error::EngineError,
-    queue::{QueueOptions, QueueState},
+    error::{DefinitionError, EngineError, Field, FieldProblem, NameProblem, ResourceKind},
+    queue::{OptionField, QueueOptions, QueueState},
 };
 use queue_runtime::QueueRuntime;
 use std::{
@@ -139,8 +139,10 @@ impl Engine {
         for (key, value) in engine.inner.store.meta_list(topics::TOPIC_META_PREFIX) {
             let name = key[topics::TOPIC_META_PREFIX.len()..].to_string();
             let options: crate::topic::TopicOptions = serde_json::from_value(value)
-                .map_err(|e| validate::field_error(&format!("metadata {key}"), &e.to_string()))?;
-            let router = crate::topic::Router::new(options)?;
+                .map_err(|e| EngineError::corrupt_definition(&key, DefinitionError::Decode(e)))?;
+            let router = crate::topic::Router::new(options).map_err(|e| {
+                EngineError::corrupt_definition(&key, DefinitionError::Refused(Box::new(e)))
+            })?;
             engine.open_topic(name, router).await?;
         }
         let queues: Vec<_> = engine.registry().values().cloned().collect();
@@ -162,18 +164,16 @@ impl Engine {
         let name = parse_name(name)?;
         if name.as_str().starts_with(REPLY_ADDRESS_PREFIX) {
             return Err(EngineError::InvalidName {
-                kind: "queue",
+                kind: ResourceKind::Queue,
                 name: name.to_string(),
-                reason: format!("names starting with {REPLY_ADDRESS_PREFIX} are reply addresses"),
+                problem: NameProblem::ReplyAddress,
             });
         }
-        options
-            .validate()
-            .map_err(|e| validate::field_error(e.field(), &e.to_string()))?;
+        options.validate()?;
         if options.dead_letter_queue.as_ref() == Some(&name) {
-            return Err(validate::field_error(
-                "dead_letter_queue",
-                "a queue cannot be its own dead-letter queue",
+            return Err(EngineError::invalid_field(
+                Field::QueueOption(OptionField::DeadLetterQueue),
+                FieldProblem::OwnDeadLetterQueue,
             ));
         }
         let _admin = self.inner.admin.lock().await;
@@ -186,9 +186,9 @@ impl Engine {
         match self.find(name.as_str()) {
             Some(queue) => {
                 if queue.options()?.durable != options.durable {
-                    return Err(validate::field_error(
-                        "durable",
-                        "durability is fixed when the queue is created; delete and recreate it",
+                    return Err(EngineError::invalid_field(
+                        Field::QueueOption(OptionField::Durable),
+                        FieldProblem::FixedAtCreation,
                     ));
                 }
                 self.write_definition(&name, &options).await?;
@@ -468,10 +468,12 @@ impl Engine {
         self.check_open()?;
         let lease_ms = lease.as_millis() as u64;
         if lease_ms > crate::queue::LEASE_MS_MAX {
-            return Err(validate::field_error(
-                "lease_ms",
-                &format!("at most {}", crate::queue::LEASE_MS_MAX),
-            ));
+            let problem = FieldProblem::DurationOutOfRange {
+                value: lease,
+                min: Duration::ZERO,
+                max: Duration::from_millis(crate::queue::LEASE_MS_MAX),
+            };
+            return Err(EngineError::invalid_field(Field::Lease, problem));
         }
         let queue = self.queue(queue)?;
         queue.extend(receipts, lease_ms, self.now())
@@ -565,8 +567,7 @@ impl Engine {
                 serde_json::to_value(&options).expect("options serialize"),
             )])
             .await?;
-        let state = QueueState::new(options, self.inner.seed)
-            .map_err(|e| validate::field_error(e.field(), &e.to_string()))?;
+        let state = QueueState::new(options, self.inner.seed)?;
         self.register_queue(name, resource, state);
         Ok(())
     }
@@ -605,34 +606,47 @@ pub(crate) fn internal_error(
 }
 
 fn parse_name(name: &str) -> Result<QueueName, EngineError> {
-    QueueName::from_str(name).map_err(|e| EngineError::InvalidName {
-        kind: "queue",
+    QueueName::from_str(name).map_err(|source| EngineError::InvalidName {
+        kind: ResourceKind::Queue,
         name: name.to_string(),
-        reason: e.to_string(),
+        problem: NameProblem::Rules { source },
     })
 }
 
 fn check_receive(request: &ReceiveRequest) -> Result<(), EngineError> {
     if request.max_messages == 0 || request.max_messages > RECEIVE_MESSAGES_MAX {
-        return Err(validate::field_error(
-            "max_messages",
-            &format!("must be 1..={RECEIVE_MESSAGES_MAX}"),
-        ));
+        let problem = FieldProblem::OutOfRange {
+            value: request.max_messages as u64,
+            min: 1,
+            max: RECEIVE_MESSAGES_MAX as u64,
+        };
+        return Err(EngineError::invalid_field(Field::MaxMessages, problem));
     }
     if request.wait > RECEIVE_WAIT_MAX {
-        return Err(validate::field_error(
-            "wait_ms",
-            &format!("at most {}", RECEIVE_WAIT_MAX.as_millis()),
-        ));
+        let problem = FieldProblem::DurationOutOfRange {
+            value: request.wait,
+            min: Duration::ZERO,
+            max: RECEIVE_WAIT_MAX,
+        };
+        return Err(EngineError::invalid_field(Field::Wait, problem));
     }
-    if let Some(lease) = request.lease {
-        let lease_ms = lease.as_millis() as u64;
-        if lease_ms == 0 || lease_ms > crate::queue::LEASE_MS_MAX {
-            return Err(validate::field_error(
-                "lease_ms",
-                &format!("must be 1..={}", crate::queue::LEASE_MS_MAX),
-            ));
-        }
+    match request.lease {
+        Some(lease) => check_lease(lease),
+        None => Ok(()),
+    }
+}
+
+/// A lease a receive or a push consumer asks for: 1 ms to [`crate::queue::LEASE_MS_MAX`].
+pub(crate) fn check_lease(lease: Duration) -> Result<(), EngineError> {
+    let min = Duration::from_millis(1);
+    let max = Duration::from_millis(crate::queue::LEASE_MS_MAX);
+    if lease < min || lease > max {
+        let problem = FieldProblem::DurationOutOfRange {
+            value: lease,
+            min,
+            max,
+        };
+        return Err(EngineError::invalid_field(Field::Lease, problem));
     }
     Ok(())
 }

@@ -120,10 +120,7 @@ impl QueueRuntime {
     }
 
     pub(crate) fn set_options(&self, options: QueueOptions) -> Result<(), EngineError> {
-        self.core()?
-            .state
-            .set_options(options)
-            .map_err(|e| super::validate::field_error(e.field(), &e.to_string()))
+        Ok(self.core()?.state.set_options(options)?)
     }
 
     pub(crate) fn stats(&self, now: u64) -> Result<QueueStats, EngineError> {

@@ -16,7 +16,7 @@ use super::{
     wal::{self, ResourceId},
 };
 use crate::{
-    error::EngineError,
+    error::{DefinitionError, EngineError},
     queue::{DedupKey, QueueOptions, QueueState, Seq},
 };
 use bytes::Bytes;
@@ -136,8 +136,10 @@ pub(crate) async fn open_legacy(
         size: LogSize::Large,
     };
     let log = (store.open_log(&legacy_queue_log_name(name), log_options)).await?;
-    let mut state = QueueState::new(options, 0)
-        .map_err(|e| super::validate::field_error(e.field(), &e.to_string()))?;
+    let mut state = QueueState::new(options, 0).map_err(|e| {
+        let key = format!("{}{name}", super::QUEUE_META_PREFIX);
+        EngineError::corrupt_definition(&key, DefinitionError::Refused(Box::new(e.into())))
+    })?;
     let mut at = log.start_offset();
     loop {
         let records = (log.read_batch(at, REPLAY_BATCH_RECORDS, REPLAY_BATCH_BYTES)).await?;

@@ -10,7 +10,7 @@ use super::{
     topics::PublishMessage,
     validate, Engine,
 };
-use crate::error::EngineError;
+use crate::error::{EngineError, Field, FieldProblem, MessageField};
 use std::{collections::HashMap, time::Duration};
 use tokio::sync::mpsc;
 use wharf_model::message::Message;
@@ -99,9 +99,9 @@ impl Engine {
         mut message: SendMessage,
     ) -> Result<Sent, EngineError> {
         if !reply_to.starts_with(REPLY_ADDRESS_PREFIX) {
-            return Err(validate::field_error(
-                "reply_to",
-                &format!("reply addresses start with {REPLY_ADDRESS_PREFIX}"),
+            return Err(EngineError::invalid_field(
+                Field::ReplyTo,
+                FieldProblem::NotAReplyAddress,
             ));
         }
         message.correlation_id = Some(correlation_id.to_string());
@@ -125,11 +125,12 @@ impl Engine {
                 reply_to: reply_to.to_string(),
             })?;
         let mut sent = Vec::with_capacity(messages.len());
-        for (message, _) in messages {
+        for (index, (message, _)) in messages.into_iter().enumerate() {
             if message.correlation_id.as_deref() != Some(pending.correlation_id.as_str()) {
-                return Err(validate::field_error(
-                    "correlation_id",
-                    &format!("the request at {reply_to} has another correlation id"),
+                return Err(EngineError::invalid_message_field(
+                    index,
+                    MessageField::CorrelationId,
+                    FieldProblem::CorrelationMismatch,
                 ));
             }
             // A full buffer means the requester already has all it asked for.
@@ -174,10 +175,12 @@ impl Engine {
     ) -> Result<ScatterResult, EngineError> {
         self.check_open()?;
         if expect == 0 || expect > SCATTER_EXPECT_MAX {
-            return Err(validate::field_error(
-                "expect",
-                &format!("must be 1..={SCATTER_EXPECT_MAX}"),
-            ));
+            let problem = FieldProblem::OutOfRange {
+                value: expect as u64,
+                min: 1,
+                max: SCATTER_EXPECT_MAX as u64,
+            };
+            return Err(EngineError::invalid_field(Field::Expect, problem));
         }
         let now = self.now();
         let reply_to = format!("{REPLY_ADDRESS_PREFIX}{}", self.generate_id(now));

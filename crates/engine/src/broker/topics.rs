@@ -20,7 +20,7 @@ use retained::RetainedMessages;
 
 use super::{api::SendMessage, internal_error, topic_records::TopicRecord, validate, Engine};
 use crate::{
-    error::EngineError,
+    error::{EngineError, Field, FieldProblem, NameProblem, ResourceKind},
     topic::{BindingSpec, Destination, Router, TopicOptions},
 };
 use bytes::Bytes;
@@ -262,9 +262,9 @@ impl Engine {
         spec: BindingSpec,
     ) -> Result<String, EngineError> {
         let Destination::Queue(queue) = &spec.destination else {
-            return Err(validate::field_error(
-                "create_queue",
-                "only a queue destination can be created",
+            return Err(EngineError::invalid_field(
+                Field::CreateQueue,
+                FieldProblem::NotAQueue,
             ));
         };
         let runtime = self.topic(topic)?;
@@ -336,11 +336,12 @@ impl Engine {
     ) -> Result<Subscription, EngineError> {
         self.check_open()?;
         let runtime = self.topic(topic)?;
-        let pattern = Pattern::parse(pattern, syntax)
-            .map_err(|e| validate::field_error("pattern", &e.to_string()))?;
-        let filter = filter
-            .map(|f| Filter::parse(f).map_err(|e| validate::field_error("filter", &e.to_string())))
-            .transpose()?;
+        let pattern = Pattern::parse(pattern, syntax).map_err(|source| {
+            EngineError::invalid_field(Field::Pattern, FieldProblem::InvalidPattern { source })
+        })?;
+        let filter = filter.map(Filter::parse).transpose().map_err(|source| {
+            EngineError::invalid_field(Field::Filter, FieldProblem::InvalidFilter { source })
+        })?;
         let count = self.inner.subscriptions.clone();
         let max = self.inner.config.subscriptions_max;
         if count
@@ -522,9 +523,11 @@ impl Engine {
         match destination {
             Destination::Queue(name) => self.queue(name).map(|_| ()),
             Destination::Topic(name) => self.topic(name).map(|_| ()),
-            Destination::Stream(_) => Err(validate::field_error(
-                "stream",
-                "stream destinations are not available yet",
+            Destination::Stream(_) => Err(EngineError::invalid_field(
+                Field::Destination {
+                    kind: destination.kind(),
+                },
+                FieldProblem::StreamsUnavailable,
             )),
         }
     }
@@ -795,9 +798,9 @@ fn topic_log_name(name: &str) -> String {
 fn parse_topic_name(name: &str) -> Result<String, EngineError> {
     QueueName::from_str(name)
         .map(|n| n.to_string())
-        .map_err(|e| EngineError::InvalidName {
-            kind: "topic",
+        .map_err(|source| EngineError::InvalidName {
+            kind: ResourceKind::Topic,
             name: name.to_string(),
-            reason: e.to_string(),
+            problem: NameProblem::Rules { source },
         })
 }

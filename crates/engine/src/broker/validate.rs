@@ -1,10 +1,11 @@
 //! Turning what a door hands in ([`SendMessage`]) into stored [`Message`]s, field by field, with
-//! errors that name the offending field (`messages[3].priority`).
+//! errors that name the offending field and the message's index in its batch.
 
 use super::api::{
     SendMessage, FIELD_BYTES_MAX, PRIORITY_MAX, SEND_BATCH_BYTES_MAX, SEND_BATCH_MESSAGES_MAX,
 };
-use crate::error::EngineError;
+use crate::error::{EngineError, Field, FieldProblem, MessageField, SizeLimit};
+use std::time::Duration;
 use wharf_model::{message::Message, MessageId};
 
 /// Content type of a body given without one.
@@ -17,11 +18,14 @@ pub(crate) fn messages_from_batch(
     mut generate_id: impl FnMut() -> String,
 ) -> Result<Vec<(Message, bool)>, EngineError> {
     if batch.is_empty() {
-        return Err(field_error("messages", "at least one message is required"));
+        return Err(EngineError::invalid_field(
+            Field::Batch,
+            FieldProblem::Empty,
+        ));
     }
     if batch.len() > SEND_BATCH_MESSAGES_MAX {
         return Err(EngineError::TooLarge {
-            what: "a batch",
+            limit: SizeLimit::BatchMessages,
             size: batch.len(),
             max: SEND_BATCH_MESSAGES_MAX,
         });
@@ -29,7 +33,7 @@ pub(crate) fn messages_from_batch(
     let bytes: usize = batch.iter().map(|m| m.body.len()).sum();
     if bytes > SEND_BATCH_BYTES_MAX {
         return Err(EngineError::TooLarge {
-            what: "a batch's body bytes",
+            limit: SizeLimit::BatchBytes,
             size: bytes,
             max: SEND_BATCH_BYTES_MAX,
         });
@@ -44,30 +48,32 @@ pub(crate) fn messages_from_batch(
 /// Returns the message and whether its id was given by the client (and so deduplicated).
 fn message_from_send(
     index: usize,
-    send: SendMessage,
+    mut send: SendMessage,
     now: u64,
     generate_id: &mut impl FnMut() -> String,
 ) -> Result<(Message, bool), EngineError> {
-    let field = |name: &str| format!("messages[{index}].{name}");
+    let invalid = |field, problem| EngineError::invalid_message_field(index, field, problem);
     let client_id = send.id.is_some();
-    let id = match send.id {
+    let id = match send.id.take() {
         Some(id) => MessageId::try_from(id)
-            .map_err(|e| field_error(&field("id"), &e.to_string()))?
+            .map_err(|source| invalid(MessageField::Id, FieldProblem::InvalidId { source }))?
             .to_string(),
         None => generate_id(),
     };
     let priority = send.priority.unwrap_or(0);
     if priority > PRIORITY_MAX {
-        return Err(field_error(
-            &field("priority"),
-            &format!("{priority} is above the highest priority {PRIORITY_MAX}"),
-        ));
+        let problem = FieldProblem::OutOfRange {
+            value: priority.into(),
+            min: 0,
+            max: PRIORITY_MAX.into(),
+        };
+        return Err(invalid(MessageField::Priority, problem));
     }
     if send.delay.is_some() && send.deliver_at.is_some() {
-        return Err(field_error(
-            &field("delay_ms"),
-            "give delay_ms or deliver_at, not both",
-        ));
+        let problem = FieldProblem::Conflicts {
+            with: MessageField::DeliverAt,
+        };
+        return Err(invalid(MessageField::Delay, problem));
     }
     let deliver_at = send
         .deliver_at
@@ -75,21 +81,19 @@ fn message_from_send(
         .filter(|at| *at > now);
     let expires_at = match send.ttl {
         Some(ttl) if ttl.is_zero() => {
-            return Err(field_error(&field("ttl_ms"), "must be at least 1"));
+            let problem = FieldProblem::DurationOutOfRange {
+                value: ttl,
+                min: Duration::from_millis(1),
+                max: Duration::MAX,
+            };
+            return Err(invalid(MessageField::Ttl, problem));
         }
         Some(ttl) => Some(now.saturating_add(ttl.as_millis() as u64)),
         None => None,
     };
-    check_length(&field("content_type"), send.content_type.as_deref())?;
-    check_length(&field("group"), send.group.as_deref())?;
-    check_length(&field("correlation_id"), send.correlation_id.as_deref())?;
-    check_length(&field("reply_to"), send.reply_to.as_deref())?;
-    for (name, value) in &send.headers {
-        check_length(&field("headers"), Some(name))?;
-        check_length(&field(&format!("headers.{name}")), Some(value))?;
-    }
+    check_lengths(index, &send)?;
     if send.group.as_deref() == Some("") {
-        return Err(field_error(&field("group"), "must not be empty"));
+        return Err(invalid(MessageField::Group, FieldProblem::Empty));
     }
     let message = Message {
         id,
@@ -110,27 +114,39 @@ fn message_from_send(
     Ok((message, client_id))
 }
 
-fn check_length(field: &str, value: Option<&str>) -> Result<(), EngineError> {
-    match value {
-        Some(value) if value.len() > FIELD_BYTES_MAX => Err(field_error(
-            field,
-            &format!("{} bytes is longer than {FIELD_BYTES_MAX}", value.len()),
-        )),
-        _ => Ok(()),
+/// Every text field of the message at `index` within [`FIELD_BYTES_MAX`].
+fn check_lengths(index: usize, send: &SendMessage) -> Result<(), EngineError> {
+    let texts = [
+        (MessageField::ContentType, send.content_type.as_deref()),
+        (MessageField::Group, send.group.as_deref()),
+        (MessageField::CorrelationId, send.correlation_id.as_deref()),
+        (MessageField::ReplyTo, send.reply_to.as_deref()),
+    ];
+    let headers = send.headers.iter().flat_map(|(name, value)| {
+        let value_field = MessageField::HeaderValue { name: name.clone() };
+        [
+            (MessageField::HeaderName, Some(name.as_str())),
+            (value_field, Some(value.as_str())),
+        ]
+    });
+    for (field, value) in texts.into_iter().chain(headers) {
+        match value {
+            Some(value) if value.len() > FIELD_BYTES_MAX => {
+                let problem = FieldProblem::TooLong {
+                    len: value.len(),
+                    max: FIELD_BYTES_MAX,
+                };
+                return Err(EngineError::invalid_message_field(index, field, problem));
+            }
+            _ => {}
+        }
     }
-}
-
-pub(crate) fn field_error(field: &str, reason: &str) -> EngineError {
-    EngineError::InvalidField {
-        field: field.to_string(),
-        reason: reason.to_string(),
-    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn ids() -> impl FnMut() -> String {
         let mut n = 0;
@@ -151,9 +167,68 @@ mod tests {
         ];
         let error = messages_from_batch(batch, 0, ids()).unwrap_err();
         assert!(
-            matches!(&error, EngineError::InvalidField { field, .. } if field == "messages[1].priority"),
-            "{error}"
+            matches!(
+                &error,
+                EngineError::InvalidField {
+                    field: Field::Message {
+                        index: 1,
+                        field: MessageField::Priority
+                    },
+                    problem: FieldProblem::OutOfRange {
+                        value: 12,
+                        min: 0,
+                        max: 9
+                    },
+                }
+            ),
+            "{error:?}"
         );
+    }
+
+    #[test]
+    fn errors_name_the_header_and_the_conflicting_field() {
+        let long = "x".repeat(FIELD_BYTES_MAX + 1);
+        let batch = vec![SendMessage {
+            headers: [("region".to_string(), long)].into(),
+            ..SendMessage::default()
+        }];
+        let error = messages_from_batch(batch, 0, ids()).unwrap_err();
+        let EngineError::InvalidField { field, problem } = error else {
+            panic!("{error:?}");
+        };
+        let header = MessageField::HeaderValue {
+            name: "region".to_string(),
+        };
+        assert_eq!(
+            field,
+            Field::Message {
+                index: 0,
+                field: header
+            }
+        );
+        let too_long = FieldProblem::TooLong {
+            len: FIELD_BYTES_MAX + 1,
+            max: FIELD_BYTES_MAX,
+        };
+        assert_eq!(problem, too_long);
+
+        let both = vec![SendMessage {
+            delay: Some(Duration::from_secs(1)),
+            deliver_at: Some(5_000),
+            ..SendMessage::default()
+        }];
+        assert!(matches!(
+            messages_from_batch(both, 0, ids()),
+            Err(EngineError::InvalidField {
+                field: Field::Message {
+                    index: 0,
+                    field: MessageField::Delay
+                },
+                problem: FieldProblem::Conflicts {
+                    with: MessageField::DeliverAt
+                },
+            })
+        ));
     }
 
     #[test]
@@ -176,11 +251,18 @@ mod tests {
         let batch = vec![SendMessage::default(); SEND_BATCH_MESSAGES_MAX + 1];
         assert!(matches!(
             messages_from_batch(batch, 0, ids()),
-            Err(EngineError::TooLarge { .. })
+            Err(EngineError::TooLarge {
+                limit: SizeLimit::BatchMessages,
+                size,
+                max: SEND_BATCH_MESSAGES_MAX,
+            }) if size == SEND_BATCH_MESSAGES_MAX + 1
         ));
         assert!(matches!(
             messages_from_batch(Vec::new(), 0, ids()),
-            Err(EngineError::InvalidField { .. })
+            Err(EngineError::InvalidField {
+                field: Field::Batch,
+                problem: FieldProblem::Empty
+            })
         ));
     }
 }

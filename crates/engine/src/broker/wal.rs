@@ -18,9 +18,12 @@
 //! A message's seq is the offset of its `enqueued` record in its WAL. Space is reclaimed for a
 //! whole WAL at once: segments below the oldest record any queue still needs are deleted.
 
-use super::{parse_name, records::RecordError, replay, validate, Engine, QUEUE_META_PREFIX};
+use super::{parse_name, records::RecordError, replay, Engine, QUEUE_META_PREFIX};
 use crate::{
-    error::EngineError, log_throttle::LogThrottle, queue::QueueOptions, queue::QueueState,
+    error::{DefinitionError, EngineError},
+    log_throttle::LogThrottle,
+    queue::QueueOptions,
+    queue::QueueState,
 };
 use bytes::{BufMut, Bytes, BytesMut};
 use std::{collections::HashMap, sync::atomic::Ordering, sync::Arc};
@@ -89,9 +92,11 @@ impl Engine {
         let store = &self.inner.store;
         let mut definitions = Vec::new();
         for (key, value) in store.meta_list(QUEUE_META_PREFIX) {
-            let name = parse_name(&key[QUEUE_META_PREFIX.len()..])?;
-            let options: QueueOptions = serde_json::from_value(value)
-                .map_err(|e| validate::field_error(&format!("metadata {key}"), &e.to_string()))?;
+            let corrupt = |source| EngineError::corrupt_definition(&key, source);
+            let name = parse_name(&key[QUEUE_META_PREFIX.len()..])
+                .map_err(|e| corrupt(DefinitionError::Refused(Box::new(e))))?;
+            let options: QueueOptions =
+                serde_json::from_value(value).map_err(|e| corrupt(DefinitionError::Decode(e)))?;
             let resource = store
                 .meta_get(&resource_key(name.as_str()))
                 .and_then(|value| value.as_u64())
@@ -105,9 +110,11 @@ impl Engine {
         self.delete_legacy_logs(&definitions).await?;
         let mut durable = HashMap::new();
         let mut transient = HashMap::new();
-        for (_, options, resource) in &definitions {
-            let state = QueueState::new(options.clone(), self.inner.seed)
-                .map_err(|e| validate::field_error(e.field(), &e.to_string()))?;
+        for (name, options, resource) in &definitions {
+            let state = QueueState::new(options.clone(), self.inner.seed).map_err(|e| {
+                let key = format!("{QUEUE_META_PREFIX}{name}");
+                EngineError::corrupt_definition(&key, DefinitionError::Refused(Box::new(e.into())))
+            })?;
             match options.durable {
                 true => durable.insert(*resource, state),
                 false => transient.insert(*resource, state),

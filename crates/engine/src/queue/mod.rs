@@ -27,7 +27,8 @@ pub use backoff::retry_delay_ms;
 pub use dedup::DedupKey;
 pub use message::{EnqueueMeta, MessageStatus, MessageView, Seq};
 pub use options::{
-    OptionsError, Overflow, QueueOptions, DEDUP_WINDOW_MS_MAX, LEASE_MS_MAX, RETRY_BACKOFF_MS_MAX,
+    OptionField, OptionsError, Overflow, QueueOptions, DEDUP_WINDOW_MS_MAX, LEASE_MS_MAX,
+    RETRY_BACKOFF_MS_MAX,
 };
 pub use outcome::{
     DeadLetterReason, Delivery, EnqueueOutcome, NackAction, NackOutcome, QueueFull, Received,

@@ -2,6 +2,7 @@
 //! deduplication, with defaults that work when a queue is declared with none.
 
 use serde::{Deserialize, Serialize};
+use std::fmt;
 use wharf_model::QueueName;
 
 /// Longest lease a receive or extend may ask for: 12 hours, as SQS's visibility timeout.
@@ -69,12 +70,47 @@ pub struct QueueOptions {
     pub single_active_consumer: bool,
 }
 
-/// An option outside what the queue can honour; `field` names it as in the JSON.
+/// One field of [`QueueOptions`], for errors that name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OptionField {
+    Durable,
+    LeaseMs,
+    MaxDeliveries,
+    DeadLetterQueue,
+    RetryBackoffMs,
+    RetryBackoffMaxMs,
+    MessageTtlMs,
+    MaxLength,
+    Overflow,
+    DedupWindowMs,
+    SingleActiveConsumer,
+}
+
+impl fmt::Display for OptionField {
+    /// The field's name in [`QueueOptions`].
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OptionField::Durable => "durable",
+            OptionField::LeaseMs => "lease_ms",
+            OptionField::MaxDeliveries => "max_deliveries",
+            OptionField::DeadLetterQueue => "dead_letter_queue",
+            OptionField::RetryBackoffMs => "retry_backoff_ms",
+            OptionField::RetryBackoffMaxMs => "retry_backoff_max_ms",
+            OptionField::MessageTtlMs => "message_ttl_ms",
+            OptionField::MaxLength => "max_length",
+            OptionField::Overflow => "overflow",
+            OptionField::DedupWindowMs => "dedup_window_ms",
+            OptionField::SingleActiveConsumer => "single_active_consumer",
+        })
+    }
+}
+
+/// An option outside what the queue can honour; `field` names it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OptionsError {
     #[error("{field} is {value}; allowed are {min}..={max}")]
     OutOfRange {
-        field: &'static str,
+        field: OptionField,
         value: u64,
         min: u64,
         max: u64,
@@ -87,11 +123,11 @@ pub enum OptionsError {
 }
 
 impl OptionsError {
-    /// The offending field, for errors that name it (RFC 9457 problem details).
-    pub fn field(&self) -> &'static str {
+    /// The offending field.
+    pub fn field(&self) -> OptionField {
         match self {
-            OptionsError::OutOfRange { field, .. } => field,
-            OptionsError::BackoffMaxBelowBase { .. } => "retry_backoff_max_ms",
+            OptionsError::OutOfRange { field, .. } => *field,
+            OptionsError::BackoffMaxBelowBase { .. } => OptionField::RetryBackoffMaxMs,
         }
     }
 }
@@ -117,18 +153,23 @@ impl Default for QueueOptions {
 impl QueueOptions {
     /// Checks every field; the first bad one is reported.
     pub fn validate(&self) -> Result<(), OptionsError> {
-        check_range("lease_ms", self.lease_ms, 1, LEASE_MS_MAX)?;
+        check_range(OptionField::LeaseMs, self.lease_ms, 1, LEASE_MS_MAX)?;
         if let Some(max_deliveries) = self.max_deliveries {
-            check_range("max_deliveries", max_deliveries.into(), 1, u32::MAX.into())?;
+            check_range(
+                OptionField::MaxDeliveries,
+                max_deliveries.into(),
+                1,
+                u32::MAX.into(),
+            )?;
         }
         check_range(
-            "retry_backoff_ms",
+            OptionField::RetryBackoffMs,
             self.retry_backoff_ms,
             0,
             RETRY_BACKOFF_MS_MAX,
         )?;
         check_range(
-            "retry_backoff_max_ms",
+            OptionField::RetryBackoffMaxMs,
             self.retry_backoff_max_ms,
             0,
             RETRY_BACKOFF_MS_MAX,
@@ -140,13 +181,13 @@ impl QueueOptions {
             });
         }
         if let Some(message_ttl_ms) = self.message_ttl_ms {
-            check_range("message_ttl_ms", message_ttl_ms, 1, u64::MAX)?;
+            check_range(OptionField::MessageTtlMs, message_ttl_ms, 1, u64::MAX)?;
         }
         if let Some(max_length) = self.max_length {
-            check_range("max_length", max_length, 1, u64::MAX)?;
+            check_range(OptionField::MaxLength, max_length, 1, u64::MAX)?;
         }
         check_range(
-            "dedup_window_ms",
+            OptionField::DedupWindowMs,
             self.dedup_window_ms,
             0,
             DEDUP_WINDOW_MS_MAX,
@@ -154,7 +195,7 @@ impl QueueOptions {
     }
 }
 
-fn check_range(field: &'static str, value: u64, min: u64, max: u64) -> Result<(), OptionsError> {
+fn check_range(field: OptionField, value: u64, min: u64, max: u64) -> Result<(), OptionsError> {
     if value < min || value > max {
         return Err(OptionsError::OutOfRange {
             field,
@@ -204,27 +245,33 @@ mod tests {
             lease_ms: 0,
             ..QueueOptions::default()
         };
-        assert_eq!(zero_lease.validate().unwrap_err().field(), "lease_ms");
+        assert_eq!(
+            zero_lease.validate().unwrap_err().field(),
+            OptionField::LeaseMs
+        );
         let zero_deliveries = QueueOptions {
             max_deliveries: Some(0),
             ..QueueOptions::default()
         };
         assert_eq!(
             zero_deliveries.validate().unwrap_err().field(),
-            "max_deliveries"
+            OptionField::MaxDeliveries
         );
         let zero_length = QueueOptions {
             max_length: Some(0),
             ..QueueOptions::default()
         };
-        assert_eq!(zero_length.validate().unwrap_err().field(), "max_length");
+        assert_eq!(
+            zero_length.validate().unwrap_err().field(),
+            OptionField::MaxLength
+        );
         let long_window = QueueOptions {
             dedup_window_ms: DEDUP_WINDOW_MS_MAX + 1,
             ..QueueOptions::default()
         };
         assert_eq!(
             long_window.validate().unwrap_err().field(),
-            "dedup_window_ms"
+            OptionField::DedupWindowMs
         );
     }
 
@@ -236,7 +283,7 @@ mod tests {
             ..QueueOptions::default()
         };
         let error = options.validate().unwrap_err();
-        assert_eq!(error.field(), "retry_backoff_max_ms");
+        assert_eq!(error.field(), OptionField::RetryBackoffMaxMs);
         assert!(
             error.to_string().contains("below retry_backoff_ms"),
             "{error}"

@@ -13,7 +13,7 @@ pub(crate) use retained::{RetainedEntry, RetainedIndex};
 pub use router::{Route, Router};
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, fmt};
 use wharf_model::pattern::Syntax;
 
 /// How a topic matches routing keys to bindings (RabbitMQ's exchange types).
@@ -31,6 +31,17 @@ pub enum TopicKind {
     Headers,
 }
 
+impl fmt::Display for TopicKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TopicKind::Topic => "topic",
+            TopicKind::Direct => "direct",
+            TopicKind::Fanout => "fanout",
+            TopicKind::Headers => "headers",
+        })
+    }
+}
+
 /// Where routed messages go.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -40,12 +51,30 @@ pub enum Destination {
     Topic(String),
 }
 
+/// What kind of resource a [`Destination`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DestinationKind {
+    Queue,
+    Stream,
+    Topic,
+}
+
+impl fmt::Display for DestinationKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DestinationKind::Queue => "queue",
+            DestinationKind::Stream => "stream",
+            DestinationKind::Topic => "topic",
+        })
+    }
+}
+
 impl Destination {
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> DestinationKind {
         match self {
-            Destination::Queue(_) => "queue",
-            Destination::Stream(_) => "stream",
-            Destination::Topic(_) => "topic",
+            Destination::Queue(_) => DestinationKind::Queue,
+            Destination::Stream(_) => DestinationKind::Stream,
+            Destination::Topic(_) => DestinationKind::Topic,
         }
     }
 

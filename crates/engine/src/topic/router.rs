@@ -6,7 +6,7 @@
 //! headers bindings are scanned (their cost is the number of bindings by definition).
 
 use super::{BindingSpec, Destination, HeadersMode, RulesMode, TopicKind, TopicOptions};
-use crate::error::EngineError;
+use crate::error::{EngineError, Field, FieldProblem};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use wharf_model::{
     filter::{Evaluation, Filter},
@@ -66,10 +66,11 @@ impl Router {
     /// Replaces rules, alternate and retain; the kind is fixed once bindings exist.
     pub fn set_options(&mut self, options: TopicOptions) -> Result<(), EngineError> {
         if options.kind != self.options.kind && !self.bindings.is_empty() {
-            return Err(field_error(
-                "kind",
-                "a topic's kind cannot change while it has bindings",
-            ));
+            let problem = FieldProblem::FixedWhileBound {
+                from: self.options.kind,
+                to: options.kind,
+            };
+            return Err(EngineError::invalid_field(Field::TopicKind, problem));
         }
         self.rules = compile_rules(&options)?;
         self.options = options;
@@ -222,26 +223,33 @@ impl Router {
 
     fn compile(&self, spec: &BindingSpec) -> Result<Compiled, EngineError> {
         let pattern = match self.options.kind {
-            TopicKind::Topic => Some(
-                Pattern::parse(&spec.pattern, spec.syntax)
-                    .map_err(|e| field_error("pattern", &e.to_string()))?,
-            ),
+            TopicKind::Topic => Some(Pattern::parse(&spec.pattern, spec.syntax).map_err(
+                |source| {
+                    EngineError::invalid_field(
+                        Field::Pattern,
+                        FieldProblem::InvalidPattern { source },
+                    )
+                },
+            )?),
             _ => None,
         };
         if self.options.kind == TopicKind::Headers
             && spec.headers.is_none()
             && spec.filter.is_none()
         {
-            return Err(field_error(
-                "headers",
-                "a binding of a headers topic needs `headers` (or a `filter`)",
-            ));
+            let problem = FieldProblem::Required {
+                unless: Some(Field::Filter),
+            };
+            return Err(EngineError::invalid_field(Field::Headers, problem));
         }
         let filter = spec
             .filter
             .as_deref()
-            .map(|text| Filter::parse(text).map_err(|e| field_error("filter", &e.to_string())))
-            .transpose()?;
+            .map(Filter::parse)
+            .transpose()
+            .map_err(|source| {
+                EngineError::invalid_field(Field::Filter, FieldProblem::InvalidFilter { source })
+            })?;
         Ok(Compiled {
             spec: spec.clone(),
             pattern,
@@ -280,19 +288,17 @@ fn compile_rules(options: &TopicOptions) -> Result<Vec<(Filter, Destination)>, E
         .rules
         .iter()
         .enumerate()
-        .map(|(i, rule)| {
+        .map(|(index, rule)| {
             Filter::parse(&rule.filter)
                 .map(|filter| (filter, rule.destination.clone()))
-                .map_err(|e| field_error(&format!("rules[{i}].filter"), &e.to_string()))
+                .map_err(|source| {
+                    EngineError::invalid_field(
+                        Field::RuleFilter { index },
+                        FieldProblem::InvalidFilter { source },
+                    )
+                })
         })
         .collect()
-}
-
-fn field_error(field: &str, reason: &str) -> EngineError {
-    EngineError::InvalidField {
-        field: field.to_string(),
-        reason: reason.to_string(),
-    }
 }
 
 #[cfg(test)]
@@ -524,13 +530,21 @@ mod tests {
     fn bad_patterns_and_filters_name_their_field() {
         let mut router = router(TopicKind::Topic);
         let bad = binding("a.#.b#", Syntax::Mqtt, "x");
-        assert!(
-            matches!(router.add("1".into(), bad), Err(EngineError::InvalidField { field, .. }) if field == "pattern")
-        );
+        assert!(matches!(
+            router.add("1".into(), bad),
+            Err(EngineError::InvalidField {
+                field: Field::Pattern,
+                problem: FieldProblem::InvalidPattern { .. }
+            })
+        ));
         let mut bad_filter = binding("a", Syntax::Amqp, "x");
         bad_filter.filter = Some("amount >".into());
-        assert!(
-            matches!(router.add("1".into(), bad_filter), Err(EngineError::InvalidField { field, .. }) if field == "filter")
-        );
+        assert!(matches!(
+            router.add("1".into(), bad_filter),
+            Err(EngineError::InvalidField {
+                field: Field::Filter,
+                problem: FieldProblem::InvalidFilter { .. }
+            })
+        ));
     }
 }

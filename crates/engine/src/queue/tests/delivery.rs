@@ -505,7 +505,11 @@ fn an_aborted_nack_leaves_the_lease_and_the_counters_as_they_were() {
     assert!(queue.check_ack(delivery.receipt, T0).is_err(), "settling");
     assert!(queue.abort_settle(settle.seq));
     queue.check_invariants();
-    assert_eq!(queue.check_ack(delivery.receipt, T0), Ok(Seq(1)), "the lease holds");
+    assert_eq!(
+        queue.check_ack(delivery.receipt, T0),
+        Ok(Seq(1)),
+        "the lease holds"
+    );
     let stats = queue.stats(T0);
     assert_eq!((stats.leased, stats.counters.nacked), (1, 0));
     assert_eq!(stats.counters.dead_lettered, 0);
@@ -550,7 +554,10 @@ fn a_settling_group_head_holds_its_group_until_written() {
     assert_eq!(seqs(&queue.receive(1, None, T0).deliveries), [1]);
     // The lease runs out on the last delivery: seq 1 settles, but is not written yet.
     let received = queue.receive(1, None, T0 + 10);
-    assert!(received.deliveries.is_empty(), "seq 2 waits behind its head");
+    assert!(
+        received.deliveries.is_empty(),
+        "seq 2 waits behind its head"
+    );
     assert_eq!(
         received.settled,
         [dead_lettered(1, 1, DeadLetterReason::MaxDeliveries)]

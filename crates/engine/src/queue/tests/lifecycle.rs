@@ -660,7 +660,10 @@ fn set_options_applies_to_later_decisions_and_is_validated() {
         lease_ms: 0,
         ..QueueOptions::default()
     };
-    assert_eq!(queue.set_options(bad).unwrap_err().field(), "lease_ms");
+    assert_eq!(
+        queue.set_options(bad).unwrap_err().field(),
+        crate::queue::OptionField::LeaseMs
+    );
     assert_eq!(queue.options().lease_ms, 5);
     assert!(QueueState::new(
         QueueOptions {

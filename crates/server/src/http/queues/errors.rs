@@ -1,62 +1,155 @@
 //! The one mapping from [`EngineError`] to an HTTP reply. Exhaustive on purpose (no `_` arm):
 //! a new engine error does not compile until this door decides its status.
+//!
+//! The engine names a field in its own terms (the priority of message 3, the queue option
+//! `lease_ms`); this door turns that into the path of the member in its request body
+//! (`messages[3].priority`) for the problem's `field`, and words `detail` with that path.
 
-use crate::http::{Problem, ProblemCode};
-use wharf_engine::{log_throttle::LogThrottle, EngineError};
+use super::wire::{message_member, option_member};
+use crate::http::{topics::wire::destination_member, Problem, ProblemCode};
+use wharf_engine::{
+    error::{Field, FieldProblem},
+    log_throttle::LogThrottle,
+    EngineError,
+};
+
+/// Where a request body holds the message fields an engine error may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MessagesAt {
+    /// In a `messages` array: `messages[3].priority` (sends and publishes).
+    Array,
+    /// At the top of the body, one message: `priority` (requests, scatters and replies).
+    Top,
+}
 
 impl From<EngineError> for Problem {
+    /// The problem for an endpoint whose messages, if any, are in a `messages` array.
     fn from(error: EngineError) -> Self {
-        let detail = error.to_string();
-        let code = match &error {
-            EngineError::InvalidName { .. } => {
-                return Problem::new(ProblemCode::InvalidName)
-                    .with_detail(detail)
-                    .with_field("name")
+        engine_problem(error, MessagesAt::Array)
+    }
+}
+
+/// The problem for `error`, its `field` a path in a body with messages at `messages`.
+pub(crate) fn engine_problem(error: EngineError, messages: MessagesAt) -> Problem {
+    let code = match &error {
+        EngineError::InvalidName { .. } => {
+            return Problem::new(ProblemCode::InvalidName)
+                .with_detail(error.to_string())
+                .with_field("name")
+        }
+        EngineError::InvalidField { field, problem } => {
+            let path = field_path(field, messages);
+            return Problem::new(ProblemCode::InvalidField)
+                .with_detail(format!(
+                    "invalid {path}: {}",
+                    field_wording(problem, messages)
+                ))
+                .with_field(path);
+        }
+        EngineError::QueueNotFound { .. } => ProblemCode::QueueNotFound,
+        EngineError::TopicNotFound { .. } => ProblemCode::TopicNotFound,
+        EngineError::BindingNotFound { .. } => ProblemCode::BindingNotFound,
+        EngineError::ReplyNotFound { .. } => ProblemCode::ReplyNotFound,
+        EngineError::Timeout { .. } => ProblemCode::Timeout,
+        EngineError::TooLarge { .. } => ProblemCode::TooLarge,
+        EngineError::QueueFull { .. } => ProblemCode::QueueFull,
+        EngineError::LimitReached { .. } => ProblemCode::LimitReached,
+        EngineError::ShuttingDown => ProblemCode::Unavailable,
+        EngineError::QueueBroken { .. } => ProblemCode::QueueBroken,
+        EngineError::Internal { .. } => ProblemCode::Internal,
+        // Storage errors name files and OS errors: the log gets them, the client a summary.
+        EngineError::Storage(storage) if storage.is_disk_full() => {
+            static THROTTLE: LogThrottle = LogThrottle::new();
+            if let Some(suppressed) = THROTTLE.allow() {
+                tracing::warn!(error = %storage, suppressed, "request failed: disk full");
             }
-            EngineError::InvalidField { field, .. } => {
-                return Problem::new(ProblemCode::InvalidField)
-                    .with_field(field.clone())
-                    .with_detail(detail)
+            return Problem::new(ProblemCode::DiskFull)
+                .with_detail("the disk is full; nothing of this request was stored");
+        }
+        EngineError::Storage(storage) => {
+            static THROTTLE: LogThrottle = LogThrottle::new();
+            if let Some(suppressed) = THROTTLE.allow() {
+                tracing::error!(error = %storage, suppressed, "request failed: storage error");
             }
-            EngineError::QueueNotFound { .. } => ProblemCode::QueueNotFound,
-            EngineError::TopicNotFound { .. } => ProblemCode::TopicNotFound,
-            EngineError::BindingNotFound { .. } => ProblemCode::BindingNotFound,
-            EngineError::ReplyNotFound { .. } => ProblemCode::ReplyNotFound,
-            EngineError::Timeout { .. } => ProblemCode::Timeout,
-            EngineError::TooLarge { .. } => ProblemCode::TooLarge,
-            EngineError::QueueFull { .. } => ProblemCode::QueueFull,
-            EngineError::LimitReached { .. } => ProblemCode::LimitReached,
-            EngineError::ShuttingDown => ProblemCode::Unavailable,
-            EngineError::QueueBroken { .. } => ProblemCode::QueueBroken,
-            EngineError::Internal { .. } => ProblemCode::Internal,
-            // Storage errors name files and OS errors: the log gets them, the client a summary.
-            EngineError::Storage(storage) if storage.is_disk_full() => {
-                static THROTTLE: LogThrottle = LogThrottle::new();
-                if let Some(suppressed) = THROTTLE.allow() {
-                    tracing::warn!(error = %storage, suppressed, "request failed: disk full");
-                }
-                return Problem::new(ProblemCode::DiskFull)
-                    .with_detail("the disk is full; nothing of this request was stored");
+            return Problem::new(ProblemCode::StorageError)
+                .with_detail("storage failed; the server log has the details");
+        }
+        // Only opening the engine meets a corrupt definition; counted with unreadable records.
+        EngineError::Record(_) | EngineError::CorruptDefinition { .. } => {
+            static THROTTLE: LogThrottle = LogThrottle::new();
+            if let Some(suppressed) = THROTTLE.allow() {
+                tracing::error!(%error, suppressed, "request failed: bad stored data");
             }
-            EngineError::Storage(storage) => {
-                static THROTTLE: LogThrottle = LogThrottle::new();
-                if let Some(suppressed) = THROTTLE.allow() {
-                    tracing::error!(error = %storage, suppressed, "request failed: storage error");
-                }
-                return Problem::new(ProblemCode::StorageError)
-                    .with_detail("storage failed; the server log has the details");
+            return Problem::new(ProblemCode::StorageError)
+                .with_detail("a stored record could not be read; the server log has the details");
+        }
+    };
+    Problem::new(code).with_detail(error.to_string())
+}
+
+/// The path of the body member that carries `field`.
+fn field_path(field: &Field, messages: MessagesAt) -> String {
+    let member = match field {
+        Field::Batch => "messages",
+        Field::Message { index, field } => {
+            return match messages {
+                MessagesAt::Array => format!("messages[{index}].{}", message_member(field)),
+                MessagesAt::Top => message_member(field),
             }
-            EngineError::Record(record) => {
-                static THROTTLE: LogThrottle = LogThrottle::new();
-                if let Some(suppressed) = THROTTLE.allow() {
-                    tracing::error!(error = %record, suppressed, "request failed: bad record");
-                }
-                return Problem::new(ProblemCode::StorageError).with_detail(
-                    "a stored record could not be read; the server log has the details",
-                );
-            }
-        };
-        Problem::new(code).with_detail(detail)
+        }
+        Field::QueueOption(option) => option_member(*option),
+        Field::MaxMessages => "max_messages",
+        Field::Wait => "wait_ms",
+        Field::Lease => "lease_ms",
+        Field::Credit => "credit",
+        Field::Expect => "expect",
+        Field::ReplyTo => "reply_to",
+        Field::TopicKind => "kind",
+        Field::RuleFilter { index } => return format!("rules[{index}].filter"),
+        Field::Pattern => "pattern",
+        Field::Filter => "filter",
+        Field::Headers => "headers",
+        Field::Destination { kind } => destination_member(*kind),
+        Field::CreateQueue => "create_queue",
+    };
+    member.to_string()
+}
+
+/// What is wrong with a field, in this door's words: problems that name a second field name
+/// it by its member; the others read as the engine words them.
+fn field_wording(problem: &FieldProblem, messages: MessagesAt) -> String {
+    match problem {
+        FieldProblem::BelowOption {
+            value,
+            other,
+            other_value,
+        } => format!("{value} is below {} ({other_value})", option_member(*other)),
+        FieldProblem::Required {
+            unless: Some(unless),
+        } => {
+            format!("is required (or {})", field_path(unless, messages))
+        }
+        FieldProblem::Conflicts { with } => {
+            format!(
+                "conflicts with {}; give one of the two",
+                message_member(with)
+            )
+        }
+        FieldProblem::Required { unless: None }
+        | FieldProblem::OutOfRange { .. }
+        | FieldProblem::DurationOutOfRange { .. }
+        | FieldProblem::TooLong { .. }
+        | FieldProblem::Empty
+        | FieldProblem::InvalidId { .. }
+        | FieldProblem::InvalidPattern { .. }
+        | FieldProblem::InvalidFilter { .. }
+        | FieldProblem::OwnDeadLetterQueue
+        | FieldProblem::FixedAtCreation
+        | FieldProblem::FixedWhileBound { .. }
+        | FieldProblem::NotAQueue
+        | FieldProblem::StreamsUnavailable
+        | FieldProblem::NotAReplyAddress
+        | FieldProblem::CorrelationMismatch => problem.to_string(),
     }
 }
 
@@ -64,6 +157,12 @@ impl From<EngineError> for Problem {
 mod tests {
     use super::*;
     use std::{io, sync::Arc};
+    use wharf_engine::{
+        error::{MessageField, NameProblem, ResourceKind, SizeLimit},
+        queue::OptionField,
+        topic::DestinationKind,
+    };
+    use wharf_model::QueueNameError;
     use wharf_storage::StorageError;
 
     fn problem(error: EngineError) -> Problem {
@@ -73,19 +172,111 @@ mod tests {
     #[test]
     fn client_errors_name_their_field() {
         let invalid_name = problem(EngineError::InvalidName {
-            kind: "queue",
+            kind: ResourceKind::Queue,
             name: "a b".to_string(),
-            reason: "space".to_string(),
+            problem: NameProblem::Rules {
+                source: QueueNameError::InvalidCharacter {
+                    character: ' ',
+                    position: 1,
+                },
+            },
         });
         assert_eq!(invalid_name.status, 400);
+        assert_eq!(invalid_name.code, ProblemCode::InvalidName);
         assert_eq!(invalid_name.field.as_deref(), Some("name"));
-        let invalid_field = problem(EngineError::InvalidField {
-            field: "messages[0].priority".to_string(),
-            reason: "too high".to_string(),
-        });
+        let invalid_field = problem(priority_error(3));
         assert_eq!(invalid_field.status, 400);
-        assert_eq!(invalid_field.field.as_deref(), Some("messages[0].priority"));
-        assert!(invalid_field.detail.unwrap().contains("too high"));
+        assert_eq!(invalid_field.code, ProblemCode::InvalidField);
+        assert_eq!(invalid_field.field.as_deref(), Some("messages[3].priority"));
+        assert_eq!(
+            invalid_field.detail.as_deref(),
+            Some("invalid messages[3].priority: 12 is above the maximum 9")
+        );
+    }
+
+    #[test]
+    fn fields_become_paths_of_the_body_they_came_in() {
+        let top = engine_problem(priority_error(0), MessagesAt::Top);
+        assert_eq!(top.field.as_deref(), Some("priority"));
+        let cases = [
+            (
+                Field::QueueOption(OptionField::RetryBackoffMaxMs),
+                "retry_backoff_max_ms",
+            ),
+            (Field::Wait, "wait_ms"),
+            (Field::Lease, "lease_ms"),
+            (Field::RuleFilter { index: 2 }, "rules[2].filter"),
+            (
+                Field::Destination {
+                    kind: DestinationKind::Stream,
+                },
+                "stream",
+            ),
+            (
+                Field::Message {
+                    index: 1,
+                    field: MessageField::HeaderValue {
+                        name: "region".to_string(),
+                    },
+                },
+                "messages[1].headers.region",
+            ),
+            (
+                Field::Message {
+                    index: 0,
+                    field: MessageField::Ttl,
+                },
+                "messages[0].ttl_ms",
+            ),
+        ];
+        for (field, path) in cases {
+            let error = EngineError::InvalidField {
+                field,
+                problem: FieldProblem::Empty,
+            };
+            assert_eq!(problem(error).field.as_deref(), Some(path));
+        }
+    }
+
+    #[test]
+    fn details_name_a_second_field_by_its_member() {
+        let conflict = problem(EngineError::InvalidField {
+            field: Field::Message {
+                index: 0,
+                field: MessageField::Delay,
+            },
+            problem: FieldProblem::Conflicts {
+                with: MessageField::DeliverAt,
+            },
+        });
+        assert_eq!(
+            conflict.detail.as_deref(),
+            Some("invalid messages[0].delay_ms: conflicts with deliver_at; give one of the two")
+        );
+        let headers = problem(EngineError::InvalidField {
+            field: Field::Headers,
+            problem: FieldProblem::Required {
+                unless: Some(Field::Filter),
+            },
+        });
+        assert_eq!(
+            headers.detail.as_deref(),
+            Some("invalid headers: is required (or filter)")
+        );
+    }
+
+    fn priority_error(index: usize) -> EngineError {
+        EngineError::InvalidField {
+            field: Field::Message {
+                index,
+                field: MessageField::Priority,
+            },
+            problem: FieldProblem::OutOfRange {
+                value: 12,
+                min: 0,
+                max: 9,
+            },
+        }
     }
 
     #[test]
@@ -100,7 +291,7 @@ mod tests {
             ),
             (
                 EngineError::TooLarge {
-                    what: "a batch",
+                    limit: SizeLimit::BatchMessages,
                     size: 2_000,
                     max: 1_000,
                 },

@@ -12,7 +12,8 @@ use std::{collections::BTreeMap, time::Duration};
 use utoipa::{IntoParams, ToSchema};
 use wharf_engine::{
     broker::{Delivery, PeekedMessage, QueueInfo, ReceiptResult, Redriven, SendMessage, Sent},
-    queue::{QueueCounters, QueueOptions, QueueStats},
+    error::MessageField,
+    queue::{OptionField, QueueCounters, QueueOptions, QueueStats},
 };
 use wharf_model::message::{DeadLetter, Message};
 
@@ -279,6 +280,41 @@ impl Default for ReceiveBody {
             wait_ms: 0,
             lease_ms: None,
         }
+    }
+}
+
+/// The member of a [`NewMessage`] that carries the engine's message field `field`.
+pub(crate) fn message_member(field: &MessageField) -> String {
+    let member = match field {
+        MessageField::Id => "id",
+        MessageField::ContentType => "content_type",
+        MessageField::HeaderName => "headers",
+        MessageField::HeaderValue { name } => return format!("headers.{name}"),
+        MessageField::Priority => "priority",
+        MessageField::Delay => "delay_ms",
+        MessageField::DeliverAt => "deliver_at",
+        MessageField::Ttl => "ttl_ms",
+        MessageField::Group => "group",
+        MessageField::CorrelationId => "correlation_id",
+        MessageField::ReplyTo => "reply_to",
+    };
+    member.to_string()
+}
+
+/// The member of the queue options body (`PUT /v1/queues/{name}`) that carries `option`.
+pub(crate) fn option_member(option: OptionField) -> &'static str {
+    match option {
+        OptionField::Durable => "durable",
+        OptionField::LeaseMs => "lease_ms",
+        OptionField::MaxDeliveries => "max_deliveries",
+        OptionField::DeadLetterQueue => "dead_letter_queue",
+        OptionField::RetryBackoffMs => "retry_backoff_ms",
+        OptionField::RetryBackoffMaxMs => "retry_backoff_max_ms",
+        OptionField::MessageTtlMs => "message_ttl_ms",
+        OptionField::MaxLength => "max_length",
+        OptionField::Overflow => "overflow",
+        OptionField::DedupWindowMs => "dedup_window_ms",
+        OptionField::SingleActiveConsumer => "single_active_consumer",
     }
 }
 

@@ -7,7 +7,10 @@
 
 use crate::http::{
     json_body::JsonBody,
-    queues::wire::{message_body, MessageBody, NewMessage},
+    queues::{
+        errors::{engine_problem, MessagesAt},
+        wire::{message_body, MessageBody, NewMessage},
+    },
     topics::wire::{split_message, JsonObject},
     AppState, Problem, ProblemCode,
 };
@@ -234,7 +237,8 @@ pub async fn reply(
     let sent = state
         .engine
         .reply(&reply_to, &correlation_id, message)
-        .await?;
+        .await
+        .map_err(|error| engine_problem(error, MessagesAt::Top))?;
     Ok((StatusCode::CREATED, Json(ReplySentBody { id: sent.id })))
 }
 
@@ -250,16 +254,17 @@ fn timeout(timeout_ms: Option<u64>) -> Result<Duration, Problem> {
 }
 
 /// A waiting request would hold graceful shutdown for up to its whole timeout; it ends with
-/// 503 instead (the reply address goes with it).
+/// 503 instead (the reply address goes with it). The request's message is the body itself.
 async fn until_shutdown<T>(
     state: &AppState,
     waiting: impl Future<Output = Result<T, EngineError>>,
 ) -> Result<T, Problem> {
-    tokio::select! {
+    let result = tokio::select! {
         biased;
-        result = waiting => Ok(result?),
-        () = state.readiness.shutdown_begun() => Err(EngineError::ShuttingDown.into()),
-    }
+        result = waiting => result,
+        () = state.readiness.shutdown_begun() => Err(EngineError::ShuttingDown),
+    };
+    result.map_err(|error| engine_problem(error, MessagesAt::Top))
 }
 
 fn bad_field(field: &str, detail: &str) -> Problem {

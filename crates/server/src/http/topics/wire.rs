@@ -12,8 +12,8 @@ use utoipa::{IntoParams, ToSchema};
 use wharf_engine::{
     broker::{BindingInfo, PublishMessage, Published, TopicInfo, TopicStats},
     topic::{
-        BindingSpec, Destination, HeadersMatch, HeadersMode, RuleSpec, RulesMode, TopicKind,
-        TopicOptions,
+        BindingSpec, Destination, DestinationKind, HeadersMatch, HeadersMode, RuleSpec, RulesMode,
+        TopicKind, TopicOptions,
     },
 };
 use wharf_model::pattern::Syntax;
@@ -266,6 +266,15 @@ impl TopicBody {
     }
 }
 
+/// The member of a [`DestinationBody`] that names a destination of this kind.
+pub(crate) fn destination_member(kind: DestinationKind) -> &'static str {
+    match kind {
+        DestinationKind::Queue => "queue",
+        DestinationKind::Topic => "topic",
+        DestinationKind::Stream => "stream",
+    }
+}
+
 impl DestinationBody {
     /// The one destination given; `prefix` locates the fields in the request for a problem.
     pub fn into_destination(self, prefix: &str) -> Result<Destination, Problem> {
@@ -289,7 +298,7 @@ impl DestinationBody {
                 "one of queue, topic or stream names the destination",
             )),
             [_, second, ..] => Err(invalid(
-                second.kind(),
+                destination_member(second.kind()),
                 "give exactly one of queue, topic or stream",
             )),
         }
