@@ -597,21 +597,49 @@ impl LogStore for Log {
     }
 
     fn read(&self, offset: Offset) -> StorageFuture<'_, Option<Record>> {
+        let read = self.read_many(&[offset]);
+        Box::pin(async move { Ok(read.await?.pop().flatten()) })
+    }
+
+    /// Records in the tail cache are answered at once; the others are read with one job on
+    /// the blocking pool.
+    fn read_many(&self, offsets: &[Offset]) -> StorageFuture<'_, Vec<Option<Record>>> {
         let start = self.start_offset();
-        if offset < start {
+        if let Some(low) = offsets.iter().find(|offset| **offset < start) {
             let truncated = StorageError::OffsetTruncated {
-                offset: offset.0,
+                offset: low.0,
                 start: start.0,
             };
             return Box::pin(std::future::ready(Err(truncated)));
         }
-        if let Some(record) = self.inner.tail.lock().expect("tail lock").get(offset) {
-            return Box::pin(std::future::ready(Ok(Some(record))));
+        let mut found = Vec::with_capacity(offsets.len());
+        let mut missing = Vec::new();
+        {
+            let tail = self.inner.tail.lock().expect("tail lock");
+            for (index, offset) in offsets.iter().enumerate() {
+                let cached = tail.get(*offset);
+                if cached.is_none() {
+                    missing.push((index, *offset));
+                }
+                found.push(cached);
+            }
+        }
+        if missing.is_empty() {
+            return Box::pin(std::future::ready(Ok(found)));
         }
         let log = self.clone();
-        Box::pin(seam::off_runtime(&self.inner.dir, move || {
-            Log::read(&log, offset)
-        }))
+        Box::pin(async move {
+            let read = seam::off_runtime(&self.inner.dir, move || {
+                (missing.into_iter())
+                    .map(|(index, offset)| Ok((index, Log::read(&log, offset)?)))
+                    .collect::<Result<Vec<_>, StorageError>>()
+            })
+            .await?;
+            for (index, record) in read {
+                found[index] = record;
+            }
+            Ok(found)
+        })
     }
 
     fn read_batch(

@@ -317,6 +317,15 @@ impl LogStore for MemoryLog {
         Box::pin(async move { Ok(self.cell.read_batch(offset, 1, usize::MAX)?.pop()) })
     }
 
+    fn read_many(&self, offsets: &[Offset]) -> StorageFuture<'_, Vec<Option<Record>>> {
+        let offsets = offsets.to_vec();
+        Box::pin(async move {
+            (offsets.into_iter())
+                .map(|offset| Ok(self.cell.read_batch(offset, 1, usize::MAX)?.pop()))
+                .collect()
+        })
+    }
+
     fn read_batch(
         &self,
         from: Offset,

@@ -72,6 +72,11 @@ pub trait LogStore: Send + Sync + fmt::Debug {
     /// [`StorageError::OffsetTruncated`] below [`start_offset`](LogStore::start_offset).
     fn read(&self, offset: Offset) -> StorageFuture<'_, Option<Record>>;
 
+    /// The records at `offsets` (scattered, in any order), each `None` if not readable yet:
+    /// one call for a batch of deliveries, so that storage serves them with one trip to the
+    /// disk at most. [`StorageError::OffsetTruncated`] if any lies below the start.
+    fn read_many(&self, offsets: &[Offset]) -> StorageFuture<'_, Vec<Option<Record>>>;
+
     /// Up to `max_records` consecutive readable records from `from`, stopping before the
     /// payloads pass `max_bytes` in total; the first record is returned even if larger alone.
     /// Empty at or past the end. [`StorageError::OffsetTruncated`] below the start.

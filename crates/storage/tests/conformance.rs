@@ -475,6 +475,37 @@ async fn truncate_before_keeps_everything_from_the_offset_on(backend: impl Backe
     );
 }
 
+async fn read_many_answers_scattered_offsets_in_the_order_asked(mut backend: impl Backend) {
+    let log = open(&backend, "a").await;
+    for i in 0..40 {
+        log.append(&[record(i)], None).await.unwrap();
+    }
+    let asked = [39, 0, 17, 17, 3, 40, 1_000].map(Offset);
+    let check = |found: Vec<Option<wharf_storage::Record>>| {
+        let payloads: Vec<Option<Bytes>> =
+            found.into_iter().map(|r| r.map(|r| r.payload)).collect();
+        let expected: Vec<Option<Bytes>> = (asked.iter())
+            .map(|offset| (offset.0 < 40).then(|| record(offset.0)))
+            .collect();
+        assert_eq!(
+            payloads, expected,
+            "the newest from memory, the oldest from the files"
+        );
+    };
+    check(log.read_many(&asked).await.unwrap());
+    backend.restart().await;
+    let log = open(&backend, "a").await;
+    check(log.read_many(&asked).await.unwrap());
+    let start = log.truncate_before(Offset(20)).await.unwrap();
+    if start > Offset(0) {
+        let error = log.read_many(&[Offset(30), Offset(0)]).await.unwrap_err();
+        assert!(
+            matches!(error, StorageError::OffsetTruncated { offset: 0, .. }),
+            "{error:?}"
+        );
+    }
+}
+
 async fn truncation_survives_a_restart(mut backend: impl Backend) {
     let log = open(&backend, "a").await;
     for i in 0..100 {
@@ -709,6 +740,7 @@ suite!(
     read_batch_stops_at_max_records_and_max_bytes,
     read_batch_returns_one_record_larger_than_max_bytes,
     reads_at_or_past_the_end_find_nothing,
+    read_many_answers_scattered_offsets_in_the_order_asked,
     wait_for_wakes_when_the_record_is_committed,
     wait_for_fails_when_the_log_closes_first,
     truncate_before_keeps_everything_from_the_offset_on,

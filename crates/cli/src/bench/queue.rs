@@ -1,7 +1,9 @@
 //! `wharf bench queue`: a durable queue under P producers and C consumers over HTTP, the shape
 //! `bench/queue-vs-rabbitmq.sh` also drives RabbitMQ with (crates/peerbench).
 //!
-//! Producers send batches of `--batch` messages per request and count what the server confirmed;
+//! Producers send batches of `--batch` messages per request and count what the server confirmed.
+//! Like an AMQP publisher with a confirm window, each producer keeps up to `--window` messages
+//! unconfirmed: `window / batch` requests in flight (at least one), each on its own connection;
 //! consumers receive up to `--batch` with a long poll, then ack the batch. Each message carries
 //! its send time (unix microseconds) in the `bench_sent_us` header, so a consumer measures send
 //! to receive latency. Without `--server` the benchmark starts `wharf serve` as a child process
@@ -55,6 +57,18 @@ pub struct QueueArgs {
     /// Latency means most at a rate both brokers sustain: flat out, it measures the backlog.
     #[arg(long, default_value_t = 0)]
     rate: u64,
+    /// Most unconfirmed messages per producer, as RabbitMQ's publisher-confirm window
+    /// (`wharf-peerbench --window`, 256 by default): `window / batch` send requests in flight
+    /// per producer, at least one.
+    #[arg(long, default_value_t = 256)]
+    window: u64,
+}
+
+impl QueueArgs {
+    /// Send requests each producer keeps in flight.
+    fn lanes(&self) -> u64 {
+        (self.window / self.batch).max(1)
+    }
 }
 
 /// One producer's share of the run.
@@ -215,16 +229,16 @@ async fn spawn_producers(
         .into();
     let path = format!("{queue_path}/messages");
     let mut producers = Vec::new();
-    for index in 0..args.producers {
+    // One task per request in flight: `lanes` per producer.
+    let tasks = args.producers * args.lanes();
+    for index in 0..tasks {
         // Spread the remainder so the counts add up to --messages exactly.
-        let count =
-            args.messages / args.producers + u64::from(index < args.messages % args.producers);
+        let count = args.messages / tasks + u64::from(index < args.messages % tasks);
         let connection = Connection::open(address).await?;
         let plan = ProducerPlan {
             count,
             batch: args.batch,
-            pace: (args.rate > 0)
-                .then(|| Duration::from_secs_f64(args.producers as f64 / args.rate as f64)),
+            pace: (args.rate > 0).then(|| Duration::from_secs_f64(tasks as f64 / args.rate as f64)),
         };
         let task = produce(
             connection,
@@ -423,11 +437,12 @@ fn report(args: &QueueArgs, mut outcome: Outcome) {
     let server_cpu_s = outcome.server_cpu.map(|cpu| cpu.as_secs_f64());
     let shown = |value: Option<f64>| value.map_or("-".to_string(), |value| format!("{value:.1}"));
     println!(
-        "wharf bench queue: {} messages of {} B, {} producers x batch {}, {} consumers x max {}, {}",
+        "wharf bench queue: {} messages of {} B, {} producers x batch {} x {} in flight, {} consumers x max {}, {}",
         args.messages,
         args.body_bytes,
         args.producers,
         args.batch,
+        args.lanes(),
         args.consumers,
         args.batch,
         offered_load(args.rate)
@@ -463,6 +478,7 @@ fn report(args: &QueueArgs, mut outcome: Outcome) {
         "producers": args.producers,
         "consumers": args.consumers,
         "batch": args.batch,
+        "window": args.window,
         "body_bytes": args.body_bytes,
         "rate": args.rate,
     });

@@ -164,8 +164,9 @@ impl Engine {
             queue.record_deliveries(&leased);
             queue.timer_changed.notify_one();
         }
-        for (sender, delivery) in round.deliveries {
-            let message = queue.read_message(delivery.seq).await?;
+        let seqs: Vec<_> = round.deliveries.iter().map(|(_, d)| d.seq).collect();
+        let messages = queue.read_messages(&seqs).await?;
+        for ((sender, delivery), message) in round.deliveries.into_iter().zip(messages) {
             // A consumer that went away meanwhile had its leases returned by its detach.
             let _ = sender.try_send(Delivery {
                 message,

@@ -266,10 +266,12 @@ impl QueueRuntime {
             self.timer_changed.notify_one();
         }
         self.record_deliveries(&received.deliveries);
+        let seqs: Vec<Seq> = received.deliveries.iter().map(|d| d.seq).collect();
+        let messages = self.read_messages(&seqs).await?;
         let mut deliveries = Vec::with_capacity(received.deliveries.len());
-        for delivery in received.deliveries {
+        for (delivery, message) in received.deliveries.into_iter().zip(messages) {
             deliveries.push(Delivery {
-                message: self.read_message(delivery.seq).await?,
+                message,
                 receipt: delivery.receipt.to_string(),
                 delivery_count: delivery.delivery_count,
                 first_delivered_at: delivery.first_delivered_at,
@@ -416,14 +418,14 @@ impl QueueRuntime {
                 })
                 .collect()
         };
-        let mut peeked = Vec::with_capacity(seen.len());
-        for (seq, delivery_count) in seen {
-            peeked.push(PeekedMessage {
-                message: self.read_message(seq).await?,
+        let seqs: Vec<Seq> = seen.iter().map(|(seq, _)| *seq).collect();
+        let messages = self.read_messages(&seqs).await?;
+        Ok((messages.into_iter().zip(seen))
+            .map(|(message, (_, delivery_count))| PeekedMessage {
+                message,
                 delivery_count,
-            });
-        }
-        Ok(peeked)
+            })
+            .collect())
     }
 
     /// The seqs a purge would settle now, changing nothing.
@@ -485,14 +487,53 @@ impl QueueRuntime {
 
     /// The message at `location` and whether its id is deduplicated.
     async fn read_record(&self, seq: Seq, location: u64) -> Result<(Message, bool), EngineError> {
+        let mut read = self.read_records(&[(seq, location)]).await?;
+        Ok(read.pop().expect("one record asked, one read"))
+    }
+
+    /// The messages `seq` at `location` with their dedup flags, in the order asked, read with
+    /// one storage call: a batch of deliveries costs one trip to the disk at most.
+    pub(crate) async fn read_records(
+        &self,
+        wanted: &[(Seq, u64)],
+    ) -> Result<Vec<(Message, bool)>, EngineError> {
+        let offsets: Vec<Offset> = wanted
+            .iter()
+            .map(|(_, location)| Offset(*location))
+            .collect();
+        let records = self.log.read_many(&offsets).await?;
+        (wanted.iter().zip(records))
+            .map(|(&(seq, location), record)| self.decode_record(seq, location, record))
+            .collect()
+    }
+
+    /// Reads messages `seqs` from wherever their records now are, in the order asked.
+    pub(crate) async fn read_messages(&self, seqs: &[Seq]) -> Result<Vec<Message>, EngineError> {
+        let wanted: Vec<(Seq, u64)> = {
+            let core = self.core()?;
+            (seqs.iter())
+                .map(|seq| (*seq, core.state.location(*seq)))
+                .collect()
+        };
+        let read = self.read_records(&wanted).await?;
+        Ok(read.into_iter().map(|(message, _)| message).collect())
+    }
+
+    /// Checks that `record`, read at `location`, is message `seq` of this queue.
+    fn decode_record(
+        &self,
+        seq: Seq,
+        location: u64,
+        record: Option<wharf_storage::Record>,
+    ) -> Result<(Message, bool), EngineError> {
         let invalid = |reason: String| {
             EngineError::Record(super::records::RecordError {
                 offset: location,
                 reason,
             })
         };
-        let record = (self.log.read(Offset(location)).await?)
-            .ok_or_else(|| invalid(format!("the record of message {seq} is missing")))?;
+        let record =
+            record.ok_or_else(|| invalid(format!("the record of message {seq} is missing")))?;
         let (resource, inner) = unwrap(location, &record.payload)?;
         if resource != self.resource {
             return Err(invalid(format!(
@@ -528,9 +569,10 @@ impl QueueRuntime {
                 .filter_map(|seq| Some((seq, core.state.location(seq), core.state.message(seq)?)))
                 .collect()
         };
+        let wanted: Vec<(Seq, u64)> = moving.iter().map(|(seq, at, _)| (*seq, *at)).collect();
+        let read = self.read_records(&wanted).await?;
         let mut records = Vec::with_capacity(moving.len());
-        for (seq, location, view) in &moving {
-            let (message, dedup) = self.read_record(*seq, *location).await?;
+        for ((seq, _, view), (message, dedup)) in moving.iter().zip(read) {
             let record = QueueRecord::Relocated {
                 seq: seq.0,
                 delivery_count: view.delivery_count,
