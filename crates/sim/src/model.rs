@@ -277,6 +277,23 @@ impl Model {
         }
     }
 
+    /// A crash of storage that keeps transient logs in memory until a clean close: a transient
+    /// queue may come back as it was at the last clean restart, so its confirmed copies may be
+    /// gone (and resent as new) and its acked or moved ones may come back.
+    pub(crate) fn lose_transient(&mut self) {
+        let Model { queues, copies, .. } = self;
+        for (key, copy) in copies.iter_mut() {
+            if queues[key.home].options.durable {
+                continue;
+            }
+            if copy.stored == Stored::Confirmed {
+                copy.stored = Stored::Unknown;
+            }
+            copy.may_repeat = true;
+            copy.in_home = true;
+        }
+    }
+
     /// Ends every lease whose deadline has passed.
     pub(crate) fn expire_leases(&mut self) {
         while let Some(index) = self.leases.iter().position(|l| l.deadline <= self.now) {
