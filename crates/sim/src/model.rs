@@ -279,7 +279,9 @@ impl Model {
 
     /// A crash of storage that keeps transient logs in memory until a clean close: a transient
     /// queue may come back as it was at the last clean restart, so its confirmed copies may be
-    /// gone (and resent as new) and its acked or moved ones may come back.
+    /// gone, its acked or moved ones may come back, and its dedup window may have forgotten
+    /// them. A copy seen again later (a dead letter in the durable dead-letter queue, redriven
+    /// home) is confirmed again, but its window entry stays lost: it is never resent.
     pub(crate) fn lose_transient(&mut self) {
         let Model { queues, copies, .. } = self;
         for (key, copy) in copies.iter_mut() {
@@ -291,6 +293,7 @@ impl Model {
             }
             copy.may_repeat = true;
             copy.in_home = true;
+            copy.deduplicated = false;
         }
     }
 
