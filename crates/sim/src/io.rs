@@ -24,6 +24,11 @@
 //! A crash inside an operation uses the same gate: the operation runs until its first job is
 //! spawned; the simulator decides what that write does (see `CrashPoint`), lets the jobs run,
 //! and drops the runtime before any task sees their results, as `kill -9` would.
+//!
+//! Over the memory store no storage call runs on the blocking pool (the engine's own jobs,
+//! such as routing a publish, still do, and still pass the gate). There a crash inside an
+//! operation runs it with commits held until it waits on one and nothing else can run
+//! ([`Io::drive_until_waiting`]).
 
 use std::{
     future::Future,
@@ -84,7 +89,8 @@ pub(crate) struct Stuck {
 /// Where an operation stood when a crash was due inside it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Reached {
-    /// Its first file write is spawned and waits at the gate.
+    /// Its first file write is spawned and waits at the gate (files), or it waits on a held
+    /// commit (memory).
     Write,
     /// It completed without writing.
     End,
@@ -153,6 +159,33 @@ impl Io {
             }
             tokio::task::yield_now().await;
             if self.blocking_threads() > 0 {
+                return Ok(Reached::Write);
+            }
+            if Instant::now() > deadline {
+                return Err(self.stuck());
+            }
+        }
+    }
+
+    /// Runs `future` (and the file I/O anything starts) until it completes, or until it waits
+    /// with no task able to run while `waiting` holds (over memory: a commit is held). Waiting
+    /// with `waiting` false is a hang, caught at the deadline like any other.
+    pub(crate) async fn drive_until_waiting<F: Future>(
+        &self,
+        future: F,
+        waiting: impl Fn() -> bool,
+    ) -> Result<Reached, Stuck> {
+        let mut future = pin!(future);
+        let deadline = Instant::now() + IDLE_WAIT_MAX;
+        let mut calm = 0;
+        loop {
+            if poll_once(future.as_mut()).await.is_ready() {
+                return Ok(Reached::End);
+            }
+            tokio::task::yield_now().await;
+            calm = if self.quiet() { calm + 1 } else { 0 };
+            self.run_jobs()?;
+            if calm >= IDLE_ROUNDS && waiting() {
                 return Ok(Reached::Write);
             }
             if Instant::now() > deadline {

@@ -1,11 +1,12 @@
-//! Wharf's simulator: a seeded workload drives the engine over real storage with a manual
-//! clock, injects disk faults and crashes, and checks the engine against a reference model
-//! after every step.
+//! Wharf's simulator: a seeded workload drives the engine over the in-memory storage (or the
+//! file store) with a manual clock, injects storage faults and crashes, and checks the engine
+//! against a reference model after every step.
 //!
-//! One seed names one run. Every choice comes from one generator seeded with it, time moves
-//! only when the workload advances the clock, and the engine runs on a current-thread runtime
-//! that the simulator lets go idle before each step (`io`), so the same seed gives the same
-//! trace of operations and outcomes, and reproduces any failure it finds.
+//! One seed over one storage backend (`backend`) names one run. Every choice comes from one
+//! generator seeded with it, time moves only when the workload advances the clock, and the
+//! engine runs on a current-thread runtime that the simulator lets go idle before each step
+//! (`io`), so the same seed over the same storage gives the same trace of operations and
+//! outcomes, and reproduces any failure it finds.
 //!
 //! What the simulator owns: the workload (`ops`), the model of what the engine must hold
 //! (`model`), the operations against the engine (`queue_ops`, `topic`, `lifecycle`), the
@@ -14,6 +15,7 @@
 //!
 //! `docs/architecture.md` ("Simulation") lists the invariants and the commands.
 
+mod backend;
 mod checks;
 mod clock;
 mod defects;
@@ -28,6 +30,7 @@ mod rng;
 mod sim;
 mod topic;
 
+pub use backend::Backend;
 pub use defects::{Defect, Sighting};
 
 use std::{collections::BTreeMap, fmt};
@@ -40,6 +43,7 @@ pub const TRACE_TAIL_LINES: usize = 40;
 pub struct Report {
     pub seed: u64,
     pub steps: usize,
+    pub storage: Backend,
     pub crashes: u64,
     pub crashes_inside_operations: u64,
     pub restarts: u64,
@@ -86,8 +90,8 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "seed {} failed at step {}: {}: {}",
-            self.seed, self.step, self.invariant, self.detail
+            "seed {} over {} storage failed at step {}: {}: {}",
+            self.seed, self.options.storage, self.step, self.invariant, self.detail
         )?;
         match self.defect {
             Some(defect) if self.options.strict => writeln!(f, "known defect: {defect}")?,
@@ -103,9 +107,10 @@ impl fmt::Display for Failure {
         }
         write!(
             f,
-            "reproduce: cargo run -p wharf-sim --release -- --seed {} --steps {}{}{}",
+            "reproduce: cargo run -p wharf-sim --release -- --seed {} --steps {} --storage {}{}{}",
             self.seed,
             self.steps,
+            self.options.storage,
             if self.options.strict { " --strict" } else { "" },
             if self.options.provoke {
                 " --provoke"
@@ -119,19 +124,22 @@ impl fmt::Display for Failure {
 /// How to run a seed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Options {
+    /// The storage the engine runs over: memory unless told.
+    pub storage: Backend,
     /// Fail at known defects ([`Defect`]) instead of recording them.
     pub strict: bool,
     /// Also inject the faults that trigger the known defects a run otherwise avoids (a disk
-    /// that fills in the middle of a write, failing fsyncs); see [`Defect::avoided`].
+    /// that fills in the middle of a write, failing fsyncs); see [`Defect::avoided`]. Those
+    /// are file-store defects: over memory there is nothing to avoid, and this changes nothing.
     pub provoke: bool,
     /// End every trace line with a digest of the WAL's records: two runs that agree on the
     /// trace then also wrote the same bytes. Costs a read of the WAL per step.
     pub digest: bool,
 }
 
-/// Runs the workload of `seed` for `steps` operations, then drains every queue and checks
-/// that every confirmed message is accounted for. Known defects ([`Defect`]) are reported in
-/// the [`Report`], not failed on.
+/// Runs the workload of `seed` for `steps` operations over the in-memory storage, then drains
+/// every queue and checks that every confirmed message is accounted for. Known defects
+/// ([`Defect`]) are reported in the [`Report`], not failed on.
 pub fn run(seed: u64, steps: usize) -> Result<Report, Failure> {
     run_with(seed, steps, Options::default())
 }
@@ -158,6 +166,7 @@ pub fn run_with(seed: u64, steps: usize, options: Options) -> Result<Report, Fai
         Ok(()) => Ok(Report {
             seed,
             steps,
+            storage: options.storage,
             crashes: sim.tally.crashes,
             crashes_inside_operations: sim.tally.crashes_inside_operations,
             restarts: sim.tally.restarts,

@@ -1,8 +1,9 @@
 //! Time, faults and the life of the process: setting up, advancing the clock, breaking the
-//! disk and mending it, restarting, and crashing between or inside operations.
+//! storage and mending it, restarting, and crashing between or inside operations.
 
 use crate::{
-    io::Reached,
+    backend::Disk,
+    io::{Io, Reached, Stuck},
     model::{violation, CopyKey, QueueModel, Stored, Violation, STEADY},
     node::{self, stuck},
     ops::{self, CrashPoint, Fault, Op},
@@ -10,8 +11,9 @@ use crate::{
     sim::{End, Sim},
     topic::{self, TOPIC},
 };
-use std::{future::Future, pin::Pin, time::Duration};
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 use wharf_engine::{broker::PublishMessage, queue::QueueOptions};
+use wharf_storage::{Faults, MemoryStore};
 
 /// Creates the queues (the dead-letter queue first), the topic and a few bindings.
 pub(crate) async fn setup(sim: &mut Sim) -> Result<(), Violation> {
@@ -73,10 +75,7 @@ pub(crate) async fn advance(sim: &mut Sim, ms: u64) -> Result<(), Violation> {
 
 pub(crate) fn inject(sim: &mut Sim, fault: Fault) {
     sim.note(format!("fault {fault:?}"));
-    match fault {
-        Fault::DiskFull { bytes } => sim.faults.set_space(Some(bytes)),
-        Fault::SyncsFail => sim.faults.set_fail_syncs(true),
-    }
+    sim.disk.inject(fault);
     sim.fault = Some(fault);
     sim.injected.push(fault);
     // Failures it causes in the background (timers) are not seen; assume the worst.
@@ -86,12 +85,11 @@ pub(crate) fn inject(sim: &mut Sim, fault: Fault) {
     sim.outcome("ok");
 }
 
-/// Gives the disk back, then checks that service resumes at once: a send and a definition
+/// Mends the storage, then checks that service resumes at once: a send and a definition
 /// change must succeed.
 pub(crate) async fn heal(sim: &mut Sim) -> Result<(), Violation> {
     sim.note("heal".to_string());
-    sim.faults.set_space(None);
-    sim.faults.set_fail_syncs(false);
+    sim.disk.heal();
     sim.fault = None;
     // A dead letter whose move failed halfway may now be in both queues, and delivery
     // counts that rode a failed commit are lost.
@@ -110,7 +108,7 @@ pub(crate) async fn restart(sim: &mut Sim) -> Result<(), Violation> {
     sim.note("restart".to_string());
     sim.before = Some(crate::checks::before(sim).await?);
     let node = sim.node.take().expect("the process is open");
-    node::close(node, &sim.io).await?;
+    node::close(node, &sim.disk, &sim.io).await?;
     sim.model.forget_leases();
     sim.tally.restarts += 1;
     sim.start_process().await?;
@@ -122,14 +120,18 @@ pub(crate) async fn restart(sim: &mut Sim) -> Result<(), Violation> {
 pub(crate) async fn crash(sim: &mut Sim) -> Result<End, Violation> {
     sim.note("crash".to_string());
     sim.io.idle().await.map_err(stuck)?;
-    sim.before = Some(crate::checks::before(sim).await?);
+    let mut before = crate::checks::before(sim).await?;
+    before.transient_lost = sim.disk.crash_loses_transient();
+    sim.before = Some(before);
+    sim.disk.crash();
     sim.tally.crashes += 1;
     sim.outcome("killed");
     Ok(End::Crashed)
 }
 
-/// A crash inside an operation: it runs until its first file write is spawned, then the write
-/// happens as `point` says and the process dies before anything sees the write's result.
+/// A crash inside an operation: it runs until its first write (files) or until it waits on a
+/// held commit (memory); the write then happens as `point` says, and the process dies before
+/// anything sees its result.
 pub(crate) async fn crash_during(
     sim: &mut Sim,
     op: Op,
@@ -141,28 +143,72 @@ pub(crate) async fn crash_during(
         line.push_str(&format!(" (crash at {point:?})"));
     }
     let io = sim.io.clone();
-    let reached = io.drive_to_write(call).await.map_err(stuck)?;
-    if reached == Reached::Write {
-        match point {
-            CrashPoint::AfterWrite => {}
-            CrashPoint::WriteFails => {
-                sim.faults.set_space(Some(0));
-                sim.faults.set_fail_syncs(true);
-            }
-            CrashPoint::WriteTorn { bytes } => sim.faults.set_space(Some(bytes)),
-        }
-    }
-    sim.io.run_jobs().map_err(stuck)?;
+    let reached = match &sim.disk {
+        Disk::Memory(store) => crash_in_commit(&io, store, call, point).await,
+        Disk::Files { faults, .. } => crash_at_write(&io, faults, call, point).await,
+    };
+    let reached = reached.map_err(stuck)?;
     forget(sim);
     sim.model.allow_repeats_of_movable();
     sim.before = None;
     sim.tally.crashes += 1;
     sim.tally.crashes_inside_operations += 1;
-    sim.outcome(match reached {
-        Reached::Write => "killed at its write",
-        Reached::End => "killed after it",
+    sim.outcome(match (reached, &sim.disk) {
+        (Reached::Write, Disk::Memory(_)) => "killed at its commit",
+        (Reached::Write, Disk::Files { .. }) => "killed at its write",
+        (Reached::End, _) => "killed after it",
     });
     Ok(End::Crashed)
+}
+
+/// Over files: the operation runs until its first blocking job is spawned (the gate holds
+/// it), the disk is set as `point` says, and every queued job runs; the caller then drops the
+/// runtime before any task sees a result.
+async fn crash_at_write(
+    io: &Io,
+    faults: &Arc<Faults>,
+    call: Call,
+    point: CrashPoint,
+) -> Result<Reached, Stuck> {
+    let reached = io.drive_to_write(call).await?;
+    if reached == Reached::Write {
+        match point {
+            CrashPoint::AfterWrite => {}
+            CrashPoint::WriteFails => {
+                faults.set_space(Some(0));
+                faults.set_fail_syncs(true);
+            }
+            CrashPoint::WriteTorn { bytes } => faults.set_space(Some(bytes)),
+        }
+    }
+    io.run_jobs()?;
+    Ok(reached)
+}
+
+/// Over memory: commits are held while the operation runs, until it waits on one with nothing
+/// else able to run (or ends). `AfterWrite` then releases the held commits (they are synced,
+/// their appends answered) and the store crashes at once, before any task runs again; else it
+/// crashes with them held, and they are lost. The call lives until the crash, so nothing its
+/// dropping does reaches the store. A torn write is files-only: a memory commit is all or
+/// nothing, so `WriteTorn` is never drawn here.
+async fn crash_in_commit(
+    io: &Io,
+    store: &MemoryStore,
+    mut call: Call,
+    point: CrashPoint,
+) -> Result<Reached, Stuck> {
+    store.hold_commits();
+    let reached = io
+        .drive_until_waiting(&mut call, || store.held_appends() > 0)
+        .await?;
+    if reached == Reached::End || point == CrashPoint::AfterWrite {
+        store.release_commits();
+    }
+    store.crash();
+    // The next process commits at once: the crash left nothing pending to release.
+    store.release_commits();
+    drop(call);
+    Ok(reached)
 }
 
 type Call = Pin<Box<dyn Future<Output = ()> + Send>>;

@@ -4,12 +4,15 @@
 //! ```text
 //! wharf-sim [--seeds N] [--seconds T] [OPTIONS]           random seeds (100 unless told)
 //! wharf-sim --seed S [--trace] [--log] [OPTIONS]          one seed again, exactly
-//! OPTIONS: [--steps S] [--jobs J] [--strict] [--provoke]
+//! OPTIONS: [--storage memory|files] [--steps S] [--jobs J] [--strict] [--provoke]
 //! ```
 //!
-//! `--trace` prints every operation of the run, `--log` the engine's warnings. Known engine
-//! defects (`wharf_sim::Defect`) are summed up at the end rather than failed on; `--strict`
-//! fails on them, `--provoke` also injects the faults behind those runs otherwise avoid.
+//! `--storage` picks what the engine runs over: `memory` (the default) or `files` (the file
+//! store in a temporary directory, with file faults); a seed reproduces over the storage it
+//! failed on. `--trace` prints every operation of the run, `--log` the engine's warnings.
+//! Known engine defects (`wharf_sim::Defect`) are summed up at the end rather than failed on;
+//! `--strict` fails on them, `--provoke` also injects the faults behind those files runs
+//! otherwise avoid.
 
 use std::{
     collections::BTreeMap,
@@ -26,6 +29,7 @@ use std::{
 const STEPS_DEFAULT: usize = 1_000;
 
 struct Args {
+    storage: wharf_sim::Backend,
     seeds: Option<u64>,
     seconds: Option<u64>,
     steps: usize,
@@ -44,7 +48,9 @@ fn main() -> ExitCode {
             eprintln!("{message}");
             eprintln!("usage: wharf-sim [--seeds N] [--seconds T] [OPTIONS]");
             eprintln!("       wharf-sim --seed S [--trace] [--log] [OPTIONS]");
-            eprintln!("OPTIONS: [--steps S] [--jobs J] [--strict] [--provoke]");
+            eprintln!(
+                "OPTIONS: [--storage memory|files] [--steps S] [--jobs J] [--strict] [--provoke]"
+            );
             return ExitCode::from(2);
         }
     };
@@ -63,6 +69,7 @@ fn main() -> ExitCode {
 
 fn run(seed: u64, args: &Args) -> Result<wharf_sim::Report, wharf_sim::Failure> {
     let options = wharf_sim::Options {
+        storage: args.storage,
         strict: args.strict,
         provoke: args.provoke,
         digest: false,
@@ -78,8 +85,10 @@ fn run_one(seed: u64, args: &Args) -> ExitCode {
                 report.trace.iter().for_each(|line| println!("{line}"));
             }
             println!(
-                "seed {seed}: ok, {steps} steps, {} crashes ({} inside operations), {} restarts, \
-                 {} faults, {} messages, {} deliveries, {} drained at the end",
+                "seed {seed} over {} storage: ok, {steps} steps, {} crashes ({} inside \
+                 operations), {} restarts, {} faults, {} messages, {} deliveries, {} drained at \
+                 the end",
+                report.storage,
                 report.crashes,
                 report.crashes_inside_operations,
                 report.restarts,
@@ -118,6 +127,7 @@ fn run_many(args: &Args) -> ExitCode {
     let base = random_seed();
     let next = AtomicU64::new(0);
     let (seeds_done, failures) = (AtomicUsize::new(0), Mutex::new(Vec::new()));
+    let tally = Mutex::new(Tally::default());
     let defects = Mutex::new(BTreeMap::<wharf_sim::Defect, (usize, u64)>::new());
     std::thread::scope(|scope| {
         for _ in 0..args.jobs {
@@ -130,6 +140,7 @@ fn run_many(args: &Args) -> ExitCode {
                 let seed = base.wrapping_add(index);
                 match run(seed, args) {
                     Ok(report) => {
+                        tally.lock().expect("tally lock").add(&report);
                         let mut defects = defects.lock().expect("defects lock");
                         for defect in report.defects.keys() {
                             defects.entry(*defect).or_insert((0, seed)).0 += 1;
@@ -146,19 +157,28 @@ fn run_many(args: &Args) -> ExitCode {
     });
     let failures = failures.into_inner().expect("failures lock");
     let seeds = seeds_done.into_inner();
+    let tally = tally.into_inner().expect("tally lock");
     println!(
-        "seeds {seeds}, steps {}, failures {} in {:.1} s",
+        "seeds {seeds} over {} storage, steps {}, failures {} in {:.1} s; in the seeds that \
+         passed: {} crashes ({} inside operations), {} restarts, {} faults, {} deliveries",
+        args.storage,
         seeds * args.steps,
         failures.len(),
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        tally.crashes,
+        tally.crashes_inside_operations,
+        tally.restarts,
+        tally.faults,
+        tally.deliveries,
     );
     for seed in &failures {
         println!("failed: seed {seed} (the report above says how to reproduce it)");
     }
     for (defect, (count, seed)) in defects.into_inner().expect("defects lock") {
         println!(
-            "known defect in {count} seeds (first: --seed {seed} --steps {}): {defect}",
-            args.steps
+            "known defect in {count} seeds (first: --seed {seed} --steps {} --storage {}): \
+             {defect}",
+            args.steps, args.storage
         );
     }
     if failures.is_empty() {
@@ -170,6 +190,7 @@ fn run_many(args: &Args) -> ExitCode {
 
 fn parse(mut words: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut args = Args {
+        storage: wharf_sim::Backend::default(),
         seeds: None,
         seconds: None,
         steps: STEPS_DEFAULT,
@@ -187,6 +208,10 @@ fn parse(mut words: impl Iterator<Item = String>) -> Result<Args, String> {
                 .map_err(|_| format!("{name}: {text:?} is not a number"))
         };
         match word.as_str() {
+            "--storage" => {
+                let text = words.next().ok_or("--storage needs a value")?;
+                args.storage = text.parse()?;
+            }
             "--seeds" => args.seeds = Some(value("--seeds")?),
             "--seconds" => args.seconds = Some(value("--seconds")?),
             "--steps" => args.steps = value("--steps")? as usize,
@@ -203,6 +228,26 @@ fn parse(mut words: impl Iterator<Item = String>) -> Result<Args, String> {
         args.seeds = Some(100);
     }
     Ok(args)
+}
+
+/// What the seeds of a random run that passed did, summed.
+#[derive(Debug, Default)]
+struct Tally {
+    crashes: u64,
+    crashes_inside_operations: u64,
+    restarts: u64,
+    faults: u64,
+    deliveries: u64,
+}
+
+impl Tally {
+    fn add(&mut self, report: &wharf_sim::Report) {
+        self.crashes += report.crashes;
+        self.crashes_inside_operations += report.crashes_inside_operations;
+        self.restarts += report.restarts;
+        self.faults += report.faults;
+        self.deliveries += report.deliveries;
+    }
 }
 
 /// A fresh base seed per invocation, from the standard library's random hasher keys.

@@ -277,6 +277,26 @@ impl Model {
         }
     }
 
+    /// A crash of storage that keeps transient logs in memory until a clean close: a transient
+    /// queue may come back as it was at the last clean restart, so its confirmed copies may be
+    /// gone, its acked or moved ones may come back, and its dedup window may have forgotten
+    /// them. A copy seen again later (a dead letter in the durable dead-letter queue, redriven
+    /// home) is confirmed again, but its window entry stays lost: it is never resent.
+    pub(crate) fn lose_transient(&mut self) {
+        let Model { queues, copies, .. } = self;
+        for (key, copy) in copies.iter_mut() {
+            if queues[key.home].options.durable {
+                continue;
+            }
+            if copy.stored == Stored::Confirmed {
+                copy.stored = Stored::Unknown;
+            }
+            copy.may_repeat = true;
+            copy.in_home = true;
+            copy.deduplicated = false;
+        }
+    }
+
     /// Ends every lease whose deadline has passed.
     pub(crate) fn expire_leases(&mut self) {
         while let Some(index) = self.leases.iter().position(|l| l.deadline <= self.now) {

@@ -1,30 +1,26 @@
-//! One simulated broker process: the engine over a store in the run's directory, and the push
-//! consumers the workload attached. Opening, closing cleanly and being killed.
+//! One simulated broker process: the engine over the run's storage, and the push consumers
+//! the workload attached. Opening, closing cleanly and being killed.
 
 use crate::{
+    backend::{self, Disk},
     clock::SimClock,
     io::Io,
     model::{violation, Violation},
 };
-use std::{path::Path, sync::Arc};
+use std::sync::Arc;
 use wharf_engine::{broker::Consumer, Engine, EngineConfig, EngineError};
-use wharf_storage::{Faults, LogConfig, StorageError, Store, StoreConfig};
+use wharf_storage::{Storage, Store};
 
-/// WAL segment size: tiny, so that rotation, reclaim and copying stragglers forward run every
-/// few dozen messages instead of never (STYLE.md, "tiny-limits config").
-const WAL_SEGMENT_BYTES: u64 = 4_096;
-
-/// WAL records before stragglers are copied forward: a few segments of the tiny ones above.
+/// WAL records before stragglers are copied forward: a few segments of the tiny ones the file
+/// backend uses (`backend`).
 const RELOCATE_SPAN_MIN: u64 = 64;
-
-/// Opens of a locked data directory to try before calling it a leak. A store is unlocked when
-/// its last handle goes; tasks of the engine that held one end within a few yields.
-const OPEN_ATTEMPTS_MAX: usize = 100;
 
 #[derive(Debug)]
 pub(crate) struct Node {
     pub(crate) engine: Engine,
-    pub(crate) store: Arc<Store>,
+    pub(crate) store: Arc<dyn Storage>,
+    /// The same store, when it is the file store: recovery reports damage through it.
+    pub(crate) files: Option<Arc<Store>>,
     pub(crate) consumers: Vec<SimConsumer>,
 }
 
@@ -37,30 +33,13 @@ pub(crate) struct SimConsumer {
     pub(crate) consumer: Consumer,
 }
 
-/// Opens the store and the engine on `dir`, waiting for a previous process's last handles.
-pub(crate) async fn open(
-    dir: &Path,
-    faults: &Arc<Faults>,
-    clock: &Arc<SimClock>,
-    io: &Io,
-) -> Result<Node, Violation> {
-    let config = StoreConfig {
-        faults: Some(faults.clone()),
-        log: LogConfig {
-            segment_bytes: WAL_SEGMENT_BYTES,
-            ..LogConfig::default()
-        },
-        ..StoreConfig::default()
-    };
-    let mut attempts = 0;
-    let store = loop {
-        match Store::open(dir, config.clone()) {
-            Ok(store) => break Arc::new(store),
-            Err(StorageError::Locked { .. }) if attempts < OPEN_ATTEMPTS_MAX => {
-                attempts += 1;
-                io.idle().await.map_err(stuck)?;
-            }
-            Err(error) => return Err(reopen_failed(&EngineError::Storage(error))),
+/// Opens the engine over the run's storage, as a new process would.
+pub(crate) async fn open(disk: &Disk, clock: &Arc<SimClock>, io: &Io) -> Result<Node, Violation> {
+    let (store, files): (Arc<dyn Storage>, _) = match disk {
+        Disk::Memory(store) => (Arc::new(store.clone()), None),
+        Disk::Files { dir, faults } => {
+            let files = backend::open_files(dir.path(), faults, io).await?;
+            (files.clone(), Some(files))
         }
     };
     let config = EngineConfig {
@@ -76,15 +55,17 @@ pub(crate) async fn open(
     Ok(Node {
         engine,
         store,
+        files,
         consumers: Vec::new(),
     })
 }
 
 /// Shuts the process down cleanly: consumers go, in-flight work ends, every log is synced.
-pub(crate) async fn close(node: Node, io: &Io) -> Result<(), Violation> {
+pub(crate) async fn close(node: Node, disk: &Disk, io: &Io) -> Result<(), Violation> {
     let Node {
         engine,
         store,
+        files,
         consumers,
     } = node;
     // Closing first detaches every consumer without returning its leases (a restart forgets
@@ -101,8 +82,10 @@ pub(crate) async fn close(node: Node, io: &Io) -> Result<(), Violation> {
                 format!("closing the store failed: {error}"),
             )
         })?;
-    drop(engine);
-    io.idle().await.map_err(stuck)
+    drop((engine, store, files));
+    io.idle().await.map_err(stuck)?;
+    disk.closed();
+    Ok(())
 }
 
 pub(crate) fn stuck(stuck: crate::io::Stuck) -> Violation {
@@ -116,7 +99,7 @@ pub(crate) fn stuck(stuck: crate::io::Stuck) -> Violation {
     )
 }
 
-fn reopen_failed(error: &EngineError) -> Violation {
+pub(crate) fn reopen_failed(error: &EngineError) -> Violation {
     violation(
         "the broker reopens after any crash",
         format!("opening failed: {error}"),

@@ -4,6 +4,7 @@
 //! is the only place that talks to the engine, so a trace is a function of the seed alone.
 
 use crate::{
+    backend::Backend,
     model::{CopyKey, Model, Stored, DEAD, STEADY},
     rng::Rng,
     topic::{KEYS, PATTERNS},
@@ -34,22 +35,30 @@ pub(crate) struct Draft {
     pub(crate) group: Option<String>,
 }
 
+/// A fault of the storage, until healed or a crash. Which ones a run draws depends on its
+/// backend (`backend`): the first two are files-only, the last memory-only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fault {
-    /// The disk takes this many more bytes, then every write fails with ENOSPC.
+    /// Files: the disk takes this many more bytes, then every write fails with ENOSPC.
     DiskFull { bytes: u64 },
-    /// Every fsync fails with EIO.
+    /// Files: every fsync fails with EIO.
     SyncsFail,
+    /// Memory: the next `count` commits fail with EIO, storing nothing; every commit until
+    /// healed without a count.
+    CommitsFail { count: Option<u32> },
 }
 
-/// Where a crash inside an operation lands, once the operation's first file write is spawned.
+/// Where a crash inside an operation lands, once the operation's first write is spawned
+/// (files) or it waits on its held commit (memory).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CrashPoint {
     /// The write completes (and is synced); the process dies before anyone sees the result.
     AfterWrite,
-    /// The disk is full: the write stores nothing.
+    /// The write stores nothing: the disk is full (files), or the commit is lost with the
+    /// process (memory).
     WriteFails,
-    /// The write is cut after this many bytes, as power loss or a full disk may cut it.
+    /// Files only: the write is cut after this many bytes, as power loss or a full disk may
+    /// cut it.
     WriteTorn { bytes: u64 },
 }
 
@@ -135,6 +144,7 @@ pub(crate) struct Scene<'a> {
     pub(crate) fault: Option<Fault>,
     /// Inject the faults behind the known defects otherwise avoided (see `defects`).
     pub(crate) provoke: bool,
+    pub(crate) backend: Backend,
 }
 
 /// Draws the next operation. Weights are per thousand and favour the message path; rare
@@ -162,9 +172,9 @@ pub(crate) fn choose(rng: &mut Rng, scene: &Scene<'_>) -> Op {
             820..=849 => consumers(rng, scene),
             850..=869 => bindings(rng, scene),
             870..=889 => ack_stale(rng, scene.model),
-            890..=919 => scene.fault.is_none().then(|| fault(rng, scene.provoke)),
+            890..=919 => (scene.fault.is_none()).then(|| fault(rng, scene)),
             920..=939 => Some(Op::Crash),
-            940..=969 => crash_during(rng, scene.model),
+            940..=969 => crash_during(rng, scene),
             _ => scene.fault.is_none().then_some(Op::Restart),
         };
         if let Some(op) = op {
@@ -391,12 +401,18 @@ fn bindings(rng: &mut Rng, scene: &Scene<'_>) -> Option<Op> {
     })
 }
 
-/// A disk that fills after a few bytes cuts a commit short, and failing syncs can fail a
-/// rotation halfway; both trigger known defects (`Defect::FailedAppendLeftOnDisk`,
+/// Over files, a disk that fills after a few bytes cuts a commit short, and failing syncs can
+/// fail a rotation halfway; both trigger known defects (`Defect::FailedAppendLeftOnDisk`,
 /// `Defect::FailedRotationLeavesSegment`), so only runs that provoke them ask for them.
-/// Others get a disk that is full at once.
-fn fault(rng: &mut Rng, provoke: bool) -> Op {
-    if !provoke {
+/// Others get a disk that is full at once. Over memory, commits fail (a memory commit is all
+/// or nothing, so neither defect can happen there): half the time until healed, else the next
+/// few, so that later commits succeed while the fault is still on.
+fn fault(rng: &mut Rng, scene: &Scene<'_>) -> Op {
+    if scene.backend == Backend::Memory {
+        let count = rng.percent(50).then(|| rng.between(1, 3) as u32);
+        return Op::Fault(Fault::CommitsFail { count });
+    }
+    if !scene.provoke {
         return Op::Fault(Fault::DiskFull { bytes: 0 });
     }
     Op::Fault(match rng.below(10) {
@@ -408,7 +424,8 @@ fn fault(rng: &mut Rng, provoke: bool) -> Op {
     })
 }
 
-fn crash_during(rng: &mut Rng, model: &Model) -> Option<Op> {
+fn crash_during(rng: &mut Rng, scene: &Scene<'_>) -> Option<Op> {
+    let model = scene.model;
     let op = match rng.below(6) {
         0 | 1 => send(rng, model),
         2 => publish(rng),
@@ -416,10 +433,10 @@ fn crash_during(rng: &mut Rng, model: &Model) -> Option<Op> {
         4 => nack(rng, model)?,
         _ => redrive(rng),
     };
-    let point = match rng.below(3) {
-        0 => CrashPoint::AfterWrite,
-        1 => CrashPoint::WriteFails,
-        _ => CrashPoint::WriteTorn {
+    let point = match (scene.backend, rng.below(3)) {
+        (_, 0) => CrashPoint::AfterWrite,
+        (Backend::Memory, _) | (Backend::Files, 1) => CrashPoint::WriteFails,
+        (Backend::Files, _) => CrashPoint::WriteTorn {
             bytes: rng.between(1, 400),
         },
     };

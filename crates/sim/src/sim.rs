@@ -2,10 +2,11 @@
 //!
 //! Each process lifetime runs on a runtime of its own. A crash ends the lifetime without
 //! closing anything and drops the runtime, which kills every task the engine had spawned, as
-//! `kill -9` would; the next lifetime opens the same directory with the same clock. A clean
-//! restart closes the engine and the store and opens them again within the lifetime.
+//! `kill -9` would; the next lifetime opens the same storage (`backend`) with the same clock.
+//! A clean restart closes the engine and the store and opens them again within the lifetime.
 
 use crate::{
+    backend::Disk,
     clock::SimClock,
     defects::{Defect, Sighting},
     io::Io,
@@ -22,7 +23,7 @@ use std::{
     sync::Arc,
 };
 use wharf_engine::{Engine, EngineError};
-use wharf_storage::{Faults, LogConfig, StorageError};
+use wharf_storage::{Durability, LogOptions, LogStore, StorageError};
 
 /// Simulated time at the first step: a fixed instant, so traces do not depend on the date.
 pub(crate) const START_MS: u64 = 1_800_000_000_000;
@@ -45,6 +46,9 @@ pub(crate) struct Before {
     /// Per queue, the ids of its deliverable and leased messages: a mismatch names the
     /// messages that came back or went (messages behind a group head or delayed are not seen).
     pub(crate) seen: Vec<BTreeSet<String>>,
+    /// The lifetime crashed over storage that loses transient queues' records in a crash:
+    /// replay owes them nothing.
+    pub(crate) transient_lost: bool,
 }
 
 /// How a call that returned an error may have left things.
@@ -71,9 +75,8 @@ pub(crate) struct Sim {
     pub(crate) model: Model,
     pub(crate) trace: Vec<String>,
     pub(crate) step: usize,
-    pub(crate) dir: tempfile::TempDir,
+    pub(crate) disk: Disk,
     pub(crate) clock: Arc<SimClock>,
-    pub(crate) faults: Arc<Faults>,
     pub(crate) fault: Option<Fault>,
     /// Every fault injected so far.
     pub(crate) injected: Vec<Fault>,
@@ -95,10 +98,7 @@ pub(crate) struct Sim {
 
 impl Sim {
     pub(crate) fn new(seed: u64, options: crate::Options) -> Result<Sim, Violation> {
-        let dir = temp_dir().map_err(|error| {
-            violation("the run has a directory", format!("creating it: {error}"))
-        })?;
-        Ok(Sim {
+        let mut sim = Sim {
             rng: Rng::new(seed),
             model: Model {
                 now: START_MS,
@@ -106,9 +106,8 @@ impl Sim {
             },
             trace: Vec::new(),
             step: 0,
-            dir,
+            disk: Disk::new(options.storage)?,
             clock: Arc::new(SimClock::new(START_MS)),
-            faults: Faults::new(),
             fault: None,
             injected: Vec::new(),
             io: Arc::new(Io::new()),
@@ -121,7 +120,10 @@ impl Sim {
             provoke: options.provoke,
             digest: options.digest,
             defects: BTreeMap::new(),
-        })
+        };
+        // A trace names its storage: the same seed over the other one is another run.
+        sim.note(format!("storage {}", options.storage));
+        Ok(sim)
     }
 
     /// Runs `steps` operations, then the final checks, over as many lifetimes as crashes make.
@@ -154,6 +156,7 @@ impl Sim {
                 consumer_leases: self.consumer_leases(),
                 fault: self.fault,
                 provoke: self.provoke,
+                backend: self.disk.backend(),
             };
             let op = ops::choose(&mut self.rng, &scene);
             if let Some(end) = self.apply(op).await? {
@@ -167,18 +170,15 @@ impl Sim {
 
     /// The end of each WAL and a hash of every record of the durable one: two runs of a seed
     /// that agree on these wrote the same bytes in the same order.
-    fn wal_digest(&self) -> Result<String, Violation> {
-        let store = &self.node.as_ref().expect("the process is open").store;
-        let open = |name| store.log(name, LogConfig::default());
+    async fn wal_digest(&self) -> Result<String, Violation> {
         let unreadable = |error: StorageError| violation("the WAL reads back", error.to_string());
-        let (wal, transient) = (
-            open("wal").map_err(unreadable)?,
-            open("wal-transient").map_err(unreadable)?,
-        );
+        let wal = self.log("wal", Durability::Durable).await?;
+        let transient = self.log("wal-transient", Durability::Transient).await?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         let mut at = wal.start_offset();
         loop {
-            let records = wal.read_batch(at, 1_024, 1 << 20).map_err(unreadable)?;
+            let records =
+                (self.call(wal.read_batch(at, 1_024, 1 << 20)).await?).map_err(unreadable)?;
             let Some(last) = records.last() else {
                 break;
             };
@@ -193,6 +193,26 @@ impl Sim {
             hasher.finish(),
             transient.end_offset().0
         ))
+    }
+
+    /// The open log `name`, through the seam: the engine's own handle to it.
+    async fn log(
+        &self,
+        name: &str,
+        durability: Durability,
+    ) -> Result<Arc<dyn LogStore>, Violation> {
+        let store = self
+            .node
+            .as_ref()
+            .expect("the process is open")
+            .store
+            .clone();
+        let options = LogOptions {
+            durability,
+            ..LogOptions::default()
+        };
+        (self.call(store.open_log(name, options)).await?)
+            .map_err(|error| violation("the WAL reads back", error.to_string()))
     }
 
     /// Per attached consumer, in attach order, the live leases it holds.
@@ -266,7 +286,7 @@ impl Sim {
         crate::queue_ops::take_consumer_deliveries(self)?;
         self.take_sightings()?;
         if self.digest {
-            let digest = self.wal_digest()?;
+            let digest = self.wal_digest().await?;
             self.outcome(&digest);
         }
         crate::checks::check_queues(self)
@@ -274,7 +294,7 @@ impl Sim {
 
     /// Opens the process and checks what it recovered against the model.
     pub(crate) async fn start_process(&mut self) -> Result<(), Violation> {
-        let node = node::open(self.dir.path(), &self.faults, &self.clock, &self.io).await?;
+        let node = node::open(&self.disk, &self.clock, &self.io).await?;
         self.node = Some(node);
         if self.model.queues.is_empty() {
             crate::lifecycle::setup(self).await
@@ -286,11 +306,13 @@ impl Sim {
     /// The model's side of a crash: leases die with the process, faults were cleared.
     fn after_crash(&mut self) {
         self.model.forget_process();
+        if self.disk.crash_loses_transient() {
+            self.model.lose_transient();
+        }
         if self.fault.take().is_some() {
             self.model.allow_repeats_of_movable();
         }
-        self.faults.set_space(None);
-        self.faults.set_fail_syncs(false);
+        self.disk.heal();
     }
 
     /// Awaits an engine call, running the file I/O it starts (see `io`).
@@ -404,22 +426,6 @@ impl Sim {
         };
         self.outcome(kind);
         Ok(failed)
-    }
-}
-
-/// The run's data directory: on tmpfs when there is one, since only a process crash is
-/// simulated (the page cache survives it) and fsync there costs nothing.
-fn temp_dir() -> std::io::Result<tempfile::TempDir> {
-    let shm = std::path::Path::new("/dev/shm");
-    let builder = {
-        let mut builder = tempfile::Builder::new();
-        builder.prefix("wharf-sim-");
-        builder
-    };
-    match std::env::var_os("WHARF_SIM_DIR") {
-        Some(dir) => builder.tempdir_in(dir),
-        None if shm.is_dir() => builder.tempdir_in(shm).or_else(|_| builder.tempdir()),
-        None => builder.tempdir(),
     }
 }
 

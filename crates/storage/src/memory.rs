@@ -10,7 +10,7 @@
 //!   nothing written and handing their offsets out again, as a failed fdatasync does.
 //! - [`MemoryStore::hold_commits`] keeps appends waiting (offsets taken, records not yet
 //!   readable) until [`MemoryStore::release_commits`], so a crash can land while they are in
-//!   flight.
+//!   flight; [`MemoryStore::held_appends`] says how many wait.
 //!
 //! Deterministic: no real time, no threads, no spawned tasks. A commit happens inside the call
 //! that causes it, so the same calls in the same order always give the same log.
@@ -163,6 +163,15 @@ impl MemoryStore {
             .faults
             .commits_held
             .store(true, Ordering::SeqCst);
+    }
+
+    /// Appends waiting for a held commit, over every log: how a simulation that drove an
+    /// operation until nothing could run tells that it waits on storage, not on a lost wake-up.
+    pub fn held_appends(&self) -> usize {
+        let state = self.shared.lock();
+        (state.logs.values())
+            .map(|cell| cell.lock().waiting.len())
+            .sum()
     }
 
     /// Commits every pending append, log by log in name order, and commits at once again.

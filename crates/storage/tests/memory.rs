@@ -91,6 +91,29 @@ async fn a_crash_fails_appends_waiting_for_a_held_commit_and_loses_them() {
 }
 
 #[tokio::test]
+async fn held_appends_counts_the_appends_waiting_for_a_held_commit() {
+    let store = MemoryStore::new();
+    let (a, b) = (open(&store, "a").await, open(&store, "b").await);
+    store.hold_commits();
+    a.append_lazy(&[record(0)]).unwrap();
+    assert_eq!(store.held_appends(), 0, "a lazy append waits for nothing");
+    let (first, second) = ([record(1)], [record(2)]);
+    let mut on_a = a.append(&first, None);
+    let mut on_b = b.append(&second, None);
+    assert!(poll_once(on_a.as_mut()).is_pending());
+    assert!(poll_once(on_b.as_mut()).is_pending());
+    assert_eq!(
+        store.held_appends(),
+        2,
+        "one per waiting append, over every log"
+    );
+    store.crash();
+    assert_eq!(store.held_appends(), 0, "lost in the crash");
+    assert_closed(on_a.await);
+    store.release_commits();
+}
+
+#[tokio::test]
 async fn released_commits_answer_every_waiting_append_in_order() {
     let store = MemoryStore::new();
     let log = open(&store, "q").await;
