@@ -57,10 +57,11 @@ pub struct QueueArgs {
     /// Latency means most at a rate both brokers sustain: flat out, it measures the backlog.
     #[arg(long, default_value_t = 0)]
     rate: u64,
-    /// Most unconfirmed messages per producer, as RabbitMQ's publisher-confirm window
-    /// (`wharf-peerbench --window`, 256 by default): `window / batch` send requests in flight
-    /// per producer, at least one.
-    #[arg(long, default_value_t = 256)]
+    /// Most unconfirmed messages per producer, like a publisher-confirm window: `window /
+    /// batch` send requests in flight per producer, at least one. The default keeps one batch
+    /// in flight, fewer unconfirmed messages than `wharf-peerbench`'s RabbitMQ window (256):
+    /// more only grows the backlog once consumers are the limit.
+    #[arg(long, default_value_t = 100)]
     window: u64,
 }
 
