@@ -183,8 +183,10 @@ fn ack_nack_lease_and_dead_letters() {
     assert_eq!(acked[0], json!({"receipt": receipt(0), "ok": true}));
     assert_eq!(acked[1]["ok"], false);
     assert!(acked[1]["error"].is_string(), "{}", acked[1]);
+    assert_eq!(acked[1]["code"], "invalid_receipt", "{}", acked[1]);
     let twice = receipts(&client, "work", "ack", json!({"receipts": [receipt(0)]}));
     assert_eq!(twice[0]["ok"], false, "a settled receipt is stale");
+    assert_eq!(twice[0]["code"], "stale_receipt", "{}", twice[0]);
 
     let rejected = receipts(
         &client,

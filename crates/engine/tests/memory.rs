@@ -124,3 +124,48 @@ async fn retained_messages_come_back_from_the_memory_store() {
     }
     assert_eq!(bodies, [&b"3"[..], b"2"]);
 }
+
+/// A nack call whose receipts partly requeue and partly dead-letter writes the dead letters
+/// first: when that write fails, the whole call fails and every lease it named still holds.
+#[tokio::test]
+async fn a_nack_whose_settlement_fails_leaves_every_lease_it_named() {
+    let store = MemoryStore::new();
+    let clock = ManualClock::new(START);
+    let engine = open(&store, &clock).await;
+    let options = QueueOptions {
+        max_deliveries: Some(2),
+        retry_backoff_ms: 0,
+        dead_letter_queue: Some("dead".to_string().try_into().unwrap()),
+        ..QueueOptions::default()
+    };
+    engine.put_queue("jobs", options).await.unwrap();
+    engine.send("jobs", vec![message("once")]).await.unwrap();
+    let first = engine.receive("jobs", receive(1)).await.unwrap();
+    let requeue = wharf_engine::broker::NackAction::Requeue {
+        delay: None,
+        error: None,
+    };
+    let first = [first[0].receipt.clone()];
+    let nacked = engine.nack("jobs", &first, requeue.clone()).await.unwrap();
+    assert!(nacked[0].error.is_none());
+    engine.send("jobs", vec![message("fresh")]).await.unwrap();
+    // "once" on its last delivery (a requeue nack dead-letters it), "fresh" on its first.
+    let leased = engine.receive("jobs", receive(2)).await.unwrap();
+    assert_eq!(leased.len(), 2);
+    let receipts: Vec<String> = leased.iter().map(|d| d.receipt.clone()).collect();
+
+    store.fail_appends(1);
+    assert!(engine.nack("jobs", &receipts, requeue.clone()).await.is_err());
+    let stats = engine.queue_info("jobs").unwrap().stats;
+    assert_eq!(
+        (stats.leased, stats.ready, stats.counters.dead_lettered),
+        (2, 0, 0),
+        "nothing of the failed call took"
+    );
+
+    let results = engine.nack("jobs", &receipts, requeue).await.unwrap();
+    assert!(results.iter().all(|r| r.error.is_none()), "{results:?}");
+    let stats = engine.queue_info("jobs").unwrap().stats;
+    assert_eq!((stats.ready, stats.counters.dead_lettered), (1, 1));
+    assert_eq!(ready(&engine, "dead"), 1);
+}

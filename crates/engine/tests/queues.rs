@@ -4,10 +4,10 @@
 use bytes::Bytes;
 use std::{future::Future, path::Path, sync::Arc, time::Duration};
 use wharf_engine::{
-    broker::{Delivery, NackAction, ReceiveRequest, SendMessage},
+    broker::{Delivery, NackAction, ReceiptFailure, ReceiveRequest, SendMessage},
     clock::ManualClock,
     error::{DefinitionError, Field, FieldProblem, MessageField, NameProblem, ResourceKind},
-    queue::{OptionField, Overflow, QueueOptions},
+    queue::{OptionField, Overflow, QueueOptions, ReceiptError, ReceiptParseError},
     Engine, EngineConfig, EngineError,
 };
 use wharf_model::{message::DeadLetterReason, QueueName};
@@ -466,11 +466,20 @@ async fn stale_receipts_are_reported_per_receipt() {
     mixed.push("not-a-receipt".into());
     let results = broker.engine.ack("jobs", &mixed).await.unwrap();
     assert!(results[0].error.is_none());
-    assert!(results[1].error.as_ref().unwrap().contains("not-a-receipt"));
+    assert!(
+        matches!(
+            &results[1].error,
+            Some(ReceiptFailure::Malformed(ReceiptParseError::Malformed { text })) if text == "not-a-receipt"
+        ),
+        "{results:?}"
+    );
     let again = broker.engine.ack("jobs", &receipts(&got)).await.unwrap();
     assert!(
-        again[0].error.is_some(),
-        "a second ack of the same receipt is stale"
+        matches!(
+            again[0].error,
+            Some(ReceiptFailure::Refused(ReceiptError::Stale { .. }))
+        ),
+        "a second ack of the same receipt is stale: {again:?}"
     );
 }
 

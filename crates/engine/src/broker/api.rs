@@ -93,11 +93,26 @@ impl NackAction {
 }
 
 /// The outcome of one receipt in an ack, nack or lease call: stale receipts do not fail the call.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ReceiptResult {
     pub receipt: String,
-    /// `None` when applied; otherwise why not (unknown or expired lease).
-    pub error: Option<String>,
+    /// `None` when applied; otherwise why not.
+    pub error: Option<ReceiptFailure>,
+}
+
+/// Why one receipt of an ack, nack or lease extension was not applied; the others of the call
+/// still were.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ReceiptFailure {
+    /// Not a receipt at all.
+    #[error(transparent)]
+    Malformed(#[from] crate::queue::ReceiptParseError),
+    /// A receipt, but of no live lease (settled, returned or expired).
+    #[error(transparent)]
+    Refused(#[from] crate::queue::ReceiptError),
+    /// Its settlement could not be written; the lease holds, and the nack can be tried again.
+    #[error("the settlement could not be stored: {0}")]
+    NotStored(#[source] wharf_storage::StorageError),
 }
 
 /// A message seen without leasing it.

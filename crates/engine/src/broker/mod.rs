@@ -452,10 +452,27 @@ impl Engine {
                 error,
             ),
         };
-        let (settles, results) = queue.nack(receipts, &state_action, error, self.now())?;
+        // Settlements first, written; only then the nacks that return messages: a failed write
+        // leaves every lease of the call as it was.
+        let error = error.as_deref();
+        let mut plan = queue.nack_begin(receipts, &state_action, error, self.now())?;
+        let settles = std::mem::take(&mut plan.settles);
         self.persist_settlements(&queue, settles).await?;
+        let late = queue.nack_finish(&mut plan, &state_action, error, self.now())?;
+        let (indexes, late): (Vec<usize>, Vec<_>) = late.into_iter().unzip();
+        let persisted = self.persist_settlements(&queue, late).await;
         self.dispatch(&queue).await;
-        Ok(results)
+        match persisted {
+            Ok(()) => {}
+            // Those few were put back under their leases; the rest of the call took.
+            Err(EngineError::Storage(error)) => {
+                for index in indexes {
+                    plan.results[index].error = Some(ReceiptFailure::NotStored(error.clone()));
+                }
+            }
+            Err(error) => return Err(error),
+        }
+        Ok(plan.results)
     }
 
     /// Moves leases' deadlines to now + `lease`.

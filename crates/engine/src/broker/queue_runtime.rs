@@ -7,7 +7,7 @@
 
 use super::wal::{unwrap, wrap, ResourceId};
 use super::{
-    api::{Delivery, PeekedMessage, ReceiptResult},
+    api::{Delivery, PeekedMessage, ReceiptFailure, ReceiptResult},
     records::{QueueRecord, SettleReason as RecordSettleReason},
 };
 use crate::{
@@ -68,6 +68,17 @@ pub(super) struct Core {
     deleted: bool,
     /// Push consumers in attach order, and who holds which lease.
     pub(super) consumers: super::consumers::Consumers,
+}
+
+/// A nack call between its two halves (see [`QueueRuntime::nack_begin`]).
+#[derive(Debug, Default)]
+pub(crate) struct NackPlan {
+    /// Settlements decided, to write.
+    pub settles: Vec<Settle>,
+    /// Receipts (by index in the call) whose nack returns the message, to apply after.
+    requeues: Vec<(usize, Receipt)>,
+    /// One per receipt, in order.
+    pub results: Vec<ReceiptResult>,
 }
 
 /// A send reserved and encoded, not yet written.
@@ -323,7 +334,7 @@ impl QueueRuntime {
                 let checked = parse_receipt(text).and_then(|receipt| {
                     core.state
                         .check_ack(receipt, now)
-                        .map_err(|e| e.to_string())
+                        .map_err(ReceiptFailure::from)
                 });
                 if let Ok(seq) = checked {
                     if !seqs.contains(&seq.0) {
@@ -336,37 +347,73 @@ impl QueueRuntime {
         Ok((seqs, results))
     }
 
-    pub(crate) fn nack(
+    /// The first half of a nack call: checks every receipt and applies those nacks that settle
+    /// their message (which then waits, `Settling`, for its write); those that would return
+    /// their message for another attempt are left for [`QueueRuntime::nack_finish`], once the
+    /// settlements are written, so that a failed write leaves the whole call undone.
+    pub(crate) fn nack_begin(
         &self,
         receipts: &[String],
         action: &NackAction,
-        error: Option<String>,
+        error: Option<&str>,
         now: u64,
-    ) -> Result<(Vec<Settle>, Vec<ReceiptResult>), EngineError> {
+    ) -> Result<NackPlan, EngineError> {
+        let mut core = self.core()?;
+        let mut plan = NackPlan::default();
+        for (index, text) in receipts.iter().enumerate() {
+            let checked = parse_receipt(text).and_then(|receipt| {
+                let settles = core.state.nack_settles(receipt, action, now)?;
+                Ok((receipt, settles))
+            });
+            match checked {
+                Ok((receipt, true)) => {
+                    let outcome = core.state.nack(receipt, action.clone(), now);
+                    if let Ok(NackOutcome::Settled(settle)) = outcome {
+                        plan.settles.push(settle);
+                    }
+                    if let Some(error) = error {
+                        core.last_errors.insert(receipt.seq().0, error.to_string());
+                    }
+                    plan.results.push(receipt_result(text, Ok(())));
+                }
+                Ok((receipt, false)) => {
+                    plan.requeues.push((index, receipt));
+                    plan.results.push(receipt_result(text, Ok(())));
+                }
+                Err(failure) => plan.results.push(receipt_result(text, Err(failure))),
+            }
+        }
+        Ok(plan)
+    }
+
+    /// The second half: returns the messages of the nacks that requeue. A lease that ended
+    /// meanwhile is reported per receipt; a nack that now settles after all (its lease ran out
+    /// on its last delivery) comes back for the caller to write.
+    pub(crate) fn nack_finish(
+        &self,
+        plan: &mut NackPlan,
+        action: &NackAction,
+        error: Option<&str>,
+        now: u64,
+    ) -> Result<Vec<(usize, Settle)>, EngineError> {
         let mut core = self.core()?;
         let mut settles = Vec::new();
-        let results = receipts
-            .iter()
-            .map(|text| {
-                let applied = parse_receipt(text).and_then(|receipt| {
-                    core.state
-                        .nack(receipt, action.clone(), now)
-                        .map_err(|e| e.to_string())
-                        .inspect(|_| {
-                            if let Some(error) = &error {
-                                core.last_errors.insert(receipt.seq().0, error.clone());
-                            }
-                        })
-                });
-                if let Ok(NackOutcome::Settled(settle)) = &applied {
-                    settles.push(settle.clone());
+        for (index, receipt) in std::mem::take(&mut plan.requeues) {
+            match core.state.nack(receipt, action.clone(), now) {
+                Ok(outcome) => {
+                    if let NackOutcome::Settled(settle) = outcome {
+                        settles.push((index, settle));
+                    }
+                    if let Some(error) = error {
+                        core.last_errors.insert(receipt.seq().0, error.to_string());
+                    }
                 }
-                receipt_result(text, applied.map(|_| ()))
-            })
-            .collect();
+                Err(refused) => plan.results[index].error = Some(refused.into()),
+            }
+        }
         drop(core);
         self.timer_changed.notify_one();
-        Ok((settles, results))
+        Ok(settles)
     }
 
     pub(crate) fn extend(
@@ -383,7 +430,7 @@ impl QueueRuntime {
                     core.state
                         .extend(receipt, lease_ms, now)
                         .map(|_| ())
-                        .map_err(|e| e.to_string())
+                        .map_err(ReceiptFailure::from)
                 });
                 receipt_result(text, applied)
             })
@@ -697,11 +744,11 @@ pub(crate) fn cap_error_text(mut text: String) -> String {
     text
 }
 
-fn parse_receipt(text: &str) -> Result<Receipt, String> {
-    text.parse::<Receipt>().map_err(|e| e.to_string())
+fn parse_receipt(text: &str) -> Result<Receipt, ReceiptFailure> {
+    Ok(text.parse::<Receipt>()?)
 }
 
-fn receipt_result(text: &str, applied: Result<(), String>) -> ReceiptResult {
+fn receipt_result(text: &str, applied: Result<(), ReceiptFailure>) -> ReceiptResult {
     ReceiptResult {
         receipt: text.to_string(),
         error: applied.err(),

@@ -394,6 +394,25 @@ impl QueueState {
         self.dedup.oldest_seq()
     }
 
+    /// Whether a nack of `receipt` with `action` would settle the message (dead-letter or drop
+    /// it) rather than return it for another attempt; changes nothing. Lets a caller write the
+    /// settlements of a batch of nacks before it applies any of them.
+    pub fn nack_settles(
+        &self,
+        receipt: Receipt,
+        action: &NackAction,
+        now: u64,
+    ) -> Result<bool, ReceiptError> {
+        self.check_lease(receipt, now)?;
+        let entry = self.entry(receipt.seq());
+        let exhausted = (self.options.max_deliveries)
+            .is_some_and(|max_deliveries| entry.delivery_count >= max_deliveries);
+        Ok(match action {
+            NackAction::DeadLetter { .. } => true,
+            NackAction::Requeue { .. } => exhausted || entry.expires_at <= now,
+        })
+    }
+
     /// Gives a leased message back: for another attempt or to the dead-letter queue.
     pub fn nack(
         &mut self,

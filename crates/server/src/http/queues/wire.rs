@@ -11,9 +11,14 @@ use serde::{Deserialize, Deserializer, Serialize};
 use std::{collections::BTreeMap, time::Duration};
 use utoipa::{IntoParams, ToSchema};
 use wharf_engine::{
-    broker::{Delivery, PeekedMessage, QueueInfo, ReceiptResult, Redriven, SendMessage, Sent},
+    broker::{
+        Delivery, PeekedMessage, QueueInfo, ReceiptFailure, ReceiptResult, Redriven, SendMessage,
+        Sent,
+    },
     error::MessageField,
-    queue::{OptionField, QueueCounters, QueueOptions, QueueStats},
+    queue::{
+        OptionField, QueueCounters, QueueOptions, QueueStats, ReceiptError, ReceiptParseError,
+    },
 };
 use wharf_model::message::{DeadLetter, Message};
 
@@ -221,9 +226,16 @@ pub struct ReceiptResultsBody {
 pub struct ReceiptResultBody {
     pub receipt: String,
     pub ok: bool,
-    /// Why not, when `ok` is false (unknown or expired lease).
+    /// Why not, when `ok` is false, for a person to read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why not, when `ok` is false, for a program: `invalid_receipt` (not a receipt),
+    /// `stale_receipt` (the message was settled, returned or leased again since),
+    /// `lease_expired`, or `storage_error` (its settlement could not be written; the lease
+    /// holds, try again).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "lease_expired")]
+    pub code: Option<&'static str>,
 }
 
 /// `GET /v1/queues/{name}/messages` query.
@@ -448,12 +460,23 @@ impl From<Sent> for SentBody {
     }
 }
 
+/// The stable code of a receipt that failed; every failure named, no `_` arm.
+fn receipt_failure_code(failure: &ReceiptFailure) -> &'static str {
+    match failure {
+        ReceiptFailure::Malformed(ReceiptParseError::Malformed { .. }) => "invalid_receipt",
+        ReceiptFailure::Refused(ReceiptError::Stale { .. }) => "stale_receipt",
+        ReceiptFailure::Refused(ReceiptError::LeaseExpired { .. }) => "lease_expired",
+        ReceiptFailure::NotStored(_) => "storage_error",
+    }
+}
+
 impl From<ReceiptResult> for ReceiptResultBody {
     fn from(result: ReceiptResult) -> Self {
         ReceiptResultBody {
             receipt: result.receipt,
             ok: result.error.is_none(),
-            error: result.error,
+            error: result.error.as_ref().map(ToString::to_string),
+            code: result.error.as_ref().map(receipt_failure_code),
         }
     }
 }
