@@ -74,6 +74,12 @@ struct ServeArgs {
     http_addr: Option<SocketAddr>,
 }
 
+/// mimalloc instead of glibc's malloc: per-thread free lists without arena lock waits. The
+/// engine allocates per message and per destination (records, deliveries, JSON), and glibc's
+/// malloc measured a third of the server's CPU in a fan-out to 100 queues.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
     // `wharf bench queue` starts its own server unless the user named one.

@@ -102,6 +102,11 @@ struct Progress {
     finished: Mutex<Option<Instant>>,
 }
 
+/// The `wharf` binary's allocator (mimalloc), so that the peers' load generator is not slower
+/// than Wharf's for want of it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
