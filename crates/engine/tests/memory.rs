@@ -155,7 +155,10 @@ async fn a_nack_whose_settlement_fails_leaves_every_lease_it_named() {
     let receipts: Vec<String> = leased.iter().map(|d| d.receipt.clone()).collect();
 
     store.fail_appends(1);
-    assert!(engine.nack("jobs", &receipts, requeue.clone()).await.is_err());
+    assert!(engine
+        .nack("jobs", &receipts, requeue.clone())
+        .await
+        .is_err());
     let stats = engine.queue_info("jobs").unwrap().stats;
     assert_eq!(
         (stats.leased, stats.ready, stats.counters.dead_lettered),

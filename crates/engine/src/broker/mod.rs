@@ -303,13 +303,13 @@ impl Engine {
         now: u64,
     ) -> Vec<Result<(), EngineError>> {
         let prepared: Vec<_> = (sends.iter())
-            .map(|(queue, messages)| queue.send_prepare(messages, now))
+            .map(|send| (send.queue).send_prepare(&send.messages, send.encoded.as_deref(), now))
             .collect();
         let mut firsts: Vec<Option<Result<u64, wharf_storage::StorageError>>> =
             sends.iter().map(|_| None).collect();
         for (log, durable) in [(&self.inner.wal, true), (&self.inner.wal_transient, false)] {
             let members: Vec<usize> = (0..sends.len())
-                .filter(|&i| prepared[i].is_ok() && sends[i].0.durable == durable)
+                .filter(|&i| prepared[i].is_ok() && sends[i].queue.durable == durable)
                 .collect();
             let records: Vec<bytes::Bytes> = (members.iter())
                 .flat_map(|&i| prepared[i].as_ref().map_or(&[][..], |p| &p.records[..]))
@@ -329,7 +329,8 @@ impl Engine {
             }
         }
         let mut results = Vec::with_capacity(sends.len());
-        for (((queue, messages), prepared), first) in sends.iter().zip(prepared).zip(firsts) {
+        for ((send, prepared), first) in sends.iter().zip(prepared).zip(firsts) {
+            let (queue, messages) = (&send.queue, &send.messages);
             let result = match (prepared, first) {
                 (Ok(prepared), Some(first)) => {
                     match queue.send_finish(prepared, messages, first, now) {
@@ -668,11 +669,15 @@ pub(crate) fn check_lease(lease: Duration) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// Messages for one queue, each with whether its id came from the client (dedup).
-pub(crate) type QueueSend = (
-    Arc<QueueRuntime>,
-    Vec<(wharf_model::message::Message, bool)>,
-);
+/// Messages for one queue of a [`Engine::send_many`].
+pub(crate) struct QueueSend {
+    pub queue: Arc<QueueRuntime>,
+    /// Each with whether its id came from the client (dedup).
+    pub messages: Vec<(wharf_model::message::Message, bool)>,
+    /// Their `enqueued` records without dedup, when the caller encoded them already (a
+    /// publish encodes each message once for every queue it reaches).
+    pub encoded: Option<Vec<bytes::Bytes>>,
+}
 
 /// A random 64-bit value from the standard library's per-instance random hasher keys: enough
 /// for seeds and id entropy without a random-number dependency.

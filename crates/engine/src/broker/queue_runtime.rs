@@ -18,6 +18,7 @@ use crate::{
         Receipt, Seq, Settle, SettleReason,
     },
 };
+use bytes::Bytes;
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     sync::{Arc, Mutex},
@@ -165,26 +166,32 @@ impl QueueRuntime {
         messages: &[(Message, bool)],
         now: u64,
     ) -> Result<(Vec<bool>, Vec<Settle>), EngineError> {
-        let prepared = self.send_prepare(messages, now)?;
+        let prepared = self.send_prepare(messages, None, now)?;
         let written = self.log.append(&prepared.records, None).await;
         self.send_finish(prepared, messages, written.map(|range| range.start.0), now)
     }
 
     /// The first half of a send: reserves room and dedup ids and encodes the records to
     /// append. Every prepared send must be finished with [`QueueRuntime::send_finish`].
+    /// `encoded`, when given, holds each message's `enqueued` record without dedup (a publish
+    /// encodes a message once for all the queues that store it).
     pub(crate) fn send_prepare(
         &self,
         messages: &[(Message, bool)],
+        encoded: Option<&[Bytes]>,
         now: u64,
     ) -> Result<PreparedSend, EngineError> {
         let plan = self.send_reserve(messages, now)?;
         let records = (plan.to_write.iter())
-            .map(|(index, key)| {
-                let record = QueueRecord::Enqueued {
-                    message: messages[*index].0.clone(),
-                    dedup: key.is_some(),
-                };
-                wrap(self.resource, &record.encode())
+            .map(|(index, key)| match (encoded, key) {
+                (Some(encoded), None) => wrap(self.resource, &encoded[*index]),
+                _ => {
+                    let record = QueueRecord::Enqueued {
+                        message: messages[*index].0.clone(),
+                        dedup: key.is_some(),
+                    };
+                    wrap(self.resource, &record.encode())
+                }
             })
             .collect();
         Ok(PreparedSend { plan, records })
@@ -708,6 +715,15 @@ impl QueueRuntime {
             name: self.name.to_string(),
         })
     }
+}
+
+/// The `enqueued` record of a message whose id is not deduplicated.
+pub(crate) fn encode_enqueued(message: &Message) -> Bytes {
+    let record = QueueRecord::Enqueued {
+        message: message.clone(),
+        dedup: false,
+    };
+    record.encode()
 }
 
 /// The state machine's view of a message: no body, no strings but the group.

@@ -18,7 +18,10 @@ mod tests;
 
 use retained::RetainedMessages;
 
-use super::{api::SendMessage, internal_error, topic_records::TopicRecord, validate, Engine};
+use super::{
+    api::SendMessage, internal_error, queue_runtime, topic_records::TopicRecord, validate, Engine,
+    QueueSend,
+};
 use crate::{
     error::{EngineError, Field, FieldProblem, NameProblem, ResourceKind},
     topic::{BindingSpec, Destination, Router, TopicOptions},
@@ -410,11 +413,26 @@ impl Engine {
             let mut queue_sends = Vec::new();
             let mut queue_indexes = Vec::new();
             let mut deliveries = Vec::new();
+            // Each message's `enqueued` record, encoded once however many queues store it.
+            let mut encoded: Vec<Option<Bytes>> = vec![None; messages.len()];
             for (destination, indexes) in groups {
                 if let Destination::Queue(name) = &destination {
                     if let Some(queue) = self.find(name) {
                         let batch = indexes.iter().map(|i| (messages[*i].1.clone(), false));
-                        queue_sends.push((queue, batch.collect()));
+                        let records = (indexes.iter())
+                            .map(|i| {
+                                let record = &mut encoded[*i];
+                                (record.get_or_insert_with(|| {
+                                    queue_runtime::encode_enqueued(&messages[*i].1)
+                                }))
+                                .clone()
+                            })
+                            .collect();
+                        queue_sends.push(QueueSend {
+                            queue,
+                            messages: batch.collect(),
+                            encoded: Some(records),
+                        });
                         queue_indexes.push(indexes);
                     }
                     continue;
