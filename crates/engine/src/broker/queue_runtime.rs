@@ -5,7 +5,7 @@
 //! dedup ids before writing so that the state accepts exactly what was written; replay applies
 //! the same records without checks. Bodies stay in the log and are read back at delivery.
 
-use super::wal::{unwrap, wrap, ResourceId};
+use super::wal::{unwrap, wrap, wrap_enqueued, wrap_record, ResourceId};
 use super::{
     api::{Delivery, PeekedMessage, ReceiptFailure, ReceiptResult},
     records::{QueueRecord, SettleReason as RecordSettleReason},
@@ -185,13 +185,7 @@ impl QueueRuntime {
         let records = (plan.to_write.iter())
             .map(|(index, key)| match (encoded, key) {
                 (Some(encoded), None) => wrap(self.resource, &encoded[*index]),
-                _ => {
-                    let record = QueueRecord::Enqueued {
-                        message: messages[*index].0.clone(),
-                        dedup: key.is_some(),
-                    };
-                    wrap(self.resource, &record.encode())
-                }
+                _ => wrap_enqueued(self.resource, &messages[*index].0, key.is_some()),
             })
             .collect();
         Ok(PreparedSend { plan, records })
@@ -314,7 +308,7 @@ impl QueueRuntime {
                     delivery_count: d.delivery_count,
                     at: d.last_delivered_at,
                 };
-                wrap(self.resource, &record.encode())
+                wrap_record(self.resource, &record)
             })
             .collect();
         if let Err(error) = self.log.append_lazy(&records) {
@@ -635,7 +629,7 @@ impl QueueRuntime {
                 dedup,
                 message,
             };
-            records.push(wrap(self.resource, &record.encode()));
+            records.push(wrap_record(self.resource, &record));
         }
         if records.is_empty() {
             return Ok(0);
@@ -678,7 +672,7 @@ impl QueueRuntime {
             seqs: seqs.to_vec(),
             reason,
         };
-        let records = [wrap(self.resource, &record.encode())];
+        let records = [wrap_record(self.resource, &record)];
         self.log.append(&records, None).await?;
         let mut core = self.core()?;
         for (index, seq) in seqs.iter().enumerate() {
@@ -719,11 +713,7 @@ impl QueueRuntime {
 
 /// The `enqueued` record of a message whose id is not deduplicated.
 pub(crate) fn encode_enqueued(message: &Message) -> Bytes {
-    let record = QueueRecord::Enqueued {
-        message: message.clone(),
-        dedup: false,
-    };
-    record.encode()
+    super::records::encode_enqueued_after(&[], message, false)
 }
 
 /// The state machine's view of a message: no body, no strings but the group.

@@ -30,7 +30,7 @@ pub(crate) mod legacy;
 pub(crate) mod message;
 
 use bytes::Bytes;
-use codec::{encode_record, read_version, DecodeError, Reader};
+use codec::{encode_record_after, read_version, DecodeError, Reader};
 use wharf_model::message::Message;
 
 const ENQUEUED: u8 = 0x11;
@@ -101,23 +101,25 @@ impl RecordError {
 }
 
 impl QueueRecord {
-    /// Encodes the record in the newest version of its type.
+    /// Encodes the record in the newest version of its type, alone (the engine writes
+    /// records in their WAL envelope: [`QueueRecord::encode_after`]).
+    #[cfg(test)]
     pub(crate) fn encode(&self) -> Bytes {
+        self.encode_after(&[])
+    }
+
+    /// [`QueueRecord::encode`] after `prefix` (the WAL envelope) in one buffer.
+    pub(crate) fn encode_after(&self, prefix: &[u8]) -> Bytes {
         match self {
-            QueueRecord::Enqueued { message, dedup } => encode_record(
-                ENQUEUED,
-                ENQUEUED_VERSION,
-                |w| {
-                    w.bool(*dedup);
-                    message::write(w, message);
-                },
-                &message.body,
-            ),
+            QueueRecord::Enqueued { message, dedup } => {
+                encode_enqueued_after(prefix, message, *dedup)
+            }
             QueueRecord::Delivered {
                 seq,
                 delivery_count,
                 at,
-            } => encode_record(
+            } => encode_record_after(
+                prefix,
                 DELIVERED,
                 DELIVERED_VERSION,
                 |w| {
@@ -127,7 +129,8 @@ impl QueueRecord {
                 },
                 &[],
             ),
-            QueueRecord::Settled { seqs, reason } => encode_record(
+            QueueRecord::Settled { seqs, reason } => encode_record_after(
+                prefix,
                 SETTLED,
                 SETTLED_VERSION,
                 |w| {
@@ -143,7 +146,8 @@ impl QueueRecord {
                 last_delivered_at,
                 dedup,
                 message,
-            } => encode_record(
+            } => encode_record_after(
+                prefix,
                 RELOCATED,
                 RELOCATED_VERSION,
                 |w| {
@@ -164,6 +168,21 @@ impl QueueRecord {
     pub(crate) fn decode(offset: u64, payload: &Bytes) -> Result<QueueRecord, RecordError> {
         decode_any_version(payload).map_err(|e| RecordError::decode(offset, e))
     }
+}
+
+/// The `enqueued` record of `message` after `prefix`, without an owned [`QueueRecord`]: a send
+/// encodes from the message it holds.
+pub(crate) fn encode_enqueued_after(prefix: &[u8], message: &Message, dedup: bool) -> Bytes {
+    encode_record_after(
+        prefix,
+        ENQUEUED,
+        ENQUEUED_VERSION,
+        |w| {
+            w.bool(dedup);
+            message::write(w, message);
+        },
+        &message.body,
+    )
 }
 
 fn decode_any_version(payload: &Bytes) -> Result<QueueRecord, DecodeError> {
@@ -253,6 +272,7 @@ pub(crate) mod strategies;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use codec::encode_record;
     use proptest::prelude::*;
     use strategies::{message, queue_record};
 

@@ -210,7 +210,7 @@ pub(crate) async fn migrate_legacy(
         });
     }
     let tail: Vec<Bytes> = (delivered.iter())
-        .map(|record| wal::wrap(resource, &record.encode()))
+        .map(|record| wal::wrap_record(resource, record))
         .collect();
     if !tail.is_empty() {
         wal.append(&tail, None).await?;

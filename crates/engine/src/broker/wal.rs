@@ -18,7 +18,11 @@
 //! A message's seq is the offset of its `enqueued` record in its WAL. Space is reclaimed for a
 //! whole WAL at once: segments below the oldest record any queue still needs are deleted.
 
-use super::{parse_name, records::RecordError, replay, Engine, QUEUE_META_PREFIX};
+use super::{
+    parse_name,
+    records::{encode_enqueued_after, QueueRecord, RecordError},
+    replay, Engine, QUEUE_META_PREFIX,
+};
 use crate::{
     error::{DefinitionError, EngineError},
     log_throttle::LogThrottle,
@@ -27,6 +31,7 @@ use crate::{
 };
 use bytes::{BufMut, Bytes, BytesMut};
 use std::{collections::HashMap, sync::atomic::Ordering, sync::Arc};
+use wharf_model::message::Message;
 use wharf_model::QueueName;
 use wharf_storage::{Durability, LogOptions, LogSize, LogStore, MetaOp, Offset, Storage};
 
@@ -296,14 +301,31 @@ impl Engine {
     }
 }
 
-/// Wraps a queue record for the WAL.
+/// Wraps an encoded queue record for the WAL (a copy: for records encoded once and stored
+/// in many queues; [`wrap_record`] encodes straight into the envelope).
 pub(crate) fn wrap(resource: ResourceId, record: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(ENVELOPE_BYTES + record.len());
-    out.put_u8(ENVELOPE);
-    out.put_u8(ENVELOPE_VERSION);
-    out.put_u64_le(resource.0);
+    out.put_slice(&envelope(resource));
     out.put_slice(record);
     out.freeze()
+}
+
+/// Encodes a queue record in its WAL envelope.
+pub(crate) fn wrap_record(resource: ResourceId, record: &QueueRecord) -> Bytes {
+    record.encode_after(&envelope(resource))
+}
+
+/// Encodes the `enqueued` record of `message` in its WAL envelope.
+pub(crate) fn wrap_enqueued(resource: ResourceId, message: &Message, dedup: bool) -> Bytes {
+    encode_enqueued_after(&envelope(resource), message, dedup)
+}
+
+fn envelope(resource: ResourceId) -> [u8; ENVELOPE_BYTES] {
+    let mut out = [0; ENVELOPE_BYTES];
+    out[0] = ENVELOPE;
+    out[1] = ENVELOPE_VERSION;
+    out[2..].copy_from_slice(&resource.0.to_le_bytes());
+    out
 }
 
 /// The resource and the inner record (a slice of `payload`, no copy) of the WAL record at
@@ -326,6 +348,40 @@ pub(crate) fn unwrap(offset: u64, payload: &Bytes) -> Result<(ResourceId, Bytes)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_encoded_in_its_envelope_is_the_record_wrapped() {
+        let message = Message {
+            id: "m1".into(),
+            body: Bytes::from_static(b"body"),
+            content_type: "text/plain".into(),
+            headers: [("k".to_string(), "v".to_string())].into(),
+            priority: 3,
+            group: Some("g".into()),
+            correlation_id: None,
+            reply_to: None,
+            sent_at: 1_700_000_000_000,
+            deliver_at: None,
+            expires_at: Some(1_700_000_001_000),
+            dead_letter: None,
+        };
+        let records = [
+            QueueRecord::Enqueued {
+                message: message.clone(),
+                dedup: true,
+            },
+            QueueRecord::Settled {
+                seqs: vec![1, 2],
+                reason: super::super::records::SettleReason::Acked,
+            },
+        ];
+        for record in &records {
+            let wrapped = wrap(ResourceId(7), &record.encode());
+            assert_eq!(wrap_record(ResourceId(7), record), wrapped);
+        }
+        let wrapped = wrap(ResourceId(7), &records[0].encode());
+        assert_eq!(wrap_enqueued(ResourceId(7), &message, true), wrapped);
+    }
 
     #[test]
     fn an_envelope_round_trips_and_garbage_is_an_error() {

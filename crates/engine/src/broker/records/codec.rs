@@ -65,8 +65,20 @@ pub(crate) fn encode_record(
     fields: impl FnOnce(&mut Writer<'_>),
     rest: &[u8],
 ) -> Bytes {
+    encode_record_after(&[], tag, version, fields, rest)
+}
+
+/// [`encode_record`] after `prefix` (an envelope) in the same buffer: the body is copied once.
+pub(crate) fn encode_record_after(
+    prefix: &[u8],
+    tag: u8,
+    version: u8,
+    fields: impl FnOnce(&mut Writer<'_>),
+    rest: &[u8],
+) -> Bytes {
     // Fields are small (bodies travel in `rest`); 64 bytes covers most without a regrowth.
-    let mut out = BytesMut::with_capacity(64 + rest.len());
+    let mut out = BytesMut::with_capacity(prefix.len() + 64 + rest.len());
+    out.put_slice(prefix);
     out.put_u8(tag);
     out.put_u8(version);
     Writer { out: &mut out }.group(fields);
