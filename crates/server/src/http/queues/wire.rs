@@ -5,7 +5,7 @@
 //! their content type is JSON, else as base64 (`body_base64`).
 
 use crate::http::{json_body::is_json_content_type, Problem, ProblemCode};
-use base64::{engine::general_purpose::STANDARD as BASE64, Engine as _};
+use base64_simd::STANDARD as BASE64;
 use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::{collections::BTreeMap, time::Duration};
@@ -377,7 +377,7 @@ impl NewMessage {
             }
             (None, Some(encoded)) => {
                 let bytes = BASE64
-                    .decode(encoded.as_bytes())
+                    .decode_to_vec(encoded.as_bytes())
                     .map_err(|error| invalid("body_base64", format!("not base64: {error}")))?;
                 (Bytes::from(bytes), self.content_type)
             }
@@ -546,7 +546,7 @@ pub fn render_body(content_type: &str, body: &[u8]) -> (Option<serde_json::Value
             return (Some(value), None);
         }
     }
-    (None, Some(BASE64.encode(body)))
+    (None, Some(BASE64.encode_to_string(body)))
 }
 
 /// Deserializes a field that is present, `null` included, as `Some`: `"body": null` is a JSON
