@@ -122,6 +122,7 @@ impl Server {
         let dir = config.data_dir.clone();
         let store_config = StoreConfig {
             log: config.storage.log_config(),
+            large_log_tail_cache_bytes: config.storage.tail_cache_bytes,
             ..StoreConfig::default()
         };
         let opened = tokio::task::spawn_blocking(move || {
