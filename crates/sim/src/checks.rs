@@ -360,6 +360,6 @@ fn queue_stats(sim: &Sim, name: &str) -> Result<QueueStats, Violation> {
 fn conserved(stats: &QueueStats) -> i128 {
     let c = stats.counters;
     let len = stats.ready + stats.delayed + stats.leased;
-    let settled = c.acked + c.dead_lettered + c.dropped + c.purged + c.redriven;
+    let settled = c.acked + c.dead_lettered + c.dropped + c.purged + c.redriven + c.damaged;
     i128::from(len) + i128::from(settled) - i128::from(c.sent)
 }

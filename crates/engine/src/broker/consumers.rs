@@ -164,9 +164,14 @@ impl Engine {
             queue.record_deliveries(&leased);
             queue.timer_changed.notify_one();
         }
-        let seqs: Vec<_> = round.deliveries.iter().map(|(_, d)| d.seq).collect();
-        let messages = queue.read_messages(&seqs).await?;
-        for ((sender, delivery), message) in round.deliveries.into_iter().zip(messages) {
+        let (read, damaged) = queue.read_deliveries(leased, now).await?;
+        let mut senders: std::collections::HashMap<_, _> = (round.deliveries.into_iter())
+            .map(|(sender, delivery)| (delivery.seq, sender))
+            .collect();
+        for (delivery, message) in read {
+            let Some(sender) = senders.remove(&delivery.seq) else {
+                continue;
+            };
             // A consumer that went away meanwhile had its leases returned by its detach.
             let _ = sender.try_send(Delivery {
                 message,
@@ -176,6 +181,7 @@ impl Engine {
                 last_delivered_at: delivery.last_delivered_at,
             });
         }
+        self.persist_settlements(queue, damaged).await?;
         Ok(delivered)
     }
 }

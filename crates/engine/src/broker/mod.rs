@@ -6,6 +6,7 @@
 
 pub mod api;
 mod consumers;
+mod delivery_read;
 pub(crate) mod queue_runtime;
 pub(crate) mod records;
 mod replay;

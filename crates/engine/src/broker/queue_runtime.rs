@@ -278,10 +278,11 @@ impl QueueRuntime {
             self.timer_changed.notify_one();
         }
         self.record_deliveries(&received.deliveries);
-        let seqs: Vec<Seq> = received.deliveries.iter().map(|d| d.seq).collect();
-        let messages = self.read_messages(&seqs).await?;
-        let mut deliveries = Vec::with_capacity(received.deliveries.len());
-        for (delivery, message) in received.deliveries.into_iter().zip(messages) {
+        let mut settled = received.settled;
+        let (read, damaged) = self.read_deliveries(received.deliveries, now).await?;
+        settled.extend(damaged);
+        let mut deliveries = Vec::with_capacity(read.len());
+        for (delivery, message) in read {
             deliveries.push(Delivery {
                 message,
                 receipt: delivery.receipt.to_string(),
@@ -290,7 +291,7 @@ impl QueueRuntime {
                 last_delivered_at: delivery.last_delivered_at,
             });
         }
-        Ok((deliveries, received.settled))
+        Ok((deliveries, settled))
     }
 
     /// Writes delivery-count records without waiting and without an fsync of their own: they

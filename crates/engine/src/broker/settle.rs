@@ -43,7 +43,8 @@ impl Engine {
             for settle in settles {
                 match &settle.reason {
                     SettleReason::DeadLettered(_) => moved.push(settle),
-                    SettleReason::Dropped(_) => dropped.push(settle),
+                    // Damaged ones are recorded as dropped: their record is unreadable.
+                    SettleReason::Dropped(_) | SettleReason::Damaged => dropped.push(settle),
                     // Written and applied by their callers; a state never returns them here.
                     SettleReason::Acked | SettleReason::Purged | SettleReason::Redriven => {
                         tracing::error!(queue = %queue.name, reason = ?settle.reason, "unexpected settlement; ignored");

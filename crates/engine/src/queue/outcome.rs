@@ -89,6 +89,9 @@ pub enum SettleReason {
     DeadLettered(DeadLetterReason),
     /// Discarded: the queue has no dead-letter queue.
     Dropped(DeadLetterReason),
+    /// Its record cannot be read back (damaged storage): it can never be delivered, so it
+    /// leaves the queue, counted apart, instead of failing every receive that meets it.
+    Damaged,
 }
 
 /// Why a message was dead-lettered (or dropped for want of a dead-letter queue).

@@ -816,6 +816,14 @@ impl QueueState {
         )
     }
 
+    /// Decides that leased message `seq`, whose record could not be read back, leaves the
+    /// queue as damaged, and marks it settling like any settlement the queue decides. `None`
+    /// when the lease is no longer current.
+    pub fn settle_damaged(&mut self, receipt: Receipt, now: u64) -> Option<Settle> {
+        self.check_lease(receipt, now).ok()?;
+        Some(self.begin_settle(receipt.seq(), SettleReason::Damaged))
+    }
+
     /// Decides that `seq` leaves for the dead-letter queue (or is dropped when there is none)
     /// and marks it settling: the caller writes it, then applies or aborts.
     fn dead_letter(&mut self, seq: Seq, reason: DeadLetterReason) -> Settle {
@@ -823,6 +831,11 @@ impl QueueState {
             Some(_) => SettleReason::DeadLettered(reason),
             None => SettleReason::Dropped(reason),
         };
+        self.begin_settle(seq, reason)
+    }
+
+    /// Marks `seq` settling towards `reason` (see the module header).
+    fn begin_settle(&mut self, seq: Seq, reason: SettleReason) -> Settle {
         let entry = *self.entry(seq);
         assert!(
             entry.status != Status::Settling,
@@ -872,6 +885,7 @@ impl QueueState {
             SettleReason::Dropped(why) => {
                 (&mut counters.dropped, *why == DeadLetterReason::Expired)
             }
+            SettleReason::Damaged => (&mut counters.damaged, false),
         };
         *counter += 1;
         if expired {

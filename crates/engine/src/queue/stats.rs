@@ -38,4 +38,7 @@ pub struct QueueCounters {
     pub purged: u64,
     /// Dead letters moved back to their source queue by redrive.
     pub redriven: u64,
+    /// Messages whose record could not be read back (damaged storage) when delivered; they
+    /// left the queue, logged.
+    pub damaged: u64,
 }

@@ -119,6 +119,7 @@ impl Model {
             SettleReason::Redriven => self.counters.redriven += 1,
             SettleReason::DeadLettered(_) => self.counters.dead_lettered += 1,
             SettleReason::Dropped(_) => self.counters.dropped += 1,
+            SettleReason::Damaged => self.counters.damaged += 1,
         }
         Settle {
             seq: Seq(seq),

@@ -61,6 +61,9 @@ pub struct QueueCountersBody {
     pub purged: u64,
     /// Dead letters moved back to their source queue by a redrive of this queue.
     pub redriven: u64,
+    /// Messages whose stored record could not be read back (damaged storage) when delivered:
+    /// they left the queue, and the server logged each.
+    pub damaged: u64,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -429,6 +432,7 @@ impl From<QueueStats> for QueueStatsBody {
             dropped,
             purged,
             redriven,
+            damaged,
         } = counters;
         QueueStatsBody {
             ready,
@@ -446,6 +450,7 @@ impl From<QueueStats> for QueueStatsBody {
                 dropped,
                 purged,
                 redriven,
+                damaged,
             },
         }
     }

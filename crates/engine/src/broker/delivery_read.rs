@@ -1,0 +1,98 @@
+//! Reading the bodies of fresh deliveries, when storage cannot give some of them back.
+//!
+//! A batch of deliveries is read with one storage call. When that fails, each record is read
+//! alone to find the ones at fault, so that one bad record never fails the whole batch (nor
+//! leaves the rest leased and unreturned until their leases run out):
+//! - a record that is damaged (it fails its checksum, is missing, or does not decode as this
+//!   message) can never be delivered: the message leaves the queue as `Damaged`, counted in
+//!   the queue's `damaged` counter and logged;
+//! - a read that failed otherwise (an I/O error) returns its message to the queue for a later
+//!   attempt.
+//!
+//! The rest of the batch is delivered. Only when nothing could be read and nothing was
+//! damaged does the error become the caller's answer.
+
+use super::queue_runtime::QueueRuntime;
+use crate::{
+    error::EngineError,
+    log_throttle::LogThrottle,
+    queue::{Delivery as StateDelivery, Seq, Settle},
+};
+use wharf_model::message::Message;
+use wharf_storage::StorageError;
+
+impl QueueRuntime {
+    /// The messages of `deliveries` (leased just now) that could be read, each with its
+    /// delivery, and the settlements of those that are damaged, for the caller to persist.
+    pub(crate) async fn read_deliveries(
+        &self,
+        deliveries: Vec<StateDelivery>,
+        now: u64,
+    ) -> Result<(Vec<(StateDelivery, Message)>, Vec<Settle>), EngineError> {
+        let seqs: Vec<Seq> = deliveries.iter().map(|d| d.seq).collect();
+        let failure = match self.read_messages(&seqs).await {
+            Ok(messages) => {
+                return Ok((deliveries.into_iter().zip(messages).collect(), Vec::new()))
+            }
+            Err(failure) => failure,
+        };
+        let mut read = Vec::with_capacity(deliveries.len());
+        let (mut damaged, mut failed) = (Vec::new(), Vec::new());
+        let mut last_failure = failure;
+        for delivery in deliveries {
+            match self.read_messages(&[delivery.seq]).await {
+                Ok(mut message) => read.push((delivery, message.remove(0))),
+                Err(error) if is_damage(&error) => {
+                    log_damaged(self, delivery.seq, &error);
+                    damaged.push(delivery);
+                }
+                Err(error) => {
+                    failed.push(delivery);
+                    last_failure = error;
+                }
+            }
+        }
+        let settles = self.set_aside(&damaged, &failed, now)?;
+        if read.is_empty() && damaged.is_empty() {
+            return Err(last_failure);
+        }
+        Ok((read, settles))
+    }
+
+    /// Settles the damaged as `Damaged` and returns the failed to the queue.
+    fn set_aside(
+        &self,
+        damaged: &[StateDelivery],
+        failed: &[StateDelivery],
+        now: u64,
+    ) -> Result<Vec<Settle>, EngineError> {
+        let mut core = self.core()?;
+        let mut settles = Vec::new();
+        for delivery in damaged {
+            settles.extend(core.state.settle_damaged(delivery.receipt, now));
+        }
+        for delivery in failed {
+            if let Ok(Some(settle)) = core.state.release(delivery.receipt, now) {
+                settles.push(settle);
+            }
+        }
+        drop(core);
+        self.timer_changed.notify_one();
+        Ok(settles)
+    }
+}
+
+/// Whether a failed read means the record itself is bad, for good.
+fn is_damage(error: &EngineError) -> bool {
+    matches!(
+        error,
+        EngineError::Record(_) | EngineError::Storage(StorageError::Corrupt { .. })
+    )
+}
+
+fn log_damaged(queue: &QueueRuntime, seq: Seq, error: &EngineError) {
+    static THROTTLE: LogThrottle = LogThrottle::new();
+    if let Some(suppressed) = THROTTLE.allow() {
+        tracing::error!(queue = %queue.name, %seq, %error, suppressed, "a message's record is damaged: it leaves the queue");
+    }
+}
