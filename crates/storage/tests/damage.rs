@@ -246,7 +246,7 @@ fn failed_append_on_full_disk_is_cleared() {
 fn clean_close_leaves_no_spare_file() {
     for payload_len in [100, 100_000] {
         let dir = tempfile::tempdir().unwrap();
-        let payloads: Vec<Vec<u8>> = (0..30).map(|i| payload(i, payload_len)).collect();
+        let payloads: Vec<Vec<u8>> = (0..35).map(|i| payload(i, payload_len)).collect();
         let bytes = (payload_len as u64 + 16) * 20;
         write_records(dir.path(), config(bytes, true), &payloads);
         let spare = dir.path().join("spare.tmp");
