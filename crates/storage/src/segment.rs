@@ -129,7 +129,7 @@ impl Segment {
         let mut limit = limit;
         for damage in &self.damage {
             if damage.offsets.contains(&from) {
-                return Err(self.corrupt(damage.position, damage.reason));
+                return Err(self.corrupt(from, damage.position, damage.reason));
             }
             if damage.offsets.start > from {
                 // Stop before the damage: the next read from there reports it.
@@ -184,15 +184,17 @@ impl Segment {
             let header: &[u8; RECORD_HEADER_BYTES] = buf
                 .get(at..at + RECORD_HEADER_BYTES)
                 .and_then(|h| h.try_into().ok())
-                .ok_or_else(|| self.corrupt(start + at as u64, "frame runs past its segment"))?;
+                .ok_or_else(|| {
+                    self.corrupt(offset, start + at as u64, "frame runs past its segment")
+                })?;
             let Header::Frame { length, .. } = record::decode_header(header) else {
-                return Err(self.corrupt(start + at as u64, "invalid frame header"));
+                return Err(self.corrupt(offset, start + at as u64, "invalid frame header"));
             };
-            let frame = buf
-                .get(at..at + length as usize)
-                .ok_or_else(|| self.corrupt(start + at as u64, "frame runs past its segment"))?;
+            let frame = buf.get(at..at + length as usize).ok_or_else(|| {
+                self.corrupt(offset, start + at as u64, "frame runs past its segment")
+            })?;
             record::verify(frame, offset)
-                .map_err(|reason| self.corrupt(start + at as u64, reason))?;
+                .map_err(|reason| self.corrupt(offset, start + at as u64, reason))?;
             out.push(Record {
                 offset,
                 payload: buf.slice(at + RECORD_HEADER_BYTES..at + length as usize),
@@ -202,9 +204,10 @@ impl Segment {
         Ok(())
     }
 
-    fn corrupt(&self, position: u64, reason: &'static str) -> StorageError {
+    fn corrupt(&self, offset: Offset, position: u64, reason: &'static str) -> StorageError {
         StorageError::Corrupt {
             path: self.path.clone(),
+            offset,
             position,
             reason,
         }
@@ -395,7 +398,12 @@ fn resync(
         let Some(frame) = rest.get(at..at + length as usize) else {
             continue;
         };
-        if offset >= expected && record::verify(frame, offset).is_ok() {
+        // Each skipped record took at least a header's worth of the skipped bytes, which
+        // bounds how far the offset may have moved: a stray match cannot claim millions.
+        let skipped_bytes = from + at as u64 - position;
+        let plausible = offset >= expected
+            && offset.0 - expected.0 <= skipped_bytes / RECORD_HEADER_BYTES as u64;
+        if plausible && record::verify(frame, offset).is_ok() {
             return Ok(Some((from + at as u64, offset)));
         }
     }

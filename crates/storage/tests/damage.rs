@@ -112,7 +112,7 @@ fn flip_in_older_segment_costs_only_the_damaged_record() {
     assert_eq!(metric(&metrics), 1);
     for (i, expected) in payloads.iter().enumerate() {
         match log.read(Offset(i as u64)) {
-            Err(StorageError::Corrupt { .. }) => assert_eq!(i, 100),
+            Err(StorageError::Corrupt { offset, .. }) => assert_eq!(offset, Offset(100)),
             Ok(Some(record)) => assert_eq!(&record.payload[..], &expected[..], "record {i}"),
             other => panic!("record {i}: {other:?}"),
         }
@@ -340,7 +340,10 @@ proptest! {
             let offset = Offset(i as u64);
             match log.read(offset) {
                 Ok(Some(record)) => prop_assert_eq!(&record.payload[..], &expected[..], "record {}", i),
-                Err(StorageError::Corrupt { .. }) => corrupt.push(offset),
+                Err(StorageError::Corrupt { offset: at, .. }) => {
+                    prop_assert_eq!(at, offset);
+                    corrupt.push(offset);
+                }
                 Ok(None) => prop_assert!(offset >= log.end_offset()),
                 Err(other) => prop_assert!(false, "record {}: {}", i, other),
             }
