@@ -292,13 +292,15 @@ fn check_undamaged(sim: &Sim) -> Result<(), Violation> {
     for name in ["wal", "wal-transient", "topic-events"] {
         let log = (store.log(name, wharf_storage::LogConfig::default()))
             .map_err(|error| violation("recovery finds no damage", format!("{name}: {error}")))?;
-        if let Some((path, offset, reason)) = log.damage().first() {
+        if let Some(damage) = log.damage().first() {
             return Err(violation(
                 "recovery finds no damage",
                 format!(
-                    "{}: records from offset {} unreadable: {reason}",
-                    path.display(),
-                    offset.0
+                    "{}: records at offsets {}..{} unreadable: {}",
+                    damage.path.display(),
+                    damage.offsets.start,
+                    damage.offsets.end,
+                    damage.reason
                 ),
             ));
         }

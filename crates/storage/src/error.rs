@@ -14,10 +14,12 @@ pub enum StorageError {
         #[source]
         source: Arc<io::Error>,
     },
-    /// A record failed its checksum or framing check inside sealed data.
-    #[error("corrupt record in {} at byte {position}: {reason}", path.display())]
+    /// The record at `offset` is damaged (recovery found it so, or it failed its checksum or
+    /// framing check when read). Only that offset fails: a reader may go on from the next one.
+    #[error("corrupt record {offset} in {} at byte {position}: {reason}", path.display())]
     Corrupt {
         path: PathBuf,
+        offset: Offset,
         position: u64,
         reason: &'static str,
     },

@@ -31,4 +31,5 @@ pub use meta::{MetaOp, MetaStore};
 pub use metrics::StorageMetrics;
 pub use record::{Offset, Record, RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX};
 pub use seam::{Durability, LogOptions, LogSize, LogStore, Storage, StorageFuture};
+pub use segment::Damage;
 pub use store::{Store, StoreConfig};

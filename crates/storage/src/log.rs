@@ -209,9 +209,11 @@ struct FlushOutcome {
 impl Log {
     /// Opens (or creates) the log in `dir`, recovering from whatever a crash left behind.
     ///
-    /// Blocking: scans every segment to rebuild the index and verify checksums. A torn tail is
-    /// cut off; damage inside older segments is logged, counted in `corrupt_records` and makes
-    /// reads of the damaged offsets fail.
+    /// Blocking: scans every segment to rebuild the index and verify checksums. A torn tail
+    /// (invalid bytes after the last valid record of the last segment) is cut off. Damage (an
+    /// invalid record with valid records after it, or a sealed segment ending early, in any
+    /// segment) is never cut: it is logged once, counted in `corrupt_records`, listed by
+    /// [`Log::damage`], and only reads of the damaged offsets fail.
     pub fn open(
         dir: impl AsRef<Path>,
         config: LogConfig,
@@ -368,13 +370,18 @@ impl Log {
                 break;
             };
             let before = out.len();
-            segment.read(
+            let read = segment.read(
                 at,
                 limit,
                 max_records - out.len(),
                 max_bytes - bytes_read,
                 &mut out,
-            )?;
+            );
+            match read {
+                // The records before damage are returned; the next read from it fails.
+                Err(StorageError::Corrupt { .. }) if !out.is_empty() => break,
+                read => read?,
+            }
             if out.len() == before {
                 break;
             }
@@ -407,17 +414,12 @@ impl Log {
         Offset(*self.inner.visible.borrow())
     }
 
-    /// Segments found damaged at open: (file, first unreadable offset, reason).
-    pub fn damage(&self) -> Vec<(PathBuf, Offset, &'static str)> {
+    /// The damage recovery found at open, in offset order: each damaged offset range with its
+    /// file, byte position and reason. Reads of those offsets fail with
+    /// [`StorageError::Corrupt`]; every other record stays readable.
+    pub fn damage(&self) -> Vec<Damage> {
         let segments = self.inner.segments.read().expect("segments lock");
-        segments
-            .iter()
-            .filter_map(|s| {
-                s.damage
-                    .as_ref()
-                    .map(|d| (s.path.clone(), d.offset, d.reason))
-            })
-            .collect()
+        segments.iter().flat_map(|s| s.damage.clone()).collect()
     }
 
     /// The first offset of each segment, oldest first: where `truncate_before` can cut.
@@ -852,19 +854,27 @@ impl Inner {
         result
     }
 
-    /// Clears what a failed commit may have left after the write position (best effort); the
-    /// segment writer's tail stays where the last kept write ended.
+    /// Clears what a failed commit may have left after the write position, so that no part of
+    /// it can be read back or recovered; the segment writer's tail stays where the last kept
+    /// write ended.
+    ///
+    /// On a full disk the zeroing write itself may fail (a region the failed write extended the
+    /// file into is not allocated). Punching a hole, and failing that cutting the file at the
+    /// write position, frees space instead of needing it; the file regrows on the next write.
     fn write_chunk_undo(&self, writer: &Writer, chunk_len: u64) {
         let segment = &writer.active;
-        let zeroed = zero_range(
-            &self.ops,
-            &segment.file,
-            &segment.path,
-            writer.position,
-            writer.position + chunk_len,
-        );
-        if let Err(error) = zeroed {
-            tracing::warn!(path = %segment.path.display(), %error, "could not clear a failed append");
+        let (from, to) = (writer.position, writer.position + chunk_len);
+        let Err(error) = zero_range(&self.ops, &segment.file, &segment.path, from, to) else {
+            return;
+        };
+        if punch_hole(&segment.file, from, to).is_ok() {
+            return;
+        }
+        if let Err(cut) = segment.file.set_len(from) {
+            tracing::warn!(
+                path = %segment.path.display(), %error, %cut,
+                "could not clear a failed append"
+            );
         }
     }
 
@@ -887,8 +897,15 @@ impl Inner {
     fn close_files(&self) -> Result<(), StorageError> {
         let preparing = self.writer.lock().expect("writer lock").spare.take();
         if let Some(preparing) = preparing {
-            // Its file is not needed: the next open deletes `spare.tmp`.
+            // Its file is not needed: a spare is cheap to prepare again and an empty or
+            // zero-filled leftover would only puzzle an operator reading the directory.
             let _ = preparing.join();
+            let spare = self.dir.join(SPARE_FILE_NAME);
+            if let Err(error) = fs::remove_file(&spare) {
+                if error.kind() != std::io::ErrorKind::NotFound {
+                    return Err(StorageError::io(&spare, error));
+                }
+            }
         }
         self.sync_now()
     }
@@ -970,6 +987,7 @@ fn empty_scan() -> Scan {
         positions: Vec::new(),
         end: 0,
         torn: None,
+        damage: Vec::new(),
     }
 }
 
@@ -1021,6 +1039,22 @@ fn zero_range(
         at += n as u64;
     }
     Ok(())
+}
+
+/// Deallocates `[from, to)` of `file`, which then reads as zeroes; needs no free space.
+fn punch_hole(file: &File, from: u64, to: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(from), i64::try_from(to - from)) else {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+    };
+    let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    // SAFETY: fallocate only reads its integer arguments; the descriptor is open for writing.
+    let result = unsafe { libc::fallocate(file.as_raw_fd(), mode, offset, len) };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 fn sync_dir(ops: &FileOps, dir: &Path) -> Result<(), StorageError> {
@@ -1079,24 +1113,51 @@ fn open_segments(
         match bases.get(i + 1) {
             None => clear_tail(ops, &segment, end, torn)?,
             Some(next_base) => {
-                segment.damage = sealed_damage(&segment, *next_base, end, torn);
-                if let Some(damage) = &segment.damage {
-                    tracing::error!(
-                        path = %segment.path.display(), position = damage.position,
-                        reason = damage.reason,
-                        "damaged segment: records from offset {} to {} are unreadable",
-                        damage.offset, next_base
-                    );
-                    metrics.corrupt_records.inc();
+                if let Some(damage) = sealed_damage(&segment, *next_base, end, torn) {
+                    segment.damage.push(damage);
                 }
             }
         }
         segments.push(Arc::new(segment));
     }
+    report_damage(dir, &segments, metrics);
     Ok(segments)
 }
 
-/// A sealed segment must end cleanly exactly where the next one starts; anything else is damage.
+/// Logs the damage of one log once, naming the log and every damaged range, and counts the
+/// damaged records.
+fn report_damage(dir: &Path, segments: &[Arc<Segment>], metrics: &StorageMetrics) {
+    let damage: Vec<&Damage> = segments.iter().flat_map(|s| &s.damage).collect();
+    if damage.is_empty() {
+        return;
+    }
+    let records: u64 = damage
+        .iter()
+        .map(|d| d.offsets.end.0 - d.offsets.start.0)
+        .sum();
+    metrics.corrupt_records.inc_by(records);
+    let ranges: Vec<String> = damage
+        .iter()
+        .map(|d| {
+            format!(
+                "offsets {}..{} in {} at byte {} ({})",
+                d.offsets.start,
+                d.offsets.end,
+                d.path.display(),
+                d.position,
+                d.reason
+            )
+        })
+        .collect();
+    tracing::error!(
+        log = %dir.display(), records,
+        "damaged log: these records are unreadable, the others stay readable: {}",
+        ranges.join("; ")
+    );
+}
+
+/// A sealed segment must end cleanly exactly where the next one starts; the offsets missing
+/// before the next segment are damage.
 fn sealed_damage(
     segment: &Segment,
     next_base: Offset,
@@ -1105,13 +1166,14 @@ fn sealed_damage(
 ) -> Option<Damage> {
     let (position, reason) = match torn {
         Some(torn) => torn,
-        None if segment.end_offset() != next_base => {
+        None if segment.end_offset() < next_base => {
             (end, "records missing before the next segment")
         }
         None => return None,
     };
     Some(Damage {
-        offset: segment.end_offset(),
+        path: segment.path.clone(),
+        offsets: segment.end_offset()..next_base.max(segment.end_offset()),
         position,
         reason,
     })

@@ -65,7 +65,7 @@ impl StorageMetrics {
         registry.register("segments", "Segment files open", self.segments.clone());
         registry.register(
             "corrupt_records",
-            "Records found damaged inside sealed data",
+            "Records found damaged at open, unreadable while the others stay readable",
             self.corrupt_records.clone(),
         );
     }

@@ -46,6 +46,12 @@ pub type StorageFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StorageErr
 /// - A completed append of a durable log survives a crash (for files, unless the operator
 ///   relaxed the fsync policy); lazy appends and the appends of transient logs may be lost,
 ///   but only from the end, never leaving a gap.
+/// - Damage (stored bytes changed under the log: a bad disk block, a file edited by hand) costs
+///   only the damaged records: a read of a damaged offset fails with
+///   [`StorageError::Corrupt`], for that offset only, and the records before and after it stay
+///   readable at their offsets. A batch read stops before a damaged offset and returns what
+///   precedes it; the next read from the damaged offset fails. The memory store has no bytes
+///   to damage, so it never returns `Corrupt`.
 pub trait LogStore: Send + Sync + fmt::Debug {
     /// Appends `records` as one atomic unit and returns their offsets once they are durable
     /// (readable and surviving a crash, for a durable log). With a `condition`, appends only if
@@ -74,12 +80,15 @@ pub trait LogStore: Send + Sync + fmt::Debug {
 
     /// The records at `offsets` (scattered, in any order), each `None` if not readable yet:
     /// one call for a batch of deliveries, so that storage serves them with one trip to the
-    /// disk at most. [`StorageError::OffsetTruncated`] if any lies below the start.
+    /// disk at most. [`StorageError::OffsetTruncated`] if any lies below the start;
+    /// [`StorageError::Corrupt`] if any is damaged (read them one by one to tell which).
     fn read_many(&self, offsets: &[Offset]) -> StorageFuture<'_, Vec<Option<Record>>>;
 
     /// Up to `max_records` consecutive readable records from `from`, stopping before the
     /// payloads pass `max_bytes` in total; the first record is returned even if larger alone.
-    /// Empty at or past the end. [`StorageError::OffsetTruncated`] below the start.
+    /// Empty at or past the end. [`StorageError::OffsetTruncated`] below the start. Stops
+    /// before a damaged offset, returning the records before it; fails with
+    /// [`StorageError::Corrupt`] only when `from` itself is damaged.
     fn read_batch(
         &self,
         from: Offset,

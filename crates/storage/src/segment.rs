@@ -14,6 +14,8 @@ use bytes::Bytes;
 use std::{
     fs::File,
     io::{self, BufReader, Read},
+    io::{Seek, SeekFrom},
+    ops::Range,
     os::unix::fs::FileExt,
     path::{Path, PathBuf},
     sync::{
@@ -37,11 +39,16 @@ pub(crate) fn parse_segment_file_name(name: &str) -> Option<Offset> {
     digits.parse().ok().map(Offset)
 }
 
-/// Where recovery found damage that it must not paper over.
-#[derive(Debug, Clone)]
-pub(crate) struct Damage {
-    /// First offset that cannot be read.
-    pub offset: Offset,
+/// A run of offsets recovery found unreadable and must not paper over: the records before and
+/// after it stay readable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// The segment file holding the damage.
+    pub path: PathBuf,
+    /// The offsets that cannot be read (empty when bytes between two valid records were
+    /// damaged but no offset is missing).
+    pub offsets: Range<Offset>,
+    /// Byte position in the file where the damage starts.
     pub position: u64,
     pub reason: &'static str,
 }
@@ -55,8 +62,8 @@ pub(crate) struct Segment {
     positions: RwLock<Vec<u32>>,
     /// Byte position just past the last written record.
     end: AtomicU64,
-    /// Set by recovery when records from `damage.offset` on are unreadable.
-    pub damage: Option<Damage>,
+    /// Offset ranges recovery found unreadable, in offset order.
+    pub damage: Vec<Damage>,
 }
 
 /// What scanning a segment file found.
@@ -67,6 +74,9 @@ pub(crate) struct Scan {
     pub end: u64,
     /// Why the scan stopped before the end of the file, if not at a clean end marker.
     pub torn: Option<(u64, &'static str)>,
+    /// Invalid bytes with valid records after them, in offset order. The index holds the
+    /// damage's start position for each of their offsets.
+    pub damage: Vec<Damage>,
 }
 
 impl Segment {
@@ -77,7 +87,7 @@ impl Segment {
             file,
             end: AtomicU64::new(scan.end),
             positions: RwLock::new(scan.positions),
-            damage: None,
+            damage: scan.damage,
         }
     }
 
@@ -116,9 +126,15 @@ impl Segment {
         out: &mut Vec<Record>,
     ) -> Result<(), StorageError> {
         assert!(from >= self.base);
-        if let Some(damage) = &self.damage {
-            if from >= damage.offset {
-                return Err(self.corrupt(damage.position, damage.reason));
+        let mut limit = limit;
+        for damage in &self.damage {
+            if damage.offsets.contains(&from) {
+                return Err(self.corrupt(from, damage.position, damage.reason));
+            }
+            if damage.offsets.start > from {
+                // Stop before the damage: the next read from there reports it.
+                limit = limit.min(damage.offsets.start);
+                break;
             }
         }
         let (start, stop, count) = {
@@ -168,15 +184,17 @@ impl Segment {
             let header: &[u8; RECORD_HEADER_BYTES] = buf
                 .get(at..at + RECORD_HEADER_BYTES)
                 .and_then(|h| h.try_into().ok())
-                .ok_or_else(|| self.corrupt(start + at as u64, "frame runs past its segment"))?;
+                .ok_or_else(|| {
+                    self.corrupt(offset, start + at as u64, "frame runs past its segment")
+                })?;
             let Header::Frame { length, .. } = record::decode_header(header) else {
-                return Err(self.corrupt(start + at as u64, "invalid frame header"));
+                return Err(self.corrupt(offset, start + at as u64, "invalid frame header"));
             };
-            let frame = buf
-                .get(at..at + length as usize)
-                .ok_or_else(|| self.corrupt(start + at as u64, "frame runs past its segment"))?;
+            let frame = buf.get(at..at + length as usize).ok_or_else(|| {
+                self.corrupt(offset, start + at as u64, "frame runs past its segment")
+            })?;
             record::verify(frame, offset)
-                .map_err(|reason| self.corrupt(start + at as u64, reason))?;
+                .map_err(|reason| self.corrupt(offset, start + at as u64, reason))?;
             out.push(Record {
                 offset,
                 payload: buf.slice(at + RECORD_HEADER_BYTES..at + length as usize),
@@ -186,9 +204,10 @@ impl Segment {
         Ok(())
     }
 
-    fn corrupt(&self, position: u64, reason: &'static str) -> StorageError {
+    fn corrupt(&self, offset: Offset, position: u64, reason: &'static str) -> StorageError {
         StorageError::Corrupt {
             path: self.path.clone(),
+            offset,
             position,
             reason,
         }
@@ -197,78 +216,212 @@ impl Segment {
 
 /// Reads a segment from the start and indexes every complete, valid append.
 ///
-/// Stops at the zero end marker, at the end of the file, or at the first frame that fails its
-/// checks. Records of an append whose last frame is missing are left out (`end` stays before
-/// them), so a torn multi-record append disappears whole.
+/// Stops at the end of the file, or at an end marker or invalid frame that no valid frame
+/// follows: the torn tail. An invalid frame (or a zero-filled range) that valid frames do follow
+/// is damage, not a torn tail: the scan searches forward for the next valid frame carrying the
+/// expected offset or a later one, records the offsets between as damaged and goes on from
+/// there. Records of an append whose last frame is missing at the tail are left out (`end`
+/// stays before them), so a torn multi-record append disappears whole.
 pub(crate) fn scan(path: &Path, file: &File, base: Offset) -> Result<Scan, StorageError> {
     let io_error = |e: io::Error| StorageError::io(path, e);
     let file_len = file.metadata().map_err(io_error)?.len();
     let mut reader = BufReader::with_capacity(1 << 20, file);
-    let mut positions = Vec::new();
-    let mut committed_records = 0usize;
-    let mut committed_end = 0u64;
-    let mut position = 0u64;
+    let mut state = ScanState::default();
     let mut frame = Vec::new();
-    let torn = loop {
-        if position + RECORD_HEADER_BYTES as u64 > file_len {
-            // Fewer bytes left than a header: the end if they are padding (zeroes).
-            let mut rest = vec![0u8; (file_len - position) as usize];
-            reader.read_exact(&mut rest).map_err(io_error)?;
-            break rest
-                .iter()
-                .any(|b| *b != 0)
-                .then_some((position, "partial frame header"));
-        }
-        let mut header = [0u8; RECORD_HEADER_BYTES];
-        reader.read_exact(&mut header).map_err(io_error)?;
-        let (length, continues) = match record::decode_header(&header) {
-            Header::End => break None,
-            Header::BadLength => break Some((position, "invalid frame length")),
-            Header::Frame {
-                length, continues, ..
-            } => (length, continues),
+    loop {
+        let stop =
+            scan_frame(&mut reader, file_len, base, &mut state, &mut frame).map_err(io_error)?;
+        let Some((position, reason)) = stop else {
+            continue;
         };
-        if position + u64::from(length) > file_len {
-            break Some((position, "frame runs past the end of the file"));
+        let expected = Offset(base.0 + state.positions.len() as u64);
+        match resync(file, position, file_len, expected).map_err(io_error)? {
+            Some((found_at, found)) => {
+                state.skip_damage(path, position, expected, (found_at, found), reason);
+                reader.seek(SeekFrom::Start(found_at)).map_err(io_error)?;
+            }
+            None => {
+                let torn = (!reason.is_empty()).then_some((position, reason));
+                return Ok(state.finish(torn));
+            }
         }
-        frame.clear();
-        frame.extend_from_slice(&header);
-        frame.resize(length as usize, 0);
-        reader
-            .read_exact(&mut frame[RECORD_HEADER_BYTES..])
-            .map_err(io_error)?;
-        let offset = Offset(base.0 + positions.len() as u64);
-        if let Err(reason) = record::verify(&frame, offset) {
-            break Some((position, reason));
-        }
-        positions.push(u32::try_from(position).expect("segments stay below 4 GiB"));
-        position += u64::from(length);
-        if !continues {
-            committed_records = positions.len();
-            committed_end = position;
-        }
-    };
-    let torn = match torn {
-        None if committed_records < positions.len() => {
-            Some((committed_end, "append ends without its last record"))
-        }
-        None => None,
-        Some((at, reason)) if committed_records < positions.len() => Some((
-            committed_end,
-            if at == committed_end {
-                reason
+    }
+}
+
+/// What the scan has indexed so far.
+#[derive(Debug, Default)]
+struct ScanState {
+    positions: Vec<u32>,
+    /// Records of complete appends: the index is cut back to this at a torn tail.
+    committed_records: usize,
+    committed_end: u64,
+    position: u64,
+    damage: Vec<Damage>,
+}
+
+impl ScanState {
+    /// Indexes the damaged offsets `[expected, found)` at the damage's start and moves to the
+    /// valid frame of offset `found` at `found_at`. Records before damage stay, whole appends or not: valid
+    /// records follow them, so they are no torn tail.
+    fn skip_damage(
+        &mut self,
+        path: &Path,
+        position: u64,
+        expected: Offset,
+        (found_at, found): (u64, Offset),
+        reason: &'static str,
+    ) {
+        let at = u32::try_from(position).expect("segments stay below 4 GiB");
+        self.positions
+            .resize(self.positions.len() + (found.0 - expected.0) as usize, at);
+        self.damage.push(Damage {
+            path: path.to_path_buf(),
+            offsets: expected..found,
+            position,
+            reason: if reason.is_empty() {
+                "zero-filled range before valid records"
             } else {
-                "append ends without its last record"
+                reason
             },
-        )),
-        some => some,
+        });
+        self.committed_records = self.positions.len();
+        self.committed_end = found_at;
+        self.position = found_at;
+    }
+
+    /// The scan result once nothing valid follows `position`: `torn` is why it stopped, `None`
+    /// at a clean end (end marker, zero padding or end of file).
+    fn finish(mut self, torn: Option<(u64, &'static str)>) -> Scan {
+        let partial = self.committed_records < self.positions.len();
+        let torn = match torn {
+            None if partial => Some((self.committed_end, "append ends without its last record")),
+            Some((at, reason)) if partial => Some((
+                self.committed_end,
+                if at == self.committed_end {
+                    reason
+                } else {
+                    "append ends without its last record"
+                },
+            )),
+            torn => torn,
+        };
+        self.positions.truncate(self.committed_records);
+        Scan {
+            positions: self.positions,
+            end: self.committed_end,
+            torn,
+            damage: self.damage,
+        }
+    }
+}
+
+/// Reads and checks the frame at the scan's position. `None`: it was valid and is indexed.
+/// `Some((position, reason))`: the scan cannot go on there; an empty reason means an end marker
+/// or zero padding, anything else an invalid frame.
+fn scan_frame(
+    reader: &mut BufReader<&File>,
+    file_len: u64,
+    base: Offset,
+    state: &mut ScanState,
+    frame: &mut Vec<u8>,
+) -> io::Result<Option<(u64, &'static str)>> {
+    let position = state.position;
+    if position + RECORD_HEADER_BYTES as u64 > file_len {
+        // Fewer bytes left than a header: the end if they are padding (zeroes).
+        let mut rest = vec![0u8; (file_len - position) as usize];
+        reader.read_exact(&mut rest)?;
+        let reason = if rest.iter().any(|b| *b != 0) {
+            "partial frame header"
+        } else {
+            ""
+        };
+        return Ok(Some((position, reason)));
+    }
+    let mut header = [0u8; RECORD_HEADER_BYTES];
+    reader.read_exact(&mut header)?;
+    let (length, continues) = match record::decode_header(&header) {
+        Header::End => return Ok(Some((position, ""))),
+        Header::BadLength => return Ok(Some((position, "invalid frame length"))),
+        Header::Frame {
+            length, continues, ..
+        } => (length, continues),
     };
-    positions.truncate(committed_records);
-    Ok(Scan {
-        positions,
-        end: committed_end,
-        torn,
-    })
+    if position + u64::from(length) > file_len {
+        return Ok(Some((position, "frame runs past the end of the file")));
+    }
+    frame.clear();
+    frame.extend_from_slice(&header);
+    frame.resize(length as usize, 0);
+    reader.read_exact(&mut frame[RECORD_HEADER_BYTES..])?;
+    let offset = Offset(base.0 + state.positions.len() as u64);
+    if let Err(reason) = record::verify(frame, offset) {
+        return Ok(Some((position, reason)));
+    }
+    state
+        .positions
+        .push(u32::try_from(position).expect("segments stay below 4 GiB"));
+    state.position = position + u64::from(length);
+    if !continues {
+        state.committed_records = state.positions.len();
+        state.committed_end = state.position;
+    }
+    Ok(None)
+}
+
+/// Bytes read per step when checking that the rest of a file is zero.
+const RESYNC_CHUNK_BYTES: usize = 1 << 20;
+
+/// Searches the file after `position` for the first valid frame whose offset is `expected` or
+/// later: where readable records resume after damage. Frames are not aligned (a frame is as long
+/// as its payload), so every byte position is a candidate; each candidate costs a header decode,
+/// and a checksum only when the header is plausible. A rest that is all zeroes (the common
+/// case: preallocated padding after the last record) is recognised without the search.
+fn resync(
+    file: &File,
+    position: u64,
+    file_len: u64,
+    expected: Offset,
+) -> io::Result<Option<(u64, Offset)>> {
+    let from = position + 1;
+    if from >= file_len || rest_is_zero(file, from, file_len)? {
+        return Ok(None);
+    }
+    let mut rest = vec![0u8; (file_len - from) as usize];
+    file.read_exact_at(&mut rest, from)?;
+    for at in 0..rest.len().saturating_sub(RECORD_HEADER_BYTES - 1) {
+        let header: &[u8; RECORD_HEADER_BYTES] = rest[at..at + RECORD_HEADER_BYTES]
+            .try_into()
+            .expect("16 bytes");
+        let Header::Frame { length, offset, .. } = record::decode_header(header) else {
+            continue;
+        };
+        let Some(frame) = rest.get(at..at + length as usize) else {
+            continue;
+        };
+        // Each skipped record took at least a header's worth of the skipped bytes, which
+        // bounds how far the offset may have moved: a stray match cannot claim millions.
+        let skipped_bytes = from + at as u64 - position;
+        let plausible = offset >= expected
+            && offset.0 - expected.0 <= skipped_bytes / RECORD_HEADER_BYTES as u64;
+        if plausible && record::verify(frame, offset).is_ok() {
+            return Ok(Some((from + at as u64, offset)));
+        }
+    }
+    Ok(None)
+}
+
+fn rest_is_zero(file: &File, from: u64, to: u64) -> io::Result<bool> {
+    let mut buf = vec![0u8; RESYNC_CHUNK_BYTES];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(RESYNC_CHUNK_BYTES as u64) as usize;
+        file.read_exact_at(&mut buf[..n], at)?;
+        if buf[..n].iter().any(|b| *b != 0) {
+            return Ok(false);
+        }
+        at += n as u64;
+    }
+    Ok(true)
 }
 
 #[cfg(test)]
