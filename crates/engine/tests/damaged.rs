@@ -41,6 +41,7 @@ impl DamagedLog {
         match self.damaged.lock().unwrap().contains(&offset.0) {
             true => Err(StorageError::Corrupt {
                 path: "wal".into(),
+                offset,
                 position: offset.0,
                 reason: "checksum mismatch",
             }),

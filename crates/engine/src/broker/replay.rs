@@ -23,7 +23,7 @@ use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::Arc;
 use wharf_model::{message::Message, MessageId, QueueName};
-use wharf_storage::{Durability, LogOptions, LogSize, LogStore, Storage};
+use wharf_storage::{Durability, LogOptions, LogSize, LogStore, Storage, StorageError};
 
 /// Records read per batch while replaying: large enough for sequential reads, small enough to
 /// keep replay memory flat.
@@ -45,14 +45,25 @@ pub(crate) fn enqueued_at(message: &Message) -> u64 {
 }
 
 /// Replays a WAL into the states of the queues it names; records of resources with no state
-/// (deleted queues) are skipped.
+/// (deleted queues) are skipped. A damaged record (storage found it corrupt: storage logs and
+/// counts it) is skipped too, so damage costs only its own records, never the start: a lost
+/// `enqueued` record loses its message, a lost `settled` record brings its messages back.
 pub(crate) async fn replay_wal(
     log: &dyn LogStore,
     states: &mut HashMap<ResourceId, QueueState>,
 ) -> Result<(), EngineError> {
     let mut at = log.start_offset();
     loop {
-        let records = (log.read_batch(at, REPLAY_BATCH_RECORDS, REPLAY_BATCH_BYTES)).await?;
+        let records = match log
+            .read_batch(at, REPLAY_BATCH_RECORDS, REPLAY_BATCH_BYTES)
+            .await
+        {
+            Err(StorageError::Corrupt { offset, .. }) if offset == at => {
+                at = at.next();
+                continue;
+            }
+            read => read?,
+        };
         let Some(last) = records.last() else {
             return Ok(());
         };

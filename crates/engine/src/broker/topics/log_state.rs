@@ -16,7 +16,7 @@ use std::{
     ops::Range,
     sync::{Mutex, RwLock},
 };
-use wharf_storage::{LogStore, Offset, Record};
+use wharf_storage::{LogStore, Offset, Record, StorageError};
 
 /// Records and bytes read per step of a catch-up: bounds the memory of replaying a large log.
 const CATCH_UP_BATCH_RECORDS: usize = 1_024;
@@ -105,7 +105,18 @@ pub(super) async fn catch_up(
         if from >= end {
             return Ok(());
         }
-        let records = (log.read_batch(from, CATCH_UP_BATCH_RECORDS, CATCH_UP_BATCH_BYTES)).await?;
+        let read = log.read_batch(from, CATCH_UP_BATCH_RECORDS, CATCH_UP_BATCH_BYTES);
+        let records = match read.await {
+            // A damaged record (storage logs and counts it) costs only itself: go on past it.
+            Err(StorageError::Corrupt { offset, .. }) if offset == from => {
+                let mut state = state.lock().expect("topic state lock");
+                if state.applied_end == from {
+                    state.applied_end = from.next();
+                }
+                continue;
+            }
+            read => read?,
+        };
         if records.is_empty() {
             return Ok(());
         }
