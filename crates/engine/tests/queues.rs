@@ -610,7 +610,7 @@ async fn bad_names_and_options_are_refused_with_the_field() {
 }
 
 #[tokio::test]
-async fn a_corrupt_definition_fails_the_open_and_names_its_key() {
+async fn a_corrupt_definition_is_reported_and_every_other_queue_opens() {
     // Each definition with the field the open refuses it for (none: it does not decode).
     let corruptions = [
         (serde_json::json!({"lease": 5}), None),
@@ -623,17 +623,17 @@ async fn a_corrupt_definition_fails_the_open_and_names_its_key() {
         let dir = tempfile::tempdir().unwrap();
         let broker = open(dir.path(), ManualClock::new(START)).await;
         broker.engine.put_queue("jobs", options()).await.unwrap();
+        broker.engine.put_queue("other", options()).await.unwrap();
+        broker.send("other", &["kept"]).await;
         broker.store.meta().put("queue/jobs", definition).unwrap();
         broker.engine.close();
         broker.store.close().await.unwrap();
         drop(broker);
-        let store = Arc::new(Store::open(dir.path(), StoreConfig::default()).unwrap());
-        let clock = ManualClock::new(START);
-        let error = Engine::open(store, clock, EngineConfig::default())
-            .await
-            .unwrap_err();
-        let EngineError::CorruptDefinition { key, source } = &error else {
-            panic!("not a corrupt definition: {error:?}");
+        let broker = open(dir.path(), ManualClock::new(START)).await;
+        let damaged = broker.engine.damaged_definitions();
+        assert_eq!(damaged.len(), 1, "{damaged:?}");
+        let EngineError::CorruptDefinition { key, source } = damaged[0].as_ref() else {
+            panic!("not a corrupt definition: {damaged:?}");
         };
         assert_eq!(key, "queue/jobs");
         let refused_field = match source {
@@ -643,7 +643,10 @@ async fn a_corrupt_definition_fails_the_open_and_names_its_key() {
                 other => panic!("refused for another reason: {other:?}"),
             },
         };
-        assert_eq!(refused_field, refused_for, "{error}");
+        assert_eq!(refused_field, refused_for, "{}", damaged[0]);
+        assert!(broker.engine.queue_info("jobs").is_err(), "it stays closed");
+        let got = broker.receive("other", 10).await;
+        assert_eq!(got.len(), 1, "the other queue opened with its message");
     }
 }
 

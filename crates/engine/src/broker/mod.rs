@@ -105,6 +105,8 @@ struct Inner {
     ids: Mutex<MessageIdGenerator>,
     /// Live topic subscriptions, against [`EngineConfig::subscriptions_max`].
     subscriptions: Arc<std::sync::atomic::AtomicUsize>,
+    /// Definitions found unreadable at open; see [`Engine::damaged_definitions`].
+    damaged: Mutex<Vec<Arc<EngineError>>>,
     /// Differs per process start, so receipts from an earlier run never match.
     seed: u64,
     closing: AtomicBool,
@@ -132,6 +134,7 @@ impl Engine {
                 admin: tokio::sync::Mutex::new(()),
                 ids: Mutex::new(MessageIdGenerator::new()),
                 subscriptions: Arc::default(),
+                damaged: Mutex::default(),
                 seed: random_u64(),
                 closing: AtomicBool::new(false),
             }),
@@ -139,12 +142,17 @@ impl Engine {
         engine.open_queues().await?;
         for (key, value) in engine.inner.store.meta_list(topics::TOPIC_META_PREFIX) {
             let name = key[topics::TOPIC_META_PREFIX.len()..].to_string();
-            let options: crate::topic::TopicOptions = serde_json::from_value(value)
-                .map_err(|e| EngineError::corrupt_definition(&key, DefinitionError::Decode(e)))?;
-            let router = crate::topic::Router::new(options).map_err(|e| {
-                EngineError::corrupt_definition(&key, DefinitionError::Refused(Box::new(e)))
-            })?;
-            engine.open_topic(name, router).await?;
+            let router = serde_json::from_value(value)
+                .map_err(|e| EngineError::corrupt_definition(&key, DefinitionError::Decode(e)))
+                .and_then(|options| {
+                    crate::topic::Router::new(options).map_err(|e| {
+                        EngineError::corrupt_definition(&key, DefinitionError::Refused(Box::new(e)))
+                    })
+                });
+            match router {
+                Ok(router) => engine.open_topic(name, router).await?,
+                Err(damaged) => engine.report_damaged(damaged),
+            }
         }
         let queues: Vec<_> = engine.registry().values().cloned().collect();
         for queue in queues {
@@ -156,6 +164,19 @@ impl Engine {
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.inner.clock
+    }
+
+    /// Definitions found unreadable at open ([`EngineError::CorruptDefinition`]): their queues
+    /// and topics stay closed until an operator fixes or replaces them (a `put` of the same
+    /// name writes a new definition); everything else opened.
+    pub fn damaged_definitions(&self) -> Vec<Arc<EngineError>> {
+        self.inner.damaged.lock().expect("damaged lock").clone()
+    }
+
+    /// Logs and keeps a definition found unreadable at open.
+    fn report_damaged(&self, damaged: EngineError) {
+        tracing::error!(error = %damaged, "a definition is damaged: its queue or topic stays closed");
+        (self.inner.damaged.lock().expect("damaged lock")).push(Arc::new(damaged));
     }
 
     /// Creates the queue, or updates its options. Returns true when it was created. A named

@@ -92,16 +92,19 @@ pub(crate) async fn open_wals(
 
 impl Engine {
     /// Opens every defined queue: migrates those still in a log of their own, then rebuilds
-    /// every state with one pass over each WAL.
+    /// every state with one pass over each WAL. A definition that cannot be read is reported
+    /// (see [`Engine::damaged_definitions`]) and its queue left closed; the others open.
     pub(super) async fn open_queues(&self) -> Result<(), EngineError> {
         let store = &self.inner.store;
         let mut definitions = Vec::new();
         for (key, value) in store.meta_list(QUEUE_META_PREFIX) {
-            let corrupt = |source| EngineError::corrupt_definition(&key, source);
-            let name = parse_name(&key[QUEUE_META_PREFIX.len()..])
-                .map_err(|e| corrupt(DefinitionError::Refused(Box::new(e))))?;
-            let options: QueueOptions =
-                serde_json::from_value(value).map_err(|e| corrupt(DefinitionError::Decode(e)))?;
+            let (name, options, state) = match self.decode_queue_definition(&key, value) {
+                Ok(decoded) => decoded,
+                Err(damaged) => {
+                    self.report_damaged(damaged);
+                    continue;
+                }
+            };
             let resource = store
                 .meta_get(&resource_key(name.as_str()))
                 .and_then(|value| value.as_u64())
@@ -110,21 +113,20 @@ impl Engine {
                 Some(resource) => resource,
                 None => self.migrate_queue(&name, &options).await?,
             };
-            definitions.push((name, options, resource));
+            definitions.push((name, options, resource, state));
         }
         self.delete_legacy_logs(&definitions).await?;
         let mut durable = HashMap::new();
         let mut transient = HashMap::new();
-        for (name, options, resource) in &definitions {
-            let state = QueueState::new(options.clone(), self.inner.seed).map_err(|e| {
-                let key = format!("{QUEUE_META_PREFIX}{name}");
-                EngineError::corrupt_definition(&key, DefinitionError::Refused(Box::new(e.into())))
-            })?;
-            match options.durable {
-                true => durable.insert(*resource, state),
-                false => transient.insert(*resource, state),
-            };
-        }
+        let definitions: Vec<_> = (definitions.into_iter())
+            .map(|(name, options, resource, state)| {
+                match options.durable {
+                    true => durable.insert(resource, state),
+                    false => transient.insert(resource, state),
+                };
+                (name, options, resource)
+            })
+            .collect();
         replay::replay_wal(self.inner.wal.as_ref(), &mut durable).await?;
         replay::replay_wal(self.inner.wal_transient.as_ref(), &mut transient).await?;
         for (name, options, resource) in definitions {
@@ -191,17 +193,33 @@ impl Engine {
         Ok(resource)
     }
 
+    /// The name, options and empty state of the queue defined under `key`.
+    fn decode_queue_definition(
+        &self,
+        key: &str,
+        value: serde_json::Value,
+    ) -> Result<(QueueName, QueueOptions, QueueState), EngineError> {
+        let corrupt = |source| EngineError::corrupt_definition(key, source);
+        let name = parse_name(&key[QUEUE_META_PREFIX.len()..])
+            .map_err(|e| corrupt(DefinitionError::Refused(Box::new(e))))?;
+        let options: QueueOptions =
+            serde_json::from_value(value).map_err(|e| corrupt(DefinitionError::Decode(e)))?;
+        let state = QueueState::new(options.clone(), self.inner.seed)
+            .map_err(|e| corrupt(DefinitionError::Refused(Box::new(e.into()))))?;
+        Ok((name, options, state))
+    }
+
     /// Deletes legacy logs of queues that now live in a WAL (migrated, or deleted since). Once
     /// every one is gone a metadata flag says so, and later starts skip the walk.
     async fn delete_legacy_logs(
         &self,
-        definitions: &[(QueueName, QueueOptions, ResourceId)],
+        definitions: &[(QueueName, QueueOptions, ResourceId, QueueState)],
     ) -> Result<(), EngineError> {
         let store = &self.inner.store;
         if store.meta_get(LEGACY_LOGS_DELETED_KEY).is_some() {
             return Ok(());
         }
-        for (name, _, _) in definitions {
+        for (name, ..) in definitions {
             // Deleting a log that does not exist succeeds.
             store
                 .delete_log(&replay::legacy_queue_log_name(name))

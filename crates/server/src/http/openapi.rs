@@ -58,6 +58,7 @@ use utoipa::OpenApi;
         health::ProbeStatus,
         wire::QueueInfoBody,
         wire::QueueListBody,
+        wire::DamagedDefinitionBody,
         wire::QueueStatsBody,
         wire::QueueCountersBody,
         wire::SendBody,

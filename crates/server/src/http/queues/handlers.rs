@@ -2,9 +2,9 @@
 //! queue logic lives here.
 
 use super::wire::{
-    AckBody, LeaseBody, MessageBody, MessageListBody, NackBody, NewMessage, PeekQuery, PurgedBody,
-    QueueInfoBody, QueueListBody, ReceiptResultsBody, ReceiveBody, RedriveBody, RedrivenBody,
-    SendBody, SentListBody,
+    AckBody, DamagedDefinitionBody, LeaseBody, MessageBody, MessageListBody, NackBody, NewMessage,
+    PeekQuery, PurgedBody, QueueInfoBody, QueueListBody, ReceiptResultsBody, ReceiveBody,
+    RedriveBody, RedrivenBody, SendBody, SentListBody,
 };
 use crate::http::{json_body::JsonBody, AppState, Problem, ProblemCode};
 use axum::{
@@ -16,6 +16,7 @@ use std::time::Duration;
 use wharf_engine::{
     broker::{NackAction, ReceiptResult, ReceiveRequest, RECEIVE_MESSAGES_MAX},
     queue::QueueOptions,
+    EngineError,
 };
 
 /// Peek's default count: a screenful for a person looking at a queue.
@@ -61,8 +62,18 @@ pub async fn put_queue(
 )]
 pub async fn list_queues(State(state): State<AppState>) -> Json<QueueListBody> {
     let queues = state.engine.list_queues().into_iter().map(Into::into);
+    let damaged = (state.engine.damaged_definitions().iter())
+        .filter_map(|damaged| match damaged.as_ref() {
+            EngineError::CorruptDefinition { key, source } => Some(DamagedDefinitionBody {
+                key: key.clone(),
+                detail: source.to_string(),
+            }),
+            _ => None,
+        })
+        .collect();
     Json(QueueListBody {
         queues: queues.collect(),
+        damaged,
     })
 }
 

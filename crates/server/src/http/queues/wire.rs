@@ -69,6 +69,19 @@ pub struct QueueCountersBody {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct QueueListBody {
     pub queues: Vec<QueueInfoBody>,
+    /// Queue and topic definitions the server found unreadable at start: those stay closed
+    /// (the others opened) until an operator fixes or replaces them. Absent when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub damaged: Vec<DamagedDefinitionBody>,
+}
+
+/// A definition found unreadable at start.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DamagedDefinitionBody {
+    /// Its metadata key: `queue/NAME` or `topic/NAME`.
+    pub key: String,
+    /// What is wrong with it, for a person to read.
+    pub detail: String,
 }
 
 /// `POST /v1/queues/{name}/messages` body: 1 to 1,000 messages, at most 8 MiB of bodies.
