@@ -7,6 +7,7 @@
 //! with 2 on usage errors. The server itself lives in `wharf-server`.
 
 mod bench;
+mod check;
 mod client;
 
 use anyhow::Context;
@@ -59,6 +60,8 @@ enum Command {
     /// Measure this machine and Wharf on it.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Verify every record of a stopped server's data directory; exits 1 when any is damaged.
+    Check(check::CheckArgs),
 }
 
 #[derive(Debug, Args)]
@@ -128,6 +131,11 @@ fn main() -> ExitCode {
             let server = server_named.then_some(cli.server.as_str());
             bench::run(command, server).map_err(anyhow::Error::from)
         }
+        Command::Check(args) => match check::run(&args) {
+            Ok(checked) if checked.damaged_ranges > 0 => return ExitCode::from(1),
+            Ok(_) => Ok(()),
+            Err(error) => Err(error),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
