@@ -19,7 +19,8 @@
 //! tail_cache_bytes = 8388608  # newest WAL records kept in memory for delivery
 //!
 //! [limits]
-//! http_connections_max = 10000
+//! http_connections_max = 10000   # capped below the descriptor limit
+//! http_idle_timeout_ms = 60000    # closes connections on which nothing moves
 //! requests_pending_max = 10000
 //! subscriptions_max = 1000
 //! ```
@@ -53,6 +54,10 @@ pub struct LimitSettings {
     /// Open HTTP connections. One over it is answered 503 and closed. 10,000 leaves most of a
     /// 65,536-descriptor budget to the store's files.
     pub http_connections_max: usize,
+    /// A connection on which no byte moves either way for this long is closed: idle
+    /// keep-alive connections, silent ones, half-sent requests, clients that stopped reading.
+    /// At least [`HTTP_IDLE_TIMEOUT_MS_MIN`], since a long poll moves nothing while it waits.
+    pub http_idle_timeout_ms: u64,
     /// Requests (request-reply, scatter-gather) waiting for replies at once; 429 past it.
     pub requests_pending_max: usize,
     /// Live topic subscriptions (SSE) at once; 429 past it.
@@ -63,6 +68,7 @@ impl Default for LimitSettings {
     fn default() -> Self {
         LimitSettings {
             http_connections_max: HTTP_CONNECTIONS_MAX_DEFAULT,
+            http_idle_timeout_ms: HTTP_IDLE_TIMEOUT_MS_DEFAULT,
             requests_pending_max: wharf_engine::broker::REQUESTS_PENDING_MAX_DEFAULT,
             subscriptions_max: wharf_engine::broker::SUBSCRIPTIONS_MAX_DEFAULT,
         }
@@ -71,6 +77,21 @@ impl Default for LimitSettings {
 
 /// Default of [`LimitSettings::http_connections_max`].
 pub const HTTP_CONNECTIONS_MAX_DEFAULT: usize = 10_000;
+
+/// Default of [`LimitSettings::http_idle_timeout_ms`]: 60 s outlasts a long poll (20 s) and
+/// the SSE keep-alive comment (15 s) with room to spare, and frees the slot of a silent client
+/// within a minute, as common proxies do.
+pub const HTTP_IDLE_TIMEOUT_MS_DEFAULT: u64 = 60_000;
+
+/// The shortest idle timeout accepted: the longest receive wait (20 s, during which nothing
+/// moves) plus 5 s to write its answer. Shorter would cut long polls.
+pub const HTTP_IDLE_TIMEOUT_MS_MIN: u64 = 25_000;
+
+impl LimitSettings {
+    pub fn http_idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.http_idle_timeout_ms)
+    }
+}
 
 /// How the server writes its own logs (tracing output on stderr).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -257,6 +278,13 @@ impl ServeConfig {
                 return Err(invalid(key, "0".to_string(), "must be at least 1"));
             }
         }
+        if self.limits.http_idle_timeout_ms < HTTP_IDLE_TIMEOUT_MS_MIN {
+            return Err(invalid(
+                "limits.http_idle_timeout_ms",
+                self.limits.http_idle_timeout_ms.to_string(),
+                &format!("must be at least {HTTP_IDLE_TIMEOUT_MS_MIN}: a long poll moves no byte for up to 20 s"),
+            ));
+        }
         if storage.fsync == FsyncMode::Interval && storage.fsync_interval_ms == 0 {
             return Err(invalid(
                 "storage.fsync_interval_ms",
@@ -427,6 +455,13 @@ mod tests {
             config.limits.subscriptions_max,
             LimitSettings::default().subscriptions_max
         );
+        let error = parse("[limits]\nhttp_idle_timeout_ms = 1000\n").unwrap_err();
+        assert!(
+            error.to_string().contains("limits.http_idle_timeout_ms"),
+            "{error}"
+        );
+        let config = parse("[limits]\nhttp_idle_timeout_ms = 30000\n").expect("parses");
+        assert_eq!(config.limits.http_idle_timeout(), Duration::from_secs(30));
         let error = parse("[limits]\nsubscriptions_max = 0\n").unwrap_err();
         assert!(
             error.to_string().contains("limits.subscriptions_max"),

@@ -5,21 +5,43 @@
 //! files and every other client. [`LimitedListener`] holds one permit per open connection; a
 //! connection over the cap is answered at once with `503` and a problem+json body naming the
 //! limit, then closed, and counted in `wharf_http_connections_refused_total`.
+//!
+//! A cap alone lets silent clients hold every slot for ever, so a connection on which no byte
+//! moves in either direction for `limits.http_idle_timeout_ms` is closed: an idle keep-alive
+//! connection, one that never sends a request, one that stops halfway through its request head
+//! or body, or one that stops reading its response. A request being handled (a long poll)
+//! moves no bytes either, which is why the timeout must exceed the longest receive wait.
+//!
+//! Accepting can fail for want of descriptors (EMFILE, ENFILE). The pending connection then
+//! stays queued, so retrying at once would spin; the listener pauses [`ACCEPT_RETRY_DELAY`]
+//! and logs at most one line per throttle interval, and accepts again as soon as a descriptor
+//! is free.
 
 use axum::serve::Listener;
 use prometheus_client::metrics::counter::Counter;
 use std::{
+    future::Future,
     io,
     net::SocketAddr,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
+    time::Duration,
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf},
     net::{TcpListener, TcpStream},
     sync::{OwnedSemaphorePermit, Semaphore},
+    time::{Instant, Sleep},
 };
+use wharf_engine::log_throttle::LogThrottle;
+
+/// The pause after an accept that failed for a cause other than the peer: short, so that the
+/// server accepts again within a few milliseconds of a descriptor coming free, and long enough
+/// that a lasting failure costs no measurable CPU (50 retries a second).
+pub const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(20);
+
+static ACCEPT_FAILURES: LogThrottle = LogThrottle::new();
 
 /// Accepts connections while fewer than the limit are open.
 #[derive(Debug)]
@@ -27,6 +49,7 @@ pub struct LimitedListener {
     inner: TcpListener,
     permits: Arc<Semaphore>,
     max: usize,
+    idle_timeout: Duration,
     refused: Counter,
 }
 
@@ -35,14 +58,26 @@ pub struct LimitedListener {
 pub struct LimitedStream {
     stream: TcpStream,
     _permit: OwnedSemaphorePermit,
+    idle_timeout: Duration,
+    /// When a byte last moved, read or written.
+    active_at: Instant,
+    /// Fires at `active_at + idle_timeout` or earlier; re-armed when it finds activity since,
+    /// so that a busy connection does not touch the timer on every read.
+    idle: Pin<Box<Sleep>>,
 }
 
 impl LimitedListener {
-    pub fn new(inner: TcpListener, max: usize, refused: Counter) -> LimitedListener {
+    pub fn new(
+        inner: TcpListener,
+        max: usize,
+        idle_timeout: Duration,
+        refused: Counter,
+    ) -> LimitedListener {
         LimitedListener {
             inner,
             permits: Arc::new(Semaphore::new(max)),
             max,
+            idle_timeout,
             refused,
         }
     }
@@ -54,12 +89,22 @@ impl Listener for LimitedListener {
 
     async fn accept(&mut self) -> (LimitedStream, SocketAddr) {
         loop {
-            let (stream, addr) = Listener::accept(&mut self.inner).await;
+            let (stream, addr) = match self.inner.accept().await {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    accept_failed(error).await;
+                    continue;
+                }
+            };
             match self.permits.clone().try_acquire_owned() {
                 Ok(permit) => {
+                    let now = Instant::now();
                     let stream = LimitedStream {
                         stream,
                         _permit: permit,
+                        idle_timeout: self.idle_timeout,
+                        active_at: now,
+                        idle: Box::pin(tokio::time::sleep_until(now + self.idle_timeout)),
                     };
                     return (stream, addr);
                 }
@@ -73,6 +118,76 @@ impl Listener for LimitedListener {
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.local_addr()
+    }
+}
+
+/// Waits out a failed accept. A connection the peer reset before it was accepted is no
+/// failure of the server's and is retried at once.
+async fn accept_failed(error: io::Error) {
+    use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        error.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    if let Some(suppressed) = ACCEPT_FAILURES.allow() {
+        let descriptors_exhausted = is_descriptors_exhausted(&error);
+        tracing::warn!(
+            %error,
+            descriptors_exhausted,
+            suppressed,
+            "accepting a connection failed; retrying"
+        );
+    }
+    tokio::time::sleep(ACCEPT_RETRY_DELAY).await;
+}
+
+/// The process (EMFILE) or the system (ENFILE) has no descriptor left.
+fn is_descriptors_exhausted(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+impl LimitedStream {
+    /// Ready with an error once no byte has moved for the idle timeout; registers the waker
+    /// otherwise. Called only when the socket itself is not ready.
+    fn poll_idle<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        loop {
+            if self.idle.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let deadline = self.active_at + self.idle_timeout;
+            if deadline <= Instant::now() {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "connection idle for limits.http_idle_timeout_ms",
+                )));
+            }
+            self.idle.as_mut().reset(deadline);
+        }
+    }
+
+    /// A write the client does not drain for the idle timeout fails too: a client that stopped
+    /// reading holds its slot no longer than a silent one.
+    fn after_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        written: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match written {
+            Poll::Ready(Ok(bytes)) => {
+                self.moved(bytes);
+                Poll::Ready(Ok(bytes))
+            }
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+            Poll::Pending => self.poll_idle(cx),
+        }
+    }
+
+    fn moved(&mut self, bytes: usize) {
+        if bytes > 0 {
+            self.active_at = Instant::now();
+        }
     }
 }
 
@@ -96,7 +211,15 @@ impl AsyncRead for LimitedStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.stream).poll_read(cx, buf) {
+            Poll::Ready(result) => {
+                this.moved(buf.filled().len() - before);
+                Poll::Ready(result)
+            }
+            Poll::Pending => this.poll_idle(cx),
+        }
     }
 }
 
@@ -106,7 +229,9 @@ impl AsyncWrite for LimitedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.after_write(cx, written)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -122,7 +247,9 @@ impl AsyncWrite for LimitedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.after_write(cx, written)
     }
 
     fn is_write_vectored(&self) -> bool {

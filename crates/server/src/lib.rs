@@ -7,6 +7,7 @@
 
 pub mod config;
 mod connection_limit;
+pub mod descriptors;
 pub mod http;
 pub mod readiness;
 mod serve;

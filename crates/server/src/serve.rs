@@ -9,6 +9,7 @@
 use crate::{
     config::ServeConfig,
     connection_limit::LimitedListener,
+    descriptors,
     http::{self, AppState},
     readiness::Readiness,
 };
@@ -119,6 +120,7 @@ pub fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static, Se
 impl Server {
     /// Opens the store in `config.data_dir` and binds `config.http_addr`.
     pub async fn bind(config: &ServeConfig) -> Result<Server, ServeError> {
+        let descriptors_soft = bind_raise_descriptor_limit();
         let dir = config.data_dir.clone();
         let store_config = StoreConfig {
             log: config.storage.log_config(),
@@ -169,7 +171,7 @@ impl Server {
         readiness.set_store_open(true);
         let mut registry = Registry::default();
         store.metrics().register(&mut registry);
-        let (listener, local_addr) = bind_listener(config, &mut registry).await?;
+        let (listener, local_addr) = bind_listener(config, descriptors_soft, &mut registry).await?;
         Ok(Server {
             listener,
             local_addr,
@@ -260,9 +262,32 @@ impl Server {
     }
 }
 
-/// Binds the HTTP address behind the connection limit, whose refusals `registry` counts.
+/// Raises the descriptor limit as far as allowed; returns the soft limit then in force, if
+/// known.
+fn bind_raise_descriptor_limit() -> Option<u64> {
+    match descriptors::raise_descriptor_limit() {
+        Ok(limit) => {
+            tracing::info!(
+                soft = limit.soft,
+                hard = limit.hard,
+                raised_from = limit.raised_from,
+                "file descriptor limit"
+            );
+            Some(limit.soft)
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot read or raise the file descriptor limit");
+            None
+        }
+    }
+}
+
+/// Binds the HTTP address behind the connection limit, whose refusals `registry` counts. The
+/// limit is kept below the descriptor limit `descriptors_soft`, so that clients cannot take
+/// the descriptors the store needs.
 async fn bind_listener(
     config: &ServeConfig,
+    descriptors_soft: Option<u64>,
     registry: &mut Registry,
 ) -> Result<(LimitedListener, SocketAddr), ServeError> {
     let connections_refused = Counter::default();
@@ -278,9 +303,21 @@ async fn bind_listener(
     let local_addr = listener
         .local_addr()
         .map_err(|source| ServeError::Bind { addr, source })?;
-    let max = config.limits.http_connections_max;
+    let configured = config.limits.http_connections_max;
+    let max = descriptors_soft.map_or(configured, |soft| {
+        descriptors::connections_max_within(configured, soft)
+    });
+    if max < configured {
+        tracing::warn!(
+            configured,
+            max,
+            descriptors_soft,
+            "limits.http_connections_max lowered to keep descriptors for the store"
+        );
+    }
+    let idle_timeout = config.limits.http_idle_timeout();
     Ok((
-        LimitedListener::new(listener, max, connections_refused),
+        LimitedListener::new(listener, max, idle_timeout, connections_refused),
         local_addr,
     ))
 }
@@ -359,6 +396,49 @@ mod tests {
             );
             tokio::task::yield_now().await;
         }
+        stop.send(()).expect("server running");
+        running.await.expect("no panic").expect("clean shutdown");
+    }
+
+    /// Reads until the server closes the connection; the reply, if any.
+    async fn read_until_closed(stream: &mut tokio::net::TcpStream) -> String {
+        let mut reply = Vec::new();
+        let deadline = Duration::from_secs(10);
+        let read = tokio::time::timeout(deadline, stream.read_to_end(&mut reply)).await;
+        // A reset is a close as well.
+        assert!(read.is_ok(), "the server closed the connection in time");
+        String::from_utf8_lossy(&reply).into_owned()
+    }
+
+    #[tokio::test]
+    async fn silent_and_half_sent_connections_are_closed_and_health_still_answers() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = test_config(dir.path());
+        config.limits.http_idle_timeout_ms = 300;
+        let server = Server::bind(&config).await.expect("binds");
+        let addr = server.local_addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let running = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        let connect = || tokio::net::TcpStream::connect(addr);
+        let mut silent = connect().await.expect("connect");
+        let mut half = connect().await.expect("connect");
+        half.write_all(b"GET /healthz HTTP/1.1\r\nHo")
+            .await
+            .expect("write");
+        let mut kept_alive = connect().await.expect("connect");
+        kept_alive
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+            .await
+            .expect("write");
+        let healthz = get(addr, "/healthz").await.expect("request");
+        assert!(healthz.starts_with("HTTP/1.1 200"), "{healthz}");
+
+        assert_eq!(read_until_closed(&mut silent).await, "");
+        assert!(!read_until_closed(&mut half).await.contains("200"));
+        let answered = read_until_closed(&mut kept_alive).await;
+        assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
         stop.send(()).expect("server running");
         running.await.expect("no panic").expect("clean shutdown");
     }
