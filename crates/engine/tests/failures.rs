@@ -274,3 +274,40 @@ async fn a_lost_metadata_snapshot_refuses_to_start() {
     );
     assert!(error.to_string().contains("meta.json"), "{error}");
 }
+
+/// A caller that goes away in the middle of a create (an HTTP client hanging up while the
+/// definition is being synced) does not leave it written but unregistered: a queue missing
+/// now that a restart would bring back.
+#[tokio::test]
+async fn a_create_whose_caller_went_away_is_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Faults::new();
+    let (engine, _store) = open(dir.path(), ManualClock::new(START), &faults).await;
+    // Each polled once (its definition's write is under way), then dropped.
+    let queue = Box::pin(engine.put_queue("abandoned-queue", QueueOptions::default()));
+    assert!(
+        poll_once(queue).await.is_none(),
+        "the create waits for its fsync"
+    );
+    let topic = Box::pin(engine.put_topic("abandoned-topic", TopicOptions::default()));
+    assert!(
+        poll_once(topic).await.is_none(),
+        "the create waits for its fsync"
+    );
+    guard(async {
+        while engine.queue_info("abandoned-queue").is_err()
+            || engine.topic_info("abandoned-topic").is_err()
+        {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+}
+
+async fn poll_once<F: Future>(mut future: std::pin::Pin<Box<F>>) -> Option<F::Output> {
+    let poll = std::future::poll_fn(|cx| std::task::Poll::Ready(future.as_mut().poll(cx)));
+    match poll.await {
+        std::task::Poll::Ready(output) => Some(output),
+        std::task::Poll::Pending => None,
+    }
+}

@@ -190,6 +190,16 @@ impl Drop for SubscriberGuard {
 impl Engine {
     /// Creates the topic or updates its options; true when created.
     pub async fn put_topic(&self, name: &str, options: TopicOptions) -> Result<bool, EngineError> {
+        let (engine, name) = (self.clone(), name.to_string());
+        let change = async move { engine.put_topic_in_task(&name, options).await };
+        self.in_task("put_topic", change).await
+    }
+
+    async fn put_topic_in_task(
+        &self,
+        name: &str,
+        options: TopicOptions,
+    ) -> Result<bool, EngineError> {
         self.check_open()?;
         let name = parse_topic_name(name)?;
         let router = Router::new(options.clone())?;
@@ -241,6 +251,12 @@ impl Engine {
     }
 
     pub async fn delete_topic(&self, name: &str) -> Result<(), EngineError> {
+        let (engine, name) = (self.clone(), name.to_string());
+        let change = async move { engine.delete_topic_in_task(&name).await };
+        self.in_task("delete_topic", change).await
+    }
+
+    async fn delete_topic_in_task(&self, name: &str) -> Result<(), EngineError> {
         self.check_open()?;
         let _admin = self.inner.admin.lock().await;
         let topic = self.topic(name)?;
