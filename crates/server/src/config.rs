@@ -17,6 +17,7 @@
 //! fsync_interval_ms = 100
 //! segment_bytes = 67108864  # the queues' shared WAL
 //! tail_cache_bytes = 8388608  # newest WAL records kept in memory for delivery
+//! disk_free_bytes_min = 1073741824  # /readyz warns below it (0: never)
 //!
 //! [limits]
 //! http_connections_max = 10000   # capped below the descriptor limit
@@ -127,6 +128,9 @@ pub struct StorageSettings {
     /// that consumers keeping up never read a file. Default 8 MiB: about 7,000 1 KiB messages
     /// of lag; 0 reads every delivery from the files (the page cache).
     pub tail_cache_bytes: usize,
+    /// Free space on the data directory's filesystem below which `/readyz` warns; 0 never
+    /// warns. See [`crate::disk_space`].
+    pub disk_free_bytes_min: u64,
 }
 
 /// When an append counts as done; see [`FsyncPolicy`].
@@ -207,6 +211,7 @@ impl Default for StorageSettings {
             fsync_interval_ms: 100,
             segment_bytes: 64 << 20,
             tail_cache_bytes: 8 << 20,
+            disk_free_bytes_min: crate::disk_space::DISK_FREE_BYTES_MIN_DEFAULT,
         }
     }
 }

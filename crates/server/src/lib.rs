@@ -8,6 +8,7 @@
 pub mod config;
 mod connection_limit;
 pub mod descriptors;
+pub mod disk_space;
 pub mod http;
 pub mod readiness;
 mod serve;

@@ -10,6 +10,7 @@ use crate::{
     config::ServeConfig,
     connection_limit::LimitedListener,
     descriptors,
+    disk_space::DiskSpace,
     http::{self, AppState},
     readiness::Readiness,
 };
@@ -171,6 +172,11 @@ impl Server {
         readiness.set_store_open(true);
         let mut registry = Registry::default();
         store.metrics().register(&mut registry);
+        let disk = DiskSpace::new(
+            store.dir().to_path_buf(),
+            config.storage.disk_free_bytes_min,
+            &mut registry,
+        );
         let (listener, local_addr) = bind_listener(config, descriptors_soft, &mut registry).await?;
         Ok(Server {
             listener,
@@ -180,6 +186,7 @@ impl Server {
                 readiness,
                 registry: Arc::new(registry),
                 engine,
+                disk: Some(Arc::new(disk)),
             },
         })
     }
@@ -439,6 +446,29 @@ mod tests {
         assert!(!read_until_closed(&mut half).await.contains("200"));
         let answered = read_until_closed(&mut kept_alive).await;
         assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
+        stop.send(()).expect("server running");
+        running.await.expect("no panic").expect("clean shutdown");
+    }
+
+    #[tokio::test]
+    async fn readyz_warns_when_the_disk_is_nearly_full_and_metrics_show_free_space() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = test_config(dir.path());
+        config.storage.disk_free_bytes_min = u64::MAX;
+        let server = Server::bind(&config).await.expect("binds");
+        let addr = server.local_addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let running = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        let ready = get(addr, "/readyz").await.expect("request");
+        assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+        assert!(ready.contains("disk nearly full"), "{ready}");
+        let metrics = get(addr, "/metrics").await.expect("request");
+        assert!(
+            metrics.contains("wharf_storage_disk_free_bytes "),
+            "{metrics}"
+        );
         stop.send(()).expect("server running");
         running.await.expect("no panic").expect("clean shutdown");
     }
