@@ -377,6 +377,7 @@ mod tests {
             fsync = "interval"
             fsync_interval_ms = 5
             segment_bytes = 4096
+            disk_free_bytes_min = 0
             "#,
         )
         .expect("parses");
@@ -388,6 +389,7 @@ mod tests {
         let log = config.storage.log_config();
         assert_eq!(log.fsync, FsyncPolicy::Interval(Duration::from_millis(5)));
         assert_eq!(log.segment_bytes, 4096);
+        assert_eq!(config.storage.disk_free_bytes_min, 0);
     }
 
     #[test]

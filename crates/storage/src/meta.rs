@@ -21,6 +21,17 @@
 //! journal's truncation only replays changes the snapshot already holds. Opening replays the
 //! journal up to its first incomplete or damaged frame: only the last frame can be torn, since
 //! each one is synced before the next is written, and the torn tail is cut.
+//!
+//! A change whose write or fsync failed was reported as failed, so it must never come back:
+//! its bytes are cut from the journal, and the cut is synced before any later frame is
+//! written (until it is, every change fails).
+//!
+//! A new store writes its (empty) snapshot at once, and every journal that follows a snapshot
+//! starts with a marker, a frame of no ops. So a missing `meta.json` is told apart from a new
+//! store: with a marker in the journal, or logs in the data directory, the snapshot was lost
+//! and opening fails ([`StorageError::MetaMissing`]) rather than start with no definitions
+//! and orphaned logs. A journal with no marker and no snapshot is a store from before this
+//! rule, whose journal holds every change; it opens and gets its snapshot.
 
 use crate::{error::StorageError, faults::FileOps};
 use serde::{Deserialize, Serialize};
