@@ -55,9 +55,9 @@ pub struct LimitSettings {
     /// Open HTTP connections. One over it is answered 503 and closed. 10,000 leaves most of a
     /// 65,536-descriptor budget to the store's files.
     pub http_connections_max: usize,
-    /// A connection on which no byte moves either way for this long is closed: idle
-    /// keep-alive connections, silent ones, half-sent requests, clients that stopped reading.
-    /// At least [`HTTP_IDLE_TIMEOUT_MS_MIN`], since a long poll moves nothing while it waits.
+    /// A connection on which no byte moves either way for this long, with no request being
+    /// handled, is closed: idle keep-alive connections, silent ones, half-sent requests,
+    /// clients that stopped reading. At least [`HTTP_IDLE_TIMEOUT_MS_MIN`].
     pub http_idle_timeout_ms: u64,
     /// Requests (request-reply, scatter-gather) waiting for replies at once; 429 past it.
     pub requests_pending_max: usize,
@@ -79,13 +79,13 @@ impl Default for LimitSettings {
 /// Default of [`LimitSettings::http_connections_max`].
 pub const HTTP_CONNECTIONS_MAX_DEFAULT: usize = 10_000;
 
-/// Default of [`LimitSettings::http_idle_timeout_ms`]: 60 s outlasts a long poll (20 s) and
-/// the SSE keep-alive comment (15 s) with room to spare, and frees the slot of a silent client
-/// within a minute, as common proxies do.
+/// Default of [`LimitSettings::http_idle_timeout_ms`]: 60 s is four SSE keep-alive intervals,
+/// and frees the slot of a silent client within a minute, as common proxies do.
 pub const HTTP_IDLE_TIMEOUT_MS_DEFAULT: u64 = 60_000;
 
-/// The shortest idle timeout accepted: the longest receive wait (20 s, during which nothing
-/// moves) plus 5 s to write its answer. Shorter would cut long polls.
+/// The shortest idle timeout accepted. A subscription's event stream is handled past its
+/// response head and moves only a keep-alive comment every 15 s when no event comes; 25 s
+/// leaves room for a slow network. Shorter would cut quiet subscriptions.
 pub const HTTP_IDLE_TIMEOUT_MS_MIN: u64 = 25_000;
 
 impl LimitSettings {
@@ -287,7 +287,7 @@ impl ServeConfig {
             return Err(invalid(
                 "limits.http_idle_timeout_ms",
                 self.limits.http_idle_timeout_ms.to_string(),
-                &format!("must be at least {HTTP_IDLE_TIMEOUT_MS_MIN}: a long poll moves no byte for up to 20 s"),
+                &format!("must be at least {HTTP_IDLE_TIMEOUT_MS_MIN}: a quiet subscription moves a byte only every 15 s"),
             ));
         }
         if storage.fsync == FsyncMode::Interval && storage.fsync_interval_ms == 0 {

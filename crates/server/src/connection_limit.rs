@@ -9,22 +9,31 @@
 //! A cap alone lets silent clients hold every slot for ever, so a connection on which no byte
 //! moves in either direction for `limits.http_idle_timeout_ms` is closed: an idle keep-alive
 //! connection, one that never sends a request, one that stops halfway through its request head
-//! or body, or one that stops reading its response. A request being handled (a long poll)
-//! moves no bytes either, which is why the timeout must exceed the longest receive wait.
+//! or body, or one that stops reading its response. A request being handled (a long poll, a
+//! request-reply waiting up to 5 min) moves no bytes either but is not idle: [`track_request`]
+//! counts the connection's requests in handling, and while there are any the timer waits.
 //!
 //! Accepting can fail for want of descriptors (EMFILE, ENFILE). The pending connection then
 //! stays queued, so retrying at once would spin; the listener pauses [`ACCEPT_RETRY_DELAY`]
 //! and logs at most one line per throttle interval, and accepts again as soon as a descriptor
 //! is free.
 
-use axum::serve::Listener;
+use axum::{
+    extract::{connect_info::Connected, ConnectInfo, Request},
+    middleware::Next,
+    response::Response,
+    serve::{IncomingStream, Listener},
+};
 use prometheus_client::metrics::counter::Counter;
 use std::{
     future::Future,
     io,
     net::SocketAddr,
     pin::Pin,
-    sync::Arc,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
     task::{Context, Poll},
     time::Duration,
 };
@@ -64,6 +73,44 @@ pub struct LimitedStream {
     /// Fires at `active_at + idle_timeout` or earlier; re-armed when it finds activity since,
     /// so that a busy connection does not touch the timer on every read.
     idle: Pin<Box<Sleep>>,
+    requests: ConnectionRequests,
+}
+
+/// Requests of one connection being handled; shared between the stream and the handlers
+/// through axum's connect info.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionRequests(Arc<AtomicUsize>);
+
+impl Connected<IncomingStream<'_, LimitedListener>> for ConnectionRequests {
+    fn connect_info(stream: IncomingStream<'_, LimitedListener>) -> Self {
+        stream.io().requests.clone()
+    }
+}
+
+/// Middleware: counts the request as in handling on its connection until its response (or
+/// its cancellation), so the idle timeout spares a request that waits.
+pub async fn track_request(request: Request, next: Next) -> Response {
+    let requests = request
+        .extensions()
+        .get::<ConnectInfo<ConnectionRequests>>()
+        .map(|info| info.0.clone());
+    let _handling = requests.map(RequestHandling::begin);
+    next.run(request).await
+}
+
+struct RequestHandling(ConnectionRequests);
+
+impl RequestHandling {
+    fn begin(requests: ConnectionRequests) -> RequestHandling {
+        requests.0.fetch_add(1, Ordering::AcqRel);
+        RequestHandling(requests)
+    }
+}
+
+impl Drop for RequestHandling {
+    fn drop(&mut self) {
+        (self.0).0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl LimitedListener {
@@ -105,6 +152,7 @@ impl Listener for LimitedListener {
                         idle_timeout: self.idle_timeout,
                         active_at: now,
                         idle: Box::pin(tokio::time::sleep_until(now + self.idle_timeout)),
+                        requests: ConnectionRequests::default(),
                     };
                     return (stream, addr);
                 }
@@ -155,6 +203,9 @@ impl LimitedStream {
         loop {
             if self.idle.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
+            }
+            if (self.requests.0).load(Ordering::Acquire) > 0 {
+                self.active_at = Instant::now();
             }
             let deadline = self.active_at + self.idle_timeout;
             if deadline <= Instant::now() {

@@ -8,7 +8,7 @@
 
 use crate::{
     config::ServeConfig,
-    connection_limit::LimitedListener,
+    connection_limit::{track_request, ConnectionRequests, LimitedListener},
     descriptors,
     disk_space::DiskSpace,
     http::{self, AppState},
@@ -227,7 +227,9 @@ impl Server {
             tracing::info!("shutting down: no new connections, finishing in-flight requests");
             let _ = began_sender.send(());
         };
-        let serving = axum::serve(listener, http::router(state))
+        let app = http::router(state).layer(axum::middleware::from_fn(track_request));
+        let app = app.into_make_service_with_connect_info::<ConnectionRequests>();
+        let serving = axum::serve(listener, app)
             .with_graceful_shutdown(signal)
             .into_future();
         let drain_expired = async {
@@ -407,6 +409,17 @@ mod tests {
         running.await.expect("no panic").expect("clean shutdown");
     }
 
+    async fn send(addr: SocketAddr, method: &str, path: &str, body: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.expect("write");
+        read_until_closed(&mut stream).await
+    }
+
     /// Reads until the server closes the connection; the reply, if any.
     async fn read_until_closed(stream: &mut tokio::net::TcpStream) -> String {
         let mut reply = Vec::new();
@@ -441,6 +454,12 @@ mod tests {
             .expect("write");
         let healthz = get(addr, "/healthz").await.expect("request");
         assert!(healthz.starts_with("HTTP/1.1 200"), "{healthz}");
+        // A request that waits longer than the timeout moves no byte, but is not idle.
+        let created = send(addr, "PUT", "/v1/queues/jobs", "{}").await;
+        assert!(created.starts_with("HTTP/1.1 201"), "{created}");
+        let long_poll = r#"{"wait_ms": 1000}"#;
+        let received = send(addr, "POST", "/v1/queues/jobs/receive", long_poll).await;
+        assert!(received.starts_with("HTTP/1.1 200"), "{received}");
 
         assert_eq!(read_until_closed(&mut silent).await, "");
         assert!(!read_until_closed(&mut half).await.contains("200"));
