@@ -19,6 +19,7 @@
 //! is free.
 
 use axum::{
+    body::{Body, Bytes, HttpBody},
     extract::{connect_info::Connected, ConnectInfo, Request},
     middleware::Next,
     response::Response,
@@ -32,7 +33,7 @@ use std::{
     pin::Pin,
     sync::{
         atomic::{AtomicUsize, Ordering},
-        Arc,
+        Arc, OnceLock,
     },
     task::{Context, Poll},
     time::Duration,
@@ -87,15 +88,66 @@ impl Connected<IncomingStream<'_, LimitedListener>> for ConnectionRequests {
     }
 }
 
-/// Middleware: counts the request as in handling on its connection until its response (or
-/// its cancellation), so the idle timeout spares a request that waits.
+/// Middleware: counts the request as in handling on its connection from the moment its body
+/// is in whole until its response (or its cancellation), so the idle timeout spares a request
+/// that waits, but not a client that stops in the middle of its body.
 pub async fn track_request(request: Request, next: Next) -> Response {
-    let requests = request
+    let Some(ConnectInfo(requests)) = request
         .extensions()
         .get::<ConnectInfo<ConnectionRequests>>()
-        .map(|info| info.0.clone());
-    let _handling = requests.map(RequestHandling::begin);
+        .cloned()
+    else {
+        return next.run(request).await;
+    };
+    let handling = Arc::new(OnceLock::new());
+    let request = if request.body().is_end_stream() {
+        let _ = handling.set(RequestHandling::begin(requests));
+        request
+    } else {
+        let handling = handling.clone();
+        request.map(|inner| {
+            Body::new(CountedBody {
+                inner,
+                requests: Some(requests),
+                handling,
+            })
+        })
+    };
     next.run(request).await
+}
+
+/// A request body that starts its request's count once the last byte is in.
+struct CountedBody {
+    inner: Body,
+    requests: Option<ConnectionRequests>,
+    /// Shared with [`track_request`], which holds it until the response.
+    handling: Arc<OnceLock<RequestHandling>>,
+}
+
+impl HttpBody for CountedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        let ended = matches!(polled, Poll::Ready(None)) || this.inner.is_end_stream();
+        if let (true, Some(requests)) = (ended, this.requests.take()) {
+            let _ = this.handling.set(RequestHandling::begin(requests));
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 struct RequestHandling(ConnectionRequests);

@@ -447,6 +447,14 @@ mod tests {
         half.write_all(b"GET /healthz HTTP/1.1\r\nHo")
             .await
             .expect("write");
+        let mut half_body = connect().await.expect("connect");
+        half_body
+            .write_all(
+                b"POST /v1/queues/jobs/receive HTTP/1.1\r\nHost: test\r\n\
+                  content-type: application/json\r\ncontent-length: 100\r\n\r\n{",
+            )
+            .await
+            .expect("write");
         let mut kept_alive = connect().await.expect("connect");
         kept_alive
             .write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
@@ -463,6 +471,8 @@ mod tests {
 
         assert_eq!(read_until_closed(&mut silent).await, "");
         assert!(!read_until_closed(&mut half).await.contains("200"));
+        let answered = read_until_closed(&mut half_body).await;
+        assert!(!answered.contains("200"), "{answered}");
         let answered = read_until_closed(&mut kept_alive).await;
         assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
         stop.send(()).expect("server running");
