@@ -359,3 +359,25 @@ impl AsyncWrite for LimitedStream {
         self.stream.is_write_vectored()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_accept_without_descriptors_pauses_and_a_reset_peer_does_not() {
+        let exhausted = io::Error::from_raw_os_error(libc::EMFILE);
+        assert!(is_descriptors_exhausted(&exhausted));
+        assert!(is_descriptors_exhausted(&io::Error::from_raw_os_error(
+            libc::ENFILE
+        )));
+        let started = Instant::now();
+        accept_failed(exhausted).await;
+        assert!(started.elapsed() >= ACCEPT_RETRY_DELAY);
+        let reset = io::Error::from(io::ErrorKind::ConnectionReset);
+        assert!(!is_descriptors_exhausted(&reset));
+        let started = Instant::now();
+        accept_failed(reset).await;
+        assert!(started.elapsed() < ACCEPT_RETRY_DELAY, "retried at once");
+    }
+}
