@@ -7,6 +7,7 @@ use wharf_engine::{
     broker::{NackAction, ReceiveRequest, SendMessage},
     clock::ManualClock,
     queue::QueueOptions,
+    topic::TopicOptions,
     Engine, EngineConfig, EngineError,
 };
 use wharf_model::QueueName;
@@ -184,4 +185,129 @@ async fn a_full_disk_fails_each_operation_and_leaves_memory_equal_to_the_log() {
     );
     let expired = engine.receive("dead", receive_one()).await.unwrap();
     assert_eq!(expired[0].message.body.as_ref(), b"to-expire");
+}
+
+/// A create that answered an error leaves nothing a restart brings back: not its definition,
+/// not a log. The topic's log is opened after its definition fits on the disk, so the disk
+/// fills between the two.
+#[tokio::test]
+async fn a_create_that_failed_is_not_there_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START);
+    let faults = Faults::new();
+    let (engine, store) = open(dir.path(), clock.clone(), &faults).await;
+    engine
+        .put_queue("kept", QueueOptions::default())
+        .await
+        .unwrap();
+
+    faults.set_space(Some(0));
+    let queue = engine.put_queue("newq", QueueOptions::default()).await;
+    assert!(queue.as_ref().is_err_and(is_disk_full), "{queue:?}");
+    faults.set_space(None);
+    faults.set_fail_syncs(true);
+    engine
+        .put_queue("unsynced", QueueOptions::default())
+        .await
+        .unwrap_err();
+    engine
+        .put_topic("unsynced", TopicOptions::default())
+        .await
+        .unwrap_err();
+    faults.set_fail_syncs(false);
+    // Room for the definition, not for the log's first segment.
+    faults.set_space(Some(4_096));
+    let topic = engine.put_topic("newt", TopicOptions::default()).await;
+    assert!(topic.as_ref().is_err_and(is_disk_full), "{topic:?}");
+    faults.set_space(None);
+    let names = |engine: &Engine| -> (Vec<String>, Vec<String>) {
+        let queues = engine.list_queues().into_iter().map(|q| q.name).collect();
+        let topics = engine.list_topics().into_iter().map(|t| t.name).collect();
+        (queues, topics)
+    };
+    let expected = (vec!["kept".to_string()], Vec::new());
+    assert_eq!(names(&engine), expected, "before the restart");
+    engine.close();
+    store.close().await.unwrap();
+    drop((engine, store));
+
+    let (engine, _store) = open(dir.path(), clock, &faults).await;
+    assert_eq!(names(&engine), expected, "after the restart");
+    engine
+        .put_topic("newt", TopicOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(engine.topic_info("newt").unwrap().name, "newt");
+}
+
+/// Without its metadata snapshot a data directory would open with no queues and orphaned
+/// logs: the store refuses to open instead, naming the file.
+#[tokio::test]
+async fn a_lost_metadata_snapshot_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Faults::new();
+    let (engine, store) = open(dir.path(), ManualClock::new(START), &faults).await;
+    engine
+        .put_queue("jobs", QueueOptions::default())
+        .await
+        .unwrap();
+    engine
+        .send("jobs", vec![message("kept", None)])
+        .await
+        .unwrap();
+    engine.close();
+    store.close().await.unwrap();
+    drop((engine, store));
+    guard(async {
+        while Store::open(dir.path(), StoreConfig::default())
+            .is_err_and(|e| matches!(e, wharf_storage::StorageError::Locked { .. }))
+        {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    std::fs::remove_file(dir.path().join("meta/meta.json")).unwrap();
+    let error = Store::open(dir.path(), StoreConfig::default()).unwrap_err();
+    assert!(
+        matches!(error, wharf_storage::StorageError::MetaMissing { .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("meta.json"), "{error}");
+}
+
+/// A caller that goes away in the middle of a create (an HTTP client hanging up while the
+/// definition is being synced) does not leave it written but unregistered: a queue missing
+/// now that a restart would bring back.
+#[tokio::test]
+async fn a_create_whose_caller_went_away_is_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Faults::new();
+    let (engine, _store) = open(dir.path(), ManualClock::new(START), &faults).await;
+    // Each polled once (its definition's write is under way), then dropped.
+    let queue = Box::pin(engine.put_queue("abandoned-queue", QueueOptions::default()));
+    assert!(
+        poll_once(queue).await.is_none(),
+        "the create waits for its fsync"
+    );
+    let topic = Box::pin(engine.put_topic("abandoned-topic", TopicOptions::default()));
+    assert!(
+        poll_once(topic).await.is_none(),
+        "the create waits for its fsync"
+    );
+    guard(async {
+        while engine.queue_info("abandoned-queue").is_err()
+            || engine.topic_info("abandoned-topic").is_err()
+        {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+}
+
+async fn poll_once<F: Future>(mut future: std::pin::Pin<Box<F>>) -> Option<F::Output> {
+    let poll = std::future::poll_fn(|cx| std::task::Poll::Ready(future.as_mut().poll(cx)));
+    match poll.await {
+        std::task::Poll::Ready(output) => Some(output),
+        std::task::Poll::Pending => None,
+    }
 }

@@ -17,9 +17,11 @@
 //! fsync_interval_ms = 100
 //! segment_bytes = 67108864  # the queues' shared WAL
 //! tail_cache_bytes = 8388608  # newest WAL records kept in memory for delivery
+//! disk_free_bytes_min = 1073741824  # /readyz warns below it (0: never)
 //!
 //! [limits]
-//! http_connections_max = 10000
+//! http_connections_max = 10000   # capped below the descriptor limit
+//! http_idle_timeout_ms = 60000    # closes connections on which nothing moves
 //! requests_pending_max = 10000
 //! subscriptions_max = 1000
 //! ```
@@ -53,6 +55,10 @@ pub struct LimitSettings {
     /// Open HTTP connections. One over it is answered 503 and closed. 10,000 leaves most of a
     /// 65,536-descriptor budget to the store's files.
     pub http_connections_max: usize,
+    /// A connection on which no byte moves either way for this long, with no request being
+    /// handled, is closed: idle keep-alive connections, silent ones, half-sent requests,
+    /// clients that stopped reading. At least [`HTTP_IDLE_TIMEOUT_MS_MIN`].
+    pub http_idle_timeout_ms: u64,
     /// Requests (request-reply, scatter-gather) waiting for replies at once; 429 past it.
     pub requests_pending_max: usize,
     /// Live topic subscriptions (SSE) at once; 429 past it.
@@ -63,6 +69,7 @@ impl Default for LimitSettings {
     fn default() -> Self {
         LimitSettings {
             http_connections_max: HTTP_CONNECTIONS_MAX_DEFAULT,
+            http_idle_timeout_ms: HTTP_IDLE_TIMEOUT_MS_DEFAULT,
             requests_pending_max: wharf_engine::broker::REQUESTS_PENDING_MAX_DEFAULT,
             subscriptions_max: wharf_engine::broker::SUBSCRIPTIONS_MAX_DEFAULT,
         }
@@ -71,6 +78,21 @@ impl Default for LimitSettings {
 
 /// Default of [`LimitSettings::http_connections_max`].
 pub const HTTP_CONNECTIONS_MAX_DEFAULT: usize = 10_000;
+
+/// Default of [`LimitSettings::http_idle_timeout_ms`]: 60 s is four SSE keep-alive intervals,
+/// and frees the slot of a silent client within a minute, as common proxies do.
+pub const HTTP_IDLE_TIMEOUT_MS_DEFAULT: u64 = 60_000;
+
+/// The shortest idle timeout accepted. A subscription's event stream is handled past its
+/// response head and moves only a keep-alive comment every 15 s when no event comes; 25 s
+/// leaves room for a slow network. Shorter would cut quiet subscriptions.
+pub const HTTP_IDLE_TIMEOUT_MS_MIN: u64 = 25_000;
+
+impl LimitSettings {
+    pub fn http_idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.http_idle_timeout_ms)
+    }
+}
 
 /// How the server writes its own logs (tracing output on stderr).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -106,6 +128,9 @@ pub struct StorageSettings {
     /// that consumers keeping up never read a file. Default 8 MiB: about 7,000 1 KiB messages
     /// of lag; 0 reads every delivery from the files (the page cache).
     pub tail_cache_bytes: usize,
+    /// Free space on the data directory's filesystem below which `/readyz` warns; 0 never
+    /// warns. See [`crate::disk_space`].
+    pub disk_free_bytes_min: u64,
 }
 
 /// When an append counts as done; see [`FsyncPolicy`].
@@ -186,6 +211,7 @@ impl Default for StorageSettings {
             fsync_interval_ms: 100,
             segment_bytes: 64 << 20,
             tail_cache_bytes: 8 << 20,
+            disk_free_bytes_min: crate::disk_space::DISK_FREE_BYTES_MIN_DEFAULT,
         }
     }
 }
@@ -256,6 +282,13 @@ impl ServeConfig {
             if value == 0 {
                 return Err(invalid(key, "0".to_string(), "must be at least 1"));
             }
+        }
+        if self.limits.http_idle_timeout_ms < HTTP_IDLE_TIMEOUT_MS_MIN {
+            return Err(invalid(
+                "limits.http_idle_timeout_ms",
+                self.limits.http_idle_timeout_ms.to_string(),
+                &format!("must be at least {HTTP_IDLE_TIMEOUT_MS_MIN}: a quiet subscription moves a byte only every 15 s"),
+            ));
         }
         if storage.fsync == FsyncMode::Interval && storage.fsync_interval_ms == 0 {
             return Err(invalid(
@@ -344,6 +377,7 @@ mod tests {
             fsync = "interval"
             fsync_interval_ms = 5
             segment_bytes = 4096
+            disk_free_bytes_min = 0
             "#,
         )
         .expect("parses");
@@ -355,6 +389,7 @@ mod tests {
         let log = config.storage.log_config();
         assert_eq!(log.fsync, FsyncPolicy::Interval(Duration::from_millis(5)));
         assert_eq!(log.segment_bytes, 4096);
+        assert_eq!(config.storage.disk_free_bytes_min, 0);
     }
 
     #[test]
@@ -427,6 +462,13 @@ mod tests {
             config.limits.subscriptions_max,
             LimitSettings::default().subscriptions_max
         );
+        let error = parse("[limits]\nhttp_idle_timeout_ms = 1000\n").unwrap_err();
+        assert!(
+            error.to_string().contains("limits.http_idle_timeout_ms"),
+            "{error}"
+        );
+        let config = parse("[limits]\nhttp_idle_timeout_ms = 30000\n").expect("parses");
+        assert_eq!(config.limits.http_idle_timeout(), Duration::from_secs(30));
         let error = parse("[limits]\nsubscriptions_max = 0\n").unwrap_err();
         assert!(
             error.to_string().contains("limits.subscriptions_max"),

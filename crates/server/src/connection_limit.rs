@@ -5,21 +5,53 @@
 //! files and every other client. [`LimitedListener`] holds one permit per open connection; a
 //! connection over the cap is answered at once with `503` and a problem+json body naming the
 //! limit, then closed, and counted in `wharf_http_connections_refused_total`.
+//!
+//! A cap alone lets silent clients hold every slot for ever, so a connection on which no byte
+//! moves in either direction for `limits.http_idle_timeout_ms` is closed: an idle keep-alive
+//! connection, one that never sends a request, one that stops halfway through its request head
+//! or body, or one that stops reading its response. A request being handled (a long poll, a
+//! request-reply waiting up to 5 min) moves no bytes either but is not idle: [`track_request`]
+//! counts the connection's requests in handling, and while there are any the timer waits.
+//!
+//! Accepting can fail for want of descriptors (EMFILE, ENFILE). The pending connection then
+//! stays queued, so retrying at once would spin; the listener pauses [`ACCEPT_RETRY_DELAY`]
+//! and logs at most one line per throttle interval, and accepts again as soon as a descriptor
+//! is free.
 
-use axum::serve::Listener;
+use axum::{
+    body::{Body, Bytes, HttpBody},
+    extract::{connect_info::Connected, ConnectInfo, Request},
+    middleware::Next,
+    response::Response,
+    serve::{IncomingStream, Listener},
+};
 use prometheus_client::metrics::counter::Counter;
 use std::{
+    future::Future,
     io,
     net::SocketAddr,
     pin::Pin,
-    sync::Arc,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, OnceLock,
+    },
     task::{Context, Poll},
+    time::Duration,
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf},
     net::{TcpListener, TcpStream},
     sync::{OwnedSemaphorePermit, Semaphore},
+    time::{Instant, Sleep},
 };
+use wharf_engine::log_throttle::LogThrottle;
+
+/// The pause after an accept that failed for a cause other than the peer: short, so that the
+/// server accepts again within a few milliseconds of a descriptor coming free, and long enough
+/// that a lasting failure costs no measurable CPU (50 retries a second).
+pub const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(20);
+
+static ACCEPT_FAILURES: LogThrottle = LogThrottle::new();
 
 /// Accepts connections while fewer than the limit are open.
 #[derive(Debug)]
@@ -27,6 +59,7 @@ pub struct LimitedListener {
     inner: TcpListener,
     permits: Arc<Semaphore>,
     max: usize,
+    idle_timeout: Duration,
     refused: Counter,
 }
 
@@ -35,14 +68,115 @@ pub struct LimitedListener {
 pub struct LimitedStream {
     stream: TcpStream,
     _permit: OwnedSemaphorePermit,
+    idle_timeout: Duration,
+    /// When a byte last moved, read or written.
+    active_at: Instant,
+    /// Fires at `active_at + idle_timeout` or earlier; re-armed when it finds activity since,
+    /// so that a busy connection does not touch the timer on every read.
+    idle: Pin<Box<Sleep>>,
+    requests: ConnectionRequests,
+}
+
+/// Requests of one connection being handled; shared between the stream and the handlers
+/// through axum's connect info.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionRequests(Arc<AtomicUsize>);
+
+impl Connected<IncomingStream<'_, LimitedListener>> for ConnectionRequests {
+    fn connect_info(stream: IncomingStream<'_, LimitedListener>) -> Self {
+        stream.io().requests.clone()
+    }
+}
+
+/// Middleware: counts the request as in handling on its connection from the moment its body
+/// is in whole until its response (or its cancellation), so the idle timeout spares a request
+/// that waits, but not a client that stops in the middle of its body.
+pub async fn track_request(request: Request, next: Next) -> Response {
+    let Some(ConnectInfo(requests)) = request
+        .extensions()
+        .get::<ConnectInfo<ConnectionRequests>>()
+        .cloned()
+    else {
+        return next.run(request).await;
+    };
+    let handling = Arc::new(OnceLock::new());
+    let request = if request.body().is_end_stream() {
+        let _ = handling.set(RequestHandling::begin(requests));
+        request
+    } else {
+        let handling = handling.clone();
+        request.map(|inner| {
+            Body::new(CountedBody {
+                inner,
+                requests: Some(requests),
+                handling,
+            })
+        })
+    };
+    next.run(request).await
+}
+
+/// A request body that starts its request's count once the last byte is in.
+struct CountedBody {
+    inner: Body,
+    requests: Option<ConnectionRequests>,
+    /// Shared with [`track_request`], which holds it until the response.
+    handling: Arc<OnceLock<RequestHandling>>,
+}
+
+impl HttpBody for CountedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        let ended = matches!(polled, Poll::Ready(None)) || this.inner.is_end_stream();
+        if let (true, Some(requests)) = (ended, this.requests.take()) {
+            let _ = this.handling.set(RequestHandling::begin(requests));
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+struct RequestHandling(ConnectionRequests);
+
+impl RequestHandling {
+    fn begin(requests: ConnectionRequests) -> RequestHandling {
+        requests.0.fetch_add(1, Ordering::AcqRel);
+        RequestHandling(requests)
+    }
+}
+
+impl Drop for RequestHandling {
+    fn drop(&mut self) {
+        (self.0).0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl LimitedListener {
-    pub fn new(inner: TcpListener, max: usize, refused: Counter) -> LimitedListener {
+    pub fn new(
+        inner: TcpListener,
+        max: usize,
+        idle_timeout: Duration,
+        refused: Counter,
+    ) -> LimitedListener {
         LimitedListener {
             inner,
             permits: Arc::new(Semaphore::new(max)),
             max,
+            idle_timeout,
             refused,
         }
     }
@@ -54,12 +188,23 @@ impl Listener for LimitedListener {
 
     async fn accept(&mut self) -> (LimitedStream, SocketAddr) {
         loop {
-            let (stream, addr) = Listener::accept(&mut self.inner).await;
+            let (stream, addr) = match self.inner.accept().await {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    accept_failed(error).await;
+                    continue;
+                }
+            };
             match self.permits.clone().try_acquire_owned() {
                 Ok(permit) => {
+                    let now = Instant::now();
                     let stream = LimitedStream {
                         stream,
                         _permit: permit,
+                        idle_timeout: self.idle_timeout,
+                        active_at: now,
+                        idle: Box::pin(tokio::time::sleep_until(now + self.idle_timeout)),
+                        requests: ConnectionRequests::default(),
                     };
                     return (stream, addr);
                 }
@@ -73,6 +218,79 @@ impl Listener for LimitedListener {
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.local_addr()
+    }
+}
+
+/// Waits out a failed accept. A connection the peer reset before it was accepted is no
+/// failure of the server's and is retried at once.
+async fn accept_failed(error: io::Error) {
+    use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        error.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    if let Some(suppressed) = ACCEPT_FAILURES.allow() {
+        let descriptors_exhausted = is_descriptors_exhausted(&error);
+        tracing::warn!(
+            %error,
+            descriptors_exhausted,
+            suppressed,
+            "accepting a connection failed; retrying"
+        );
+    }
+    tokio::time::sleep(ACCEPT_RETRY_DELAY).await;
+}
+
+/// The process (EMFILE) or the system (ENFILE) has no descriptor left.
+fn is_descriptors_exhausted(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+impl LimitedStream {
+    /// Ready with an error once no byte has moved for the idle timeout; registers the waker
+    /// otherwise. Called only when the socket itself is not ready.
+    fn poll_idle<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        loop {
+            if self.idle.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if (self.requests.0).load(Ordering::Acquire) > 0 {
+                self.active_at = Instant::now();
+            }
+            let deadline = self.active_at + self.idle_timeout;
+            if deadline <= Instant::now() {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "connection idle for limits.http_idle_timeout_ms",
+                )));
+            }
+            self.idle.as_mut().reset(deadline);
+        }
+    }
+
+    /// A write the client does not drain for the idle timeout fails too: a client that stopped
+    /// reading holds its slot no longer than a silent one.
+    fn after_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        written: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match written {
+            Poll::Ready(Ok(bytes)) => {
+                self.moved(bytes);
+                Poll::Ready(Ok(bytes))
+            }
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+            Poll::Pending => self.poll_idle(cx),
+        }
+    }
+
+    fn moved(&mut self, bytes: usize) {
+        if bytes > 0 {
+            self.active_at = Instant::now();
+        }
     }
 }
 
@@ -96,7 +314,15 @@ impl AsyncRead for LimitedStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.stream).poll_read(cx, buf) {
+            Poll::Ready(result) => {
+                this.moved(buf.filled().len() - before);
+                Poll::Ready(result)
+            }
+            Poll::Pending => this.poll_idle(cx),
+        }
     }
 }
 
@@ -106,7 +332,9 @@ impl AsyncWrite for LimitedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.after_write(cx, written)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -122,10 +350,34 @@ impl AsyncWrite for LimitedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.after_write(cx, written)
     }
 
     fn is_write_vectored(&self) -> bool {
         self.stream.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_accept_without_descriptors_pauses_and_a_reset_peer_does_not() {
+        let exhausted = io::Error::from_raw_os_error(libc::EMFILE);
+        assert!(is_descriptors_exhausted(&exhausted));
+        assert!(is_descriptors_exhausted(&io::Error::from_raw_os_error(
+            libc::ENFILE
+        )));
+        let started = Instant::now();
+        accept_failed(exhausted).await;
+        assert!(started.elapsed() >= ACCEPT_RETRY_DELAY);
+        let reset = io::Error::from(io::ErrorKind::ConnectionReset);
+        assert!(!is_descriptors_exhausted(&reset));
+        let started = Instant::now();
+        accept_failed(reset).await;
+        assert!(started.elapsed() < ACCEPT_RETRY_DELAY, "retried at once");
     }
 }

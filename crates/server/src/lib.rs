@@ -7,6 +7,8 @@
 
 pub mod config;
 mod connection_limit;
+pub mod descriptors;
+pub mod disk_space;
 pub mod http;
 pub mod readiness;
 mod serve;

@@ -8,7 +8,9 @@
 
 use crate::{
     config::ServeConfig,
-    connection_limit::LimitedListener,
+    connection_limit::{track_request, ConnectionRequests, LimitedListener},
+    descriptors,
+    disk_space::DiskSpace,
     http::{self, AppState},
     readiness::Readiness,
 };
@@ -119,6 +121,7 @@ pub fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static, Se
 impl Server {
     /// Opens the store in `config.data_dir` and binds `config.http_addr`.
     pub async fn bind(config: &ServeConfig) -> Result<Server, ServeError> {
+        let descriptors_soft = bind_raise_descriptor_limit();
         let dir = config.data_dir.clone();
         let store_config = StoreConfig {
             log: config.storage.log_config(),
@@ -169,7 +172,12 @@ impl Server {
         readiness.set_store_open(true);
         let mut registry = Registry::default();
         store.metrics().register(&mut registry);
-        let (listener, local_addr) = bind_listener(config, &mut registry).await?;
+        let disk = DiskSpace::new(
+            store.dir().to_path_buf(),
+            config.storage.disk_free_bytes_min,
+            &mut registry,
+        );
+        let (listener, local_addr) = bind_listener(config, descriptors_soft, &mut registry).await?;
         Ok(Server {
             listener,
             local_addr,
@@ -178,6 +186,7 @@ impl Server {
                 readiness,
                 registry: Arc::new(registry),
                 engine,
+                disk: Some(Arc::new(disk)),
             },
         })
     }
@@ -218,7 +227,9 @@ impl Server {
             tracing::info!("shutting down: no new connections, finishing in-flight requests");
             let _ = began_sender.send(());
         };
-        let serving = axum::serve(listener, http::router(state))
+        let app = http::router(state).layer(axum::middleware::from_fn(track_request));
+        let app = app.into_make_service_with_connect_info::<ConnectionRequests>();
+        let serving = axum::serve(listener, app)
             .with_graceful_shutdown(signal)
             .into_future();
         let drain_expired = async {
@@ -260,9 +271,32 @@ impl Server {
     }
 }
 
-/// Binds the HTTP address behind the connection limit, whose refusals `registry` counts.
+/// Raises the descriptor limit as far as allowed; returns the soft limit then in force, if
+/// known.
+fn bind_raise_descriptor_limit() -> Option<u64> {
+    match descriptors::raise_descriptor_limit() {
+        Ok(limit) => {
+            tracing::info!(
+                soft = limit.soft,
+                hard = limit.hard,
+                raised_from = limit.raised_from,
+                "file descriptor limit"
+            );
+            Some(limit.soft)
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot read or raise the file descriptor limit");
+            None
+        }
+    }
+}
+
+/// Binds the HTTP address behind the connection limit, whose refusals `registry` counts. The
+/// limit is kept below the descriptor limit `descriptors_soft`, so that clients cannot take
+/// the descriptors the store needs.
 async fn bind_listener(
     config: &ServeConfig,
+    descriptors_soft: Option<u64>,
     registry: &mut Registry,
 ) -> Result<(LimitedListener, SocketAddr), ServeError> {
     let connections_refused = Counter::default();
@@ -278,9 +312,21 @@ async fn bind_listener(
     let local_addr = listener
         .local_addr()
         .map_err(|source| ServeError::Bind { addr, source })?;
-    let max = config.limits.http_connections_max;
+    let configured = config.limits.http_connections_max;
+    let max = descriptors_soft.map_or(configured, |soft| {
+        descriptors::connections_max_within(configured, soft)
+    });
+    if max < configured {
+        tracing::warn!(
+            configured,
+            max,
+            descriptors_soft,
+            "limits.http_connections_max lowered to keep descriptors for the store"
+        );
+    }
+    let idle_timeout = config.limits.http_idle_timeout();
     Ok((
-        LimitedListener::new(listener, max, connections_refused),
+        LimitedListener::new(listener, max, idle_timeout, connections_refused),
         local_addr,
     ))
 }
@@ -359,6 +405,99 @@ mod tests {
             );
             tokio::task::yield_now().await;
         }
+        stop.send(()).expect("server running");
+        running.await.expect("no panic").expect("clean shutdown");
+    }
+
+    async fn send(addr: SocketAddr, method: &str, path: &str, body: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.expect("write");
+        read_until_closed(&mut stream).await
+    }
+
+    /// Reads until the server closes the connection; the reply, if any.
+    async fn read_until_closed(stream: &mut tokio::net::TcpStream) -> String {
+        let mut reply = Vec::new();
+        let deadline = Duration::from_secs(10);
+        let read = tokio::time::timeout(deadline, stream.read_to_end(&mut reply)).await;
+        // A reset is a close as well.
+        assert!(read.is_ok(), "the server closed the connection in time");
+        String::from_utf8_lossy(&reply).into_owned()
+    }
+
+    #[tokio::test]
+    async fn silent_and_half_sent_connections_are_closed_and_health_still_answers() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = test_config(dir.path());
+        config.limits.http_idle_timeout_ms = 300;
+        let server = Server::bind(&config).await.expect("binds");
+        let addr = server.local_addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let running = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        let connect = || tokio::net::TcpStream::connect(addr);
+        let mut silent = connect().await.expect("connect");
+        let mut half = connect().await.expect("connect");
+        half.write_all(b"GET /healthz HTTP/1.1\r\nHo")
+            .await
+            .expect("write");
+        let mut half_body = connect().await.expect("connect");
+        half_body
+            .write_all(
+                b"POST /v1/queues/jobs/receive HTTP/1.1\r\nHost: test\r\n\
+                  content-type: application/json\r\ncontent-length: 100\r\n\r\n{",
+            )
+            .await
+            .expect("write");
+        let mut kept_alive = connect().await.expect("connect");
+        kept_alive
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+            .await
+            .expect("write");
+        let healthz = get(addr, "/healthz").await.expect("request");
+        assert!(healthz.starts_with("HTTP/1.1 200"), "{healthz}");
+        // A request that waits longer than the timeout moves no byte, but is not idle.
+        let created = send(addr, "PUT", "/v1/queues/jobs", "{}").await;
+        assert!(created.starts_with("HTTP/1.1 201"), "{created}");
+        let long_poll = r#"{"wait_ms": 1000}"#;
+        let received = send(addr, "POST", "/v1/queues/jobs/receive", long_poll).await;
+        assert!(received.starts_with("HTTP/1.1 200"), "{received}");
+
+        assert_eq!(read_until_closed(&mut silent).await, "");
+        assert!(!read_until_closed(&mut half).await.contains("200"));
+        let answered = read_until_closed(&mut half_body).await;
+        assert!(!answered.contains("200"), "{answered}");
+        let answered = read_until_closed(&mut kept_alive).await;
+        assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
+        stop.send(()).expect("server running");
+        running.await.expect("no panic").expect("clean shutdown");
+    }
+
+    #[tokio::test]
+    async fn readyz_warns_when_the_disk_is_nearly_full_and_metrics_show_free_space() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = test_config(dir.path());
+        config.storage.disk_free_bytes_min = u64::MAX;
+        let server = Server::bind(&config).await.expect("binds");
+        let addr = server.local_addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let running = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        let ready = get(addr, "/readyz").await.expect("request");
+        assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+        assert!(ready.contains("disk nearly full"), "{ready}");
+        let metrics = get(addr, "/metrics").await.expect("request");
+        assert!(
+            metrics.contains("wharf_storage_disk_free_bytes "),
+            "{metrics}"
+        );
         stop.send(()).expect("server running");
         running.await.expect("no panic").expect("clean shutdown");
     }

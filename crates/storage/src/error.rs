@@ -32,6 +32,18 @@ pub enum StorageError {
     /// The metadata file could not be parsed.
     #[error("metadata file {} is invalid: {reason}", path.display())]
     MetaInvalid { path: PathBuf, reason: String },
+    /// The metadata snapshot is gone while the journal or the logs show there was state: a
+    /// start would silently forget every definition and orphan the logs. The operator
+    /// restores the file (or moves the data directory aside to start empty).
+    #[error(
+        "metadata snapshot {} is missing but {evidence}; restore it from a backup, or move the \
+         data directory aside to start empty",
+        path.display()
+    )]
+    MetaMissing {
+        path: PathBuf,
+        evidence: &'static str,
+    },
     /// A conditional append expected the log to end at `expected` (the offset its first record
     /// would take), but it ends at `actual`, counting appends still being committed. Nothing was
     /// written. The event store's expected-version check is this condition.

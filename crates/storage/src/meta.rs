@@ -21,6 +21,17 @@
 //! journal's truncation only replays changes the snapshot already holds. Opening replays the
 //! journal up to its first incomplete or damaged frame: only the last frame can be torn, since
 //! each one is synced before the next is written, and the torn tail is cut.
+//!
+//! A change whose write or fsync failed was reported as failed, so it must never come back:
+//! its bytes are cut from the journal, and the cut is synced before any later frame is
+//! written (until it is, every change fails).
+//!
+//! A new store writes its (empty) snapshot at once, and every journal that follows a snapshot
+//! starts with a marker, a frame of no ops. So a missing `meta.json` is told apart from a new
+//! store: with a marker in the journal, or logs in the data directory, the snapshot was lost
+//! and opening fails ([`StorageError::MetaMissing`]) rather than start with no definitions
+//! and orphaned logs. A journal with no marker and no snapshot is a store from before this
+//! rule, whose journal holds every change; it opens and gets its snapshot.
 
 use crate::{error::StorageError, faults::FileOps};
 use serde::{Deserialize, Serialize};
@@ -64,15 +75,26 @@ struct State {
     journal_bytes: u64,
     /// Size of the current snapshot, to decide when to fold the journal into a new one.
     snapshot_bytes: u64,
+    /// A failed write may have left bytes after `journal_bytes` (a frame whose fsync failed
+    /// can still reach the disk by later writeback). Until the cut back to `journal_bytes` is
+    /// itself synced, no change is accepted: a frame written after the failed one would make
+    /// a restart read the failed one back.
+    cut_pending: bool,
 }
 
 impl MetaStore {
-    pub(crate) fn open(dir: &Path, ops: FileOps) -> Result<MetaStore, StorageError> {
+    /// Opens the store in `dir`. `logs_present` says whether the data directory holds logs: with
+    /// no snapshot, that is evidence of lost state rather than of a new store.
+    pub(crate) fn open(
+        dir: &Path,
+        ops: FileOps,
+        logs_present: bool,
+    ) -> Result<MetaStore, StorageError> {
         fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
         let path = dir.join(META_FILE_NAME);
-        let (mut entries, snapshot_bytes) = match fs::read_to_string(&path) {
-            Ok(text) => (parse(&path, &text)?, text.len() as u64),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (BTreeMap::new(), 0),
+        let snapshot = match fs::read_to_string(&path) {
+            Ok(text) => Some((parse(&path, &text)?, text.len() as u64)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(StorageError::io(&path, e)),
         };
         let journal_path = dir.join(META_JOURNAL_FILE_NAME);
@@ -84,6 +106,11 @@ impl MetaStore {
             .open(&journal_path)
             .map_err(|e| StorageError::io(&journal_path, e))?;
         let bytes = fs::read(&journal_path).map_err(|e| StorageError::io(&journal_path, e))?;
+        if snapshot.is_none() {
+            open_check_missing_snapshot(&path, &bytes, logs_present)?;
+        }
+        let snapshot_found = snapshot.is_some();
+        let (mut entries, snapshot_bytes) = snapshot.unwrap_or_default();
         let journal_bytes = replay_journal(&bytes, &mut entries);
         if journal_bytes < bytes.len() as u64 {
             tracing::warn!(
@@ -96,7 +123,7 @@ impl MetaStore {
                 .and_then(|()| ops.sync_all(&journal))
                 .map_err(|e| StorageError::io(&journal_path, e))?;
         }
-        Ok(MetaStore {
+        let store = MetaStore {
             dir: dir.to_path_buf(),
             ops,
             state: Mutex::new(State {
@@ -104,8 +131,15 @@ impl MetaStore {
                 journal,
                 journal_bytes,
                 snapshot_bytes,
+                cut_pending: false,
             }),
-        })
+        };
+        if !snapshot_found {
+            // A new store (or one written before snapshots were kept from the start) gets its
+            // snapshot now, so that losing it later is noticed rather than read as "empty".
+            store.fold(&mut store.state())?;
+        }
+        Ok(store)
     }
 
     pub fn get(&self, key: &str) -> Option<Value> {
@@ -131,24 +165,24 @@ impl MetaStore {
         self.apply(vec![MetaOp::Delete(key.into())])
     }
 
-    /// Applies every op or none, durably, before returning. Blocking.
+    /// Applies every op or none, durably, before returning. Blocking. A change that fails
+    /// leaves nothing a restart reads back (unless the machine crashes before the cut of its
+    /// bytes is synced, which the next change waits for).
     pub fn apply(&self, ops: Vec<MetaOp>) -> Result<(), StorageError> {
         let mut state = self.state();
-        let json = serde_json::to_vec(&ops).expect("JSON values serialize");
-        let mut frame = Vec::with_capacity(8 + json.len());
-        frame.extend_from_slice(&(json.len() as u32).to_le_bytes());
-        frame.extend_from_slice(&crc32c::crc32c(&json).to_le_bytes());
-        frame.extend_from_slice(&json);
+        self.finish_cut(&mut state)?;
+        let frame = encode_frame(&ops);
         let at = state.journal_bytes;
-        let journal_path = self.dir.join(META_JOURNAL_FILE_NAME);
         let written = self
             .ops
             .write_all_at(&state.journal, &frame, at)
             .and_then(|()| self.ops.sync_data(&state.journal));
         if let Err(error) = written {
-            // Cut what may have been written, so a later frame cannot follow a partial one.
-            let _ = state.journal.set_len(at);
-            return Err(StorageError::io(&journal_path, error));
+            state.cut_pending = true;
+            if let Err(cut) = self.finish_cut(&mut state) {
+                tracing::warn!(error = %cut, "metadata journal: cutting a failed change failed; the next change retries first");
+            }
+            return Err(StorageError::io(self.journal_path(), error));
         }
         state.journal_bytes += frame.len() as u64;
         for op in ops {
@@ -163,17 +197,43 @@ impl MetaStore {
         Ok(())
     }
 
-    /// Writes a snapshot of every entry and empties the journal.
-    fn fold(&self, state: &mut State) -> Result<(), StorageError> {
-        state.snapshot_bytes = self.write_snapshot(&state.entries)?;
-        let journal_path = self.dir.join(META_JOURNAL_FILE_NAME);
+    /// Cuts the journal back to its confirmed frames and syncs the cut, if a failure left
+    /// something after them.
+    fn finish_cut(&self, state: &mut State) -> Result<(), StorageError> {
+        if !state.cut_pending {
+            return Ok(());
+        }
         state
             .journal
-            .set_len(0)
+            .set_len(state.journal_bytes)
             .and_then(|()| self.ops.sync_all(&state.journal))
-            .map_err(|e| StorageError::io(&journal_path, e))?;
-        state.journal_bytes = 0;
+            .map_err(|e| StorageError::io(self.journal_path(), e))?;
+        state.cut_pending = false;
         Ok(())
+    }
+
+    /// Writes a snapshot of every entry and empties the journal, leaving in it only the
+    /// marker that says a snapshot comes before it.
+    fn fold(&self, state: &mut State) -> Result<(), StorageError> {
+        state.snapshot_bytes = self.write_snapshot(&state.entries)?;
+        let marker = encode_frame(&[]);
+        let emptied = state.journal.set_len(0);
+        if emptied.is_ok() {
+            state.journal_bytes = 0;
+        }
+        let written = emptied
+            .and_then(|()| self.ops.write_all_at(&state.journal, &marker, 0))
+            .and_then(|()| self.ops.sync_all(&state.journal));
+        if let Err(error) = written {
+            state.cut_pending = true;
+            return Err(StorageError::io(self.journal_path(), error));
+        }
+        state.journal_bytes = marker.len() as u64;
+        Ok(())
+    }
+
+    fn journal_path(&self) -> PathBuf {
+        self.dir.join(META_JOURNAL_FILE_NAME)
     }
 
     fn write_snapshot(&self, entries: &BTreeMap<String, Value>) -> Result<u64, StorageError> {
@@ -220,6 +280,38 @@ fn apply_op(entries: &mut BTreeMap<String, Value>, op: MetaOp) {
             entries.remove(&key);
         }
     }
+}
+
+/// One journal frame holding `ops`; with none, the marker that starts a journal following a
+/// snapshot (a journal written before snapshots were kept from the start has no marker).
+fn encode_frame(ops: &[MetaOp]) -> Vec<u8> {
+    let json = serde_json::to_vec(ops).expect("JSON values serialize");
+    let mut frame = Vec::with_capacity(8 + json.len());
+    frame.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&crc32c::crc32c(&json).to_le_bytes());
+    frame.extend_from_slice(&json);
+    frame
+}
+
+/// With no snapshot, an empty state is right only for a new store, or for an old one whose
+/// journal holds everything (it never folded, so it has no marker). A marker, or logs with an
+/// empty journal, mean the snapshot existed and is lost.
+fn open_check_missing_snapshot(
+    path: &Path,
+    journal: &[u8],
+    logs_present: bool,
+) -> Result<(), StorageError> {
+    let evidence = if journal.starts_with(&encode_frame(&[])) {
+        "the journal continues a snapshot"
+    } else if journal.is_empty() && logs_present {
+        "the data directory holds logs"
+    } else {
+        return Ok(());
+    };
+    Err(StorageError::MetaMissing {
+        path: path.to_path_buf(),
+        evidence,
+    })
 }
 
 /// Applies the journal's complete frames in order; returns the bytes they span.
@@ -270,7 +362,7 @@ mod tests {
     #[test]
     fn changes_survive_reopen_and_transactions_apply_whole() {
         let dir = tempfile::tempdir().unwrap();
-        let meta = MetaStore::open(dir.path(), FileOps::default()).unwrap();
+        let meta = MetaStore::open(dir.path(), FileOps::default(), false).unwrap();
         meta.put("queue/a", json!({"lease_ms": 10})).unwrap();
         meta.apply(vec![
             MetaOp::Put("queue/b".into(), json!(1)),
@@ -278,7 +370,7 @@ mod tests {
             MetaOp::Delete("queue/a".into()),
         ])
         .unwrap();
-        let reopened = MetaStore::open(dir.path(), FileOps::default()).unwrap();
+        let reopened = MetaStore::open(dir.path(), FileOps::default(), false).unwrap();
         assert_eq!(reopened.get("queue/a"), None);
         assert_eq!(
             reopened.list("queue/"),
@@ -290,7 +382,7 @@ mod tests {
     #[test]
     fn the_journal_folds_into_a_snapshot_and_reopens_the_same() {
         let dir = tempfile::tempdir().unwrap();
-        let meta = MetaStore::open(dir.path(), FileOps::default()).unwrap();
+        let meta = MetaStore::open(dir.path(), FileOps::default(), false).unwrap();
         let value = json!({"options": "x".repeat(1_000)});
         for i in 0..2_000 {
             meta.put(format!("queue/{i:05}"), value.clone()).unwrap();
@@ -304,7 +396,7 @@ mod tests {
             "the journal was folded, not left to grow: {} bytes",
             journal.len()
         );
-        let reopened = MetaStore::open(dir.path(), FileOps::default()).unwrap();
+        let reopened = MetaStore::open(dir.path(), FileOps::default(), false).unwrap();
         assert_eq!(reopened.list("queue/"), meta.list("queue/"));
         assert_eq!(reopened.list("queue/").len(), 1_000);
     }
@@ -312,17 +404,17 @@ mod tests {
     #[test]
     fn a_torn_last_change_is_cut_and_earlier_ones_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let meta = MetaStore::open(dir.path(), FileOps::default()).unwrap();
+        let meta = MetaStore::open(dir.path(), FileOps::default(), false).unwrap();
         meta.put("queue/a", json!(1)).unwrap();
         meta.put("queue/b", json!(2)).unwrap();
         drop(meta);
         let path = dir.path().join(META_JOURNAL_FILE_NAME);
         let bytes = fs::read(&path).unwrap();
         fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
-        let reopened = MetaStore::open(dir.path(), FileOps::default()).unwrap();
+        let reopened = MetaStore::open(dir.path(), FileOps::default(), false).unwrap();
         assert_eq!(reopened.list(""), vec![("queue/a".to_string(), json!(1))]);
         reopened.put("queue/c", json!(3)).unwrap();
-        let again = MetaStore::open(dir.path(), FileOps::default()).unwrap();
+        let again = MetaStore::open(dir.path(), FileOps::default(), false).unwrap();
         assert_eq!(
             again.list("").len(),
             2,
@@ -333,13 +425,13 @@ mod tests {
     #[test]
     fn damaged_file_is_reported() {
         let dir = tempfile::tempdir().unwrap();
-        let meta = MetaStore::open(dir.path(), FileOps::default()).unwrap();
+        let meta = MetaStore::open(dir.path(), FileOps::default(), false).unwrap();
         meta.put("queue/a", json!({"lease_ms": 10})).unwrap();
         meta.fold(&mut meta.state()).unwrap();
         let path = dir.path().join(META_FILE_NAME);
         let text = fs::read_to_string(&path).unwrap().replace("10", "11");
         fs::write(&path, text).unwrap();
-        let error = MetaStore::open(dir.path(), FileOps::default()).unwrap_err();
+        let error = MetaStore::open(dir.path(), FileOps::default(), false).unwrap_err();
         assert!(error.to_string().contains("checksum mismatch"), "{error}");
     }
 
@@ -347,16 +439,76 @@ mod tests {
     fn failed_write_leaves_old_state() {
         let dir = tempfile::tempdir().unwrap();
         let faults = crate::Faults::new();
-        let meta = MetaStore::open(dir.path(), FileOps::new(Some(faults.clone()))).unwrap();
+        let meta = MetaStore::open(dir.path(), FileOps::new(Some(faults.clone())), false).unwrap();
         meta.put("queue/a", json!(1)).unwrap();
         faults.set_space(Some(3));
         let error = meta.put("queue/b", json!(2)).unwrap_err();
         assert!(error.is_disk_full(), "{error}");
         assert_eq!(meta.get("queue/b"), None);
         faults.set_space(None);
-        let reopened = MetaStore::open(dir.path(), FileOps::default()).unwrap();
+        let reopened = MetaStore::open(dir.path(), FileOps::default(), false).unwrap();
         assert_eq!(reopened.list(""), vec![("queue/a".to_string(), json!(1))]);
         meta.put("queue/b", json!(2)).unwrap();
         assert_eq!(meta.get("queue/b"), Some(json!(2)));
+    }
+
+    #[test]
+    fn a_change_whose_sync_failed_is_not_read_back_and_blocks_later_ones_until_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = crate::Faults::new();
+        let ops = FileOps::new(Some(faults.clone()));
+        let meta = MetaStore::open(dir.path(), ops, false).unwrap();
+        meta.put("queue/a", json!(1)).unwrap();
+        faults.set_fail_syncs(true);
+        meta.put("queue/b", json!(2)).unwrap_err();
+        assert!(meta.state().cut_pending, "the cut could not be synced");
+        meta.put("queue/c", json!(3)).unwrap_err();
+        let reopened = MetaStore::open(dir.path(), FileOps::default(), false).unwrap();
+        assert_eq!(reopened.list(""), vec![("queue/a".to_string(), json!(1))]);
+        drop(reopened);
+        faults.set_fail_syncs(false);
+        meta.put("queue/d", json!(4)).unwrap();
+        let reopened = MetaStore::open(dir.path(), FileOps::default(), false).unwrap();
+        let keys: Vec<_> = reopened.list("").into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, vec!["queue/a", "queue/d"]);
+    }
+
+    #[test]
+    fn a_lost_snapshot_is_refused_when_the_journal_or_logs_show_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = MetaStore::open(dir.path(), FileOps::default(), false).unwrap();
+        meta.put("queue/a", json!(1)).unwrap();
+        drop(meta);
+        let snapshot = dir.path().join(META_FILE_NAME);
+        fs::remove_file(&snapshot).unwrap();
+        let error = MetaStore::open(dir.path(), FileOps::default(), false).unwrap_err();
+        assert!(matches!(error, StorageError::MetaMissing { .. }), "{error}");
+        // Folded just before the loss: the journal holds only its marker.
+        let meta = {
+            fs::remove_file(dir.path().join(META_JOURNAL_FILE_NAME)).unwrap();
+            MetaStore::open(dir.path(), FileOps::default(), false).unwrap()
+        };
+        meta.fold(&mut meta.state()).unwrap();
+        drop(meta);
+        fs::remove_file(&snapshot).unwrap();
+        MetaStore::open(dir.path(), FileOps::default(), false).unwrap_err();
+        fs::write(dir.path().join(META_JOURNAL_FILE_NAME), b"").unwrap();
+        let error = MetaStore::open(dir.path(), FileOps::default(), true).unwrap_err();
+        assert!(error.to_string().contains("holds logs"), "{error}");
+    }
+
+    #[test]
+    fn a_new_store_and_a_journal_without_snapshot_open_and_get_a_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(MetaStore::open(dir.path(), FileOps::default(), false).unwrap());
+        assert!(dir.path().join(META_FILE_NAME).exists());
+        drop(MetaStore::open(dir.path(), FileOps::default(), true).unwrap());
+        // A store from before snapshots were written at creation: all its state in the journal.
+        let other = tempfile::tempdir().unwrap();
+        let frame = encode_frame(&[MetaOp::Put("queue/a".into(), json!(1))]);
+        fs::write(other.path().join(META_JOURNAL_FILE_NAME), frame).unwrap();
+        let meta = MetaStore::open(other.path(), FileOps::default(), true).unwrap();
+        assert_eq!(meta.list(""), vec![("queue/a".to_string(), json!(1))]);
+        assert!(other.path().join(META_FILE_NAME).exists());
     }
 }

@@ -79,8 +79,16 @@ impl Store {
         fs::create_dir_all(&dir).map_err(|e| StorageError::io(&dir, e))?;
         // Locked before anything inside is read or written.
         let lock = DirectoryLock::acquire(&dir)?;
-        fs::create_dir_all(dir.join("logs")).map_err(|e| StorageError::io(&dir, e))?;
-        let meta = MetaStore::open(&dir.join("meta"), FileOps::new(config.faults.clone()))?;
+        let logs = dir.join("logs");
+        fs::create_dir_all(&logs).map_err(|e| StorageError::io(&dir, e))?;
+        let logs_present = (fs::read_dir(&logs).map_err(|e| StorageError::io(&logs, e))?)
+            .next()
+            .is_some();
+        let meta = MetaStore::open(
+            &dir.join("meta"),
+            FileOps::new(config.faults.clone()),
+            logs_present,
+        )?;
         Ok(Store {
             shared: Arc::new(Shared {
                 dir,

@@ -273,3 +273,29 @@ fn malformed_flag_is_a_usage_error() {
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--http-addr"), "{stderr}");
 }
+
+#[test]
+fn a_data_directory_that_lost_its_metadata_snapshot_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().join("data");
+    let (mut first, _) = start_default(dir.path());
+    first.signal(libc::SIGTERM);
+    first.wait_exit(EXIT_DEADLINE);
+    let snapshot = data_dir.join("meta").join("meta.json");
+    std::fs::remove_file(&snapshot).expect("the server wrote a snapshot");
+
+    let mut command = wharf();
+    command
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .args(["--http-addr", &free_address().to_string()]);
+    let (status, _, stderr) = run_to_end(command, EXIT_DEADLINE);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let expected = format!(
+        "error: cannot open the store in {}: metadata snapshot {} is missing but ",
+        data_dir.display(),
+        snapshot.display()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+}

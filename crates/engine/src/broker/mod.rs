@@ -182,6 +182,29 @@ impl Engine {
     /// Creates the queue, or updates its options. Returns true when it was created. A named
     /// dead-letter queue that does not exist is created with default options.
     pub async fn put_queue(&self, name: &str, options: QueueOptions) -> Result<bool, EngineError> {
+        let (engine, name) = (self.clone(), name.to_string());
+        let change = async move { engine.put_queue_in_task(&name, options).await };
+        self.in_task("put_queue", change).await
+    }
+
+    /// Runs a definition change in a task of its own. A caller that goes away (an HTTP client
+    /// hanging up) then cannot stop it between its metadata write and the registry change that
+    /// follows: live state and what a restart reads stay the same.
+    pub(crate) async fn in_task<T: Send + 'static>(
+        &self,
+        operation: &'static str,
+        change: impl std::future::Future<Output = Result<T, EngineError>> + Send + 'static,
+    ) -> Result<T, EngineError> {
+        tokio::spawn(change)
+            .await
+            .unwrap_or_else(|error| Err(internal_error(operation, &error)))
+    }
+
+    async fn put_queue_in_task(
+        &self,
+        name: &str,
+        options: QueueOptions,
+    ) -> Result<bool, EngineError> {
         self.check_open()?;
         let name = parse_name(name)?;
         if name.as_str().starts_with(REPLY_ADDRESS_PREFIX) {
@@ -240,6 +263,12 @@ impl Engine {
 
     /// Deletes the queue and every message in it.
     pub async fn delete_queue(&self, name: &str) -> Result<(), EngineError> {
+        let (engine, name) = (self.clone(), name.to_string());
+        let change = async move { engine.delete_queue_in_task(&name).await };
+        self.in_task("delete_queue", change).await
+    }
+
+    async fn delete_queue_in_task(&self, name: &str) -> Result<(), EngineError> {
         self.check_open()?;
         let _admin = self.inner.admin.lock().await;
         let queue = self.queue(name)?;

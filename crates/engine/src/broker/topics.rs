@@ -190,6 +190,16 @@ impl Drop for SubscriberGuard {
 impl Engine {
     /// Creates the topic or updates its options; true when created.
     pub async fn put_topic(&self, name: &str, options: TopicOptions) -> Result<bool, EngineError> {
+        let (engine, name) = (self.clone(), name.to_string());
+        let change = async move { engine.put_topic_in_task(&name, options).await };
+        self.in_task("put_topic", change).await
+    }
+
+    async fn put_topic_in_task(
+        &self,
+        name: &str,
+        options: TopicOptions,
+    ) -> Result<bool, EngineError> {
         self.check_open()?;
         let name = parse_topic_name(name)?;
         let router = Router::new(options.clone())?;
@@ -198,18 +208,36 @@ impl Engine {
         if let Some(topic) = self.find_topic(&name) {
             // Alone, so no binding checked against the old kind is added under the new one.
             let _writing = topic.writes.write().await;
-            topic
-                .router
-                .write()
-                .expect("router lock")
-                .set_options(options)?;
+            let previous = {
+                let mut router = topic.router.write().expect("router lock");
+                let previous = router.options().clone();
+                router.set_options(options)?;
+                previous
+            };
             let put = MetaOp::Put(format!("{TOPIC_META_PREFIX}{name}"), value);
-            self.inner.store.meta_apply(vec![put]).await?;
+            if let Err(error) = self.inner.store.meta_apply(vec![put]).await {
+                // Not written, so not applied: the options that held still hold.
+                let mut router = topic.router.write().expect("router lock");
+                router.set_options(previous)?;
+                return Err(error.into());
+            }
             return Ok(false);
         }
+        // The log first: a definition written before a log that then fails to open would
+        // bring back, at the next start, a topic whose create answered an error.
+        let runtime = self.load_topic(name.clone(), router).await?;
         let put = MetaOp::Put(format!("{TOPIC_META_PREFIX}{name}"), value);
-        self.inner.store.meta_apply(vec![put]).await?;
-        self.open_topic(name, router).await?;
+        if let Err(error) = self.inner.store.meta_apply(vec![put]).await {
+            drop(runtime);
+            // Nothing names the new, empty log; deleting it frees its space now rather than
+            // leaving it for a later create of the same name to find.
+            let log = topic_log_name(&name);
+            if let Err(cleanup) = self.inner.store.delete_log(&log).await {
+                tracing::warn!(topic = %name, error = %cleanup, "deleting the log of a topic whose create failed");
+            }
+            return Err(error.into());
+        }
+        self.register_topic(name, runtime);
         Ok(true)
     }
 
@@ -223,6 +251,12 @@ impl Engine {
     }
 
     pub async fn delete_topic(&self, name: &str) -> Result<(), EngineError> {
+        let (engine, name) = (self.clone(), name.to_string());
+        let change = async move { engine.delete_topic_in_task(&name).await };
+        self.in_task("delete_topic", change).await
+    }
+
+    async fn delete_topic_in_task(&self, name: &str) -> Result<(), EngineError> {
         self.check_open()?;
         let _admin = self.inner.admin.lock().await;
         let topic = self.topic(name)?;
@@ -552,6 +586,17 @@ impl Engine {
 
     /// Opens (replays) a topic's log and registers it.
     pub(super) async fn open_topic(&self, name: String, router: Router) -> Result<(), EngineError> {
+        let runtime = self.load_topic(name.clone(), router).await?;
+        self.register_topic(name, runtime);
+        Ok(())
+    }
+
+    /// Opens a topic's log and reads its state, without making the topic visible.
+    async fn load_topic(
+        &self,
+        name: String,
+        router: Router,
+    ) -> Result<Arc<TopicRuntime>, EngineError> {
         // Small: a topic's log holds bindings and retained messages, and compaction keeps it
         // near what is live.
         let options = LogOptions {
@@ -579,6 +624,10 @@ impl Engine {
             filters_stopped: AtomicU64::new(0),
             matched: Mutex::default(),
         });
+        Ok(runtime)
+    }
+
+    fn register_topic(&self, name: String, runtime: Arc<TopicRuntime>) {
         // A log left long by an earlier run (or an interrupted pass) is compacted now.
         runtime.maybe_compact();
         self.inner
@@ -586,7 +635,6 @@ impl Engine {
             .write()
             .expect("topics lock")
             .insert(name, runtime);
-        Ok(())
     }
 
     fn topics(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<TopicRuntime>>> {

@@ -1,5 +1,6 @@
 //! Liveness and readiness probes: `/healthz` says the process answers, `/readyz` says it should
-//! get traffic (store open, not shutting down).
+//! get traffic (store open, not shutting down), with warnings that need an operator but do
+//! not stop traffic (the disk nearly full; see `disk_space`).
 
 use super::{AppState, Problem, ProblemCode};
 use axum::{extract::State, Json};
@@ -12,6 +13,9 @@ pub struct ProbeStatus {
     /// `ok` for liveness, `ready` for readiness.
     #[schema(example = "ok")]
     pub status: String,
+    /// Conditions that do not stop traffic but need an operator: the disk nearly full.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Liveness: the process is running and serving HTTP.
@@ -24,6 +28,7 @@ pub struct ProbeStatus {
 pub async fn healthz() -> Json<ProbeStatus> {
     Json(ProbeStatus {
         status: "ok".to_string(),
+        warnings: Vec::new(),
     })
 }
 
@@ -33,7 +38,7 @@ pub async fn healthz() -> Json<ProbeStatus> {
     path = "/readyz",
     tag = "operations",
     responses(
-        (status = 200, description = "Ready for traffic", body = ProbeStatus),
+        (status = 200, description = "Ready for traffic; `warnings` lists conditions to act on", body = ProbeStatus),
         (status = 503, description = "Not ready: starting, or shutting down",
             body = Problem, content_type = "application/problem+json"),
     )
@@ -42,6 +47,12 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<ProbeStatus>, 
     match state.readiness.blocker() {
         None => Ok(Json(ProbeStatus {
             status: "ready".to_string(),
+            // statvfs is one quick system call; probes come seconds apart.
+            warnings: state
+                .disk
+                .iter()
+                .filter_map(|disk| disk.warning())
+                .collect(),
         })),
         Some(reason) => Err(Problem::new(ProblemCode::Unavailable).with_detail(reason.describe())),
     }

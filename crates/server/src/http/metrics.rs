@@ -24,6 +24,10 @@ pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.
     )
 )]
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    if let Some(disk) = &state.disk {
+        // The gauge keeps its last value when statvfs fails; `/readyz` reports the failure.
+        let _ = disk.free_bytes();
+    }
     let mut body = String::new();
     match prometheus_client::encoding::text::encode(&mut body, &state.registry) {
         Ok(()) => (

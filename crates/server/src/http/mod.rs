@@ -16,7 +16,7 @@ mod topics;
 pub use openapi::ApiDoc;
 pub use problem::{Problem, ProblemCode};
 
-use crate::readiness::Readiness;
+use crate::{disk_space::DiskSpace, readiness::Readiness};
 use axum::{extract::DefaultBodyLimit, http::Uri, routing::get, Router};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
@@ -36,6 +36,9 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     /// The broker every `/v1` handler translates into.
     pub engine: Engine,
+    /// The data directory's free space, for `/readyz` and `/metrics`; `None` in tests
+    /// without a directory.
+    pub disk: Option<Arc<DiskSpace>>,
 }
 
 /// The door's routes; unknown paths and methods answer with problem+json.

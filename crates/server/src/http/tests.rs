@@ -44,6 +44,7 @@ fn state(engine: Engine) -> AppState {
         readiness,
         registry: Arc::new(registry),
         engine,
+        disk: None,
     }
 }
 
