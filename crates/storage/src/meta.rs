@@ -18,9 +18,11 @@
 //! quadratic). Once the journal outgrows the snapshot (and at least
 //! [`META_JOURNAL_BYTES_MIN`]), the next change writes a new snapshot and empties the journal.
 //! Ops are idempotent (whole values), so a crash between the new snapshot's rename and the
-//! journal's truncation only replays changes the snapshot already holds. Opening replays the
-//! journal up to its first incomplete or damaged frame: only the last frame can be torn, since
-//! each one is synced before the next is written, and the torn tail is cut.
+//! journal's truncation only replays changes the snapshot already holds. Opening replays every
+//! valid frame of the journal. Only the last frame can be torn, since each one is synced before
+//! the next is written: bytes with no valid frame after them are a torn tail and are cut. A bad
+//! frame with valid frames after it is damage: it is skipped and logged, never cut, and the
+//! changes after it stay.
 //!
 //! A change whose write or fsync failed was reported as failed, so it must never come back:
 //! its bytes are cut from the journal, and the cut is synced before any later frame is
@@ -315,26 +317,51 @@ fn open_check_missing_snapshot(
 }
 
 /// Applies the journal's complete frames in order; returns the bytes they span.
+/// Replays the journal's frames into `entries`; returns the end of the last valid frame.
+///
+/// A frame that fails its checks with a valid frame somewhere after it is damage (a bad block
+/// or bytes changed by hand), not a torn write, which can only be the last frame: its changes
+/// are lost, the damage is logged, and replay goes on after it. Only bytes with no valid frame
+/// after them are a torn tail, which the caller cuts.
 fn replay_journal(bytes: &[u8], entries: &mut BTreeMap<String, Value>) -> u64 {
     let mut at = 0usize;
-    while let Some(header) = bytes.get(at..at + 8) {
-        let length = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
-        let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
-        let Some(json) = bytes.get(at + 8..at + 8 + length) else {
+    let mut end = 0usize;
+    while at < bytes.len() {
+        if let Some((ops, next)) = journal_frame_at(bytes, at) {
+            for op in ops {
+                apply_op(entries, op);
+            }
+            (at, end) = (next, next);
+            continue;
+        }
+        let Some(next) = (at + 1..bytes.len()).find(|p| journal_frame_at(bytes, *p).is_some())
+        else {
             break;
         };
-        if crc32c::crc32c(json) != crc {
-            break;
-        }
-        let Ok(ops) = serde_json::from_slice::<Vec<MetaOp>>(json) else {
-            break;
-        };
-        for op in ops {
-            apply_op(entries, op);
-        }
-        at += 8 + length;
+        tracing::error!(
+            from_byte = at,
+            to_byte = next,
+            "metadata journal: a damaged change is skipped, and what it changed is lost; \
+             the changes after it are kept"
+        );
+        at = next;
     }
-    at as u64
+    end as u64
+}
+
+/// The ops of the journal frame starting at byte `at` and where the next frame starts, when
+/// a whole valid frame starts there.
+fn journal_frame_at(bytes: &[u8], at: usize) -> Option<(Vec<MetaOp>, usize)> {
+    let header = bytes.get(at..at + 8)?;
+    let length = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+    let json = bytes.get(at + 8..(at + 8).checked_add(length)?)?;
+    // Every frame is a JSON array: a cheap test before the checksum, for the search past damage.
+    if json.first() != Some(&b'[') || crc32c::crc32c(json) != crc {
+        return None;
+    }
+    let ops = serde_json::from_slice::<Vec<MetaOp>>(json).ok()?;
+    Some((ops, at + 8 + length))
 }
 
 fn parse(path: &Path, text: &str) -> Result<BTreeMap<String, Value>, StorageError> {
@@ -419,6 +446,41 @@ mod tests {
             again.list("").len(),
             2,
             "a new change follows the cut cleanly"
+        );
+    }
+
+    #[test]
+    fn a_damaged_change_costs_only_itself_and_the_changes_after_it_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = MetaStore::open(dir.path(), FileOps::default(), false).unwrap();
+        meta.put("queue/a", json!(1)).unwrap();
+        meta.put("queue/b", json!(2)).unwrap();
+        meta.put("queue/c", json!(3)).unwrap();
+        drop(meta);
+        let path = dir.path().join(META_JOURNAL_FILE_NAME);
+        let mut bytes = fs::read(&path).unwrap();
+        let b = (bytes.windows(7).position(|w| w == b"queue/b")).expect("b's frame");
+        bytes[b] ^= 0xff;
+        fs::write(&path, &bytes).unwrap();
+        let reopened = MetaStore::open(dir.path(), FileOps::default(), false).unwrap();
+        let keys: Vec<String> = reopened.list("").into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            keys,
+            ["queue/a", "queue/c"],
+            "only the damaged change is lost"
+        );
+        assert_eq!(
+            fs::read(&path).unwrap().len(),
+            bytes.len(),
+            "damage is not cut as a torn tail"
+        );
+        reopened.put("queue/d", json!(4)).unwrap();
+        drop(reopened);
+        let again = MetaStore::open(dir.path(), FileOps::default(), false).unwrap();
+        assert_eq!(
+            again.list("").len(),
+            3,
+            "a new change follows the damaged journal"
         );
     }
 
