@@ -11,13 +11,25 @@ use wharf_engine::{
     Engine, EngineConfig, EngineError,
 };
 use wharf_model::QueueName;
-use wharf_storage::{Faults, Store, StoreConfig};
+use wharf_storage::{Faults, StorageError, Store, StoreConfig};
 
 const START: u64 = 1_800_000_000_000;
 
+/// Opens without a disk reserve: a full disk then fails every write, which is what most tests
+/// here check (nothing half-applied).
 async fn open(dir: &Path, clock: Arc<ManualClock>, faults: &Arc<Faults>) -> (Engine, Arc<Store>) {
+    open_with_reserve(dir, clock, faults, 0).await
+}
+
+async fn open_with_reserve(
+    dir: &Path,
+    clock: Arc<ManualClock>,
+    faults: &Arc<Faults>,
+    reserve_bytes: u64,
+) -> (Engine, Arc<Store>) {
     let config = StoreConfig {
         faults: Some(faults.clone()),
+        reserve_bytes,
         ..StoreConfig::default()
     };
     // The previous engine's background tasks (a timer finishing its write) may hold the store
@@ -185,6 +197,86 @@ async fn a_full_disk_fails_each_operation_and_leaves_memory_equal_to_the_log() {
     );
     let expired = engine.receive("dead", receive_one()).await.unwrap();
     assert_eq!(expired[0].message.body.as_ref(), b"to-expire");
+}
+
+/// With the disk full to the last byte, the writes that free space still work (they release
+/// the disk reserve), writes that add data are refused with a clear error so they cannot eat
+/// the reserve, and once space is back the reserve is taken back and sends resume.
+#[tokio::test]
+async fn a_full_disk_still_acks_purges_and_deletes_from_the_reserve() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START);
+    let faults = Faults::new();
+    let reserve = 256 << 10;
+    let (engine, store) = open_with_reserve(dir.path(), clock.clone(), &faults, reserve).await;
+    let reserve_file = dir.path().join(wharf_storage::RESERVE_FILE_NAME);
+    assert_eq!(std::fs::metadata(&reserve_file).unwrap().len(), reserve);
+    for queue in ["jobs", "other"] {
+        engine
+            .put_queue(queue, QueueOptions::default())
+            .await
+            .unwrap();
+    }
+    engine
+        .put_topic("events", TopicOptions::default())
+        .await
+        .unwrap();
+    let batch = ["a", "b", "c", "d"]
+        .map(|body| message(body, None))
+        .to_vec();
+    engine.send("jobs", batch).await.unwrap();
+    let to_ack = engine.receive("jobs", receive_one()).await.unwrap();
+    let to_nack = engine.receive("jobs", receive_one()).await.unwrap();
+
+    faults.set_space(Some(0));
+    let send = engine.send("jobs", vec![message("refused", None)]).await;
+    assert!(send.as_ref().is_err_and(is_disk_full), "{send:?}");
+    let acked = engine
+        .ack("jobs", &[to_ack[0].receipt.clone()])
+        .await
+        .unwrap();
+    assert!(acked[0].error.is_none(), "the ack took: {acked:?}");
+    assert!(!reserve_file.exists(), "the reserve was released for it");
+    let is_reserved =
+        |error: &EngineError| matches!(error, EngineError::Storage(StorageError::SpaceReserved));
+    let send = engine.send("jobs", vec![message("refused", None)]).await;
+    assert!(send.as_ref().is_err_and(is_reserved), "{send:?}");
+    let create = engine.put_queue("new", QueueOptions::default()).await;
+    assert!(create.as_ref().is_err_and(is_reserved), "{create:?}");
+    let create = engine.put_topic("new", TopicOptions::default()).await;
+    assert!(create.as_ref().is_err_and(is_reserved), "{create:?}");
+    let requeue = NackAction::Requeue {
+        delay: None,
+        error: None,
+    };
+    let nacked = engine
+        .nack("jobs", &[to_nack[0].receipt.clone()], requeue)
+        .await;
+    assert!(nacked.as_ref().unwrap()[0].error.is_none(), "{nacked:?}");
+    assert_eq!(engine.purge("jobs").await.unwrap(), 3, "b, c and d");
+    engine.delete_queue("other").await.unwrap();
+    engine.delete_topic("events").await.unwrap();
+
+    faults.set_space(None);
+    let send = engine
+        .send("jobs", vec![message("still refused", None)])
+        .await;
+    assert!(
+        send.as_ref().is_err_and(is_reserved),
+        "taking the reserve back is tried at most once a second: {send:?}"
+    );
+    clock.advance(Duration::from_secs(2));
+    engine.send("jobs", vec![message("e", None)]).await.unwrap();
+    assert_eq!(std::fs::metadata(&reserve_file).unwrap().len(), reserve);
+    engine.close();
+    store.close().await.unwrap();
+    drop((engine, store));
+
+    let (engine, _store) = open_with_reserve(dir.path(), clock, &faults, reserve).await;
+    assert_eq!(totals(&engine), vec![("jobs".to_string(), 1)]);
+    assert!(engine.list_topics().is_empty());
+    let received = engine.receive("jobs", receive_one()).await.unwrap();
+    assert_eq!(received[0].message.body.as_ref(), b"e");
 }
 
 /// A create that answered an error leaves nothing a restart brings back: not its definition,

@@ -18,6 +18,7 @@
 //! segment_bytes = 67108864  # the queues' shared WAL
 //! tail_cache_bytes = 8388608  # newest WAL records kept in memory for delivery
 //! disk_free_bytes_min = 1073741824  # /readyz warns below it (0: never)
+//! disk_reserve_bytes = 33554432     # kept for acks, purges and deletes on a full disk
 //!
 //! [limits]
 //! http_connections_max = 10000   # capped below the descriptor limit
@@ -131,6 +132,9 @@ pub struct StorageSettings {
     /// Free space on the data directory's filesystem below which `/readyz` warns; 0 never
     /// warns. See [`crate::disk_space`].
     pub disk_free_bytes_min: u64,
+    /// Space set aside in `DATA_DIR/reserve` so that acks, purges and deletes still work on a
+    /// full disk (at most 1/16 of the filesystem; 0: none). Default 32 MiB.
+    pub disk_reserve_bytes: u64,
 }
 
 /// When an append counts as done; see [`FsyncPolicy`].
@@ -212,6 +216,7 @@ impl Default for StorageSettings {
             segment_bytes: 64 << 20,
             tail_cache_bytes: 8 << 20,
             disk_free_bytes_min: crate::disk_space::DISK_FREE_BYTES_MIN_DEFAULT,
+            disk_reserve_bytes: wharf_storage::RESERVE_BYTES_DEFAULT,
         }
     }
 }

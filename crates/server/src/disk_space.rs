@@ -5,12 +5,17 @@
 //! that. Read with statvfs when asked (a probe or a scrape), so an idle server does no work.
 //! The warning does not turn readiness off: consumers acking and purges are what free the
 //! space, and a load balancer that stopped routing to the server would stop them too.
+//!
+//! Once the disk is full, the storage's reserve keeps acks, purges and deletes working and
+//! sends are refused (see the storage crate's `reserve.rs`): `/readyz` says so, and the gauge
+//! `wharf_storage_disk_reserve_spent` is 1 until the reserve is taken back.
 
 use prometheus_client::{
     metrics::gauge::Gauge,
     registry::{Registry, Unit},
 };
-use std::{ffi::CString, io, os::unix::ffi::OsStrExt, path::PathBuf};
+use std::{io, path::PathBuf, sync::Arc};
+use wharf_storage::Storage;
 
 /// Default of `storage.disk_free_bytes_min`: 1 GiB is a few seconds of writes at full speed on
 /// a fast disk and minutes at ordinary load, time enough to act on an alert.
@@ -22,10 +27,18 @@ pub struct DiskSpace {
     /// Below this, `/readyz` warns; 0 never warns.
     free_min: u64,
     free_bytes: Gauge,
+    /// Says whether its disk reserve is spent.
+    store: Arc<dyn Storage>,
+    reserve_spent: Gauge,
 }
 
 impl DiskSpace {
-    pub fn new(dir: PathBuf, free_min: u64, registry: &mut Registry) -> DiskSpace {
+    pub fn new(
+        dir: PathBuf,
+        free_min: u64,
+        store: Arc<dyn Storage>,
+        registry: &mut Registry,
+    ) -> DiskSpace {
         let free_bytes = Gauge::default();
         registry.register_with_unit(
             "wharf_storage_disk_free",
@@ -33,30 +46,38 @@ impl DiskSpace {
             Unit::Bytes,
             free_bytes.clone(),
         );
+        let reserve_spent = Gauge::default();
+        registry.register(
+            "wharf_storage_disk_reserve_spent",
+            "1 while the disk was full and its reserve serves acks, purges and deletes only",
+            reserve_spent.clone(),
+        );
         DiskSpace {
             dir,
             free_min,
             free_bytes,
+            store,
+            reserve_spent,
         }
     }
 
     /// Bytes an unprivileged writer may still use; also sets the gauge.
     pub fn free_bytes(&self) -> io::Result<u64> {
-        let path = CString::new(self.dir.as_os_str().as_bytes())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        // SAFETY: all-zero is a valid statvfs (plain integers), filled in by the call.
-        let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-        // SAFETY: `path` is NUL-terminated and `stat` lives for the call.
-        if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let free: u64 = stat.f_bavail.saturating_mul(stat.f_frsize);
+        let (_, free) = wharf_storage::filesystem_bytes(&self.dir)?;
         self.free_bytes.set(i64::try_from(free).unwrap_or(i64::MAX));
+        self.reserve_spent.set(i64::from(self.store.space_short()));
         Ok(free)
     }
 
     /// What `/readyz` says when space is short, or the free space cannot be read.
     pub fn warning(&self) -> Option<String> {
+        if self.store.space_short() {
+            return Some(format!(
+                "disk full in {}: sends and creates are refused, the disk reserve serves acks, \
+                 purges and deletes until space is freed",
+                self.dir.display()
+            ));
+        }
         match self.free_bytes() {
             Ok(free) if free < self.free_min => Some(format!(
                 "disk nearly full: {free} bytes free in {}, below storage.disk_free_bytes_min = {}",
@@ -79,17 +100,47 @@ mod tests {
     #[test]
     fn warns_below_the_minimum_and_sets_the_gauge() {
         let dir = tempfile::tempdir().expect("temp dir");
+        let store: Arc<dyn Storage> = Arc::new(wharf_storage::MemoryStore::new());
         let mut registry = Registry::default();
-        let quiet = DiskSpace::new(dir.path().to_path_buf(), 0, &mut registry);
+        let quiet = DiskSpace::new(dir.path().to_path_buf(), 0, store.clone(), &mut registry);
         assert_eq!(quiet.warning(), None);
         assert!(quiet.free_bytes().expect("statvfs") > 0);
         assert!(quiet.free_bytes.get() > 0);
         let mut registry = Registry::default();
-        let short = DiskSpace::new(dir.path().to_path_buf(), u64::MAX, &mut registry);
+        let short = DiskSpace::new(dir.path().to_path_buf(), u64::MAX, store, &mut registry);
         let warning = short.warning().expect("below the minimum");
         assert!(warning.contains("storage.disk_free_bytes_min"), "{warning}");
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
         assert!(text.contains("wharf_storage_disk_free_bytes "), "{text}");
+        assert!(
+            text.contains("wharf_storage_disk_reserve_spent 0"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_spent_reserve_is_shown_on_readyz_and_the_gauge() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = wharf_storage::StoreConfig {
+            reserve_bytes: 64 << 10,
+            ..wharf_storage::StoreConfig::default()
+        };
+        let store = wharf_storage::Store::open(dir.path(), config).expect("opens");
+        assert!(store.release_reserve().await.expect("released"));
+        let mut registry = Registry::default();
+        let disk = DiskSpace::new(dir.path().to_path_buf(), 0, Arc::new(store), &mut registry);
+        let warning = disk.warning().expect("the reserve is spent");
+        assert!(
+            warning.contains("sends and creates are refused"),
+            "{warning}"
+        );
+        disk.free_bytes().expect("statvfs");
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+        assert!(
+            text.contains("wharf_storage_disk_reserve_spent 1"),
+            "{text}"
+        );
     }
 }

@@ -126,6 +126,7 @@ impl Server {
         let store_config = StoreConfig {
             log: config.storage.log_config(),
             large_log_tail_cache_bytes: config.storage.tail_cache_bytes,
+            reserve_bytes: config.storage.disk_reserve_bytes,
             ..StoreConfig::default()
         };
         let opened = tokio::task::spawn_blocking(move || {
@@ -175,6 +176,7 @@ impl Server {
         let disk = DiskSpace::new(
             store.dir().to_path_buf(),
             config.storage.disk_free_bytes_min,
+            store.clone(),
             &mut registry,
         );
         let (listener, local_addr) = bind_listener(config, descriptors_soft, &mut registry).await?;

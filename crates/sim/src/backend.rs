@@ -155,6 +155,9 @@ pub(crate) async fn open_files(
             segment_bytes: WAL_SEGMENT_BYTES,
             ..LogConfig::default()
         },
+        // The model expects a full disk to fail every write; the reserve's policy is tested
+        // in crates/engine/tests/failures.rs.
+        reserve_bytes: 0,
         ..StoreConfig::default()
     };
     let mut attempts = 0;

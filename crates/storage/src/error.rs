@@ -23,6 +23,14 @@ pub enum StorageError {
         position: u64,
         reason: &'static str,
     },
+    /// The disk filled up and its last space is kept for the writes that free space (acks,
+    /// nacks, purges, deletes): writes that add data are refused until space is freed. See
+    /// `reserve.rs`.
+    #[error(
+        "disk full: the remaining space is reserved for acks, purges and deletes; sends and \
+         creates resume once space is freed"
+    )]
+    SpaceReserved,
     /// A record payload larger than the framing allows.
     #[error("record payload of {size} bytes exceeds the limit of {max} bytes")]
     RecordTooLarge { size: usize, max: usize },
@@ -73,6 +81,7 @@ impl StorageError {
     /// True when the failure is a full disk (ENOSPC or EDQUOT).
     pub fn is_disk_full(&self) -> bool {
         match self {
+            StorageError::SpaceReserved => true,
             StorageError::Io { source, .. } => matches!(
                 source.raw_os_error(),
                 Some(libc::ENOSPC) | Some(libc::EDQUOT)

@@ -37,6 +37,19 @@ impl Faults {
         self.space_bytes.store(value, Ordering::SeqCst);
     }
 
+    /// The bytes that may still be written (`None`: unlimited).
+    pub fn space(&self) -> Option<u64> {
+        u64::try_from(self.space_bytes.load(Ordering::SeqCst)).ok()
+    }
+
+    /// Gives `bytes` back to a limited budget, as deleting a file does on a real disk.
+    fn give_back(&self, bytes: u64) {
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        let _ = (self.space_bytes).fetch_update(Ordering::SeqCst, Ordering::SeqCst, |current| {
+            (current >= 0).then(|| current.saturating_add(bytes))
+        });
+    }
+
     /// Makes every sync fail with EIO while `on`.
     pub fn set_fail_syncs(&self, on: bool) {
         self.fail_syncs.store(on, Ordering::SeqCst);
@@ -99,6 +112,27 @@ impl FileOps {
         Ok(())
     }
 
+    /// Allocates `len` bytes of `file` from its start (blocks reserved, reading as zeroes),
+    /// all or nothing: on a full disk it fails with ENOSPC and takes no budget.
+    pub(crate) fn allocate(&self, file: &File, len: u64) -> io::Result<()> {
+        if let Some(faults) = &self.faults {
+            let want = usize::try_from(len).unwrap_or(usize::MAX);
+            let granted = faults.take_space(want);
+            if granted < want {
+                faults.give_back(granted as u64);
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+        }
+        allocate(file, len)
+    }
+
+    /// Tells the fault budget that a file of `bytes` was deleted.
+    pub(crate) fn freed(&self, bytes: u64) {
+        if let Some(faults) = &self.faults {
+            faults.give_back(bytes);
+        }
+    }
+
     /// fdatasync: file data and the metadata needed to read it back.
     pub(crate) fn sync_data(&self, file: &File) -> io::Result<()> {
         self.check_sync()?;
@@ -119,4 +153,28 @@ impl FileOps {
             _ => Ok(()),
         }
     }
+}
+
+/// fallocate(2), or zeroes written where the filesystem cannot allocate without writing.
+fn allocate(file: &File, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let Ok(len_signed) = i64::try_from(len) else {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    };
+    // SAFETY: fallocate only reads its integer arguments; the descriptor is open for writing.
+    if unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len_signed) } == 0 {
+        return Ok(());
+    }
+    let error = io::Error::last_os_error();
+    if error.raw_os_error() != Some(libc::EOPNOTSUPP) {
+        return Err(error);
+    }
+    let zeroes = vec![0u8; 1 << 20];
+    let mut at = 0;
+    while at < len {
+        let n = (len - at).min(zeroes.len() as u64) as usize;
+        file.write_all_at(&zeroes[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
 }

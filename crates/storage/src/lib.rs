@@ -18,6 +18,7 @@ mod memory;
 mod meta;
 mod metrics;
 mod record;
+mod reserve;
 mod seam;
 mod segment;
 mod segment_writer;
@@ -30,6 +31,9 @@ pub use memory::{MemoryLog, MemoryStore};
 pub use meta::{MetaOp, MetaStore};
 pub use metrics::StorageMetrics;
 pub use record::{Offset, Record, RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX};
+pub use reserve::{
+    filesystem_bytes, RESERVE_BYTES_DEFAULT, RESERVE_FILESYSTEM_SHARE, RESERVE_FILE_NAME,
+};
 pub use seam::{Durability, LogOptions, LogSize, LogStore, Storage, StorageFuture};
 pub use segment::Damage;
 pub use store::{Store, StoreConfig};

@@ -443,6 +443,7 @@ impl Log {
                 path: self.inner.dir.clone(),
             });
         }
+        self.inner.roll_if_drained(offset)?;
         let removed: Vec<Arc<Segment>> = {
             let mut segments = self.inner.segments.write().expect("segments lock");
             let count = segments
@@ -928,16 +929,27 @@ impl Inner {
         }
         let base = writer.active.end_offset();
         let path = self.dir.join(segment::segment_file_name(base));
-        let file = if self.config.preallocate {
-            let spare = match writer.spare.take() {
-                Some(preparing) => preparing.join().expect("spare preparation panicked"),
-                None => prepare_spare(&self.dir, self.spare_fill_bytes(writer), &self.ops),
-            }?;
-            let spare_path = self.dir.join(SPARE_FILE_NAME);
-            fs::rename(&spare_path, &path).map_err(|e| StorageError::io(&path, e))?;
-            spare
-        } else {
-            create_segment_file(&path)?
+        let spare = match writer.spare.take() {
+            _ if !self.config.preallocate => None,
+            Some(preparing) => Some(preparing.join().expect("spare preparation panicked")),
+            None => Some(prepare_spare(
+                &self.dir,
+                self.spare_fill_bytes(writer),
+                &self.ops,
+            )),
+        };
+        let file = match spare {
+            Some(Ok(spare)) => {
+                let spare_path = self.dir.join(SPARE_FILE_NAME);
+                fs::rename(&spare_path, &path).map_err(|e| StorageError::io(&path, e))?;
+                spare
+            }
+            // On a full disk a whole preallocated segment may not fit where the next few
+            // records would (the disk reserve is sized for settle records, not segments): the
+            // segment then grows as it is written, like a transient log's.
+            Some(Err(error)) if error.is_disk_full() => create_segment_file(&path)?,
+            Some(Err(error)) => return Err(error),
+            None => create_segment_file(&path)?,
         };
         if self.config.fsync != FsyncPolicy::Never {
             self.sync_dir()?;
@@ -951,6 +963,19 @@ impl Inner {
         writer.segment_writer = SegmentWriter::open(&segment, 0, self.config.direct_io)?;
         writer.active = segment;
         writer.position = 0;
+        Ok(())
+    }
+
+    /// Seals the active segment when every record in it may go (`offset` is its end) and it
+    /// holds at least a quarter of a segment: only sealed segments are deleted, so otherwise a
+    /// drained log would keep its last segment's data until enough new records arrive to
+    /// fill it, on a nearly full disk perhaps never.
+    fn roll_if_drained(&self, offset: Offset) -> Result<(), StorageError> {
+        let mut writer = self.writer.lock().expect("writer lock");
+        let drained = writer.active.end_offset() == offset && writer.active.base < offset;
+        if drained && writer.position >= self.config.segment_bytes / 4 {
+            self.rotate(&mut writer)?;
+        }
         Ok(())
     }
 
@@ -1087,9 +1112,18 @@ fn open_segments(
         let file = create_segment_file(&path)?;
         if config.preallocate {
             let direct = segment_writer::open_direct(&path);
-            segment_writer::zero_fill(ops, &file, direct.as_ref(), config.segment_bytes)
-                .and_then(|()| ops.sync_all(&file))
-                .map_err(|e| StorageError::io(&path, e))?;
+            let filled =
+                segment_writer::zero_fill(ops, &file, direct.as_ref(), config.segment_bytes)
+                    .and_then(|()| ops.sync_all(&file));
+            match filled {
+                Ok(()) => {}
+                // A disk smaller than a segment, or full: the segment grows as it is written
+                // rather than the log failing to open.
+                Err(error) if matches!(error.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) => {
+                    file.set_len(0).map_err(|e| StorageError::io(&path, e))?
+                }
+                Err(error) => return Err(StorageError::io(&path, error)),
+            }
         }
         sync_dir(ops, dir)?;
         return Ok(vec![Arc::new(Segment::new(

@@ -144,6 +144,26 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// Applies every op or none, durably, before completing.
     fn meta_apply(&self, ops: Vec<MetaOp>) -> StorageFuture<'_, ()>;
 
+    /// True while the disk's last space is kept for writes that free space: the engine then
+    /// refuses writes that add data (sends, publishes, creates) with
+    /// [`StorageError::SpaceReserved`]. Never blocks. A store without a disk is never short.
+    fn space_short(&self) -> bool {
+        false
+    }
+
+    /// Frees the space kept in reserve, for a write that frees space and failed for want of
+    /// it; the store is short from then on. Returns whether any space was freed (false when
+    /// the reserve is already spent or there is none): only then is a retry worth it.
+    fn release_reserve(&self) -> StorageFuture<'_, bool> {
+        Box::pin(async { Ok(false) })
+    }
+
+    /// While short: takes the reserve back if the disk has room again, and returns whether
+    /// the store is no longer short. Called periodically by the engine.
+    fn restore_reserve(&self) -> StorageFuture<'_, bool> {
+        Box::pin(async { Ok(true) })
+    }
+
     /// Closes every open log (see [`LogStore::close`]). The storage is then done: drop it.
     fn close(&self) -> StorageFuture<'_, ()>;
 }

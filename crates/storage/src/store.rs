@@ -5,6 +5,7 @@
 //! ```text
 //! DATA_DIR/
 //!   lock                   held (flock) by the open store; holds its pid
+//!   reserve                space kept for acks, purges and deletes on a full disk
 //!   meta/meta.json         definitions, rewritten atomically
 //!   logs/NAME/*.log        one directory of segments per log
 //! ```
@@ -16,6 +17,7 @@ use crate::{
     log::{FsyncPolicy, Log, LogConfig},
     meta::{MetaOp, MetaStore},
     metrics::StorageMetrics,
+    reserve::{Reserve, RESERVE_BYTES_DEFAULT},
     seam::{self, Durability, LogOptions, LogSize, LogStore, Storage, StorageFuture},
 };
 use serde_json::Value;
@@ -40,6 +42,9 @@ pub struct StoreConfig {
     /// holds the last 7,000 or so 1 KiB messages, so consumers that keep up never read a file.
     /// 32 MiB measured no faster on the queue benchmark and twice the peak RSS.
     pub large_log_tail_cache_bytes: usize,
+    /// Space set aside for the writes that free space (see `reserve.rs`); at most 1/16 of the
+    /// filesystem. 0 keeps no reserve.
+    pub reserve_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -49,6 +54,7 @@ impl Default for StoreConfig {
             log: LogConfig::default(),
             small_log_segment_bytes: 1 << 20,
             large_log_tail_cache_bytes: 8 << 20,
+            reserve_bytes: RESERVE_BYTES_DEFAULT,
         }
     }
 }
@@ -67,6 +73,7 @@ struct Shared {
     meta: MetaStore,
     metrics: Arc<StorageMetrics>,
     logs: Mutex<HashMap<String, Log>>,
+    reserve: Reserve,
     /// Held, never read: dropping the store releases the directory to the next process.
     _lock: DirectoryLock,
 }
@@ -89,6 +96,11 @@ impl Store {
             FileOps::new(config.faults.clone()),
             logs_present,
         )?;
+        let reserve = Reserve::open(
+            &dir,
+            config.reserve_bytes,
+            FileOps::new(config.faults.clone()),
+        );
         Ok(Store {
             shared: Arc::new(Shared {
                 dir,
@@ -96,6 +108,7 @@ impl Store {
                 meta,
                 metrics: Arc::new(StorageMetrics::default()),
                 logs: Mutex::new(HashMap::new()),
+                reserve,
                 _lock: lock,
             }),
         })
@@ -112,6 +125,11 @@ impl Store {
 
     pub fn meta(&self) -> &MetaStore {
         &self.shared.meta
+    }
+
+    /// Bytes of the disk reserve when allocated (see `reserve.rs`).
+    pub fn reserve_bytes(&self) -> u64 {
+        self.shared.reserve.bytes()
     }
 
     pub fn metrics(&self) -> &Arc<StorageMetrics> {
@@ -243,6 +261,24 @@ impl Storage for Store {
         let shared = self.shared.clone();
         Box::pin(seam::off_runtime(&self.shared.dir, move || {
             shared.meta.apply(ops)
+        }))
+    }
+
+    fn space_short(&self) -> bool {
+        self.shared.reserve.is_short()
+    }
+
+    fn release_reserve(&self) -> StorageFuture<'_, bool> {
+        let shared = self.shared.clone();
+        Box::pin(seam::off_runtime(&self.shared.dir, move || {
+            shared.reserve.release()
+        }))
+    }
+
+    fn restore_reserve(&self) -> StorageFuture<'_, bool> {
+        let shared = self.shared.clone();
+        Box::pin(seam::off_runtime(&self.shared.dir, move || {
+            shared.reserve.restore()
         }))
     }
 

@@ -61,6 +61,9 @@ fn file_config(faults: &Arc<Faults>) -> StoreConfig {
         small_log_segment_bytes: 4096,
         // A few records' worth: reads hit the tail cache, its eviction, and the files.
         large_log_tail_cache_bytes: 300,
+        // The disk reserve is the engine's policy (tests in crates/engine/tests/failures.rs);
+        // here a full disk fails every append.
+        reserve_bytes: 0,
     }
 }
 

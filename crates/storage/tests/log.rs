@@ -178,6 +178,52 @@ async fn truncate_before_removes_whole_segments_only() {
     assert_eq!(reopened.append_one(b"next").await.unwrap(), Offset(100));
 }
 
+/// A log whose every record may go gives back its last segment too, once that holds a quarter
+/// of a segment: on a disk smaller than a segment nothing would be freed otherwise.
+#[tokio::test]
+async fn truncating_a_drained_log_seals_and_removes_its_last_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 64 << 10,
+        ..small(true)
+    };
+    let log = open(dir.path(), config.clone());
+    log.append_one(payload(0, 300)).await.unwrap();
+    log.truncate_before(Offset(1)).unwrap();
+    assert_eq!(
+        (log.segment_count(), log.start_offset()),
+        (1, Offset(0)),
+        "a few records: the segment stays active"
+    );
+    for i in 1..100u64 {
+        log.append_one(payload(i, 300)).await.unwrap();
+    }
+    assert_eq!(log.segment_count(), 1);
+    log.truncate_before(Offset(99)).unwrap();
+    assert_eq!(
+        log.segment_count(),
+        1,
+        "not drained: record 99 is still needed"
+    );
+    log.truncate_before(Offset(100)).unwrap();
+    assert_eq!((log.segment_count(), log.start_offset()), (1, Offset(100)));
+    let segments = std::fs::read_dir(dir.path()).unwrap().count();
+    assert_eq!(segments, 1, "the drained segment's file is gone");
+    assert_eq!(log.append_one(b"next").await.unwrap(), Offset(100));
+    log.close().await.unwrap();
+    let reopened = open(dir.path(), config);
+    assert_eq!(reopened.start_offset(), Offset(100));
+    assert_eq!(
+        reopened
+            .read(Offset(100))
+            .unwrap()
+            .unwrap()
+            .payload
+            .as_ref(),
+        b"next"
+    );
+}
+
 #[tokio::test]
 async fn truncation_while_readers_run_never_yields_wrong_data() {
     let dir = tempfile::tempdir().unwrap();

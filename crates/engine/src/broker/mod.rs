@@ -12,6 +12,7 @@ pub(crate) mod records;
 mod replay;
 mod replies;
 mod settle;
+mod space;
 mod topic_records;
 mod topics;
 mod validate;
@@ -93,6 +94,8 @@ struct Inner {
     wal_transient: Arc<dyn LogStore>,
     /// When space was last reclaimed from the WALs.
     last_reclaim_at: std::sync::atomic::AtomicU64,
+    /// When taking back the disk reserve was last tried (see `space.rs`).
+    last_restore_at: std::sync::atomic::AtomicU64,
     clock: Arc<dyn Clock>,
     config: EngineConfig,
     queues: RwLock<BTreeMap<String, Arc<QueueRuntime>>>,
@@ -126,6 +129,7 @@ impl Engine {
                 wal,
                 wal_transient,
                 last_reclaim_at: std::sync::atomic::AtomicU64::new(0),
+                last_restore_at: std::sync::atomic::AtomicU64::new(0),
                 clock,
                 config,
                 queues: RwLock::new(BTreeMap::new()),
@@ -242,6 +246,7 @@ impl Engine {
                 Ok(false)
             }
             None => {
+                self.check_space().await?;
                 self.create_queue(name, options).await?;
                 Ok(true)
             }
@@ -273,13 +278,11 @@ impl Engine {
         let _admin = self.inner.admin.lock().await;
         let queue = self.queue(name)?;
         // Its records stay in the WAL, unread (no definition names its resource), until reclaim.
-        self.inner
-            .store
-            .meta_apply(vec![
-                MetaOp::Delete(format!("{QUEUE_META_PREFIX}{name}")),
-                MetaOp::Delete(wal::resource_key(name)),
-            ])
-            .await?;
+        let delete = vec![
+            MetaOp::Delete(format!("{QUEUE_META_PREFIX}{name}")),
+            MetaOp::Delete(wal::resource_key(name)),
+        ];
+        space::meta_apply_freeing(self.inner.store.as_ref(), delete).await?;
         self.inner
             .queues
             .write()
@@ -300,6 +303,7 @@ impl Engine {
             return self.send_reply(queue, batch);
         }
         let queue = self.queue(queue)?;
+        self.check_space().await?;
         let now = self.now();
         let messages = validate::messages_from_batch(batch, now, || self.generate_id(now))?;
         let ids: Vec<String> = messages.iter().map(|(m, _)| m.id.clone()).collect();
@@ -472,6 +476,7 @@ impl Engine {
         let (seqs, results) = queue.check_acks(receipts, self.now())?;
         queue
             .write_settled(
+                self.inner.store.as_ref(),
                 &seqs,
                 records::SettleReason::Acked,
                 &[crate::queue::SettleReason::Acked],
@@ -560,6 +565,7 @@ impl Engine {
         let seqs = queue.purgeable()?;
         queue
             .write_settled(
+                self.inner.store.as_ref(),
                 &seqs,
                 records::SettleReason::Purged,
                 &[crate::queue::SettleReason::Purged],

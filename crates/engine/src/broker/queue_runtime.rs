@@ -25,7 +25,7 @@ use std::{
 };
 use tokio::sync::Notify;
 use wharf_model::{message::Message, MessageId, Priority, QueueName};
-use wharf_storage::{LogStore, Offset};
+use wharf_storage::{LogStore, Offset, Storage};
 
 /// Longest nack error text kept per message (longer ones are cut at a character boundary). A
 /// consumer may nack with a whole stack trace on every attempt; the text is held in memory
@@ -657,9 +657,11 @@ impl QueueRuntime {
 
     /// Appends a settle record for `seqs`, waits until it is durable, then applies it: each
     /// message leaves the state, counted under its reason in `apply` (one per seq, or one for
-    /// all); their nack error texts are forgotten then, as the messages have left.
+    /// all); their nack error texts are forgotten then, as the messages have left. On a full
+    /// disk it releases `store`'s reserve (see `space.rs`).
     pub(crate) async fn write_settled(
         &self,
+        store: &dyn Storage,
         seqs: &[u64],
         reason: RecordSettleReason,
         apply: &[SettleReason],
@@ -674,7 +676,7 @@ impl QueueRuntime {
             reason,
         };
         let records = [wrap_record(self.resource, &record)];
-        self.log.append(&records, None).await?;
+        super::space::append_freeing(store, self.log.as_ref(), &records).await?;
         let mut core = self.core()?;
         for (index, seq) in seqs.iter().enumerate() {
             core.last_errors.remove(seq);

@@ -61,7 +61,12 @@ impl Engine {
                     {
                         Ok(()) => {
                             queue
-                                .write_settled(&seqs, RecordSettleReason::DeadLettered, &reasons)
+                                .write_settled(
+                                    self.inner.store.as_ref(),
+                                    &seqs,
+                                    RecordSettleReason::DeadLettered,
+                                    &reasons,
+                                )
                                 .await
                         }
                         failed => failed,
@@ -82,7 +87,12 @@ impl Engine {
             }
             let (seqs, reasons) = seqs_and_reasons(&dropped);
             if let Err(error) = queue
-                .write_settled(&seqs, RecordSettleReason::Dropped, &reasons)
+                .write_settled(
+                    self.inner.store.as_ref(),
+                    &seqs,
+                    RecordSettleReason::Dropped,
+                    &reasons,
+                )
                 .await
             {
                 return Err(abort_after(queue, error, dropped.iter()));
@@ -168,6 +178,7 @@ impl Engine {
     pub async fn redrive(&self, queue: &str, max: Option<u64>) -> Result<Redriven, EngineError> {
         self.check_open()?;
         let dead_letters = self.queue(queue)?;
+        self.check_space().await?;
         let end = dead_letters.log.end_offset().0;
         let mut report = Redriven::default();
         let mut cursor = None;
@@ -184,6 +195,7 @@ impl Engine {
                 self.send_to(source, messages, self.now()).await?;
                 dead_letters
                     .write_settled(
+                        self.inner.store.as_ref(),
                         &seqs,
                         RecordSettleReason::Redriven,
                         &[SettleReason::Redriven],

@@ -223,6 +223,7 @@ impl Engine {
             }
             return Ok(false);
         }
+        self.check_space().await?;
         // The log first: a definition written before a log that then fails to open would
         // bring back, at the next start, a topic whose create answered an error.
         let runtime = self.load_topic(name.clone(), router).await?;
@@ -261,7 +262,7 @@ impl Engine {
         let _admin = self.inner.admin.lock().await;
         let topic = self.topic(name)?;
         let delete = MetaOp::Delete(format!("{TOPIC_META_PREFIX}{name}"));
-        self.inner.store.meta_apply(vec![delete]).await?;
+        super::space::meta_apply_freeing(self.inner.store.as_ref(), vec![delete]).await?;
         self.inner.topics.write().expect("topics lock").remove(name);
         // Alone: no write or compaction batch of the topic is under way when its log goes.
         let _writing = topic.writes.write().await;
@@ -350,6 +351,7 @@ impl Engine {
         batch: Vec<PublishMessage>,
     ) -> Result<Vec<Published>, EngineError> {
         self.check_open()?;
+        self.check_space().await?;
         let now = self.now();
         let (keys, sends): (Vec<String>, Vec<SendMessage>) = batch
             .into_iter()

@@ -254,8 +254,18 @@ impl Engine {
         {
             return Ok(());
         }
+        // Copying forward adds data: it waits while the disk reserve is spent. Its failure
+        // must not stop the truncation below, which is what frees space.
         for durable in [true, false] {
-            self.relocate_stragglers(durable).await?;
+            if self.inner.store.space_short() {
+                break;
+            }
+            if let Err(error) = self.relocate_stragglers(durable).await {
+                static THROTTLE: LogThrottle = LogThrottle::new();
+                if let Some(suppressed) = THROTTLE.allow() {
+                    tracing::warn!(%error, suppressed, "copying WAL stragglers forward failed");
+                }
+            }
         }
         let mut keep = [None::<u64>, None::<u64>];
         for queue in self.registry().values() {
@@ -273,6 +283,7 @@ impl Engine {
                 log.truncate_before(keep_from).await?;
             }
         }
+        self.restore_space().await;
         Ok(())
     }
 }

@@ -12,6 +12,7 @@ use wharf_engine::{
     log_throttle::LogThrottle,
     EngineError,
 };
+use wharf_storage::StorageError;
 
 /// Where a request body holds the message fields an engine error may name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,8 +64,11 @@ pub(crate) fn engine_problem(error: EngineError, messages: MessagesAt) -> Proble
             if let Some(suppressed) = THROTTLE.allow() {
                 tracing::warn!(error = %storage, suppressed, "request failed: disk full");
             }
-            return Problem::new(ProblemCode::DiskFull)
-                .with_detail("the disk is full; nothing of this request was stored");
+            let detail = match storage {
+                StorageError::SpaceReserved => format!("{storage}; nothing was stored"),
+                _ => "the disk is full; nothing of this request was stored".to_string(),
+            };
+            return Problem::new(ProblemCode::DiskFull).with_detail(detail);
         }
         EngineError::Storage(storage) => {
             static THROTTLE: LogThrottle = LogThrottle::new();
@@ -163,7 +167,6 @@ mod tests {
         topic::DestinationKind,
     };
     use wharf_model::QueueNameError;
-    use wharf_storage::StorageError;
 
     fn problem(error: EngineError) -> Problem {
         Problem::from(error)
