@@ -118,30 +118,35 @@ pub fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static, Se
     })
 }
 
+/// Opens the store in `config.data_dir`, on the blocking pool (recovery scans files).
+async fn bind_open_store(config: &ServeConfig) -> Result<Arc<Store>, ServeError> {
+    let dir = config.data_dir.clone();
+    let store_config = StoreConfig {
+        log: config.storage.log_config(),
+        large_log_tail_cache_bytes: config.storage.tail_cache_bytes,
+        reserve_bytes: config.storage.disk_reserve_bytes,
+        ..StoreConfig::default()
+    };
+    let opened = tokio::task::spawn_blocking(move || {
+        let store = Store::open(&dir, store_config);
+        (dir, store)
+    })
+    .await
+    .expect("opening the store panicked");
+    match opened {
+        (_, Ok(store)) => Ok(Arc::new(store)),
+        (_, Err(source @ StorageError::Locked { .. })) => {
+            Err(ServeError::DataDirectoryInUse { source })
+        }
+        (dir, Err(source)) => Err(ServeError::StoreOpen { dir, source }),
+    }
+}
+
 impl Server {
     /// Opens the store in `config.data_dir` and binds `config.http_addr`.
     pub async fn bind(config: &ServeConfig) -> Result<Server, ServeError> {
         let descriptors_soft = bind_raise_descriptor_limit();
-        let dir = config.data_dir.clone();
-        let store_config = StoreConfig {
-            log: config.storage.log_config(),
-            large_log_tail_cache_bytes: config.storage.tail_cache_bytes,
-            reserve_bytes: config.storage.disk_reserve_bytes,
-            ..StoreConfig::default()
-        };
-        let opened = tokio::task::spawn_blocking(move || {
-            let store = Store::open(&dir, store_config);
-            (dir, store)
-        })
-        .await
-        .expect("opening the store panicked");
-        let store = match opened {
-            (_, Ok(store)) => Arc::new(store),
-            (_, Err(source @ StorageError::Locked { .. })) => {
-                return Err(ServeError::DataDirectoryInUse { source })
-            }
-            (dir, Err(source)) => return Err(ServeError::StoreOpen { dir, source }),
-        };
+        let store = bind_open_store(config).await?;
         let storage = &config.storage;
         tracing::info!(
             data_dir = %store.dir().display(),

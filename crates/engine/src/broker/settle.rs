@@ -51,6 +51,7 @@ impl Engine {
                     }
                 }
             }
+            let store = self.inner.store.as_ref();
             let target = queue.options()?.dead_letter_queue;
             match target {
                 Some(target) if !moved.is_empty() => {
@@ -60,14 +61,8 @@ impl Engine {
                         .await
                     {
                         Ok(()) => {
-                            queue
-                                .write_settled(
-                                    self.inner.store.as_ref(),
-                                    &seqs,
-                                    RecordSettleReason::DeadLettered,
-                                    &reasons,
-                                )
-                                .await
+                            let reason = RecordSettleReason::DeadLettered;
+                            (queue.write_settled(store, &seqs, reason, &reasons)).await
                         }
                         failed => failed,
                     };
@@ -87,12 +82,7 @@ impl Engine {
             }
             let (seqs, reasons) = seqs_and_reasons(&dropped);
             if let Err(error) = queue
-                .write_settled(
-                    self.inner.store.as_ref(),
-                    &seqs,
-                    RecordSettleReason::Dropped,
-                    &reasons,
-                )
+                .write_settled(store, &seqs, RecordSettleReason::Dropped, &reasons)
                 .await
             {
                 return Err(abort_after(queue, error, dropped.iter()));
