@@ -29,9 +29,10 @@
 //! A frame is at least a header (16 bytes). A damaged range is shorter only when it ends the
 //! segment's data (a file cut inside a header; records missing before the next segment with no
 //! bytes left at all): then the frame runs over the zero padding after it or grows the file,
-//! which loses nothing. A shorter range with data after it cannot come from lost records, which
-//! each took a header; it would need bytes removed from the middle of a file. It is left as
-//! damage and reported, for the operator to look at by hand.
+//! which loses nothing. A shorter range with data after it holds no lost record: each took a
+//! header, and the scan only resumes after damage at a record whose offset the skipped bytes
+//! can account for. It is bytes inserted between two records, which no frame fits; it is left
+//! as damage and reported, for the operator to look at by hand.
 
 use crate::{
     error::StorageError,

@@ -12,7 +12,7 @@ use std::{
 };
 use wharf_storage::{
     Faults, FsyncPolicy, Log, LogConfig, Offset, Repair, StorageError, Store, StoreConfig,
-    QUARANTINED_REASON,
+    QUARANTINED_REASON, RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX,
 };
 
 const LOG: &str = "wal";
@@ -303,6 +303,82 @@ fn interrupted_repair_keeps_the_original_bytes_and_a_rerun_finishes_it() {
     assert_eq!(
         log.read_batch(Offset(51), 100, usize::MAX).unwrap().len(),
         49
+    );
+}
+
+/// Five bytes inserted between two records: a damaged range with no offset in it, shorter than
+/// any frame, with records after it. No frame fits: the repair leaves it as damage, says why,
+/// and writes nothing.
+#[test]
+fn range_shorter_than_a_header_with_records_after_it_is_left_as_damage() {
+    let data = tempfile::tempdir().unwrap();
+    let payloads: Vec<Vec<u8>> = (0..50).map(|i| payload(i, 40)).collect();
+    let frames = write_records(data.path(), config(1 << 20, false), &payloads);
+    let (path, frame) = frames[20].clone();
+    modify(&path, |bytes| {
+        bytes.splice(frame.start..frame.start, [1, 2, 3, 4, 5]);
+    });
+    let before = snapshot(data.path());
+
+    let repaired = repair(data.path());
+    assert!(repaired.moved.is_empty(), "{repaired:?}");
+    assert_eq!(repaired.left.len(), 1, "{repaired:?}");
+    assert_eq!(repaired.left[0].damage.offsets, Offset(20)..Offset(20));
+    assert_eq!(repaired.left[0].damage.length, 5);
+    assert!(repaired.left[0]
+        .reason
+        .contains("shorter than a frame header"));
+    assert_eq!(snapshot(data.path()), before);
+    assert!(!data.path().join("quarantine").exists());
+
+    let (_store, log) = open(data.path(), config(1 << 20, false));
+    assert_eq!(log.damage().len(), 1);
+    assert_eq!(
+        log.read_batch(Offset(0), 100, usize::MAX).unwrap().len(),
+        20
+    );
+    assert_eq!(
+        log.read_batch(Offset(20), 100, usize::MAX).unwrap().len(),
+        30
+    );
+}
+
+/// Two damaged records of 64 MiB and 8 MiB next to each other make one range longer than a
+/// frame can be: it is replaced by two quarantined frames, which the scan reads back as one
+/// quarantined range of the whole length.
+#[test]
+fn range_longer_than_a_frame_takes_several_frames_and_reads_back_as_one() {
+    let data = tempfile::tempdir().unwrap();
+    // Zero payloads keep the resync's byte-by-byte search through 72 MiB quick.
+    let payloads = vec![
+        payload(0, 100),
+        vec![0; RECORD_PAYLOAD_BYTES_MAX],
+        vec![0; 8 << 20],
+        payload(3, 100),
+    ];
+    let frames = write_records(data.path(), config(256 << 20, false), &payloads);
+    for index in [1, 2] {
+        let (path, frame) = &frames[index];
+        modify(path, |bytes| bytes[frame.start + 5] ^= 0xff);
+    }
+
+    let repaired = repair(data.path());
+    assert_eq!(repaired.moved.len(), 1, "{repaired:?}");
+    let length = (frames[3].1.start - frames[1].1.start) as u64;
+    assert_eq!(repaired.moved[0].damage.length, length);
+    assert!(length > (RECORD_HEADER_BYTES + RECORD_PAYLOAD_BYTES_MAX) as u64);
+    assert_eq!(fs::metadata(&repaired.moved[0].file).unwrap().len(), length);
+
+    let (_store, log) = open(data.path(), config(256 << 20, false));
+    assert!(log.damage().is_empty(), "{:?}", log.damage());
+    let quarantined = log.quarantined();
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+    assert_eq!(quarantined[0].offsets, Offset(1)..Offset(3));
+    assert_eq!(quarantined[0].length, length);
+    assert_quarantined(&log, Offset(2));
+    assert_eq!(
+        &log.read(Offset(3)).unwrap().unwrap().payload[..],
+        &payloads[3][..]
     );
 }
 
