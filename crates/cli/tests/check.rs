@@ -1,12 +1,33 @@
 //! `wharf check DATA_DIR` on a real data directory: clean, then with flipped bytes in an older
-//! segment of a log, then on a directory a running server holds.
+//! segment of a log, then on a directory a running server holds; and `wharf check --repair` on
+//! the damaged data of a stopped server, which then starts and serves the rest.
 
-use std::{path::Path, process::Command};
+// Helper modules shared with other test binaries; each binary uses a different part of them.
+#[allow(dead_code)]
+mod common;
+#[allow(dead_code)]
+#[path = "serve/process.rs"]
+mod process;
+#[allow(dead_code)]
+#[path = "common/queue_client.rs"]
+mod queue_client;
+
+use queue_client::Node;
+use serde_json::{json, Value};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
 use wharf_storage::{LogConfig, Store, StoreConfig};
 
 fn check(dir: &Path) -> (i32, String, String) {
+    check_with(dir, &[])
+}
+
+fn check_with(dir: &Path, flags: &[&str]) -> (i32, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_wharf"))
         .arg("check")
+        .args(flags)
         .arg(dir)
         .output()
         .unwrap();
@@ -73,4 +94,120 @@ fn a_directory_that_is_not_a_data_directory_is_refused() {
     let (code, _, err) = check(dir.path());
     assert_eq!(code, 1);
     assert!(err.contains("is not a Wharf data directory"), "{err}");
+}
+
+const QUEUE: &str = "orders";
+const MESSAGES: usize = 40;
+
+/// A stopped server's data directory whose queue holds `MESSAGES` messages, one send each.
+fn stopped_server_data(dir: &Path) -> PathBuf {
+    let mut node = Node::start(dir);
+    let client = node.client();
+    client.expect(201, "PUT", &format!("/v1/queues/{QUEUE}"), &json!({}));
+    for n in 0..MESSAGES {
+        let messages = json!({ "messages": [{ "body": { "n": n } }] });
+        client.expect(
+            201,
+            "POST",
+            &format!("/v1/queues/{QUEUE}/messages"),
+            &messages,
+        );
+    }
+    node.server.signal(libc::SIGTERM);
+    node.server.wait_exit(process::EXIT_DEADLINE);
+    dir.join("data")
+}
+
+/// Byte positions of the frames of a segment file (its layout: `wharf_storage` record.rs).
+fn frame_starts(bytes: &[u8]) -> Vec<usize> {
+    let mut starts = Vec::new();
+    let mut at = 0;
+    while at + 16 <= bytes.len() {
+        let length = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        if length < 16 {
+            break;
+        }
+        starts.push(at);
+        at += length;
+    }
+    starts
+}
+
+/// The segment file under `data/logs/` with the most records.
+fn busiest_segment(data: &Path) -> PathBuf {
+    let mut segments = Vec::new();
+    for log in std::fs::read_dir(data.join("logs")).unwrap() {
+        for file in std::fs::read_dir(log.unwrap().path()).unwrap() {
+            let path = file.unwrap().path();
+            if path.extension().is_some_and(|x| x == "log") {
+                let frames = frame_starts(&std::fs::read(&path).unwrap()).len();
+                segments.push((frames, path));
+            }
+        }
+    }
+    segments.sort();
+    segments.pop().unwrap().1
+}
+
+fn receive_all(node: &Node) -> Vec<Value> {
+    let client = node.client();
+    let mut received = Vec::new();
+    for _ in 0..MESSAGES {
+        let batch = client.receive(QUEUE, 100, 60_000);
+        if batch.is_empty() {
+            break;
+        }
+        received.extend(batch);
+    }
+    received
+}
+
+#[test]
+fn repair_moves_a_stopped_servers_damage_into_quarantine_and_the_server_runs_on_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = stopped_server_data(dir.path());
+    let segment = busiest_segment(&data);
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let starts = frame_starts(&bytes);
+    assert!(starts.len() >= MESSAGES, "{} frames", starts.len());
+    let middle = starts[starts.len() / 2];
+    bytes[middle + 20] ^= 0xff;
+    std::fs::write(&segment, &bytes).unwrap();
+
+    let (code, out, err) = check(&data);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("1 damaged ranges (1 records): DAMAGED"),
+        "{out}"
+    );
+
+    let (code, out, err) = check_with(&data, &["--repair"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(": moved offsets "), "{out}");
+    assert!(out.contains("0 damaged ranges (0 records): clean"), "{out}");
+    let log_name = segment.parent().unwrap().file_name().unwrap();
+    let quarantined: Vec<PathBuf> = std::fs::read_dir(data.join("quarantine").join(log_name))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    let bin = quarantined
+        .iter()
+        .find(|p| p.extension().is_some_and(|x| x == "bin"))
+        .unwrap_or_else(|| panic!("no .bin in {quarantined:?}"));
+    let moved = std::fs::read(bin).unwrap();
+    assert_eq!(moved[..], bytes[middle..middle + moved.len()]);
+    assert_eq!(quarantined.len(), 2, "{quarantined:?}");
+
+    let (code, out, err) = check(&data);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("quarantined ("), "{out}");
+    assert!(
+        out.contains("1 quarantined ranges (1 records), 0 damaged ranges (0 records): clean"),
+        "{out}"
+    );
+
+    // The server starts on the repaired directory and delivers every message but the one.
+    let node = Node::start(dir.path());
+    let received = receive_all(&node);
+    assert_eq!(received.len(), MESSAGES - 1, "{received:?}");
 }

@@ -17,6 +17,7 @@ mod log;
 mod memory;
 mod meta;
 mod metrics;
+mod quarantine;
 mod record;
 mod reserve;
 mod seam;
@@ -30,10 +31,11 @@ pub use log::{FsyncPolicy, Log, LogConfig, LARGE_COMMIT_BYTES, LAZY_PENDING_BYTE
 pub use memory::{MemoryLog, MemoryStore};
 pub use meta::{MetaOp, MetaStore};
 pub use metrics::StorageMetrics;
+pub use quarantine::{LeftRange, MovedRange, Repair};
 pub use record::{Offset, Record, RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX};
 pub use reserve::{
     filesystem_bytes, RESERVE_BYTES_DEFAULT, RESERVE_FILESYSTEM_SHARE, RESERVE_FILE_NAME,
 };
 pub use seam::{Durability, LogOptions, LogSize, LogStore, Storage, StorageFuture};
-pub use segment::Damage;
+pub use segment::{Damage, Quarantined, QUARANTINED_REASON};
 pub use store::{Store, StoreConfig};

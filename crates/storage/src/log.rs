@@ -19,7 +19,7 @@ use crate::{
     metrics::StorageMetrics,
     record::{self, Offset, Record, RECORD_PAYLOAD_BYTES_MAX},
     seam::{self, LogStore, StorageFuture},
-    segment::{self, Damage, Scan, Segment},
+    segment::{self, Damage, Quarantined, Scan, Segment},
     segment_writer::{self, SegmentWriter},
 };
 use bytes::{Bytes, BytesMut};
@@ -420,6 +420,17 @@ impl Log {
     pub fn damage(&self) -> Vec<Damage> {
         let segments = self.inner.segments.read().expect("segments lock");
         segments.iter().flat_map(|s| s.damage.clone()).collect()
+    }
+
+    /// The ranges `wharf check --repair` moved aside, in offset order: each offset range with
+    /// its file, byte position and length. Reads of those offsets fail with
+    /// [`StorageError::Corrupt`] (reason [`crate::QUARANTINED_REASON`]); they are not damage.
+    pub fn quarantined(&self) -> Vec<Quarantined> {
+        let segments = self.inner.segments.read().expect("segments lock");
+        segments
+            .iter()
+            .flat_map(|s| s.quarantined.clone())
+            .collect()
     }
 
     /// The first offset of each segment, oldest first: where `truncate_before` can cut.
@@ -1013,6 +1024,7 @@ fn empty_scan() -> Scan {
         end: 0,
         torn: None,
         damage: Vec::new(),
+        quarantined: Vec::new(),
     }
 }
 
@@ -1082,14 +1094,14 @@ fn punch_hole(file: &File, from: u64, to: u64) -> std::io::Result<()> {
     }
 }
 
-fn sync_dir(ops: &FileOps, dir: &Path) -> Result<(), StorageError> {
+pub(crate) fn sync_dir(ops: &FileOps, dir: &Path) -> Result<(), StorageError> {
     let handle = File::open(dir).map_err(|e| StorageError::io(dir, e))?;
     ops.sync_all(&handle).map_err(|e| StorageError::io(dir, e))
 }
 
 /// Opens and scans every segment, creating the first one for a new log, and applies recovery:
 /// the last segment's torn tail is cleared; damage before it is recorded on its segment.
-fn open_segments(
+pub(crate) fn open_segments(
     dir: &Path,
     config: &LogConfig,
     ops: &FileOps,
@@ -1147,7 +1159,7 @@ fn open_segments(
         match bases.get(i + 1) {
             None => clear_tail(ops, &segment, end, torn)?,
             Some(next_base) => {
-                if let Some(damage) = sealed_damage(&segment, *next_base, end, torn) {
+                if let Some(damage) = sealed_damage(&segment, *next_base, end, torn)? {
                     segment.damage.push(damage);
                 }
             }
@@ -1161,6 +1173,15 @@ fn open_segments(
 /// Logs the damage of one log once, naming the log and every damaged range, and counts the
 /// damaged records.
 fn report_damage(dir: &Path, segments: &[Arc<Segment>], metrics: &StorageMetrics) {
+    let quarantined: u64 = (segments.iter().flat_map(|s| &s.quarantined))
+        .map(|q| q.offsets.end.0 - q.offsets.start.0)
+        .sum();
+    if segments.iter().any(|s| !s.quarantined.is_empty()) {
+        tracing::warn!(
+            log = %dir.display(), records = quarantined,
+            "log has ranges moved aside by wharf check --repair; their records are gone"
+        );
+    }
     let damage: Vec<&Damage> = segments.iter().flat_map(|s| &s.damage).collect();
     if damage.is_empty() {
         return;
@@ -1191,26 +1212,48 @@ fn report_damage(dir: &Path, segments: &[Arc<Segment>], metrics: &StorageMetrics
 }
 
 /// A sealed segment must end cleanly exactly where the next one starts; the offsets missing
-/// before the next segment are damage.
+/// before the next segment are damage, which spans the bytes from there to the end of the
+/// segment's data.
 fn sealed_damage(
     segment: &Segment,
     next_base: Offset,
     end: u64,
     torn: Option<(u64, &'static str)>,
-) -> Option<Damage> {
+) -> Result<Option<Damage>, StorageError> {
     let (position, reason) = match torn {
         Some(torn) => torn,
         None if segment.end_offset() < next_base => {
             (end, "records missing before the next segment")
         }
-        None => return None,
+        None => return Ok(None),
     };
-    Some(Damage {
+    let data_end =
+        data_end(&segment.file, position).map_err(|e| StorageError::io(&segment.path, e))?;
+    Ok(Some(Damage {
         path: segment.path.clone(),
         offsets: segment.end_offset()..next_base.max(segment.end_offset()),
         position,
+        length: data_end - position,
         reason,
-    })
+    }))
+}
+
+/// The position just past the last byte of `file` at or after `from` that is not zero, or
+/// `from` when there is none: where the written data ends, zero padding aside.
+pub(crate) fn data_end(file: &File, from: u64) -> std::io::Result<u64> {
+    let file_len = file.metadata()?.len();
+    let mut data_end = from;
+    let mut buf = vec![0u8; ZERO_CHUNK_BYTES];
+    let mut at = from;
+    while at < file_len {
+        let n = (file_len - at).min(ZERO_CHUNK_BYTES as u64) as usize;
+        std::os::unix::fs::FileExt::read_exact_at(file, &mut buf[..n], at)?;
+        if let Some(i) = buf[..n].iter().rposition(|b| *b != 0) {
+            data_end = at + i as u64 + 1;
+        }
+        at += n as u64;
+    }
+    Ok(data_end)
 }
 
 /// Zeroes whatever lies after the last complete append of the active segment, so bytes of an
@@ -1223,20 +1266,8 @@ fn clear_tail(
     torn: Option<(u64, &'static str)>,
 ) -> Result<(), StorageError> {
     let io_error = |e| StorageError::io(&segment.path, e);
-    let file_len = segment.file.metadata().map_err(io_error)?.len();
-    let mut last_dirty = None;
-    let mut buf = vec![0u8; ZERO_CHUNK_BYTES];
-    let mut at = end;
-    while at < file_len {
-        let n = (file_len - at).min(ZERO_CHUNK_BYTES as u64) as usize;
-        std::os::unix::fs::FileExt::read_exact_at(&segment.file, &mut buf[..n], at)
-            .map_err(io_error)?;
-        if let Some(i) = buf[..n].iter().rposition(|b| *b != 0) {
-            last_dirty = Some(at + i as u64 + 1);
-        }
-        at += n as u64;
-    }
-    if let Some(dirty_end) = last_dirty {
+    let dirty_end = data_end(&segment.file, end).map_err(io_error)?;
+    if dirty_end > end {
         if let Some((position, reason)) = torn {
             tracing::warn!(path = %segment.path.display(), position, reason, "truncating torn tail");
         }

@@ -13,6 +13,16 @@
 //! an append of many records is all-or-nothing even when the process dies halfway through
 //! writing it.
 //!
+//! Bit 62 is the *quarantined* flag. Only `wharf check --repair` writes such frames, over a
+//! damaged range whose bytes it has moved aside: the frame's checksum is valid, its length
+//! covers exactly the damaged bytes, its payload is zeroes and its offset field holds the *end*
+//! of the offsets it stands for (the offset of the first record after it). The scan knows where
+//! the range starts (the offset it expects there), so the end is all a frame needs to say which
+//! offsets are gone, and a frame of a bare header (16 bytes) can stand for any number of them:
+//! a range as short as one empty record can be repaired. Offsets stay below 2^62, so the flag
+//! can never be confused with a record's offset, and a reader that does not know the flag sees
+//! an unexpected offset, that is damage, never a record.
+//!
 //! `length` counts the whole frame, header included, so it is never 0: a zero length marks the
 //! end of the written data in a zero-filled (preallocated) segment. The CRC32C covers the length,
 //! the offset and the payload (every byte but its own four). Carrying the offset in the frame
@@ -53,12 +63,14 @@ pub struct Record {
 }
 
 const CONTINUES: u64 = 1 << 63;
+const QUARANTINED: u64 = 1 << 62;
+const FLAGS: u64 = CONTINUES | QUARANTINED;
 
 /// Appends the frame of one record to `out`; `continues` says more records of the same atomic
 /// append follow it.
 pub(crate) fn encode(offset: Offset, payload: &[u8], continues: bool, out: &mut BytesMut) {
     assert!(payload.len() <= RECORD_PAYLOAD_BYTES_MAX);
-    assert!(offset.0 < CONTINUES, "offsets stay below 2^63");
+    assert!(offset.0 < QUARANTINED, "offsets stay below 2^62");
     let length = (RECORD_HEADER_BYTES + payload.len()) as u32;
     let start = out.len();
     out.reserve(length as usize);
@@ -69,6 +81,24 @@ pub(crate) fn encode(offset: Offset, payload: &[u8], continues: bool, out: &mut 
     let crc = checksum(&out[start..]);
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
+
+/// Appends a quarantined frame of `length` bytes (header included) standing for the offsets
+/// before `end` from wherever it is found: see the module header.
+pub(crate) fn encode_quarantined(end: Offset, length: usize, out: &mut BytesMut) {
+    assert!((RECORD_HEADER_BYTES..=FRAME_BYTES_MAX).contains(&length));
+    assert!(end.0 < QUARANTINED, "offsets stay below 2^62");
+    let start = out.len();
+    out.reserve(length);
+    out.put_u32_le(length as u32);
+    out.put_u32_le(0); // checksum, stamped below
+    out.put_u64_le(end.0 | QUARANTINED);
+    out.put_bytes(0, length - RECORD_HEADER_BYTES);
+    let crc = checksum(&out[start..]);
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// The largest frame: header and the largest payload.
+pub(crate) const FRAME_BYTES_MAX: usize = RECORD_HEADER_BYTES + RECORD_PAYLOAD_BYTES_MAX;
 
 /// Length of the frame for a payload of `payload_len` bytes.
 pub(crate) fn frame_len(payload_len: usize) -> usize {
@@ -85,6 +115,8 @@ pub(crate) enum Header {
         length: u32,
         offset: Offset,
         continues: bool,
+        /// A quarantined frame: `offset` is the end of the offsets it stands for.
+        quarantined: bool,
     },
     /// A length no valid frame can have.
     BadLength,
@@ -103,8 +135,9 @@ pub(crate) fn decode_header(bytes: &[u8; RECORD_HEADER_BYTES]) -> Header {
     }
     Header::Frame {
         length,
-        offset: Offset(offset & !CONTINUES),
+        offset: Offset(offset & !FLAGS),
         continues: offset & CONTINUES != 0,
+        quarantined: offset & QUARANTINED != 0,
     }
 }
 
@@ -122,6 +155,23 @@ pub(crate) fn verify(frame: &[u8], expected: Offset) -> Result<(), &'static str>
         return Err("record carries an unexpected offset");
     }
     Ok(())
+}
+
+/// Checks a whole quarantined frame against its checksum and flags; returns the end of the
+/// offsets it stands for.
+pub(crate) fn verify_quarantined(frame: &[u8]) -> Result<Offset, &'static str> {
+    if frame.len() < RECORD_HEADER_BYTES {
+        return Err("frame shorter than its header");
+    }
+    let stored = u32::from_le_bytes(frame[4..8].try_into().expect("4 bytes"));
+    if checksum(frame) != stored {
+        return Err("checksum mismatch");
+    }
+    let field = u64::from_le_bytes(frame[8..16].try_into().expect("8 bytes"));
+    if field & FLAGS != QUARANTINED {
+        return Err("quarantined frame with an invalid flag");
+    }
+    Ok(Offset(field & !FLAGS))
 }
 
 fn checksum(frame: &[u8]) -> u32 {
@@ -162,13 +212,38 @@ mod tests {
         );
     }
 
+    #[test]
+    fn quarantined_frame_says_its_end_and_is_no_record() {
+        for frame_len in [RECORD_HEADER_BYTES, 100] {
+            let mut out = BytesMut::new();
+            encode_quarantined(Offset(9), frame_len, &mut out);
+            assert_eq!(out.len(), frame_len);
+            let header = header_of(&out);
+            let expected = Header::Frame {
+                length: frame_len as u32,
+                offset: Offset(9),
+                continues: false,
+                quarantined: true,
+            };
+            assert_eq!(header, expected);
+            assert_eq!(verify_quarantined(&out), Ok(Offset(9)));
+            // A reader expecting a record at any offset rejects it.
+            assert!(verify(&out, Offset(9)).is_err());
+            out[frame_len - 1] ^= 1;
+            assert_eq!(verify_quarantined(&out), Err("checksum mismatch"));
+        }
+        let mut record = BytesMut::new();
+        encode(Offset(9), b"abc", false, &mut record);
+        assert!(verify_quarantined(&record).is_err());
+    }
+
     proptest! {
         #[test]
-        fn frame_round_trips(offset in 0..u64::MAX >> 1, continues in any::<bool>(), payload in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        fn frame_round_trips(offset in 0..u64::MAX >> 2, continues in any::<bool>(), payload in proptest::collection::vec(any::<u8>(), 0..2048)) {
             let mut out = BytesMut::new();
             encode(Offset(offset), &payload, continues, &mut out);
             prop_assert_eq!(out.len(), frame_len(payload.len()));
-            let Header::Frame { length, offset: got, continues: got_continues } = header_of(&out) else {
+            let Header::Frame { length, offset: got, continues: got_continues, quarantined: false } = header_of(&out) else {
                 return Err(TestCaseError::fail("header did not decode"));
             };
             prop_assert_eq!(length as usize, out.len());

@@ -5,6 +5,11 @@
 //! position index (byte position of every record) lives in memory; it is rebuilt by scanning on
 //! open, which also verifies every checksum, so damage is found at start-up rather than by the
 //! first unlucky reader.
+//!
+//! The scan sorts what is not a readable record into two kinds: damage (bytes that fail their
+//! checks, found while the server runs on) and quarantined ranges (damage that `wharf check
+//! --repair` has moved aside and replaced by quarantined frames, see `record`). Reads of either
+//! fail with [`StorageError::Corrupt`]; only damage is news to an operator.
 
 use crate::{
     error::StorageError,
@@ -50,8 +55,35 @@ pub struct Damage {
     pub offsets: Range<Offset>,
     /// Byte position in the file where the damage starts.
     pub position: u64,
+    /// Bytes the damage spans: up to the next valid record, or to the end of the data (the last
+    /// byte that is not zero) when no valid record follows in the segment.
+    pub length: u64,
     pub reason: &'static str,
 }
+
+/// A run of offsets `wharf check --repair` moved aside: the segment holds quarantined frames in
+/// their place, and reads of them fail with [`StorageError::Corrupt`] with
+/// [`QUARANTINED_REASON`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantined {
+    /// The segment file holding the quarantined frames.
+    pub path: PathBuf,
+    /// The offsets gone with the moved bytes (empty when no offset was missing).
+    pub offsets: Range<Offset>,
+    /// Byte position of the first quarantined frame in the file.
+    pub position: u64,
+    /// Bytes of quarantined frames: the length of the damaged range that was moved (or a
+    /// header, for a shorter range at the end of a segment's data).
+    pub length: u64,
+}
+
+/// Why a quarantined offset cannot be read.
+pub const QUARANTINED_REASON: &str = "quarantined by wharf check --repair";
+
+/// More offsets than any segment below 4 GiB can hold (a record takes at least a header): a
+/// quarantined frame claiming more is not believed, so a forged one cannot make the scan build
+/// an index of billions of entries.
+const QUARANTINED_OFFSETS_MAX: u64 = (u32::MAX as u64) / RECORD_HEADER_BYTES as u64;
 
 #[derive(Debug)]
 pub(crate) struct Segment {
@@ -64,6 +96,8 @@ pub(crate) struct Segment {
     end: AtomicU64,
     /// Offset ranges recovery found unreadable, in offset order.
     pub damage: Vec<Damage>,
+    /// Offset ranges a repair moved aside, in offset order.
+    pub quarantined: Vec<Quarantined>,
 }
 
 /// What scanning a segment file found.
@@ -77,6 +111,9 @@ pub(crate) struct Scan {
     /// Invalid bytes with valid records after them, in offset order. The index holds the
     /// damage's start position for each of their offsets.
     pub damage: Vec<Damage>,
+    /// Quarantined frames, adjacent ones merged, in offset order. The index holds the first
+    /// frame's position for each of their offsets.
+    pub quarantined: Vec<Quarantined>,
 }
 
 impl Segment {
@@ -88,6 +125,7 @@ impl Segment {
             end: AtomicU64::new(scan.end),
             positions: RwLock::new(scan.positions),
             damage: scan.damage,
+            quarantined: scan.quarantined,
         }
     }
 
@@ -126,17 +164,7 @@ impl Segment {
         out: &mut Vec<Record>,
     ) -> Result<(), StorageError> {
         assert!(from >= self.base);
-        let mut limit = limit;
-        for damage in &self.damage {
-            if damage.offsets.contains(&from) {
-                return Err(self.corrupt(from, damage.position, damage.reason));
-            }
-            if damage.offsets.start > from {
-                // Stop before the damage: the next read from there reports it.
-                limit = limit.min(damage.offsets.start);
-                break;
-            }
-        }
+        let limit = self.read_limit(from, limit)?;
         let (start, stop, count) = {
             let positions = self.positions.read().expect("index lock");
             let first = (from.0 - self.base.0) as usize;
@@ -168,6 +196,25 @@ impl Segment {
             .read_exact_at(&mut buf, start)
             .map_err(|e| StorageError::io(&self.path, e))?;
         self.split_frames(Bytes::from(buf), start, from, count, out)
+    }
+
+    /// Fails when `from` is damaged or quarantined; otherwise lowers `limit` to the first
+    /// unreadable offset after `from`, so a read stops before it and the next read from there
+    /// reports it.
+    fn read_limit(&self, from: Offset, limit: Offset) -> Result<Offset, StorageError> {
+        let damage = (self.damage.iter()).map(|d| (&d.offsets, d.position, d.reason));
+        let quarantined =
+            (self.quarantined.iter()).map(|q| (&q.offsets, q.position, QUARANTINED_REASON));
+        let mut limit = limit;
+        for (offsets, position, reason) in damage.chain(quarantined) {
+            if offsets.contains(&from) {
+                return Err(self.corrupt(from, position, reason));
+            }
+            if offsets.start > from {
+                limit = limit.min(offsets.start);
+            }
+        }
+        Ok(limit)
     }
 
     fn split_frames(
@@ -226,7 +273,10 @@ pub(crate) fn scan(path: &Path, file: &File, base: Offset) -> Result<Scan, Stora
     let io_error = |e: io::Error| StorageError::io(path, e);
     let file_len = file.metadata().map_err(io_error)?.len();
     let mut reader = BufReader::with_capacity(1 << 20, file);
-    let mut state = ScanState::default();
+    let mut state = ScanState {
+        path: path.to_path_buf(),
+        ..ScanState::default()
+    };
     let mut frame = Vec::new();
     loop {
         let stop =
@@ -237,7 +287,7 @@ pub(crate) fn scan(path: &Path, file: &File, base: Offset) -> Result<Scan, Stora
         let expected = Offset(base.0 + state.positions.len() as u64);
         match resync(file, position, file_len, expected).map_err(io_error)? {
             Some((found_at, found)) => {
-                state.skip_damage(path, position, expected, (found_at, found), reason);
+                state.skip_damage(position, expected, (found_at, found), reason);
                 reader.seek(SeekFrom::Start(found_at)).map_err(io_error)?;
             }
             None => {
@@ -251,12 +301,14 @@ pub(crate) fn scan(path: &Path, file: &File, base: Offset) -> Result<Scan, Stora
 /// What the scan has indexed so far.
 #[derive(Debug, Default)]
 struct ScanState {
+    path: PathBuf,
     positions: Vec<u32>,
     /// Records of complete appends: the index is cut back to this at a torn tail.
     committed_records: usize,
     committed_end: u64,
     position: u64,
     damage: Vec<Damage>,
+    quarantined: Vec<Quarantined>,
 }
 
 impl ScanState {
@@ -265,7 +317,6 @@ impl ScanState {
     /// records follow them, so they are no torn tail.
     fn skip_damage(
         &mut self,
-        path: &Path,
         position: u64,
         expected: Offset,
         (found_at, found): (u64, Offset),
@@ -275,9 +326,10 @@ impl ScanState {
         self.positions
             .resize(self.positions.len() + (found.0 - expected.0) as usize, at);
         self.damage.push(Damage {
-            path: path.to_path_buf(),
+            path: self.path.clone(),
             offsets: expected..found,
             position,
+            length: found_at - position,
             reason: if reason.is_empty() {
                 "zero-filled range before valid records"
             } else {
@@ -287,6 +339,33 @@ impl ScanState {
         self.committed_records = self.positions.len();
         self.committed_end = found_at;
         self.position = found_at;
+    }
+
+    /// Indexes the valid quarantined frame `frame` at the scan's position, standing for the
+    /// offsets from the expected one to `end`, and moves past it. A frame that follows another
+    /// one directly (a range longer than one frame holds) extends its range.
+    fn index_quarantined(&mut self, expected: Offset, frame_len: u64, end: Offset) {
+        let position = self.position;
+        let at = u32::try_from(position).expect("segments stay below 4 GiB");
+        self.positions
+            .resize(self.positions.len() + (end.0 - expected.0) as usize, at);
+        match self.quarantined.last_mut() {
+            Some(last)
+                if last.position + last.length == position && last.offsets.end == expected =>
+            {
+                last.offsets.end = end;
+                last.length += frame_len;
+            }
+            _ => self.quarantined.push(Quarantined {
+                path: self.path.clone(),
+                offsets: expected..end,
+                position,
+                length: frame_len,
+            }),
+        }
+        self.position = position + frame_len;
+        self.committed_records = self.positions.len();
+        self.committed_end = self.position;
     }
 
     /// The scan result once nothing valid follows `position`: `torn` is why it stopped, `None`
@@ -311,6 +390,7 @@ impl ScanState {
             end: self.committed_end,
             torn,
             damage: self.damage,
+            quarantined: self.quarantined,
         }
     }
 }
@@ -339,12 +419,15 @@ fn scan_frame(
     }
     let mut header = [0u8; RECORD_HEADER_BYTES];
     reader.read_exact(&mut header)?;
-    let (length, continues) = match record::decode_header(&header) {
+    let (length, continues, quarantined) = match record::decode_header(&header) {
         Header::End => return Ok(Some((position, ""))),
         Header::BadLength => return Ok(Some((position, "invalid frame length"))),
         Header::Frame {
-            length, continues, ..
-        } => (length, continues),
+            length,
+            continues,
+            quarantined,
+            ..
+        } => (length, continues, quarantined),
     };
     if position + u64::from(length) > file_len {
         return Ok(Some((position, "frame runs past the end of the file")));
@@ -354,6 +437,9 @@ fn scan_frame(
     frame.resize(length as usize, 0);
     reader.read_exact(&mut frame[RECORD_HEADER_BYTES..])?;
     let offset = Offset(base.0 + state.positions.len() as u64);
+    if quarantined {
+        return Ok(scan_quarantined(state, frame, offset));
+    }
     if let Err(reason) = record::verify(frame, offset) {
         return Ok(Some((position, reason)));
     }
@@ -368,6 +454,34 @@ fn scan_frame(
     Ok(None)
 }
 
+/// Checks the quarantined frame at the scan's position, which stands in for the offsets from
+/// `expected` on, and indexes it. Same answer as [`scan_frame`].
+fn scan_quarantined(
+    state: &mut ScanState,
+    frame: &[u8],
+    expected: Offset,
+) -> Option<(u64, &'static str)> {
+    let position = state.position;
+    let end = match record::verify_quarantined(frame) {
+        Ok(end) => end,
+        Err(reason) => return Some((position, reason)),
+    };
+    if end < expected {
+        return Some((
+            position,
+            "quarantined frame ends before the offset expected there",
+        ));
+    }
+    if end.0 - expected.0 > QUARANTINED_OFFSETS_MAX {
+        return Some((
+            position,
+            "quarantined frame claims more offsets than a segment holds",
+        ));
+    }
+    state.index_quarantined(expected, frame.len() as u64, end);
+    None
+}
+
 /// Bytes read per step when checking that the rest of a file is zero.
 const RESYNC_CHUNK_BYTES: usize = 1 << 20;
 
@@ -376,6 +490,11 @@ const RESYNC_CHUNK_BYTES: usize = 1 << 20;
 /// as its payload), so every byte position is a candidate; each candidate costs a header decode,
 /// and a checksum only when the header is plausible. A rest that is all zeroes (the common
 /// case: preallocated padding after the last record) is recognised without the search.
+///
+/// Quarantined frames are not candidates: they carry the end of their range, not the offset
+/// expected at their start, so damage just before one could not be told its offsets. Skipping
+/// them makes the damage run on to the next record, and a repair moves the quarantined frame
+/// aside with it: the offsets stay gone, under one range.
 fn resync(
     file: &File,
     position: u64,
@@ -392,7 +511,13 @@ fn resync(
         let header: &[u8; RECORD_HEADER_BYTES] = rest[at..at + RECORD_HEADER_BYTES]
             .try_into()
             .expect("16 bytes");
-        let Header::Frame { length, offset, .. } = record::decode_header(header) else {
+        let Header::Frame {
+            length,
+            offset,
+            quarantined: false,
+            ..
+        } = record::decode_header(header)
+        else {
             continue;
         };
         let Some(frame) = rest.get(at..at + length as usize) else {

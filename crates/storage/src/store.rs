@@ -8,6 +8,7 @@
 //!   reserve                space kept for acks, purges and deletes on a full disk
 //!   meta/meta.json         definitions, rewritten atomically
 //!   logs/NAME/*.log        one directory of segments per log
+//!   quarantine/NAME/       damaged ranges `wharf check --repair` moved out of log NAME
 //! ```
 
 use crate::{
@@ -17,6 +18,7 @@ use crate::{
     log::{FsyncPolicy, Log, LogConfig},
     meta::{MetaOp, MetaStore},
     metrics::StorageMetrics,
+    quarantine::{self, Repair},
     reserve::{Reserve, RESERVE_BYTES_DEFAULT},
     seam::{self, Durability, LogOptions, LogSize, LogStore, Storage, StorageFuture},
 };
@@ -142,6 +144,23 @@ impl Store {
         self.shared.log(name, config)
     }
 
+    /// Moves the damaged ranges of the log `name` into `DATA_DIR/quarantine/NAME/` and puts
+    /// quarantined frames in their place (see `quarantine`), so that opening it afterwards
+    /// reports them as [`Log::quarantined`], not as damage. The log must not be open in this
+    /// store: an open log's writer holds the bytes of its last block in memory and would write
+    /// them back. Blocking.
+    pub fn repair_log(&self, name: &str) -> Result<Repair, StorageError> {
+        assert_log_name(name);
+        let open = (self.shared.logs.lock().expect("logs lock").get(name))
+            .is_some_and(|log| !log.is_closed());
+        assert!(!open, "log {name} is repaired before it is opened");
+        quarantine::repair(
+            &self.shared.dir.join("logs").join(name),
+            &self.shared.dir.join(QUARANTINE_DIR).join(name),
+            &FileOps::new(self.shared.config.faults.clone()),
+        )
+    }
+
     /// Closes the log `name` and deletes its files.
     pub async fn delete_log(&self, name: &str) -> Result<(), StorageError> {
         let log = self.shared.logs.lock().expect("logs lock").remove(name);
@@ -198,10 +217,7 @@ impl Store {
 
 impl Shared {
     fn log(&self, name: &str, config: LogConfig) -> Result<Log, StorageError> {
-        assert!(
-            !name.is_empty() && !name.contains(['/', '\\']) && name != "." && name != "..",
-            "log names are single path components"
-        );
+        assert_log_name(name);
         let mut logs = self.logs.lock().expect("logs lock");
         if let Some(log) = logs.get(name) {
             // A log whose close is still running is handed out as it is, closing: a second
@@ -223,6 +239,16 @@ impl Shared {
         logs.insert(name.to_string(), log.clone());
         Ok(log)
     }
+}
+
+/// Where repairs move damaged ranges, one folder per log.
+const QUARANTINE_DIR: &str = "quarantine";
+
+fn assert_log_name(name: &str) {
+    assert!(
+        !name.is_empty() && !name.contains(['/', '\\']) && name != "." && name != "..",
+        "log names are single path components"
+    );
 }
 
 /// The seam over the file store. Opening a log scans it and metadata changes fsync, so both run
