@@ -20,7 +20,7 @@ use crate::{
     queue::{DedupKey, QueueOptions, QueueState, Seq},
 };
 use bytes::Bytes;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use wharf_model::{message::Message, MessageId, QueueName};
 use wharf_storage::{Durability, LogOptions, LogSize, LogStore, Storage, StorageError};
@@ -48,10 +48,16 @@ pub(crate) fn enqueued_at(message: &Message) -> u64 {
 /// (deleted queues) are skipped. A damaged record (storage found it corrupt: storage logs and
 /// counts it) is skipped too, so damage costs only its own records, never the start: a lost
 /// `enqueued` record loses its message, a lost `settled` record brings its messages back.
+///
+/// The records of the shared WAL name their queue inside their (damaged) bytes, so a lost
+/// message is attributed to its queue through the later records that name it: one that was
+/// delivered and never settled counts in its queue's `damaged` counter. One never delivered
+/// cannot be told apart from damage to other records; storage's count covers it.
 pub(crate) async fn replay_wal(
     log: &dyn LogStore,
     states: &mut HashMap<ResourceId, QueueState>,
 ) -> Result<(), EngineError> {
+    let mut damaged = DamagedMessages::default();
     let mut at = log.start_offset();
     loop {
         let records = match log
@@ -59,19 +65,69 @@ pub(crate) async fn replay_wal(
             .await
         {
             Err(StorageError::Corrupt { offset, .. }) if offset == at => {
+                damaged.offsets.insert(at.0);
                 at = at.next();
                 continue;
             }
             read => read?,
         };
         let Some(last) = records.last() else {
-            return Ok(());
+            break;
         };
         at = last.offset.next();
         for record in &records {
             let (resource, inner) = wal::unwrap(record.offset.0, &record.payload)?;
             if let Some(state) = states.get_mut(&resource) {
-                replay_record(state, record.offset.0, &inner)?;
+                let replayed = replay_record(state, record.offset.0, &inner)?;
+                damaged.note(resource, replayed);
+            }
+        }
+    }
+    damaged.count_into(states);
+    Ok(())
+}
+
+/// What replaying one record says about messages the state does not know.
+pub(crate) enum Replayed {
+    /// Applied to messages the state knows (or a message it now knows).
+    Applied,
+    /// Delivered, yet unknown: its `enqueued` record may be damaged.
+    UnknownDelivered(u64),
+    /// These messages have left, or were copied forward whole: nothing of them is lost.
+    Accounted(Vec<u64>),
+}
+
+/// Messages whose `enqueued` record was damaged, found through the records that name them.
+#[derive(Default)]
+struct DamagedMessages {
+    /// Offsets (seqs) storage reported damaged.
+    offsets: HashSet<u64>,
+    /// Per queue, damaged messages delivered and not (yet) settled.
+    lost: HashMap<ResourceId, HashSet<u64>>,
+}
+
+impl DamagedMessages {
+    fn note(&mut self, resource: ResourceId, replayed: Replayed) {
+        match replayed {
+            Replayed::Applied => {}
+            Replayed::UnknownDelivered(seq) if self.offsets.contains(&seq) => {
+                self.lost.entry(resource).or_default().insert(seq);
+            }
+            Replayed::UnknownDelivered(_) => {}
+            Replayed::Accounted(seqs) => {
+                if let Some(lost) = self.lost.get_mut(&resource) {
+                    for seq in seqs {
+                        lost.remove(&seq);
+                    }
+                }
+            }
+        }
+    }
+
+    fn count_into(self, states: &mut HashMap<ResourceId, QueueState>) {
+        for (resource, lost) in self.lost {
+            if let (Some(state), false) = (states.get_mut(&resource), lost.is_empty()) {
+                state.count_damaged(lost.len() as u64);
             }
         }
     }
@@ -82,26 +138,29 @@ pub(crate) fn replay_record(
     state: &mut QueueState,
     offset: u64,
     payload: &Bytes,
-) -> Result<(), EngineError> {
-    match QueueRecord::decode(offset, payload)? {
+) -> Result<Replayed, EngineError> {
+    let replayed = match QueueRecord::decode(offset, payload)? {
         QueueRecord::Enqueued { message, dedup } => {
             let key = dedup_key(&message, dedup);
             state.replay_enqueued(
                 enqueue_meta(Seq(offset), &message, key),
                 enqueued_at(&message),
             );
+            Replayed::Applied
         }
         QueueRecord::Delivered {
             seq,
             delivery_count,
             at,
-        } => {
-            state.replay_delivered(Seq(seq), delivery_count, at);
-        }
+        } => match state.replay_delivered(Seq(seq), delivery_count, at) {
+            true => Replayed::Applied,
+            false => Replayed::UnknownDelivered(seq),
+        },
         QueueRecord::Settled { seqs, .. } => {
-            for seq in seqs {
-                state.replay_settled(Seq(seq));
-            }
+            let unknown = (seqs.into_iter())
+                .filter(|seq| !state.replay_settled(Seq(*seq)))
+                .collect();
+            Replayed::Accounted(unknown)
         }
         QueueRecord::Relocated {
             seq,
@@ -118,9 +177,10 @@ pub(crate) fn replay_record(
                 enqueued_at(&message),
                 (delivery_count, first_delivered_at, last_delivered_at),
             );
+            Replayed::Accounted(vec![seq])
         }
-    }
-    Ok(())
+    };
+    Ok(replayed)
 }
 
 fn dedup_key(message: &Message, dedup: bool) -> Option<DedupKey> {

@@ -507,6 +507,11 @@ impl QueueState {
         self.insert(meta, enqueued_at);
     }
 
+    /// Counts `messages` found lost to damaged storage at replay (see `broker/replay.rs`).
+    pub fn count_damaged(&mut self, messages: u64) {
+        self.counters.damaged += messages;
+    }
+
     /// Replays a delivered record: the message keeps its delivery count and times, but not
     /// its lease (a restart forgets leases, so the message is ready again). Returns false,
     /// changing nothing, when the message is already settled.

@@ -38,7 +38,9 @@ pub struct QueueCounters {
     pub purged: u64,
     /// Dead letters moved back to their source queue by redrive.
     pub redriven: u64,
-    /// Messages whose record could not be read back (damaged storage) when delivered; they
-    /// left the queue, logged.
+    /// Messages lost to damaged storage: their record could not be read back when delivered
+    /// (they left the queue, logged), or a restart found it damaged after they had been
+    /// delivered (a message never delivered cannot be attributed; the storage metric counts
+    /// its record).
     pub damaged: u64,
 }
