@@ -35,6 +35,15 @@ pub struct Checked {
     pub damaged_records: u64,
     pub quarantined_ranges: usize,
     pub quarantined_records: u64,
+    /// Metadata found damaged: snapshot entries or journal changes lost (see
+    /// `MetaStore::damage`).
+    pub damaged_metadata: usize,
+}
+
+impl Checked {
+    pub fn is_clean(&self) -> bool {
+        self.damaged_ranges == 0 && self.damaged_metadata == 0
+    }
 }
 
 /// Checks `args.data_dir`, printing what it finds.
@@ -46,9 +55,8 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<Checked> {
         );
     }
     let store = Store::open(&args.data_dir, StoreConfig::default())?;
-    let definitions = store.meta().list("").len();
-    println!("metadata: ok, {definitions} entries");
     let mut checked = Checked::default();
+    check_metadata(&store, &mut checked);
     for name in log_names(&args.data_dir.join("logs"))? {
         if args.repair {
             print_repair(&name, &store.repair_log(&name)?);
@@ -64,7 +72,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<Checked> {
         checked.quarantined_records,
         checked.damaged_ranges,
         checked.damaged_records,
-        if checked.damaged_ranges == 0 {
+        if checked.is_clean() {
             "clean"
         } else {
             "DAMAGED"
@@ -98,6 +106,22 @@ fn print_repair(name: &str, repair: &Repair) {
             left.reason
         );
     }
+}
+
+/// Metadata damage was found, and logged, when the store opened: listed here with what it
+/// cost (the key of a lost entry when it could still be read).
+fn check_metadata(store: &Store, checked: &mut Checked) {
+    let definitions = store.meta().list("").len();
+    let damage = store.meta().damage();
+    if damage.is_empty() {
+        println!("metadata: ok, {definitions} entries");
+        return;
+    }
+    println!("metadata: damaged, {definitions} entries readable");
+    for damage in damage {
+        println!("  {damage}");
+    }
+    checked.damaged_metadata = damage.len();
 }
 
 fn check_log(name: &str, log: &Log, checked: &mut Checked) {

@@ -132,7 +132,7 @@ fn main() -> ExitCode {
             bench::run(command, server).map_err(anyhow::Error::from)
         }
         Command::Check(args) => match check::run(&args) {
-            Ok(checked) if checked.damaged_ranges > 0 => return ExitCode::from(1),
+            Ok(checked) if !checked.is_clean() => return ExitCode::from(1),
             Ok(_) => Ok(()),
             Err(error) => Err(error),
         },

@@ -1,6 +1,7 @@
 //! `wharf check DATA_DIR` on a real data directory: clean, then with flipped bytes in an older
-//! segment of a log, then on a directory a running server holds; and `wharf check --repair` on
-//! the damaged data of a stopped server, which then starts and serves the rest.
+//! segment of a log, then with a damaged metadata entry, then on a directory a running server
+//! holds; and `wharf check --repair` on the damaged data of a stopped server, which then starts
+//! and serves the rest.
 
 // Helper modules shared with other test binaries; each binary uses a different part of them.
 #[allow(dead_code)]
@@ -86,6 +87,36 @@ fn a_clean_directory_checks_clean_and_damage_is_named_with_exit_code_1() {
         out.contains("1 damaged ranges (1 records): DAMAGED"),
         "{out}"
     );
+}
+
+#[test]
+fn a_damaged_metadata_entry_is_named_with_exit_code_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+    store.meta().put("queue/a", serde_json::json!(10)).unwrap();
+    store.meta().put("queue/b", serde_json::json!(20)).unwrap();
+    drop(store);
+    // Into the snapshot: a journal with no marker (its first, empty frame) and no snapshot is a
+    // store from before snapshots were written at creation, and opening writes its snapshot.
+    let journal = dir.path().join("meta/meta.journal");
+    let bytes = std::fs::read(&journal).unwrap();
+    assert_eq!(&bytes[8..10], b"[]", "the marker");
+    std::fs::write(&journal, &bytes[10..]).unwrap();
+    let snapshot = dir.path().join("meta/meta.json");
+    std::fs::remove_file(&snapshot).unwrap();
+    drop(Store::open(dir.path(), StoreConfig::default()).unwrap());
+    let text = std::fs::read_to_string(&snapshot).unwrap();
+    assert!(text.contains("\"queue/b\" 20\n"), "{text}");
+    std::fs::write(&snapshot, text.replace("\"queue/b\" 20", "\"queue/b\" 21")).unwrap();
+
+    let (code, out, err) = check(dir.path());
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("metadata: damaged, 1 entries readable"),
+        "{out}"
+    );
+    assert!(out.contains("entry \"queue/b\" lost"), "{out}");
+    assert!(out.contains(": DAMAGED"), "{out}");
 }
 
 #[test]

@@ -29,7 +29,7 @@ pub use error::StorageError;
 pub use faults::Faults;
 pub use log::{FsyncPolicy, Log, LogConfig, LARGE_COMMIT_BYTES, LAZY_PENDING_BYTES_MAX};
 pub use memory::{MemoryLog, MemoryStore};
-pub use meta::{MetaOp, MetaStore};
+pub use meta::{MetaDamage, MetaLoss, MetaOp, MetaStore};
 pub use metrics::StorageMetrics;
 pub use quarantine::{LeftRange, MovedRange, Repair};
 pub use record::{Offset, Record, RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX};
