@@ -252,6 +252,19 @@ pub enum DefinitionError {
     /// It decodes, but the checks a new definition passes refuse it.
     #[error("{0}")]
     Refused(#[source] Box<EngineError>),
+    /// Its entry was damaged on disk and skipped: the options are unknown. The queue's
+    /// messages stay in the WAL (nothing is reclaimed) until the metadata is restored.
+    #[error(
+        "its metadata entry was damaged on disk and could not be read; restore meta/ from a backup"
+    )]
+    Lost,
+    /// The queue's definition is there but the entry naming its records in the WAL was lost:
+    /// opening it would show it empty. Its messages stay in the WAL until the metadata is
+    /// restored.
+    #[error(
+        "the entry naming its records in the WAL was damaged on disk; restore meta/ from a backup"
+    )]
+    ResourceLost,
 }
 
 impl EngineError {

@@ -642,6 +642,7 @@ async fn a_corrupt_definition_is_reported_and_every_other_queue_opens() {
                 EngineError::InvalidField { field, .. } => Some(field.clone()),
                 other => panic!("refused for another reason: {other:?}"),
             },
+            lost => panic!("decoded, not lost: {lost}"),
         };
         assert_eq!(refused_field, refused_for, "{}", damaged[0]);
         assert!(broker.engine.queue_info("jobs").is_err(), "it stays closed");

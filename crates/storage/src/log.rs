@@ -1153,7 +1153,8 @@ pub(crate) fn open_segments(
             .write(true)
             .open(&path)
             .map_err(|e| StorageError::io(&path, e))?;
-        let scan = segment::scan(&path, &file, *base)?;
+        let sealed = i + 1 < bases.len();
+        let scan = segment::scan(&path, &file, *base, sealed)?;
         let (torn, end) = (scan.torn, scan.end);
         let mut segment = Segment::new(*base, path, file, scan);
         match bases.get(i + 1) {

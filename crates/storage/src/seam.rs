@@ -23,7 +23,7 @@
 
 use crate::{
     error::StorageError,
-    meta::MetaOp,
+    meta::{MetaDamage, MetaOp},
     record::{Offset, Record},
 };
 use bytes::Bytes;
@@ -140,6 +140,12 @@ pub trait Storage: Send + Sync + fmt::Debug {
 
     /// Metadata entries whose key starts with `prefix`, in key order.
     fn meta_list(&self, prefix: &str) -> Vec<(String, Value)>;
+
+    /// Metadata found damaged at open (entries or changes lost; the rest opened). Empty for a
+    /// store whose metadata cannot be damaged.
+    fn meta_damage(&self) -> Vec<MetaDamage> {
+        Vec::new()
+    }
 
     /// Applies every op or none, durably, before completing.
     fn meta_apply(&self, ops: Vec<MetaOp>) -> StorageFuture<'_, ()>;

@@ -268,8 +268,16 @@ impl Segment {
 /// is damage, not a torn tail: the scan searches forward for the next valid frame carrying the
 /// expected offset or a later one, records the offsets between as damaged and goes on from
 /// there. Records of an append whose last frame is missing at the tail are left out (`end`
-/// stays before them), so a torn multi-record append disappears whole.
-pub(crate) fn scan(path: &Path, file: &File, base: Offset) -> Result<Scan, StorageError> {
+/// stays before them), so a torn multi-record append disappears whole; unless the segment is
+/// `sealed` (a newer one follows): it was synced before the next began, so its end was never
+/// torn, appends never span segments, and a missing last frame is damage that costs only the
+/// records it hit.
+pub(crate) fn scan(
+    path: &Path,
+    file: &File,
+    base: Offset,
+    sealed: bool,
+) -> Result<Scan, StorageError> {
     let io_error = |e: io::Error| StorageError::io(path, e);
     let file_len = file.metadata().map_err(io_error)?.len();
     let mut reader = BufReader::with_capacity(1 << 20, file);
@@ -291,6 +299,10 @@ pub(crate) fn scan(path: &Path, file: &File, base: Offset) -> Result<Scan, Stora
                 reader.seek(SeekFrom::Start(found_at)).map_err(io_error)?;
             }
             None => {
+                if sealed {
+                    state.committed_records = state.positions.len();
+                    state.committed_end = state.position;
+                }
                 let torn = (!reason.is_empty()).then_some((position, reason));
                 return Ok(state.finish(torn));
             }

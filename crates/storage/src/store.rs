@@ -16,7 +16,7 @@ use crate::{
     error::StorageError,
     faults::{Faults, FileOps},
     log::{FsyncPolicy, Log, LogConfig},
-    meta::{MetaOp, MetaStore},
+    meta::{MetaDamage, MetaOp, MetaStore},
     metrics::StorageMetrics,
     quarantine::{self, Repair},
     reserve::{Reserve, RESERVE_BYTES_DEFAULT},
@@ -281,6 +281,10 @@ impl Storage for Store {
 
     fn meta_list(&self, prefix: &str) -> Vec<(String, Value)> {
         self.shared.meta.list(prefix)
+    }
+
+    fn meta_damage(&self) -> Vec<MetaDamage> {
+        self.shared.meta.damage().to_vec()
     }
 
     fn meta_apply(&self, ops: Vec<MetaOp>) -> StorageFuture<'_, ()> {

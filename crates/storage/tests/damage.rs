@@ -265,7 +265,6 @@ fn clean_close_leaves_no_spare_file() {
 /// `damage_in_any_file_costs_only_what_it_touched` (wharf-engine), where sends of 5 messages
 /// are single appends.
 #[test]
-#[ignore = "bug in segment.rs: damage at the end of an older segment costs the whole append"]
 fn an_older_segment_cut_inside_an_append_keeps_the_records_before_the_cut() {
     let dir = tempfile::tempdir().unwrap();
     let payloads: Vec<Vec<u8>> = (0..100).map(|i| payload(i, 181)).collect();

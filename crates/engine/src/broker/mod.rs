@@ -96,6 +96,11 @@ struct Inner {
     last_reclaim_at: std::sync::atomic::AtomicU64,
     /// When taking back the disk reserve was last tried (see `space.rs`).
     last_restore_at: std::sync::atomic::AtomicU64,
+    /// Every resource id handed out is at least this: above every id found in use at open.
+    resource_floor: std::sync::atomic::AtomicU64,
+    /// Set when metadata was found damaged: reclaim deletes nothing from the WALs, which may
+    /// hold the messages of a queue whose definition was lost.
+    wal_kept_whole: AtomicBool,
     clock: Arc<dyn Clock>,
     config: EngineConfig,
     queues: RwLock<BTreeMap<String, Arc<QueueRuntime>>>,
@@ -130,6 +135,8 @@ impl Engine {
                 wal_transient,
                 last_reclaim_at: std::sync::atomic::AtomicU64::new(0),
                 last_restore_at: std::sync::atomic::AtomicU64::new(0),
+                resource_floor: std::sync::atomic::AtomicU64::new(1),
+                wal_kept_whole: AtomicBool::new(false),
                 clock,
                 config,
                 queues: RwLock::new(BTreeMap::new()),

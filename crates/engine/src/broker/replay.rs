@@ -53,11 +53,14 @@ pub(crate) fn enqueued_at(message: &Message) -> u64 {
 /// message is attributed to its queue through the later records that name it: one that was
 /// delivered and never settled counts in its queue's `damaged` counter. One never delivered
 /// cannot be told apart from damage to other records; storage's count covers it.
+///
+/// Returns the highest resource id any record names (0 for none).
 pub(crate) async fn replay_wal(
     log: &dyn LogStore,
     states: &mut HashMap<ResourceId, QueueState>,
-) -> Result<(), EngineError> {
+) -> Result<u64, EngineError> {
     let mut damaged = DamagedMessages::default();
+    let mut resource_max = 0;
     let mut at = log.start_offset();
     loop {
         let records = match log
@@ -77,6 +80,7 @@ pub(crate) async fn replay_wal(
         at = last.offset.next();
         for record in &records {
             let (resource, inner) = wal::unwrap(record.offset.0, &record.payload)?;
+            resource_max = resource_max.max(resource.0);
             if let Some(state) = states.get_mut(&resource) {
                 let replayed = replay_record(state, record.offset.0, &inner)?;
                 damaged.note(resource, replayed);
@@ -84,7 +88,7 @@ pub(crate) async fn replay_wal(
         }
     }
     damaged.count_into(states);
-    Ok(())
+    Ok(resource_max)
 }
 
 /// What replaying one record says about messages the state does not know.

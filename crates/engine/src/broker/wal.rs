@@ -33,7 +33,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use std::{collections::HashMap, sync::atomic::Ordering, sync::Arc};
 use wharf_model::message::Message;
 use wharf_model::QueueName;
-use wharf_storage::{Durability, LogOptions, LogSize, LogStore, MetaOp, Offset, Storage};
+use wharf_storage::{Durability, LogOptions, LogSize, LogStore, MetaLoss, MetaOp, Offset, Storage};
 
 /// Metadata key of the next resource id to hand out.
 const RESOURCE_NEXT_KEY: &str = "resource/next";
@@ -96,6 +96,10 @@ impl Engine {
     /// (see [`Engine::damaged_definitions`]) and its queue left closed; the others open.
     pub(super) async fn open_queues(&self) -> Result<(), EngineError> {
         let store = &self.inner.store;
+        let meta_damaged = self.report_lost_definitions();
+        // Without legacy logs (or with metadata lost), a definition without its resource id
+        // lost that entry: migrating would open the queue empty under a new id.
+        let may_migrate = !meta_damaged && store.meta_get(LEGACY_LOGS_DELETED_KEY).is_none();
         let mut definitions = Vec::new();
         for (key, value) in store.meta_list(QUEUE_META_PREFIX) {
             let (name, options, state) = match self.decode_queue_definition(&key, value) {
@@ -111,10 +115,18 @@ impl Engine {
                 .map(ResourceId);
             let resource = match resource {
                 Some(resource) => resource,
-                None => self.migrate_queue(&name, &options).await?,
+                None if may_migrate => self.migrate_queue(&name, &options).await?,
+                None => {
+                    let key = resource_key(name.as_str());
+                    let lost = DefinitionError::ResourceLost;
+                    self.report_damaged(EngineError::corrupt_definition(&key, lost));
+                    continue;
+                }
             };
             definitions.push((name, options, resource, state));
         }
+        let named = (definitions.iter()).map(|(_, _, resource, _)| resource.0);
+        self.raise_resource_floor(named.max().unwrap_or(0));
         self.delete_legacy_logs(&definitions).await?;
         let mut durable = HashMap::new();
         let mut transient = HashMap::new();
@@ -127,8 +139,10 @@ impl Engine {
                 (name, options, resource)
             })
             .collect();
-        replay::replay_wal(self.inner.wal.as_ref(), &mut durable).await?;
-        replay::replay_wal(self.inner.wal_transient.as_ref(), &mut transient).await?;
+        let seen = replay::replay_wal(self.inner.wal.as_ref(), &mut durable).await?;
+        self.raise_resource_floor(seen);
+        let seen = replay::replay_wal(self.inner.wal_transient.as_ref(), &mut transient).await?;
+        self.raise_resource_floor(seen);
         for (name, options, resource) in definitions {
             let states = if options.durable {
                 &mut durable
@@ -152,7 +166,8 @@ impl Engine {
         let next = store
             .meta_get(RESOURCE_NEXT_KEY)
             .and_then(|v| v.as_u64())
-            .unwrap_or(1);
+            .unwrap_or(1)
+            .max(self.inner.resource_floor.load(Ordering::Acquire));
         let resource = ResourceId(next);
         ops.push(MetaOp::Put(
             RESOURCE_NEXT_KEY.to_string(),
@@ -169,6 +184,38 @@ impl Engine {
         }
         store.meta_apply(ops).await?;
         Ok(resource)
+    }
+
+    /// Makes every id handed out from now on greater than `used`: the counter's own entry may
+    /// have been lost to damage, and an id handed out twice would mix two queues' records.
+    fn raise_resource_floor(&self, used: u64) {
+        (self.inner.resource_floor).fetch_max(used.saturating_add(1), Ordering::AcqRel);
+    }
+
+    /// Reports the queue and topic definitions that metadata damage cost (those whose key is
+    /// still known), and returns whether any metadata was lost at all. While any was, reclaim
+    /// keeps the WAL whole: a lost definition's messages are still there when it is restored.
+    fn report_lost_definitions(&self) -> bool {
+        let damage = self.inner.store.meta_damage();
+        for lost in &damage {
+            let MetaLoss::Entry { key: Some(key) } = &lost.lost else {
+                continue;
+            };
+            if key.starts_with(QUEUE_META_PREFIX)
+                || key.starts_with(super::topics::TOPIC_META_PREFIX)
+            {
+                let error = EngineError::corrupt_definition(key, DefinitionError::Lost);
+                self.report_damaged(error);
+            }
+        }
+        if !damage.is_empty() {
+            self.inner.wal_kept_whole.store(true, Ordering::Release);
+            tracing::error!(
+                losses = damage.len(),
+                "metadata was damaged: the queues' WAL is kept whole (nothing reclaimed) until a start without metadata damage"
+            );
+        }
+        !damage.is_empty()
     }
 
     /// Copies a queue from its legacy log into its WAL (see `replay`); returns its new id.
@@ -266,6 +313,9 @@ impl Engine {
                     tracing::warn!(%error, suppressed, "copying WAL stragglers forward failed");
                 }
             }
+        }
+        if self.inner.wal_kept_whole.load(Ordering::Acquire) {
+            return Ok(());
         }
         let mut keep = [None::<u64>, None::<u64>];
         for queue in self.registry().values() {
