@@ -23,6 +23,7 @@
 //! [limits]
 //! http_connections_max = 10000   # capped below the descriptor limit
 //! http_idle_timeout_ms = 60000    # closes connections on which nothing moves
+//! http_request_read_timeout_ms = 60000  # a request must arrive whole this soon
 //! requests_pending_max = 10000
 //! subscriptions_max = 1000
 //! ```
@@ -60,6 +61,10 @@ pub struct LimitSettings {
     /// handled, is closed: idle keep-alive connections, silent ones, half-sent requests,
     /// clients that stopped reading. At least [`HTTP_IDLE_TIMEOUT_MS_MIN`].
     pub http_idle_timeout_ms: u64,
+    /// A request must arrive whole (head and body) within this long of its first byte, or its
+    /// connection is closed: a client dripping a byte now and then passes the idle timeout
+    /// but not this. At least [`HTTP_REQUEST_READ_TIMEOUT_MS_MIN`].
+    pub http_request_read_timeout_ms: u64,
     /// Requests (request-reply, scatter-gather) waiting for replies at once; 429 past it.
     pub requests_pending_max: usize,
     /// Live topic subscriptions (SSE) at once; 429 past it.
@@ -71,6 +76,7 @@ impl Default for LimitSettings {
         LimitSettings {
             http_connections_max: HTTP_CONNECTIONS_MAX_DEFAULT,
             http_idle_timeout_ms: HTTP_IDLE_TIMEOUT_MS_DEFAULT,
+            http_request_read_timeout_ms: HTTP_REQUEST_READ_TIMEOUT_MS_DEFAULT,
             requests_pending_max: wharf_engine::broker::REQUESTS_PENDING_MAX_DEFAULT,
             subscriptions_max: wharf_engine::broker::SUBSCRIPTIONS_MAX_DEFAULT,
         }
@@ -89,9 +95,20 @@ pub const HTTP_IDLE_TIMEOUT_MS_DEFAULT: u64 = 60_000;
 /// leaves room for a slow network. Shorter would cut quiet subscriptions.
 pub const HTTP_IDLE_TIMEOUT_MS_MIN: u64 = 25_000;
 
+/// Default of [`LimitSettings::http_request_read_timeout_ms`]: 60 s reads the largest body
+/// the doors accept (8 MiB) at 140 KB/s, and a request head at any speed a client means.
+pub const HTTP_REQUEST_READ_TIMEOUT_MS_DEFAULT: u64 = 60_000;
+
+/// The shortest request read timeout accepted: a large body on a slow link needs seconds.
+pub const HTTP_REQUEST_READ_TIMEOUT_MS_MIN: u64 = 5_000;
+
 impl LimitSettings {
     pub fn http_idle_timeout(&self) -> Duration {
         Duration::from_millis(self.http_idle_timeout_ms)
+    }
+
+    pub fn http_request_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.http_request_read_timeout_ms)
     }
 }
 
@@ -293,6 +310,13 @@ impl ServeConfig {
                 "limits.http_idle_timeout_ms",
                 self.limits.http_idle_timeout_ms.to_string(),
                 &format!("must be at least {HTTP_IDLE_TIMEOUT_MS_MIN}: a quiet subscription moves a byte only every 15 s"),
+            ));
+        }
+        if self.limits.http_request_read_timeout_ms < HTTP_REQUEST_READ_TIMEOUT_MS_MIN {
+            return Err(invalid(
+                "limits.http_request_read_timeout_ms",
+                self.limits.http_request_read_timeout_ms.to_string(),
+                &format!("must be at least {HTTP_REQUEST_READ_TIMEOUT_MS_MIN}: a large body on a slow link takes seconds"),
             ));
         }
         if storage.fsync == FsyncMode::Interval && storage.fsync_interval_ms == 0 {

@@ -13,6 +13,11 @@
 //! request-reply waiting up to 5 min) moves no bytes either but is not idle: [`track_request`]
 //! counts the connection's requests in handling, and while there are any the timer waits.
 //!
+//! A client that drips a byte of its request now and then is never idle, so a request must also
+//! arrive whole, head and body, within `limits.http_request_read_timeout_ms` of its first byte.
+//! The stream sees bytes, not requests: a request has arrived once [`track_request`] begins
+//! handling it, which it counts, so bytes read after that count start the next request.
+//!
 //! Accepting can fail for want of descriptors (EMFILE, ENFILE). The pending connection then
 //! stays queued, so retrying at once would spin; the listener pauses [`ACCEPT_RETRY_DELAY`]
 //! and logs at most one line per throttle interval, and accepts again as soon as a descriptor
@@ -32,7 +37,7 @@ use std::{
     net::SocketAddr,
     pin::Pin,
     sync::{
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
         Arc, OnceLock,
     },
     task::{Context, Poll},
@@ -59,8 +64,15 @@ pub struct LimitedListener {
     inner: TcpListener,
     permits: Arc<Semaphore>,
     max: usize,
-    idle_timeout: Duration,
+    timeouts: Timeouts,
     refused: Counter,
+}
+
+/// How long a connection may stay idle, and how long a request may take to arrive whole.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub idle: Duration,
+    pub request_read: Duration,
 }
 
 /// An accepted connection; its permit returns when it closes.
@@ -68,19 +80,38 @@ pub struct LimitedListener {
 pub struct LimitedStream {
     stream: TcpStream,
     _permit: OwnedSemaphorePermit,
-    idle_timeout: Duration,
+    timeouts: Timeouts,
     /// When a byte last moved, read or written.
     active_at: Instant,
+    /// When the first byte of the request being read came, and how many requests had begun
+    /// by then: once that count moves, the request arrived.
+    reading_since: Option<(Instant, u64)>,
     /// Fires at `active_at + idle_timeout` or earlier; re-armed when it finds activity since,
     /// so that a busy connection does not touch the timer on every read.
     idle: Pin<Box<Sleep>>,
     requests: ConnectionRequests,
 }
 
-/// Requests of one connection being handled; shared between the stream and the handlers
-/// through axum's connect info.
+/// Requests of one connection being handled, and how many began; shared between the stream
+/// and the handlers through axum's connect info.
 #[derive(Debug, Clone, Default)]
-pub struct ConnectionRequests(Arc<AtomicUsize>);
+pub struct ConnectionRequests(Arc<RequestCounts>);
+
+#[derive(Debug, Default)]
+struct RequestCounts {
+    handling: AtomicUsize,
+    begun: AtomicU64,
+}
+
+impl ConnectionRequests {
+    fn handling(&self) -> usize {
+        self.0.handling.load(Ordering::Acquire)
+    }
+
+    fn begun(&self) -> u64 {
+        self.0.begun.load(Ordering::Acquire)
+    }
+}
 
 impl Connected<IncomingStream<'_, LimitedListener>> for ConnectionRequests {
     fn connect_info(stream: IncomingStream<'_, LimitedListener>) -> Self {
@@ -154,14 +185,15 @@ struct RequestHandling(ConnectionRequests);
 
 impl RequestHandling {
     fn begin(requests: ConnectionRequests) -> RequestHandling {
-        requests.0.fetch_add(1, Ordering::AcqRel);
+        requests.0.handling.fetch_add(1, Ordering::AcqRel);
+        requests.0.begun.fetch_add(1, Ordering::AcqRel);
         RequestHandling(requests)
     }
 }
 
 impl Drop for RequestHandling {
     fn drop(&mut self) {
-        (self.0).0.fetch_sub(1, Ordering::AcqRel);
+        (self.0).0.handling.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -169,14 +201,14 @@ impl LimitedListener {
     pub fn new(
         inner: TcpListener,
         max: usize,
-        idle_timeout: Duration,
+        timeouts: Timeouts,
         refused: Counter,
     ) -> LimitedListener {
         LimitedListener {
             inner,
             permits: Arc::new(Semaphore::new(max)),
             max,
-            idle_timeout,
+            timeouts,
             refused,
         }
     }
@@ -201,9 +233,10 @@ impl Listener for LimitedListener {
                     let stream = LimitedStream {
                         stream,
                         _permit: permit,
-                        idle_timeout: self.idle_timeout,
+                        timeouts: self.timeouts,
                         active_at: now,
-                        idle: Box::pin(tokio::time::sleep_until(now + self.idle_timeout)),
+                        reading_since: None,
+                        idle: Box::pin(tokio::time::sleep_until(now + self.timeouts.idle)),
                         requests: ConnectionRequests::default(),
                     };
                     return (stream, addr);
@@ -249,23 +282,54 @@ fn is_descriptors_exhausted(error: &io::Error) -> bool {
 }
 
 impl LimitedStream {
-    /// Ready with an error once no byte has moved for the idle timeout; registers the waker
-    /// otherwise. Called only when the socket itself is not ready.
+    /// Ready with an error once no byte has moved for the idle timeout, or a request has not
+    /// arrived whole in time; registers the waker otherwise. Called only when the socket
+    /// itself is not ready.
     fn poll_idle<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
         loop {
             if self.idle.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
-            if (self.requests.0).load(Ordering::Acquire) > 0 {
+            if self.requests.handling() > 0 {
                 self.active_at = Instant::now();
             }
-            let deadline = self.active_at + self.idle_timeout;
-            if deadline <= Instant::now() {
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
+            let idle_deadline = self.active_at + self.timeouts.idle;
+            let (deadline, limit) = match self.request_deadline() {
+                Some(read) if read < idle_deadline => (
+                    read,
+                    "request not read whole within limits.http_request_read_timeout_ms",
+                ),
+                _ => (
+                    idle_deadline,
                     "connection idle for limits.http_idle_timeout_ms",
-                )));
+                ),
+            };
+            if deadline <= Instant::now() {
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, limit)));
             }
+            self.idle.as_mut().reset(deadline);
+        }
+    }
+
+    /// When the request being read must have arrived, if one is being read.
+    fn request_deadline(&self) -> Option<Instant> {
+        let (since, begun) = self.reading_since?;
+        let arriving = self.requests.begun() == begun && self.requests.handling() == 0;
+        arriving.then_some(since + self.timeouts.request_read)
+    }
+
+    /// Bytes read: the first of a request starts its read deadline.
+    fn read_moved(&mut self, bytes: usize) {
+        if bytes == 0 {
+            return;
+        }
+        self.moved(bytes);
+        if self.request_deadline().is_some() || self.requests.handling() > 0 {
+            return;
+        }
+        self.reading_since = Some((self.active_at, self.requests.begun()));
+        let deadline = self.active_at + self.timeouts.request_read;
+        if deadline < self.idle.deadline() {
             self.idle.as_mut().reset(deadline);
         }
     }
@@ -318,7 +382,7 @@ impl AsyncRead for LimitedStream {
         let before = buf.filled().len();
         match Pin::new(&mut this.stream).poll_read(cx, buf) {
             Poll::Ready(result) => {
-                this.moved(buf.filled().len() - before);
+                this.read_moved(buf.filled().len() - before);
                 Poll::Ready(result)
             }
             Poll::Pending => this.poll_idle(cx),

@@ -8,7 +8,7 @@
 
 use crate::{
     config::ServeConfig,
-    connection_limit::{track_request, ConnectionRequests, LimitedListener},
+    connection_limit::{track_request, ConnectionRequests, LimitedListener, Timeouts},
     descriptors,
     disk_space::DiskSpace,
     http::{self, AppState},
@@ -331,9 +331,12 @@ async fn bind_listener(
             "limits.http_connections_max lowered to keep descriptors for the store"
         );
     }
-    let idle_timeout = config.limits.http_idle_timeout();
+    let timeouts = Timeouts {
+        idle: config.limits.http_idle_timeout(),
+        request_read: config.limits.http_request_read_timeout(),
+    };
     Ok((
-        LimitedListener::new(listener, max, idle_timeout, connections_refused),
+        LimitedListener::new(listener, max, timeouts, connections_refused),
         local_addr,
     ))
 }
@@ -482,6 +485,63 @@ mod tests {
         assert!(!answered.contains("200"), "{answered}");
         let answered = read_until_closed(&mut kept_alive).await;
         assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
+        stop.send(()).expect("server running");
+        running.await.expect("no panic").expect("clean shutdown");
+    }
+
+    /// A client that drips its request a byte at a time is never idle, but its request must
+    /// arrive whole in time; one that sends whole requests slowly, one after another, is fine.
+    #[tokio::test]
+    async fn a_request_dripped_slower_than_the_read_timeout_is_cut() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = test_config(dir.path());
+        config.limits.http_request_read_timeout_ms = 400;
+        let server = Server::bind(&config).await.expect("binds");
+        let addr = server.local_addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let running = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        let connect = || tokio::net::TcpStream::connect(addr);
+        let mut dripping = connect().await.expect("connect");
+        let started = std::time::Instant::now();
+        let mut cut = false;
+        for byte in b"GET /healthz HTTP/1.1\r\nHost: test\r\nX-Slow: "
+            .iter()
+            .cycle()
+            .take(200)
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if dripping.write_all(&[*byte]).await.is_err() {
+                cut = true;
+                break;
+            }
+            let mut probe = [0u8; 64];
+            let read = tokio::time::timeout(Duration::from_millis(1), dripping.read(&mut probe));
+            if let Ok(Ok(0) | Err(_)) = read.await {
+                cut = true;
+                break;
+            }
+        }
+        assert!(cut, "the dripping connection was closed");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        // Whole requests, each quick, on one connection for longer than the read timeout.
+        let mut steady = connect().await.expect("connect");
+        for _ in 0..4 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            steady
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+                .await
+                .expect("write");
+            let mut reply = [0u8; 512];
+            let read = steady.read(&mut reply).await.expect("answered");
+            let reply = String::from_utf8_lossy(&reply[..read]);
+            assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        }
         stop.send(()).expect("server running");
         running.await.expect("no panic").expect("clean shutdown");
     }
