@@ -31,9 +31,10 @@ pub enum Defect {
     /// two defects above) no longer holds back WAL reclaim, which deletes its records: the
     /// restart that should bring it back finds nothing. A confirmed message is lost for good.
     ReclaimDropsVanishedMessage,
-    /// A spare segment whose preparation failed while the disk was full (or syncs failed) is
-    /// still used by the next rotation after the fault is gone, which then fails with the old
-    /// error: one more append fails after service should have resumed.
+    /// A spare segment whose preparation failed while the disk was full (or syncs failed) was
+    /// still used by the next rotation after the fault was gone, which then failed with the old
+    /// error: one more append failed after service should have resumed. Fixed: a failed spare
+    /// is prepared again at the rotation, and on a full disk the next segment grows instead.
     FailedSpareReused,
     /// When the disk fills in the middle of a commit, the part written is to be zeroed again,
     /// but that write fails too (the disk is still full), so complete frames of the failed
@@ -78,6 +79,7 @@ impl Defect {
                 | Defect::SettleAppliedBeforeWritten
                 | Defect::ReclaimDropsVanishedMessage
                 | Defect::SendFailsAfterStoring
+                | Defect::FailedSpareReused
         )
     }
 
@@ -92,7 +94,6 @@ impl Defect {
     /// The defects still open (not [`Defect::fixed`]).
     pub fn all() -> &'static [Defect] {
         &[
-            Defect::FailedSpareReused,
             Defect::FailedAppendLeftOnDisk,
             Defect::FailedRotationLeavesSegment,
         ]

@@ -15,14 +15,6 @@ struct Case {
 }
 
 const CASES: &[Case] = &[
-    // A spare segment is a file; the memory store has none.
-    Case {
-        defect: Defect::FailedSpareReused,
-        storage: Backend::Files,
-        seed: 6,
-        steps: 400,
-        provoke: true,
-    },
     // A rotation renames files; the memory store has no segments to rotate.
     Case {
         defect: Defect::FailedRotationLeavesSegment,
@@ -79,11 +71,15 @@ fn a_strict_run_stops_at_a_known_defect() {
         provoke: true,
         ..Options::default()
     };
-    let failure = wharf_sim::run_with(6, 400, options).expect_err("seed 6 shows a defect");
-    assert_eq!(failure.defect, Some(Defect::FailedSpareReused));
-    assert_eq!(failure.invariant, Defect::FailedSpareReused.invariant());
-    assert!(
-        (failure.to_string()).contains("--seed 6 --steps 400 --storage files --strict --provoke"),
-        "{failure}"
+    let case = CASES
+        .iter()
+        .find(|case| case.defect == Defect::FailedRotationLeavesSegment)
+        .expect("a pinned case");
+    let failure = wharf_sim::run_with(case.seed, case.steps, options).expect_err("a defect");
+    assert_eq!(failure.defect, Some(case.defect));
+    let command = format!(
+        "--seed {} --steps {} --storage files --strict --provoke",
+        case.seed, case.steps
     );
+    assert!(failure.to_string().contains(&command), "{failure}");
 }

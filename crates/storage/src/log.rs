@@ -942,7 +942,13 @@ impl Inner {
         let path = self.dir.join(segment::segment_file_name(base));
         let spare = match writer.spare.take() {
             _ if !self.config.preallocate => None,
-            Some(preparing) => Some(preparing.join().expect("spare preparation panicked")),
+            // A spare that failed (the disk was full, a sync failed) is prepared again now: the
+            // fault may be gone, and its old error must not fail an append after it is.
+            Some(preparing) => Some(
+                (preparing.join().expect("spare preparation panicked")).or_else(|_| {
+                    prepare_spare(&self.dir, self.spare_fill_bytes(writer), &self.ops)
+                }),
+            ),
             None => Some(prepare_spare(
                 &self.dir,
                 self.spare_fill_bytes(writer),
