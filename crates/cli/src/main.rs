@@ -75,6 +75,19 @@ struct ServeArgs {
     /// HTTP listen address, e.g. 127.0.0.1:7700 (overrides `http_addr` in the file).
     #[arg(long, env = "WHARF_HTTP_ADDR", value_name = "ADDR")]
     http_addr: Option<SocketAddr>,
+    /// Make this string the administrator token (overrides `security.admin_token`); at least
+    /// 16 bytes. Prefer the environment variable: flags show in process lists.
+    #[arg(
+        long,
+        env = "WHARF_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    admin_token: Option<String>,
+    /// Serve with no users on a non-loopback address: anyone who reaches the port may do
+    /// anything.
+    #[arg(long)]
+    allow_anonymous: bool,
 }
 
 /// mimalloc instead of glibc's malloc: per-thread free lists without arena lock waits. The
@@ -154,6 +167,11 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(http_addr) = args.http_addr {
         config.http_addr = http_addr;
     }
+    if let Some(token) = args.admin_token {
+        config.security.admin_token = Some(token);
+    }
+    config.security.allow_anonymous |= args.allow_anonymous;
+    config.validate(args.config.as_deref())?;
     telemetry::init(&config.log)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -9,6 +9,7 @@
 use crate::{
     broker::records::RecordError,
     queue::OptionField,
+    security::{Action, AuthFailure},
     topic::{DestinationKind, TopicKind},
 };
 use std::{fmt, time::Duration};
@@ -77,6 +78,17 @@ pub enum EngineError {
         #[source]
         source: DefinitionError,
     },
+    /// The caller could not be identified: no credentials where they are required, or
+    /// credentials that are not valid.
+    #[error("authentication failed: {reason}")]
+    Unauthenticated { reason: AuthFailure },
+    /// The caller holds no grant for this action on this resource; nothing was changed.
+    #[error("not allowed: {action} on {resource}")]
+    Forbidden { action: Action, resource: String },
+    #[error("user {name:?} does not exist")]
+    UserNotFound { name: String },
+    #[error("token {id:?} does not exist")]
+    TokenNotFound { id: String },
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error(transparent)]
@@ -110,7 +122,10 @@ pub enum Field {
     /// The messages of a send or publish, as a whole.
     Batch,
     /// A field of the message at `index` in its batch (0 for a command of one message).
-    Message { index: usize, field: MessageField },
+    Message {
+        index: usize,
+        field: MessageField,
+    },
     /// A queue option.
     QueueOption(OptionField),
     /// How many messages a receive may return.
@@ -128,7 +143,9 @@ pub enum Field {
     /// A topic's kind.
     TopicKind,
     /// The filter of the topic's rule at `index`.
-    RuleFilter { index: usize },
+    RuleFilter {
+        index: usize,
+    },
     /// The pattern of a binding or a subscription.
     Pattern,
     /// The filter of a binding or a subscription.
@@ -136,9 +153,22 @@ pub enum Field {
     /// The headers match of a binding.
     Headers,
     /// The destination of a binding, of this kind.
-    Destination { kind: DestinationKind },
+    Destination {
+        kind: DestinationKind,
+    },
     /// A binding's request to create its destination queue.
     CreateQueue,
+    /// A user's name.
+    UserName,
+    Password,
+    /// One grant of a user or token.
+    Grant {
+        index: usize,
+    },
+    /// A token's name.
+    TokenName,
+    /// A token's lifetime.
+    ExpiresIn,
 }
 
 /// A field of a message to send or publish (`SendMessage`).
@@ -232,6 +262,9 @@ pub enum FieldProblem {
     /// A reply whose correlation id differs from the one of the request waiting for it.
     #[error("the request at this reply address has another correlation id")]
     CorrelationMismatch,
+    /// A user or token name with a character outside the allowed set.
+    #[error("may hold only letters, digits and . _ @ -")]
+    AccountNameChars,
 }
 
 /// A size limit of a batch.
@@ -241,6 +274,8 @@ pub enum SizeLimit {
     BatchMessages,
     /// Body bytes of one send or publish (`SEND_BATCH_BYTES_MAX`).
     BatchBytes,
+    /// Grants of one user or token (`GRANTS_MAX`).
+    Grants,
 }
 
 /// Why a stored definition cannot be opened.
@@ -347,6 +382,11 @@ impl fmt::Display for Field {
             Field::Headers => f.write_str("headers"),
             Field::Destination { kind } => write!(f, "{kind} destination"),
             Field::CreateQueue => f.write_str("create_queue"),
+            Field::UserName => f.write_str("user name"),
+            Field::Password => f.write_str("password"),
+            Field::Grant { index } => write!(f, "grant {index}"),
+            Field::TokenName => f.write_str("token name"),
+            Field::ExpiresIn => f.write_str("token lifetime"),
         }
     }
 }
@@ -374,6 +414,7 @@ impl fmt::Display for SizeLimit {
         f.write_str(match self {
             SizeLimit::BatchMessages => "a batch's message count",
             SizeLimit::BatchBytes => "a batch's body bytes",
+            SizeLimit::Grants => "the number of grants",
         })
     }
 }

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod error;
 pub mod log_throttle;
 pub mod queue;
+pub mod security;
 pub mod topic;
 
 pub use broker::{Engine, EngineConfig};

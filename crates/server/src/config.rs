@@ -48,7 +48,36 @@ pub struct ServeConfig {
     pub log: LogSettings,
     pub storage: StorageSettings,
     pub limits: LimitSettings,
+    pub security: SecuritySettings,
 }
+
+/// Who may call: see docs/security.md.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecuritySettings {
+    /// A token (any string of 16 bytes or more) that becomes the administrator token at start:
+    /// how a server with no users gets its first administrator. Also `--admin-token` or
+    /// `WHARF_ADMIN_TOKEN`.
+    pub admin_token: Option<String>,
+    /// Serve a store with no users and no tokens on a non-loopback address: anyone who can
+    /// reach the port may do anything. Without it such a start is refused.
+    pub allow_anonymous: bool,
+    /// `/metrics` without credentials (any valid credentials otherwise).
+    pub metrics_public: bool,
+}
+
+impl Default for SecuritySettings {
+    fn default() -> Self {
+        SecuritySettings {
+            admin_token: None,
+            allow_anonymous: false,
+            metrics_public: true,
+        }
+    }
+}
+
+/// Shortest administrator token accepted: it guards everything.
+pub const ADMIN_TOKEN_BYTES_MIN: usize = 16;
 
 /// Caps on what clients share; reaching one gets a clear refusal that names it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -212,6 +241,7 @@ impl Default for ServeConfig {
             log: LogSettings::default(),
             storage: StorageSettings::default(),
             limits: LimitSettings::default(),
+            security: SecuritySettings::default(),
         }
     }
 }
@@ -317,6 +347,13 @@ impl ServeConfig {
                 "limits.http_request_read_timeout_ms",
                 self.limits.http_request_read_timeout_ms.to_string(),
                 &format!("must be at least {HTTP_REQUEST_READ_TIMEOUT_MS_MIN}: a large body on a slow link takes seconds"),
+            ));
+        }
+        if (self.security.admin_token.as_ref()).is_some_and(|t| t.len() < ADMIN_TOKEN_BYTES_MIN) {
+            return Err(invalid(
+                "security.admin_token",
+                "(hidden)".to_string(),
+                &format!("must be at least {ADMIN_TOKEN_BYTES_MIN} bytes"),
             ));
         }
         if storage.fsync == FsyncMode::Interval && storage.fsync_interval_ms == 0 {

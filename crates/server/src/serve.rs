@@ -11,6 +11,7 @@ use crate::{
     connection_limit::{track_request, ConnectionRequests, LimitedListener, Timeouts},
     descriptors,
     disk_space::DiskSpace,
+    http::security::SecuritySettings,
     http::{self, AppState},
     readiness::Readiness,
 };
@@ -78,6 +79,18 @@ pub enum ServeError {
         #[source]
         source: StorageError,
     },
+    /// No user and no token, on an address others can reach: anyone could do anything.
+    #[error(
+        "refusing to serve on {addr} with no users and no tokens: anyone who can reach it could \
+         read, delete and flood everything. Give an administrator token (--admin-token or \
+         WHARF_ADMIN_TOKEN), listen on a loopback address, or pass --allow-anonymous"
+    )]
+    Unprotected { addr: SocketAddr },
+    #[error("cannot seed the administrator token: {source}")]
+    AdminToken {
+        #[source]
+        source: EngineError,
+    },
     #[error("cannot install signal handlers: {source}")]
     Signals {
         #[source]
@@ -116,6 +129,31 @@ pub fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static, Se
         };
         tracing::info!(signal = name, "shutdown requested");
     })
+}
+
+/// Seeds the administrator token if one is configured, and refuses to serve a store with no
+/// users and no tokens on an address other machines can reach, unless allowed (Redis's
+/// protected mode).
+async fn bind_secure(engine: &Engine, config: &ServeConfig) -> Result<(), ServeError> {
+    if let Some(token) = &config.security.admin_token {
+        (engine.seed_admin_token(token).await)
+            .map_err(|source| ServeError::AdminToken { source })?;
+        tracing::info!("administrator token set from the configuration");
+    }
+    if !engine.security_open() {
+        return Ok(());
+    }
+    let addr = config.http_addr;
+    match (addr.ip().is_loopback(), config.security.allow_anonymous) {
+        (true, _) => {
+            tracing::warn!(%addr, "no users or tokens: anyone on this machine may do anything; see docs/security.md")
+        }
+        (false, true) => {
+            tracing::warn!(%addr, "no users or tokens and --allow-anonymous: anyone who reaches this address may do anything")
+        }
+        (false, false) => return Err(ServeError::Unprotected { addr }),
+    }
+    Ok(())
 }
 
 /// Opens the store in `config.data_dir`, on the blocking pool (recovery scans files).
@@ -174,6 +212,13 @@ impl Server {
             }
         };
         tracing::info!(queues = engine.list_queues().len(), "queues open");
+        if let Err(error) = bind_secure(&engine, config).await {
+            engine.close();
+            if let Err(close) = store.close().await {
+                tracing::warn!(error = %close, "closing the store after a refused start");
+            }
+            return Err(error);
+        }
         let readiness = Arc::new(Readiness::default());
         readiness.set_store_open(true);
         let mut registry = Registry::default();
@@ -194,6 +239,7 @@ impl Server {
                 registry: Arc::new(registry),
                 engine,
                 disk: Some(Arc::new(disk)),
+                security: Arc::new(SecuritySettings::new(config.security.metrics_public)),
             },
         })
     }
@@ -565,6 +611,36 @@ mod tests {
             metrics.contains("wharf_storage_disk_free_bytes "),
             "{metrics}"
         );
+        stop.send(()).expect("server running");
+        running.await.expect("no panic").expect("clean shutdown");
+    }
+
+    /// Redis's protected mode: no users on a reachable address is refused unless allowed; an
+    /// administrator token makes the start safe, and then credentials are required.
+    #[tokio::test]
+    async fn an_unprotected_start_on_a_reachable_address_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = test_config(dir.path());
+        config.http_addr = "0.0.0.0:0".parse().expect("address");
+        let refused = Server::bind(&config).await.expect_err("refused");
+        assert!(matches!(refused, ServeError::Unprotected { .. }), "{refused}");
+        assert!(refused.to_string().contains("--allow-anonymous"), "{refused}");
+        config.security.allow_anonymous = true;
+        drop(Server::bind(&config).await.expect("allowed"));
+        config.security.allow_anonymous = false;
+        config.security.admin_token = Some("a-long-enough-admin-token".into());
+        let server = Server::bind(&config).await.expect("protected");
+        let port = server.local_addr().port();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let running = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let answer = get(addr, "/v1/queues").await.expect("request");
+        assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+        assert!(answer.contains("www-authenticate"), "{answer}");
+        let health = get(addr, "/healthz").await.expect("request");
+        assert!(health.starts_with("HTTP/1.1 200"), "probes stay open: {health}");
         stop.send(()).expect("server running");
         running.await.expect("no panic").expect("clean shutdown");
     }

@@ -83,12 +83,12 @@ impl Default for EngineConfig {
 /// The broker. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Engine {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 #[derive(Debug)]
-struct Inner {
-    store: Arc<dyn Storage>,
+pub(crate) struct Inner {
+    pub(crate) store: Arc<dyn Storage>,
     /// The shared WALs of durable and of transient queues.
     wal: Arc<dyn LogStore>,
     wal_transient: Arc<dyn LogStore>,
@@ -101,6 +101,10 @@ struct Inner {
     /// Set when metadata was found damaged: reclaim deletes nothing from the WALs, which may
     /// hold the messages of a queue whose definition was lost.
     wal_kept_whole: AtomicBool,
+    /// Users and tokens (see `security`).
+    pub(crate) accounts: crate::security::accounts::Accounts,
+    /// The audit log (see `security::audit`).
+    pub(crate) audit: Arc<dyn LogStore>,
     clock: Arc<dyn Clock>,
     config: EngineConfig,
     queues: RwLock<BTreeMap<String, Arc<QueueRuntime>>>,
@@ -109,7 +113,7 @@ struct Inner {
     replies: Mutex<replies::Registry>,
     /// Serializes creating, updating and deleting queues (rare; keeps metadata and the
     /// registry in step).
-    admin: tokio::sync::Mutex<()>,
+    pub(crate) admin: tokio::sync::Mutex<()>,
     ids: Mutex<MessageIdGenerator>,
     /// Live topic subscriptions, against [`EngineConfig::subscriptions_max`].
     subscriptions: Arc<std::sync::atomic::AtomicUsize>,
@@ -128,6 +132,12 @@ impl Engine {
         config: EngineConfig,
     ) -> Result<Engine, EngineError> {
         let (wal, wal_transient) = wal::open_wals(store.as_ref()).await?;
+        let audit_options = wharf_storage::LogOptions {
+            durability: wharf_storage::Durability::Durable,
+            size: wharf_storage::LogSize::Small,
+        };
+        let audit = (store.open_log(crate::security::audit::AUDIT_LOG_NAME, audit_options)).await?;
+        let accounts = crate::security::accounts::Accounts::load(store.as_ref());
         let engine = Engine {
             inner: Arc::new(Inner {
                 store,
@@ -137,6 +147,8 @@ impl Engine {
                 last_restore_at: std::sync::atomic::AtomicU64::new(0),
                 resource_floor: std::sync::atomic::AtomicU64::new(1),
                 wal_kept_whole: AtomicBool::new(false),
+                accounts,
+                audit,
                 clock,
                 config,
                 queues: RwLock::new(BTreeMap::new()),
@@ -598,7 +610,7 @@ impl Engine {
         Ok(())
     }
 
-    fn now(&self) -> u64 {
+    pub(crate) fn now(&self) -> u64 {
         self.inner.clock.now()
     }
 

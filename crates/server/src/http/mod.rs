@@ -11,6 +11,7 @@ mod openapi;
 pub mod problem;
 mod queues;
 mod requests;
+pub mod security;
 mod topics;
 
 pub use openapi::ApiDoc;
@@ -39,6 +40,8 @@ pub struct AppState {
     /// The data directory's free space, for `/readyz` and `/metrics`; `None` in tests
     /// without a directory.
     pub disk: Option<Arc<DiskSpace>>,
+    /// The guard's settings (see `security`).
+    pub security: Arc<security::SecuritySettings>,
 }
 
 /// The door's routes; unknown paths and methods answer with problem+json.
@@ -51,6 +54,11 @@ pub fn router(state: AppState) -> Router {
         .merge(queues::routes())
         .merge(topics::routes())
         .merge(requests::routes())
+        .merge(security::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            security::middleware::guard,
+        ))
         .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -57,11 +57,17 @@ pub enum ProblemCode {
     QueueBroken,
     /// A bug: the operation failed and was logged.
     Internal,
+    /// No credentials, or credentials that are not valid (or an expired token).
+    Unauthenticated,
+    /// Valid credentials without a grant for this action on this resource; `detail` names both.
+    Forbidden,
+    UserNotFound,
+    TokenNotFound,
 }
 
 impl ProblemCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ProblemCode; 19] = [
+    pub const ALL: [ProblemCode; 23] = [
         ProblemCode::InvalidName,
         ProblemCode::InvalidField,
         ProblemCode::InvalidBody,
@@ -81,6 +87,10 @@ impl ProblemCode {
         ProblemCode::StorageError,
         ProblemCode::QueueBroken,
         ProblemCode::Internal,
+        ProblemCode::Unauthenticated,
+        ProblemCode::Forbidden,
+        ProblemCode::UserNotFound,
+        ProblemCode::TokenNotFound,
     ];
 
     pub fn status(self) -> StatusCode {
@@ -94,7 +104,11 @@ impl ProblemCode {
             | ProblemCode::TopicNotFound
             | ProblemCode::BindingNotFound
             | ProblemCode::ReplyNotFound
+            | ProblemCode::UserNotFound
+            | ProblemCode::TokenNotFound
             | ProblemCode::NotFound => StatusCode::NOT_FOUND,
+            ProblemCode::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ProblemCode::Forbidden => StatusCode::FORBIDDEN,
             ProblemCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProblemCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
             // 409 Conflict: the request clashes with the queue's state, like a full bounded

@@ -45,6 +45,7 @@ fn state(engine: Engine) -> AppState {
         registry: Arc::new(registry),
         engine,
         disk: None,
+        security: Arc::new(crate::http::security::SecuritySettings::new(true)),
     }
 }
 

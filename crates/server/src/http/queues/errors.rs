@@ -48,6 +48,10 @@ pub(crate) fn engine_problem(error: EngineError, messages: MessagesAt) -> Proble
                 .with_field(path);
         }
         EngineError::QueueNotFound { .. } => ProblemCode::QueueNotFound,
+        EngineError::Unauthenticated { .. } => ProblemCode::Unauthenticated,
+        EngineError::Forbidden { .. } => ProblemCode::Forbidden,
+        EngineError::UserNotFound { .. } => ProblemCode::UserNotFound,
+        EngineError::TokenNotFound { .. } => ProblemCode::TokenNotFound,
         EngineError::TopicNotFound { .. } => ProblemCode::TopicNotFound,
         EngineError::BindingNotFound { .. } => ProblemCode::BindingNotFound,
         EngineError::ReplyNotFound { .. } => ProblemCode::ReplyNotFound,
@@ -115,6 +119,10 @@ fn field_path(field: &Field, messages: MessagesAt) -> String {
         Field::Headers => "headers",
         Field::Destination { kind } => destination_member(*kind),
         Field::CreateQueue => "create_queue",
+        Field::UserName | Field::TokenName => "name",
+        Field::Password => "password",
+        Field::Grant { index } => return format!("grants[{index}].actions"),
+        Field::ExpiresIn => "expires_in_s",
     };
     member.to_string()
 }
@@ -153,7 +161,8 @@ fn field_wording(problem: &FieldProblem, messages: MessagesAt) -> String {
         | FieldProblem::NotAQueue
         | FieldProblem::StreamsUnavailable
         | FieldProblem::NotAReplyAddress
-        | FieldProblem::CorrelationMismatch => problem.to_string(),
+        | FieldProblem::CorrelationMismatch
+        | FieldProblem::AccountNameChars => problem.to_string(),
     }
 }
 

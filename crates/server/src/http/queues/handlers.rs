@@ -10,12 +10,13 @@ use crate::http::{json_body::JsonBody, AppState, Problem, ProblemCode};
 use axum::{
     extract::{rejection::QueryRejection, Path, Query, State},
     http::StatusCode,
-    Json,
+    Extension, Json,
 };
 use std::time::Duration;
 use wharf_engine::{
     broker::{NackAction, ReceiptResult, ReceiveRequest, RECEIVE_MESSAGES_MAX},
     queue::QueueOptions,
+    security::{Action, Principal, Resource, ResourceKind},
     EngineError,
 };
 
@@ -40,9 +41,20 @@ const PEEK_MESSAGES_DEFAULT: usize = 10;
 )]
 pub async fn put_queue(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
     JsonBody(options): JsonBody<QueueOptions>,
 ) -> Result<(StatusCode, Json<QueueInfoBody>), Problem> {
+    // A dead-letter queue is created if missing and written to: the caller manages it too.
+    if let Some(dead_letters) = &options.dead_letter_queue {
+        let resource = Resource {
+            kind: ResourceKind::Queue,
+            name: dead_letters.as_str(),
+        };
+        state
+            .engine
+            .authorize(&principal, Action::Manage, resource)?;
+    }
     let created = state.engine.put_queue(&name, options).await?;
     let info = state.engine.queue_info(&name)?;
     let status = if created {
@@ -58,10 +70,21 @@ pub async fn put_queue(
     get,
     path = "/v1/queues",
     tag = "queues",
-    responses((status = 200, description = "Every queue", body = QueueListBody))
+    responses((status = 200, description = "Every queue the caller holds a grant on", body = QueueListBody))
 )]
-pub async fn list_queues(State(state): State<AppState>) -> Json<QueueListBody> {
-    let queues = state.engine.list_queues().into_iter().map(Into::into);
+pub async fn list_queues(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Json<QueueListBody> {
+    let visible = |name: &str| {
+        principal.sees(Resource {
+            kind: ResourceKind::Queue,
+            name,
+        })
+    };
+    let queues = (state.engine.list_queues().into_iter())
+        .filter(|queue| visible(&queue.name))
+        .map(Into::into);
     let damaged = (state.engine.damaged_definitions().iter())
         .filter_map(|damaged| match damaged.as_ref() {
             EngineError::CorruptDefinition { key, source } => Some(DamagedDefinitionBody {

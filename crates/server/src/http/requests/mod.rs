@@ -14,11 +14,15 @@ use crate::http::{
     topics::wire::{split_message, JsonObject},
     AppState, Problem, ProblemCode,
 };
-use axum::{extract::State, http::StatusCode, routing::post, Json, Router};
+use axum::{extract::State, http::StatusCode, routing::post, Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use std::{future::Future, time::Duration};
 use utoipa::ToSchema;
-use wharf_engine::{broker::RequestTarget, EngineError};
+use wharf_engine::{
+    broker::RequestTarget,
+    security::{Action, Principal, Resource, ResourceKind},
+    EngineError,
+};
 
 /// A request waits this long for its reply unless it says otherwise.
 const TIMEOUT_MS_DEFAULT: u64 = 30_000;
@@ -151,6 +155,7 @@ impl TryFrom<JsonObject> for ScatterBody {
 )]
 pub async fn request(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     JsonBody(request): JsonBody<RequestBody>,
 ) -> Result<Json<ReplyMessageBody>, Problem> {
     let timeout = timeout(request.timeout_ms)?;
@@ -166,6 +171,19 @@ pub async fn request(
         }
         (None, None, _) => return Err(bad_field("queue", "one of queue or topic is required")),
     };
+    let resource = match &target {
+        RequestTarget::Queue(queue) => Resource {
+            kind: ResourceKind::Queue,
+            name: queue,
+        },
+        RequestTarget::Topic { name, .. } => Resource {
+            kind: ResourceKind::Topic,
+            name,
+        },
+    };
+    state
+        .engine
+        .authorize(&principal, Action::Write, resource)?;
     let message = request.message.into_send_prefixed("")?;
     let reply = until_shutdown(&state, state.engine.request(target, message, timeout)).await?;
     Ok(Json(ReplyMessageBody {
@@ -187,8 +205,16 @@ pub async fn request(
 )]
 pub async fn scatter(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     JsonBody(request): JsonBody<ScatterBody>,
 ) -> Result<Json<ScatterResultBody>, Problem> {
+    let resource = Resource {
+        kind: ResourceKind::Topic,
+        name: &request.topic,
+    };
+    state
+        .engine
+        .authorize(&principal, Action::Write, resource)?;
     let timeout = timeout(request.timeout_ms)?;
     let message = request.message.into_send_prefixed("")?;
     let gathered = state.engine.scatter(

@@ -9,7 +9,11 @@ use crate::http::{json_body::JsonBody, AppState, Problem};
 use axum::{
     extract::{Path, State},
     http::StatusCode,
-    Json,
+    Extension, Json,
+};
+use wharf_engine::{
+    security::{Action, Principal, Resource, ResourceKind},
+    topic::Destination,
 };
 
 /// Creates a topic or updates its definition.
@@ -27,10 +31,16 @@ use axum::{
 )]
 pub async fn put_topic(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
     JsonBody(request): JsonBody<TopicBody>,
 ) -> Result<(StatusCode, Json<TopicInfoBody>), Problem> {
     let options = request.into_options()?;
+    let destinations =
+        (options.rules.iter().map(|rule| &rule.destination)).chain(options.alternate.as_ref());
+    for destination in destinations {
+        authorize_destination(&state, &principal, destination, Action::Write)?;
+    }
     let created = state.engine.put_topic(&name, options).await?;
     let info = state.engine.topic_info(&name)?;
     let status = if created {
@@ -48,11 +58,18 @@ pub async fn put_topic(
     tag = "topics",
     responses((status = 200, description = "All topics", body = TopicListBody))
 )]
-pub async fn list_topics(State(state): State<AppState>) -> Json<TopicListBody> {
-    let topics = state
-        .engine
-        .list_topics()
-        .into_iter()
+pub async fn list_topics(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Json<TopicListBody> {
+    let visible = |name: &str| {
+        principal.sees(Resource {
+            kind: ResourceKind::Topic,
+            name,
+        })
+    };
+    let topics = (state.engine.list_topics().into_iter())
+        .filter(|topic| visible(&topic.name))
         .map(Into::into)
         .collect();
     Json(TopicListBody { topics })
@@ -110,11 +127,31 @@ pub async fn delete_topic(
 )]
 pub async fn add_binding(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
     JsonBody(request): JsonBody<BindingBody>,
 ) -> Result<(StatusCode, Json<BindingInfoBody>), Problem> {
     let create_queue = request.create_queue;
     let spec = request.into_spec()?;
+    // Messages published to the topic will be written to the destination: the caller must be
+    // allowed to write there (and to create a queue it asks for).
+    let (kind, destination) = match &spec.destination {
+        Destination::Queue(queue) => (ResourceKind::Queue, queue),
+        Destination::Stream(stream) => (ResourceKind::Stream, stream),
+        Destination::Topic(topic) => (ResourceKind::Topic, topic),
+    };
+    let resource = Resource {
+        kind,
+        name: destination,
+    };
+    state
+        .engine
+        .authorize(&principal, Action::Write, resource)?;
+    if create_queue {
+        state
+            .engine
+            .authorize(&principal, Action::Manage, resource)?;
+    }
     let id = if create_queue {
         state.engine.bind_with_queue(&name, spec.clone()).await?
     } else {
@@ -203,4 +240,22 @@ pub async fn publish_messages(
     let published = state.engine.publish(&name, batch).await?;
     let messages = published.into_iter().map(Into::into).collect();
     Ok((StatusCode::CREATED, Json(PublishedListBody { messages })))
+}
+
+/// Messages published to a topic are written to its destinations (bindings, rules, the
+/// alternate): the caller must be allowed `action` there.
+fn authorize_destination(
+    state: &AppState,
+    principal: &Principal,
+    destination: &Destination,
+    action: Action,
+) -> Result<(), wharf_engine::EngineError> {
+    let (kind, name) = match destination {
+        Destination::Queue(queue) => (ResourceKind::Queue, queue),
+        Destination::Stream(stream) => (ResourceKind::Stream, stream),
+        Destination::Topic(topic) => (ResourceKind::Topic, topic),
+    };
+    state
+        .engine
+        .authorize(principal, action, Resource { kind, name })
 }

@@ -1,0 +1,71 @@
+//! Which grant each HTTP operation needs: the one table of them.
+//!
+//! Every route is listed here by method and path template. A route missing from the table is
+//! refused with 500 for everyone (and fails the test that walks the OpenAPI document), so an
+//! endpoint can never ship without a permission check. Operations whose resources are in the
+//! body (request-reply targets, binding destinations, dead-letter queues) are checked again
+//! by their handlers, with the same engine function.
+
+use axum::http::Method;
+use wharf_engine::security::{Action, ResourceKind};
+
+/// What an operation needs of its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// Anyone: probes and the API description.
+    Open,
+    /// `/metrics`: open, or any valid credentials, as configured.
+    Metrics,
+    /// Any valid credentials; the handler filters or checks further.
+    Authenticated,
+    /// `action` on the resource of `kind` named by the path parameter `name`.
+    Grant { action: Action, kind: ResourceKind },
+    /// An administrator.
+    Admin,
+}
+
+impl Rule {
+    /// Whether the audit log records this operation whatever its outcome (management), rather
+    /// than only when it is refused (reading and writing messages).
+    pub fn audited(self, method: &Method) -> bool {
+        match self {
+            Rule::Grant { action, .. } => matches!(action, Action::Manage | Action::Admin),
+            Rule::Admin | Rule::Authenticated => *method != Method::GET,
+            Rule::Open | Rule::Metrics => false,
+        }
+    }
+}
+
+/// The rule of the route `template` (as axum matched it) for `method`; `None` for a route
+/// the table lacks.
+pub fn rule(method: &Method, template: &str) -> Option<Rule> {
+    use Action::{Manage, Read, Write};
+    use ResourceKind::{Queue, Topic};
+    let grant = |action, kind| Some(Rule::Grant { action, kind });
+    let get = *method == Method::GET;
+    match template {
+        "/healthz" | "/readyz" | "/openapi.json" => Some(Rule::Open),
+        "/metrics" => Some(Rule::Metrics),
+        "/v1/queues" | "/v1/topics" if get => Some(Rule::Authenticated),
+        "/v1/queues/{name}" if get => grant(Read, Queue),
+        "/v1/queues/{name}" => grant(Manage, Queue),
+        "/v1/queues/{name}/messages" if get => grant(Read, Queue),
+        "/v1/queues/{name}/messages" => grant(Write, Queue),
+        "/v1/queues/{name}/receive"
+        | "/v1/queues/{name}/ack"
+        | "/v1/queues/{name}/nack"
+        | "/v1/queues/{name}/lease" => grant(Read, Queue),
+        "/v1/queues/{name}/purge" | "/v1/queues/{name}/redrive" => grant(Manage, Queue),
+        "/v1/topics/{name}" | "/v1/topics/{name}/bindings" if get => grant(Read, Topic),
+        "/v1/topics/{name}" | "/v1/topics/{name}/bindings" => grant(Manage, Topic),
+        "/v1/topics/{name}/bindings/{id}" => grant(Manage, Topic),
+        "/v1/topics/{name}/publish" => grant(Write, Topic),
+        "/v1/topics/{name}/subscribe" => grant(Read, Topic),
+        "/v1/request" | "/v1/scatter" | "/v1/reply" => Some(Rule::Authenticated),
+        "/v1/whoami" | "/v1/tokens" | "/v1/tokens/{id}" => Some(Rule::Authenticated),
+        // An administrator, or a user setting its own password: the handler decides.
+        "/v1/users/{name}" if *method == Method::PUT => Some(Rule::Authenticated),
+        "/v1/users" | "/v1/users/{name}" | "/v1/audit" => Some(Rule::Admin),
+        _ => None,
+    }
+}

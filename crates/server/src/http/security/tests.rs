@@ -1,0 +1,345 @@
+//! Every operation of the OpenAPI document, called with no credentials, wrong credentials, a
+//! principal without the grant it needs, and one with it: a new endpoint without a rule, or a
+//! rule that lets the wrong caller through, fails here. Then tokens that expire or are
+//! revoked, what a refusal says, and the audit log.
+
+use super::rules::{self, Rule};
+use crate::http::{router, security::SecuritySettings, ApiDoc, AppState};
+use crate::readiness::Readiness;
+use axum::{
+    body::{to_bytes, Body},
+    http::{header, Method, Request, StatusCode},
+};
+use prometheus_client::registry::Registry;
+use std::{sync::Arc, time::Duration};
+use tower::ServiceExt;
+use utoipa::OpenApi;
+use wharf_engine::{
+    clock::ManualClock,
+    security::{Action, Grant, ResourceKind, TokenRequest},
+    Engine, EngineConfig,
+};
+use wharf_storage::MemoryStore;
+
+const ADMIN: &str = "an-administrator-token";
+const START: u64 = 1_800_000_000_000;
+
+struct Fixture {
+    state: AppState,
+    engine: Engine,
+    clock: Arc<ManualClock>,
+}
+
+async fn fixture() -> Fixture {
+    let clock = ManualClock::new(START);
+    let store = Arc::new(MemoryStore::new());
+    let engine = Engine::open(store, clock.clone(), EngineConfig::default())
+        .await
+        .expect("engine");
+    engine.seed_admin_token(ADMIN).await.expect("admin");
+    engine
+        .put_user("nogrant", Some("no-grants-here".into()), Some(Vec::new()))
+        .await
+        .expect("user");
+    let readiness = Arc::new(Readiness::default());
+    readiness.set_store_open(true);
+    let state = AppState {
+        readiness,
+        registry: Arc::new(Registry::default()),
+        engine: engine.clone(),
+        disk: None,
+        security: Arc::new(SecuritySettings::new(false)),
+    };
+    Fixture {
+        state,
+        engine,
+        clock,
+    }
+}
+
+/// A token holding exactly `action` on `kind:name`.
+async fn token_for(engine: &Engine, action: Action, kind: ResourceKind, name: &str) -> String {
+    let admin = engine
+        .authenticate(Some(&wharf_engine::security::Credentials::Token(
+            ADMIN.into(),
+        )))
+        .await
+        .expect("admin");
+    let grant = Grant {
+        actions: vec![action],
+        resource: format!("{}:{name}", kind.as_str())
+            .parse()
+            .expect("pattern"),
+    };
+    let request = TokenRequest {
+        name: "exact".into(),
+        grants: vec![grant],
+        expires_in: None,
+    };
+    let created = engine.create_token(&admin, request).await.expect("token");
+    created.token
+}
+
+fn basic(user: &str, password: &str) -> String {
+    let pair = format!("{user}:{password}");
+    format!("Basic {}", base64_simd::STANDARD.encode_to_string(pair))
+}
+
+async fn call(
+    state: &AppState,
+    method: &Method,
+    path: &str,
+    authorization: Option<&str>,
+    body: &str,
+) -> (StatusCode, serde_json::Value) {
+    let mut request = Request::builder().method(method.clone()).uri(path);
+    if let Some(authorization) = authorization {
+        request = request.header(header::AUTHORIZATION, authorization);
+    }
+    if !body.is_empty() {
+        request = request.header(header::CONTENT_TYPE, "application/json");
+    }
+    let request = request.body(Body::from(body.to_string())).expect("request");
+    let response = router(state.clone())
+        .oneshot(request)
+        .await
+        .expect("infallible");
+    let status = response.status();
+    // Event streams never end: only the status matters for them.
+    if response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v == "text/event-stream")
+    {
+        return (status, serde_json::Value::Null);
+    }
+    let bytes = to_bytes(response.into_body(), 1 << 20).await.expect("body");
+    (status, serde_json::from_slice(&bytes).unwrap_or_default())
+}
+
+/// A body that gets the operation past its own parsing, so a refusal is the grant's.
+fn body_for(method: &Method, template: &str) -> &'static str {
+    match template {
+        "/v1/request" => r#"{"queue": "t1", "body": "hi", "timeout_ms": 10}"#,
+        "/v1/scatter" => r#"{"topic": "t1", "body": "hi", "expect": 1, "timeout_ms": 10}"#,
+        "/v1/users/{name}" if *method == Method::PUT => r#"{"password": "long enough"}"#,
+        "/v1/tokens" => r#"{"name": "n", "grants": []}"#,
+        _ if *method == Method::POST || *method == Method::PUT => "{}",
+        _ => "",
+    }
+}
+
+fn operations() -> Vec<(Method, String)> {
+    let document = ApiDoc::openapi();
+    let mut operations = Vec::new();
+    for (path, item) in document.paths.paths {
+        let methods = [
+            (Method::GET, item.get.is_some()),
+            (Method::PUT, item.put.is_some()),
+            (Method::POST, item.post.is_some()),
+            (Method::DELETE, item.delete.is_some()),
+        ];
+        for (method, present) in methods {
+            if present {
+                operations.push((method, path.clone()));
+            }
+        }
+    }
+    operations
+}
+
+#[tokio::test]
+async fn every_operation_refuses_the_wrong_callers_and_admits_the_right_one() {
+    let fixture = fixture().await;
+    let state = &fixture.state;
+    let no_grant = basic("nogrant", "no-grants-here");
+    let wrong = [
+        basic("nogrant", "not-the-password"),
+        "Bearer wharf_00_00".to_string(),
+    ];
+    let operations = operations();
+    assert!(operations.len() >= 30, "{} operations", operations.len());
+    for (method, template) in operations {
+        let rule = rules::rule(&method, &template)
+            .unwrap_or_else(|| panic!("{method} {template} has no permission rule"));
+        let path = template.replace("{name}", "t1").replace("{id}", "x");
+        let body = body_for(&method, &template);
+        let what = format!("{method} {template}");
+        if rule == Rule::Open {
+            let (status, _) = call(state, &method, &path, None, body).await;
+            assert_ne!(status, StatusCode::UNAUTHORIZED, "{what}: open");
+            continue;
+        }
+        let (status, problem) = call(state, &method, &path, None, body).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: no credentials");
+        assert_eq!(problem["code"], "unauthenticated", "{what}");
+        for wrong in &wrong {
+            let (status, _) = call(state, &method, &path, Some(wrong), body).await;
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{what}: wrong credentials"
+            );
+        }
+        let (status, _) = call(state, &method, &path, Some(&no_grant), body).await;
+        let refused_without_grant = match rule {
+            Rule::Grant { .. } | Rule::Admin => true,
+            // Checked by their handlers against the body or the path.
+            Rule::Authenticated => matches!(
+                template.as_str(),
+                "/v1/request" | "/v1/scatter" | "/v1/users/{name}"
+            ),
+            Rule::Metrics | Rule::Open => false,
+        };
+        match refused_without_grant {
+            true => assert_eq!(status, StatusCode::FORBIDDEN, "{what}: no grant"),
+            false => assert!(
+                status != StatusCode::FORBIDDEN && status != StatusCode::UNAUTHORIZED,
+                "{what}: authenticated, got {status}"
+            ),
+        }
+        let right = match rule {
+            Rule::Grant { action, kind } => {
+                format!(
+                    "Bearer {}",
+                    token_for(&fixture.engine, action, kind, "t1").await
+                )
+            }
+            _ => format!("Bearer {ADMIN}"),
+        };
+        let (status, _) = call(state, &method, &path, Some(&right), body).await;
+        assert!(
+            status != StatusCode::FORBIDDEN && status != StatusCode::UNAUTHORIZED,
+            "{what}: with its grant, got {status}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_refusal_names_the_action_and_resource_and_changes_nothing() {
+    let fixture = fixture().await;
+    let state = &fixture.state;
+    let admin = format!("Bearer {ADMIN}");
+    let (status, _) = call(state, &Method::PUT, "/v1/queues/jobs", Some(&admin), "{}").await;
+    assert_eq!(status, StatusCode::CREATED);
+    let send = r#"{"messages": [{"body": "a"}]}"#;
+    call(
+        state,
+        &Method::POST,
+        "/v1/queues/jobs/messages",
+        Some(&admin),
+        send,
+    )
+    .await;
+    let reader = format!(
+        "Bearer {}",
+        token_for(&fixture.engine, Action::Read, ResourceKind::Queue, "jobs").await
+    );
+    let (status, problem) = call(
+        state,
+        &Method::POST,
+        "/v1/queues/jobs/purge",
+        Some(&reader),
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(problem["code"], "forbidden");
+    assert_eq!(problem["detail"], "not allowed: manage on queue:jobs");
+    let info = fixture.engine.queue_info("jobs").expect("queue");
+    assert_eq!(info.stats.ready, 1, "nothing purged");
+    // Lists show only what the caller holds grants on.
+    call(state, &Method::PUT, "/v1/queues/other", Some(&admin), "{}").await;
+    let (_, list) = call(state, &Method::GET, "/v1/queues", Some(&reader), "").await;
+    let names: Vec<&str> = (list["queues"].as_array().expect("queues").iter())
+        .map(|q| q["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["jobs"]);
+}
+
+#[tokio::test]
+async fn tokens_over_http_expire_and_are_revoked_at_once() {
+    let fixture = fixture().await;
+    let state = &fixture.state;
+    let admin = format!("Bearer {ADMIN}");
+    let body = r#"{"name": "short", "grants": [{"actions": ["read"], "resource": "queue:*"}], "expires_in_s": 60}"#;
+    let (status, created) = call(state, &Method::POST, "/v1/tokens", Some(&admin), body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let token = format!("Bearer {}", created["token"].as_str().expect("secret"));
+    assert_eq!(created["expires_at"], START + 60_000);
+    let (status, me) = call(state, &Method::GET, "/v1/whoami", Some(&token), "").await;
+    assert_eq!(
+        (status, me["kind"].as_str()),
+        (StatusCode::OK, Some("token"))
+    );
+    let (_, listed) = call(state, &Method::GET, "/v1/tokens", Some(&admin), "").await;
+    let listed = listed.to_string();
+    assert!(
+        !listed.contains(created["token"].as_str().unwrap()),
+        "secrets never listed"
+    );
+    fixture.clock.advance(Duration::from_secs(61));
+    let (status, problem) = call(state, &Method::GET, "/v1/whoami", Some(&token), "").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        problem["detail"].as_str().unwrap().contains("expired"),
+        "{problem}"
+    );
+
+    let body = r#"{"name": "long", "grants": [{"actions": ["read"], "resource": "queue:*"}]}"#;
+    let (_, created) = call(state, &Method::POST, "/v1/tokens", Some(&admin), body).await;
+    let token = format!("Bearer {}", created["token"].as_str().expect("secret"));
+    let id = created["id"].as_str().expect("id");
+    let (status, _) = call(state, &Method::GET, "/v1/whoami", Some(&token), "").await;
+    assert_eq!(status, StatusCode::OK);
+    let revoke = format!("/v1/tokens/{id}");
+    let (status, _) = call(state, &Method::DELETE, &revoke, Some(&admin), "").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = call(state, &Method::GET, "/v1/whoami", Some(&token), "").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn management_and_refusals_are_audited() {
+    let fixture = fixture().await;
+    let state = &fixture.state;
+    let admin = format!("Bearer {ADMIN}");
+    call(state, &Method::PUT, "/v1/queues/jobs", Some(&admin), "{}").await;
+    call(state, &Method::POST, "/v1/queues/jobs/purge", None, "").await;
+    let wrong = basic("nogrant", "wrong-password");
+    call(state, &Method::DELETE, "/v1/queues/jobs", Some(&wrong), "").await;
+    let (status, audit) = call(state, &Method::GET, "/v1/audit", Some(&admin), "").await;
+    assert_eq!(status, StatusCode::OK);
+    let entries = audit["entries"].as_array().expect("entries");
+    let seen: Vec<(String, String, String)> = entries
+        .iter()
+        .map(|e| {
+            let text = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+            (text("who"), text("operation"), text("outcome"))
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                "token:admin".into(),
+                "PUT /v1/queues/{name}".into(),
+                "ok".into()
+            ),
+            (
+                "unauthenticated".into(),
+                "POST /v1/queues/{name}/purge".into(),
+                "unauthenticated".into()
+            ),
+            (
+                "unauthenticated".into(),
+                "DELETE /v1/queues/{name}".into(),
+                "unauthenticated".into()
+            ),
+        ]
+    );
+    assert_eq!(entries[0]["resource"], "queue:jobs");
+    let no_grant = basic("nogrant", "no-grants-here");
+    let (status, _) = call(state, &Method::GET, "/v1/audit", Some(&no_grant), "").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "admins only");
+}
