@@ -78,6 +78,11 @@ pub enum ServeError {
         #[source]
         source: StorageError,
     },
+    #[error("config: {source}")]
+    HttpSettings {
+        #[source]
+        source: http::browser::BrowserSettingError,
+    },
     #[error("cannot install signal handlers: {source}")]
     Signals {
         #[source]
@@ -145,6 +150,8 @@ async fn bind_open_store(config: &ServeConfig) -> Result<Arc<Store>, ServeError>
 impl Server {
     /// Opens the store in `config.data_dir` and binds `config.http_addr`.
     pub async fn bind(config: &ServeConfig) -> Result<Server, ServeError> {
+        let browser = http::browser::BrowserPolicy::new(&config.http, config.http_addr.ip())
+            .map_err(|source| ServeError::HttpSettings { source })?;
         let descriptors_soft = bind_raise_descriptor_limit();
         let store = bind_open_store(config).await?;
         let storage = &config.storage;
@@ -194,6 +201,7 @@ impl Server {
                 registry: Arc::new(registry),
                 engine,
                 disk: Some(Arc::new(disk)),
+                browser: Arc::new(browser),
             },
         })
     }
@@ -356,7 +364,8 @@ mod tests {
 
     async fn get(addr: SocketAddr, path: &str) -> io::Result<String> {
         let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await?;
         let mut reply = String::new();
         stream.read_to_string(&mut reply).await?;
@@ -422,7 +431,7 @@ mod tests {
     async fn send(addr: SocketAddr, method: &str, path: &str, body: &str) -> String {
         let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
              content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
             body.len()
         );
@@ -460,7 +469,7 @@ mod tests {
         let mut half_body = connect().await.expect("connect");
         half_body
             .write_all(
-                b"POST /v1/queues/jobs/receive HTTP/1.1\r\nHost: test\r\n\
+                b"POST /v1/queues/jobs/receive HTTP/1.1\r\nHost: localhost\r\n\
                   content-type: application/json\r\ncontent-length: 100\r\n\r\n{",
             )
             .await

@@ -45,6 +45,7 @@ fn state(engine: Engine) -> AppState {
         registry: Arc::new(registry),
         engine,
         disk: None,
+        browser: Arc::default(),
     }
 }
 
