@@ -26,6 +26,10 @@
 //! http_request_read_timeout_ms = 60000  # a request must arrive whole this soon
 //! requests_pending_max = 10000
 //! subscriptions_max = 1000
+//!
+//! [http]
+//! allowed_hosts = []    # Host names besides localhost and the listen IP; ["*"]: any
+//! cors_origins = []     # browser origins allowed cross-origin; empty: CORS off
 //! ```
 
 use serde::Deserialize;
@@ -49,6 +53,19 @@ pub struct ServeConfig {
     pub storage: StorageSettings,
     pub limits: LimitSettings,
     pub security: SecuritySettings,
+    pub http: HttpSettings,
+}
+
+/// What the HTTP door accepts from browsers; see [`crate::http::browser`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Host names (no port) requests may be addressed to, besides `localhost`, `127.0.0.1`,
+    /// `[::1]` and the listen address's IP; `["*"]` accepts any (behind a proxy that checks it).
+    pub allowed_hosts: Vec<String>,
+    /// Origins (`https://app.example`) whose pages may call the API; empty turns CORS off,
+    /// `["*"]` allows every origin.
+    pub cors_origins: Vec<String>,
 }
 
 /// Who may call: see docs/security.md.
@@ -242,6 +259,7 @@ impl Default for ServeConfig {
             storage: StorageSettings::default(),
             limits: LimitSettings::default(),
             security: SecuritySettings::default(),
+            http: HttpSettings::default(),
         }
     }
 }
@@ -354,6 +372,13 @@ impl ServeConfig {
                 "security.admin_token",
                 "(hidden)".to_string(),
                 &format!("must be at least {ADMIN_TOKEN_BYTES_MIN} bytes"),
+            ));
+        }
+        if let Err(error) = crate::http::browser::BrowserPolicy::validate(&self.http) {
+            return Err(invalid(
+                error.key(),
+                format!("{:?}", error.entry()),
+                error.reason(),
             ));
         }
         if storage.fsync == FsyncMode::Interval && storage.fsync_interval_ms == 0 {
@@ -540,6 +565,48 @@ mod tests {
             error.to_string().contains("limits.subscriptions_max"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn http_settings_parse_and_bad_entries_name_the_setting() {
+        let config = parse(
+            "[http]\nallowed_hosts = [\"wharf.example\", \"[fd00::1]\"]\n\
+             cors_origins = [\"https://app.example\"]\n",
+        )
+        .expect("parses");
+        assert_eq!(config.http.allowed_hosts, ["wharf.example", "[fd00::1]"]);
+        assert_eq!(config.http.cors_origins, ["https://app.example"]);
+        assert_eq!(parse("").expect("parses").http, HttpSettings::default());
+        let refused = [
+            (
+                "allowed_hosts = [\"wharf.example:7700\"]",
+                "http.allowed_hosts",
+            ),
+            (
+                "allowed_hosts = [\"*\", \"localhost\"]",
+                "http.allowed_hosts",
+            ),
+            (
+                "allowed_hosts = [\"http://wharf.example\"]",
+                "http.allowed_hosts",
+            ),
+            ("cors_origins = [\"app.example\"]", "http.cors_origins"),
+            (
+                "cors_origins = [\"https://app.example/\"]",
+                "http.cors_origins",
+            ),
+            ("cors_origins = [\"null\"]", "http.cors_origins"),
+            (
+                "cors_origins = [\"*\", \"https://app.example\"]",
+                "http.cors_origins",
+            ),
+        ];
+        for (line, key) in refused {
+            let error = parse(&format!("[http]\n{line}\n")).unwrap_err();
+            assert!(error.to_string().contains(key), "{line}: {error}");
+        }
+        let error = parse("[http]\nallowed_host = []\n").unwrap_err();
+        assert!(error.to_string().contains("allowed_host"), "{error}");
     }
 
     #[test]

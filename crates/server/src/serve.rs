@@ -91,6 +91,11 @@ pub enum ServeError {
         #[source]
         source: EngineError,
     },
+    #[error("config: {source}")]
+    HttpSettings {
+        #[source]
+        source: http::browser::BrowserSettingError,
+    },
     #[error("cannot install signal handlers: {source}")]
     Signals {
         #[source]
@@ -183,6 +188,8 @@ async fn bind_open_store(config: &ServeConfig) -> Result<Arc<Store>, ServeError>
 impl Server {
     /// Opens the store in `config.data_dir` and binds `config.http_addr`.
     pub async fn bind(config: &ServeConfig) -> Result<Server, ServeError> {
+        let browser = http::browser::BrowserPolicy::new(&config.http, config.http_addr.ip())
+            .map_err(|source| ServeError::HttpSettings { source })?;
         let descriptors_soft = bind_raise_descriptor_limit();
         let store = bind_open_store(config).await?;
         let storage = &config.storage;
@@ -240,6 +247,7 @@ impl Server {
                 engine,
                 disk: Some(Arc::new(disk)),
                 security: Arc::new(SecuritySettings::new(config.security.metrics_public)),
+                browser: Arc::new(browser),
             },
         })
     }
@@ -402,7 +410,8 @@ mod tests {
 
     async fn get(addr: SocketAddr, path: &str) -> io::Result<String> {
         let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await?;
         let mut reply = String::new();
         stream.read_to_string(&mut reply).await?;
@@ -468,7 +477,7 @@ mod tests {
     async fn send(addr: SocketAddr, method: &str, path: &str, body: &str) -> String {
         let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
              content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
             body.len()
         );
@@ -506,7 +515,7 @@ mod tests {
         let mut half_body = connect().await.expect("connect");
         half_body
             .write_all(
-                b"POST /v1/queues/jobs/receive HTTP/1.1\r\nHost: test\r\n\
+                b"POST /v1/queues/jobs/receive HTTP/1.1\r\nHost: localhost\r\n\
                   content-type: application/json\r\ncontent-length: 100\r\n\r\n{",
             )
             .await
@@ -623,8 +632,14 @@ mod tests {
         let mut config = test_config(dir.path());
         config.http_addr = "0.0.0.0:0".parse().expect("address");
         let refused = Server::bind(&config).await.expect_err("refused");
-        assert!(matches!(refused, ServeError::Unprotected { .. }), "{refused}");
-        assert!(refused.to_string().contains("--allow-anonymous"), "{refused}");
+        assert!(
+            matches!(refused, ServeError::Unprotected { .. }),
+            "{refused}"
+        );
+        assert!(
+            refused.to_string().contains("--allow-anonymous"),
+            "{refused}"
+        );
         config.security.allow_anonymous = true;
         drop(Server::bind(&config).await.expect("allowed"));
         config.security.allow_anonymous = false;
@@ -640,7 +655,10 @@ mod tests {
         assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
         assert!(answer.contains("www-authenticate"), "{answer}");
         let health = get(addr, "/healthz").await.expect("request");
-        assert!(health.starts_with("HTTP/1.1 200"), "probes stay open: {health}");
+        assert!(
+            health.starts_with("HTTP/1.1 200"),
+            "probes stay open: {health}"
+        );
         stop.send(()).expect("server running");
         running.await.expect("no panic").expect("clean shutdown");
     }

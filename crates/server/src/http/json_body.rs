@@ -13,7 +13,9 @@ use axum::{
 use serde::de::DeserializeOwned;
 
 /// A JSON request body parsed into `T`. An empty body counts as `{}`, so endpoints whose fields
-/// are all optional can be called without one.
+/// are all optional can be called without one; but only when it comes with no Content-Type or a
+/// JSON one, so that an empty form or text post (which browsers send from any site) is refused
+/// here too, not only by the browser rules (`super::browser`).
 #[derive(Debug, Clone)]
 pub struct JsonBody<T>(pub T);
 
@@ -25,9 +27,9 @@ where
     type Rejection = Problem;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let json_content = request
-            .headers()
-            .get(header::CONTENT_TYPE)
+        let content_type = request.headers().get(header::CONTENT_TYPE);
+        let untyped = content_type.is_none();
+        let json_content = content_type
             .and_then(|value| value.to_str().ok())
             .is_some_and(is_json_content_type);
         // Over the body limit this is a 413 rejection; its status carries through.
@@ -47,7 +49,7 @@ where
                 };
                 Problem::new(code).with_detail(detail)
             })?;
-        if bytes.is_empty() {
+        if bytes.is_empty() && (untyped || json_content) {
             return parse_json_body(b"{}").map(JsonBody);
         }
         if !json_content {
@@ -149,6 +151,30 @@ mod tests {
         assert_eq!(problem.field, None);
         assert!(problem.detail.unwrap().contains("line 2"));
         assert!(parse_json_body::<Outer>(br#"{"items": []} trailing"#).is_err());
+    }
+
+    #[tokio::test]
+    async fn an_empty_body_counts_as_empty_json_only_untyped_or_typed_json() {
+        let cases = [
+            (None, true),
+            (Some("application/json"), true),
+            (Some("application/x-www-form-urlencoded"), false),
+            (Some("text/plain"), false),
+        ];
+        for (content_type, accepted) in cases {
+            let mut request = Request::builder().method("POST").uri("/");
+            if let Some(content_type) = content_type {
+                request = request.header(header::CONTENT_TYPE, content_type);
+            }
+            let request = request.body(axum::body::Body::empty()).expect("request");
+            let parsed =
+                JsonBody::<serde_json::Map<String, serde_json::Value>>::from_request(request, &())
+                    .await;
+            match parsed {
+                Ok(JsonBody(map)) => assert!(accepted && map.is_empty(), "{content_type:?}"),
+                Err(problem) => assert!(!accepted && problem.status == 415, "{content_type:?}"),
+            }
+        }
     }
 
     #[test]

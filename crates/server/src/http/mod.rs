@@ -4,6 +4,7 @@
 //! handlers live in their own file and join [`ApiDoc`] through `#[utoipa::path]`. Listening,
 //! shutdown and the store's lifecycle belong to `serve`.
 
+pub mod browser;
 mod health;
 pub(crate) mod json_body;
 mod metrics;
@@ -18,7 +19,7 @@ pub use openapi::ApiDoc;
 pub use problem::{Problem, ProblemCode};
 
 use crate::{disk_space::DiskSpace, readiness::Readiness};
-use axum::{extract::DefaultBodyLimit, http::Uri, routing::get, Router};
+use axum::{extract::DefaultBodyLimit, http::Uri, middleware, routing::get, Router};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use wharf_engine::Engine;
@@ -42,10 +43,14 @@ pub struct AppState {
     pub disk: Option<Arc<DiskSpace>>,
     /// The guard's settings (see `security`).
     pub security: Arc<security::SecuritySettings>,
+    /// Host, Origin and content-type rules against browsers turned on the API.
+    pub browser: Arc<browser::BrowserPolicy>,
 }
 
-/// The door's routes; unknown paths and methods answer with problem+json.
+/// The door's routes; unknown paths and methods answer with problem+json. The browser rules
+/// wrap everything, fallbacks included.
 pub fn router(state: AppState) -> Router {
+    let browser = state.browser.clone();
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -63,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .layer(middleware::from_fn_with_state(browser, browser::guard))
 }
 
 async fn not_found(uri: Uri) -> Problem {

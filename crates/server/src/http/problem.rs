@@ -29,8 +29,14 @@ pub enum ProblemCode {
     InvalidField,
     /// The body is not valid JSON for the operation (or a query string cannot be parsed).
     InvalidBody,
-    /// A state-changing request whose body is not JSON.
+    /// A state-changing request whose body is not JSON, or that is sent as a form or text
+    /// type (which browsers send from any site).
     UnsupportedMediaType,
+    /// A browser request from an origin that is neither the server's own nor listed in
+    /// `http.cors_origins`.
+    ForbiddenOrigin,
+    /// The request's Host is not a name of this server (`http.allowed_hosts`): DNS rebinding.
+    MisdirectedHost,
     /// The request body, or a batch in it, is over a size limit.
     TooLarge,
     QueueNotFound,
@@ -67,11 +73,13 @@ pub enum ProblemCode {
 
 impl ProblemCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ProblemCode; 23] = [
+    pub const ALL: [ProblemCode; 25] = [
         ProblemCode::InvalidName,
         ProblemCode::InvalidField,
         ProblemCode::InvalidBody,
         ProblemCode::UnsupportedMediaType,
+        ProblemCode::ForbiddenOrigin,
+        ProblemCode::MisdirectedHost,
         ProblemCode::TooLarge,
         ProblemCode::QueueNotFound,
         ProblemCode::TopicNotFound,
@@ -99,6 +107,10 @@ impl ProblemCode {
                 StatusCode::BAD_REQUEST
             }
             ProblemCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ProblemCode::ForbiddenOrigin => StatusCode::FORBIDDEN,
+            // 421: the client aimed at a name this server does not answer for; no credential
+            // would help, so not 403.
+            ProblemCode::MisdirectedHost => StatusCode::MISDIRECTED_REQUEST,
             ProblemCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProblemCode::QueueNotFound
             | ProblemCode::TopicNotFound

@@ -46,6 +46,7 @@ fn state(engine: Engine) -> AppState {
         engine,
         disk: None,
         security: Arc::new(crate::http::security::SecuritySettings::new(true)),
+        browser: Arc::default(),
     }
 }
 

@@ -49,6 +49,7 @@ async fn fixture() -> Fixture {
         engine: engine.clone(),
         disk: None,
         security: Arc::new(SecuritySettings::new(false)),
+        browser: Arc::default(),
     };
     Fixture {
         state,
