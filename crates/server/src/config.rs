@@ -337,6 +337,36 @@ impl ServeConfig {
                 &format!("must be between {SEGMENT_BYTES_MIN} and {SEGMENT_BYTES_MAX}"),
             ));
         }
+        self.validate_limits(&invalid)?;
+        if (self.security.admin_token.as_ref()).is_some_and(|t| t.len() < ADMIN_TOKEN_BYTES_MIN) {
+            return Err(invalid(
+                "security.admin_token",
+                "(hidden)".to_string(),
+                &format!("must be at least {ADMIN_TOKEN_BYTES_MIN} bytes"),
+            ));
+        }
+        if let Err(error) = crate::http::browser::BrowserPolicy::validate(&self.http) {
+            return Err(invalid(
+                error.key(),
+                format!("{:?}", error.entry()),
+                error.reason(),
+            ));
+        }
+        if storage.fsync == FsyncMode::Interval && storage.fsync_interval_ms == 0 {
+            return Err(invalid(
+                "storage.fsync_interval_ms",
+                "0".to_string(),
+                "must be at least 1 with fsync = \"interval\"",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The `[limits]` part of [`ServeConfig::validate`].
+    fn validate_limits(
+        &self,
+        invalid: &impl Fn(&'static str, String, &str) -> ConfigError,
+    ) -> Result<(), ConfigError> {
         let limits = [
             (
                 "limits.http_connections_max",
@@ -365,27 +395,6 @@ impl ServeConfig {
                 "limits.http_request_read_timeout_ms",
                 self.limits.http_request_read_timeout_ms.to_string(),
                 &format!("must be at least {HTTP_REQUEST_READ_TIMEOUT_MS_MIN}: a large body on a slow link takes seconds"),
-            ));
-        }
-        if (self.security.admin_token.as_ref()).is_some_and(|t| t.len() < ADMIN_TOKEN_BYTES_MIN) {
-            return Err(invalid(
-                "security.admin_token",
-                "(hidden)".to_string(),
-                &format!("must be at least {ADMIN_TOKEN_BYTES_MIN} bytes"),
-            ));
-        }
-        if let Err(error) = crate::http::browser::BrowserPolicy::validate(&self.http) {
-            return Err(invalid(
-                error.key(),
-                format!("{:?}", error.entry()),
-                error.reason(),
-            ));
-        }
-        if storage.fsync == FsyncMode::Interval && storage.fsync_interval_ms == 0 {
-            return Err(invalid(
-                "storage.fsync_interval_ms",
-                "0".to_string(),
-                "must be at least 1 with fsync = \"interval\"",
             ));
         }
         Ok(())
