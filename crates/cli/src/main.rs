@@ -88,6 +88,17 @@ struct ServeArgs {
     /// anything.
     #[arg(long)]
     allow_anonymous: bool,
+    /// PEM certificate chain to serve HTTPS with (overrides `tls.cert`); needs --tls-key.
+    /// Reloaded with the key on SIGHUP.
+    #[arg(long, env = "WHARF_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (overrides `tls.key`).
+    #[arg(long, env = "WHARF_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA certificates: clients must present a certificate signed by one (overrides
+    /// `tls.client_ca`).
+    #[arg(long, env = "WHARF_TLS_CLIENT_CA", value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 /// mimalloc instead of glibc's malloc: per-thread free lists without arena lock waits. The
@@ -172,6 +183,15 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     config.security.allow_anonymous |= args.allow_anonymous;
     config.validate(args.config.as_deref())?;
+    if let Some(cert) = args.tls_cert {
+        config.tls.cert = Some(cert);
+    }
+    if let Some(key) = args.tls_key {
+        config.tls.key = Some(key);
+    }
+    if let Some(client_ca) = args.tls_client_ca {
+        config.tls.client_ca = Some(client_ca);
+    }
     telemetry::init(&config.log)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

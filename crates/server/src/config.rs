@@ -30,6 +30,10 @@
 //! [http]
 //! allowed_hosts = []    # Host names besides localhost and the listen IP; ["*"]: any
 //! cors_origins = []     # browser origins allowed cross-origin; empty: CORS off
+//! [tls]                 # absent: plain HTTP
+//! cert = "/etc/wharf/cert.pem"     # PEM chain, leaf first
+//! key = "/etc/wharf/key.pem"       # PEM private key; reloaded with cert on SIGHUP
+//! client_ca = "/etc/wharf/ca.pem"  # optional: require client certificates signed by it
 //! ```
 
 use serde::Deserialize;
@@ -54,6 +58,62 @@ pub struct ServeConfig {
     pub limits: LimitSettings,
     pub security: SecuritySettings,
     pub http: HttpSettings,
+    pub tls: TlsSettings,
+}
+
+/// HTTPS on the HTTP listener; see [`crate::tls`]. Each path may come from the file or a flag,
+/// so each is optional here and [`TlsSettings::files`] checks that they go together.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM certificate chain, the server's certificate first.
+    pub cert: Option<PathBuf>,
+    /// PEM private key of the certificate.
+    pub key: Option<PathBuf>,
+    /// PEM CA certificates; when set, clients must present a certificate signed by one.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// The files TLS is served with, once known to be a complete set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
+
+impl TlsSettings {
+    /// The files to serve TLS with, or `None` for plain HTTP. A certificate without its key (or
+    /// the reverse), or a client CA without either, is an error naming the missing setting.
+    /// `path` names the configuration file in errors. Does not read the files.
+    pub fn files(&self, path: Option<&Path>) -> Result<Option<TlsFiles>, ConfigError> {
+        let missing = |key, reason: &str| ConfigError::Invalid {
+            path: path.map(Path::to_path_buf),
+            key,
+            value: "(not set)".to_string(),
+            reason: reason.to_string(),
+        };
+        match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => Ok(Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: self.client_ca.clone(),
+            })),
+            (Some(_), None) => Err(missing(
+                "tls.key",
+                "tls.cert (--tls-cert) is set; its private key is needed too (tls.key, --tls-key)",
+            )),
+            (None, Some(_)) => Err(missing(
+                "tls.cert",
+                "tls.key (--tls-key) is set; its certificate is needed too (tls.cert, --tls-cert)",
+            )),
+            (None, None) if self.client_ca.is_some() => Err(missing(
+                "tls.cert",
+                "tls.client_ca (--tls-client-ca) needs TLS: set tls.cert and tls.key too",
+            )),
+            (None, None) => Ok(None),
+        }
+    }
 }
 
 /// What the HTTP door accepts from browsers; see [`crate::http::browser`].
@@ -260,6 +320,7 @@ impl Default for ServeConfig {
             limits: LimitSettings::default(),
             security: SecuritySettings::default(),
             http: HttpSettings::default(),
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -359,6 +420,7 @@ impl ServeConfig {
                 "must be at least 1 with fsync = \"interval\"",
             ));
         }
+        self.tls.files(path)?;
         Ok(())
     }
 
@@ -629,6 +691,28 @@ mod tests {
         let error = ServeConfig::load(Some(Path::new("/nonexistent/wharf.toml"))).unwrap_err();
         assert!(matches!(error, ConfigError::Read { .. }));
         assert!(error.to_string().contains("/nonexistent/wharf.toml"));
+    }
+
+    #[test]
+    fn tls_paths_parse_and_a_cert_without_its_key_is_refused() {
+        let config = parse("[tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"\nclient_ca = \"/ca.pem\"\n")
+            .expect("parses");
+        let files = config.tls.files(None).expect("complete").expect("tls on");
+        assert_eq!(files.cert, PathBuf::from("/c.pem"));
+        assert_eq!(files.client_ca, Some(PathBuf::from("/ca.pem")));
+        assert_eq!(ServeConfig::default().tls.files(None).expect("ok"), None);
+        let error = parse("[tls]\ncert = \"/c.pem\"\n").unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("tls.key") && message.contains("test.toml"),
+            "{message}"
+        );
+        let error = parse("[tls]\nkey = \"/k.pem\"\n").unwrap_err();
+        assert!(error.to_string().contains("tls.cert"), "{error}");
+        let error = parse("[tls]\nclient_ca = \"/ca.pem\"\n").unwrap_err();
+        assert!(error.to_string().contains("tls.client_ca"), "{error}");
+        let error = parse("[tls]\ncertificate = \"/c.pem\"\n").unwrap_err();
+        assert!(error.to_string().contains("certificate"), "{error}");
     }
 
     #[test]

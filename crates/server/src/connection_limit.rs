@@ -18,11 +18,17 @@
 //! The stream sees bytes, not requests: a request has arrived once [`track_request`] begins
 //! handling it, which it counts, so bytes read after that count start the next request.
 //!
+//! Over TLS the same limits apply to the TLS stream's plaintext (see [`crate::tls`]): the
+//! handshake moves no plaintext, so a handshake left unfinished is closed as idle. A TLS
+//! connection over the cap is closed without the `503`: answering would take a handshake,
+//! the very work the cap is there to refuse.
+//!
 //! Accepting can fail for want of descriptors (EMFILE, ENFILE). The pending connection then
 //! stays queued, so retrying at once would spin; the listener pauses [`ACCEPT_RETRY_DELAY`]
 //! and logs at most one line per throttle interval, and accepts again as soon as a descriptor
 //! is free.
 
+use crate::tls::{ReloadableTls, Transport};
 use axum::{
     body::{Body, Bytes, HttpBody},
     extract::{connect_info::Connected, ConnectInfo, Request},
@@ -66,6 +72,8 @@ pub struct LimitedListener {
     max: usize,
     timeouts: Timeouts,
     refused: Counter,
+    /// Set: every connection is TLS with the configuration current when it is accepted.
+    tls: Option<Arc<ReloadableTls>>,
 }
 
 /// How long a connection may stay idle, and how long a request may take to arrive whole.
@@ -78,7 +86,7 @@ pub struct Timeouts {
 /// An accepted connection; its permit returns when it closes.
 #[derive(Debug)]
 pub struct LimitedStream {
-    stream: TcpStream,
+    stream: Transport,
     _permit: OwnedSemaphorePermit,
     timeouts: Timeouts,
     /// When a byte last moved, read or written.
@@ -101,9 +109,23 @@ pub struct ConnectionRequests(Arc<RequestCounts>);
 struct RequestCounts {
     handling: AtomicUsize,
     begun: AtomicU64,
+    /// The client's address, for the audit log.
+    peer: Option<SocketAddr>,
 }
 
 impl ConnectionRequests {
+    fn new(peer: SocketAddr) -> ConnectionRequests {
+        ConnectionRequests(Arc::new(RequestCounts {
+            peer: Some(peer),
+            ..RequestCounts::default()
+        }))
+    }
+
+    /// The client's address, when known.
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.0.peer
+    }
+
     fn handling(&self) -> usize {
         self.0.handling.load(Ordering::Acquire)
     }
@@ -203,6 +225,7 @@ impl LimitedListener {
         max: usize,
         timeouts: Timeouts,
         refused: Counter,
+        tls: Option<Arc<ReloadableTls>>,
     ) -> LimitedListener {
         LimitedListener {
             inner,
@@ -210,6 +233,7 @@ impl LimitedListener {
             max,
             timeouts,
             refused,
+            tls,
         }
     }
 }
@@ -230,6 +254,10 @@ impl Listener for LimitedListener {
             match self.permits.clone().try_acquire_owned() {
                 Ok(permit) => {
                     let now = Instant::now();
+                    let stream = match &self.tls {
+                        Some(tls) => tls.accept(stream),
+                        None => Transport::Plain(stream),
+                    };
                     let stream = LimitedStream {
                         stream,
                         _permit: permit,
@@ -237,13 +265,15 @@ impl Listener for LimitedListener {
                         active_at: now,
                         reading_since: None,
                         idle: Box::pin(tokio::time::sleep_until(now + self.timeouts.idle)),
-                        requests: ConnectionRequests::default(),
+                        requests: ConnectionRequests::new(addr),
                     };
                     return (stream, addr);
                 }
                 Err(_) => {
                     self.refused.inc();
-                    tokio::spawn(refuse(stream, self.max));
+                    if self.tls.is_none() {
+                        tokio::spawn(refuse(stream, self.max));
+                    }
                 }
             }
         }

@@ -1,7 +1,7 @@
 //! Transports and doors: the server process minus command-line parsing.
 //!
 //! [`config`] reads the TOML file, [`serve`] opens the store and runs the doors until shutdown,
-//! [`http`] is the first door, [`telemetry`] sets up logs. The `wharf` binary (crate `wharf-cli`)
+//! [`http`] is the first door, [`tls`] encrypts its connections, [`telemetry`] sets up logs. The `wharf` binary (crate `wharf-cli`)
 //! parses flags, resolves precedence and calls [`Server`] or [`serve()`]. No door keeps state the
 //! engine should own.
 
@@ -13,6 +13,7 @@ pub mod http;
 pub mod readiness;
 mod serve;
 pub mod telemetry;
+pub mod tls;
 
-pub use config::{ConfigError, ServeConfig};
+pub use config::{ConfigError, ServeConfig, TlsFiles, TlsSettings};
 pub use serve::{serve, shutdown_signal, ServeError, Server, SHUTDOWN_DRAIN_TIMEOUT};

@@ -5,15 +5,21 @@
 //! [`SHUTDOWN_DRAIN_TIMEOUT`]; long polls end at once, empty), then the engine stops its timers,
 //! and only then is the store closed, which finishes pending appends and fsyncs them. A request
 //! acknowledged before exit is therefore on disk.
+//!
+//! SIGHUP reloads the TLS certificate and key (see [`crate::tls`]) and nothing else; it does
+//! not touch shutdown, which only SIGTERM and SIGINT start. The handler is installed whether
+//! or not TLS is on, so that a reload sent to a plain server is logged instead of killing it
+//! (SIGHUP's default action).
 
 use crate::{
-    config::ServeConfig,
+    config::{ConfigError, ServeConfig},
     connection_limit::{track_request, ConnectionRequests, LimitedListener, Timeouts},
     descriptors,
     disk_space::DiskSpace,
     http::security::SecuritySettings,
     http::{self, AppState},
     readiness::Readiness,
+    tls::{ReloadableTls, TlsError},
 };
 use prometheus_client::{metrics::counter::Counter, registry::Registry};
 use std::{
@@ -26,7 +32,7 @@ use std::{
 };
 use tokio::{
     net::TcpListener,
-    signal::unix::{signal, SignalKind},
+    signal::unix::{signal, Signal, SignalKind},
     sync::oneshot,
 };
 use wharf_engine::{clock::SystemClock, Engine, EngineConfig, EngineError};
@@ -96,6 +102,16 @@ pub enum ServeError {
         #[source]
         source: http::browser::BrowserSettingError,
     },
+    #[error("{source}")]
+    Config {
+        #[from]
+        source: ConfigError,
+    },
+    #[error("cannot serve TLS: {source}")]
+    Tls {
+        #[from]
+        source: TlsError,
+    },
     #[error("cannot install signal handlers: {source}")]
     Signals {
         #[source]
@@ -111,6 +127,9 @@ pub struct Server {
     local_addr: SocketAddr,
     store: Arc<Store>,
     state: AppState,
+    tls: Option<Arc<ReloadableTls>>,
+    /// Installed at bind, so that a SIGHUP sent once the server answers is never lost.
+    hangups: Signal,
 }
 
 /// Binds and runs a server until `shutdown` completes; see [`Server`].
@@ -134,6 +153,38 @@ pub fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static, Se
         };
         tracing::info!(signal = name, "shutdown requested");
     })
+}
+
+/// Opens the engine over `store` and applies the security rules of the start; on failure the
+/// store is closed again, so the caller's error is the whole story.
+async fn bind_open_engine(store: &Arc<Store>, config: &ServeConfig) -> Result<Engine, ServeError> {
+    let engine_config = EngineConfig {
+        requests_pending_max: config.limits.requests_pending_max,
+        subscriptions_max: config.limits.subscriptions_max,
+        ..EngineConfig::default()
+    };
+    let engine = match Engine::open(store.clone(), Arc::new(SystemClock), engine_config).await {
+        Ok(engine) => engine,
+        Err(source) => {
+            // Release the logs replay opened; the open error is what the caller needs.
+            if let Err(error) = store.close().await {
+                tracing::warn!(%error, "closing the store after a failed engine open");
+            }
+            return Err(ServeError::EngineOpen {
+                dir: store.dir().to_path_buf(),
+                source,
+            });
+        }
+    };
+    tracing::info!(queues = engine.list_queues().len(), "queues open");
+    if let Err(error) = bind_secure(&engine, config).await {
+        engine.close();
+        if let Err(close) = store.close().await {
+            tracing::warn!(error = %close, "closing the store after a refused start");
+        }
+        return Err(error);
+    }
+    Ok(engine)
 }
 
 /// Seeds the administrator token if one is configured, and refuses to serve a store with no
@@ -190,6 +241,13 @@ impl Server {
     pub async fn bind(config: &ServeConfig) -> Result<Server, ServeError> {
         let browser = http::browser::BrowserPolicy::new(&config.http, config.http_addr.ip())
             .map_err(|source| ServeError::HttpSettings { source })?;
+        // Before the store: a wrong certificate path should fail at once, not after recovery.
+        let tls = match config.tls.files(None)? {
+            Some(files) => Some(Arc::new(ReloadableTls::load(files)?)),
+            None => None,
+        };
+        let hangups =
+            signal(SignalKind::hangup()).map_err(|source| ServeError::Signals { source })?;
         let descriptors_soft = bind_raise_descriptor_limit();
         let store = bind_open_store(config).await?;
         let storage = &config.storage;
@@ -200,32 +258,7 @@ impl Server {
             segment_bytes = storage.segment_bytes,
             "store open"
         );
-        let engine_config = EngineConfig {
-            requests_pending_max: config.limits.requests_pending_max,
-            subscriptions_max: config.limits.subscriptions_max,
-            ..EngineConfig::default()
-        };
-        let engine = match Engine::open(store.clone(), Arc::new(SystemClock), engine_config).await {
-            Ok(engine) => engine,
-            Err(source) => {
-                // Release the logs replay opened; the open error is what the caller needs.
-                if let Err(error) = store.close().await {
-                    tracing::warn!(%error, "closing the store after a failed engine open");
-                }
-                return Err(ServeError::EngineOpen {
-                    dir: store.dir().to_path_buf(),
-                    source,
-                });
-            }
-        };
-        tracing::info!(queues = engine.list_queues().len(), "queues open");
-        if let Err(error) = bind_secure(&engine, config).await {
-            engine.close();
-            if let Err(close) = store.close().await {
-                tracing::warn!(error = %close, "closing the store after a refused start");
-            }
-            return Err(error);
-        }
+        let engine = bind_open_engine(&store, config).await?;
         let readiness = Arc::new(Readiness::default());
         readiness.set_store_open(true);
         let mut registry = Registry::default();
@@ -236,11 +269,14 @@ impl Server {
             store.clone(),
             &mut registry,
         );
-        let (listener, local_addr) = bind_listener(config, descriptors_soft, &mut registry).await?;
+        let (listener, local_addr) =
+            bind_listener(config, descriptors_soft, &mut registry, tls.clone()).await?;
         Ok(Server {
             listener,
             local_addr,
             store,
+            tls,
+            hangups,
             state: AppState {
                 readiness,
                 registry: Arc::new(registry),
@@ -265,6 +301,11 @@ impl Server {
         &self.state.readiness
     }
 
+    /// The TLS configuration, if the listener serves TLS; what SIGHUP reloads.
+    pub fn tls(&self) -> Option<&Arc<ReloadableTls>> {
+        self.tls.as_ref()
+    }
+
     /// Serves until `shutdown` completes, then drains requests and closes the store.
     pub async fn run(
         self,
@@ -275,10 +316,13 @@ impl Server {
             local_addr,
             store,
             state,
+            tls,
+            hangups,
         } = self;
         let readiness = state.readiness.clone();
         let engine = state.engine.clone();
-        tracing::info!(address = %local_addr, "listening");
+        let reloader = tokio::spawn(run_reload_on_hangup(hangups, tls.clone()));
+        tracing::info!(address = %local_addr, tls = tls.is_some(), "listening");
 
         let (began_sender, began) = oneshot::channel();
         let signal_readiness = readiness.clone();
@@ -310,6 +354,7 @@ impl Server {
                 Ok(())
             }
         };
+        reloader.abort();
         readiness.begin_shutdown();
         engine.close();
         // Bounded too: acknowledged data is already durable, so a close that hangs (a stuck
@@ -329,6 +374,20 @@ impl Server {
         closed.map_err(|source| ServeError::StoreClose { source })?;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Reloads the TLS files on every SIGHUP, on the blocking pool (it reads files), until aborted.
+async fn run_reload_on_hangup(mut hangups: Signal, tls: Option<Arc<ReloadableTls>>) {
+    while hangups.recv().await.is_some() {
+        let Some(tls) = tls.clone() else {
+            tracing::info!("SIGHUP: no TLS configured, nothing to reload");
+            continue;
+        };
+        tracing::info!("SIGHUP: reloading the TLS certificate");
+        if let Err(error) = tokio::task::spawn_blocking(move || tls.reload_logged()).await {
+            tracing::error!(%error, "the TLS reload task failed; keeping the certificate in use");
+        }
     }
 }
 
@@ -359,6 +418,7 @@ async fn bind_listener(
     config: &ServeConfig,
     descriptors_soft: Option<u64>,
     registry: &mut Registry,
+    tls: Option<Arc<ReloadableTls>>,
 ) -> Result<(LimitedListener, SocketAddr), ServeError> {
     let connections_refused = Counter::default();
     registry.register(
@@ -390,7 +450,7 @@ async fn bind_listener(
         request_read: config.limits.http_request_read_timeout(),
     };
     Ok((
-        LimitedListener::new(listener, max, timeouts, connections_refused),
+        LimitedListener::new(listener, max, timeouts, connections_refused, tls),
         local_addr,
     ))
 }

@@ -16,6 +16,9 @@ pub fn wharf() -> Command {
         "WHARF_CONFIG",
         "WHARF_DATA_DIR",
         "WHARF_HTTP_ADDR",
+        "WHARF_TLS_CERT",
+        "WHARF_TLS_KEY",
+        "WHARF_TLS_CLIENT_CA",
         "WHARF_SERVER",
         "RUST_LOG",
     ] {

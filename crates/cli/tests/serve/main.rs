@@ -3,6 +3,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod process;
+mod tls;
 
 use common::{run_to_end, wharf};
 use process::{

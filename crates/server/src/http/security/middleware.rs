@@ -6,6 +6,7 @@
 //! naming other resources, lists filtered to what the caller may see).
 
 use super::rules::{self, Rule};
+use crate::connection_limit::ConnectionRequests;
 use crate::http::{AppState, Problem, ProblemCode};
 use axum::{
     extract::{ConnectInfo, MatchedPath, RawPathParams, Request, State},
@@ -13,7 +14,6 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use std::net::SocketAddr;
 use wharf_engine::{
     log_throttle::LogThrottle,
     security::{audit::AuditEntry, Action, Credentials, Principal, Resource},
@@ -45,7 +45,9 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
     let call = Call {
         operation: format!("{method} {template}"),
         resource: resource_of(rule, &mut parts).await,
-        from: (parts.extensions.get::<ConnectInfo<SocketAddr>>()).map(|info| info.0.to_string()),
+        from: (parts.extensions.get::<ConnectInfo<ConnectionRequests>>())
+            .and_then(|info| info.0.peer())
+            .map(|peer| peer.to_string()),
         audited: rule.audited(&method),
     };
     let principal = match identify(&state, &parts.headers).await {
