@@ -175,6 +175,14 @@ pub struct LimitSettings {
     pub requests_pending_max: usize,
     /// Live topic subscriptions (SSE) at once; 429 past it.
     pub subscriptions_max: usize,
+    /// Messages a second each caller (user or token; all anonymous callers together) may
+    /// send, publish or request; 0: no limit. Over it a batch is refused whole with 429.
+    pub send_rate_per_caller: u64,
+    /// Messages a caller may send at once above its rate (the bucket's size); 0: one
+    /// second's worth of `send_rate_per_caller`.
+    pub send_burst_per_caller: u64,
+    /// Receives long-polling at once; 429 past it.
+    pub receive_waiters_max: usize,
 }
 
 impl Default for LimitSettings {
@@ -185,6 +193,9 @@ impl Default for LimitSettings {
             http_request_read_timeout_ms: HTTP_REQUEST_READ_TIMEOUT_MS_DEFAULT,
             requests_pending_max: wharf_engine::broker::REQUESTS_PENDING_MAX_DEFAULT,
             subscriptions_max: wharf_engine::broker::SUBSCRIPTIONS_MAX_DEFAULT,
+            send_rate_per_caller: 0,
+            send_burst_per_caller: 0,
+            receive_waiters_max: wharf_engine::broker::RECEIVE_WAITERS_MAX_DEFAULT,
         }
     }
 }
@@ -209,6 +220,17 @@ pub const HTTP_REQUEST_READ_TIMEOUT_MS_DEFAULT: u64 = 60_000;
 pub const HTTP_REQUEST_READ_TIMEOUT_MS_MIN: u64 = 5_000;
 
 impl LimitSettings {
+    /// The engine's send rate per caller, if limited.
+    pub fn send_rate(&self) -> Option<wharf_engine::security::limits::SendRate> {
+        (self.send_rate_per_caller > 0).then(|| wharf_engine::security::limits::SendRate {
+            rate: self.send_rate_per_caller,
+            burst: match self.send_burst_per_caller {
+                0 => self.send_rate_per_caller,
+                burst => burst,
+            },
+        })
+    }
+
     pub fn http_idle_timeout(&self) -> Duration {
         Duration::from_millis(self.http_idle_timeout_ms)
     }
@@ -439,6 +461,10 @@ impl ServeConfig {
                 self.limits.requests_pending_max,
             ),
             ("limits.subscriptions_max", self.limits.subscriptions_max),
+            (
+                "limits.receive_waiters_max",
+                self.limits.receive_waiters_max,
+            ),
         ];
         for (key, value) in limits {
             if value == 0 {

@@ -161,6 +161,8 @@ async fn bind_open_engine(store: &Arc<Store>, config: &ServeConfig) -> Result<En
     let engine_config = EngineConfig {
         requests_pending_max: config.limits.requests_pending_max,
         subscriptions_max: config.limits.subscriptions_max,
+        send_rate: config.limits.send_rate(),
+        receive_waiters_max: config.limits.receive_waiters_max,
         ..EngineConfig::default()
     };
     let engine = match Engine::open(store.clone(), Arc::new(SystemClock), engine_config).await {
@@ -263,6 +265,7 @@ impl Server {
         readiness.set_store_open(true);
         let mut registry = Registry::default();
         store.metrics().register(&mut registry);
+        http::refusals::register(&mut registry);
         let disk = DiskSpace::new(
             store.dir().to_path_buf(),
             config.storage.disk_free_bytes_min,

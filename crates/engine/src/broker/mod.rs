@@ -61,11 +61,19 @@ pub struct EngineConfig {
     /// Most live topic subscriptions (SSE subscribers) at once, across every topic. Each holds
     /// a buffer of up to 1,024 messages.
     pub subscriptions_max: usize,
+    /// Messages a second each caller (user or token) may send, publish or request; `None`:
+    /// no limit. See `security::limits`.
+    pub send_rate: Option<crate::security::limits::SendRate>,
+    /// Receives long-polling at once (waiting for a first message); 429 past it.
+    pub receive_waiters_max: usize,
 }
 
 /// Default of [`EngineConfig::requests_pending_max`]: 10,000 waiting requests with one 1 KiB
 /// reply each is about 10 MiB, and far more concurrent requests than one node's clients send.
 pub const REQUESTS_PENDING_MAX_DEFAULT: usize = 10_000;
+/// Default of [`EngineConfig::receive_waiters_max`]: a waiting receive costs a consumer
+/// registration and a task; 10,000 of them is a few megabytes.
+pub const RECEIVE_WAITERS_MAX_DEFAULT: usize = 10_000;
 /// Default of [`EngineConfig::subscriptions_max`]: a subscriber's buffer can hold 1,024
 /// messages, so 1,000 slow subscribers of 1 KiB messages stay near 1 GiB at worst.
 pub const SUBSCRIPTIONS_MAX_DEFAULT: usize = 1_000;
@@ -76,6 +84,8 @@ impl Default for EngineConfig {
             relocate_span_min: 1 << 18,
             requests_pending_max: REQUESTS_PENDING_MAX_DEFAULT,
             subscriptions_max: SUBSCRIPTIONS_MAX_DEFAULT,
+            send_rate: None,
+            receive_waiters_max: RECEIVE_WAITERS_MAX_DEFAULT,
         }
     }
 }
@@ -101,12 +111,16 @@ pub(crate) struct Inner {
     /// Set when metadata was found damaged: reclaim deletes nothing from the WALs, which may
     /// hold the messages of a queue whose definition was lost.
     wal_kept_whole: AtomicBool,
+    /// Send-rate buckets per caller (see `security::limits`).
+    pub(crate) send_buckets: crate::security::limits::SendBuckets,
+    /// Receives long-polling now, against [`EngineConfig::receive_waiters_max`].
+    receive_waiters: std::sync::atomic::AtomicUsize,
     /// Users and tokens (see `security`).
     pub(crate) accounts: crate::security::accounts::Accounts,
     /// The audit log (see `security::audit`).
     pub(crate) audit: Arc<dyn LogStore>,
     clock: Arc<dyn Clock>,
-    config: EngineConfig,
+    pub(crate) config: EngineConfig,
     queues: RwLock<BTreeMap<String, Arc<QueueRuntime>>>,
     topics: RwLock<BTreeMap<String, Arc<topics::TopicRuntime>>>,
     /// Pending requests by reply address (request-reply and scatter-gather).
@@ -149,6 +163,8 @@ impl Engine {
                 wal_kept_whole: AtomicBool::new(false),
                 accounts,
                 audit,
+                send_buckets: Default::default(),
+                receive_waiters: Default::default(),
                 clock,
                 config,
                 queues: RwLock::new(BTreeMap::new()),
@@ -451,6 +467,7 @@ impl Engine {
         if !deliveries.is_empty() || request.wait.is_zero() {
             return Ok(deliveries);
         }
+        let _waiting = self.receive_waiter()?;
         let consume = ConsumeRequest {
             credit: request.max_messages,
             lease: request.lease,
@@ -482,6 +499,22 @@ impl Engine {
             deliveries.extend(more);
         }
         Ok(deliveries)
+    }
+
+    /// A place among the receives long-polling, or [`EngineError::LimitReached`].
+    fn receive_waiter(&self) -> Result<WaiterPlace<'_>, EngineError> {
+        let waiters = &self.inner.receive_waiters;
+        let max = self.inner.config.receive_waiters_max;
+        let taken = waiters.fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
+            (now < max).then_some(now + 1)
+        });
+        match taken {
+            Ok(_) => Ok(WaiterPlace(waiters)),
+            Err(_) => Err(EngineError::LimitReached {
+                limit: "receive_waiters_max",
+                max,
+            }),
+        }
     }
 
     /// Settles leased messages for good; durable before it returns.
@@ -761,4 +794,13 @@ fn random_u64() -> u64 {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u64(std::process::id().into());
     hasher.finish()
+}
+
+/// A long-polling receive's place, given back when it ends (or is cancelled).
+struct WaiterPlace<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for WaiterPlace<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }

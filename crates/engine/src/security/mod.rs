@@ -18,6 +18,7 @@
 pub(crate) mod accounts;
 pub mod audit;
 pub mod grant;
+pub mod limits;
 mod secrets;
 
 pub use accounts::{CreatedToken, TokenInfo, TokenRequest, UserInfo};

@@ -11,6 +11,7 @@ mod metrics;
 mod openapi;
 pub mod problem;
 mod queues;
+pub mod refusals;
 mod requests;
 pub mod security;
 mod topics;

@@ -58,7 +58,10 @@ pub(crate) fn engine_problem(error: EngineError, messages: MessagesAt) -> Proble
         EngineError::Timeout { .. } => ProblemCode::Timeout,
         EngineError::TooLarge { .. } => ProblemCode::TooLarge,
         EngineError::QueueFull { .. } => ProblemCode::QueueFull,
-        EngineError::LimitReached { .. } => ProblemCode::LimitReached,
+        EngineError::LimitReached { limit, .. } => {
+            crate::http::refusals::count(limit);
+            ProblemCode::LimitReached
+        }
         EngineError::ShuttingDown => ProblemCode::Unavailable,
         EngineError::QueueBroken { .. } => ProblemCode::QueueBroken,
         EngineError::Internal { .. } => ProblemCode::Internal,

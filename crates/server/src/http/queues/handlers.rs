@@ -155,9 +155,13 @@ pub async fn delete_queue(
 )]
 pub async fn send_messages(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
     JsonBody(request): JsonBody<SendBody>,
 ) -> Result<(StatusCode, Json<SentListBody>), Problem> {
+    state
+        .engine
+        .admit_send(&principal, request.messages.len())?;
     let batch = request
         .messages
         .into_iter()

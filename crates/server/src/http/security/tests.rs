@@ -344,3 +344,147 @@ async fn management_and_refusals_are_audited() {
     let (status, _) = call(state, &Method::GET, "/v1/audit", Some(&no_grant), "").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "admins only");
 }
+
+/// A fixture whose engine limits each caller to 10 messages a second (20 at once) and one
+/// long-polling receive at a time.
+async fn limited_fixture() -> Fixture {
+    let clock = ManualClock::new(START);
+    let config = EngineConfig {
+        send_rate: Some(wharf_engine::security::limits::SendRate {
+            rate: 10,
+            burst: 20,
+        }),
+        receive_waiters_max: 1,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::open(Arc::new(MemoryStore::new()), clock.clone(), config)
+        .await
+        .expect("engine");
+    engine.seed_admin_token(ADMIN).await.expect("admin");
+    let readiness = Arc::new(Readiness::default());
+    readiness.set_store_open(true);
+    let state = AppState {
+        readiness,
+        registry: Arc::new(Registry::default()),
+        engine: engine.clone(),
+        disk: None,
+        security: Arc::new(SecuritySettings::new(true)),
+        browser: Arc::default(),
+    };
+    Fixture {
+        state,
+        engine,
+        clock,
+    }
+}
+
+fn batch(count: usize) -> String {
+    let messages: Vec<serde_json::Value> = (0..count)
+        .map(|n| serde_json::json!({"body": n.to_string()}))
+        .collect();
+    serde_json::json!({ "messages": messages }).to_string()
+}
+
+#[tokio::test]
+async fn a_caller_over_its_send_rate_is_told_which_limit_and_others_go_on() {
+    let fixture = limited_fixture().await;
+    let state = &fixture.state;
+    let admin = format!("Bearer {ADMIN}");
+    call(state, &Method::PUT, "/v1/queues/jobs", Some(&admin), "{}").await;
+    let writer = format!(
+        "Bearer {}",
+        token_for(&fixture.engine, Action::Write, ResourceKind::Queue, "jobs").await
+    );
+    let send = |who: String, count| async move {
+        let path = "/v1/queues/jobs/messages";
+        call(state, &Method::POST, path, Some(&who), &batch(count)).await
+    };
+    assert_eq!(
+        send(writer.clone(), 20).await.0,
+        StatusCode::CREATED,
+        "the burst"
+    );
+    let (status, problem) = send(writer.clone(), 1).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(problem["code"], "limit_reached");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("send_rate_per_caller"),
+        "{problem}"
+    );
+    assert_eq!(
+        send(admin.clone(), 5).await.0,
+        StatusCode::CREATED,
+        "another caller"
+    );
+    fixture.clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        send(writer.clone(), 10).await.0,
+        StatusCode::CREATED,
+        "10 more a second"
+    );
+    assert_eq!(send(writer, 1).await.0, StatusCode::TOO_MANY_REQUESTS);
+    let info = fixture.engine.queue_info("jobs").expect("queue");
+    assert_eq!(info.stats.ready, 35, "refused batches stored nothing");
+}
+
+#[tokio::test]
+async fn long_polls_past_the_limit_are_refused_until_one_ends() {
+    let fixture = limited_fixture().await;
+    let state = fixture.state.clone();
+    let admin = format!("Bearer {ADMIN}");
+    call(&state, &Method::PUT, "/v1/queues/jobs", Some(&admin), "{}").await;
+    let poll = r#"{"wait_ms": 20000}"#;
+    let first = {
+        let (state, admin) = (state.clone(), admin.clone());
+        tokio::spawn(async move {
+            call(
+                &state,
+                &Method::POST,
+                "/v1/queues/jobs/receive",
+                Some(&admin),
+                poll,
+            )
+            .await
+        })
+    };
+    // Let the first poll reach its wait; until it does, a second could take the place first.
+    for _ in 0..1_000 {
+        tokio::task::yield_now().await;
+    }
+    let second = call(
+        &state,
+        &Method::POST,
+        "/v1/queues/jobs/receive",
+        Some(&admin),
+        poll,
+    );
+    let (status, problem) = tokio::time::timeout(Duration::from_secs(5), second)
+        .await
+        .expect("refused at once, not waiting");
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("receive_waiters_max"),
+        "{problem}"
+    );
+    let now = call(
+        &state,
+        &Method::POST,
+        "/v1/queues/jobs/receive",
+        Some(&admin),
+        "{}",
+    )
+    .await;
+    assert_eq!(
+        now.0,
+        StatusCode::OK,
+        "a receive that does not wait needs no place"
+    );
+    fixture.clock.advance(Duration::from_secs(21));
+    assert_eq!(first.await.expect("no panic").0, StatusCode::OK);
+}

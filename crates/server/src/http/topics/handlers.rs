@@ -228,9 +228,13 @@ pub async fn delete_binding(
 )]
 pub async fn publish_messages(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
     JsonBody(request): JsonBody<PublishBody>,
 ) -> Result<(StatusCode, Json<PublishedListBody>), Problem> {
+    state
+        .engine
+        .admit_send(&principal, request.messages.len())?;
     let batch = request
         .messages
         .into_iter()
