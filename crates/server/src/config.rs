@@ -337,36 +337,7 @@ impl ServeConfig {
                 &format!("must be between {SEGMENT_BYTES_MIN} and {SEGMENT_BYTES_MAX}"),
             ));
         }
-        let limits = [
-            (
-                "limits.http_connections_max",
-                self.limits.http_connections_max,
-            ),
-            (
-                "limits.requests_pending_max",
-                self.limits.requests_pending_max,
-            ),
-            ("limits.subscriptions_max", self.limits.subscriptions_max),
-        ];
-        for (key, value) in limits {
-            if value == 0 {
-                return Err(invalid(key, "0".to_string(), "must be at least 1"));
-            }
-        }
-        if self.limits.http_idle_timeout_ms < HTTP_IDLE_TIMEOUT_MS_MIN {
-            return Err(invalid(
-                "limits.http_idle_timeout_ms",
-                self.limits.http_idle_timeout_ms.to_string(),
-                &format!("must be at least {HTTP_IDLE_TIMEOUT_MS_MIN}: a quiet subscription moves a byte only every 15 s"),
-            ));
-        }
-        if self.limits.http_request_read_timeout_ms < HTTP_REQUEST_READ_TIMEOUT_MS_MIN {
-            return Err(invalid(
-                "limits.http_request_read_timeout_ms",
-                self.limits.http_request_read_timeout_ms.to_string(),
-                &format!("must be at least {HTTP_REQUEST_READ_TIMEOUT_MS_MIN}: a large body on a slow link takes seconds"),
-            ));
-        }
+        self.limits.validate(&invalid)?;
         if (self.security.admin_token.as_ref()).is_some_and(|t| t.len() < ADMIN_TOKEN_BYTES_MIN) {
             return Err(invalid(
                 "security.admin_token",
@@ -386,6 +357,40 @@ impl ServeConfig {
                 "storage.fsync_interval_ms",
                 "0".to_string(),
                 "must be at least 1 with fsync = \"interval\"",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl LimitSettings {
+    /// The limits part of [`ServeConfig::validate`]; `invalid` builds its errors.
+    fn validate(
+        &self,
+        invalid: &dyn Fn(&'static str, String, &str) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let limits = [
+            ("limits.http_connections_max", self.http_connections_max),
+            ("limits.requests_pending_max", self.requests_pending_max),
+            ("limits.subscriptions_max", self.subscriptions_max),
+        ];
+        for (key, value) in limits {
+            if value == 0 {
+                return Err(invalid(key, "0".to_string(), "must be at least 1"));
+            }
+        }
+        if self.http_idle_timeout_ms < HTTP_IDLE_TIMEOUT_MS_MIN {
+            return Err(invalid(
+                "limits.http_idle_timeout_ms",
+                self.http_idle_timeout_ms.to_string(),
+                &format!("must be at least {HTTP_IDLE_TIMEOUT_MS_MIN}: a quiet subscription moves a byte only every 15 s"),
+            ));
+        }
+        if self.http_request_read_timeout_ms < HTTP_REQUEST_READ_TIMEOUT_MS_MIN {
+            return Err(invalid(
+                "limits.http_request_read_timeout_ms",
+                self.http_request_read_timeout_ms.to_string(),
+                &format!("must be at least {HTTP_REQUEST_READ_TIMEOUT_MS_MIN}: a large body on a slow link takes seconds"),
             ));
         }
         Ok(())
