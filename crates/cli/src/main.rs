@@ -1,9 +1,10 @@
 //! The `wharf` command: `wharf serve` runs the broker, client subcommands (`queue`, `send`,
-//! `receive`, `topic`, `bind`, `publish`, `subscribe`, `request`, `scatter`, `reply`) talk to
-//! a running one, `wharf bench` measures this machine.
+//! `receive`, `topic`, `bind`, `publish`, `subscribe`, `request`, `scatter`, `reply`, `user`,
+//! `token`, `whoami`, `audit`) talk to a running one, `wharf bench` measures this machine.
 //!
 //! This file owns argument parsing, configuration precedence (flags > `WHARF_*` environment >
-//! config file > defaults) and turning errors into `error: ...` with exit code 1. Clap exits
+//! config file > defaults; the client's credentials and file are resolved in
+//! `client::credentials`) and turning errors into `error: ...` with exit code 1. Clap exits
 //! with 2 on usage errors. The server itself lives in `wharf-server`.
 
 mod bench;
@@ -11,7 +12,7 @@ mod check;
 mod client;
 
 use anyhow::Context;
-use clap::{parser::ValueSource, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 use wharf_server::{serve, shutdown_signal, telemetry, ServeConfig};
 
@@ -27,6 +28,9 @@ struct Cli {
     )]
     server: String,
 
+    #[command(flatten)]
+    credentials: client::credentials::CredentialArgs,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -35,28 +39,8 @@ struct Cli {
 enum Command {
     /// Run the broker until SIGINT or SIGTERM.
     Serve(ServeArgs),
-    /// Create, inspect and manage queues.
-    #[command(subcommand)]
-    Queue(client::queue::QueueCommand),
-    /// Send a message to a queue.
-    Send(client::send::SendArgs),
-    /// Receive messages from a queue and print them as JSON lines.
-    Receive(client::receive::ReceiveArgs),
-    /// Create, inspect and manage topics and their bindings.
-    #[command(subcommand)]
-    Topic(client::topic::TopicCommand),
-    /// Bind a queue or topic to a topic with a pattern.
-    Bind(client::topic::BindArgs),
-    /// Publish a message to a topic with a routing key.
-    Publish(client::publish::PublishArgs),
-    /// Print messages published to a topic as JSON lines, as they arrive.
-    Subscribe(client::subscribe::SubscribeArgs),
-    /// Send a request to a queue or topic and print its reply.
-    Request(client::request::RequestArgs),
-    /// Publish a request to a topic and print every reply that comes in time.
-    Scatter(client::request::ScatterArgs),
-    /// Answer a request.
-    Reply(client::request::ReplyArgs),
+    #[command(flatten)]
+    Client(client::ClientCommand),
     /// Measure this machine and Wharf on it.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -111,49 +95,27 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
-    // `wharf bench queue` starts its own server unless the user named one.
-    let server_named = matches.value_source("server") != Some(ValueSource::DefaultValue);
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(error) => error.exit(),
     };
     let result = match cli.command {
         Command::Serve(args) => run_serve(args),
-        Command::Queue(command) => {
-            client::queue::run(command, &client::Client::new(&cli.server)).map_err(Into::into)
-        }
-        Command::Send(args) => {
-            client::send::run(args, &client::Client::new(&cli.server)).map_err(Into::into)
-        }
-        Command::Receive(args) => {
-            client::receive::run(args, &client::Client::new(&cli.server)).map_err(Into::into)
-        }
-        Command::Topic(command) => {
-            client::topic::run(command, &client::Client::new(&cli.server)).map_err(Into::into)
-        }
-        Command::Bind(args) => {
-            client::topic::run_bind(args, &client::Client::new(&cli.server)).map_err(Into::into)
-        }
-        Command::Publish(args) => {
-            client::publish::run(args, &client::Client::new(&cli.server)).map_err(Into::into)
-        }
-        Command::Subscribe(args) => {
-            client::subscribe::run(args, &client::Client::new(&cli.server)).map_err(Into::into)
-        }
-        Command::Request(args) => {
-            client::request::run_request(args, &client::Client::new(&cli.server))
-                .map_err(Into::into)
-        }
-        Command::Scatter(args) => {
-            client::request::run_scatter(args, &client::Client::new(&cli.server))
-                .map_err(Into::into)
-        }
-        Command::Reply(args) => {
-            client::request::run_reply(args, &client::Client::new(&cli.server)).map_err(Into::into)
-        }
+        Command::Client(command) => resolve_target(&cli.credentials, &cli.server, &matches)
+            .and_then(|target| {
+                let client = client::Client::new(&target.server, target.authorization);
+                client::run(command, &client).map_err(Into::into)
+            }),
         Command::Bench(command) => {
-            let server = server_named.then_some(cli.server.as_str());
-            bench::run(command, server).map_err(anyhow::Error::from)
+            resolve_target(&cli.credentials, &cli.server, &matches).and_then(|target| {
+                // `wharf bench` starts its own server unless --server or WHARF_SERVER named
+                // one; the credentials go only to a server the user named.
+                let server = target.server_named.then_some(bench::Remote {
+                    url: &target.server,
+                    authorization: target.authorization.as_ref(),
+                });
+                bench::run(command, server).map_err(anyhow::Error::from)
+            })
         }
         Command::Check(args) => match check::run(&args) {
             Ok(checked) if !checked.is_clean() => return ExitCode::from(1),
@@ -202,6 +164,16 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         serve(config, shutdown).await
     })?;
     Ok(())
+}
+
+/// The server and credentials of a client or bench command; a bad client file is an error
+/// only for these, never for `serve` or `check`.
+fn resolve_target(
+    credentials: &client::credentials::CredentialArgs,
+    server: &str,
+    matches: &clap::ArgMatches,
+) -> anyhow::Result<client::credentials::Target> {
+    Ok(client::credentials::resolve(credentials, server, matches)?)
 }
 
 /// The error and its causes on one line. Our error types already print their source, so a

@@ -222,7 +222,7 @@ pub const HTTP_REQUEST_READ_TIMEOUT_MS_MIN: u64 = 5_000;
 impl LimitSettings {
     /// The engine's send rate per caller, if limited.
     pub fn send_rate(&self) -> Option<wharf_engine::security::limits::SendRate> {
-        (self.send_rate_per_caller > 0).then(|| wharf_engine::security::limits::SendRate {
+        (self.send_rate_per_caller > 0).then_some(wharf_engine::security::limits::SendRate {
             rate: self.send_rate_per_caller,
             burst: match self.send_burst_per_caller {
                 0 => self.send_rate_per_caller,

@@ -2,22 +2,58 @@
 //!
 //! A load task owns its connection and sends one request at a time on it, like a client SDK
 //! would; N tasks give N connections. A pooled client would hide how many connections the
-//! server really serves.
+//! server really serves. Against a server the user named, every request carries the
+//! credentials of the command line (`Endpoint`).
 
 use super::BenchError;
+use crate::client::credentials::Authorization;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::{client::conn::http1::SendRequest, header, Method, Request, StatusCode};
+use hyper::{
+    client::conn::http1::SendRequest, header, header::HeaderValue, Method, Request, StatusCode,
+};
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
+
+/// Where load goes: the server's address and the `Authorization` every request carries.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub address: SocketAddr,
+    authorization: Option<HeaderValue>,
+}
+
+impl Endpoint {
+    pub fn new(
+        address: SocketAddr,
+        authorization: Option<&Authorization>,
+    ) -> Result<Endpoint, BenchError> {
+        let authorization = authorization
+            .map(|authorization| {
+                let mut value =
+                    HeaderValue::from_str(authorization.header_value()).map_err(|_| {
+                        BenchError::Usage("the credentials cannot be sent in a header".into())
+                    })?;
+                // Kept out of hyper's debug output.
+                value.set_sensitive(true);
+                Ok::<_, BenchError>(value)
+            })
+            .transpose()?;
+        Ok(Endpoint {
+            address,
+            authorization,
+        })
+    }
+}
 
 pub struct Connection {
     sender: SendRequest<Full<Bytes>>,
     authority: String,
+    authorization: Option<HeaderValue>,
 }
 
 impl Connection {
-    pub async fn open(address: SocketAddr) -> Result<Connection, BenchError> {
+    pub async fn open(endpoint: &Endpoint) -> Result<Connection, BenchError> {
+        let address = endpoint.address;
         let stream = tokio::net::TcpStream::connect(address)
             .await
             .map_err(|error| http_error(address, "connect", error))?;
@@ -32,6 +68,7 @@ impl Connection {
         Ok(Connection {
             sender,
             authority: address.to_string(),
+            authorization: endpoint.authorization.clone(),
         })
     }
 
@@ -47,13 +84,16 @@ impl Connection {
             .ready()
             .await
             .map_err(|error| http_error(describe(), "send", error))?;
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(method.clone())
             .uri(path)
             .header(header::HOST, &self.authority)
             .header(header::CONTENT_TYPE, "application/json")
             .body(Full::new(body))
             .map_err(|error| http_error(describe(), "build", error))?;
+        if let Some(authorization) = &self.authorization {
+            (request.headers_mut()).insert(header::AUTHORIZATION, authorization.clone());
+        }
         let response = self
             .sender
             .send_request(request)

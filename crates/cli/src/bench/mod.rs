@@ -11,6 +11,7 @@ mod server_process;
 mod storage;
 mod topic;
 
+use crate::client::credentials::Authorization;
 use clap::Subcommand;
 use std::{io, path::PathBuf, time::Duration};
 use wharf_storage::StorageError;
@@ -54,13 +55,19 @@ pub enum BenchError {
     Server(String),
 }
 
-/// `server`: the server URL when the user named one (`--server` or `WHARF_SERVER`).
-pub fn run(command: BenchCommand, server: Option<&str>) -> Result<(), BenchError> {
+/// A server the user named (`--server` or `WHARF_SERVER`) and the credentials for it.
+pub struct Remote<'a> {
+    pub url: &'a str,
+    pub authorization: Option<&'a Authorization>,
+}
+
+/// `server`: the server when the user named one; `None` starts a child server.
+pub fn run(command: BenchCommand, server: Option<Remote<'_>>) -> Result<(), BenchError> {
     match command {
         BenchCommand::Storage(args) => storage::run(&args),
-        BenchCommand::Queue(args) => queue::run(&args, server),
-        BenchCommand::Topic(args) => topic::run(&args, server),
-        BenchCommand::Request(args) => request::run(&args, server),
+        BenchCommand::Queue(args) => queue::run(&args, server.as_ref()),
+        BenchCommand::Topic(args) => topic::run(&args, server.as_ref()),
+        BenchCommand::Request(args) => request::run(&args, server.as_ref()),
     }
 }
 

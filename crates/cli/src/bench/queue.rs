@@ -10,10 +10,10 @@
 //! on a temporary data directory, so the server's peak RSS and CPU time can be read from /proc.
 
 use super::{
-    http1::Connection,
+    http1::{Connection, Endpoint},
     process_cpu_time,
     server_process::{Memory, ServerProcess},
-    BenchError,
+    BenchError, Remote,
 };
 use base64::Engine as _;
 use bytes::Bytes;
@@ -104,18 +104,18 @@ struct Progress {
 }
 
 /// `server`: the URL given with `--server` or `WHARF_SERVER`; `None` starts a child server.
-pub fn run(args: &QueueArgs, server: Option<&str>) -> Result<(), BenchError> {
+pub fn run(args: &QueueArgs, server: Option<&Remote<'_>>) -> Result<(), BenchError> {
     if args.messages == 0 || args.producers == 0 || args.consumers == 0 || args.batch == 0 {
         return Err(BenchError::Usage(
             "--messages, --producers, --consumers and --batch must be positive".into(),
         ));
     }
-    let (child, address) = match server {
-        Some(url) => (None, resolve(url)?),
+    let (child, endpoint) = match server {
+        Some(remote) => (None, remote_endpoint(remote)?),
         None => {
             let child = ServerProcess::start()?;
-            let address = child.address;
-            (Some(child), address)
+            let endpoint = Endpoint::new(child.address, None)?;
+            (Some(child), endpoint)
         }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -124,7 +124,7 @@ pub fn run(args: &QueueArgs, server: Option<&str>) -> Result<(), BenchError> {
         .map_err(BenchError::Runtime)?;
     let server_cpu_before = child.as_ref().map(ServerProcess::cpu_time).transpose()?;
     let bench_cpu_before = process_cpu_time()?;
-    let result = runtime.block_on(drive(args, address));
+    let result = runtime.block_on(drive(args, &endpoint));
     let bench_cpu = process_cpu_time()?.saturating_sub(bench_cpu_before);
     let server_cpu = match (&child, server_cpu_before) {
         (Some(child), Some(before)) => Some(child.cpu_time()?.saturating_sub(before)),
@@ -153,10 +153,10 @@ pub fn run(args: &QueueArgs, server: Option<&str>) -> Result<(), BenchError> {
 
 type Measured = (f64, f64, Vec<u64>, u64);
 
-async fn drive(args: &QueueArgs, address: SocketAddr) -> Result<Measured, BenchError> {
+async fn drive(args: &QueueArgs, endpoint: &Endpoint) -> Result<Measured, BenchError> {
     let queue = format!("bench-{}-{}", std::process::id(), unix_micros());
     let queue_path = format!("/v1/queues/{queue}");
-    let mut admin = Connection::open(address).await?;
+    let mut admin = Connection::open(endpoint).await?;
     admin
         .request_ok(
             Method::PUT,
@@ -174,8 +174,8 @@ async fn drive(args: &QueueArgs, address: SocketAddr) -> Result<Measured, BenchE
     });
     let mut consumers = Vec::new();
     for _ in 0..args.consumers {
-        let connection = Connection::open(address).await?;
-        let ack_connection = Connection::open(address).await?;
+        let connection = Connection::open(endpoint).await?;
+        let ack_connection = Connection::open(endpoint).await?;
         let task = consume(
             connection,
             ack_connection,
@@ -185,7 +185,7 @@ async fn drive(args: &QueueArgs, address: SocketAddr) -> Result<Measured, BenchE
         );
         consumers.push(tokio::spawn(task));
     }
-    let producers = spawn_producers(args, address, &queue_path, progress.clone()).await?;
+    let producers = spawn_producers(args, endpoint, &queue_path, progress.clone()).await?;
     let watchdog = tokio::spawn(watch_for_stall(progress.clone()));
     let mut sends_end = progress.started;
     for producer in producers {
@@ -221,7 +221,7 @@ async fn drive(args: &QueueArgs, address: SocketAddr) -> Result<Measured, BenchE
 
 async fn spawn_producers(
     args: &QueueArgs,
-    address: SocketAddr,
+    endpoint: &Endpoint,
     queue_path: &str,
     progress: Arc<Progress>,
 ) -> Result<Vec<tokio::task::JoinHandle<Result<Instant, BenchError>>>, BenchError> {
@@ -235,7 +235,7 @@ async fn spawn_producers(
     for index in 0..tasks {
         // Spread the remainder so the counts add up to --messages exactly.
         let count = args.messages / tasks + u64::from(index < args.messages % tasks);
-        let connection = Connection::open(address).await?;
+        let connection = Connection::open(endpoint).await?;
         let plan = ProducerPlan {
             count,
             batch: args.batch,
@@ -535,6 +535,11 @@ pub(super) fn resolve(url: &str) -> Result<SocketAddr, BenchError> {
         .ok()
         .and_then(|mut addresses| addresses.next())
         .ok_or_else(|| BenchError::Usage(format!("--server {url}: cannot resolve {authority}")))
+}
+
+/// The endpoint of a server the user named, with the command line's credentials.
+pub(super) fn remote_endpoint(remote: &Remote<'_>) -> Result<Endpoint, BenchError> {
+    Endpoint::new(resolve(remote.url)?, remote.authorization)
 }
 
 pub(super) fn with_server_log(error: BenchError, child: Option<&ServerProcess>) -> BenchError {

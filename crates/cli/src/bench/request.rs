@@ -9,17 +9,16 @@
 //! (one requester) gives the latency of a single round trip on an otherwise idle server.
 
 use super::{
-    http1::Connection,
+    http1::{Connection, Endpoint},
     queue::{parse, unix_micros},
     topic::{percentile_ms, Target, Usage},
-    BenchError,
+    BenchError, Remote,
 };
 use bytes::Bytes;
 use clap::Args;
 use hyper::Method;
 use serde_json::{json, Value};
 use std::{
-    net::SocketAddr,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
@@ -65,7 +64,7 @@ struct Phase {
 }
 
 /// `server`: the URL given with `--server` or `WHARF_SERVER`; `None` starts a child server.
-pub fn run(args: &RequestArgs, server: Option<&str>) -> Result<(), BenchError> {
+pub fn run(args: &RequestArgs, server: Option<&Remote<'_>>) -> Result<(), BenchError> {
     if args.requests == 0 || args.concurrency == 0 {
         return Err(BenchError::Usage(
             "--requests and --concurrency must be positive".into(),
@@ -77,7 +76,7 @@ pub fn run(args: &RequestArgs, server: Option<&str>) -> Result<(), BenchError> {
         .build()
         .map_err(BenchError::Runtime)?;
     let usage = target.usage_start()?;
-    let result = runtime.block_on(drive(args, target.address));
+    let result = runtime.block_on(drive(args, &target.endpoint));
     let usage = target.usage_end(usage)?;
     let phases = result.map_err(|error| target.explain(error))?;
     target.stop();
@@ -85,10 +84,10 @@ pub fn run(args: &RequestArgs, server: Option<&str>) -> Result<(), BenchError> {
     Ok(())
 }
 
-async fn drive(args: &RequestArgs, address: SocketAddr) -> Result<Vec<Phase>, BenchError> {
+async fn drive(args: &RequestArgs, endpoint: &Endpoint) -> Result<Vec<Phase>, BenchError> {
     let queue = format!("rpc-{}-{}", std::process::id(), unix_micros());
     let queue_path = format!("/v1/queues/{queue}");
-    let mut admin = Connection::open(address).await?;
+    let mut admin = Connection::open(endpoint).await?;
     admin
         .request_ok(
             Method::PUT,
@@ -99,7 +98,7 @@ async fn drive(args: &RequestArgs, address: SocketAddr) -> Result<Vec<Phase>, Be
     let stop = Arc::new(AtomicBool::new(false));
     let mut responders = Vec::new();
     for _ in 0..args.concurrency {
-        let connection = Connection::open(address).await?;
+        let connection = Connection::open(endpoint).await?;
         let task = respond(connection, queue_path.clone(), stop.clone());
         responders.push(tokio::spawn(task));
     }
@@ -108,12 +107,12 @@ async fn drive(args: &RequestArgs, address: SocketAddr) -> Result<Vec<Phase>, Be
         json!({"queue": queue, "body": body, "timeout_ms": args.timeout_ms}).to_string(),
     );
     let mut phases = Vec::new();
-    let mut result = measure(address, &request, args.requests, args.concurrency).await;
+    let mut result = measure(endpoint, &request, args.requests, args.concurrency).await;
     if let Ok(phase) = result {
         phases.push(phase);
         result = match args.sequential_requests {
             0 => Ok(Phase::empty()),
-            count => measure(address, &request, count, 1).await,
+            count => measure(endpoint, &request, count, 1).await,
         };
     }
     stop.store(true, Ordering::Relaxed);
@@ -147,7 +146,7 @@ impl Phase {
 
 /// `count` round trips over `concurrency` requesters, each one call at a time.
 async fn measure(
-    address: SocketAddr,
+    endpoint: &Endpoint,
     request: &Bytes,
     count: u64,
     concurrency: u64,
@@ -155,7 +154,7 @@ async fn measure(
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let mut connection = Connection::open(address).await?;
+        let mut connection = Connection::open(endpoint).await?;
         let (next, request) = (next.clone(), request.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies_us = Vec::new();

@@ -11,11 +11,11 @@
 //! benchmark starts `wharf serve` as a child process, as `wharf bench queue` does.
 
 use super::{
-    http1::Connection,
+    http1::{Connection, Endpoint},
     process_cpu_time,
-    queue::{parse, resolve, unix_micros, with_server_log},
+    queue::{parse, remote_endpoint, unix_micros, with_server_log},
     server_process::ServerProcess,
-    BenchError,
+    BenchError, Remote,
 };
 use base64::Engine as _;
 use bytes::Bytes;
@@ -23,7 +23,6 @@ use clap::Args;
 use hyper::Method;
 use serde_json::{json, Value};
 use std::{
-    net::SocketAddr,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
@@ -69,7 +68,7 @@ pub struct TopicArgs {
 }
 
 /// `server`: the URL given with `--server` or `WHARF_SERVER`; `None` starts a child server.
-pub fn run(args: &TopicArgs, server: Option<&str>) -> Result<(), BenchError> {
+pub fn run(args: &TopicArgs, server: Option<&Remote<'_>>) -> Result<(), BenchError> {
     let positive = [
         args.messages,
         args.producers,
@@ -91,7 +90,7 @@ pub fn run(args: &TopicArgs, server: Option<&str>) -> Result<(), BenchError> {
         .build()
         .map_err(BenchError::Runtime)?;
     let usage = target.usage_start()?;
-    let result = runtime.block_on(drive(args, target.address));
+    let result = runtime.block_on(drive(args, &target.endpoint));
     let usage = target.usage_end(usage)?;
     let (routing, fanout) = result.map_err(|error| target.explain(error))?;
     target.stop();
@@ -102,7 +101,7 @@ pub fn run(args: &TopicArgs, server: Option<&str>) -> Result<(), BenchError> {
 /// The server a benchmark drives: a child it started, or one the user named.
 pub(super) struct Target {
     child: Option<ServerProcess>,
-    pub address: SocketAddr,
+    pub endpoint: Endpoint,
 }
 
 /// CPU time used during a run; the server's only when it is our child.
@@ -112,18 +111,18 @@ pub(super) struct Usage {
 }
 
 impl Target {
-    pub fn start(server: Option<&str>) -> Result<Target, BenchError> {
+    pub fn start(server: Option<&Remote<'_>>) -> Result<Target, BenchError> {
         match server {
-            Some(url) => Ok(Target {
+            Some(remote) => Ok(Target {
                 child: None,
-                address: resolve(url)?,
+                endpoint: remote_endpoint(remote)?,
             }),
             None => {
                 let child = ServerProcess::start()?;
-                let address = child.address;
+                let endpoint = Endpoint::new(child.address, None)?;
                 Ok(Target {
                     child: Some(child),
-                    address,
+                    endpoint,
                 })
             }
         }
@@ -195,30 +194,30 @@ struct PublishPlan {
 
 async fn drive(
     args: &TopicArgs,
-    address: SocketAddr,
+    endpoint: &Endpoint,
 ) -> Result<(Vec<RoutingRun>, Option<FanoutRun>), BenchError> {
     let body_base64: Arc<str> = base64::engine::general_purpose::STANDARD
         .encode(vec![b'x'; args.body_bytes])
         .into();
     let mut routing = Vec::new();
     for &bindings in &args.bindings {
-        routing.push(drive_routing(args, address, bindings, body_base64.clone()).await?);
+        routing.push(drive_routing(args, endpoint, bindings, body_base64.clone()).await?);
     }
     let fanout = match args.fanout_messages {
         0 => None,
-        _ => Some(drive_fanout(args, address, body_base64).await?),
+        _ => Some(drive_fanout(args, endpoint, body_base64).await?),
     };
     Ok((routing, fanout))
 }
 
 async fn drive_routing(
     args: &TopicArgs,
-    address: SocketAddr,
+    endpoint: &Endpoint,
     bindings: u64,
     body_base64: Arc<str>,
 ) -> Result<RoutingRun, BenchError> {
     let prefix = format!("bench-topic-{}-{}", std::process::id(), unix_micros());
-    let mut admin = Connection::open(address).await?;
+    let mut admin = Connection::open(endpoint).await?;
     let topic_path = format!("/v1/topics/{prefix}");
     put(&mut admin, &topic_path, json!({"kind": "topic"})).await?;
     let queues = create_queues(&mut admin, &prefix, args.destination_queues).await?;
@@ -232,7 +231,7 @@ async fn drive_routing(
         })
     };
     bind_all(
-        address,
+        endpoint,
         &topic_path,
         bindings,
         args.setup_connections,
@@ -248,7 +247,7 @@ async fn drive_routing(
         body_base64,
         key_ids: bindings.div_ceil(BINDING_KINDS),
     };
-    let (publish_seconds, latencies_us, routed) = publish_all(address, plan).await?;
+    let (publish_seconds, latencies_us, routed) = publish_all(endpoint, plan).await?;
     clean_up(&mut admin, &topic_path, &queues).await;
     Ok(RoutingRun {
         bindings,
@@ -261,11 +260,11 @@ async fn drive_routing(
 
 async fn drive_fanout(
     args: &TopicArgs,
-    address: SocketAddr,
+    endpoint: &Endpoint,
     body_base64: Arc<str>,
 ) -> Result<FanoutRun, BenchError> {
     let prefix = format!("bench-fanout-{}-{}", std::process::id(), unix_micros());
-    let mut admin = Connection::open(address).await?;
+    let mut admin = Connection::open(endpoint).await?;
     let topic_path = format!("/v1/topics/{prefix}");
     put(&mut admin, &topic_path, json!({"kind": "fanout"})).await?;
     let queues = create_queues(&mut admin, &prefix, args.fanout_queues).await?;
@@ -273,7 +272,7 @@ async fn drive_fanout(
     // Fanout topics ignore the pattern; `#` says "everything" to a reader.
     let make_binding = move |index: u64| json!({"pattern": "#", "syntax": "amqp", "queue": queue_names[index as usize]});
     bind_all(
-        address,
+        endpoint,
         &topic_path,
         args.fanout_queues,
         args.setup_connections,
@@ -288,7 +287,7 @@ async fn drive_fanout(
         body_base64,
         key_ids: 1,
     };
-    let (publish_seconds, latencies_us, routed) = publish_all(address, plan).await?;
+    let (publish_seconds, latencies_us, routed) = publish_all(endpoint, plan).await?;
     clean_up(&mut admin, &topic_path, &queues).await;
     Ok(FanoutRun {
         publish_seconds,
@@ -348,7 +347,7 @@ async fn create_queues(
 
 /// Adds bindings `0..count` over `connections` concurrent connections.
 async fn bind_all(
-    address: SocketAddr,
+    endpoint: &Endpoint,
     topic_path: &str,
     count: u64,
     connections: u64,
@@ -359,7 +358,7 @@ async fn bind_all(
     let path = Arc::<str>::from(format!("{topic_path}/bindings"));
     let mut tasks = Vec::new();
     for _ in 0..connections.min(count) {
-        let mut connection = Connection::open(address).await?;
+        let mut connection = Connection::open(endpoint).await?;
         let (next, make_binding, path) = (next.clone(), make_binding.clone(), path.clone());
         tasks.push(tokio::spawn(async move {
             loop {
@@ -380,7 +379,7 @@ async fn bind_all(
 
 /// Runs the plan's publishers; returns (seconds, per-call latencies, messages routed).
 async fn publish_all(
-    address: SocketAddr,
+    endpoint: &Endpoint,
     plan: PublishPlan,
 ) -> Result<(f64, Vec<u64>, u64), BenchError> {
     let failed = Arc::new(AtomicBool::new(false));
@@ -388,7 +387,7 @@ async fn publish_all(
     for index in 0..plan.producers {
         let count =
             plan.messages / plan.producers + u64::from(index < plan.messages % plan.producers);
-        let connection = Connection::open(address).await?;
+        let connection = Connection::open(endpoint).await?;
         let task = publish(connection, plan.clone(), index, count, failed.clone());
         tasks.push(tokio::spawn(task));
     }

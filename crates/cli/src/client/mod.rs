@@ -1,19 +1,29 @@
 //! Client subcommands: `wharf queue ...`, `wharf send`, `wharf receive`, `wharf topic ...`,
 //! `wharf bind`, `wharf publish`, `wharf subscribe`, `wharf request`, `wharf scatter`,
-//! `wharf reply`.
+//! `wharf reply`, and the security ones: `wharf user ...`, `wharf token ...`, `wharf whoami`,
+//! `wharf audit`.
 //!
 //! Each talks to a running server over its HTTP API (`/v1`) with one blocking request or a few;
-//! this module owns the HTTP plumbing and turns problem+json replies into [`ClientError`]. Each
-//! command group has its file; output formats are described there and in docs.
+//! this module owns the HTTP plumbing (with the caller's `Authorization`, worked out in
+//! [`credentials`]) and turns problem+json replies into [`ClientError`]. Each command group has
+//! its file; output formats are described there and in docs.
 
+pub mod audit;
+pub mod credentials;
+pub mod grant;
 pub mod publish;
 pub mod queue;
 pub mod receive;
 pub mod request;
 pub mod send;
 pub mod subscribe;
+pub mod token;
 pub mod topic;
+pub mod user;
+pub mod whoami;
 
+use clap::Subcommand;
+use credentials::Authorization;
 use serde_json::Value;
 use std::{
     io::{self, Read},
@@ -63,7 +73,27 @@ pub enum ClientError {
     Stdout(#[source] io::Error),
 }
 
+/// Added to a 401 when the command sent no credentials at all.
+const NO_CREDENTIALS_HINT: &str =
+    "no credentials were given: use --token or WHARF_TOKEN, --user with --password, or a cli.toml";
+
 impl ClientError {
+    /// Appends `hint` to a problem's detail.
+    fn hint(self, hint: &str) -> ClientError {
+        match self {
+            ClientError::Problem {
+                status,
+                detail,
+                field,
+            } => ClientError::Problem {
+                status,
+                detail: format!("{detail} ({hint})"),
+                field,
+            },
+            other => other,
+        }
+    }
+
     /// Makes sure a problem about a queue names the queue, whatever the server's wording.
     pub fn about_queue(self, queue: &str) -> ClientError {
         match self {
@@ -81,14 +111,72 @@ impl ClientError {
     }
 }
 
+/// Every command that talks to a running server; `main` flattens these into `wharf`'s list.
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Create, inspect and manage queues.
+    #[command(subcommand)]
+    Queue(queue::QueueCommand),
+    /// Send a message to a queue.
+    Send(send::SendArgs),
+    /// Receive messages from a queue and print them as JSON lines.
+    Receive(receive::ReceiveArgs),
+    /// Create, inspect and manage topics and their bindings.
+    #[command(subcommand)]
+    Topic(topic::TopicCommand),
+    /// Bind a queue or topic to a topic with a pattern.
+    Bind(topic::BindArgs),
+    /// Publish a message to a topic with a routing key.
+    Publish(publish::PublishArgs),
+    /// Print messages published to a topic as JSON lines, as they arrive.
+    Subscribe(subscribe::SubscribeArgs),
+    /// Send a request to a queue or topic and print its reply.
+    Request(request::RequestArgs),
+    /// Publish a request to a topic and print every reply that comes in time.
+    Scatter(request::ScatterArgs),
+    /// Answer a request.
+    Reply(request::ReplyArgs),
+    /// Create, list and delete users; change passwords (administrators).
+    #[command(subcommand)]
+    User(user::UserCommand),
+    /// Create, list and revoke tokens.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+    /// Show who the server takes these credentials for, and their grants.
+    Whoami,
+    /// Print the server's audit log as JSON lines (administrators).
+    Audit(audit::AuditArgs),
+}
+
+/// Runs one client command against `client`'s server.
+pub fn run(command: ClientCommand, client: &Client) -> Result<(), ClientError> {
+    match command {
+        ClientCommand::Queue(command) => queue::run(command, client),
+        ClientCommand::Send(args) => send::run(args, client),
+        ClientCommand::Receive(args) => receive::run(args, client),
+        ClientCommand::Topic(command) => topic::run(command, client),
+        ClientCommand::Bind(args) => topic::run_bind(args, client),
+        ClientCommand::Publish(args) => publish::run(args, client),
+        ClientCommand::Subscribe(args) => subscribe::run(args, client),
+        ClientCommand::Request(args) => request::run_request(args, client),
+        ClientCommand::Scatter(args) => request::run_scatter(args, client),
+        ClientCommand::Reply(args) => request::run_reply(args, client),
+        ClientCommand::User(command) => user::run(command, client),
+        ClientCommand::Token(command) => token::run(command, client),
+        ClientCommand::Whoami => whoami::run(client),
+        ClientCommand::Audit(args) => audit::run(&args, client),
+    }
+}
+
 /// The server that client commands talk to, with one reusable connection pool.
 pub struct Client {
     agent: ureq::Agent,
     server: String,
+    authorization: Option<Authorization>,
 }
 
 impl Client {
-    pub fn new(server: &str) -> Client {
+    pub fn new(server: &str, authorization: Option<Authorization>) -> Client {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(CONNECT_TIMEOUT))
@@ -98,20 +186,20 @@ impl Client {
         Client {
             agent,
             server: server.trim_end_matches('/').to_string(),
+            authorization,
         }
     }
 
     pub fn get(&self, path: &str) -> Result<Value, ClientError> {
         let url = self.url(path);
-        let result = self.agent.get(&url).call();
+        let result = self.authorize(self.agent.get(&url)).call();
         self.finish(url, result)
     }
 
     pub fn post(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
         let url = self.url(path);
         let result = self
-            .agent
-            .post(&url)
+            .authorize(self.agent.post(&url))
             .header("content-type", "application/json")
             .send(body.to_string());
         self.finish(url, result)
@@ -120,8 +208,7 @@ impl Client {
     pub fn put(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
         let url = self.url(path);
         let result = self
-            .agent
-            .put(&url)
+            .authorize(self.agent.put(&url))
             .header("content-type", "application/json")
             .send(body.to_string());
         self.finish(url, result)
@@ -130,7 +217,7 @@ impl Client {
     /// DELETE; success replies carry no body, so `Value::Null` comes back.
     pub fn delete(&self, path: &str) -> Result<Value, ClientError> {
         let url = self.url(path);
-        let result = self.agent.delete(&url).call();
+        let result = self.authorize(self.agent.delete(&url)).call();
         self.finish(url, result)
     }
 
@@ -139,8 +226,7 @@ impl Client {
     pub fn get_stream(&self, path: &str) -> Result<impl Read, ClientError> {
         let url = self.url(path);
         let response = self
-            .agent
-            .get(&url)
+            .authorize(self.agent.get(&url))
             .header("accept", "text/event-stream")
             .call()
             .map_err(|source| self.transport_error(url.clone(), source))?;
@@ -155,6 +241,14 @@ impl Client {
                 status: 0,
                 reason: "an error status with a success body".to_string(),
             }))
+    }
+
+    /// Adds the caller's `Authorization`, when there is one.
+    fn authorize<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.authorization {
+            Some(authorization) => request.header("authorization", authorization.header_value()),
+            None => request,
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -189,7 +283,11 @@ impl Client {
         if (200..300).contains(&status) {
             return Ok(value);
         }
-        Err(problem_error(url, status, &value))
+        let error = problem_error(url, status, &value);
+        match (status, &self.authorization) {
+            (401, None) => Err(error.hint(NO_CREDENTIALS_HINT)),
+            _ => Err(error),
+        }
     }
 
     fn transport_error(&self, url: String, source: ureq::Error) -> ClientError {

@@ -9,7 +9,8 @@ use std::{
 /// Pause between polls: short next to any deadline, long enough not to spin a core.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
-/// A `wharf` command with no `WHARF_*` or `RUST_LOG` inherited from the test environment.
+/// A `wharf` command with no `WHARF_*` or `RUST_LOG` inherited from the test environment, and
+/// no home or XDG directory, so a developer's own `~/.config/wharf/cli.toml` stays out of it.
 pub fn wharf() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_wharf"));
     for name in [
@@ -20,6 +21,13 @@ pub fn wharf() -> Command {
         "WHARF_TLS_KEY",
         "WHARF_TLS_CLIENT_CA",
         "WHARF_SERVER",
+        "WHARF_ADMIN_TOKEN",
+        "WHARF_TOKEN",
+        "WHARF_USER",
+        "WHARF_PASSWORD",
+        "WHARF_CLI_CONFIG",
+        "XDG_CONFIG_HOME",
+        "HOME",
         "RUST_LOG",
     ] {
         command.env_remove(name);
