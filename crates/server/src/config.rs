@@ -183,6 +183,9 @@ pub struct LimitSettings {
     pub send_burst_per_caller: u64,
     /// Receives long-polling at once; 429 past it.
     pub receive_waiters_max: usize,
+    /// Queues, topics and bindings each caller that is not an administrator may create
+    /// (a token counts against its user); 0: no limit.
+    pub definitions_per_caller: usize,
 }
 
 impl Default for LimitSettings {
@@ -196,6 +199,7 @@ impl Default for LimitSettings {
             send_rate_per_caller: 0,
             send_burst_per_caller: 0,
             receive_waiters_max: wharf_engine::broker::RECEIVE_WAITERS_MAX_DEFAULT,
+            definitions_per_caller: wharf_engine::broker::DEFINITIONS_PER_CALLER_DEFAULT,
         }
     }
 }

@@ -163,6 +163,7 @@ async fn bind_open_engine(store: &Arc<Store>, config: &ServeConfig) -> Result<En
         subscriptions_max: config.limits.subscriptions_max,
         send_rate: config.limits.send_rate(),
         receive_waiters_max: config.limits.receive_waiters_max,
+        definitions_per_caller: config.limits.definitions_per_caller,
         ..EngineConfig::default()
     };
     let engine = match Engine::open(store.clone(), Arc::new(SystemClock), engine_config).await {

@@ -66,11 +66,17 @@ pub struct EngineConfig {
     pub send_rate: Option<crate::security::limits::SendRate>,
     /// Receives long-polling at once (waiting for a first message); 429 past it.
     pub receive_waiters_max: usize,
+    /// Queues, topics and bindings each non-administrator caller may create; 0: no limit.
+    /// See `security::quotas`.
+    pub definitions_per_caller: usize,
 }
 
 /// Default of [`EngineConfig::requests_pending_max`]: 10,000 waiting requests with one 1 KiB
 /// reply each is about 10 MiB, and far more concurrent requests than one node's clients send.
 pub const REQUESTS_PENDING_MAX_DEFAULT: usize = 10_000;
+/// Default of [`EngineConfig::definitions_per_caller`]: far more than an application declares,
+/// few enough that a runaway client cannot fill the metadata store.
+pub const DEFINITIONS_PER_CALLER_DEFAULT: usize = 1_000;
 /// Default of [`EngineConfig::receive_waiters_max`]: a waiting receive costs a consumer
 /// registration and a task; 10,000 of them is a few megabytes.
 pub const RECEIVE_WAITERS_MAX_DEFAULT: usize = 10_000;
@@ -86,6 +92,7 @@ impl Default for EngineConfig {
             subscriptions_max: SUBSCRIPTIONS_MAX_DEFAULT,
             send_rate: None,
             receive_waiters_max: RECEIVE_WAITERS_MAX_DEFAULT,
+            definitions_per_caller: DEFINITIONS_PER_CALLER_DEFAULT,
         }
     }
 }
@@ -115,6 +122,8 @@ pub(crate) struct Inner {
     pub(crate) send_buckets: crate::security::limits::SendBuckets,
     /// Receives long-polling now, against [`EngineConfig::receive_waiters_max`].
     receive_waiters: std::sync::atomic::AtomicUsize,
+    /// Owners of definitions created by non-administrators (see `security::quotas`).
+    pub(crate) quotas: crate::security::quotas::Quotas,
     /// Users and tokens (see `security`).
     pub(crate) accounts: crate::security::accounts::Accounts,
     /// The audit log (see `security::audit`).
@@ -152,6 +161,7 @@ impl Engine {
         };
         let audit = (store.open_log(crate::security::audit::AUDIT_LOG_NAME, audit_options)).await?;
         let accounts = crate::security::accounts::Accounts::load(store.as_ref());
+        let quotas = crate::security::quotas::Quotas::load(store.as_ref());
         let engine = Engine {
             inner: Arc::new(Inner {
                 store,
@@ -162,6 +172,7 @@ impl Engine {
                 resource_floor: std::sync::atomic::AtomicU64::new(1),
                 wal_kept_whole: AtomicBool::new(false),
                 accounts,
+                quotas,
                 audit,
                 send_buckets: Default::default(),
                 receive_waiters: Default::default(),

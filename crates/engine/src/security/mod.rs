@@ -19,6 +19,7 @@ pub(crate) mod accounts;
 pub mod audit;
 pub mod grant;
 pub mod limits;
+pub mod quotas;
 mod secrets;
 
 pub use accounts::{CreatedToken, TokenInfo, TokenRequest, UserInfo};

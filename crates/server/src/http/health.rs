@@ -23,6 +23,7 @@ pub struct ProbeStatus {
     get,
     path = "/healthz",
     tag = "operations",
+    security(()),
     responses((status = 200, description = "The process is alive", body = ProbeStatus))
 )]
 pub async fn healthz() -> Json<ProbeStatus> {
@@ -37,6 +38,7 @@ pub async fn healthz() -> Json<ProbeStatus> {
     get,
     path = "/readyz",
     tag = "operations",
+    security(()),
     responses(
         (status = 200, description = "Ready for traffic; `warnings` lists conditions to act on", body = ProbeStatus),
         (status = 503, description = "Not ready: starting, or shutting down",

@@ -121,15 +121,42 @@ use utoipa::OpenApi;
         (name = "queues", description = "Work queues: send, receive with a lease, ack, nack, dead letters. Times are ms since the Unix epoch."),
         (name = "topics", description = "Topics: bindings route published messages to queues and topics; live subscriptions over Server-Sent Events."),
         (name = "requests", description = "Request-reply and scatter-gather through temporary reply addresses."),
-    )
+        (name = "security", description = "Users, tokens, the caller's identity and the audit log (docs/security.md)."),
+    ),
+    modifiers(&SecuritySchemes),
+    security(("bearer" = []), ("basic" = []))
 )]
 pub struct ApiDoc;
+
+/// Declares the two ways to authenticate, so generated clients send credentials: a token as
+/// `Authorization: Bearer`, a user by HTTP Basic. Every operation but the probes and this
+/// document needs one once the server has users or tokens (docs/security.md).
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let bearer = Http::builder()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some(
+                "A token from POST /v1/tokens, or the administrator token",
+            ))
+            .build();
+        components.add_security_scheme("bearer", SecurityScheme::Http(bearer));
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
+        );
+    }
+}
 
 /// This document.
 #[utoipa::path(
     get,
     path = "/openapi.json",
     tag = "operations",
+    security(()),
     responses((status = 200, description = "The OpenAPI 3.1 document", body = serde_json::Value))
 )]
 pub async fn openapi_json() -> Response {

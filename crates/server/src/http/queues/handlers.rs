@@ -16,7 +16,7 @@ use std::time::Duration;
 use wharf_engine::{
     broker::{NackAction, ReceiptResult, ReceiveRequest, RECEIVE_MESSAGES_MAX},
     queue::QueueOptions,
-    security::{Action, Principal, Resource, ResourceKind},
+    security::{quotas::DefinitionKind, Action, Principal, Resource, ResourceKind},
     EngineError,
 };
 
@@ -55,7 +55,17 @@ pub async fn put_queue(
             .engine
             .authorize(&principal, Action::Manage, resource)?;
     }
+    if state.engine.queue_info(&name).is_err() {
+        state.engine.check_definition_quota(&principal)?;
+    }
     let created = state.engine.put_queue(&name, options).await?;
+    if created {
+        let kind = DefinitionKind::Queue;
+        state
+            .engine
+            .record_definition(&principal, kind, &name)
+            .await?;
+    }
     let info = state.engine.queue_info(&name)?;
     let status = if created {
         StatusCode::CREATED
@@ -134,6 +144,9 @@ pub async fn delete_queue(
     Path(name): Path<String>,
 ) -> Result<StatusCode, Problem> {
     state.engine.delete_queue(&name).await?;
+    (state.engine)
+        .release_definition(DefinitionKind::Queue, &name)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

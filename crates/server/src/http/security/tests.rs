@@ -355,6 +355,7 @@ async fn limited_fixture() -> Fixture {
             burst: 20,
         }),
         receive_waiters_max: 1,
+        definitions_per_caller: 2,
         ..EngineConfig::default()
     };
     let engine = Engine::open(Arc::new(MemoryStore::new()), clock.clone(), config)
@@ -487,4 +488,57 @@ async fn long_polls_past_the_limit_are_refused_until_one_ends() {
     );
     fixture.clock.advance(Duration::from_secs(21));
     assert_eq!(first.await.expect("no panic").0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_caller_creates_only_its_quota_of_definitions_and_deleting_gives_places_back() {
+    let fixture = limited_fixture().await;
+    let state = &fixture.state;
+    let admin = format!("Bearer {ADMIN}");
+    let maker = format!(
+        "Bearer {}",
+        token_for(&fixture.engine, Action::Manage, ResourceKind::Queue, "*").await
+    );
+    let put = |who: String, path: &'static str| async move {
+        call(state, &Method::PUT, path, Some(&who), "{}").await
+    };
+    assert_eq!(
+        put(maker.clone(), "/v1/queues/q1").await.0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        put(maker.clone(), "/v1/queues/q2").await.0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        put(maker.clone(), "/v1/queues/q2").await.0,
+        StatusCode::OK,
+        "updates are free"
+    );
+    let (status, problem) = put(maker.clone(), "/v1/queues/q3").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("definitions_per_caller"),
+        "{problem}"
+    );
+    assert!(fixture.engine.queue_info("q3").is_err(), "nothing created");
+    assert_eq!(
+        put(admin.clone(), "/v1/queues/a1").await.0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        put(admin.clone(), "/v1/queues/a2").await.0,
+        StatusCode::CREATED,
+        "admins uncounted"
+    );
+    let (status, _) = call(state, &Method::DELETE, "/v1/queues/q1", Some(&admin), "").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        put(maker, "/v1/queues/q3").await.0,
+        StatusCode::CREATED,
+        "a place came back"
+    );
 }

@@ -12,7 +12,7 @@ use axum::{
     Extension, Json,
 };
 use wharf_engine::{
-    security::{Action, Principal, Resource, ResourceKind},
+    security::{quotas::DefinitionKind, Action, Principal, Resource, ResourceKind},
     topic::Destination,
 };
 
@@ -41,7 +41,17 @@ pub async fn put_topic(
     for destination in destinations {
         authorize_destination(&state, &principal, destination, Action::Write)?;
     }
+    if state.engine.topic_info(&name).is_err() {
+        state.engine.check_definition_quota(&principal)?;
+    }
     let created = state.engine.put_topic(&name, options).await?;
+    if created {
+        let kind = DefinitionKind::Topic;
+        state
+            .engine
+            .record_definition(&principal, kind, &name)
+            .await?;
+    }
     let info = state.engine.topic_info(&name)?;
     let status = if created {
         StatusCode::CREATED
@@ -109,6 +119,9 @@ pub async fn delete_topic(
     Path(name): Path<String>,
 ) -> Result<StatusCode, Problem> {
     state.engine.delete_topic(&name).await?;
+    (state.engine)
+        .release_definition(DefinitionKind::Topic, &name)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -152,11 +165,16 @@ pub async fn add_binding(
             .engine
             .authorize(&principal, Action::Manage, resource)?;
     }
+    state.engine.check_definition_quota(&principal)?;
     let id = if create_queue {
         state.engine.bind_with_queue(&name, spec.clone()).await?
     } else {
         state.engine.bind(&name, spec.clone()).await?
     };
+    let binding = format!("{name}/{id}");
+    (state.engine)
+        .record_definition(&principal, DefinitionKind::Binding, &binding)
+        .await?;
     let info = wharf_engine::broker::BindingInfo {
         id,
         spec,
@@ -208,6 +226,10 @@ pub async fn delete_binding(
     Path((name, id)): Path<(String, String)>,
 ) -> Result<StatusCode, Problem> {
     state.engine.unbind(&name, &id).await?;
+    let binding = format!("{name}/{id}");
+    (state.engine)
+        .release_definition(DefinitionKind::Binding, &binding)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
