@@ -50,6 +50,29 @@ fn ready(engine: &Engine) -> Vec<u64> {
         .collect()
 }
 
+/// Creates the queues and sends each `ROUNDS` batches of `PER_SEND` 200-byte messages, so the
+/// WAL spans several segments with the queues' records interleaved.
+async fn fill_queues(engine: &Engine) {
+    for queue in QUEUES {
+        engine
+            .put_queue(queue, QueueOptions::default())
+            .await
+            .unwrap();
+    }
+    let body = Bytes::from(vec![b'x'; 200]);
+    for _ in 0..ROUNDS {
+        for queue in QUEUES {
+            let batch = (0..PER_SEND)
+                .map(|_| SendMessage {
+                    body: body.clone(),
+                    ..SendMessage::default()
+                })
+                .collect();
+            engine.send(queue, batch).await.unwrap();
+        }
+    }
+}
+
 /// Flips 8 bytes in the middle of the WAL's second segment file (an older, sealed one).
 fn flip_bytes_in_an_older_segment(dir: &Path) {
     let mut segments: Vec<_> = std::fs::read_dir(dir.join("logs").join("wal"))
@@ -72,24 +95,7 @@ fn flip_bytes_in_an_older_segment(dir: &Path) {
 async fn flipped_bytes_in_an_older_wal_segment_cost_only_their_records() {
     let dir = tempfile::tempdir().unwrap();
     let (engine, store) = open(dir.path()).await;
-    for queue in QUEUES {
-        engine
-            .put_queue(queue, QueueOptions::default())
-            .await
-            .unwrap();
-    }
-    let body = Bytes::from(vec![b'x'; 200]);
-    for _ in 0..ROUNDS {
-        for queue in QUEUES {
-            let batch = (0..PER_SEND)
-                .map(|_| SendMessage {
-                    body: body.clone(),
-                    ..SendMessage::default()
-                })
-                .collect();
-            engine.send(queue, batch).await.unwrap();
-        }
-    }
+    fill_queues(&engine).await;
     let sent = (ROUNDS * PER_SEND) as u64;
     assert_eq!(ready(&engine), [sent; 3]);
     engine.close();
@@ -126,24 +132,7 @@ async fn flipped_bytes_in_an_older_wal_segment_cost_only_their_records() {
 async fn messages_lost_after_delivery_are_counted_damaged_in_their_queue() {
     let dir = tempfile::tempdir().unwrap();
     let (engine, store) = open(dir.path()).await;
-    for queue in QUEUES {
-        engine
-            .put_queue(queue, QueueOptions::default())
-            .await
-            .unwrap();
-    }
-    let body = Bytes::from(vec![b'x'; 200]);
-    for _ in 0..ROUNDS {
-        for queue in QUEUES {
-            let batch = (0..PER_SEND)
-                .map(|_| SendMessage {
-                    body: body.clone(),
-                    ..SendMessage::default()
-                })
-                .collect();
-            engine.send(queue, batch).await.unwrap();
-        }
-    }
+    fill_queues(&engine).await;
     // Every message delivered once: each gets a delivery record after all the sends.
     let sent = (ROUNDS * PER_SEND) as u64;
     let request = ReceiveRequest {

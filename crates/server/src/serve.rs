@@ -472,6 +472,30 @@ mod tests {
         }
     }
 
+    /// A server bound on `config` and running until [`Running::stop`].
+    struct Running {
+        addr: SocketAddr,
+        stop: oneshot::Sender<()>,
+        task: tokio::task::JoinHandle<Result<(), ServeError>>,
+    }
+
+    async fn start(config: &ServeConfig) -> Running {
+        let server = Server::bind(config).await.expect("binds");
+        let addr = server.local_addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        Running { addr, stop, task }
+    }
+
+    impl Running {
+        async fn stop(self) {
+            self.stop.send(()).expect("server running");
+            self.task.await.expect("no panic").expect("clean shutdown");
+        }
+    }
+
     async fn get(addr: SocketAddr, path: &str) -> io::Result<String> {
         let mut stream = tokio::net::TcpStream::connect(addr).await?;
         let request =
@@ -510,12 +534,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = test_config(dir.path());
         config.limits.http_connections_max = 2;
-        let server = Server::bind(&config).await.expect("binds");
-        let addr = server.local_addr();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let running = tokio::spawn(server.run(async move {
-            let _ = stopped.await;
-        }));
+        let running = start(&config).await;
+        let addr = running.addr;
         let first = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let _second = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let refused = get(addr, "/healthz").await.expect("an answer, not a hang");
@@ -534,8 +554,7 @@ mod tests {
             );
             tokio::task::yield_now().await;
         }
-        stop.send(()).expect("server running");
-        running.await.expect("no panic").expect("clean shutdown");
+        running.stop().await;
     }
 
     async fn send(addr: SocketAddr, method: &str, path: &str, body: &str) -> String {
@@ -564,12 +583,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = test_config(dir.path());
         config.limits.http_idle_timeout_ms = 300;
-        let server = Server::bind(&config).await.expect("binds");
-        let addr = server.local_addr();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let running = tokio::spawn(server.run(async move {
-            let _ = stopped.await;
-        }));
+        let running = start(&config).await;
+        let addr = running.addr;
         let connect = || tokio::net::TcpStream::connect(addr);
         let mut silent = connect().await.expect("connect");
         let mut half = connect().await.expect("connect");
@@ -604,8 +619,7 @@ mod tests {
         assert!(!answered.contains("200"), "{answered}");
         let answered = read_until_closed(&mut kept_alive).await;
         assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
-        stop.send(()).expect("server running");
-        running.await.expect("no panic").expect("clean shutdown");
+        running.stop().await;
     }
 
     /// A client that drips its request a byte at a time is never idle, but its request must
@@ -615,12 +629,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = test_config(dir.path());
         config.limits.http_request_read_timeout_ms = 400;
-        let server = Server::bind(&config).await.expect("binds");
-        let addr = server.local_addr();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let running = tokio::spawn(server.run(async move {
-            let _ = stopped.await;
-        }));
+        let running = start(&config).await;
+        let addr = running.addr;
         let connect = || tokio::net::TcpStream::connect(addr);
         let mut dripping = connect().await.expect("connect");
         let started = std::time::Instant::now();
@@ -661,8 +671,7 @@ mod tests {
             let reply = String::from_utf8_lossy(&reply[..read]);
             assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
         }
-        stop.send(()).expect("server running");
-        running.await.expect("no panic").expect("clean shutdown");
+        running.stop().await;
     }
 
     #[tokio::test]
@@ -670,12 +679,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = test_config(dir.path());
         config.storage.disk_free_bytes_min = u64::MAX;
-        let server = Server::bind(&config).await.expect("binds");
-        let addr = server.local_addr();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let running = tokio::spawn(server.run(async move {
-            let _ = stopped.await;
-        }));
+        let running = start(&config).await;
+        let addr = running.addr;
         let ready = get(addr, "/readyz").await.expect("request");
         assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
         assert!(ready.contains("disk nearly full"), "{ready}");
@@ -684,8 +689,7 @@ mod tests {
             metrics.contains("wharf_storage_disk_free_bytes "),
             "{metrics}"
         );
-        stop.send(()).expect("server running");
-        running.await.expect("no panic").expect("clean shutdown");
+        running.stop().await;
     }
 
     /// Redis's protected mode: no users on a reachable address is refused unless allowed; an
@@ -708,12 +712,8 @@ mod tests {
         drop(Server::bind(&config).await.expect("allowed"));
         config.security.allow_anonymous = false;
         config.security.admin_token = Some("a-long-enough-admin-token".into());
-        let server = Server::bind(&config).await.expect("protected");
-        let port = server.local_addr().port();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let running = tokio::spawn(server.run(async move {
-            let _ = stopped.await;
-        }));
+        let running = start(&config).await;
+        let port = running.addr.port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let answer = get(addr, "/v1/queues").await.expect("request");
         assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
@@ -723,8 +723,7 @@ mod tests {
             health.starts_with("HTTP/1.1 200"),
             "probes stay open: {health}"
         );
-        stop.send(()).expect("server running");
-        running.await.expect("no panic").expect("clean shutdown");
+        running.stop().await;
     }
 
     #[tokio::test]

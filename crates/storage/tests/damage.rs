@@ -11,35 +11,15 @@ use std::{
     path::{Path, PathBuf},
     sync::Arc,
 };
-use wharf_storage::{Faults, FsyncPolicy, Log, LogConfig, Offset, StorageError, StorageMetrics};
+use wharf_storage::{Faults, Log, LogConfig, Offset, StorageError, StorageMetrics};
 
-fn config(segment_bytes: u64, preallocate: bool) -> LogConfig {
-    LogConfig {
-        segment_bytes,
-        preallocate,
-        // The tests damage files after a clean close; real fsyncs would only slow them.
-        fsync: FsyncPolicy::Never,
-        direct_io: false,
-        ..LogConfig::default()
-    }
-}
+#[allow(dead_code)]
+mod common;
+use common::{apply, config, harm_strategy, modify, payload, runtime};
 
 fn open(dir: &Path, config: LogConfig) -> (Log, Arc<StorageMetrics>) {
     let metrics = Arc::new(StorageMetrics::default());
     (Log::open(dir, config, metrics.clone()).unwrap(), metrics)
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn payload(i: u64, len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|j| (i as usize * 31 + j * 7 + 1) as u8)
-        .collect()
 }
 
 /// Writes one record per append and returns each record's (file, byte range).
@@ -79,12 +59,6 @@ fn segment_files(dir: &Path) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
-}
-
-fn modify(path: &Path, change: impl FnOnce(&mut Vec<u8>)) {
-    let mut bytes = fs::read(path).unwrap();
-    change(&mut bytes);
-    fs::write(path, bytes).unwrap();
 }
 
 fn metric(metrics: &StorageMetrics) -> u64 {
@@ -288,55 +262,6 @@ fn an_older_segment_cut_inside_an_append_keeps_the_records_before_the_cut() {
     }
     assert_eq!(log.damage()[0].offsets, Offset(9)..Offset(20));
     assert_eq!(metric(&metrics), 11);
-}
-
-#[derive(Debug, Clone)]
-enum Harm {
-    Flip {
-        at: prop::sample::Index,
-        count: usize,
-    },
-    Truncate {
-        at: prop::sample::Index,
-    },
-    Zero {
-        at: prop::sample::Index,
-        len: usize,
-    },
-}
-
-fn harm_strategy() -> impl Strategy<Value = Harm> {
-    prop_oneof![
-        (any::<prop::sample::Index>(), 1..9usize).prop_map(|(at, count)| Harm::Flip { at, count }),
-        any::<prop::sample::Index>().prop_map(|at| Harm::Truncate { at }),
-        (any::<prop::sample::Index>(), 1..600usize).prop_map(|(at, len)| Harm::Zero { at, len }),
-    ]
-}
-
-/// Applies `harm` to `bytes` and returns the byte range it may have changed.
-fn apply(harm: &Harm, bytes: &mut Vec<u8>) -> Range<usize> {
-    match harm {
-        Harm::Flip { at, count } => {
-            let at = at.index(bytes.len());
-            let end = (at + count).min(bytes.len());
-            for b in &mut bytes[at..end] {
-                *b ^= 0xa5;
-            }
-            at..end
-        }
-        Harm::Truncate { at } => {
-            let at = at.index(bytes.len());
-            let len = bytes.len();
-            bytes.truncate(at);
-            at..len
-        }
-        Harm::Zero { at, len } => {
-            let at = at.index(bytes.len());
-            let end = (at + len).min(bytes.len());
-            bytes[at..end].fill(0);
-            at..end
-        }
-    }
 }
 
 proptest! {

@@ -11,35 +11,15 @@ use std::{
     path::{Path, PathBuf},
 };
 use wharf_storage::{
-    Faults, FsyncPolicy, Log, LogConfig, Offset, Repair, StorageError, Store, StoreConfig,
-    QUARANTINED_REASON, RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX,
+    Faults, Log, LogConfig, Offset, Repair, StorageError, Store, StoreConfig, QUARANTINED_REASON,
+    RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX,
 };
 
+#[allow(dead_code)]
+mod common;
+use common::{apply, config, harm_strategy, modify, payload, runtime};
+
 const LOG: &str = "wal";
-
-fn config(segment_bytes: u64, preallocate: bool) -> LogConfig {
-    LogConfig {
-        segment_bytes,
-        preallocate,
-        // The tests damage files after a clean close; real fsyncs would only slow them.
-        fsync: FsyncPolicy::Never,
-        direct_io: false,
-        ..LogConfig::default()
-    }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn payload(i: u64, len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|j| (i as usize * 31 + j * 7 + 1) as u8)
-        .collect()
-}
 
 fn log_dir(data: &Path) -> PathBuf {
     data.join("logs").join(LOG)
@@ -83,12 +63,6 @@ fn segment_files(data: &Path) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
-}
-
-fn modify(path: &Path, change: impl FnOnce(&mut Vec<u8>)) {
-    let mut bytes = fs::read(path).unwrap();
-    change(&mut bytes);
-    fs::write(path, bytes).unwrap();
 }
 
 /// Repairs the log in a store of its own, as `wharf check --repair` does.
@@ -382,50 +356,6 @@ fn range_longer_than_a_frame_takes_several_frames_and_reads_back_as_one() {
     );
 }
 
-#[derive(Debug, Clone)]
-enum Harm {
-    Flip {
-        at: prop::sample::Index,
-        count: usize,
-    },
-    Truncate {
-        at: prop::sample::Index,
-    },
-    Zero {
-        at: prop::sample::Index,
-        len: usize,
-    },
-}
-
-fn harm_strategy() -> impl Strategy<Value = Harm> {
-    prop_oneof![
-        (any::<prop::sample::Index>(), 1..9usize).prop_map(|(at, count)| Harm::Flip { at, count }),
-        any::<prop::sample::Index>().prop_map(|at| Harm::Truncate { at }),
-        (any::<prop::sample::Index>(), 1..600usize).prop_map(|(at, len)| Harm::Zero { at, len }),
-    ]
-}
-
-fn apply(harm: &Harm, bytes: &mut Vec<u8>) {
-    match harm {
-        Harm::Flip { at, count } => {
-            let at = at.index(bytes.len());
-            let end = (at + count).min(bytes.len());
-            for b in &mut bytes[at..end] {
-                *b ^= 0xa5;
-            }
-        }
-        Harm::Truncate { at } => {
-            let at = at.index(bytes.len());
-            bytes.truncate(at);
-        }
-        Harm::Zero { at, len } => {
-            let at = at.index(bytes.len());
-            let end = (at + len).min(bytes.len());
-            bytes[at..end].fill(0);
-        }
-    }
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
@@ -443,7 +373,9 @@ proptest! {
         let payloads: Vec<Vec<u8>> = lens.iter().enumerate().map(|(i, len)| payload(i as u64, *len)).collect();
         write_records(data.path(), config(4096, preallocate), &payloads);
         let files = segment_files(data.path());
-        modify(&files[which.index(files.len())], |bytes| apply(&harm, bytes));
+        modify(&files[which.index(files.len())], |bytes| {
+            apply(&harm, bytes);
+        });
 
         let (store, log) = open(data.path(), config(4096, preallocate));
         let damaged: Vec<Offset> = log.damage().iter().flat_map(|d| (d.offsets.start.0..d.offsets.end.0).map(Offset)).collect();
