@@ -186,6 +186,9 @@ pub struct LimitSettings {
     /// Queues, topics and bindings each caller that is not an administrator may create
     /// (a token counts against its user); 0: no limit.
     pub definitions_per_caller: usize,
+    /// Open HTTP connections each caller (user, or token without one) may hold; a connection
+    /// belongs to the first caller that authenticates on it. 0: no limit.
+    pub http_connections_per_caller: usize,
 }
 
 impl Default for LimitSettings {
@@ -200,9 +203,14 @@ impl Default for LimitSettings {
             send_burst_per_caller: 0,
             receive_waiters_max: wharf_engine::broker::RECEIVE_WAITERS_MAX_DEFAULT,
             definitions_per_caller: wharf_engine::broker::DEFINITIONS_PER_CALLER_DEFAULT,
+            http_connections_per_caller: HTTP_CONNECTIONS_PER_CALLER_DEFAULT,
         }
     }
 }
+
+/// Default of [`LimitSettings::http_connections_per_caller`]: a tenth of the connection cap,
+/// so no single caller can take every slot.
+pub const HTTP_CONNECTIONS_PER_CALLER_DEFAULT: usize = 1_000;
 
 /// Default of [`LimitSettings::http_connections_max`].
 pub const HTTP_CONNECTIONS_MAX_DEFAULT: usize = 10_000;

@@ -111,6 +111,8 @@ struct RequestCounts {
     begun: AtomicU64,
     /// The client's address, for the audit log.
     peer: Option<SocketAddr>,
+    /// The caller the connection counts against (see `caller_connections`).
+    owner: crate::caller_connections::ConnectionOwner,
 }
 
 impl ConnectionRequests {
@@ -124,6 +126,11 @@ impl ConnectionRequests {
     /// The client's address, when known.
     pub fn peer(&self) -> Option<SocketAddr> {
         self.0.peer
+    }
+
+    /// The slot of the caller this connection counts against.
+    pub fn owner(&self) -> &crate::caller_connections::ConnectionOwner {
+        &self.0.owner
     }
 
     fn handling(&self) -> usize {

@@ -286,7 +286,10 @@ impl Server {
                 registry: Arc::new(registry),
                 engine,
                 disk: Some(Arc::new(disk)),
-                security: Arc::new(SecuritySettings::new(config.security.metrics_public)),
+                security: Arc::new(
+                    SecuritySettings::new(config.security.metrics_public)
+                        .with_connections_per_caller(config.limits.http_connections_per_caller),
+                ),
                 browser: Arc::new(browser),
             },
         })
@@ -724,6 +727,93 @@ mod tests {
             "probes stay open: {health}"
         );
         running.stop().await;
+    }
+
+    /// A connection counts against the first user that authenticates on it: a user at its
+    /// limit is refused on another (429 naming the limit), and a closed one gives its place back.
+    #[tokio::test]
+    async fn a_caller_holds_at_most_its_connections() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = test_config(dir.path());
+        config.security.admin_token = Some("an-administrator-token".into());
+        config.limits.http_connections_per_caller = 2;
+        let running = start(&config).await;
+        let user = r#"{"password": "long enough", "grants": []}"#;
+        let created = send_as(running.addr, "PUT", "/v1/users/u", user, ADMIN).await;
+        assert!(created.starts_with("HTTP/1.1 201"), "{created}");
+        // Basic u:long enough
+        let basic = "Basic dTpsb25nIGVub3VnaA==";
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let mut stream = tokio::net::TcpStream::connect(running.addr)
+                .await
+                .expect("connect");
+            let reply = keep_alive_get(&mut stream, "/v1/whoami", basic).await;
+            assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+            held.push(stream);
+        }
+        let mut third = tokio::net::TcpStream::connect(running.addr)
+            .await
+            .expect("connect");
+        let refused = keep_alive_get(&mut third, "/v1/whoami", basic).await;
+        assert!(refused.starts_with("HTTP/1.1 429"), "{refused}");
+        assert!(refused.contains("http_connections_per_caller"), "{refused}");
+        let admin = keep_alive_get(&mut third, "/v1/whoami", &format!("Bearer {ADMIN}")).await;
+        assert!(
+            admin.starts_with("HTTP/1.1 200"),
+            "administrators are not counted: {admin}"
+        );
+        drop(held.pop());
+        let mut fourth = tokio::net::TcpStream::connect(running.addr)
+            .await
+            .expect("connect");
+        let mut accepted = String::new();
+        for _ in 0..100 {
+            accepted = keep_alive_get(&mut fourth, "/v1/whoami", basic).await;
+            if accepted.starts_with("HTTP/1.1 200") {
+                break;
+            }
+            // The server notices the closed connection on its next read.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            accepted.starts_with("HTTP/1.1 200"),
+            "a place came back: {accepted}"
+        );
+        running.stop().await;
+    }
+
+    const ADMIN: &str = "an-administrator-token";
+
+    async fn send_as(
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        body: &str,
+        token: &str,
+    ) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+             authorization: Bearer {token}\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.expect("write");
+        read_until_closed(&mut stream).await
+    }
+
+    /// One GET on a kept-alive connection; the reply's head and body as far as one read goes.
+    async fn keep_alive_get(stream: &mut tokio::net::TcpStream, path: &str, auth: &str) -> String {
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nauthorization: {auth}\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut reply = vec![0u8; 4096];
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut reply))
+            .await
+            .expect("answered in time")
+            .expect("read");
+        String::from_utf8_lossy(&reply[..read]).into_owned()
     }
 
     #[tokio::test]

@@ -133,4 +133,21 @@ impl Principal {
     pub fn is_admin(&self) -> bool {
         self.grants.iter().any(Grant::is_admin)
     }
+
+    /// Whom per-caller limits (definitions, connections) count this caller as: its user (a
+    /// token counts as the user it acts for), or the token itself when it has none. `None` for
+    /// administrators and the anonymous caller, who are not counted.
+    pub fn account(&self) -> Option<String> {
+        if self.is_admin() {
+            return None;
+        }
+        match &self.identity {
+            Identity::Anonymous => None,
+            Identity::User { name } => Some(format!("user:{name}")),
+            Identity::Token {
+                owner: Some(user), ..
+            } => Some(format!("user:{user}")),
+            Identity::Token { id, .. } => Some(format!("token:{id}")),
+        }
+    }
 }

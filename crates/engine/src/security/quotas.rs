@@ -6,7 +6,7 @@
 //! Administrators are not counted: they are who raises a quota. Counts live in memory, rebuilt
 //! from the records at open.
 
-use super::{Identity, Principal};
+use super::Principal;
 use crate::{Engine, EngineError};
 use std::{collections::HashMap, sync::Mutex};
 use wharf_storage::{MetaOp, Storage};
@@ -58,17 +58,7 @@ fn owner_key(kind: DefinitionKind, name: &str) -> String {
 
 /// Whose quota `principal`'s creations count against; `None` for administrators.
 fn quota_owner(principal: &Principal) -> Option<String> {
-    if principal.is_admin() {
-        return None;
-    }
-    match &principal.identity {
-        Identity::Anonymous => None,
-        Identity::User { name } => Some(format!("user:{name}")),
-        Identity::Token {
-            owner: Some(user), ..
-        } => Some(format!("user:{user}")),
-        Identity::Token { id, .. } => Some(format!("token:{id}")),
-    }
+    principal.account()
 }
 
 impl Engine {

@@ -63,6 +63,9 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
             .await;
         return Problem::from(denied).into_response();
     }
+    if let Err(over) = claim_connection(&state, &principal, &parts.extensions) {
+        return Problem::from(over).into_response();
+    }
     parts.extensions.insert(principal.clone());
     let response = next.run(Request::from_parts(parts, body)).await;
     if call.audited {
@@ -112,6 +115,28 @@ impl Call {
             self.audit(state, who.to_string(), outcome.to_string())
                 .await;
         }
+    }
+}
+
+/// Counts the connection against its first counted caller; refuses a caller at its limit.
+fn claim_connection(
+    state: &AppState,
+    principal: &Principal,
+    extensions: &axum::http::Extensions,
+) -> Result<(), EngineError> {
+    let registry = &state.security.connections;
+    let (Some(account), Some(connection)) = (
+        principal.account(),
+        extensions.get::<ConnectInfo<ConnectionRequests>>(),
+    ) else {
+        return Ok(());
+    };
+    match connection.0.owner().claim(registry, &account) {
+        true => Ok(()),
+        false => Err(EngineError::LimitReached {
+            limit: "http_connections_per_caller",
+            max: registry.max(),
+        }),
     }
 }
 

@@ -10,11 +10,15 @@ pub(crate) mod wire;
 mod tests;
 
 use super::AppState;
+use crate::caller_connections::CallerConnections;
 use axum::{
     routing::{delete, get, post, put},
     Router,
 };
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
+};
 
 /// Refused requests written to the audit log per second, at most; the rest are only counted
 /// in the server log. Enough to see an attack, too few to fill a disk with it.
@@ -26,13 +30,25 @@ pub struct SecuritySettings {
     /// `/metrics` without credentials.
     pub metrics_public: bool,
     refusals: RefusalBudget,
+    /// Open connections per caller (see `caller_connections`).
+    pub(crate) connections: Arc<CallerConnections>,
 }
 
 impl SecuritySettings {
+    /// Settings with no limit on connections per caller.
     pub fn new(metrics_public: bool) -> SecuritySettings {
         SecuritySettings {
             metrics_public,
             refusals: RefusalBudget::default(),
+            connections: CallerConnections::new(0),
+        }
+    }
+
+    /// At most `max` open connections per caller (0: no limit).
+    pub fn with_connections_per_caller(self, max: usize) -> SecuritySettings {
+        SecuritySettings {
+            connections: CallerConnections::new(max),
+            ..self
         }
     }
 }
