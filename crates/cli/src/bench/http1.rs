@@ -4,6 +4,9 @@
 //! would; N tasks give N connections. A pooled client would hide how many connections the
 //! server really serves. Against a server the user named, every request carries the
 //! credentials of the command line (`Endpoint`).
+//!
+//! An endpoint may also carry TLS (`wharf bench queue --secure`): the connection is then one
+//! TLS session per task, as a client SDK keeps, set up before the HTTP/1.1 handshake.
 
 use super::BenchError;
 use crate::client::credentials::Authorization;
@@ -13,13 +16,34 @@ use hyper::{
     client::conn::http1::SendRequest, header, header::HeaderValue, Method, Request, StatusCode,
 };
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
 use std::net::SocketAddr;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
-/// Where load goes: the server's address and the `Authorization` every request carries.
+/// Where load goes: the server's address, TLS if it speaks HTTPS, and the `Authorization`
+/// every request carries.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
     pub address: SocketAddr,
+    tls: Option<Tls>,
     authorization: Option<HeaderValue>,
+}
+
+/// The client side of HTTPS: the connector trusting the server's certificate, and the name
+/// that certificate is checked against.
+#[derive(Clone)]
+pub struct Tls {
+    pub connector: TlsConnector,
+    pub server_name: ServerName<'static>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (formatter.debug_struct("Tls"))
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Endpoint {
@@ -40,8 +64,19 @@ impl Endpoint {
             .transpose()?;
         Ok(Endpoint {
             address,
+            tls: None,
             authorization,
         })
+    }
+
+    /// HTTPS with `tls`, and `authorization` (a whole header value) on every request.
+    pub fn secure(address: SocketAddr, tls: Tls, mut authorization: HeaderValue) -> Endpoint {
+        authorization.set_sensitive(true);
+        Endpoint {
+            address,
+            tls: Some(tls),
+            authorization: Some(authorization),
+        }
     }
 }
 
@@ -52,19 +87,24 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// Connects to `endpoint`, with a TLS handshake first when it has TLS.
     pub async fn open(endpoint: &Endpoint) -> Result<Connection, BenchError> {
         let address = endpoint.address;
-        let stream = tokio::net::TcpStream::connect(address)
+        let stream = TcpStream::connect(address)
             .await
             .map_err(|error| http_error(address, "connect", error))?;
         // Small requests and replies: do not let Nagle hold them back.
         stream
             .set_nodelay(true)
             .map_err(|error| http_error(address, "set TCP_NODELAY", error))?;
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|error| http_error(address, "handshake", error))?;
-        tokio::spawn(connection);
+        let sender = match &endpoint.tls {
+            None => handshake(address, stream).await?,
+            Some(tls) => {
+                let stream = (tls.connector.connect(tls.server_name.clone(), stream).await)
+                    .map_err(|error| http_error(address, "complete the TLS handshake", error))?;
+                handshake(address, stream).await?
+            }
+        };
         Ok(Connection {
             sender,
             authority: address.to_string(),
@@ -125,6 +165,21 @@ impl Connection {
             detail: format!("HTTP {status}: {}", String::from_utf8_lossy(&reply)),
         })
     }
+}
+
+/// The HTTP/1.1 handshake on an open stream; the connection's driver runs as its own task.
+async fn handshake<S>(
+    address: SocketAddr,
+    stream: S,
+) -> Result<SendRequest<Full<Bytes>>, BenchError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|error| http_error(address, "handshake", error))?;
+    tokio::spawn(connection);
+    Ok(sender)
 }
 
 fn http_error(

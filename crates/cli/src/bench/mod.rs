@@ -7,6 +7,7 @@
 mod http1;
 mod queue;
 mod request;
+mod secure;
 mod server_process;
 mod storage;
 mod topic;
@@ -53,6 +54,12 @@ pub enum BenchError {
     Http { request: String, detail: String },
     #[error("the server failed: {0}")]
     Server(String),
+    #[error("cannot make the benchmark's certificate: {0}")]
+    Certificate(#[from] rcgen::Error),
+    #[error("cannot set up the benchmark's TLS client: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("no random bytes for the benchmark's token")]
+    Random,
 }
 
 /// A server the user named (`--server` or `WHARF_SERVER`) and the credentials for it.

@@ -19,6 +19,14 @@ const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
 /// Graceful shutdown drains connections and syncs the logs; past this the child is killed.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(20);
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// Settings the child must not inherit: the configuration file and the security options.
+const SECURITY_ENV: [&str; 5] = [
+    "WHARF_CONFIG",
+    "WHARF_ADMIN_TOKEN",
+    "WHARF_TLS_CERT",
+    "WHARF_TLS_KEY",
+    "WHARF_TLS_CLIENT_CA",
+];
 
 pub struct ServerProcess {
     child: Child,
@@ -26,6 +34,16 @@ pub struct ServerProcess {
     log_path: PathBuf,
     // Declared last so it is removed after the child has exited.
     _dir: tempfile::TempDir,
+}
+
+/// How the child server is secured; the default is plain HTTP with no authentication.
+#[derive(Debug, Default)]
+pub struct ServerOptions {
+    /// PEM certificate chain and private key: serve HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Every /v1 request then needs this bearer token. Passed in the environment, not on the
+    /// command line, so other users of the machine cannot read it from the process list.
+    pub admin_token: Option<String>,
 }
 
 /// Memory of a process, from `/proc/PID/status`.
@@ -38,6 +56,11 @@ pub struct Memory {
 impl ServerProcess {
     /// Starts `wharf serve` on a free loopback port and waits until it accepts connections.
     pub fn start() -> Result<ServerProcess, BenchError> {
+        ServerProcess::start_with(&ServerOptions::default())
+    }
+
+    /// Like [`ServerProcess::start`], secured as `options` say.
+    pub fn start_with(options: &ServerOptions) -> Result<ServerProcess, BenchError> {
         let dir = tempfile::Builder::new()
             .prefix("wharf-bench-queue-")
             .tempdir()
@@ -54,13 +77,29 @@ impl ServerProcess {
         let log_path = dir.path().join("server.log");
         let log = File::create(&log_path)
             .map_err(|source| io_error("create", log_path.clone(), source))?;
-        let child = Command::new(&exe)
+        let mut command = Command::new(&exe);
+        command
             .arg("serve")
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .arg("--http-addr")
-            .arg(address.to_string())
-            .env_remove("WHARF_CONFIG")
+            .arg(address.to_string());
+        // Only `options` secure the child: a token or certificate in the caller's environment
+        // would make the load's plain requests fail.
+        for name in SECURITY_ENV {
+            command.env_remove(name);
+        }
+        if let Some((cert, key)) = &options.tls {
+            command
+                .arg("--tls-cert")
+                .arg(cert)
+                .arg("--tls-key")
+                .arg(key);
+        }
+        if let Some(token) = &options.admin_token {
+            command.env("WHARF_ADMIN_TOKEN", token);
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
