@@ -261,6 +261,11 @@ impl Listener for LimitedListener {
             match self.permits.clone().try_acquire_owned() {
                 Ok(permit) => {
                     let now = Instant::now();
+                    // A response leaves in several writes (TLS records, or head and body);
+                    // with Nagle on, each after the first waits for the client's delayed ACK.
+                    if let Err(error) = stream.set_nodelay(true) {
+                        tracing::debug!(%error, "could not disable Nagle's algorithm");
+                    }
                     let stream = match &self.tls {
                         Some(tls) => tls.accept(stream),
                         None => Transport::Plain(stream),
