@@ -43,11 +43,11 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
     }
     let (mut parts, body) = request.into_parts();
     let call = Call {
-        operation: format!("{method} {template}"),
+        method: method.clone(),
+        template,
         resource: resource_of(rule, &mut parts).await,
         from: (parts.extensions.get::<ConnectInfo<ConnectionRequests>>())
-            .and_then(|info| info.0.peer())
-            .map(|peer| peer.to_string()),
+            .and_then(|info| info.0.peer()),
         audited: rule.audited(&method),
     };
     let principal = match identify(&state, &parts.headers).await {
@@ -82,20 +82,26 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
 
 /// One request, as the audit log names it.
 struct Call {
-    operation: String,
+    method: axum::http::Method,
+    template: String,
     /// The resource the path names, for `Grant` rules.
     resource: Option<(Action, wharf_engine::security::ResourceKind, String)>,
-    from: Option<String>,
+    from: Option<std::net::SocketAddr>,
     audited: bool,
 }
 
 impl Call {
+    /// `METHOD /path/{template}`, built only when audited or refused (not per request).
+    fn operation(&self) -> String {
+        format!("{} {}", self.method, self.template)
+    }
+
     async fn audit(&self, state: &AppState, who: String, outcome: String) {
         let entry = AuditEntry {
             at: 0,
             who,
-            from: self.from.clone(),
-            operation: self.operation.clone(),
+            from: self.from.map(|peer| peer.to_string()),
+            operation: self.operation(),
             resource: (self.resource.as_ref())
                 .map(|(_, kind, name)| format!("{}:{name}", kind.as_str())),
             outcome,
@@ -171,7 +177,7 @@ fn check(
         }
         (Rule::Admin, _) if !principal.is_admin() => Err(EngineError::Forbidden {
             action: Action::Admin,
-            resource: call.operation.clone(),
+            resource: call.operation(),
         }),
         _ => Ok(()),
     }
