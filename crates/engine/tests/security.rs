@@ -275,3 +275,29 @@ async fn the_audit_log_keeps_entries_over_a_restart() {
     let rest = engine.audit_read(Some(all[0].offset), 100).await.unwrap();
     assert_eq!(rest.len(), 2);
 }
+
+/// A flood of wrong passwords queues for its Argon2 runs (at most a few at once, each 19 MiB)
+/// and every one is refused; the right password still gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_wrong_passwords_is_refused_and_the_user_still_gets_in() {
+    let (store, clock) = (MemoryStore::new(), ManualClock::new(START));
+    let engine = open(&store, &clock).await;
+    engine
+        .put_user("erin", Some("the right one".into()), Some(vec![Grant::admin()]))
+        .await
+        .unwrap();
+    let attempts: Vec<_> = (0..24)
+        .map(|n| {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                let guess = password("erin", &format!("guess number {n}"));
+                engine.authenticate(Some(&guess)).await.map(|_| ())
+            })
+        })
+        .collect();
+    for attempt in attempts {
+        assert_eq!(reason(attempt.await.unwrap()), AuthFailure::Invalid);
+    }
+    let right = engine.authenticate(Some(&password("erin", "the right one"))).await;
+    assert!(right.is_ok());
+}

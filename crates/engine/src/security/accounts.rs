@@ -96,12 +96,29 @@ pub struct CreatedToken {
 }
 
 /// The users and tokens in memory.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Accounts {
     users: RwLock<BTreeMap<String, UserRecord>>,
     tokens: RwLock<BTreeMap<String, TokenRecord>>,
     /// (user, password digest) pairs whose Argon2 check passed.
     verified: Mutex<HashSet<(String, [u8; 32])>>,
+    /// Argon2 runs at once: each takes 19 MiB and tens of milliseconds, so a flood of wrong
+    /// passwords must queue here rather than take the memory and every core.
+    hashing: tokio::sync::Semaphore,
+}
+
+/// Argon2 runs at once, at most (see `Accounts::hashing`): 4 use 76 MiB.
+pub const PASSWORD_CHECKS_MAX: usize = 4;
+
+impl Default for Accounts {
+    fn default() -> Self {
+        Accounts {
+            users: RwLock::default(),
+            tokens: RwLock::default(),
+            verified: Mutex::default(),
+            hashing: tokio::sync::Semaphore::new(PASSWORD_CHECKS_MAX),
+        }
+    }
 }
 
 impl Accounts {
@@ -249,6 +266,7 @@ impl Engine {
                     .as_ref()
                     .map_or(DUMMY_HASH.to_string(), |r| r.password.clone());
                 let password = password.to_string();
+                let _turn = accounts.hashing.acquire().await;
                 let checked =
                     tokio::task::spawn_blocking(move || secrets::verify_password(&password, &hash))
                         .await
@@ -290,6 +308,7 @@ impl Engine {
             (Some(password), _) => {
                 let password: String = password;
                 validate_password(&password)?;
+                let _turn = self.inner.accounts.hashing.acquire().await;
                 tokio::task::spawn_blocking(move || secrets::hash_password(&password))
                     .await
                     .map_err(|_| EngineError::Internal {
