@@ -283,7 +283,11 @@ async fn a_flood_of_wrong_passwords_is_refused_and_the_user_still_gets_in() {
     let (store, clock) = (MemoryStore::new(), ManualClock::new(START));
     let engine = open(&store, &clock).await;
     engine
-        .put_user("erin", Some("the right one".into()), Some(vec![Grant::admin()]))
+        .put_user(
+            "erin",
+            Some("the right one".into()),
+            Some(vec![Grant::admin()]),
+        )
         .await
         .unwrap();
     let attempts: Vec<_> = (0..24)
@@ -298,6 +302,8 @@ async fn a_flood_of_wrong_passwords_is_refused_and_the_user_still_gets_in() {
     for attempt in attempts {
         assert_eq!(reason(attempt.await.unwrap()), AuthFailure::Invalid);
     }
-    let right = engine.authenticate(Some(&password("erin", "the right one"))).await;
+    let right = engine
+        .authenticate(Some(&password("erin", "the right one")))
+        .await;
     assert!(right.is_ok());
 }
