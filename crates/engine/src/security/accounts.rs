@@ -21,7 +21,7 @@ use crate::{
 use serde::{Deserialize, Serialize};
 use std::{
     collections::{BTreeMap, HashSet},
-    sync::{Mutex, RwLock},
+    sync::{Arc, Mutex, RwLock},
     time::Duration,
 };
 use wharf_storage::{MetaOp, Storage};
@@ -45,7 +45,8 @@ const VERIFIED_MAX: usize = 10_000;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct UserRecord {
     password: String,
-    grants: Vec<Grant>,
+    /// Shared with every principal it authenticates: a request clones no grant.
+    grants: Arc<[Grant]>,
     created_at: u64,
 }
 
@@ -55,7 +56,8 @@ struct TokenRecord {
     name: String,
     owner: Option<String>,
     digest: String,
-    grants: Vec<Grant>,
+    /// Shared with every principal it authenticates: a request clones no grant.
+    grants: Arc<[Grant]>,
     created_at: u64,
     expires_at: Option<u64>,
 }
@@ -329,8 +331,11 @@ impl Engine {
         }
         let record = UserRecord {
             password,
-            grants: grants
-                .unwrap_or_else(|| existing.as_ref().map_or(Vec::new(), |u| u.grants.clone())),
+            grants: grants.map(Arc::from).unwrap_or_else(|| {
+                existing
+                    .as_ref()
+                    .map_or_else(|| Arc::from(Vec::new()), |u| u.grants.clone())
+            }),
             created_at: existing.as_ref().map_or(self.now(), |u| u.created_at),
         };
         let value = serde_json::to_value(&record).expect("a user serializes");
@@ -412,7 +417,7 @@ impl Engine {
             name: request.name,
             owner,
             digest: String::new(),
-            grants: request.grants,
+            grants: request.grants.into(),
             created_at: now,
             expires_at: expires_in.map(|d| now.saturating_add(d.as_millis() as u64)),
         };
@@ -438,7 +443,7 @@ impl Engine {
             name: "administrator (seeded)".to_string(),
             owner: None,
             digest,
-            grants: vec![Grant::admin()],
+            grants: vec![Grant::admin()].into(),
             created_at: self.now(),
             expires_at: None,
         };
@@ -522,7 +527,7 @@ fn parse_token(text: &str) -> Option<(&str, &str)> {
 fn user_info(name: &str, record: &UserRecord) -> UserInfo {
     UserInfo {
         name: name.to_string(),
-        grants: record.grants.clone(),
+        grants: record.grants.to_vec(),
         created_at: record.created_at,
     }
 }
@@ -532,7 +537,7 @@ fn token_info(id: &str, record: &TokenRecord) -> TokenInfo {
         id: id.to_string(),
         name: record.name.clone(),
         owner: record.owner.clone(),
-        grants: record.grants.clone(),
+        grants: record.grants.to_vec(),
         created_at: record.created_at,
         expires_at: record.expires_at,
     }

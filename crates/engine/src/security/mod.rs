@@ -25,7 +25,10 @@ mod secrets;
 pub use accounts::{CreatedToken, TokenInfo, TokenRequest, UserInfo};
 pub use grant::{Action, Grant, Resource, ResourceKind, ResourcePattern, ResourcePatternError};
 
-use std::{fmt, sync::Arc};
+use std::{
+    fmt,
+    sync::{Arc, LazyLock},
+};
 
 /// Longest password accepted, in bytes: Argon2 hashes any length, but a megabyte password is
 /// only a way to make the server work.
@@ -100,16 +103,15 @@ pub struct Principal {
 }
 
 impl Principal {
-    pub(crate) fn new(identity: Identity, grants: Vec<Grant>) -> Principal {
-        Principal {
-            identity,
-            grants: grants.into(),
-        }
+    pub(crate) fn new(identity: Identity, grants: Arc<[Grant]>) -> Principal {
+        Principal { identity, grants }
     }
 
-    /// The anonymous caller of an open store: allowed everything.
+    /// The anonymous caller of an open store: allowed everything. Built once: every request
+    /// to an open server is this caller.
     pub fn anonymous() -> Principal {
-        Principal::new(Identity::Anonymous, vec![Grant::admin()])
+        static ADMIN: LazyLock<Arc<[Grant]>> = LazyLock::new(|| Arc::from([Grant::admin()]));
+        Principal::new(Identity::Anonymous, ADMIN.clone())
     }
 
     pub fn grants(&self) -> &[Grant] {
