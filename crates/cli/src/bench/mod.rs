@@ -8,6 +8,7 @@ mod http1;
 mod queue;
 mod request;
 mod secure;
+mod security_cost;
 mod server_process;
 mod storage;
 mod topic;

@@ -9,17 +9,12 @@
 //! to receive latency. Without `--server` the benchmark starts `wharf serve` as a child process
 //! on a temporary data directory, so the server's peak RSS and CPU time can be read from /proc.
 //!
-//! `--secure` prices security: the same load three times in one command, first against a
-//! plain server (HTTP, open), then against one serving HTTPS that requires a bearer token on
-//! every request, then the same with Basic auth for a user; each server started fresh by the
-//! benchmark. The plain run is the reference measured on the same machine at the same moment;
-//! the last lines give the cost in end-to-end throughput against the budget
-//! ([`SECURITY_COST_BUDGET_PERCENT`]).
+//! `--secure` prices security by running this load against plain and secured servers
+//! (`security_cost.rs`).
 
 use super::{
     http1::{Connection, Endpoint},
-    process_cpu_time,
-    secure::Credentials,
+    process_cpu_time, security_cost,
     server_process::{Memory, ServerProcess},
     BenchError, Remote,
 };
@@ -43,9 +38,6 @@ const RECEIVE_WAIT_MS: u64 = 200;
 /// No ack for this long means the server stopped delivering: fail instead of hanging.
 const STALL_DEADLINE: Duration = Duration::from_secs(30);
 const SENT_HEADER: &str = "bench_sent_us";
-/// The security issue's budget: TLS and authentication together may cost at most this share
-/// of the plain run's end-to-end throughput.
-const SECURITY_COST_BUDGET_PERCENT: f64 = 15.0;
 
 #[derive(Debug, Args)]
 pub struct QueueArgs {
@@ -74,12 +66,17 @@ pub struct QueueArgs {
     /// more only grows the backlog once consumers are the limit.
     #[arg(long, default_value_t = 100)]
     window: u64,
-    /// Run three times against servers the benchmark starts: plain HTTP with no authentication,
-    /// then HTTPS (a certificate made for the run) with a bearer token on every request, then
-    /// with Basic auth for a user; then print what security cost in end-to-end throughput. Not
-    /// with --server.
+    /// Run against servers the benchmark starts: plain HTTP with no authentication, HTTPS (a
+    /// certificate made for the run) with a bearer token on every request, and HTTPS with Basic
+    /// auth for a user; then print what security cost in end-to-end throughput. Not with
+    /// --server.
     #[arg(long)]
-    secure: bool,
+    pub secure: bool,
+    /// With --secure: how many rounds of the three runs, each round in the reverse order of
+    /// the one before so that a drift in the machine's speed weighs on all three alike; the
+    /// cost is the median of the rounds' costs.
+    #[arg(long, default_value_t = 3, requires = "secure")]
+    pub rounds: u64,
 }
 
 impl QueueArgs {
@@ -128,7 +125,7 @@ pub fn run(args: &QueueArgs, server: Option<&Remote<'_>>) -> Result<(), BenchErr
         ));
     }
     if args.secure {
-        return run_secure(args, server);
+        return security_cost::run(args, server);
     }
     let outcome = match server {
         Some(remote) => measure(args, None, &remote_endpoint(remote)?)?,
@@ -142,35 +139,14 @@ pub fn run(args: &QueueArgs, server: Option<&Remote<'_>>) -> Result<(), BenchErr
     Ok(())
 }
 
-/// The plain run, then the secure runs (bearer token, then Basic user), then the comparison.
-fn run_secure(args: &QueueArgs, server: Option<&Remote<'_>>) -> Result<(), BenchError> {
-    if server.is_some() {
-        return Err(BenchError::Usage(
-            "--secure starts its own plain and secure servers: drop --server and WHARF_SERVER"
-                .into(),
-        ));
-    }
-    println!("run 1 of 3: plain (HTTP, no authentication)");
-    let child = ServerProcess::start()?;
-    let endpoint = Endpoint::new(child.address, None)?;
-    let plain = report(args, measure(args, Some(child), &endpoint)?);
-    let credentials = Credentials::generate()?;
-    println!("run 2 of 3: secure (HTTPS, Authorization: Bearer TOKEN on every request)");
-    let child = ServerProcess::start_with(&credentials.server_options())?;
-    let endpoint = credentials.admin_endpoint(child.address)?;
-    let bearer = report(args, measure(args, Some(child), &endpoint)?);
-    println!("run 3 of 3: secure (HTTPS, Authorization: Basic for a user on every request)");
-    let child = ServerProcess::start_with(&credentials.server_options())?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(BenchError::Runtime)?;
-    (runtime.block_on(credentials.create_user(child.address)))
-        .map_err(|error| with_server_log(error, Some(&child)))?;
-    let endpoint = credentials.user_endpoint(child.address)?;
-    let basic = report(args, measure(args, Some(child), &endpoint)?);
-    compare(&plain, &bearer, &basic);
-    Ok(())
+/// One run against `child`, which the benchmark started and this run stops, reported as
+/// [`run`] reports it; the figures a comparison needs come back.
+pub(super) fn run_reported(
+    args: &QueueArgs,
+    child: ServerProcess,
+    endpoint: &Endpoint,
+) -> Result<Headline, BenchError> {
+    Ok(report(args, measure(args, Some(child), endpoint)?))
 }
 
 /// Runs the load against `endpoint`, which is `child` when the benchmark started the server;
@@ -212,61 +188,11 @@ fn measure(
 }
 
 /// The figures of one run that the secure comparison puts side by side.
-struct Headline {
-    end_to_end_per_s: f64,
-    p99_ms: f64,
-    server_cpu_s: Option<f64>,
-    bench_cpu_s: f64,
-}
-
-/// The cost of security: throughput lost against the plain run, and where CPU time went (the
-/// server's TLS and credential checks, the benchmark's TLS client). The budget applies to the
-/// bearer run, the issue's "authentication and TLS on"; the Basic run is shown beside it.
-fn compare(plain: &Headline, bearer: &Headline, basic: &Headline) {
-    let bearer_cost = compare_line("bearer token", plain, bearer);
-    let basic_cost = compare_line("Basic user", plain, basic);
-    let within = bearer_cost < SECURITY_COST_BUDGET_PERCENT;
-    let verdict = if within { "under" } else { "NOT under" };
-    println!(
-        "security cost: {bearer_cost:.1}% of end-to-end throughput with TLS and a bearer token \
-         ({verdict} the {SECURITY_COST_BUDGET_PERCENT}% budget); {basic_cost:.1}% with Basic"
-    );
-    let tenths = |percent: f64| (percent * 10.0).round() / 10.0;
-    let summary = json!({
-        "plain_end_to_end_per_s": plain.end_to_end_per_s.round(),
-        "secure_end_to_end_per_s": bearer.end_to_end_per_s.round(),
-        "basic_end_to_end_per_s": basic.end_to_end_per_s.round(),
-        "security_cost_percent": tenths(bearer_cost),
-        "basic_security_cost_percent": tenths(basic_cost),
-        "security_cost_budget_percent": SECURITY_COST_BUDGET_PERCENT,
-        "security_cost_within_budget": within,
-        "plain_server_cpu_s": plain.server_cpu_s,
-        "secure_server_cpu_s": bearer.server_cpu_s,
-        "basic_server_cpu_s": basic.server_cpu_s,
-        "plain_bench_cpu_s": plain.bench_cpu_s,
-        "secure_bench_cpu_s": bearer.bench_cpu_s,
-        "basic_bench_cpu_s": basic.bench_cpu_s,
-    });
-    println!("{summary}");
-}
-
-/// Prints one secure run against the plain one; returns the throughput cost in percent.
-fn compare_line(name: &str, plain: &Headline, secure: &Headline) -> f64 {
-    let cost_percent =
-        100.0 * (1.0 - secure.end_to_end_per_s / plain.end_to_end_per_s.max(f64::EPSILON));
-    println!(
-        "{name} vs plain: end-to-end {:.0} vs {:.0} msg/s ({cost_percent:.1}% cost); \
-         server CPU s {} vs {}; bench CPU s {:.1} vs {:.1}; p99 ms {:.2} vs {:.2}",
-        secure.end_to_end_per_s,
-        plain.end_to_end_per_s,
-        shown(secure.server_cpu_s),
-        shown(plain.server_cpu_s),
-        secure.bench_cpu_s,
-        plain.bench_cpu_s,
-        secure.p99_ms,
-        plain.p99_ms
-    );
-    cost_percent
+pub(super) struct Headline {
+    pub end_to_end_per_s: f64,
+    pub p99_ms: f64,
+    pub server_cpu_s: Option<f64>,
+    pub bench_cpu_s: f64,
 }
 
 type Measured = (f64, f64, Vec<u64>, u64);
@@ -634,7 +560,7 @@ fn report_title(args: &QueueArgs) {
 }
 
 /// A figure the run may not have (server figures against a --server), to one decimal.
-fn shown(value: Option<f64>) -> String {
+pub(super) fn shown(value: Option<f64>) -> String {
     value.map_or("-".to_string(), |value| format!("{value:.1}"))
 }
 
