@@ -340,6 +340,72 @@ fn oversize_batches_are_refused_with_413() {
 }
 
 #[test]
+fn size_limits_are_configured_and_named_when_reached() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Node::start_configured(
+        dir.path(),
+        "[limits]\nrequest_body_bytes_max = 4096\nbatch_messages_max = 2\nbatch_bytes_max = 10\n",
+    );
+    let client = node.client();
+    client.expect(201, "PUT", "/v1/queues/small", &json!({}));
+    let messages = |bodies: &[&str]| {
+        let messages: Vec<Value> = bodies.iter().map(|body| json!({"body": body})).collect();
+        json!({ "messages": messages })
+    };
+
+    let three = client.call(
+        "POST",
+        "/v1/queues/small/messages",
+        &messages(&["a", "b", "c"]),
+    );
+    assert_eq!(three.status, 413, "{}", three.body);
+    assert_eq!(three.body["code"], "too_large");
+    let detail = three.body["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("batch_messages_max"), "{detail}");
+    let fifteen_bytes = client.call(
+        "POST",
+        "/v1/queues/small/messages",
+        &messages(&["abcdef", "ghijk"]),
+    );
+    assert_eq!(fifteen_bytes.status, 413, "{}", fifteen_bytes.body);
+    let detail = fifteen_bytes.body["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("batch_bytes_max"), "{detail}");
+    let long = format!("{{\"messages\": [{{\"body\": \"{}\"}}]}}", "x".repeat(5000));
+    let reply = client
+        .try_raw(
+            "POST",
+            "/v1/queues/small/messages",
+            "application/json",
+            long.as_bytes(),
+        )
+        .expect("a reply to a body just over the limit");
+    assert_eq!(reply.status, 413, "{}", reply.body);
+    let detail = reply.body["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("4096") && detail.contains("request_body_bytes_max"),
+        "{detail}"
+    );
+
+    // Within every limit the same queue takes the batch; the refused ones stored nothing. A
+    // JSON `body` is stored as its JSON text: `"ab"` is 4 bytes.
+    let client = node.client();
+    send(&client, "small", json!([{"body": "ab"}, {"body": "cd"}]));
+    let stats = client.expect(200, "GET", "/v1/queues/small", &Value::Null)["stats"].clone();
+    assert_eq!(stats["ready"], 2);
+    let metrics = process::get(node.address, "/metrics")
+        .expect("metrics")
+        .body;
+    for limit in [
+        "batch_messages_max",
+        "batch_bytes_max",
+        "request_body_bytes_max",
+    ] {
+        let line = format!("wharf_limit_refusals_total{{limit=\"{limit}\"}} 1");
+        assert!(metrics.contains(&line), "no {line:?} in:\n{metrics}");
+    }
+}
+
+#[test]
 fn openapi_documents_the_queue_api() {
     let dir = tempfile::tempdir().expect("temp dir");
     let node = Node::start(dir.path());

@@ -46,8 +46,8 @@ pub enum EngineError {
         #[source]
         problem: FieldProblem,
     },
-    /// A batch passes a size limit.
-    #[error("{limit} of {size} exceeds the limit of {max}")]
+    /// A batch passes a size limit; the message names the setting that raises it, if any.
+    #[error("{limit} of {size} exceeds the limit of {max}{}", limit.setting_note())]
     TooLarge {
         limit: SizeLimit,
         size: usize,
@@ -270,9 +270,9 @@ pub enum FieldProblem {
 /// A size limit of a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SizeLimit {
-    /// Messages in one send or publish (`SEND_BATCH_MESSAGES_MAX`).
+    /// Messages in one send or publish (`EngineConfig::batch_messages_max`).
     BatchMessages,
-    /// Body bytes of one send or publish (`SEND_BATCH_BYTES_MAX`).
+    /// Body bytes of one send or publish (`EngineConfig::batch_bytes_max`).
     BatchBytes,
     /// Grants of one user or token (`GRANTS_MAX`).
     Grants,
@@ -409,6 +409,22 @@ impl fmt::Display for MessageField {
     }
 }
 
+impl SizeLimit {
+    /// The configuration field that sets this limit; `None` for a fixed one.
+    pub fn setting(self) -> Option<&'static str> {
+        match self {
+            SizeLimit::BatchMessages => Some("batch_messages_max"),
+            SizeLimit::BatchBytes => Some("batch_bytes_max"),
+            SizeLimit::Grants => None,
+        }
+    }
+
+    fn setting_note(self) -> String {
+        self.setting()
+            .map_or_else(String::new, |setting| format!(" ({setting})"))
+    }
+}
+
 impl fmt::Display for SizeLimit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -472,7 +488,7 @@ mod tests {
         };
         assert_eq!(
             too_large.to_string(),
-            "a batch's message count of 1001 exceeds the limit of 1000"
+            "a batch's message count of 1001 exceeds the limit of 1000 (batch_messages_max)"
         );
     }
 

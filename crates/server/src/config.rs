@@ -26,6 +26,9 @@
 //! http_request_read_timeout_ms = 60000  # a request must arrive whole this soon
 //! requests_pending_max = 10000
 //! subscriptions_max = 1000
+//! request_body_bytes_max = 12582912  # 413 past it, unread
+//! batch_messages_max = 1000           # messages in one send or publish
+//! batch_bytes_max = 8388608           # message bodies in one send or publish
 //!
 //! [http]
 //! allowed_hosts = []    # Host names besides localhost and the listen IP; ["*"]: any
@@ -189,6 +192,12 @@ pub struct LimitSettings {
     /// Open HTTP connections each caller (user, or token without one) may hold; a connection
     /// belongs to the first caller that authenticates on it. 0: no limit.
     pub http_connections_per_caller: usize,
+    /// Largest request body; a longer one is refused with 413 before it is read.
+    pub request_body_bytes_max: usize,
+    /// Most messages in one send, publish or reply batch; 413 past it, nothing stored.
+    pub batch_messages_max: usize,
+    /// Most message-body bytes in one send, publish or reply batch; 413 past it.
+    pub batch_bytes_max: usize,
 }
 
 impl Default for LimitSettings {
@@ -204,6 +213,9 @@ impl Default for LimitSettings {
             receive_waiters_max: wharf_engine::broker::RECEIVE_WAITERS_MAX_DEFAULT,
             definitions_per_caller: wharf_engine::broker::DEFINITIONS_PER_CALLER_DEFAULT,
             http_connections_per_caller: HTTP_CONNECTIONS_PER_CALLER_DEFAULT,
+            request_body_bytes_max: crate::http::REQUEST_BODY_BYTES_MAX_DEFAULT,
+            batch_messages_max: wharf_engine::broker::api::SEND_BATCH_MESSAGES_MAX,
+            batch_bytes_max: wharf_engine::broker::api::SEND_BATCH_BYTES_MAX,
         }
     }
 }
@@ -477,6 +489,12 @@ impl ServeConfig {
                 "limits.receive_waiters_max",
                 self.limits.receive_waiters_max,
             ),
+            (
+                "limits.request_body_bytes_max",
+                self.limits.request_body_bytes_max,
+            ),
+            ("limits.batch_messages_max", self.limits.batch_messages_max),
+            ("limits.batch_bytes_max", self.limits.batch_bytes_max),
         ];
         for (key, value) in limits {
             if value == 0 {

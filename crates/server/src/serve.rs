@@ -164,6 +164,8 @@ async fn bind_open_engine(store: &Arc<Store>, config: &ServeConfig) -> Result<En
         send_rate: config.limits.send_rate(),
         receive_waiters_max: config.limits.receive_waiters_max,
         definitions_per_caller: config.limits.definitions_per_caller,
+        batch_messages_max: config.limits.batch_messages_max,
+        batch_bytes_max: config.limits.batch_bytes_max,
         ..EngineConfig::default()
     };
     let engine = match Engine::open(store.clone(), Arc::new(SystemClock), engine_config).await {
@@ -291,6 +293,7 @@ impl Server {
                         .with_connections_per_caller(config.limits.http_connections_per_caller),
                 ),
                 browser: Arc::new(browser),
+                request_body_bytes_max: config.limits.request_body_bytes_max,
             },
         })
     }

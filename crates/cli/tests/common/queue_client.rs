@@ -128,10 +128,19 @@ pub struct Node {
 impl Node {
     /// Starts a server on `dir/data` and waits until it answers.
     pub fn start(dir: &Path) -> Node {
+        Node::start_configured(dir, "")
+    }
+
+    /// Like [`Node::start`], with `config` (TOML) as the server's configuration file.
+    pub fn start_configured(dir: &Path, config: &str) -> Node {
         let address = free_address();
+        let config_path = dir.join("wharf.toml");
+        std::fs::write(&config_path, config).expect("write the configuration");
         let mut command = crate::common::wharf();
         command
             .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
             .arg("--data-dir")
             .arg(dir.join("data"))
             .arg("--http-addr")

@@ -6,9 +6,11 @@ use wharf_model::message::Message;
 
 use crate::queue::{QueueOptions, QueueStats};
 
-/// Most messages in one send call (as SQS and the contract allow).
+/// Default of [`crate::EngineConfig::batch_messages_max`], most messages in one send call
+/// (as SQS and the contract allow).
 pub const SEND_BATCH_MESSAGES_MAX: usize = 1_000;
-/// Most body bytes in one send call: bounds the memory one request can pin.
+/// Default of [`crate::EngineConfig::batch_bytes_max`], most body bytes in one send call:
+/// bounds the memory one request can pin.
 pub const SEND_BATCH_BYTES_MAX: usize = 8 << 20;
 /// Most messages one receive returns.
 pub const RECEIVE_MESSAGES_MAX: usize = 100;

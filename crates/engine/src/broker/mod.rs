@@ -69,6 +69,10 @@ pub struct EngineConfig {
     /// Queues, topics and bindings each non-administrator caller may create; 0: no limit.
     /// See `security::quotas`.
     pub definitions_per_caller: usize,
+    /// Most messages in one send, publish or reply batch.
+    pub batch_messages_max: usize,
+    /// Most body bytes in one send, publish or reply batch.
+    pub batch_bytes_max: usize,
 }
 
 /// Default of [`EngineConfig::requests_pending_max`]: 10,000 waiting requests with one 1 KiB
@@ -93,6 +97,8 @@ impl Default for EngineConfig {
             send_rate: None,
             receive_waiters_max: RECEIVE_WAITERS_MAX_DEFAULT,
             definitions_per_caller: DEFINITIONS_PER_CALLER_DEFAULT,
+            batch_messages_max: api::SEND_BATCH_MESSAGES_MAX,
+            batch_bytes_max: api::SEND_BATCH_BYTES_MAX,
         }
     }
 }
@@ -351,7 +357,7 @@ impl Engine {
         let queue = self.queue(queue)?;
         self.check_space().await?;
         let now = self.now();
-        let messages = validate::messages_from_batch(batch, now, || self.generate_id(now))?;
+        let messages = self.messages_from_batch(batch, now)?;
         let ids: Vec<String> = messages.iter().map(|(m, _)| m.id.clone()).collect();
         let duplicates = self.send_to(queue, messages, now).await?;
         Ok(ids
@@ -670,6 +676,20 @@ impl Engine {
         self.find(name).ok_or_else(|| EngineError::QueueNotFound {
             name: name.to_string(),
         })
+    }
+
+    /// Checks a batch a door hands in against the configured limits and turns it into
+    /// messages, generating the ids not given.
+    fn messages_from_batch(
+        &self,
+        batch: Vec<SendMessage>,
+        now: u64,
+    ) -> Result<Vec<(wharf_model::message::Message, bool)>, EngineError> {
+        let limits = validate::BatchLimits {
+            messages: self.inner.config.batch_messages_max,
+            bytes: self.inner.config.batch_bytes_max,
+        };
+        validate::messages_from_batch(batch, limits, now, || self.generate_id(now))
     }
 
     fn generate_id(&self, now: u64) -> String {

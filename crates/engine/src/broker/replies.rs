@@ -8,7 +8,7 @@
 use super::{
     api::{SendMessage, Sent},
     topics::PublishMessage,
-    validate, Engine,
+    Engine,
 };
 use crate::error::{EngineError, Field, FieldProblem, MessageField};
 use std::{collections::HashMap, time::Duration};
@@ -116,7 +116,7 @@ impl Engine {
         batch: Vec<SendMessage>,
     ) -> Result<Vec<Sent>, EngineError> {
         let now = self.now();
-        let messages = validate::messages_from_batch(batch, now, || self.generate_id(now))?;
+        let messages = self.messages_from_batch(batch, now)?;
         let registry = self.inner.replies.lock().expect("replies lock");
         let pending = registry
             .pending

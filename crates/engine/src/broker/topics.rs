@@ -19,8 +19,7 @@ mod tests;
 use retained::RetainedMessages;
 
 use super::{
-    api::SendMessage, internal_error, queue_runtime, topic_records::TopicRecord, validate, Engine,
-    QueueSend,
+    api::SendMessage, internal_error, queue_runtime, topic_records::TopicRecord, Engine, QueueSend,
 };
 use crate::{
     error::{EngineError, Field, FieldProblem, NameProblem, ResourceKind},
@@ -357,7 +356,7 @@ impl Engine {
             .into_iter()
             .map(|p| (p.routing_key, p.message))
             .unzip();
-        let messages = validate::messages_from_batch(sends, now, || self.generate_id(now))?;
+        let messages = self.messages_from_batch(sends, now)?;
         let messages = keys
             .into_iter()
             .zip(messages.into_iter().map(|(m, _)| m))

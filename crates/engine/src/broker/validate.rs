@@ -1,9 +1,7 @@
 //! Turning what a door hands in ([`SendMessage`]) into stored [`Message`]s, field by field, with
 //! errors that name the offending field and the message's index in its batch.
 
-use super::api::{
-    SendMessage, FIELD_BYTES_MAX, PRIORITY_MAX, SEND_BATCH_BYTES_MAX, SEND_BATCH_MESSAGES_MAX,
-};
+use super::api::{SendMessage, FIELD_BYTES_MAX, PRIORITY_MAX};
 use crate::error::{EngineError, Field, FieldProblem, MessageField, SizeLimit};
 use std::time::Duration;
 use wharf_model::{message::Message, MessageId};
@@ -11,9 +9,18 @@ use wharf_model::{message::Message, MessageId};
 /// Content type of a body given without one.
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 
+/// The configured size limits of one batch (`EngineConfig::batch_messages_max` and
+/// `batch_bytes_max`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatchLimits {
+    pub messages: usize,
+    pub bytes: usize,
+}
+
 /// Checks a whole batch before anything is written; `ids` yields generated ids in order.
 pub(crate) fn messages_from_batch(
     batch: Vec<SendMessage>,
+    limits: BatchLimits,
     now: u64,
     mut generate_id: impl FnMut() -> String,
 ) -> Result<Vec<(Message, bool)>, EngineError> {
@@ -23,19 +30,19 @@ pub(crate) fn messages_from_batch(
             FieldProblem::Empty,
         ));
     }
-    if batch.len() > SEND_BATCH_MESSAGES_MAX {
+    if batch.len() > limits.messages {
         return Err(EngineError::TooLarge {
             limit: SizeLimit::BatchMessages,
             size: batch.len(),
-            max: SEND_BATCH_MESSAGES_MAX,
+            max: limits.messages,
         });
     }
     let bytes: usize = batch.iter().map(|m| m.body.len()).sum();
-    if bytes > SEND_BATCH_BYTES_MAX {
+    if bytes > limits.bytes {
         return Err(EngineError::TooLarge {
             limit: SizeLimit::BatchBytes,
             size: bytes,
-            max: SEND_BATCH_BYTES_MAX,
+            max: limits.bytes,
         });
     }
     batch
@@ -147,6 +154,12 @@ fn check_lengths(index: usize, send: &SendMessage) -> Result<(), EngineError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::api::{SEND_BATCH_BYTES_MAX, SEND_BATCH_MESSAGES_MAX};
+
+    const LIMITS: BatchLimits = BatchLimits {
+        messages: SEND_BATCH_MESSAGES_MAX,
+        bytes: SEND_BATCH_BYTES_MAX,
+    };
 
     fn ids() -> impl FnMut() -> String {
         let mut n = 0;
@@ -165,7 +178,7 @@ mod tests {
                 ..SendMessage::default()
             },
         ];
-        let error = messages_from_batch(batch, 0, ids()).unwrap_err();
+        let error = messages_from_batch(batch, LIMITS, 0, ids()).unwrap_err();
         assert!(
             matches!(
                 &error,
@@ -192,7 +205,7 @@ mod tests {
             headers: [("region".to_string(), long)].into(),
             ..SendMessage::default()
         }];
-        let error = messages_from_batch(batch, 0, ids()).unwrap_err();
+        let error = messages_from_batch(batch, LIMITS, 0, ids()).unwrap_err();
         let EngineError::InvalidField { field, problem } = error else {
             panic!("{error:?}");
         };
@@ -218,7 +231,7 @@ mod tests {
             ..SendMessage::default()
         }];
         assert!(matches!(
-            messages_from_batch(both, 0, ids()),
+            messages_from_batch(both, LIMITS, 0, ids()),
             Err(EngineError::InvalidField {
                 field: Field::Message {
                     index: 0,
@@ -238,7 +251,9 @@ mod tests {
             ttl: Some(Duration::from_secs(2)),
             ..SendMessage::default()
         }];
-        let (message, client_id) = messages_from_batch(batch, 1_000, ids()).unwrap().remove(0);
+        let (message, client_id) = messages_from_batch(batch, LIMITS, 1_000, ids())
+            .unwrap()
+            .remove(0);
         assert!(!client_id);
         assert_eq!(message.id, "gen-1");
         assert_eq!(message.deliver_at, Some(1_500));
@@ -250,7 +265,7 @@ mod tests {
     fn oversized_batches_are_refused() {
         let batch = vec![SendMessage::default(); SEND_BATCH_MESSAGES_MAX + 1];
         assert!(matches!(
-            messages_from_batch(batch, 0, ids()),
+            messages_from_batch(batch, LIMITS, 0, ids()),
             Err(EngineError::TooLarge {
                 limit: SizeLimit::BatchMessages,
                 size,
@@ -258,7 +273,7 @@ mod tests {
             }) if size == SEND_BATCH_MESSAGES_MAX + 1
         ));
         assert!(matches!(
-            messages_from_batch(Vec::new(), 0, ids()),
+            messages_from_batch(Vec::new(), LIMITS, 0, ids()),
             Err(EngineError::InvalidField {
                 field: Field::Batch,
                 problem: FieldProblem::Empty

@@ -4,7 +4,7 @@
 //! axum's own `Json` answers plain text and drops the path of a type error; clients of this API
 //! get problem+json naming the field (`messages[0].priority`) with line and column.
 
-use super::{Problem, ProblemCode, REQUEST_BODY_BYTES_MAX};
+use super::{refusals, Problem, ProblemCode, RequestBodyLimit, REQUEST_BODY_BYTES_MAX_DEFAULT};
 use axum::{
     body::Bytes,
     extract::{FromRequest, Request},
@@ -32,13 +32,19 @@ where
         let json_content = content_type
             .and_then(|value| value.to_str().ok())
             .is_some_and(is_json_content_type);
+        let body_limit = (request.extensions().get::<RequestBodyLimit>())
+            .map_or(REQUEST_BODY_BYTES_MAX_DEFAULT, |limit| limit.0);
         // Over the body limit this is a 413 rejection; its status carries through.
         let bytes = Bytes::from_request(request, state)
             .await
             .map_err(|rejection| {
                 let status = rejection.status();
                 let detail = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                    format!("the request body is over the limit of {REQUEST_BODY_BYTES_MAX} bytes")
+                    refusals::count("request_body_bytes_max");
+                    format!(
+                        "the request body is over the limit of {body_limit} bytes \
+                         (request_body_bytes_max)"
+                    )
                 } else {
                     rejection.body_text()
                 };

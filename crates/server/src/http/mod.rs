@@ -20,16 +20,21 @@ pub use openapi::ApiDoc;
 pub use problem::{Problem, ProblemCode};
 
 use crate::{disk_space::DiskSpace, readiness::Readiness};
-use axum::{extract::DefaultBodyLimit, http::Uri, middleware, routing::get, Router};
+use axum::{extract::DefaultBodyLimit, http::Uri, middleware, routing::get, Extension, Router};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use wharf_engine::Engine;
 
-/// Largest request body. A send batch may carry 8 MiB of message bodies (the engine's
-/// `SEND_BATCH_BYTES_MAX`); as base64 inside JSON that is about 10.7 MiB, so 12 MiB lets a full
-/// batch through with room for its other fields, and refuses anything bigger with 413 before it
-/// is buffered.
-pub const REQUEST_BODY_BYTES_MAX: usize = 12 << 20;
+/// Default of `limits.request_body_bytes_max`, the largest request body. A send batch may carry
+/// 8 MiB of message bodies (the default `limits.batch_bytes_max`); as base64 inside JSON that
+/// is about 10.7 MiB, so 12 MiB lets a full batch through with room for its other fields, and
+/// refuses anything bigger with 413 before it is buffered.
+pub const REQUEST_BODY_BYTES_MAX_DEFAULT: usize = 12 << 20;
+
+/// The configured largest request body, for the 413 answer that names it; a request extension
+/// the router adds.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestBodyLimit(pub usize);
 
 /// What every handler may read. Cloned per request, so only `Arc`s.
 #[derive(Debug, Clone)]
@@ -46,12 +51,15 @@ pub struct AppState {
     pub security: Arc<security::SecuritySettings>,
     /// Host, Origin and content-type rules against browsers turned on the API.
     pub browser: Arc<browser::BrowserPolicy>,
+    /// `limits.request_body_bytes_max`: a longer body is refused with 413 unread.
+    pub request_body_bytes_max: usize,
 }
 
 /// The door's routes; unknown paths and methods answer with problem+json. The browser rules
 /// wrap everything, fallbacks included.
 pub fn router(state: AppState) -> Router {
     let browser = state.browser.clone();
+    let body_limit = state.request_body_bytes_max;
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -65,7 +73,8 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             security::middleware::guard,
         ))
-        .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(Extension(RequestBodyLimit(body_limit)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -1,5 +1,5 @@
 //! `wharf_limit_refusals_total{limit}`: requests refused because a configured limit was
-//! reached (429), by the limit's name, so an operator sees which limit bites and how often.
+//! reached (429) or passed (413: a body or batch over its size), by the setting's name, so an operator sees which limit bites and how often.
 //! One process-wide family, registered once with the server's registry: the door maps errors
 //! to problems far from any state.
 

@@ -194,6 +194,7 @@ async fn fixture(policy: BrowserPolicy) -> Fixture {
         disk: None,
         security: Arc::new(crate::http::security::SecuritySettings::new(true)),
         browser: Arc::new(policy),
+        request_body_bytes_max: crate::http::REQUEST_BODY_BYTES_MAX_DEFAULT,
     };
     Fixture { state, _dir: dir }
 }

@@ -56,7 +56,12 @@ pub(crate) fn engine_problem(error: EngineError, messages: MessagesAt) -> Proble
         EngineError::BindingNotFound { .. } => ProblemCode::BindingNotFound,
         EngineError::ReplyNotFound { .. } => ProblemCode::ReplyNotFound,
         EngineError::Timeout { .. } => ProblemCode::Timeout,
-        EngineError::TooLarge { .. } => ProblemCode::TooLarge,
+        EngineError::TooLarge { limit, .. } => {
+            if let Some(setting) = limit.setting() {
+                crate::http::refusals::count(setting);
+            }
+            ProblemCode::TooLarge
+        }
         EngineError::QueueFull { .. } => ProblemCode::QueueFull,
         EngineError::LimitReached { limit, .. } => {
             crate::http::refusals::count(limit);

@@ -84,7 +84,8 @@ pub struct DamagedDefinitionBody {
     pub detail: String,
 }
 
-/// `POST /v1/queues/{name}/messages` body: 1 to 1,000 messages, at most 8 MiB of bodies.
+/// `POST /v1/queues/{name}/messages` body: 1 to 1,000 messages, at most 8 MiB of bodies (the
+/// defaults of `limits.batch_messages_max` and `limits.batch_bytes_max`).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendBody {

@@ -50,6 +50,7 @@ async fn fixture() -> Fixture {
         disk: None,
         security: Arc::new(SecuritySettings::new(false)),
         browser: Arc::default(),
+        request_body_bytes_max: crate::http::REQUEST_BODY_BYTES_MAX_DEFAULT,
     };
     Fixture {
         state,
@@ -371,6 +372,7 @@ async fn limited_fixture() -> Fixture {
         disk: None,
         security: Arc::new(SecuritySettings::new(true)),
         browser: Arc::default(),
+        request_body_bytes_max: crate::http::REQUEST_BODY_BYTES_MAX_DEFAULT,
     };
     Fixture {
         state,

@@ -152,7 +152,8 @@ pub struct BindingListBody {
     pub bindings: Vec<BindingInfoBody>,
 }
 
-/// `POST /v1/topics/{name}/publish` body: 1 to 1,000 messages, at most 8 MiB of bodies.
+/// `POST /v1/topics/{name}/publish` body: 1 to 1,000 messages, at most 8 MiB of bodies (the
+/// defaults of `limits.batch_messages_max` and `limits.batch_bytes_max`).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PublishBody {
