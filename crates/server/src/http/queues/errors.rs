@@ -30,8 +30,20 @@ impl From<EngineError> for Problem {
     }
 }
 
+/// The setting a refusal names, counted in `wharf_limit_refusals_total`.
+fn refused_limit(error: &EngineError) -> Option<&'static str> {
+    match error {
+        EngineError::TooLarge { limit, .. } => limit.setting(),
+        EngineError::LimitReached { limit, .. } => Some(limit),
+        _ => None,
+    }
+}
+
 /// The problem for `error`, its `field` a path in a body with messages at `messages`.
 pub(crate) fn engine_problem(error: EngineError, messages: MessagesAt) -> Problem {
+    if let Some(limit) = refused_limit(&error) {
+        crate::http::refusals::count(limit);
+    }
     let code = match &error {
         EngineError::InvalidName { .. } => {
             return Problem::new(ProblemCode::InvalidName)
@@ -56,17 +68,9 @@ pub(crate) fn engine_problem(error: EngineError, messages: MessagesAt) -> Proble
         EngineError::BindingNotFound { .. } => ProblemCode::BindingNotFound,
         EngineError::ReplyNotFound { .. } => ProblemCode::ReplyNotFound,
         EngineError::Timeout { .. } => ProblemCode::Timeout,
-        EngineError::TooLarge { limit, .. } => {
-            if let Some(setting) = limit.setting() {
-                crate::http::refusals::count(setting);
-            }
-            ProblemCode::TooLarge
-        }
+        EngineError::TooLarge { .. } => ProblemCode::TooLarge,
         EngineError::QueueFull { .. } => ProblemCode::QueueFull,
-        EngineError::LimitReached { limit, .. } => {
-            crate::http::refusals::count(limit);
-            ProblemCode::LimitReached
-        }
+        EngineError::LimitReached { .. } => ProblemCode::LimitReached,
         EngineError::ShuttingDown => ProblemCode::Unavailable,
         EngineError::QueueBroken { .. } => ProblemCode::QueueBroken,
         EngineError::Internal { .. } => ProblemCode::Internal,
