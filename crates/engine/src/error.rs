@@ -89,6 +89,14 @@ pub enum EngineError {
     UserNotFound { name: String },
     #[error("token {id:?} does not exist")]
     TokenNotFound { id: String },
+    /// The administrator token this server was started with cannot be revoked over the API:
+    /// it would come back at the next start.
+    #[error(
+        "token {id:?} is the administrator token of the server's configuration \
+         (security.admin_token, WHARF_ADMIN_TOKEN or --admin-token): change or remove it there \
+         and restart"
+    )]
+    TokenConfigured { id: String },
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error(transparent)]

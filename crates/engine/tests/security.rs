@@ -141,8 +141,21 @@ async fn passwords_and_grants_decide_and_survive_a_restart() {
         matches!(short, Err(EngineError::InvalidField { .. })),
         "{short:?}"
     );
-    let no_password = engine.put_user("carol", None, None).await;
-    assert!(matches!(no_password, Err(EngineError::InvalidField { .. })));
+    // A user without a password exists (its tokens act for it) but never signs in, with any
+    // password, the empty one included.
+    let (_, created) = engine
+        .put_user("carol", None, None)
+        .await
+        .expect("no password");
+    assert!(created);
+    for attempt in ["", "short", "long enough"] {
+        let credentials = Credentials::Password {
+            user: "carol".into(),
+            password: attempt.into(),
+        };
+        let signed_in = engine.authenticate(Some(&credentials)).await;
+        assert!(signed_in.is_err(), "{attempt:?} signed in");
+    }
     let bad_name = engine
         .put_user("car ol", Some("long enough".into()), None)
         .await;

@@ -20,7 +20,7 @@ mod wal;
 
 pub use api::*;
 pub use consumers::{ConsumeRequest, Consumer, CONSUMER_CREDIT_MAX};
-pub use replies::{RequestTarget, ScatterResult, REPLY_ADDRESS_PREFIX};
+pub use replies::{RequestTarget, ScatterResult, REPLY_ADDRESS_PREFIX, SCATTER_EXPECT_MAX};
 pub use settle::Redriven;
 pub use topics::{BindingInfo, PublishMessage, Published, Subscription, TopicInfo, TopicStats};
 

@@ -21,13 +21,18 @@ use crate::{
 use serde::{Deserialize, Serialize};
 use std::{
     collections::{BTreeMap, HashSet},
-    sync::{Arc, Mutex, RwLock},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, RwLock,
+    },
     time::Duration,
 };
 use wharf_storage::{MetaOp, Storage};
 
 const USER_PREFIX: &str = "user/";
 const TOKEN_PREFIX: &str = "token/";
+/// Present once any user or token was stored: the store never runs open again.
+const SECURED_KEY: &str = "security/secured";
 /// The id of the token seeded from the server's configuration.
 const ADMIN_TOKEN_ID: &str = "admin";
 const TOKEN_PREFIX_TEXT: &str = "wharf_";
@@ -44,6 +49,7 @@ const VERIFIED_MAX: usize = 10_000;
 /// A user as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct UserRecord {
+    /// The Argon2id hash; empty for a user without a password.
     password: String,
     /// Shared with every principal it authenticates: a request clones no grant.
     grants: Arc<[Grant]>,
@@ -107,6 +113,12 @@ pub(crate) struct Accounts {
     /// Argon2 runs at once: each takes 19 MiB and tens of milliseconds, so a flood of wrong
     /// passwords must queue here rather than take the memory and every core.
     hashing: tokio::sync::Semaphore,
+    /// Some user or token was ever stored (kept as [`SECURED_KEY`]): from then on the store
+    /// never runs open again, even when its last credential is deleted.
+    secured: AtomicBool,
+    /// This run seeded the administrator token from the configuration, so it cannot be
+    /// revoked over the API.
+    admin_token_configured: AtomicBool,
 }
 
 /// Argon2 runs at once, at most (see `Accounts::hashing`): 4 use 76 MiB.
@@ -119,6 +131,8 @@ impl Default for Accounts {
             tokens: RwLock::default(),
             verified: Mutex::default(),
             hashing: tokio::sync::Semaphore::new(PASSWORD_CHECKS_MAX),
+            secured: AtomicBool::new(false),
+            admin_token_configured: AtomicBool::new(false),
         }
     }
 }
@@ -146,7 +160,17 @@ impl Accounts {
                 Err(error) => tracing::error!(%key, %error, "unreadable token left out"),
             }
         }
+        let secured = !accounts.users().is_empty()
+            || !accounts.tokens().is_empty()
+            || !store.meta_list(SECURED_KEY).is_empty();
+        accounts.secured.store(secured, Ordering::Relaxed);
         accounts
+    }
+
+    /// The write that marks the store secured, the first time a credential is stored.
+    fn secured_mark(&self) -> Option<MetaOp> {
+        let secured = self.secured.load(Ordering::Relaxed);
+        (!secured).then(|| MetaOp::Put(SECURED_KEY.to_string(), serde_json::Value::Bool(true)))
     }
 
     fn users(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, UserRecord>> {
@@ -177,8 +201,7 @@ impl Accounts {
 impl Engine {
     /// True while no user and no token exist: every caller is anonymous and allowed all.
     pub fn security_open(&self) -> bool {
-        let accounts = &self.inner.accounts;
-        accounts.users().is_empty() && accounts.tokens().is_empty()
+        !self.inner.accounts.secured.load(Ordering::Relaxed)
     }
 
     /// Who `credentials` identify. `None` is a caller without credentials: anonymous while
@@ -263,17 +286,20 @@ impl Engine {
         let valid = match (&record, remembered) {
             (Some(_), true) => true,
             (record, _) => {
-                // An unknown user costs the same Argon2 run, so timing does not tell names.
-                let hash = record
-                    .as_ref()
-                    .map_or(DUMMY_HASH.to_string(), |r| r.password.clone());
+                // An unknown user, or one without a password, costs the same Argon2 run, so
+                // timing does not tell names.
+                let has_password = record.as_ref().is_some_and(|r| !r.password.is_empty());
+                let hash = match &record {
+                    Some(record) if has_password => record.password.clone(),
+                    _ => DUMMY_HASH.to_string(),
+                };
                 let password = password.to_string();
                 let _turn = accounts.hashing.acquire().await;
                 let checked =
                     tokio::task::spawn_blocking(move || secrets::verify_password(&password, &hash))
                         .await
                         .unwrap_or(false);
-                checked && record.is_some()
+                checked && has_password
             }
         };
         let Some(record) = record.filter(|_| valid) else {
@@ -318,10 +344,8 @@ impl Engine {
                     })?
             }
             (None, Some(existing)) => existing.password.clone(),
-            (None, None) => {
-                let problem = FieldProblem::Required { unless: None };
-                return Err(EngineError::invalid_field(Field::Password, problem));
-            }
+            // A user without a password cannot sign in; tokens made for it act for it.
+            (None, None) => String::new(),
         };
         if existing.is_none() && self.inner.accounts.users().len() >= ACCOUNTS_MAX {
             return Err(EngineError::LimitReached {
@@ -340,10 +364,12 @@ impl Engine {
         };
         let value = serde_json::to_value(&record).expect("a user serializes");
         let key = format!("{USER_PREFIX}{name}");
-        self.inner
-            .store
-            .meta_apply(vec![MetaOp::Put(key, value)])
-            .await?;
+        let mark = self.inner.accounts.secured_mark();
+        let ops = std::iter::once(MetaOp::Put(key, value))
+            .chain(mark)
+            .collect();
+        self.inner.store.meta_apply(ops).await?;
+        self.inner.accounts.secured.store(true, Ordering::Relaxed);
         let info = user_info(name, &record);
         self.inner
             .accounts
@@ -434,6 +460,7 @@ impl Engine {
 
     /// Makes `secret` the administrator token (id `admin`), replacing an earlier one.
     pub async fn seed_admin_token(&self, secret: &str) -> Result<(), EngineError> {
+        (self.inner.accounts.admin_token_configured).store(true, Ordering::Relaxed);
         let digest = secrets::hex(&secrets::digest(secret.as_bytes()));
         let current = self.inner.accounts.tokens().get(ADMIN_TOKEN_ID).cloned();
         if current.is_some_and(|token| token.digest == digest) {
@@ -462,10 +489,12 @@ impl Engine {
         }
         let value = serde_json::to_value(&record).expect("a token serializes");
         let key = format!("{TOKEN_PREFIX}{id}");
-        self.inner
-            .store
-            .meta_apply(vec![MetaOp::Put(key, value)])
-            .await?;
+        let mark = self.inner.accounts.secured_mark();
+        let ops = std::iter::once(MetaOp::Put(key, value))
+            .chain(mark)
+            .collect();
+        self.inner.store.meta_apply(ops).await?;
+        self.inner.accounts.secured.store(true, Ordering::Relaxed);
         let info = token_info(id, &record);
         self.inner
             .accounts
@@ -489,6 +518,14 @@ impl Engine {
             .is_some_and(|token| may_manage_token(viewer, token));
         if !visible {
             return Err(EngineError::TokenNotFound { id: id.to_string() });
+        }
+        let configured = self
+            .inner
+            .accounts
+            .admin_token_configured
+            .load(Ordering::Relaxed);
+        if id == ADMIN_TOKEN_ID && configured {
+            return Err(EngineError::TokenConfigured { id: id.to_string() });
         }
         let key = format!("{TOKEN_PREFIX}{id}");
         self.inner

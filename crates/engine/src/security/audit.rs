@@ -60,7 +60,7 @@ impl Engine {
         limit: usize,
     ) -> Result<Vec<AuditRecord>, EngineError> {
         let log = &self.inner.audit;
-        let from = after.map_or(log.start_offset(), |after| Offset(after + 1));
+        let from = after.map_or(log.start_offset(), |after| Offset(after.saturating_add(1)));
         let from = from.max(log.start_offset());
         let limit = limit.clamp(1, AUDIT_READ_MAX);
         let records = log.read_batch(from, limit, 4 << 20).await?;

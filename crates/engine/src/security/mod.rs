@@ -22,7 +22,7 @@ pub mod limits;
 pub mod quotas;
 mod secrets;
 
-pub use accounts::{CreatedToken, TokenInfo, TokenRequest, UserInfo};
+pub use accounts::{CreatedToken, TokenInfo, TokenRequest, UserInfo, TOKEN_EXPIRES_IN_MAX};
 pub use grant::{Action, Grant, Resource, ResourceKind, ResourcePattern, ResourcePatternError};
 
 use std::{

@@ -12,8 +12,8 @@ use axum::{
 };
 use serde::de::DeserializeOwned;
 
-/// A JSON request body parsed into `T`. An empty body counts as `{}`, so endpoints whose fields
-/// are all optional can be called without one; but only when it comes with no Content-Type or a
+/// A JSON request body parsed into `T`. An empty body (or `null`) counts as `{}`, so endpoints
+/// whose fields are all optional can be called without one; but only when it comes with no Content-Type or a
 /// JSON one, so that an empty form or text post (which browsers send from any site) is refused
 /// here too, not only by the browser rules (`super::browser`).
 #[derive(Debug, Clone)]
@@ -55,13 +55,22 @@ where
                 };
                 Problem::new(code).with_detail(detail)
             })?;
-        if bytes.is_empty() && (untyped || json_content) {
+        // No body, or a JSON `null` (what clients send for an absent optional body), counts
+        // as `{}`.
+        let absent = bytes.is_empty() || bytes.trim_ascii() == b"null";
+        if absent && (untyped || json_content) {
             return parse_json_body(b"{}").map(JsonBody);
         }
         if !json_content {
             return Err(Problem::new(ProblemCode::UnsupportedMediaType).with_detail(
                 "the request body must be JSON, sent as Content-Type: application/json",
             ));
+        }
+        // Every body of this API is a JSON object; serde would also read a struct from an
+        // array of its fields in order, which no client means.
+        if bytes.trim_ascii_start().first() != Some(&b'{') {
+            return Err(Problem::new(ProblemCode::InvalidBody)
+                .with_detail("the request body must be a JSON object"));
         }
         parse_json_body(&bytes).map(JsonBody)
     }
@@ -83,7 +92,26 @@ pub fn is_json_content_type(content_type: &str) -> bool {
 
 /// Parses `bytes` as `T`; the problem's `field` is the JSON path at fault, its detail the
 /// parser's message with line and column.
+///
+/// JSON has one number type: `3.0` is the integer 3 to JSON Schema, and to clients that hold
+/// every number as a float. When a body fails to parse, and writing its integral floats as
+/// integers makes it parse, it is taken that way; a body that parses at once is never touched.
 pub fn parse_json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    let problem = match parse_exactly(bytes) {
+        Ok(value) => return Ok(value),
+        Err(problem) => problem,
+    };
+    let Ok(mut document) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return Err(problem);
+    };
+    if !integral_floats_to_integers(&mut document) {
+        return Err(problem);
+    }
+    let rewritten = serde_json::to_vec(&document).map_err(|_| problem.clone())?;
+    parse_exactly(&rewritten).map_err(|_| problem)
+}
+
+fn parse_exactly<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
@@ -109,6 +137,34 @@ pub fn parse_json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> 
     Ok(value)
 }
 
+/// Rewrites each float with no fractional part that a double holds exactly (|x| <= 2^53) as an
+/// integer; true when any was rewritten.
+fn integral_floats_to_integers(value: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    match value {
+        Value::Number(number) if number.is_f64() => {
+            let float = number.as_f64().unwrap_or(f64::NAN);
+            if float.fract() != 0.0 || float.abs() > EXACT {
+                return false;
+            }
+            *number = if float < 0.0 {
+                (float as i64).into()
+            } else {
+                (float as u64).into()
+            };
+            true
+        }
+        Value::Array(items) => items.iter_mut().fold(false, |changed, item| {
+            integral_floats_to_integers(item) || changed
+        }),
+        Value::Object(members) => members.values_mut().fold(false, |changed, member| {
+            integral_floats_to_integers(member) || changed
+        }),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +180,21 @@ mod tests {
     #[serde(deny_unknown_fields)]
     struct Inner {
         priority: u8,
+    }
+
+    #[test]
+    fn integral_floats_count_as_integers_and_fractions_do_not() {
+        let outer =
+            parse_json_body::<Outer>(br#"{"items": [{"priority": 3.0}, {"priority": -0.0}]}"#)
+                .unwrap();
+        assert_eq!(outer.items[1].priority, 0);
+        let problem = parse_json_body::<Outer>(br#"{"items": [{"priority": 3.5}]}"#).unwrap_err();
+        assert_eq!(problem.field.as_deref(), Some("items[0].priority"));
+        let problem = parse_json_body::<Outer>(br#"{"items": [{"priority": 300.0}]}"#).unwrap_err();
+        assert!(
+            problem.detail.unwrap().contains("300.0"),
+            "the first error is reported"
+        );
     }
 
     #[test]
@@ -160,19 +231,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_empty_body_counts_as_empty_json_only_untyped_or_typed_json() {
+    async fn an_empty_or_null_body_counts_as_empty_json_only_untyped_or_typed_json() {
         let cases = [
-            (None, true),
-            (Some("application/json"), true),
-            (Some("application/x-www-form-urlencoded"), false),
-            (Some("text/plain"), false),
+            (None, "", true),
+            (Some("application/json"), "", true),
+            (Some("application/json"), " null ", true),
+            (Some("application/x-www-form-urlencoded"), "", false),
+            (Some("text/plain"), "", false),
+            (Some("text/plain"), "null", false),
         ];
-        for (content_type, accepted) in cases {
+        for (content_type, body, accepted) in cases {
             let mut request = Request::builder().method("POST").uri("/");
             if let Some(content_type) = content_type {
                 request = request.header(header::CONTENT_TYPE, content_type);
             }
-            let request = request.body(axum::body::Body::empty()).expect("request");
+            let request = request.body(axum::body::Body::from(body)).expect("request");
             let parsed =
                 JsonBody::<serde_json::Map<String, serde_json::Value>>::from_request(request, &())
                     .await;

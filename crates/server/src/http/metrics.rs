@@ -16,6 +16,8 @@ pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.
     get,
     path = "/metrics",
     tag = "operations",
+    // Open by default; a token or user when `security.metrics_public = false`.
+    security((), ("bearer" = []), ("basic" = [])),
     responses(
         (status = 200, description = "Metrics in OpenMetrics text format", body = String,
             content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),

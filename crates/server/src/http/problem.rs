@@ -69,11 +69,16 @@ pub enum ProblemCode {
     Forbidden,
     UserNotFound,
     TokenNotFound,
+    /// The token is the administrator token of the server's configuration.
+    TokenConfigured,
+    /// A field the resource's current state fixes (a queue's durability, a bound topic's
+    /// kind); `field` names it.
+    Conflict,
 }
 
 impl ProblemCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ProblemCode; 25] = [
+    pub const ALL: [ProblemCode; 27] = [
         ProblemCode::InvalidName,
         ProblemCode::InvalidField,
         ProblemCode::InvalidBody,
@@ -99,6 +104,8 @@ impl ProblemCode {
         ProblemCode::Forbidden,
         ProblemCode::UserNotFound,
         ProblemCode::TokenNotFound,
+        ProblemCode::TokenConfigured,
+        ProblemCode::Conflict,
     ];
 
     pub fn status(self) -> StatusCode {
@@ -126,7 +133,9 @@ impl ProblemCode {
             // 409 Conflict: the request clashes with the queue's state, like a full bounded
             // buffer. 429 would tell this client to slow down, but the queue stays full whoever
             // sends until a consumer catches up.
-            ProblemCode::QueueFull => StatusCode::CONFLICT,
+            ProblemCode::QueueFull | ProblemCode::TokenConfigured | ProblemCode::Conflict => {
+                StatusCode::CONFLICT
+            }
             ProblemCode::LimitReached => StatusCode::TOO_MANY_REQUESTS,
             ProblemCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ProblemCode::DiskFull => StatusCode::INSUFFICIENT_STORAGE,

@@ -30,6 +30,17 @@ impl From<EngineError> for Problem {
     }
 }
 
+/// `invalid_field`, or `conflict` for a field the resource's current state fixes (a queue's
+/// durability, a bound topic's kind): valid on its own, refused only for this resource now.
+fn field_code(problem: &FieldProblem) -> ProblemCode {
+    match problem {
+        FieldProblem::FixedAtCreation | FieldProblem::FixedWhileBound { .. } => {
+            ProblemCode::Conflict
+        }
+        _ => ProblemCode::InvalidField,
+    }
+}
+
 /// The setting a refusal names, counted in `wharf_limit_refusals_total`.
 fn refused_limit(error: &EngineError) -> Option<&'static str> {
     match error {
@@ -52,7 +63,7 @@ pub(crate) fn engine_problem(error: EngineError, messages: MessagesAt) -> Proble
         }
         EngineError::InvalidField { field, problem } => {
             let path = field_path(field, messages);
-            return Problem::new(ProblemCode::InvalidField)
+            return Problem::new(field_code(problem))
                 .with_detail(format!(
                     "invalid {path}: {}",
                     field_wording(problem, messages)
@@ -64,6 +75,7 @@ pub(crate) fn engine_problem(error: EngineError, messages: MessagesAt) -> Proble
         EngineError::Forbidden { .. } => ProblemCode::Forbidden,
         EngineError::UserNotFound { .. } => ProblemCode::UserNotFound,
         EngineError::TokenNotFound { .. } => ProblemCode::TokenNotFound,
+        EngineError::TokenConfigured { .. } => ProblemCode::TokenConfigured,
         EngineError::TopicNotFound { .. } => ProblemCode::TopicNotFound,
         EngineError::BindingNotFound { .. } => ProblemCode::BindingNotFound,
         EngineError::ReplyNotFound { .. } => ProblemCode::ReplyNotFound,
@@ -216,6 +228,14 @@ mod tests {
             invalid_field.detail.as_deref(),
             Some("invalid messages[3].priority: 12 is above the maximum 9")
         );
+
+        // Valid on its own, refused for this queue now: a conflict, not a bad request.
+        let fixed = problem(EngineError::InvalidField {
+            field: Field::QueueOption(wharf_engine::queue::OptionField::Durable),
+            problem: FieldProblem::FixedAtCreation,
+        });
+        assert_eq!((fixed.status, fixed.code), (409, ProblemCode::Conflict));
+        assert_eq!(fixed.field.as_deref(), Some("durable"));
     }
 
     #[test]

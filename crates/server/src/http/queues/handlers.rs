@@ -32,11 +32,12 @@ const PEEK_MESSAGES_DEFAULT: usize = 10;
     path = "/v1/queues/{name}",
     tag = "queues",
     params(("name" = String, Path, description = "Queue name: 1-255 of A-Z a-z 0-9 . - _")),
-    request_body(content = serde_json::Value, description = "Queue options; every field optional (see docs/queues.md). Unknown fields are refused."),
+    request_body(content = Option<serde_json::Value>, description = "Queue options; every field optional (see docs/queues.md). Unknown fields are refused."),
     responses(
         (status = 201, description = "Created", body = QueueInfoBody),
         (status = 200, description = "Updated", body = QueueInfoBody),
         (status = 400, description = "Bad name or option", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`durable` differs from the existing queue's: it is fixed at creation", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn put_queue(
@@ -192,7 +193,7 @@ pub async fn send_messages(
     path = "/v1/queues/{name}/receive",
     tag = "queues",
     params(("name" = String, Path, description = "Queue name")),
-    request_body = ReceiveBody,
+    request_body = Option<ReceiveBody>,
     responses(
         (status = 200, description = "Leased messages (possibly none)", body = MessageListBody),
         (status = 400, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
@@ -351,7 +352,7 @@ pub async fn purge_queue(
     path = "/v1/queues/{name}/redrive",
     tag = "queues",
     params(("name" = String, Path, description = "The dead-letter queue")),
-    request_body(content = RedriveBody, description = "Optional"),
+    request_body(content = Option<RedriveBody>, description = "Optional"),
     responses(
         (status = 200, description = "How many were moved and how many were left in place", body = RedrivenBody),
         (status = 404, description = "No such queue", body = Problem, content_type = "application/problem+json"),

@@ -102,7 +102,7 @@ pub struct NewMessage {
     /// A JSON body, stored as its JSON text with content type application/json (or the given
     /// JSON content type).
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     pub body: Option<serde_json::Value>,
     /// Any other body, base64 (standard alphabet, padded).
     pub body_base64: Option<String>,
@@ -160,7 +160,7 @@ pub struct MessageBody {
     pub id: String,
     /// The body when its content type is JSON and it parses as JSON.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     pub body: Option<serde_json::Value>,
     /// The body otherwise, base64.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -257,9 +257,11 @@ pub struct ReceiptResultBody {
 
 /// `GET /v1/queues/{name}/messages` query.
 #[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PeekQuery {
     /// How many messages, in delivery order: default 10, at most 100.
+    #[param(minimum = 1, maximum = 100)]
     pub max: Option<usize>,
 }
 
@@ -393,9 +395,12 @@ impl NewMessage {
                 (Bytes::from(bytes), Some(content_type))
             }
             (None, Some(encoded)) => {
-                let bytes = BASE64
-                    .decode_to_vec(encoded.as_bytes())
-                    .map_err(|error| invalid("body_base64", format!("not base64: {error}")))?;
+                let bytes = BASE64.decode_to_vec(encoded.as_bytes()).map_err(|_| {
+                    invalid(
+                        "body_base64",
+                        "not base64 (standard alphabet, padded)".to_string(),
+                    )
+                })?;
                 (Bytes::from(bytes), self.content_type)
             }
         };

@@ -6,12 +6,14 @@ use super::wire::{
 };
 use crate::http::{json_body::JsonBody, AppState, Problem, ProblemCode};
 use axum::{
-    extract::{Path, Query, State},
+    extract::{rejection::QueryRejection, Path, Query, State},
     http::StatusCode,
     Extension, Json,
 };
 use std::time::Duration;
-use wharf_engine::security::{Action, Grant, Identity, Principal, TokenRequest};
+use wharf_engine::security::{
+    audit::AUDIT_READ_MAX, Action, Grant, Identity, Principal, TokenRequest,
+};
 
 /// The caller's identity and grants.
 #[utoipa::path(
@@ -85,6 +87,7 @@ pub async fn list_tokens(
         (status = 204, description = "Revoked"),
         (status = 401, description = "No valid credentials", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such token (or not the caller's)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The administrator token of the server's configuration: change it there", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn revoke_token(
@@ -103,7 +106,7 @@ pub async fn revoke_token(
     path = "/v1/users/{name}",
     tag = "security",
     params(("name" = String, Path, description = "User name")),
-    request_body = UserBody,
+    request_body = Option<UserBody>,
     responses(
         (status = 201, description = "Created", body = UserInfoBody),
         (status = 200, description = "Changed", body = UserInfoBody),
@@ -188,9 +191,17 @@ pub async fn delete_user(
 )]
 pub async fn read_audit(
     State(state): State<AppState>,
-    Query(query): Query<AuditQuery>,
+    query: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Result<Json<AuditListBody>, Problem> {
+    let Query(query) = query.map_err(|rejection| {
+        Problem::new(ProblemCode::InvalidBody).with_detail(rejection.body_text())
+    })?;
     let limit = query.limit.unwrap_or(100);
+    if limit == 0 || limit > AUDIT_READ_MAX {
+        return Err(Problem::new(ProblemCode::InvalidField)
+            .with_detail(format!("limit must be 1..={AUDIT_READ_MAX}"))
+            .with_field("limit"));
+    }
     let records = state.engine.audit_read(query.after, limit).await?;
     let entries = records.into_iter().map(AuditEntryBody::from).collect();
     Ok(Json(AuditListBody { entries }))

@@ -302,6 +302,54 @@ async fn tokens_over_http_expire_and_are_revoked_at_once() {
 }
 
 #[tokio::test]
+async fn the_configured_admin_token_is_not_revoked_and_a_store_once_secured_stays_closed() {
+    let fixture = fixture().await;
+    let state = &fixture.state;
+    let admin = format!("Bearer {ADMIN}");
+    let (status, problem) =
+        call(state, &Method::DELETE, "/v1/tokens/admin", Some(&admin), "").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert_eq!(problem["code"], "token_configured");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("security.admin_token"),
+        "{problem}"
+    );
+    let (status, _) = call(state, &Method::GET, "/v1/whoami", Some(&admin), "").await;
+    assert_eq!(status, StatusCode::OK, "the token still works");
+
+    // A store whose last user is deleted does not fall back to running open.
+    let clock = ManualClock::new(START);
+    let store = Arc::new(MemoryStore::new());
+    let engine = Engine::open(store.clone(), clock.clone(), EngineConfig::default())
+        .await
+        .expect("engine");
+    assert!(engine.security_open(), "a new store runs open");
+    engine
+        .put_user(
+            "only",
+            Some("only-password".into()),
+            Some(vec![Grant::admin()]),
+        )
+        .await
+        .expect("user");
+    assert!(!engine.security_open());
+    engine.delete_user("only").await.expect("delete");
+    assert!(
+        !engine.security_open(),
+        "no credential left, yet still closed"
+    );
+    assert!(engine.authenticate(None).await.is_err());
+    engine.close();
+    let reopened = Engine::open(store, clock, EngineConfig::default())
+        .await
+        .expect("engine reopened");
+    assert!(!reopened.security_open(), "still closed after a restart");
+}
+
+#[tokio::test]
 async fn management_and_refusals_are_audited() {
     let fixture = fixture().await;
     let state = &fixture.state;

@@ -60,7 +60,8 @@ impl From<&Grant> for GrantBody {
     }
 }
 
-/// `PUT /v1/users/{name}`: a new user needs a password; an existing one keeps what is left out.
+/// `PUT /v1/users/{name}`: an existing user keeps what is left out; a new user without a
+/// password cannot sign in (tokens made for it act for it).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserBody {
@@ -175,12 +176,14 @@ impl From<&Principal> for WhoamiBody {
 
 /// `GET /v1/audit` query.
 #[derive(Debug, Deserialize, ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Entries after this offset (the `offset` of the last entry read); from the start when
     /// absent.
     pub after: Option<u64>,
     /// At most this many entries (1 to 1,000; default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 

@@ -22,11 +22,12 @@ use wharf_engine::{
     path = "/v1/topics/{name}",
     tag = "topics",
     params(("name" = String, Path, description = "Topic name: 1-255 of A-Z a-z 0-9 . - _")),
-    request_body = TopicBody,
+    request_body = Option<TopicBody>,
     responses(
         (status = 201, description = "Created", body = TopicInfoBody),
         (status = 200, description = "Updated", body = TopicInfoBody),
         (status = 400, description = "Bad name, rule or destination; `field` names it", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`kind` differs from the topic's while it has bindings", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn put_topic(

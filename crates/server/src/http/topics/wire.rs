@@ -90,11 +90,36 @@ pub struct DestinationBody {
 
 /// A rule: messages passing `filter` go to its destination.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(from = "RuleFields")]
 pub struct RuleBody {
-    #[schema(example = "headers.region = 'eu'")]
+    #[schema(example = "headers.region == 'eu'")]
     pub filter: String,
     #[serde(flatten)]
     pub destination: DestinationBody,
+}
+
+/// [`RuleBody`] as it arrives: serde cannot refuse unknown fields next to a flattened
+/// destination, so the fields are spelled out here.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFields {
+    filter: String,
+    queue: Option<String>,
+    topic: Option<String>,
+    stream: Option<String>,
+}
+
+impl From<RuleFields> for RuleBody {
+    fn from(fields: RuleFields) -> Self {
+        RuleBody {
+            filter: fields.filter,
+            destination: DestinationBody {
+                queue: fields.queue,
+                topic: fields.topic,
+                stream: fields.stream,
+            },
+        }
+    }
 }
 
 /// Header values a binding of a `headers` topic requires.
@@ -197,6 +222,7 @@ pub struct PublishedBody {
 
 /// `GET /v1/topics/{name}/subscribe` query.
 #[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SubscribeQuery {
     /// Which routing keys to receive, in `syntax`.

@@ -16,6 +16,11 @@ use axum::{
 };
 use utoipa::OpenApi;
 
+mod refine;
+mod responses;
+
+use responses::LayerResponses;
+
 /// The HTTP API description served at `/openapi.json`.
 #[derive(OpenApi)]
 #[openapi(
@@ -123,7 +128,7 @@ use utoipa::OpenApi;
         (name = "requests", description = "Request-reply and scatter-gather through temporary reply addresses."),
         (name = "security", description = "Users, tokens, the caller's identity and the audit log (docs/security.md)."),
     ),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &LayerResponses),
     security(("bearer" = []), ("basic" = []))
 )]
 pub struct ApiDoc;
@@ -161,7 +166,10 @@ impl utoipa::Modify for SecuritySchemes {
 )]
 pub async fn openapi_json() -> Response {
     match serde_json::to_value(ApiDoc::openapi()) {
-        Ok(document) => Json(document).into_response(),
+        Ok(mut document) => {
+            refine::refine(&mut document);
+            Json(document).into_response()
+        }
         Err(error) => Problem::new(ProblemCode::Internal)
             .with_detail(format!("building the OpenAPI document failed: {error}"))
             .into_response(),

@@ -1,0 +1,557 @@
+//! What the derived document cannot say by itself, written into its JSON before it is served:
+//! the ranges the engine enforces (from the engine's own constants), the name rules of path
+//! parameters, the one-of rules between fields (`body` or `body_base64`, `queue` or `topic`),
+//! and flat schemas where serde's `flatten` made `allOf` combinations that no request could
+//! satisfy (each part refusing the other's fields).
+//!
+//! A client generated from the document, or a fuzzer, then meets exactly the rules the server
+//! applies: whatever the document allows is accepted, whatever it forbids is refused.
+
+use serde_json::{json, Map, Value};
+use wharf_engine::{
+    broker::{
+        PRIORITY_MAX, RECEIVE_MESSAGES_MAX, RECEIVE_WAIT_MAX, REPLY_ADDRESS_PREFIX,
+        SCATTER_EXPECT_MAX, SEND_BATCH_MESSAGES_MAX,
+    },
+    queue::{DEDUP_WINDOW_MS_MAX, LEASE_MS_MAX, RETRY_BACKOFF_MS_MAX},
+    security::{
+        audit::AUDIT_READ_MAX, PASSWORD_BYTES_MAX, PASSWORD_BYTES_MIN, TOKEN_EXPIRES_IN_MAX,
+    },
+};
+use wharf_model::{MESSAGE_ID_BYTES_MAX, QUEUE_NAME_BYTES_MAX};
+
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escape = !c.is_ascii_alphanumeric() && c != '_';
+            escape.then_some('\\').into_iter().chain(std::iter::once(c))
+        })
+        .collect()
+}
+
+/// Queue and topic names: 1-255 of `A-Z a-z 0-9 . - _`, and not `.` or `..`.
+fn resource_name_pattern() -> String {
+    let max = QUEUE_NAME_BYTES_MAX;
+    format!(
+        "^([A-Za-z0-9_-][A-Za-z0-9._-]{{0,{}}}|\\.[A-Za-z0-9_-][A-Za-z0-9._-]{{0,{}}}|\\.\\.[A-Za-z0-9._-]{{1,{}}})$",
+        max - 1,
+        max - 2,
+        max - 2
+    )
+}
+
+/// User and token names (`security::accounts`): 1-64 of letters, digits and `. _ @ -`.
+const ACCOUNT_NAME: &str = "^[A-Za-z0-9._@-]{1,64}$";
+
+/// Canonical standard base64 with padding, as the doors decode it: the bits past the last
+/// byte are zero, so the character before `==` is one of `AQgw`, before `=` one of 16.
+const BASE64: &str =
+    "^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?$";
+
+/// The message schemas: a queue send, a publish, a request, a scatter, a reply.
+const MESSAGE_SCHEMAS: [&str; 5] = [
+    "NewMessage",
+    "PublishMessageBody",
+    "RequestBody",
+    "ScatterBody",
+    "ReplyBody",
+];
+
+/// Schemas naming one destination: exactly one of `queue` or `topic`.
+const DESTINATION_SCHEMAS: [&str; 3] = ["DestinationBody", "BindingBody", "RuleBody"];
+
+/// Refines `document`, the derived OpenAPI document as JSON.
+pub(super) fn refine(document: &mut Value) {
+    add_reply_body(document);
+    add_queue_options(document);
+    flatten_all_of(document);
+    if let Some(schemas) = document.pointer_mut("/components/schemas") {
+        refine_schemas(schemas);
+    }
+    refine_parameters(document);
+    bound_unsigned_integers(document);
+}
+
+/// The values of the enumerations the wire types carry as strings.
+const ENUMS: [(&str, &str, &[&str]); 5] = [
+    (
+        "TopicBody",
+        "kind",
+        &["topic", "direct", "fanout", "headers"],
+    ),
+    ("TopicBody", "rules_mode", &["all", "first"]),
+    ("BindingBody", "syntax", &["amqp", "mqtt", "nats"]),
+    ("HeadersBody", "match", &["all", "any"]),
+    ("QueueOptions", "overflow", &["reject", "drop_oldest"]),
+];
+
+/// `PUT /v1/queues/{name}` takes the engine's `QueueOptions`, every field optional; the
+/// schema is written here from its fields (a test holds it to them) and the engine's ranges.
+fn add_queue_options(document: &mut Value) {
+    let name = json!({"type": ["string", "null"], "pattern": resource_name_pattern()});
+    let at_least_one = json!({"type": ["integer", "null"], "minimum": 1});
+    let options = json!({
+        "type": "object",
+        "description": "Queue options; every field optional, defaults in docs/queues.md.",
+        "additionalProperties": false,
+        "properties": {
+            "durable": {"type": "boolean"},
+            "lease_ms": {"type": "integer"},
+            "max_deliveries": {"type": ["integer", "null"], "minimum": 1, "maximum": u32::MAX},
+            "dead_letter_queue": name,
+            "retry_backoff_ms": {"type": "integer"},
+            "retry_backoff_max_ms": {"type": "integer"},
+            "message_ttl_ms": at_least_one,
+            "max_length": at_least_one,
+            "overflow": {"type": "string"},
+            "dedup_window_ms": {"type": "integer"},
+            "single_active_consumer": {"type": "boolean"},
+        },
+    });
+    document["components"]["schemas"]["QueueOptions"] = options;
+    let body = "/paths/~1v1~1queues~1{name}/put/requestBody";
+    if let Some(request_body) = document.pointer_mut(body) {
+        // Optional, and `null` counts as absent, like the other optional bodies.
+        request_body["content"]["application/json"]["schema"] = json!({"oneOf": [
+            {"type": "null"},
+            {"$ref": "#/components/schemas/QueueOptions"},
+        ]});
+    }
+}
+
+/// `POST /v1/reply` takes a message whose `reply_to` and `correlation_id` are required.
+fn add_reply_body(document: &mut Value) {
+    let Some(schemas) = document.pointer_mut("/components/schemas") else {
+        return;
+    };
+    let Some(mut reply) = schemas.get("NewMessage").cloned() else {
+        return;
+    };
+    for field in ["reply_to", "correlation_id"] {
+        if let Some(property) = reply.pointer_mut(&format!("/properties/{field}")) {
+            property["type"] = json!("string");
+        }
+    }
+    reply["required"] = json!(["reply_to", "correlation_id"]);
+    reply["description"] =
+        json!("`POST /v1/reply` body: the reply message; `reply_to` and `correlation_id` copied from the request.");
+    schemas["ReplyBody"] = reply;
+    let body = "/paths/~1v1~1reply/post/requestBody/content/application~1json/schema";
+    if let Some(schema) = document.pointer_mut(body) {
+        *schema = json!({"$ref": "#/components/schemas/ReplyBody"});
+    }
+}
+
+/// Replaces each `allOf` of objects by one object holding every part's properties, so that
+/// `additionalProperties: false` on a part no longer forbids the other parts' fields.
+fn flatten_all_of(document: &mut Value) {
+    let Some(Value::Object(schemas)) = document.pointer("/components/schemas").cloned() else {
+        return;
+    };
+    for (name, schema) in &schemas {
+        let Some(Value::Array(parts)) = schema.get("allOf") else {
+            continue;
+        };
+        let mut properties = Map::new();
+        let mut required: Vec<Value> = Vec::new();
+        for part in parts {
+            let part = match part.get("$ref").and_then(Value::as_str) {
+                Some(reference) => {
+                    let target = reference.trim_start_matches("#/components/schemas/");
+                    schemas.get(target).cloned().unwrap_or_default()
+                }
+                None => part.clone(),
+            };
+            if let Some(Value::Object(more)) = part.get("properties") {
+                properties.extend(more.clone());
+            }
+            if let Some(Value::Array(more)) = part.get("required") {
+                for field in more {
+                    if !required.contains(field) {
+                        required.push(field.clone());
+                    }
+                }
+            }
+        }
+        let mut flat = json!({
+            "type": "object",
+            "properties": properties,
+            "required": required,
+            "additionalProperties": false,
+        });
+        if let Some(description) = schema.get("description") {
+            flat["description"] = description.clone();
+        }
+        document["components"]["schemas"][name] = flat;
+    }
+}
+
+fn refine_schemas(schemas: &mut Value) {
+    let ms = |duration: std::time::Duration| duration.as_millis() as u64;
+    let ranges: [(&str, &str, Value); 14] = [
+        (
+            "ReceiveBody",
+            "max_messages",
+            json!({"minimum": 1, "maximum": RECEIVE_MESSAGES_MAX}),
+        ),
+        (
+            "ReceiveBody",
+            "wait_ms",
+            json!({"minimum": 0, "maximum": ms(RECEIVE_WAIT_MAX)}),
+        ),
+        (
+            "ReceiveBody",
+            "lease_ms",
+            json!({"minimum": 1, "maximum": LEASE_MS_MAX}),
+        ),
+        (
+            "LeaseBody",
+            "lease_ms",
+            json!({"minimum": 0, "maximum": LEASE_MS_MAX}),
+        ),
+        (
+            "SendBody",
+            "messages",
+            json!({"minItems": 1, "maxItems": SEND_BATCH_MESSAGES_MAX}),
+        ),
+        (
+            "PublishBody",
+            "messages",
+            json!({"minItems": 1, "maxItems": SEND_BATCH_MESSAGES_MAX}),
+        ),
+        (
+            "TokenBody",
+            "expires_in_s",
+            json!({"minimum": 1, "maximum": TOKEN_EXPIRES_IN_MAX.as_secs()}),
+        ),
+        (
+            "RequestBody",
+            "timeout_ms",
+            json!({"minimum": 1, "maximum": 300_000}),
+        ),
+        (
+            "ScatterBody",
+            "timeout_ms",
+            json!({"minimum": 1, "maximum": 300_000}),
+        ),
+        (
+            "ScatterBody",
+            "expect",
+            json!({"minimum": 1, "maximum": SCATTER_EXPECT_MAX}),
+        ),
+        (
+            "QueueOptions",
+            "lease_ms",
+            json!({"minimum": 1, "maximum": LEASE_MS_MAX}),
+        ),
+        (
+            "QueueOptions",
+            "retry_backoff_ms",
+            json!({"minimum": 0, "maximum": RETRY_BACKOFF_MS_MAX}),
+        ),
+        (
+            "QueueOptions",
+            "retry_backoff_max_ms",
+            json!({"minimum": 0, "maximum": RETRY_BACKOFF_MS_MAX}),
+        ),
+        (
+            "QueueOptions",
+            "dedup_window_ms",
+            json!({"minimum": 0, "maximum": DEDUP_WINDOW_MS_MAX}),
+        ),
+    ];
+    for (schema, property, range) in ranges {
+        merge_property(schemas, schema, property, range);
+    }
+    for schema in MESSAGE_SCHEMAS {
+        merge_property(
+            schemas,
+            schema,
+            "priority",
+            json!({"minimum": 0, "maximum": PRIORITY_MAX}),
+        );
+        merge_property(schemas, schema, "ttl_ms", json!({"minimum": 1}));
+        // Control characters would let an id forge log lines (wharf_model::MessageId).
+        let id = json!({
+            "minLength": 1,
+            "maxLength": MESSAGE_ID_BYTES_MAX,
+            "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]*$",
+        });
+        merge_property(schemas, schema, "id", id);
+        merge_property(schemas, schema, "group", json!({"minLength": 1}));
+        merge_property(schemas, schema, "body_base64", json!({"pattern": BASE64}));
+        add_rules(schemas, schema, message_rules());
+    }
+    let reply_to = json!({"pattern": format!("^{}", regex_escape(REPLY_ADDRESS_PREFIX))});
+    merge_property(schemas, "ReplyBody", "reply_to", reply_to);
+    for (schema, property, values) in ENUMS {
+        merge_property(schemas, schema, property, json!({"enum": values}));
+    }
+    for schema in DESTINATION_SCHEMAS {
+        remove_property(schemas, schema, "stream");
+        add_rules(schemas, schema, vec![exactly_one_of("queue", "topic")]);
+    }
+    // Only a queue destination can be created by its binding.
+    let topic_given = json!({"required": ["topic"], "properties": {"topic": {"type": "string"}}});
+    let no_creation = json!({"properties": {"create_queue": {"enum": [false]}}});
+    add_rules(
+        schemas,
+        "BindingBody",
+        vec![json!({"if": topic_given, "then": no_creation})],
+    );
+    // Texts in a language of their own: a filter (docs/filters.md), a routing pattern, a
+    // grant's `KIND:PATTERN`. Their grammar is no regular expression; the formats name it.
+    for (schema, property, format) in [
+        ("BindingBody", "filter", "wharf-filter"),
+        ("RuleBody", "filter", "wharf-filter"),
+        ("BindingBody", "pattern", "wharf-pattern"),
+        ("GrantBody", "resource", "wharf-resource"),
+    ] {
+        merge_property(schemas, schema, property, json!({"format": format}));
+    }
+    merge_property(schemas, "GrantBody", "actions", json!({"minItems": 1}));
+    merge_property(
+        schemas,
+        "TokenBody",
+        "name",
+        json!({"pattern": ACCOUNT_NAME}),
+    );
+    let password = json!({"minLength": PASSWORD_BYTES_MIN, "maxLength": PASSWORD_BYTES_MAX});
+    merge_property(schemas, "UserBody", "password", password);
+    add_rules(
+        schemas,
+        "RequestBody",
+        vec![exactly_one_of("queue", "topic")],
+    );
+    bound_unsigned_integers(schemas);
+}
+
+/// A message has `body` (any JSON value, null too; then its content type, if given, is a JSON
+/// one) or `body_base64`, not both; and not both `delay_ms` and `deliver_at`.
+fn message_rules() -> Vec<Value> {
+    // `application/json` or `TYPE/SUBTYPE+json`, any case, parameters after `;`.
+    let json_type = "^\\s*([Aa][Pp][Pp][Ll][Ii][Cc][Aa][Tt][Ii][Oo][Nn]/[Jj][Ss][Oo][Nn]|[^/;]+/[^;]*\\+[Jj][Ss][Oo][Nn])\\s*(;.*)?$";
+    vec![
+        json!({"oneOf": [
+            {"required": ["body"], "properties": {
+                "body_base64": {"type": "null"},
+                "content_type": {"type": ["string", "null"], "pattern": json_type},
+            }},
+            {"required": ["body_base64"], "properties": {"body_base64": {"type": "string"}},
+             "not": {"required": ["body"]}},
+        ]}),
+        json!({"not": {
+            "required": ["delay_ms", "deliver_at"],
+            "properties": {"delay_ms": {"type": "integer"}, "deliver_at": {"type": "integer"}},
+        }}),
+    ]
+}
+
+/// Exactly one of two nullable fields is a string; the other absent or null.
+fn exactly_one_of(first: &str, second: &str) -> Value {
+    json!({"oneOf": [
+        {"required": [first], "properties": {first: {"type": "string"}, second: {"type": "null"}}},
+        {"required": [second], "properties": {second: {"type": "string"}, first: {"type": "null"}}},
+    ]})
+}
+
+fn merge_property(schemas: &mut Value, schema: &str, property: &str, extra: Value) {
+    let Some(Value::Object(target)) =
+        schemas.pointer_mut(&format!("/{schema}/properties/{property}"))
+    else {
+        return;
+    };
+    if let Value::Object(extra) = extra {
+        target.extend(extra);
+    }
+}
+
+fn remove_property(schemas: &mut Value, schema: &str, property: &str) {
+    if let Some(Value::Object(properties)) = schemas.pointer_mut(&format!("/{schema}/properties")) {
+        properties.remove(property);
+    }
+}
+
+/// Adds `rules` to `schema` as an `allOf` of constraint-only schemas.
+fn add_rules(schemas: &mut Value, schema: &str, rules: Vec<Value>) {
+    let Some(Value::Object(target)) = schemas.get_mut(schema) else {
+        return;
+    };
+    let all_of = target.entry("allOf").or_insert_with(|| json!([]));
+    if let Value::Array(all_of) = all_of {
+        all_of.extend(rules);
+    }
+}
+
+/// Rust's unsigned integers travel as JSON integers up to their type's maximum; the derived
+/// schema says `int64`/`int32`, whose upper ends differ from `u64`/`u32`. Each unbounded
+/// non-negative integer gets its real maximum instead of the format.
+fn bound_unsigned_integers(value: &mut Value) {
+    match value {
+        Value::Object(object) => {
+            let integer = match object.get("type") {
+                Some(Value::String(kind)) => kind == "integer",
+                Some(Value::Array(kinds)) => kinds.iter().any(|kind| kind == "integer"),
+                _ => false,
+            };
+            let unsigned = object.get("minimum").and_then(Value::as_f64) >= Some(0.0);
+            if integer && unsigned && !object.contains_key("maximum") {
+                let maximum = match object.get("format").and_then(Value::as_str) {
+                    Some("int32") => json!(u32::MAX),
+                    _ => json!(u64::MAX),
+                };
+                object.remove("format");
+                object.insert("maximum".to_string(), maximum);
+            }
+            object.values_mut().for_each(bound_unsigned_integers);
+        }
+        Value::Array(items) => items.iter_mut().for_each(bound_unsigned_integers),
+        _ => {}
+    }
+}
+
+/// Path names follow the name rules; `syntax` is one of three; the audit's `limit` its range.
+fn refine_parameters(document: &mut Value) {
+    let Some(Value::Object(paths)) = document.get_mut("paths") else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Value::Object(operations) = item else {
+            continue;
+        };
+        for operation in operations.values_mut() {
+            let Some(Value::Array(parameters)) = operation.get_mut("parameters") else {
+                continue;
+            };
+            for parameter in parameters {
+                let name = parameter.get("name").and_then(Value::as_str).unwrap_or("");
+                let schema = match (name, path.starts_with("/v1/users")) {
+                    ("name", false) => json!({
+                        "type": "string",
+                        "pattern": resource_name_pattern(),
+                    }),
+                    ("name", true) => {
+                        json!({"type": "string", "pattern": ACCOUNT_NAME})
+                    }
+                    ("filter", _) => json!({"type": ["string", "null"], "format": "wharf-filter"}),
+                    ("pattern", _) => json!({"type": "string", "format": "wharf-pattern"}),
+                    ("syntax", _) => {
+                        json!({"type": ["string", "null"], "enum": ["amqp", "mqtt", "nats", null]})
+                    }
+                    ("limit", _) => {
+                        json!({"type": ["integer", "null"], "minimum": 1, "maximum": AUDIT_READ_MAX})
+                    }
+                    _ => continue,
+                };
+                parameter["schema"] = schema;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_name_pattern_takes_exactly_the_names_the_model_takes() {
+        let pattern = regex::Regex::new(&resource_name_pattern()).expect("a valid regex");
+        let long = "x".repeat(255);
+        let too_long = "x".repeat(256);
+        let dots_too_long = format!("..{}", "x".repeat(254));
+        for name in [
+            "a",
+            "orders.eu",
+            ".a",
+            "..a",
+            "...",
+            "-_",
+            &long,
+            "",
+            ".",
+            "..",
+            "a b",
+            "é",
+            &too_long,
+            &dots_too_long,
+        ] {
+            let model = name.parse::<wharf_model::QueueName>().is_ok();
+            assert_eq!(pattern.is_match(name), model, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn the_queue_options_schema_has_exactly_the_engine_s_fields() {
+        let mut document = json!({"components": {"schemas": {}}, "paths": {}});
+        add_queue_options(&mut document);
+        let schema = &document["components"]["schemas"]["QueueOptions"]["properties"];
+        let mut documented: Vec<&String> = schema.as_object().expect("properties").keys().collect();
+        let defaults = serde_json::to_value(wharf_engine::queue::QueueOptions::default())
+            .expect("options serialize");
+        let mut fields: Vec<&String> = defaults.as_object().expect("an object").keys().collect();
+        documented.sort();
+        fields.sort();
+        assert_eq!(documented, fields);
+    }
+
+    #[test]
+    fn every_enumerated_value_is_one_the_server_reads() {
+        use wharf_engine::topic::{RulesMode, TopicKind};
+        use wharf_model::pattern::Syntax;
+        for (schema, property, values) in ENUMS {
+            for value in values {
+                let value = json!(value);
+                let shown = value.to_string();
+                let read = match (schema, property) {
+                    (_, "kind") => serde_json::from_value::<TopicKind>(value).is_ok(),
+                    (_, "rules_mode") => serde_json::from_value::<RulesMode>(value).is_ok(),
+                    (_, "syntax") => serde_json::from_value::<Syntax>(value).is_ok(),
+                    (_, "overflow") => {
+                        serde_json::from_value::<wharf_engine::queue::Overflow>(value).is_ok()
+                    }
+                    (_, "match") => {
+                        serde_json::from_value::<wharf_engine::topic::HeadersMode>(value).is_ok()
+                    }
+                    _ => false,
+                };
+                assert!(read, "{schema}.{property} = {shown}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_base64_pattern_takes_what_the_door_decodes() {
+        let pattern = regex::Regex::new(BASE64).expect("a valid regex");
+        for length in 0..=5 {
+            for seed in 0..=255u8 {
+                let bytes: Vec<u8> = (0..length)
+                    .map(|i| seed.wrapping_mul(31).wrapping_add(i))
+                    .collect();
+                let text = base64_simd::STANDARD.encode_to_string(&bytes);
+                assert!(pattern.is_match(&text), "{text:?}");
+            }
+        }
+        for text in ["AB==", "AAB=", "A===", "AAAA=", "AA", "A A="] {
+            let decoded = base64_simd::STANDARD.decode_to_vec(text).is_ok();
+            assert!(!pattern.is_match(text) && !decoded, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn unsigned_integers_get_their_maximum_and_bounded_ones_keep_theirs() {
+        let mut schema = json!({
+            "a": {"type": "integer", "format": "int64", "minimum": 0},
+            "b": {"type": ["integer", "null"], "format": "int32", "minimum": 0},
+            "c": {"type": "integer", "minimum": 1, "maximum": 9},
+            "d": {"type": "integer", "format": "int64"},
+        });
+        bound_unsigned_integers(&mut schema);
+        assert_eq!(
+            schema["a"],
+            json!({"type": "integer", "minimum": 0, "maximum": u64::MAX})
+        );
+        assert_eq!(schema["b"]["maximum"], json!(u32::MAX));
+        assert_eq!(schema["c"]["maximum"], 9);
+        assert_eq!(schema["d"]["format"], "int64");
+    }
+}
