@@ -271,11 +271,18 @@ impl Engine {
             });
         }
         options.validate()?;
+        let dead_letter_field = Field::QueueOption(OptionField::DeadLetterQueue);
         if options.dead_letter_queue.as_ref() == Some(&name) {
-            return Err(EngineError::invalid_field(
-                Field::QueueOption(OptionField::DeadLetterQueue),
-                FieldProblem::OwnDeadLetterQueue,
-            ));
+            let problem = FieldProblem::OwnDeadLetterQueue;
+            return Err(EngineError::invalid_field(dead_letter_field, problem));
+        }
+        // It would be created like any queue below, so it obeys the rules of a queue's name.
+        let dead_letter_name = options.dead_letter_queue.as_ref().map(QueueName::as_str);
+        if dead_letter_name.is_some_and(|dead| dead.starts_with(REPLY_ADDRESS_PREFIX)) {
+            let problem = FieldProblem::InvalidName {
+                problem: NameProblem::ReplyAddress,
+            };
+            return Err(EngineError::invalid_field(dead_letter_field, problem));
         }
         let _admin = self.inner.admin.lock().await;
         if let Some(dead_letter_queue) = &options.dead_letter_queue {

@@ -16,6 +16,7 @@ use wharf_engine::{
         Sent,
     },
     error::MessageField,
+    log_throttle::LogThrottle,
     queue::{
         OptionField, QueueCounters, QueueOptions, QueueStats, ReceiptError, ReceiptParseError,
     },
@@ -489,12 +490,27 @@ fn receipt_failure_code(failure: &ReceiptFailure) -> &'static str {
     }
 }
 
+/// What a client reads about a receipt that failed. A storage error names files: the log
+/// gets it, the client a summary (as for every other storage error of this door).
+fn receipt_failure_text(failure: &ReceiptFailure) -> String {
+    match failure {
+        ReceiptFailure::NotStored(error) => {
+            static THROTTLE: LogThrottle = LogThrottle::new();
+            if let Some(suppressed) = THROTTLE.allow() {
+                tracing::error!(%error, suppressed, "a settlement could not be stored");
+            }
+            "the settlement could not be stored; the server log has the details".to_string()
+        }
+        ReceiptFailure::Malformed(_) | ReceiptFailure::Refused(_) => failure.to_string(),
+    }
+}
+
 impl From<ReceiptResult> for ReceiptResultBody {
     fn from(result: ReceiptResult) -> Self {
         ReceiptResultBody {
             receipt: result.receipt,
             ok: result.error.is_none(),
-            error: result.error.as_ref().map(ToString::to_string),
+            error: result.error.as_ref().map(receipt_failure_text),
             code: result.error.as_ref().map(receipt_failure_code),
         }
     }
