@@ -247,8 +247,9 @@ pub struct ReceiptResultBody {
     /// Why not, when `ok` is false, for a person to read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// Why not, when `ok` is false, for a program: `invalid_receipt` (not a receipt),
-    /// `stale_receipt` (the message was settled, returned or leased again since),
+    /// Why not, when `ok` is false, for a program: `invalid_receipt` (not a receipt this
+    /// queue issued: malformed, made up or edited), `wrong_queue` (a receipt of another
+    /// queue), `stale_receipt` (the message was settled, returned or leased again since),
     /// `lease_expired`, or `storage_error` (its settlement could not be written; the lease
     /// holds, try again).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -486,6 +487,9 @@ fn receipt_failure_code(failure: &ReceiptFailure) -> &'static str {
         ReceiptFailure::Malformed(ReceiptParseError::Malformed { .. }) => "invalid_receipt",
         ReceiptFailure::Refused(ReceiptError::Stale { .. }) => "stale_receipt",
         ReceiptFailure::Refused(ReceiptError::LeaseExpired { .. }) => "lease_expired",
+        ReceiptFailure::Refused(ReceiptError::OtherQueue { .. }) => "wrong_queue",
+        // Made up or edited: as much not a receipt as a malformed one.
+        ReceiptFailure::Refused(ReceiptError::NotIssued { .. }) => "invalid_receipt",
         ReceiptFailure::NotStored(_) => "storage_error",
     }
 }
