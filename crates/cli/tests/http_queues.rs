@@ -516,3 +516,78 @@ fn confirmed_messages_survive_sigkill_and_acked_ones_stay_gone() {
         "m00-m04 were acked; the rest must all be back"
     );
 }
+
+/// No problem shows the server's insides: Rust type names from serde, axum's wording, file
+/// paths or OS errors. Bodies, query strings and messages that do not parse, each one answered
+/// in the API's own words.
+#[test]
+fn error_details_show_no_type_names_or_paths() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Node::start(dir.path());
+    let client = node.client();
+    client.expect(201, "PUT", "/v1/queues/jobs", &json!({}));
+    client.expect(201, "PUT", "/v1/topics/t", &json!({}));
+    let cases = [
+        ("PUT", "/v1/queues/jobs", json!("x")),
+        ("PUT", "/v1/queues/jobs", json!({"lease_ms": "x"})),
+        (
+            "PUT",
+            "/v1/queues/jobs",
+            json!({"max_deliveries": 99_999_999_999u64}),
+        ),
+        ("PUT", "/v1/topics/t", json!({"alternate": "x"})),
+        (
+            "POST",
+            "/v1/queues/jobs/messages",
+            json!({"messages": [{"body": 1, "priority": "x"}]}),
+        ),
+        (
+            "POST",
+            "/v1/queues/jobs/messages",
+            json!({"messages": [{"body_base64": "!!"}]}),
+        ),
+        (
+            "POST",
+            "/v1/queues/jobs/receive",
+            json!({"max_messages": "x"}),
+        ),
+        (
+            "POST",
+            "/v1/request",
+            json!({"queue": "jobs", "body": 1, "timeout_ms": "x"}),
+        ),
+        ("GET", "/v1/queues/jobs/messages?max=x", Value::Null),
+        (
+            "GET",
+            "/v1/topics/t/subscribe?pattern=%23&syntax=zz",
+            Value::Null,
+        ),
+    ];
+    let internal = [
+        "u8",
+        "u32",
+        "u64",
+        "usize",
+        "struct ",
+        "enum ",
+        "Error",
+        "Failed to",
+        "os error",
+        "/tmp",
+    ];
+    for (method, path, body) in cases {
+        let reply = client.call(method, path, &body);
+        assert_eq!(reply.status, 400, "{method} {path}: {}", reply.body);
+        assert_eq!(reply.content_type, "application/problem+json");
+        let detail = reply.body["detail"].as_str().expect("detail");
+        for word in internal {
+            assert!(!detail.contains(word), "{method} {path}: {detail}");
+        }
+    }
+    let query = client.call(
+        "GET",
+        "/v1/topics/t/subscribe?pattern=%23&syntax=zz",
+        &Value::Null,
+    );
+    assert_eq!(query.body["field"], "syntax", "{}", query.body);
+}

@@ -6,7 +6,7 @@ use super::wire::{
     PeekQuery, PurgedBody, QueueInfoBody, QueueListBody, ReceiptResultsBody, ReceiveBody,
     RedriveBody, RedrivenBody, SendBody, SentListBody,
 };
-use crate::http::{json_body::JsonBody, AppState, Problem, ProblemCode};
+use crate::http::{json_body, json_body::JsonBody, AppState, Problem, ProblemCode};
 use axum::{
     extract::{rejection::QueryRejection, Path, Query, State},
     http::StatusCode,
@@ -312,9 +312,7 @@ pub async fn peek_messages(
     Path(name): Path<String>,
     query: Result<Query<PeekQuery>, QueryRejection>,
 ) -> Result<Json<MessageListBody>, Problem> {
-    let Query(query) = query.map_err(|rejection| {
-        Problem::new(ProblemCode::InvalidBody).with_detail(rejection.body_text())
-    })?;
+    let Query(query) = query.map_err(|rejection| json_body::query_problem(&rejection))?;
     let max = query.max.unwrap_or(PEEK_MESSAGES_DEFAULT);
     if max == 0 || max > RECEIVE_MESSAGES_MAX {
         return Err(Problem::new(ProblemCode::InvalidField)

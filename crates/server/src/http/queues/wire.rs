@@ -395,9 +395,9 @@ impl NewMessage {
                 (Bytes::from(bytes), Some(content_type))
             }
             (None, Some(encoded)) => {
-                let bytes = BASE64
-                    .decode_to_vec(encoded.as_bytes())
-                    .map_err(|error| invalid("body_base64", format!("not base64: {error}")))?;
+                let bytes = BASE64.decode_to_vec(encoded.as_bytes()).map_err(|_| {
+                    invalid("body_base64", "body_base64 is not valid base64".to_string())
+                })?;
                 (Bytes::from(bytes), self.content_type)
             }
         };

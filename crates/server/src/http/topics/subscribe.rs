@@ -10,7 +10,7 @@ use super::wire::SubscribeQuery;
 use crate::{
     http::{
         queues::wire::{message_body, MessageBody},
-        AppState, Problem, ProblemCode,
+        AppState, Problem,
     },
     readiness::Readiness,
 };
@@ -44,9 +44,8 @@ pub async fn subscribe(
     Path(name): Path<String>,
     query: Result<Query<SubscribeQuery>, QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
-    let Query(query) = query.map_err(|rejection| {
-        Problem::new(ProblemCode::InvalidBody).with_detail(rejection.body_text())
-    })?;
+    let Query(query) =
+        query.map_err(|rejection| crate::http::json_body::query_problem(&rejection))?;
     let subscription = state.engine.subscribe(
         &name,
         &query.pattern,
