@@ -562,6 +562,9 @@ fn error_details_show_no_type_names_or_paths() {
             "/v1/topics/t/subscribe?pattern=%23&syntax=zz",
             Value::Null,
         ),
+        ("GET", "/v1/audit?limit=x", Value::Null),
+        ("PUT", "/v1/queues/%ff", json!({})),
+        ("GET", "/v1/topics/%ff/bindings", Value::Null),
     ];
     let internal = [
         "u8",
@@ -590,4 +593,6 @@ fn error_details_show_no_type_names_or_paths() {
         &Value::Null,
     );
     assert_eq!(query.body["field"], "syntax", "{}", query.body);
+    let not_utf8 = client.call("PUT", "/v1/queues/%ff", &json!({}));
+    assert_eq!(not_utf8.body["field"], "name", "{}", not_utf8.body);
 }

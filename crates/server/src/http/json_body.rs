@@ -111,27 +111,6 @@ pub fn parse_json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> 
     Ok(value)
 }
 
-/// The problem for a query string that does not parse, worded like one for a body: axum's
-/// prefix gone, serde's words in JSON's, and the parameter at fault as `field` when serde
-/// names it.
-pub(crate) fn query_problem(rejection: &axum::extract::rejection::QueryRejection) -> Problem {
-    let text = rejection.body_text();
-    let reason = text
-        .strip_prefix("Failed to deserialize query string: ")
-        .unwrap_or(&text);
-    let reason = json_wording(reason);
-    let is_name = |name: &str| {
-        !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-    };
-    match reason.split_once(": ").filter(|(name, _)| is_name(name)) {
-        Some((field, why)) => Problem::new(ProblemCode::InvalidBody)
-            .with_detail(format!("invalid query string at {field}: {why}"))
-            .with_field(field),
-        None => Problem::new(ProblemCode::InvalidBody)
-            .with_detail(format!("invalid query string: {reason}")),
-    }
-}
-
 /// A message of serde's in JSON's words. serde says what it expected in Rust's (`expected u64`,
 /// `expected struct QueueOptions`): type names of this server's code, which mean nothing to a
 /// client and change with it. Everything else is kept.

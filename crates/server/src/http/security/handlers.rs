@@ -4,12 +4,12 @@ use super::wire::{
     AuditEntryBody, AuditListBody, AuditQuery, GrantBody, TokenBody, TokenInfoBody, TokenListBody,
     UserBody, UserInfoBody, UserListBody, WhoamiBody,
 };
-use crate::http::{json_body::JsonBody, AppState, Problem, ProblemCode};
-use axum::{
-    extract::{Path, Query, State},
-    http::StatusCode,
-    Extension, Json,
+use crate::http::{
+    extract::{Path, Query},
+    json_body::JsonBody,
+    AppState, Problem, ProblemCode,
 };
+use axum::{extract::State, http::StatusCode, Extension, Json};
 use std::time::Duration;
 use wharf_engine::security::{Action, Grant, Identity, Principal, TokenRequest};
 
