@@ -99,7 +99,8 @@ pub async fn list_queues(
         .filter_map(|damaged| match damaged.as_ref() {
             EngineError::CorruptDefinition { key, source } => Some(DamagedDefinitionBody {
                 key: key.clone(),
-                detail: source.to_string(),
+                // A definition that does not decode is worded by serde: in JSON's terms here.
+                detail: crate::http::json_body::json_wording(&source.to_string()),
             }),
             _ => None,
         })
