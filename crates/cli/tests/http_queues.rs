@@ -136,6 +136,60 @@ fn bodies_come_back_in_the_shape_they_were_sent() {
     assert_eq!(bytes_message["content_type"], "text/plain");
 }
 
+/// A receipt names its queue: on another queue's URL it is refused per receipt, and its
+/// message stays leased where it is. A receipt with one digit changed is no receipt.
+#[test]
+fn a_receipt_settles_only_in_the_queue_that_issued_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Node::start(dir.path());
+    let client = node.client();
+    client.expect(201, "PUT", "/v1/queues/a", &json!({}));
+    // Transient: its sequences count in the other WAL, so they can equal those of `a`.
+    client.expect(201, "PUT", "/v1/queues/b", &json!({"durable": false}));
+    send(&client, "a", json!([{"body": "in a"}]));
+    send(&client, "b", json!([{"body": "in b"}]));
+    let of_a = client.receive("a", 1, 60_000)[0]["receipt"].clone();
+    let of_b = client.receive("b", 1, 60_000)[0]["receipt"].clone();
+    assert_ne!(of_a, of_b);
+
+    for (action, extra) in [
+        ("ack", json!({})),
+        ("nack", json!({"dead_letter": true})),
+        ("lease", json!({"lease_ms": 1})),
+    ] {
+        let mut body = extra;
+        body["receipts"] = json!([of_a]);
+        let refused = receipts(&client, "b", action, body);
+        assert_eq!(refused[0]["ok"], false, "{action}: {}", refused[0]);
+        assert_eq!(
+            refused[0]["code"], "wrong_queue",
+            "{action}: {}",
+            refused[0]
+        );
+        let error = refused[0]["error"].as_str().expect("error");
+        assert!(error.contains("\"b\""), "{error}");
+    }
+    for queue in ["a", "b"] {
+        let info = client.expect(200, "GET", &format!("/v1/queues/{queue}"), &Value::Null);
+        assert_eq!(info["stats"]["leased"], 1, "{info}");
+        assert_eq!(info["stats"]["counters"]["acked"], 0, "{info}");
+    }
+
+    let text = of_a.as_str().expect("receipt");
+    let last = text.chars().last().expect("a digit");
+    let edited = format!(
+        "{}{}",
+        &text[..text.len() - 1],
+        if last == '0' { '1' } else { '0' }
+    );
+    let forged = receipts(&client, "a", "ack", json!({"receipts": [edited]}));
+    assert_eq!(forged[0]["code"], "invalid_receipt", "{}", forged[0]);
+    let acked = receipts(&client, "a", "ack", json!({"receipts": [of_a]}));
+    assert_eq!(acked[0]["ok"], true, "{}", acked[0]);
+    let acked = receipts(&client, "b", "ack", json!({"receipts": [of_b]}));
+    assert_eq!(acked[0]["ok"], true, "{}", acked[0]);
+}
+
 #[test]
 fn ack_nack_lease_and_dead_letters() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -461,4 +515,84 @@ fn confirmed_messages_survive_sigkill_and_acked_ones_stay_gone() {
         seen, expected,
         "m00-m04 were acked; the rest must all be back"
     );
+}
+
+/// No problem shows the server's insides: Rust type names from serde, axum's wording, file
+/// paths or OS errors. Bodies, query strings and messages that do not parse, each one answered
+/// in the API's own words.
+#[test]
+fn error_details_show_no_type_names_or_paths() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Node::start(dir.path());
+    let client = node.client();
+    client.expect(201, "PUT", "/v1/queues/jobs", &json!({}));
+    client.expect(201, "PUT", "/v1/topics/t", &json!({}));
+    let cases = [
+        ("PUT", "/v1/queues/jobs", json!("x")),
+        ("PUT", "/v1/queues/jobs", json!({"lease_ms": "x"})),
+        (
+            "PUT",
+            "/v1/queues/jobs",
+            json!({"max_deliveries": 99_999_999_999u64}),
+        ),
+        ("PUT", "/v1/topics/t", json!({"alternate": "x"})),
+        (
+            "POST",
+            "/v1/queues/jobs/messages",
+            json!({"messages": [{"body": 1, "priority": "x"}]}),
+        ),
+        (
+            "POST",
+            "/v1/queues/jobs/messages",
+            json!({"messages": [{"body_base64": "!!"}]}),
+        ),
+        (
+            "POST",
+            "/v1/queues/jobs/receive",
+            json!({"max_messages": "x"}),
+        ),
+        (
+            "POST",
+            "/v1/request",
+            json!({"queue": "jobs", "body": 1, "timeout_ms": "x"}),
+        ),
+        ("GET", "/v1/queues/jobs/messages?max=x", Value::Null),
+        (
+            "GET",
+            "/v1/topics/t/subscribe?pattern=%23&syntax=zz",
+            Value::Null,
+        ),
+        ("GET", "/v1/audit?limit=x", Value::Null),
+        ("PUT", "/v1/queues/%ff", json!({})),
+        ("GET", "/v1/topics/%ff/bindings", Value::Null),
+    ];
+    let internal = [
+        "u8",
+        "u32",
+        "u64",
+        "usize",
+        "struct ",
+        "enum ",
+        "Error",
+        "Failed to",
+        "os error",
+        "/tmp",
+    ];
+    for (method, path, body) in cases {
+        let reply = client.call(method, path, &body);
+        assert_eq!(reply.status, 400, "{method} {path}: {}", reply.body);
+        assert_eq!(reply.content_type, "application/problem+json");
+        let detail = reply.body["detail"].as_str().expect("detail");
+        for word in internal {
+            assert!(!detail.contains(word), "{method} {path}: {detail}");
+        }
+    }
+    let query = client.call(
+        "GET",
+        "/v1/topics/t/subscribe?pattern=%23&syntax=zz",
+        &Value::Null,
+    );
+    assert_eq!(query.body["field"], "syntax", "{}", query.body);
+    let not_utf8 = client.call("PUT", "/v1/queues/%ff", &json!({}));
+    assert_eq!(not_utf8.body["field"], "name", "{}", not_utf8.body);
 }

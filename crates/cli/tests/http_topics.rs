@@ -341,6 +341,90 @@ fn bad_requests_are_problems_naming_the_field() {
     assert_eq!(unknown_field.status, 400, "{}", unknown_field.body);
 }
 
+/// What a binding, a rule or an alternate names must exist: refused like a binding's, with the
+/// field named, and the topic is left as it was. A reply address is no destination.
+#[test]
+fn rules_and_alternates_naming_what_does_not_exist_are_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Node::start(dir.path());
+    let client = node.client();
+    create_queues(&client, &["q"]);
+    client.expect(
+        201,
+        "PUT",
+        "/v1/topics/t",
+        &json!({"alternate": {"queue": "q"}}),
+    );
+    let cases = [
+        (
+            json!({"pattern": "#", "queue": "missing"}),
+            "queue",
+            "queue_not_found",
+        ),
+        (
+            json!({"pattern": "#", "topic": "missing"}),
+            "topic",
+            "topic_not_found",
+        ),
+    ];
+    for (binding, field, code) in cases {
+        let reply = client.call("POST", "/v1/topics/t/bindings", &binding);
+        assert_eq!(reply.status, 404, "{}", reply.body);
+        assert_eq!(reply.body["field"], field, "{}", reply.body);
+        assert_eq!(reply.body["code"], code, "{}", reply.body);
+    }
+    let cases = [
+        (
+            json!({"alternate": {"queue": "missing"}}),
+            "alternate.queue",
+            "queue_not_found",
+        ),
+        (
+            json!({"alternate": {"topic": "missing"}}),
+            "alternate.topic",
+            "topic_not_found",
+        ),
+        (
+            json!({"rules": [{"filter": "a == 1", "queue": "q"}, {"filter": "a == 2", "topic": "missing"}]}),
+            "rules[1].topic",
+            "topic_not_found",
+        ),
+    ];
+    for (options, field, code) in cases {
+        for path in ["/v1/topics/t", "/v1/topics/new"] {
+            let reply = client.call("PUT", path, &options);
+            assert_eq!(reply.status, 404, "{path}: {}", reply.body);
+            assert_eq!(reply.body["field"], field, "{}", reply.body);
+            assert_eq!(reply.body["code"], code, "{}", reply.body);
+            let detail = reply.body["detail"].as_str().expect("detail");
+            assert!(detail.contains("\"missing\""), "{detail}");
+        }
+    }
+    client.expect(404, "GET", "/v1/topics/new", &Value::Null);
+    let kept = client.expect(200, "GET", "/v1/topics/t", &Value::Null);
+    assert_eq!(
+        kept["alternate"],
+        json!({"queue": "q"}),
+        "the refused updates changed nothing"
+    );
+
+    let reply_address = json!({"alternate": {"queue": "_reply.x"}});
+    let reply = client.call("PUT", "/v1/topics/t", &reply_address);
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(reply.body["field"], "alternate.queue", "{}", reply.body);
+    let binding = json!({"pattern": "#", "queue": "_reply.x", "create_queue": true});
+    let reply = client.call("POST", "/v1/topics/t/bindings", &binding);
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(reply.body["field"], "queue", "{}", reply.body);
+
+    let dead_letter = json!({"dead_letter_queue": "_reply.dead"});
+    let reply = client.call("PUT", "/v1/queues/jobs", &dead_letter);
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(reply.body["field"], "dead_letter_queue", "{}", reply.body);
+    client.expect(404, "GET", "/v1/queues/jobs", &Value::Null);
+    client.expect(404, "GET", "/v1/queues/_reply.dead", &Value::Null);
+}
+
 /// A raw Server-Sent Events reader: one GET, then events read line by line.
 struct EventStream {
     reader: BufReader<TcpStream>,

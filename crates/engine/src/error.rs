@@ -30,6 +30,14 @@ pub enum EngineError {
     QueueNotFound { name: String },
     #[error("topic {name:?} does not exist")]
     TopicNotFound { name: String },
+    /// A binding, rule or alternate names a queue or topic that does not exist; `field` says
+    /// which of them.
+    #[error("{kind} {name:?} does not exist (the {field})")]
+    DestinationNotFound {
+        field: Field,
+        kind: DestinationKind,
+        name: String,
+    },
     #[error("topic {topic:?} has no binding {id:?}")]
     BindingNotFound { topic: String, id: String },
     /// A reply address that no request waits on (it was answered or timed out).
@@ -164,6 +172,15 @@ pub enum Field {
     Destination {
         kind: DestinationKind,
     },
+    /// A topic's alternate destination, of this kind.
+    Alternate {
+        kind: DestinationKind,
+    },
+    /// The destination of the topic's rule at `index`, of this kind.
+    RuleDestination {
+        index: usize,
+        kind: DestinationKind,
+    },
     /// A binding's request to create its destination queue.
     CreateQueue,
     /// A user's name.
@@ -270,6 +287,10 @@ pub enum FieldProblem {
     /// A reply whose correlation id differs from the one of the request waiting for it.
     #[error("the request at this reply address has another correlation id")]
     CorrelationMismatch,
+    /// A name (of a destination, a dead-letter queue) that breaks the naming rules or is
+    /// reserved.
+    #[error("{problem}")]
+    InvalidName { problem: NameProblem },
     /// A user or token name with a character outside the allowed set.
     #[error("may hold only letters, digits and . _ @ -")]
     AccountNameChars,
@@ -389,6 +410,10 @@ impl fmt::Display for Field {
             Field::Filter => f.write_str("filter"),
             Field::Headers => f.write_str("headers"),
             Field::Destination { kind } => write!(f, "{kind} destination"),
+            Field::Alternate { kind } => write!(f, "{kind} alternate"),
+            Field::RuleDestination { index, kind } => {
+                write!(f, "{kind} destination of rule {index}")
+            }
             Field::CreateQueue => f.write_str("create_queue"),
             Field::UserName => f.write_str("user name"),
             Field::Password => f.write_str("password"),

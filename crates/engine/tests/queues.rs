@@ -483,6 +483,41 @@ async fn stale_receipts_are_reported_per_receipt() {
     );
 }
 
+/// A durable and a transient queue count sequences in two WALs, so their first leases can
+/// share sequence and lease number: the receipt of one still settles nothing in the other,
+/// and says so per receipt.
+#[tokio::test]
+async fn a_receipt_of_another_queue_is_refused_and_settles_nothing() {
+    let (_dir, broker) = broker_with("a", options()).await;
+    let transient = QueueOptions {
+        durable: false,
+        ..options()
+    };
+    broker.engine.put_queue("b", transient).await.unwrap();
+    broker.send("a", &["in a"]).await;
+    broker.send("b", &["in b"]).await;
+    let (got_a, got_b) = (broker.receive("a", 1).await, broker.receive("b", 1).await);
+    let of_a = receipts(&got_a);
+    let reject = NackAction::DeadLetter { error: None };
+    let lease = Duration::from_secs(60);
+    for results in [
+        broker.engine.ack("b", &of_a).await.unwrap(),
+        broker.engine.nack("b", &of_a, reject).await.unwrap(),
+        broker.engine.extend("b", &of_a, lease).await.unwrap(),
+    ] {
+        let refused = results[0].error.as_ref().expect("refused");
+        assert!(
+            matches!(refused, ReceiptFailure::Refused(ReceiptError::OtherQueue { queue }) if queue == "b"),
+            "{results:?}"
+        );
+    }
+    for name in ["a", "b"] {
+        assert_eq!(broker.engine.queue_info(name).unwrap().stats.leased, 1);
+    }
+    broker.ack("a", &got_a).await;
+    broker.ack("b", &got_b).await;
+}
+
 #[tokio::test]
 async fn peek_purge_and_redrive() {
     let opts = QueueOptions {

@@ -479,7 +479,7 @@ async fn bad_bindings_are_refused_with_the_field() {
         engine
             .bind("orders", bind_queue("a", "nowhere", None))
             .await,
-        Err(EngineError::QueueNotFound { .. })
+        Err(EngineError::DestinationNotFound { ref name, .. }) if name == "nowhere"
     ));
     assert!(matches!(
         engine.bind("missing", bind_queue("a", "all", None)).await,

@@ -18,19 +18,20 @@ pub const QUEUE_NAME_BYTES_MAX: usize = 255;
 #[serde(try_from = "String", into = "String")]
 pub struct QueueName(String);
 
-/// Why a string is not a valid queue name.
+/// Why a string is not a valid queue name (or topic name: topics follow the same rules, so
+/// the wording names neither).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QueueNameError {
-    #[error("queue name is empty")]
+    #[error("name is empty")]
     Empty,
-    #[error("queue name is {length} bytes long; at most {max} are allowed", max = QUEUE_NAME_BYTES_MAX)]
+    #[error("name is {length} bytes long; at most {max} are allowed", max = QUEUE_NAME_BYTES_MAX)]
     TooLong { length: usize },
     #[error(
-        "queue name has {character:?} at byte {position}; \
+        "name has {character:?} at byte {position}; \
          allowed are ASCII letters, digits, '.', '-' and '_'"
     )]
     InvalidCharacter { character: char, position: usize },
-    #[error("queue name {name:?} is reserved")]
+    #[error("name {name:?} is reserved")]
     Reserved { name: String },
 }
 

@@ -15,6 +15,7 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 use std::{io, path::PathBuf, sync::Arc};
+use wharf_engine::log_throttle::LogThrottle;
 use wharf_storage::Storage;
 
 /// Default of `storage.disk_free_bytes_min`: 1 GiB is a few seconds of writes at full speed on
@@ -69,26 +70,32 @@ impl DiskSpace {
         Ok(free)
     }
 
-    /// What `/readyz` says when space is short, or the free space cannot be read.
+    /// What `/readyz` says when space is short, or the free space cannot be read. Anyone may
+    /// read `/readyz`, so it says "the data directory", never its path (the operator knows
+    /// it; the log has the OS error).
     pub fn warning(&self) -> Option<String> {
         if self.store.space_short() {
-            return Some(format!(
-                "disk full in {}: sends and creates are refused, the disk reserve serves acks, \
-                 purges and deletes until space is freed",
-                self.dir.display()
-            ));
+            return Some(
+                "disk full in the data directory: sends and creates are refused, the disk \
+                 reserve serves acks, purges and deletes until space is freed"
+                    .to_string(),
+            );
         }
         match self.free_bytes() {
             Ok(free) if free < self.free_min => Some(format!(
-                "disk nearly full: {free} bytes free in {}, below storage.disk_free_bytes_min = {}",
-                self.dir.display(),
+                "disk nearly full: {free} bytes free in the data directory, below \
+                 storage.disk_free_bytes_min = {}",
                 self.free_min
             )),
             Ok(_) => None,
-            Err(error) => Some(format!(
-                "free space of {} unknown: {error}",
-                self.dir.display()
-            )),
+            Err(error) => {
+                static THROTTLE: LogThrottle = LogThrottle::new();
+                if let Some(suppressed) = THROTTLE.allow() {
+                    let dir = self.dir.display();
+                    tracing::warn!(%error, %dir, suppressed, "reading the free space failed");
+                }
+                Some("free space of the data directory unknown; the server log has why".to_string())
+            }
         }
     }
 }
@@ -134,6 +141,11 @@ mod tests {
         assert!(
             warning.contains("sends and creates are refused"),
             "{warning}"
+        );
+        let dir_text = dir.path().display().to_string();
+        assert!(
+            !warning.contains(&dir_text),
+            "no path on /readyz: {warning}"
         );
         disk.free_bytes().expect("statvfs");
         let mut text = String::new();

@@ -38,4 +38,4 @@ pub use reserve::{
 };
 pub use seam::{Durability, LogOptions, LogSize, LogStore, Storage, StorageFuture};
 pub use segment::{Damage, Quarantined, QUARANTINED_REASON};
-pub use store::{Store, StoreConfig};
+pub use store::{Store, StoreConfig, LOG_NAME_BYTES_MAX};

@@ -244,10 +244,19 @@ impl Shared {
 /// Where repairs move damaged ranges, one folder per log.
 const QUARANTINE_DIR: &str = "quarantine";
 
+/// Longest log name: a log is a directory named after it, and 255 bytes is the longest file
+/// name Linux (`NAME_MAX`), macOS and Windows file systems take. The engine derives log names
+/// from resource names and keeps them within this.
+pub const LOG_NAME_BYTES_MAX: usize = 255;
+
 fn assert_log_name(name: &str) {
     assert!(
         !name.is_empty() && !name.contains(['/', '\\']) && name != "." && name != "..",
         "log names are single path components"
+    );
+    assert!(
+        name.len() <= LOG_NAME_BYTES_MAX,
+        "log names fit one file name"
     );
 }
 

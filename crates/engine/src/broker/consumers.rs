@@ -175,7 +175,7 @@ impl Engine {
             // A consumer that went away meanwhile had its leases returned by its detach.
             let _ = sender.try_send(Delivery {
                 message,
-                receipt: delivery.receipt.to_string(),
+                receipt: queue.sign_receipt(delivery.receipt),
                 delivery_count: delivery.delivery_count,
                 first_delivered_at: delivery.first_delivered_at,
                 last_delivered_at: delivery.last_delivered_at,
@@ -216,7 +216,7 @@ impl Consumer {
     pub(crate) fn disown(&self, deliveries: &[Delivery]) {
         if let Ok(mut core) = self.queue.core() {
             for delivery in deliveries {
-                if let Ok(receipt) = delivery.receipt.parse::<Receipt>() {
+                if let Ok(receipt) = self.queue.open_receipt(&delivery.receipt) {
                     core.consumers.disown(receipt);
                 }
             }

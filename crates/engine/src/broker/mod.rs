@@ -27,7 +27,7 @@ pub use topics::{BindingInfo, PublishMessage, Published, Subscription, TopicInfo
 use crate::{
     clock::Clock,
     error::{DefinitionError, EngineError, Field, FieldProblem, NameProblem, ResourceKind},
-    queue::{OptionField, QueueOptions, QueueState},
+    queue::{OptionField, QueueOptions, QueueState, ReceiptKey},
 };
 use queue_runtime::QueueRuntime;
 use std::{
@@ -150,6 +150,8 @@ pub(crate) struct Inner {
     damaged: Mutex<Vec<Arc<EngineError>>>,
     /// Differs per process start, so receipts from an earlier run never match.
     seed: u64,
+    /// Signs every queue's receipts; drawn at random per process start.
+    receipt_key: ReceiptKey,
     closing: AtomicBool,
 }
 
@@ -192,6 +194,7 @@ impl Engine {
                 subscriptions: Arc::default(),
                 damaged: Mutex::default(),
                 seed: random_u64(),
+                receipt_key: ReceiptKey::random(),
                 closing: AtomicBool::new(false),
             }),
         };
@@ -271,11 +274,18 @@ impl Engine {
             });
         }
         options.validate()?;
+        let dead_letter_field = Field::QueueOption(OptionField::DeadLetterQueue);
         if options.dead_letter_queue.as_ref() == Some(&name) {
-            return Err(EngineError::invalid_field(
-                Field::QueueOption(OptionField::DeadLetterQueue),
-                FieldProblem::OwnDeadLetterQueue,
-            ));
+            let problem = FieldProblem::OwnDeadLetterQueue;
+            return Err(EngineError::invalid_field(dead_letter_field, problem));
+        }
+        // It would be created like any queue below, so it obeys the rules of a queue's name.
+        let dead_letter_name = options.dead_letter_queue.as_ref().map(QueueName::as_str);
+        if dead_letter_name.is_some_and(|dead| dead.starts_with(REPLY_ADDRESS_PREFIX)) {
+            let problem = FieldProblem::InvalidName {
+                problem: NameProblem::ReplyAddress,
+            };
+            return Err(EngineError::invalid_field(dead_letter_field, problem));
         }
         let _admin = self.inner.admin.lock().await;
         if let Some(dead_letter_queue) = &options.dead_letter_queue {
@@ -736,7 +746,8 @@ impl Engine {
             true => self.inner.wal.clone(),
             false => self.inner.wal_transient.clone(),
         };
-        let runtime = Arc::new(QueueRuntime::new(name, log, resource, state));
+        let (key, seed) = (self.inner.receipt_key.clone(), self.inner.seed);
+        let runtime = Arc::new(QueueRuntime::new(name, log, resource, state, key, seed));
         self.inner
             .queues
             .write()

@@ -15,7 +15,7 @@ use crate::{
     log_throttle::LogThrottle,
     queue::{
         DedupKey, EnqueueMeta, NackAction, NackOutcome, QueueOptions, QueueState, QueueStats,
-        Receipt, Seq, Settle, SettleReason,
+        Receipt, ReceiptKey, Seq, Settle, SettleReason, SignedReceipt,
     },
 };
 use bytes::Bytes;
@@ -39,6 +39,10 @@ pub(crate) struct QueueRuntime {
     /// The shared WAL this queue commits through (durable or transient), and its id there.
     pub log: Arc<dyn LogStore>,
     pub resource: ResourceId,
+    /// Signs the receipts this queue hands out, so that they name it and cannot be guessed.
+    receipts: ReceiptKey,
+    /// The seed of this process's queue states: a receipt signed under another is stale.
+    incarnation: u64,
     /// Fixed at creation: which WAL `log` is.
     pub durable: bool,
     core: Mutex<Core>,
@@ -105,11 +109,15 @@ impl QueueRuntime {
         log: Arc<dyn LogStore>,
         resource: ResourceId,
         state: QueueState,
+        receipts: ReceiptKey,
+        incarnation: u64,
     ) -> QueueRuntime {
         QueueRuntime {
             name,
             log,
             resource,
+            receipts,
+            incarnation,
             durable: state.options().durable,
             core: Mutex::new(Core {
                 state,
@@ -125,6 +133,20 @@ impl QueueRuntime {
             settling: tokio::sync::RwLock::new(()),
             dispatch_again: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// The text a client gets for a lease of this queue.
+    pub(super) fn sign_receipt(&self, receipt: Receipt) -> String {
+        self.receipts.sign(self.resource.0, receipt).to_string()
+    }
+
+    /// The lease a client's receipt names, if this queue issued it in this process.
+    pub(super) fn open_receipt(&self, text: &str) -> Result<Receipt, ReceiptFailure> {
+        let signed: SignedReceipt = text.parse()?;
+        let (queue, name) = (self.resource.0, self.name.as_str());
+        Ok(self
+            .receipts
+            .verify(queue, name, self.incarnation, &signed)?)
     }
 
     pub(crate) fn options(&self) -> Result<QueueOptions, EngineError> {
@@ -285,7 +307,7 @@ impl QueueRuntime {
         for (delivery, message) in read {
             deliveries.push(Delivery {
                 message,
-                receipt: delivery.receipt.to_string(),
+                receipt: self.sign_receipt(delivery.receipt),
                 delivery_count: delivery.delivery_count,
                 first_delivered_at: delivery.first_delivered_at,
                 last_delivered_at: delivery.last_delivered_at,
@@ -333,7 +355,7 @@ impl QueueRuntime {
         let results = receipts
             .iter()
             .map(|text| {
-                let checked = parse_receipt(text).and_then(|receipt| {
+                let checked = self.open_receipt(text).and_then(|receipt| {
                     core.state
                         .check_ack(receipt, now)
                         .map_err(ReceiptFailure::from)
@@ -363,7 +385,7 @@ impl QueueRuntime {
         let mut core = self.core()?;
         let mut plan = NackPlan::default();
         for (index, text) in receipts.iter().enumerate() {
-            let checked = parse_receipt(text).and_then(|receipt| {
+            let checked = self.open_receipt(text).and_then(|receipt| {
                 let settles = core.state.nack_settles(receipt, action, now)?;
                 Ok((receipt, settles))
             });
@@ -428,7 +450,7 @@ impl QueueRuntime {
         let results = receipts
             .iter()
             .map(|text| {
-                let applied = parse_receipt(text).and_then(|receipt| {
+                let applied = self.open_receipt(text).and_then(|receipt| {
                     core.state
                         .extend(receipt, lease_ms, now)
                         .map(|_| ())
@@ -751,10 +773,6 @@ pub(crate) fn cap_error_text(mut text: String) -> String {
         text.truncate(end);
     }
     text
-}
-
-fn parse_receipt(text: &str) -> Result<Receipt, ReceiptFailure> {
-    Ok(text.parse::<Receipt>()?)
 }
 
 fn receipt_result(text: &str, applied: Result<(), ReceiptFailure>) -> ReceiptResult {

@@ -45,12 +45,17 @@ use wharf_model::{
     pattern::{Pattern, Syntax},
     QueueName,
 };
-use wharf_storage::{Durability, LogOptions, LogSize, LogStore, MetaOp, Offset};
+use wharf_storage::{
+    Durability, LogOptions, LogSize, LogStore, MetaOp, Offset, LOG_NAME_BYTES_MAX,
+};
 
 /// Key prefix of topic definitions in the metadata store.
 pub(super) const TOPIC_META_PREFIX: &str = "topic/";
 /// Topic-to-topic routing deeper than this stops: it bounds a publish through a cycle.
 const TOPIC_HOPS_MAX: usize = 8;
+/// How much of a long topic name its log's name keeps: `topic-`, this much, `~` and 64 hex
+/// digits of digest fill [`LOG_NAME_BYTES_MAX`] exactly.
+const TOPIC_LOG_PREFIX_BYTES: usize = LOG_NAME_BYTES_MAX - "topic-".len() - 1 - 64;
 /// Messages a live subscriber may lag behind before it misses some (at most once).
 const SUBSCRIBER_BUFFER: usize = 1_024;
 
@@ -203,6 +208,8 @@ impl Engine {
         let name = parse_topic_name(name)?;
         let router = Router::new(options.clone())?;
         let _admin = self.inner.admin.lock().await;
+        // Under the admin lock: no queue named here is deleted between the check and the write.
+        self.check_topic_destinations(&options)?;
         let value = serde_json::to_value(&options).expect("options serialize");
         if let Some(topic) = self.find_topic(&name) {
             // Alone, so no binding checked against the old kind is added under the new one.
@@ -276,7 +283,8 @@ impl Engine {
     pub async fn bind(&self, topic: &str, spec: BindingSpec) -> Result<String, EngineError> {
         self.check_open()?;
         let runtime = self.topic(topic)?;
-        self.check_destination(&spec.destination)?;
+        let kind = spec.destination.kind();
+        self.check_destination(&spec.destination, Field::Destination { kind })?;
         runtime.router.read().expect("router lock").check(&spec)?;
         let id = self.generate_id(self.now());
         let record = TopicRecord::BindingAdded {
@@ -306,6 +314,10 @@ impl Engine {
         };
         let runtime = self.topic(topic)?;
         runtime.router.read().expect("router lock").check(&spec)?;
+        let field = Field::Destination {
+            kind: spec.destination.kind(),
+        };
+        check_destination_name(&spec.destination, &field)?;
         if self.find(queue).is_none() {
             self.put_queue(queue, crate::queue::QueueOptions::default())
                 .await?;
@@ -572,17 +584,43 @@ impl Engine {
         }
     }
 
-    fn check_destination(&self, destination: &Destination) -> Result<(), EngineError> {
-        match destination {
-            Destination::Queue(name) => self.queue(name).map(|_| ()),
-            Destination::Topic(name) => self.topic(name).map(|_| ()),
-            Destination::Stream(_) => Err(EngineError::invalid_field(
-                Field::Destination {
-                    kind: destination.kind(),
-                },
-                FieldProblem::StreamsUnavailable,
-            )),
+    /// Checks that `destination`, named by `field`, is a queue or topic that exists now. One
+    /// check for bindings, rules and alternates: none may name what is not there.
+    fn check_destination(
+        &self,
+        destination: &Destination,
+        field: Field,
+    ) -> Result<(), EngineError> {
+        check_destination_name(destination, &field)?;
+        // Streams were refused with the name; none exists.
+        let exists = match destination {
+            Destination::Queue(name) => self.find(name).is_some(),
+            Destination::Topic(name) => self.find_topic(name).is_some(),
+            Destination::Stream(_) => false,
+        };
+        match exists {
+            true => Ok(()),
+            false => Err(EngineError::DestinationNotFound {
+                field,
+                kind: destination.kind(),
+                name: destination.name().to_string(),
+            }),
         }
+    }
+
+    /// The alternate and the rule destinations of `options`, each through
+    /// [`Engine::check_destination`].
+    fn check_topic_destinations(&self, options: &TopicOptions) -> Result<(), EngineError> {
+        if let Some(alternate) = &options.alternate {
+            let kind = alternate.kind();
+            self.check_destination(alternate, Field::Alternate { kind })?;
+        }
+        for (index, rule) in options.rules.iter().enumerate() {
+            let kind = rule.destination.kind();
+            let field = Field::RuleDestination { index, kind };
+            self.check_destination(&rule.destination, field)?;
+        }
+        Ok(())
     }
 
     /// Opens (replays) a topic's log and registers it.
@@ -857,8 +895,41 @@ fn topic_info(topic: &Arc<TopicRuntime>) -> TopicInfo {
     }
 }
 
+/// The name of a topic's log: `topic-NAME`, readable for operators. A name too long for that
+/// to be one file name (over 249 bytes) gets `topic-PREFIX~DIGEST` instead: its first
+/// [`TOPIC_LOG_PREFIX_BYTES`] bytes and the SHA-256 of the whole name. `~` is no name
+/// character, so the long form never equals the plain form of another name, and the plain
+/// form of every name that had a log before stays what it was.
 fn topic_log_name(name: &str) -> String {
-    format!("topic-{name}")
+    let plain = format!("topic-{name}");
+    if plain.len() <= LOG_NAME_BYTES_MAX {
+        return plain;
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(name.as_bytes());
+    let digest: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+    // Names are ASCII, so any byte index is a character boundary.
+    format!("topic-{}~{digest}", &name[..TOPIC_LOG_PREFIX_BYTES])
+}
+
+/// A destination a binding, rule or alternate may name: a queue or topic under the naming
+/// rules, not a reply address (only the engine makes those) and not a stream (none exist yet).
+fn check_destination_name(destination: &Destination, field: &Field) -> Result<(), EngineError> {
+    let refuse = |problem| Err(EngineError::invalid_field(field.clone(), problem));
+    let name = match destination {
+        Destination::Stream(_) => return refuse(FieldProblem::StreamsUnavailable),
+        Destination::Queue(name) | Destination::Topic(name) => name,
+    };
+    if let Err(source) = QueueName::from_str(name) {
+        let problem = NameProblem::Rules { source };
+        return refuse(FieldProblem::InvalidName { problem });
+    }
+    let is_queue = matches!(destination, Destination::Queue(_));
+    if is_queue && name.starts_with(super::REPLY_ADDRESS_PREFIX) {
+        let problem = NameProblem::ReplyAddress;
+        return refuse(FieldProblem::InvalidName { problem });
+    }
+    Ok(())
 }
 
 /// Topic names follow the queue naming rules (letters, digits, `.`, `-`, `_`).

@@ -267,10 +267,13 @@ impl Engine {
             return Ok(());
         }
         for (name, ..) in definitions {
+            let legacy = replay::legacy_queue_log_name(name);
+            // A name too long to be a file name never had a legacy log (its create failed).
+            if legacy.len() > wharf_storage::LOG_NAME_BYTES_MAX {
+                continue;
+            }
             // Deleting a log that does not exist succeeds.
-            store
-                .delete_log(&replay::legacy_queue_log_name(name))
-                .await?;
+            store.delete_log(&legacy).await?;
         }
         let done = MetaOp::Put(LEGACY_LOGS_DELETED_KEY.to_string(), true.into());
         store.meta_apply(vec![done]).await?;

@@ -34,6 +34,6 @@ pub use outcome::{
     DeadLetterReason, Delivery, EnqueueOutcome, NackAction, NackOutcome, QueueFull, Received,
     Settle, SettleReason,
 };
-pub use receipt::{Receipt, ReceiptError, ReceiptParseError};
+pub use receipt::{Receipt, ReceiptError, ReceiptKey, ReceiptParseError, SignedReceipt};
 pub use state::QueueState;
 pub use stats::{QueueCounters, QueueStats};

@@ -1,25 +1,37 @@
 //! Receipts: the token a consumer gets with a delivery and hands back to ack, nack or extend.
 //!
-//! A receipt names one lease, not one message: it carries the message's sequence, the seed of
-//! the queue state that issued it, and a lease number that state never reuses. So a receipt
+//! A [`Receipt`] names one lease, not one message: it carries the message's sequence, the seed
+//! of the queue state that issued it, and a lease number that state never reuses. So a receipt
 //! from an earlier delivery of the same message, or from before a restart (a new state is
 //! built with a new seed), never matches a later lease.
 //!
+//! Clients hold a [`SignedReceipt`]: the receipt, the queue that issued it (its resource id,
+//! never reused) and a tag, an HMAC-SHA256 over both under a key drawn at random when the
+//! process starts ([`ReceiptKey`]). The lease number is a counter and the sequence a log
+//! offset, so without the tag one receipt would give away the next; with it a receipt cannot
+//! be guessed or edited, and a receipt of one queue is refused by every other.
+//!
 //! ```text
-//!  0                16               32               48  hex digits
-//!  +----------------+----------------+----------------+
-//!  | seq            | incarnation    | lease          |
-//!  +----------------+----------------+----------------+
+//!  0            16           32           48           64                          96 hex digits
+//!  +------------+------------+------------+------------+----------------------------+
+//!  | queue      | seq        | incarnation| lease      | tag: HMAC-SHA256, 128 bits |
+//!  +------------+------------+------------+------------+----------------------------+
 //! ```
 
 use super::message::Seq;
+use sha2::{Digest, Sha256};
 use std::fmt;
 use std::str::FromStr;
+use subtle::ConstantTimeEq;
 
 const HEX_DIGITS_PER_FIELD: usize = 16;
+/// Bytes of the tag kept: 128 bits leave a forger one chance in 2^128 per try.
+const TAG_BYTES: usize = 16;
+const SIGNED_HEX_DIGITS: usize = 4 * HEX_DIGITS_PER_FIELD + 2 * TAG_BYTES;
+/// SHA-256's block size, the HMAC key's padded length (RFC 2104).
+const HMAC_BLOCK_BYTES: usize = 64;
 
-/// An opaque lease token. Doors show it as its 48-hex-digit `Display` form and parse it back
-/// with `FromStr`.
+/// A lease inside a queue's state. Doors never see it: they get a [`SignedReceipt`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Receipt {
     seq: Seq,
@@ -27,20 +39,40 @@ pub struct Receipt {
     lease: u64,
 }
 
-/// Why an ack, nack or extend did not apply. The caller reports it per receipt; the queue
-/// state is unchanged.
+/// A receipt as a client holds it: the lease, the queue that issued it and their tag. Doors
+/// show it as its `Display` form and parse it back with `FromStr`; the text is opaque.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SignedReceipt {
+    queue: u64,
+    receipt: Receipt,
+    tag: [u8; TAG_BYTES],
+}
+
+/// The secret receipts are signed with. One per process: receipts do not outlive a restart
+/// anyway (their incarnation changes).
+#[derive(Clone)]
+pub struct ReceiptKey([u8; 32]);
+
+/// Why an ack, nack or extend did not apply. The caller reports it per receipt, next to the
+/// receipt's text; the queue state is unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReceiptError {
-    #[error("receipt {receipt} matches no current lease: the message was settled, returned or leased again since")]
+    #[error("the receipt matches no current lease: the message was settled, returned or leased again since")]
     Stale { receipt: Receipt },
-    #[error("the lease of receipt {receipt} ran out at {expired_at}")]
+    #[error("the lease of the receipt ran out at {expired_at}")]
     LeaseExpired { receipt: Receipt, expired_at: u64 },
+    /// Signed by another queue: it settles nothing here.
+    #[error("the receipt belongs to another queue, not to queue {queue:?}")]
+    OtherQueue { queue: String },
+    /// Its tag does not match: made up or edited, not issued.
+    #[error("the receipt was not issued by queue {queue:?}")]
+    NotIssued { queue: String },
 }
 
 /// A string that is not a receipt.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReceiptParseError {
-    #[error("receipt {text:?} is not 48 hexadecimal digits")]
+    #[error("receipt {text:?} is not a receipt this server issues")]
     Malformed { text: String },
 }
 
@@ -67,24 +99,106 @@ impl Receipt {
     }
 }
 
-impl fmt::Display for Receipt {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:016x}{:016x}{:016x}",
-            self.seq.0, self.incarnation, self.lease
-        )
+impl ReceiptKey {
+    /// A key from the operating system's random source.
+    pub fn random() -> ReceiptKey {
+        let mut key = [0u8; 32];
+        getrandom::getrandom(&mut key).expect("the operating system's random source");
+        ReceiptKey(key)
+    }
+
+    /// A fixed key, for tests that need the same receipts every run.
+    pub fn from_bytes(key: [u8; 32]) -> ReceiptKey {
+        ReceiptKey(key)
+    }
+
+    /// The receipt a client gets for `receipt`, a lease of the queue with resource id `queue`.
+    pub fn sign(&self, queue: u64, receipt: Receipt) -> SignedReceipt {
+        SignedReceipt {
+            queue,
+            receipt,
+            tag: self.tag(queue, receipt),
+        }
+    }
+
+    /// The lease `signed` names, if the queue with resource id `queue` (named `name`, for the
+    /// error) issued it. A receipt of an earlier process, whose key is gone, is stale.
+    pub fn verify(
+        &self,
+        queue: u64,
+        name: &str,
+        incarnation: u64,
+        signed: &SignedReceipt,
+    ) -> Result<Receipt, ReceiptError> {
+        if signed.queue != queue {
+            return Err(ReceiptError::OtherQueue {
+                queue: name.to_string(),
+            });
+        }
+        let expected = self.tag(queue, signed.receipt);
+        if bool::from(expected.ct_eq(&signed.tag)) {
+            return Ok(signed.receipt);
+        }
+        match signed.receipt.incarnation == incarnation {
+            true => Err(ReceiptError::NotIssued {
+                queue: name.to_string(),
+            }),
+            false => Err(ReceiptError::Stale {
+                receipt: signed.receipt,
+            }),
+        }
+    }
+
+    /// HMAC-SHA256 (RFC 2104) over the queue and the lease, cut to [`TAG_BYTES`].
+    fn tag(&self, queue: u64, receipt: Receipt) -> [u8; TAG_BYTES] {
+        let mut padded = [0u8; HMAC_BLOCK_BYTES];
+        padded[..self.0.len()].copy_from_slice(&self.0);
+        let inner_key = padded.map(|byte| byte ^ 0x36);
+        let outer_key = padded.map(|byte| byte ^ 0x5c);
+        let mut inner = Sha256::new();
+        inner.update(inner_key);
+        for field in [queue, receipt.seq.0, receipt.incarnation, receipt.lease] {
+            inner.update(field.to_be_bytes());
+        }
+        let mut outer = Sha256::new();
+        outer.update(outer_key);
+        outer.update(inner.finalize());
+        let mut tag = [0u8; TAG_BYTES];
+        tag.copy_from_slice(&outer.finalize()[..TAG_BYTES]);
+        tag
     }
 }
 
-impl FromStr for Receipt {
+impl fmt::Debug for ReceiptKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ReceiptKey(..)")
+    }
+}
+
+impl fmt::Display for SignedReceipt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Receipt {
+            seq,
+            incarnation,
+            lease,
+        } = self.receipt;
+        write!(
+            f,
+            "{:016x}{:016x}{:016x}{:016x}",
+            self.queue, seq.0, incarnation, lease
+        )?;
+        self.tag.iter().try_for_each(|byte| write!(f, "{byte:02x}"))
+    }
+}
+
+impl FromStr for SignedReceipt {
     type Err = ReceiptParseError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let malformed = || ReceiptParseError::Malformed {
             text: text.to_owned(),
         };
-        if text.len() != 3 * HEX_DIGITS_PER_FIELD || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if text.len() != SIGNED_HEX_DIGITS || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(malformed());
         }
         let field = |index: usize| {
@@ -92,10 +206,20 @@ impl FromStr for Receipt {
             u64::from_str_radix(&text[start..start + HEX_DIGITS_PER_FIELD], 16)
                 .map_err(|_| malformed())
         };
-        Ok(Receipt {
-            seq: Seq(field(0)?),
-            incarnation: field(1)?,
-            lease: field(2)?,
+        let mut tag = [0u8; TAG_BYTES];
+        let tag_text = &text[4 * HEX_DIGITS_PER_FIELD..];
+        for (index, byte) in tag.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&tag_text[2 * index..2 * index + 2], 16)
+                .map_err(|_| malformed())?;
+        }
+        Ok(SignedReceipt {
+            queue: field(0)?,
+            receipt: Receipt {
+                seq: Seq(field(1)?),
+                incarnation: field(2)?,
+                lease: field(3)?,
+            },
+            tag,
         })
     }
 }
@@ -103,19 +227,108 @@ impl FromStr for Receipt {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    const QUEUE: u64 = 7;
+    const INCARNATION: u64 = 0xdead_beef;
+
+    fn key() -> ReceiptKey {
+        ReceiptKey::from_bytes([42; 32])
+    }
+
+    fn verify(signed: &SignedReceipt) -> Result<Receipt, ReceiptError> {
+        key().verify(QUEUE, "jobs", INCARNATION, signed)
+    }
 
     #[test]
     fn display_and_parse_round_trip() {
-        let receipt = Receipt::new(Seq(42), 0xdead_beef, u64::MAX);
-        let text = receipt.to_string();
-        assert_eq!(text.len(), 48);
-        assert_eq!(text.parse::<Receipt>().unwrap(), receipt);
+        let receipt = Receipt::new(Seq(42), INCARNATION, u64::MAX);
+        let signed = key().sign(QUEUE, receipt);
+        let text = signed.to_string();
+        assert_eq!(text.len(), SIGNED_HEX_DIGITS);
+        assert_eq!(text.parse::<SignedReceipt>().unwrap(), signed);
+        assert_eq!(verify(&signed), Ok(receipt));
     }
 
     #[test]
     fn parse_refuses_wrong_length_and_non_hex_digits() {
-        assert!("abc".parse::<Receipt>().is_err());
-        assert!("g".repeat(48).parse::<Receipt>().is_err());
-        assert!("+".repeat(48).parse::<Receipt>().is_err());
+        assert!("abc".parse::<SignedReceipt>().is_err());
+        assert!(
+            "0".repeat(48).parse::<SignedReceipt>().is_err(),
+            "the old form"
+        );
+        assert!("g".repeat(96).parse::<SignedReceipt>().is_err());
+        assert!("+".repeat(96).parse::<SignedReceipt>().is_err());
+    }
+
+    #[test]
+    fn a_receipt_of_another_queue_is_refused_by_name() {
+        let signed = key().sign(QUEUE + 1, Receipt::new(Seq(1), INCARNATION, 1));
+        let refused = verify(&signed).unwrap_err();
+        assert_eq!(
+            refused,
+            ReceiptError::OtherQueue {
+                queue: "jobs".to_string()
+            }
+        );
+        assert_eq!(
+            refused.to_string(),
+            "the receipt belongs to another queue, not to queue \"jobs\""
+        );
+    }
+
+    #[test]
+    fn the_next_lease_cannot_be_guessed_from_a_receipt() {
+        let signed = key().sign(QUEUE, Receipt::new(Seq(1), INCARNATION, 1));
+        let text = signed.to_string();
+        // The same queue, message and incarnation, the lease counted one on: no tag fits.
+        let guess = format!("{}{:016x}{}", &text[..48], 2, &text[64..]);
+        let guess: SignedReceipt = guess.parse().unwrap();
+        assert_eq!(
+            verify(&guess),
+            Err(ReceiptError::NotIssued {
+                queue: "jobs".to_string()
+            })
+        );
+        let other_key = ReceiptKey::from_bytes([7; 32]);
+        let forged = other_key.sign(QUEUE, Receipt::new(Seq(1), INCARNATION, 2));
+        assert!(matches!(
+            verify(&forged),
+            Err(ReceiptError::NotIssued { .. })
+        ));
+    }
+
+    #[test]
+    fn a_receipt_of_an_earlier_process_is_stale() {
+        let earlier = ReceiptKey::from_bytes([1; 32]);
+        let signed = earlier.sign(QUEUE, Receipt::new(Seq(1), INCARNATION - 1, 1));
+        assert!(matches!(verify(&signed), Err(ReceiptError::Stale { .. })));
+    }
+
+    proptest! {
+        #[test]
+        fn signed_receipts_round_trip(queue: u64, seq: u64, incarnation: u64, lease: u64) {
+            let receipt = Receipt::new(Seq(seq), incarnation, lease);
+            let signed = key().sign(queue, receipt);
+            let parsed: SignedReceipt = signed.to_string().parse().unwrap();
+            prop_assert_eq!(parsed, signed);
+            prop_assert_eq!(key().verify(queue, "q", incarnation, &parsed), Ok(receipt));
+        }
+
+        /// Any one hex digit changed, anywhere, and the receipt names no lease any more.
+        #[test]
+        fn an_edited_receipt_is_refused(
+            seq: u64,
+            lease: u64,
+            position in 0..SIGNED_HEX_DIGITS,
+            delta in 1u8..16,
+        ) {
+            let signed = key().sign(QUEUE, Receipt::new(Seq(seq), INCARNATION, lease));
+            let mut text = signed.to_string().into_bytes();
+            let digit = (text[position] as char).to_digit(16).unwrap() as u8;
+            text[position] = char::from_digit(u32::from((digit + delta) % 16), 16).unwrap() as u8;
+            let edited: SignedReceipt = String::from_utf8(text).unwrap().parse().unwrap();
+            prop_assert!(verify(&edited).is_err());
+        }
     }
 }

@@ -116,7 +116,7 @@ fn parse_exactly<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
-        let message = inner.to_string();
+        let message = json_wording(&inner.to_string());
         // The path ends at the field at fault, an unknown field included. A syntax error has
         // no field (its path would end in `?`); line and column locate it.
         let is_data_error = inner.classify() == serde_json::error::Category::Data;
@@ -132,7 +132,9 @@ fn parse_exactly<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
         }
     })?;
     deserializer.end().map_err(|error| {
-        Problem::new(ProblemCode::InvalidBody).with_detail(format!("invalid request body: {error}"))
+        let message = json_wording(&error.to_string());
+        Problem::new(ProblemCode::InvalidBody)
+            .with_detail(format!("invalid request body: {message}"))
     })?;
     Ok(value)
 }
@@ -163,6 +165,47 @@ fn integral_floats_to_integers(value: &mut serde_json::Value) -> bool {
         }),
         _ => false,
     }
+}
+
+/// A message of serde's in JSON's words. serde says what it expected in Rust's (`expected u64`,
+/// `expected struct QueueOptions`): type names of this server's code, which mean nothing to a
+/// client and change with it. Everything else is kept.
+pub(crate) fn json_wording(message: &str) -> String {
+    const EXPECTED: &str = "expected ";
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find(EXPECTED) {
+        let (before, after) = rest.split_at(at + EXPECTED.len());
+        out.push_str(before);
+        let word_end = |text: &str| {
+            text.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(text.len())
+        };
+        let word = &after[..word_end(after)];
+        let (wording, used) = match word {
+            // `struct Name` and `enum Name`: the name goes too.
+            "struct" | "enum" => {
+                let name_at = (word.len() + 1).min(after.len());
+                let used = name_at + word_end(&after[name_at..]);
+                let wording = match word {
+                    "struct" => "a JSON object",
+                    _ => "one of the documented values",
+                };
+                (wording, used)
+            }
+            "u8" => ("a whole number from 0 to 255", word.len()),
+            "u16" => ("a whole number from 0 to 65535", word.len()),
+            "u32" => ("a whole number from 0 to 4294967295", word.len()),
+            "u64" | "usize" => ("a whole number from 0 to 18446744073709551615", word.len()),
+            "i8" | "i16" | "i32" | "i64" | "isize" => ("a whole number", word.len()),
+            "f32" | "f64" => ("a number", word.len()),
+            _ => ("", 0),
+        };
+        out.push_str(wording);
+        rest = &after[used..];
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -210,6 +253,33 @@ mod tests {
         assert_eq!(problem.field.as_deref(), Some("items[0].priority"));
         let detail = problem.detail.unwrap();
         assert!(detail.contains("line 1 column"), "{detail}");
+    }
+
+    /// serde's Rust words (`u8`, `struct Outer`) never reach a client.
+    #[test]
+    fn type_errors_are_worded_in_json_terms() {
+        let problem = parse_json_body::<Outer>(br#"{"items": [{"priority": "x"}]}"#).unwrap_err();
+        let detail = problem.detail.unwrap();
+        assert!(
+            detail.contains("expected a whole number from 0 to 255"),
+            "{detail}"
+        );
+        let problem = parse_json_body::<Outer>(br#""x""#).unwrap_err();
+        let detail = problem.detail.unwrap();
+        assert!(
+            detail.contains("expected a JSON object at line 1"),
+            "{detail}"
+        );
+        assert!(!detail.contains("Outer"), "{detail}");
+        assert_eq!(
+            json_wording("invalid type: string \"a\", expected enum Syntax"),
+            "invalid type: string \"a\", expected one of the documented values"
+        );
+        assert_eq!(
+            json_wording("expected i64 or expected f64, expected a string"),
+            "expected a whole number or expected a number, expected a string"
+        );
+        assert_eq!(json_wording("expected "), "expected ");
     }
 
     #[test]

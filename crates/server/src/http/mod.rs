@@ -5,6 +5,7 @@
 //! shutdown and the store's lifecycle belong to `serve`.
 
 pub mod browser;
+mod extract;
 mod health;
 pub(crate) mod json_body;
 mod metrics;

@@ -336,3 +336,42 @@ async fn compaction_never_overtakes_concurrent_publishes() {
         expected
     );
 }
+
+/// Names up to the 255-byte limit have a log of their own: the name of a log is one file name,
+/// so names whose `topic-NAME` would not fit are shortened with a digest, and two long names
+/// that share their first bytes still get two logs.
+#[tokio::test]
+async fn topics_with_names_of_255_bytes_keep_their_retained_messages_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = |last: char| format!("{}{last}", "t".repeat(254));
+    let (first, second) = (long('a'), long('b'));
+    for name in [&first, &second] {
+        assert!(super::topic_log_name(name).len() <= wharf_storage::LOG_NAME_BYTES_MAX);
+    }
+    assert_ne!(
+        super::topic_log_name(&first),
+        super::topic_log_name(&second)
+    );
+    let short = "t".repeat(249);
+    assert_eq!(super::topic_log_name(&short), format!("topic-{short}"));
+
+    let (engine, store) = open(dir.path()).await;
+    for name in [&first, &second, &short] {
+        retaining_topic(&engine, name).await;
+        engine
+            .publish(name, vec![message(name, 1, 8)])
+            .await
+            .unwrap();
+    }
+    close(engine, store).await;
+    let (engine, store) = open(dir.path()).await;
+    for name in [&first, &second, &short] {
+        let runtime = engine.find_topic(name).expect("reopened");
+        let expected = BTreeMap::from([(name.clone(), format!("{name}@1"))]);
+        assert_eq!(retained(&runtime).await, expected);
+    }
+    engine.delete_topic(&first).await.unwrap();
+    assert!(!store.has_log(&super::topic_log_name(&first)));
+    assert!(store.has_log(&super::topic_log_name(&second)));
+    close(engine, store).await;
+}

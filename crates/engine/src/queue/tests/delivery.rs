@@ -439,7 +439,10 @@ fn receipt_survives_its_text_form() {
     let mut queue = queue(QueueOptions::default());
     send(&mut queue, meta(1), T0);
     let delivery = queue.receive(1, None, T0).deliveries[0];
-    let parsed: Receipt = delivery.receipt.to_string().parse().unwrap();
+    let key = ReceiptKey::from_bytes([3; 32]);
+    let text = key.sign(9, delivery.receipt).to_string();
+    let signed: SignedReceipt = text.parse().unwrap();
+    let parsed = key.verify(9, "jobs", SEED, &signed).unwrap();
     assert_eq!(parsed.seq(), Seq(1));
     assert_eq!(queue.ack(parsed, T0), Ok(Seq(1)));
 }

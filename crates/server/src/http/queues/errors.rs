@@ -10,6 +10,7 @@ use crate::http::{topics::wire::destination_member, Problem, ProblemCode};
 use wharf_engine::{
     error::{Field, FieldProblem},
     log_throttle::LogThrottle,
+    topic::DestinationKind,
     EngineError,
 };
 use wharf_storage::StorageError;
@@ -70,6 +71,9 @@ pub(crate) fn engine_problem(error: EngineError, messages: MessagesAt) -> Proble
                 ))
                 .with_field(path);
         }
+        EngineError::DestinationNotFound { field, kind, name } => {
+            return destination_not_found(field_path(field, messages), *kind, name)
+        }
         EngineError::QueueNotFound { .. } => ProblemCode::QueueNotFound,
         EngineError::Unauthenticated { .. } => ProblemCode::Unauthenticated,
         EngineError::Forbidden { .. } => ProblemCode::Forbidden,
@@ -85,27 +89,13 @@ pub(crate) fn engine_problem(error: EngineError, messages: MessagesAt) -> Proble
         EngineError::LimitReached { .. } => ProblemCode::LimitReached,
         EngineError::ShuttingDown => ProblemCode::Unavailable,
         EngineError::QueueBroken { .. } => ProblemCode::QueueBroken,
-        EngineError::Internal { .. } => ProblemCode::Internal,
+        // Names the engine's operation, which is no word of this API; the log has it.
+        EngineError::Internal { .. } => {
+            return Problem::new(ProblemCode::Internal)
+                .with_detail("an internal error stopped this request; the server log has it")
+        }
         // Storage errors name files and OS errors: the log gets them, the client a summary.
-        EngineError::Storage(storage) if storage.is_disk_full() => {
-            static THROTTLE: LogThrottle = LogThrottle::new();
-            if let Some(suppressed) = THROTTLE.allow() {
-                tracing::warn!(error = %storage, suppressed, "request failed: disk full");
-            }
-            let detail = match storage {
-                StorageError::SpaceReserved => format!("{storage}; nothing was stored"),
-                _ => "the disk is full; nothing of this request was stored".to_string(),
-            };
-            return Problem::new(ProblemCode::DiskFull).with_detail(detail);
-        }
-        EngineError::Storage(storage) => {
-            static THROTTLE: LogThrottle = LogThrottle::new();
-            if let Some(suppressed) = THROTTLE.allow() {
-                tracing::error!(error = %storage, suppressed, "request failed: storage error");
-            }
-            return Problem::new(ProblemCode::StorageError)
-                .with_detail("storage failed; the server log has the details");
-        }
+        EngineError::Storage(storage) => return storage_problem(storage),
         // Only opening the engine meets a corrupt definition; counted with unreadable records.
         EngineError::Record(_) | EngineError::CorruptDefinition { .. } => {
             static THROTTLE: LogThrottle = LogThrottle::new();
@@ -117,6 +107,41 @@ pub(crate) fn engine_problem(error: EngineError, messages: MessagesAt) -> Proble
         }
     };
     Problem::new(code).with_detail(error.to_string())
+}
+
+/// A binding, rule or alternate at `path` named a destination that does not exist: a 404 as
+/// for the resource itself, with the field.
+fn destination_not_found(path: String, kind: DestinationKind, name: &str) -> Problem {
+    let code = match kind {
+        DestinationKind::Queue => ProblemCode::QueueNotFound,
+        DestinationKind::Topic => ProblemCode::TopicNotFound,
+        DestinationKind::Stream => ProblemCode::NotFound,
+    };
+    Problem::new(code)
+        .with_detail(format!("invalid {path}: {kind} {name:?} does not exist"))
+        .with_field(path)
+}
+
+/// The problem for a storage error: a summary, never the file or OS error it names (the log
+/// gets those).
+fn storage_problem(storage: &StorageError) -> Problem {
+    if storage.is_disk_full() {
+        static THROTTLE: LogThrottle = LogThrottle::new();
+        if let Some(suppressed) = THROTTLE.allow() {
+            tracing::warn!(error = %storage, suppressed, "request failed: disk full");
+        }
+        let detail = match storage {
+            StorageError::SpaceReserved => format!("{storage}; nothing was stored"),
+            _ => "the disk is full; nothing of this request was stored".to_string(),
+        };
+        return Problem::new(ProblemCode::DiskFull).with_detail(detail);
+    }
+    static THROTTLE: LogThrottle = LogThrottle::new();
+    if let Some(suppressed) = THROTTLE.allow() {
+        tracing::error!(error = %storage, suppressed, "request failed: storage error");
+    }
+    Problem::new(ProblemCode::StorageError)
+        .with_detail("storage failed; the server log has the details")
 }
 
 /// The path of the body member that carries `field`.
@@ -142,6 +167,10 @@ fn field_path(field: &Field, messages: MessagesAt) -> String {
         Field::Filter => "filter",
         Field::Headers => "headers",
         Field::Destination { kind } => destination_member(*kind),
+        Field::Alternate { kind } => return format!("alternate.{}", destination_member(*kind)),
+        Field::RuleDestination { index, kind } => {
+            return format!("rules[{index}].{}", destination_member(*kind))
+        }
         Field::CreateQueue => "create_queue",
         Field::UserName | Field::TokenName => "name",
         Field::Password => "password",
@@ -186,6 +215,7 @@ fn field_wording(problem: &FieldProblem, messages: MessagesAt) -> String {
         | FieldProblem::StreamsUnavailable
         | FieldProblem::NotAReplyAddress
         | FieldProblem::CorrelationMismatch
+        | FieldProblem::InvalidName { .. }
         | FieldProblem::AccountNameChars => problem.to_string(),
     }
 }

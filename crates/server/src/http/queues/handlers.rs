@@ -6,12 +6,12 @@ use super::wire::{
     PeekQuery, PurgedBody, QueueInfoBody, QueueListBody, ReceiptResultsBody, ReceiveBody,
     RedriveBody, RedrivenBody, SendBody, SentListBody,
 };
-use crate::http::{json_body::JsonBody, AppState, Problem, ProblemCode};
-use axum::{
-    extract::{rejection::QueryRejection, Path, Query, State},
-    http::StatusCode,
-    Extension, Json,
+use crate::http::{
+    extract::{Path, Query},
+    json_body::JsonBody,
+    AppState, Problem, ProblemCode,
 };
+use axum::{extract::State, http::StatusCode, Extension, Json};
 use std::time::Duration;
 use wharf_engine::{
     broker::{NackAction, ReceiptResult, ReceiveRequest, RECEIVE_MESSAGES_MAX},
@@ -100,7 +100,8 @@ pub async fn list_queues(
         .filter_map(|damaged| match damaged.as_ref() {
             EngineError::CorruptDefinition { key, source } => Some(DamagedDefinitionBody {
                 key: key.clone(),
-                detail: source.to_string(),
+                // A definition that does not decode is worded by serde: in JSON's terms here.
+                detail: crate::http::json_body::json_wording(&source.to_string()),
             }),
             _ => None,
         })
@@ -311,11 +312,8 @@ pub async fn extend_leases(
 pub async fn peek_messages(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    query: Result<Query<PeekQuery>, QueryRejection>,
+    Query(query): Query<PeekQuery>,
 ) -> Result<Json<MessageListBody>, Problem> {
-    let Query(query) = query.map_err(|rejection| {
-        Problem::new(ProblemCode::InvalidBody).with_detail(rejection.body_text())
-    })?;
     let max = query.max.unwrap_or(PEEK_MESSAGES_DEFAULT);
     if max == 0 || max > RECEIVE_MESSAGES_MAX {
         return Err(Problem::new(ProblemCode::InvalidField)

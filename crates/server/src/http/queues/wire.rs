@@ -16,6 +16,7 @@ use wharf_engine::{
         Sent,
     },
     error::MessageField,
+    log_throttle::LogThrottle,
     queue::{
         OptionField, QueueCounters, QueueOptions, QueueStats, ReceiptError, ReceiptParseError,
     },
@@ -246,8 +247,9 @@ pub struct ReceiptResultBody {
     /// Why not, when `ok` is false, for a person to read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// Why not, when `ok` is false, for a program: `invalid_receipt` (not a receipt),
-    /// `stale_receipt` (the message was settled, returned or leased again since),
+    /// Why not, when `ok` is false, for a program: `invalid_receipt` (not a receipt this
+    /// queue issued: malformed, made up or edited), `wrong_queue` (a receipt of another
+    /// queue), `stale_receipt` (the message was settled, returned or leased again since),
     /// `lease_expired`, or `storage_error` (its settlement could not be written; the lease
     /// holds, try again).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -490,7 +492,25 @@ fn receipt_failure_code(failure: &ReceiptFailure) -> &'static str {
         ReceiptFailure::Malformed(ReceiptParseError::Malformed { .. }) => "invalid_receipt",
         ReceiptFailure::Refused(ReceiptError::Stale { .. }) => "stale_receipt",
         ReceiptFailure::Refused(ReceiptError::LeaseExpired { .. }) => "lease_expired",
+        ReceiptFailure::Refused(ReceiptError::OtherQueue { .. }) => "wrong_queue",
+        // Made up or edited: as much not a receipt as a malformed one.
+        ReceiptFailure::Refused(ReceiptError::NotIssued { .. }) => "invalid_receipt",
         ReceiptFailure::NotStored(_) => "storage_error",
+    }
+}
+
+/// What a client reads about a receipt that failed. A storage error names files: the log
+/// gets it, the client a summary (as for every other storage error of this door).
+fn receipt_failure_text(failure: &ReceiptFailure) -> String {
+    match failure {
+        ReceiptFailure::NotStored(error) => {
+            static THROTTLE: LogThrottle = LogThrottle::new();
+            if let Some(suppressed) = THROTTLE.allow() {
+                tracing::error!(%error, suppressed, "a settlement could not be stored");
+            }
+            "the settlement could not be stored; the server log has the details".to_string()
+        }
+        ReceiptFailure::Malformed(_) | ReceiptFailure::Refused(_) => failure.to_string(),
     }
 }
 
@@ -499,7 +519,7 @@ impl From<ReceiptResult> for ReceiptResultBody {
         ReceiptResultBody {
             receipt: result.receipt,
             ok: result.error.is_none(),
-            error: result.error.as_ref().map(ToString::to_string),
+            error: result.error.as_ref().map(receipt_failure_text),
             code: result.error.as_ref().map(receipt_failure_code),
         }
     }

@@ -4,12 +4,12 @@ use super::wire::{
     AuditEntryBody, AuditListBody, AuditQuery, GrantBody, TokenBody, TokenInfoBody, TokenListBody,
     UserBody, UserInfoBody, UserListBody, WhoamiBody,
 };
-use crate::http::{json_body::JsonBody, AppState, Problem, ProblemCode};
-use axum::{
-    extract::{rejection::QueryRejection, Path, Query, State},
-    http::StatusCode,
-    Extension, Json,
+use crate::http::{
+    extract::{Path, Query},
+    json_body::JsonBody,
+    AppState, Problem, ProblemCode,
 };
+use axum::{extract::State, http::StatusCode, Extension, Json};
 use std::time::Duration;
 use wharf_engine::security::{
     audit::AUDIT_READ_MAX, Action, Grant, Identity, Principal, TokenRequest,
@@ -191,11 +191,8 @@ pub async fn delete_user(
 )]
 pub async fn read_audit(
     State(state): State<AppState>,
-    query: Result<Query<AuditQuery>, QueryRejection>,
+    Query(query): Query<AuditQuery>,
 ) -> Result<Json<AuditListBody>, Problem> {
-    let Query(query) = query.map_err(|rejection| {
-        Problem::new(ProblemCode::InvalidBody).with_detail(rejection.body_text())
-    })?;
     let limit = query.limit.unwrap_or(100);
     if limit == 0 || limit > AUDIT_READ_MAX {
         return Err(Problem::new(ProblemCode::InvalidField)

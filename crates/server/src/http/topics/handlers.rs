@@ -5,12 +5,8 @@ use super::wire::{
     BindingBody, BindingInfoBody, BindingListBody, PublishBody, PublishedListBody, TopicBody,
     TopicInfoBody, TopicListBody,
 };
-use crate::http::{json_body::JsonBody, AppState, Problem};
-use axum::{
-    extract::{Path, State},
-    http::StatusCode,
-    Extension, Json,
-};
+use crate::http::{extract::Path, json_body::JsonBody, AppState, Problem};
+use axum::{extract::State, http::StatusCode, Extension, Json};
 use wharf_engine::{
     security::{quotas::DefinitionKind, Action, Principal, Resource, ResourceKind},
     topic::Destination,

@@ -9,13 +9,14 @@
 use super::wire::SubscribeQuery;
 use crate::{
     http::{
+        extract::{Path, Query},
         queues::wire::{message_body, MessageBody},
-        AppState, Problem, ProblemCode,
+        AppState, Problem,
     },
     readiness::Readiness,
 };
 use axum::{
-    extract::{rejection::QueryRejection, Path, Query, State},
+    extract::State,
     response::sse::{Event, KeepAlive, Sse},
 };
 use futures_util::stream::{self, Stream};
@@ -42,11 +43,8 @@ const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(15);
 pub async fn subscribe(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    query: Result<Query<SubscribeQuery>, QueryRejection>,
+    Query(query): Query<SubscribeQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
-    let Query(query) = query.map_err(|rejection| {
-        Problem::new(ProblemCode::InvalidBody).with_detail(rejection.body_text())
-    })?;
     let subscription = state.engine.subscribe(
         &name,
         &query.pattern,

@@ -257,9 +257,10 @@ pub(crate) fn split_message<T: DeserializeOwned>(
         .iter()
         .filter_map(|name| object.remove_entry(*name))
         .collect();
-    let own = T::deserialize(serde_json::Value::Object(own)).map_err(|error| error.to_string())?;
-    let message = NewMessage::deserialize(serde_json::Value::Object(object))
-        .map_err(|error| error.to_string())?;
+    let wording =
+        |error: serde_json::Error| crate::http::json_body::json_wording(&error.to_string());
+    let own = T::deserialize(serde_json::Value::Object(own)).map_err(wording)?;
+    let message = NewMessage::deserialize(serde_json::Value::Object(object)).map_err(wording)?;
     Ok((own, message))
 }
 
