@@ -157,12 +157,15 @@ fn integral_floats_to_integers(value: &mut serde_json::Value) -> bool {
             };
             true
         }
-        Value::Array(items) => items.iter_mut().fold(false, |changed, item| {
-            integral_floats_to_integers(item) || changed
-        }),
-        Value::Object(members) => members.values_mut().fold(false, |changed, member| {
-            integral_floats_to_integers(member) || changed
-        }),
+        // Every member is visited, not only up to the first change.
+        Value::Array(items) => items
+            .iter_mut()
+            .map(integral_floats_to_integers)
+            .fold(false, |any, changed| any | changed),
+        Value::Object(members) => members
+            .values_mut()
+            .map(integral_floats_to_integers)
+            .fold(false, |any, changed| any | changed),
         _ => false,
     }
 }
