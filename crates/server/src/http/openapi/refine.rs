@@ -309,6 +309,13 @@ fn refine_schemas(schemas: &mut Value) {
     ] {
         merge_property(schemas, schema, property, json!({"format": format}));
     }
+    // Names of queues and topics wherever a body gives one.
+    let name = json!({"pattern": resource_name_pattern()});
+    for schema in DESTINATION_SCHEMAS.into_iter().chain(["RequestBody"]) {
+        merge_property(schemas, schema, "queue", name.clone());
+        merge_property(schemas, schema, "topic", name.clone());
+    }
+    merge_property(schemas, "ScatterBody", "topic", name);
     merge_property(schemas, "GrantBody", "actions", json!({"minItems": 1}));
     merge_property(
         schemas,

@@ -23,6 +23,7 @@ use wharf_engine::{
         (status = 201, description = "Created", body = TopicInfoBody),
         (status = 200, description = "Updated", body = TopicInfoBody),
         (status = 400, description = "Bad name, rule or destination; `field` names it", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "A rule or the alternate names a missing queue or topic; `field` names it", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`kind` differs from the topic's while it has bindings", body = Problem, content_type = "application/problem+json"),
     )
 )]
