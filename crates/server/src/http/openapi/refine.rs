@@ -14,9 +14,7 @@ use wharf_engine::{
         SCATTER_EXPECT_MAX, SEND_BATCH_MESSAGES_MAX,
     },
     queue::{DEDUP_WINDOW_MS_MAX, LEASE_MS_MAX, RETRY_BACKOFF_MS_MAX},
-    security::{
-        audit::AUDIT_READ_MAX, PASSWORD_BYTES_MAX, PASSWORD_BYTES_MIN, TOKEN_EXPIRES_IN_MAX,
-    },
+    security::{PASSWORD_BYTES_MAX, PASSWORD_BYTES_MIN, TOKEN_EXPIRES_IN_MAX},
 };
 use wharf_model::{MESSAGE_ID_BYTES_MAX, QUEUE_NAME_BYTES_MAX};
 
@@ -187,89 +185,64 @@ fn flatten_all_of(document: &mut Value) {
 }
 
 fn refine_schemas(schemas: &mut Value) {
+    for (schema, property, range) in ranges() {
+        merge_property(schemas, schema, property, range);
+    }
+    for (schema, property, values) in ENUMS {
+        merge_property(schemas, schema, property, json!({"enum": values}));
+    }
+    refine_messages(schemas);
+    refine_destinations(schemas);
+    refine_texts(schemas);
+}
+
+/// The ranges the engine enforces on numbers and lists, from its constants.
+fn ranges() -> Vec<(&'static str, &'static str, Value)> {
     let ms = |duration: std::time::Duration| duration.as_millis() as u64;
-    let ranges: [(&str, &str, Value); 14] = [
+    let range = |min: u64, max: u64| json!({"minimum": min, "maximum": max});
+    let batch = json!({"minItems": 1, "maxItems": SEND_BATCH_MESSAGES_MAX});
+    vec![
         (
             "ReceiveBody",
             "max_messages",
-            json!({"minimum": 1, "maximum": RECEIVE_MESSAGES_MAX}),
+            range(1, RECEIVE_MESSAGES_MAX as u64),
         ),
-        (
-            "ReceiveBody",
-            "wait_ms",
-            json!({"minimum": 0, "maximum": ms(RECEIVE_WAIT_MAX)}),
-        ),
-        (
-            "ReceiveBody",
-            "lease_ms",
-            json!({"minimum": 1, "maximum": LEASE_MS_MAX}),
-        ),
-        (
-            "LeaseBody",
-            "lease_ms",
-            json!({"minimum": 0, "maximum": LEASE_MS_MAX}),
-        ),
-        (
-            "SendBody",
-            "messages",
-            json!({"minItems": 1, "maxItems": SEND_BATCH_MESSAGES_MAX}),
-        ),
-        (
-            "PublishBody",
-            "messages",
-            json!({"minItems": 1, "maxItems": SEND_BATCH_MESSAGES_MAX}),
-        ),
+        ("ReceiveBody", "wait_ms", range(0, ms(RECEIVE_WAIT_MAX))),
+        ("ReceiveBody", "lease_ms", range(1, LEASE_MS_MAX)),
+        ("LeaseBody", "lease_ms", range(0, LEASE_MS_MAX)),
+        ("SendBody", "messages", batch.clone()),
+        ("PublishBody", "messages", batch),
         (
             "TokenBody",
             "expires_in_s",
-            json!({"minimum": 1, "maximum": TOKEN_EXPIRES_IN_MAX.as_secs()}),
+            range(1, TOKEN_EXPIRES_IN_MAX.as_secs()),
         ),
-        (
-            "RequestBody",
-            "timeout_ms",
-            json!({"minimum": 1, "maximum": 300_000}),
-        ),
-        (
-            "ScatterBody",
-            "timeout_ms",
-            json!({"minimum": 1, "maximum": 300_000}),
-        ),
-        (
-            "ScatterBody",
-            "expect",
-            json!({"minimum": 1, "maximum": SCATTER_EXPECT_MAX}),
-        ),
-        (
-            "QueueOptions",
-            "lease_ms",
-            json!({"minimum": 1, "maximum": LEASE_MS_MAX}),
-        ),
+        ("RequestBody", "timeout_ms", range(1, 300_000)),
+        ("ScatterBody", "timeout_ms", range(1, 300_000)),
+        ("ScatterBody", "expect", range(1, SCATTER_EXPECT_MAX as u64)),
+        ("QueueOptions", "lease_ms", range(1, LEASE_MS_MAX)),
         (
             "QueueOptions",
             "retry_backoff_ms",
-            json!({"minimum": 0, "maximum": RETRY_BACKOFF_MS_MAX}),
+            range(0, RETRY_BACKOFF_MS_MAX),
         ),
         (
             "QueueOptions",
             "retry_backoff_max_ms",
-            json!({"minimum": 0, "maximum": RETRY_BACKOFF_MS_MAX}),
+            range(0, RETRY_BACKOFF_MS_MAX),
         ),
         (
             "QueueOptions",
             "dedup_window_ms",
-            json!({"minimum": 0, "maximum": DEDUP_WINDOW_MS_MAX}),
+            range(0, DEDUP_WINDOW_MS_MAX),
         ),
-    ];
-    for (schema, property, range) in ranges {
-        merge_property(schemas, schema, property, range);
-    }
+    ]
+}
+
+fn refine_messages(schemas: &mut Value) {
     for schema in MESSAGE_SCHEMAS {
-        merge_property(
-            schemas,
-            schema,
-            "priority",
-            json!({"minimum": 0, "maximum": PRIORITY_MAX}),
-        );
+        let priority = json!({"minimum": 0, "maximum": PRIORITY_MAX});
+        merge_property(schemas, schema, "priority", priority);
         merge_property(schemas, schema, "ttl_ms", json!({"minimum": 1}));
         // Control characters would let an id forge log lines (wharf_model::MessageId).
         let id = json!({
@@ -284,23 +257,28 @@ fn refine_schemas(schemas: &mut Value) {
     }
     let reply_to = json!({"pattern": format!("^{}", regex_escape(REPLY_ADDRESS_PREFIX))});
     merge_property(schemas, "ReplyBody", "reply_to", reply_to);
-    for (schema, property, values) in ENUMS {
-        merge_property(schemas, schema, property, json!({"enum": values}));
-    }
-    for schema in DESTINATION_SCHEMAS {
+}
+
+/// Exactly one destination, named by the name rules; a binding creates only a queue.
+fn refine_destinations(schemas: &mut Value) {
+    let name = json!({"pattern": resource_name_pattern()});
+    for schema in DESTINATION_SCHEMAS.into_iter().chain(["RequestBody"]) {
         remove_property(schemas, schema, "stream");
         add_rules(schemas, schema, vec![exactly_one_of("queue", "topic")]);
+        merge_property(schemas, schema, "queue", name.clone());
+        merge_property(schemas, schema, "topic", name.clone());
     }
-    // Only a queue destination can be created by its binding.
+    merge_property(schemas, "ScatterBody", "topic", name);
     let topic_given = json!({"required": ["topic"], "properties": {"topic": {"type": "string"}}});
     let no_creation = json!({"properties": {"create_queue": {"enum": [false]}}});
-    add_rules(
-        schemas,
-        "BindingBody",
-        vec![json!({"if": topic_given, "then": no_creation})],
-    );
-    // Texts in a language of their own: a filter (docs/filters.md), a routing pattern, a
-    // grant's `KIND:PATTERN`. Their grammar is no regular expression; the formats name it.
+    let rule = json!({"if": topic_given, "then": no_creation});
+    add_rules(schemas, "BindingBody", vec![rule]);
+}
+
+/// Texts in a language of their own carry a format: a filter (docs/filters.md), a routing
+/// pattern, a grant's `KIND:PATTERN`; their grammar is no regular expression. Account names
+/// and passwords carry their rules.
+fn refine_texts(schemas: &mut Value) {
     for (schema, property, format) in [
         ("BindingBody", "filter", "wharf-filter"),
         ("RuleBody", "filter", "wharf-filter"),
@@ -309,13 +287,6 @@ fn refine_schemas(schemas: &mut Value) {
     ] {
         merge_property(schemas, schema, property, json!({"format": format}));
     }
-    // Names of queues and topics wherever a body gives one.
-    let name = json!({"pattern": resource_name_pattern()});
-    for schema in DESTINATION_SCHEMAS.into_iter().chain(["RequestBody"]) {
-        merge_property(schemas, schema, "queue", name.clone());
-        merge_property(schemas, schema, "topic", name.clone());
-    }
-    merge_property(schemas, "ScatterBody", "topic", name);
     merge_property(schemas, "GrantBody", "actions", json!({"minItems": 1}));
     merge_property(
         schemas,
@@ -325,12 +296,6 @@ fn refine_schemas(schemas: &mut Value) {
     );
     let password = json!({"minLength": PASSWORD_BYTES_MIN, "maxLength": PASSWORD_BYTES_MAX});
     merge_property(schemas, "UserBody", "password", password);
-    add_rules(
-        schemas,
-        "RequestBody",
-        vec![exactly_one_of("queue", "topic")],
-    );
-    bound_unsigned_integers(schemas);
 }
 
 /// A message has `body` (any JSON value, null too; then its content type, if given, is a JSON
@@ -417,7 +382,8 @@ fn bound_unsigned_integers(value: &mut Value) {
     }
 }
 
-/// Path names follow the name rules; `syntax` is one of three; the audit's `limit` its range.
+/// Path names follow the name rules; `syntax` is one of three; texts with a grammar of their
+/// own carry its format.
 fn refine_parameters(document: &mut Value) {
     let Some(Value::Object(paths)) = document.get_mut("paths") else {
         return;
@@ -444,9 +410,6 @@ fn refine_parameters(document: &mut Value) {
                     ("pattern", _) => json!({"type": "string", "format": "wharf-pattern"}),
                     ("syntax", _) => {
                         json!({"type": ["string", "null"], "enum": ["amqp", "mqtt", "nats", null]})
-                    }
-                    ("limit", _) => {
-                        json!({"type": ["integer", "null"], "minimum": 1, "maximum": AUDIT_READ_MAX})
                     }
                     _ => continue,
                 };
