@@ -394,6 +394,66 @@ fn oversize_batches_are_refused_with_413() {
 }
 
 #[test]
+fn lists_page_by_name_and_filter_by_prefix() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Node::start(dir.path());
+    let client = node.client();
+    for name in ["a", "orders.eu", "orders.us", "orders.asia", "ordersx", "z"] {
+        client.expect(201, "PUT", &format!("/v1/queues/{name}"), &json!({}));
+    }
+    let names = |reply: &Value| -> Vec<String> {
+        (reply["queues"].as_array().expect("queues").iter())
+            .map(|queue| queue["name"].as_str().expect("name").to_string())
+            .collect()
+    };
+    let first = client.expect(
+        200,
+        "GET",
+        "/v1/queues?prefix=orders.&limit=2",
+        &Value::Null,
+    );
+    assert_eq!(names(&first), ["orders.asia", "orders.eu"]);
+    assert_eq!(first["next"], "orders.eu");
+    let second = client.expect(
+        200,
+        "GET",
+        "/v1/queues?prefix=orders.&limit=2&after=orders.eu",
+        &Value::Null,
+    );
+    assert_eq!(names(&second), ["orders.us"]);
+    assert!(second.get("next").is_none(), "last page: {second}");
+    let all = client.expect(200, "GET", "/v1/queues", &Value::Null);
+    assert_eq!(names(&all).len(), 6);
+    let refused = client.call("GET", "/v1/queues?limit=0", &Value::Null);
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.body["field"], "limit");
+
+    // The CLI walks every page.
+    for index in 0..1_005 {
+        client.expect(
+            201,
+            "PUT",
+            &format!("/v1/queues/bulk.{index:04}"),
+            &json!({}),
+        );
+    }
+    let mut list = common::wharf();
+    list.args([
+        "--server",
+        &format!("http://{}", node.address),
+        "queue",
+        "list",
+    ]);
+    let (status, stdout, stderr) = common::run_to_end(list, std::time::Duration::from_secs(60));
+    assert!(status.success(), "{stderr}");
+    let listed = stdout
+        .lines()
+        .filter(|line| line.starts_with("bulk."))
+        .count();
+    assert_eq!(listed, 1_005, "{stderr}");
+}
+
+#[test]
 fn size_limits_are_configured_and_named_when_reached() {
     let dir = tempfile::tempdir().expect("temp dir");
     let node = Node::start_configured(

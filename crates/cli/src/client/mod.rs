@@ -196,6 +196,25 @@ impl Client {
         self.finish(url, result)
     }
 
+    /// Every item of a paged list (`GET /v1/queues`, `GET /v1/topics`): the pages one after
+    /// another, each asked `after` the last one's `next`, as one reply holding every item under
+    /// `key`. Names only grow from page to page, so the walk ends.
+    pub fn get_all(&self, path: &str, key: &str) -> Result<Value, ClientError> {
+        let mut reply = self.get(path)?;
+        let mut after = reply["next"].as_str().map(str::to_string);
+        while let Some(cursor) = after.take() {
+            let page = self.get(&format!("{path}?after={cursor}"))?;
+            let items = page[key].as_array().cloned().unwrap_or_default();
+            if let Some(all) = reply[key].as_array_mut() {
+                all.extend(items);
+            }
+            after = (page["next"].as_str())
+                .filter(|next| *next > cursor.as_str())
+                .map(str::to_string);
+        }
+        Ok(reply)
+    }
+
     pub fn post(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
         let url = self.url(path);
         let result = self

@@ -103,7 +103,7 @@ pub fn run(command: QueueCommand, client: &Client) -> Result<(), ClientError> {
                 .map_err(|error| error.about_queue(&args.name))?;
             print_json_pretty(&queue)
         }
-        QueueCommand::List => print_list(&client.get("/v1/queues")?),
+        QueueCommand::List => print_list(&client.get_all("/v1/queues", "queues")?),
         QueueCommand::Stats(args) => {
             let queue = client
                 .get(&queue_path(&args.name, ""))

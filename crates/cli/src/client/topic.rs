@@ -125,7 +125,7 @@ pub fn run(command: TopicCommand, client: &Client) -> Result<(), ClientError> {
             let topic = client.put(&topic_path(&args.name, ""), &definition(&args))?;
             print_json_pretty(&topic)
         }
-        TopicCommand::List => print_list(&client.get("/v1/topics")?),
+        TopicCommand::List => print_list(&client.get_all("/v1/topics", "topics")?),
         TopicCommand::Stats(args) => print_json_pretty(&client.get(&topic_path(&args.name, ""))?),
         TopicCommand::Bindings(args) => {
             let reply = client.get(&topic_path(&args.name, "/bindings"))?;

@@ -20,6 +20,8 @@ mod wal;
 
 pub use api::*;
 pub use consumers::{ConsumeRequest, Consumer, CONSUMER_CREDIT_MAX};
+mod listing;
+pub use listing::{Page, PageRequest};
 pub use replies::{RequestTarget, ScatterResult, REPLY_ADDRESS_PREFIX, SCATTER_EXPECT_MAX};
 pub use settle::Redriven;
 pub use topics::{BindingInfo, PublishMessage, Published, Subscription, TopicInfo, TopicStats};
@@ -322,6 +324,22 @@ impl Engine {
             .values()
             .filter_map(|queue| queue_info(queue, now).ok())
             .collect()
+    }
+
+    /// One page of the queues by name, among those `visible` admits (see [`listing`]).
+    pub fn list_queues_page(
+        &self,
+        request: PageRequest<'_>,
+        visible: impl Fn(&str) -> bool,
+    ) -> Page<QueueInfo> {
+        let page = listing::page_of(&self.registry(), request, visible);
+        let now = self.now();
+        Page {
+            items: (page.items.iter())
+                .filter_map(|queue| queue_info(queue, now).ok())
+                .collect(),
+            next: page.next,
+        }
     }
 
     pub fn queue_info(&self, name: &str) -> Result<QueueInfo, EngineError> {

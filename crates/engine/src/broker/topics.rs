@@ -253,6 +253,16 @@ impl Engine {
         topics.iter().map(topic_info).collect()
     }
 
+    /// One page of the topics by name, among those `visible` admits.
+    pub fn list_topics_page(
+        &self,
+        request: super::PageRequest<'_>,
+        visible: impl Fn(&str) -> bool,
+    ) -> super::Page<TopicInfo> {
+        let page = super::listing::page_of(&self.topics(), request, visible);
+        page.map(|topic| topic_info(&topic))
+    }
+
     pub fn topic_info(&self, name: &str) -> Result<TopicInfo, EngineError> {
         Ok(topic_info(&self.topic(name)?))
     }

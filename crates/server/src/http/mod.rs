@@ -8,6 +8,7 @@ pub mod browser;
 mod extract;
 mod health;
 pub(crate) mod json_body;
+mod listing;
 mod metrics;
 mod openapi;
 pub mod problem;

@@ -9,6 +9,7 @@ use super::wire::{
 use crate::http::{
     extract::{Path, Query},
     json_body::JsonBody,
+    listing::ListQuery,
     AppState, Problem, ProblemCode,
 };
 use axum::{extract::State, http::StatusCode, Extension, Json};
@@ -81,21 +82,21 @@ pub async fn put_queue(
     get,
     path = "/v1/queues",
     tag = "queues",
-    responses((status = 200, description = "Every queue the caller holds a grant on", body = QueueListBody))
+    params(ListQuery),
+    responses((status = 200, description = "The queues the caller holds a grant on, by name, a page at a time", body = QueueListBody))
 )]
 pub async fn list_queues(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-) -> Json<QueueListBody> {
+    Query(query): Query<ListQuery>,
+) -> Result<Json<QueueListBody>, Problem> {
     let visible = |name: &str| {
         principal.sees(Resource {
             kind: ResourceKind::Queue,
             name,
         })
     };
-    let queues = (state.engine.list_queues().into_iter())
-        .filter(|queue| visible(&queue.name))
-        .map(Into::into);
+    let page = state.engine.list_queues_page(query.page()?, visible);
     let damaged = (state.engine.damaged_definitions().iter())
         .filter_map(|damaged| match damaged.as_ref() {
             EngineError::CorruptDefinition { key, source } => Some(DamagedDefinitionBody {
@@ -106,10 +107,11 @@ pub async fn list_queues(
             _ => None,
         })
         .collect();
-    Json(QueueListBody {
-        queues: queues.collect(),
+    Ok(Json(QueueListBody {
+        queues: page.items.into_iter().map(Into::into).collect(),
+        next: page.next,
         damaged,
-    })
+    }))
 }
 
 /// One queue's options and statistics.

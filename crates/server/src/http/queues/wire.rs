@@ -70,6 +70,9 @@ pub struct QueueCountersBody {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct QueueListBody {
     pub queues: Vec<QueueInfoBody>,
+    /// More match: ask again with `after` set to this. Absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
     /// Queue and topic definitions the server found unreadable at start: those stay closed
     /// (the others opened) until an operator fixes or replaces them. Absent when none.
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -5,7 +5,12 @@ use super::wire::{
     BindingBody, BindingInfoBody, BindingListBody, PublishBody, PublishedListBody, TopicBody,
     TopicInfoBody, TopicListBody,
 };
-use crate::http::{extract::Path, json_body::JsonBody, AppState, Problem};
+use crate::http::{
+    extract::{Path, Query},
+    json_body::JsonBody,
+    listing::ListQuery,
+    AppState, Problem,
+};
 use axum::{extract::State, http::StatusCode, Extension, Json};
 use wharf_engine::{
     security::{quotas::DefinitionKind, Action, Principal, Resource, ResourceKind},
@@ -64,23 +69,25 @@ pub async fn put_topic(
     get,
     path = "/v1/topics",
     tag = "topics",
-    responses((status = 200, description = "All topics", body = TopicListBody))
+    params(ListQuery),
+    responses((status = 200, description = "The topics the caller holds a grant on, by name, a page at a time", body = TopicListBody))
 )]
 pub async fn list_topics(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-) -> Json<TopicListBody> {
+    Query(query): Query<ListQuery>,
+) -> Result<Json<TopicListBody>, Problem> {
     let visible = |name: &str| {
         principal.sees(Resource {
             kind: ResourceKind::Topic,
             name,
         })
     };
-    let topics = (state.engine.list_topics().into_iter())
-        .filter(|topic| visible(&topic.name))
-        .map(Into::into)
-        .collect();
-    Json(TopicListBody { topics })
+    let page = state.engine.list_topics_page(query.page()?, visible);
+    Ok(Json(TopicListBody {
+        topics: page.items.into_iter().map(Into::into).collect(),
+        next: page.next,
+    }))
 }
 
 /// One topic's definition and statistics.

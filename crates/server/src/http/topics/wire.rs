@@ -73,6 +73,9 @@ pub struct TopicStatsBody {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TopicListBody {
     pub topics: Vec<TopicInfoBody>,
+    /// More match: ask again with `after` set to this. Absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 /// A destination: exactly one of its fields.
