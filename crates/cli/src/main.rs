@@ -1,13 +1,8 @@
 //! The `wharf` command: `wharf serve` runs the broker, client subcommands (`queue`, `send`,
-//! `receive`, `topic`, `bind`, `publish`, `subscribe`, `request`, `scatter`, `reply`, `user`,
-//! `token`, `whoami`, `audit`) talk to a running one, `wharf bench` measures this machine,
-//! `wharf check` verifies a stopped server's data and `wharf completions` prints a shell's
-//! completion script.
-//!
-//! This file owns argument parsing, configuration precedence (flags > `WHARF_*` environment >
-//! config file > defaults; the client's credentials and file are resolved in
-//! `client::credentials`) and turning errors into `error: ...` with exit code 1. Clap exits
-//! with 2 on usage errors. The server itself lives in `wharf-server`.
+//! `receive`, `ack`, `nack`, `lease`, `topic`, `bind`, `publish`, `subscribe`, `request`,
+//! `scatter`, `reply`, `user`, `token`, `whoami`, `audit`) talk to a running one, `wharf bench`
+//! measures this machine, `wharf check` verifies a stopped server's data and
+//! `wharf completions` prints a shell's completion script.
 
 mod bench;
 mod check;

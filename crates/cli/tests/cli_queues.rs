@@ -224,6 +224,141 @@ fn send_json_text_and_stdin_bytes_then_receive_with_ack() {
     assert_eq!(again, "", "acked messages came back");
 }
 
+/// Receives one message from `queue` and returns its receipt.
+fn receive_receipt(server: &Server, queue: &str, extra: &[&str]) -> String {
+    let mut args = vec!["receive", queue];
+    args.extend_from_slice(extra);
+    let received = json_lines(&server.ok(&args));
+    assert_eq!(received.len(), 1, "{received:?}");
+    received[0]["receipt"]
+        .as_str()
+        .expect("a receipt")
+        .to_string()
+}
+
+#[test]
+fn receive_then_ack_by_argument_and_from_stdin() {
+    let server = start_server();
+    server.ok(&["queue", "create", "inbox"]);
+    server.ok(&["send", "inbox", "1"]);
+    server.ok(&["send", "inbox", "2"]);
+
+    let first = receive_receipt(&server, "inbox", &[]);
+    let results = json_lines(&server.ok(&["ack", "inbox", &first]));
+    assert_eq!(results, [serde_json::json!({"receipt": first, "ok": true})]);
+
+    // As in `wharf receive ... | jq -r .receipt | wharf ack inbox`.
+    let second = receive_receipt(&server, "inbox", &[]);
+    let results =
+        json_lines(&server.ok_with_stdin(&["ack", "inbox"], format!("{second}\n\n").as_bytes()));
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert_eq!(results[0]["ok"], true, "{results:?}");
+
+    let stats = server.stats("inbox");
+    assert_eq!(stats["stats"]["counters"]["acked"], 2, "{stats}");
+    assert_eq!(stats["stats"]["leased"], 0, "{stats}");
+}
+
+#[test]
+fn nack_with_dead_letter_moves_the_message_with_its_error() {
+    let server = start_server();
+    server.ok(&["queue", "create", "jobs-dead"]);
+    server.ok(&[
+        "queue",
+        "create",
+        "jobs",
+        "--dead-letter-queue",
+        "jobs-dead",
+    ]);
+    server.ok(&["send", "jobs", r#""poison""#]);
+    let receipt = receive_receipt(&server, "jobs", &[]);
+    let results = json_lines(&server.ok(&[
+        "nack",
+        "jobs",
+        &receipt,
+        "--dead-letter",
+        "--error",
+        "cannot parse",
+    ]));
+    assert_eq!(results[0]["ok"], true, "{results:?}");
+    server.wait_ready("jobs-dead", 1);
+    let dead = json_lines(&server.ok(&["queue", "peek", "jobs-dead"]));
+    assert_eq!(dead[0]["body"], "poison", "{dead:?}");
+    assert_eq!(dead[0]["dead_letter"]["reason"], "rejected", "{dead:?}");
+    assert_eq!(
+        dead[0]["dead_letter"]["last_error"], "cannot parse",
+        "{dead:?}"
+    );
+
+    // Without --dead-letter the message is ready again, here at once.
+    server.ok(&["send", "jobs", r#""retry me""#]);
+    let receipt = receive_receipt(&server, "jobs", &[]);
+    server.ok(&["nack", "jobs", &receipt, "--delay-ms", "0"]);
+    server.wait_ready("jobs", 1);
+}
+
+#[test]
+fn lease_extends_a_lease_past_its_first_end() {
+    let server = start_server();
+    server.ok(&["queue", "create", "slow"]);
+    server.ok(&["send", "slow", "1"]);
+    server.ok(&["send", "slow", "2"]);
+    let extended = receive_receipt(&server, "slow", &["--lease-ms", "500"]);
+    // A control leased as long, not extended: once it is back, the first lease has ended too.
+    receive_receipt(&server, "slow", &["--lease-ms", "500"]);
+    let results = json_lines(&server.ok(&["lease", "slow", &extended, "--lease-ms", "60000"]));
+    assert_eq!(results[0]["ok"], true, "{results:?}");
+
+    server.wait_ready("slow", 1);
+    let stats = server.stats("slow");
+    assert_eq!(
+        stats["stats"]["leased"], 1,
+        "the extended lease ended: {stats}"
+    );
+    server.ok(&["ack", "slow", &extended]);
+}
+
+#[test]
+fn a_stale_receipt_is_reported_and_the_command_fails() {
+    let server = start_server();
+    server.ok(&["queue", "create", "once"]);
+    server.ok(&["send", "once", "1"]);
+    server.ok(&["send", "once", "2"]);
+    let stale = receive_receipt(&server, "once", &[]);
+    server.ok(&["ack", "once", &stale]);
+    let fresh = receive_receipt(&server, "once", &[]);
+
+    let (status, stdout, stderr) = server.run(&["ack", "once", &stale, &fresh]);
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let results = json_lines(&stdout);
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert_eq!(results[0]["code"], "stale_receipt", "{results:?}");
+    assert_eq!(
+        results[1]["ok"], true,
+        "the fresh one is acked all the same"
+    );
+    assert!(
+        stderr.starts_with("error: queue `once`: 1 of 2 receipts failed to ack: "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{stale}: ")),
+        "names the receipt: {stderr}"
+    );
+    assert!(stderr.contains("stale_receipt"), "says why: {stderr}");
+    assert!(!stderr.contains(&fresh), "{stderr}");
+    assert_eq!(server.stats("once")["stats"]["counters"]["acked"], 2);
+
+    // No receipts at all: neither arguments nor lines on standard input.
+    let (status, _, stderr) = server.run(&["ack", "once"]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no receipts given"), "{stderr}");
+}
+
 #[test]
 fn peek_leaves_messages_and_purge_drops_them() {
     let server = start_server();

@@ -1,6 +1,6 @@
 //! Client subcommands: `wharf queue ...`, `wharf send`, `wharf receive`, `wharf topic ...`,
 //! `wharf bind`, `wharf publish`, `wharf subscribe`, `wharf request`, `wharf scatter`,
-//! `wharf reply`, and the security ones: `wharf user ...`, `wharf token ...`, `wharf whoami`,
+//! `wharf reply`, `wharf ack`, `wharf nack`, `wharf lease`, and the security ones: `wharf user ...`, `wharf token ...`, `wharf whoami`,
 //! `wharf audit`.
 //!
 //! Each talks to a running server over its HTTP API (`/v1`) with one blocking request or a few;
@@ -16,6 +16,7 @@ pub mod queue;
 pub mod receive;
 pub mod request;
 pub mod send;
+pub mod settle;
 pub mod subscribe;
 pub mod token;
 pub mod topic;
@@ -67,6 +68,22 @@ pub enum ClientError {
     },
     #[error("cannot read the message body from standard input: {0}")]
     Stdin(#[source] io::Error),
+    #[error("cannot read receipts from standard input: {0}")]
+    ReceiptsInput(#[source] io::Error),
+    #[error("no receipts given: pass them as arguments or on standard input, one per line")]
+    NoReceipts,
+    /// Some receipts of an ack, nack or lease failed; the others took effect.
+    #[error(
+        "queue `{queue}`: {} of {total} receipts failed to {action}: {}",
+        failures.len(),
+        failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    )]
+    ReceiptsRefused {
+        queue: String,
+        action: &'static str,
+        total: usize,
+        failures: Vec<settle::ReceiptFailure>,
+    },
     #[error("the event stream from the server broke: {0}")]
     Stream(#[source] io::Error),
     #[error("cannot write the output: {0}")]
@@ -121,6 +138,12 @@ pub enum ClientCommand {
     Send(send::SendArgs),
     /// Receive messages from a queue and print them as JSON lines.
     Receive(receive::ReceiveArgs),
+    /// Acknowledge received messages by receipt: they are done and not delivered again.
+    Ack(settle::AckArgs),
+    /// Return received messages by receipt, for a retry or to the dead-letter queue.
+    Nack(settle::NackArgs),
+    /// Extend the leases of received messages by receipt.
+    Lease(settle::LeaseArgs),
     /// Create, inspect and manage topics and their bindings.
     #[command(subcommand)]
     Topic(topic::TopicCommand),
@@ -154,6 +177,9 @@ pub fn run(command: ClientCommand, client: &Client) -> Result<(), ClientError> {
         ClientCommand::Queue(command) => queue::run(command, client),
         ClientCommand::Send(args) => send::run(args, client),
         ClientCommand::Receive(args) => receive::run(args, client),
+        ClientCommand::Ack(args) => settle::run_ack(args, client),
+        ClientCommand::Nack(args) => settle::run_nack(args, client),
+        ClientCommand::Lease(args) => settle::run_lease(args, client),
         ClientCommand::Topic(command) => topic::run(command, client),
         ClientCommand::Bind(args) => topic::run_bind(args, client),
         ClientCommand::Publish(args) => publish::run(args, client),
