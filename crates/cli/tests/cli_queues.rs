@@ -444,13 +444,90 @@ fn unreachable_server_is_reported_as_such() {
         .args(["queue", "list"]);
     let (status, _, stderr) = run_to_end(command, COMMAND_DEADLINE);
     assert_eq!(status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains(&format!("cannot reach the server at http://{address}")),
-        "{stderr}"
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "error: cannot connect to http://{address}: connection refused \
+             (is `wharf serve` running there? set --server or WHARF_SERVER)"
+        )
     );
     assert!(
         get(address, "/healthz").is_err(),
         "something listens on {address}"
+    );
+}
+
+/// Runs `wharf queue list` against `server` given as `--server` or, with `from_environment`,
+/// as `WHARF_SERVER`; returns stderr after checking the failure is one plain line.
+fn fails_with_one_line(server: &str, from_environment: bool) -> String {
+    let mut command = wharf();
+    match from_environment {
+        true => command.env("WHARF_SERVER", server),
+        false => command.arg("--server").arg(server),
+    };
+    command.args(["queue", "list"]);
+    let (status, stdout, stderr) = run_to_end(command, COMMAND_DEADLINE);
+    assert_eq!(status.code(), Some(1), "{server}: {stderr}");
+    assert_eq!(stdout, "", "{server}");
+    assert_eq!(stderr.lines().count(), 1, "{server}: one line: {stderr}");
+    assert!(stderr.starts_with("error: "), "{server}: {stderr}");
+    for debug_output in ["panicked", "Error {", "Os {", "kind:"] {
+        assert!(!stderr.contains(debug_output), "{server}: {stderr}");
+    }
+    stderr.trim_end().to_string()
+}
+
+#[test]
+fn a_bad_server_url_is_named_with_its_problem() {
+    for (server, expected) in [
+        (
+            "localhost:7700",
+            r#"error: --server "localhost:7700": there is no scheme; write http://localhost:7700"#,
+        ),
+        (
+            "ftp://x",
+            r#"error: --server "ftp://x": the scheme must be http, not ftp"#,
+        ),
+        ("http://", r#"error: --server "http://": there is no host"#),
+        (
+            "http://bad host",
+            r#"error: --server "http://bad host": it contains whitespace"#,
+        ),
+        (
+            "http://bad!host:7700",
+            r#"error: --server "http://bad!host:7700": the host "bad!host" is not a host name or IP address"#,
+        ),
+        (
+            "http://localhost:70000",
+            r#"error: --server "http://localhost:70000": the port "70000" is not a number from 1 to 65535"#,
+        ),
+    ] {
+        assert_eq!(fails_with_one_line(server, false), expected);
+    }
+    let stderr = fails_with_one_line("https://localhost:7700", false);
+    assert!(stderr.contains("plain HTTP only"), "{stderr}");
+    assert_eq!(
+        fails_with_one_line("ftp://x", true),
+        r#"error: WHARF_SERVER "ftp://x": the scheme must be http, not ftp"#
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("cli.toml");
+    std::fs::write(&file, "server = \"localhost:7700\"\n").expect("write cli.toml");
+    let mut command = wharf();
+    command
+        .arg("--cli-config")
+        .arg(&file)
+        .args(["queue", "list"]);
+    let (status, _, stderr) = run_to_end(command, COMMAND_DEADLINE);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        r#"error: `server` in the client configuration "localhost:7700": there is no scheme; write http://localhost:7700"#
+    );
+    let stderr = fails_with_one_line("http://no-such-host.invalid:7700", false);
+    assert!(
+        stderr.starts_with("error: cannot connect to http://no-such-host.invalid:7700: "),
+        "{stderr}"
     );
 }
 

@@ -16,6 +16,7 @@ pub mod queue;
 pub mod receive;
 pub mod request;
 pub mod send;
+pub mod server_url;
 pub mod settle;
 pub mod subscribe;
 pub mod token;
@@ -41,12 +42,9 @@ const REPLY_BYTES_MAX: u64 = 256 * 1024 * 1024;
 /// A client command failed; `main` prints it as `error: ...` and exits 1.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot reach the server at {server} (is `wharf serve` running? set --server or WHARF_SERVER): {source}")]
-    Unreachable {
-        server: String,
-        #[source]
-        source: ureq::Error,
-    },
+    /// No connection to the server; the library's error is summed up in `reason`.
+    #[error("cannot connect to {server}: {reason} ({})", reason.hint())]
+    Unreachable { server: String, reason: Unreachable },
     #[error("request to {url} failed: {source}")]
     Transport {
         url: String,
@@ -317,24 +315,69 @@ impl Client {
     }
 
     fn transport_error(&self, url: String, source: ureq::Error) -> ClientError {
-        let unreachable = match &source {
-            ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => true,
-            ureq::Error::Io(error) => matches!(
-                error.kind(),
-                io::ErrorKind::ConnectionRefused
-                    | io::ErrorKind::ConnectionReset
-                    | io::ErrorKind::AddrNotAvailable
-            ),
-            ureq::Error::Timeout(_) => true,
-            _ => false,
-        };
-        if unreachable {
-            ClientError::Unreachable {
+        match Unreachable::classify(&source) {
+            Some(reason) => ClientError::Unreachable {
                 server: self.server.clone(),
-                source,
+                reason,
+            },
+            None => ClientError::Transport { url, source },
+        }
+    }
+}
+
+/// Why no connection to the server could be made, in words for the error line (the library's
+/// own text is `io: Connection refused (os error 111)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Unreachable {
+    #[error("connection refused")]
+    Refused,
+    #[error("connection reset")]
+    Reset,
+    #[error("the host name was not found")]
+    HostNotFound,
+    #[error("no answer within {} s", CONNECT_TIMEOUT.as_secs())]
+    TimedOut,
+    #[error("the address is not available")]
+    AddressNotAvailable,
+    #[error("the connection failed")]
+    Failed,
+}
+
+impl Unreachable {
+    /// What to check next: a name that does not resolve is a typo more often than a stopped
+    /// server.
+    fn hint(self) -> &'static str {
+        match self {
+            Unreachable::HostNotFound | Unreachable::AddressNotAvailable => {
+                "check --server or WHARF_SERVER"
             }
-        } else {
-            ClientError::Transport { url, source }
+            Unreachable::Refused
+            | Unreachable::Reset
+            | Unreachable::TimedOut
+            | Unreachable::Failed => "is `wharf serve` running there? set --server or WHARF_SERVER",
+        }
+    }
+
+    /// The reason when `error` means the server could not be reached; `None` for any other
+    /// transport failure.
+    fn classify(error: &ureq::Error) -> Option<Unreachable> {
+        match error {
+            ureq::Error::ConnectionFailed => Some(Unreachable::Failed),
+            ureq::Error::HostNotFound => Some(Unreachable::HostNotFound),
+            ureq::Error::Timeout(_) => Some(Unreachable::TimedOut),
+            ureq::Error::Io(error) => match error.kind() {
+                io::ErrorKind::ConnectionRefused => Some(Unreachable::Refused),
+                io::ErrorKind::ConnectionReset => Some(Unreachable::Reset),
+                io::ErrorKind::AddrNotAvailable => Some(Unreachable::AddressNotAvailable),
+                io::ErrorKind::TimedOut => Some(Unreachable::TimedOut),
+                // A failed name lookup has no kind of its own in std (`Uncategorized`, not
+                // matchable); its message is the one stable mark.
+                _ if error.to_string().contains("failed to lookup address") => {
+                    Some(Unreachable::HostNotFound)
+                }
+                _ => None,
+            },
+            _ => None,
         }
     }
 }
