@@ -181,6 +181,32 @@ fn create_list_stats_and_delete_a_queue() {
 }
 
 #[test]
+fn create_on_an_existing_queue_changes_only_the_options_given() {
+    let server = start_server();
+    server.ok(&[
+        "queue",
+        "create",
+        "jobs",
+        "--lease-ms",
+        "5000",
+        "--dead-letter-queue",
+        "jobs-dead",
+        "--transient",
+    ]);
+    let updated = json(&server.ok(&["queue", "create", "jobs", "--max-length", "10"]));
+    let options = &updated["options"];
+    assert_eq!(options["max_length"], 10, "{updated}");
+    assert_eq!(options["lease_ms"], 5000, "kept: {updated}");
+    assert_eq!(options["dead_letter_queue"], "jobs-dead", "kept: {updated}");
+    assert_eq!(options["durable"], false, "kept: {updated}");
+
+    let updated = json(&server.ok(&["queue", "create", "jobs", "--lease-ms", "7000"]));
+    assert_eq!(updated["options"]["lease_ms"], 7000, "{updated}");
+    assert_eq!(updated["options"]["max_length"], 10, "kept: {updated}");
+    assert_eq!(server.stats("jobs")["options"], updated["options"]);
+}
+
+#[test]
 fn send_json_text_and_stdin_bytes_then_receive_with_ack() {
     let server = start_server();
     server.ok(&["queue", "create", "inbox"]);
