@@ -1,7 +1,7 @@
 //! Client subcommands: `wharf queue ...`, `wharf send`, `wharf receive`, `wharf topic ...`,
 //! `wharf bind`, `wharf publish`, `wharf subscribe`, `wharf request`, `wharf scatter`,
-//! `wharf reply`, `wharf ack`, `wharf nack`, `wharf lease`, and the security ones: `wharf user ...`, `wharf token ...`, `wharf whoami`,
-//! `wharf audit`.
+//! `wharf reply`, `wharf ack`, `wharf nack`, `wharf lease`, and the security ones:
+//! `wharf user ...`, `wharf token ...`, `wharf whoami`, `wharf audit`.
 //!
 //! Each talks to a running server over its HTTP API (`/v1`) with one blocking request or a few;
 //! this module owns the HTTP plumbing (with the caller's `Authorization`, worked out in
