@@ -1,15 +1,13 @@
 //! The `wharf` command: `wharf serve` runs the broker, client subcommands (`queue`, `send`,
-//! `receive`, `topic`, `bind`, `publish`, `subscribe`, `request`, `scatter`, `reply`, `user`,
-//! `token`, `whoami`, `audit`) talk to a running one, `wharf bench` measures this machine.
-//!
-//! This file owns argument parsing, configuration precedence (flags > `WHARF_*` environment >
-//! config file > defaults; the client's credentials and file are resolved in
-//! `client::credentials`) and turning errors into `error: ...` with exit code 1. Clap exits
-//! with 2 on usage errors. The server itself lives in `wharf-server`.
+//! `receive`, `ack`, `nack`, `lease`, `topic`, `bind`, `publish`, `subscribe`, `request`,
+//! `scatter`, `reply`, `user`, `token`, `whoami`, `audit`) talk to a running one, `wharf bench`
+//! measures this machine, `wharf check` verifies a stopped server's data and
+//! `wharf completions` prints a shell's completion script.
 
 mod bench;
 mod check;
 mod client;
+mod completions;
 
 use anyhow::Context;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -46,6 +44,8 @@ enum Command {
     Bench(bench::BenchCommand),
     /// Verify every record of a stopped server's data directory; exits 1 when any is damaged.
     Check(check::CheckArgs),
+    /// Print a shell completion script (bash, zsh or fish) on standard output.
+    Completions(completions::CompletionsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -122,6 +122,8 @@ fn main() -> ExitCode {
             Ok(_) => Ok(()),
             Err(error) => Err(error),
         },
+        Command::Completions(args) => completions::run(&args, &mut Cli::command())
+            .context("cannot write the completion script"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -181,6 +181,32 @@ fn create_list_stats_and_delete_a_queue() {
 }
 
 #[test]
+fn create_on_an_existing_queue_changes_only_the_options_given() {
+    let server = start_server();
+    server.ok(&[
+        "queue",
+        "create",
+        "jobs",
+        "--lease-ms",
+        "5000",
+        "--dead-letter-queue",
+        "jobs-dead",
+        "--transient",
+    ]);
+    let updated = json(&server.ok(&["queue", "create", "jobs", "--max-length", "10"]));
+    let options = &updated["options"];
+    assert_eq!(options["max_length"], 10, "{updated}");
+    assert_eq!(options["lease_ms"], 5000, "kept: {updated}");
+    assert_eq!(options["dead_letter_queue"], "jobs-dead", "kept: {updated}");
+    assert_eq!(options["durable"], false, "kept: {updated}");
+
+    let updated = json(&server.ok(&["queue", "create", "jobs", "--lease-ms", "7000"]));
+    assert_eq!(updated["options"]["lease_ms"], 7000, "{updated}");
+    assert_eq!(updated["options"]["max_length"], 10, "kept: {updated}");
+    assert_eq!(server.stats("jobs")["options"], updated["options"]);
+}
+
+#[test]
 fn send_json_text_and_stdin_bytes_then_receive_with_ack() {
     let server = start_server();
     server.ok(&["queue", "create", "inbox"]);
@@ -222,6 +248,141 @@ fn send_json_text_and_stdin_bytes_then_receive_with_ack() {
     assert_eq!(stats["stats"]["counters"]["acked"], 3, "{stats}");
     let again = server.ok(&["receive", "inbox", "--max", "10"]);
     assert_eq!(again, "", "acked messages came back");
+}
+
+/// Receives one message from `queue` and returns its receipt.
+fn receive_receipt(server: &Server, queue: &str, extra: &[&str]) -> String {
+    let mut args = vec!["receive", queue];
+    args.extend_from_slice(extra);
+    let received = json_lines(&server.ok(&args));
+    assert_eq!(received.len(), 1, "{received:?}");
+    received[0]["receipt"]
+        .as_str()
+        .expect("a receipt")
+        .to_string()
+}
+
+#[test]
+fn receive_then_ack_by_argument_and_from_stdin() {
+    let server = start_server();
+    server.ok(&["queue", "create", "inbox"]);
+    server.ok(&["send", "inbox", "1"]);
+    server.ok(&["send", "inbox", "2"]);
+
+    let first = receive_receipt(&server, "inbox", &[]);
+    let results = json_lines(&server.ok(&["ack", "inbox", &first]));
+    assert_eq!(results, [serde_json::json!({"receipt": first, "ok": true})]);
+
+    // As in `wharf receive ... | jq -r .receipt | wharf ack inbox`.
+    let second = receive_receipt(&server, "inbox", &[]);
+    let results =
+        json_lines(&server.ok_with_stdin(&["ack", "inbox"], format!("{second}\n\n").as_bytes()));
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert_eq!(results[0]["ok"], true, "{results:?}");
+
+    let stats = server.stats("inbox");
+    assert_eq!(stats["stats"]["counters"]["acked"], 2, "{stats}");
+    assert_eq!(stats["stats"]["leased"], 0, "{stats}");
+}
+
+#[test]
+fn nack_with_dead_letter_moves_the_message_with_its_error() {
+    let server = start_server();
+    server.ok(&["queue", "create", "jobs-dead"]);
+    server.ok(&[
+        "queue",
+        "create",
+        "jobs",
+        "--dead-letter-queue",
+        "jobs-dead",
+    ]);
+    server.ok(&["send", "jobs", r#""poison""#]);
+    let receipt = receive_receipt(&server, "jobs", &[]);
+    let results = json_lines(&server.ok(&[
+        "nack",
+        "jobs",
+        &receipt,
+        "--dead-letter",
+        "--error",
+        "cannot parse",
+    ]));
+    assert_eq!(results[0]["ok"], true, "{results:?}");
+    server.wait_ready("jobs-dead", 1);
+    let dead = json_lines(&server.ok(&["queue", "peek", "jobs-dead"]));
+    assert_eq!(dead[0]["body"], "poison", "{dead:?}");
+    assert_eq!(dead[0]["dead_letter"]["reason"], "rejected", "{dead:?}");
+    assert_eq!(
+        dead[0]["dead_letter"]["last_error"], "cannot parse",
+        "{dead:?}"
+    );
+
+    // Without --dead-letter the message is ready again, here at once.
+    server.ok(&["send", "jobs", r#""retry me""#]);
+    let receipt = receive_receipt(&server, "jobs", &[]);
+    server.ok(&["nack", "jobs", &receipt, "--delay-ms", "0"]);
+    server.wait_ready("jobs", 1);
+}
+
+#[test]
+fn lease_extends_a_lease_past_its_first_end() {
+    let server = start_server();
+    server.ok(&["queue", "create", "slow"]);
+    server.ok(&["send", "slow", "1"]);
+    server.ok(&["send", "slow", "2"]);
+    let extended = receive_receipt(&server, "slow", &["--lease-ms", "500"]);
+    // A control leased as long, not extended: once it is back, the first lease has ended too.
+    receive_receipt(&server, "slow", &["--lease-ms", "500"]);
+    let results = json_lines(&server.ok(&["lease", "slow", &extended, "--lease-ms", "60000"]));
+    assert_eq!(results[0]["ok"], true, "{results:?}");
+
+    server.wait_ready("slow", 1);
+    let stats = server.stats("slow");
+    assert_eq!(
+        stats["stats"]["leased"], 1,
+        "the extended lease ended: {stats}"
+    );
+    server.ok(&["ack", "slow", &extended]);
+}
+
+#[test]
+fn a_stale_receipt_is_reported_and_the_command_fails() {
+    let server = start_server();
+    server.ok(&["queue", "create", "once"]);
+    server.ok(&["send", "once", "1"]);
+    server.ok(&["send", "once", "2"]);
+    let stale = receive_receipt(&server, "once", &[]);
+    server.ok(&["ack", "once", &stale]);
+    let fresh = receive_receipt(&server, "once", &[]);
+
+    let (status, stdout, stderr) = server.run(&["ack", "once", &stale, &fresh]);
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let results = json_lines(&stdout);
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert_eq!(results[0]["code"], "stale_receipt", "{results:?}");
+    assert_eq!(
+        results[1]["ok"], true,
+        "the fresh one is acked all the same"
+    );
+    assert!(
+        stderr.starts_with("error: queue `once`: 1 of 2 receipts failed to ack: "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{stale}: ")),
+        "names the receipt: {stderr}"
+    );
+    assert!(stderr.contains("stale_receipt"), "says why: {stderr}");
+    assert!(!stderr.contains(&fresh), "{stderr}");
+    assert_eq!(server.stats("once")["stats"]["counters"]["acked"], 2);
+
+    // No receipts at all: neither arguments nor lines on standard input.
+    let (status, _, stderr) = server.run(&["ack", "once"]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no receipts given"), "{stderr}");
 }
 
 #[test]
@@ -309,13 +470,90 @@ fn unreachable_server_is_reported_as_such() {
         .args(["queue", "list"]);
     let (status, _, stderr) = run_to_end(command, COMMAND_DEADLINE);
     assert_eq!(status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains(&format!("cannot reach the server at http://{address}")),
-        "{stderr}"
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "error: cannot connect to http://{address}: connection refused \
+             (is `wharf serve` running there? set --server or WHARF_SERVER)"
+        )
     );
     assert!(
         get(address, "/healthz").is_err(),
         "something listens on {address}"
+    );
+}
+
+/// Runs `wharf queue list` against `server` given as `--server` or, with `from_environment`,
+/// as `WHARF_SERVER`; returns stderr after checking the failure is one plain line.
+fn fails_with_one_line(server: &str, from_environment: bool) -> String {
+    let mut command = wharf();
+    match from_environment {
+        true => command.env("WHARF_SERVER", server),
+        false => command.arg("--server").arg(server),
+    };
+    command.args(["queue", "list"]);
+    let (status, stdout, stderr) = run_to_end(command, COMMAND_DEADLINE);
+    assert_eq!(status.code(), Some(1), "{server}: {stderr}");
+    assert_eq!(stdout, "", "{server}");
+    assert_eq!(stderr.lines().count(), 1, "{server}: one line: {stderr}");
+    assert!(stderr.starts_with("error: "), "{server}: {stderr}");
+    for debug_output in ["panicked", "Error {", "Os {", "kind:"] {
+        assert!(!stderr.contains(debug_output), "{server}: {stderr}");
+    }
+    stderr.trim_end().to_string()
+}
+
+#[test]
+fn a_bad_server_url_is_named_with_its_problem() {
+    for (server, expected) in [
+        (
+            "localhost:7700",
+            r#"error: --server "localhost:7700": there is no scheme; write http://localhost:7700"#,
+        ),
+        (
+            "ftp://x",
+            r#"error: --server "ftp://x": the scheme must be http, not ftp"#,
+        ),
+        ("http://", r#"error: --server "http://": there is no host"#),
+        (
+            "http://bad host",
+            r#"error: --server "http://bad host": it contains whitespace"#,
+        ),
+        (
+            "http://bad!host:7700",
+            r#"error: --server "http://bad!host:7700": the host "bad!host" is not a host name or IP address"#,
+        ),
+        (
+            "http://localhost:70000",
+            r#"error: --server "http://localhost:70000": the port "70000" is not a number from 1 to 65535"#,
+        ),
+    ] {
+        assert_eq!(fails_with_one_line(server, false), expected);
+    }
+    let stderr = fails_with_one_line("https://localhost:7700", false);
+    assert!(stderr.contains("plain HTTP only"), "{stderr}");
+    assert_eq!(
+        fails_with_one_line("ftp://x", true),
+        r#"error: WHARF_SERVER "ftp://x": the scheme must be http, not ftp"#
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("cli.toml");
+    std::fs::write(&file, "server = \"localhost:7700\"\n").expect("write cli.toml");
+    let mut command = wharf();
+    command
+        .arg("--cli-config")
+        .arg(&file)
+        .args(["queue", "list"]);
+    let (status, _, stderr) = run_to_end(command, COMMAND_DEADLINE);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        r#"error: `server` in the client configuration "localhost:7700": there is no scheme; write http://localhost:7700"#
+    );
+    let stderr = fails_with_one_line("http://no-such-host.invalid:7700", false);
+    assert!(
+        stderr.starts_with("error: cannot connect to http://no-such-host.invalid:7700: "),
+        "{stderr}"
     );
 }
 

@@ -8,6 +8,7 @@
 //! command line. An empty value counts as unset. Secrets never appear in `--help` (`hide_env_values`), in `Debug` output or in
 //! an error message: errors name the key and the file, never the value.
 
+use super::server_url::{self, ServerUrlProblem};
 use base64::Engine as _;
 use clap::{parser::ValueSource, ArgMatches, Args};
 use serde::Deserialize;
@@ -70,6 +71,14 @@ pub enum CredentialError {
     UserMissing,
     #[error("the {what} holds characters an HTTP header cannot carry")]
     NotHeaderSafe { what: &'static str },
+    /// The server URL is unusable; `origin` says where it came from (`--server`, ...).
+    #[error("{origin} {value:?}: {problem}")]
+    ServerUrl {
+        origin: &'static str,
+        value: String,
+        #[source]
+        problem: ServerUrlProblem,
+    },
 }
 
 /// An `Authorization` header value. Its `Debug` hides the secret.
@@ -120,10 +129,19 @@ pub fn resolve(
     let file = load_file(args.cli_config.as_deref())?;
     let server_source = matches.value_source("server");
     let server_named = server_source != Some(ValueSource::DefaultValue);
-    let server = match (&file.server, server_named) {
-        (Some(from_file), false) => from_file.clone(),
-        _ => server.to_string(),
+    let (server, origin) = match (&file.server, server_source) {
+        (Some(from_file), _) if !server_named => (from_file.clone(), Place::File.server_origin()),
+        (_, Some(ValueSource::CommandLine)) => (server.to_string(), Place::Flag.server_origin()),
+        (_, Some(ValueSource::EnvVariable)) => {
+            (server.to_string(), Place::Environment.server_origin())
+        }
+        _ => (server.to_string(), "the default server"),
     };
+    server_url::check(&server).map_err(|problem| CredentialError::ServerUrl {
+        origin,
+        value: server.clone(),
+        problem,
+    })?;
     let token = layered(
         args.token.as_deref(),
         "token",
@@ -159,6 +177,15 @@ impl Place {
             Place::Flag => "on the command line",
             Place::Environment => "in the environment",
             Place::File => "in the client configuration",
+        }
+    }
+
+    /// How an error about the server URL names its source.
+    fn server_origin(self) -> &'static str {
+        match self {
+            Place::Flag => "--server",
+            Place::Environment => "WHARF_SERVER",
+            Place::File => "`server` in the client configuration",
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Client subcommands: `wharf queue ...`, `wharf send`, `wharf receive`, `wharf topic ...`,
 //! `wharf bind`, `wharf publish`, `wharf subscribe`, `wharf request`, `wharf scatter`,
-//! `wharf reply`, and the security ones: `wharf user ...`, `wharf token ...`, `wharf whoami`,
-//! `wharf audit`.
+//! `wharf reply`, `wharf ack`, `wharf nack`, `wharf lease`, and the security ones:
+//! `wharf user ...`, `wharf token ...`, `wharf whoami`, `wharf audit`.
 //!
 //! Each talks to a running server over its HTTP API (`/v1`) with one blocking request or a few;
 //! this module owns the HTTP plumbing (with the caller's `Authorization`, worked out in
@@ -16,6 +16,8 @@ pub mod queue;
 pub mod receive;
 pub mod request;
 pub mod send;
+pub mod server_url;
+pub mod settle;
 pub mod subscribe;
 pub mod token;
 pub mod topic;
@@ -40,12 +42,9 @@ const REPLY_BYTES_MAX: u64 = 256 * 1024 * 1024;
 /// A client command failed; `main` prints it as `error: ...` and exits 1.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot reach the server at {server} (is `wharf serve` running? set --server or WHARF_SERVER): {source}")]
-    Unreachable {
-        server: String,
-        #[source]
-        source: ureq::Error,
-    },
+    /// No connection to the server; the library's error is summed up in `reason`.
+    #[error("cannot connect to {server}: {reason} ({})", reason.hint())]
+    Unreachable { server: String, reason: Unreachable },
     #[error("request to {url} failed: {source}")]
     Transport {
         url: String,
@@ -67,6 +66,22 @@ pub enum ClientError {
     },
     #[error("cannot read the message body from standard input: {0}")]
     Stdin(#[source] io::Error),
+    #[error("cannot read receipts from standard input: {0}")]
+    ReceiptsInput(#[source] io::Error),
+    #[error("no receipts given: pass them as arguments or on standard input, one per line")]
+    NoReceipts,
+    /// Some receipts of an ack, nack or lease failed; the others took effect.
+    #[error(
+        "queue `{queue}`: {} of {total} receipts failed to {action}: {}",
+        failures.len(),
+        failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    )]
+    ReceiptsRefused {
+        queue: String,
+        action: &'static str,
+        total: usize,
+        failures: Vec<settle::ReceiptFailure>,
+    },
     #[error("the event stream from the server broke: {0}")]
     Stream(#[source] io::Error),
     #[error("cannot write the output: {0}")]
@@ -121,6 +136,12 @@ pub enum ClientCommand {
     Send(send::SendArgs),
     /// Receive messages from a queue and print them as JSON lines.
     Receive(receive::ReceiveArgs),
+    /// Acknowledge received messages by receipt: they are done and not delivered again.
+    Ack(settle::AckArgs),
+    /// Return received messages by receipt, for a retry or to the dead-letter queue.
+    Nack(settle::NackArgs),
+    /// Extend the leases of received messages by receipt.
+    Lease(settle::LeaseArgs),
     /// Create, inspect and manage topics and their bindings.
     #[command(subcommand)]
     Topic(topic::TopicCommand),
@@ -154,6 +175,9 @@ pub fn run(command: ClientCommand, client: &Client) -> Result<(), ClientError> {
         ClientCommand::Queue(command) => queue::run(command, client),
         ClientCommand::Send(args) => send::run(args, client),
         ClientCommand::Receive(args) => receive::run(args, client),
+        ClientCommand::Ack(args) => settle::run_ack(args, client),
+        ClientCommand::Nack(args) => settle::run_nack(args, client),
+        ClientCommand::Lease(args) => settle::run_lease(args, client),
         ClientCommand::Topic(command) => topic::run(command, client),
         ClientCommand::Bind(args) => topic::run_bind(args, client),
         ClientCommand::Publish(args) => publish::run(args, client),
@@ -310,24 +334,69 @@ impl Client {
     }
 
     fn transport_error(&self, url: String, source: ureq::Error) -> ClientError {
-        let unreachable = match &source {
-            ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => true,
-            ureq::Error::Io(error) => matches!(
-                error.kind(),
-                io::ErrorKind::ConnectionRefused
-                    | io::ErrorKind::ConnectionReset
-                    | io::ErrorKind::AddrNotAvailable
-            ),
-            ureq::Error::Timeout(_) => true,
-            _ => false,
-        };
-        if unreachable {
-            ClientError::Unreachable {
+        match Unreachable::classify(&source) {
+            Some(reason) => ClientError::Unreachable {
                 server: self.server.clone(),
-                source,
+                reason,
+            },
+            None => ClientError::Transport { url, source },
+        }
+    }
+}
+
+/// Why no connection to the server could be made, in words for the error line (the library's
+/// own text is `io: Connection refused (os error 111)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Unreachable {
+    #[error("connection refused")]
+    Refused,
+    #[error("connection reset")]
+    Reset,
+    #[error("the host name was not found")]
+    HostNotFound,
+    #[error("no answer within {} s", CONNECT_TIMEOUT.as_secs())]
+    TimedOut,
+    #[error("the address is not available")]
+    AddressNotAvailable,
+    #[error("the connection failed")]
+    Failed,
+}
+
+impl Unreachable {
+    /// What to check next: a name that does not resolve is a typo more often than a stopped
+    /// server.
+    fn hint(self) -> &'static str {
+        match self {
+            Unreachable::HostNotFound | Unreachable::AddressNotAvailable => {
+                "check --server or WHARF_SERVER"
             }
-        } else {
-            ClientError::Transport { url, source }
+            Unreachable::Refused
+            | Unreachable::Reset
+            | Unreachable::TimedOut
+            | Unreachable::Failed => "is `wharf serve` running there? set --server or WHARF_SERVER",
+        }
+    }
+
+    /// The reason when `error` means the server could not be reached; `None` for any other
+    /// transport failure.
+    fn classify(error: &ureq::Error) -> Option<Unreachable> {
+        match error {
+            ureq::Error::ConnectionFailed => Some(Unreachable::Failed),
+            ureq::Error::HostNotFound => Some(Unreachable::HostNotFound),
+            ureq::Error::Timeout(_) => Some(Unreachable::TimedOut),
+            ureq::Error::Io(error) => match error.kind() {
+                io::ErrorKind::ConnectionRefused => Some(Unreachable::Refused),
+                io::ErrorKind::ConnectionReset => Some(Unreachable::Reset),
+                io::ErrorKind::AddrNotAvailable => Some(Unreachable::AddressNotAvailable),
+                io::ErrorKind::TimedOut => Some(Unreachable::TimedOut),
+                // A failed name lookup has no kind of its own in std (`Uncategorized`, not
+                // matchable); its message is the one stable mark.
+                _ if error.to_string().contains("failed to lookup address") => {
+                    Some(Unreachable::HostNotFound)
+                }
+                _ => None,
+            },
+            _ => None,
         }
     }
 }

@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 #[derive(Debug, Subcommand)]
 pub enum QueueCommand {
-    /// Create a queue, or update the options of an existing one.
+    /// Create a queue, or change the given options of an existing one (the others stay).
     Create(CreateArgs),
     /// List every queue with its message counts.
     List,
@@ -97,10 +97,7 @@ pub struct RedriveArgs {
 pub fn run(command: QueueCommand, client: &Client) -> Result<(), ClientError> {
     match command {
         QueueCommand::Create(args) => {
-            let options = create_options(&args);
-            let queue = client
-                .put(&queue_path(&args.name, ""), &options)
-                .map_err(|error| error.about_queue(&args.name))?;
+            let queue = create(&args, client).map_err(|error| error.about_queue(&args.name))?;
             print_json_pretty(&queue)
         }
         QueueCommand::List => print_list(&client.get_all("/v1/queues", "queues")?),
@@ -143,9 +140,40 @@ pub fn run(command: QueueCommand, client: &Client) -> Result<(), ClientError> {
     }
 }
 
-/// Only the options given on the command line: the server keeps its defaults (or, on update,
-/// the current values) for the rest.
-fn create_options(args: &CreateArgs) -> Value {
+/// Creates the queue with the options given, or changes only those on an existing one.
+///
+/// `PUT /v1/queues/{name}` replaces the whole option set (fields left out return to their
+/// defaults), so on an existing queue the current options are read first and the flags laid
+/// over them: `wharf queue create jobs --lease-ms 5000` must not drop the dead-letter queue
+/// set earlier. There is no conditional PUT: a change made by someone else between the GET and
+/// the PUT is overwritten (last writer wins, as with any PUT).
+fn create(args: &CreateArgs, client: &Client) -> Result<Value, ClientError> {
+    let path = queue_path(&args.name, "");
+    let given = create_options(args);
+    let options = match client.get(&path) {
+        Ok(current) => merge_options(&current["options"], given),
+        Err(ClientError::Problem { status: 404, .. }) => given,
+        Err(error) => return Err(error),
+    };
+    client.put(&path, &Value::Object(options))
+}
+
+/// `given` laid over `current`. Null (unset) current options are left out: absent means the
+/// same to the server, and the body stays as small as what a person would write.
+fn merge_options(current: &Value, given: Map<String, Value>) -> Map<String, Value> {
+    let mut merged: Map<String, Value> = current
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, value)| !value.is_null())
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    merged.extend(given);
+    merged
+}
+
+/// Only the options given on the command line.
+fn create_options(args: &CreateArgs) -> Map<String, Value> {
     let mut options = Map::new();
     if args.transient {
         options.insert("durable".into(), Value::Bool(false));
@@ -171,7 +199,7 @@ fn create_options(args: &CreateArgs) -> Value {
     });
     insert_some(&mut options, "overflow", overflow);
     insert_some(&mut options, "dedup_window_ms", args.dedup_window_ms);
-    Value::Object(options)
+    options
 }
 
 fn peek(args: &PeekArgs, client: &Client) -> Result<(), ClientError> {
@@ -223,5 +251,25 @@ fn count(value: &Value, key: &str) -> u64 {
 fn insert_some<T: Into<Value>>(map: &mut Map<String, Value>, key: &str, value: Option<T>) {
     if let Some(value) = value {
         map.insert(key.to_string(), value.into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_options_override_and_the_rest_stay() {
+        let current = json!({"durable": false, "lease_ms": 30000, "dead_letter_queue": "dead",
+                             "max_length": null});
+        let given = json!({"lease_ms": 5000})
+            .as_object()
+            .cloned()
+            .expect("object");
+        let merged = merge_options(&current, given);
+        assert_eq!(
+            Value::Object(merged),
+            json!({"durable": false, "lease_ms": 5000, "dead_letter_queue": "dead"})
+        );
     }
 }
