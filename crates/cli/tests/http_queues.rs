@@ -394,6 +394,60 @@ fn oversize_batches_are_refused_with_413() {
 }
 
 #[test]
+fn peek_browses_ready_delayed_and_leased_messages() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Node::start(dir.path());
+    let client = node.client();
+    client.expect(201, "PUT", "/v1/queues/browse", &json!({}));
+    send(
+        &client,
+        "browse",
+        json!([
+            {"id": "first", "body": 1},
+            {"id": "second", "body": 2},
+            {"id": "later", "body": 3, "delay_ms": 60_000},
+        ]),
+    );
+    let leased = client.receive("browse", 1, 30_000);
+    assert_eq!(ids(&leased), ["first"]);
+    let browse = |state: &str| {
+        let path = format!("/v1/queues/browse/messages?state={state}");
+        let reply = client.expect(200, "GET", &path, &Value::Null);
+        reply["messages"].as_array().expect("messages").clone()
+    };
+    let ready = browse("ready");
+    assert_eq!(ids(&ready), ["second"]);
+    assert_eq!(ready[0]["state"], "ready");
+    assert!(ready[0].get("state_until").is_none(), "{ready:?}");
+    let delayed = browse("delayed");
+    assert_eq!(ids(&delayed), ["later"]);
+    assert_eq!(delayed[0]["state"], "delayed");
+    let due = delayed[0]["state_until"].as_u64().expect("due");
+    let sent = delayed[0]["sent_at"].as_u64().expect("sent_at");
+    assert_eq!(due, sent + 60_000);
+    let held = browse("leased");
+    assert_eq!(ids(&held), ["first"]);
+    assert_eq!(held[0]["state"], "leased");
+    assert!(held[0]["state_until"].as_u64() > Some(sent), "{held:?}");
+    assert!(
+        held[0].get("receipt").is_none(),
+        "a browse hands out no receipt"
+    );
+    // Browsing changed nothing.
+    let stats = client.expect(200, "GET", "/v1/queues/browse", &Value::Null)["stats"].clone();
+    assert_eq!(
+        (
+            stats["ready"].as_u64(),
+            stats["delayed"].as_u64(),
+            stats["leased"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1))
+    );
+    let refused = client.call("GET", "/v1/queues/browse/messages?state=gone", &Value::Null);
+    assert_eq!(refused.status, 400, "{}", refused.body);
+}
+
+#[test]
 fn lists_page_by_name_and_filter_by_prefix() {
     let dir = tempfile::tempdir().expect("temp dir");
     let node = Node::start(dir.path());

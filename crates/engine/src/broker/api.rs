@@ -122,6 +122,8 @@ pub enum ReceiptFailure {
 pub struct PeekedMessage {
     pub message: Message,
     pub delivery_count: u32,
+    /// Ready, delayed until a time, or leased until a time.
+    pub status: crate::queue::MessageStatus,
 }
 
 #[derive(Debug, Clone, PartialEq)]

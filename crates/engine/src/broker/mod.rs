@@ -29,7 +29,7 @@ pub use topics::{BindingInfo, PublishMessage, Published, Subscription, TopicInfo
 use crate::{
     clock::Clock,
     error::{DefinitionError, EngineError, Field, FieldProblem, NameProblem, ResourceKind},
-    queue::{OptionField, QueueOptions, QueueState, ReceiptKey},
+    queue::{Browse, OptionField, QueueOptions, QueueState, ReceiptKey},
 };
 use queue_runtime::QueueRuntime;
 use std::{
@@ -652,7 +652,17 @@ impl Engine {
 
     /// Up to `max` messages in delivery order, without leasing them.
     pub async fn peek(&self, queue: &str, max: usize) -> Result<Vec<PeekedMessage>, EngineError> {
-        self.queue(queue)?.peek(max, self.now()).await
+        self.browse(queue, Browse::Ready, max).await
+    }
+
+    /// Up to `max` of the messages `which` names, without changing them.
+    pub async fn browse(
+        &self,
+        queue: &str,
+        which: Browse,
+        max: usize,
+    ) -> Result<Vec<PeekedMessage>, EngineError> {
+        self.queue(queue)?.browse(which, max, self.now()).await
     }
 
     /// Removes every ready and delayed message; returns how many.

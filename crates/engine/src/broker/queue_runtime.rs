@@ -14,8 +14,8 @@ use crate::{
     error::EngineError,
     log_throttle::LogThrottle,
     queue::{
-        DedupKey, EnqueueMeta, NackAction, NackOutcome, QueueOptions, QueueState, QueueStats,
-        Receipt, ReceiptKey, Seq, Settle, SettleReason, SignedReceipt,
+        Browse, DedupKey, EnqueueMeta, MessageStatus, NackAction, NackOutcome, QueueOptions,
+        QueueState, QueueStats, Receipt, ReceiptKey, Seq, Settle, SettleReason, SignedReceipt,
     },
 };
 use bytes::Bytes;
@@ -473,28 +473,31 @@ impl QueueRuntime {
         Ok(self.core()?.state.next_deadline())
     }
 
-    pub(crate) async fn peek(
+    pub(crate) async fn browse(
         &self,
+        which: Browse,
         max: usize,
         now: u64,
     ) -> Result<Vec<PeekedMessage>, EngineError> {
-        let seen: Vec<(Seq, u32)> = {
+        let seen: Vec<(Seq, (u32, MessageStatus))> = {
             let core = self.core()?;
-            core.state
-                .peek(max, now)
-                .into_iter()
+            (core.state.browse(which, max, now).into_iter())
                 .map(|seq| {
-                    let count = core.state.message(seq).map_or(0, |m| m.delivery_count);
-                    (seq, count)
+                    let view = core.state.message(seq);
+                    let seen = view.map_or((0, MessageStatus::Ready), |view| {
+                        (view.delivery_count, view.status)
+                    });
+                    (seq, seen)
                 })
                 .collect()
         };
         let seqs: Vec<Seq> = seen.iter().map(|(seq, _)| *seq).collect();
         let messages = self.read_messages(&seqs).await?;
         Ok((messages.into_iter().zip(seen))
-            .map(|(message, (_, delivery_count))| PeekedMessage {
+            .map(|(message, (_, (delivery_count, status)))| PeekedMessage {
                 message,
                 delivery_count,
+                status,
             })
             .collect())
     }

@@ -49,6 +49,18 @@ pub enum MessageStatus {
     Settling,
 }
 
+/// Which unsettled messages a browse shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Browse {
+    /// Those a receive would deliver now, in delivery order (peek).
+    #[default]
+    Ready,
+    /// Those hidden until a time (a delay, a retry backoff, a nack delay), in send order.
+    Delayed,
+    /// Those a consumer holds, in send order.
+    Leased,
+}
+
 /// A read-only snapshot of one unsettled message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MessageView {

@@ -25,7 +25,7 @@ mod tests;
 
 pub use backoff::retry_delay_ms;
 pub use dedup::DedupKey;
-pub use message::{EnqueueMeta, MessageStatus, MessageView, Seq};
+pub use message::{Browse, EnqueueMeta, MessageStatus, MessageView, Seq};
 pub use options::{
     OptionField, OptionsError, Overflow, QueueOptions, DEDUP_WINDOW_MS_MAX, LEASE_MS_MAX,
     RETRY_BACKOFF_MS_MAX,

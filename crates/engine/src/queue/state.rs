@@ -22,7 +22,7 @@
 use super::backoff::retry_delay_ms;
 use super::dedup::{DedupKey, DedupWindow};
 use super::groups::{GroupId, Groups};
-use super::message::{EnqueueMeta, MessageStatus, MessageView, Seq};
+use super::message::{Browse, EnqueueMeta, MessageStatus, MessageView, Seq};
 use super::options::{OptionsError, Overflow, QueueOptions};
 use super::outcome::{
     DeadLetterReason, Delivery, EnqueueOutcome, NackAction, NackOutcome, QueueFull, Received,
@@ -546,6 +546,25 @@ impl QueueState {
             .filter(|seq| self.entry(*seq).expires_at > now)
             .take(max)
             .collect()
+    }
+
+    /// Up to `max` messages that `which` names (none expired): the ready ones in delivery
+    /// order, the delayed or leased ones in send order. The walk stops at `max`, so it costs
+    /// O(max) for ready ones and O(queue length) at worst for the others.
+    pub fn browse(&self, which: Browse, max: usize, now: u64) -> Vec<Seq> {
+        let wanted = |status: &Status| match which {
+            Browse::Ready => false,
+            Browse::Delayed => matches!(status, Status::Delayed { .. }),
+            Browse::Leased => matches!(status, Status::Leased { .. }),
+        };
+        match which {
+            Browse::Ready => self.peek(max, now),
+            Browse::Delayed | Browse::Leased => (self.entries.iter())
+                .filter(|(_, entry)| wanted(&entry.status) && entry.expires_at > now)
+                .map(|(seq, _)| *seq)
+                .take(max)
+                .collect(),
+        }
     }
 
     /// Settles every ready and delayed message (reason `Purged`) and returns them in seq

@@ -408,6 +408,9 @@ fn refine_parameters(document: &mut Value) {
                     }
                     ("filter", _) => json!({"type": ["string", "null"], "format": "wharf-filter"}),
                     ("pattern", _) => json!({"type": "string", "format": "wharf-pattern"}),
+                    ("state", _) => {
+                        json!({"type": ["string", "null"], "enum": ["ready", "delayed", "leased", null]})
+                    }
                     ("syntax", _) => {
                         json!({"type": ["string", "null"], "enum": ["amqp", "mqtt", "nats", null]})
                     }

@@ -299,7 +299,8 @@ pub async fn extend_leases(
     Ok(receipt_results(results))
 }
 
-/// Shows up to `max` messages in delivery order without leasing them.
+/// Shows up to `max` messages without leasing them: the ready ones in delivery order, or the
+/// delayed or leased ones.
 #[utoipa::path(
     get,
     path = "/v1/queues/{name}/messages",
@@ -322,7 +323,8 @@ pub async fn peek_messages(
             .with_detail(format!("max must be 1..={RECEIVE_MESSAGES_MAX}"))
             .with_field("max"));
     }
-    let peeked = state.engine.peek(&name, max).await?;
+    let which = query.state.unwrap_or_default().into();
+    let peeked = state.engine.browse(&name, which, max).await?;
     let messages = peeked.into_iter().map(MessageBody::from).collect();
     Ok(Json(MessageListBody { messages }))
 }

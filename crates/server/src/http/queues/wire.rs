@@ -18,7 +18,8 @@ use wharf_engine::{
     error::MessageField,
     log_throttle::LogThrottle,
     queue::{
-        OptionField, QueueCounters, QueueOptions, QueueStats, ReceiptError, ReceiptParseError,
+        Browse, MessageStatus, OptionField, QueueCounters, QueueOptions, QueueStats, ReceiptError,
+        ReceiptParseError,
     },
 };
 use wharf_model::message::{DeadLetter, Message};
@@ -193,6 +194,13 @@ pub struct MessageBody {
     /// Present on messages in a dead-letter queue.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dead_letter: Option<DeadLetterBody>,
+    /// In peek results: `ready`, `delayed` or `leased`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// In peek results, for a delayed message: when it becomes ready; for a leased one: when
+    /// its lease runs out (ms since the epoch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_until: Option<u64>,
 }
 
 /// Why and whence a message was dead-lettered.
@@ -265,9 +273,13 @@ pub struct ReceiptResultBody {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PeekQuery {
-    /// How many messages, in delivery order: default 10, at most 100.
+    /// How many messages: default 10, at most 100.
     #[param(minimum = 1, maximum = 100)]
     pub max: Option<usize>,
+    /// Which messages: `ready` (default; in delivery order), `delayed` or `leased` (in send
+    /// order).
+    #[param(value_type = Option<String>)]
+    pub state: Option<BrowseState>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -281,6 +293,26 @@ pub struct PurgedBody {
 pub struct RedriveBody {
     /// Most dead letters to move; all when absent.
     pub max_messages: Option<u64>,
+}
+
+/// The `state` a peek shows.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BrowseState {
+    #[default]
+    Ready,
+    Delayed,
+    Leased,
+}
+
+impl From<BrowseState> for Browse {
+    fn from(state: BrowseState) -> Self {
+        match state {
+            BrowseState::Ready => Browse::Ready,
+            BrowseState::Delayed => Browse::Delayed,
+            BrowseState::Leased => Browse::Leased,
+        }
+    }
 }
 
 /// What a redrive did: it examines each message that was ready when it began once, so it ends.
@@ -542,8 +574,15 @@ impl From<Delivery> for MessageBody {
 
 impl From<PeekedMessage> for MessageBody {
     fn from(peeked: PeekedMessage) -> Self {
+        let (state, until) = match peeked.status {
+            MessageStatus::Ready | MessageStatus::Settling => ("ready", None),
+            MessageStatus::Delayed { due } => ("delayed", Some(due)),
+            MessageStatus::Leased { deadline } => ("leased", Some(deadline)),
+        };
         MessageBody {
             delivery_count: peeked.delivery_count,
+            state: Some(state.to_string()),
+            state_until: until,
             ..message_body(peeked.message)
         }
     }
@@ -570,6 +609,8 @@ pub(crate) fn message_body(message: Message) -> MessageBody {
         last_delivered_at: None,
         receipt: None,
         dead_letter: message.dead_letter.map(DeadLetterBody::from),
+        state: None,
+        state_until: None,
     }
 }
 
