@@ -448,6 +448,35 @@ fn peek_browses_ready_delayed_and_leased_messages() {
 }
 
 #[test]
+fn patch_changes_only_the_options_it_names() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Node::start(dir.path());
+    let client = node.client();
+    let options = json!({"max_length": 5, "dead_letter_queue": "p.dead", "lease_ms": 1000});
+    client.expect(201, "PUT", "/v1/queues/p", &options);
+    let patched = client.expect(200, "PATCH", "/v1/queues/p", &json!({"lease_ms": 9000}));
+    let kept = &patched["options"];
+    assert_eq!(kept["lease_ms"], 9000);
+    assert_eq!(kept["max_length"], 5, "untouched: {kept}");
+    assert_eq!(kept["dead_letter_queue"], "p.dead");
+    let reset = client.expect(200, "PATCH", "/v1/queues/p", &json!({"max_length": null}));
+    assert_eq!(reset["options"]["max_length"], Value::Null);
+    assert_eq!(reset["options"]["lease_ms"], 9000);
+
+    let unknown = client.call("PATCH", "/v1/queues/p", &json!({"bogus": 1}));
+    assert_eq!(
+        (unknown.status, unknown.body["field"].as_str()),
+        (400, Some("bogus"))
+    );
+    let fixed = client.call("PATCH", "/v1/queues/p", &json!({"durable": false}));
+    assert_eq!(fixed.status, 409, "{}", fixed.body);
+    let missing = client.call("PATCH", "/v1/queues/nowhere", &json!({"lease_ms": 5}));
+    assert_eq!(missing.status, 404, "{}", missing.body);
+    let gone = client.call("GET", "/v1/queues/nowhere", &Value::Null);
+    assert_eq!(gone.status, 404, "a PATCH creates nothing");
+}
+
+#[test]
 fn lists_page_by_name_and_filter_by_prefix() {
     let dir = tempfile::tempdir().expect("temp dir");
     let node = Node::start(dir.path());

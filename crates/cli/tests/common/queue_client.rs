@@ -53,6 +53,11 @@ impl Client {
             "GET" => self.agent.get(&url).call()?,
             "DELETE" => self.agent.delete(&url).call()?,
             "PUT" => self.agent.put(&url).content_type(content_type).send(body)?,
+            "PATCH" => self
+                .agent
+                .patch(&url)
+                .content_type(content_type)
+                .send(body)?,
             "POST" => self
                 .agent
                 .post(&url)

@@ -55,7 +55,7 @@ def before_call(ctx, case, **kwargs):
     - A queue named as its own dead-letter queue is refused: its dead letters would loop back
       into it. OpenAPI cannot relate a body field to a path parameter.
     - `retry_backoff_max_ms` may not be below `retry_backoff_ms`: JSON Schema cannot compare
-      two fields. The cap is raised to the base.
+      two fields. The cap is raised to the base (and, in a PATCH, both are given).
     - Long polls and request timeouts are cut to 200 ms (and given where absent), still within
       their ranges, so that the run stays within minutes on two cores.
     """
@@ -63,7 +63,7 @@ def before_call(ctx, case, **kwargs):
     if not isinstance(body, dict):
         return
     name = (case.path_parameters or {}).get("name")
-    if case.method.upper() == "PUT" and case.path == "/v1/queues/{name}":
+    if case.method.upper() in ("PUT", "PATCH") and case.path == "/v1/queues/{name}":
         if name and body.get("dead_letter_queue") == name:
             body["dead_letter_queue"] = "dlq" if name != "dlq" else "dlq2"
         # PUT replaces every option: an absent one is its default (1000 and 60000).
@@ -76,6 +76,11 @@ def before_call(ctx, case, **kwargs):
         base, cap = number("retry_backoff_ms", 1000), number("retry_backoff_max_ms", 60000)
         if base is not None and cap is not None and cap < base:
             body["retry_backoff_max_ms"] = base
+        # A PATCH keeps the queue's other options: naming either of the pair names both, so
+        # the request does not depend on what an earlier one set.
+        given = [field for field in ("retry_backoff_ms", "retry_backoff_max_ms") if field in body]
+        if case.method.upper() == "PATCH" and given and base is not None and cap is not None:
+            body["retry_backoff_ms"], body["retry_backoff_max_ms"] = base, max(base, cap)
     # A request or scatter without a timeout waits 30 s for replies nobody sends here.
     if case.path in ("/v1/request", "/v1/scatter") and body.get("timeout_ms") is None:
         body["timeout_ms"] = 200

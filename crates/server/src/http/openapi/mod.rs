@@ -34,6 +34,7 @@ use responses::LayerResponses;
         metrics::metrics,
         openapi_json,
         queue::put_queue,
+        queue::patch_queue,
         queue::list_queues,
         queue::get_queue,
         queue::delete_queue,

@@ -107,13 +107,15 @@ fn add_queue_options(document: &mut Value) {
         },
     });
     document["components"]["schemas"]["QueueOptions"] = options;
-    let body = "/paths/~1v1~1queues~1{name}/put/requestBody";
-    if let Some(request_body) = document.pointer_mut(body) {
-        // Optional, and `null` counts as absent, like the other optional bodies.
-        request_body["content"]["application/json"]["schema"] = json!({"oneOf": [
-            {"type": "null"},
-            {"$ref": "#/components/schemas/QueueOptions"},
-        ]});
+    for method in ["put", "patch"] {
+        let body = format!("/paths/~1v1~1queues~1{{name}}/{method}/requestBody");
+        if let Some(request_body) = document.pointer_mut(&body) {
+            // Optional, and `null` counts as absent, like the other optional bodies.
+            request_body["content"]["application/json"]["schema"] = json!({"oneOf": [
+                {"type": "null"},
+                {"$ref": "#/components/schemas/QueueOptions"},
+            ]});
+        }
     }
 }
 

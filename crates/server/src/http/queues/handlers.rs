@@ -8,7 +8,7 @@ use super::wire::{
 };
 use crate::http::{
     extract::{Path, Query},
-    json_body::JsonBody,
+    json_body::{parse_json_body, JsonBody},
     listing::ListQuery,
     AppState, Problem, ProblemCode,
 };
@@ -47,16 +47,7 @@ pub async fn put_queue(
     Path(name): Path<String>,
     JsonBody(options): JsonBody<QueueOptions>,
 ) -> Result<(StatusCode, Json<QueueInfoBody>), Problem> {
-    // A dead-letter queue is created if missing and written to: the caller manages it too.
-    if let Some(dead_letters) = &options.dead_letter_queue {
-        let resource = Resource {
-            kind: ResourceKind::Queue,
-            name: dead_letters.as_str(),
-        };
-        state
-            .engine
-            .authorize(&principal, Action::Manage, resource)?;
-    }
+    authorize_dead_letters(&state, &principal, &options)?;
     if state.engine.queue_info(&name).is_err() {
         state.engine.check_definition_quota(&principal)?;
     }
@@ -75,6 +66,59 @@ pub async fn put_queue(
         StatusCode::OK
     };
     Ok((status, Json(info.into())))
+}
+
+/// Changes only the options the body names (`null` resets one to its default); the others
+/// keep their current values. The queue must exist.
+#[utoipa::path(
+    patch,
+    path = "/v1/queues/{name}",
+    tag = "queues",
+    params(("name" = String, Path, description = "Queue name")),
+    request_body(content = Option<serde_json::Value>, description = "The options to change; see PUT for each."),
+    responses(
+        (status = 200, description = "Updated", body = QueueInfoBody),
+        (status = 400, description = "Bad option; `field` names it", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such queue", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`durable` differs from the queue's: it is fixed at creation", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn patch_queue(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(name): Path<String>,
+    JsonBody(changes): JsonBody<serde_json::Map<String, serde_json::Value>>,
+) -> Result<Json<QueueInfoBody>, Problem> {
+    let current = state.engine.queue_info(&name)?.options;
+    let mut merged = match serde_json::to_value(current) {
+        Ok(serde_json::Value::Object(options)) => options,
+        _ => return Err(Problem::new(ProblemCode::Internal)),
+    };
+    merged.extend(changes);
+    let merged = serde_json::to_vec(&merged).map_err(|_| Problem::new(ProblemCode::Internal))?;
+    let options: QueueOptions = parse_json_body(&merged)?;
+    authorize_dead_letters(&state, &principal, &options)?;
+    state.engine.put_queue(&name, options).await?;
+    Ok(Json(state.engine.queue_info(&name)?.into()))
+}
+
+/// A dead-letter queue is created if missing and written to: its queue's manager must manage
+/// it too.
+fn authorize_dead_letters(
+    state: &AppState,
+    principal: &Principal,
+    options: &QueueOptions,
+) -> Result<(), Problem> {
+    if let Some(dead_letters) = &options.dead_letter_queue {
+        let resource = Resource {
+            kind: ResourceKind::Queue,
+            name: dead_letters.as_str(),
+        };
+        state
+            .engine
+            .authorize(principal, Action::Manage, resource)?;
+    }
+    Ok(())
 }
 
 /// Lists every queue with its options and statistics.

@@ -26,6 +26,7 @@ pub fn routes() -> Router<AppState> {
             "/v1/queues/{name}",
             get(handlers::get_queue)
                 .put(handlers::put_queue)
+                .patch(handlers::patch_queue)
                 .delete(handlers::delete_queue),
         )
         .route(
