@@ -363,13 +363,8 @@ impl Engine {
             created_at: existing.as_ref().map_or(self.now(), |u| u.created_at),
         };
         let value = serde_json::to_value(&record).expect("a user serializes");
-        let key = format!("{USER_PREFIX}{name}");
-        let mark = self.inner.accounts.secured_mark();
-        let ops = std::iter::once(MetaOp::Put(key, value))
-            .chain(mark)
-            .collect();
-        self.inner.store.meta_apply(ops).await?;
-        self.inner.accounts.secured.store(true, Ordering::Relaxed);
+        self.store_credential(format!("{USER_PREFIX}{name}"), value)
+            .await?;
         let info = user_info(name, &record);
         self.inner
             .accounts
@@ -478,6 +473,22 @@ impl Engine {
         Ok(())
     }
 
+    /// Writes a user or token under `key`, with the mark that the store is secured from now
+    /// on (the first time) in the same metadata write.
+    async fn store_credential(
+        &self,
+        key: String,
+        value: serde_json::Value,
+    ) -> Result<(), EngineError> {
+        let mark = self.inner.accounts.secured_mark();
+        let ops = std::iter::once(MetaOp::Put(key, value))
+            .chain(mark)
+            .collect();
+        self.inner.store.meta_apply(ops).await?;
+        self.inner.accounts.secured.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
     async fn store_token(&self, id: &str, record: TokenRecord) -> Result<TokenInfo, EngineError> {
         let _admin = self.inner.admin.lock().await;
         let count = self.inner.accounts.tokens().len();
@@ -488,13 +499,8 @@ impl Engine {
             });
         }
         let value = serde_json::to_value(&record).expect("a token serializes");
-        let key = format!("{TOKEN_PREFIX}{id}");
-        let mark = self.inner.accounts.secured_mark();
-        let ops = std::iter::once(MetaOp::Put(key, value))
-            .chain(mark)
-            .collect();
-        self.inner.store.meta_apply(ops).await?;
-        self.inner.accounts.secured.store(true, Ordering::Relaxed);
+        self.store_credential(format!("{TOKEN_PREFIX}{id}"), value)
+            .await?;
         let info = token_info(id, &record);
         self.inner
             .accounts
