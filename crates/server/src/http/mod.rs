@@ -17,6 +17,7 @@ pub mod refusals;
 mod requests;
 pub mod security;
 mod topics;
+mod trace;
 
 pub use openapi::ApiDoc;
 pub use problem::{Problem, ProblemCode};

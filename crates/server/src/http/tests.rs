@@ -245,3 +245,69 @@ async fn a_long_poll_ends_empty_when_shutdown_begins() {
         serde_json::json!({"messages": []})
     );
 }
+
+/// A request with a JSON body and extra headers, through the whole router.
+async fn send_with(
+    state: &AppState,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Response {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::CONTENT_TYPE, "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(Body::from(body.to_string())).expect("request");
+    router(state.clone())
+        .oneshot(request)
+        .await
+        .expect("infallible")
+}
+
+#[tokio::test]
+async fn a_traceparent_travels_with_the_messages_of_its_request() {
+    let fixture = fixture().await;
+    let state = &fixture.state;
+    let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let own = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    send_with(state, Method::PUT, "/v1/queues/traced", &[], "{}").await;
+    let body = format!(
+        r#"{{"messages": [{{"body": 1}}, {{"body": 2, "headers": {{"traceparent": "{own}"}}}}]}}"#
+    );
+    let sent = send_with(
+        state,
+        Method::POST,
+        "/v1/queues/traced/messages",
+        &[("traceparent", trace)],
+        &body,
+    )
+    .await;
+    assert_eq!(sent.status(), StatusCode::CREATED);
+    let untraced = r#"{"messages": [{"body": 3}]}"#;
+    let bad = [("traceparent", "00-not-a-trace-01")];
+    send_with(
+        state,
+        Method::POST,
+        "/v1/queues/traced/messages",
+        &bad,
+        untraced,
+    )
+    .await;
+    let received = send_with(
+        state,
+        Method::POST,
+        "/v1/queues/traced/receive",
+        &[],
+        r#"{"max_messages": 10}"#,
+    )
+    .await;
+    let received = body_json(received).await;
+    let traces: Vec<Option<&str>> = (received["messages"].as_array().expect("messages").iter())
+        .map(|message| message["headers"]["traceparent"].as_str())
+        .collect();
+    assert_eq!(traces, [Some(trace), Some(own), None], "{received}");
+}

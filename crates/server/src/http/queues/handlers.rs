@@ -10,9 +10,13 @@ use crate::http::{
     extract::{Path, Query},
     json_body::{parse_json_body, JsonBody},
     listing::ListQuery,
-    AppState, Problem, ProblemCode,
+    trace, AppState, Problem, ProblemCode,
 };
-use axum::{extract::State, http::StatusCode, Extension, Json};
+use axum::{
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    Extension, Json,
+};
 use std::time::Duration;
 use wharf_engine::{
     broker::{NackAction, ReceiptResult, ReceiveRequest, RECEIVE_MESSAGES_MAX},
@@ -218,17 +222,22 @@ pub async fn send_messages(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
+    headers: HeaderMap,
     JsonBody(request): JsonBody<SendBody>,
 ) -> Result<(StatusCode, Json<SentListBody>), Problem> {
     state
         .engine
         .admit_send(&principal, request.messages.len())?;
-    let batch = request
+    let mut batch = request
         .messages
         .into_iter()
         .enumerate()
         .map(|(index, message)| NewMessage::into_send(message, index))
         .collect::<Result<Vec<_>, _>>()?;
+    let traceparent = trace::traceparent(&headers);
+    for message in &mut batch {
+        trace::carry(traceparent.as_deref(), &mut message.headers);
+    }
     let sent = state.engine.send(&name, batch).await?;
     let messages = sent.into_iter().map(Into::into).collect();
     Ok((StatusCode::CREATED, Json(SentListBody { messages })))

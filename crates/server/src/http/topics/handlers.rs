@@ -9,9 +9,13 @@ use crate::http::{
     extract::{Path, Query},
     json_body::JsonBody,
     listing::ListQuery,
-    AppState, Problem,
+    trace, AppState, Problem,
 };
-use axum::{extract::State, http::StatusCode, Extension, Json};
+use axum::{
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    Extension, Json,
+};
 use wharf_engine::{
     security::{quotas::DefinitionKind, Action, Principal, Resource, ResourceKind},
     topic::Destination,
@@ -257,17 +261,22 @@ pub async fn publish_messages(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
+    headers: HeaderMap,
     JsonBody(request): JsonBody<PublishBody>,
 ) -> Result<(StatusCode, Json<PublishedListBody>), Problem> {
     state
         .engine
         .admit_send(&principal, request.messages.len())?;
-    let batch = request
+    let mut batch = request
         .messages
         .into_iter()
         .enumerate()
         .map(|(index, message)| message.into_publish(index))
         .collect::<Result<Vec<_>, _>>()?;
+    let traceparent = trace::traceparent(&headers);
+    for published in &mut batch {
+        trace::carry(traceparent.as_deref(), &mut published.message.headers);
+    }
     let published = state.engine.publish(&name, batch).await?;
     let messages = published.into_iter().map(Into::into).collect();
     Ok((StatusCode::CREATED, Json(PublishedListBody { messages })))
