@@ -1,8 +1,9 @@
 //! The OpenAPI document against the server it describes, as a client generator would meet it:
 //! schemathesis (installed here into a virtual environment under the target directory) runs
-//! every operation but the event stream of subscriptions with every check, stateful links included, with a fixed seed and a bounded
-//! number of examples, against the built `wharf serve` with an administrator token. Any failure
-//! of any check fails this test, with schemathesis's report.
+//! every operation but the event stream of subscriptions, with every check and every phase
+//! (the stateful one on the links schemathesis infers), a fixed seed and a bounded number of
+//! examples, against the built `wharf serve` with an administrator token. Any failure of any
+//! check fails this test, with schemathesis's report.
 //!
 //! `openapi_fuzz/hooks.py` gives schemathesis valid texts for the formats whose grammar is no
 //! regular expression (filters, routing patterns, grant resources).
