@@ -639,10 +639,11 @@ fn validate_grants(grants: &[Grant]) -> Result<(), EngineError> {
 
 fn validate_expires_in(expires_in: Duration) -> Result<Duration, EngineError> {
     if expires_in.is_zero() || expires_in > TOKEN_EXPIRES_IN_MAX {
-        let problem = FieldProblem::DurationOutOfRange {
-            value: expires_in,
-            min: Duration::from_secs(1),
-            max: TOKEN_EXPIRES_IN_MAX,
+        // In seconds, the unit of `expires_in_s`.
+        let problem = FieldProblem::OutOfRange {
+            value: expires_in.as_secs(),
+            min: 1,
+            max: TOKEN_EXPIRES_IN_MAX.as_secs(),
         };
         return Err(EngineError::invalid_field(Field::ExpiresIn, problem));
     }
@@ -660,5 +661,22 @@ mod tests {
         assert_eq!(parse_token("my-admin-secret"), None);
         assert!(!secrets::verify_password("x", DUMMY_HASH));
         assert!(argon2::password_hash::PasswordHash::new(DUMMY_HASH).is_ok());
+    }
+
+    #[test]
+    fn a_token_lifetime_out_of_range_is_told_in_seconds() {
+        let max = TOKEN_EXPIRES_IN_MAX.as_secs();
+        for (asked, shown) in [
+            (0, "0 is outside 1..="),
+            (u64::MAX, "18446744073709551615 is above the maximum"),
+        ] {
+            let error = validate_expires_in(Duration::from_secs(asked)).unwrap_err();
+            let text = error.to_string();
+            assert!(text.contains(shown) && !text.contains("ms"), "{text}");
+            if asked > 0 {
+                assert!(text.contains(&max.to_string()), "{text}");
+            }
+        }
+        assert!(validate_expires_in(TOKEN_EXPIRES_IN_MAX).is_ok());
     }
 }
