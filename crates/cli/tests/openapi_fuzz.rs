@@ -13,8 +13,11 @@ mod common;
 #[allow(dead_code)]
 #[path = "serve/process.rs"]
 mod process;
+#[allow(dead_code)]
+#[path = "common/queue_client.rs"]
+mod queue_client;
 
-use process::{free_address, ServerProcess};
+use queue_client::Node;
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -63,18 +66,11 @@ fn schemathesis() -> PathBuf {
 fn every_operation_keeps_the_openapi_contract_under_schemathesis() {
     let schemathesis = schemathesis();
     let dir = tempfile::tempdir().expect("temp dir");
-    let address = free_address();
-    let mut command = common::wharf();
-    command
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .arg("--http-addr")
-        .arg(address.to_string())
-        .arg("--admin-token")
-        .arg(TOKEN);
-    let mut server = ServerProcess::spawn(command, dir.path());
-    server.wait_healthy(address);
+    let node = Node::start_configured(
+        dir.path(),
+        &format!("[security]\nadmin_token = \"{TOKEN}\"\n"),
+    );
+    let address = node.address;
 
     let hooks = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openapi_fuzz");
     let output = Command::new(&schemathesis)
@@ -104,7 +100,7 @@ fn every_operation_keeps_the_openapi_contract_under_schemathesis() {
         output.status.success(),
         "schemathesis found failures:\n{report}\n{}\nserver log:\n{}",
         String::from_utf8_lossy(&output.stderr),
-        server.stderr()
+        node.server.stderr()
     );
     let summary = report.lines().rev().find(|line| line.contains("generated"));
     println!("schemathesis: {}", summary.unwrap_or("no summary line"));

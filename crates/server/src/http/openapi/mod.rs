@@ -11,9 +11,11 @@ use super::{
     Problem, ProblemCode,
 };
 use axum::{
+    body::Bytes,
+    http::header::CONTENT_TYPE,
     response::{IntoResponse, Response},
-    Json,
 };
+use std::sync::LazyLock;
 use utoipa::OpenApi;
 
 mod refine;
@@ -166,11 +168,14 @@ impl utoipa::Modify for SecuritySchemes {
     responses((status = 200, description = "The OpenAPI 3.1 document", body = serde_json::Value))
 )]
 pub async fn openapi_json() -> Response {
-    match serde_json::to_value(ApiDoc::openapi()) {
-        Ok(mut document) => {
-            refine::refine(&mut document);
-            Json(document).into_response()
-        }
+    // The same for the life of the process: built and encoded at the first request only.
+    static DOCUMENT: LazyLock<Result<Bytes, String>> = LazyLock::new(|| {
+        let mut document = serde_json::to_value(ApiDoc::openapi()).map_err(|e| e.to_string())?;
+        refine::refine(&mut document);
+        (serde_json::to_vec(&document).map(Bytes::from)).map_err(|e| e.to_string())
+    });
+    match &*DOCUMENT {
+        Ok(document) => ([(CONTENT_TYPE, "application/json")], document.clone()).into_response(),
         Err(error) => Problem::new(ProblemCode::Internal)
             .with_detail(format!("building the OpenAPI document failed: {error}"))
             .into_response(),

@@ -31,16 +31,22 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let clock = ManualClock::new(START);
-    let store = Arc::new(MemoryStore::new());
-    let engine = Engine::open(store, clock.clone(), EngineConfig::default())
-        .await
-        .expect("engine");
-    engine.seed_admin_token(ADMIN).await.expect("admin");
-    engine
+    let fixture = fixture_with(EngineConfig::default(), false).await;
+    (fixture.engine)
         .put_user("nogrant", Some("no-grants-here".into()), Some(Vec::new()))
         .await
         .expect("user");
+    fixture
+}
+
+/// An engine on `config` with the administrator token seeded, behind the whole router;
+/// `/metrics` public or not.
+async fn fixture_with(config: EngineConfig, metrics_public: bool) -> Fixture {
+    let clock = ManualClock::new(START);
+    let engine = Engine::open(Arc::new(MemoryStore::new()), clock.clone(), config)
+        .await
+        .expect("engine");
+    engine.seed_admin_token(ADMIN).await.expect("admin");
     let readiness = Arc::new(Readiness::default());
     readiness.set_store_open(true);
     let state = AppState {
@@ -48,7 +54,7 @@ async fn fixture() -> Fixture {
         registry: Arc::new(Registry::default()),
         engine: engine.clone(),
         disk: None,
-        security: Arc::new(SecuritySettings::new(false)),
+        security: Arc::new(SecuritySettings::new(metrics_public)),
         browser: Arc::default(),
         request_body_bytes_max: crate::http::REQUEST_BODY_BYTES_MAX_DEFAULT,
     };
@@ -397,7 +403,6 @@ async fn management_and_refusals_are_audited() {
 /// A fixture whose engine limits each caller to 10 messages a second (20 at once) and one
 /// long-polling receive at a time.
 async fn limited_fixture() -> Fixture {
-    let clock = ManualClock::new(START);
     let config = EngineConfig {
         send_rate: Some(wharf_engine::security::limits::SendRate {
             rate: 10,
@@ -407,26 +412,7 @@ async fn limited_fixture() -> Fixture {
         definitions_per_caller: 2,
         ..EngineConfig::default()
     };
-    let engine = Engine::open(Arc::new(MemoryStore::new()), clock.clone(), config)
-        .await
-        .expect("engine");
-    engine.seed_admin_token(ADMIN).await.expect("admin");
-    let readiness = Arc::new(Readiness::default());
-    readiness.set_store_open(true);
-    let state = AppState {
-        readiness,
-        registry: Arc::new(Registry::default()),
-        engine: engine.clone(),
-        disk: None,
-        security: Arc::new(SecuritySettings::new(true)),
-        browser: Arc::default(),
-        request_body_bytes_max: crate::http::REQUEST_BODY_BYTES_MAX_DEFAULT,
-    };
-    Fixture {
-        state,
-        engine,
-        clock,
-    }
+    fixture_with(config, true).await
 }
 
 fn batch(count: usize) -> String {
