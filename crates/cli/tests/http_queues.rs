@@ -739,3 +739,135 @@ fn error_details_show_no_type_names_or_paths() {
     let not_utf8 = client.call("PUT", "/v1/queues/%ff", &json!({}));
     assert_eq!(not_utf8.body["field"], "name", "{}", not_utf8.body);
 }
+
+#[test]
+fn metrics_show_each_queue_and_topic_within_the_series_bound() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = "[metrics]\nresource_series_max = 2\nqueues = [\"quiet\"]\n";
+    let node = Node::start_configured(dir.path(), config);
+    let client = node.client();
+    for queue in ["busy", "quiet", "idle"] {
+        client.expect(201, "PUT", &format!("/v1/queues/{queue}"), &json!({}));
+    }
+    send(
+        &client,
+        "busy",
+        json!([{"body": 1}, {"body": 2}, {"body": 3}]),
+    );
+    send(&client, "idle", json!([{"body": 1}]));
+    client.expect(201, "PUT", "/v1/topics/events", &json!({}));
+    let publish = json!({"messages": [{"routing_key": "a", "body": 1}]});
+    client.expect(201, "POST", "/v1/topics/events/publish", &publish);
+
+    let metrics = process::get(node.address, "/metrics")
+        .expect("metrics")
+        .body;
+    // `quiet` is listed, `busy` holds the most messages; `idle` is left out and counted.
+    for line in [
+        "wharf_queues 3",
+        "wharf_topics 1",
+        "wharf_messages{state=\"ready\"} 4",
+        "wharf_queue_ready{queue=\"busy\"} 3",
+        "wharf_queue_ready{queue=\"quiet\"} 0",
+        "wharf_queue_sent_total{queue=\"busy\"} 3",
+        "wharf_queue_consumers{queue=\"busy\"} 0",
+        "wharf_metrics_resources_omitted{kind=\"queue\"} 1",
+        "wharf_metrics_resources_omitted{kind=\"topic\"} 0",
+        "wharf_topic_published_total{topic=\"events\"} 1",
+        "wharf_topic_unroutable_total{topic=\"events\"} 1",
+        "wharf_topic_subscribers{topic=\"events\"} 0",
+        "wharf_http_requests_total{method=\"PUT\",route=\"/v1/queues/{name}\",status=\"201\"} 3",
+        "wharf_http_requests_total{method=\"POST\",route=\"/v1/queues/{name}/messages\",status=\"201\"} 2",
+    ] {
+        assert!(metrics.contains(line), "no {line:?} in:\n{metrics}");
+    }
+    assert!(!metrics.contains("queue=\"idle\""), "{metrics}");
+    assert!(
+        metrics.contains("wharf_http_request_duration_seconds_count{method=\"PUT\",route=\"/v1/queues/{name}\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("wharf_process_resident_memory_bytes "),
+        "{metrics}"
+    );
+}
+
+/// Polls `GET path` until `done` holds of its body, for at most 10 s (the server evaluates
+/// alerts every 100 ms here).
+fn wait_for(client: &Client, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let body = client.expect(200, "GET", path, &Value::Null);
+        if done(&body) {
+            return body;
+        }
+        assert!(std::time::Instant::now() < deadline, "{path} stayed {body}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn an_alert_rule_fires_and_resolves_as_events_and_holds_readiness() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = "[alerts]\ninterval_ms = 100\n\
+        [alerts.rules.memory]\nmetric = \"resident_memory_bytes\"\nop = \"<\"\nthreshold = 1\n";
+    let node = Node::start_configured(dir.path(), config);
+    let client = node.client();
+    for queue in ["orders", "ops"] {
+        client.expect(201, "PUT", &format!("/v1/queues/{queue}"), &json!({}));
+    }
+    client.expect(201, "PUT", "/v1/topics/wharf.alerts", &json!({}));
+    let binding = json!({"pattern": "alert.#", "queue": "ops"});
+    client.expect(201, "POST", "/v1/topics/wharf.alerts/bindings", &binding);
+
+    let rule = json!({"queue": "orders", "metric": "ready", "op": ">", "threshold": 0,
+        "readiness": true});
+    let created = client.expect(201, "PUT", "/v1/alerts/backlog", &rule);
+    assert_eq!(created["source"], "api");
+    assert_eq!(created["metric"], "ready");
+    // Refusals name the field or the cause, and change nothing.
+    let node_metric_on_queue = json!({"queue": "orders", "metric": "queues", "op": ">",
+        "threshold": 1});
+    let refused = client.expect(400, "PUT", "/v1/alerts/bad", &node_metric_on_queue);
+    assert_eq!(refused["field"], "metric", "{refused}");
+    let missing = json!({"queue": "nowhere", "metric": "ready", "op": ">", "threshold": 1});
+    let refused = client.expect(404, "PUT", "/v1/alerts/bad", &missing);
+    assert_eq!(refused["code"], "queue_not_found");
+    let refused = client.expect(409, "DELETE", "/v1/alerts/memory", &Value::Null);
+    assert!(refused["detail"]
+        .as_str()
+        .unwrap_or("")
+        .contains("configuration file"));
+    let listed = client.expect(200, "GET", "/v1/alerts", &Value::Null);
+    let names: Vec<&str> = (listed["alerts"].as_array().expect("alerts").iter())
+        .map(|alert| alert["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["backlog", "memory"]);
+
+    send(&client, "orders", json!([{"body": "late"}]));
+    let firing = wait_for(&client, "/v1/alerts/backlog", |a| a["state"] == "firing");
+    assert_eq!(firing["value"], 1.0);
+    let ready = client.call("GET", "/readyz", &Value::Null);
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert!(ready.body["detail"]
+        .as_str()
+        .unwrap_or("")
+        .contains("backlog"));
+    let events = client.receive("ops", 10, 30_000);
+    let event = &events[0]["body"];
+    assert_eq!(
+        (&event["alert"], &event["state"]),
+        (&json!("backlog"), &json!("firing"))
+    );
+    assert_eq!(event["rule"]["queue"], "orders", "{event}");
+
+    client.expect(200, "POST", "/v1/queues/orders/purge", &Value::Null);
+    wait_for(&client, "/v1/alerts/backlog", |a| a["state"] == "ok");
+    client.expect(200, "GET", "/readyz", &Value::Null);
+    let events = client.receive("ops", 10, 30_000);
+    assert_eq!(events[0]["body"]["state"], "resolved", "{}", events[0]);
+
+    client.expect(204, "DELETE", "/v1/alerts/backlog", &Value::Null);
+    let gone = client.expect(404, "GET", "/v1/alerts/backlog", &Value::Null);
+    assert_eq!(gone["code"], "alert_not_found");
+}

@@ -126,7 +126,7 @@ fn topic_bindings_route_by_pattern_syntax_and_filter() {
     assert_eq!(
         info["stats"],
         json!({"published": 4, "routed": 4, "unroutable": 1, "bindings": 3, "filters_stopped": 0,
-            "retained": 0, "compactions": 0})
+            "retained": 0, "compactions": 0, "subscribers": 0})
     );
     let list = client.expect(200, "GET", "/v1/topics/orders/bindings", &Value::Null);
     let bindings = list["bindings"].as_array().expect("bindings");

@@ -105,6 +105,15 @@ pub enum EngineError {
          and restart"
     )]
     TokenConfigured { id: String },
+    #[error("alert rule {name:?} does not exist")]
+    AlertNotFound { name: String },
+    /// An alert rule of the configuration file, which the API cannot change: it would come
+    /// back at the next start.
+    #[error(
+        "alert rule {name:?} is defined in the server's configuration file ([alerts.rules.{name}]): \
+         change or remove it there and restart"
+    )]
+    AlertConfigured { name: String },
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error(transparent)]
@@ -116,6 +125,7 @@ pub enum EngineError {
 pub enum ResourceKind {
     Queue,
     Topic,
+    Alert,
 }
 
 /// Why a name is refused.
@@ -194,6 +204,16 @@ pub enum Field {
     TokenName,
     /// A token's lifetime.
     ExpiresIn,
+    /// A field of an alert rule.
+    Alert(AlertField),
+}
+
+/// A field of an alert rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertField {
+    Metric,
+    Threshold,
+    For,
 }
 
 /// A field of a message to send or publish (`SendMessage`).
@@ -291,6 +311,19 @@ pub enum FieldProblem {
     /// reserved.
     #[error("{problem}")]
     InvalidName { problem: NameProblem },
+    /// An alert metric watched on the wrong kind of resource.
+    #[error("{metric} is a {scope} metric: {}", match scope {
+        crate::alerts::MetricScope::Queue => "name one queue (and no topic)",
+        crate::alerts::MetricScope::Topic => "name one topic (and no queue)",
+        crate::alerts::MetricScope::Node => "name no queue or topic",
+    })]
+    MetricScope {
+        metric: &'static str,
+        scope: crate::alerts::MetricScope,
+    },
+    /// A number that is not finite (NaN or infinite).
+    #[error("must be a finite number")]
+    NotFinite,
     /// A user or token name with a character outside the allowed set.
     #[error("may hold only letters, digits and . _ @ -")]
     AccountNameChars,
@@ -388,6 +421,7 @@ impl fmt::Display for ResourceKind {
         f.write_str(match self {
             ResourceKind::Queue => "queue",
             ResourceKind::Topic => "topic",
+            ResourceKind::Alert => "alert rule",
         })
     }
 }
@@ -420,6 +454,9 @@ impl fmt::Display for Field {
             Field::Grant { index } => write!(f, "grant {index}"),
             Field::TokenName => f.write_str("token name"),
             Field::ExpiresIn => f.write_str("token lifetime"),
+            Field::Alert(AlertField::Metric) => f.write_str("alert metric"),
+            Field::Alert(AlertField::Threshold) => f.write_str("alert threshold"),
+            Field::Alert(AlertField::For) => f.write_str("alert for_ms"),
         }
     }
 }

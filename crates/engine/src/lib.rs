@@ -3,6 +3,7 @@
 //! The engine knows no protocol: doors translate their frames into engine calls. The clock and
 //! the storage are injected so tests control both.
 
+pub mod alerts;
 pub mod broker;
 pub mod clock;
 pub mod error;

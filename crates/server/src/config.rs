@@ -33,6 +33,23 @@
 //! [http]
 //! allowed_hosts = []    # Host names besides localhost and the listen IP; ["*"]: any
 //! cors_origins = []     # browser origins allowed cross-origin; empty: CORS off
+//!
+//! [metrics]
+//! resource_series_max = 100  # queues (and topics) with series of their own; 0: none
+//! queues = ["orders"]        # always among them
+//! topics = []
+//!
+//! [alerts]
+//! topic = "wharf.alerts"     # where alert events are published
+//! interval_ms = 10000        # how often rules are evaluated
+//! [alerts.rules.orders-backlog]  # fixed rules; more over /v1/alerts
+//! queue = "orders"
+//! metric = "ready"
+//! op = ">"
+//! threshold = 10000
+//! for_ms = 300000
+//! readiness = true           # /readyz fails while it fires
+//!
 //! [tls]                 # absent: plain HTTP
 //! cert = "/etc/wharf/cert.pem"     # PEM chain, leaf first
 //! key = "/etc/wharf/key.pem"       # PEM private key; reloaded with cert on SIGHUP
@@ -44,6 +61,7 @@ use std::{
     fs, io,
     net::{Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
+    str::FromStr,
     time::Duration,
 };
 use wharf_storage::{FsyncPolicy, LogConfig};
@@ -62,6 +80,68 @@ pub struct ServeConfig {
     pub security: SecuritySettings,
     pub http: HttpSettings,
     pub tls: TlsSettings,
+    pub metrics: MetricsSettings,
+    pub alerts: AlertSettings,
+}
+
+/// Alert rules and where their events go; see the engine's `alerts` and docs/operations.md.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertSettings {
+    /// The topic alert events are published to; created when first needed.
+    pub topic: String,
+    /// How often every rule is evaluated.
+    pub interval_ms: u64,
+    /// Rules by name (`[alerts.rules.NAME]`); the API cannot change them.
+    pub rules: std::collections::BTreeMap<String, wharf_engine::alerts::AlertRule>,
+}
+
+/// Default of `alerts.interval_ms`: often enough that `for_ms` of a minute is met within a
+/// sixth of it; each pass reads one queue's or topic's statistics per rule.
+pub const ALERT_INTERVAL_MS_DEFAULT: u64 = 10_000;
+/// Least `alerts.interval_ms`.
+pub const ALERT_INTERVAL_MS_MIN: u64 = 100;
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        AlertSettings {
+            topic: wharf_engine::alerts::ALERTS_TOPIC_DEFAULT.to_string(),
+            interval_ms: ALERT_INTERVAL_MS_DEFAULT,
+            rules: Default::default(),
+        }
+    }
+}
+
+/// What `/metrics` shows per resource; see [`crate::resource_metrics`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Most queues, and most topics, with series of their own; 0 turns them off.
+    pub resource_series_max: usize,
+    /// Queues whose series are always shown (within the maximum).
+    pub queues: Vec<String>,
+    /// Topics whose series are always shown (within the maximum).
+    pub topics: Vec<String>,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        MetricsSettings {
+            resource_series_max: crate::resource_metrics::RESOURCE_SERIES_MAX_DEFAULT,
+            queues: Vec::new(),
+            topics: Vec::new(),
+        }
+    }
+}
+
+impl MetricsSettings {
+    pub fn series_choice(&self) -> crate::resource_metrics::SeriesChoice {
+        crate::resource_metrics::SeriesChoice {
+            max: self.resource_series_max,
+            queues: self.queues.clone(),
+            topics: self.topics.clone(),
+        }
+    }
 }
 
 /// HTTPS on the HTTP listener; see [`crate::tls`]. Each path may come from the file or a flag,
@@ -367,6 +447,8 @@ impl Default for ServeConfig {
             security: SecuritySettings::default(),
             http: HttpSettings::default(),
             tls: TlsSettings::default(),
+            metrics: MetricsSettings::default(),
+            alerts: AlertSettings::default(),
         }
     }
 }
@@ -467,6 +549,38 @@ impl ServeConfig {
             ));
         }
         self.tls.files(path)?;
+        self.validate_alerts(&invalid)
+    }
+
+    /// The `[alerts]` part of [`ServeConfig::validate`].
+    fn validate_alerts(
+        &self,
+        invalid: &impl Fn(&'static str, String, &str) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let alerts = &self.alerts;
+        if alerts.interval_ms < ALERT_INTERVAL_MS_MIN {
+            return Err(invalid(
+                "alerts.interval_ms",
+                alerts.interval_ms.to_string(),
+                &format!("must be at least {ALERT_INTERVAL_MS_MIN}"),
+            ));
+        }
+        if let Err(error) = wharf_model::QueueName::from_str(&alerts.topic) {
+            return Err(invalid(
+                "alerts.topic",
+                format!("{:?}", alerts.topic),
+                &error.to_string(),
+            ));
+        }
+        for (name, rule) in &alerts.rules {
+            let refused = wharf_model::QueueName::from_str(name)
+                .map(drop)
+                .map_err(|error| error.to_string())
+                .and_then(|()| rule.validate().map_err(|error| error.to_string()));
+            if let Err(reason) = refused {
+                return Err(invalid("alerts.rules", format!("{name:?}"), &reason));
+            }
+        }
         Ok(())
     }
 

@@ -12,6 +12,7 @@ pub mod descriptors;
 pub mod disk_space;
 pub mod http;
 pub mod readiness;
+pub mod resource_metrics;
 mod serve;
 pub mod telemetry;
 pub mod tls;

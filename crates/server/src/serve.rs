@@ -11,6 +11,7 @@
 //! or not TLS is on, so that a reload sent to a plain server is logged instead of killing it
 //! (SIGHUP's default action).
 
+use crate::resource_metrics::ResourceMetrics;
 use crate::{
     config::{ConfigError, ServeConfig},
     connection_limit::{track_request, ConnectionRequests, LimitedListener, Timeouts},
@@ -35,7 +36,7 @@ use tokio::{
     signal::unix::{signal, Signal, SignalKind},
     sync::oneshot,
 };
-use wharf_engine::{clock::SystemClock, Engine, EngineConfig, EngineError};
+use wharf_engine::{alerts::NodeSample, clock::SystemClock, Engine, EngineConfig, EngineError};
 use wharf_storage::{StorageError, Store, StoreConfig};
 
 /// How long in-flight requests may run after shutdown begins. Long enough for any request that
@@ -130,6 +131,8 @@ pub struct Server {
     tls: Option<Arc<ReloadableTls>>,
     /// Installed at bind, so that a SIGHUP sent once the server answers is never lost.
     hangups: Signal,
+    /// How often alert rules are evaluated (`alerts.interval_ms`).
+    alert_interval: Duration,
 }
 
 /// Binds and runs a server until `shutdown` completes; see [`Server`].
@@ -166,6 +169,10 @@ async fn bind_open_engine(store: &Arc<Store>, config: &ServeConfig) -> Result<En
         definitions_per_caller: config.limits.definitions_per_caller,
         batch_messages_max: config.limits.batch_messages_max,
         batch_bytes_max: config.limits.batch_bytes_max,
+        alerts_topic: config.alerts.topic.clone(),
+        alert_rules: (config.alerts.rules.iter())
+            .map(|(name, rule)| (name.clone(), rule.clone()))
+            .collect(),
         ..EngineConfig::default()
     };
     let engine = match Engine::open(store.clone(), Arc::new(SystemClock), engine_config).await {
@@ -181,7 +188,7 @@ async fn bind_open_engine(store: &Arc<Store>, config: &ServeConfig) -> Result<En
             });
         }
     };
-    tracing::info!(queues = engine.list_queues().len(), "queues open");
+    tracing::info!(queues = engine.queue_count(), "queues open");
     if let Err(error) = bind_secure(&engine, config).await {
         engine.close();
         if let Err(close) = store.close().await {
@@ -269,6 +276,11 @@ impl Server {
         let mut registry = Registry::default();
         store.metrics().register(&mut registry);
         http::refusals::register(&mut registry);
+        http::request_metrics::register(&mut registry);
+        registry.register_collector(Box::new(ResourceMetrics::new(
+            engine.clone(),
+            config.metrics.series_choice(),
+        )));
         let disk = DiskSpace::new(
             store.dir().to_path_buf(),
             config.storage.disk_free_bytes_min,
@@ -283,6 +295,7 @@ impl Server {
             store,
             tls,
             hangups,
+            alert_interval: Duration::from_millis(config.alerts.interval_ms),
             state: AppState {
                 readiness,
                 registry: Arc::new(registry),
@@ -328,10 +341,16 @@ impl Server {
             state,
             tls,
             hangups,
+            alert_interval,
         } = self;
         let readiness = state.readiness.clone();
         let engine = state.engine.clone();
         let reloader = tokio::spawn(run_reload_on_hangup(hangups, tls.clone()));
+        let alerting = tokio::spawn(run_alerts(
+            engine.clone(),
+            state.disk.clone(),
+            alert_interval,
+        ));
         tracing::info!(address = %local_addr, tls = tls.is_some(), "listening");
 
         let (began_sender, began) = oneshot::channel();
@@ -365,6 +384,7 @@ impl Server {
             }
         };
         reloader.abort();
+        alerting.abort();
         readiness.begin_shutdown();
         engine.close();
         // Bounded too: acknowledged data is already durable, so a close that hangs (a stuck
@@ -397,6 +417,23 @@ async fn run_reload_on_hangup(mut hangups: Signal, tls: Option<Arc<ReloadableTls
         tracing::info!("SIGHUP: reloading the TLS certificate");
         if let Err(error) = tokio::task::spawn_blocking(move || tls.reload_logged()).await {
             tracing::error!(%error, "the TLS reload task failed; keeping the certificate in use");
+        }
+    }
+}
+
+/// Evaluates the alert rules every `interval` until aborted, with the node's measures.
+async fn run_alerts(engine: Engine, disk: Option<Arc<DiskSpace>>, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    // A pass that ran late (a slow disk) is not made up for with a burst.
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let node = NodeSample {
+            disk_free_bytes: disk.as_ref().and_then(|disk| disk.free_bytes().ok()),
+            resident_memory_bytes: crate::resource_metrics::resident_memory_bytes(),
+        };
+        for event in engine.evaluate_alerts(node).await {
+            tracing::warn!(alert = %event.name, transition = ?event.transition, value = ?event.value, "alert");
         }
     }
 }

@@ -289,6 +289,11 @@ impl Consumers {
         settled
     }
 
+    /// Consumers attached now.
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
     pub(crate) fn detach_all(&mut self) {
         self.slots.clear();
         self.owners.clear();

@@ -12,7 +12,7 @@ pub(crate) mod records;
 mod replay;
 mod replies;
 mod settle;
-mod space;
+pub(crate) mod space;
 mod topic_records;
 mod topics;
 mod validate;
@@ -75,6 +75,10 @@ pub struct EngineConfig {
     pub batch_messages_max: usize,
     /// Most body bytes in one send, publish or reply batch.
     pub batch_bytes_max: usize,
+    /// The topic alert events are published to (see `alerts`).
+    pub alerts_topic: String,
+    /// Alert rules of the configuration file, by name.
+    pub alert_rules: Vec<(String, crate::alerts::AlertRule)>,
 }
 
 /// Default of [`EngineConfig::requests_pending_max`]: 10,000 waiting requests with one 1 KiB
@@ -101,6 +105,8 @@ impl Default for EngineConfig {
             definitions_per_caller: DEFINITIONS_PER_CALLER_DEFAULT,
             batch_messages_max: api::SEND_BATCH_MESSAGES_MAX,
             batch_bytes_max: api::SEND_BATCH_BYTES_MAX,
+            alerts_topic: crate::alerts::ALERTS_TOPIC_DEFAULT.to_string(),
+            alert_rules: Vec::new(),
         }
     }
 }
@@ -136,6 +142,8 @@ pub(crate) struct Inner {
     pub(crate) accounts: crate::security::accounts::Accounts,
     /// The audit log (see `security::audit`).
     pub(crate) audit: Arc<dyn LogStore>,
+    /// Alert rules and their states (see `alerts`).
+    pub(crate) alerts: crate::alerts::Alerts,
     clock: Arc<dyn Clock>,
     pub(crate) config: EngineConfig,
     queues: RwLock<BTreeMap<String, Arc<QueueRuntime>>>,
@@ -172,6 +180,8 @@ impl Engine {
         let audit = (store.open_log(crate::security::audit::AUDIT_LOG_NAME, audit_options)).await?;
         let accounts = crate::security::accounts::Accounts::load(store.as_ref());
         let quotas = crate::security::quotas::Quotas::load(store.as_ref());
+        let (alerts, alerts_damaged) =
+            crate::alerts::Alerts::load(store.as_ref(), &config.alert_rules)?;
         let engine = Engine {
             inner: Arc::new(Inner {
                 store,
@@ -184,6 +194,7 @@ impl Engine {
                 accounts,
                 quotas,
                 audit,
+                alerts,
                 send_buckets: Default::default(),
                 receive_waiters: Default::default(),
                 clock,
@@ -194,7 +205,7 @@ impl Engine {
                 admin: tokio::sync::Mutex::new(()),
                 ids: Mutex::new(MessageIdGenerator::new()),
                 subscriptions: Arc::default(),
-                damaged: Mutex::default(),
+                damaged: Mutex::new(alerts_damaged.into_iter().map(Arc::new).collect()),
                 seed: random_u64(),
                 receipt_key: ReceiptKey::random(),
                 closing: AtomicBool::new(false),
@@ -324,6 +335,11 @@ impl Engine {
             .values()
             .filter_map(|queue| queue_info(queue, now).ok())
             .collect()
+    }
+
+    /// How many queues there are, without reading their statistics.
+    pub fn queue_count(&self) -> usize {
+        self.registry().len()
     }
 
     /// One page of the queues by name, among those `visible` admits (see [`listing`]).
@@ -691,7 +707,7 @@ impl Engine {
         }
     }
 
-    fn check_open(&self) -> Result<(), EngineError> {
+    pub(crate) fn check_open(&self) -> Result<(), EngineError> {
         if self.inner.closing.load(Ordering::Acquire) {
             return Err(EngineError::ShuttingDown);
         }

@@ -158,7 +158,10 @@ impl QueueRuntime {
     }
 
     pub(crate) fn stats(&self, now: u64) -> Result<QueueStats, EngineError> {
-        Ok(self.core()?.state.stats(now))
+        let core = self.core()?;
+        let mut stats = core.state.stats(now);
+        stats.consumers = core.consumers.len() as u64;
+        Ok(stats)
     }
 
     /// Ends every push consumer's stream (the engine is closing).

@@ -95,6 +95,8 @@ pub struct TopicStats {
     pub retained: u64,
     /// Compaction passes of the topic's log completed since the server started.
     pub compactions: u64,
+    /// Live subscriptions now.
+    pub subscribers: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,6 +253,11 @@ impl Engine {
     pub fn list_topics(&self) -> Vec<TopicInfo> {
         let topics: Vec<_> = self.topics().values().cloned().collect();
         topics.iter().map(topic_info).collect()
+    }
+
+    /// How many topics there are.
+    pub fn topic_count(&self) -> usize {
+        self.topics().len()
     }
 
     /// One page of the topics by name, among those `visible` admits.
@@ -889,6 +896,7 @@ pub(super) fn json_body(message: &Message) -> Option<serde_json::Value> {
 
 fn topic_info(topic: &Arc<TopicRuntime>) -> TopicInfo {
     let retained = topic.state.lock().expect("topic state lock").retained.len() as u64;
+    let subscribers = topic.subscribers.lock().map_or(0, |list| list.len() as u64);
     let router = topic.router.read().expect("router lock");
     TopicInfo {
         name: topic.name.clone(),
@@ -901,6 +909,7 @@ fn topic_info(topic: &Arc<TopicRuntime>) -> TopicInfo {
             filters_stopped: topic.filters_stopped.load(Ordering::Relaxed),
             retained,
             compactions: topic.compactions.load(Ordering::Relaxed),
+            subscribers,
         },
     }
 }

@@ -585,6 +585,7 @@ impl QueueState {
             leased: self.leased_count,
             oldest_ready_age_ms: (self.ready.first())
                 .map(|&seq| now.saturating_sub(self.entry(seq).enqueued_at)),
+            consumers: 0,
             counters: self.counters,
         }
     }

@@ -14,6 +14,9 @@ pub struct QueueStats {
     pub leased: u64,
     /// Age (now minus enqueue time) of the oldest ready message; `None` when none is ready.
     pub oldest_ready_age_ms: Option<u64>,
+    /// Push consumers attached now (HTTP long polls waiting included); the queue state knows
+    /// none, so the runtime fills it in.
+    pub consumers: u64,
     pub counters: QueueCounters,
 }
 

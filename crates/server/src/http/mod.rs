@@ -4,6 +4,7 @@
 //! handlers live in their own file and join [`ApiDoc`] through `#[utoipa::path]`. Listening,
 //! shutdown and the store's lifecycle belong to `serve`.
 
+mod alerts;
 pub mod browser;
 mod extract;
 mod health;
@@ -14,6 +15,7 @@ mod openapi;
 pub mod problem;
 mod queues;
 pub mod refusals;
+pub mod request_metrics;
 mod requests;
 pub mod security;
 mod topics;
@@ -72,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         .merge(topics::routes())
         .merge(requests::routes())
         .merge(security::routes())
+        .merge(alerts::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             security::middleware::guard,
@@ -80,6 +83,7 @@ pub fn router(state: AppState) -> Router {
         .layer(Extension(RequestBodyLimit(body_limit)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(request_metrics::record))
         .with_state(state)
         .layer(middleware::from_fn_with_state(browser, browser::guard))
 }

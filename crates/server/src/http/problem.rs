@@ -72,13 +72,14 @@ pub enum ProblemCode {
     /// The token is the administrator token of the server's configuration.
     TokenConfigured,
     /// A field the resource's current state fixes (a queue's durability, a bound topic's
-    /// kind); `field` names it.
+    /// kind), or a definition of the configuration file the API cannot change.
     Conflict,
+    AlertNotFound,
 }
 
 impl ProblemCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ProblemCode; 27] = [
+    pub const ALL: [ProblemCode; 28] = [
         ProblemCode::InvalidName,
         ProblemCode::InvalidField,
         ProblemCode::InvalidBody,
@@ -106,6 +107,7 @@ impl ProblemCode {
         ProblemCode::TokenNotFound,
         ProblemCode::TokenConfigured,
         ProblemCode::Conflict,
+        ProblemCode::AlertNotFound,
     ];
 
     pub fn status(self) -> StatusCode {
@@ -125,6 +127,7 @@ impl ProblemCode {
             | ProblemCode::ReplyNotFound
             | ProblemCode::UserNotFound
             | ProblemCode::TokenNotFound
+            | ProblemCode::AlertNotFound
             | ProblemCode::NotFound => StatusCode::NOT_FOUND,
             ProblemCode::Unauthenticated => StatusCode::UNAUTHORIZED,
             ProblemCode::Forbidden => StatusCode::FORBIDDEN,

@@ -404,6 +404,7 @@ impl Model {
             delayed: count(|s| matches!(s, ModelStatus::Delayed { .. })),
             leased: count(|s| matches!(s, ModelStatus::Leased { .. })),
             oldest_ready_age_ms: oldest_ready.map(|m| now - m.enqueued_at),
+            consumers: 0,
             counters: self.counters,
         }
     }

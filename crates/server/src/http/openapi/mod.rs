@@ -4,7 +4,7 @@
 //! response types join `components` through their `ToSchema` derives.
 
 use super::{
-    health, metrics,
+    alerts, health, metrics,
     queues::{handlers as queue, wire},
     requests, security,
     topics::{handlers as topic, subscribe, wire as topic_wire},
@@ -68,9 +68,16 @@ use responses::LayerResponses;
         security::handlers::list_users,
         security::handlers::delete_user,
         security::handlers::read_audit,
+        alerts::list_alerts,
+        alerts::get_alert,
+        alerts::put_alert,
+        alerts::delete_alert,
     ),
     components(schemas(
         Problem,
+        alerts::AlertRuleBody,
+        alerts::AlertBody,
+        alerts::AlertListBody,
         security::wire::GrantBody,
         security::wire::ActionBody,
         security::wire::UserBody,
@@ -130,6 +137,7 @@ use responses::LayerResponses;
         (name = "topics", description = "Topics: bindings route published messages to queues and topics; live subscriptions over Server-Sent Events."),
         (name = "requests", description = "Request-reply and scatter-gather through temporary reply addresses."),
         (name = "security", description = "Users, tokens, the caller's identity and the audit log (docs/security.md)."),
+        (name = "alerts", description = "Alert rules on queue, topic and node metrics; they fire and resolve as events on a topic (docs/operations.md)."),
     ),
     modifiers(&SecuritySchemes, &LayerResponses),
     security(("bearer" = []), ("basic" = []))

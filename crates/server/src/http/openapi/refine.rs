@@ -9,6 +9,7 @@
 
 use serde_json::{json, Map, Value};
 use wharf_engine::{
+    alerts::{AlertMetric, MetricScope, ALERT_FOR_MAX},
     broker::{
         PRIORITY_MAX, RECEIVE_MESSAGES_MAX, RECEIVE_WAIT_MAX, REPLY_ADDRESS_PREFIX,
         SCATTER_EXPECT_MAX, SEND_BATCH_MESSAGES_MAX,
@@ -71,7 +72,7 @@ pub(super) fn refine(document: &mut Value) {
 }
 
 /// The values of the enumerations the wire types carry as strings.
-const ENUMS: [(&str, &str, &[&str]); 5] = [
+const ENUMS: [(&str, &str, &[&str]); 8] = [
     (
         "TopicBody",
         "kind",
@@ -81,6 +82,9 @@ const ENUMS: [(&str, &str, &[&str]); 5] = [
     ("BindingBody", "syntax", &["amqp", "mqtt", "nats"]),
     ("HeadersBody", "match", &["all", "any"]),
     ("QueueOptions", "overflow", &["reject", "drop_oldest"]),
+    ("AlertRuleBody", "op", &[">", ">=", "<", "<="]),
+    ("AlertBody", "source", &["config", "api"]),
+    ("AlertBody", "state", &["ok", "pending", "firing"]),
 ];
 
 /// `PUT /v1/queues/{name}` takes the engine's `QueueOptions`, every field optional; the
@@ -196,6 +200,39 @@ fn refine_schemas(schemas: &mut Value) {
     refine_messages(schemas);
     refine_destinations(schemas);
     refine_texts(schemas);
+    refine_alerts(schemas);
+}
+
+/// An alert rule names a queue with a queue metric, a topic with a topic metric, neither with
+/// a node metric; the metric names come from the engine. `for_ms` has the engine's range.
+fn refine_alerts(schemas: &mut Value) {
+    let metrics = |scope: MetricScope| -> Vec<&'static str> {
+        (AlertMetric::ALL.iter())
+            .filter(|metric| metric.scope() == scope)
+            .map(|metric| metric.name())
+            .collect()
+    };
+    let string = json!({"type": "string"});
+    let absent = json!({"type": "null"});
+    let scopes = json!({"oneOf": [
+        {"required": ["queue"], "properties": {"queue": string, "topic": absent,
+            "metric": {"enum": metrics(MetricScope::Queue)}}},
+        {"required": ["topic"], "properties": {"topic": string, "queue": absent,
+            "metric": {"enum": metrics(MetricScope::Topic)}}},
+        {"properties": {"queue": absent, "topic": absent,
+            "metric": {"enum": metrics(MetricScope::Node)}}},
+    ]});
+    add_rules(schemas, "AlertRuleBody", vec![scopes]);
+    let name = json!({"pattern": resource_name_pattern()});
+    merge_property(schemas, "AlertRuleBody", "queue", name.clone());
+    merge_property(schemas, "AlertRuleBody", "topic", name);
+    let for_max = ALERT_FOR_MAX.as_millis() as u64;
+    merge_property(
+        schemas,
+        "AlertRuleBody",
+        "for_ms",
+        json!({"minimum": 0, "maximum": for_max}),
+    );
 }
 
 /// The ranges the engine enforces on numbers and lists, from its constants.
@@ -471,6 +508,7 @@ mod tests {
 
     #[test]
     fn every_enumerated_value_is_one_the_server_reads() {
+        use wharf_engine::alerts::{AlertOp, AlertState, RuleSource};
         use wharf_engine::topic::{RulesMode, TopicKind};
         use wharf_model::pattern::Syntax;
         for (schema, property, values) in ENUMS {
@@ -487,6 +525,14 @@ mod tests {
                     (_, "match") => {
                         serde_json::from_value::<wharf_engine::topic::HeadersMode>(value).is_ok()
                     }
+                    (_, "op") => serde_json::from_value::<AlertOp>(value).is_ok(),
+                    // Written, never read: held to what the server writes.
+                    (_, "source") => [RuleSource::Config, RuleSource::Api]
+                        .iter()
+                        .any(|source| serde_json::to_value(source).ok() == Some(value.clone())),
+                    (_, "state") => [AlertState::Ok, AlertState::Pending, AlertState::Firing]
+                        .iter()
+                        .any(|state| serde_json::to_value(state).ok() == Some(value.clone())),
                     _ => false,
                 };
                 assert!(read, "{schema}.{property} = {shown}");

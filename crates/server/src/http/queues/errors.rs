@@ -8,7 +8,7 @@
 use super::wire::{message_member, option_member};
 use crate::http::{topics::wire::destination_member, Problem, ProblemCode};
 use wharf_engine::{
-    error::{Field, FieldProblem},
+    error::{AlertField, Field, FieldProblem},
     log_throttle::LogThrottle,
     topic::DestinationKind,
     EngineError,
@@ -80,6 +80,8 @@ pub(crate) fn engine_problem(error: EngineError, messages: MessagesAt) -> Proble
         EngineError::UserNotFound { .. } => ProblemCode::UserNotFound,
         EngineError::TokenNotFound { .. } => ProblemCode::TokenNotFound,
         EngineError::TokenConfigured { .. } => ProblemCode::TokenConfigured,
+        EngineError::AlertNotFound { .. } => ProblemCode::AlertNotFound,
+        EngineError::AlertConfigured { .. } => ProblemCode::Conflict,
         EngineError::TopicNotFound { .. } => ProblemCode::TopicNotFound,
         EngineError::BindingNotFound { .. } => ProblemCode::BindingNotFound,
         EngineError::ReplyNotFound { .. } => ProblemCode::ReplyNotFound,
@@ -176,6 +178,9 @@ fn field_path(field: &Field, messages: MessagesAt) -> String {
         Field::Password => "password",
         Field::Grant { index } => return format!("grants[{index}].actions"),
         Field::ExpiresIn => "expires_in_s",
+        Field::Alert(AlertField::Metric) => "metric",
+        Field::Alert(AlertField::Threshold) => "threshold",
+        Field::Alert(AlertField::For) => "for_ms",
     };
     member.to_string()
 }
@@ -216,7 +221,9 @@ fn field_wording(problem: &FieldProblem, messages: MessagesAt) -> String {
         | FieldProblem::NotAReplyAddress
         | FieldProblem::CorrelationMismatch
         | FieldProblem::InvalidName { .. }
-        | FieldProblem::AccountNameChars => problem.to_string(),
+        | FieldProblem::AccountNameChars
+        | FieldProblem::MetricScope { .. }
+        | FieldProblem::NotFinite => problem.to_string(),
     }
 }
 

@@ -46,6 +46,8 @@ pub struct QueueStatsBody {
     pub leased: u64,
     /// Age of the oldest ready message; null when none is ready.
     pub oldest_ready_age_ms: Option<u64>,
+    /// Consumers attached now: push consumers and waiting long polls.
+    pub consumers: u64,
     pub counters: QueueCountersBody,
 }
 
@@ -475,6 +477,7 @@ impl From<QueueStats> for QueueStatsBody {
             delayed,
             leased,
             oldest_ready_age_ms,
+            consumers,
             counters,
         } = stats;
         let QueueCounters {
@@ -495,6 +498,7 @@ impl From<QueueStats> for QueueStatsBody {
             delayed,
             leased,
             oldest_ready_age_ms,
+            consumers,
             counters: QueueCountersBody {
                 sent,
                 duplicates,

@@ -66,6 +66,9 @@ pub fn rule(method: &Method, template: &str) -> Option<Rule> {
         // An administrator, or a user setting its own password: the handler decides.
         "/v1/users/{name}" if *method == Method::PUT => Some(Rule::Authenticated),
         "/v1/users" | "/v1/users/{name}" | "/v1/audit" => Some(Rule::Admin),
+        // Listed filtered by what the caller sees; rules are the node's configuration.
+        "/v1/alerts" | "/v1/alerts/{name}" if get => Some(Rule::Authenticated),
+        "/v1/alerts/{name}" => Some(Rule::Admin),
         _ => None,
     }
 }

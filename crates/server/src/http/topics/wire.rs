@@ -68,6 +68,8 @@ pub struct TopicStatsBody {
     pub retained: u64,
     /// Compaction passes of the topic's log since the server started.
     pub compactions: u64,
+    /// Live subscriptions (`/subscribe` streams) now.
+    pub subscribers: u64,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -397,6 +399,7 @@ impl From<TopicInfo> for TopicInfoBody {
             filters_stopped,
             retained,
             compactions,
+            subscribers,
         } = info.stats;
         TopicInfoBody {
             name: info.name,
@@ -419,6 +422,7 @@ impl From<TopicInfo> for TopicInfoBody {
                 filters_stopped,
                 retained,
                 compactions,
+                subscribers,
             },
         }
     }
