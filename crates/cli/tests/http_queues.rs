@@ -871,3 +871,92 @@ fn an_alert_rule_fires_and_resolves_as_events_and_holds_readiness() {
     let gone = client.expect(404, "GET", "/v1/alerts/backlog", &Value::Null);
     assert_eq!(gone["code"], "alert_not_found");
 }
+
+#[test]
+fn one_message_is_read_and_deleted_by_its_id_across_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Node::start(dir.path());
+    let client = node.client();
+    client.expect(201, "PUT", "/v1/queues/jobs", &json!({}));
+    let sent = send(
+        &client,
+        "jobs",
+        json!([{"id": "job-1", "body": {"n": 1}}, {"body": {"n": 2}}, {"id": "job-3", "body": 3}]),
+    );
+    let generated = sent[1]["id"].as_str().expect("an id").to_string();
+    let node = node.kill_and_restart();
+    let client = node.client();
+
+    // The index is rebuilt from the log: client-given and generated ids are found.
+    let found = client.expect(
+        200,
+        "GET",
+        &format!("/v1/queues/jobs/messages/{generated}"),
+        &Value::Null,
+    );
+    assert_eq!(
+        (&found["body"], &found["state"]),
+        (&json!({"n": 2}), &json!("ready"))
+    );
+    let leased = client.receive("jobs", 1, 30_000);
+    assert_eq!(leased[0]["id"], "job-1");
+    let found = client.expect(200, "GET", "/v1/queues/jobs/messages/job-1", &Value::Null);
+    assert_eq!(found["state"], "leased", "{found}");
+
+    let refused = client.expect(
+        409,
+        "DELETE",
+        "/v1/queues/jobs/messages/job-1",
+        &Value::Null,
+    );
+    assert_eq!(refused["code"], "message_leased");
+    client.expect(
+        204,
+        "DELETE",
+        "/v1/queues/jobs/messages/job-3",
+        &Value::Null,
+    );
+    let gone = client.expect(404, "GET", "/v1/queues/jobs/messages/job-3", &Value::Null);
+    assert_eq!(gone["code"], "message_not_found");
+    let gone = client.expect(
+        404,
+        "DELETE",
+        "/v1/queues/jobs/messages/job-3",
+        &Value::Null,
+    );
+    assert_eq!(gone["code"], "message_not_found");
+    let stats = client.expect(200, "GET", "/v1/queues/jobs", &Value::Null)["stats"].clone();
+    assert_eq!(
+        (&stats["ready"], &stats["leased"]),
+        (&json!(1), &json!(1)),
+        "{stats}"
+    );
+    assert_eq!(stats["counters"]["purged"], 1);
+
+    // Deleted stays deleted; an acked message is gone too.
+    let receipt = leased[0]["receipt"].clone();
+    client.expect(
+        200,
+        "POST",
+        "/v1/queues/jobs/ack",
+        &json!({"receipts": [receipt]}),
+    );
+    let node = node.kill_and_restart();
+    let client = node.client();
+    for id in ["job-1", "job-3"] {
+        client.expect(
+            404,
+            "GET",
+            &format!("/v1/queues/jobs/messages/{id}"),
+            &Value::Null,
+        );
+    }
+    client.expect(
+        200,
+        "GET",
+        &format!("/v1/queues/jobs/messages/{generated}"),
+        &Value::Null,
+    );
+    let missing = client.expect(404, "GET", "/v1/queues/nowhere/messages/x", &Value::Null);
+    assert_eq!(missing["code"], "queue_not_found");
+}

@@ -105,6 +105,12 @@ pub enum EngineError {
          and restart"
     )]
     TokenConfigured { id: String },
+    /// No unsettled message of this queue has this id (never sent, or settled).
+    #[error("queue {queue:?} holds no message {id:?}")]
+    MessageNotFound { queue: String, id: String },
+    /// The message is leased: its consumer settles it.
+    #[error("message {id:?} of queue {queue:?} is leased by a consumer; ack or nack it with its receipt, or wait for the lease to end")]
+    MessageLeased { queue: String, id: String },
     #[error("alert rule {name:?} does not exist")]
     AlertNotFound { name: String },
     /// An alert rule of the configuration file, which the API cannot change: it would come

@@ -681,6 +681,50 @@ impl Engine {
         self.queue(queue)?.browse(which, max, self.now()).await
     }
 
+    /// The unsettled message `id` of `queue`, without changing it.
+    pub async fn get_message(&self, queue: &str, id: &str) -> Result<PeekedMessage, EngineError> {
+        match self.queue(queue)?.find(id).await? {
+            Some((_, found)) => Ok(found),
+            None => Err(EngineError::MessageNotFound {
+                queue: queue.to_string(),
+                id: id.to_string(),
+            }),
+        }
+    }
+
+    /// Removes the ready or delayed message `id` of `queue`, as a purge of one message (it
+    /// counts as purged). A leased message is its consumer's to settle: refused.
+    pub async fn delete_message(&self, queue: &str, id: &str) -> Result<(), EngineError> {
+        self.check_open()?;
+        let runtime = self.queue(queue)?;
+        let not_found = || EngineError::MessageNotFound {
+            queue: queue.to_string(),
+            id: id.to_string(),
+        };
+        let (seq, found) = runtime.find(id).await?.ok_or_else(not_found)?;
+        match found.status {
+            crate::queue::MessageStatus::Ready | crate::queue::MessageStatus::Delayed { .. } => {}
+            crate::queue::MessageStatus::Leased { .. } | crate::queue::MessageStatus::Settling => {
+                return Err(EngineError::MessageLeased {
+                    queue: queue.to_string(),
+                    id: id.to_string(),
+                })
+            }
+        }
+        // Leased between the check and the write, it is removed all the same, as a purge's
+        // race goes; its consumer's ack then finds no lease. Settled meanwhile: nothing to do.
+        runtime
+            .write_settled(
+                self.inner.store.as_ref(),
+                &[seq.0],
+                records::SettleReason::Purged,
+                &[crate::queue::SettleReason::Purged],
+            )
+            .await?;
+        self.reclaim().await;
+        Ok(())
+    }
+
     /// Removes every ready and delayed message; returns how many.
     pub async fn purge(&self, queue: &str) -> Result<u64, EngineError> {
         self.check_open()?;

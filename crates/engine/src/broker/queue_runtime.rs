@@ -239,8 +239,12 @@ impl QueueRuntime {
         let mut evicted = Vec::new();
         for (i, (index, key)) in plan.to_write.iter().enumerate() {
             let message = &messages[*index].0;
-            let meta = enqueue_meta(Seq(first + i as u64), message, *key);
-            evicted.extend(core.state.apply_enqueued(meta, now));
+            let seq = Seq(first + i as u64);
+            evicted.extend(
+                core.state
+                    .apply_enqueued(enqueue_meta(seq, message, *key), now),
+            );
+            core.state.index_id(DedupKey::of_text(&message.id), seq);
         }
         drop(core);
         self.timer_changed.notify_one();
@@ -503,6 +507,31 @@ impl QueueRuntime {
                 status,
             })
             .collect())
+    }
+
+    /// The unsettled message whose id is `id`, with its delivery count and status, if any.
+    pub(crate) async fn find(&self, id: &str) -> Result<Option<(Seq, PeekedMessage)>, EngineError> {
+        let candidates: Vec<(Seq, u32, MessageStatus)> = {
+            let core = self.core()?;
+            (core.state.seqs_with_id(DedupKey::of_text(id)).into_iter())
+                .filter_map(|seq| {
+                    let view = core.state.message(seq)?;
+                    Some((seq, view.delivery_count, view.status))
+                })
+                .collect()
+        };
+        let seqs: Vec<Seq> = candidates.iter().map(|(seq, ..)| *seq).collect();
+        let messages = self.read_messages(&seqs).await?;
+        Ok((messages.into_iter().zip(candidates))
+            .find(|(message, _)| message.id == id)
+            .map(|(message, (seq, delivery_count, status))| {
+                let peeked = PeekedMessage {
+                    message,
+                    delivery_count,
+                    status,
+                };
+                (seq, peeked)
+            }))
     }
 
     /// The seqs a purge would settle now, changing nothing.

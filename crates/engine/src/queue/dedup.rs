@@ -18,8 +18,13 @@ pub struct DedupKey(u64);
 
 impl DedupKey {
     pub fn of(id: &MessageId) -> DedupKey {
+        DedupKey::of_text(id.as_str())
+    }
+
+    /// The same hash of any id text (server-generated ids included).
+    pub fn of_text(id: &str) -> DedupKey {
         let mut hasher = DefaultHasher::new();
-        id.as_str().hash(&mut hasher);
+        id.hash(&mut hasher);
         DedupKey(hasher.finish())
     }
 }

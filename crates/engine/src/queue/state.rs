@@ -68,6 +68,11 @@ pub struct QueueState {
     locations: BTreeMap<Seq, u64>,
     /// Messages whose settlement is being written, with what to put back if it fails.
     settling: BTreeMap<Seq, Pending>,
+    /// Every unsettled message's id hash, to find one message by id (reading its record
+    /// confirms it). About 24 bytes a message. Settled messages' entries are not removed one
+    /// by one (the state does not know their ids): lookups skip them, and they are swept
+    /// when the index outgrows the queue twice over.
+    ids: BTreeSet<(DedupKey, Seq)>,
 }
 
 /// A settlement decided but not yet written.
@@ -107,6 +112,10 @@ enum Status {
     Settling,
 }
 
+/// Entries of settled messages the id index may hold beyond twice the queue's length before
+/// it is swept: keeps small queues from sweeping on every send.
+const ID_INDEX_SLACK: usize = 1024;
+
 impl QueueState {
     /// An empty queue. `seed` must differ between incarnations of the same queue (take it
     /// from a random source, or a persisted restart counter): receipts carry it, so receipts
@@ -130,7 +139,32 @@ impl QueueState {
             ended_leases: Vec::new(),
             locations: BTreeMap::new(),
             settling: BTreeMap::new(),
+            ids: BTreeSet::new(),
         })
+    }
+
+    /// Indexes message `seq` under the hash of its id (see [`QueueState::seqs_with_id`]).
+    pub fn index_id(&mut self, key: DedupKey, seq: Seq) {
+        self.ids.insert((key, seq));
+        if self.ids.len() > 2 * self.entries.len() + ID_INDEX_SLACK {
+            let entries = &self.entries;
+            self.ids.retain(|(_, seq)| entries.contains_key(seq));
+        }
+    }
+
+    /// Entries in the id index, live or not yet swept.
+    #[cfg(test)]
+    pub(crate) fn id_index_len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// The unsettled messages whose id hashes to `key`: almost always none or one; the caller
+    /// reads their records to match the id itself.
+    pub fn seqs_with_id(&self, key: DedupKey) -> Vec<Seq> {
+        (self.ids.range((key, Seq(0))..=(key, Seq(u64::MAX))))
+            .map(|&(_, seq)| seq)
+            .filter(|seq| self.entries.contains_key(seq))
+            .collect()
     }
 
     pub fn options(&self) -> &QueueOptions {

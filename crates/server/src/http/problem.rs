@@ -75,11 +75,15 @@ pub enum ProblemCode {
     /// kind), or a definition of the configuration file the API cannot change.
     Conflict,
     AlertNotFound,
+    /// No unsettled message with this id in the queue.
+    MessageNotFound,
+    /// The message is leased by a consumer, which settles it.
+    MessageLeased,
 }
 
 impl ProblemCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ProblemCode; 28] = [
+    pub const ALL: [ProblemCode; 30] = [
         ProblemCode::InvalidName,
         ProblemCode::InvalidField,
         ProblemCode::InvalidBody,
@@ -108,6 +112,8 @@ impl ProblemCode {
         ProblemCode::TokenConfigured,
         ProblemCode::Conflict,
         ProblemCode::AlertNotFound,
+        ProblemCode::MessageNotFound,
+        ProblemCode::MessageLeased,
     ];
 
     pub fn status(self) -> StatusCode {
@@ -128,6 +134,7 @@ impl ProblemCode {
             | ProblemCode::UserNotFound
             | ProblemCode::TokenNotFound
             | ProblemCode::AlertNotFound
+            | ProblemCode::MessageNotFound
             | ProblemCode::NotFound => StatusCode::NOT_FOUND,
             ProblemCode::Unauthenticated => StatusCode::UNAUTHORIZED,
             ProblemCode::Forbidden => StatusCode::FORBIDDEN,
@@ -136,9 +143,10 @@ impl ProblemCode {
             // 409 Conflict: the request clashes with the queue's state, like a full bounded
             // buffer. 429 would tell this client to slow down, but the queue stays full whoever
             // sends until a consumer catches up.
-            ProblemCode::QueueFull | ProblemCode::TokenConfigured | ProblemCode::Conflict => {
-                StatusCode::CONFLICT
-            }
+            ProblemCode::QueueFull
+            | ProblemCode::TokenConfigured
+            | ProblemCode::Conflict
+            | ProblemCode::MessageLeased => StatusCode::CONFLICT,
             ProblemCode::LimitReached => StatusCode::TOO_MANY_REQUESTS,
             ProblemCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ProblemCode::DiskFull => StatusCode::INSUFFICIENT_STORAGE,

@@ -674,3 +674,28 @@ fn set_options_applies_to_later_decisions_and_is_validated() {
     )
     .is_err());
 }
+
+#[test]
+fn the_id_index_finds_live_messages_and_stays_within_twice_the_queue() {
+    let mut state = queue(QueueOptions::default());
+    let key = |i: u64| DedupKey::of_text(&format!("id-{i}"));
+    for round in 0..20u64 {
+        for i in round * 500..(round + 1) * 500 {
+            state.apply_enqueued(meta(i), T0);
+            state.index_id(key(i), Seq(i));
+        }
+        // Swept as it grows: settled entries never pile up past the bound.
+        assert!(state.id_index_len() <= 2 * state.len() + 1024);
+        // Keep the last 10 of each round, settle the rest.
+        for seq in state.purgeable() {
+            if seq.0 < (round + 1) * 500 - 10 {
+                state.apply_settled(seq, SettleReason::Purged);
+            }
+        }
+    }
+    assert_eq!(state.seqs_with_id(key(9_999)), [Seq(9_999)]);
+    assert!(
+        state.seqs_with_id(key(0)).is_empty(),
+        "a settled message is not found"
+    );
+}

@@ -46,6 +46,8 @@ use responses::LayerResponses;
         queue::nack_messages,
         queue::extend_leases,
         queue::peek_messages,
+        queue::get_message,
+        queue::delete_message,
         queue::purge_queue,
         queue::redrive_queue,
         topic::put_topic,

@@ -81,6 +81,8 @@ pub(crate) fn engine_problem(error: EngineError, messages: MessagesAt) -> Proble
         EngineError::TokenNotFound { .. } => ProblemCode::TokenNotFound,
         EngineError::TokenConfigured { .. } => ProblemCode::TokenConfigured,
         EngineError::AlertNotFound { .. } => ProblemCode::AlertNotFound,
+        EngineError::MessageNotFound { .. } => ProblemCode::MessageNotFound,
+        EngineError::MessageLeased { .. } => ProblemCode::MessageLeased,
         EngineError::AlertConfigured { .. } => ProblemCode::Conflict,
         EngineError::TopicNotFound { .. } => ProblemCode::TopicNotFound,
         EngineError::BindingNotFound { .. } => ProblemCode::BindingNotFound,

@@ -382,6 +382,52 @@ pub async fn peek_messages(
     Ok(Json(MessageListBody { messages }))
 }
 
+/// One unsettled message by its id (ready, delayed or leased), without leasing it.
+#[utoipa::path(
+    get,
+    path = "/v1/queues/{name}/messages/{id}",
+    tag = "queues",
+    params(
+        ("name" = String, Path, description = "Queue name"),
+        ("id" = String, Path, description = "Message id"),
+    ),
+    responses(
+        (status = 200, description = "The message, no receipt", body = MessageBody),
+        (status = 404, description = "No such queue, or no such message in it", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_message(
+    State(state): State<AppState>,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<Json<MessageBody>, Problem> {
+    let found = state.engine.get_message(&name, &id).await?;
+    Ok(Json(found.into()))
+}
+
+/// Removes one ready or delayed message by its id (counted as purged). A leased message is
+/// its consumer's to settle: 409.
+#[utoipa::path(
+    delete,
+    path = "/v1/queues/{name}/messages/{id}",
+    tag = "queues",
+    params(
+        ("name" = String, Path, description = "Queue name"),
+        ("id" = String, Path, description = "Message id"),
+    ),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "No such queue, or no such message in it", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The message is leased by a consumer", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete_message(
+    State(state): State<AppState>,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<StatusCode, Problem> {
+    state.engine.delete_message(&name, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Removes every ready and delayed message (leased ones stay with their consumers).
 #[utoipa::path(
     post,

@@ -34,6 +34,10 @@ pub fn routes() -> Router<AppState> {
             post(handlers::send_messages).get(handlers::peek_messages),
         )
         .route(
+            "/v1/queues/{name}/messages/{id}",
+            get(handlers::get_message).delete(handlers::delete_message),
+        )
+        .route(
             "/v1/queues/{name}/receive",
             post(handlers::receive_messages),
         )

@@ -51,6 +51,8 @@ pub fn rule(method: &Method, template: &str) -> Option<Rule> {
         "/v1/queues/{name}" => grant(Manage, Queue),
         "/v1/queues/{name}/messages" if get => grant(Read, Queue),
         "/v1/queues/{name}/messages" => grant(Write, Queue),
+        "/v1/queues/{name}/messages/{id}" if get => grant(Read, Queue),
+        "/v1/queues/{name}/messages/{id}" => grant(Manage, Queue),
         "/v1/queues/{name}/receive"
         | "/v1/queues/{name}/ack"
         | "/v1/queues/{name}/nack"
