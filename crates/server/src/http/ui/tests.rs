@@ -52,7 +52,7 @@ async fn get(state: &AppState, path: &str) -> Response {
     router(state.clone()).oneshot(request).await.expect("call")
 }
 
-fn header_of<'a>(response: &'a Response, name: header::HeaderName) -> &'a str {
+fn header_of(response: &Response, name: header::HeaderName) -> &str {
     response
         .headers()
         .get(name)
