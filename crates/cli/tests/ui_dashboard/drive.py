@@ -154,9 +154,15 @@ class Page:
         self.wait(f"a success message {expected!r}", shown)
 
     def shoot(self, name):
+        """A screenshot 1280 pixels wide of the whole page (at most 2,000 pixels high)."""
         self.drain_console()
+        chrome, height = self.driver.execute_script(
+            "return [window.outerHeight - window.innerHeight,"
+            " document.documentElement.scrollHeight]")
+        self.driver.set_window_size(1280, min(max(height, 800), 2000) + chrome)
         path = os.path.join(SHOTS, f"ui-{name}.png")
         self.driver.save_screenshot(path)
+        self.driver.set_window_size(1280, 800)
         print(f"screenshot {path}")
 
     def drain_console(self):
@@ -240,6 +246,7 @@ def queue(page):
     assert "cannot parse order" in dead and QUEUE in dead, dead
     page.wait_text("[data-testid=message-table]", "order-2")
     page.wait_text("[data-testid=queue-options]", DEAD)
+    time.sleep(2.5)  # a second refresh, so the charts have a line
     page.shoot("queue")
     print("queue: ready 1, options, 2 dead letters with reason 'rejected' and their last error")
 
@@ -258,6 +265,11 @@ def queue(page):
     print("purge: the page and the API show 0 ready")
 
     page.type("#send-body", '{"test": "sent from the queue page"}')
+    page.type("#send-priority", "42")
+    page.click("#send")
+    page.wait_text("[data-testid=message-error]", "priority")
+    print("send: the API's refusal (priority 42) is shown with its detail")
+    page.type("#send-priority", "")
     page.click("#send")
     page.success("Sent message")
     page.wait_card("ready", "1")
@@ -303,10 +315,12 @@ def topic(page):
 
 def check_console(page):
     page.drain_console()
-    # The two refusals this script causes on purpose: a wrong token, and /v1/alerts on a
-    # server without alerting (the page shows "No alert rules." for it).
+    # The refusals this script causes on purpose: a wrong token, a send with priority 42,
+    # and /v1/alerts on a server without alerting (the page shows "No alert rules." for it).
     expected = ["/v1/whoami - Failed to load resource: the server responded with a status of 401",
-                "/v1/alerts - Failed to load resource: the server responded with a status of 404"]
+                "/v1/alerts - Failed to load resource: the server responded with a status of 404",
+                f"/v1/queues/{QUEUE}/messages - Failed to load resource: the server responded"
+                " with a status of 400"]
     problems = []
     for entry in page.console:
         message = entry.get("message", "")

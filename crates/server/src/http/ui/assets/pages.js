@@ -97,7 +97,7 @@ async function loadAlerts(signal) {
 
 function alertTable(alerts) {
   const order = { firing: 0, pending: 1, ok: 2 };
-  const sorted = [...alerts].sort((a, b) => (order[a.state] ?? 3) - (order[b.state] ?? 3) || a.name.localeCompare(b.name));
+  const sorted = [...alerts].sort((a, b) => (order[a.state] ?? 3) - (order[b.state] ?? 3) || String(a.name).localeCompare(String(b.name)));
   return table([
     { title: 'State', value: (a) => badge(a.state, a.state) },
     { title: 'Rule', value: (a) => a.name },
@@ -344,7 +344,8 @@ function messageTable(messages, withDeadLetters, empty) {
 function sendForm(scope, send, { routingKey = false } = {}) {
   const key = h('input', { type: 'text', id: 'send-key', placeholder: 'orders.eu.created' });
   const body = h('textarea', { id: 'send-body', rows: 3 }, '{"hello": "from the dashboard"}');
-  const priority = h('input', { type: 'number', id: 'send-priority', min: 0, max: 9, placeholder: '0' });
+  // No max: the server checks the range and its answer says why (a browser bubble would not).
+  const priority = h('input', { type: 'number', id: 'send-priority', min: 0, placeholder: '0-9' });
   const delay = h('input', { type: 'number', id: 'send-delay', min: 0, placeholder: '0' });
   const button = h('button', { type: 'submit', class: 'primary', id: 'send' }, routingKey ? 'Publish' : 'Send');
   const form = h('form', { class: 'stack', 'data-testid': 'send-form' },
