@@ -188,6 +188,7 @@ def login(page):
     page.type("#login-token", "not-the-token-of-anyone")
     page.click("#login-submit")
     page.wait_text("[data-testid=message-error]", "Unauthorized")
+    page.shoot("login")
     page.type("#login-token", TOKEN)
     page.click("#login-submit")
     page.wait_text("#identity", "token")
@@ -302,7 +303,7 @@ def topic(page):
     page.type("#send-key", "orders.eu.created")
     page.type("#send-body", '{"test": "published from the topic page"}')
     page.click("#send")
-    page.success("routed to 1 destinations")
+    page.success("routed to 1 destination.")
     page.wait_text("[data-testid=tail]", "published from the topic page")
     page.wait_card("published", "1")
     page.shoot("topic")
@@ -313,14 +314,36 @@ def topic(page):
     print("topic: bindings shown; a message published from the page arrives in the live tail and its queue")
 
 
+def viewer(page):
+    """A user who may only read queues: logs in with a password; a purge is refused visibly."""
+    got, answer = api("PUT", "/v1/users/viewer", {
+        "password": "a viewer's password", "grants": [{"actions": ["read"], "resource": "queue:*"}]})
+    assert got in (200, 201), (got, answer)
+    page.click("#logout")
+    page.wait("the login box", lambda: page.driver.find_element(By.ID, "login").is_displayed())
+    page.type("#login-user", "viewer")
+    page.type("#login-password", "a viewer's password")
+    page.click("#login-user-submit")
+    page.wait_text("#identity", "user viewer")
+    page.open(f"/queues/{QUEUE}")
+    page.wait_card("ready", "2")
+    page.click("#purge")
+    page.click("#purge-confirm")
+    page.wait_text("[data-testid=message-error]", "Forbidden")
+    assert stats(QUEUE)["ready"] == 2
+    print("viewer: logs in as a user; the purge it may not do is refused and shown, nothing purged")
+
+
 def check_console(page):
     page.drain_console()
-    # The refusals this script causes on purpose: a wrong token, a send with priority 42,
-    # and /v1/alerts on a server without alerting (the page shows "No alert rules." for it).
+    # The refusals this script causes on purpose: a wrong token, a send with priority 42, a
+    # purge by a user without the grant, and /v1/alerts on a server without alerting (the page shows "No alert rules." for it).
     expected = ["/v1/whoami - Failed to load resource: the server responded with a status of 401",
                 "/v1/alerts - Failed to load resource: the server responded with a status of 404",
                 f"/v1/queues/{QUEUE}/messages - Failed to load resource: the server responded"
-                " with a status of 400"]
+                " with a status of 400",
+                f"/v1/queues/{QUEUE}/purge - Failed to load resource: the server responded"
+                " with a status of 403"]
     problems = []
     for entry in page.console:
         message = entry.get("message", "")
@@ -346,6 +369,7 @@ def main():
         queue(page)
         topics(page)
         topic(page)
+        viewer(page)
         check_console(page)
     except BaseException:
         page.drain_console()

@@ -102,6 +102,8 @@ function failed(error, key) {
 
 function route() {
   if (current) current.stop();
+  // The messages were about the page being left.
+  clearAll();
   const main = document.getElementById('main');
   main.replaceChildren();
   current = new Scope(main);
@@ -165,13 +167,14 @@ function describe(who) {
 
 function logIn(event) {
   event.preventDefault();
+  const byToken = event.target.id === 'login-token-form';
   const token = document.getElementById('login-token').value.trim();
   const user = document.getElementById('login-user').value.trim();
   const password = document.getElementById('login-password').value;
-  if (token) auth.useToken(token);
-  else if (user) auth.useUser(user, password);
+  if (byToken && token) auth.useToken(token);
+  else if (!byToken && user) auth.useUser(user, password);
   else {
-    showError(new Error('Type a token, or a user and its password.'), 'login');
+    showError(new Error(byToken ? 'Type a token.' : 'Type a user and its password.'), 'login');
     return;
   }
   for (const id of ['login-token', 'login-user', 'login-password']) document.getElementById(id).value = '';
@@ -185,7 +188,8 @@ function logOut() {
   showLogin();
 }
 
-document.getElementById('login-form').addEventListener('submit', logIn);
+document.getElementById('login-token-form').addEventListener('submit', logIn);
+document.getElementById('login-user-form').addEventListener('submit', logIn);
 document.getElementById('logout').addEventListener('click', logOut);
 window.addEventListener('hashchange', () => {
   if (document.getElementById('login').hidden) route();

@@ -15,6 +15,7 @@ const PEEK_MAX = 100;
 /// Events the live tail keeps on screen.
 const TAIL_MAX = 200;
 
+const plural = (n, noun) => `${count(n)} ${noun}${n === 1 ? '' : 's'}`;
 const queueHref = (name) => `#/queues/${encodeURIComponent(name)}`;
 const topicHref = (name) => `#/topics/${encodeURIComponent(name)}`;
 
@@ -271,13 +272,13 @@ export function queue(scope, name) {
   confirmPurge.addEventListener('click', () => scope.act(confirmPurge, async () => {
     const answer = await post(path('queues', name, 'purge'));
     confirmBar.hidden = true;
-    showSuccess(`Purged ${count(answer.purged)} messages from ${name}.`);
+    showSuccess(`Purged ${plural(answer.purged, 'message')} from ${name}.`);
     refresh();
   }));
   const redrive = (target, button) => scope.act(button, async () => {
     const answer = await post(path('queues', target, 'redrive'));
     const skipped = answer.skipped_not_dead_letter + answer.skipped_source_missing;
-    showSuccess(`Redrove ${count(answer.redriven)} dead letters from ${target} to their queues` +
+    showSuccess(`Redrove ${plural(answer.redriven, 'dead letter')} from ${target} to their queues` +
       (skipped ? ` (skipped: ${answer.skipped_not_dead_letter} not dead letters, ${answer.skipped_source_missing} whose queue is gone).` : '.'));
     refresh();
   });
@@ -380,7 +381,7 @@ export function topic(scope, name) {
   const form = sendForm(scope, async (message) => {
     const answer = await post(path('topics', name, 'publish'), { messages: [message] });
     const published = answer.messages[0];
-    showSuccess(`Published message ${published.id} to ${name}: routed to ${published.routed} destinations.`);
+    showSuccess(`Published message ${published.id} to ${name}: routed to ${plural(published.routed, 'destination')}.`);
     refresh();
   }, { routingKey: true });
   scope.main.append(
@@ -400,7 +401,7 @@ export function topic(scope, name) {
     ]);
     history.add(name, Date.now(), info.stats);
     cards.replaceChildren(
-      card('Published', count(info.stats.published), { testId: 'published', chart: sparkline(history.rates(name, 'published')), note: 'per second below' }),
+      card('Published', count(info.stats.published), { testId: 'published', chart: sparkline(history.rates(name, 'published'), { title: 'published per second' }) }),
       card('Routed', count(info.stats.routed), { testId: 'routed' }),
       card('Unroutable', count(info.stats.unroutable), { testId: 'unroutable' }),
       card('Bindings', count(info.stats.bindings), { testId: 'binding-count' }),

@@ -210,6 +210,8 @@ export class History {
 
 // ---- the message area ----
 
+/// Long enough to read a sentence and an id.
+const SUCCESS_SHOWN_MS = 10_000;
 const shown = new Map();
 
 /// Shows an error (an ApiError or any Error) until dismissed or until `clear(key)`; one
@@ -218,8 +220,13 @@ export function showError(error, key = error.message) {
   show('error', error.message || String(error), key);
 }
 
+/// Shows a success for a while: it confirms an action, nothing needs doing about it.
 export function showSuccess(text, key = text) {
   show('success', text, key);
+  const element = shown.get(key);
+  setTimeout(() => {
+    if (shown.get(key) === element) clear(key);
+  }, SUCCESS_SHOWN_MS);
 }
 
 function show(kind, text, key) {
