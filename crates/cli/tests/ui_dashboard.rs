@@ -72,7 +72,8 @@ fn install_chromium() {
     }
     let install = || {
         Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            // With the recommended packages: they bring the fonts the screenshots show.
+            .args(["install", "-y", "-qq"])
             .args(["chromium", "chromium-driver"])
             .env("DEBIAN_FRONTEND", "noninteractive")
             .output()
