@@ -170,7 +170,8 @@ export function queues(scope) {
       { title: 'In', num: true, value: (q) => rate(history.rate(q.name, 'sent')) },
       { title: 'Out', num: true, value: (q) => rate(history.rate(q.name, 'delivered')) },
       { title: 'Acked', num: true, value: (q) => rate(history.rate(q.name, 'acked')) },
-      { title: 'Depth', value: (q) => sparkline(history.values(q.name, 'depth'), { width: 120, height: 24 }) },
+      { title: 'Depth', value: (q) => sparkline(history.values(q.name, 'depth'), { width: 120, height: 24, title: 'ready + delayed + leased' }) },
+      { title: 'In / out', value: (q) => sparkline([history.rates(q.name, 'sent'), history.rates(q.name, 'delivered')], { width: 120, height: 24, title: 'sent (blue) and delivered (violet) per second' }) },
       { title: 'Dead letters to', value: (q) => (q.options.dead_letter_queue ? link(queueHref(q.options.dead_letter_queue), q.options.dead_letter_queue) : '–') },
     ],
   });
