@@ -43,10 +43,14 @@ async fn secured_state() -> AppState {
 }
 
 async fn get(state: &AppState, path: &str) -> Response {
+    get_from_host(state, path, "localhost").await
+}
+
+async fn get_from_host(state: &AppState, path: &str, host: &str) -> Response {
     let request = Request::builder()
         .method(Method::GET)
         .uri(path)
-        .header(header::HOST, "localhost")
+        .header(header::HOST, host)
         .body(Body::empty())
         .expect("request");
     router(state.clone()).oneshot(request).await.expect("call")
@@ -93,6 +97,15 @@ async fn the_page_and_its_files_are_served_without_credentials_with_a_strict_pol
         let body = to_bytes(response.into_body(), 1 << 20).await.expect("body");
         assert!(!body.is_empty(), "{path}");
     }
+}
+
+/// Outside the security guard is not outside the browser rules: a rebound DNS name gets no
+/// page to run in the API's origin.
+#[tokio::test]
+async fn the_page_keeps_the_host_allow_list() {
+    let state = secured_state().await;
+    let response = get_from_host(&state, "/ui", "evil.example").await;
+    assert_eq!(response.status(), StatusCode::MISDIRECTED_REQUEST);
 }
 
 #[tokio::test]
