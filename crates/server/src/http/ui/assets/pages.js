@@ -103,10 +103,10 @@ function alertTable(alerts) {
     { title: 'State', value: (a) => badge(a.state, a.state) },
     { title: 'Rule', value: (a) => a.name },
     { title: 'On', value: (a) => (a.queue ? link(queueHref(a.queue), `queue ${a.queue}`) : a.topic ? link(topicHref(a.topic), `topic ${a.topic}`) : 'node') },
-    { title: 'Condition', value: (a) => `${a.metric}${a.rate ? ' per second' : ''} ${a.op} ${count(a.threshold)} for ${duration(a.for_ms)}` },
+    { title: 'Condition', value: (a) => `${a.metric}${a.rate ? ' per second' : ''} ${a.op} ${count(a.threshold)}${a.for_ms ? ` for ${duration(a.for_ms)}` : ''}` },
     { title: 'Value', num: true, value: (a) => (a.value === null || a.value === undefined ? '–' : count(a.value)) },
     { title: 'Since', value: (a) => time(a.since_ms) },
-    { title: 'Readiness', value: (a) => (a.readiness ? 'fails /readyz' : '–') },
+    { title: 'Readiness', value: (a) => (a.readiness ? 'fails /readyz when firing' : '–') },
   ], sorted, { empty: 'No alert rules.', testId: 'alert-table' });
 }
 
