@@ -1,4 +1,5 @@
-//! The HTTP door: operational endpoints and the `/v1` resource API (queues, topics, request-reply).
+//! The HTTP door: operational endpoints, the `/v1` resource API (queues, topics, request-reply)
+//! and the web dashboard's static files under `/ui`.
 //!
 //! This module owns routing, the shared handler state and the OpenAPI document; each concern's
 //! handlers live in their own file and join [`ApiDoc`] through `#[utoipa::path]`. Listening,
@@ -20,6 +21,7 @@ mod requests;
 pub mod security;
 mod topics;
 mod trace;
+mod ui;
 
 pub use openapi::ApiDoc;
 pub use problem::{Problem, ProblemCode};
@@ -79,6 +81,10 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             security::middleware::guard,
         ))
+        // The dashboard's static files: public, so outside the guard above (its page asks
+        // for credentials and sends them with every API call), and not part of the API, so
+        // not in the OpenAPI document either.
+        .merge(ui::routes())
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(Extension(RequestBodyLimit(body_limit)))
         .fallback(not_found)

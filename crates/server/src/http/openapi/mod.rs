@@ -1,7 +1,8 @@
 //! The OpenAPI 3.1 document, generated from the handlers' `#[utoipa::path]` attributes.
 //!
 //! A new endpoint joins the document by being listed in [`ApiDoc`]'s `paths`; its request and
-//! response types join `components` through their `ToSchema` derives.
+//! response types join `components` through their `ToSchema` derives. The dashboard's static
+//! files under `/ui` (`http/ui`) are a page, not part of the API, and stay out of it.
 
 use super::{
     alerts, health, metrics,

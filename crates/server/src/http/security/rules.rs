@@ -5,6 +5,9 @@
 //! endpoint can never ship without a permission check. Operations whose resources are in the
 //! body (request-reply targets, binding destinations, dead-letter queues) are checked again
 //! by their handlers, with the same engine function.
+//!
+//! The dashboard's static files (`/ui`, `http/ui`) are no operation: the router serves them
+//! outside the guard, so they need no entry here; the page sends credentials with its calls.
 
 use axum::http::Method;
 use wharf_engine::security::{Action, ResourceKind};

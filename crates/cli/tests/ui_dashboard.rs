@@ -1,0 +1,129 @@
+//! The web dashboard in a real browser: headless Chromium, driven by Selenium from
+//! `ui_dashboard/drive.py`, against the built `wharf serve` with an administrator token.
+//!
+//! The script creates its data over the API, logs in through the page, reads every page
+//! (overview, queues, a queue, topics, a topic) from the DOM, redrives, purges, sends and
+//! publishes through the page's buttons and forms and checks the API agrees, and fails on any
+//! JavaScript error or content-security-policy violation in the browser console. It writes a
+//! screenshot of each page to `docs/images/ui-*.png`, the ones docs/operations.md shows.
+//!
+//! Setup, done once per machine and skipped after: Chromium and its matching chromedriver
+//! from Debian (`apt-get`, as root, when `/usr/bin/chromium` is missing), and Selenium into
+//! a virtual environment under the target directory.
+
+#[allow(dead_code)]
+mod common;
+#[allow(dead_code)]
+#[path = "serve/process.rs"]
+mod process;
+#[allow(dead_code)]
+#[path = "common/queue_client.rs"]
+mod queue_client;
+
+use queue_client::Node;
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+/// The Selenium release this test was written against; it drives Debian's chromedriver,
+/// which always matches Debian's Chromium.
+const SELENIUM_VERSION: &str = "4.51.0";
+const TOKEN: &str = "ui-dashboard-administrator-token";
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+#[test]
+fn every_dashboard_page_works_in_headless_chromium() {
+    install_chromium();
+    let python = selenium_python();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Node::start_configured(
+        dir.path(),
+        &format!("[security]\nadmin_token = \"{TOKEN}\"\n"),
+    );
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let screenshots = manifest.join("../../docs/images");
+    let output = Command::new(&python)
+        .arg(manifest.join("tests/ui_dashboard/drive.py"))
+        .arg(format!("http://{}", node.address))
+        .arg(&screenshots)
+        .env("WHARF_UI_TOKEN", TOKEN)
+        .env("TMPDIR", dir.path())
+        // Selenium Manager would look for a browser online; the paths are given instead.
+        .env("SE_OFFLINE", "true")
+        .output()
+        .expect("run drive.py");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "the dashboard failed in Chromium:\n{stdout}\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        node.server.stderr()
+    );
+    assert!(stdout.contains("dashboard: every check passed"), "{stdout}");
+}
+
+/// Chromium and chromedriver from Debian, unless both are there already.
+fn install_chromium() {
+    if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
+        return;
+    }
+    let install = || {
+        Command::new("apt-get")
+            // With the recommended packages: they bring the fonts the screenshots show.
+            .args(["install", "-y", "-qq"])
+            .args(["chromium", "chromium-driver"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .output()
+            .expect("run apt-get (this test installs Chromium as root)")
+    };
+    let mut installed = install();
+    if !installed.status.success() {
+        // A fresh machine may not have the package lists yet.
+        let updated = Command::new("apt-get")
+            .args(["update", "-qq"])
+            .status()
+            .expect("run apt-get update");
+        assert!(updated.success(), "apt-get update failed");
+        installed = install();
+    }
+    assert!(
+        installed.status.success(),
+        "apt-get install chromium chromium-driver failed:\n{}",
+        String::from_utf8_lossy(&installed.stderr)
+    );
+}
+
+/// The Python of a virtual environment with Selenium, created the first time.
+fn selenium_python() -> PathBuf {
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-dashboard-venv");
+    let python = venv.join("bin").join("python");
+    let version = Command::new(&python)
+        .args(["-c", "import selenium; print(selenium.__version__)"])
+        .output();
+    if version
+        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == SELENIUM_VERSION)
+    {
+        return python;
+    }
+    let created = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .expect("run python3 (the dashboard test needs Python 3 with venv)");
+    assert!(
+        created.success(),
+        "python3 -m venv {} failed",
+        venv.display()
+    );
+    let requirement = format!("selenium=={SELENIUM_VERSION}");
+    let installed = Command::new(venv.join("bin").join("pip"))
+        .args(["install", "--quiet", "--disable-pip-version-check"])
+        .arg(&requirement)
+        .status()
+        .expect("run pip");
+    assert!(installed.success(), "pip install {requirement} failed");
+    python
+}

@@ -1,0 +1,419 @@
+"""Drives the web dashboard in headless Chromium against a running, secured server.
+
+Usage: drive.py BASE_URL SCREENSHOT_DIR, with the administrator token in WHARF_UI_TOKEN.
+
+Creates its data over the HTTP API (a queue whose dead-letter queue holds dead letters, a
+topic bound to it), then walks every page as a user would: logs in, reads what each page
+shows from the DOM, redrives, purges, sends and publishes through the buttons and forms, and
+checks the API agrees. Fails on any JavaScript error or content-security-policy violation
+in the browser's console, and writes a screenshot of each page.
+"""
+
+import json
+import os
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+BASE = sys.argv[1].rstrip("/")
+SHOTS = sys.argv[2]
+TOKEN = os.environ["WHARF_UI_TOKEN"]
+# A page refreshes every 2 s; 15 s leaves room for a slow, shared machine.
+WAIT_S = 15
+
+QUEUE = "orders"
+DEAD = "orders.dead"
+TOPIC = "events"
+
+
+def api(method, path, body=None, token=TOKEN):
+    """One API call; returns (status, parsed JSON or None)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(BASE + path, data=data, method=method)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            text = response.read().decode()
+            return response.status, json.loads(text) if text else None
+    except urllib.error.HTTPError as error:
+        text = error.read().decode()
+        return error.code, json.loads(text) if text else None
+
+
+def expect(status, method, path, body=None):
+    got, answer = api(method, path, body)
+    assert got == status, f"{method} {path}: {got} {answer}"
+    return answer
+
+
+def seed():
+    """orders (2 dead letters in orders.dead, 1 ready), topic events bound to orders."""
+    expect(201, "PUT", f"/v1/queues/{QUEUE}", {"max_deliveries": 3, "dead_letter_queue": DEAD})
+    expect(201, "PUT", "/v1/queues/audit", {})
+    messages = [{"id": f"order-{n}", "body": {"order": n}} for n in range(3)]
+    expect(201, "POST", f"/v1/queues/{QUEUE}/messages", {"messages": messages})
+    received = expect(200, "POST", f"/v1/queues/{QUEUE}/receive", {"max_messages": 2})["messages"]
+    assert len(received) == 2, received
+    receipts = [m["receipt"] for m in received]
+    nacked = expect(200, "POST", f"/v1/queues/{QUEUE}/nack",
+                    {"receipts": receipts, "dead_letter": True, "error": "cannot parse order"})
+    assert all(r["ok"] for r in nacked["results"]), nacked
+    expect(201, "PUT", f"/v1/topics/{TOPIC}", {})
+    expect(201, "POST", f"/v1/topics/{TOPIC}/bindings", {"pattern": "orders.#", "queue": QUEUE})
+    assert stats(QUEUE)["ready"] == 1 and stats(DEAD)["ready"] == 2
+
+
+def stats(queue):
+    return expect(200, "GET", f"/v1/queues/{queue}")["stats"]
+
+
+def browser():
+    options = Options()
+    options.binary_location = "/usr/bin/chromium"
+    for argument in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                     "--window-size=1280,800", "--hide-scrollbars", "--no-first-run"]:
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+
+
+class Page:
+    """The browser with waits that read the DOM until a condition holds."""
+
+    def __init__(self, driver):
+        self.driver = driver
+        self.console = []
+
+    def open(self, fragment):
+        self.driver.get(f"{BASE}/ui#{fragment}")
+
+    def text(self, selector):
+        return self.driver.find_element(By.CSS_SELECTOR, selector).text
+
+    def wait(self, what, condition):
+        """Polls `condition()` (exceptions count as not yet) until it is truthy."""
+        last = None
+
+        def check(_driver):
+            nonlocal last
+            try:
+                return condition()
+            except Exception as error:  # noqa: BLE001 (a refresh may replace the element)
+                last = error
+                return False
+
+        try:
+            return WebDriverWait(self.driver, WAIT_S, poll_frequency=0.1).until(check)
+        except TimeoutException:
+            messages = self.driver.find_element(By.ID, "messages").text
+            raise AssertionError(f"timed out waiting for {what}; last error: {last!r}; "
+                                 f"message area: {messages!r}") from None
+
+    def wait_text(self, selector, expected):
+        return self.wait(f"{selector} to show {expected!r}",
+                         lambda: expected in self.text(selector) and self.text(selector))
+
+    def card(self, test_id):
+        return self.text(f"[data-testid={test_id}] .value")
+
+    def wait_card(self, test_id, expected):
+        self.wait(f"card {test_id} = {expected}", lambda: self.card(test_id) == expected)
+
+    def click(self, selector):
+        self.wait(f"{selector} clickable", lambda: self._click(selector))
+
+    def _click(self, selector):
+        element = self.driver.find_element(By.CSS_SELECTOR, selector)
+        if not element.is_displayed() or not element.is_enabled():
+            return False
+        element.click()
+        return True
+
+    def type(self, selector, text):
+        element = self.driver.find_element(By.CSS_SELECTOR, selector)
+        element.clear()
+        element.send_keys(text)
+
+    def success(self, expected):
+        """Waits for a success message (the area keeps earlier ones until dismissed)."""
+        def shown():
+            elements = self.driver.find_elements(By.CSS_SELECTOR, "[data-testid=message-success]")
+            return any(expected in element.text for element in elements)
+        self.wait(f"a success message {expected!r}", shown)
+
+    def shoot(self, name):
+        """A screenshot 1280 pixels wide of the whole page (at most 2,000 pixels high)."""
+        self.drain_console()
+        chrome, height = self.driver.execute_script(
+            "return [window.outerHeight - window.innerHeight,"
+            " document.documentElement.scrollHeight]")
+        self.driver.set_window_size(1280, min(max(height, 800), 2000) + chrome)
+        path = os.path.join(SHOTS, f"ui-{name}.png")
+        self.driver.save_screenshot(path)
+        self.driver.set_window_size(1280, 800)
+        print(f"screenshot {path}")
+
+    def drain_console(self):
+        self.console.extend(self.driver.get_log("browser"))
+
+
+def traffic(stop):
+    """Sends and receives a little while the overview and queues are shown: rates move."""
+    n = 0
+    while not stop.is_set():
+        expect(201, "POST", "/v1/queues/traffic/messages",
+               {"messages": [{"body": {"n": n + i}} for i in range(20)]})
+        got = expect(200, "POST", "/v1/queues/traffic/receive", {"max_messages": 15})["messages"]
+        expect(200, "POST", "/v1/queues/traffic/ack", {"receipts": [m["receipt"] for m in got]})
+        n += 20
+        stop.wait(0.25)
+
+
+def login(page):
+    page.open("/")
+    page.wait("the login box", lambda: page.driver.find_element(By.ID, "login").is_displayed())
+    page.type("#login-token", "not-the-token-of-anyone")
+    page.click("#login-submit")
+    page.wait_text("[data-testid=message-error]", "Unauthorized")
+    page.shoot("login")
+    page.type("#login-token", TOKEN)
+    page.click("#login-submit")
+    page.wait_text("#identity", "token")
+    assert not page.driver.find_element(By.ID, "login").is_displayed()
+    print("login: a wrong token is refused visibly, the admin token logs in")
+
+
+def overview(page):
+    page.open("/")
+    page.wait_card("queue-count", "4")
+    page.wait_card("topic-count", "1")
+    # This server has no alert rules: whether it has alerting (an empty list) or not (404),
+    # the page says so, without an error.
+    page.wait_text("[data-testid=alerts]", "No alert rules.")
+    assert page.card("disk-free").endswith("B"), page.card("disk-free")
+    page.wait("a sent rate above 0", lambda: page.card("rate-sent") not in ("–", "0/s"))
+    alert_rules(page)
+    time.sleep(2)
+    page.shoot("overview")
+    print("overview: 4 queues, 1 topic, disk free, a live send rate, no alert rules, then rules")
+
+
+def alert_rules(page):
+    """The page's rendering of GET /v1/alerts in its agreed shape. The rules come from a
+    stand-in for fetch in the page (this server has none configured): what is checked is how
+    the page shows each state, target and condition, firing rules first."""
+    now = int(time.time() * 1000)
+    rules = {"alerts": [
+        {"name": "publishing stopped", "topic": TOPIC, "metric": "published", "rate": True,
+         "op": "<", "threshold": 1, "for_ms": 60000, "readiness": False, "state": "ok",
+         "value": None, "since_ms": None},
+        {"name": "dead letters", "queue": DEAD, "metric": "ready", "rate": False, "op": ">",
+         "threshold": 0, "for_ms": 0, "readiness": True, "state": "pending", "value": 2.0,
+         "since_ms": now - 5000},
+        {"name": "backlog", "queue": QUEUE, "metric": "ready", "rate": False, "op": ">",
+         "threshold": 10000, "for_ms": 300000, "readiness": False, "state": "firing",
+         "value": 12345.0, "since_ms": now - 420000},
+    ]}
+    page.driver.execute_script("""
+        const rules = arguments[0];
+        const fetchFromServer = window.fetch;
+        window.fetch = (url, init) => String(url).startsWith('/v1/alerts')
+            ? Promise.resolve(new Response(JSON.stringify(rules),
+                { headers: { 'content-type': 'application/json' } }))
+            : fetchFromServer(url, init);
+    """, rules)
+    table = page.wait_text("[data-testid=alert-table]", "backlog")
+    rows = [row.text for row in page.driver.find_elements(
+        By.CSS_SELECTOR, "[data-testid=alert-table] tbody tr")]
+    assert [r.split()[0] for r in rows] == ["firing", "pending", "ok"], rows
+    assert f"queue {QUEUE}" in rows[0] and "ready > 10,000 for 5.0 min" in rows[0], rows
+    assert "12,345" in rows[0] and "fails /readyz" in rows[1], rows
+    assert f"topic {TOPIC}" in rows[2] and "per second < 1" in rows[2], rows
+    print(f"alerts: firing, pending, ok rules shown in that order: {table!r}")
+
+
+def queues(page):
+    page.open("/queues")
+    row = f"[data-testid=queue-table] tr[data-key='{QUEUE}']"
+    page.wait_text(row, QUEUE)
+    cells = page.driver.find_elements(By.CSS_SELECTOR, f"{row} td")
+    assert cells[1].text == "1", [c.text for c in cells]
+    assert DEAD in cells[-1].text, [c.text for c in cells]
+    page.wait_text(f"[data-testid=queue-table] tr[data-key='{DEAD}']", DEAD)
+    page.type("[data-testid=prefix]", "orders.")
+    page.wait("the prefix filter", lambda: len(page.driver.find_elements(
+        By.CSS_SELECTOR, "[data-testid=queue-table] tbody tr")) == 1)
+    page.type("[data-testid=prefix]", "")
+    page.wait_text(row, QUEUE)
+    time.sleep(2.5)
+    page.shoot("queues")
+    page.click(f"{row} a")
+    page.wait_text("[data-testid=queue-name]", QUEUE)
+    print("queues: rows with live depth, the dead-letter queue, the prefix filter, a link to the queue")
+
+
+def queue(page):
+    page.open(f"/queues/{QUEUE}")
+    page.wait_card("ready", "1")
+    page.wait_text("[data-testid=dead-letter-count]", "2")
+    dead = page.wait_text("[data-testid=dead-letter-table]", "rejected")
+    assert "cannot parse order" in dead and QUEUE in dead, dead
+    page.wait_text("[data-testid=message-table]", "order-2")
+    page.wait_text("[data-testid=queue-options]", DEAD)
+    time.sleep(2.5)  # a second refresh, so the charts have a line
+    page.shoot("queue")
+    print("queue: ready 1, options, 2 dead letters with reason 'rejected' and their last error")
+
+    page.click("#redrive")
+    page.success("Redrove 2 dead letters")
+    page.wait_card("ready", "3")
+    page.wait_text("[data-testid=dead-letter-count]", "0")
+    assert stats(QUEUE)["ready"] == 3 and stats(DEAD)["ready"] == 0
+    print("redrive: the page and the API show the dead letters back in the source queue")
+
+    page.click("#purge")
+    page.click("#purge-confirm")
+    page.success("Purged 3 messages")
+    page.wait_card("ready", "0")
+    assert stats(QUEUE)["ready"] == 0
+    print("purge: the page and the API show 0 ready")
+
+    page.type("#send-body", '{"test": "sent from the queue page"}')
+    page.type("#send-priority", "42")
+    page.click("#send")
+    page.wait_text("[data-testid=message-error]", "priority")
+    print("send: the API's refusal (priority 42) is shown with its detail")
+    page.type("#send-priority", "")
+    page.click("#send")
+    page.success("Sent message")
+    page.wait_card("ready", "1")
+    page.wait_text("[data-testid=message-table]", "sent from the queue page")
+    assert stats(QUEUE)["ready"] == 1
+    print("send: the test message is in the queue's ready messages")
+
+    page.open(f"/queues/{DEAD}")
+    page.wait_text("[data-testid=queue-name]", DEAD)
+    page.wait_text("[data-testid=message-table]", "")
+
+
+def topics(page):
+    page.open("/topics")
+    row = f"[data-testid=topic-table] tr[data-key='{TOPIC}']"
+    page.wait_text(row, TOPIC)
+    cells = page.driver.find_elements(By.CSS_SELECTOR, f"{row} td")
+    assert cells[3].text == "1", [c.text for c in cells]
+    time.sleep(2.5)
+    page.shoot("topics")
+    print("topics: the topic with its binding count")
+
+
+def topic(page):
+    page.open(f"/topics/{TOPIC}")
+    bindings = page.wait_text("[data-testid=binding-table]", "orders.#")
+    assert QUEUE in bindings, bindings
+    page.click("#tail-toggle")
+    page.wait_text("#tail-status", "Listening")
+    page.type("#send-key", "orders.eu.created")
+    page.type("#send-body", '{"test": "published from the topic page"}')
+    page.click("#send")
+    page.success("routed to 1 destination.")
+    page.wait_text("[data-testid=tail]", "published from the topic page")
+    page.wait_card("published", "1")
+    page.shoot("topic")
+    assert stats(QUEUE)["ready"] == 2
+    # Leaving the page ends the subscription.
+    page.open("/")
+    page.wait_card("topic-count", "1")
+    print("topic: bindings shown; a message published from the page arrives in the live tail and its queue")
+
+
+def viewer(page):
+    """A user who may only read queues: logs in with a password; a purge is refused visibly."""
+    got, answer = api("PUT", "/v1/users/viewer", {
+        "password": "a viewer's password", "grants": [{"actions": ["read"], "resource": "queue:*"}]})
+    assert got in (200, 201), (got, answer)
+    page.click("#logout")
+    page.wait("the login box", lambda: page.driver.find_element(By.ID, "login").is_displayed())
+    page.type("#login-user", "viewer")
+    page.type("#login-password", "a viewer's password")
+    page.click("#login-user-submit")
+    page.wait_text("#identity", "user viewer")
+    page.open(f"/queues/{QUEUE}")
+    page.wait_card("ready", "2")
+    page.click("#purge")
+    page.click("#purge-confirm")
+    page.wait_text("[data-testid=message-error]", "Forbidden")
+    assert stats(QUEUE)["ready"] == 2
+    print("viewer: logs in as a user; the purge it may not do is refused and shown, nothing purged")
+
+
+def check_console(page):
+    page.drain_console()
+    # The refusals this script causes on purpose: a wrong token, a send with priority 42, a
+    # purge by a user without the grant, and /v1/alerts on a server without alerting (the page shows "No alert rules." for it).
+    expected = ["/v1/whoami - Failed to load resource: the server responded with a status of 401",
+                "/v1/alerts - Failed to load resource: the server responded with a status of 404",
+                f"/v1/queues/{QUEUE}/messages - Failed to load resource: the server responded"
+                " with a status of 400",
+                f"/v1/queues/{QUEUE}/purge - Failed to load resource: the server responded"
+                " with a status of 403"]
+    problems = []
+    for entry in page.console:
+        message = entry.get("message", "")
+        if "Content Security Policy" in message or "Refused to" in message:
+            problems.append(entry)
+        elif entry.get("level") == "SEVERE" and not any(e in message for e in expected):
+            problems.append(entry)
+    for entry in page.console:
+        print(f"console {entry.get('level')} {entry.get('source')}: {entry.get('message')}")
+    assert not problems, f"browser console errors: {json.dumps(problems, indent=1)}"
+    print(f"console: {len(page.console)} entries, no JavaScript error, no CSP violation")
+
+
+def main():
+    seed()
+    os.makedirs(SHOTS, exist_ok=True)
+    driver = browser()
+    page = Page(driver)
+    try:
+        login(page)
+        expect(201, "PUT", "/v1/queues/traffic", {})
+        stop = threading.Event()
+        sender = threading.Thread(target=traffic, args=(stop,))
+        sender.start()
+        try:
+            overview(page)
+            queues(page)
+        finally:
+            stop.set()
+            sender.join()
+        queue(page)
+        topics(page)
+        topic(page)
+        viewer(page)
+        check_console(page)
+    except BaseException:
+        page.drain_console()
+        for entry in page.console:
+            print(f"console {entry.get('level')} {entry.get('source')}: {entry.get('message')}")
+        driver.save_screenshot(os.path.join(os.environ.get("TMPDIR", "/tmp"), "ui-failure.png"))
+        raise
+    finally:
+        driver.quit()
+    print("dashboard: every check passed")
+
+
+if __name__ == "__main__":
+    main()
