@@ -156,15 +156,17 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(client_ca) = args.tls_client_ca {
         config.tls.client_ca = Some(client_ca);
     }
-    telemetry::init(&config.log)?;
+    let telemetry = telemetry::init(&config.log)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         let shutdown = shutdown_signal()?;
         serve(config, shutdown).await
-    })?;
+    });
+    telemetry.shutdown();
+    served?;
     Ok(())
 }
 

@@ -11,6 +11,7 @@
 //! [log]
 //! level = "info"        # RUST_LOG overrides it
 //! format = "text"       # or "json"
+//! otlp_endpoint = "http://127.0.0.1:4318"  # export spans over OTLP/HTTP (absent: none)
 //!
 //! [storage]
 //! fsync = "always"      # or "interval", "never"
@@ -351,6 +352,9 @@ pub struct LogSettings {
     /// A tracing filter: a level (`info`) or directives (`info,wharf_storage=debug`).
     pub level: String,
     pub format: LogFormat,
+    /// An OpenTelemetry collector's OTLP/HTTP base URL (`http://127.0.0.1:4318`): the
+    /// server's spans are exported there. Also `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub otlp_endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -458,6 +462,7 @@ impl Default for LogSettings {
         LogSettings {
             level: "info".to_string(),
             format: LogFormat::Text,
+            otlp_endpoint: None,
         }
     }
 }
@@ -527,6 +532,16 @@ impl ServeConfig {
             ));
         }
         self.validate_limits(&invalid)?;
+        if let Some(endpoint) = &self.log.otlp_endpoint {
+            if !endpoint.starts_with("http://") || endpoint.len() == "http://".len() {
+                return Err(invalid(
+                    "log.otlp_endpoint",
+                    format!("{endpoint:?}"),
+                    "must be an http:// URL of an OTLP/HTTP collector (https is not supported: \
+                     run a collector beside the server)",
+                ));
+            }
+        }
         if (self.security.admin_token.as_ref()).is_some_and(|t| t.len() < ADMIN_TOKEN_BYTES_MIN) {
             return Err(invalid(
                 "security.admin_token",

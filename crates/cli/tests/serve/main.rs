@@ -300,3 +300,116 @@ fn a_data_directory_that_lost_its_metadata_snapshot_is_refused() {
     );
     assert!(stderr.contains(&expected), "{stderr}");
 }
+
+/// A stand-in OpenTelemetry collector: takes OTLP/HTTP posts on `listener` and sends each
+/// request's path and body to the returned channel; answers 200 with an empty message.
+fn fake_collector(listener: std::net::TcpListener) -> std::sync::mpsc::Receiver<(String, Vec<u8>)> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let (posts, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let mut reader = BufReader::new(stream);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                let mut length = 0;
+                loop {
+                    let mut header = String::new();
+                    reader.read_line(&mut header).expect("a header line");
+                    if header.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((name, value)) = header.split_once(':') {
+                        if name.eq_ignore_ascii_case("content-length") {
+                            length = value.trim().parse().expect("a length");
+                        }
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).expect("the body");
+                let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\n\
+                    content-length: 0\r\n\r\n";
+                reader
+                    .get_mut()
+                    .write_all(answer.as_bytes())
+                    .expect("answer");
+                if posts.send((path, body)).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    received
+}
+
+#[test]
+fn spans_are_exported_over_otlp_and_continue_the_callers_trace() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let collector = listener.local_addr().expect("address");
+    let posts = fake_collector(listener);
+    let config = dir.path().join("wharf.toml");
+    fs::write(
+        &config,
+        format!("[log]\notlp_endpoint = \"http://{collector}\"\n"),
+    )
+    .expect("config");
+    let address = free_address();
+    let mut command = wharf();
+    command
+        .args(["serve", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--http-addr", &address.to_string()]);
+    let mut server = ServerProcess::spawn(command, dir.path());
+    server.wait_healthy(address);
+
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let created = agent
+        .put(&format!("http://{address}/v1/queues/traced"))
+        .header("traceparent", &traceparent)
+        .header("content-type", "application/json")
+        .send("{}")
+        .expect("PUT");
+    assert_eq!(created.status().as_u16(), 201);
+    // Stopping sends the spans not yet exported.
+    server.signal(libc::SIGTERM);
+    assert_eq!(
+        server.wait_exit(EXIT_DEADLINE).code(),
+        Some(0),
+        "{}",
+        server.stderr()
+    );
+
+    let (path, body) = posts
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .unwrap_or_else(|_| {
+            panic!(
+                "no spans reached the collector; stderr:\n{}",
+                server.stderr()
+            )
+        });
+    assert_eq!(path, "/v1/traces");
+    // Protobuf keeps strings and ids as raw bytes: the span's name, the service, and the
+    // caller's trace id (its parent) are all in the body.
+    let contains = |needle: &[u8]| body.windows(needle.len()).any(|window| window == needle);
+    assert!(contains(b"PUT /v1/queues/{name}"), "{body:?}");
+    assert!(contains(b"wharf"));
+    let trace_bytes: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&trace_id[2 * i..2 * i + 2], 16).expect("hex"))
+        .collect();
+    assert!(
+        contains(&trace_bytes),
+        "the span is not in the caller's trace"
+    );
+}

@@ -7,6 +7,9 @@
 //!
 //! Durations run until the response head is ready: a long poll counts its wait, an event
 //! stream only its start.
+//!
+//! When spans are exported (`log.otlp_endpoint`, see `telemetry`), each request also runs in
+//! a server span named `METHOD ROUTE`, child of the caller's `traceparent` when it sends one.
 
 use axum::{
     extract::{MatchedPath, Request},
@@ -19,6 +22,8 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 use std::{sync::LazyLock, time::Instant};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Answered {
@@ -74,7 +79,28 @@ pub async fn record(request: Request, next: Next) -> Response {
         _ => "other",
     }
     .to_string();
-    let response = next.run(request).await;
+    let response = match crate::telemetry::spans_exported() {
+        false => next.run(request).await,
+        true => {
+            let span = tracing::info_span!(
+                "http.request",
+                otel.name = %format!("{method} {route}"),
+                otel.kind = "server",
+                http.request.method = %method,
+                http.route = %route,
+                http.response.status_code = tracing::field::Empty,
+            );
+            if let Some(parent) = (super::trace::traceparent(request.headers()))
+                .and_then(|traceparent| super::trace::remote_parent(&traceparent))
+            {
+                // Fails only when the span is disabled, which leaves nothing to parent.
+                let _ = span.set_parent(parent);
+            }
+            let response = next.run(request).instrument(span.clone()).await;
+            span.record("http.response.status_code", response.status().as_u16());
+            response
+        }
+    };
     let status = response.status().as_u16();
     let labels = Route { method, route };
     DURATIONS

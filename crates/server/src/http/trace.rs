@@ -47,6 +47,20 @@ fn valid(value: &str) -> bool {
         && known_tail
 }
 
+/// The remote parent a valid `traceparent` names, for the request's span (see `telemetry`):
+/// spans the server exports continue the caller's trace.
+pub fn remote_parent(traceparent: &str) -> Option<opentelemetry::Context> {
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+    };
+    let trace_id = TraceId::from_hex(traceparent.get(3..35)?).ok()?;
+    let span_id = SpanId::from_hex(traceparent.get(36..52)?).ok()?;
+    let flags = u8::from_str_radix(traceparent.get(53..55)?, 16).ok()?;
+    let flags = TraceFlags::new(flags) & TraceFlags::SAMPLED;
+    let context = SpanContext::new(trace_id, span_id, flags, true, TraceState::default());
+    Some(opentelemetry::Context::new().with_remote_span_context(context))
+}
+
 /// Gives `headers` the request's `traceparent` unless the message names its own.
 pub fn carry(traceparent: Option<&str>, headers: &mut BTreeMap<String, String>) {
     if let Some(traceparent) = traceparent {
@@ -78,6 +92,18 @@ mod tests {
         ] {
             assert!(!valid(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_traceparent_names_the_remote_parent_span() {
+        use opentelemetry::trace::{TraceContextExt, TraceId};
+        let parent = remote_parent(GOOD).expect("a parent");
+        let span = parent.span();
+        let context = span.span_context();
+        assert!(context.is_remote() && context.is_sampled());
+        let trace_id = TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").expect("hex");
+        assert_eq!(context.trace_id(), trace_id);
+        assert_eq!(format!("{}", context.span_id()), "00f067aa0ba902b7");
     }
 
     #[test]
