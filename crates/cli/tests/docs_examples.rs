@@ -1,0 +1,242 @@
+//! Every example in `docs/` that shows a command and its output is run against a real server,
+//! so the docs cannot drift from what Wharf does.
+//!
+//! The convention (also in README.md, "Examples in the docs"):
+//! - Every ```console block of a page in `docs/` is an example. A `$ ` line is a command; the
+//!   lines right below it that are indented by four spaces continue it; the lines after it,
+//!   up to the next `$ `, are what it prints (stdout and stderr together, as on a terminal).
+//! - The blocks of a page run in page order in one `bash`, against one fresh `wharf serve` for
+//!   the page, so state carries from block to block as it does for a reader following the
+//!   page: an example must create the queues and topics it uses, earlier on the page.
+//! - The shell has `B` (the server's base URL), `J` (`content-type: application/json`),
+//!   `WHARF_SERVER` (= `B`), and the built `wharf` first on `PATH`; `http://127.0.0.1:7700` in
+//!   a command or output means the test server. [`PAGES`] gives some pages a server
+//!   configuration and variables of their own (an administrator token, CORS origins).
+//! - A command with output shown must print that output (compared by the rules of
+//!   `docs_examples/pattern.rs`: JSON as JSON with `...` for elided parts, times and generated
+//!   ids matching any of their shape); its exit status is not checked, so an error can be
+//!   shown. A command with no output shown must print nothing and exit 0.
+//! - A block that cannot run here (a second machine, a server in the foreground, a damaged
+//!   data directory) has `<!-- norun: REASON -->` on the line above its fence. The test counts
+//!   and prints these, so skipping stays visible.
+//!
+//! Run with `cargo test -p wharf-cli --test docs_examples -- --nocapture` to see the counts.
+
+// Helper modules shared with other test binaries; each binary uses a different part of them.
+#[allow(dead_code)]
+mod common;
+#[allow(dead_code)]
+#[path = "serve/process.rs"]
+mod process;
+#[allow(dead_code)]
+#[path = "common/queue_client.rs"]
+mod queue_client;
+
+#[path = "docs_examples/markdown.rs"]
+mod markdown;
+#[path = "docs_examples/pattern.rs"]
+mod pattern;
+#[path = "docs_examples/shell.rs"]
+mod shell;
+
+use pattern::Bindings;
+use queue_client::Node;
+use std::{path::PathBuf, time::Duration};
+
+/// One command against a local server on a debug build of a busy two-core machine: seconds
+/// at most; this stops a hung example (a subscriber left in the foreground).
+const COMMAND_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The administrator token of the security page's server (`WHARF_ADMIN_TOKEN` in its shell).
+const ADMIN_TOKEN: &str = "docs-example-admin-token-0123456789";
+
+/// A page with examples and what its server and shell need beyond the defaults.
+struct Page {
+    name: &'static str,
+    /// The server's configuration file (TOML).
+    config: &'static str,
+    /// Exported when the test passes the page's first norun block: that block starts the
+    /// page's server by hand (`export WHARF_ADMIN_TOKEN=...; wharf serve`), and these say
+    /// what the test's server was started with in its place.
+    exported_at_server_start: &'static [(&'static str, &'static str)],
+}
+
+const PAGES: &[Page] = &[
+    Page {
+        name: "queues.md",
+        config: "",
+        exported_at_server_start: &[],
+    },
+    Page {
+        name: "topics.md",
+        config: "",
+        exported_at_server_start: &[],
+    },
+    Page {
+        name: "security.md",
+        config: "[security]\nadmin_token = \"docs-example-admin-token-0123456789\"\n",
+        exported_at_server_start: &[("WHARF_ADMIN_TOKEN", ADMIN_TOKEN)],
+    },
+    Page {
+        name: "browser-security.md",
+        config: "[http]\ncors_origins = [\"https://app.example\"]\n",
+        exported_at_server_start: &[],
+    },
+    Page {
+        name: "operations.md",
+        config: "",
+        exported_at_server_start: &[],
+    },
+];
+
+#[test]
+fn queues_md() {
+    run_page("queues.md");
+}
+
+#[test]
+fn topics_md() {
+    run_page("topics.md");
+}
+
+#[test]
+fn security_md() {
+    run_page("security.md");
+}
+
+#[test]
+fn browser_security_md() {
+    run_page("browser-security.md");
+}
+
+#[test]
+fn operations_md() {
+    run_page("operations.md");
+}
+
+/// A page whose examples no test runs would drift unseen.
+#[test]
+fn every_page_with_examples_is_run() {
+    let mut missing = Vec::new();
+    for entry in std::fs::read_dir(docs_dir()).expect("read docs/") {
+        let path = entry.expect("docs/ entry").path();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if !markdown::blocks(&text).is_empty() && !PAGES.iter().any(|page| page.name == name) {
+            missing.push(name.to_string());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "pages with ```console examples not in PAGES: {missing:?}"
+    );
+}
+
+fn docs_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs")
+}
+
+/// What running one page found.
+#[derive(Default)]
+struct Report {
+    blocks_run: usize,
+    commands_run: usize,
+    norun: Vec<String>,
+    failures: Vec<String>,
+}
+
+fn run_page(name: &str) {
+    let page = PAGES
+        .iter()
+        .find(|page| page.name == name)
+        .expect("the page is in PAGES");
+    let text = std::fs::read_to_string(docs_dir().join(name)).expect("read the page");
+    let server_dir = tempfile::tempdir().expect("temp dir");
+    let node = Node::start_configured(server_dir.path(), page.config);
+    let work_dir = tempfile::tempdir().expect("temp dir");
+    let base = format!("http://{}", node.address);
+    let variables = vec![
+        ("B", base.clone()),
+        ("J", "content-type: application/json".to_string()),
+        ("WHARF_SERVER", base.clone()),
+    ];
+    let mut shell = shell::Shell::start(work_dir.path(), &variables);
+    let report = run_blocks(page, &text, &base, &mut shell);
+    println!(
+        "docs/{name}: {} blocks run ({} commands), {} marked norun{}",
+        report.blocks_run,
+        report.commands_run,
+        report.norun.len(),
+        report
+            .norun
+            .iter()
+            .map(|reason| format!("\n  norun {reason}"))
+            .collect::<String>()
+    );
+    assert!(
+        report.failures.is_empty(),
+        "{} of the examples in docs/{name} do not print what the page shows:\n\n{}",
+        report.failures.len(),
+        report.failures.join("\n\n")
+    );
+}
+
+fn run_blocks(page: &Page, text: &str, base: &str, shell: &mut shell::Shell) -> Report {
+    let name = page.name;
+    let mut report = Report::default();
+    let mut bindings = Bindings::default();
+    let local = |text: &str, bindings: &Bindings| {
+        bindings.apply(text).replace("http://127.0.0.1:7700", base)
+    };
+    for block in markdown::blocks(text) {
+        if let Some(reason) = &block.norun {
+            report
+                .norun
+                .push(format!("docs/{name}:{}: {reason}", block.line));
+            if report.norun.len() == 1 {
+                for (variable, value) in page.exported_at_server_start {
+                    let export = format!("export {variable}='{value}'");
+                    if let Err(problem) = shell.run(&export, COMMAND_DEADLINE) {
+                        report.failures.push(problem);
+                        return report;
+                    }
+                }
+            }
+            continue;
+        }
+        report.blocks_run += 1;
+        for step in &block.steps {
+            let command = local(&step.command, &bindings);
+            report.commands_run += 1;
+            let ran = match shell.run(&command, COMMAND_DEADLINE) {
+                Ok(ran) => ran,
+                Err(problem) => {
+                    report.failures.push(format!(
+                        "docs/{name}:{}: $ {command}\n{problem}\n(the rest of the page was not run)",
+                        step.line
+                    ));
+                    return report;
+                }
+            };
+            let verdict = match &step.output {
+                None if ran.status == 0 && ran.output.trim().is_empty() => Ok(()),
+                None => Err(format!(
+                    "exit status {} and output with no output shown (show what it prints)",
+                    ran.status
+                )),
+                Some(shown) => {
+                    pattern::compare(&local(shown, &bindings), &ran.output, &mut bindings)
+                }
+            };
+            if let Err(problem) = verdict {
+                report.failures.push(format!(
+                    "docs/{name}:{}: $ {command}\n--- the page shows:\n{}\n--- it printed:\n{}\n--- {problem}",
+                    step.line,
+                    step.output.as_deref().unwrap_or("").trim_end(),
+                    ran.output.trim_end()
+                ));
+            }
+        }
+    }
+    report
+}
