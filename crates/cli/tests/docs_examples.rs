@@ -73,6 +73,11 @@ const PAGES: &[Page] = &[
         exported_at_server_start: &[],
     },
     Page {
+        name: "filters.md",
+        config: "",
+        exported_at_server_start: &[],
+    },
+    Page {
         name: "security.md",
         config: "[security]\nadmin_token = \"docs-example-admin-token-0123456789\"\n",
         exported_at_server_start: &[("WHARF_ADMIN_TOKEN", ADMIN_TOKEN)],
@@ -97,6 +102,11 @@ fn queues_md() {
 #[test]
 fn topics_md() {
     run_page("topics.md");
+}
+
+#[test]
+fn filters_md() {
+    run_page("filters.md");
 }
 
 #[test]
