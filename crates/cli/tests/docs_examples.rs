@@ -2,7 +2,8 @@
 //! so the docs cannot drift from what Wharf does.
 //!
 //! The convention (also in README.md, "Examples in the docs"):
-//! - Every ```console block of a page in `docs/` is an example. A `$ ` line is a command; the
+//! - Every ```console block of a page in `docs/` is an example, and a block that shows a
+//!   shell session (`$ ` lines) must be one. A `$ ` line is a command; the
 //!   lines right below it that are indented by four spaces continue it; the lines after it,
 //!   up to the next `$ `, are what it prints (stdout and stderr together, as on a terminal).
 //! - The blocks of a page run in page order in one `bash`, against one fresh `wharf serve` for
@@ -55,6 +56,8 @@ struct Page {
     name: &'static str,
     /// The server's configuration file (TOML).
     config: &'static str,
+    /// Set in the shell from the start.
+    variables: &'static [(&'static str, &'static str)],
     /// Exported when the test passes the page's first norun block: that block starts the
     /// page's server by hand (`export WHARF_ADMIN_TOKEN=...; wharf serve`), and these say
     /// what the test's server was started with in its place.
@@ -65,31 +68,46 @@ const PAGES: &[Page] = &[
     Page {
         name: "queues.md",
         config: "",
+        variables: &[],
         exported_at_server_start: &[],
     },
     Page {
         name: "topics.md",
         config: "",
+        variables: &[],
         exported_at_server_start: &[],
     },
     Page {
         name: "filters.md",
         config: "",
+        variables: &[],
         exported_at_server_start: &[],
     },
     Page {
         name: "security.md",
         config: "[security]\nadmin_token = \"docs-example-admin-token-0123456789\"\n",
+        variables: &[],
         exported_at_server_start: &[("WHARF_ADMIN_TOKEN", ADMIN_TOKEN)],
+    },
+    Page {
+        name: "security-cli.md",
+        config: "[security]\nadmin_token = \"docs-example-admin-token-0123456789\"\n",
+        variables: &[
+            ("ADMIN_TOKEN", ADMIN_TOKEN),
+            ("ALICE_PASSWORD", "correct horse battery"),
+        ],
+        exported_at_server_start: &[],
     },
     Page {
         name: "browser-security.md",
         config: "[http]\ncors_origins = [\"https://app.example\"]\n",
+        variables: &[],
         exported_at_server_start: &[],
     },
     Page {
         name: "operations.md",
         config: "",
+        variables: &[],
         exported_at_server_start: &[],
     },
 ];
@@ -112,6 +130,11 @@ fn filters_md() {
 #[test]
 fn security_md() {
     run_page("security.md");
+}
+
+#[test]
+fn security_cli_md() {
+    run_page("security-cli.md");
 }
 
 #[test]
@@ -142,6 +165,24 @@ fn every_page_with_examples_is_run() {
     );
 }
 
+/// A shell session (`$ ` lines) in a ```sh or ```text block would escape the test.
+#[test]
+fn every_shell_session_is_a_console_block() {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(docs_dir()).expect("read docs/") {
+        let path = entry.expect("docs/ entry").path();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        for line in markdown::sessions_outside_console(&text) {
+            found.push(format!("docs/{name}:{line}"));
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "blocks with `$ ` lines that are not ```console (make them ```console, run or norun): {found:?}"
+    );
+}
+
 fn docs_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs")
 }
@@ -165,11 +206,12 @@ fn run_page(name: &str) {
     let node = Node::start_configured(server_dir.path(), page.config);
     let work_dir = tempfile::tempdir().expect("temp dir");
     let base = format!("http://{}", node.address);
-    let variables = vec![
+    let mut variables = vec![
         ("B", base.clone()),
         ("J", "content-type: application/json".to_string()),
         ("WHARF_SERVER", base.clone()),
     ];
+    variables.extend(page.variables.iter().map(|(k, v)| (*k, v.to_string())));
     let mut shell = shell::Shell::start(work_dir.path(), &variables);
     let report = run_blocks(page, &text, &base, &mut shell);
     println!(

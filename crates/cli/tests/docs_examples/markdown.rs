@@ -80,3 +80,40 @@ fn steps(lines: &[&str], first_line: usize) -> Vec<Step> {
     }
     steps
 }
+
+/// The 1-based lines of fences other than ```console whose block holds a `$ ` line: a shell
+/// session shown where the test does not run it.
+pub fn sessions_outside_console(text: &str) -> Vec<usize> {
+    let mut found = Vec::new();
+    let mut open: Option<(usize, bool)> = None;
+    let mut flagged = false;
+    for (index, line) in text.lines().enumerate() {
+        let fence = line.trim_start().starts_with("```");
+        match open {
+            None if fence => {
+                open = Some((index + 1, line.trim_end() == "```console"));
+                flagged = false;
+            }
+            Some(_) if fence && line.trim() == "```" => open = None,
+            Some((start, false)) if !flagged && line.starts_with("$ ") => {
+                found.push(start);
+                flagged = true;
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
+#[test]
+fn blocks_split_into_commands_and_outputs() {
+    let page = "text\n<!-- norun: why -->\n```console\n$ a\n```\n\n```console\n$ b \\\n    c\nout\n$ d\n```\n```sh\n$ e\n```\n";
+    let found = blocks(page);
+    assert_eq!(found.len(), 2);
+    assert_eq!(found[0].norun.as_deref(), Some("why"));
+    assert_eq!(found[1].line, 7);
+    assert_eq!(found[1].steps[0].command, "b \\\n    c");
+    assert_eq!(found[1].steps[0].output.as_deref(), Some("out\n"));
+    assert_eq!(found[1].steps[1].output, None);
+    assert_eq!(sessions_outside_console(page), vec![13]);
+}
