@@ -38,8 +38,6 @@ const RECEIVE_WAIT_MS: u64 = 200;
 /// No ack for this long means the server stopped delivering: fail instead of hanging.
 const STALL_DEADLINE: Duration = Duration::from_secs(30);
 const SENT_HEADER: &str = "bench_sent_us";
-/// How often the progress bar reads the acked count: smooth to the eye, free next to the load.
-const BAR_REDRAW: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Args)]
 pub struct QueueArgs {
@@ -464,7 +462,7 @@ async fn show_acks(progress: Arc<Progress>) {
     let bar = crate::progress::Progress::bar("bench queue", progress.total, "acked");
     while !progress.done() {
         bar.set(progress.acked.load(Ordering::Relaxed));
-        tokio::time::sleep(BAR_REDRAW).await;
+        tokio::time::sleep(super::BAR_REDRAW).await;
     }
 }
 
