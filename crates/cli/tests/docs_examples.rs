@@ -11,7 +11,9 @@
 //!   page: an example must create the queues and topics it uses, earlier on the page.
 //! - The shell has `B` (the server's base URL), `J` (`content-type: application/json`),
 //!   `WHARF_SERVER` (= `B`), and the built `wharf` first on `PATH`; `http://127.0.0.1:7700` in
-//!   a command or output means the test server. [`PAGES`] gives some pages a server
+//!   a command or output means the test server, and `127.0.0.1:7701` to `127.0.0.1:7703` are
+//!   free addresses for servers a page starts itself (in the background; the test ends every
+//!   process of the page's shell when the page is done). [`PAGES`] gives some pages a server
 //!   configuration and variables of their own (an administrator token, CORS origins).
 //! - A command with output shown must print that output (compared by the rules of
 //!   `docs_examples/pattern.rs`: JSON as JSON with `...` for elided parts, times and generated
@@ -47,6 +49,9 @@ use std::{path::PathBuf, time::Duration};
 /// One command against a local server on a debug build of a busy two-core machine: seconds
 /// at most; this stops a hung example (a subscriber left in the foreground).
 const COMMAND_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Addresses a page may use for servers of its own, each replaced by a free one.
+const SPARE_ADDRESSES: [&str; 3] = ["127.0.0.1:7701", "127.0.0.1:7702", "127.0.0.1:7703"];
 
 /// The administrator token of the security page's server (`WHARF_ADMIN_TOKEN` in its shell).
 const ADMIN_TOKEN: &str = "docs-example-admin-token-0123456789";
@@ -99,6 +104,12 @@ const PAGES: &[Page] = &[
         exported_at_server_start: &[],
     },
     Page {
+        name: "security-tls.md",
+        config: "",
+        variables: &[],
+        exported_at_server_start: &[],
+    },
+    Page {
         name: "browser-security.md",
         config: "[http]\ncors_origins = [\"https://app.example\"]\n",
         variables: &[],
@@ -135,6 +146,11 @@ fn security_md() {
 #[test]
 fn security_cli_md() {
     run_page("security-cli.md");
+}
+
+#[test]
+fn security_tls_md() {
+    run_page("security-tls.md");
 }
 
 #[test]
@@ -237,8 +253,13 @@ fn run_blocks(page: &Page, text: &str, base: &str, shell: &mut shell::Shell) -> 
     let name = page.name;
     let mut report = Report::default();
     let mut bindings = Bindings::default();
+    let spare = process::free_addresses(SPARE_ADDRESSES.len());
     let local = |text: &str, bindings: &Bindings| {
-        bindings.apply(text).replace("http://127.0.0.1:7700", base)
+        let mut text = bindings.apply(text).replace("http://127.0.0.1:7700", base);
+        for (shown, address) in SPARE_ADDRESSES.iter().zip(&spare) {
+            text = text.replace(shown, &address.to_string());
+        }
+        text
     };
     for block in markdown::blocks(text) {
         if let Some(reason) = &block.norun {
