@@ -3,9 +3,9 @@
 //!
 //! The convention (also in README.md, "Examples in the docs"):
 //! - Every ```console block of a page in `docs/` is an example, and a block that shows a
-//!   shell session (`$ ` lines) must be one. A `$ ` line is a command; the
-//!   lines right below it that are indented by four spaces continue it; the lines after it,
-//!   up to the next `$ `, are what it prints (stdout and stderr together, as on a terminal).
+//!   shell session (`$ ` lines) must be one. A `$ ` line is a command; the lines right below
+//!   it that are indented by four spaces continue it; the lines after it, up to the next `$ `,
+//!   are what it prints (stdout and stderr together, as on a terminal).
 //! - The blocks of a page run in page order in one `bash`, against one fresh `wharf serve` for
 //!   the page, so state carries from block to block as it does for a reader following the
 //!   page: an example must create the queues and topics it uses, earlier on the page.
