@@ -23,6 +23,8 @@
 //!   data directory) has `<!-- norun: REASON -->` on the line above its fence. The test counts
 //!   and prints these, so skipping stays visible.
 //!
+//! The examples call `curl`, `jq` and `openssl`; the test installs those missing (apt-get).
+//!
 //! Run with `cargo test -p wharf-cli --test docs_examples -- --nocapture` to see the counts.
 
 // Helper modules shared with other test binaries; each binary uses a different part of them.
@@ -199,6 +201,39 @@ fn every_shell_session_is_a_console_block() {
     );
 }
 
+/// The tools the examples call besides `wharf`, as Debian packages of the same name.
+const TOOLS: [&str; 3] = ["curl", "jq", "openssl"];
+
+/// Installs any of [`TOOLS`] the machine lacks (CI runs as root on Debian), once per run.
+fn install_missing_tools() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let missing: Vec<&str> = TOOLS
+            .into_iter()
+            .filter(|tool| {
+                let found = std::process::Command::new("sh")
+                    .args(["-c", &format!("command -v {tool}")])
+                    .output();
+                !found.is_ok_and(|output| output.status.success())
+            })
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        let script = format!(
+            "apt-get update -qq && apt-get install -y -qq --no-install-recommends {}",
+            missing.join(" ")
+        );
+        let status = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .status();
+        assert!(
+            status.is_ok_and(|status| status.success()),
+            "the docs examples need {missing:?}, and installing them failed; install them"
+        );
+    });
+}
+
 fn docs_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs")
 }
@@ -213,6 +248,7 @@ struct Report {
 }
 
 fn run_page(name: &str) {
+    install_missing_tools();
     let page = PAGES
         .iter()
         .find(|page| page.name == name)
