@@ -402,8 +402,12 @@ fn send_file_sends_every_line_in_batches() {
     }
     std::fs::write(&path, &text).expect("write the file");
     let path = path.to_str().expect("utf-8 path");
-    let printed = server.ok(&["send", "bulk", "--file", path, "--header", "k=v"]);
+    let (status, printed, stderr) =
+        server.run(&["send", "bulk", "--file", path, "--header", "k=v"]);
+    assert!(status.success(), "{stderr}");
     assert_eq!(printed, "sent 2500 messages (0 duplicates)\n");
+    // No progress bar when stderr is not a terminal.
+    assert_eq!(stderr, "");
     assert_eq!(server.stats("bulk")["stats"]["ready"], 2_500);
     let first = json_lines(&server.ok(&["queue", "peek", "bulk", "--max", "2"]));
     assert_eq!(first[0]["body"], serde_json::json!({"n": 0}));
