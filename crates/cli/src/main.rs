@@ -8,6 +8,7 @@ mod bench;
 mod check;
 mod client;
 mod completions;
+mod progress;
 
 use anyhow::Context;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};

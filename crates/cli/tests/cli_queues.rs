@@ -386,6 +386,70 @@ fn a_stale_receipt_is_reported_and_the_command_fails() {
 }
 
 #[test]
+fn send_file_sends_every_line_in_batches() {
+    let server = start_server();
+    server.ok(&["queue", "create", "bulk"]);
+    // 2,500 messages: three batches of at most 1,000. JSON lines go as JSON, other lines as
+    // their bytes; blank lines are skipped; CRLF ends a line like LF.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("messages.txt");
+    let mut text = String::new();
+    for index in 0..2_500 {
+        match index % 2 {
+            0 => text.push_str(&format!("{{\"n\":{index}}}\n")),
+            _ => text.push_str(&format!("line {index}\r\n\n")),
+        }
+    }
+    std::fs::write(&path, &text).expect("write the file");
+    let path = path.to_str().expect("utf-8 path");
+    let (status, printed, stderr) =
+        server.run(&["send", "bulk", "--file", path, "--header", "k=v"]);
+    assert!(status.success(), "{stderr}");
+    assert_eq!(printed, "sent 2500 messages (0 duplicates)\n");
+    // No progress bar when stderr is not a terminal.
+    assert_eq!(stderr, "");
+    assert_eq!(server.stats("bulk")["stats"]["ready"], 2_500);
+    let first = json_lines(&server.ok(&["queue", "peek", "bulk", "--max", "2"]));
+    assert_eq!(first[0]["body"], serde_json::json!({"n": 0}));
+    assert_eq!(first[0]["headers"]["k"], "v");
+    assert_eq!(
+        decode_base64(first[1]["body_base64"].as_str().unwrap()),
+        b"line 1"
+    );
+    assert_eq!(first[1]["content_type"], "text/plain; charset=utf-8");
+
+    // `-` reads standard input.
+    let printed = server.ok_with_stdin(&["send", "bulk", "--file", "-"], b"7\nseven\n");
+    assert_eq!(printed, "sent 2 messages (0 duplicates)\n");
+    assert_eq!(server.stats("bulk")["stats"]["ready"], 2_502);
+}
+
+#[test]
+fn send_file_to_a_missing_queue_says_which_lines_were_not_sent() {
+    let server = start_server();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("messages.txt");
+    std::fs::write(&path, "1\n2\n").expect("write the file");
+    let path = path.to_str().expect("utf-8 path");
+    let (status, stdout, stderr) = server.run(&["send", "nope", "--file", path]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(stdout, "");
+    assert!(
+        stderr.starts_with("error: lines 1 to 2 were not sent (queue \"nope\" does not exist"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("0 messages of the lines before them were sent"),
+        "{stderr}"
+    );
+    let (status, _, stderr) = server.run(&["send", "nope", "--file", "/no/such/file"]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot read /no/such/file"), "{stderr}");
+    let (status, _, stderr) = server.run(&["send", "nope", "x", "--file", path]);
+    assert_eq!(status.code(), Some(2), "BODY and --file together: {stderr}");
+}
+
+#[test]
 fn peek_leaves_messages_and_purge_drops_them() {
     let server = start_server();
     server.ok(&["queue", "create", "work"]);

@@ -13,9 +13,17 @@ mod server_process;
 mod storage;
 mod topic;
 
-use crate::client::credentials::Authorization;
+use crate::{client::credentials::Authorization, progress::Progress};
 use clap::Subcommand;
-use std::{io, path::PathBuf, time::Duration};
+use std::{
+    io,
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 use wharf_storage::StorageError;
 
 #[derive(Debug, Subcommand)]
@@ -76,6 +84,41 @@ pub fn run(command: BenchCommand, server: Option<Remote<'_>>) -> Result<(), Benc
         BenchCommand::Queue(args) => queue::run(&args, server.as_ref()),
         BenchCommand::Topic(args) => topic::run(&args, server.as_ref()),
         BenchCommand::Request(args) => request::run(&args, server.as_ref()),
+    }
+}
+
+/// How often a progress bar reads its counter: smooth to the eye, free next to the load.
+const BAR_REDRAW: Duration = Duration::from_millis(100);
+
+/// A progress bar following a counter of a running benchmark, drawn on stderr by a task of its
+/// own, and only when stderr is a terminal. Dropping it stops the task, which clears the bar.
+struct CounterBar(Option<tokio::task::JoinHandle<()>>);
+
+impl CounterBar {
+    /// Must be called inside the benchmark's runtime.
+    fn spawn(label: &str, total: u64, unit: &str, counter: Arc<AtomicU64>) -> CounterBar {
+        if !crate::progress::shown() {
+            return CounterBar(None);
+        }
+        let bar = Progress::bar(label, total, unit);
+        CounterBar(Some(tokio::spawn(async move {
+            loop {
+                let done = counter.load(Ordering::Relaxed);
+                bar.set(done.min(total));
+                if done >= total {
+                    return;
+                }
+                tokio::time::sleep(BAR_REDRAW).await;
+            }
+        })))
+    }
+}
+
+impl Drop for CounterBar {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
     }
 }
 

@@ -231,6 +231,7 @@ async fn drive(args: &QueueArgs, endpoint: &Endpoint) -> Result<Measured, BenchE
     }
     let producers = spawn_producers(args, endpoint, &queue_path, progress.clone()).await?;
     let watchdog = tokio::spawn(watch_for_stall(progress.clone()));
+    let bar = crate::progress::shown().then(|| tokio::spawn(show_acks(progress.clone())));
     let mut sends_end = progress.started;
     for producer in producers {
         sends_end = sends_end.max(join(producer, &progress).await?);
@@ -240,6 +241,9 @@ async fn drive(args: &QueueArgs, endpoint: &Endpoint) -> Result<Measured, BenchE
         latencies_us.extend(join(consumer, &progress).await?);
     }
     watchdog.abort();
+    if let Some(bar) = bar {
+        bar.abort();
+    }
     let acked = progress.acked.load(Ordering::Relaxed);
     if acked < progress.total {
         return Err(BenchError::Server(format!(
@@ -450,6 +454,15 @@ impl Progress {
                 *finished = Some(Instant::now());
             }
         }
+    }
+}
+
+/// Draws the acked count on stderr while the run goes; only spawned when stderr is a terminal.
+async fn show_acks(progress: Arc<Progress>) {
+    let bar = crate::progress::Progress::bar("bench queue", progress.total, "acked");
+    while !progress.done() {
+        bar.set(progress.acked.load(Ordering::Relaxed));
+        tokio::time::sleep(super::BAR_REDRAW).await;
     }
 }
 

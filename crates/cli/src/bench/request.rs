@@ -152,6 +152,7 @@ async fn measure(
     concurrency: u64,
 ) -> Result<Phase, BenchError> {
     let next = Arc::new(AtomicU64::new(0));
+    let _bar = super::CounterBar::spawn("bench request", count, "requests", next.clone());
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
         let mut connection = Connection::open(endpoint).await?;

@@ -190,6 +190,8 @@ struct PublishPlan {
     body_base64: Arc<str>,
     /// Routing-key ids are drawn from `0..key_ids`; see [`routing_key`].
     key_ids: u64,
+    /// Messages the server confirmed so far, for the progress bar.
+    published: Arc<AtomicU64>,
 }
 
 async fn drive(
@@ -246,6 +248,7 @@ async fn drive_routing(
         batch: args.batch,
         body_base64,
         key_ids: bindings.div_ceil(BINDING_KINDS),
+        published: Arc::new(AtomicU64::new(0)),
     };
     let (publish_seconds, latencies_us, routed) = publish_all(endpoint, plan).await?;
     clean_up(&mut admin, &topic_path, &queues).await;
@@ -286,6 +289,7 @@ async fn drive_fanout(
         batch: 1,
         body_base64,
         key_ids: 1,
+        published: Arc::new(AtomicU64::new(0)),
     };
     let (publish_seconds, latencies_us, routed) = publish_all(endpoint, plan).await?;
     clean_up(&mut admin, &topic_path, &queues).await;
@@ -383,6 +387,12 @@ async fn publish_all(
     plan: PublishPlan,
 ) -> Result<(f64, Vec<u64>, u64), BenchError> {
     let failed = Arc::new(AtomicBool::new(false));
+    let _bar = super::CounterBar::spawn(
+        "bench topic",
+        plan.messages,
+        "published",
+        plan.published.clone(),
+    );
     let mut tasks = Vec::new();
     for index in 0..plan.producers {
         let count =
@@ -448,6 +458,7 @@ async fn publish(
         latencies_us.push(call_started.elapsed().as_micros() as u64);
         routed += count_routed(&parse(&reply, &plan.path)?, size, &plan.path)?;
         sent += size;
+        plan.published.fetch_add(size, Ordering::Relaxed);
     }
     Ok((latencies_us, routed))
 }

@@ -16,6 +16,7 @@ pub mod queue;
 pub mod receive;
 pub mod request;
 pub mod send;
+pub mod send_file;
 pub mod server_url;
 pub mod settle;
 pub mod subscribe;
@@ -66,6 +67,29 @@ pub enum ClientError {
     },
     #[error("cannot read the message body from standard input: {0}")]
     Stdin(#[source] io::Error),
+    #[error("cannot read {}: {source}", path.display())]
+    FileRead {
+        path: std::path::PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A line of `send --file` that no batch can carry.
+    #[error("line {line} is {bytes} bytes, over the {max} bytes of bodies a batch may carry; {sent} messages of the lines before it were sent")]
+    LineTooLong {
+        line: usize,
+        bytes: usize,
+        max: usize,
+        sent: u64,
+    },
+    /// A batch of `send --file` failed; the batches before it were stored.
+    #[error("lines {first_line} to {last_line} were not sent ({source}); {sent} messages of the lines before them were sent")]
+    BatchRefused {
+        first_line: usize,
+        last_line: usize,
+        sent: u64,
+        #[source]
+        source: Box<ClientError>,
+    },
     #[error("cannot read receipts from standard input: {0}")]
     ReceiptsInput(#[source] io::Error),
     #[error("no receipts given: pass them as arguments or on standard input, one per line")]

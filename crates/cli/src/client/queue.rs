@@ -5,6 +5,7 @@
 //! the count; `delete` prints nothing.
 
 use super::{print_json_line, print_json_pretty, queue_path, Client, ClientError};
+use crate::progress::Progress;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{json, Map, Value};
 
@@ -109,18 +110,22 @@ pub fn run(command: QueueCommand, client: &Client) -> Result<(), ClientError> {
         }
         QueueCommand::Peek(args) => peek(&args, client),
         QueueCommand::Purge(args) => {
+            let spinner = Progress::spinner(&format!("purging queue `{}`", args.name));
             let reply = client
                 .post(&queue_path(&args.name, "/purge"), &json!({}))
                 .map_err(|error| error.about_queue(&args.name))?;
+            drop(spinner);
             println!("purged {}", count(&reply, "purged"));
             Ok(())
         }
         QueueCommand::Redrive(args) => {
             let mut body = Map::new();
             insert_some(&mut body, "max_messages", args.max);
+            let spinner = Progress::spinner(&format!("redriving dead letters of `{}`", args.name));
             let reply = client
                 .post(&queue_path(&args.name, "/redrive"), &Value::Object(body))
                 .map_err(|error| error.about_queue(&args.name))?;
+            drop(spinner);
             println!("redriven {}", count(&reply, "redriven"));
             let not_dead_letters = count(&reply, "skipped_not_dead_letter");
             let source_missing = count(&reply, "skipped_source_missing");

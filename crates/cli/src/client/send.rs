@@ -12,17 +12,25 @@
 //! a JSON-looking BODY as its bytes, since the server keeps `body` for JSON content only.
 //! Prints one JSON line per sent message:
 //! `{"id":...,"duplicate":false}`.
+//!
+//! `--file PATH` (`-`: standard input) sends every line of a file instead, in batches: see
+//! [`super::send_file`].
 
 use super::{print_json_line, queue_path, Client, ClientError};
 use base64::Engine as _;
 use clap::Args;
 use serde_json::{json, Map, Value};
-use std::io::Read;
+use std::{io::Read, path::PathBuf};
 
 #[derive(Debug, Args)]
 pub struct SendArgs {
     /// Queue name.
     queue: String,
+    /// Send every line of this file (`-`: standard input) as one message, in batches; a line
+    /// is a body as BODY would be (JSON as JSON, other text as its bytes). Blank lines are
+    /// skipped. Prints `sent N messages (D duplicates)`.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["body", "id"])]
+    file: Option<PathBuf>,
     #[command(flatten)]
     message: MessageArgs,
 }
@@ -62,6 +70,9 @@ pub struct MessageArgs {
 }
 
 pub fn run(args: SendArgs, client: &Client) -> Result<(), ClientError> {
+    if let Some(path) = &args.file {
+        return super::send_file::run(&args.queue, path, &args.message, client);
+    }
     let message = message(&args.message)?;
     let reply = client
         .post(
@@ -78,10 +89,6 @@ pub fn run(args: SendArgs, client: &Client) -> Result<(), ClientError> {
 /// The message as the API's JSON (`body` or `body_base64` and the fields given).
 pub fn message(args: &MessageArgs) -> Result<Map<String, Value>, ClientError> {
     let mut message = Map::new();
-    let json_allowed = match args.content_type.as_deref() {
-        Some(content_type) => is_json_type(content_type),
-        None => true,
-    };
     let content_type = match args.body.as_deref() {
         None | Some("-") => {
             let mut bytes = Vec::new();
@@ -92,17 +99,40 @@ pub fn message(args: &MessageArgs) -> Result<Map<String, Value>, ClientError> {
             message.insert("body_base64".into(), base64_value(&bytes));
             Some("application/octet-stream")
         }
-        Some(text) => match serde_json::from_str::<Value>(text) {
-            Ok(document) if json_allowed => {
-                message.insert("body".into(), document);
-                None
-            }
-            _ => {
-                message.insert("body_base64".into(), base64_value(text.as_bytes()));
-                Some("text/plain; charset=utf-8")
-            }
-        },
+        Some(text) => insert_text_body(&mut message, text, args),
     };
+    insert_fields(&mut message, args, content_type);
+    Ok(message)
+}
+
+/// Inserts `text` as the body the way BODY is taken: JSON as `body` (unless a non-JSON
+/// `--content-type` was given), other text as its bytes. Returns the content type to label it
+/// with when `--content-type` is not given.
+pub fn insert_text_body(
+    message: &mut Map<String, Value>,
+    text: &str,
+    args: &MessageArgs,
+) -> Option<&'static str> {
+    let json_allowed = args.content_type.as_deref().is_none_or(is_json_type);
+    match serde_json::from_str::<Value>(text) {
+        Ok(document) if json_allowed => {
+            message.insert("body".into(), document);
+            None
+        }
+        _ => {
+            message.insert("body_base64".into(), base64_value(text.as_bytes()));
+            Some("text/plain; charset=utf-8")
+        }
+    }
+}
+
+/// Inserts the optional fields given on the command line; `content_type` is the body's label
+/// when `--content-type` is not given.
+pub fn insert_fields(
+    message: &mut Map<String, Value>,
+    args: &MessageArgs,
+    content_type: Option<&str>,
+) {
     let content_type = args.content_type.as_deref().or(content_type);
     let optional = [
         ("id", args.id.clone().map(Value::from)),
@@ -130,7 +160,6 @@ pub fn message(args: &MessageArgs) -> Result<Map<String, Value>, ClientError> {
             .collect();
         message.insert("headers".into(), Value::Object(headers));
     }
-    Ok(message)
 }
 
 /// `application/json` or any `+json` type, parameters ignored (what the server calls JSON).
@@ -142,7 +171,7 @@ fn is_json_type(content_type: &str) -> bool {
             .is_some_and(|(_, subtype)| subtype.to_ascii_lowercase().ends_with("+json"))
 }
 
-fn base64_value(bytes: &[u8]) -> Value {
+pub fn base64_value(bytes: &[u8]) -> Value {
     Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 

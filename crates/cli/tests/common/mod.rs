@@ -9,27 +9,30 @@ use std::{
 /// Pause between polls: short next to any deadline, long enough not to spin a core.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
-/// A `wharf` command with no `WHARF_*` or `RUST_LOG` inherited from the test environment, and
-/// no home or XDG directory, so a developer's own `~/.config/wharf/cli.toml` stays out of it.
+/// Variables of the test environment that would change what `wharf` does: its settings, a
+/// developer's home or XDG directory (and so `~/.config/wharf/cli.toml`), and logging.
+pub const INHERITED_VARIABLES_REMOVED: [&str; 15] = [
+    "WHARF_CONFIG",
+    "WHARF_DATA_DIR",
+    "WHARF_HTTP_ADDR",
+    "WHARF_TLS_CERT",
+    "WHARF_TLS_KEY",
+    "WHARF_TLS_CLIENT_CA",
+    "WHARF_SERVER",
+    "WHARF_ADMIN_TOKEN",
+    "WHARF_TOKEN",
+    "WHARF_USER",
+    "WHARF_PASSWORD",
+    "WHARF_CLI_CONFIG",
+    "XDG_CONFIG_HOME",
+    "HOME",
+    "RUST_LOG",
+];
+
+/// A `wharf` command with none of [`INHERITED_VARIABLES_REMOVED`] and stdin closed.
 pub fn wharf() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_wharf"));
-    for name in [
-        "WHARF_CONFIG",
-        "WHARF_DATA_DIR",
-        "WHARF_HTTP_ADDR",
-        "WHARF_TLS_CERT",
-        "WHARF_TLS_KEY",
-        "WHARF_TLS_CLIENT_CA",
-        "WHARF_SERVER",
-        "WHARF_ADMIN_TOKEN",
-        "WHARF_TOKEN",
-        "WHARF_USER",
-        "WHARF_PASSWORD",
-        "WHARF_CLI_CONFIG",
-        "XDG_CONFIG_HOME",
-        "HOME",
-        "RUST_LOG",
-    ] {
+    for name in INHERITED_VARIABLES_REMOVED {
         command.env_remove(name);
     }
     command.stdin(Stdio::null());
