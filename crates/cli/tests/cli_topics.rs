@@ -121,7 +121,10 @@ fn topics_are_created_bound_published_and_deleted() {
         ],
     ));
     assert_eq!(bound["pattern"], "orders/eu/#");
-    assert_eq!(bound["filter"], "amount > 10");
+    assert_eq!(
+        bound["filter"], "body.amount > 10",
+        "shown in canonical form"
+    );
 
     let published = json_line(&ok(
         &node,

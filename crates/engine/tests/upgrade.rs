@@ -574,6 +574,11 @@ async fn new_records_beside_old_ones_survive_a_restart() {
 
     let mut events = v0_bindings_of_events();
     events.remove(BINDING_ORDERS_MQTT);
+    // Bindings made now keep their filter in canonical form; older ones as they were given.
+    let us = BindingSpec {
+        filter: Some("body.amount > 5".to_string()),
+        ..us
+    };
     events.insert(us_id, us);
     assert_eq!(broker.bindings("events"), events);
     assert_eq!(broker.bindings("billing"), v0_bindings_of_billing());

@@ -208,6 +208,7 @@ impl Engine {
     ) -> Result<bool, EngineError> {
         self.check_open()?;
         let name = parse_topic_name(name)?;
+        let options = crate::topic::router::canonical_options(options)?;
         let router = Router::new(options.clone())?;
         let _admin = self.inner.admin.lock().await;
         // Under the admin lock: no queue named here is deleted between the check and the write.
@@ -300,6 +301,7 @@ impl Engine {
     pub async fn bind(&self, topic: &str, spec: BindingSpec) -> Result<String, EngineError> {
         self.check_open()?;
         let runtime = self.topic(topic)?;
+        let spec = crate::topic::router::canonical_spec(spec)?;
         let kind = spec.destination.kind();
         self.check_destination(&spec.destination, Field::Destination { kind })?;
         runtime.router.read().expect("router lock").check(&spec)?;

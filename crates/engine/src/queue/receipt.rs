@@ -130,13 +130,16 @@ impl ReceiptKey {
         incarnation: u64,
         signed: &SignedReceipt,
     ) -> Result<Receipt, ReceiptError> {
-        if signed.queue != queue {
-            return Err(ReceiptError::OtherQueue {
-                queue: name.to_string(),
-            });
-        }
-        let expected = self.tag(queue, signed.receipt);
+        // The tag is checked first, against the queue the receipt names: only a receipt this
+        // process really issued for another queue is "another queue's"; a made-up or edited
+        // one is not issued, whatever queue it names.
+        let expected = self.tag(signed.queue, signed.receipt);
         if bool::from(expected.ct_eq(&signed.tag)) {
+            if signed.queue != queue {
+                return Err(ReceiptError::OtherQueue {
+                    queue: name.to_string(),
+                });
+            }
             return Ok(signed.receipt);
         }
         match signed.receipt.incarnation == incarnation {
@@ -292,6 +295,12 @@ mod tests {
         );
         let other_key = ReceiptKey::from_bytes([7; 32]);
         let forged = other_key.sign(QUEUE, Receipt::new(Seq(1), INCARNATION, 2));
+        assert!(matches!(
+            verify(&forged),
+            Err(ReceiptError::NotIssued { .. })
+        ));
+        // Made up for another queue: not issued either, not "another queue's".
+        let forged = other_key.sign(QUEUE + 1, Receipt::new(Seq(1), INCARNATION, 2));
         assert!(matches!(
             verify(&forged),
             Err(ReceiptError::NotIssued { .. })

@@ -7,10 +7,10 @@
 //! bodies).
 
 mod retained;
-mod router;
+pub(crate) mod router;
 
 pub(crate) use retained::{RetainedEntry, RetainedIndex};
-pub use router::{Route, Router};
+pub use router::{canonical_options, canonical_spec, Route, Router};
 
 use serde::{Deserialize, Serialize};
 use std::{collections::BTreeMap, fmt};

@@ -258,6 +258,32 @@ impl Router {
     }
 }
 
+/// `spec` with its filter in canonical form, the form APIs show back (docs/filters.md); a
+/// filter that does not parse is refused as the router refuses it.
+pub fn canonical_spec(mut spec: BindingSpec) -> Result<BindingSpec, EngineError> {
+    if let Some(text) = &spec.filter {
+        let filter = Filter::parse(text).map_err(|source| {
+            EngineError::invalid_field(Field::Filter, FieldProblem::InvalidFilter { source })
+        })?;
+        spec.filter = Some(filter.to_string());
+    }
+    Ok(spec)
+}
+
+/// `options` with every rule's filter in canonical form.
+pub fn canonical_options(mut options: TopicOptions) -> Result<TopicOptions, EngineError> {
+    for (index, rule) in options.rules.iter_mut().enumerate() {
+        let filter = Filter::parse(&rule.filter).map_err(|source| {
+            EngineError::invalid_field(
+                Field::RuleFilter { index },
+                FieldProblem::InvalidFilter { source },
+            )
+        })?;
+        rule.filter = filter.to_string();
+    }
+    Ok(options)
+}
+
 /// The headers test first; the filter runs only when it passes.
 fn binding_matches(
     binding: &Compiled,

@@ -154,7 +154,8 @@ pub async fn add_binding(
     JsonBody(request): JsonBody<BindingBody>,
 ) -> Result<(StatusCode, Json<BindingInfoBody>), Problem> {
     let create_queue = request.create_queue;
-    let spec = request.into_spec()?;
+    // Shown back as stored: the filter in canonical form.
+    let spec = wharf_engine::topic::canonical_spec(request.into_spec()?)?;
     // Messages published to the topic will be written to the destination: the caller must be
     // allowed to write there (and to create a queue it asks for).
     let (kind, destination) = match &spec.destination {
