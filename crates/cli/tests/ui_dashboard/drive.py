@@ -248,7 +248,8 @@ def alert_rules(page):
     assert "fails /readyz" in rows["dead-letters"], rows
     assert f"queue {QUEUE}" in rows["orders-backlog"], rows
     assert "ready > 0 for 10.0 min" in rows["orders-backlog"], rows
-    assert "node" in rows["disk-nearly-full"] and "disk_free_bytes < 1" in rows["disk-nearly-full"], rows
+    assert "node" in rows["disk-nearly-full"] and "disk_free_bytes < 1 B" in rows["disk-nearly-full"], rows
+    assert "GiB" in rows["disk-nearly-full"], rows
     assert f"topic {TOPIC}" in rows["events-unroutable"], rows
     assert "unroutable per second > 0" in rows["events-unroutable"], rows
     # The firing rule holds readiness: /readyz answers 503 and the status card says why.

@@ -145,6 +145,9 @@ class CounterSums {
   }
 }
 
+/// A rule's threshold or value: bytes for the node's `*_bytes` metrics.
+const alertNumber = (alert, value) => (alert.metric.endsWith('_bytes') ? bytes(value) : count(value));
+
 function alertTable(alerts) {
   const order = { firing: 0, pending: 1, ok: 2 };
   const sorted = [...alerts].sort((a, b) => (order[a.state] ?? 3) - (order[b.state] ?? 3) || String(a.name).localeCompare(String(b.name)));
@@ -152,8 +155,8 @@ function alertTable(alerts) {
     { title: 'State', value: (a) => badge(a.state, a.state) },
     { title: 'Rule', value: (a) => a.name },
     { title: 'On', value: (a) => (a.queue ? link(queueHref(a.queue), `queue ${a.queue}`) : a.topic ? link(topicHref(a.topic), `topic ${a.topic}`) : 'node') },
-    { title: 'Condition', value: (a) => `${a.metric}${a.rate ? ' per second' : ''} ${a.op} ${count(a.threshold)}${a.for_ms ? ` for ${duration(a.for_ms)}` : ''}` },
-    { title: 'Value', num: true, value: (a) => (a.value === null || a.value === undefined ? '–' : count(a.value)) },
+    { title: 'Condition', value: (a) => `${a.metric}${a.rate ? ' per second' : ''} ${a.op} ${alertNumber(a, a.threshold)}${a.for_ms ? ` for ${duration(a.for_ms)}` : ''}` },
+    { title: 'Value', num: true, value: (a) => (a.value === null || a.value === undefined ? '–' : alertNumber(a, a.value)) },
     { title: 'Since', value: (a) => time(a.since_ms) },
     { title: 'Readiness', value: (a) => (a.readiness ? 'fails /readyz when firing' : '–') },
   ], sorted, { empty: 'No alert rules.', testId: 'alert-table' });
