@@ -1,10 +1,11 @@
 //! The web dashboard in a real browser: headless Chromium, driven by Selenium from
 //! `ui_dashboard/drive.py`, against the built `wharf serve` with an administrator token.
 //!
-//! The script creates its data over the API, logs in through the page, reads every page
-//! (overview, queues, a queue, topics, a topic) from the DOM, redrives, purges, sends and
-//! publishes through the page's buttons and forms and checks the API agrees, and fails on any
-//! JavaScript error or content-security-policy violation in the browser console. It writes a
+//! The script creates its data and alert rules over the API, logs in through the page, reads
+//! every page (overview, queues, a queue, topics, a topic) from the DOM, waits for the rules'
+//! real states and their events, deletes a message, redrives, purges, sends and publishes
+//! through the page's buttons and forms and checks the API agrees, and fails on any JavaScript
+//! error or content-security-policy violation in the browser console. It writes a
 //! screenshot of each page to `docs/images/ui-*.png`, the ones docs/operations.md shows.
 //!
 //! Setup, done once per machine and skipped after: Chromium and its matching chromedriver
@@ -38,10 +39,7 @@ fn every_dashboard_page_works_in_headless_chromium() {
     install_chromium();
     let python = selenium_python();
     let dir = tempfile::tempdir().expect("temp dir");
-    let node = Node::start_configured(
-        dir.path(),
-        &format!("[security]\nadmin_token = \"{TOKEN}\"\n"),
-    );
+    let node = Node::start_configured(dir.path(), &config());
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let screenshots = manifest.join("../../docs/images");
     let output = Command::new(&python)
@@ -63,6 +61,16 @@ fn every_dashboard_page_works_in_headless_chromium() {
         node.server.stderr()
     );
     assert!(stdout.contains("dashboard: every check passed"), "{stdout}");
+}
+
+/// A secured server whose alert rules move within a second, and whose `/metrics` leaves one
+/// of the script's five queues without series of its own (the overview says so).
+fn config() -> String {
+    format!(
+        "[security]\nadmin_token = \"{TOKEN}\"\n\n\
+         [alerts]\ninterval_ms = 200\n\n\
+         [metrics]\nresource_series_max = 4\n"
+    )
 }
 
 /// Chromium and chromedriver from Debian, unless both are there already.

@@ -3,8 +3,9 @@
 Usage: drive.py BASE_URL SCREENSHOT_DIR, with the administrator token in WHARF_UI_TOKEN.
 
 Creates its data over the HTTP API (a queue whose dead-letter queue holds dead letters, a
-topic bound to it), then walks every page as a user would: logs in, reads what each page
-shows from the DOM, redrives, purges, sends and publishes through the buttons and forms, and
+topic bound to it, alert rules whose events reach a queue), then walks every page as a user
+would: logs in, reads what each page shows from the DOM, waits for the alert rules' states,
+deletes a message, redrives, purges, sends and publishes through the buttons and forms, and
 checks the API agrees. Fails on any JavaScript error or content-security-policy violation
 in the browser's console, and writes a screenshot of each page.
 """
@@ -33,6 +34,17 @@ WAIT_S = 15
 QUEUE = "orders"
 DEAD = "orders.dead"
 TOPIC = "events"
+# The server's alerts topic (alerts.topic) and a queue bound to it, as docs/operations.md does.
+ALERTS_TOPIC = "wharf.alerts"
+PAGER = "pager"
+# One rule in each state once the server has evaluated them (every 200 ms in this test's
+# configuration), listed by the page firing first, then pending, then ok by name.
+RULES = {
+    "dead-letters": {"queue": DEAD, "metric": "ready", "op": ">", "threshold": 0, "readiness": True},
+    "orders-backlog": {"queue": QUEUE, "metric": "ready", "op": ">", "threshold": 0, "for_ms": 600000},
+    "disk-nearly-full": {"metric": "disk_free_bytes", "op": "<", "threshold": 1},
+    "events-unroutable": {"topic": TOPIC, "metric": "unroutable", "rate": True, "op": ">", "threshold": 0},
+}
 
 
 def api(method, path, body=None, token=TOKEN):
@@ -59,7 +71,8 @@ def expect(status, method, path, body=None):
 
 
 def seed():
-    """orders (2 dead letters in orders.dead, 1 ready), topic events bound to orders."""
+    """orders (2 dead letters in orders.dead, 1 ready), topic events bound to orders, the
+    alerts topic bound to pager, and the alert rules."""
     expect(201, "PUT", f"/v1/queues/{QUEUE}", {"max_deliveries": 3, "dead_letter_queue": DEAD})
     expect(201, "PUT", "/v1/queues/audit", {})
     messages = [{"id": f"order-{n}", "body": {"order": n}} for n in range(3)]
@@ -73,6 +86,11 @@ def seed():
     expect(201, "PUT", f"/v1/topics/{TOPIC}", {})
     expect(201, "POST", f"/v1/topics/{TOPIC}/bindings", {"pattern": "orders.#", "queue": QUEUE})
     assert stats(QUEUE)["ready"] == 1 and stats(DEAD)["ready"] == 2
+    expect(201, "PUT", f"/v1/topics/{ALERTS_TOPIC}", {})
+    expect(201, "PUT", f"/v1/queues/{PAGER}", {})
+    expect(201, "POST", f"/v1/topics/{ALERTS_TOPIC}/bindings", {"pattern": "alert.#", "queue": PAGER})
+    for name, rule in RULES.items():
+        expect(201, "PUT", f"/v1/alerts/{name}", rule)
 
 
 def stats(queue):
@@ -197,51 +215,51 @@ def login(page):
 
 def overview(page):
     page.open("/")
-    page.wait_card("queue-count", "4")
-    page.wait_card("topic-count", "1")
-    # This server has no alert rules: whether it has alerting (an empty list) or not (404),
-    # the page says so, without an error.
-    page.wait_text("[data-testid=alerts]", "No alert rules.")
+    # orders, orders.dead, audit, pager, traffic; events and the alerts topic.
+    page.wait_card("queue-count", "5")
+    page.wait_card("topic-count", "2")
     assert page.card("disk-free").endswith("B"), page.card("disk-free")
+    memory = page.card("memory")
+    assert memory.endswith("MiB") and float(memory.split()[0]) > 0, memory
+    assert page.card("total-delayed") == "0", page.card("total-delayed")
+    # orders 1, orders.dead 2, pager 1 (the firing event), and what traffic left.
+    assert int(page.card("total-ready").replace(",", "")) >= 4, page.card("total-ready")
+    # resource_series_max = 4: the empty queue audit has no series, and the page says so.
+    page.wait_text("[data-testid=rates-scope]", "1 queue left out")
     page.wait("a sent rate above 0", lambda: page.card("rate-sent") not in ("–", "0/s"))
     alert_rules(page)
     time.sleep(2)
     page.shoot("overview")
-    print("overview: 4 queues, 1 topic, disk free, a live send rate, no alert rules, then rules")
+    print("overview: 5 queues, 2 topics, totals and memory from /metrics, a live send rate, "
+          "the real alert rules")
 
 
 def alert_rules(page):
-    """The page's rendering of GET /v1/alerts in its agreed shape. The rules come from a
-    stand-in for fetch in the page (this server has none configured): what is checked is how
-    the page shows each state, target and condition, firing rules first."""
-    now = int(time.time() * 1000)
-    rules = {"alerts": [
-        {"name": "publishing stopped", "topic": TOPIC, "metric": "published", "rate": True,
-         "op": "<", "threshold": 1, "for_ms": 60000, "readiness": False, "state": "ok",
-         "value": None, "since_ms": None},
-        {"name": "dead letters", "queue": DEAD, "metric": "ready", "rate": False, "op": ">",
-         "threshold": 0, "for_ms": 0, "readiness": True, "state": "pending", "value": 2.0,
-         "since_ms": now - 5000},
-        {"name": "backlog", "queue": QUEUE, "metric": "ready", "rate": False, "op": ">",
-         "threshold": 10000, "for_ms": 300000, "readiness": False, "state": "firing",
-         "value": 12345.0, "since_ms": now - 420000},
-    ]}
-    page.driver.execute_script("""
-        const rules = arguments[0];
-        const fetchFromServer = window.fetch;
-        window.fetch = (url, init) => String(url).startsWith('/v1/alerts')
-            ? Promise.resolve(new Response(JSON.stringify(rules),
-                { headers: { 'content-type': 'application/json' } }))
-            : fetchFromServer(url, init);
-    """, rules)
-    table = page.wait_text("[data-testid=alert-table]", "backlog")
-    rows = [row.text for row in page.driver.find_elements(
-        By.CSS_SELECTOR, "[data-testid=alert-table] tbody tr")]
-    assert [r.split()[0] for r in rows] == ["firing", "pending", "ok"], rows
-    assert f"queue {QUEUE}" in rows[0] and "ready > 10,000 for 5.0 min" in rows[0], rows
-    assert "12,345" in rows[0] and "fails /readyz" in rows[1], rows
-    assert f"topic {TOPIC}" in rows[2] and "per second < 1" in rows[2], rows
-    print(f"alerts: firing, pending, ok rules shown in that order: {table!r}")
+    """The rules seed() created, in the states the server gave them, firing first."""
+    def states():
+        rows = page.driver.find_elements(By.CSS_SELECTOR, "[data-testid=alert-table] tbody tr")
+        return [(row.get_attribute("data-key"), row.text) for row in rows]
+    page.wait("the alert rules in their states", lambda: [
+        (name, text.split()[0]) for name, text in states()] == [
+        ("dead-letters", "firing"), ("orders-backlog", "pending"),
+        ("disk-nearly-full", "ok"), ("events-unroutable", "ok")])
+    rows = dict(states())
+    assert f"queue {DEAD}" in rows["dead-letters"] and "ready > 0" in rows["dead-letters"], rows
+    assert "fails /readyz" in rows["dead-letters"], rows
+    assert f"queue {QUEUE}" in rows["orders-backlog"], rows
+    assert "ready > 0 for 10.0 min" in rows["orders-backlog"], rows
+    assert "node" in rows["disk-nearly-full"] and "disk_free_bytes < 1 B" in rows["disk-nearly-full"], rows
+    assert "GiB" in rows["disk-nearly-full"], rows
+    assert f"topic {TOPIC}" in rows["events-unroutable"], rows
+    assert "unroutable per second > 0" in rows["events-unroutable"], rows
+    # The firing rule holds readiness: /readyz answers 503 and the status card says why.
+    page.wait_card("status", "not ready")
+    assert "dead-letters" in page.text("[data-testid=status] .note"), page.text("[data-testid=status]")
+    api_states = {a["name"]: a["state"] for a in expect(200, "GET", "/v1/alerts")["alerts"]}
+    assert api_states == {"dead-letters": "firing", "orders-backlog": "pending",
+                          "disk-nearly-full": "ok", "events-unroutable": "ok"}, api_states
+    print(f"alerts: firing, pending, ok, ok as the API has them; the status card is not ready: "
+          f"{list(rows.values())!r}")
 
 
 def queues(page):
@@ -276,16 +294,18 @@ def queue(page):
     page.shoot("queue")
     print("queue: ready 1, options, 2 dead letters with reason 'rejected' and their last error")
 
+    delete_message(page)
+
     page.click("#redrive")
     page.success("Redrove 2 dead letters")
-    page.wait_card("ready", "3")
+    page.wait_card("ready", "2")
     page.wait_text("[data-testid=dead-letter-count]", "0")
-    assert stats(QUEUE)["ready"] == 3 and stats(DEAD)["ready"] == 0
+    assert stats(QUEUE)["ready"] == 2 and stats(DEAD)["ready"] == 0
     print("redrive: the page and the API show the dead letters back in the source queue")
 
     page.click("#purge")
     page.click("#purge-confirm")
-    page.success("Purged 3 messages")
+    page.success("Purged 2 messages")
     page.wait_card("ready", "0")
     assert stats(QUEUE)["ready"] == 0
     print("purge: the page and the API show 0 ready")
@@ -306,6 +326,49 @@ def queue(page):
     page.open(f"/queues/{DEAD}")
     page.wait_text("[data-testid=queue-name]", DEAD)
     page.wait_text("[data-testid=message-table]", "")
+
+
+def delete_message(page):
+    """order-2 through its row's Delete button: refused while a consumer leases it, then gone."""
+    order = "order-2"
+    button = f"[data-testid=message-table] tr[data-key='{order}'] [data-testid=delete]"
+    page.click(button)
+    page.wait_text(".confirm-bar:not([hidden])", f"Delete message {order} from {QUEUE}?")
+    # A consumer takes it between the question and the answer: the server refuses (409).
+    received = expect(200, "POST", f"/v1/queues/{QUEUE}/receive", {"max_messages": 1})["messages"]
+    assert [m["id"] for m in received] == [order], received
+    page.click("#delete-confirm")
+    page.wait_text("[data-testid=message-error]", "leased by a consumer")
+    expect(200, "GET", f"/v1/queues/{QUEUE}/messages/{order}")
+    print("delete: a message leased meanwhile is refused visibly (409) and stays")
+    nacked = expect(200, "POST", f"/v1/queues/{QUEUE}/nack", {"receipts": [received[0]["receipt"]]})
+    assert all(r["ok"] for r in nacked["results"]), nacked
+    # Back to ready after the queue's retry backoff (1 s).
+    page.click(button)
+    page.click("#delete-confirm")
+    page.success(f"Deleted message {order} from {QUEUE}.")
+    page.wait_card("ready", "0")
+    page.wait_text("[data-testid=message-table]", "No ready messages.")
+    got, answer = api("GET", f"/v1/queues/{QUEUE}/messages/{order}")
+    assert got == 404 and answer["code"] == "message_not_found", (got, answer)
+    print("delete: after confirming, the message leaves the page and the API answers 404 for it")
+
+
+def alert_events(page):
+    """Redriving emptied orders.dead, so the firing rule resolved: both events reached the
+    queue bound to the alerts topic, and readiness is back."""
+    page.open(f"/queues/{PAGER}")
+    page.wait_text("[data-testid=message-table]", '"state":"resolved"')
+    bodies = [json.loads(cell.text) for cell in page.driver.find_elements(
+        By.CSS_SELECTOR, "[data-testid=message-table] td.body")]
+    assert [(b["alert"], b["state"]) for b in bodies] == [
+        ("dead-letters", "firing"), ("dead-letters", "resolved")], bodies
+    assert bodies[0]["value"] == 2 and bodies[0]["rule"]["queue"] == DEAD, bodies
+    page.open("/")
+    page.wait_card("status", "ready")
+    page.wait_text("[data-testid=alert-table] tr[data-key='dead-letters']", "ok")
+    print(f"alert events: firing then resolved in {PAGER} (bound to {ALERTS_TOPIC}); the overview "
+          "shows the rule ok and the node ready")
 
 
 def topics(page):
@@ -335,7 +398,7 @@ def topic(page):
     assert stats(QUEUE)["ready"] == 2
     # Leaving the page ends the subscription.
     page.open("/")
-    page.wait_card("topic-count", "1")
+    page.wait_card("topic-count", "2")
     print("topic: bindings shown; a message published from the page arrives in the live tail and its queue")
 
 
@@ -361,10 +424,13 @@ def viewer(page):
 
 def check_console(page):
     page.drain_console()
-    # The refusals this script causes on purpose: a wrong token, a send with priority 42, a
-    # purge by a user without the grant, and /v1/alerts on a server without alerting (the page shows "No alert rules." for it).
+    # The refusals this script causes on purpose: a wrong token, /readyz while a rule that
+    # holds readiness fires, a delete of a leased message, a send with priority 42, and a purge
+    # by a user without the grant.
     expected = ["/v1/whoami - Failed to load resource: the server responded with a status of 401",
-                "/v1/alerts - Failed to load resource: the server responded with a status of 404",
+                "/readyz - Failed to load resource: the server responded with a status of 503",
+                f"/v1/queues/{QUEUE}/messages/order-2 - Failed to load resource: the server"
+                " responded with a status of 409",
                 f"/v1/queues/{QUEUE}/messages - Failed to load resource: the server responded"
                 " with a status of 400",
                 f"/v1/queues/{QUEUE}/purge - Failed to load resource: the server responded"
@@ -400,6 +466,7 @@ def main():
             stop.set()
             sender.join()
         queue(page)
+        alert_events(page)
         topics(page)
         topic(page)
         viewer(page)

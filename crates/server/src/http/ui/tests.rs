@@ -2,8 +2,12 @@
 //! credentials, with their types and the security headers, and only the files the page uses.
 
 use super::{ASSETS, CONTENT_SECURITY_POLICY};
+use crate::disk_space::DiskSpace;
 use crate::http::{router, security::SecuritySettings, ApiDoc, AppState};
 use crate::readiness::Readiness;
+use crate::resource_metrics::{
+    resident_memory_bytes, ResourceMetrics, SeriesChoice, RESOURCE_SERIES_MAX_DEFAULT,
+};
 use axum::{
     body::{to_bytes, Body},
     http::{header, Method, Request, StatusCode},
@@ -13,8 +17,10 @@ use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use tower::ServiceExt;
 use utoipa::OpenApi;
-use wharf_engine::{clock::SystemClock, Engine, EngineConfig};
-use wharf_storage::MemoryStore;
+use wharf_engine::{
+    clock::SystemClock, queue::QueueOptions, topic::TopicOptions, Engine, EngineConfig,
+};
+use wharf_storage::{MemoryStore, Storage};
 
 /// A server with an administrator token: every `/v1` call needs credentials.
 async fn secured_state() -> AppState {
@@ -153,6 +159,71 @@ fn the_page_has_no_inline_script_or_style_and_loads_only_served_files() {
             );
         }
     }
+}
+
+/// The overview reads `/metrics` by name; a name the server does not write would show as `–`
+/// (or as no card at all) with no error anywhere. Every name the pages read must be in a
+/// server's scrape (one with a queue and a topic, so per-resource series exist).
+#[tokio::test]
+async fn every_metric_the_pages_read_is_one_the_server_writes() {
+    let state = secured_state().await;
+    state
+        .engine
+        .put_queue("orders", QueueOptions::default())
+        .await
+        .expect("queue");
+    state
+        .engine
+        .put_topic("events", TopicOptions::default())
+        .await
+        .expect("topic");
+    let mut registry = Registry::default();
+    let choice = SeriesChoice {
+        max: RESOURCE_SERIES_MAX_DEFAULT,
+        ..SeriesChoice::default()
+    };
+    registry.register_collector(Box::new(ResourceMetrics::new(state.engine.clone(), choice)));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store: Arc<dyn Storage> = Arc::new(MemoryStore::new());
+    let disk = DiskSpace::new(dir.path().to_path_buf(), 0, store, &mut registry);
+    disk.free_bytes().expect("statvfs");
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+    let pages = ASSETS
+        .iter()
+        .find(|asset| asset.name == "pages.js")
+        .expect("pages.js");
+    let names = metric_names(pages.body);
+    assert!(names.contains(&"wharf_messages".to_string()), "{names:?}");
+    for name in names {
+        if name == "wharf_process_resident_memory_bytes" && resident_memory_bytes().is_none() {
+            continue; // Not on this platform; the page leaves the card out.
+        }
+        let written = text.lines().any(|line| {
+            line.strip_prefix(name.as_str())
+                .is_some_and(|rest| rest.starts_with([' ', '{']))
+        });
+        assert!(
+            written,
+            "pages.js reads {name}, which /metrics lacks:\n{text}"
+        );
+    }
+}
+
+/// The metric names in a script: what it passes to `sample(metrics, 'NAME'`, and any other
+/// quoted `'wharf_…'`.
+fn metric_names(script: &str) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    for marker in ["sample(metrics, '", "'wharf_"] {
+        for (start, _) in script.match_indices(marker) {
+            let rest = &script[start + marker.rfind('\'').expect("quote") + 1..];
+            let name = &rest[..rest.find('\'').unwrap_or(rest.len())];
+            if !found.iter().any(|known| known == name) {
+                found.push(name.to_string());
+            }
+        }
+    }
+    found
 }
 
 /// The files a page or module names: `/ui/NAME` in the page, `./NAME` in an import.

@@ -3,8 +3,8 @@
 //
 // Browser rules the server enforces (crates/server/src/http/browser.rs) shape this file:
 // a request with a body is sent as `application/json` (a form or text type is refused), a
-// POST without a body sends no content type, and `credentials: 'omit'` keeps the browser
-// from attaching (or prompting for) credentials of its own; only ours travel.
+// POST or DELETE without a body sends no content type, and `credentials: 'omit'` keeps the
+// browser from attaching (or prompting for) credentials of its own; only ours travel.
 
 const AUTH_KEY = 'wharf.authorization';
 
@@ -86,27 +86,13 @@ function problemOf(response, data, method, path) {
 
 export const get = (path, options) => request('GET', path, undefined, options);
 export const post = (path, body) => request('POST', path, body);
+/// DELETE, without a body (so without a content type).
+export const remove = (path) => request('DELETE', path);
 
 /// `/v1/...` with each part of `parts` URL-encoded: names may hold `.`, `-`, `_` only today,
 /// but the page never builds a path from raw text.
 export function path(...parts) {
   return `/v1/${parts.map(encodeURIComponent).join('/')}`;
-}
-
-/// Every item of a paged list (`?limit=&after=` answered with `next`), at most `pagesMax`
-/// pages; `truncated` says whether more remained.
-export async function listAll(resource, key, { signal, pagesMax = 20 } = {}) {
-  const items = [];
-  let after = null;
-  for (let page = 0; page < pagesMax; page += 1) {
-    const query = new URLSearchParams({ limit: '1000' });
-    if (after) query.set('after', after);
-    const answer = await get(`/v1/${resource}?${query}`, { signal });
-    items.push(...answer[key]);
-    if (!answer.next) return { items, truncated: false };
-    after = answer.next;
-  }
-  return { items, truncated: true };
 }
 
 /// A topic subscription over Server-Sent Events, read with `fetch` so the Authorization

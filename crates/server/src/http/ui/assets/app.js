@@ -63,13 +63,16 @@ class Scope {
     return run;
   }
 
-  /// Runs a user's action from `button`: disabled while it runs, its error shown.
+  /// Runs a user's action from `button`: disabled while it runs, its error shown until the
+  /// same action succeeds.
   async act(button, action) {
+    const key = `action-${button.id || button.textContent}`;
     button.disabled = true;
     try {
       await action();
+      clear(key);
     } catch (error) {
-      failed(error, `action-${button.id || button.textContent}`);
+      failed(error, key);
     } finally {
       button.disabled = false;
     }

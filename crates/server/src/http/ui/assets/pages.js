@@ -2,7 +2,7 @@
 // made for it, builds its static parts once (forms, buttons: they survive the refreshes)
 // and refreshes the live parts from the API every poll.
 
-import { ApiError, get, listAll, path, post, subscribe } from './api.js';
+import { ApiError, get, path, post, remove, subscribe } from './api.js';
 import {
   History, badge, bodyText, bytes, card, count, definitions, duration, h, link, rate,
   showSuccess, sparkline, table, time,
@@ -21,48 +21,57 @@ const topicHref = (name) => `#/topics/${encodeURIComponent(name)}`;
 
 // ---------------------------------------------------------------- overview
 
+/// The counters behind the overview's rate charts, by the per-queue and per-topic series of
+/// `/metrics` they are summed from.
+const RATE_SERIES = {
+  sent: 'wharf_queue_sent_total',
+  delivered: 'wharf_queue_delivered_total',
+  acked: 'wharf_queue_acked_total',
+  dead_lettered: 'wharf_queue_dead_lettered_total',
+  published: 'wharf_topic_published_total',
+};
+
+/// Everything the overview shows comes from one scrape of `/metrics` (the node's totals), one
+/// `/readyz` and one `/v1/alerts`, never from listing the queues: its cost does not grow with
+/// the number of queues and topics beyond the scrape's own.
 export function overview(scope) {
   const cards = h('div', { class: 'cards', 'data-testid': 'overview-cards' });
   const charts = h('div', { class: 'charts', 'data-testid': 'overview-rates' });
+  const ratesScope = h('p', { class: 'subtitle', 'data-testid': 'rates-scope' });
   const alerts = h('div', { 'data-testid': 'alerts' }, h('p', { class: 'empty' }, 'Loading…'));
   scope.main.append(
     h('h1', {}, 'Overview'),
     h('p', { class: 'subtitle' }, 'This node, refreshed every 2 seconds.'),
-    cards, h('h2', {}, 'Message rates'), charts, h('h2', {}, 'Alerts'), alerts);
+    cards, h('h2', {}, 'Message rates'), ratesScope, charts, h('h2', {}, 'Alerts'), alerts);
   const history = new History();
+  const counters = new CounterSums(RATE_SERIES);
   scope.poll('overview', async (signal) => {
-    const [queueList, topicList, metrics, readiness] = await Promise.all([
-      listAll('queues', 'queues', { signal }),
-      listAll('topics', 'topics', { signal }),
+    const [metrics, readiness] = await Promise.all([
       get('/metrics', { signal, accept: 'text/plain' }).then(parseMetrics),
       get('/readyz', { signal }).catch((error) => {
         if (error instanceof ApiError && error.status === 503) return { status: 'not ready', warnings: [error.message] };
         throw error;
       }),
     ]);
-    const totals = { ready: 0, delayed: 0, leased: 0, sent: 0, delivered: 0, acked: 0, dead_lettered: 0, published: 0 };
-    for (const q of queueList.items) {
-      for (const field of ['ready', 'delayed', 'leased']) totals[field] += q.stats[field];
-      for (const field of ['sent', 'delivered', 'acked', 'dead_lettered']) totals[field] += q.stats.counters[field];
-    }
-    for (const t of topicList.items) totals.published += t.stats.published;
-    history.add('node', Date.now(), totals);
-    const more = (list) => (list.truncated ? '+' : '');
-    const free = metrics.wharf_storage_disk_free_bytes;
-    const resident = metrics.process_resident_memory_bytes;
+    const messages = (state) => sample(metrics, 'wharf_messages', { state });
+    const ready = messages('ready');
+    history.add('node', Date.now(), { ready, ...counters.add(metrics) });
+    const free = sample(metrics, 'wharf_storage_disk_free_bytes');
+    const resident = sample(metrics, 'wharf_process_resident_memory_bytes');
     cards.replaceChildren(...[
       card('Status', readiness.status, { note: (readiness.warnings || []).join('; ') || 'no warnings', testId: 'status' }),
-      card('Queues', `${count(queueList.items.length)}${more(queueList)}`, { testId: 'queue-count' }),
-      card('Topics', `${count(topicList.items.length)}${more(topicList)}`, { testId: 'topic-count' }),
-      card('Ready', count(totals.ready), { testId: 'total-ready', chart: sparkline(history.values('node', 'ready')) }),
-      card('Delayed', count(totals.delayed), { testId: 'total-delayed' }),
-      card('Leased', count(totals.leased), { testId: 'total-leased' }),
+      card('Queues', count(sample(metrics, 'wharf_queues')), { testId: 'queue-count' }),
+      card('Topics', count(sample(metrics, 'wharf_topics')), { testId: 'topic-count' }),
+      card('Ready', count(ready), { testId: 'total-ready', chart: sparkline(history.values('node', 'ready')) }),
+      card('Delayed', count(messages('delayed')), { testId: 'total-delayed' }),
+      card('Leased', count(messages('leased')), { testId: 'total-leased' }),
       card('Disk free', bytes(free), {
         testId: 'disk-free',
-        note: metrics.wharf_storage_disk_reserve_spent === 1 ? 'full: reserve spent' : 'for the data directory',
+        note: sample(metrics, 'wharf_storage_disk_reserve_spent') === 1 ? 'full: reserve spent' : 'for the data directory',
       }),
       resident === undefined ? null : card('Memory', bytes(resident), { note: 'resident', testId: 'memory' }),
     ].filter(Boolean));
+    ratesScope.textContent = rateScopeText(metrics);
     const rateCard = (label, field) => card(label, rate(history.rate('node', field)), {
       chart: sparkline(history.rates('node', field), { title: `${label} over the last 2 minutes` }),
       testId: `rate-${field}`,
@@ -72,29 +81,72 @@ export function overview(scope) {
       rateCard('Published', 'published'), rateCard('Dead-lettered', 'dead_lettered'));
   });
   scope.poll('alerts', async (signal) => {
-    alerts.replaceChildren(alertTable(await loadAlerts(signal)));
+    alerts.replaceChildren(alertTable((await get('/v1/alerts', { signal })).alerts));
   });
 }
 
-/// Prometheus text: the value of each sample without labels, by name.
-function parseMetrics(text) {
-  const values = {};
-  for (const line of String(text).split('\n')) {
-    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*) ([^ ]+)/.exec(line);
-    if (match) values[match[1]] = Number(match[2]);
-  }
-  return values;
+/// What the rates cover: `/metrics` has series for at most `metrics.resource_series_max`
+/// queues and topics (the busiest: queues by messages held, topics by messages published).
+function rateScopeText(metrics) {
+  const omitted = (kind) => sample(metrics, 'wharf_metrics_resources_omitted', { kind }) || 0;
+  const queues = omitted('queue');
+  const topics = omitted('topic');
+  if (!queues && !topics) return 'Summed over every queue and topic.';
+  const left = [queues && plural(queues, 'queue'), topics && plural(topics, 'topic')].filter(Boolean).join(' and ');
+  return `Summed over the busiest queues and topics, those with series on /metrics (metrics.resource_series_max): ${left} left out.`;
 }
 
-/// The alert rules and their states; a server without alerting (404) has none.
-async function loadAlerts(signal) {
-  try {
-    return (await get('/v1/alerts', { signal })).alerts || [];
-  } catch (error) {
-    if (error instanceof ApiError && error.status === 404) return [];
-    throw error;
+/// Prometheus text (or OpenMetrics): each sample by metric name, as `{labels, value}`.
+function parseMetrics(text) {
+  const samples = new Map();
+  for (const line of String(text).split('\n')) {
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{((?:[^"}]|"(?:[^"\\]|\\.)*")*)\})? ([^ ]+)/.exec(line);
+    if (!match) continue;
+    const labels = {};
+    for (const [, key, value] of (match[2] || '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) {
+      labels[key] = value.replace(/\\(.)/g, (_, c) => (c === 'n' ? '\n' : c));
+    }
+    if (!samples.has(match[1])) samples.set(match[1], []);
+    samples.get(match[1]).push({ labels, value: Number(match[3]) });
+  }
+  return samples;
+}
+
+/// The value of the sample of `name` whose labels include `labels`, or undefined.
+function sample(metrics, name, labels = {}) {
+  const found = (metrics.get(name) || []).find((s) => Object.entries(labels).every(([key, value]) => s.labels[key] === value));
+  return found?.value;
+}
+
+/// Node-wide counters summed from per-resource series. The set of resources with series can
+/// change between two scrapes (a queue becomes one of the busiest, or is deleted), so a sum of
+/// the counters would jump; instead each scrape adds what every series present in both grew by.
+class CounterSums {
+  constructor(series) {
+    this.series = series;
+    this.previous = new Map();
+    this.totals = Object.fromEntries(Object.keys(series).map((field) => [field, 0]));
+  }
+
+  /// Adds the growth since the previous scrape; returns the running totals.
+  add(metrics) {
+    for (const [field, name] of Object.entries(this.series)) {
+      const now = new Map((metrics.get(name) || []).map((s) => [JSON.stringify(s.labels), s.value]));
+      const before = this.previous.get(name);
+      if (before) {
+        for (const [key, value] of now) {
+          const grown = value - (before.get(key) ?? value);
+          if (grown > 0) this.totals[field] += grown;
+        }
+      }
+      this.previous.set(name, now);
+    }
+    return { ...this.totals };
   }
 }
+
+/// A rule's threshold or value: bytes for the node's `*_bytes` metrics.
+const alertNumber = (alert, value) => (alert.metric.endsWith('_bytes') ? bytes(value) : count(value));
 
 function alertTable(alerts) {
   const order = { firing: 0, pending: 1, ok: 2 };
@@ -103,8 +155,8 @@ function alertTable(alerts) {
     { title: 'State', value: (a) => badge(a.state, a.state) },
     { title: 'Rule', value: (a) => a.name },
     { title: 'On', value: (a) => (a.queue ? link(queueHref(a.queue), `queue ${a.queue}`) : a.topic ? link(topicHref(a.topic), `topic ${a.topic}`) : 'node') },
-    { title: 'Condition', value: (a) => `${a.metric}${a.rate ? ' per second' : ''} ${a.op} ${count(a.threshold)}${a.for_ms ? ` for ${duration(a.for_ms)}` : ''}` },
-    { title: 'Value', num: true, value: (a) => (a.value === null || a.value === undefined ? '–' : count(a.value)) },
+    { title: 'Condition', value: (a) => `${a.metric}${a.rate ? ' per second' : ''} ${a.op} ${alertNumber(a, a.threshold)}${a.for_ms ? ` for ${duration(a.for_ms)}` : ''}` },
+    { title: 'Value', num: true, value: (a) => (a.value === null || a.value === undefined ? '–' : alertNumber(a, a.value)) },
     { title: 'Since', value: (a) => time(a.since_ms) },
     { title: 'Readiness', value: (a) => (a.readiness ? 'fails /readyz when firing' : '–') },
   ], sorted, { empty: 'No alert rules.', testId: 'alert-table' });
@@ -207,6 +259,16 @@ export function queue(scope, name) {
   const confirmBar = h('div', { class: 'confirm-bar', hidden: true },
     h('span', { class: 'grow' }, `Remove every ready and delayed message of ${name}? Leased ones stay with their consumers.`),
     confirmPurge, cancelPurge);
+  const deleteQuestion = h('span', { class: 'grow' });
+  const confirmDelete = h('button', { type: 'button', class: 'danger confirm', id: 'delete-confirm' }, 'Delete');
+  const cancelDelete = h('button', { type: 'button', id: 'delete-cancel' }, 'Cancel');
+  const deleteBar = h('div', { class: 'confirm-bar', hidden: true }, deleteQuestion, confirmDelete, cancelDelete);
+  let deleting = null;
+  const askDelete = (message) => {
+    deleting = message.id;
+    deleteQuestion.textContent = `Delete message ${message.id} from ${name}? It cannot be brought back.`;
+    deleteBar.hidden = false;
+  };
   const cards = h('div', { class: 'cards', 'data-testid': 'queue-cards' });
   const options = h('div', { 'data-testid': 'queue-options' });
   const counters = h('div', { 'data-testid': 'queue-counters' });
@@ -238,7 +300,7 @@ export function queue(scope, name) {
     h('div', { class: 'columns' },
       h('div', {}, h('h2', {}, 'Options'), options),
       h('div', {}, h('h2', {}, 'Counters since the server started'), counters)),
-    h('h2', {}, 'Messages'), h('div', { class: 'toolbar' }, tabs, h('span', { class: 'grow' }), redriveSelf), messages,
+    h('h2', {}, 'Messages'), h('div', { class: 'toolbar' }, tabs, h('span', { class: 'grow' }), redriveSelf), deleteBar, messages,
     deadLetterTitle, deadLetters,
     h('h2', {}, 'Send a test message'), form);
 
@@ -261,7 +323,9 @@ export function queue(scope, name) {
     const peeked = await get(`${path('queues', name, 'messages')}?state=${state}&max=${PEEK_MAX}`, { signal });
     const anyDead = peeked.messages.some((m) => m.dead_letter);
     redriveSelf.hidden = !anyDead;
-    messages.replaceChildren(messageTable(peeked.messages, anyDead, `No ${state} messages.`));
+    // A leased message is its consumer's to settle: the server refuses to delete it (409).
+    const onDelete = state === 'leased' ? null : askDelete;
+    messages.replaceChildren(messageTable(peeked.messages, anyDead, `No ${state} messages.`, onDelete));
     deadLetterQueue = info.options.dead_letter_queue;
     deadLetterTitle.hidden = !deadLetterQueue;
     deadLetters.hidden = !deadLetterQueue;
@@ -274,6 +338,14 @@ export function queue(scope, name) {
     const answer = await post(path('queues', name, 'purge'));
     confirmBar.hidden = true;
     showSuccess(`Purged ${plural(answer.purged, 'message')} from ${name}.`);
+    refresh();
+  }));
+  cancelDelete.addEventListener('click', () => { deleteBar.hidden = true; });
+  confirmDelete.addEventListener('click', () => scope.act(confirmDelete, async () => {
+    const id = deleting;
+    await remove(path('queues', name, 'messages', id));
+    deleteBar.hidden = true;
+    showSuccess(`Deleted message ${id} from ${name}.`);
     refresh();
   }));
   const redrive = (target, button) => scope.act(button, async () => {
@@ -322,7 +394,8 @@ async function deadLetterView(deadLetterQueue, redriveButton, signal) {
     ], rows, { empty: 'No dead letters.', testId: 'dead-letter-table' })];
 }
 
-function messageTable(messages, withDeadLetters, empty) {
+/// The peeked messages; with `onDelete`, each row has a Delete button that calls it.
+function messageTable(messages, withDeadLetters, empty, onDelete) {
   const columns = [
     { title: 'ID', class: 'mono', value: (m) => m.id },
     { title: 'State', value: (m) => m.state },
@@ -337,6 +410,12 @@ function messageTable(messages, withDeadLetters, empty) {
       { title: 'Reason', value: (m) => (m.dead_letter ? h('span', { class: 'reason' }, m.dead_letter.reason) : '–') },
       { title: 'From', value: (m) => (m.dead_letter ? link(queueHref(m.dead_letter.source_queue), m.dead_letter.source_queue) : '–') },
       { title: 'Last error', value: (m) => m.dead_letter?.last_error ?? '–' });
+  }
+  if (onDelete) {
+    columns.push({
+      title: '',
+      value: (m) => h('button', { type: 'button', class: 'danger', 'data-testid': 'delete', onclick: () => onDelete(m) }, 'Delete…'),
+    });
   }
   return table(columns, messages, { empty, testId: 'message-table' });
 }
