@@ -1,9 +1,9 @@
 //! The OpenAPI document against the server it describes, as a client generator would meet it:
 //! schemathesis (installed here into a virtual environment under the target directory) runs
 //! every operation but the event stream of subscriptions, with every check and every phase
-//! (the stateful one on the links schemathesis infers), a fixed seed and a bounded number of
-//! examples, against the built `wharf serve` with an administrator token. Any failure of any
-//! check fails this test, with schemathesis's report.
+//! (the stateful one on the document's links and those schemathesis infers), a fixed seed and
+//! a bounded number of examples, against the built `wharf serve` with an administrator token.
+//! Any failure of any check fails this test, with schemathesis's report.
 //!
 //! `openapi_fuzz/hooks.py` gives schemathesis valid texts for the formats whose grammar is no
 //! regular expression (filters, routing patterns, grant resources).
@@ -105,4 +105,11 @@ fn every_operation_keeps_the_openapi_contract_under_schemathesis() {
     let summary = report.lines().rev().find(|line| line.contains("generated"));
     println!("schemathesis: {}", summary.unwrap_or("no summary line"));
     assert!(summary.is_some(), "no test cases reported:\n{report}");
+    // The stateful phase follows the document's links (create, then read, use and delete).
+    let links = report.lines().find(|line| line.contains("API Links:"));
+    println!("schemathesis stateful: {}", links.unwrap_or("no links line").trim());
+    assert!(
+        links.is_some_and(|line| !line.contains(" 0 selected")),
+        "the stateful phase followed no links:\n{report}"
+    );
 }

@@ -71,6 +71,9 @@ def before_call(ctx, case, **kwargs):
             value = body.get(field)
             if value is None:
                 return default
+            # The server takes an integral float (3.0) as the integer, so the rule holds for it.
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
             return value if isinstance(value, int) and not isinstance(value, bool) else None
 
         base, cap = number("retry_backoff_ms", 1000), number("retry_backoff_max_ms", 60000)

@@ -69,6 +69,143 @@ pub(super) fn refine(document: &mut Value) {
     }
     refine_parameters(document);
     bound_unsigned_integers(document);
+    add_links(document);
+}
+
+/// A link: from the answer with `status` to `method path`, to the operation `target`, with its
+/// parameters taken from the request or the answer (OpenAPI runtime expressions).
+type LinkSpec = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+/// What a client does next with what it made: these links let client generators and
+/// schemathesis's stateful phase chain create, read, use and delete.
+const LINKS: &[LinkSpec] = &[
+    (
+        "put",
+        "/v1/queues/{name}",
+        "201",
+        "get_queue",
+        &[("name", "$request.path.name")],
+    ),
+    (
+        "put",
+        "/v1/queues/{name}",
+        "201",
+        "send_messages",
+        &[("name", "$request.path.name")],
+    ),
+    (
+        "put",
+        "/v1/queues/{name}",
+        "201",
+        "delete_queue",
+        &[("name", "$request.path.name")],
+    ),
+    (
+        "post",
+        "/v1/queues/{name}/messages",
+        "201",
+        "get_message",
+        &[
+            ("name", "$request.path.name"),
+            ("id", "$response.body#/messages/0/id"),
+        ],
+    ),
+    (
+        "post",
+        "/v1/queues/{name}/messages",
+        "201",
+        "delete_message",
+        &[
+            ("name", "$request.path.name"),
+            ("id", "$response.body#/messages/0/id"),
+        ],
+    ),
+    (
+        "post",
+        "/v1/queues/{name}/messages",
+        "201",
+        "receive_messages",
+        &[("name", "$request.path.name")],
+    ),
+    (
+        "put",
+        "/v1/topics/{name}",
+        "201",
+        "get_topic",
+        &[("name", "$request.path.name")],
+    ),
+    (
+        "put",
+        "/v1/topics/{name}",
+        "201",
+        "publish_messages",
+        &[("name", "$request.path.name")],
+    ),
+    (
+        "put",
+        "/v1/topics/{name}",
+        "201",
+        "delete_topic",
+        &[("name", "$request.path.name")],
+    ),
+    (
+        "post",
+        "/v1/topics/{name}/bindings",
+        "201",
+        "delete_binding",
+        &[("name", "$request.path.name"), ("id", "$response.body#/id")],
+    ),
+    (
+        "put",
+        "/v1/alerts/{name}",
+        "201",
+        "get_alert",
+        &[("name", "$request.path.name")],
+    ),
+    (
+        "put",
+        "/v1/alerts/{name}",
+        "201",
+        "delete_alert",
+        &[("name", "$request.path.name")],
+    ),
+    (
+        "post",
+        "/v1/tokens",
+        "201",
+        "revoke_token",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "put",
+        "/v1/users/{name}",
+        "201",
+        "delete_user",
+        &[("name", "$request.path.name")],
+    ),
+];
+
+fn add_links(document: &mut Value) {
+    for (method, path, status, target, parameters) in LINKS {
+        let pointer = format!(
+            "/paths/{}/{method}/responses/{status}",
+            path.replace('~', "~0").replace('/', "~1")
+        );
+        let Some(Value::Object(response)) = document.pointer_mut(&pointer) else {
+            continue;
+        };
+        let parameters: Map<String, Value> = (parameters.iter())
+            .map(|(name, expression)| (name.to_string(), json!(expression)))
+            .collect();
+        let links = response.entry("links").or_insert_with(|| json!({}));
+        links[*target] = json!({"operationId": target, "parameters": parameters});
+    }
 }
 
 /// The values of the enumerations the wire types carry as strings.
@@ -504,6 +641,36 @@ mod tests {
         documented.sort();
         fields.sort();
         assert_eq!(documented, fields);
+    }
+
+    #[test]
+    fn every_link_starts_at_a_response_and_reaches_an_operation() {
+        use utoipa::OpenApi;
+        let mut document = serde_json::to_value(crate::http::ApiDoc::openapi()).expect("json");
+        refine(&mut document);
+        let operations: Vec<&str> = (document["paths"].as_object().expect("paths").values())
+            .flat_map(|item| item.as_object().expect("an item").values())
+            .filter_map(|operation| operation["operationId"].as_str())
+            .collect();
+        for (method, path, status, target, parameters) in LINKS {
+            let response = &document["paths"][path][method]["responses"][status];
+            let link = &response["links"][target];
+            assert_eq!(link["operationId"], *target, "{method} {path} {status}");
+            assert!(operations.contains(target), "no operation {target}");
+            for (name, _) in *parameters {
+                let target_path = (document["paths"].as_object().expect("paths").iter())
+                    .find(|(_, item)| {
+                        (item.as_object().expect("an item").values())
+                            .any(|operation| operation["operationId"] == *target)
+                    })
+                    .map(|(path, _)| path.clone())
+                    .expect("the target's path");
+                assert!(
+                    target_path.contains(&format!("{{{name}}}")),
+                    "{target} has no {name}"
+                );
+            }
+        }
     }
 
     #[test]
