@@ -107,7 +107,10 @@ fn every_operation_keeps_the_openapi_contract_under_schemathesis() {
     assert!(summary.is_some(), "no test cases reported:\n{report}");
     // The stateful phase follows the document's links (create, then read, use and delete).
     let links = report.lines().find(|line| line.contains("API Links:"));
-    println!("schemathesis stateful: {}", links.unwrap_or("no links line").trim());
+    println!(
+        "schemathesis stateful: {}",
+        links.unwrap_or("no links line").trim()
+    );
     assert!(
         links.is_some_and(|line| !line.contains(" 0 selected")),
         "the stateful phase followed no links:\n{report}"
