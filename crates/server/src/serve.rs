@@ -387,23 +387,27 @@ impl Server {
         alerting.abort();
         readiness.begin_shutdown();
         engine.close();
-        // Bounded too: acknowledged data is already durable, so a close that hangs (a stuck
-        // disk) must not keep the process from exiting.
-        let closed = match tokio::time::timeout(STORE_CLOSE_TIMEOUT, store.close()).await {
-            Ok(closed) => closed,
-            Err(_) => {
-                tracing::error!(
-                    timeout_seconds = STORE_CLOSE_TIMEOUT.as_secs(),
-                    "the store did not close in time; exiting anyway"
-                );
-                Ok(())
-            }
-        };
+        let closed = close_store(&store).await;
         readiness.set_store_open(false);
         served?;
         closed.map_err(|source| ServeError::StoreClose { source })?;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Closes the store within [`STORE_CLOSE_TIMEOUT`]. Bounded: acknowledged data is already
+/// durable, so a close that hangs (a stuck disk) must not keep the process from exiting.
+async fn close_store(store: &Store) -> Result<(), StorageError> {
+    match tokio::time::timeout(STORE_CLOSE_TIMEOUT, store.close()).await {
+        Ok(closed) => closed,
+        Err(_) => {
+            tracing::error!(
+                timeout_seconds = STORE_CLOSE_TIMEOUT.as_secs(),
+                "the store did not close in time; exiting anyway"
+            );
+            Ok(())
+        }
     }
 }
 

@@ -54,6 +54,8 @@ pub(crate) struct QueueRuntime {
     /// would bring it back at replay.
     settling: tokio::sync::RwLock<()>,
     pub(super) dispatch_again: std::sync::atomic::AtomicBool,
+    /// Held while the id index is built (see [`QueueRuntime::find`]).
+    id_index_building: tokio::sync::Mutex<()>,
     /// The earliest deadline may have moved: wakes the queue's timer task.
     pub timer_changed: Notify,
 }
@@ -132,6 +134,7 @@ impl QueueRuntime {
             dispatching: tokio::sync::Mutex::new(()),
             settling: tokio::sync::RwLock::new(()),
             dispatch_again: std::sync::atomic::AtomicBool::new(false),
+            id_index_building: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -510,10 +513,14 @@ impl QueueRuntime {
     }
 
     /// The unsettled message whose id is `id`, with its delivery count and status, if any.
+    /// The first lookup of a queue builds its id index, reading every unsettled message's
+    /// record (a one-time cost proportional to the backlog); later ones read one record.
     pub(crate) async fn find(&self, id: &str) -> Result<Option<(Seq, PeekedMessage)>, EngineError> {
+        self.build_id_index().await?;
         let candidates: Vec<(Seq, u32, MessageStatus)> = {
             let core = self.core()?;
-            (core.state.seqs_with_id(DedupKey::of_text(id)).into_iter())
+            let seqs = core.state.seqs_with_id(DedupKey::of_text(id));
+            (seqs.unwrap_or_default().into_iter())
                 .filter_map(|seq| {
                     let view = core.state.message(seq)?;
                     Some((seq, view.delivery_count, view.status))
@@ -532,6 +539,29 @@ impl QueueRuntime {
                 };
                 (seq, peeked)
             }))
+    }
+
+    /// Starts the id index if it is not there, and indexes the messages it did not see enqueued,
+    /// reading their records a batch at a time. On a failed read the index is dropped, so the
+    /// next lookup builds it whole again rather than miss messages.
+    async fn build_id_index(&self) -> Result<(), EngineError> {
+        // One builder at a time: a lookup during a build waits for the whole index.
+        let _building = self.id_index_building.lock().await;
+        let unread = self.core()?.state.start_id_index();
+        for batch in unread.chunks(ID_INDEX_READ_BATCH) {
+            let read = match self.read_records(batch).await {
+                Ok(read) => read,
+                Err(error) => {
+                    self.core()?.state.drop_id_index();
+                    return Err(error);
+                }
+            };
+            let mut core = self.core()?;
+            for ((seq, _), (message, _)) in batch.iter().zip(read) {
+                core.state.index_id(DedupKey::of_text(&message.id), *seq);
+            }
+        }
+        Ok(())
     }
 
     /// The seqs a purge would settle now, changing nothing.
@@ -770,6 +800,9 @@ impl QueueRuntime {
         })
     }
 }
+
+/// Records read per storage call while an id index is built.
+const ID_INDEX_READ_BATCH: usize = 256;
 
 /// The `enqueued` record of a message whose id is not deduplicated.
 pub(crate) fn encode_enqueued(message: &Message) -> Bytes {

@@ -150,7 +150,6 @@ pub(crate) fn replay_record(
                 enqueue_meta(Seq(offset), &message, key),
                 enqueued_at(&message),
             );
-            state.index_id(DedupKey::of_text(&message.id), Seq(offset));
             Replayed::Applied
         }
         QueueRecord::Delivered {
@@ -182,7 +181,6 @@ pub(crate) fn replay_record(
                 enqueued_at(&message),
                 (delivery_count, first_delivered_at, last_delivered_at),
             );
-            state.index_id(DedupKey::of_text(&message.id), Seq(seq));
             Replayed::Accounted(vec![seq])
         }
     };

@@ -69,10 +69,12 @@ pub struct QueueState {
     /// Messages whose settlement is being written, with what to put back if it fails.
     settling: BTreeMap<Seq, Pending>,
     /// Every unsettled message's id hash, to find one message by id (reading its record
-    /// confirms it). About 24 bytes a message. Settled messages' entries are not removed one
-    /// by one (the state does not know their ids): lookups skip them, and they are swept
-    /// when the index outgrows the queue twice over.
-    ids: BTreeSet<(DedupKey, Seq)>,
+    /// confirms it); `None` until the first lookup asks for it (see
+    /// [`QueueState::start_id_index`]): about 24 bytes a message, paid only by queues whose
+    /// messages are looked up. Settled messages' entries are not removed one by one (the state
+    /// does not know their ids): lookups skip them, and they are swept when the index outgrows
+    /// the queue twice over.
+    ids: Option<BTreeSet<(DedupKey, Seq)>>,
 }
 
 /// A settlement decided but not yet written.
@@ -139,32 +141,58 @@ impl QueueState {
             ended_leases: Vec::new(),
             locations: BTreeMap::new(),
             settling: BTreeMap::new(),
-            ids: BTreeSet::new(),
+            ids: None,
         })
     }
 
-    /// Indexes message `seq` under the hash of its id (see [`QueueState::seqs_with_id`]).
+    /// Starts the id index, empty, unless it is there; returns every unsettled message and
+    /// where its record is, for the caller to read their ids and [`QueueState::index_id`]
+    /// them (messages enqueued from now on are indexed by whoever enqueues them). Returns
+    /// nothing when the index was already there.
+    pub fn start_id_index(&mut self) -> Vec<(Seq, u64)> {
+        if self.ids.is_some() {
+            return Vec::new();
+        }
+        self.ids = Some(BTreeSet::new());
+        (self.entries.keys())
+            .map(|&seq| (seq, self.location(seq)))
+            .collect()
+    }
+
+    /// Forgets the id index (its building failed); the next lookup starts it again.
+    pub fn drop_id_index(&mut self) {
+        self.ids = None;
+    }
+
+    /// Indexes message `seq` under the hash of its id, if the index is there and the message
+    /// unsettled (see [`QueueState::seqs_with_id`]).
     pub fn index_id(&mut self, key: DedupKey, seq: Seq) {
-        self.ids.insert((key, seq));
-        if self.ids.len() > 2 * self.entries.len() + ID_INDEX_SLACK {
+        let (Some(ids), true) = (&mut self.ids, self.entries.contains_key(&seq)) else {
+            return;
+        };
+        ids.insert((key, seq));
+        if ids.len() > 2 * self.entries.len() + ID_INDEX_SLACK {
             let entries = &self.entries;
-            self.ids.retain(|(_, seq)| entries.contains_key(seq));
+            ids.retain(|(_, seq)| entries.contains_key(seq));
         }
     }
 
     /// Entries in the id index, live or not yet swept.
     #[cfg(test)]
     pub(crate) fn id_index_len(&self) -> usize {
-        self.ids.len()
+        self.ids.as_ref().map_or(0, BTreeSet::len)
     }
 
     /// The unsettled messages whose id hashes to `key`: almost always none or one; the caller
-    /// reads their records to match the id itself.
-    pub fn seqs_with_id(&self, key: DedupKey) -> Vec<Seq> {
-        (self.ids.range((key, Seq(0))..=(key, Seq(u64::MAX))))
-            .map(|&(_, seq)| seq)
-            .filter(|seq| self.entries.contains_key(seq))
-            .collect()
+    /// reads their records to match the id itself. `None` when the index is not there.
+    pub fn seqs_with_id(&self, key: DedupKey) -> Option<Vec<Seq>> {
+        let ids = self.ids.as_ref()?;
+        Some(
+            (ids.range((key, Seq(0))..=(key, Seq(u64::MAX))))
+                .map(|&(_, seq)| seq)
+                .filter(|seq| self.entries.contains_key(seq))
+                .collect(),
+        )
     }
 
     pub fn options(&self) -> &QueueOptions {

@@ -679,6 +679,15 @@ fn set_options_applies_to_later_decisions_and_is_validated() {
 fn the_id_index_finds_live_messages_and_stays_within_twice_the_queue() {
     let mut state = queue(QueueOptions::default());
     let key = |i: u64| DedupKey::of_text(&format!("id-{i}"));
+    assert_eq!(
+        state.seqs_with_id(key(0)),
+        None,
+        "no index before the first lookup"
+    );
+    assert!(
+        state.start_id_index().is_empty(),
+        "an empty queue has nothing to read"
+    );
     for round in 0..20u64 {
         for i in round * 500..(round + 1) * 500 {
             state.apply_enqueued(meta(i), T0);
@@ -693,9 +702,17 @@ fn the_id_index_finds_live_messages_and_stays_within_twice_the_queue() {
             }
         }
     }
-    assert_eq!(state.seqs_with_id(key(9_999)), [Seq(9_999)]);
-    assert!(
-        state.seqs_with_id(key(0)).is_empty(),
-        "a settled message is not found"
-    );
+    assert_eq!(state.seqs_with_id(key(9_999)), Some(vec![Seq(9_999)]));
+    let settled = state.seqs_with_id(key(0));
+    assert_eq!(settled, Some(vec![]), "a settled message is not found");
+    // Started again from scratch, it lists the live messages to read and index.
+    state.drop_id_index();
+    let live: Vec<Seq> = state
+        .start_id_index()
+        .into_iter()
+        .map(|(seq, _)| seq)
+        .collect();
+    assert_eq!(live.len(), state.len());
+    let unread = state.seqs_with_id(key(9_999));
+    assert_eq!(unread, Some(vec![]), "not indexed until read");
 }
