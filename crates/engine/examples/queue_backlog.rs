@@ -1,5 +1,6 @@
 //! Memory of a queue backlog: sends N messages of 1 KiB to a durable queue (no consumer), then
-//! reopens the store in a fresh process and replays it, printing resident memory after each.
+//! reopens the store in a fresh process and replays it, then looks one message up by id (which
+//! builds the queue's id index), printing resident memory after each.
 //!
 //! `cargo run --release -p wharf-engine --example queue_backlog -- [--messages N] [--dir DIR]`
 
@@ -84,6 +85,20 @@ async fn replay(dir: &PathBuf) -> anyhow::Result<()> {
     println!(
         "fresh process replayed {ready} messages in {:.2} s; {}",
         started.elapsed().as_secs_f64(),
+        memory()
+    );
+    let newest = engine
+        .browse("backlog", wharf_engine::queue::Browse::Ready, 1)
+        .await?;
+    let id = newest[0].message.id.clone();
+    let started = Instant::now();
+    engine.get_message("backlog", &id).await?;
+    let first = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    engine.get_message("backlog", &id).await?;
+    println!(
+        "first lookup by id (builds the id index) {first:.2} s, the next {:.0} µs; {}",
+        started.elapsed().as_secs_f64() * 1e6,
         memory()
     );
     Ok(())
