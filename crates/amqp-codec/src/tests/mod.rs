@@ -5,6 +5,7 @@ mod arbitrary;
 mod content;
 mod decoder;
 mod known_bytes;
+mod reply_code;
 mod round_trip;
 
 use bytes::{Bytes, BytesMut};
