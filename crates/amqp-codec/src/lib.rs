@@ -55,6 +55,22 @@
 //!
 //! A crash leaves its input in `fuzz/artifacts/decode/`; `cargo +nightly fuzz run decode
 //! <file>` replays it.
+//!
+//! Without cargo-fuzz, a stable toolchain builds the same libFuzzer binary when given the
+//! coverage flags cargo-fuzz would pass (`--target` keeps them off build scripts):
+//!
+//! ```text
+//! cd crates/amqp-codec/fuzz
+//! RUSTFLAGS="--cfg fuzzing -Cdebug-assertions -Coverflow-checks -Cpasses=sancov-module \
+//!   -Cllvm-args=-sanitizer-coverage-level=4 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters \
+//!   -Cllvm-args=-sanitizer-coverage-pc-table -Cllvm-args=-sanitizer-coverage-trace-compares" \
+//!   cargo build --release --target x86_64-unknown-linux-gnu --bin decode
+//! mkdir -p corpus/decode
+//! target/x86_64-unknown-linux-gnu/release/decode corpus/decode -max_total_time=300
+//! ```
+//!
+//! Valid frames in the corpus (a method, a header, bodies; the input's first two bytes choose
+//! the split point and `frame_max`) take the fuzzer past the frame layer quickly.
 
 pub mod content;
 mod error;
