@@ -122,6 +122,13 @@ impl FieldTable {
         self.write(&mut Writer::new(buf));
     }
 
+    /// The bytes [`FieldTable::encode`] appends.
+    pub fn encoded_len(&self) -> usize {
+        let mut counter = Writer::counter();
+        self.write(&mut counter);
+        counter.position()
+    }
+
     pub(crate) fn read(reader: &mut Reader) -> Result<Self, ValueError> {
         read_table(reader, 0)
     }

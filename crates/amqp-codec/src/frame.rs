@@ -54,6 +54,18 @@ impl Frame {
         }
     }
 
+    /// The bytes [`Frame::encode`] appends: to size a buffer, or to check a frame against the
+    /// peer's `frame_max` before sending it.
+    pub fn encoded_len(&self) -> usize {
+        let payload = match self {
+            Frame::Method { method, .. } => method.encoded_len(),
+            Frame::Header { header, .. } => header.encoded_len(),
+            Frame::Body { payload, .. } => payload.len(),
+            Frame::Heartbeat => 0,
+        };
+        FRAME_HEADER_SIZE + payload + 1
+    }
+
     /// Appends the frame to `buf`. A frame larger than the peer's `frame_max` is the caller's
     /// to avoid: [`crate::content::ContentFrames`] splits bodies to fit.
     pub fn encode(&self, buf: &mut BytesMut) {

@@ -113,11 +113,21 @@ impl ContentHeader {
 
     /// Appends the payload of the header frame.
     pub fn encode(&self, buf: &mut BytesMut) {
-        let mut writer = Writer::new(buf);
+        self.write(&mut Writer::new(buf));
+    }
+
+    /// The bytes [`ContentHeader::encode`] appends.
+    pub fn encoded_len(&self) -> usize {
+        let mut counter = Writer::counter();
+        self.write(&mut counter);
+        counter.position()
+    }
+
+    fn write(&self, writer: &mut Writer<'_>) {
         writer.write_u16(self.class_id);
         writer.write_u16(0);
         writer.write_u64(self.body_size);
-        self.properties.write(&mut writer);
+        self.properties.write(writer);
     }
 }
 

@@ -250,56 +250,79 @@ impl Reader {
     }
 }
 
-/// Appends fields to a caller's buffer, packing consecutive bits into one octet.
+/// Appends fields to a caller's buffer, packing consecutive bits into one octet; or, made by
+/// [`Writer::counter`], only counts the bytes it would append, so that `encoded_len` follows
+/// the very code that encodes.
 pub(crate) struct Writer<'a> {
-    buf: &'a mut BytesMut,
+    out: Out<'a>,
     /// Where the octet of the current bit run sits and how many of its bits are used.
     bits: Option<(usize, u8)>,
 }
 
+enum Out<'a> {
+    Buffer(&'a mut BytesMut),
+    Count(usize),
+}
+
 impl<'a> Writer<'a> {
     pub(crate) fn new(buf: &'a mut BytesMut) -> Self {
-        Writer { buf, bits: None }
+        Writer {
+            out: Out::Buffer(buf),
+            bits: None,
+        }
     }
 
+    pub(crate) fn counter() -> Writer<'static> {
+        Writer {
+            out: Out::Count(0),
+            bits: None,
+        }
+    }
+
+    /// Bytes in the buffer (or counted) so far.
     pub(crate) fn position(&self) -> usize {
-        self.buf.len()
+        match &self.out {
+            Out::Buffer(buf) => buf.len(),
+            Out::Count(count) => *count,
+        }
     }
 
     pub(crate) fn write_u8(&mut self, value: u8) {
-        self.bits = None;
-        self.buf.put_u8(value);
+        self.write_bytes(&[value]);
     }
 
     pub(crate) fn write_u16(&mut self, value: u16) {
-        self.bits = None;
-        self.buf.put_u16(value);
+        self.write_bytes(&value.to_be_bytes());
     }
 
     pub(crate) fn write_u32(&mut self, value: u32) {
-        self.bits = None;
-        self.buf.put_u32(value);
+        self.write_bytes(&value.to_be_bytes());
     }
 
     pub(crate) fn write_u64(&mut self, value: u64) {
-        self.bits = None;
-        self.buf.put_u64(value);
+        self.write_bytes(&value.to_be_bytes());
     }
 
     pub(crate) fn write_bytes(&mut self, value: &[u8]) {
         self.bits = None;
-        self.buf.put_slice(value);
+        match &mut self.out {
+            Out::Buffer(buf) => buf.put_slice(value),
+            Out::Count(count) => *count += value.len(),
+        }
     }
 
     pub(crate) fn write_bit(&mut self, value: bool) {
-        match self.bits {
-            Some((position, used)) if used < 8 => {
-                self.buf[position] |= u8::from(value) << used;
+        match (self.bits, &mut self.out) {
+            (Some((position, used)), out) if used < 8 => {
+                if let Out::Buffer(buf) = out {
+                    buf[position] |= u8::from(value) << used;
+                }
                 self.bits = Some((position, used + 1));
             }
             _ => {
-                self.bits = Some((self.buf.len(), 1));
-                self.buf.put_u8(u8::from(value));
+                let position = self.position();
+                self.write_u8(u8::from(value));
+                self.bits = Some((position, 1));
             }
         }
     }
@@ -325,8 +348,10 @@ impl<'a> Writer<'a> {
     /// Fills the placeholder at `position` with the bytes written after it.
     pub(crate) fn finish_length(&mut self, position: usize) {
         self.bits = None;
-        let length = length_u32(self.buf.len() - position - 4);
-        self.buf[position..position + 4].copy_from_slice(&length.to_be_bytes());
+        let length = length_u32(self.position() - position - 4);
+        if let Out::Buffer(buf) = &mut self.out {
+            buf[position..position + 4].copy_from_slice(&length.to_be_bytes());
+        }
     }
 }
 

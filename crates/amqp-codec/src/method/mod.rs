@@ -117,17 +117,27 @@ impl Method {
 
     /// Appends the payload of the method's frame: class-id, method-id, arguments.
     pub fn encode(&self, buf: &mut BytesMut) {
-        let mut writer = Writer::new(buf);
+        self.write(&mut Writer::new(buf));
+    }
+
+    /// The bytes [`Method::encode`] appends.
+    pub fn encoded_len(&self) -> usize {
+        let mut counter = Writer::counter();
+        self.write(&mut counter);
+        counter.position()
+    }
+
+    fn write(&self, writer: &mut Writer<'_>) {
         writer.write_u16(self.class_id());
         writer.write_u16(self.method_id());
         match self {
-            Method::Connection(method) => method.encode_arguments(&mut writer),
-            Method::Channel(method) => method.encode_arguments(&mut writer),
-            Method::Exchange(method) => method.encode_arguments(&mut writer),
-            Method::Queue(method) => method.encode_arguments(&mut writer),
-            Method::Basic(method) => method.encode_arguments(&mut writer),
-            Method::Confirm(method) => method.encode_arguments(&mut writer),
-            Method::Tx(method) => method.encode_arguments(&mut writer),
+            Method::Connection(method) => method.encode_arguments(writer),
+            Method::Channel(method) => method.encode_arguments(writer),
+            Method::Exchange(method) => method.encode_arguments(writer),
+            Method::Queue(method) => method.encode_arguments(writer),
+            Method::Basic(method) => method.encode_arguments(writer),
+            Method::Confirm(method) => method.encode_arguments(writer),
+            Method::Tx(method) => method.encode_arguments(writer),
         }
     }
 

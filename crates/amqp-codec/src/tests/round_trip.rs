@@ -515,6 +515,15 @@ proptest! {
         prop_assert_eq!(decoded, frames);
     }
 
+    /// `encoded_len` counts what `encode` appends, bits packed and lengths included.
+    #[test]
+    fn encoded_len_is_the_length_encoded(frame: Frame, table: FieldTable) {
+        prop_assert_eq!(frame.encoded_len(), encode(&frame).len());
+        let mut bytes = BytesMut::new();
+        table.encode(&mut bytes);
+        prop_assert_eq!(table.encoded_len(), bytes.len());
+    }
+
     /// Every method's payload cut short is an error, never a panic or a different method.
     #[test]
     fn truncated_methods_are_errors(method: Method, cut: prop::sample::Index) {
