@@ -28,6 +28,10 @@
 //! assert_eq!(decoder.decode(&mut read), Ok(None)); // wait for more bytes
 //! ```
 //!
+//! Writing is the caller's: `encode` appends to a `BytesMut` the caller owns, and
+//! `encoded_len` says how many bytes that will be ([`Frame::encoded_len`]), so that a frame can
+//! be checked against the peer's `frame_max` before it is sent.
+//!
 //! Decoding never panics, whatever the bytes: lengths are checked before they are used, field
 //! tables nest at most [`FIELD_NESTING_MAX`] deep, and a frame over `frame_max` is refused from
 //! its header. Encoding trusts its values (a [`ShortString`] cannot be too long by
@@ -39,6 +43,13 @@
 //! types follow RabbitMQ's table, not the spec's (see [`field`]); the extensions are
 //! `exchange.bind`/`unbind`, `basic.nack`, `confirm`, `connection.blocked`/`unblocked` and
 //! `connection.update-secret`.
+//!
+//! # Tests
+//!
+//! Unit tests (`src/tests/`) check byte sequences written out from the spec, round trips of
+//! every method, field type and property by property test, errors for malformed input and
+//! frames out of order, and that arbitrary bytes never panic a decoder. `tests/pika.rs` checks
+//! the codec against frames as pika encodes them (`tests/fixtures/pika_frames.py` writes them).
 //!
 //! # Fuzzing
 //!

@@ -2,7 +2,8 @@
 //! input is split and which `frame_max` applies; the rest is the stream. Checks:
 //! - nothing panics (protocol header, frames, content assembly);
 //! - a stream read in two pieces decodes to the same frames and outcome as read whole;
-//! - every decoded frame encodes to bytes that decode to a frame encoding to the same bytes.
+//! - every decoded frame encodes to bytes that decode to a frame encoding to the same bytes,
+//!   and `encoded_len` counts them.
 
 #![no_main]
 
@@ -74,6 +75,7 @@ fn encode_all(frames: &[Frame]) -> BytesMut {
 fn check_encoding_is_stable(frame: &Frame) {
     let mut first = BytesMut::new();
     frame.encode(&mut first);
+    assert_eq!(frame.encoded_len(), first.len(), "{frame:?}");
     let mut buf = first.clone();
     let decoded = match FrameDecoder::new(0).decode(&mut buf) {
         Ok(Some(decoded)) => decoded,

@@ -190,6 +190,36 @@ fn frames_of_another_channel_are_refused() {
     );
 }
 
+#[test]
+fn interleaved_channels_assemble_apart() {
+    let mut assemblers = std::collections::HashMap::new();
+    let frames = [
+        method_frame(1, publish()),
+        method_frame(2, publish()),
+        header_frame(2, 2),
+        header_frame(1, 4),
+        body_frame(1, b"ab"),
+        body_frame(2, b"xy"),
+        body_frame(1, b"cd"),
+    ];
+    let mut bodies = Vec::new();
+    for frame in frames {
+        let assembler = assemblers
+            .entry(frame.channel())
+            .or_insert_with(|| ContentAssembler::new(100));
+        if let Some(Assembled::Content(content)) = assembler.push(frame).unwrap() {
+            bodies.push((content.channel, content.body));
+        }
+    }
+    assert_eq!(
+        bodies,
+        vec![
+            (2, Bytes::from_static(b"xy")),
+            (1, Bytes::from_static(b"abcd"))
+        ]
+    );
+}
+
 proptest! {
     /// Any body, split by any `frame_max` and decoded from the wire, assembles into the same
     /// message; no frame exceeds `frame_max`.
