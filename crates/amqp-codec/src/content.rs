@@ -146,7 +146,8 @@ impl ContentAssembler {
     }
 
     /// Takes the next frame of the channel: `Ok(None)` while a message is incomplete, an
-    /// error for a frame out of order or a body whose size differs from its header's.
+    /// error for a frame out of order or a body whose size differs from its header's. After an
+    /// error the partial message is dropped and the assembler is idle again.
     pub fn push(&mut self, frame: Frame) -> Result<Option<Assembled>, CodecError> {
         match std::mem::replace(&mut self.state, State::Idle) {
             State::Idle => self.push_idle(frame),

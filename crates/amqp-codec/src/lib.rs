@@ -37,6 +37,12 @@
 //! its header. Encoding trusts its values (a [`ShortString`] cannot be too long by
 //! construction).
 //!
+//! Left to the door, because they need a connection's state: that `connection.*` methods come
+//! on channel 0 and in handshake order, that channel numbers stay under `channel_max`, that a
+//! client's `frame_max` is at least [`FRAME_MIN_SIZE`] (then [`FrameDecoder::set_frame_max`]),
+//! heartbeat timing, one [`ContentAssembler`] per open channel, and the reply to each
+//! [`CodecError`] ([`CodecError::reply_code`] gives the spec's code).
+//!
 //! # Spec
 //!
 //! AMQP 0-9-1 (amqp0-9-1.pdf, with RabbitMQ's `amqp0-9-1.extended.xml` and its errata): field
