@@ -32,7 +32,11 @@ fuzz_target!(|data: &[u8]| {
     let (front, back) = stream.split_at(split);
     let pieces = decode_stream(&[front, back], frame_max);
     // Compared as bytes: a NaN in a field table is not equal to itself.
-    assert_eq!(encode_all(&whole.0), encode_all(&pieces.0), "split at {split}");
+    assert_eq!(
+        encode_all(&whole.0),
+        encode_all(&pieces.0),
+        "split at {split}"
+    );
     assert_eq!(whole.1, pieces.1, "split at {split}");
     let mut assembler = ContentAssembler::new(BODY_SIZE_MAX);
     for frame in whole.0 {
