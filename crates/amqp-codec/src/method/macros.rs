@@ -1,7 +1,7 @@
 //! The two macros that turn the spec's tables into code: `arguments!` declares a method's struct
 //! with its fields in wire order, `class!` a class's enum with the method ids. Writing each
 //! method's encode and decode by hand would repeat the same field list three times (struct,
-//! encode, decode) for 60 methods; the macros keep one list, in the spec's order.
+//! encode, decode) for 64 methods; the macros keep one list, in the spec's order.
 
 /// Declares method structs whose fields are read and written in declaration order, each field
 /// by its type's [`crate::wire::Argument`] domain (`bool` is a packed bit).
