@@ -772,6 +772,9 @@ fn metrics_show_each_queue_and_topic_within_the_series_bound() {
         "wharf_queue_sent_total{queue=\"busy\"} 3",
         "wharf_queue_consumers{queue=\"busy\"} 0",
         "wharf_metrics_resources_omitted{kind=\"queue\"} 1",
+        // The node's totals count the queue left out too.
+        "wharf_node_events_total{event=\"sent\"} 4",
+        "wharf_node_topic_events_total{event=\"published\"} 1",
         "wharf_metrics_resources_omitted{kind=\"topic\"} 0",
         "wharf_topic_published_total{topic=\"events\"} 1",
         "wharf_topic_unroutable_total{topic=\"events\"} 1",
