@@ -103,7 +103,7 @@ fn bench_queue_secure_runs_rounds_of_plain_bearer_and_basic_and_reports_the_medi
     assert_eq!(announced.len(), 11);
     let runs: Vec<serde_json::Value> = stdout
         .lines()
-        .filter(|line| line.starts_with("{\"batch\""))
+        .filter(|line| line.starts_with("{\"wharf_sends_per_s\""))
         .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("{error}: {line}")))
         .collect();
     assert_eq!(runs.len(), 6, "one summary per run:\n{stdout}");

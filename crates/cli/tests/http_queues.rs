@@ -772,6 +772,9 @@ fn metrics_show_each_queue_and_topic_within_the_series_bound() {
         "wharf_queue_sent_total{queue=\"busy\"} 3",
         "wharf_queue_consumers{queue=\"busy\"} 0",
         "wharf_metrics_resources_omitted{kind=\"queue\"} 1",
+        // The node's totals count the queue left out too.
+        "wharf_node_events_total{event=\"sent\"} 4",
+        "wharf_node_topic_events_total{event=\"published\"} 1",
         "wharf_metrics_resources_omitted{kind=\"topic\"} 0",
         "wharf_topic_published_total{topic=\"events\"} 1",
         "wharf_topic_unroutable_total{topic=\"events\"} 1",
@@ -881,7 +884,7 @@ fn one_message_is_read_and_deleted_by_its_id_across_a_restart() {
     let sent = send(
         &client,
         "jobs",
-        json!([{"id": "job-1", "body": {"n": 1}}, {"body": {"n": 2}}, {"id": "job-3", "body": 3}]),
+        json!([{"id": "job-1", "body": {"n": 1}}, {"body": {"n": 2, "a": [1.0, 2]}}, {"id": "job-3", "body": 3}]),
     );
     let generated = sent[1]["id"].as_str().expect("an id").to_string();
     let node = node.kill_and_restart();
@@ -896,8 +899,16 @@ fn one_message_is_read_and_deleted_by_its_id_across_a_restart() {
     );
     assert_eq!(
         (&found["body"], &found["state"]),
-        (&json!({"n": 2}), &json!("ready"))
+        (&json!({"n": 2, "a": [1.0, 2]}), &json!("ready"))
     );
+    // A JSON body comes back as it was sent: members in their order, floats as floats.
+    let members: Vec<&String> = found["body"]
+        .as_object()
+        .expect("an object")
+        .keys()
+        .collect();
+    assert_eq!(members, ["n", "a"]);
+    assert_eq!(found["body"].to_string(), r#"{"n":2,"a":[1.0,2]}"#);
     let leased = client.receive("jobs", 1, 30_000);
     assert_eq!(leased[0]["id"], "job-1");
     let found = client.expect(200, "GET", "/v1/queues/jobs/messages/job-1", &Value::Null);

@@ -7,7 +7,8 @@
 //! the resources named in `metrics.queues` / `metrics.topics` first, then the busiest (queues by
 //! messages held, topics by messages published) up to the bound, and says how many it left out
 //! in `wharf_metrics_resources_omitted{kind}`. The totals (`wharf_queues`, `wharf_topics`,
-//! `wharf_messages{state}`) always cover every resource.
+//! `wharf_messages{state}`, `wharf_node_events_total{event}`,
+//! `wharf_node_topic_events_total{event}`) always cover every resource.
 
 use prometheus_client::{
     collector::Collector,
@@ -143,7 +144,7 @@ impl Collector for ResourceMetrics {
         let topics: Vec<(String, TopicStats)> = (self.engine.list_topics().into_iter())
             .map(|info| (info.name, info.stats))
             .collect();
-        encode_totals(&mut encoder, &queues, topics.len())?;
+        encode_totals(&mut encoder, &queues, &topics)?;
         let (queues, queues_omitted) = choose(queues, &self.choice.queues, self.choice.max, |s| {
             s.ready + s.delayed + s.leased
         });
@@ -228,17 +229,30 @@ fn encode_stats<S>(
 fn encode_totals(
     encoder: &mut DescriptorEncoder,
     queues: &[(String, QueueStats)],
-    topics: usize,
+    topics: &[(String, TopicStats)],
 ) -> Encoded {
     let counts = [
         ("wharf_queues", "Queues", queues.len() as i64),
-        ("wharf_topics", "Topics", topics as i64),
+        ("wharf_topics", "Topics", topics.len() as i64),
     ];
     for (name, help, count) in counts {
         let metric = ConstGauge::new(count);
         metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)?;
     }
     let sum = |read: fn(&QueueStats) -> u64| queues.iter().map(|(_, s)| read(s)).sum::<u64>();
+    let mut family = encoder.encode_descriptor(
+        "wharf_node_events",
+        "Queue events since the server started, summed over every queue (a deleted queue's \
+         counts leave the sum), by event",
+        None,
+        MetricType::Counter,
+    )?;
+    for (event, read) in QUEUE_COUNTERS
+        .iter()
+        .map(|(name, _, read)| (event_name(name), read))
+    {
+        ConstCounter::new(sum(*read)).encode(family.encode_family(&[("event", event)])?)?;
+    }
     let states = [
         ("ready", sum(|s| s.ready)),
         ("delayed", sum(|s| s.delayed)),
@@ -253,6 +267,17 @@ fn encode_totals(
     for (state, count) in states {
         ConstGauge::new(count as i64).encode(family.encode_family(&[("state", state)])?)?;
     }
+    let mut family = encoder.encode_descriptor(
+        "wharf_node_topic_events",
+        "Topic events since the server started, summed over every topic, by event",
+        None,
+        MetricType::Counter,
+    )?;
+    for (name, _, read) in &TOPIC_COUNTERS {
+        let total = topics.iter().map(|(_, s)| read(s)).sum::<u64>();
+        let labels = [("event", event_name(name))];
+        ConstCounter::new(total).encode(family.encode_family(&labels)?)?;
+    }
     if let Some(resident) = resident_memory_bytes() {
         let metric = ConstGauge::new(resident as i64);
         metric.encode(encoder.encode_descriptor(
@@ -263,6 +288,12 @@ fn encode_totals(
         )?)?;
     }
     Ok(())
+}
+
+/// The event a per-resource counter counts: `wharf_queue_dead_lettered` is `dead_lettered`.
+fn event_name(metric: &'static str) -> &'static str {
+    let event = metric.trim_start_matches("wharf_queue_");
+    event.trim_start_matches("wharf_topic_")
 }
 
 /// Resident set size from `/proc/self/statm` (Linux); `None` elsewhere or when unreadable.

@@ -21,14 +21,14 @@ const topicHref = (name) => `#/topics/${encodeURIComponent(name)}`;
 
 // ---------------------------------------------------------------- overview
 
-/// The counters behind the overview's rate charts, by the per-queue and per-topic series of
-/// `/metrics` they are summed from.
+/// The counters behind the overview's rate charts: the node's totals on `/metrics`, summed by
+/// the server over every queue and topic.
 const RATE_SERIES = {
-  sent: 'wharf_queue_sent_total',
-  delivered: 'wharf_queue_delivered_total',
-  acked: 'wharf_queue_acked_total',
-  dead_lettered: 'wharf_queue_dead_lettered_total',
-  published: 'wharf_topic_published_total',
+  sent: { name: 'wharf_node_events_total', labels: { event: 'sent' } },
+  delivered: { name: 'wharf_node_events_total', labels: { event: 'delivered' } },
+  acked: { name: 'wharf_node_events_total', labels: { event: 'acked' } },
+  dead_lettered: { name: 'wharf_node_events_total', labels: { event: 'dead_lettered' } },
+  published: { name: 'wharf_node_topic_events_total', labels: { event: 'published' } },
 };
 
 /// Everything the overview shows comes from one scrape of `/metrics` (the node's totals), one
@@ -37,7 +37,8 @@ const RATE_SERIES = {
 export function overview(scope) {
   const cards = h('div', { class: 'cards', 'data-testid': 'overview-cards' });
   const charts = h('div', { class: 'charts', 'data-testid': 'overview-rates' });
-  const ratesScope = h('p', { class: 'subtitle', 'data-testid': 'rates-scope' });
+  const ratesScope = h('p', { class: 'subtitle', 'data-testid': 'rates-scope' },
+    'Summed over every queue and topic of the node.');
   const alerts = h('div', { 'data-testid': 'alerts' }, h('p', { class: 'empty' }, 'Loading…'));
   scope.main.append(
     h('h1', {}, 'Overview'),
@@ -71,7 +72,6 @@ export function overview(scope) {
       }),
       resident === undefined ? null : card('Memory', bytes(resident), { note: 'resident', testId: 'memory' }),
     ].filter(Boolean));
-    ratesScope.textContent = rateScopeText(metrics);
     const rateCard = (label, field) => card(label, rate(history.rate('node', field)), {
       chart: sparkline(history.rates('node', field), { title: `${label} over the last 2 minutes` }),
       testId: `rate-${field}`,
@@ -83,17 +83,6 @@ export function overview(scope) {
   scope.poll('alerts', async (signal) => {
     alerts.replaceChildren(alertTable((await get('/v1/alerts', { signal })).alerts));
   });
-}
-
-/// What the rates cover: `/metrics` has series for at most `metrics.resource_series_max`
-/// queues and topics (the busiest: queues by messages held, topics by messages published).
-function rateScopeText(metrics) {
-  const omitted = (kind) => sample(metrics, 'wharf_metrics_resources_omitted', { kind }) || 0;
-  const queues = omitted('queue');
-  const topics = omitted('topic');
-  if (!queues && !topics) return 'Summed over every queue and topic.';
-  const left = [queues && plural(queues, 'queue'), topics && plural(topics, 'topic')].filter(Boolean).join(' and ');
-  return `Summed over the busiest queues and topics, those with series on /metrics (metrics.resource_series_max): ${left} left out.`;
 }
 
 /// Prometheus text (or OpenMetrics): each sample by metric name, as `{labels, value}`.
@@ -128,18 +117,14 @@ class CounterSums {
     this.totals = Object.fromEntries(Object.keys(series).map((field) => [field, 0]));
   }
 
-  /// Adds the growth since the previous scrape; returns the running totals.
+  /// Adds the growth since the previous scrape; returns the running totals. A counter that
+  /// went down (a deleted queue left the sum, or the server restarted) adds nothing.
   add(metrics) {
-    for (const [field, name] of Object.entries(this.series)) {
-      const now = new Map((metrics.get(name) || []).map((s) => [JSON.stringify(s.labels), s.value]));
-      const before = this.previous.get(name);
-      if (before) {
-        for (const [key, value] of now) {
-          const grown = value - (before.get(key) ?? value);
-          if (grown > 0) this.totals[field] += grown;
-        }
-      }
-      this.previous.set(name, now);
+    for (const [field, { name, labels }] of Object.entries(this.series)) {
+      const value = sample(metrics, name, labels);
+      const before = this.previous.get(field);
+      if (value !== undefined && before !== undefined && value > before) this.totals[field] += value - before;
+      this.previous.set(field, value);
     }
     return { ...this.totals };
   }
