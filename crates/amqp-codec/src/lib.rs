@@ -89,6 +89,8 @@
 //! Valid frames in the corpus (a method, a header, bodies; the input's first two bytes choose
 //! the split point and `frame_max`) take the fuzzer past the frame layer quickly.
 
+#![forbid(unsafe_code)]
+
 pub mod content;
 mod error;
 pub mod field;
