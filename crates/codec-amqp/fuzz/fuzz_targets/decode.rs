@@ -9,7 +9,7 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use wharf_amqp_codec::{
+use wharf_codec_amqp::{
     decode_protocol_header, CodecError, ContentAssembler, Frame, FrameDecoder, FRAME_MIN_SIZE,
 };
 

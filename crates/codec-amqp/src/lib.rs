@@ -18,7 +18,7 @@
 //!
 //! ```
 //! use bytes::BytesMut;
-//! use wharf_amqp_codec::{decode_protocol_header, Frame, FrameDecoder, PROTOCOL_HEADER};
+//! use wharf_codec_amqp::{decode_protocol_header, Frame, FrameDecoder, PROTOCOL_HEADER};
 //!
 //! let mut read = BytesMut::from(&PROTOCOL_HEADER[..]);
 //! Frame::Heartbeat.encode(&mut read);
@@ -65,7 +65,7 @@
 //! toolchain and `cargo install cargo-fuzz`:
 //!
 //! ```text
-//! cd crates/amqp-codec/fuzz
+//! cd crates/codec-amqp/fuzz
 //! cargo +nightly fuzz run decode                   # until stopped or a crash
 //! cargo +nightly fuzz run decode -- -max_total_time=300
 //! ```
@@ -77,7 +77,7 @@
 //! coverage flags cargo-fuzz would pass (`--target` keeps them off build scripts):
 //!
 //! ```text
-//! cd crates/amqp-codec/fuzz
+//! cd crates/codec-amqp/fuzz
 //! RUSTFLAGS="--cfg fuzzing -Cdebug-assertions -Coverflow-checks -Cpasses=sancov-module \
 //!   -Cllvm-args=-sanitizer-coverage-level=4 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters \
 //!   -Cllvm-args=-sanitizer-coverage-pc-table -Cllvm-args=-sanitizer-coverage-trace-compares" \
@@ -88,6 +88,8 @@
 //!
 //! Valid frames in the corpus (a method, a header, bodies; the input's first two bytes choose
 //! the split point and `frame_max`) take the fuzzer past the frame layer quickly.
+
+#![forbid(unsafe_code)]
 
 pub mod content;
 mod error;

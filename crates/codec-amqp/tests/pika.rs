@@ -4,7 +4,7 @@
 //! to the method pika meant, with its fields in pika's order, and encodes back to pika's bytes.
 
 use bytes::{Bytes, BytesMut};
-use wharf_amqp_codec::{
+use wharf_codec_amqp::{
     Assembled, ContentAssembler, FieldValue, Frame, FrameDecoder, Method, FRAME_MIN_SIZE,
 };
 
@@ -122,7 +122,7 @@ fn content_as_pika_sends_it_assembles_with_every_property() {
     assert_eq!(tags, "SIltDTFVx");
     assert_eq!(
         headers.get("decimal"),
-        Some(&FieldValue::Decimal(wharf_amqp_codec::Decimal {
+        Some(&FieldValue::Decimal(wharf_codec_amqp::Decimal {
             scale: 2,
             value: 12345
         }))
