@@ -60,6 +60,10 @@ struct ServeArgs {
     /// HTTP listen address, e.g. 127.0.0.1:7700 (overrides `http_addr` in the file).
     #[arg(long, env = "WHARF_HTTP_ADDR", value_name = "ADDR")]
     http_addr: Option<SocketAddr>,
+    /// AMQP 0-9-1 listen address, e.g. 127.0.0.1:5672 (overrides `amqp_addr` in the file);
+    /// without it there is no AMQP door.
+    #[arg(long, env = "WHARF_AMQP_ADDR", value_name = "ADDR")]
+    amqp_addr: Option<SocketAddr>,
     /// Make this string the administrator token (overrides `security.admin_token`); at least
     /// 16 bytes. Prefer the environment variable: flags show in process lists.
     #[arg(
@@ -142,6 +146,9 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(http_addr) = args.http_addr {
         config.http_addr = http_addr;
+    }
+    if let Some(amqp_addr) = args.amqp_addr {
+        config.amqp_addr = Some(amqp_addr);
     }
     if let Some(token) = args.admin_token {
         config.security.admin_token = Some(token);

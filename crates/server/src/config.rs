@@ -7,6 +7,7 @@
 //! ```toml
 //! data_dir = "./wharf-data"
 //! http_addr = "127.0.0.1:7700"
+//! amqp_addr = "127.0.0.1:5672"   # the AMQP 0-9-1 door; absent: off
 //!
 //! [log]
 //! level = "info"        # RUST_LOG overrides it
@@ -75,6 +76,8 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     /// Address the HTTP door listens on.
     pub http_addr: SocketAddr,
+    /// Address the AMQP 0-9-1 door listens on; absent: no AMQP door (see docs/doors/amqp.md).
+    pub amqp_addr: Option<SocketAddr>,
     pub log: LogSettings,
     pub storage: StorageSettings,
     pub limits: LimitSettings,
@@ -445,6 +448,7 @@ impl Default for ServeConfig {
         ServeConfig {
             data_dir: PathBuf::from("./wharf-data"),
             http_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 7700)),
+            amqp_addr: None,
             log: LogSettings::default(),
             storage: StorageSettings::default(),
             limits: LimitSettings::default(),

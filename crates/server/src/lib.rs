@@ -5,6 +5,7 @@
 //! parses flags, resolves precedence and calls [`Server`] or [`serve()`]. No door keeps state the
 //! engine should own.
 
+pub mod amqp;
 pub mod caller_connections;
 pub mod config;
 mod connection_limit;

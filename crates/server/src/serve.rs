@@ -133,6 +133,8 @@ pub struct Server {
     hangups: Signal,
     /// How often alert rules are evaluated (`alerts.interval_ms`).
     alert_interval: Duration,
+    /// The AMQP door's listener, when `amqp_addr` is set.
+    amqp: Option<tokio::net::TcpListener>,
 }
 
 /// Binds and runs a server until `shutdown` completes; see [`Server`].
@@ -289,9 +291,18 @@ impl Server {
         );
         let (listener, local_addr) =
             bind_listener(config, descriptors_soft, &mut registry, tls.clone()).await?;
+        let amqp = match config.amqp_addr {
+            None => None,
+            Some(addr) => Some(
+                crate::amqp::bind(addr)
+                    .await
+                    .map_err(|source| ServeError::Bind { addr, source })?,
+            ),
+        };
         Ok(Server {
             listener,
             local_addr,
+            amqp,
             store,
             tls,
             hangups,
@@ -314,6 +325,13 @@ impl Server {
     /// The address actually bound (the real port when port 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The AMQP door's address, when it listens.
+    pub fn amqp_addr(&self) -> Option<SocketAddr> {
+        self.amqp
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -342,6 +360,7 @@ impl Server {
             tls,
             hangups,
             alert_interval,
+            amqp,
         } = self;
         let readiness = state.readiness.clone();
         let engine = state.engine.clone();
@@ -352,6 +371,7 @@ impl Server {
             alert_interval,
         ));
         tracing::info!(address = %local_addr, tls = tls.is_some(), "listening");
+        let amqp = amqp.map(|listener| spawn_amqp(listener, &engine));
 
         let (began_sender, began) = oneshot::channel();
         let signal_readiness = readiness.clone();
@@ -384,7 +404,9 @@ impl Server {
             }
         };
         reloader.abort();
-        alerting.abort();
+        for task in [Some(alerting), amqp].into_iter().flatten() {
+            task.abort();
+        }
         readiness.begin_shutdown();
         engine.close();
         let closed = close_store(&store).await;
@@ -394,6 +416,14 @@ impl Server {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Serves the AMQP door on `listener` until the returned task is aborted.
+fn spawn_amqp(listener: tokio::net::TcpListener, engine: &Engine) -> tokio::task::JoinHandle<()> {
+    if let Ok(address) = listener.local_addr() {
+        tracing::info!(%address, "AMQP door listening");
+    }
+    tokio::spawn(crate::amqp::serve(listener, engine.clone()))
 }
 
 /// Closes the store within [`STORE_CLOSE_TIMEOUT`]. Bounded: acknowledged data is already

@@ -1,0 +1,96 @@
+//! The AMQP door driven by pika, RabbitMQ's Python client, installed into a virtual
+//! environment under the target directory: publishes with confirms, consumers with prefetch,
+//! acks, rejects, basic.get, exchanges and bindings, mandatory returns, messages crossing
+//! between AMQP and HTTP, and confirmed publishes surviving `kill -9`.
+
+#[allow(dead_code)]
+mod common;
+#[allow(dead_code)]
+#[path = "serve/process.rs"]
+mod process;
+#[allow(dead_code)]
+#[path = "common/queue_client.rs"]
+mod queue_client;
+
+use queue_client::Node;
+use serde_json::Value;
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+const PIKA: &str = "pika==1.3.2";
+
+/// The Python of a virtual environment with pika, created the first time (by one test at a
+/// time: the tests of this file run in parallel).
+fn python() -> PathBuf {
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _installing = INSTALL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pika-venv");
+    let python = venv.join("bin").join("python");
+    let installed = Command::new(&python).args(["-c", "import pika"]).status();
+    if installed.is_ok_and(|status| status.success()) {
+        return python;
+    }
+    let created = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status();
+    assert!(created
+        .expect("run python3 (this test needs Python 3 with venv)")
+        .success());
+    let pip = venv.join("bin").join("pip");
+    let installed = Command::new(&pip)
+        .args(["install", "--quiet", "--disable-pip-version-check", PIKA])
+        .status()
+        .expect("run pip");
+    assert!(installed.success(), "pip install {PIKA} failed");
+    python
+}
+
+fn drive(python: &Path, amqp_port: u16, http: &str, extra: &[&str]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/amqp_pika/drive.py");
+    let output = Command::new(python)
+        .arg(&script)
+        .arg(amqp_port.to_string())
+        .arg(http)
+        .args(extra)
+        .output()
+        .expect("run the pika script");
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        output.status.success(),
+        "pika script failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn pika_publishes_consumes_and_crosses_to_http() {
+    let python = python();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let amqp = process::free_address();
+    let node = Node::start_configured(dir.path(), &format!("amqp_addr = \"{amqp}\"\n"));
+    let http = format!("http://{}", node.address);
+    let report = drive(&python, amqp.port(), &http, &[]);
+    print!("{report}");
+    assert!(report.contains("pika: every check passed"), "{report}");
+}
+
+#[test]
+fn confirmed_publishes_over_amqp_survive_kill_9() {
+    let python = python();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let amqp = process::free_address();
+    let node = Node::start_configured(dir.path(), &format!("amqp_addr = \"{amqp}\"\n"));
+    let http = format!("http://{}", node.address);
+    drive(&python, amqp.port(), &http, &["publish", "500", "kept"]);
+    let node = node.kill_and_restart();
+    let info = node
+        .client()
+        .expect(200, "GET", "/v1/queues/kept", &Value::Null);
+    assert_eq!(info["stats"]["ready"], 500, "{info}");
+}

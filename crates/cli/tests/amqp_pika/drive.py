@@ -1,0 +1,127 @@
+"""pika against Wharf's AMQP door: publish with confirms, consume with prefetch and acks,
+basic.get, reject with requeue, mandatory returns, topic exchanges, passive declares, and
+messages crossing between AMQP and HTTP. Usage: drive.py AMQP_PORT HTTP_BASE [publish N QUEUE]"""
+
+import json
+import sys
+import urllib.request
+
+import pika
+
+AMQP_PORT, HTTP = int(sys.argv[1]), sys.argv[2]
+
+
+def http(method, path, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(HTTP + path, data=data, method=method)
+    if data is not None:
+        request.add_header("content-type", "application/json")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        text = response.read()
+        return json.loads(text) if text else None
+
+
+def connect():
+    parameters = pika.ConnectionParameters(
+        host="127.0.0.1", port=AMQP_PORT, heartbeat=30, blocked_connection_timeout=10)
+    return pika.BlockingConnection(parameters)
+
+
+def publish_confirmed(count, queue):
+    connection = connect()
+    channel = connection.channel()
+    channel.queue_declare(queue, durable=True)
+    channel.confirm_delivery()
+    for n in range(count):
+        channel.basic_publish("", queue, json.dumps({"n": n}).encode(),
+                              pika.BasicProperties(content_type="application/json",
+                                                   delivery_mode=2))
+    connection.close()
+    print(f"published {count} confirmed messages to {queue}")
+
+
+def round_trip(channel):
+    channel.queue_declare("jobs", durable=True)
+    channel.confirm_delivery()
+    for n in range(100):
+        properties = pika.BasicProperties(
+            content_type="application/json", message_id=f"m{n}", priority=3,
+            correlation_id=f"c{n}", reply_to="answers", headers={"tenant": "acme"})
+        channel.basic_publish("", "jobs", json.dumps({"n": n}).encode(), properties)
+    try:
+        channel.basic_publish("", "nowhere", b"lost", mandatory=True)
+        raise AssertionError("an unroutable mandatory publish was not returned")
+    except pika.exceptions.UnroutableError:
+        pass
+    channel.basic_qos(prefetch_count=10)
+    seen = []
+    for method, properties, body in channel.consume("jobs", inactivity_timeout=10):
+        assert method is not None, f"the consumer went quiet after {len(seen)} messages"
+        n = json.loads(body)["n"]
+        assert properties.message_id == f"m{n}", properties
+        assert properties.correlation_id == f"c{n}" and properties.reply_to == "answers"
+        assert properties.headers == {"tenant": "acme"}, properties.headers
+        assert properties.content_type == "application/json" and properties.priority == 3
+        assert not method.redelivered
+        seen.append(n)
+        channel.basic_ack(method.delivery_tag)
+        if len(seen) == 100:
+            break
+    channel.cancel()
+    assert seen == list(range(100)), seen
+    stats = http("GET", "/v1/queues/jobs")["stats"]
+    assert stats["ready"] == 0 and stats["leased"] == 0, stats
+    assert stats["counters"]["acked"] == 100, stats
+    print("100 confirmed publishes consumed in order with prefetch 10 and acked; "
+          "an unroutable mandatory publish returned")
+
+
+def interop(channel):
+    http("POST", "/v1/queues/jobs/messages", {"messages": [{"body": {"from": "http"}}]})
+    method, properties, body = channel.basic_get("jobs")
+    assert json.loads(body) == {"from": "http"} and not method.redelivered, body
+    channel.basic_reject(method.delivery_tag, requeue=True)
+    method, properties, body = channel.basic_get("jobs")
+    assert method.redelivered and json.loads(body) == {"from": "http"}
+    channel.basic_ack(method.delivery_tag)
+    assert channel.basic_get("jobs") == (None, None, None)
+    channel.basic_publish("", "jobs", b'{"from": "amqp"}',
+                          pika.BasicProperties(content_type="application/json"))
+    received = http("POST", "/v1/queues/jobs/receive", {"max_messages": 1})["messages"]
+    assert received[0]["body"] == {"from": "amqp"}, received
+    http("POST", "/v1/queues/jobs/ack", {"receipts": [received[0]["receipt"]]})
+    print("HTTP -> AMQP (basic.get, reject with requeue, redelivered) and AMQP -> HTTP")
+
+
+def exchanges(connection, channel):
+    channel.exchange_declare("orders", "topic")
+    channel.queue_declare("eu")
+    channel.queue_bind("eu", "orders", "orders.eu.*")
+    channel.basic_publish("orders", "orders.eu.created", b'{"id": 1}')
+    channel.basic_publish("orders", "orders.us.created", b'{"id": 2}')
+    method, _, body = channel.basic_get("eu", auto_ack=True)
+    assert json.loads(body) == {"id": 1}, body
+    assert channel.basic_get("eu") == (None, None, None)
+    other = connection.channel()
+    try:
+        other.queue_declare("missing", passive=True)
+        raise AssertionError("a passive declare of a missing queue passed")
+    except pika.exceptions.ChannelClosedByBroker as closed:
+        assert closed.reply_code == 404, closed
+    print("topic exchange routes by pattern; a passive declare of a missing queue is 404")
+
+
+def main():
+    if sys.argv[3:4] == ["publish"]:
+        publish_confirmed(int(sys.argv[4]), sys.argv[5])
+        return
+    connection = connect()
+    channel = connection.channel()
+    round_trip(channel)
+    interop(channel)
+    exchanges(connection, channel)
+    connection.close()
+    print("pika: every check passed")
+
+
+main()

@@ -1,0 +1,469 @@
+//! One AMQP connection: the protocol header, the handshake (SASL PLAIN or AMQPLAIN, tuning,
+//! open), then frames both ways until a close. Deliveries of push consumers arrive from their
+//! tasks on a channel and are written between the frames read.
+
+use super::{
+    channel::{Channel, Event},
+    Failure,
+};
+use bytes::BytesMut;
+use std::{collections::HashMap, time::Duration};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    sync::mpsc,
+};
+use wharf_codec_amqp::{
+    decode_protocol_header,
+    method::{channel as chan, connection as conn},
+    Assembled, FieldTable, FieldValue, Frame, FrameDecoder, Method, ReplyCode, ShortString,
+    FRAME_MIN_SIZE, PROTOCOL_HEADER,
+};
+use wharf_engine::{
+    security::{Credentials, Principal},
+    Engine,
+};
+
+/// Largest frame the server takes and sends: RabbitMQ's default.
+pub const FRAME_MAX: u32 = 131_072;
+/// Most channels per connection: RabbitMQ's default.
+pub const CHANNEL_MAX: u16 = 2_047;
+/// Heartbeat the server proposes, in seconds.
+pub const HEARTBEAT_S: u16 = 60;
+/// Deliveries queued between consumer tasks and the connection's writer.
+const EVENTS_BUFFER: usize = 1_024;
+
+/// The connection's state once open.
+pub(super) struct Connection {
+    pub engine: Engine,
+    pub principal: Principal,
+    pub frame_max: u32,
+    pub out: BytesMut,
+    pub channels: HashMap<u16, Channel>,
+    pub events: mpsc::Sender<Event>,
+}
+
+impl Connection {
+    pub fn send(&mut self, channel: u16, method: impl Into<Method>) {
+        let frame = Frame::Method {
+            channel,
+            method: method.into(),
+        };
+        frame.encode(&mut self.out);
+    }
+}
+
+/// Serves `stream` until the client closes or fails; every error ends only this connection.
+pub async fn serve(mut stream: TcpStream, engine: Engine) {
+    match handshake(&mut stream, &engine).await {
+        Ok(Some((open, rest))) => {
+            if let Err(error) = run(stream, open, rest).await {
+                tracing::debug!(%error, "amqp connection ended");
+            }
+        }
+        Ok(None) => {}
+        Err(error) => tracing::debug!(%error, "amqp handshake failed"),
+    }
+}
+
+/// The handshake: protocol header, start/start-ok, tune/tune-ok, open/open-ok. `None` when
+/// the client was refused (it has been told why).
+async fn handshake(
+    stream: &mut TcpStream,
+    engine: &Engine,
+) -> std::io::Result<Option<(Connection, BytesMut)>> {
+    let mut input = BytesMut::with_capacity(8 * 1024);
+    if !read_protocol_header(stream, &mut input).await? {
+        return Ok(None);
+    }
+    write_method(stream, start()).await?;
+    let decoder = FrameDecoder::new(FRAME_MIN_SIZE);
+    let Some(conn::Method::StartOk(start_ok)) =
+        read_connection_method(stream, &decoder, &mut input).await?
+    else {
+        return Ok(None);
+    };
+    let principal = match authenticate(engine, &start_ok).await {
+        Some(principal) => principal,
+        None => {
+            refuse(
+                stream,
+                ReplyCode::AccessRefused,
+                "login refused: bad user name, password or token",
+            )
+            .await?;
+            return Ok(None);
+        }
+    };
+    let tune = conn::Tune {
+        channel_max: CHANNEL_MAX,
+        frame_max: FRAME_MAX,
+        heartbeat: HEARTBEAT_S,
+    };
+    write_method(stream, tune).await?;
+    let Some(conn::Method::TuneOk(tune_ok)) =
+        read_connection_method(stream, &decoder, &mut input).await?
+    else {
+        return Ok(None);
+    };
+    let frame_max = match tune_ok.frame_max {
+        0 => FRAME_MAX,
+        asked => asked.clamp(FRAME_MIN_SIZE, FRAME_MAX),
+    };
+    let Some(conn::Method::Open(_)) = read_connection_method(stream, &decoder, &mut input).await?
+    else {
+        return Ok(None);
+    };
+    let open_ok = conn::OpenOk {
+        reserved_1: ShortString::default(),
+    };
+    write_method(stream, open_ok).await?;
+    let (events, _) = mpsc::channel(1);
+    let open = Connection {
+        engine: engine.clone(),
+        principal,
+        frame_max,
+        out: BytesMut::new(),
+        channels: HashMap::new(),
+        events,
+    };
+    Ok(Some((open, input)))
+}
+
+/// Writes one method on channel 0 (the handshake's).
+async fn write_method(stream: &mut TcpStream, method: impl Into<Method>) -> std::io::Result<()> {
+    let mut out = BytesMut::new();
+    let method = method.into();
+    Frame::Method { channel: 0, method }.encode(&mut out);
+    stream.write_all(&out).await
+}
+
+/// Reads the protocol header; false when the client spoke another protocol (it has been told
+/// which one we speak, as the spec asks) or went away.
+async fn read_protocol_header(
+    stream: &mut TcpStream,
+    input: &mut BytesMut,
+) -> std::io::Result<bool> {
+    loop {
+        match decode_protocol_header(input) {
+            Ok(Some(())) => return Ok(true),
+            Ok(None) => {
+                if stream.read_buf(input).await? == 0 {
+                    return Ok(false);
+                }
+            }
+            Err(_) => {
+                stream.write_all(&PROTOCOL_HEADER).await?;
+                return Ok(false);
+            }
+        }
+    }
+}
+
+/// `connection.start`: what the server is and can do.
+fn start() -> conn::Start {
+    let mut capabilities = FieldTable::new();
+    for capability in [
+        "publisher_confirms",
+        "basic.nack",
+        "consumer_cancel_notify",
+        "per_consumer_qos",
+        "authentication_failure_close",
+    ] {
+        if let Ok(name) = ShortString::try_from(capability) {
+            capabilities.insert(name, FieldValue::Bool(true));
+        }
+    }
+    let mut properties = FieldTable::new();
+    let mut put = |name: &str, value: FieldValue| {
+        if let Ok(name) = ShortString::try_from(name) {
+            properties.insert(name, value);
+        }
+    };
+    put("product", FieldValue::LongString("Wharf".into()));
+    put(
+        "version",
+        FieldValue::LongString(env!("CARGO_PKG_VERSION").into()),
+    );
+    put("capabilities", FieldValue::Table(capabilities));
+    conn::Start {
+        version_major: 0,
+        version_minor: 9,
+        server_properties: properties,
+        mechanisms: "PLAIN AMQPLAIN".into(),
+        locales: "en_US".into(),
+    }
+}
+
+/// The caller a `start-ok` names: PLAIN (`\0user\0password`) or AMQPLAIN (a table with LOGIN
+/// and PASSWORD). An empty user name takes the password as a token. On a server without
+/// users or tokens everyone is the anonymous administrator, whatever they send (pika sends
+/// guest/guest by default).
+async fn authenticate(engine: &Engine, start_ok: &conn::StartOk) -> Option<Principal> {
+    if engine.security_open() {
+        return engine.authenticate(None).await.ok();
+    }
+    let response = start_ok.response.as_bytes();
+    let (user, password) = match start_ok.mechanism.as_str() {
+        "PLAIN" => {
+            let mut parts = response.split(|byte| *byte == 0).skip(1);
+            let user = String::from_utf8(parts.next()?.to_vec()).ok()?;
+            let password = String::from_utf8(parts.next()?.to_vec()).ok()?;
+            (user, password)
+        }
+        "AMQPLAIN" => {
+            // The response is a table's contents, without the table's length.
+            let mut whole = BytesMut::with_capacity(4 + response.len());
+            whole.extend_from_slice(&u32::try_from(response.len()).ok()?.to_be_bytes());
+            whole.extend_from_slice(response);
+            let table = FieldTable::decode(whole.freeze()).ok()?;
+            let text = |name: &str| match table.get(name)? {
+                FieldValue::LongString(text) => String::from_utf8(text.as_bytes().to_vec()).ok(),
+                _ => None,
+            };
+            (text("LOGIN")?, text("PASSWORD")?)
+        }
+        _ => return None,
+    };
+    let credentials = Credentials::Password { user, password };
+    engine.authenticate(Some(&credentials)).await.ok()
+}
+
+/// Reads the next frame of the handshake, which must be a `connection` method on channel 0.
+async fn read_connection_method(
+    stream: &mut TcpStream,
+    decoder: &FrameDecoder,
+    input: &mut BytesMut,
+) -> std::io::Result<Option<conn::Method>> {
+    loop {
+        match decoder.decode(input) {
+            Ok(Some(Frame::Method {
+                channel: 0,
+                method: Method::Connection(method),
+            })) => return Ok(Some(method)),
+            Ok(Some(Frame::Heartbeat)) => continue,
+            Ok(Some(_)) | Err(_) => {
+                refuse(
+                    stream,
+                    ReplyCode::CommandInvalid,
+                    "expected the connection handshake",
+                )
+                .await?;
+                return Ok(None);
+            }
+            Ok(None) => {
+                if stream.read_buf(input).await? == 0 {
+                    return Ok(None);
+                }
+            }
+        }
+    }
+}
+
+/// Closes the connection with `code` and `text`, without waiting for the client's close-ok.
+async fn refuse(stream: &mut TcpStream, code: ReplyCode, text: &str) -> std::io::Result<()> {
+    let mut out = BytesMut::new();
+    Frame::Method {
+        channel: 0,
+        method: close(code, text, 0, 0).into(),
+    }
+    .encode(&mut out);
+    stream.write_all(&out).await?;
+    stream.shutdown().await
+}
+
+pub(super) fn close(code: ReplyCode, text: &str, class_id: u16, method_id: u16) -> conn::Close {
+    let mut text = text.to_string();
+    text.truncate(wharf_codec_amqp::SHORT_STRING_BYTES_MAX.min(text.len()));
+    while ShortString::try_from(text.as_str()).is_err() {
+        text.pop();
+    }
+    conn::Close {
+        reply_code: code.code(),
+        reply_text: ShortString::try_from(text).unwrap_or_default(),
+        class_id,
+        method_id,
+    }
+}
+
+/// The open connection: frames read are handled in order, deliveries written as they come,
+/// heartbeats both ways.
+async fn run(
+    stream: TcpStream,
+    mut connection: Connection,
+    mut input: BytesMut,
+) -> std::io::Result<()> {
+    let (mut reader, mut writer) = stream.into_split();
+    let (events_tx, mut events) = mpsc::channel(EVENTS_BUFFER);
+    connection.events = events_tx;
+    let mut decoder = FrameDecoder::new(connection.frame_max);
+    decoder.set_frame_max(connection.frame_max);
+    let beat = Duration::from_secs(u64::from(HEARTBEAT_S));
+    let mut heartbeats = tokio::time::interval(beat / 2);
+    let mut silent_beats = 0u32;
+    loop {
+        let mut closing = false;
+        tokio::select! {
+            read = reader.read_buf(&mut input) => {
+                if read? == 0 {
+                    break;
+                }
+                silent_beats = 0;
+                closing = handle_input(&mut connection, &decoder, &mut input).await;
+            }
+            Some(event) = events.recv() => connection.handle_event(event).await,
+            _ = heartbeats.tick() => {
+                Frame::Heartbeat.encode(&mut connection.out);
+                silent_beats += 1;
+                // Two heartbeat periods without a byte from the client: it is gone.
+                if silent_beats > 4 {
+                    break;
+                }
+            }
+        }
+        if !connection.out.is_empty() {
+            writer.write_all(&connection.out).await?;
+            connection.out.clear();
+        }
+        if closing {
+            break;
+        }
+    }
+    connection.close_all();
+    Ok(())
+}
+
+/// Handles every whole frame in `input`; true when the connection is to end.
+async fn handle_input(
+    connection: &mut Connection,
+    decoder: &FrameDecoder,
+    input: &mut BytesMut,
+) -> bool {
+    loop {
+        let frame = match decoder.decode(input) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return false,
+            Err(error) => {
+                let code = error.reply_code();
+                connection.send(0, close(code, &error.to_string(), 0, 0));
+                return true;
+            }
+        };
+        match handle_frame(connection, frame).await {
+            Ok(false) => {}
+            Ok(true) => return true,
+            Err(Failure::Connection {
+                code,
+                text,
+                class_id,
+                method_id,
+            }) => {
+                connection.send(0, close(code, &text, class_id, method_id));
+                return true;
+            }
+            Err(Failure::Channel {
+                channel,
+                code,
+                text,
+                class_id,
+                method_id,
+            }) => {
+                connection.fail_channel(channel);
+                let close = chan::Close {
+                    reply_code: code.code(),
+                    reply_text: ShortString::try_from(text).unwrap_or_default(),
+                    class_id,
+                    method_id,
+                };
+                connection.send(channel, close);
+            }
+        }
+    }
+}
+
+/// One frame; true when the connection is to end.
+async fn handle_frame(connection: &mut Connection, frame: Frame) -> Result<bool, Failure> {
+    match frame {
+        Frame::Heartbeat => Ok(false),
+        Frame::Method { channel: 0, method } => match method {
+            Method::Connection(conn::Method::Close(_)) => {
+                connection.send(0, conn::CloseOk {});
+                Ok(true)
+            }
+            Method::Connection(conn::Method::CloseOk(_)) => Ok(true),
+            other => Err(Failure::connection(
+                ReplyCode::CommandInvalid,
+                &format!("{} on channel 0", other.name()),
+                &other,
+            )),
+        },
+        frame => {
+            let channel = frame.channel();
+            connection.channel_frame(channel, frame).await?;
+            Ok(false)
+        }
+    }
+}
+
+impl Connection {
+    /// A frame of channel `channel`: opens it, or goes through its content assembler to its
+    /// handler.
+    async fn channel_frame(&mut self, channel: u16, frame: Frame) -> Result<(), Failure> {
+        if let Frame::Method {
+            method: Method::Channel(chan::Method::Open(_)),
+            ..
+        } = frame
+        {
+            if self.channels.contains_key(&channel) || channel > CHANNEL_MAX {
+                return Err(Failure::connection(
+                    ReplyCode::ChannelError,
+                    "channel already open or above channel_max",
+                    &Method::Channel(chan::Method::Open(chan::Open::default())),
+                ));
+            }
+            self.channels.insert(channel, Channel::new());
+            self.send(channel, chan::OpenOk::default());
+            return Ok(());
+        }
+        let Some(state) = self.channels.get_mut(&channel) else {
+            return Err(Failure::Connection {
+                code: ReplyCode::ChannelError,
+                text: format!("channel {channel} is not open"),
+                class_id: 0,
+                method_id: 0,
+            });
+        };
+        if state.closing {
+            match frame {
+                Frame::Method {
+                    method: Method::Channel(chan::Method::CloseOk(_)),
+                    ..
+                } => self.close_channel(channel),
+                Frame::Method {
+                    method: Method::Channel(chan::Method::Close(_)),
+                    ..
+                } => {
+                    self.close_channel(channel);
+                    self.send(channel, chan::CloseOk {});
+                }
+                _ => {}
+            }
+            return Ok(());
+        }
+        let assembled = state.assembler.push(frame).map_err(|error| {
+            Failure::connection(
+                error.reply_code(),
+                &error.to_string(),
+                &Method::Channel(chan::Method::CloseOk(chan::CloseOk {})),
+            )
+        })?;
+        match assembled {
+            None => Ok(()),
+            Some(Assembled::Frame(Frame::Method { method, .. })) => {
+                self.method(channel, method).await
+            }
+            Some(Assembled::Frame(_)) => Ok(()),
+            Some(Assembled::Content(content)) => self.publish(channel, content).await,
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! The AMQP 0-9-1 door: RabbitMQ's clients (pika, kombu, aio-pika, lapin, ...) talk to the
+//! engine's queues and topics. See docs/doors/amqp.md for the mapping and what is not there
+//! yet. `connection` owns the socket and the handshake; `channel` keeps each channel's state
+//! and translates its methods into engine calls; `convert` maps message properties.
+
+mod channel;
+mod connection;
+mod convert;
+
+use std::net::SocketAddr;
+use tokio::net::TcpListener;
+use wharf_codec_amqp::{Method, ReplyCode, Scope};
+use wharf_engine::{Engine, EngineError};
+
+/// Why a method failed: the channel or the whole connection closes with this reply.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    Connection {
+        code: ReplyCode,
+        text: String,
+        class_id: u16,
+        method_id: u16,
+    },
+    Channel {
+        channel: u16,
+        code: ReplyCode,
+        text: String,
+        class_id: u16,
+        method_id: u16,
+    },
+}
+
+impl Failure {
+    fn connection(code: ReplyCode, text: &str, method: &Method) -> Failure {
+        Failure::Connection {
+            code,
+            text: text.to_string(),
+            class_id: method.class_id(),
+            method_id: method.method_id(),
+        }
+    }
+
+    fn channel(channel: u16, code: ReplyCode, text: &str, method: &Method) -> Failure {
+        Failure::Channel {
+            channel,
+            code,
+            text: text.to_string(),
+            class_id: method.class_id(),
+            method_id: method.method_id(),
+        }
+    }
+
+    /// An engine error as AMQP's reply: a missing resource is 404, a refusal 403, a bad
+    /// name or argument 406, a limit 506, a stopping server 320, anything else 541. The
+    /// reply's scope (channel or connection) is the spec's for its code.
+    fn engine(channel: u16, error: EngineError, method: &Method) -> Failure {
+        let code = match &error {
+            EngineError::QueueNotFound { .. }
+            | EngineError::TopicNotFound { .. }
+            | EngineError::DestinationNotFound { .. }
+            | EngineError::BindingNotFound { .. } => ReplyCode::NotFound,
+            EngineError::Forbidden { .. } | EngineError::Unauthenticated { .. } => {
+                ReplyCode::AccessRefused
+            }
+            EngineError::InvalidName { .. }
+            | EngineError::InvalidField { .. }
+            | EngineError::TooLarge { .. }
+            | EngineError::QueueFull { .. } => ReplyCode::PreconditionFailed,
+            EngineError::LimitReached { .. } => ReplyCode::ResourceError,
+            EngineError::ShuttingDown => ReplyCode::ConnectionForced,
+            _ => ReplyCode::InternalError,
+        };
+        let text = format!("{}: {error}", code.name());
+        match code.scope() {
+            Scope::Connection => Failure::connection(code, &text, method),
+            Scope::Channel | Scope::Success => Failure::channel(channel, code, &text, method),
+        }
+    }
+}
+
+/// Binds the AMQP address.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Accepts connections on `listener` until the task is aborted; each is served on a task of
+/// its own.
+pub async fn serve(listener: TcpListener, engine: Engine) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _peer)) => {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(connection::serve(stream, engine.clone()));
+            }
+            Err(error) => {
+                tracing::warn!(%error, "accepting an AMQP connection failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
