@@ -102,13 +102,17 @@ def exchanges(connection, channel):
     method, _, body = channel.basic_get("eu", auto_ack=True)
     assert json.loads(body) == {"id": 1}, body
     assert channel.basic_get("eu") == (None, None, None)
+    named = channel.queue_declare("", exclusive=True).method.queue
+    assert named.startswith("amq.gen-"), named
+    assert channel.queue_declare("", exclusive=True).method.queue != named
     other = connection.channel()
     try:
         other.queue_declare("missing", passive=True)
         raise AssertionError("a passive declare of a missing queue passed")
     except pika.exceptions.ChannelClosedByBroker as closed:
         assert closed.reply_code == 404, closed
-    print("topic exchange routes by pattern; a passive declare of a missing queue is 404")
+    print("topic exchange routes by pattern; server-named queues; a passive declare of a "
+          "missing queue is 404")
 
 
 def main():

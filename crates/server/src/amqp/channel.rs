@@ -275,10 +275,7 @@ impl Connection {
         method: &Method,
     ) -> Result<(), Failure> {
         let name = match declare.queue.as_str() {
-            "" => format!(
-                "amq.gen-{}",
-                self.engine.queue_count() as u64 ^ random_suffix()
-            ),
+            "" => format!("amq.gen-{:016x}", random_suffix()),
             given => given.to_string(),
         };
         let fail = |error: EngineError| Failure::engine(channel, error, method);
@@ -829,10 +826,15 @@ fn spawn_consumer(
     })
 }
 
-/// A few random bits for server-made names.
+/// 64 random bits for server-made names: the process's random hash keys over a counter and
+/// the time, so two names never repeat within a process and hardly across processes.
 fn random_suffix() -> u64 {
     use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(std::process::id().into());
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    hasher.write_u128(now.map_or(0, |elapsed| elapsed.as_nanos()));
     hasher.finish()
 }

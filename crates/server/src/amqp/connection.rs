@@ -38,6 +38,8 @@ pub(super) struct Connection {
     pub engine: Engine,
     pub principal: Principal,
     pub frame_max: u32,
+    /// Heartbeat period agreed at tune-ok, in seconds; 0: none.
+    pub heartbeat: u16,
     pub out: BytesMut,
     pub channels: HashMap<u16, Channel>,
     pub events: mpsc::Sender<Event>,
@@ -123,6 +125,7 @@ async fn handshake(
         engine: engine.clone(),
         principal,
         frame_max,
+        heartbeat: tune_ok.heartbeat.min(HEARTBEAT_S),
         out: BytesMut::new(),
         channels: HashMap::new(),
         events,
@@ -273,17 +276,21 @@ async fn refuse(stream: &mut TcpStream, code: ReplyCode, text: &str) -> std::io:
 }
 
 pub(super) fn close(code: ReplyCode, text: &str, class_id: u16, method_id: u16) -> conn::Close {
-    let mut text = text.to_string();
-    text.truncate(wharf_codec_amqp::SHORT_STRING_BYTES_MAX.min(text.len()));
-    while ShortString::try_from(text.as_str()).is_err() {
-        text.pop();
-    }
     conn::Close {
         reply_code: code.code(),
-        reply_text: ShortString::try_from(text).unwrap_or_default(),
+        reply_text: reply_text(text),
         class_id,
         method_id,
     }
+}
+
+/// `text` as a reply text: cut to a short string's 255 bytes at a character boundary.
+pub(super) fn reply_text(text: &str) -> ShortString {
+    let mut end = text.len().min(wharf_codec_amqp::SHORT_STRING_BYTES_MAX);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    ShortString::try_from(&text[..end]).unwrap_or_default()
 }
 
 /// The open connection: frames read are handled in order, deliveries written as they come,
@@ -298,39 +305,45 @@ async fn run(
     connection.events = events_tx;
     let mut decoder = FrameDecoder::new(connection.frame_max);
     decoder.set_frame_max(connection.frame_max);
-    let beat = Duration::from_secs(u64::from(HEARTBEAT_S));
-    let mut heartbeats = tokio::time::interval(beat / 2);
+    // The heartbeat the client accepted; 0 turns heartbeats off both ways.
+    let heartbeat = connection.heartbeat;
+    let period = Duration::from_secs(u64::from(heartbeat.max(1)));
+    let mut heartbeats = tokio::time::interval(period / 2);
     let mut silent_beats = 0u32;
-    loop {
+    let ended = loop {
         let mut closing = false;
         tokio::select! {
-            read = reader.read_buf(&mut input) => {
-                if read? == 0 {
-                    break;
+            read = reader.read_buf(&mut input) => match read {
+                Ok(0) => break Ok(()),
+                Ok(_) => {
+                    silent_beats = 0;
+                    closing = handle_input(&mut connection, &decoder, &mut input).await;
                 }
-                silent_beats = 0;
-                closing = handle_input(&mut connection, &decoder, &mut input).await;
-            }
+                Err(error) => break Err(error),
+            },
             Some(event) = events.recv() => connection.handle_event(event).await,
-            _ = heartbeats.tick() => {
+            _ = heartbeats.tick(), if heartbeat > 0 => {
                 Frame::Heartbeat.encode(&mut connection.out);
                 silent_beats += 1;
-                // Two heartbeat periods without a byte from the client: it is gone.
+                // Two heartbeat periods (four ticks) without a byte from the client: it is gone.
                 if silent_beats > 4 {
-                    break;
+                    break Ok(());
                 }
             }
         }
         if !connection.out.is_empty() {
-            writer.write_all(&connection.out).await?;
+            if let Err(error) = writer.write_all(&connection.out).await {
+                break Err(error);
+            }
             connection.out.clear();
         }
         if closing {
-            break;
+            break Ok(());
         }
-    }
+    };
+    // However it ended, consumers stop and unsettled deliveries go back to their queues.
     connection.close_all();
-    Ok(())
+    ended
 }
 
 /// Handles every whole frame in `input`; true when the connection is to end.
@@ -371,7 +384,7 @@ async fn handle_input(
                 connection.fail_channel(channel);
                 let close = chan::Close {
                     reply_code: code.code(),
-                    reply_text: ShortString::try_from(text).unwrap_or_default(),
+                    reply_text: reply_text(&text),
                     class_id,
                     method_id,
                 };

@@ -99,3 +99,51 @@ pub async fn serve(listener: TcpListener, engine: Engine) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wharf_codec_amqp::method::queue;
+
+    #[test]
+    fn a_reply_text_is_cut_at_a_character_boundary() {
+        let long = "é".repeat(200);
+        let text = connection::reply_text(&long);
+        assert_eq!(text.as_str().len(), 254);
+        assert!(text.as_str().chars().all(|c| c == 'é'));
+        assert_eq!(connection::reply_text("short").as_str(), "short");
+    }
+
+    #[test]
+    fn engine_errors_close_the_channel_or_the_connection_as_the_spec_says() {
+        let method = Method::from(queue::Purge::default());
+        let missing = EngineError::QueueNotFound { name: "q".into() };
+        let failure = Failure::engine(7, missing, &method);
+        assert!(matches!(
+            failure,
+            Failure::Channel {
+                channel: 7,
+                code: ReplyCode::NotFound,
+                class_id: 50,
+                method_id: 30,
+                ..
+            }
+        ));
+        let stopping = Failure::engine(7, EngineError::ShuttingDown, &method);
+        assert!(matches!(
+            stopping,
+            Failure::Connection {
+                code: ReplyCode::ConnectionForced,
+                ..
+            }
+        ));
+        let internal = Failure::engine(7, EngineError::Internal { operation: "x" }, &method);
+        assert!(matches!(
+            internal,
+            Failure::Connection {
+                code: ReplyCode::InternalError,
+                ..
+            }
+        ));
+    }
+}
