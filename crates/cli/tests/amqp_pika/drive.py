@@ -4,6 +4,8 @@ messages crossing between AMQP and HTTP. Usage: drive.py AMQP_PORT HTTP_BASE [pu
 
 import json
 import sys
+import time
+import urllib.error
 import urllib.request
 
 import pika
@@ -115,6 +117,54 @@ def exchanges(connection, channel):
           "missing queue is 404")
 
 
+def arguments_and_lifetimes():
+    connection = connect()
+    channel = connection.channel()
+    channel.queue_declare("work.dead")
+    channel.queue_declare("work", arguments={
+        "x-dead-letter-exchange": "", "x-dead-letter-routing-key": "work.dead",
+        "x-message-ttl": 600000, "x-max-priority": 10})
+    options = http("GET", "/v1/queues/work")["options"]
+    assert options["dead_letter_queue"] == "work.dead", options
+    assert options["message_ttl_ms"] == 600000, options
+    channel.basic_publish("", "work", b'{"bad": true}',
+                          pika.BasicProperties(content_type="application/json"))
+    method, _, _ = channel.basic_get("work")
+    channel.basic_reject(method.delivery_tag, requeue=False)
+    # A reply to a later method comes after the reject was handled: frames are taken in order.
+    channel.queue_declare("work.dead", passive=True)
+    dead = http("GET", "/v1/queues/work.dead/messages")["messages"]
+    assert dead[0]["dead_letter"]["reason"] == "rejected", dead
+    try:
+        channel.queue_declare("bad", arguments={"x-dead-letter-exchange": "dlx"})
+        raise AssertionError("a named dead-letter exchange was accepted")
+    except pika.exceptions.ChannelClosedByBroker as closed:
+        assert closed.reply_code == 406 and "dead-letter" in closed.reply_text, closed
+    channel = connection.channel()
+    channel.exchange_declare("amq.topic", "topic", passive=True)
+    channel.queue_bind("work", "amq.topic", "a.b")
+    channel.queue_unbind("work", "amq.topic", "a.b")
+    assert http("GET", "/v1/topics/amq.topic/bindings")["bindings"] == []
+    channel.basic_publish("", "work", b"later", pika.BasicProperties(headers={"x-delay": 60000}))
+    channel.queue_declare("work", passive=True)
+    assert http("GET", "/v1/queues/work")["stats"]["delayed"] == 1
+    private = channel.queue_declare("", exclusive=True).method.queue
+    http("GET", f"/v1/queues/{private}")
+    connection.close()
+    for _ in range(50):
+        try:
+            http("GET", f"/v1/queues/{private}")
+        except urllib.error.HTTPError as error:
+            assert error.code == 404
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the exclusive queue outlived its connection")
+    print("queue arguments (dead-letter queue, TTL), reject to the dead-letter queue, a named "
+          "dead-letter exchange refused (406), amq.topic, unbind, x-delay, an exclusive queue "
+          "deleted with its connection")
+
+
 def main():
     if sys.argv[3:4] == ["publish"]:
         publish_confirmed(int(sys.argv[4]), sys.argv[5])
@@ -125,6 +175,7 @@ def main():
     interop(channel)
     exchanges(connection, channel)
     connection.close()
+    arguments_and_lifetimes()
     print("pika: every check passed")
 
 

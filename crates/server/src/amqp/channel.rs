@@ -14,7 +14,7 @@ use wharf_codec_amqp::{
 use wharf_engine::{
     broker::CONSUMER_CREDIT_MAX,
     broker::{ConsumeRequest, Delivery, NackAction, PublishMessage, ReceiveRequest},
-    queue::{QueueOptions, LEASE_MS_MAX},
+    queue::LEASE_MS_MAX,
     security::{Action, Resource, ResourceKind},
     topic::{BindingSpec, Destination, TopicKind, TopicOptions},
     EngineError,
@@ -191,12 +191,20 @@ impl Connection {
         });
     }
 
-    /// Closes every channel (the connection ends).
+    /// Closes every channel and deletes the connection's exclusive and auto-delete queues (the
+    /// connection ends).
     pub fn close_all(&mut self) {
         let channels: Vec<u16> = self.channels.keys().copied().collect();
         for channel in channels {
             self.close_channel(channel);
         }
+        let (engine, queues) = (self.engine.clone(), std::mem::take(&mut self.temporary));
+        tokio::spawn(async move {
+            for queue in queues {
+                // Deleted already (by the client, or over HTTP) is fine.
+                let _ = engine.delete_queue(&queue).await;
+            }
+        });
     }
 
     async fn queue_method(&mut self, channel: u16, method: Method) -> Result<(), Failure> {
@@ -205,27 +213,8 @@ impl Connection {
             Method::Queue(queue::Method::Declare(declare)) => {
                 self.declare_queue(channel, declare, &method).await
             }
-            Method::Queue(queue::Method::Bind(bind)) => {
-                let (queue, exchange) = (bind.queue.as_str(), bind.exchange.as_str());
-                self.authorize(
-                    Action::Manage,
-                    ResourceKind::Topic,
-                    exchange,
-                    channel,
-                    &method,
-                )?;
-                let spec = BindingSpec {
-                    pattern: bind.routing_key.as_str().to_string(),
-                    syntax: Default::default(),
-                    filter: None,
-                    headers: None,
-                    destination: Destination::Queue(queue.to_string()),
-                };
-                self.engine.bind(exchange, spec).await.map_err(fail)?;
-                if !bind.no_wait {
-                    self.send(channel, queue::BindOk {});
-                }
-                Ok(())
+            Method::Queue(queue::Method::Bind(_) | queue::Method::Unbind(_)) => {
+                self.bind_queue(channel, &method).await
             }
             Method::Queue(queue::Method::Purge(purge)) => {
                 self.authorize(
@@ -265,6 +254,57 @@ impl Connection {
         }
     }
 
+    /// `queue.bind` and `queue.unbind`: a binding of the exchange's topic with the routing key
+    /// as its pattern, to the queue. Unbinding a binding that is not there is done already, as
+    /// RabbitMQ answers.
+    async fn bind_queue(&mut self, channel: u16, method: &Method) -> Result<(), Failure> {
+        let fail = |error: EngineError| Failure::engine(channel, error, method);
+        let (queue, exchange, key, no_wait) = match method {
+            Method::Queue(queue::Method::Bind(bind)) => {
+                (&bind.queue, &bind.exchange, &bind.routing_key, bind.no_wait)
+            }
+            Method::Queue(queue::Method::Unbind(unbind)) => {
+                (&unbind.queue, &unbind.exchange, &unbind.routing_key, false)
+            }
+            _ => return Ok(()),
+        };
+        let exchange = exchange.as_str();
+        self.authorize(
+            Action::Manage,
+            ResourceKind::Topic,
+            exchange,
+            channel,
+            method,
+        )?;
+        let destination = Destination::Queue(queue.as_str().to_string());
+        if let Method::Queue(queue::Method::Unbind(_)) = method {
+            let bindings = self.engine.list_bindings(exchange).map_err(fail)?;
+            let found = bindings.into_iter().find(|binding| {
+                binding.spec.pattern == key.as_str() && binding.spec.destination == destination
+            });
+            if let Some(binding) = found {
+                self.engine
+                    .unbind(exchange, &binding.id)
+                    .await
+                    .map_err(fail)?;
+            }
+            self.send(channel, queue::UnbindOk {});
+            return Ok(());
+        }
+        let spec = BindingSpec {
+            pattern: key.as_str().to_string(),
+            syntax: Default::default(),
+            filter: None,
+            headers: None,
+            destination,
+        };
+        self.engine.bind(exchange, spec).await.map_err(fail)?;
+        if !no_wait {
+            self.send(channel, queue::BindOk {});
+        }
+        Ok(())
+    }
+
     /// `queue.declare`: an existing queue is kept as it is (a different durability is refused,
     /// as RabbitMQ refuses different arguments); a missing one is created; an empty name gets
     /// a server-made `amq.gen-` name.
@@ -302,11 +342,14 @@ impl Connection {
             Ok(info) => info,
             Err(error) if declare.passive => return Err(fail(error)),
             Err(_) => {
-                let options = QueueOptions {
-                    durable: declare.durable,
-                    ..QueueOptions::default()
-                };
+                let options = convert::queue_options(declare.durable, &declare.arguments).map_err(
+                    |text| Failure::channel(channel, ReplyCode::PreconditionFailed, &text, method),
+                )?;
                 self.engine.put_queue(&name, options).await.map_err(fail)?;
+                if declare.exclusive || declare.auto_delete {
+                    // Both end with this connection (see docs/doors/amqp.md).
+                    self.temporary.push(name.clone());
+                }
                 self.engine.queue_info(&name).map_err(fail)?
             }
         };

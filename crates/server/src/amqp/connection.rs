@@ -43,6 +43,8 @@ pub(super) struct Connection {
     pub out: BytesMut,
     pub channels: HashMap<u16, Channel>,
     pub events: mpsc::Sender<Event>,
+    /// Exclusive and auto-delete queues this connection declared: deleted when it ends.
+    pub temporary: Vec<String>,
 }
 
 impl Connection {
@@ -129,6 +131,7 @@ async fn handshake(
         out: BytesMut::new(),
         channels: HashMap::new(),
         events,
+        temporary: Vec::new(),
     };
     Ok(Some((open, input)))
 }

@@ -5,7 +5,10 @@
 use bytes::Bytes;
 use std::{collections::BTreeMap, time::Duration};
 use wharf_codec_amqp::{BasicProperties, FieldTable, FieldValue, ShortString};
-use wharf_engine::broker::SendMessage;
+use wharf_engine::{
+    broker::SendMessage,
+    queue::{Overflow, QueueOptions},
+};
 use wharf_model::message::Message;
 
 /// Delivery mode of a message the engine stores durably.
@@ -14,6 +17,10 @@ const PERSISTENT: u8 = 2;
 /// The engine's message for a publish with `properties` and `body`.
 pub fn send_message(properties: BasicProperties, body: Bytes) -> SendMessage {
     let text = |value: Option<ShortString>| value.map(ShortString::into_string);
+    let delay = (properties.headers.as_ref())
+        .and_then(|headers| headers.get("x-delay"))
+        .and_then(unsigned)
+        .map(Duration::from_millis);
     SendMessage {
         id: text(properties.message_id),
         body,
@@ -23,9 +30,80 @@ pub fn send_message(properties: BasicProperties, body: Bytes) -> SendMessage {
         ttl: (properties.expiration)
             .and_then(|expiration| expiration.as_str().parse::<u64>().ok())
             .map(Duration::from_millis),
+        delay,
         correlation_id: text(properties.correlation_id),
         reply_to: text(properties.reply_to),
         ..SendMessage::default()
+    }
+}
+
+/// A field value as a non-negative integer, if it is one.
+fn unsigned(value: &FieldValue) -> Option<u64> {
+    let signed = match value {
+        FieldValue::I8(value) => i64::from(*value),
+        FieldValue::U8(value) => i64::from(*value),
+        FieldValue::I16(value) => i64::from(*value),
+        FieldValue::U16(value) => i64::from(*value),
+        FieldValue::I32(value) => i64::from(*value),
+        FieldValue::U32(value) => i64::from(*value),
+        FieldValue::I64(value) => *value,
+        _ => return None,
+    };
+    u64::try_from(signed).ok()
+}
+
+/// A queue's options from `queue.declare`'s `durable` and the RabbitMQ arguments Wharf has
+/// an option for. Arguments Wharf has nothing for, or needs none for, are ignored
+/// (`x-max-priority`: every queue has priorities 0-9; `x-queue-type`, `x-queue-mode`,
+/// `x-expires`). An argument Wharf cannot honour is an error naming it.
+pub fn queue_options(durable: bool, arguments: &FieldTable) -> Result<QueueOptions, String> {
+    let mut options = QueueOptions {
+        durable,
+        ..QueueOptions::default()
+    };
+    let number = |name: &str| -> Result<Option<u64>, String> {
+        match arguments.get(name) {
+            None => Ok(None),
+            Some(value) => unsigned(value)
+                .map(Some)
+                .ok_or_else(|| format!("{name} must be a non-negative integer")),
+        }
+    };
+    options.message_ttl_ms = number("x-message-ttl")?;
+    options.max_length = number("x-max-length")?;
+    if let Some(limit) = number("x-delivery-limit")? {
+        options.max_deliveries = Some(u32::try_from(limit.saturating_add(1)).unwrap_or(u32::MAX));
+    }
+    if let Some(FieldValue::Bool(single)) = arguments.get("x-single-active-consumer") {
+        options.single_active_consumer = *single;
+    }
+    match text_argument(arguments, "x-overflow").as_deref() {
+        None => {}
+        Some("reject-publish") => options.overflow = Overflow::Reject,
+        Some("drop-head") => options.overflow = Overflow::DropOldest,
+        Some(other) => {
+            return Err(format!(
+                "x-overflow {other:?} is not supported (reject-publish or drop-head)"
+            ))
+        }
+    }
+    match text_argument(arguments, "x-dead-letter-exchange").as_deref() {
+        None => {}
+        Some("") => {
+            let queue = text_argument(arguments, "x-dead-letter-routing-key")
+                .ok_or("x-dead-letter-exchange \"\" needs x-dead-letter-routing-key naming the dead-letter queue")?;
+            let queue = queue.parse().map_err(|error| format!("x-dead-letter-routing-key: {error}"))?;
+            options.dead_letter_queue = Some(queue);
+        }
+        Some(_) => return Err("a dead-letter exchange must be the default exchange \"\" with x-dead-letter-routing-key naming a queue: Wharf dead-letters into a queue".to_string()),
+    }
+    Ok(options)
+}
+
+fn text_argument(arguments: &FieldTable, name: &str) -> Option<String> {
+    match arguments.get(name)? {
+        FieldValue::LongString(text) => Some(String::from_utf8_lossy(text.as_bytes()).into_owned()),
+        _ => None,
     }
 }
 
@@ -75,5 +153,81 @@ pub fn properties(message: &Message) -> BasicProperties {
         message_id: short(&message.id),
         timestamp: Some(message.sent_at / 1000),
         ..BasicProperties::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(entries: &[(&str, FieldValue)]) -> FieldTable {
+        let mut table = FieldTable::new();
+        for (name, value) in entries {
+            table.insert(ShortString::try_from(*name).expect("short"), value.clone());
+        }
+        table
+    }
+
+    #[test]
+    fn rabbitmq_queue_arguments_become_queue_options() {
+        let arguments = table(&[
+            ("x-message-ttl", FieldValue::I32(60_000)),
+            ("x-max-length", FieldValue::I64(100)),
+            ("x-overflow", FieldValue::LongString("drop-head".into())),
+            ("x-dead-letter-exchange", FieldValue::LongString("".into())),
+            (
+                "x-dead-letter-routing-key",
+                FieldValue::LongString("jobs.dead".into()),
+            ),
+            ("x-delivery-limit", FieldValue::I16(4)),
+            ("x-single-active-consumer", FieldValue::Bool(true)),
+            ("x-max-priority", FieldValue::U8(10)),
+        ]);
+        let options = queue_options(true, &arguments).expect("supported arguments");
+        assert_eq!(options.message_ttl_ms, Some(60_000));
+        assert_eq!(options.max_length, Some(100));
+        assert_eq!(options.overflow, Overflow::DropOldest);
+        assert_eq!(
+            options.dead_letter_queue.map(|q| q.to_string()).as_deref(),
+            Some("jobs.dead")
+        );
+        assert_eq!(
+            options.max_deliveries,
+            Some(5),
+            "4 redeliveries are 5 deliveries"
+        );
+        assert!(options.single_active_consumer && options.durable);
+    }
+
+    #[test]
+    fn arguments_wharf_cannot_honour_are_named() {
+        let named_exchange = table(&[(
+            "x-dead-letter-exchange",
+            FieldValue::LongString("dlx".into()),
+        )]);
+        assert!(queue_options(true, &named_exchange)
+            .unwrap_err()
+            .contains("dead-letter exchange"));
+        let negative = table(&[("x-message-ttl", FieldValue::I32(-1))]);
+        assert!(queue_options(true, &negative)
+            .unwrap_err()
+            .contains("x-message-ttl"));
+        let overflow = table(&[(
+            "x-overflow",
+            FieldValue::LongString("reject-publish-dlx".into()),
+        )]);
+        assert!(queue_options(true, &overflow)
+            .unwrap_err()
+            .contains("x-overflow"));
+    }
+
+    #[test]
+    fn an_x_delay_header_delays_the_message() {
+        let properties = BasicProperties {
+            headers: Some(table(&[("x-delay", FieldValue::I32(5_000))])),
+            ..BasicProperties::default()
+        };
+        let message = send_message(properties, Bytes::new());
+        assert_eq!(message.delay, Some(Duration::from_millis(5_000)));
     }
 }

@@ -10,7 +10,10 @@ mod convert;
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use wharf_codec_amqp::{Method, ReplyCode, Scope};
-use wharf_engine::{Engine, EngineError};
+use wharf_engine::{
+    topic::{TopicKind, TopicOptions},
+    Engine, EngineError,
+};
 
 /// Why a method failed: the channel or the whole connection closes with this reply.
 #[derive(Debug)]
@@ -83,9 +86,28 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
+/// The exchanges every RabbitMQ broker has, by type: made (as topics) when the door starts.
+const PREDECLARED: [(&str, TopicKind); 4] = [
+    ("amq.direct", TopicKind::Direct),
+    ("amq.fanout", TopicKind::Fanout),
+    ("amq.topic", TopicKind::Topic),
+    ("amq.headers", TopicKind::Headers),
+];
+
 /// Accepts connections on `listener` until the task is aborted; each is served on a task of
 /// its own.
 pub async fn serve(listener: TcpListener, engine: Engine) {
+    for (name, kind) in PREDECLARED {
+        if engine.topic_info(name).is_err() {
+            let options = TopicOptions {
+                kind,
+                ..TopicOptions::default()
+            };
+            if let Err(error) = engine.put_topic(name, options).await {
+                tracing::warn!(%error, exchange = name, "declaring a predeclared exchange failed");
+            }
+        }
+    }
     loop {
         match listener.accept().await {
             Ok((stream, _peer)) => {
