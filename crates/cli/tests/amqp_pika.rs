@@ -1,7 +1,8 @@
-//! The AMQP door driven by pika, RabbitMQ's Python client, installed into a virtual
-//! environment under the target directory: publishes with confirms, consumers with prefetch,
-//! acks, rejects, basic.get, exchanges and bindings, mandatory returns, messages crossing
-//! between AMQP and HTTP, and confirmed publishes surviving `kill -9`.
+//! The AMQP door driven by RabbitMQ's Python clients, installed into a virtual environment
+//! under the target directory. pika: publishes with confirms, consumers with prefetch, acks,
+//! rejects, basic.get, exchanges and bindings, mandatory returns, queue arguments, messages
+//! crossing between AMQP and HTTP, and confirmed publishes surviving `kill -9`. aio-pika:
+//! request-reply through an exclusive callback queue, `reply_to` and `correlation_id`.
 
 #[allow(dead_code)]
 mod common;
@@ -19,7 +20,8 @@ use std::{
     process::Command,
 };
 
-const PIKA: &str = "pika==1.3.2";
+/// The clients the tests drive: pika (blocking) and aio-pika (asyncio, over aiormq).
+const CLIENTS: [&str; 2] = ["pika==1.3.2", "aio-pika==10.2.1"];
 
 /// The Python of a virtual environment with pika, created the first time (by one test at a
 /// time: the tests of this file run in parallel).
@@ -30,7 +32,9 @@ fn python() -> PathBuf {
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pika-venv");
     let python = venv.join("bin").join("python");
-    let installed = Command::new(&python).args(["-c", "import pika"]).status();
+    let installed = Command::new(&python)
+        .args(["-c", "import pika, aio_pika"])
+        .status();
     if installed.is_ok_and(|status| status.success()) {
         return python;
     }
@@ -43,26 +47,33 @@ fn python() -> PathBuf {
         .success());
     let pip = venv.join("bin").join("pip");
     let installed = Command::new(&pip)
-        .args(["install", "--quiet", "--disable-pip-version-check", PIKA])
+        .args(["install", "--quiet", "--disable-pip-version-check"])
+        .args(CLIENTS)
         .status()
         .expect("run pip");
-    assert!(installed.success(), "pip install {PIKA} failed");
+    assert!(installed.success(), "pip install {CLIENTS:?} failed");
     python
 }
 
 fn drive(python: &Path, amqp_port: u16, http: &str, extra: &[&str]) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/amqp_pika/drive.py");
+    run_script(python, "drive.py", &[&amqp_port.to_string(), http], extra)
+}
+
+/// Runs `tests/amqp_pika/NAME` with `args`; fails the test with its output when it fails.
+fn run_script(python: &Path, name: &str, args: &[&str], extra: &[&str]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/amqp_pika")
+        .join(name);
     let output = Command::new(python)
         .arg(&script)
-        .arg(amqp_port.to_string())
-        .arg(http)
+        .args(args)
         .args(extra)
         .output()
-        .expect("run the pika script");
+        .expect("run the client script");
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();
     assert!(
         output.status.success(),
-        "pika script failed:\n{stdout}\n{}",
+        "{name} failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     stdout
@@ -93,4 +104,15 @@ fn confirmed_publishes_over_amqp_survive_kill_9() {
         .client()
         .expect(200, "GET", "/v1/queues/kept", &Value::Null);
     assert_eq!(info["stats"]["ready"], 500, "{info}");
+}
+
+#[test]
+fn aio_pika_makes_rpc_calls_through_reply_to() {
+    let python = python();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let amqp = process::free_address();
+    let _node = Node::start_configured(dir.path(), &format!("amqp_addr = \"{amqp}\"\n"));
+    let report = run_script(&python, "rpc.py", &[&amqp.port().to_string()], &[]);
+    print!("{report}");
+    assert!(report.contains("20 RPC round trips"), "{report}");
 }
