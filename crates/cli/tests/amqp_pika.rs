@@ -3,6 +3,7 @@
 //! rejects, basic.get, exchanges and bindings, mandatory returns, queue arguments, messages
 //! crossing between AMQP and HTTP, and confirmed publishes surviving `kill -9`. aio-pika:
 //! request-reply through an exclusive callback queue, `reply_to` and `correlation_id`.
+//! Celery: a worker runs tasks sent by a client and returns their results (rpc:// backend).
 
 #[allow(dead_code)]
 mod common;
@@ -20,8 +21,9 @@ use std::{
     process::Command,
 };
 
-/// The clients the tests drive: pika (blocking) and aio-pika (asyncio, over aiormq).
-const CLIENTS: [&str; 2] = ["pika==1.3.2", "aio-pika==10.2.1"];
+/// The clients the tests drive: pika (blocking), aio-pika (asyncio, over aiormq) and Celery
+/// (over kombu and py-amqp).
+const CLIENTS: [&str; 3] = ["pika==1.3.2", "aio-pika==10.2.1", "celery==5.5.3"];
 
 /// The Python of a virtual environment with pika, created the first time (by one test at a
 /// time: the tests of this file run in parallel).
@@ -33,7 +35,7 @@ fn python() -> PathBuf {
     let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pika-venv");
     let python = venv.join("bin").join("python");
     let installed = Command::new(&python)
-        .args(["-c", "import pika, aio_pika"])
+        .args(["-c", "import pika, aio_pika, celery"])
         .status();
     if installed.is_ok_and(|status| status.success()) {
         return python;
@@ -115,4 +117,58 @@ fn aio_pika_makes_rpc_calls_through_reply_to() {
     let report = run_script(&python, "rpc.py", &[&amqp.port().to_string()], &[]);
     print!("{report}");
     assert!(report.contains("20 RPC round trips"), "{report}");
+}
+
+/// A child process killed when dropped, so a failing test leaves no worker behind.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_celery_worker_runs_tasks_and_returns_results() {
+    let python = python();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let amqp = process::free_address();
+    let _node = Node::start_configured(dir.path(), &format!("amqp_addr = \"{amqp}\"\n"));
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/amqp_pika");
+    let broker = format!("amqp://guest:guest@{amqp}//");
+    let celery = python.with_file_name("celery");
+    let log = std::fs::File::create(dir.path().join("worker.log")).expect("worker log");
+    let worker = Command::new(&celery)
+        .args([
+            "-A",
+            "celery_tasks",
+            "worker",
+            "--pool=solo",
+            "--concurrency=1",
+        ])
+        .args(["--without-mingle", "--without-gossip", "-l", "warning"])
+        .env("BROKER", &broker)
+        .env("PYTHONPATH", &scripts)
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start the celery worker");
+    let _worker = Killed(worker);
+    let output = Command::new(&python)
+        .arg(scripts.join("celery_call.py"))
+        .env("BROKER", &broker)
+        .env("PYTHONPATH", &scripts)
+        .current_dir(dir.path())
+        .output()
+        .expect("run the celery client");
+    let report = String::from_utf8_lossy(&output.stdout);
+    let worker_log = std::fs::read_to_string(dir.path().join("worker.log")).unwrap_or_default();
+    assert!(
+        output.status.success() && report.contains("5 task round trips"),
+        "celery client failed:\n{report}\n{}\nworker:\n{worker_log}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    print!("{report}");
 }

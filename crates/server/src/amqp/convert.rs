@@ -2,6 +2,7 @@
 //! keep what both sides have: content type, headers (as strings), priority, correlation id,
 //! reply-to, message id and a TTL from `expiration`.
 
+use base64_simd::STANDARD as BASE64;
 use bytes::Bytes;
 use std::{collections::BTreeMap, time::Duration};
 use wharf_codec_amqp::{BasicProperties, FieldTable, FieldValue, ShortString};
@@ -107,12 +108,36 @@ fn text_argument(arguments: &FieldTable, name: &str) -> Option<String> {
     }
 }
 
+/// The message header that keeps an AMQP header table whole, when its types do not survive
+/// as strings: base64 of the table's wire encoding. AMQP deliveries give the table back
+/// exactly; HTTP consumers see it beside the string headers.
+pub const TYPED_HEADERS: &str = "x-amqp-headers";
+
 /// A field table as the engine's string headers: strings as they are, other scalars printed;
-/// nested tables and arrays are left out (the engine's headers are flat strings).
+/// nested tables and arrays are left out (the engine's headers are flat strings). When a
+/// value is not a string, the whole table is kept too, under [`TYPED_HEADERS`], if it fits
+/// the engine's length of a header value.
 fn headers_of(table: FieldTable) -> BTreeMap<String, String> {
-    (table.iter())
+    let mut headers: BTreeMap<String, String> = (table.iter())
         .filter_map(|(name, value)| Some((name.as_str().to_string(), header_text(value)?)))
-        .collect()
+        .collect();
+    let typed = (table.iter()).any(|(_, value)| !matches!(value, FieldValue::LongString(_)));
+    if typed {
+        let mut encoded = bytes::BytesMut::with_capacity(table.encoded_len());
+        table.encode(&mut encoded);
+        let text = BASE64.encode_to_string(&encoded);
+        if text.len() <= wharf_engine::broker::FIELD_BYTES_MAX {
+            headers.insert(TYPED_HEADERS.to_string(), text);
+        }
+    }
+    headers
+}
+
+/// The header table a message carried over AMQP, whole, if it was kept.
+fn typed_headers(message: &Message) -> Option<FieldTable> {
+    let text = message.headers.get(TYPED_HEADERS)?;
+    let bytes = BASE64.decode_to_vec(text.as_bytes()).ok()?;
+    FieldTable::decode(Bytes::from(bytes)).ok()
 }
 
 fn header_text(value: &FieldValue) -> Option<String> {
@@ -136,13 +161,15 @@ fn header_text(value: &FieldValue) -> Option<String> {
 /// The basic properties of a stored message.
 pub fn properties(message: &Message) -> BasicProperties {
     let short = |text: &str| ShortString::try_from(text).ok();
-    let mut headers = FieldTable::new();
-    for (name, value) in &message.headers {
-        if let Ok(name) = ShortString::try_from(name.as_str()) {
-            let value = FieldValue::LongString(value.as_str().into());
-            headers.insert(name, value);
+    let headers = typed_headers(message).unwrap_or_else(|| {
+        let mut headers = FieldTable::new();
+        for (name, value) in &message.headers {
+            if let Ok(name) = ShortString::try_from(name.as_str()) {
+                headers.insert(name, FieldValue::LongString(value.as_str().into()));
+            }
         }
-    }
+        headers
+    });
     BasicProperties {
         content_type: short(&message.content_type),
         headers: (!headers.is_empty()).then_some(headers),
@@ -219,6 +246,40 @@ mod tests {
         assert!(queue_options(true, &overflow)
             .unwrap_err()
             .contains("x-overflow"));
+    }
+
+    #[test]
+    fn typed_headers_come_back_whole_over_amqp() {
+        let headers = table(&[
+            ("retries", FieldValue::I32(0)),
+            (
+                "timelimit",
+                FieldValue::Array(vec![FieldValue::Void, FieldValue::Void]),
+            ),
+            ("task", FieldValue::LongString("tasks.add".into())),
+        ]);
+        let properties = BasicProperties {
+            headers: Some(headers.clone()),
+            ..BasicProperties::default()
+        };
+        let sent = send_message(properties, Bytes::new());
+        assert_eq!(sent.headers["retries"], "0", "HTTP sees the text");
+        assert_eq!(sent.headers["task"], "tasks.add");
+        let message = Message {
+            id: "m".into(),
+            body: Bytes::new(),
+            content_type: "application/octet-stream".into(),
+            headers: sent.headers,
+            priority: 0,
+            group: None,
+            correlation_id: None,
+            reply_to: None,
+            sent_at: 0,
+            deliver_at: None,
+            expires_at: None,
+            dead_letter: None,
+        };
+        assert_eq!(self::properties(&message).headers, Some(headers));
     }
 
     #[test]
