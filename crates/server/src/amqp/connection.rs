@@ -30,6 +30,8 @@ pub const FRAME_MAX: u32 = 131_072;
 pub const CHANNEL_MAX: u16 = 2_047;
 /// Heartbeat the server proposes, in seconds.
 pub const HEARTBEAT_S: u16 = 60;
+/// Time a client has from connecting to `connection.open`: RabbitMQ's default.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Deliveries queued between consumer tasks and the connection's writer.
 const EVENTS_BUFFER: usize = 1_024;
 
@@ -59,14 +61,18 @@ impl Connection {
 
 /// Serves `stream` until the client closes or fails; every error ends only this connection.
 pub async fn serve(mut stream: TcpStream, engine: Engine) {
-    match handshake(&mut stream, &engine).await {
-        Ok(Some((open, rest))) => {
+    // A client that connects and never finishes the handshake is dropped, so idle sockets
+    // cannot pile up holding tasks and descriptors.
+    let opened = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut stream, &engine)).await;
+    match opened {
+        Ok(Ok(Some((open, rest)))) => {
             if let Err(error) = run(stream, open, rest).await {
                 tracing::debug!(%error, "amqp connection ended");
             }
         }
-        Ok(None) => {}
-        Err(error) => tracing::debug!(%error, "amqp handshake failed"),
+        Ok(Ok(None)) => {}
+        Ok(Err(error)) => tracing::debug!(%error, "amqp handshake failed"),
+        Err(_) => tracing::debug!("amqp handshake timed out"),
     }
 }
 
@@ -481,5 +487,38 @@ impl Connection {
             Some(Assembled::Frame(_)) => Ok(()),
             Some(Assembled::Content(content)) => self.publish(channel, content).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use tokio::net::TcpListener;
+    use wharf_engine::{clock::SystemClock, EngineConfig};
+    use wharf_storage::{Store, StoreConfig};
+
+    /// A client that connects and sends nothing is dropped once the handshake time is up;
+    /// the clock is tokio's paused one, so the test waits for nothing.
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_client_is_dropped_after_the_handshake_timeout() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Arc::new(Store::open(dir.path(), StoreConfig::default()).expect("store"));
+        let engine = Engine::open(store, Arc::new(SystemClock), EngineConfig::default())
+            .await
+            .expect("engine");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let server = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.expect("accept");
+            serve(stream, engine).await;
+        });
+        let mut client = TcpStream::connect(address).await.expect("connect");
+        let started = tokio::time::Instant::now();
+        let mut buffer = [0u8; 16];
+        let read = client.read(&mut buffer).await.expect("read");
+        assert_eq!(read, 0, "the server closed the connection");
+        assert!(started.elapsed() >= HANDSHAKE_TIMEOUT);
+        server.await.expect("the connection task ends");
     }
 }
