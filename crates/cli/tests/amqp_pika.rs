@@ -13,6 +13,8 @@ mod process;
 #[allow(dead_code)]
 #[path = "common/queue_client.rs"]
 mod queue_client;
+#[path = "common/venv.rs"]
+mod venv;
 
 use queue_client::Node;
 use serde_json::Value;
@@ -25,36 +27,13 @@ use std::{
 /// (over kombu and py-amqp).
 const CLIENTS: [&str; 3] = ["pika==1.3.2", "aio-pika==10.2.1", "celery==5.5.3"];
 
-/// The Python of a virtual environment with pika, created the first time (by one test at a
-/// time: the tests of this file run in parallel).
+/// The Python of a virtual environment with the clients.
 fn python() -> PathBuf {
-    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _installing = INSTALL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pika-venv");
-    let python = venv.join("bin").join("python");
-    let installed = Command::new(&python)
-        .args(["-c", "import pika, aio_pika, celery"])
-        .status();
-    if installed.is_ok_and(|status| status.success()) {
-        return python;
-    }
-    let created = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .status();
-    assert!(created
-        .expect("run python3 (this test needs Python 3 with venv)")
-        .success());
-    let pip = venv.join("bin").join("pip");
-    let installed = Command::new(&pip)
-        .args(["install", "--quiet", "--disable-pip-version-check"])
-        .args(CLIENTS)
-        .status()
-        .expect("run pip");
-    assert!(installed.success(), "pip install {CLIENTS:?} failed");
-    python
+    venv::python(
+        "amqp-clients-venv",
+        &CLIENTS,
+        "import pika, aio_pika, celery",
+    )
 }
 
 fn drive(python: &Path, amqp_port: u16, http: &str, extra: &[&str]) -> String {

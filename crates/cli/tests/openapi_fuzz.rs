@@ -16,6 +16,8 @@ mod process;
 #[allow(dead_code)]
 #[path = "common/queue_client.rs"]
 mod queue_client;
+#[path = "common/venv.rs"]
+mod venv;
 
 use queue_client::Node;
 use std::{
@@ -30,36 +32,10 @@ const TOKEN: &str = "openapi-fuzz-administrator-token";
 /// the run takes a few minutes on two cores.
 const MAX_EXAMPLES: &str = "15";
 
-/// The `schemathesis` executable, installed with pip into a virtual environment the first time.
+/// The `schemathesis` executable of its virtual environment.
 fn schemathesis() -> PathBuf {
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("schemathesis-venv");
-    let executable = venv.join("bin").join("schemathesis");
-    let installed = Command::new(&executable).arg("--version").output();
-    if installed.is_ok_and(|output| String::from_utf8_lossy(&output.stdout).contains("4.32.5")) {
-        return executable;
-    }
-    let created = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .status()
-        .expect("run python3 (the OpenAPI fuzz test needs Python 3 with venv)");
-    assert!(
-        created.success(),
-        "python3 -m venv {} failed",
-        venv.display()
-    );
-    let pip = venv.join("bin").join("pip");
-    let installed = Command::new(&pip)
-        .args([
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            SCHEMATHESIS,
-        ])
-        .status()
-        .expect("run pip");
-    assert!(installed.success(), "pip install {SCHEMATHESIS} failed");
-    executable
+    let probe = "import importlib.metadata as m; assert m.version('schemathesis') == '4.32.5'";
+    venv::python("schemathesis-venv", &[SCHEMATHESIS], probe).with_file_name("schemathesis")
 }
 
 #[test]

@@ -20,6 +20,8 @@ mod process;
 #[allow(dead_code)]
 #[path = "common/queue_client.rs"]
 mod queue_client;
+#[path = "common/venv.rs"]
+mod venv;
 
 use queue_client::Node;
 use std::{
@@ -104,34 +106,9 @@ fn install_chromium() {
     );
 }
 
-/// The Python of a virtual environment with Selenium, created the first time.
+/// The Python of a virtual environment with Selenium.
 fn selenium_python() -> PathBuf {
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-dashboard-venv");
-    let python = venv.join("bin").join("python");
-    let version = Command::new(&python)
-        .args(["-c", "import selenium; print(selenium.__version__)"])
-        .output();
-    if version
-        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == SELENIUM_VERSION)
-    {
-        return python;
-    }
-    let created = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .status()
-        .expect("run python3 (the dashboard test needs Python 3 with venv)");
-    assert!(
-        created.success(),
-        "python3 -m venv {} failed",
-        venv.display()
-    );
     let requirement = format!("selenium=={SELENIUM_VERSION}");
-    let installed = Command::new(venv.join("bin").join("pip"))
-        .args(["install", "--quiet", "--disable-pip-version-check"])
-        .arg(&requirement)
-        .status()
-        .expect("run pip");
-    assert!(installed.success(), "pip install {requirement} failed");
-    python
+    let probe = format!("import selenium; assert selenium.__version__ == {SELENIUM_VERSION:?}");
+    venv::python("ui-dashboard-venv", &[&requirement], &probe)
 }
