@@ -13,7 +13,7 @@ mod progress;
 use anyhow::Context;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
-use wharf_server::{serve, shutdown_signal, telemetry, ServeConfig};
+use wharf_server::{serve, shutdown_signal, telemetry, Listen, ServeConfig};
 
 #[derive(Debug, Parser)]
 #[command(name = "wharf", version, about = "Wharf message broker")]
@@ -60,10 +60,14 @@ struct ServeArgs {
     /// HTTP listen address, e.g. 127.0.0.1:7700 (overrides `http_addr` in the file).
     #[arg(long, env = "WHARF_HTTP_ADDR", value_name = "ADDR")]
     http_addr: Option<SocketAddr>,
-    /// AMQP 0-9-1 listen address, e.g. 127.0.0.1:5672 (overrides `amqp_addr` in the file);
-    /// without it there is no AMQP door.
-    #[arg(long, env = "WHARF_AMQP_ADDR", value_name = "ADDR")]
-    amqp_addr: Option<SocketAddr>,
+    /// AMQP 0-9-1 listen address, or `off` (overrides `amqp_addr` in the file; default
+    /// 127.0.0.1:5672).
+    #[arg(long, env = "WHARF_AMQP_ADDR", value_name = "ADDR|off")]
+    amqp_addr: Option<Listen>,
+    /// AMQP over TLS listen address, or `off` (overrides `amqps_addr`; default 127.0.0.1:5671
+    /// when TLS is set).
+    #[arg(long, env = "WHARF_AMQPS_ADDR", value_name = "ADDR|off")]
+    amqps_addr: Option<Listen>,
     /// Make this string the administrator token (overrides `security.admin_token`); at least
     /// 16 bytes. Prefer the environment variable: flags show in process lists.
     #[arg(
@@ -148,7 +152,10 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         config.http_addr = http_addr;
     }
     if let Some(amqp_addr) = args.amqp_addr {
-        config.amqp_addr = Some(amqp_addr);
+        config.amqp_addr = amqp_addr;
+    }
+    if let Some(amqps_addr) = args.amqps_addr {
+        config.amqps_addr = Some(amqps_addr);
     }
     if let Some(token) = args.admin_token {
         config.security.admin_token = Some(token);

@@ -27,6 +27,11 @@ use std::{
 /// (over kombu and py-amqp).
 const CLIENTS: [&str; 3] = ["pika==1.3.2", "aio-pika==10.2.1", "celery==5.5.3"];
 
+/// A server with the AMQP door on `amqp`.
+fn start_amqp(dir: &Path, amqp: std::net::SocketAddr) -> Node {
+    Node::start_with(dir, "", &["--amqp-addr", &amqp.to_string()])
+}
+
 /// The Python of a virtual environment with the clients.
 fn python() -> PathBuf {
     venv::python(
@@ -65,11 +70,96 @@ fn pika_publishes_consumes_and_crosses_to_http() {
     let python = python();
     let dir = tempfile::tempdir().expect("temp dir");
     let amqp = process::free_address();
-    let node = Node::start_configured(dir.path(), &format!("amqp_addr = \"{amqp}\"\n"));
+    let node = start_amqp(dir.path(), amqp);
     let http = format!("http://{}", node.address);
     let report = drive(&python, amqp.port(), &http, &[]);
     print!("{report}");
     assert!(report.contains("pika: every check passed"), "{report}");
+}
+
+/// AMQPS: the door on the server's certificate (made by rcgen for 127.0.0.1); pika checks it
+/// against its CA, and a plain client on the TLS port gets no AMQP.
+#[test]
+fn pika_talks_amqp_over_tls_with_the_servers_certificate() {
+    let python = python();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
+    let cert = params.self_signed(&key).expect("certificate");
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).expect("write cert");
+    std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+    let amqps = process::free_address();
+    let (cert_arg, key_arg) = (
+        cert_path.display().to_string(),
+        key_path.display().to_string(),
+    );
+    let amqps_arg = amqps.to_string();
+    let args = [
+        "--tls-cert",
+        &cert_arg,
+        "--tls-key",
+        &key_arg,
+        "--amqps-addr",
+        &amqps_arg,
+    ];
+    // The HTTP door is on TLS too, so the node's plain health probe cannot be used: start
+    // the process and wait for the AMQPS port instead.
+    let node = tls_node(dir.path(), &args, amqps);
+    let report = run_script(
+        &python,
+        "listeners.py",
+        &["tls", &amqps.port().to_string(), &cert_arg],
+        &[],
+    );
+    print!("{report}");
+    assert!(report.contains("round trip over TLS passed"), "{report}");
+    drop(node);
+}
+
+/// `wharf serve ARGS` on `dir`, once `port` accepts connections.
+fn tls_node(dir: &Path, args: &[&str], port: std::net::SocketAddr) -> process::ServerProcess {
+    let mut command = common::wharf();
+    command
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--http-addr")
+        .arg(process::free_address().to_string())
+        .args(args);
+    let server = process::ServerProcess::spawn(command, dir);
+    let deadline = std::time::Instant::now() + process::STARTUP_DEADLINE;
+    while std::net::TcpStream::connect(port).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "AMQPS never listened on {port}; stderr:\n{}",
+            server.stderr()
+        );
+        std::thread::sleep(common::POLL_INTERVAL);
+    }
+    server
+}
+
+/// `limits.amqp_connections_max`: one connection over it is refused with 530 and a text that
+/// names the setting; a freed slot is taken again.
+#[test]
+fn connections_over_the_cap_are_refused_with_530() {
+    let python = python();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let amqp = process::free_address();
+    let _node = Node::start_with(
+        dir.path(),
+        "[limits]\namqp_connections_max = 3\n",
+        &["--amqp-addr", &amqp.to_string()],
+    );
+    let report = run_script(
+        &python,
+        "listeners.py",
+        &["cap", &amqp.port().to_string(), "3"],
+        &[],
+    );
+    print!("{report}");
+    assert!(report.contains("connection 4 refused with 530"), "{report}");
 }
 
 #[test]
@@ -77,7 +167,7 @@ fn confirmed_publishes_over_amqp_survive_kill_9() {
     let python = python();
     let dir = tempfile::tempdir().expect("temp dir");
     let amqp = process::free_address();
-    let node = Node::start_configured(dir.path(), &format!("amqp_addr = \"{amqp}\"\n"));
+    let node = start_amqp(dir.path(), amqp);
     let http = format!("http://{}", node.address);
     drive(&python, amqp.port(), &http, &["publish", "500", "kept"]);
     let node = node.kill_and_restart();
@@ -92,7 +182,7 @@ fn aio_pika_makes_rpc_calls_through_reply_to() {
     let python = python();
     let dir = tempfile::tempdir().expect("temp dir");
     let amqp = process::free_address();
-    let _node = Node::start_configured(dir.path(), &format!("amqp_addr = \"{amqp}\"\n"));
+    let _node = start_amqp(dir.path(), amqp);
     let report = run_script(&python, "rpc.py", &[&amqp.port().to_string()], &[]);
     print!("{report}");
     assert!(report.contains("20 RPC round trips"), "{report}");
@@ -113,7 +203,7 @@ fn a_celery_worker_runs_tasks_and_returns_results() {
     let python = python();
     let dir = tempfile::tempdir().expect("temp dir");
     let amqp = process::free_address();
-    let _node = Node::start_configured(dir.path(), &format!("amqp_addr = \"{amqp}\"\n"));
+    let _node = start_amqp(dir.path(), amqp);
     let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/amqp_pika");
     let broker = format!("amqp://guest:guest@{amqp}//");
     let celery = python.with_file_name("celery");

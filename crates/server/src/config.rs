@@ -7,7 +7,8 @@
 //! ```toml
 //! data_dir = "./wharf-data"
 //! http_addr = "127.0.0.1:7700"
-//! amqp_addr = "127.0.0.1:5672"   # the AMQP 0-9-1 door; absent: off
+//! amqp_addr = "127.0.0.1:5672"   # the AMQP 0-9-1 door; "off": none
+//! amqps_addr = "127.0.0.1:5671"  # AMQP over TLS, when [tls] is set; "off": none
 //!
 //! [log]
 //! level = "info"        # RUST_LOG overrides it
@@ -24,6 +25,7 @@
 //!
 //! [limits]
 //! http_connections_max = 10000   # capped below the descriptor limit
+//! amqp_connections_max = 10000   # AMQP connections, plain and TLS together
 //! http_idle_timeout_ms = 60000    # closes connections on which nothing moves
 //! http_request_read_timeout_ms = 60000  # a request must arrive whole this soon
 //! requests_pending_max = 10000
@@ -76,8 +78,11 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     /// Address the HTTP door listens on.
     pub http_addr: SocketAddr,
-    /// Address the AMQP 0-9-1 door listens on; absent: no AMQP door (see docs/doors/amqp.md).
-    pub amqp_addr: Option<SocketAddr>,
+    /// Address the AMQP 0-9-1 door listens on, or `off` (see docs/doors/amqp.md).
+    pub amqp_addr: Listen,
+    /// Address of AMQP over TLS with the `[tls]` certificates, or `off`; absent: 127.0.0.1:5671
+    /// when TLS is set, off otherwise.
+    pub amqps_addr: Option<Listen>,
     pub log: LogSettings,
     pub storage: StorageSettings,
     pub limits: LimitSettings,
@@ -250,6 +255,9 @@ pub struct LimitSettings {
     /// Open HTTP connections. One over it is answered 503 and closed. 10,000 leaves most of a
     /// 65,536-descriptor budget to the store's files.
     pub http_connections_max: usize,
+    /// Open AMQP connections (plain and TLS together). One over it is refused with
+    /// `530 NOT_ALLOWED` at its handshake.
+    pub amqp_connections_max: usize,
     /// A connection on which no byte moves either way for this long, with no request being
     /// handled, is closed: idle keep-alive connections, silent ones, half-sent requests,
     /// clients that stopped reading. At least [`HTTP_IDLE_TIMEOUT_MS_MIN`].
@@ -288,6 +296,7 @@ impl Default for LimitSettings {
     fn default() -> Self {
         LimitSettings {
             http_connections_max: HTTP_CONNECTIONS_MAX_DEFAULT,
+            amqp_connections_max: AMQP_CONNECTIONS_MAX_DEFAULT,
             http_idle_timeout_ms: HTTP_IDLE_TIMEOUT_MS_DEFAULT,
             http_request_read_timeout_ms: HTTP_REQUEST_READ_TIMEOUT_MS_DEFAULT,
             requests_pending_max: wharf_engine::broker::REQUESTS_PENDING_MAX_DEFAULT,
@@ -304,9 +313,54 @@ impl Default for LimitSettings {
     }
 }
 
+/// AMQP's port (IANA), where the AMQP door listens by default.
+pub const AMQP_PORT: u16 = 5672;
+/// AMQPS's port (IANA).
+pub const AMQPS_PORT: u16 = 5671;
+
+/// Where a door listens: an address, or nowhere (`off`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    Off,
+    At(SocketAddr),
+}
+
+impl Listen {
+    pub fn addr(self) -> Option<SocketAddr> {
+        match self {
+            Listen::Off => None,
+            Listen::At(addr) => Some(addr),
+        }
+    }
+}
+
+impl FromStr for Listen {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Listen, String> {
+        if text == "off" {
+            return Ok(Listen::Off);
+        }
+        text.parse().map(Listen::At).map_err(|_| {
+            format!("{text:?} is not a listen address: give IP:PORT (e.g. 127.0.0.1:5672) or off")
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Listen {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Listen, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Default of [`LimitSettings::http_connections_per_caller`]: a tenth of the connection cap,
 /// so no single caller can take every slot.
 pub const HTTP_CONNECTIONS_PER_CALLER_DEFAULT: usize = 1_000;
+
+/// Default of [`LimitSettings::amqp_connections_max`]: RabbitMQ sets none by default; this
+/// keeps AMQP from taking the descriptors the HTTP door and the store need.
+pub const AMQP_CONNECTIONS_MAX_DEFAULT: usize = 10_000;
 
 /// Default of [`LimitSettings::http_connections_max`].
 pub const HTTP_CONNECTIONS_MAX_DEFAULT: usize = 10_000;
@@ -448,7 +502,8 @@ impl Default for ServeConfig {
         ServeConfig {
             data_dir: PathBuf::from("./wharf-data"),
             http_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 7700)),
-            amqp_addr: None,
+            amqp_addr: Listen::At(SocketAddr::from((Ipv4Addr::LOCALHOST, AMQP_PORT))),
+            amqps_addr: None,
             log: LogSettings::default(),
             storage: StorageSettings::default(),
             limits: LimitSettings::default(),
@@ -485,6 +540,25 @@ impl Default for StorageSettings {
 }
 
 impl ServeConfig {
+    /// Where AMQPS listens: `amqps_addr`, or 127.0.0.1:5671 when TLS is set and it is absent.
+    /// An address given without TLS is an error: the door has no certificate to serve.
+    pub fn amqps_listen(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        let tls = self.tls.cert.is_some();
+        match self.amqps_addr {
+            None if tls => Ok(Some(SocketAddr::from((Ipv4Addr::LOCALHOST, AMQPS_PORT)))),
+            None | Some(Listen::Off) => Ok(None),
+            Some(Listen::At(addr)) if tls => Ok(Some(addr)),
+            Some(Listen::At(addr)) => Err(ConfigError::Invalid {
+                path: None,
+                key: "amqps_addr",
+                value: addr.to_string(),
+                reason: "AMQPS needs TLS: set tls.cert and tls.key (--tls-cert, --tls-key), \
+                         or leave amqps_addr out"
+                    .to_string(),
+            }),
+        }
+    }
+
     /// Reads and validates `file`, or returns the defaults when there is none.
     pub fn load(file: Option<&Path>) -> Result<ServeConfig, ConfigError> {
         let Some(path) = file else {
@@ -614,6 +688,10 @@ impl ServeConfig {
                 self.limits.http_connections_max,
             ),
             (
+                "limits.amqp_connections_max",
+                self.limits.amqp_connections_max,
+            ),
+            (
                 "limits.requests_pending_max",
                 self.limits.requests_pending_max,
             ),
@@ -708,6 +786,35 @@ mod tests {
         assert_eq!(config.storage.fsync, FsyncMode::Always);
         assert_eq!(config.storage.fsync_interval_ms, 100);
         assert_eq!(config.storage.segment_bytes, 64 << 20);
+    }
+
+    #[test]
+    fn amqp_listens_on_5672_by_default_and_amqps_only_with_tls() {
+        let config = ServeConfig::default();
+        assert_eq!(
+            config.amqp_addr.addr(),
+            Some("127.0.0.1:5672".parse().unwrap())
+        );
+        assert_eq!(config.amqps_listen().expect("no tls, no amqps"), None);
+        let config = parse("amqp_addr = \"off\"\n[tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"\n")
+            .expect("parses");
+        assert_eq!(config.amqp_addr, Listen::Off);
+        assert_eq!(
+            config.amqps_listen().expect("tls"),
+            Some("127.0.0.1:5671".parse().unwrap())
+        );
+        let config = parse("amqps_addr = \"0.0.0.0:5999\"\n").expect("parses");
+        let error = config.amqps_listen().unwrap_err().to_string();
+        assert!(
+            error.contains("amqps_addr") && error.contains("tls.cert"),
+            "{error}"
+        );
+        let error = parse("amqp_addr = \"5672\"\n").unwrap_err().to_string();
+        assert!(
+            error.contains("amqp_addr") && error.contains("or off"),
+            "{error}"
+        );
+        assert_eq!("off".parse::<Listen>(), Ok(Listen::Off));
     }
 
     #[test]

@@ -18,5 +18,5 @@ mod serve;
 pub mod telemetry;
 pub mod tls;
 
-pub use config::{ConfigError, ServeConfig, TlsFiles, TlsSettings};
+pub use config::{ConfigError, Listen, ServeConfig, TlsFiles, TlsSettings};
 pub use serve::{serve, shutdown_signal, ServeError, Server, SHUTDOWN_DRAIN_TIMEOUT};

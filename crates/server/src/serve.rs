@@ -133,8 +133,8 @@ pub struct Server {
     hangups: Signal,
     /// How often alert rules are evaluated (`alerts.interval_ms`).
     alert_interval: Duration,
-    /// The AMQP door's listener, when `amqp_addr` is set.
-    amqp: Option<tokio::net::TcpListener>,
+    /// The AMQP door's listeners, unless both AMQP and AMQPS are off.
+    amqp: Option<crate::amqp::Listeners>,
 }
 
 /// Binds and runs a server until `shutdown` completes; see [`Server`].
@@ -213,15 +213,22 @@ async fn bind_secure(engine: &Engine, config: &ServeConfig) -> Result<(), ServeE
     if !engine.security_open() {
         return Ok(());
     }
-    let addr = config.http_addr;
-    match (addr.ip().is_loopback(), config.security.allow_anonymous) {
-        (true, _) => {
-            tracing::warn!(%addr, "no users or tokens: anyone on this machine may do anything; see docs/security.md")
+    // Every door that listens: the AMQP ones let the same anonymous callers in.
+    let doors = [
+        Some(config.http_addr),
+        config.amqp_addr.addr(),
+        config.amqps_listen()?,
+    ];
+    for addr in doors.into_iter().flatten() {
+        match (addr.ip().is_loopback(), config.security.allow_anonymous) {
+            (true, _) => {
+                tracing::warn!(%addr, "no users or tokens: anyone on this machine may do anything; see docs/security.md")
+            }
+            (false, true) => {
+                tracing::warn!(%addr, "no users or tokens and --allow-anonymous: anyone who reaches this address may do anything")
+            }
+            (false, false) => return Err(ServeError::Unprotected { addr }),
         }
-        (false, true) => {
-            tracing::warn!(%addr, "no users or tokens and --allow-anonymous: anyone who reaches this address may do anything")
-        }
-        (false, false) => return Err(ServeError::Unprotected { addr }),
     }
     Ok(())
 }
@@ -291,14 +298,17 @@ impl Server {
         );
         let (listener, local_addr) =
             bind_listener(config, descriptors_soft, &mut registry, tls.clone()).await?;
-        let amqp = match config.amqp_addr {
-            None => None,
-            Some(addr) => Some(
-                crate::amqp::bind(addr)
-                    .await
-                    .map_err(|source| ServeError::Bind { addr, source })?,
-            ),
+        let amqps = match (config.amqps_listen()?, &tls) {
+            (Some(addr), Some(tls)) => Some((addr, tls.clone())),
+            _ => None,
         };
+        let amqp = crate::amqp::Listeners::bind(
+            config.amqp_addr.addr(),
+            amqps,
+            config.limits.amqp_connections_max,
+        )
+        .await
+        .map_err(|(addr, source)| ServeError::Bind { addr, source })?;
         Ok(Server {
             listener,
             local_addr,
@@ -329,9 +339,12 @@ impl Server {
 
     /// The AMQP door's address, when it listens.
     pub fn amqp_addr(&self) -> Option<SocketAddr> {
-        self.amqp
-            .as_ref()
-            .and_then(|listener| listener.local_addr().ok())
+        self.amqp.as_ref()?.addr()
+    }
+
+    /// The AMQPS (AMQP over TLS) address, when it listens.
+    pub fn amqps_addr(&self) -> Option<SocketAddr> {
+        self.amqp.as_ref()?.tls_addr()
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -371,7 +384,7 @@ impl Server {
             alert_interval,
         ));
         tracing::info!(address = %local_addr, tls = tls.is_some(), "listening");
-        let amqp = amqp.map(|listener| spawn_amqp(listener, &engine));
+        let amqp = amqp.map(|listeners| spawn_amqp(listeners, &engine));
 
         let (began_sender, began) = oneshot::channel();
         let signal_readiness = readiness.clone();
@@ -418,12 +431,15 @@ impl Server {
     }
 }
 
-/// Serves the AMQP door on `listener` until the returned task is aborted.
-fn spawn_amqp(listener: tokio::net::TcpListener, engine: &Engine) -> tokio::task::JoinHandle<()> {
-    if let Ok(address) = listener.local_addr() {
+/// Serves the AMQP door on `listeners` until the returned task is aborted.
+fn spawn_amqp(listeners: crate::amqp::Listeners, engine: &Engine) -> tokio::task::JoinHandle<()> {
+    if let Some(address) = listeners.addr() {
         tracing::info!(%address, "AMQP door listening");
     }
-    tokio::spawn(crate::amqp::serve(listener, engine.clone()))
+    if let Some(address) = listeners.tls_addr() {
+        tracing::info!(%address, "AMQPS (AMQP over TLS) door listening");
+    }
+    tokio::spawn(listeners.serve(engine.clone()))
 }
 
 /// Closes the store within [`STORE_CLOSE_TIMEOUT`]. Bounded: acknowledged data is already
@@ -545,6 +561,8 @@ mod tests {
         ServeConfig {
             data_dir: dir.join("data"),
             http_addr: "127.0.0.1:0".parse().expect("address"),
+            amqp_addr: crate::Listen::Off,
+            amqps_addr: Some(crate::Listen::Off),
             ..ServeConfig::default()
         }
     }

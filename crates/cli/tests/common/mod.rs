@@ -11,8 +11,10 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Variables of the test environment that would change what `wharf` does: its settings, a
 /// developer's home or XDG directory (and so `~/.config/wharf/cli.toml`), and logging.
-pub const INHERITED_VARIABLES_REMOVED: [&str; 15] = [
+pub const INHERITED_VARIABLES_REMOVED: [&str; 17] = [
     "WHARF_CONFIG",
+    "WHARF_AMQP_ADDR",
+    "WHARF_AMQPS_ADDR",
     "WHARF_DATA_DIR",
     "WHARF_HTTP_ADDR",
     "WHARF_TLS_CERT",
@@ -29,12 +31,16 @@ pub const INHERITED_VARIABLES_REMOVED: [&str; 15] = [
     "RUST_LOG",
 ];
 
-/// A `wharf` command with none of [`INHERITED_VARIABLES_REMOVED`] and stdin closed.
+/// A `wharf` command with none of [`INHERITED_VARIABLES_REMOVED`] and stdin closed. A
+/// server it starts has no AMQP door (tests run side by side and cannot all take port
+/// 5672) unless the test asks with `--amqp-addr`, which overrides the environment.
 pub fn wharf() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_wharf"));
     for name in INHERITED_VARIABLES_REMOVED {
         command.env_remove(name);
     }
+    command.env("WHARF_AMQP_ADDR", "off");
+    command.env("WHARF_AMQPS_ADDR", "off");
     command.stdin(Stdio::null());
     command
 }

@@ -138,6 +138,11 @@ impl Node {
 
     /// Like [`Node::start`], with `config` (TOML) as the server's configuration file.
     pub fn start_configured(dir: &Path, config: &str) -> Node {
+        Node::start_with(dir, config, &[])
+    }
+
+    /// Like [`Node::start_configured`], with more arguments for `wharf serve`.
+    pub fn start_with(dir: &Path, config: &str, args: &[&str]) -> Node {
         let address = free_address();
         let config_path = dir.join("wharf.toml");
         std::fs::write(&config_path, config).expect("write the configuration");
@@ -149,7 +154,8 @@ impl Node {
             .arg("--data-dir")
             .arg(dir.join("data"))
             .arg("--http-addr")
-            .arg(address.to_string());
+            .arg(address.to_string())
+            .args(args);
         let mut server = ServerProcess::spawn(command, dir);
         server.wait_healthy(address);
         assert_eq!(get(address, "/readyz").expect("readyz").status, 200);

@@ -4,13 +4,13 @@
 
 use super::{
     channel::{Channel, Event},
-    Failure,
+    Admission, Failure,
 };
+use crate::tls::Transport;
 use bytes::BytesMut;
 use std::{collections::HashMap, time::Duration};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
     sync::mpsc,
 };
 use wharf_codec_amqp::{
@@ -60,12 +60,15 @@ impl Connection {
 }
 
 /// Serves `stream` until the client closes or fails; every error ends only this connection.
-pub async fn serve(mut stream: TcpStream, engine: Engine) {
+pub async fn serve(mut stream: Transport, engine: Engine, admission: Admission) {
     // A client that connects and never finishes the handshake is dropped, so idle sockets
     // cannot pile up holding tasks and descriptors.
-    let opened = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut stream, &engine)).await;
+    let handshake = handshake(&mut stream, &engine, &admission);
+    let opened = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await;
     match opened {
         Ok(Ok(Some((open, rest)))) => {
+            // The permit is held until the connection ends.
+            let _admitted = admission;
             if let Err(error) = run(stream, open, rest).await {
                 tracing::debug!(%error, "amqp connection ended");
             }
@@ -79,8 +82,9 @@ pub async fn serve(mut stream: TcpStream, engine: Engine) {
 /// The handshake: protocol header, start/start-ok, tune/tune-ok, open/open-ok. `None` when
 /// the client was refused (it has been told why).
 async fn handshake(
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     engine: &Engine,
+    admission: &Admission,
 ) -> std::io::Result<Option<(Connection, BytesMut)>> {
     let mut input = BytesMut::with_capacity(8 * 1024);
     if !read_protocol_header(stream, &mut input).await? {
@@ -93,6 +97,11 @@ async fn handshake(
     else {
         return Ok(None);
     };
+    if let Admission::Full(max) = admission {
+        let text = format!("connection limit reached: the server takes {max} AMQP connections (limits.amqp_connections_max)");
+        refuse(stream, ReplyCode::NotAllowed, &text).await?;
+        return Ok(None);
+    }
     let principal = match authenticate(engine, &start_ok).await {
         Some(principal) => principal,
         None => {
@@ -143,7 +152,7 @@ async fn handshake(
 }
 
 /// Writes one method on channel 0 (the handshake's).
-async fn write_method(stream: &mut TcpStream, method: impl Into<Method>) -> std::io::Result<()> {
+async fn write_method(stream: &mut Transport, method: impl Into<Method>) -> std::io::Result<()> {
     let mut out = BytesMut::new();
     let method = method.into();
     Frame::Method { channel: 0, method }.encode(&mut out);
@@ -153,7 +162,7 @@ async fn write_method(stream: &mut TcpStream, method: impl Into<Method>) -> std:
 /// Reads the protocol header; false when the client spoke another protocol (it has been told
 /// which one we speak, as the spec asks) or went away.
 async fn read_protocol_header(
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     input: &mut BytesMut,
 ) -> std::io::Result<bool> {
     loop {
@@ -243,7 +252,7 @@ async fn authenticate(engine: &Engine, start_ok: &conn::StartOk) -> Option<Princ
 
 /// Reads the next frame of the handshake, which must be a `connection` method on channel 0.
 async fn read_connection_method(
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     decoder: &FrameDecoder,
     input: &mut BytesMut,
 ) -> std::io::Result<Option<conn::Method>> {
@@ -273,7 +282,7 @@ async fn read_connection_method(
 }
 
 /// Closes the connection with `code` and `text`, without waiting for the client's close-ok.
-async fn refuse(stream: &mut TcpStream, code: ReplyCode, text: &str) -> std::io::Result<()> {
+async fn refuse(stream: &mut Transport, code: ReplyCode, text: &str) -> std::io::Result<()> {
     let mut out = BytesMut::new();
     Frame::Method {
         channel: 0,
@@ -305,11 +314,11 @@ pub(super) fn reply_text(text: &str) -> ShortString {
 /// The open connection: frames read are handled in order, deliveries written as they come,
 /// heartbeats both ways.
 async fn run(
-    stream: TcpStream,
+    stream: Transport,
     mut connection: Connection,
     mut input: BytesMut,
 ) -> std::io::Result<()> {
-    let (mut reader, mut writer) = stream.into_split();
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let (events_tx, mut events) = mpsc::channel(EVENTS_BUFFER);
     connection.events = events_tx;
     let mut decoder = FrameDecoder::new(connection.frame_max);
@@ -494,7 +503,7 @@ impl Connection {
 mod tests {
     use super::*;
     use std::sync::Arc;
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
     use wharf_engine::{clock::SystemClock, EngineConfig};
     use wharf_storage::{Store, StoreConfig};
 
@@ -511,7 +520,15 @@ mod tests {
         let address = listener.local_addr().expect("address");
         let server = tokio::spawn(async move {
             let (stream, _) = listener.accept().await.expect("accept");
-            serve(stream, engine).await;
+            let permit = Arc::new(tokio::sync::Semaphore::new(1))
+                .try_acquire_owned()
+                .expect("permit");
+            serve(
+                Transport::Plain(stream),
+                engine,
+                Admission::Admitted { _permit: permit },
+            )
+            .await;
         });
         let mut client = TcpStream::connect(address).await.expect("connect");
         let started = tokio::time::Instant::now();

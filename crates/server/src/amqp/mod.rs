@@ -7,8 +7,12 @@ mod channel;
 mod connection;
 mod convert;
 
-use std::net::SocketAddr;
-use tokio::net::TcpListener;
+use crate::tls::{ReloadableTls, Transport};
+use std::{net::SocketAddr, sync::Arc};
+use tokio::{
+    net::TcpListener,
+    sync::{OwnedSemaphorePermit, Semaphore},
+};
 use wharf_codec_amqp::{Method, ReplyCode, Scope};
 use wharf_engine::{
     topic::{TopicKind, TopicOptions},
@@ -81,9 +85,120 @@ impl Failure {
     }
 }
 
-/// Binds the AMQP address.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
+/// The door's listeners: plain AMQP, AMQP over TLS, or both; and the cap on connections that
+/// both share.
+#[derive(Debug)]
+pub struct Listeners {
+    plain: Option<TcpListener>,
+    tls: Option<(TcpListener, Arc<ReloadableTls>)>,
+    connections: Arc<Semaphore>,
+    connections_max: usize,
+}
+
+impl Listeners {
+    /// Binds `plain` and, with a TLS configuration, `tls`; `None` when neither listens.
+    pub async fn bind(
+        plain: Option<SocketAddr>,
+        tls: Option<(SocketAddr, Arc<ReloadableTls>)>,
+        connections_max: usize,
+    ) -> Result<Option<Listeners>, (SocketAddr, std::io::Error)> {
+        if plain.is_none() && tls.is_none() {
+            return Ok(None);
+        }
+        let plain = match plain {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|error| (addr, error))?,
+            ),
+            None => None,
+        };
+        let tls = match tls {
+            Some((addr, config)) => Some((
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|error| (addr, error))?,
+                config,
+            )),
+            None => None,
+        };
+        Ok(Some(Listeners {
+            plain,
+            tls,
+            connections: Arc::new(Semaphore::new(connections_max)),
+            connections_max,
+        }))
+    }
+
+    /// The plain listener's address (the real port when port 0 was asked for).
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.plain.as_ref()?.local_addr().ok()
+    }
+
+    /// The TLS listener's address.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref()?.0.local_addr().ok()
+    }
+
+    /// Accepts connections until the task is aborted; each is served on a task of its own.
+    pub async fn serve(self, engine: Engine) {
+        predeclare(&engine).await;
+        let door = Door {
+            engine,
+            connections: self.connections,
+            connections_max: self.connections_max,
+        };
+        match (self.plain, self.tls) {
+            (Some(plain), Some((tls, config))) => {
+                tokio::join!(door.accept(plain, None), door.accept(tls, Some(config)));
+            }
+            (Some(plain), None) => door.accept(plain, None).await,
+            (None, Some((tls, config))) => door.accept(tls, Some(config)).await,
+            (None, None) => {}
+        }
+    }
+}
+
+/// What every accepted connection shares.
+struct Door {
+    engine: Engine,
+    connections: Arc<Semaphore>,
+    connections_max: usize,
+}
+
+impl Door {
+    async fn accept(&self, listener: TcpListener, tls: Option<Arc<ReloadableTls>>) {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let transport = match &tls {
+                        Some(tls) => tls.accept(stream),
+                        None => Transport::Plain(stream),
+                    };
+                    let admitted = match self.connections.clone().try_acquire_owned() {
+                        Ok(permit) => Admission::Admitted { _permit: permit },
+                        Err(_) => Admission::Full(self.connections_max),
+                    };
+                    tokio::spawn(connection::serve(transport, self.engine.clone(), admitted));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "accepting an AMQP connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Whether a connection fits under the cap: it holds its permit while open; one over the cap
+/// is refused at its handshake, so its client reads why.
+pub(crate) enum Admission {
+    /// Held, not read: dropping it frees the slot.
+    Admitted {
+        _permit: OwnedSemaphorePermit,
+    },
+    Full(usize),
 }
 
 /// The exchanges every RabbitMQ broker has, by type: made (as topics) when the door starts.
@@ -94,9 +209,7 @@ const PREDECLARED: [(&str, TopicKind); 4] = [
     ("amq.headers", TopicKind::Headers),
 ];
 
-/// Accepts connections on `listener` until the task is aborted; each is served on a task of
-/// its own.
-pub async fn serve(listener: TcpListener, engine: Engine) {
+async fn predeclare(engine: &Engine) {
     for (name, kind) in PREDECLARED {
         if engine.topic_info(name).is_err() {
             let options = TopicOptions {
@@ -105,18 +218,6 @@ pub async fn serve(listener: TcpListener, engine: Engine) {
             };
             if let Err(error) = engine.put_topic(name, options).await {
                 tracing::warn!(%error, exchange = name, "declaring a predeclared exchange failed");
-            }
-        }
-    }
-    loop {
-        match listener.accept().await {
-            Ok((stream, _peer)) => {
-                let _ = stream.set_nodelay(true);
-                tokio::spawn(connection::serve(stream, engine.clone()));
-            }
-            Err(error) => {
-                tracing::warn!(%error, "accepting an AMQP connection failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
         }
     }

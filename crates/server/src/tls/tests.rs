@@ -84,6 +84,8 @@ async fn serve_tls(
     let mut config = ServeConfig {
         data_dir: dir.join("data"),
         http_addr: "127.0.0.1:0".parse().expect("address"),
+        amqp_addr: crate::Listen::Off,
+        amqps_addr: Some(crate::Listen::Off),
         ..ServeConfig::default()
     };
     config.tls.cert = Some(files.cert.clone());
