@@ -128,6 +128,9 @@ pub struct Node {
     pub dir: PathBuf,
     pub address: SocketAddr,
     pub server: ServerProcess,
+    /// The configuration and extra arguments it started with, and restarts with.
+    config: String,
+    args: Vec<String>,
 }
 
 impl Node {
@@ -163,6 +166,8 @@ impl Node {
             dir: dir.to_path_buf(),
             address,
             server,
+            config: config.to_string(),
+            args: args.iter().map(|arg| arg.to_string()).collect(),
         }
     }
 
@@ -170,10 +175,11 @@ impl Node {
         Client::new(self.address)
     }
 
-    /// SIGKILL, then a fresh server on the same data dir.
+    /// SIGKILL, then a fresh server on the same data dir, configuration and arguments.
     pub fn kill_and_restart(mut self) -> Node {
         self.server.signal(libc::SIGKILL);
         self.server.wait_exit(EXIT_DEADLINE);
-        Node::start(&self.dir)
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        Node::start_with(&self.dir, &self.config, &args)
     }
 }
