@@ -165,6 +165,51 @@ def arguments_and_lifetimes():
           "deleted with its connection")
 
 
+def stats(queue):
+    return http("GET", f"/v1/queues/{queue}")["stats"]
+
+
+def transactions():
+    connection = connect()
+    channel = connection.channel()
+    channel.queue_declare("txq", durable=True)
+    channel.tx_select()
+    for n in range(3):
+        channel.basic_publish("", "txq", f"t{n}".encode())
+    assert stats("txq")["ready"] == 0, "a publish took effect before tx.commit"
+    channel.tx_commit()
+    assert stats("txq")["ready"] == 3, stats("txq")
+    channel.basic_publish("", "txq", b"rolled back")
+    channel.tx_rollback()
+    method, _, body = channel.basic_get("txq")
+    assert body == b"t0", body
+    channel.basic_ack(method.delivery_tag)
+    channel.tx_rollback()
+    # The rolled-back ack left the delivery unsettled: still leased, not gone.
+    assert stats("txq")["leased"] == 1 and stats("txq")["ready"] == 2, stats("txq")
+    channel.basic_recover(requeue=True)
+    assert stats("txq")["leased"] == 0 and stats("txq")["ready"] == 3, stats("txq")
+    method, _, body = channel.basic_get("txq")
+    assert method.redelivered, "a recovered delivery is not marked redelivered"
+    channel.basic_ack(method.delivery_tag)
+    channel.tx_commit()
+    assert stats("txq")["ready"] == 2 and stats("txq")["leased"] == 0, stats("txq")
+    try:
+        channel.confirm_delivery()
+        raise AssertionError("confirm mode was accepted on a transactional channel")
+    except pika.exceptions.ChannelClosedByBroker as error:
+        assert error.reply_code == 406, error
+    channel = connection.channel()
+    try:
+        channel.tx_commit()
+        raise AssertionError("tx.commit was accepted without tx.select")
+    except pika.exceptions.ChannelClosedByBroker as error:
+        assert error.reply_code == 406, error
+    connection.close()
+    print("tx.select/commit/rollback (publishes and acks held until commit, a rolled-back ack "
+          "leaves the delivery unsettled), basic.recover requeues with redelivered set")
+
+
 def main():
     if sys.argv[3:4] == ["publish"]:
         publish_confirmed(int(sys.argv[4]), sys.argv[5])
@@ -176,6 +221,7 @@ def main():
     exchanges(connection, channel)
     connection.close()
     arguments_and_lifetimes()
+    transactions()
     print("pika: every check passed")
 
 

@@ -1,19 +1,24 @@
 //! Channels: their state (delivery tags, consumers, confirms, prefetch) and the translation of
 //! their methods into engine calls. docs/doors/amqp.md gives the mapping.
 
-use super::{connection::Connection, convert, Failure};
+use super::{
+    connection::Connection,
+    convert,
+    publisher::{self, Done, Job, Outcome, Publish, Report, Returned, Target},
+    Failure,
+};
 use std::{
     collections::{BTreeMap, HashMap},
     time::Duration,
 };
 use tokio::task::JoinHandle;
 use wharf_codec_amqp::{
-    method::{basic, channel as chan, confirm, exchange, queue},
+    method::{basic, channel as chan, confirm, exchange, queue, tx},
     Content, ContentAssembler, ContentFrames, Method, ReplyCode, ShortString,
 };
 use wharf_engine::{
     broker::CONSUMER_CREDIT_MAX,
-    broker::{ConsumeRequest, Delivery, NackAction, PublishMessage, ReceiveRequest},
+    broker::{ConsumeRequest, Delivery, NackAction, ReceiveRequest},
     queue::LEASE_MS_MAX,
     security::{Action, Resource, ResourceKind},
     topic::{BindingSpec, Destination, TopicKind, TopicOptions},
@@ -40,6 +45,9 @@ pub(super) enum Event {
 }
 
 pub(super) struct Channel {
+    /// This channel's incarnation on its connection: reports of the publisher for a channel
+    /// of the same number closed since are dropped.
+    pub epoch: u64,
     pub assembler: ContentAssembler,
     /// `basic.qos` prefetch for consumers started from now; 0: the engine's maximum.
     prefetch: u16,
@@ -53,6 +61,19 @@ pub(super) struct Channel {
     /// The server closed the channel and waits for the client's close-ok; other frames are
     /// dropped meanwhile, as the spec asks.
     pub closing: bool,
+    /// After `tx.select`: publishes and settles held until `tx.commit`.
+    tx: Option<TxBuffer>,
+}
+
+/// An unsettled delivery by its tag: (tag, (queue, receipt)).
+type Tagged = (u64, (String, String));
+
+/// What a transactional channel holds until `tx.commit` (or drops at `tx.rollback`).
+#[derive(Default)]
+struct TxBuffer {
+    publishes: Vec<Publish>,
+    /// Settles by delivery tag, with (queue, receipt): put back as unacked at a rollback.
+    settles: Vec<(Vec<Tagged>, Option<bool>)>,
 }
 
 struct Consumed {
@@ -61,8 +82,9 @@ struct Consumed {
 }
 
 impl Channel {
-    pub fn new() -> Channel {
+    pub fn new(epoch: u64) -> Channel {
         Channel {
+            epoch,
             assembler: ContentAssembler::new(BODY_MAX),
             prefetch: 0,
             confirm: None,
@@ -71,6 +93,7 @@ impl Channel {
             consumers: HashMap::new(),
             next_consumer: 1,
             closing: false,
+            tx: None,
         }
     }
 
@@ -134,12 +157,23 @@ impl Connection {
             Method::Exchange(_) => self.exchange_method(channel, method).await,
             Method::Basic(_) => self.basic_method(channel, method).await,
             Method::Confirm(confirm::Method::Select(select)) => {
-                self.channel_state(channel)?.confirm.get_or_insert(1);
+                let state = self.channel_state(channel)?;
+                if state.tx.is_some() {
+                    let text = "a transactional channel cannot be put into confirm mode";
+                    return Err(Failure::channel(
+                        channel,
+                        ReplyCode::PreconditionFailed,
+                        text,
+                        &method,
+                    ));
+                }
+                state.confirm.get_or_insert(1);
                 if !select.nowait {
                     self.send(channel, confirm::SelectOk {});
                 }
                 Ok(())
             }
+            Method::Tx(_) => self.tx_method(channel, &method).await,
             other => Err(Failure::connection(
                 ReplyCode::NotImplemented,
                 &format!("{} is not supported by Wharf's AMQP door", other.name()),
@@ -163,7 +197,8 @@ impl Connection {
             channel,
             Channel {
                 closing: true,
-                ..Channel::new()
+                // No publish carries epoch 0: reports for the failed channel are dropped.
+                ..Channel::new(0)
             },
         ) {
             self.release(state);
@@ -463,20 +498,31 @@ impl Connection {
             }
             Method::Basic(basic::Method::Get(get)) => self.get(channel, get, &method).await,
             Method::Basic(basic::Method::Ack(ack)) => {
-                let settled =
-                    self.take_unacked(channel, ack.delivery_tag, ack.multiple, &method)?;
-                self.settle(channel, settled, None, &method).await
+                self.settle(channel, ack.delivery_tag, ack.multiple, None, &method)
+                    .await
             }
             Method::Basic(basic::Method::Nack(nack)) => {
-                let settled =
-                    self.take_unacked(channel, nack.delivery_tag, nack.multiple, &method)?;
-                self.settle(channel, settled, Some(nack.requeue), &method)
+                let requeue = Some(nack.requeue);
+                self.settle(channel, nack.delivery_tag, nack.multiple, requeue, &method)
                     .await
             }
             Method::Basic(basic::Method::Reject(reject)) => {
-                let settled = self.take_unacked(channel, reject.delivery_tag, false, &method)?;
-                self.settle(channel, settled, Some(reject.requeue), &method)
+                let requeue = Some(reject.requeue);
+                self.settle(channel, reject.delivery_tag, false, requeue, &method)
                     .await
+            }
+            Method::Basic(basic::Method::Recover(_)) => {
+                // Every unsettled delivery of the channel goes back to its queue, to be
+                // delivered again (redelivered set); `requeue = false` is treated alike, as
+                // RabbitMQ does.
+                let state = self.channel_state(channel)?;
+                let unacked: Vec<(String, String)> =
+                    std::mem::take(&mut state.unacked).into_values().collect();
+                publisher::settle_deliveries(&self.engine, unacked, Some(true))
+                    .await
+                    .map_err(|error| Failure::engine(channel, error, &method))?;
+                self.send(channel, basic::RecoverOk {});
+                Ok(())
             }
             other => Err(Failure::connection(
                 ReplyCode::NotImplemented,
@@ -484,6 +530,82 @@ impl Connection {
                 other,
             )),
         }
+    }
+
+    /// `tx.select`, `tx.commit`, `tx.rollback`. Publishes and settles of a transactional
+    /// channel wait in the channel; a commit stores the publishes, then applies the settles,
+    /// and answers once both are done.
+    async fn tx_method(&mut self, channel: u16, method: &Method) -> Result<(), Failure> {
+        let refuse = |text: &str| {
+            Err(Failure::channel(
+                channel,
+                ReplyCode::PreconditionFailed,
+                text,
+                method,
+            ))
+        };
+        let state = self.channel_state(channel)?;
+        match method {
+            Method::Tx(tx::Method::Select(_)) => {
+                if state.confirm.is_some() {
+                    return refuse("a channel in confirm mode cannot be made transactional");
+                }
+                state.tx.get_or_insert_with(TxBuffer::default);
+                self.send(channel, tx::SelectOk {});
+                Ok(())
+            }
+            Method::Tx(tx::Method::Commit(_)) => {
+                let Some(buffer) = state.tx.as_mut() else {
+                    return refuse("channel is not transactional: send tx.select first");
+                };
+                let TxBuffer { publishes, settles } = std::mem::take(buffer);
+                let settles = settles
+                    .into_iter()
+                    .map(|(deliveries, requeue)| publisher::Settle {
+                        deliveries: deliveries.into_iter().map(|(_, d)| d).collect(),
+                        requeue,
+                    })
+                    .collect();
+                let job = Job::Commit {
+                    channel,
+                    epoch: state.epoch,
+                    publishes,
+                    settles,
+                };
+                self.submit(job, method).await
+            }
+            Method::Tx(tx::Method::Rollback(_)) => {
+                let Some(buffer) = state.tx.as_mut() else {
+                    return refuse("channel is not transactional: send tx.select first");
+                };
+                // Settles rolled back leave their deliveries unsettled, as RabbitMQ does.
+                for (deliveries, _) in std::mem::take(&mut buffer.settles) {
+                    state.unacked.extend(deliveries);
+                }
+                buffer.publishes.clear();
+                self.send(channel, tx::RollbackOk {});
+                Ok(())
+            }
+            other => Err(Failure::connection(
+                ReplyCode::CommandInvalid,
+                &format!("{} is the server's to send", other.name()),
+                other,
+            )),
+        }
+    }
+
+    /// Hands a job to the connection's publisher task; waits while the task is behind (the
+    /// task never waits for this loop, so this cannot deadlock).
+    async fn submit(&mut self, job: Job, method: &Method) -> Result<(), Failure> {
+        self.publisher.send(job).await.map_err(|_| {
+            Failure::connection(
+                ReplyCode::InternalError,
+                "the connection's publisher stopped",
+                method,
+            )
+        })?;
+        self.in_flight += 1;
+        Ok(())
     }
 
     async fn consume(
@@ -598,18 +720,16 @@ impl Connection {
         tag: u64,
         multiple: bool,
         method: &Method,
-    ) -> Result<Vec<(String, String)>, Failure> {
+    ) -> Result<Vec<Tagged>, Failure> {
         let state = self.channel_state(channel)?;
         if multiple {
             let upto = if tag == 0 { u64::MAX } else { tag };
-            let tags: Vec<u64> = state.unacked.range(..=upto).map(|(tag, _)| *tag).collect();
-            return Ok(tags
-                .into_iter()
-                .filter_map(|tag| state.unacked.remove(&tag))
-                .collect());
+            let rest = state.unacked.split_off(&upto.saturating_add(1));
+            let taken = std::mem::replace(&mut state.unacked, rest);
+            return Ok(taken.into_iter().collect());
         }
         match state.unacked.remove(&tag) {
-            Some(settled) => Ok(vec![settled]),
+            Some(settled) => Ok(vec![(tag, settled)]),
             None => Err(Failure::channel(
                 channel,
                 ReplyCode::PreconditionFailed,
@@ -619,37 +739,27 @@ impl Connection {
         }
     }
 
-    /// Acks (`requeue` None), requeues (Some(true)) or dead-letters (Some(false)) deliveries.
+    /// `basic.ack` (`requeue` None), or `nack`/`reject` requeueing (Some(true)) or
+    /// dead-lettering (Some(false)) the deliveries named; held until commit on a transactional
+    /// channel.
     async fn settle(
         &mut self,
         channel: u16,
-        settled: Vec<(String, String)>,
+        tag: u64,
+        multiple: bool,
         requeue: Option<bool>,
         method: &Method,
     ) -> Result<(), Failure> {
-        let mut by_queue: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (queue, receipt) in settled {
-            by_queue.entry(queue).or_default().push(receipt);
+        let settled = self.take_unacked(channel, tag, multiple, method)?;
+        let state = self.channel_state(channel)?;
+        if let Some(buffer) = state.tx.as_mut() {
+            buffer.settles.push((settled, requeue));
+            return Ok(());
         }
-        for (queue, receipts) in by_queue {
-            let done = match requeue {
-                None => self.engine.ack(&queue, &receipts).await,
-                Some(true) => {
-                    let action = NackAction::Requeue {
-                        delay: Some(Duration::ZERO),
-                        error: None,
-                    };
-                    self.engine.nack(&queue, &receipts, action).await
-                }
-                Some(false) => {
-                    self.engine
-                        .nack(&queue, &receipts, NackAction::DeadLetter { error: None })
-                        .await
-                }
-            };
-            done.map_err(|error| Failure::engine(channel, error, method))?;
-        }
-        Ok(())
+        let deliveries = settled.into_iter().map(|(_, delivery)| delivery).collect();
+        publisher::settle_deliveries(&self.engine, deliveries, requeue)
+            .await
+            .map_err(|error| Failure::engine(channel, error, method))
     }
 
     /// A delivery or the end of a consumer, from a consumer task.
@@ -729,8 +839,9 @@ impl Connection {
     }
 
     /// A whole `basic.publish`: to a queue through the default exchange (`""`), or to the
-    /// topic its exchange names. Confirms follow the engine's answer, which comes once the
-    /// message is durable.
+    /// topic its exchange names. Stored by the connection's publisher task; its confirm follows
+    /// the engine's answer, which comes once the message is durable. A transactional channel
+    /// holds it until `tx.commit`.
     pub async fn publish(&mut self, channel: u16, content: Content) -> Result<(), Failure> {
         let Method::Basic(basic::Method::Publish(publish)) = &content.method else {
             return Err(Failure::connection(
@@ -739,101 +850,162 @@ impl Connection {
                 &content.method,
             ));
         };
-        let publish = publish.clone();
-        let routed = self.route(channel, &publish, &content).await?;
-        let confirm = self.channel_state(channel)?.confirm.as_mut().map(|next| {
+        let (exchange, key) = (publish.exchange.as_str(), publish.routing_key.as_str());
+        let (kind, name) = match exchange {
+            "" => (ResourceKind::Queue, key),
+            exchange => (ResourceKind::Topic, exchange),
+        };
+        self.authorize(Action::Write, kind, name, channel, &content.method)?;
+        let target = match exchange {
+            "" => Target::Queue(key.to_string()),
+            exchange => Target::Topic {
+                exchange: exchange.to_string(),
+                routing_key: key.to_string(),
+            },
+        };
+        let returned = publish.mandatory.then(|| {
+            Box::new(Returned {
+                exchange: publish.exchange.clone(),
+                routing_key: publish.routing_key.clone(),
+                properties: content.header.properties.clone(),
+                body: content.body.clone(),
+            })
+        });
+        let message = convert::send_message(content.header.properties, content.body);
+        let state = self.channel_state(channel)?;
+        let confirm = state.confirm.as_mut().map(|next| {
             *next += 1;
             *next - 1
         });
-        let stored = routed.is_ok();
-        match routed {
-            Ok(false) if publish.mandatory => self.return_content(channel, &publish, content),
-            Ok(_) => {}
-            Err(error) if confirm.is_some() => tracing::debug!(%error, "amqp publish refused"),
-            Err(error) => return Err(Failure::engine(channel, error, &content.method)),
+        let publish = Publish {
+            channel,
+            epoch: state.epoch,
+            confirm,
+            target,
+            message,
+            returned,
+        };
+        if let Some(buffer) = state.tx.as_mut() {
+            buffer.publishes.push(publish);
+            return Ok(());
         }
-        if let Some(tag) = confirm {
-            match stored {
-                true => self.send(
-                    channel,
-                    basic::Ack {
-                        delivery_tag: tag,
-                        multiple: false,
-                    },
-                ),
-                false => self.send(
-                    channel,
-                    basic::Nack {
-                        delivery_tag: tag,
-                        multiple: false,
-                        requeue: false,
-                    },
-                ),
-            }
-        }
-        Ok(())
+        self.submit(Job::Publish(publish), &content.method).await
     }
 
-    /// Stores a publish: `Ok(true)` routed, `Ok(false)` unroutable (no such queue for the
-    /// default exchange, or no binding matched).
-    async fn route(
-        &mut self,
-        channel: u16,
-        publish: &basic::Publish,
-        content: &Content,
-    ) -> Result<Result<bool, EngineError>, Failure> {
-        let (exchange, key) = (publish.exchange.as_str(), publish.routing_key.as_str());
-        let properties = content.header.properties.clone();
-        let message = convert::send_message(properties, content.body.clone());
-        if exchange.is_empty() {
-            self.authorize(
-                Action::Write,
-                ResourceKind::Queue,
-                key,
+    /// Answers what the publisher task stored: returns of unroutable mandatory publishes,
+    /// confirms (consecutive acks of a channel as one `multiple` ack), channel errors of
+    /// refused publishes outside confirm mode, and commit-oks.
+    pub fn handle_report(&mut self, report: Report) {
+        match report {
+            Report::Published(dones) => {
+                self.in_flight = self.in_flight.saturating_sub(dones.len());
+                self.answer_publishes(dones)
+            }
+            Report::Committed {
                 channel,
-                &content.method,
-            )?;
-            return Ok(match self.engine.send(key, vec![message]).await {
-                Ok(_) => Ok(true),
-                Err(EngineError::QueueNotFound { .. }) => Ok(false),
-                Err(error) => Err(error),
-            });
+                epoch,
+                dones,
+                result,
+            } => {
+                self.in_flight = self.in_flight.saturating_sub(1);
+                if !self.is_live(channel, epoch) {
+                    return;
+                }
+                match result {
+                    Ok(()) => {
+                        self.answer_publishes(dones);
+                        self.send(channel, tx::CommitOk {});
+                    }
+                    Err(error) => {
+                        let method = Method::Tx(tx::Method::Commit(tx::Commit {}));
+                        self.fail(Failure::engine(channel, error, &method))
+                    }
+                }
+            }
         }
-        self.authorize(
-            Action::Write,
-            ResourceKind::Topic,
-            exchange,
-            channel,
-            &content.method,
-        )?;
-        let batch = vec![PublishMessage {
-            routing_key: key.to_string(),
-            message,
-        }];
-        let published = self.engine.publish(exchange, batch).await;
-        Ok(published.map(|published| published.iter().any(|p| p.routed > 0)))
+    }
+
+    fn is_live(&self, channel: u16, epoch: u64) -> bool {
+        self.channels
+            .get(&channel)
+            .is_some_and(|state| state.epoch == epoch && !state.closing)
+    }
+
+    fn answer_publishes(&mut self, dones: Vec<Done>) {
+        // Per channel, the last confirm tag acked and not yet sent.
+        let mut acks: BTreeMap<u16, u64> = BTreeMap::new();
+        for done in dones {
+            if !self.is_live(done.channel, done.epoch) {
+                continue;
+            }
+            let channel = done.channel;
+            match done.outcome {
+                Outcome::Stored => {}
+                Outcome::Unroutable => {
+                    if let Some(returned) = done.returned {
+                        self.return_content(channel, *returned);
+                    }
+                }
+                Outcome::Refused(error) => {
+                    if let Some(tag) = done.confirm {
+                        if let Some(upto) = acks.remove(&channel) {
+                            self.send(channel, ack_upto(upto));
+                        }
+                        tracing::debug!(%error, "amqp publish refused");
+                        self.send(
+                            channel,
+                            basic::Nack {
+                                delivery_tag: tag,
+                                multiple: false,
+                                requeue: false,
+                            },
+                        );
+                    } else {
+                        acks.remove(&channel);
+                        let method =
+                            Method::Basic(basic::Method::Publish(basic::Publish::default()));
+                        self.fail(Failure::engine(channel, error, &method));
+                    }
+                    continue;
+                }
+            }
+            if let Some(tag) = done.confirm {
+                acks.insert(channel, tag);
+            }
+        }
+        for (channel, upto) in acks {
+            self.send(channel, ack_upto(upto));
+        }
     }
 
     /// `basic.return` of an unroutable mandatory publish, with its content.
-    fn return_content(&mut self, channel: u16, publish: &basic::Publish, content: Content) {
-        let returned = basic::Return {
+    fn return_content(&mut self, channel: u16, returned: Returned) {
+        let method = basic::Return {
             reply_code: ReplyCode::NoRoute.code(),
             reply_text: short("NO_ROUTE"),
-            exchange: publish.exchange.clone(),
-            routing_key: publish.routing_key.clone(),
+            exchange: returned.exchange,
+            routing_key: returned.routing_key,
         };
-        self.send(channel, returned);
-        let properties = content.header.properties;
+        self.send(channel, method);
         let frames = ContentFrames::new(
             channel,
             BASIC_CLASS,
-            properties,
-            content.body,
+            returned.properties,
+            returned.body,
             self.frame_max,
         );
         for frame in frames {
             frame.encode(&mut self.out);
         }
+    }
+}
+
+/// A confirm of every publish up to `tag` not confirmed yet: the channel's confirms go out in
+/// publish order, so the ones before it are answered already.
+fn ack_upto(tag: u64) -> basic::Ack {
+    basic::Ack {
+        delivery_tag: tag,
+        multiple: true,
     }
 }
 

@@ -4,6 +4,7 @@
 
 use super::{
     channel::{Channel, Event},
+    publisher::{self, Job, Report},
     Admission, Failure,
 };
 use crate::tls::Transport;
@@ -15,7 +16,7 @@ use tokio::{
 };
 use wharf_codec_amqp::{
     decode_protocol_header,
-    method::{channel as chan, connection as conn},
+    method::{basic, channel as chan, connection as conn},
     Assembled, FieldTable, FieldValue, Frame, FrameDecoder, Method, ReplyCode, ShortString,
     FRAME_MIN_SIZE, PROTOCOL_HEADER,
 };
@@ -45,6 +46,15 @@ pub(super) struct Connection {
     pub out: BytesMut,
     pub channels: HashMap<u16, Channel>,
     pub events: mpsc::Sender<Event>,
+    /// Publishes on their way to the engine, in order (see [`publisher`]), and what became of
+    /// them; `in_flight` counts jobs not reported yet.
+    pub publisher: mpsc::Sender<Job>,
+    pub reports: mpsc::UnboundedReceiver<Report>,
+    pub in_flight: usize,
+    /// A connection error was sent: the connection ends once the output is written.
+    pub ended: bool,
+    /// The incarnation the next opened channel gets: reports for an earlier one are dropped.
+    pub next_epoch: u64,
     /// Exclusive and auto-delete queues this connection declared: deleted when it ends.
     pub temporary: Vec<String>,
 }
@@ -138,6 +148,8 @@ async fn handshake(
     };
     write_method(stream, open_ok).await?;
     let (events, _) = mpsc::channel(1);
+    let (publisher, _) = mpsc::channel(1);
+    let (_, reports) = mpsc::unbounded_channel();
     let open = Connection {
         engine: engine.clone(),
         principal,
@@ -146,6 +158,11 @@ async fn handshake(
         out: BytesMut::new(),
         channels: HashMap::new(),
         events,
+        publisher,
+        reports,
+        in_flight: 0,
+        ended: false,
+        next_epoch: 1,
         temporary: Vec::new(),
     };
     Ok(Some((open, input)))
@@ -321,6 +338,10 @@ async fn run(
     let (mut reader, mut writer) = tokio::io::split(stream);
     let (events_tx, mut events) = mpsc::channel(EVENTS_BUFFER);
     connection.events = events_tx;
+    // Dropping the sender when the connection ends lets the task store what it holds, then end.
+    let (publisher, reports, _publisher_task) = publisher::spawn(connection.engine.clone());
+    connection.publisher = publisher;
+    connection.reports = reports;
     let mut decoder = FrameDecoder::new(connection.frame_max);
     decoder.set_frame_max(connection.frame_max);
     // The heartbeat the client accepted; 0 turns heartbeats off both ways.
@@ -340,6 +361,7 @@ async fn run(
                 Err(error) => break Err(error),
             },
             Some(event) = events.recv() => connection.handle_event(event).await,
+            Some(report) = connection.reports.recv() => connection.handle_report(report),
             _ = heartbeats.tick(), if heartbeat > 0 => {
                 Frame::Heartbeat.encode(&mut connection.out);
                 silent_beats += 1;
@@ -355,7 +377,7 @@ async fn run(
             }
             connection.out.clear();
         }
-        if closing {
+        if closing || connection.ended {
             break Ok(());
         }
     };
@@ -383,33 +405,75 @@ async fn handle_input(
         match handle_frame(connection, frame).await {
             Ok(false) => {}
             Ok(true) => return true,
-            Err(Failure::Connection {
+            Err(failure) => connection.fail(failure),
+        }
+        if connection.ended {
+            return true;
+        }
+    }
+}
+
+impl Connection {
+    /// Answers a failure: a channel error closes the channel (the client's close-ok is
+    /// awaited), a connection error the connection (`ended`).
+    pub fn fail(&mut self, failure: Failure) {
+        match failure {
+            Failure::Connection {
                 code,
                 text,
                 class_id,
                 method_id,
-            }) => {
-                connection.send(0, close(code, &text, class_id, method_id));
-                return true;
+            } => {
+                self.send(0, close(code, &text, class_id, method_id));
+                self.ended = true;
             }
-            Err(Failure::Channel {
+            Failure::Channel {
                 channel,
                 code,
                 text,
                 class_id,
                 method_id,
-            }) => {
-                connection.fail_channel(channel);
+            } => {
+                self.fail_channel(channel);
                 let close = chan::Close {
                     reply_code: code.code(),
                     reply_text: reply_text(&text),
                     class_id,
                     method_id,
                 };
-                connection.send(channel, close);
+                self.send(channel, close);
             }
         }
     }
+
+    /// Waits until every publish handed to the publisher task is stored and answered. Methods
+    /// that read or change queues wait for it, so that they see the channel's earlier
+    /// publishes, as on RabbitMQ (a publish, then a `basic.get` of it, on one channel).
+    pub async fn drain_publishes(&mut self) {
+        while self.in_flight > 0 && !self.ended {
+            match self.reports.recv().await {
+                Some(report) => self.handle_report(report),
+                None => self.in_flight = 0,
+            }
+        }
+    }
+}
+
+/// Methods that need not wait for the connection's publishes to be stored: publishes
+/// themselves (the task keeps their order), settles of deliveries made already, and settings
+/// of the channel.
+fn independent_of_publishes(method: &Method) -> bool {
+    matches!(
+        method,
+        Method::Basic(
+            basic::Method::Publish(_)
+                | basic::Method::Ack(_)
+                | basic::Method::Nack(_)
+                | basic::Method::Reject(_)
+                | basic::Method::Qos(_)
+        ) | Method::Channel(chan::Method::Flow(_) | chan::Method::FlowOk(_))
+            | Method::Tx(_)
+    )
 }
 
 /// One frame; true when the connection is to end.
@@ -418,6 +482,7 @@ async fn handle_frame(connection: &mut Connection, frame: Frame) -> Result<bool,
         Frame::Heartbeat => Ok(false),
         Frame::Method { channel: 0, method } => match method {
             Method::Connection(conn::Method::Close(_)) => {
+                connection.drain_publishes().await;
                 connection.send(0, conn::CloseOk {});
                 Ok(true)
             }
@@ -452,7 +517,9 @@ impl Connection {
                     &Method::Channel(chan::Method::Open(chan::Open::default())),
                 ));
             }
-            self.channels.insert(channel, Channel::new());
+            let epoch = self.next_epoch;
+            self.next_epoch += 1;
+            self.channels.insert(channel, Channel::new(epoch));
             self.send(channel, chan::OpenOk::default());
             return Ok(());
         }
@@ -491,6 +558,9 @@ impl Connection {
         match assembled {
             None => Ok(()),
             Some(Assembled::Frame(Frame::Method { method, .. })) => {
+                if !independent_of_publishes(&method) {
+                    self.drain_publishes().await;
+                }
                 self.method(channel, method).await
             }
             Some(Assembled::Frame(_)) => Ok(()),

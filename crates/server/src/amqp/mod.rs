@@ -6,6 +6,7 @@
 mod channel;
 mod connection;
 mod convert;
+mod publisher;
 
 use crate::tls::{ReloadableTls, Transport};
 use std::{net::SocketAddr, sync::Arc};
