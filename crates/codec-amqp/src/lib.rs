@@ -61,33 +61,20 @@
 //!
 //! `fuzz/` is a cargo-fuzz crate, outside the workspace. Its target `decode` feeds arbitrary
 //! bytes, split at arbitrary points, to the protocol header and frame decoders and the content
-//! assembler, and checks that decoded frames encode back to the same frame. With a nightly
-//! toolchain and `cargo install cargo-fuzz`:
+//! assembler, and checks that decoded frames encode back to the same frame. CI runs it for a
+//! minute on the stable toolchain (`.ci/fuzz`): with `--sanitizer none` cargo-fuzz passes no
+//! nightly-only flag, and the codec has no unsafe code for a sanitizer to watch.
 //!
 //! ```text
+//! cargo install cargo-fuzz --locked --version 0.13.2
 //! cd crates/codec-amqp/fuzz
-//! cargo +nightly fuzz run decode                   # until stopped or a crash
-//! cargo +nightly fuzz run decode -- -max_total_time=300
+//! cargo fuzz run --sanitizer none decode corpus/decode seeds/decode -- -max_total_time=300
 //! ```
 //!
-//! A crash leaves its input in `fuzz/artifacts/decode/`; `cargo +nightly fuzz run decode
-//! <file>` replays it.
-//!
-//! Without cargo-fuzz, a stable toolchain builds the same libFuzzer binary when given the
-//! coverage flags cargo-fuzz would pass (`--target` keeps them off build scripts):
-//!
-//! ```text
-//! cd crates/codec-amqp/fuzz
-//! RUSTFLAGS="--cfg fuzzing -Cdebug-assertions -Coverflow-checks -Cpasses=sancov-module \
-//!   -Cllvm-args=-sanitizer-coverage-level=4 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters \
-//!   -Cllvm-args=-sanitizer-coverage-pc-table -Cllvm-args=-sanitizer-coverage-trace-compares" \
-//!   cargo build --release --target x86_64-unknown-linux-gnu --bin decode
-//! mkdir -p corpus/decode
-//! target/x86_64-unknown-linux-gnu/release/decode corpus/decode -max_total_time=300
-//! ```
-//!
-//! Valid frames in the corpus (a method, a header, bodies; the input's first two bytes choose
-//! the split point and `frame_max`) take the fuzzer past the frame layer quickly.
+//! `seeds/decode` holds valid frames from pika (a method, a header, bodies; the input's first
+//! two bytes choose the split point and `frame_max`), which take the fuzzer past the frame
+//! layer quickly. A crash leaves its input in `fuzz/artifacts/decode/`; `cargo fuzz run
+//! --sanitizer none decode <file>` replays it.
 
 #![forbid(unsafe_code)]
 
