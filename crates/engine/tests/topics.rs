@@ -4,7 +4,10 @@
 use bytes::Bytes;
 use std::{future::Future, path::Path, sync::Arc, time::Duration};
 use wharf_engine::{
-    broker::{PublishMessage, ReceiveRequest, RequestTarget, SendMessage, Subscription},
+    broker::{
+        PublishMessage, ReceiveRequest, RequestTarget, SendMessage, Subscription,
+        REPLY_ADDRESS_PREFIX,
+    },
     clock::ManualClock,
     error::{Field, FieldProblem, NameProblem, ResourceKind},
     queue::QueueOptions,
@@ -492,6 +495,36 @@ async fn bad_bindings_are_refused_with_the_field() {
             problem: NameProblem::ReplyAddress,
             ..
         })
+    ));
+}
+
+#[tokio::test]
+async fn a_reply_inbox_takes_replies_of_any_correlation_until_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START);
+    let (engine, _store) = open(dir.path(), clock).await;
+    let mut inbox = engine.open_reply_inbox(8).unwrap();
+    let address = inbox.address().to_string();
+    assert!(address.starts_with(REPLY_ADDRESS_PREFIX), "{address}");
+    for correlation in ["a", "b"] {
+        let reply = SendMessage {
+            correlation_id: Some(correlation.to_string()),
+            ..json("\"answer\"")
+        };
+        engine.send(&address, vec![reply]).await.unwrap();
+    }
+    // No correlation id at all is taken too: the inbox is not one request's.
+    engine.send(&address, vec![json("3")]).await.unwrap();
+    let got: Vec<Option<String>> = vec![
+        guard(inbox.next()).await.unwrap().correlation_id,
+        guard(inbox.next()).await.unwrap().correlation_id,
+        guard(inbox.next()).await.unwrap().correlation_id,
+    ];
+    assert_eq!(got, vec![Some("a".into()), Some("b".into()), None]);
+    drop(inbox);
+    assert!(matches!(
+        engine.send(&address, vec![json("4")]).await,
+        Err(EngineError::ReplyNotFound { .. })
     ));
 }
 

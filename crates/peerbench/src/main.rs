@@ -40,6 +40,8 @@ use std::{
 const ACK_IDLE: Duration = Duration::from_millis(20);
 /// AMQP delivery_mode 2: the broker writes the message to disk before confirming it.
 const PERSISTENT: u8 = 2;
+/// AMQP delivery_mode 1: the broker may keep the message in memory only.
+const TRANSIENT: u8 = 1;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -92,6 +94,9 @@ struct RabbitArgs {
     /// Prefix of the JSON keys.
     #[arg(long, default_value = "rabbitmq")]
     label: String,
+    /// A transient queue and messages (delivery_mode 1) instead of durable and persistent.
+    #[arg(long)]
+    transient: bool,
 }
 
 struct Progress {
@@ -152,7 +157,10 @@ async fn drive(args: &RabbitArgs) -> anyhow::Result<Measured> {
     admin_channel
         .queue_declare(
             queue.as_str().into(),
-            QueueDeclareOptions::durable(),
+            QueueDeclareOptions {
+                durable: !args.transient,
+                ..QueueDeclareOptions::default()
+            },
             FieldTable::default(),
         )
         .await
@@ -230,7 +238,12 @@ async fn produce(
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
-    let properties = BasicProperties::default().with_delivery_mode(PERSISTENT);
+    let mode = if args.transient {
+        TRANSIENT
+    } else {
+        PERSISTENT
+    };
+    let properties = BasicProperties::default().with_delivery_mode(mode);
     let mut body = vec![b'x'; args.body_bytes.max(8)];
     let mut in_flight: VecDeque<PublisherConfirm> = VecDeque::with_capacity(args.window);
     let pace =
@@ -378,8 +391,13 @@ fn report(
         0 => "flat out".to_string(),
         rate => format!("offered {rate} msg/s"),
     };
+    let durability = if args.transient {
+        "transient"
+    } else {
+        "durable"
+    };
     println!(
-        "{label} (AMQP, lapin): {} messages of {} B, {} producers x window {}, {} consumers x prefetch {}, {load}",
+        "{label} (AMQP, lapin, {durability}): {} messages of {} B, {} producers x window {}, {} consumers x prefetch {}, {load}",
         args.messages, args.body_bytes, args.producers, args.window, args.consumers, args.batch * 2
     );
     println!("  sends/s (confirmed)          {sends_per_s:>12.0}");

@@ -135,6 +135,12 @@ def arguments_and_lifetimes():
     channel.queue_declare("work.dead", passive=True)
     dead = http("GET", "/v1/queues/work.dead/messages")["messages"]
     assert dead[0]["dead_letter"]["reason"] == "rejected", dead
+    # The same dead-letter details over AMQP, as RabbitMQ's x-death headers.
+    method, properties, _ = channel.basic_get("work.dead")
+    death = properties.headers["x-death"][0]
+    assert death["reason"] == "rejected" and death["queue"] == "work", properties.headers
+    assert death["count"] == 1 and properties.headers["x-first-death-queue"] == "work", death
+    channel.basic_reject(method.delivery_tag, requeue=True)
     try:
         channel.queue_declare("bad", arguments={"x-dead-letter-exchange": "dlx"})
         raise AssertionError("a named dead-letter exchange was accepted")
@@ -163,6 +169,47 @@ def arguments_and_lifetimes():
     print("queue arguments (dead-letter queue, TTL), reject to the dead-letter queue, a named "
           "dead-letter exchange refused (406), amq.topic, unbind, x-delay, an exclusive queue "
           "deleted with its connection")
+
+
+def direct_reply_to():
+    requester = connect()
+    channel = requester.channel()
+    channel.queue_declare("rpcq")
+    replies = []
+    channel.basic_consume("amq.rabbitmq.reply-to",
+                          lambda _ch, method, properties, body: replies.append((properties, body)),
+                          auto_ack=True)
+    for n in range(2):
+        channel.basic_publish("", "rpcq", f"question {n}".encode(), pika.BasicProperties(
+            reply_to="amq.rabbitmq.reply-to", correlation_id=f"c{n}"))
+    responder = connect()
+    answering = responder.channel()
+    # One answered over AMQP through the default exchange, one over HTTP's POST /v1/reply.
+    method, properties, body = answering.basic_get("rpcq", auto_ack=True)
+    assert body == b"question 0" and properties.reply_to.startswith("_reply."), properties
+    answering.basic_publish("", properties.reply_to, b"answer 0", pika.BasicProperties(
+        correlation_id=properties.correlation_id))
+    method, properties, body = answering.basic_get("rpcq", auto_ack=True)
+    http("POST", "/v1/reply", {"reply_to": properties.reply_to,
+                               "correlation_id": properties.correlation_id,
+                               "body": "answer 1"})
+    deadline = time.monotonic() + 10
+    while len(replies) < 2 and time.monotonic() < deadline:
+        requester.process_data_events(time_limit=0.1)
+    got = sorted((p.correlation_id, b) for p, b in replies)
+    assert got == [("c0", b"answer 0"), ("c1", b'"answer 1"')], got
+    # A request with the pseudo reply-to on a channel that does not consume it is refused.
+    other = requester.channel()
+    try:
+        other.confirm_delivery()
+        other.basic_publish("", "rpcq", b"q", pika.BasicProperties(
+            reply_to="amq.rabbitmq.reply-to"))
+        raise AssertionError("a direct reply-to request without its consumer was accepted")
+    except pika.exceptions.ChannelClosedByBroker as error:
+        assert error.reply_code == 406, error
+    requester.close()
+    responder.close()
+    print("direct reply-to: replies over AMQP and HTTP reach the amq.rabbitmq.reply-to consumer")
 
 
 def stats(queue):
@@ -222,6 +269,7 @@ def main():
     connection.close()
     arguments_and_lifetimes()
     transactions()
+    direct_reply_to()
     print("pika: every check passed")
 
 

@@ -22,7 +22,9 @@ pub use api::*;
 pub use consumers::{ConsumeRequest, Consumer, CONSUMER_CREDIT_MAX};
 mod listing;
 pub use listing::{Page, PageRequest};
-pub use replies::{RequestTarget, ScatterResult, REPLY_ADDRESS_PREFIX, SCATTER_EXPECT_MAX};
+pub use replies::{
+    ReplyInbox, RequestTarget, ScatterResult, REPLY_ADDRESS_PREFIX, SCATTER_EXPECT_MAX,
+};
 pub use settle::Redriven;
 pub use topics::{BindingInfo, PublishMessage, Published, Subscription, TopicInfo, TopicStats};
 

@@ -43,8 +43,41 @@ pub(super) struct Registry {
 
 #[derive(Debug)]
 struct Pending {
-    correlation_id: String,
+    /// The request's correlation id, which every reply must carry; `None` for an inbox, which
+    /// takes replies to any number of requests.
+    correlation_id: Option<String>,
     replies: mpsc::Sender<Message>,
+}
+
+/// A reply address that takes any number of replies, whatever their correlation ids: what
+/// AMQP's direct reply-to (`amq.rabbitmq.reply-to`) needs. Like a request's address it lives
+/// in memory only, and is removed when the inbox is dropped. Replies that find its buffer full
+/// are dropped, as RabbitMQ drops direct replies nobody reads.
+#[derive(Debug)]
+pub struct ReplyInbox {
+    engine: Engine,
+    address: String,
+    replies: mpsc::Receiver<Message>,
+}
+
+impl ReplyInbox {
+    /// The address to give as `reply_to`; a responder sends to it like to a queue.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// The next reply; `None` never comes while the inbox lives.
+    pub async fn next(&mut self) -> Option<Message> {
+        self.replies.recv().await
+    }
+}
+
+impl Drop for ReplyInbox {
+    fn drop(&mut self) {
+        if let Ok(mut registry) = self.engine.inner.replies.lock() {
+            registry.pending.remove(&self.address);
+        }
+    }
 }
 
 /// Removes a reply address when its requester stops waiting, however that happens.
@@ -109,6 +142,20 @@ impl Engine {
         Ok(sent.remove(0))
     }
 
+    /// Opens a [`ReplyInbox`] holding up to `buffer` unread replies; it counts against
+    /// `requests_pending_max` like a waiting request.
+    pub fn open_reply_inbox(&self, buffer: usize) -> Result<ReplyInbox, EngineError> {
+        self.check_open()?;
+        let address = format!("{REPLY_ADDRESS_PREFIX}{}", self.generate_id(self.now()));
+        let (sender, replies) = mpsc::channel(buffer.max(1));
+        self.register_pending(&address, None, sender)?;
+        Ok(ReplyInbox {
+            engine: self.clone(),
+            address,
+            replies,
+        })
+    }
+
     /// Delivers messages sent to a reply address to the request waiting on it.
     pub(super) fn send_reply(
         &self,
@@ -126,7 +173,8 @@ impl Engine {
             })?;
         let mut sent = Vec::with_capacity(messages.len());
         for (index, (message, _)) in messages.into_iter().enumerate() {
-            if message.correlation_id.as_deref() != Some(pending.correlation_id.as_str()) {
+            let expected = pending.correlation_id.as_deref();
+            if expected.is_some() && message.correlation_id.as_deref() != expected {
                 return Err(EngineError::invalid_message_field(
                     index,
                     MessageField::CorrelationId,
@@ -147,7 +195,7 @@ impl Engine {
     fn register_pending(
         &self,
         reply_to: &str,
-        correlation_id: &str,
+        correlation_id: Option<&str>,
         replies: mpsc::Sender<Message>,
     ) -> Result<(), EngineError> {
         let mut registry = self.inner.replies.lock().expect("replies lock");
@@ -159,7 +207,7 @@ impl Engine {
             });
         }
         let pending = Pending {
-            correlation_id: correlation_id.to_string(),
+            correlation_id: correlation_id.map(str::to_string),
             replies,
         };
         registry.pending.insert(reply_to.to_string(), pending);
@@ -189,7 +237,7 @@ impl Engine {
             .clone()
             .unwrap_or_else(|| self.generate_id(now));
         let (sender, mut replies) = mpsc::channel(expect);
-        self.register_pending(&reply_to, &correlation_id, sender)?;
+        self.register_pending(&reply_to, Some(&correlation_id), sender)?;
         let _guard = PendingGuard {
             engine: self,
             reply_to: reply_to.clone(),

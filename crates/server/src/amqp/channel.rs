@@ -42,6 +42,25 @@ pub(super) enum Event {
     },
     /// The consumer's stream ended (its queue was deleted, or the engine is closing).
     Ended { channel: u16, consumer_tag: String },
+    /// A reply for the direct reply-to consumer `consumer_tag` of `channel`.
+    Reply {
+        channel: u16,
+        consumer_tag: String,
+        message: Box<wharf_model::message::Message>,
+    },
+}
+
+/// The pseudo-queue of RabbitMQ's direct reply-to: a channel consumes it (without acks) and
+/// publishes requests with it as `reply_to`; replies come straight to the consumer.
+pub const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
+/// Replies a direct reply-to consumer may have unread before more are dropped.
+const DIRECT_REPLIES_BUFFER: usize = 1_024;
+
+/// A channel's direct reply-to consumer: its engine reply inbox lives in `task`.
+struct ReplyConsumer {
+    tag: String,
+    address: String,
+    task: JoinHandle<()>,
 }
 
 pub(super) struct Channel {
@@ -63,6 +82,8 @@ pub(super) struct Channel {
     pub closing: bool,
     /// After `tx.select`: publishes and settles held until `tx.commit`.
     tx: Option<TxBuffer>,
+    /// The direct reply-to consumer, once the channel consumes `amq.rabbitmq.reply-to`.
+    replies: Option<ReplyConsumer>,
 }
 
 /// An unsettled delivery by its tag: (tag, (queue, receipt)).
@@ -94,6 +115,7 @@ impl Channel {
             next_consumer: 1,
             closing: false,
             tx: None,
+            replies: None,
         }
     }
 
@@ -208,6 +230,9 @@ impl Connection {
     fn release(&self, state: Channel) {
         for consumed in state.consumers.values() {
             consumed.task.abort();
+        }
+        if let Some(replies) = &state.replies {
+            replies.task.abort();
         }
         let mut by_queue: HashMap<String, Vec<String>> = HashMap::new();
         for (queue, receipt) in state.unacked.into_values() {
@@ -353,6 +378,17 @@ impl Connection {
             "" => format!("amq.gen-{:016x}", random_suffix()),
             given => given.to_string(),
         };
+        if name == DIRECT_REPLY_TO && declare.passive {
+            // RabbitMQ answers a passive declare of the pseudo-queue, which clients use to
+            // check that direct reply-to is there.
+            let declare_ok = queue::DeclareOk {
+                queue: short(&name),
+                message_count: 0,
+                consumer_count: 0,
+            };
+            self.send(channel, declare_ok);
+            return Ok(());
+        }
         let fail = |error: EngineError| Failure::engine(channel, error, method);
         let existing = self.engine.queue_info(&name);
         match (&existing, declare.passive) {
@@ -485,6 +521,11 @@ impl Connection {
                 let state = self.channel_state(channel)?;
                 if let Some(consumed) = state.consumers.remove(cancel.consumer_tag.as_str()) {
                     consumed.task.abort();
+                }
+                if (state.replies.as_ref()).is_some_and(|r| r.tag == cancel.consumer_tag.as_str()) {
+                    if let Some(replies) = state.replies.take() {
+                        replies.task.abort();
+                    }
                 }
                 if !cancel.no_wait {
                     self.send(
@@ -624,12 +665,17 @@ impl Connection {
             }
             given => given.to_string(),
         };
-        if state.consumers.contains_key(&tag) {
+        if state.consumers.contains_key(&tag)
+            || state.replies.as_ref().is_some_and(|r| r.tag == tag)
+        {
             return Err(Failure::connection(
                 ReplyCode::NotAllowed,
                 &format!("consumer tag {tag:?} is in use on this channel"),
                 method,
             ));
+        }
+        if queue == DIRECT_REPLY_TO {
+            return self.consume_replies(channel, tag, consume, method);
         }
         let credit = match state.prefetch {
             0 => CONSUMER_CREDIT_MAX,
@@ -650,6 +696,65 @@ impl Connection {
                 no_ack: consume.no_ack,
             },
         );
+        if !consume.no_wait {
+            self.send(
+                channel,
+                basic::ConsumeOk {
+                    consumer_tag: short(&tag),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// `basic.consume` of `amq.rabbitmq.reply-to`: an engine reply inbox for the channel,
+    /// whose address the channel's requests carry as `reply_to`.
+    fn consume_replies(
+        &mut self,
+        channel: u16,
+        tag: String,
+        consume: &basic::Consume,
+        method: &Method,
+    ) -> Result<(), Failure> {
+        let refuse = |text: &str| {
+            Err(Failure::channel(
+                channel,
+                ReplyCode::PreconditionFailed,
+                text,
+                method,
+            ))
+        };
+        if !consume.no_ack {
+            return refuse(
+                "reply consumer cannot acknowledge: consume amq.rabbitmq.reply-to with no_ack",
+            );
+        }
+        let events = self.events.clone();
+        let mut inbox = (self.engine.open_reply_inbox(DIRECT_REPLIES_BUFFER))
+            .map_err(|error| Failure::engine(channel, error, method))?;
+        let state = self.channel_state(channel)?;
+        if state.replies.is_some() {
+            return refuse("the channel has a direct reply-to consumer already");
+        }
+        let address = inbox.address().to_string();
+        let consumer_tag = tag.clone();
+        let task = tokio::spawn(async move {
+            while let Some(message) = inbox.next().await {
+                let event = Event::Reply {
+                    channel,
+                    consumer_tag: consumer_tag.clone(),
+                    message: Box::new(message),
+                };
+                if events.send(event).await.is_err() {
+                    return;
+                }
+            }
+        });
+        state.replies = Some(ReplyConsumer {
+            tag: tag.clone(),
+            address,
+            task,
+        });
         if !consume.no_wait {
             self.send(
                 channel,
@@ -797,6 +902,27 @@ impl Connection {
                 };
                 self.send_content(channel, deliver.into(), &delivery.message);
             }
+            Event::Reply {
+                channel,
+                consumer_tag,
+                message,
+            } => {
+                let Some(state) = self.channels.get_mut(&channel) else {
+                    return;
+                };
+                let Some(replies) = state.replies.as_ref().filter(|r| r.tag == consumer_tag) else {
+                    return;
+                };
+                let routing_key = short(&replies.address);
+                let deliver = basic::Deliver {
+                    consumer_tag: short(&consumer_tag),
+                    delivery_tag: state.take_tag(),
+                    redelivered: false,
+                    exchange: ShortString::default(),
+                    routing_key,
+                };
+                self.send_content(channel, deliver.into(), &message);
+            }
             Event::Ended {
                 channel,
                 consumer_tag,
@@ -871,8 +997,19 @@ impl Connection {
                 body: content.body.clone(),
             })
         });
-        let message = convert::send_message(content.header.properties, content.body);
+        let mut message = convert::send_message(content.header.properties, content.body);
         let state = self.channel_state(channel)?;
+        if message.reply_to.as_deref() == Some(DIRECT_REPLY_TO) {
+            let Some(replies) = &state.replies else {
+                return Err(Failure::channel(
+                    channel,
+                    ReplyCode::PreconditionFailed,
+                    "fast reply consumer does not exist: consume amq.rabbitmq.reply-to first",
+                    &content.method,
+                ));
+            };
+            message.reply_to = Some(replies.address.clone());
+        }
         let confirm = state.confirm.as_mut().map(|next| {
             *next += 1;
             *next - 1

@@ -10,7 +10,7 @@ use wharf_engine::{
     broker::SendMessage,
     queue::{Overflow, QueueOptions},
 };
-use wharf_model::message::Message;
+use wharf_model::message::{DeadLetter, DeadLetterReason, Message};
 
 /// Delivery mode of a message the engine stores durably.
 const PERSISTENT: u8 = 2;
@@ -158,10 +158,45 @@ fn header_text(value: &FieldValue) -> Option<String> {
     })
 }
 
+/// RabbitMQ's dead-letter headers for a dead-lettered message: an `x-death` array with one
+/// entry (Wharf keeps the last dead-lettering: its queue, reason, time, and a count of 1) and
+/// the `x-first-death-*` headers. Reasons are RabbitMQ's words: `rejected`, `expired`,
+/// `maxlen` (pushed out of a full queue), `delivery_limit`.
+fn add_death(headers: &mut FieldTable, dead: &DeadLetter) {
+    let reason = match dead.reason {
+        DeadLetterReason::Rejected => "rejected",
+        DeadLetterReason::Expired => "expired",
+        DeadLetterReason::Overflow => "maxlen",
+        DeadLetterReason::MaxDeliveries => "delivery_limit",
+    };
+    let text = |value: &str| FieldValue::LongString(value.into());
+    let mut death = FieldTable::new();
+    let put = |table: &mut FieldTable, name: &str, value: FieldValue| {
+        if let Ok(name) = ShortString::try_from(name) {
+            table.insert(name, value);
+        }
+    };
+    put(&mut death, "count", FieldValue::I64(1));
+    put(&mut death, "reason", text(reason));
+    put(&mut death, "queue", text(&dead.source_queue));
+    put(&mut death, "time", FieldValue::Timestamp(dead.at / 1000));
+    put(&mut death, "exchange", text(""));
+    let keys = FieldValue::Array(vec![text(&dead.source_queue)]);
+    put(&mut death, "routing-keys", keys);
+    put(
+        headers,
+        "x-death",
+        FieldValue::Array(vec![FieldValue::Table(death)]),
+    );
+    put(headers, "x-first-death-queue", text(&dead.source_queue));
+    put(headers, "x-first-death-reason", text(reason));
+    put(headers, "x-first-death-exchange", text(""));
+}
+
 /// The basic properties of a stored message.
 pub fn properties(message: &Message) -> BasicProperties {
     let short = |text: &str| ShortString::try_from(text).ok();
-    let headers = typed_headers(message).unwrap_or_else(|| {
+    let mut headers = typed_headers(message).unwrap_or_else(|| {
         let mut headers = FieldTable::new();
         for (name, value) in &message.headers {
             if let Ok(name) = ShortString::try_from(name.as_str()) {
@@ -170,6 +205,9 @@ pub fn properties(message: &Message) -> BasicProperties {
         }
         headers
     });
+    if let Some(dead) = &message.dead_letter {
+        add_death(&mut headers, dead);
+    }
     BasicProperties {
         content_type: short(&message.content_type),
         headers: (!headers.is_empty()).then_some(headers),
@@ -280,6 +318,49 @@ mod tests {
             dead_letter: None,
         };
         assert_eq!(self::properties(&message).headers, Some(headers));
+    }
+
+    #[test]
+    fn dead_letters_carry_rabbitmqs_x_death_headers() {
+        for (reason, word) in [
+            (DeadLetterReason::Rejected, "rejected"),
+            (DeadLetterReason::Expired, "expired"),
+            (DeadLetterReason::Overflow, "maxlen"),
+            (DeadLetterReason::MaxDeliveries, "delivery_limit"),
+        ] {
+            let mut headers = FieldTable::new();
+            let dead = DeadLetter {
+                reason,
+                source_queue: "jobs".into(),
+                at: 1_800_000_000_123,
+                delivery_count: 3,
+                last_error: None,
+            };
+            add_death(&mut headers, &dead);
+            let Some(FieldValue::Array(deaths)) = headers.get("x-death") else {
+                panic!("no x-death array: {headers:?}");
+            };
+            let [FieldValue::Table(death)] = deaths.as_slice() else {
+                panic!("not one entry: {deaths:?}");
+            };
+            assert_eq!(
+                death.get("reason"),
+                Some(&FieldValue::LongString(word.into()))
+            );
+            assert_eq!(
+                death.get("queue"),
+                Some(&FieldValue::LongString("jobs".into()))
+            );
+            assert_eq!(
+                death.get("time"),
+                Some(&FieldValue::Timestamp(1_800_000_000))
+            );
+            assert_eq!(death.get("count"), Some(&FieldValue::I64(1)));
+            assert_eq!(
+                headers.get("x-first-death-reason"),
+                Some(&FieldValue::LongString(word.into()))
+            );
+        }
     }
 
     #[test]
