@@ -113,8 +113,28 @@ def exchanges(connection, channel):
         raise AssertionError("a passive declare of a missing queue passed")
     except pika.exceptions.ChannelClosedByBroker as closed:
         assert closed.reply_code == 404, closed
-    print("topic exchange routes by pattern; server-named queues; a passive declare of a "
-          "missing queue is 404")
+    # exchange.bind: a fanout exchange feeding the topic exchange; then unbound.
+    channel.exchange_declare("all-orders", "fanout")
+    channel.exchange_bind(destination="orders", source="all-orders")
+    channel.basic_publish("all-orders", "orders.eu.paid", b'{"id": 3}')
+    method, _, body = channel.basic_get("eu", auto_ack=True)
+    assert json.loads(body) == {"id": 3}, body
+    channel.exchange_unbind(destination="orders", source="all-orders")
+    channel.basic_publish("all-orders", "orders.eu.paid", b'{"id": 4}')
+    assert channel.basic_get("eu") == (None, None, None)
+    # A headers exchange matches the binding's arguments against the message's headers.
+    channel.exchange_declare("by-format", "headers")
+    channel.queue_declare("pdfs")
+    channel.queue_bind("pdfs", "by-format", arguments={"x-match": "all", "format": "pdf"})
+    for fmt in ("pdf", "zip"):
+        channel.basic_publish("by-format", "", fmt.encode(),
+                              pika.BasicProperties(headers={"format": fmt}))
+    method, _, body = channel.basic_get("pdfs", auto_ack=True)
+    assert body == b"pdf", body
+    assert channel.basic_get("pdfs") == (None, None, None)
+    print("topic exchange routes by pattern; exchange-to-exchange bindings; headers exchange "
+          "matches binding arguments; server-named queues; a passive declare of a missing "
+          "queue is 404")
 
 
 def arguments_and_lifetimes():

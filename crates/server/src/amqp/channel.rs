@@ -274,7 +274,7 @@ impl Connection {
                 self.declare_queue(channel, declare, &method).await
             }
             Method::Queue(queue::Method::Bind(_) | queue::Method::Unbind(_)) => {
-                self.bind_queue(channel, &method).await
+                self.bind(channel, &method).await
             }
             Method::Queue(queue::Method::Purge(purge)) => {
                 self.authorize(
@@ -314,53 +314,90 @@ impl Connection {
         }
     }
 
-    /// `queue.bind` and `queue.unbind`: a binding of the exchange's topic with the routing key
-    /// as its pattern, to the queue. Unbinding a binding that is not there is done already, as
-    /// RabbitMQ answers.
-    async fn bind_queue(&mut self, channel: u16, method: &Method) -> Result<(), Failure> {
+    /// `queue.bind`/`unbind` and `exchange.bind`/`unbind`: a binding of the source exchange's
+    /// topic, with the routing key as its pattern (and, for a headers exchange, the arguments
+    /// as the header values to match), to the queue or the destination exchange's topic.
+    /// Unbinding a binding that is not there is done already, as RabbitMQ answers.
+    async fn bind(&mut self, channel: u16, method: &Method) -> Result<(), Failure> {
         let fail = |error: EngineError| Failure::engine(channel, error, method);
-        let (queue, exchange, key, no_wait) = match method {
-            Method::Queue(queue::Method::Bind(bind)) => {
-                (&bind.queue, &bind.exchange, &bind.routing_key, bind.no_wait)
+        let (destination, source, key, arguments, unbind, no_wait) = match method {
+            Method::Queue(queue::Method::Bind(m)) => {
+                let to = Destination::Queue(m.queue.as_str().to_string());
+                (
+                    to,
+                    &m.exchange,
+                    &m.routing_key,
+                    &m.arguments,
+                    false,
+                    m.no_wait,
+                )
             }
-            Method::Queue(queue::Method::Unbind(unbind)) => {
-                (&unbind.queue, &unbind.exchange, &unbind.routing_key, false)
+            Method::Queue(queue::Method::Unbind(m)) => {
+                let to = Destination::Queue(m.queue.as_str().to_string());
+                (to, &m.exchange, &m.routing_key, &m.arguments, true, false)
+            }
+            Method::Exchange(exchange::Method::Bind(m)) => {
+                let to = Destination::Topic(m.destination.as_str().to_string());
+                (
+                    to,
+                    &m.source,
+                    &m.routing_key,
+                    &m.arguments,
+                    false,
+                    m.no_wait,
+                )
+            }
+            Method::Exchange(exchange::Method::Unbind(m)) => {
+                let to = Destination::Topic(m.destination.as_str().to_string());
+                (to, &m.source, &m.routing_key, &m.arguments, true, m.no_wait)
             }
             _ => return Ok(()),
         };
-        let exchange = exchange.as_str();
-        self.authorize(
-            Action::Manage,
-            ResourceKind::Topic,
-            exchange,
-            channel,
-            method,
-        )?;
-        let destination = Destination::Queue(queue.as_str().to_string());
-        if let Method::Queue(queue::Method::Unbind(_)) = method {
-            let bindings = self.engine.list_bindings(exchange).map_err(fail)?;
+        let source = source.as_str();
+        self.authorize(Action::Manage, ResourceKind::Topic, source, channel, method)?;
+        // Arguments are header values to match on a headers exchange; other kinds ignore
+        // them, as RabbitMQ does.
+        let kind = self.engine.topic_info(source).map_err(fail)?.options.kind;
+        let headers = match kind {
+            TopicKind::Headers => convert::headers_match(arguments).map_err(|text| {
+                Failure::channel(channel, ReplyCode::PreconditionFailed, &text, method)
+            })?,
+            _ => None,
+        };
+        if unbind {
+            let bindings = self.engine.list_bindings(source).map_err(fail)?;
             let found = bindings.into_iter().find(|binding| {
-                binding.spec.pattern == key.as_str() && binding.spec.destination == destination
+                binding.spec.pattern == key.as_str()
+                    && binding.spec.destination == destination
+                    && binding.spec.headers == headers
             });
             if let Some(binding) = found {
                 self.engine
-                    .unbind(exchange, &binding.id)
+                    .unbind(source, &binding.id)
                     .await
                     .map_err(fail)?;
             }
-            self.send(channel, queue::UnbindOk {});
+            if !no_wait {
+                match method {
+                    Method::Exchange(_) => self.send(channel, exchange::UnbindOk {}),
+                    _ => self.send(channel, queue::UnbindOk {}),
+                }
+            }
             return Ok(());
         }
         let spec = BindingSpec {
             pattern: key.as_str().to_string(),
             syntax: Default::default(),
             filter: None,
-            headers: None,
+            headers,
             destination,
         };
-        self.engine.bind(exchange, spec).await.map_err(fail)?;
+        self.engine.bind(source, spec).await.map_err(fail)?;
         if !no_wait {
-            self.send(channel, queue::BindOk {});
+            match method {
+                Method::Exchange(_) => self.send(channel, exchange::BindOk {}),
+                _ => self.send(channel, queue::BindOk {}),
+            }
         }
         Ok(())
     }
@@ -489,6 +526,9 @@ impl Connection {
                     self.send(channel, exchange::DeclareOk {});
                 }
                 Ok(())
+            }
+            Method::Exchange(exchange::Method::Bind(_) | exchange::Method::Unbind(_)) => {
+                self.bind(channel, &method).await
             }
             Method::Exchange(exchange::Method::Delete(delete)) => {
                 let name = delete.exchange.as_str();

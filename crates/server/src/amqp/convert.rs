@@ -9,6 +9,7 @@ use wharf_codec_amqp::{BasicProperties, FieldTable, FieldValue, ShortString};
 use wharf_engine::{
     broker::SendMessage,
     queue::{Overflow, QueueOptions},
+    topic::{HeadersMatch, HeadersMode},
 };
 use wharf_model::message::{DeadLetter, DeadLetterReason, Message};
 
@@ -36,6 +37,31 @@ pub fn send_message(properties: BasicProperties, body: Bytes) -> SendMessage {
         reply_to: text(properties.reply_to),
         ..SendMessage::default()
     }
+}
+
+/// A headers-exchange binding's match from `queue.bind` arguments: `x-match` `all` (the
+/// default) or `any` (`all-with-x` and `any-with-x` compare `x-` headers too, which Wharf's
+/// binding does anyway), and every other argument a header value to match, as text. No
+/// arguments: no header match (a binding of another kind of exchange).
+pub fn headers_match(arguments: &FieldTable) -> Result<Option<HeadersMatch>, String> {
+    let mut matched = HeadersMatch::default();
+    for (name, value) in arguments.iter() {
+        let name = name.as_str();
+        if name == "x-match" {
+            matched.mode = match header_text(value).as_deref() {
+                Some("all" | "all-with-x") => HeadersMode::All,
+                Some("any" | "any-with-x") => HeadersMode::Any,
+                _ => return Err("x-match must be all or any".to_string()),
+            };
+        } else if let Some(text) = header_text(value) {
+            matched.values.insert(name.to_string(), text);
+        } else {
+            return Err(format!(
+                "binding argument {name:?} must be a string, number or boolean to match a header"
+            ));
+        }
+    }
+    Ok((!arguments.is_empty()).then_some(matched))
 }
 
 /// A field value as a non-negative integer, if it is one.
