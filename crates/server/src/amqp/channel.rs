@@ -42,6 +42,13 @@ pub(super) enum Event {
     },
     /// The consumer's stream ended (its queue was deleted, or the engine is closing).
     Ended { channel: u16, consumer_tag: String },
+    /// A settle of deliveries failed in the engine (the log could not be written).
+    SettleFailed {
+        channel: u16,
+        epoch: u64,
+        settled: Vec<Tagged>,
+        error: EngineError,
+    },
     /// A reply for the direct reply-to consumer `consumer_tag` of `channel`.
     Reply {
         channel: u16,
@@ -901,10 +908,25 @@ impl Connection {
             buffer.settles.push((settled, requeue));
             return Ok(());
         }
-        let deliveries = settled.into_iter().map(|(_, delivery)| delivery).collect();
-        publisher::settle_deliveries(&self.engine, deliveries, requeue)
-            .await
-            .map_err(|error| Failure::engine(channel, error, method))
+        // Settles answer nothing, so the read loop does not wait for their commit: it goes on
+        // delivering while the log writes. One that fails comes back as an event, which puts
+        // the deliveries back as unsettled and closes the channel (so they are requeued).
+        let epoch = state.epoch;
+        let (engine, events) = (self.engine.clone(), self.events.clone());
+        self.settling.retain(|task| !task.is_finished());
+        self.settling.push(tokio::spawn(async move {
+            let deliveries = settled.iter().map(|(_, delivery)| delivery.clone()).collect();
+            if let Err(error) = publisher::settle_deliveries(&engine, deliveries, requeue).await {
+                let failed = Event::SettleFailed {
+                    channel,
+                    epoch,
+                    settled,
+                    error,
+                };
+                let _ = events.send(failed).await;
+            }
+        }));
+        Ok(())
     }
 
     /// A delivery or the end of a consumer, from a consumer task.
@@ -941,6 +963,22 @@ impl Connection {
                     routing_key: short(&queue),
                 };
                 self.send_content(channel, deliver.into(), &delivery.message);
+            }
+            Event::SettleFailed {
+                channel,
+                epoch,
+                settled,
+                error,
+            } => {
+                let Some(state) = self.channels.get_mut(&channel) else {
+                    return;
+                };
+                if state.epoch != epoch || state.closing {
+                    return;
+                }
+                state.unacked.extend(settled);
+                let method = Method::Basic(basic::Method::Ack(basic::Ack::default()));
+                self.fail(Failure::engine(channel, error, &method));
             }
             Event::Reply {
                 channel,

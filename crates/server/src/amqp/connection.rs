@@ -51,6 +51,8 @@ pub(super) struct Connection {
     pub publisher: mpsc::Sender<Job>,
     pub reports: mpsc::UnboundedReceiver<Report>,
     pub in_flight: usize,
+    /// Settles (acks, nacks) being written, which nothing answers.
+    pub settling: Vec<tokio::task::JoinHandle<()>>,
     /// A connection error was sent: the connection ends once the output is written.
     pub ended: bool,
     /// The incarnation the next opened channel gets: reports for an earlier one are dropped.
@@ -161,6 +163,7 @@ async fn handshake(
         publisher,
         reports,
         in_flight: 0,
+        settling: Vec::new(),
         ended: false,
         next_epoch: 1,
         temporary: Vec::new(),
@@ -446,10 +449,14 @@ impl Connection {
         }
     }
 
-    /// Waits until every publish handed to the publisher task is stored and answered. Methods
-    /// that read or change queues wait for it, so that they see the channel's earlier
-    /// publishes, as on RabbitMQ (a publish, then a `basic.get` of it, on one channel).
-    pub async fn drain_publishes(&mut self) {
+    /// Waits until every publish handed to the publisher task is stored and answered, and
+    /// every settle written. Methods that read or change queues wait for it, so that they see
+    /// the connection's earlier publishes and acks, as on RabbitMQ (a publish, then a
+    /// `basic.get` of it, on one channel).
+    pub async fn catch_up(&mut self) {
+        for task in std::mem::take(&mut self.settling) {
+            let _ = task.await;
+        }
         while self.in_flight > 0 && !self.ended {
             match self.reports.recv().await {
                 Some(report) => self.handle_report(report),
@@ -482,7 +489,7 @@ async fn handle_frame(connection: &mut Connection, frame: Frame) -> Result<bool,
         Frame::Heartbeat => Ok(false),
         Frame::Method { channel: 0, method } => match method {
             Method::Connection(conn::Method::Close(_)) => {
-                connection.drain_publishes().await;
+                connection.catch_up().await;
                 connection.send(0, conn::CloseOk {});
                 Ok(true)
             }
@@ -559,7 +566,7 @@ impl Connection {
             None => Ok(()),
             Some(Assembled::Frame(Frame::Method { method, .. })) => {
                 if !independent_of_publishes(&method) {
-                    self.drain_publishes().await;
+                    self.catch_up().await;
                 }
                 self.method(channel, method).await
             }
