@@ -15,6 +15,7 @@ use crate::resource_metrics::ResourceMetrics;
 use crate::{
     config::{ConfigError, ServeConfig},
     connection_limit::{track_request, ConnectionRequests, LimitedListener, Timeouts},
+    connections::Connections,
     descriptors,
     disk_space::DiskSpace,
     http::security::SecuritySettings,
@@ -318,6 +319,7 @@ impl Server {
                 ),
                 browser: Arc::new(browser),
                 request_body_bytes_max: config.limits.request_body_bytes_max,
+                connections: Connections::new(),
             },
         })
     }
@@ -371,7 +373,8 @@ impl Server {
             alert_interval,
         ));
         tracing::info!(address = %local_addr, tls = tls.is_some(), "listening");
-        let amqp = amqp.map(|listener| spawn_amqp(listener, &engine));
+        let connections = state.connections.clone();
+        let amqp = amqp.map(|listener| spawn_amqp(listener, &engine, connections));
 
         let (began_sender, began) = oneshot::channel();
         let signal_readiness = readiness.clone();
@@ -419,11 +422,15 @@ impl Server {
 }
 
 /// Serves the AMQP door on `listener` until the returned task is aborted.
-fn spawn_amqp(listener: tokio::net::TcpListener, engine: &Engine) -> tokio::task::JoinHandle<()> {
+fn spawn_amqp(
+    listener: tokio::net::TcpListener,
+    engine: &Engine,
+    connections: Arc<Connections>,
+) -> tokio::task::JoinHandle<()> {
     if let Ok(address) = listener.local_addr() {
         tracing::info!(%address, "AMQP door listening");
     }
-    tokio::spawn(crate::amqp::serve(listener, engine.clone()))
+    tokio::spawn(crate::amqp::serve(listener, engine.clone(), connections))
 }
 
 /// Closes the store within [`STORE_CLOSE_TIMEOUT`]. Bounded: acknowledged data is already

@@ -2,6 +2,7 @@
 //! their methods into engine calls. docs/doors/amqp.md gives the mapping.
 
 use super::{connection::Connection, convert, Failure};
+use crate::connections::ConsumerInfo;
 use std::{
     collections::{BTreeMap, HashMap},
     time::Duration,
@@ -135,6 +136,7 @@ impl Connection {
             Method::Basic(_) => self.basic_method(channel, method).await,
             Method::Confirm(confirm::Method::Select(select)) => {
                 self.channel_state(channel)?.confirm.get_or_insert(1);
+                self.listed.confirm_selected(channel);
                 if !select.nowait {
                     self.send(channel, confirm::SelectOk {});
                 }
@@ -151,6 +153,7 @@ impl Connection {
     /// Ends a channel: its consumers stop (the engine takes back their leases), and messages
     /// got with `basic.get` and not settled go back to their queues.
     pub fn close_channel(&mut self, channel: u16) {
+        self.listed.channel_closed(channel);
         if let Some(state) = self.channels.remove(&channel) {
             self.release(state);
         }
@@ -159,6 +162,7 @@ impl Connection {
     /// The server closes `channel`: its consumers and deliveries go as in
     /// [`Connection::close_channel`], and it stays, closing, until the client's close-ok.
     pub fn fail_channel(&mut self, channel: u16) {
+        self.listed.channel_closed(channel);
         if let Some(state) = self.channels.insert(
             channel,
             Channel {
@@ -451,6 +455,7 @@ impl Connection {
                 if let Some(consumed) = state.consumers.remove(cancel.consumer_tag.as_str()) {
                     consumed.task.abort();
                 }
+                (self.listed).consumer_cancelled(channel, cancel.consumer_tag.as_str());
                 if !cancel.no_wait {
                     self.send(
                         channel,
@@ -519,7 +524,14 @@ impl Connection {
         };
         let consumer = (self.engine.consume(&queue, request).await)
             .map_err(|error| Failure::engine(channel, error, method))?;
+        let listed = ConsumerInfo {
+            tag: tag.clone(),
+            queue: queue.clone(),
+            prefetch: self.channel_state(channel)?.prefetch,
+            no_ack: consume.no_ack,
+        };
         let task = spawn_consumer(self.events.clone(), channel, tag.clone(), queue, consumer);
+        self.listed.consumer_added(channel, listed);
         let state = self.channel_state(channel)?;
         state.consumers.insert(
             tag.clone(),
@@ -695,6 +707,7 @@ impl Connection {
                     return;
                 };
                 if state.consumers.remove(&consumer_tag).is_some() {
+                    self.listed.consumer_cancelled(channel, &consumer_tag);
                     // consumer_cancel_notify: the client hears its consumer is gone.
                     self.send(
                         channel,

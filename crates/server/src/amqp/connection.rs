@@ -6,8 +6,9 @@ use super::{
     channel::{Channel, Event},
     Failure,
 };
+use crate::connections::{ClientProperties, Connections, Door, NewConnection, Registration};
 use bytes::BytesMut;
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -47,6 +48,8 @@ pub(super) struct Connection {
     pub events: mpsc::Sender<Event>,
     /// Exclusive and auto-delete queues this connection declared: deleted when it ends.
     pub temporary: Vec<String>,
+    /// The connection's entry in the server's list; dropped with the connection.
+    pub listed: Registration,
 }
 
 impl Connection {
@@ -59,11 +62,15 @@ impl Connection {
     }
 }
 
+/// Where an open connection is listed, and the client's address.
+pub type Listed = (Arc<Connections>, SocketAddr);
+
 /// Serves `stream` until the client closes or fails; every error ends only this connection.
-pub async fn serve(mut stream: TcpStream, engine: Engine) {
+pub async fn serve(mut stream: TcpStream, engine: Engine, listed: Listed) {
     // A client that connects and never finishes the handshake is dropped, so idle sockets
     // cannot pile up holding tasks and descriptors.
-    let opened = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut stream, &engine)).await;
+    let handshake = handshake(&mut stream, &engine, listed);
+    let opened = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await;
     match opened {
         Ok(Ok(Some((open, rest)))) => {
             if let Err(error) = run(stream, open, rest).await {
@@ -81,6 +88,7 @@ pub async fn serve(mut stream: TcpStream, engine: Engine) {
 async fn handshake(
     stream: &mut TcpStream,
     engine: &Engine,
+    (connections, peer): Listed,
 ) -> std::io::Result<Option<(Connection, BytesMut)>> {
     let mut input = BytesMut::with_capacity(8 * 1024);
     if !read_protocol_header(stream, &mut input).await? {
@@ -120,7 +128,8 @@ async fn handshake(
         0 => FRAME_MAX,
         asked => asked.clamp(FRAME_MIN_SIZE, FRAME_MAX),
     };
-    let Some(conn::Method::Open(_)) = read_connection_method(stream, &decoder, &mut input).await?
+    let Some(conn::Method::Open(open)) =
+        read_connection_method(stream, &decoder, &mut input).await?
     else {
         return Ok(None);
     };
@@ -129,6 +138,13 @@ async fn handshake(
     };
     write_method(stream, open_ok).await?;
     let (events, _) = mpsc::channel(1);
+    let listed = connections.register(NewConnection {
+        door: Door::Amqp,
+        peer,
+        identity: principal.identity.clone(),
+        virtual_host: Some(open.virtual_host.as_str().to_string()),
+        client: client_properties(&start_ok.client_properties),
+    });
     let open = Connection {
         engine: engine.clone(),
         principal,
@@ -138,8 +154,23 @@ async fn handshake(
         channels: HashMap::new(),
         events,
         temporary: Vec::new(),
+        listed,
     };
     Ok(Some((open, input)))
+}
+
+/// What a client's `client_properties` say of it that is worth showing.
+fn client_properties(table: &FieldTable) -> ClientProperties {
+    let text = |name: &str| match table.get(name)? {
+        FieldValue::LongString(text) => Some(String::from_utf8_lossy(text.as_bytes()).into_owned()),
+        _ => None,
+    };
+    ClientProperties {
+        product: text("product"),
+        version: text("version"),
+        platform: text("platform"),
+        connection_name: text("connection_name"),
+    }
 }
 
 /// Writes one method on channel 0 (the handshake's).
@@ -331,6 +362,12 @@ async fn run(
                 Err(error) => break Err(error),
             },
             Some(event) = events.recv() => connection.handle_event(event).await,
+            () = connection.listed.close_requested() => {
+                // As RabbitMQ's management API closes a connection: the client hears why.
+                let text = "CONNECTION_FORCED - closed by an operator";
+                connection.send(0, close(ReplyCode::ConnectionForced, text, 0, 0));
+                closing = true;
+            }
             _ = heartbeats.tick(), if heartbeat > 0 => {
                 Frame::Heartbeat.encode(&mut connection.out);
                 silent_beats += 1;
@@ -444,6 +481,7 @@ impl Connection {
                 ));
             }
             self.channels.insert(channel, Channel::new());
+            self.listed.channel_opened(channel);
             self.send(channel, chan::OpenOk::default());
             return Ok(());
         }
@@ -511,7 +549,8 @@ mod tests {
         let address = listener.local_addr().expect("address");
         let server = tokio::spawn(async move {
             let (stream, _) = listener.accept().await.expect("accept");
-            serve(stream, engine).await;
+            let listed = (crate::connections::Connections::new(), address);
+            serve(stream, engine, listed).await;
         });
         let mut client = TcpStream::connect(address).await.expect("connect");
         let started = tokio::time::Instant::now();

@@ -7,7 +7,8 @@ mod channel;
 mod connection;
 mod convert;
 
-use std::net::SocketAddr;
+use crate::connections::Connections;
+use std::{net::SocketAddr, sync::Arc};
 use tokio::net::TcpListener;
 use wharf_codec_amqp::{Method, ReplyCode, Scope};
 use wharf_engine::{
@@ -95,8 +96,8 @@ const PREDECLARED: [(&str, TopicKind); 4] = [
 ];
 
 /// Accepts connections on `listener` until the task is aborted; each is served on a task of
-/// its own.
-pub async fn serve(listener: TcpListener, engine: Engine) {
+/// its own and listed in `connections` once open.
+pub async fn serve(listener: TcpListener, engine: Engine, connections: Arc<Connections>) {
     for (name, kind) in PREDECLARED {
         if engine.topic_info(name).is_err() {
             let options = TopicOptions {
@@ -110,9 +111,10 @@ pub async fn serve(listener: TcpListener, engine: Engine) {
     }
     loop {
         match listener.accept().await {
-            Ok((stream, _peer)) => {
+            Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(connection::serve(stream, engine.clone()));
+                let listed = (connections.clone(), peer);
+                tokio::spawn(connection::serve(stream, engine.clone(), listed));
             }
             Err(error) => {
                 tracing::warn!(%error, "accepting an AMQP connection failed");

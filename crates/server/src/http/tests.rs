@@ -48,6 +48,7 @@ fn state(engine: Engine) -> AppState {
         security: Arc::new(crate::http::security::SecuritySettings::new(true)),
         browser: Arc::default(),
         request_body_bytes_max: crate::http::REQUEST_BODY_BYTES_MAX_DEFAULT,
+        connections: crate::connections::Connections::new(),
     }
 }
 
