@@ -138,13 +138,7 @@ async fn handshake(
     };
     write_method(stream, open_ok).await?;
     let (events, _) = mpsc::channel(1);
-    let listed = connections.register(NewConnection {
-        door: Door::Amqp,
-        peer,
-        identity: principal.identity.clone(),
-        virtual_host: Some(open.virtual_host.as_str().to_string()),
-        client: client_properties(&start_ok.client_properties),
-    });
+    let listed = register(&connections, peer, &principal, &start_ok, &open);
     let open = Connection {
         engine: engine.clone(),
         principal,
@@ -157,6 +151,23 @@ async fn handshake(
         listed,
     };
     Ok(Some((open, input)))
+}
+
+/// Lists the connection whose handshake just finished in the server's list.
+fn register(
+    connections: &Arc<Connections>,
+    peer: SocketAddr,
+    principal: &Principal,
+    start_ok: &conn::StartOk,
+    open: &conn::Open,
+) -> Registration {
+    connections.register(NewConnection {
+        door: Door::Amqp,
+        peer,
+        identity: principal.identity.clone(),
+        virtual_host: Some(open.virtual_host.as_str().to_string()),
+        client: client_properties(&start_ok.client_properties),
+    })
 }
 
 /// What a client's `client_properties` say of it that is worth showing.
