@@ -174,7 +174,12 @@ fn connections_are_listed_and_an_operator_closes_one() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/amqp_pika/connections.py");
     let child = Command::new(&python)
         .arg(&script)
-        .args([&amqp.port().to_string(), "alice", "alice-password-1"])
+        .args([
+            &amqp.port().to_string(),
+            "alice",
+            "alice-password-1",
+            ADMIN_TOKEN,
+        ])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("start the pika client");
@@ -186,8 +191,12 @@ fn connections_are_listed_and_an_operator_closes_one() {
 
     let listed = admin.expect(200, "GET", "/v1/connections?door=amqp", &Value::Null);
     let connections = listed["connections"].as_array().expect("a list");
-    assert_eq!(connections.len(), 1, "{listed}");
-    let connection = &connections[0];
+    assert_eq!(connections.len(), 2, "{listed}");
+    // The administrator token's connection came first, and has no user.
+    let (other, connection) = (&connections[0], &connections[1]);
+    assert_eq!(other["user"], Value::Null, "{listed}");
+    assert_eq!(other["token"], "admin", "{listed}");
+    assert_eq!(other["channel_count"], 0, "{listed}");
     assert_eq!(connection["door"], "amqp");
     assert_eq!(connection["user"], "alice");
     assert_eq!(connection["virtual_host"], "/");
@@ -195,6 +204,8 @@ fn connections_are_listed_and_an_operator_closes_one() {
     assert_eq!(connection["channel_count"], 1);
     assert_eq!(connection["consumer_count"], 1);
     let id = connection["id"].as_u64().expect("an id");
+    let other_id = other["id"].as_u64().expect("an id");
+    assert!(other_id < id, "ids grow: {listed}");
     let path = format!("/v1/connections/{id}");
     let detail = admin.expect(200, "GET", &path, &Value::Null);
     let consumer = &detail["channels"][0]["consumers"][0];
@@ -235,7 +246,7 @@ fn connections_are_listed_and_an_operator_closes_one() {
     // NAME READY DELAYED LEASED CONSUMERS DURABLE
     assert_eq!(watched, ["watched", "0", "0", "1", "1", "yes"], "{queues}");
     let table = cli(&["connection", "list"]);
-    let row = table.lines().nth(1).expect("a row");
+    let row = table.lines().nth(2).expect("a row per connection");
     assert!(row.starts_with(&format!("{id} ")), "{table}");
     assert!(row.contains(" amqp ") && row.contains(" alice "), "{table}");
     assert!(row.contains("(watcher-app)"), "{table}");

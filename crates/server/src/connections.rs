@@ -10,7 +10,6 @@
 //! the entries' handles under the registry's lock, then reads each entry under its own lock.
 //! No code holds both, so there is no lock order to keep.
 
-use serde::{Deserialize, Serialize};
 use std::{
     collections::{BTreeMap, HashMap},
     fmt,
@@ -26,8 +25,7 @@ use tokio::sync::Notify;
 use wharf_engine::security::{Identity, Principal};
 
 /// A connection's number: unique within the process, never reused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnectionId(pub u64);
 
 impl fmt::Display for ConnectionId {
@@ -45,8 +43,7 @@ impl FromStr for ConnectionId {
 }
 
 /// The door (protocol) a connection came through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Door {
     Amqp,
 }
