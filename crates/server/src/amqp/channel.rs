@@ -455,7 +455,8 @@ impl Connection {
                 if let Some(consumed) = state.consumers.remove(cancel.consumer_tag.as_str()) {
                     consumed.task.abort();
                 }
-                (self.listed).consumer_cancelled(channel, cancel.consumer_tag.as_str());
+                self.listed
+                    .consumer_cancelled(channel, cancel.consumer_tag.as_str());
                 if !cancel.no_wait {
                     self.send(
                         channel,

@@ -63,13 +63,16 @@ impl Connection {
 }
 
 /// Where an open connection is listed, and the client's address.
-pub type Listed = (Arc<Connections>, SocketAddr);
+pub struct Listing {
+    pub connections: Arc<Connections>,
+    pub peer: SocketAddr,
+}
 
 /// Serves `stream` until the client closes or fails; every error ends only this connection.
-pub async fn serve(mut stream: TcpStream, engine: Engine, listed: Listed) {
+pub async fn serve(mut stream: TcpStream, engine: Engine, listing: Listing) {
     // A client that connects and never finishes the handshake is dropped, so idle sockets
     // cannot pile up holding tasks and descriptors.
-    let handshake = handshake(&mut stream, &engine, listed);
+    let handshake = handshake(&mut stream, &engine, listing);
     let opened = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await;
     match opened {
         Ok(Ok(Some((open, rest)))) => {
@@ -88,7 +91,7 @@ pub async fn serve(mut stream: TcpStream, engine: Engine, listed: Listed) {
 async fn handshake(
     stream: &mut TcpStream,
     engine: &Engine,
-    (connections, peer): Listed,
+    listing: Listing,
 ) -> std::io::Result<Option<(Connection, BytesMut)>> {
     let mut input = BytesMut::with_capacity(8 * 1024);
     if !read_protocol_header(stream, &mut input).await? {
@@ -138,7 +141,7 @@ async fn handshake(
     };
     write_method(stream, open_ok).await?;
     let (events, _) = mpsc::channel(1);
-    let listed = register(&connections, peer, &principal, &start_ok, &open);
+    let listed = register(listing, &principal, &start_ok, &open);
     let open = Connection {
         engine: engine.clone(),
         principal,
@@ -155,8 +158,7 @@ async fn handshake(
 
 /// Lists the connection whose handshake just finished in the server's list.
 fn register(
-    connections: &Arc<Connections>,
-    peer: SocketAddr,
+    Listing { connections, peer }: Listing,
     principal: &Principal,
     start_ok: &conn::StartOk,
     open: &conn::Open,
@@ -560,8 +562,11 @@ mod tests {
         let address = listener.local_addr().expect("address");
         let server = tokio::spawn(async move {
             let (stream, _) = listener.accept().await.expect("accept");
-            let listed = (crate::connections::Connections::new(), address);
-            serve(stream, engine, listed).await;
+            let listing = Listing {
+                connections: crate::connections::Connections::new(),
+                peer: address,
+            };
+            serve(stream, engine, listing).await;
         });
         let mut client = TcpStream::connect(address).await.expect("connect");
         let started = tokio::time::Instant::now();

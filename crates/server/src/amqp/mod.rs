@@ -113,8 +113,9 @@ pub async fn serve(listener: TcpListener, engine: Engine, connections: Arc<Conne
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                let listed = (connections.clone(), peer);
-                tokio::spawn(connection::serve(stream, engine.clone(), listed));
+                let connections = connections.clone();
+                let listing = connection::Listing { connections, peer };
+                tokio::spawn(connection::serve(stream, engine.clone(), listing));
             }
             Err(error) => {
                 tracing::warn!(%error, "accepting an AMQP connection failed");
