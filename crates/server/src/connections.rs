@@ -118,12 +118,16 @@ impl ConnectionInfo {
         }
     }
 
-    /// Whether `viewer` may see this connection: administrators see every one, others those
-    /// that act for the same user (or the same token, for a token of no user).
+    /// Whether `viewer` may see this connection (see [`visible`]).
     pub fn visible_to(&self, viewer: &Principal) -> bool {
-        viewer.is_admin()
-            || (owner(&self.identity).is_some() && owner(&self.identity) == owner(&viewer.identity))
+        visible(&self.identity, viewer)
     }
+}
+
+/// Whether `viewer` may see a connection of `identity`: administrators see every one, others
+/// those that act for the same user (or the same token, for a token of no user).
+pub fn visible(identity: &Identity, viewer: &Principal) -> bool {
+    viewer.is_admin() || (owner(identity).is_some() && owner(identity) == owner(&viewer.identity))
 }
 
 /// A page of [`Connections::list`].
@@ -178,12 +182,14 @@ impl Connections {
         self.len() == 0
     }
 
-    /// Up to `limit` connections that `keep` keeps, by id, after `after`.
+    /// Up to `limit` connections, by id, after `after`, of those whose door and identity
+    /// `keep` keeps (decided before a snapshot is taken, so a filter that keeps few of many
+    /// connections copies only those).
     pub fn list(
         &self,
         after: Option<ConnectionId>,
         limit: usize,
-        keep: impl Fn(&ConnectionInfo) -> bool,
+        keep: impl Fn(Door, &Identity) -> bool,
     ) -> ConnectionPage {
         let mut handles: Vec<Arc<Entry>> = (self.entries().values())
             .filter(|entry| after.is_none_or(|after| entry.id > after))
@@ -193,9 +199,8 @@ impl Connections {
         let mut items = Vec::new();
         let mut handles = handles.into_iter();
         for entry in handles.by_ref() {
-            let info = entry.info();
-            if keep(&info) {
-                items.push(info);
+            if keep(entry.new.door, &entry.new.identity) {
+                items.push(entry.info());
                 if items.len() == limit {
                     break;
                 }
@@ -379,7 +384,7 @@ mod tests {
         let first = connections.register(new_connection("alice"));
         let second = connections.register(new_connection("bob"));
         assert_ne!(first.id(), second.id());
-        let page = connections.list(None, 10, |_| true);
+        let page = connections.list(None, 10, |_, _| true);
         let ids: Vec<ConnectionId> = page.items.iter().map(|info| info.id).collect();
         assert_eq!(ids, vec![first.id(), second.id()]);
         assert_eq!(page.next, None);
@@ -437,7 +442,7 @@ mod tests {
             .into_iter()
             .map(|user| connections.register(new_connection(user)))
             .collect();
-        let of_a = |info: &ConnectionInfo| info.user() == Some("a");
+        let of_a = |_: Door, identity: &Identity| matches!(identity, Identity::User { name } if name == "a");
         let first = connections.list(None, 2, of_a);
         assert_eq!(first.items.len(), 2);
         assert_eq!(first.next, Some(held[2].id()));

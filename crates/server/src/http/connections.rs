@@ -11,7 +11,7 @@ use super::{
     AppState, Problem, ProblemCode,
 };
 use crate::connections::{
-    ChannelInfo, ClientProperties, ConnectionId, ConnectionInfo, ConsumerInfo, Door,
+    visible, ChannelInfo, ClientProperties, ConnectionId, ConnectionInfo, ConsumerInfo, Door,
 };
 use axum::{extract::State, http::StatusCode, routing::get, Extension, Json, Router};
 use serde::{Deserialize, Serialize};
@@ -150,8 +150,8 @@ pub async fn list_connections(
             .with_field("limit"));
     }
     let door = query.door.map(Door::from);
-    let keep = |info: &ConnectionInfo| {
-        door.is_none_or(|door| info.door == door) && info.visible_to(&principal)
+    let keep = |listed: Door, identity: &Identity| {
+        door.is_none_or(|door| listed == door) && visible(identity, &principal)
     };
     let page = (state.connections).list(query.after.map(ConnectionId), limit, keep);
     Ok(Json(ConnectionListBody {
