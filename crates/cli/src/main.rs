@@ -1,6 +1,6 @@
 //! The `wharf` command: `wharf serve` runs the broker, client subcommands (`queue`, `send`,
 //! `receive`, `ack`, `nack`, `lease`, `topic`, `bind`, `publish`, `subscribe`, `request`,
-//! `scatter`, `reply`, `user`, `token`, `whoami`, `audit`) talk to a running one, `wharf bench`
+//! `scatter`, `reply`, `user`, `token`, `whoami`, `audit`, `connection`) talk to a running one, `wharf bench`
 //! measures this machine, `wharf check` verifies a stopped server's data and
 //! `wharf completions` prints a shell's completion script.
 

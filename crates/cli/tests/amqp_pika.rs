@@ -17,7 +17,7 @@ mod queue_client;
 mod venv;
 
 use queue_client::Node;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -240,4 +240,142 @@ fn a_celery_worker_runs_tasks_and_returns_results() {
         String::from_utf8_lossy(&output.stderr)
     );
     print!("{report}");
+}
+
+/// The administrator token of the connections test's server.
+const ADMIN_TOKEN: &str = "connections-admin-token-0123";
+
+/// A pika connection with a channel and a consumer shows in `GET /v1/connections` and in
+/// `wharf queue list` and `wharf connection list`; a non-administrator sees its own but may not
+/// close it; an administrator's `DELETE` closes it with 320 CONNECTION_FORCED, its unacked
+/// delivery goes back to the queue and it leaves the list.
+#[test]
+fn connections_are_listed_and_an_operator_closes_one() {
+    use std::io::{BufRead, BufReader};
+    let python = python();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let amqp = process::free_address();
+    let config = format!("[security]\nadmin_token = \"{ADMIN_TOKEN}\"\n");
+    let node = Node::start_with(dir.path(), &config, &["--amqp-addr", &amqp.to_string()]);
+    let admin = node.client().authorized(&format!("Bearer {ADMIN_TOKEN}"));
+    let user = json!({"password": "alice-password-1",
+                      "grants": [{"actions": ["read", "write", "manage"], "resource": "queue:*"}]});
+    admin.expect(201, "PUT", "/v1/users/alice", &user);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/amqp_pika/connections.py");
+    let child = Command::new(&python)
+        .arg(&script)
+        .args([
+            &amqp.port().to_string(),
+            "alice",
+            "alice-password-1",
+            ADMIN_TOKEN,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the pika client");
+    let mut child = Killed(child);
+    let mut stdout = BufReader::new(child.0.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("read the client");
+    assert_eq!(line.trim(), "READY", "the client did not get its delivery");
+
+    let listed = admin.expect(200, "GET", "/v1/connections?door=amqp", &Value::Null);
+    let connections = listed["connections"].as_array().expect("a list");
+    assert_eq!(connections.len(), 2, "{listed}");
+    // The administrator token's connection came first, and has no user.
+    let (other, connection) = (&connections[0], &connections[1]);
+    assert_eq!(other["user"], Value::Null, "{listed}");
+    assert_eq!(other["token"], "admin", "{listed}");
+    assert_eq!(other["channel_count"], 0, "{listed}");
+    assert_eq!(connection["door"], "amqp");
+    assert_eq!(connection["user"], "alice");
+    assert_eq!(connection["virtual_host"], "/");
+    assert_eq!(connection["client"]["connection_name"], "watcher-app");
+    assert_eq!(connection["channel_count"], 1);
+    assert_eq!(connection["consumer_count"], 1);
+    let id = connection["id"].as_u64().expect("an id");
+    let other_id = other["id"].as_u64().expect("an id");
+    assert!(other_id < id, "ids grow: {listed}");
+    let path = format!("/v1/connections/{id}");
+    let detail = admin.expect(200, "GET", &path, &Value::Null);
+    let consumer = &detail["channels"][0]["consumers"][0];
+    assert_eq!(consumer["tag"], "watcher", "{detail}");
+    assert_eq!(consumer["queue"], "watched");
+    assert_eq!(consumer["prefetch"], 5);
+    assert_eq!(consumer["no_ack"], false);
+    assert_eq!(detail["channels"][0]["confirm"], true);
+
+    let alice = node
+        .client()
+        .authorized("Basic YWxpY2U6YWxpY2UtcGFzc3dvcmQtMQ==");
+    let own = alice.expect(200, "GET", "/v1/connections", &Value::Null);
+    assert_eq!(own["connections"][0]["id"], id, "alice sees her own");
+    alice.expect(403, "DELETE", &path, &Value::Null);
+
+    let cli = |args: &[&str]| {
+        let mut command = common::wharf();
+        command
+            .args(["--server", &format!("http://{}", node.address)])
+            .args(["--token", ADMIN_TOKEN])
+            .args(args);
+        let (status, stdout, stderr) =
+            common::run_to_end(command, std::time::Duration::from_secs(30));
+        assert!(status.success(), "wharf {args:?}: {stderr}");
+        stdout
+    };
+    let queues = cli(&["queue", "list"]);
+    assert!(
+        queues.lines().next().unwrap_or("").contains("CONSUMERS"),
+        "{queues}"
+    );
+    let watched: Vec<&str> = (queues.lines())
+        .find(|line| line.starts_with("watched "))
+        .expect("the queue is listed")
+        .split_whitespace()
+        .collect();
+    // NAME READY DELAYED LEASED CONSUMERS DURABLE
+    assert_eq!(watched, ["watched", "0", "0", "1", "1", "yes"], "{queues}");
+    let table = cli(&["connection", "list"]);
+    let row = table.lines().nth(2).expect("a row per connection");
+    assert!(row.starts_with(&format!("{id} ")), "{table}");
+    assert!(row.contains(" amqp ") && row.contains(" alice "), "{table}");
+    assert!(row.contains("(watcher-app)"), "{table}");
+
+    admin.expect(204, "DELETE", &path, &Value::Null);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("read the client");
+    let status = child.0.wait().expect("the client ends");
+    assert!(status.success(), "{rest}");
+    assert!(
+        rest.contains("closed by broker 320 CONNECTION_FORCED - closed by an operator"),
+        "{rest}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let listed = admin.expect(200, "GET", "/v1/connections", &Value::Null);
+        if listed["connections"].as_array().is_some_and(Vec::is_empty) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still listed: {listed}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let gone = admin.expect(404, "GET", &path, &Value::Null);
+    assert_eq!(gone["code"], "connection_not_found", "{gone}");
+    admin.expect(404, "DELETE", "/v1/connections/not-a-number", &Value::Null);
+    // The delivery it never acked is back in its queue.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let queue = admin.expect(200, "GET", "/v1/queues/watched", &Value::Null);
+        if queue["stats"]["ready"] == 1 && queue["stats"]["consumers"] == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not requeued: {queue}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }

@@ -2,11 +2,12 @@
 //! `ui_dashboard/drive.py`, against the built `wharf serve` with an administrator token.
 //!
 //! The script creates its data and alert rules over the API, logs in through the page, reads
-//! every page (overview, queues, a queue, topics, a topic) from the DOM, waits for the rules'
-//! real states and their events, deletes a message, redrives, purges, sends and publishes
-//! through the page's buttons and forms and checks the API agrees, and fails on any JavaScript
-//! error or content-security-policy violation in the browser console. It writes a
-//! screenshot of each page to `docs/images/ui-*.png`, the ones docs/operations.md shows.
+//! every page (overview, queues, a queue, topics, a topic, connections) from the DOM, waits
+//! for the rules' real states and their events, deletes a message, redrives, purges, sends and
+//! publishes through the page's buttons and forms and checks the API agrees, sees a pika
+//! connection and closes it from the page, and fails on any JavaScript error or
+//! content-security-policy violation in the browser console. It writes a screenshot of each
+//! page to `docs/images/ui-*.png`, the ones docs/operations.md shows.
 //!
 //! Setup, done once per machine and skipped after: Chromium and its matching chromedriver
 //! from Debian (`apt-get`, as root, when `/usr/bin/chromium` is missing), and Selenium into
@@ -35,19 +36,23 @@ const SELENIUM_VERSION: &str = "4.51.0";
 const TOKEN: &str = "ui-dashboard-administrator-token";
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// The AMQP client whose connection the Connections page shows (as in amqp_pika.rs).
+const PIKA: &str = "pika==1.3.2";
 
 #[test]
 fn every_dashboard_page_works_in_headless_chromium() {
     install_chromium();
     let python = selenium_python();
     let dir = tempfile::tempdir().expect("temp dir");
-    let node = Node::start_configured(dir.path(), &config());
+    let amqp = process::free_address();
+    let node = Node::start_with(dir.path(), &config(), &["--amqp-addr", &amqp.to_string()]);
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let screenshots = manifest.join("../../docs/images");
     let output = Command::new(&python)
         .arg(manifest.join("tests/ui_dashboard/drive.py"))
         .arg(format!("http://{}", node.address))
         .arg(&screenshots)
+        .arg(amqp.port().to_string())
         .env("WHARF_UI_TOKEN", TOKEN)
         .env("TMPDIR", dir.path())
         // Selenium Manager would look for a browser online; the paths are given instead.
@@ -65,8 +70,9 @@ fn every_dashboard_page_works_in_headless_chromium() {
     assert!(stdout.contains("dashboard: every check passed"), "{stdout}");
 }
 
-/// A secured server whose alert rules move within a second, and whose `/metrics` leaves one
-/// of the script's five queues without series of its own (the overview says so).
+/// A secured server (the test gives the AMQP door's address), whose alert rules move within a
+/// second, and whose `/metrics` leaves one of the script's five queues without series of its
+/// own (the overview says so).
 fn config() -> String {
     format!(
         "[security]\nadmin_token = \"{TOKEN}\"\n\n\
@@ -106,9 +112,11 @@ fn install_chromium() {
     );
 }
 
-/// The Python of a virtual environment with Selenium.
+/// The Python of a virtual environment with Selenium, and pika for the AMQP connection the
+/// Connections page shows.
 fn selenium_python() -> PathBuf {
     let requirement = format!("selenium=={SELENIUM_VERSION}");
-    let probe = format!("import selenium; assert selenium.__version__ == {SELENIUM_VERSION:?}");
-    venv::python("ui-dashboard-venv", &[&requirement], &probe)
+    let probe =
+        format!("import pika, selenium; assert selenium.__version__ == {SELENIUM_VERSION:?}");
+    venv::python("ui-dashboard-venv", &[&requirement, PIKA], &probe)
 }

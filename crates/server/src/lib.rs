@@ -9,6 +9,7 @@ pub mod amqp;
 pub mod caller_connections;
 pub mod config;
 mod connection_limit;
+pub mod connections;
 pub mod descriptors;
 pub mod disk_space;
 pub mod http;

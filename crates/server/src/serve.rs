@@ -15,6 +15,7 @@ use crate::resource_metrics::ResourceMetrics;
 use crate::{
     config::{ConfigError, ServeConfig},
     connection_limit::{track_request, ConnectionRequests, LimitedListener, Timeouts},
+    connections::Connections,
     descriptors,
     disk_space::DiskSpace,
     http::security::SecuritySettings,
@@ -328,6 +329,7 @@ impl Server {
                 ),
                 browser: Arc::new(browser),
                 request_body_bytes_max: config.limits.request_body_bytes_max,
+                connections: Connections::new(),
             },
         })
     }
@@ -384,7 +386,8 @@ impl Server {
             alert_interval,
         ));
         tracing::info!(address = %local_addr, tls = tls.is_some(), "listening");
-        let amqp = amqp.map(|listeners| spawn_amqp(listeners, &engine));
+        let connections = state.connections.clone();
+        let amqp = amqp.map(|listeners| spawn_amqp(listeners, &engine, connections));
 
         let (began_sender, began) = oneshot::channel();
         let signal_readiness = readiness.clone();
@@ -432,14 +435,18 @@ impl Server {
 }
 
 /// Serves the AMQP door on `listeners` until the returned task is aborted.
-fn spawn_amqp(listeners: crate::amqp::Listeners, engine: &Engine) -> tokio::task::JoinHandle<()> {
+fn spawn_amqp(
+    listeners: crate::amqp::Listeners,
+    engine: &Engine,
+    connections: Arc<Connections>,
+) -> tokio::task::JoinHandle<()> {
     if let Some(address) = listeners.addr() {
         tracing::info!(%address, "AMQP door listening");
     }
     if let Some(address) = listeners.tls_addr() {
         tracing::info!(%address, "AMQPS (AMQP over TLS) door listening");
     }
-    tokio::spawn(listeners.serve(engine.clone()))
+    tokio::spawn(listeners.serve(engine.clone(), connections))
 }
 
 /// Closes the store within [`STORE_CLOSE_TIMEOUT`]. Bounded: acknowledged data is already

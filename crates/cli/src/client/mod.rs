@@ -1,7 +1,8 @@
 //! Client subcommands: `wharf queue ...`, `wharf send`, `wharf receive`, `wharf topic ...`,
 //! `wharf bind`, `wharf publish`, `wharf subscribe`, `wharf request`, `wharf scatter`,
 //! `wharf reply`, `wharf ack`, `wharf nack`, `wharf lease`, and the security ones:
-//! `wharf user ...`, `wharf token ...`, `wharf whoami`, `wharf audit`.
+//! `wharf user ...`, `wharf token ...`, `wharf whoami`, `wharf audit`, and
+//! `wharf connection ...`.
 //!
 //! Each talks to a running server over its HTTP API (`/v1`) with one blocking request or a few;
 //! this module owns the HTTP plumbing (with the caller's `Authorization`, worked out in
@@ -9,6 +10,7 @@
 //! its file; output formats are described there and in docs.
 
 pub mod audit;
+pub mod connection;
 pub mod credentials;
 pub mod grant;
 pub mod publish;
@@ -191,6 +193,9 @@ pub enum ClientCommand {
     Whoami,
     /// Print the server's audit log as JSON lines (administrators).
     Audit(audit::AuditArgs),
+    /// List, show and close client connections (AMQP).
+    #[command(subcommand)]
+    Connection(connection::ConnectionCommand),
 }
 
 /// Runs one client command against `client`'s server.
@@ -213,6 +218,7 @@ pub fn run(command: ClientCommand, client: &Client) -> Result<(), ClientError> {
         ClientCommand::Token(command) => token::run(command, client),
         ClientCommand::Whoami => whoami::run(client),
         ClientCommand::Audit(args) => audit::run(&args, client),
+        ClientCommand::Connection(command) => connection::run(command, client),
     }
 }
 

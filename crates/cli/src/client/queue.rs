@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 pub enum QueueCommand {
     /// Create a queue, or change the given options of an existing one (the others stay).
     Create(CreateArgs),
-    /// List every queue with its message counts.
+    /// List every queue with its message and consumer counts.
     List,
     /// Show a queue's options and statistics.
     Stats(NameArgs),
@@ -231,18 +231,19 @@ fn print_list(reply: &Value) -> Result<(), ClientError> {
         .max()
         .unwrap_or(4);
     println!(
-        "{:<name_width$}  {:>10}  {:>10}  {:>10}  {:>8}",
-        "NAME", "READY", "DELAYED", "LEASED", "DURABLE"
+        "{:<name_width$}  {:>10}  {:>10}  {:>10}  {:>9}  {:>8}",
+        "NAME", "READY", "DELAYED", "LEASED", "CONSUMERS", "DURABLE"
     );
     for queue in &queues {
         let stats = &queue["stats"];
         let durable = queue["options"]["durable"].as_bool().unwrap_or(true);
         println!(
-            "{:<name_width$}  {:>10}  {:>10}  {:>10}  {:>8}",
+            "{:<name_width$}  {:>10}  {:>10}  {:>10}  {:>9}  {:>8}",
             queue["name"].as_str().unwrap_or("?"),
             count(stats, "ready"),
             count(stats, "delayed"),
             count(stats, "leased"),
+            count(stats, "consumers"),
             if durable { "yes" } else { "no" },
         );
     }

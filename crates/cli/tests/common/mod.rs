@@ -46,29 +46,43 @@ pub fn wharf() -> Command {
 }
 
 /// Runs `command` to completion with a deadline; returns (status, stdout, stderr).
+///
+/// The output is read while the command runs: a command that prints more than a pipe holds
+/// (64 KiB on Linux) would otherwise block on its write and never exit.
 pub fn run_to_end(mut command: Command, deadline: Duration) -> (ExitStatus, String, String) {
     let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn wharf");
+    let stdout = read_in_background(child.stdout.take().expect("piped stdout"));
+    let stderr = read_in_background(child.stderr.take().expect("piped stderr"));
     let until = Instant::now() + deadline;
-    while child.try_wait().expect("poll child").is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll child") {
+            break status;
+        }
         if Instant::now() >= until {
             let _ = child.kill();
-            let output = child.wait_with_output().expect("collect output");
+            let _ = child.wait();
             panic!(
                 "wharf still running after {deadline:?}; stdout:\n{}\nstderr:\n{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
+                stdout.join().unwrap_or_default(),
+                stderr.join().unwrap_or_default()
             );
         }
         thread::sleep(POLL_INTERVAL);
-    }
-    let output = child.wait_with_output().expect("collect output");
-    (
-        output.status,
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    };
+    let stdout = stdout.join().expect("stdout reader");
+    let stderr = stderr.join().expect("stderr reader");
+    (status, stdout, stderr)
+}
+
+/// Reads `pipe` to its end on a thread of its own, as text.
+fn read_in_background(mut pipe: impl std::io::Read + Send + 'static) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
 }

@@ -24,6 +24,8 @@ pub struct JsonReply {
 pub struct Client {
     agent: ureq::Agent,
     base: String,
+    /// The `Authorization` header sent with every request, if any.
+    authorization: Option<String>,
 }
 
 impl Client {
@@ -37,7 +39,14 @@ impl Client {
         Client {
             agent,
             base: format!("http://{address}"),
+            authorization: None,
         }
+    }
+
+    /// The same client sending `authorization` (`Bearer ...`, `Basic ...`) with every request.
+    pub fn authorized(mut self, authorization: &str) -> Client {
+        self.authorization = Some(authorization.to_string());
+        self
     }
 
     /// Sends `body` as raw bytes with `content_type`; only transport failures are errors.
@@ -49,18 +58,17 @@ impl Client {
         body: &[u8],
     ) -> Result<JsonReply, ureq::Error> {
         let url = format!("{}{path}", self.base);
+        let with = self.authorization.as_deref();
         let mut response = match method {
-            "GET" => self.agent.get(&url).call()?,
-            "DELETE" => self.agent.delete(&url).call()?,
-            "PUT" => self.agent.put(&url).content_type(content_type).send(body)?,
-            "PATCH" => self
-                .agent
-                .patch(&url)
+            "GET" => authorize(self.agent.get(&url), with).call()?,
+            "DELETE" => authorize(self.agent.delete(&url), with).call()?,
+            "PUT" => authorize(self.agent.put(&url), with)
                 .content_type(content_type)
                 .send(body)?,
-            "POST" => self
-                .agent
-                .post(&url)
+            "PATCH" => authorize(self.agent.patch(&url), with)
+                .content_type(content_type)
+                .send(body)?,
+            "POST" => authorize(self.agent.post(&url), with)
                 .content_type(content_type)
                 .send(body)?,
             other => panic!("unsupported method {other}"),
@@ -124,6 +132,17 @@ impl Client {
 }
 
 /// A `wharf serve` on a fixed data dir; restartable on the same dir after a kill.
+/// `builder` with the `Authorization` header, when there is one.
+fn authorize<B>(
+    builder: ureq::RequestBuilder<B>,
+    authorization: Option<&str>,
+) -> ureq::RequestBuilder<B> {
+    match authorization {
+        Some(value) => builder.header("authorization", value),
+        None => builder,
+    }
+}
+
 pub struct Node {
     pub dir: PathBuf,
     pub address: SocketAddr,

@@ -1,12 +1,13 @@
 """Drives the web dashboard in headless Chromium against a running, secured server.
 
-Usage: drive.py BASE_URL SCREENSHOT_DIR, with the administrator token in WHARF_UI_TOKEN.
+Usage: drive.py BASE_URL SCREENSHOT_DIR AMQP_PORT, with the administrator token in
+WHARF_UI_TOKEN.
 
 Creates its data over the HTTP API (a queue whose dead-letter queue holds dead letters, a
 topic bound to it, alert rules whose events reach a queue), then walks every page as a user
 would: logs in, reads what each page shows from the DOM, waits for the alert rules' states,
 deletes a message, redrives, purges, sends and publishes through the buttons and forms, and
-checks the API agrees. Fails on any JavaScript error or content-security-policy violation
+checks the API agrees; sees a pika connection and its consumer, and closes it from the page. Fails on any JavaScript error or content-security-policy violation
 in the browser's console, and writes a screenshot of each page.
 """
 
@@ -18,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 
+import pika
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.options import Options
@@ -27,6 +29,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 BASE = sys.argv[1].rstrip("/")
 SHOTS = sys.argv[2]
+AMQP_PORT = int(sys.argv[3])
 TOKEN = os.environ["WHARF_UI_TOKEN"]
 # A page refreshes every 2 s; 15 s leaves room for a slow, shared machine.
 WAIT_S = 15
@@ -36,6 +39,9 @@ DEAD = "orders.dead"
 TOPIC = "events"
 # The server's alerts topic (alerts.topic) and a queue bound to it, as docs/operations.md does.
 ALERTS_TOPIC = "wharf.alerts"
+# events, the alerts topic, and amq.direct, amq.fanout, amq.topic and amq.headers, which the
+# AMQP door declares when it starts.
+TOPIC_COUNT = "6"
 PAGER = "pager"
 # One rule in each state once the server has evaluated them (every 200 ms in this test's
 # configuration), listed by the page firing first, then pending, then ok by name.
@@ -215,9 +221,10 @@ def login(page):
 
 def overview(page):
     page.open("/")
-    # orders, orders.dead, audit, pager, traffic; events and the alerts topic.
+    # orders, orders.dead, audit, pager, traffic; events, the alerts topic and the AMQP
+    # door's four amq.* exchanges.
     page.wait_card("queue-count", "5")
-    page.wait_card("topic-count", "2")
+    page.wait_card("topic-count", TOPIC_COUNT)
     assert page.card("disk-free").endswith("B"), page.card("disk-free")
     memory = page.card("memory")
     assert memory.endswith("MiB") and float(memory.split()[0]) > 0, memory
@@ -231,7 +238,7 @@ def overview(page):
     alert_rules(page)
     time.sleep(2)
     page.shoot("overview")
-    print("overview: 5 queues, 2 topics, totals and memory from /metrics, a live send rate, "
+    print(f"overview: 5 queues, {TOPIC_COUNT} topics, totals and memory from /metrics, a live send rate, "
           "the real alert rules")
 
 
@@ -399,8 +406,85 @@ def topic(page):
     assert stats(QUEUE)["ready"] == 2
     # Leaving the page ends the subscription.
     page.open("/")
-    page.wait_card("topic-count", "2")
+    page.wait_card("topic-count", TOPIC_COUNT)
     print("topic: bindings shown; a message published from the page arrives in the live tail and its queue")
+
+
+class AmqpWorker:
+    """A pika connection as user `worker`, consuming queue `audit` with the tag `auditor`, on a
+    thread of its own (a blocking connection belongs to one thread) until the broker closes
+    it; `closed` then holds (reply code, reply text)."""
+
+    def __init__(self):
+        got, answer = api("PUT", "/v1/users/worker", {
+            "password": "a worker's password",
+            "grants": [{"actions": ["read", "write", "manage"], "resource": "queue:*"}]})
+        assert got in (200, 201), (got, answer)
+        self.ready = threading.Event()
+        self.closed = None
+        self.error = None
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+        assert self.ready.wait(WAIT_S), f"the AMQP worker did not start: {self.error!r}"
+
+    def run(self):
+        try:
+            parameters = pika.ConnectionParameters(
+                host="127.0.0.1", port=AMQP_PORT, heartbeat=30,
+                credentials=pika.PlainCredentials("worker", "a worker's password"),
+                client_properties={"connection_name": "audit-worker"})
+            connection = pika.BlockingConnection(parameters)
+            channel = connection.channel()
+            channel.basic_consume("audit", lambda *_: None, consumer_tag="auditor")
+            self.ready.set()
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                connection.process_data_events(time_limit=0.1)
+        except pika.exceptions.ConnectionClosedByBroker as closed:
+            self.closed = (closed.reply_code, closed.reply_text)
+        except Exception as error:  # noqa: BLE001 (reported by the checks)
+            self.error = error
+        self.ready.set()
+
+
+def connections(page):
+    """A pika connection with a consumer shows on the Connections page and its own page, the
+    queue's consumer count follows, and the page's Close button closes it as an operator."""
+    worker = AmqpWorker()
+    page.open("/connections")
+    row = page.wait_text("[data-testid=connection-table] tbody tr", "worker")
+    assert "amqp" in row and "audit-worker" in row, row
+    cells = [c.text for c in page.driver.find_elements(
+        By.CSS_SELECTOR, "[data-testid=connection-table] tbody tr td")]
+    assert cells[1] == "amqp" and cells[3] == "worker", cells
+    assert cells[-2:] == ["1", "1"], cells  # one channel, one consumer
+    [listed] = expect(200, "GET", "/v1/connections")["connections"]
+    assert listed["user"] == "worker" and listed["consumer_count"] == 1, listed
+    time.sleep(2.5)
+    page.shoot("connections")
+    page.click("[data-testid=connection-table] tbody tr a")
+    page.wait_text("[data-testid=connection-id]", f"Connection {listed['id']}")
+    consumer = page.wait_text("[data-testid=channel-table]", "auditor")
+    assert "audit" in consumer and "manual" in consumer, consumer
+    page.open("/queues")
+    audit = "[data-testid=queue-table] tr[data-key='audit']"
+    page.wait("audit with 1 consumer", lambda: page.driver.find_elements(
+        By.CSS_SELECTOR, f"{audit} td")[4].text == "1")
+    print(f"connections: the pika connection of worker (id {listed['id']}) with its channel and "
+          "consumer auditor on audit; the queue list counts 1 consumer")
+    page.open(f"/connections/{listed['id']}")
+    page.wait_text("[data-testid=channel-table]", "auditor")
+    page.click("#close-connection")
+    page.click("#close-confirm")
+    page.success(f"Closed connection {listed['id']}.")
+    page.wait_text("[data-testid=connection-table]", "No connections.")
+    worker.thread.join(WAIT_S)
+    assert worker.error is None, worker.error
+    assert worker.closed == (320, "CONNECTION_FORCED - closed by an operator"), worker.closed
+    assert expect(200, "GET", "/v1/connections")["connections"] == []
+    assert stats("audit")["consumers"] == 0
+    print("connections: Close on the page closes it (pika hears 320 CONNECTION_FORCED); the list "
+          "is empty")
 
 
 def viewer(page):
@@ -470,6 +554,7 @@ def main():
         alert_events(page)
         topics(page)
         topic(page)
+        connections(page)
         viewer(page)
         check_console(page)
     except BaseException:

@@ -7,6 +7,7 @@ use super::{
     publisher::{self, Done, Job, Outcome, Publish, Report, Returned, Target},
     Failure,
 };
+use crate::connections::ConsumerInfo;
 use std::{
     collections::{BTreeMap, HashMap},
     time::Duration,
@@ -197,6 +198,7 @@ impl Connection {
                     ));
                 }
                 state.confirm.get_or_insert(1);
+                self.listed.confirm_selected(channel);
                 if !select.nowait {
                     self.send(channel, confirm::SelectOk {});
                 }
@@ -214,6 +216,7 @@ impl Connection {
     /// Ends a channel: its consumers stop (the engine takes back their leases), and messages
     /// got with `basic.get` and not settled go back to their queues.
     pub fn close_channel(&mut self, channel: u16) {
+        self.listed.channel_closed(channel);
         if let Some(state) = self.channels.remove(&channel) {
             self.release(state);
         }
@@ -222,6 +225,7 @@ impl Connection {
     /// The server closes `channel`: its consumers and deliveries go as in
     /// [`Connection::close_channel`], and it stays, closing, until the client's close-ok.
     pub fn fail_channel(&mut self, channel: u16) {
+        self.listed.channel_closed(channel);
         if let Some(state) = self.channels.insert(
             channel,
             Channel {
@@ -574,6 +578,8 @@ impl Connection {
                         replies.task.abort();
                     }
                 }
+                self.listed
+                    .consumer_cancelled(channel, cancel.consumer_tag.as_str());
                 if !cancel.no_wait {
                     self.send(
                         channel,
@@ -734,7 +740,14 @@ impl Connection {
         };
         let consumer = (self.engine.consume(&queue, request).await)
             .map_err(|error| Failure::engine(channel, error, method))?;
+        let listed = ConsumerInfo {
+            tag: tag.clone(),
+            queue: queue.clone(),
+            prefetch: self.channel_state(channel)?.prefetch,
+            no_ack: consume.no_ack,
+        };
         let task = spawn_consumer(self.events.clone(), channel, tag.clone(), queue, consumer);
+        self.listed.consumer_added(channel, listed);
         let state = self.channel_state(channel)?;
         state.consumers.insert(
             tag.clone(),
@@ -802,6 +815,13 @@ impl Connection {
             address,
             task,
         });
+        let listed = ConsumerInfo {
+            tag: tag.clone(),
+            queue: DIRECT_REPLY_TO.to_string(),
+            prefetch: 0,
+            no_ack: true,
+        };
+        self.listed.consumer_added(channel, listed);
         if !consume.no_wait {
             self.send(
                 channel,
@@ -915,7 +935,10 @@ impl Connection {
         let (engine, events) = (self.engine.clone(), self.events.clone());
         self.settling.retain(|task| !task.is_finished());
         self.settling.push(tokio::spawn(async move {
-            let deliveries = settled.iter().map(|(_, delivery)| delivery.clone()).collect();
+            let deliveries = settled
+                .iter()
+                .map(|(_, delivery)| delivery.clone())
+                .collect();
             if let Err(error) = publisher::settle_deliveries(&engine, deliveries, requeue).await {
                 let failed = Event::SettleFailed {
                     channel,
@@ -1009,6 +1032,7 @@ impl Connection {
                     return;
                 };
                 if state.consumers.remove(&consumer_tag).is_some() {
+                    self.listed.consumer_cancelled(channel, &consumer_tag);
                     // consumer_cancel_notify: the client hears its consumer is gone.
                     self.send(
                         channel,

@@ -7,9 +7,12 @@ use super::{
     publisher::{self, Job, Report},
     Admission, Failure,
 };
-use crate::tls::Transport;
+use crate::{
+    connections::{ClientProperties, Connections, Door, NewConnection, Registration},
+    tls::Transport,
+};
 use bytes::BytesMut;
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     sync::mpsc,
@@ -59,6 +62,8 @@ pub(super) struct Connection {
     pub next_epoch: u64,
     /// Exclusive and auto-delete queues this connection declared: deleted when it ends.
     pub temporary: Vec<String>,
+    /// The connection's entry in the server's list; dropped with the connection.
+    pub listed: Registration,
 }
 
 impl Connection {
@@ -71,11 +76,17 @@ impl Connection {
     }
 }
 
+/// Where an open connection is listed, and the client's address.
+pub struct Listing {
+    pub connections: Arc<Connections>,
+    pub peer: SocketAddr,
+}
+
 /// Serves `stream` until the client closes or fails; every error ends only this connection.
-pub async fn serve(mut stream: Transport, engine: Engine, admission: Admission) {
+pub async fn serve(mut stream: Transport, engine: Engine, admission: Admission, listing: Listing) {
     // A client that connects and never finishes the handshake is dropped, so idle sockets
     // cannot pile up holding tasks and descriptors.
-    let handshake = handshake(&mut stream, &engine, &admission);
+    let handshake = handshake(&mut stream, &engine, &admission, listing);
     let opened = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await;
     match opened {
         Ok(Ok(Some((open, rest)))) => {
@@ -97,6 +108,7 @@ async fn handshake(
     stream: &mut Transport,
     engine: &Engine,
     admission: &Admission,
+    listing: Listing,
 ) -> std::io::Result<Option<(Connection, BytesMut)>> {
     let mut input = BytesMut::with_capacity(8 * 1024);
     if !read_protocol_header(stream, &mut input).await? {
@@ -141,7 +153,8 @@ async fn handshake(
         0 => FRAME_MAX,
         asked => asked.clamp(FRAME_MIN_SIZE, FRAME_MAX),
     };
-    let Some(conn::Method::Open(_)) = read_connection_method(stream, &decoder, &mut input).await?
+    let Some(conn::Method::Open(open)) =
+        read_connection_method(stream, &decoder, &mut input).await?
     else {
         return Ok(None);
     };
@@ -151,6 +164,7 @@ async fn handshake(
     write_method(stream, open_ok).await?;
     let (events, _) = mpsc::channel(1);
     let (publisher, _) = mpsc::channel(1);
+    let listed = register(listing, &principal, &start_ok, &open);
     let (_, reports) = mpsc::unbounded_channel();
     let open = Connection {
         engine: engine.clone(),
@@ -167,8 +181,39 @@ async fn handshake(
         ended: false,
         next_epoch: 1,
         temporary: Vec::new(),
+        listed,
     };
     Ok(Some((open, input)))
+}
+
+/// Lists the connection whose handshake just finished in the server's list.
+fn register(
+    Listing { connections, peer }: Listing,
+    principal: &Principal,
+    start_ok: &conn::StartOk,
+    open: &conn::Open,
+) -> Registration {
+    connections.register(NewConnection {
+        door: Door::Amqp,
+        peer,
+        identity: principal.identity.clone(),
+        virtual_host: Some(open.virtual_host.as_str().to_string()),
+        client: client_properties(&start_ok.client_properties),
+    })
+}
+
+/// What a client's `client_properties` say of it that is worth showing.
+fn client_properties(table: &FieldTable) -> ClientProperties {
+    let text = |name: &str| match table.get(name)? {
+        FieldValue::LongString(text) => Some(String::from_utf8_lossy(text.as_bytes()).into_owned()),
+        _ => None,
+    };
+    ClientProperties {
+        product: text("product"),
+        version: text("version"),
+        platform: text("platform"),
+        connection_name: text("connection_name"),
+    }
 }
 
 /// Writes one method on channel 0 (the handshake's).
@@ -365,6 +410,12 @@ async fn run(
             },
             Some(event) = events.recv() => connection.handle_event(event).await,
             Some(report) = connection.reports.recv() => connection.handle_report(report),
+            () = connection.listed.close_requested() => {
+                // As RabbitMQ's management API closes a connection: the client hears why.
+                let text = "CONNECTION_FORCED - closed by an operator";
+                connection.send(0, close(ReplyCode::ConnectionForced, text, 0, 0));
+                closing = true;
+            }
             _ = heartbeats.tick(), if heartbeat > 0 => {
                 Frame::Heartbeat.encode(&mut connection.out);
                 silent_beats += 1;
@@ -527,6 +578,7 @@ impl Connection {
             let epoch = self.next_epoch;
             self.next_epoch += 1;
             self.channels.insert(channel, Channel::new(epoch));
+            self.listed.channel_opened(channel);
             self.send(channel, chan::OpenOk::default());
             return Ok(());
         }
@@ -600,12 +652,12 @@ mod tests {
             let permit = Arc::new(tokio::sync::Semaphore::new(1))
                 .try_acquire_owned()
                 .expect("permit");
-            serve(
-                Transport::Plain(stream),
-                engine,
-                Admission::Admitted { _permit: permit },
-            )
-            .await;
+            let listing = Listing {
+                connections: crate::connections::Connections::new(),
+                peer: address,
+            };
+            let admitted = Admission::Admitted { _permit: permit };
+            serve(Transport::Plain(stream), engine, admitted, listing).await;
         });
         let mut client = TcpStream::connect(address).await.expect("connect");
         let started = tokio::time::Instant::now();

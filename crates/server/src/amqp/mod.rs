@@ -8,7 +8,10 @@ mod connection;
 mod convert;
 mod publisher;
 
-use crate::tls::{ReloadableTls, Transport};
+use crate::{
+    connections::Connections,
+    tls::{ReloadableTls, Transport},
+};
 use std::{net::SocketAddr, sync::Arc};
 use tokio::{
     net::TcpListener,
@@ -141,11 +144,13 @@ impl Listeners {
         self.tls.as_ref()?.0.local_addr().ok()
     }
 
-    /// Accepts connections until the task is aborted; each is served on a task of its own.
-    pub async fn serve(self, engine: Engine) {
+    /// Accepts connections until the task is aborted; each is served on a task of its own and
+    /// listed in `connections` once open.
+    pub async fn serve(self, engine: Engine, connections: Arc<Connections>) {
         predeclare(&engine).await;
         let door = Door {
             engine,
+            listed: connections,
             connections: self.connections,
             connections_max: self.connections_max,
         };
@@ -163,6 +168,7 @@ impl Listeners {
 /// What every accepted connection shares.
 struct Door {
     engine: Engine,
+    listed: Arc<Connections>,
     connections: Arc<Semaphore>,
     connections_max: usize,
 }
@@ -171,7 +177,7 @@ impl Door {
     async fn accept(&self, listener: TcpListener, tls: Option<Arc<ReloadableTls>>) {
         loop {
             match listener.accept().await {
-                Ok((stream, _peer)) => {
+                Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     let transport = match &tls {
                         Some(tls) => tls.accept(stream),
@@ -181,7 +187,12 @@ impl Door {
                         Ok(permit) => Admission::Admitted { _permit: permit },
                         Err(_) => Admission::Full(self.connections_max),
                     };
-                    tokio::spawn(connection::serve(transport, self.engine.clone(), admitted));
+                    let listing = connection::Listing {
+                        connections: self.listed.clone(),
+                        peer,
+                    };
+                    let engine = self.engine.clone();
+                    tokio::spawn(connection::serve(transport, engine, admitted, listing));
                 }
                 Err(error) => {
                     tracing::warn!(%error, "accepting an AMQP connection failed");

@@ -7,6 +7,7 @@
 
 mod alerts;
 pub mod browser;
+mod connections;
 mod extract;
 mod health;
 pub(crate) mod json_body;
@@ -26,7 +27,7 @@ mod ui;
 pub use openapi::ApiDoc;
 pub use problem::{Problem, ProblemCode};
 
-use crate::{disk_space::DiskSpace, readiness::Readiness};
+use crate::{connections::Connections, disk_space::DiskSpace, readiness::Readiness};
 use axum::{extract::DefaultBodyLimit, http::Uri, middleware, routing::get, Extension, Router};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
@@ -60,6 +61,8 @@ pub struct AppState {
     pub browser: Arc<browser::BrowserPolicy>,
     /// `limits.request_body_bytes_max`: a longer body is refused with 413 unread.
     pub request_body_bytes_max: usize,
+    /// The client connections of the doors that keep connections (AMQP).
+    pub connections: Arc<Connections>,
 }
 
 /// The door's routes; unknown paths and methods answer with problem+json. The browser rules
@@ -77,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .merge(requests::routes())
         .merge(security::routes())
         .merge(alerts::routes())
+        .merge(connections::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             security::middleware::guard,

@@ -79,11 +79,13 @@ pub enum ProblemCode {
     MessageNotFound,
     /// The message is leased by a consumer, which settles it.
     MessageLeased,
+    /// No open client connection with this id.
+    ConnectionNotFound,
 }
 
 impl ProblemCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ProblemCode; 30] = [
+    pub const ALL: [ProblemCode; 31] = [
         ProblemCode::InvalidName,
         ProblemCode::InvalidField,
         ProblemCode::InvalidBody,
@@ -114,6 +116,7 @@ impl ProblemCode {
         ProblemCode::AlertNotFound,
         ProblemCode::MessageNotFound,
         ProblemCode::MessageLeased,
+        ProblemCode::ConnectionNotFound,
     ];
 
     pub fn status(self) -> StatusCode {
@@ -135,6 +138,7 @@ impl ProblemCode {
             | ProblemCode::TokenNotFound
             | ProblemCode::AlertNotFound
             | ProblemCode::MessageNotFound
+            | ProblemCode::ConnectionNotFound
             | ProblemCode::NotFound => StatusCode::NOT_FOUND,
             ProblemCode::Unauthenticated => StatusCode::UNAUTHORIZED,
             ProblemCode::Forbidden => StatusCode::FORBIDDEN,

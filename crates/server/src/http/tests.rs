@@ -48,6 +48,7 @@ fn state(engine: Engine) -> AppState {
         security: Arc::new(crate::http::security::SecuritySettings::new(true)),
         browser: Arc::default(),
         request_body_bytes_max: crate::http::REQUEST_BODY_BYTES_MAX_DEFAULT,
+        connections: crate::connections::Connections::new(),
     }
 }
 
@@ -310,4 +311,65 @@ async fn a_traceparent_travels_with_the_messages_of_its_request() {
         .map(|message| message["headers"]["traceparent"].as_str())
         .collect();
     assert_eq!(traces, [Some(trace), Some(own), None], "{received}");
+}
+
+#[tokio::test]
+async fn connections_are_listed_shown_and_closed_by_id() {
+    use crate::connections::{ClientProperties, ConsumerInfo, Door, NewConnection};
+    use wharf_engine::security::Identity;
+    let fixture = fixture().await;
+    let state = &fixture.state;
+    let empty = body_json(send(state, Method::GET, "/v1/connections").await).await;
+    assert_eq!(empty, serde_json::json!({"connections": []}));
+    let registration = state.connections.register(NewConnection {
+        door: Door::Amqp,
+        peer: "127.0.0.1:50000".parse().expect("address"),
+        identity: Identity::User {
+            name: "alice".into(),
+        },
+        virtual_host: Some("/".into()),
+        client: ClientProperties::default(),
+    });
+    registration.channel_opened(1);
+    let consumer = ConsumerInfo {
+        tag: "worker".into(),
+        queue: "orders".into(),
+        prefetch: 0,
+        no_ack: true,
+    };
+    registration.consumer_added(1, consumer);
+    let id = registration.id();
+    let listed = body_json(send(state, Method::GET, "/v1/connections?door=amqp").await).await;
+    assert_eq!(listed["connections"][0]["id"], id.0, "{listed}");
+    assert_eq!(listed["connections"][0]["user"], "alice");
+    assert_eq!(listed["connections"][0]["client"], serde_json::json!({}));
+    assert_eq!(listed["connections"][0]["consumer_count"], 1);
+    let one = body_json(send(state, Method::GET, &format!("/v1/connections/{id}")).await).await;
+    assert_eq!(one["channels"][0]["consumers"][0]["tag"], "worker", "{one}");
+    assert_eq!(one["channels"][0]["consumers"][0]["no_ack"], true);
+
+    for bad in ["/v1/connections?door=mqtt", "/v1/connections?limit=0"] {
+        let response = send(state, Method::GET, bad).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(content_type(&response), PROBLEM_CONTENT_TYPE);
+    }
+    for unknown in ["999", "-1", "x", "18446744073709551616"] {
+        let path = format!("/v1/connections/{unknown}");
+        for method in [Method::GET, Method::DELETE] {
+            let response = send(state, method, &path).await;
+            assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+            let problem = body_json(response).await;
+            assert_eq!(problem["code"], "connection_not_found", "{problem}");
+        }
+    }
+
+    let closed = send(state, Method::DELETE, &format!("/v1/connections/{id}")).await;
+    assert_eq!(closed.status(), StatusCode::NO_CONTENT);
+    let asked = registration.close_requested();
+    tokio::time::timeout(std::time::Duration::from_secs(5), asked)
+        .await
+        .expect("the door is asked to close");
+    drop(registration);
+    let gone = send(state, Method::GET, &format!("/v1/connections/{id}")).await;
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
 }

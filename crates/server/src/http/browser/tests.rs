@@ -195,6 +195,7 @@ async fn fixture(policy: BrowserPolicy) -> Fixture {
         security: Arc::new(crate::http::security::SecuritySettings::new(true)),
         browser: Arc::new(policy),
         request_body_bytes_max: crate::http::REQUEST_BODY_BYTES_MAX_DEFAULT,
+        connections: crate::connections::Connections::new(),
     };
     Fixture { state, _dir: dir }
 }

@@ -5,7 +5,7 @@
 //! files under `/ui` (`http/ui`) are a page, not part of the API, and stay out of it.
 
 use super::{
-    alerts, health, metrics,
+    alerts, connections, health, metrics,
     queues::{handlers as queue, wire},
     requests, security,
     topics::{handlers as topic, subscribe, wire as topic_wire},
@@ -75,12 +75,22 @@ use responses::LayerResponses;
         alerts::get_alert,
         alerts::put_alert,
         alerts::delete_alert,
+        connections::list_connections,
+        connections::get_connection,
+        connections::close_connection,
     ),
     components(schemas(
         Problem,
         alerts::AlertRuleBody,
         alerts::AlertBody,
         alerts::AlertListBody,
+        connections::DoorBody,
+        connections::ClientBody,
+        connections::ConnectionBody,
+        connections::ConsumerBody,
+        connections::ChannelBody,
+        connections::ConnectionDetailBody,
+        connections::ConnectionListBody,
         security::wire::GrantBody,
         security::wire::ActionBody,
         security::wire::UserBody,
@@ -141,6 +151,7 @@ use responses::LayerResponses;
         (name = "requests", description = "Request-reply and scatter-gather through temporary reply addresses."),
         (name = "security", description = "Users, tokens, the caller's identity and the audit log (docs/security.md)."),
         (name = "alerts", description = "Alert rules on queue, topic and node metrics; they fire and resolve as events on a topic (docs/operations.md)."),
+        (name = "connections", description = "Client connections of the AMQP door, their channels and consumers; an administrator closes one (docs/doors/amqp.md)."),
     ),
     modifiers(&SecuritySchemes, &LayerResponses),
     security(("bearer" = []), ("basic" = []))

@@ -74,6 +74,9 @@ pub fn rule(method: &Method, template: &str) -> Option<Rule> {
         // Listed filtered by what the caller sees; rules are the node's configuration.
         "/v1/alerts" | "/v1/alerts/{name}" if get => Some(Rule::Authenticated),
         "/v1/alerts/{name}" => Some(Rule::Admin),
+        // Listed filtered to the caller's own unless an administrator; closing is admin.
+        "/v1/connections" | "/v1/connections/{id}" if get => Some(Rule::Authenticated),
+        "/v1/connections/{id}" => Some(Rule::Admin),
         _ => None,
     }
 }

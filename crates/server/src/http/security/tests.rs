@@ -57,6 +57,7 @@ async fn fixture_with(config: EngineConfig, metrics_public: bool) -> Fixture {
         security: Arc::new(SecuritySettings::new(metrics_public)),
         browser: Arc::default(),
         request_body_bytes_max: crate::http::REQUEST_BODY_BYTES_MAX_DEFAULT,
+        connections: crate::connections::Connections::new(),
     };
     Fixture {
         state,

@@ -45,6 +45,7 @@ async fn secured_state() -> AppState {
         security: Arc::new(SecuritySettings::new(false)),
         browser: Arc::default(),
         request_body_bytes_max: crate::http::REQUEST_BODY_BYTES_MAX_DEFAULT,
+        connections: crate::connections::Connections::new(),
     }
 }
 

@@ -2,11 +2,12 @@
 // in (its polls, its aborts). The pages themselves are in pages.js; every server call goes
 // through api.js.
 //
-// Routes: #/ (overview), #/queues, #/queues/NAME, #/topics, #/topics/NAME.
+// Routes: #/ (overview), #/queues, #/queues/NAME, #/topics, #/topics/NAME, #/connections,
+// #/connections/ID.
 
 import { auth, get } from './api.js';
 import { h, showError, clear, clearAll } from './view.js';
-import { overview, queues, queue, topics, topic } from './pages.js';
+import { overview, queues, queue, topics, topic, connections, connection } from './pages.js';
 
 /// How often a page asks again: often enough for rates to look live, rarely enough that a
 /// forgotten tab costs the server nothing worth measuring.
@@ -123,6 +124,8 @@ function route() {
   else if (section === 'queues') queues(current);
   else if (section === 'topics' && name) topic(current, name);
   else if (section === 'topics') topics(current);
+  else if (section === 'connections' && name) connection(current, name);
+  else if (section === 'connections') connections(current);
   else main.append(h('h1', {}, 'Not found'), h('p', {}, 'No such page. ', h('a', { href: '#/' }, 'Overview')));
 }
 

@@ -1,4 +1,4 @@
-// The pages: overview, queues, one queue, topics, one topic. Each takes the Scope app.js
+// The pages: overview, queues, one queue, topics, one topic, connections, one connection. Each takes the Scope app.js
 // made for it, builds its static parts once (forms, buttons: they survive the refreshes)
 // and refreshes the live parts from the API every poll.
 
@@ -203,6 +203,7 @@ export function queues(scope) {
       { title: 'Ready', num: true, value: (q) => count(q.stats.ready) },
       { title: 'Delayed', num: true, value: (q) => count(q.stats.delayed) },
       { title: 'Leased', num: true, value: (q) => count(q.stats.leased) },
+      { title: 'Consumers', num: true, value: (q) => count(q.stats.consumers) },
       { title: 'Oldest ready', num: true, value: (q) => duration(q.stats.oldest_ready_age_ms) },
       { title: 'In', num: true, value: (q) => rate(history.rate(q.name, 'sent')) },
       { title: 'Out', num: true, value: (q) => rate(history.rate(q.name, 'delivered')) },
@@ -545,4 +546,92 @@ function liveTail(scope, name) {
     h('div', { class: 'toolbar tail-controls' },
       h('label', {}, 'Pattern', pattern), h('label', {}, 'Syntax', syntax), h('label', {}, 'Filter', filter), toggle, status),
     events);
+}
+
+// ---------------------------------------------------------------- connections
+
+const connectionHref = (id) => `#/connections/${encodeURIComponent(id)}`;
+
+/// Who a connection acts for: its user, a token of no user, or the anonymous caller.
+const connectionUser = (c) => c.user ?? (c.token ? `token ${c.token}` : 'anonymous');
+
+/// What the client said of itself: product and version, and the name it gave the connection.
+function clientText(client) {
+  const parts = [client.product, client.version].filter(Boolean);
+  if (client.connection_name) parts.push(`(${client.connection_name})`);
+  return parts.length ? parts.join(' ') : '–';
+}
+
+/// The open client connections of the doors (AMQP), the first PAGE_SIZE of them by id: the
+/// caller's own, or every one for an administrator.
+export function connections(scope) {
+  const summary = h('span', { class: 'status-line' });
+  const list = h('div', {}, h('p', { class: 'empty' }, 'Loading…'));
+  scope.main.append(h('h1', {}, 'Connections'),
+    h('div', { class: 'toolbar' }, h('span', { class: 'grow' }), summary), list);
+  scope.poll('connections', async (signal) => {
+    const answer = await get(`/v1/connections?limit=${PAGE_SIZE}`, { signal });
+    summary.textContent = `${answer.connections.length} shown${answer.next ? `, more after the first ${PAGE_SIZE}` : ''}`;
+    list.replaceChildren(table([
+      { title: 'ID', value: (c) => link(connectionHref(c.id), String(c.id)) },
+      { title: 'Door', value: (c) => c.door },
+      { title: 'Peer', class: 'mono', value: (c) => c.peer },
+      { title: 'User', value: connectionUser },
+      { title: 'Client', value: (c) => clientText(c.client) },
+      { title: 'Connected', value: (c) => time(c.connected_at_ms) },
+      { title: 'Channels', num: true, value: (c) => count(c.channel_count) },
+      { title: 'Consumers', num: true, value: (c) => count(c.consumer_count) },
+    ], answer.connections, { empty: 'No connections.', testId: 'connection-table' }));
+  });
+}
+
+/// One connection: its channels and their consumers, and a button to close it
+/// (administrators).
+export function connection(scope, id) {
+  const close = h('button', { type: 'button', class: 'danger', id: 'close-connection' }, 'Close…');
+  const confirmClose = h('button', { type: 'button', class: 'danger confirm', id: 'close-confirm' }, 'Close');
+  const cancelClose = h('button', { type: 'button', id: 'close-cancel' }, 'Cancel');
+  const confirmBar = h('div', { class: 'confirm-bar', hidden: true },
+    h('span', { class: 'grow' }, `Close connection ${id}? Its client is told it was closed by an operator; its unsettled messages go back to their queues.`),
+    confirmClose, cancelClose);
+  const about = h('div', { 'data-testid': 'connection-definition' });
+  const channels = h('div', { 'data-testid': 'channels' });
+  scope.main.append(
+    h('p', { class: 'subtitle' }, link('#/connections', 'Connections'), ' / '),
+    h('h1', { 'data-testid': 'connection-id' }, `Connection ${id}`),
+    h('div', { class: 'toolbar' }, close), confirmBar,
+    about, h('h2', {}, 'Channels'), channels);
+  scope.poll(`connection-${id}`, async (signal) => {
+    const c = await get(path('connections', id), { signal });
+    about.replaceChildren(definitions([
+      ['door', c.door],
+      ['peer', c.peer],
+      ['user', connectionUser(c)],
+      ['virtual host', c.virtual_host ?? '–'],
+      ['client', clientText(c.client)],
+      ['platform', c.client.platform ?? '–'],
+      ['connected', time(c.connected_at_ms)],
+    ]));
+    const rows = c.channels.flatMap((channel) => (channel.consumers.length
+      ? channel.consumers.map((consumer) => ({ channel, consumer }))
+      : [{ channel, consumer: null }]));
+    channels.replaceChildren(table([
+      { title: 'Channel', num: true, value: (r) => r.channel.number },
+      { title: 'Confirms', value: (r) => (r.channel.confirm ? 'yes' : 'no') },
+      { title: 'Consumer', class: 'mono', value: (r) => r.consumer?.tag ?? '–' },
+      { title: 'Queue', value: (r) => (r.consumer ? link(queueHref(r.consumer.queue), r.consumer.queue) : '–') },
+      { title: 'Prefetch', num: true, value: (r) => (r.consumer ? (r.consumer.prefetch || 'unlimited') : '–') },
+      { title: 'Acks', value: (r) => (r.consumer ? (r.consumer.no_ack ? 'none (no_ack)' : 'manual') : '–') },
+    ], rows, { empty: 'No open channels.', testId: 'channel-table' }));
+  });
+  close.addEventListener('click', () => { confirmBar.hidden = false; });
+  cancelClose.addEventListener('click', () => { confirmBar.hidden = true; });
+  confirmClose.addEventListener('click', () => scope.act(confirmClose, async () => {
+    await remove(path('connections', id));
+    confirmBar.hidden = true;
+    // Back to the list, which the page change clears the messages for: the message is shown
+    // once the list is there (this listener runs after the router's).
+    window.addEventListener('hashchange', () => showSuccess(`Closed connection ${id}.`), { once: true });
+    location.hash = '#/connections';
+  }));
 }
