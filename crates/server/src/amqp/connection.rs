@@ -38,6 +38,10 @@ pub const HEARTBEAT_S: u16 = 60;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Deliveries queued between consumer tasks and the connection's writer.
 const EVENTS_BUFFER: usize = 1_024;
+/// Room made in the input buffer before a read.
+const READ_CHUNK: usize = 64 * 1024;
+/// Output gathered from waiting deliveries before it is written.
+const WRITE_BATCH_BYTES: usize = 256 * 1024;
 
 /// The connection's state once open.
 pub(super) struct Connection {
@@ -399,6 +403,11 @@ async fn run(
     let mut silent_beats = 0u32;
     let ended = loop {
         let mut closing = false;
+        // Read in large chunks: a client with a window of publishes in flight sends many
+        // frames at once, and each read handles all that arrived.
+        if input.capacity() - input.len() < READ_CHUNK / 4 {
+            input.reserve(READ_CHUNK);
+        }
         tokio::select! {
             read = reader.read_buf(&mut input) => match read {
                 Ok(0) => break Ok(()),
@@ -408,8 +417,20 @@ async fn run(
                 }
                 Err(error) => break Err(error),
             },
-            Some(event) = events.recv() => connection.handle_event(event).await,
-            Some(report) = connection.reports.recv() => connection.handle_report(report),
+            Some(event) = events.recv() => {
+                connection.handle_event(event).await;
+                // Whatever else is waiting goes out in the same write.
+                while connection.out.len() < WRITE_BATCH_BYTES {
+                    let Ok(event) = events.try_recv() else { break };
+                    connection.handle_event(event).await;
+                }
+            }
+            Some(report) = connection.reports.recv() => {
+                connection.handle_report(report);
+                while let Ok(report) = connection.reports.try_recv() {
+                    connection.handle_report(report);
+                }
+            }
             () = connection.listed.close_requested() => {
                 // As RabbitMQ's management API closes a connection: the client hears why.
                 let text = "CONNECTION_FORCED - closed by an operator";

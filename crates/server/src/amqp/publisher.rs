@@ -10,7 +10,7 @@
 //! stored first.
 
 use bytes::Bytes;
-use std::collections::HashMap;
+use std::{collections::HashMap, time::Duration};
 use tokio::sync::mpsc;
 use wharf_codec_amqp::{BasicProperties, ShortString};
 use wharf_engine::{
@@ -23,6 +23,13 @@ const BATCH_MESSAGES: usize = 512;
 /// Most body bytes taken into one batch (a batch is stored whole or not at all; the engine's
 /// default limit is 8 MiB).
 const BATCH_BYTES: usize = 4 << 20;
+/// Flow control: publishes to a queue whose consumers have this many messages ready and not
+/// taken wait (see [`hold_while_behind`]).
+const FLOW_READY_MAX: u64 = 512;
+/// The longest a batch waits for consumers to catch up; then it is stored anyway.
+const FLOW_WAIT_MAX: Duration = Duration::from_millis(100);
+/// How often a held batch looks again.
+const FLOW_POLL: Duration = Duration::from_millis(1);
 /// Jobs queued between the read loop and the task: past it the read loop waits, and so does
 /// the client (TCP's backpressure).
 const JOBS_BUFFER: usize = 4_096;
@@ -190,6 +197,11 @@ async fn store(engine: &Engine, publishes: Vec<Publish>) -> Vec<Done> {
             });
         groups[group].push(index);
     }
+    for indexes in &groups {
+        if let Target::Queue(queue) = &publishes[indexes[0]].target {
+            hold_while_behind(engine, queue).await;
+        }
+    }
     let calls = groups.iter().map(|indexes| {
         let members: Vec<&Publish> = indexes.iter().map(|&index| &publishes[index]).collect();
         store_group(engine, members)
@@ -214,6 +226,24 @@ async fn store(engine: &Engine, publishes: Vec<Publish>) -> Vec<Done> {
             })),
         })
         .collect()
+}
+
+/// Flow control, as RabbitMQ's credit flow does it: while a queue has consumers and more than
+/// [`FLOW_READY_MAX`] messages wait for them, the consumers are behind, and publishes to it
+/// wait (up to [`FLOW_WAIT_MAX`] a batch). Their confirms wait with them, so producers with a
+/// window of unconfirmed publishes slow to what the consumers take, instead of burying them
+/// under a backlog whose age every later message then carries. A queue without consumers
+/// (a backlog being loaded) never waits.
+async fn hold_while_behind(engine: &Engine, queue: &str) {
+    let deadline = tokio::time::Instant::now() + FLOW_WAIT_MAX;
+    while tokio::time::Instant::now() < deadline {
+        match engine.queue_info(queue) {
+            Ok(info) if info.stats.consumers > 0 && info.stats.ready > FLOW_READY_MAX => {
+                tokio::time::sleep(FLOW_POLL).await;
+            }
+            _ => return,
+        }
+    }
 }
 
 /// One engine call for publishes to one destination; on a refusal, one call per message.
@@ -337,4 +367,57 @@ pub(super) async fn settle_deliveries(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use wharf_engine::{
+        broker::ConsumeRequest, clock::SystemClock, queue::QueueOptions, EngineConfig,
+    };
+    use wharf_storage::{Store, StoreConfig};
+
+    async fn engine(dir: &std::path::Path) -> Engine {
+        let store = Arc::new(Store::open(dir, StoreConfig::default()).expect("store"));
+        Engine::open(store, Arc::new(SystemClock), EngineConfig::default())
+            .await
+            .expect("engine")
+    }
+
+    /// Publishes wait while a consumed queue's backlog is over the mark, up to the bound, and
+    /// never for a queue nobody consumes. Tokio's clock is paused: the test waits for nothing.
+    #[tokio::test(start_paused = true)]
+    async fn publishes_wait_for_consumers_that_are_behind_and_only_for_them() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let engine = engine(dir.path()).await;
+        engine
+            .put_queue("backlog", QueueOptions::default())
+            .await
+            .expect("queue");
+        let batch = (0..FLOW_READY_MAX + 100)
+            .map(|_| SendMessage::default())
+            .collect();
+        engine.send("backlog", batch).await.expect("send");
+        let started = tokio::time::Instant::now();
+        hold_while_behind(&engine, "backlog").await;
+        assert_eq!(started.elapsed(), Duration::ZERO, "no consumer: no wait");
+        let request = ConsumeRequest {
+            credit: 1,
+            lease: None,
+        };
+        let _consumer = engine.consume("backlog", request).await.expect("consume");
+        let started = tokio::time::Instant::now();
+        hold_while_behind(&engine, "backlog").await;
+        assert!(
+            started.elapsed() >= FLOW_WAIT_MAX,
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(started.elapsed() < FLOW_WAIT_MAX + FLOW_POLL * 2);
+        engine.purge("backlog").await.expect("purge");
+        let started = tokio::time::Instant::now();
+        hold_while_behind(&engine, "backlog").await;
+        assert_eq!(started.elapsed(), Duration::ZERO, "caught up: no wait");
+    }
 }
