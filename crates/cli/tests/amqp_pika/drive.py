@@ -191,6 +191,61 @@ def arguments_and_lifetimes():
           "deleted with its connection")
 
 
+def gone(queue):
+    for _ in range(50):
+        try:
+            http("GET", f"/v1/queues/{queue}")
+        except urllib.error.HTTPError as error:
+            assert error.code == 404
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def exclusive_and_auto_delete():
+    owner = connect()
+    mine = owner.channel()
+    mine.queue_declare("mine", exclusive=True)
+    other = connect()
+    for attempt in ("declare", "get", "consume", "purge", "delete"):
+        channel = other.channel()
+        try:
+            if attempt == "declare":
+                channel.queue_declare("mine")
+            elif attempt == "get":
+                channel.basic_get("mine")
+            elif attempt == "consume":
+                channel.basic_consume("mine", lambda *_: None)
+            elif attempt == "purge":
+                channel.queue_purge("mine")
+            else:
+                channel.queue_delete("mine")
+            raise AssertionError(f"{attempt} of another connection's exclusive queue passed")
+        except pika.exceptions.ChannelClosedByBroker as error:
+            assert error.reply_code == 405, (attempt, error)
+    # Anyone may publish to it, and its owner reads it.
+    channel = other.channel()
+    channel.confirm_delivery()
+    channel.basic_publish("", "mine", b"for the owner")
+    method, _, body = mine.basic_get("mine", auto_ack=True)
+    assert body == b"for the owner", body
+    # An auto-delete queue goes when its last consumer is cancelled, with its connection alive.
+    mine.queue_declare("fleeting", auto_delete=True)
+    tag = mine.basic_consume("fleeting", lambda *_: None)
+    owner.process_data_events(time_limit=0.1)
+    assert stats("fleeting")["consumers"] == 1, stats("fleeting")
+    mine.basic_cancel(tag)
+    assert gone("fleeting"), "the auto-delete queue outlived its last consumer"
+    owner.close()
+    assert gone("mine"), "the exclusive queue outlived its connection"
+    # Once its owner is gone the name is free again.
+    channel = other.channel()
+    channel.queue_declare("mine")
+    other.close()
+    print("exclusive queues locked to their connection (405 for others), auto-delete queues "
+          "deleted with their last consumer")
+
+
 def direct_reply_to():
     requester = connect()
     channel = requester.channel()
@@ -290,6 +345,7 @@ def main():
     arguments_and_lifetimes()
     transactions()
     direct_reply_to()
+    exclusive_and_auto_delete()
     print("pika: every check passed")
 
 

@@ -61,6 +61,9 @@ pub(super) enum Event {
 /// The pseudo-queue of RabbitMQ's direct reply-to: a channel consumes it (without acks) and
 /// publishes requests with it as `reply_to`; replies come straight to the consumer.
 pub const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
+/// How often, and how far apart, a consumer-less auto-delete queue is looked at.
+const AUTO_DELETE_LOOKS: usize = 20;
+const AUTO_DELETE_PAUSE: Duration = Duration::from_millis(10);
 /// Replies a direct reply-to consumer may have unread before more are dropped.
 const DIRECT_REPLIES_BUFFER: usize = 1_024;
 
@@ -108,6 +111,7 @@ struct TxBuffer {
 struct Consumed {
     task: JoinHandle<()>,
     no_ack: bool,
+    queue: String,
 }
 
 impl Channel {
@@ -242,6 +246,8 @@ impl Connection {
         for consumed in state.consumers.values() {
             consumed.task.abort();
         }
+        let queues = state.consumers.values().map(|c| c.queue.clone()).collect();
+        self.delete_if_unused(queues);
         if let Some(replies) = &state.replies {
             replies.task.abort();
         }
@@ -262,6 +268,51 @@ impl Connection {
         });
     }
 
+    /// Deletes those of `queues` that are auto-delete queues of this connection and have no
+    /// consumer left, as RabbitMQ deletes one when its last consumer goes. A cancelled
+    /// consumer detaches as its task ends, so each queue is looked at a few times, briefly.
+    fn delete_if_unused(&self, queues: Vec<String>) {
+        let queues: Vec<String> = queues
+            .into_iter()
+            .filter(|queue| self.auto_delete.contains(queue))
+            .collect();
+        if queues.is_empty() {
+            return;
+        }
+        let engine = self.engine.clone();
+        tokio::spawn(async move {
+            for queue in queues {
+                for _ in 0..AUTO_DELETE_LOOKS {
+                    match engine.queue_info(&queue) {
+                        Ok(info) if info.stats.consumers == 0 => {
+                            // Deleted meanwhile by someone else is fine.
+                            let _ = engine.delete_queue(&queue).await;
+                            break;
+                        }
+                        Ok(_) => tokio::time::sleep(AUTO_DELETE_PAUSE).await,
+                        Err(_) => break,
+                    }
+                }
+            }
+        });
+    }
+
+    /// Fails with `405 RESOURCE_LOCKED` when `queue` is another connection's exclusive queue.
+    fn check_exclusive(&self, channel: u16, queue: &str, method: &Method) -> Result<(), Failure> {
+        match self.exclusive.owner(queue) {
+            Some(owner) if owner != self.listed.id() => Err(Failure::channel(
+                channel,
+                ReplyCode::ResourceLocked,
+                &format!(
+                    "cannot obtain exclusive access to locked queue {queue:?}: another \
+                     connection declared it exclusive"
+                ),
+                method,
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Closes every channel and deletes the connection's exclusive and auto-delete queues (the
     /// connection ends).
     pub fn close_all(&mut self) {
@@ -269,6 +320,8 @@ impl Connection {
         for channel in channels {
             self.close_channel(channel);
         }
+        self.exclusive
+            .release(self.listed.id(), &std::mem::take(&mut self.claimed));
         let (engine, queues) = (self.engine.clone(), std::mem::take(&mut self.temporary));
         tokio::spawn(async move {
             for queue in queues {
@@ -288,6 +341,7 @@ impl Connection {
                 self.bind(channel, &method).await
             }
             Method::Queue(queue::Method::Purge(purge)) => {
+                self.check_exclusive(channel, purge.queue.as_str(), &method)?;
                 self.authorize(
                     Action::Manage,
                     ResourceKind::Queue,
@@ -308,6 +362,7 @@ impl Connection {
             }
             Method::Queue(queue::Method::Delete(delete)) => {
                 let name = delete.queue.as_str();
+                self.check_exclusive(channel, name, &method)?;
                 self.authorize(Action::Manage, ResourceKind::Queue, name, channel, &method)?;
                 let ready = self.engine.queue_info(name).map_err(fail)?.stats.ready;
                 self.engine.delete_queue(name).await.map_err(fail)?;
@@ -365,6 +420,9 @@ impl Connection {
             _ => return Ok(()),
         };
         let source = source.as_str();
+        if let Destination::Queue(queue) = &destination {
+            self.check_exclusive(channel, queue, method)?;
+        }
         self.authorize(Action::Manage, ResourceKind::Topic, source, channel, method)?;
         // Arguments are header values to match on a headers exchange; other kinds ignore
         // them, as RabbitMQ does.
@@ -437,6 +495,7 @@ impl Connection {
             self.send(channel, declare_ok);
             return Ok(());
         }
+        self.check_exclusive(channel, &name, method)?;
         let fail = |error: EngineError| Failure::engine(channel, error, method);
         let existing = self.engine.queue_info(&name);
         match (&existing, declare.passive) {
@@ -466,8 +525,15 @@ impl Connection {
                 )?;
                 self.engine.put_queue(&name, options).await.map_err(fail)?;
                 if declare.exclusive || declare.auto_delete {
-                    // Both end with this connection (see docs/doors/amqp.md).
+                    // Both end with this connection at the latest (see docs/doors/amqp.md).
                     self.temporary.push(name.clone());
+                }
+                if declare.exclusive {
+                    self.exclusive.claim(&name, self.listed.id());
+                    self.claimed.push(name.clone());
+                }
+                if declare.auto_delete {
+                    self.auto_delete.insert(name.clone());
                 }
                 self.engine.queue_info(&name).map_err(fail)?
             }
@@ -570,7 +636,8 @@ impl Connection {
             }
             Method::Basic(basic::Method::Cancel(cancel)) => {
                 let state = self.channel_state(channel)?;
-                if let Some(consumed) = state.consumers.remove(cancel.consumer_tag.as_str()) {
+                let cancelled = state.consumers.remove(cancel.consumer_tag.as_str());
+                if let Some(consumed) = &cancelled {
                     consumed.task.abort();
                 }
                 if (state.replies.as_ref()).is_some_and(|r| r.tag == cancel.consumer_tag.as_str()) {
@@ -580,6 +647,9 @@ impl Connection {
                 }
                 self.listed
                     .consumer_cancelled(channel, cancel.consumer_tag.as_str());
+                if let Some(consumed) = cancelled {
+                    self.delete_if_unused(vec![consumed.queue]);
+                }
                 if !cancel.no_wait {
                     self.send(
                         channel,
@@ -709,6 +779,7 @@ impl Connection {
         method: &Method,
     ) -> Result<(), Failure> {
         let queue = consume.queue.as_str().to_string();
+        self.check_exclusive(channel, &queue, method)?;
         self.authorize(Action::Read, ResourceKind::Queue, &queue, channel, method)?;
         let state = self.channel_state(channel)?;
         let tag = match consume.consumer_tag.as_str() {
@@ -746,6 +817,7 @@ impl Connection {
             prefetch: self.channel_state(channel)?.prefetch,
             no_ack: consume.no_ack,
         };
+        let queue_name = queue.clone();
         let task = spawn_consumer(self.events.clone(), channel, tag.clone(), queue, consumer);
         self.listed.consumer_added(channel, listed);
         let state = self.channel_state(channel)?;
@@ -754,6 +826,7 @@ impl Connection {
             Consumed {
                 task,
                 no_ack: consume.no_ack,
+                queue: queue_name,
             },
         );
         if !consume.no_wait {
@@ -840,6 +913,7 @@ impl Connection {
         method: &Method,
     ) -> Result<(), Failure> {
         let queue = get.queue.as_str().to_string();
+        self.check_exclusive(channel, &queue, method)?;
         self.authorize(Action::Read, ResourceKind::Queue, &queue, channel, method)?;
         let fail = |error: EngineError| Failure::engine(channel, error, method);
         let request = ReceiveRequest {

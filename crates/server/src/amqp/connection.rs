@@ -5,7 +5,7 @@
 use super::{
     channel::{Channel, Event},
     publisher::{self, Job, Report},
-    Admission, Failure,
+    Admission, Exclusive, Failure,
 };
 use crate::{
     connections::{ClientProperties, Connections, Door, NewConnection, Registration},
@@ -66,6 +66,11 @@ pub(super) struct Connection {
     pub next_epoch: u64,
     /// Exclusive and auto-delete queues this connection declared: deleted when it ends.
     pub temporary: Vec<String>,
+    /// The door's exclusive queues; this connection's claims are its exclusive `temporary`.
+    pub exclusive: Arc<Exclusive>,
+    pub claimed: Vec<String>,
+    /// Auto-delete queues this connection declared: deleted when their last consumer goes.
+    pub auto_delete: std::collections::HashSet<String>,
     /// The connection's entry in the server's list; dropped with the connection.
     pub listed: Registration,
 }
@@ -80,10 +85,12 @@ impl Connection {
     }
 }
 
-/// Where an open connection is listed, and the client's address.
+/// Where an open connection is listed, the client's address, and the door's exclusive
+/// queues.
 pub struct Listing {
     pub connections: Arc<Connections>,
     pub peer: SocketAddr,
+    pub exclusive: Arc<Exclusive>,
 }
 
 /// Serves `stream` until the client closes or fails; every error ends only this connection.
@@ -168,6 +175,7 @@ async fn handshake(
     write_method(stream, open_ok).await?;
     let (events, _) = mpsc::channel(1);
     let (publisher, _) = mpsc::channel(1);
+    let exclusive = listing.exclusive.clone();
     let listed = register(listing, &principal, &start_ok, &open);
     let (_, reports) = mpsc::unbounded_channel();
     let open = Connection {
@@ -185,6 +193,9 @@ async fn handshake(
         ended: false,
         next_epoch: 1,
         temporary: Vec::new(),
+        exclusive,
+        claimed: Vec::new(),
+        auto_delete: Default::default(),
         listed,
     };
     Ok(Some((open, input)))
@@ -192,7 +203,9 @@ async fn handshake(
 
 /// Lists the connection whose handshake just finished in the server's list.
 fn register(
-    Listing { connections, peer }: Listing,
+    Listing {
+        connections, peer, ..
+    }: Listing,
     principal: &Principal,
     start_ok: &conn::StartOk,
     open: &conn::Open,
@@ -676,6 +689,7 @@ mod tests {
             let listing = Listing {
                 connections: crate::connections::Connections::new(),
                 peer: address,
+                exclusive: Arc::default(),
             };
             let admitted = Admission::Admitted { _permit: permit };
             serve(Transport::Plain(stream), engine, admitted, listing).await;

@@ -9,10 +9,14 @@ mod convert;
 mod publisher;
 
 use crate::{
-    connections::Connections,
+    connections::{ConnectionId, Connections},
     tls::{ReloadableTls, Transport},
 };
-use std::{net::SocketAddr, sync::Arc};
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
 use tokio::{
     net::TcpListener,
     sync::{OwnedSemaphorePermit, Semaphore},
@@ -151,6 +155,7 @@ impl Listeners {
         let door = Door {
             engine,
             listed: connections,
+            exclusive: Arc::default(),
             connections: self.connections,
             connections_max: self.connections_max,
         };
@@ -169,6 +174,7 @@ impl Listeners {
 struct Door {
     engine: Engine,
     listed: Arc<Connections>,
+    exclusive: Arc<Exclusive>,
     connections: Arc<Semaphore>,
     connections_max: usize,
 }
@@ -190,6 +196,7 @@ impl Door {
                     let listing = connection::Listing {
                         connections: self.listed.clone(),
                         peer,
+                        exclusive: self.exclusive.clone(),
                     };
                     let engine = self.engine.clone();
                     tokio::spawn(connection::serve(transport, engine, admitted, listing));
@@ -198,6 +205,42 @@ impl Door {
                     tracing::warn!(%error, "accepting an AMQP connection failed");
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }
+            }
+        }
+    }
+}
+
+/// Exclusive queues and the connection that declared each: no other connection may use one.
+/// Kept by the door, for AMQP's notion of exclusivity is a connection's.
+#[derive(Debug, Default)]
+pub(crate) struct Exclusive {
+    owners: Mutex<HashMap<String, ConnectionId>>,
+}
+
+impl Exclusive {
+    fn owners(&self) -> std::sync::MutexGuard<'_, HashMap<String, ConnectionId>> {
+        // Nothing panics while holding the lock; a poisoned one still holds a whole map.
+        self.owners
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Makes `id` the owner of `queue`.
+    pub fn claim(&self, queue: &str, id: ConnectionId) {
+        self.owners().insert(queue.to_string(), id);
+    }
+
+    /// The connection `queue` is exclusive to, if any.
+    pub fn owner(&self, queue: &str) -> Option<ConnectionId> {
+        self.owners().get(queue).copied()
+    }
+
+    /// Forgets the claims of `id` on `queues` (its connection ended).
+    pub fn release(&self, id: ConnectionId, queues: &[String]) {
+        let mut owners = self.owners();
+        for queue in queues {
+            if owners.get(queue) == Some(&id) {
+                owners.remove(queue);
             }
         }
     }
