@@ -1107,3 +1107,118 @@ async fn one_old_message_does_not_pin_the_wal() {
     broker.ack("stuck", &again).await;
     assert!(broker.receive("stuck", 10).await.is_empty());
 }
+
+/// Yields until the engine's tasks woken by a clock move have run (a bounded number of
+/// times: they need only a few turns).
+async fn settle_tasks() {
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Waits until `queue` is gone.
+async fn until_deleted(engine: &Engine, queue: &str) {
+    guard(async {
+        while engine.queue_info(queue).is_ok() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_unused_queue_expires_and_consumers_receives_and_declares_keep_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path(), ManualClock::new(START)).await;
+    let engine = &broker.engine;
+    let options = QueueOptions {
+        expires_ms: Some(10_000),
+        ..QueueOptions::default()
+    };
+    engine.put_queue("temp", options.clone()).await.unwrap();
+    // Sends are no use: only consumers, receives and declares are.
+    broker.send("temp", &["a"]).await;
+    broker.advance(6_000);
+    let request = ReceiveRequest {
+        max_messages: 1,
+        wait: Duration::ZERO,
+        lease: None,
+    };
+    assert_eq!(engine.receive("temp", request).await.unwrap().len(), 1);
+    broker.advance(6_000);
+    settle_tasks().await;
+    assert!(
+        engine.queue_info("temp").is_ok(),
+        "used 6 s ago, expires after 10 s"
+    );
+    engine.put_queue("temp", options).await.unwrap();
+    broker.advance(9_000);
+    settle_tasks().await;
+    assert!(engine.queue_info("temp").is_ok(), "declared 9 s ago");
+    let consumer = engine
+        .consume(
+            "temp",
+            wharf_engine::broker::ConsumeRequest {
+                credit: 1,
+                lease: None,
+            },
+        )
+        .await
+        .unwrap();
+    for _ in 0..30 {
+        broker.advance(1_000);
+        settle_tasks().await;
+    }
+    assert!(engine.queue_info("temp").is_ok(), "a consumer is attached");
+    drop(consumer);
+    broker.advance(11_000);
+    settle_tasks().await;
+    broker.advance(1_000);
+    until_deleted(engine, "temp").await;
+    // Without the option a queue never expires.
+    engine
+        .put_queue("kept", QueueOptions::default())
+        .await
+        .unwrap();
+    broker.advance(86_400_000);
+    settle_tasks().await;
+    assert!(engine.queue_info("kept").is_ok());
+}
+
+#[tokio::test]
+async fn expiry_is_kept_across_a_restart_and_set_by_a_later_declare() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path(), ManualClock::new(START)).await;
+    let expiring = QueueOptions {
+        expires_ms: Some(5_000),
+        ..QueueOptions::default()
+    };
+    broker
+        .engine
+        .put_queue("a", expiring.clone())
+        .await
+        .unwrap();
+    broker
+        .engine
+        .put_queue("b", QueueOptions::default())
+        .await
+        .unwrap();
+    let broker = broker.restart(dir.path()).await;
+    // Declared again with the option: now it expires too.
+    broker.engine.put_queue("b", expiring).await.unwrap();
+    broker.advance(5_000);
+    until_deleted(&broker.engine, "a").await;
+    until_deleted(&broker.engine, "b").await;
+    let error = broker
+        .engine
+        .put_queue(
+            "c",
+            QueueOptions {
+                expires_ms: Some(0),
+                ..QueueOptions::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("expires_ms"), "{error}");
+}

@@ -58,6 +58,9 @@ pub struct CreateArgs {
     /// Most ready messages the queue holds.
     #[arg(long, value_name = "N")]
     max_length: Option<u64>,
+    /// Delete the queue once it has been unused (no consumer, no receive) this long.
+    #[arg(long, value_name = "MS")]
+    expires_ms: Option<u64>,
     /// What a full queue does with a new message.
     #[arg(long, value_enum)]
     overflow: Option<Overflow>,
@@ -198,6 +201,7 @@ fn create_options(args: &CreateArgs) -> Map<String, Value> {
     );
     insert_some(&mut options, "message_ttl_ms", args.message_ttl_ms);
     insert_some(&mut options, "max_length", args.max_length);
+    insert_some(&mut options, "expires_ms", args.expires_ms);
     let overflow = args.overflow.map(|overflow| match overflow {
         Overflow::Reject => "reject",
         Overflow::DropOldest => "drop_oldest",

@@ -143,10 +143,11 @@ def arguments_and_lifetimes():
     channel.queue_declare("work.dead")
     channel.queue_declare("work", arguments={
         "x-dead-letter-exchange": "", "x-dead-letter-routing-key": "work.dead",
-        "x-message-ttl": 600000, "x-max-priority": 10})
+        "x-message-ttl": 600000, "x-max-priority": 10, "x-expires": 3600000})
     options = http("GET", "/v1/queues/work")["options"]
     assert options["dead_letter_queue"] == "work.dead", options
     assert options["message_ttl_ms"] == 600000, options
+    assert options["expires_ms"] == 3600000, options
     channel.basic_publish("", "work", b'{"bad": true}',
                           pika.BasicProperties(content_type="application/json"))
     method, _, _ = channel.basic_get("work")

@@ -102,6 +102,7 @@ impl Engine {
         }
         let lease_ms = request.lease.map(|lease| lease.as_millis() as u64);
         let queue = self.queue(queue)?;
+        queue.touch(self.now());
         let (sender, deliveries) = mpsc::channel(request.credit);
         let id = {
             let mut core = queue.core()?;

@@ -7,6 +7,7 @@
 pub mod api;
 mod consumers;
 mod delivery_read;
+mod expiry;
 pub(crate) mod queue_runtime;
 pub(crate) mod records;
 mod replay;
@@ -320,6 +321,9 @@ impl Engine {
                 self.write_definition(&name, &options).await?;
                 queue.set_options(options)?;
                 queue.timer_changed.notify_one();
+                // Declaring a queue again is using it.
+                queue.touch(self.now());
+                expiry::watch(self, &queue);
                 Ok(false)
             }
             None => {
@@ -328,6 +332,12 @@ impl Engine {
                 Ok(true)
             }
         }
+    }
+
+    /// Marks a queue used now, as a declare of it does (for `expires_ms`), without changing it.
+    pub fn touch_queue(&self, name: &str) -> Result<(), EngineError> {
+        self.queue(name)?.touch(self.now());
+        Ok(())
     }
 
     /// Every queue but those closed by an internal error (they are logged when it happens).
@@ -524,6 +534,7 @@ impl Engine {
         let runtime = self.queue(queue)?;
         let lease_ms = request.lease.map(|d| d.as_millis() as u64);
         let now = self.now();
+        runtime.touch(now);
         let deadline = now.saturating_add(request.wait.as_millis() as u64);
         let (deliveries, settles) = runtime.receive(request.max_messages, lease_ms, now).await?;
         self.persist_and_dispatch(&runtime, settles).await?;
@@ -843,6 +854,7 @@ impl Engine {
             .write()
             .expect("registry lock")
             .insert(runtime.name.to_string(), runtime.clone());
+        expiry::watch(self, &runtime);
         tokio::spawn(settle::run_timer(Arc::downgrade(&self.inner), runtime));
     }
 }

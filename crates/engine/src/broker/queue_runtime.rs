@@ -58,6 +58,11 @@ pub(crate) struct QueueRuntime {
     id_index_building: tokio::sync::Mutex<()>,
     /// The earliest deadline may have moved: wakes the queue's timer task.
     pub timer_changed: Notify,
+    /// When the queue was last used (a consumer attached, a receive, a declare), for
+    /// `expires_ms`; 0 until first set.
+    last_used: std::sync::atomic::AtomicU64,
+    /// A task watches this queue's `expires_ms` (see `expiry`).
+    pub(super) expiry_watched: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug)]
@@ -135,7 +140,25 @@ impl QueueRuntime {
             settling: tokio::sync::RwLock::new(()),
             dispatch_again: std::sync::atomic::AtomicBool::new(false),
             id_index_building: tokio::sync::Mutex::new(()),
+            last_used: std::sync::atomic::AtomicU64::new(0),
+            expiry_watched: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Marks the queue used at `now` (for `expires_ms`).
+    pub(crate) fn touch(&self, now: u64) {
+        self.last_used
+            .fetch_max(now, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// When the queue was last used; 0 if never since the process started.
+    pub(super) fn last_used(&self) -> u64 {
+        self.last_used.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Push consumers and waiting receives attached now.
+    pub(super) fn consumer_count(&self) -> Result<usize, EngineError> {
+        Ok(self.core()?.consumers.len())
     }
 
     /// The text a client gets for a lease of this queue.

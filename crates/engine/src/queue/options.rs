@@ -68,6 +68,10 @@ pub struct QueueOptions {
     /// attached first receives; the next takes over when it goes away (RabbitMQ's single active
     /// consumer), which keeps one consumer's view of the queue in order.
     pub single_active_consumer: bool,
+    /// Default `None` (never): the queue is deleted, with its messages, once it has been unused
+    /// this long: no consumer attached and no receive, and not declared again (RabbitMQ's
+    /// `x-expires`). Sends do not count as use. At least 1.
+    pub expires_ms: Option<u64>,
 }
 
 /// One field of [`QueueOptions`], for errors that name it.
@@ -84,6 +88,7 @@ pub enum OptionField {
     Overflow,
     DedupWindowMs,
     SingleActiveConsumer,
+    ExpiresMs,
 }
 
 impl fmt::Display for OptionField {
@@ -101,6 +106,7 @@ impl fmt::Display for OptionField {
             OptionField::Overflow => "overflow",
             OptionField::DedupWindowMs => "dedup_window_ms",
             OptionField::SingleActiveConsumer => "single_active_consumer",
+            OptionField::ExpiresMs => "expires_ms",
         })
     }
 }
@@ -146,6 +152,7 @@ impl Default for QueueOptions {
             overflow: Overflow::Reject,
             dedup_window_ms: 300_000,
             single_active_consumer: false,
+            expires_ms: None,
         }
     }
 }
@@ -185,6 +192,9 @@ impl QueueOptions {
         }
         if let Some(max_length) = self.max_length {
             check_range(OptionField::MaxLength, max_length, 1, u64::MAX)?;
+        }
+        if let Some(expires_ms) = self.expires_ms {
+            check_range(OptionField::ExpiresMs, expires_ms, 1, u64::MAX)?;
         }
         check_range(
             OptionField::DedupWindowMs,

@@ -517,7 +517,11 @@ impl Connection {
                     method,
                 ));
             }
-            Ok(info) => info,
+            Ok(info) => {
+                // A declare uses the queue (RabbitMQ's x-expires counts it).
+                let _ = self.engine.touch_queue(&name);
+                info
+            }
             Err(error) if declare.passive => return Err(fail(error)),
             Err(_) => {
                 let options = convert::queue_options(declare.durable, &declare.arguments).map_err(

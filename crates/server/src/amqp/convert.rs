@@ -81,8 +81,8 @@ fn unsigned(value: &FieldValue) -> Option<u64> {
 
 /// A queue's options from `queue.declare`'s `durable` and the RabbitMQ arguments Wharf has
 /// an option for. Arguments Wharf has nothing for, or needs none for, are ignored
-/// (`x-max-priority`: every queue has priorities 0-9; `x-queue-type`, `x-queue-mode`,
-/// `x-expires`). An argument Wharf cannot honour is an error naming it.
+/// (`x-max-priority`: every queue has priorities 0-9; `x-queue-type`, `x-queue-mode`). An
+/// argument Wharf cannot honour is an error naming it.
 pub fn queue_options(durable: bool, arguments: &FieldTable) -> Result<QueueOptions, String> {
     let mut options = QueueOptions {
         durable,
@@ -97,6 +97,7 @@ pub fn queue_options(durable: bool, arguments: &FieldTable) -> Result<QueueOptio
         }
     };
     options.message_ttl_ms = number("x-message-ttl")?;
+    options.expires_ms = number("x-expires")?;
     options.max_length = number("x-max-length")?;
     if let Some(limit) = number("x-delivery-limit")? {
         options.max_deliveries = Some(u32::try_from(limit.saturating_add(1)).unwrap_or(u32::MAX));

@@ -241,6 +241,7 @@ fn add_queue_options(document: &mut Value) {
             "retry_backoff_ms": {"type": "integer"},
             "retry_backoff_max_ms": {"type": "integer"},
             "message_ttl_ms": at_least_one,
+            "expires_ms": at_least_one,
             "max_length": at_least_one,
             "overflow": {"type": "string"},
             "dedup_window_ms": {"type": "integer"},

@@ -381,6 +381,7 @@ pub(crate) fn option_member(option: OptionField) -> &'static str {
         OptionField::RetryBackoffMs => "retry_backoff_ms",
         OptionField::RetryBackoffMaxMs => "retry_backoff_max_ms",
         OptionField::MessageTtlMs => "message_ttl_ms",
+        OptionField::ExpiresMs => "expires_ms",
         OptionField::MaxLength => "max_length",
         OptionField::Overflow => "overflow",
         OptionField::DedupWindowMs => "dedup_window_ms",
