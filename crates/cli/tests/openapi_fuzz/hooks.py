@@ -87,8 +87,11 @@ def before_call(ctx, case, **kwargs):
     # A request or scatter without a timeout waits 30 s for replies nobody sends here.
     if case.path in ("/v1/request", "/v1/scatter") and body.get("timeout_ms") is None:
         body["timeout_ms"] = 200
-    # Only values within range are cut, so an invalid one stays invalid.
+    # Only values within range are cut, so an invalid one stays invalid. JSON's integral
+    # floats (19999.0) are integers to the server too, so they are cut alike.
     for field, maximum in (("wait_ms", 20_000), ("timeout_ms", 300_000)):
         value = body.get(field)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
         if isinstance(value, int) and not isinstance(value, bool) and 200 < value <= maximum:
             body[field] = 200
