@@ -1,8 +1,9 @@
 //! The AMQP door driven by RabbitMQ's Python clients, installed into a virtual environment
 //! under the target directory. pika: publishes with confirms, consumers with prefetch, acks,
 //! rejects, basic.get, exchanges and bindings, mandatory returns, queue arguments, messages
-//! crossing between AMQP and HTTP, and confirmed publishes surviving `kill -9`. aio-pika:
-//! request-reply through an exclusive callback queue, `reply_to` and `correlation_id`.
+//! crossing between AMQP and HTTP, and confirmed publishes surviving `kill -9`; pika's asyncio
+//! adapter too. aio-pika: request-reply through an exclusive callback queue, `reply_to` and
+//! `correlation_id`.
 //! Celery: a worker runs tasks sent by a client and returns their results (rpc:// backend).
 
 #[allow(dead_code)]
@@ -175,6 +176,22 @@ fn confirmed_publishes_over_amqp_survive_kill_9() {
         .client()
         .expect(200, "GET", "/v1/queues/kept", &Value::Null);
     assert_eq!(info["stats"]["ready"], 500, "{info}");
+}
+
+/// pika's asyncio adapter: callbacks on an asyncio loop, confirms, a consumer with acks.
+#[test]
+fn pika_asyncio_adapter_publishes_with_confirms_and_consumes() {
+    let python = python();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let amqp = process::free_address();
+    let _node = start_amqp(dir.path(), amqp);
+    let port = amqp.port().to_string();
+    let report = run_script(&python, "pika_asyncio.py", &[&port], &[]);
+    print!("{report}");
+    assert!(
+        report.contains("50 confirmed publishes consumed in order"),
+        "{report}"
+    );
 }
 
 #[test]

@@ -234,6 +234,21 @@ async fn bind_secure(engine: &Engine, config: &ServeConfig) -> Result<(), ServeE
     Ok(())
 }
 
+/// Binds the AMQP door's listeners: plain AMQP, and AMQPS when TLS is set.
+async fn bind_amqp(
+    config: &ServeConfig,
+    tls: Option<&Arc<ReloadableTls>>,
+) -> Result<Option<crate::amqp::Listeners>, ServeError> {
+    let amqps = match (config.amqps_listen()?, tls) {
+        (Some(addr), Some(tls)) => Some((addr, tls.clone())),
+        _ => None,
+    };
+    let plain = config.amqp_addr.addr();
+    let max = config.limits.amqp_connections_max;
+    (crate::amqp::Listeners::bind(plain, amqps, max).await)
+        .map_err(|(addr, source)| ServeError::Bind { addr, source })
+}
+
 /// Opens the store in `config.data_dir`, on the blocking pool (recovery scans files).
 async fn bind_open_store(config: &ServeConfig) -> Result<Arc<Store>, ServeError> {
     let dir = config.data_dir.clone();
@@ -299,17 +314,7 @@ impl Server {
         );
         let (listener, local_addr) =
             bind_listener(config, descriptors_soft, &mut registry, tls.clone()).await?;
-        let amqps = match (config.amqps_listen()?, &tls) {
-            (Some(addr), Some(tls)) => Some((addr, tls.clone())),
-            _ => None,
-        };
-        let amqp = crate::amqp::Listeners::bind(
-            config.amqp_addr.addr(),
-            amqps,
-            config.limits.amqp_connections_max,
-        )
-        .await
-        .map_err(|(addr, source)| ServeError::Bind { addr, source })?;
+        let amqp = bind_amqp(config, tls.as_ref()).await?;
         Ok(Server {
             listener,
             local_addr,

@@ -19,7 +19,7 @@ use wharf_codec_amqp::{
 };
 use wharf_engine::{
     broker::CONSUMER_CREDIT_MAX,
-    broker::{ConsumeRequest, Delivery, NackAction, ReceiveRequest},
+    broker::{ConsumeRequest, Delivery, NackAction, QueueInfo, ReceiveRequest},
     queue::LEASE_MS_MAX,
     security::{Action, Resource, ResourceKind},
     topic::{BindingSpec, Destination, TopicKind, TopicOptions},
@@ -95,6 +95,64 @@ pub(super) struct Channel {
     tx: Option<TxBuffer>,
     /// The direct reply-to consumer, once the channel consumes `amq.rabbitmq.reply-to`.
     replies: Option<ReplyConsumer>,
+}
+
+/// What a `queue.bind`/`unbind` or `exchange.bind`/`unbind` asks for.
+struct BindAsked<'a> {
+    destination: Destination,
+    source: &'a ShortString,
+    key: &'a ShortString,
+    arguments: &'a wharf_codec_amqp::FieldTable,
+    unbind: bool,
+    no_wait: bool,
+}
+
+impl<'a> BindAsked<'a> {
+    fn of(method: &'a Method) -> Option<BindAsked<'a>> {
+        let queue = |name: &ShortString| Destination::Queue(name.as_str().to_string());
+        let topic = |name: &ShortString| Destination::Topic(name.as_str().to_string());
+        let (destination, source, key, arguments, unbind, no_wait) = match method {
+            Method::Queue(queue::Method::Bind(m)) => {
+                let to = queue(&m.queue);
+                (
+                    to,
+                    &m.exchange,
+                    &m.routing_key,
+                    &m.arguments,
+                    false,
+                    m.no_wait,
+                )
+            }
+            Method::Queue(queue::Method::Unbind(m)) => {
+                let to = queue(&m.queue);
+                (to, &m.exchange, &m.routing_key, &m.arguments, true, false)
+            }
+            Method::Exchange(exchange::Method::Bind(m)) => {
+                let to = topic(&m.destination);
+                (
+                    to,
+                    &m.source,
+                    &m.routing_key,
+                    &m.arguments,
+                    false,
+                    m.no_wait,
+                )
+            }
+            Method::Exchange(exchange::Method::Unbind(m)) => {
+                let to = topic(&m.destination);
+                (to, &m.source, &m.routing_key, &m.arguments, true, m.no_wait)
+            }
+            _ => return None,
+        };
+        Some(BindAsked {
+            destination,
+            source,
+            key,
+            arguments,
+            unbind,
+            no_wait,
+        })
+    }
 }
 
 /// An unsettled delivery by its tag: (tag, (queue, receipt)).
@@ -386,41 +444,11 @@ impl Connection {
     /// Unbinding a binding that is not there is done already, as RabbitMQ answers.
     async fn bind(&mut self, channel: u16, method: &Method) -> Result<(), Failure> {
         let fail = |error: EngineError| Failure::engine(channel, error, method);
-        let (destination, source, key, arguments, unbind, no_wait) = match method {
-            Method::Queue(queue::Method::Bind(m)) => {
-                let to = Destination::Queue(m.queue.as_str().to_string());
-                (
-                    to,
-                    &m.exchange,
-                    &m.routing_key,
-                    &m.arguments,
-                    false,
-                    m.no_wait,
-                )
-            }
-            Method::Queue(queue::Method::Unbind(m)) => {
-                let to = Destination::Queue(m.queue.as_str().to_string());
-                (to, &m.exchange, &m.routing_key, &m.arguments, true, false)
-            }
-            Method::Exchange(exchange::Method::Bind(m)) => {
-                let to = Destination::Topic(m.destination.as_str().to_string());
-                (
-                    to,
-                    &m.source,
-                    &m.routing_key,
-                    &m.arguments,
-                    false,
-                    m.no_wait,
-                )
-            }
-            Method::Exchange(exchange::Method::Unbind(m)) => {
-                let to = Destination::Topic(m.destination.as_str().to_string());
-                (to, &m.source, &m.routing_key, &m.arguments, true, m.no_wait)
-            }
-            _ => return Ok(()),
+        let Some(asked) = BindAsked::of(method) else {
+            return Ok(());
         };
-        let source = source.as_str();
-        if let Destination::Queue(queue) = &destination {
+        let source = asked.source.as_str();
+        if let Destination::Queue(queue) = &asked.destination {
             self.check_exclusive(channel, queue, method)?;
         }
         self.authorize(Action::Manage, ResourceKind::Topic, source, channel, method)?;
@@ -428,44 +456,38 @@ impl Connection {
         // them, as RabbitMQ does.
         let kind = self.engine.topic_info(source).map_err(fail)?.options.kind;
         let headers = match kind {
-            TopicKind::Headers => convert::headers_match(arguments).map_err(|text| {
+            TopicKind::Headers => convert::headers_match(asked.arguments).map_err(|text| {
                 Failure::channel(channel, ReplyCode::PreconditionFailed, &text, method)
             })?,
             _ => None,
         };
-        if unbind {
-            let bindings = self.engine.list_bindings(source).map_err(fail)?;
-            let found = bindings.into_iter().find(|binding| {
-                binding.spec.pattern == key.as_str()
-                    && binding.spec.destination == destination
-                    && binding.spec.headers == headers
-            });
-            if let Some(binding) = found {
-                self.engine
-                    .unbind(source, &binding.id)
-                    .await
-                    .map_err(fail)?;
-            }
-            if !no_wait {
-                match method {
-                    Method::Exchange(_) => self.send(channel, exchange::UnbindOk {}),
-                    _ => self.send(channel, queue::UnbindOk {}),
-                }
-            }
-            return Ok(());
-        }
         let spec = BindingSpec {
-            pattern: key.as_str().to_string(),
+            pattern: asked.key.as_str().to_string(),
             syntax: Default::default(),
             filter: None,
             headers,
-            destination,
+            destination: asked.destination,
         };
-        self.engine.bind(source, spec).await.map_err(fail)?;
-        if !no_wait {
-            match method {
-                Method::Exchange(_) => self.send(channel, exchange::BindOk {}),
-                _ => self.send(channel, queue::BindOk {}),
+        if asked.unbind {
+            let bindings = self.engine.list_bindings(source).map_err(fail)?;
+            let found = bindings.into_iter().find(|binding| {
+                binding.spec.pattern == spec.pattern
+                    && binding.spec.destination == spec.destination
+                    && binding.spec.headers == spec.headers
+            });
+            if let Some(binding) = found {
+                let unbound = self.engine.unbind(source, &binding.id).await;
+                unbound.map_err(fail)?;
+            }
+        } else {
+            self.engine.bind(source, spec).await.map_err(fail)?;
+        }
+        if !asked.no_wait {
+            match (method, asked.unbind) {
+                (Method::Exchange(_), false) => self.send(channel, exchange::BindOk {}),
+                (Method::Exchange(_), true) => self.send(channel, exchange::UnbindOk {}),
+                (_, false) => self.send(channel, queue::BindOk {}),
+                (_, true) => self.send(channel, queue::UnbindOk {}),
             }
         }
         Ok(())
@@ -487,12 +509,14 @@ impl Connection {
         if name == DIRECT_REPLY_TO && declare.passive {
             // RabbitMQ answers a passive declare of the pseudo-queue, which clients use to
             // check that direct reply-to is there.
-            let declare_ok = queue::DeclareOk {
-                queue: short(&name),
-                message_count: 0,
-                consumer_count: 0,
-            };
-            self.send(channel, declare_ok);
+            let queue = short(&name);
+            self.send(
+                channel,
+                queue::DeclareOk {
+                    queue,
+                    ..Default::default()
+                },
+            );
             return Ok(());
         }
         self.check_exclusive(channel, &name, method)?;
@@ -524,22 +548,8 @@ impl Connection {
             }
             Err(error) if declare.passive => return Err(fail(error)),
             Err(_) => {
-                let options = convert::queue_options(declare.durable, &declare.arguments).map_err(
-                    |text| Failure::channel(channel, ReplyCode::PreconditionFailed, &text, method),
-                )?;
-                self.engine.put_queue(&name, options).await.map_err(fail)?;
-                if declare.exclusive || declare.auto_delete {
-                    // Both end with this connection at the latest (see docs/doors/amqp.md).
-                    self.temporary.push(name.clone());
-                }
-                if declare.exclusive {
-                    self.exclusive.claim(&name, self.listed.id());
-                    self.claimed.push(name.clone());
-                }
-                if declare.auto_delete {
-                    self.auto_delete.insert(name.clone());
-                }
-                self.engine.queue_info(&name).map_err(fail)?
+                self.create_declared(channel, &name, declare, method)
+                    .await?
             }
         };
         if !declare.no_wait {
@@ -556,57 +566,40 @@ impl Connection {
         Ok(())
     }
 
+    /// Creates a declared queue that was missing, with the options its arguments give; an
+    /// exclusive or auto-delete one is this connection's to remove.
+    async fn create_declared(
+        &mut self,
+        channel: u16,
+        name: &str,
+        declare: &queue::Declare,
+        method: &Method,
+    ) -> Result<QueueInfo, Failure> {
+        let fail = |error: EngineError| Failure::engine(channel, error, method);
+        let options =
+            convert::queue_options(declare.durable, &declare.arguments).map_err(|text| {
+                Failure::channel(channel, ReplyCode::PreconditionFailed, &text, method)
+            })?;
+        self.engine.put_queue(name, options).await.map_err(fail)?;
+        if declare.exclusive || declare.auto_delete {
+            // Both end with this connection at the latest (see docs/doors/amqp.md).
+            self.temporary.push(name.to_string());
+        }
+        if declare.exclusive {
+            self.exclusive.claim(name, self.listed.id());
+            self.claimed.push(name.to_string());
+        }
+        if declare.auto_delete {
+            self.auto_delete.insert(name.to_string());
+        }
+        self.engine.queue_info(name).map_err(fail)
+    }
+
     async fn exchange_method(&mut self, channel: u16, method: Method) -> Result<(), Failure> {
         let fail = |error: EngineError| Failure::engine(channel, error, &method);
         match &method {
             Method::Exchange(exchange::Method::Declare(declare)) => {
-                let name = declare.exchange.as_str();
-                let kind = match declare.kind.as_str() {
-                    "direct" => TopicKind::Direct,
-                    "fanout" => TopicKind::Fanout,
-                    "topic" => TopicKind::Topic,
-                    "headers" => TopicKind::Headers,
-                    other => {
-                        return Err(Failure::connection(
-                            ReplyCode::CommandInvalid,
-                            &format!("unknown exchange type {other:?}"),
-                            &method,
-                        ))
-                    }
-                };
-                match self.engine.topic_info(name) {
-                    Ok(info) if info.options.kind != kind => {
-                        let text = format!("exchange {name:?} exists with another type");
-                        return Err(Failure::channel(
-                            channel,
-                            ReplyCode::PreconditionFailed,
-                            &text,
-                            &method,
-                        ));
-                    }
-                    Ok(_) => {
-                        self.authorize(Action::Read, ResourceKind::Topic, name, channel, &method)?
-                    }
-                    Err(error) if declare.passive => return Err(fail(error)),
-                    Err(_) => {
-                        self.authorize(
-                            Action::Manage,
-                            ResourceKind::Topic,
-                            name,
-                            channel,
-                            &method,
-                        )?;
-                        let options = TopicOptions {
-                            kind,
-                            ..TopicOptions::default()
-                        };
-                        self.engine.put_topic(name, options).await.map_err(fail)?;
-                    }
-                }
-                if !declare.no_wait {
-                    self.send(channel, exchange::DeclareOk {});
-                }
-                Ok(())
+                self.declare_exchange(channel, declare, &method).await
             }
             Method::Exchange(exchange::Method::Bind(_) | exchange::Method::Unbind(_)) => {
                 self.bind(channel, &method).await
@@ -628,6 +621,53 @@ impl Connection {
         }
     }
 
+    /// `exchange.declare`: a topic of the exchange's type, created if missing; an existing one
+    /// of another type is refused.
+    async fn declare_exchange(
+        &mut self,
+        channel: u16,
+        declare: &exchange::Declare,
+        method: &Method,
+    ) -> Result<(), Failure> {
+        let fail = |error: EngineError| Failure::engine(channel, error, method);
+        let name = declare.exchange.as_str();
+        let kind = match declare.kind.as_str() {
+            "direct" => TopicKind::Direct,
+            "fanout" => TopicKind::Fanout,
+            "topic" => TopicKind::Topic,
+            "headers" => TopicKind::Headers,
+            other => {
+                let text = format!("unknown exchange type {other:?}");
+                return Err(Failure::connection(
+                    ReplyCode::CommandInvalid,
+                    &text,
+                    method,
+                ));
+            }
+        };
+        match self.engine.topic_info(name) {
+            Ok(info) if info.options.kind != kind => {
+                let text = format!("exchange {name:?} exists with another type");
+                let code = ReplyCode::PreconditionFailed;
+                return Err(Failure::channel(channel, code, &text, method));
+            }
+            Ok(_) => self.authorize(Action::Read, ResourceKind::Topic, name, channel, method)?,
+            Err(error) if declare.passive => return Err(fail(error)),
+            Err(_) => {
+                self.authorize(Action::Manage, ResourceKind::Topic, name, channel, method)?;
+                let options = TopicOptions {
+                    kind,
+                    ..TopicOptions::default()
+                };
+                self.engine.put_topic(name, options).await.map_err(fail)?;
+            }
+        }
+        if !declare.no_wait {
+            self.send(channel, exchange::DeclareOk {});
+        }
+        Ok(())
+    }
+
     async fn basic_method(&mut self, channel: u16, method: Method) -> Result<(), Failure> {
         match &method {
             Method::Basic(basic::Method::Qos(qos)) => {
@@ -638,32 +678,7 @@ impl Connection {
             Method::Basic(basic::Method::Consume(consume)) => {
                 self.consume(channel, consume, &method).await
             }
-            Method::Basic(basic::Method::Cancel(cancel)) => {
-                let state = self.channel_state(channel)?;
-                let cancelled = state.consumers.remove(cancel.consumer_tag.as_str());
-                if let Some(consumed) = &cancelled {
-                    consumed.task.abort();
-                }
-                if (state.replies.as_ref()).is_some_and(|r| r.tag == cancel.consumer_tag.as_str()) {
-                    if let Some(replies) = state.replies.take() {
-                        replies.task.abort();
-                    }
-                }
-                self.listed
-                    .consumer_cancelled(channel, cancel.consumer_tag.as_str());
-                if let Some(consumed) = cancelled {
-                    self.delete_if_unused(vec![consumed.queue]);
-                }
-                if !cancel.no_wait {
-                    self.send(
-                        channel,
-                        basic::CancelOk {
-                            consumer_tag: cancel.consumer_tag.clone(),
-                        },
-                    );
-                }
-                Ok(())
-            }
+            Method::Basic(basic::Method::Cancel(cancel)) => self.cancel(channel, cancel),
             Method::Basic(basic::Method::Get(get)) => self.get(channel, get, &method).await,
             Method::Basic(basic::Method::Ack(ack)) => {
                 self.settle(channel, ack.delivery_tag, ack.multiple, None, &method)
@@ -698,6 +713,31 @@ impl Connection {
                 other,
             )),
         }
+    }
+
+    /// `basic.cancel`: the consumer (or the direct reply-to consumer) stops; an auto-delete
+    /// queue left without consumers goes.
+    fn cancel(&mut self, channel: u16, cancel: &basic::Cancel) -> Result<(), Failure> {
+        let tag = cancel.consumer_tag.as_str();
+        let state = self.channel_state(channel)?;
+        let cancelled = state.consumers.remove(tag);
+        if let Some(consumed) = &cancelled {
+            consumed.task.abort();
+        }
+        if state.replies.as_ref().is_some_and(|r| r.tag == tag) {
+            if let Some(replies) = state.replies.take() {
+                replies.task.abort();
+            }
+        }
+        self.listed.consumer_cancelled(channel, tag);
+        if let Some(consumed) = cancelled {
+            self.delete_if_unused(vec![consumed.queue]);
+        }
+        if !cancel.no_wait {
+            let consumer_tag = cancel.consumer_tag.clone();
+            self.send(channel, basic::CancelOk { consumer_tag });
+        }
+        Ok(())
     }
 
     /// `tx.select`, `tx.commit`, `tx.rollback`. Publishes and settles of a transactional
@@ -1039,31 +1079,8 @@ impl Connection {
                 queue,
                 delivery,
             } => {
-                let Some(state) = self.channels.get_mut(&channel) else {
-                    return;
-                };
-                let Some(no_ack) = state.consumers.get(&consumer_tag).map(|c| c.no_ack) else {
-                    return;
-                };
-                let tag = state.take_tag();
-                if no_ack {
-                    let _ = self
-                        .engine
-                        .ack(&queue, std::slice::from_ref(&delivery.receipt))
-                        .await;
-                } else {
-                    state
-                        .unacked
-                        .insert(tag, (queue.clone(), delivery.receipt.clone()));
-                }
-                let deliver = basic::Deliver {
-                    consumer_tag: short(&consumer_tag),
-                    delivery_tag: tag,
-                    redelivered: delivery.delivery_count > 1,
-                    exchange: ShortString::default(),
-                    routing_key: short(&queue),
-                };
-                self.send_content(channel, deliver.into(), &delivery.message);
+                self.deliver(channel, &consumer_tag, &queue, &delivery)
+                    .await
             }
             Event::SettleFailed {
                 channel,
@@ -1085,42 +1102,88 @@ impl Connection {
                 channel,
                 consumer_tag,
                 message,
-            } => {
-                let Some(state) = self.channels.get_mut(&channel) else {
-                    return;
-                };
-                let Some(replies) = state.replies.as_ref().filter(|r| r.tag == consumer_tag) else {
-                    return;
-                };
-                let routing_key = short(&replies.address);
-                let deliver = basic::Deliver {
-                    consumer_tag: short(&consumer_tag),
-                    delivery_tag: state.take_tag(),
-                    redelivered: false,
-                    exchange: ShortString::default(),
-                    routing_key,
-                };
-                self.send_content(channel, deliver.into(), &message);
-            }
+            } => self.deliver_reply(channel, &consumer_tag, &message),
             Event::Ended {
                 channel,
                 consumer_tag,
-            } => {
-                let Some(state) = self.channels.get_mut(&channel) else {
-                    return;
-                };
-                if state.consumers.remove(&consumer_tag).is_some() {
-                    self.listed.consumer_cancelled(channel, &consumer_tag);
-                    // consumer_cancel_notify: the client hears its consumer is gone.
-                    self.send(
-                        channel,
-                        basic::Cancel {
-                            consumer_tag: short(&consumer_tag),
-                            no_wait: true,
-                        },
-                    );
-                }
-            }
+            } => self.consumer_ended(channel, &consumer_tag),
+        }
+    }
+
+    /// `basic.deliver` of a consumer's delivery; with `no_ack` it is acked at once.
+    async fn deliver(
+        &mut self,
+        channel: u16,
+        consumer_tag: &str,
+        queue: &str,
+        delivery: &Delivery,
+    ) {
+        let Some(state) = self.channels.get_mut(&channel) else {
+            return;
+        };
+        let Some(no_ack) = state.consumers.get(consumer_tag).map(|c| c.no_ack) else {
+            return;
+        };
+        let tag = state.take_tag();
+        if no_ack {
+            let _ = self
+                .engine
+                .ack(queue, std::slice::from_ref(&delivery.receipt))
+                .await;
+        } else {
+            state
+                .unacked
+                .insert(tag, (queue.to_string(), delivery.receipt.clone()));
+        }
+        let deliver = basic::Deliver {
+            consumer_tag: short(consumer_tag),
+            delivery_tag: tag,
+            redelivered: delivery.delivery_count > 1,
+            exchange: ShortString::default(),
+            routing_key: short(queue),
+        };
+        self.send_content(channel, deliver.into(), &delivery.message);
+    }
+
+    /// A reply for the channel's direct reply-to consumer.
+    fn deliver_reply(
+        &mut self,
+        channel: u16,
+        consumer_tag: &str,
+        message: &wharf_model::message::Message,
+    ) {
+        let Some(state) = self.channels.get_mut(&channel) else {
+            return;
+        };
+        let Some(replies) = state.replies.as_ref().filter(|r| r.tag == consumer_tag) else {
+            return;
+        };
+        let routing_key = short(&replies.address);
+        let deliver = basic::Deliver {
+            consumer_tag: short(consumer_tag),
+            delivery_tag: state.take_tag(),
+            redelivered: false,
+            exchange: ShortString::default(),
+            routing_key,
+        };
+        self.send_content(channel, deliver.into(), message);
+    }
+
+    /// A consumer's stream ended by itself (its queue was deleted): with
+    /// `consumer_cancel_notify`, the client hears its consumer is gone.
+    fn consumer_ended(&mut self, channel: u16, consumer_tag: &str) {
+        let Some(state) = self.channels.get_mut(&channel) else {
+            return;
+        };
+        if state.consumers.remove(consumer_tag).is_some() {
+            self.listed.consumer_cancelled(channel, consumer_tag);
+            self.send(
+                channel,
+                basic::Cancel {
+                    consumer_tag: short(consumer_tag),
+                    no_wait: true,
+                },
+            );
         }
     }
 

@@ -132,22 +132,8 @@ async fn handshake(
     else {
         return Ok(None);
     };
-    if let Admission::Full(max) = admission {
-        let text = format!("connection limit reached: the server takes {max} AMQP connections (limits.amqp_connections_max)");
-        refuse(stream, ReplyCode::NotAllowed, &text).await?;
+    let Some(principal) = admit(stream, engine, admission, &start_ok).await? else {
         return Ok(None);
-    }
-    let principal = match authenticate(engine, &start_ok).await {
-        Some(principal) => principal,
-        None => {
-            refuse(
-                stream,
-                ReplyCode::AccessRefused,
-                "login refused: bad user name, password or token",
-            )
-            .await?;
-            return Ok(None);
-        }
     };
     let tune = conn::Tune {
         channel_max: CHANNEL_MAX,
@@ -173,32 +159,68 @@ async fn handshake(
         reserved_1: ShortString::default(),
     };
     write_method(stream, open_ok).await?;
-    let (events, _) = mpsc::channel(1);
-    let (publisher, _) = mpsc::channel(1);
     let exclusive = listing.exclusive.clone();
     let listed = register(listing, &principal, &start_ok, &open);
-    let (_, reports) = mpsc::unbounded_channel();
-    let open = Connection {
-        engine: engine.clone(),
-        principal,
-        frame_max,
-        heartbeat: tune_ok.heartbeat.min(HEARTBEAT_S),
-        out: BytesMut::new(),
-        channels: HashMap::new(),
-        events,
-        publisher,
-        reports,
-        in_flight: 0,
-        settling: Vec::new(),
-        ended: false,
-        next_epoch: 1,
-        temporary: Vec::new(),
-        exclusive,
-        claimed: Vec::new(),
-        auto_delete: Default::default(),
-        listed,
-    };
+    let heartbeat = tune_ok.heartbeat.min(HEARTBEAT_S);
+    let open = Connection::new(engine, principal, (frame_max, heartbeat), listed, exclusive);
     Ok(Some((open, input)))
+}
+
+/// Whether the client may in: under the connection cap, and logged in. `None` when refused
+/// (the client has been told why).
+async fn admit(
+    stream: &mut Transport,
+    engine: &Engine,
+    admission: &Admission,
+    start_ok: &conn::StartOk,
+) -> std::io::Result<Option<Principal>> {
+    if let Admission::Full(max) = admission {
+        let text = format!("connection limit reached: the server takes {max} AMQP connections (limits.amqp_connections_max)");
+        refuse(stream, ReplyCode::NotAllowed, &text).await?;
+        return Ok(None);
+    }
+    let principal = authenticate(engine, start_ok).await;
+    if principal.is_none() {
+        let text = "login refused: bad user name, password or token";
+        refuse(stream, ReplyCode::AccessRefused, text).await?;
+    }
+    Ok(principal)
+}
+
+impl Connection {
+    /// An open connection with `(frame_max, heartbeat)` as tuned; its channels to the
+    /// publisher task and consumer tasks are made when it runs.
+    fn new(
+        engine: &Engine,
+        principal: Principal,
+        (frame_max, heartbeat): (u32, u16),
+        listed: Registration,
+        exclusive: Arc<Exclusive>,
+    ) -> Connection {
+        let (events, _) = mpsc::channel(1);
+        let (publisher, _) = mpsc::channel(1);
+        let (_, reports) = mpsc::unbounded_channel();
+        Connection {
+            engine: engine.clone(),
+            principal,
+            frame_max,
+            heartbeat,
+            out: BytesMut::new(),
+            channels: HashMap::new(),
+            events,
+            publisher,
+            reports,
+            in_flight: 0,
+            settling: Vec::new(),
+            ended: false,
+            next_epoch: 1,
+            temporary: Vec::new(),
+            exclusive,
+            claimed: Vec::new(),
+            auto_delete: Default::default(),
+            listed,
+        }
+    }
 }
 
 /// Lists the connection whose handshake just finished in the server's list.
@@ -401,12 +423,7 @@ async fn run(
     mut input: BytesMut,
 ) -> std::io::Result<()> {
     let (mut reader, mut writer) = tokio::io::split(stream);
-    let (events_tx, mut events) = mpsc::channel(EVENTS_BUFFER);
-    connection.events = events_tx;
-    // Dropping the sender when the connection ends lets the task store what it holds, then end.
-    let (publisher, reports, _publisher_task) = publisher::spawn(connection.engine.clone());
-    connection.publisher = publisher;
-    connection.reports = reports;
+    let mut events = connection.start_tasks();
     let mut decoder = FrameDecoder::new(connection.frame_max);
     decoder.set_frame_max(connection.frame_max);
     // The heartbeat the client accepted; 0 turns heartbeats off both ways.
@@ -430,14 +447,7 @@ async fn run(
                 }
                 Err(error) => break Err(error),
             },
-            Some(event) = events.recv() => {
-                connection.handle_event(event).await;
-                // Whatever else is waiting goes out in the same write.
-                while connection.out.len() < WRITE_BATCH_BYTES {
-                    let Ok(event) = events.try_recv() else { break };
-                    connection.handle_event(event).await;
-                }
-            }
+            Some(event) = events.recv() => connection.handle_events(event, &mut events).await,
             Some(report) = connection.reports.recv() => {
                 connection.handle_report(report);
                 while let Ok(report) = connection.reports.try_recv() {
@@ -472,6 +482,29 @@ async fn run(
     // However it ended, consumers stop and unsettled deliveries go back to their queues.
     connection.close_all();
     ended
+}
+
+impl Connection {
+    /// Connects the channels of the consumer tasks and of the publisher task; returns where
+    /// the consumers' events arrive. Dropping the publisher's sender when the connection ends
+    /// lets its task store what it holds, then end.
+    fn start_tasks(&mut self) -> mpsc::Receiver<Event> {
+        let (events_tx, events) = mpsc::channel(EVENTS_BUFFER);
+        self.events = events_tx;
+        let (publisher, reports, _task) = publisher::spawn(self.engine.clone());
+        self.publisher = publisher;
+        self.reports = reports;
+        events
+    }
+
+    /// `first` and the events waiting behind it, so that they go out in one write.
+    async fn handle_events(&mut self, first: Event, events: &mut mpsc::Receiver<Event>) {
+        self.handle_event(first).await;
+        while self.out.len() < WRITE_BATCH_BYTES {
+            let Ok(event) = events.try_recv() else { break };
+            self.handle_event(event).await;
+        }
+    }
 }
 
 /// Handles every whole frame in `input`; true when the connection is to end.
