@@ -252,7 +252,9 @@ fn a_celery_worker_runs_tasks_and_returns_results() {
     let report = String::from_utf8_lossy(&output.stdout);
     let worker_log = std::fs::read_to_string(dir.path().join("worker.log")).unwrap_or_default();
     assert!(
-        output.status.success() && report.contains("5 task round trips"),
+        output.status.success()
+            && report.contains("5 task round trips")
+            && report.contains("remote control ping answered by"),
         "celery client failed:\n{report}\n{}\nworker:\n{worker_log}",
         String::from_utf8_lossy(&output.stderr)
     );

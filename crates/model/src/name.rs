@@ -2,7 +2,8 @@
 //!
 //! The character set is narrow on purpose: a name appears in URL paths, AMQP and MQTT
 //! frames, metric labels and possibly file names, and these characters need no escaping in
-//! any of them.
+//! any of them. `@` is among them because Celery names its control queues
+//! `celery@HOST.celery.pidbox`, and a URL path segment takes it as it is (RFC 3986 `pchar`).
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -12,7 +13,7 @@ use std::str::FromStr;
 /// queue name Wharf accepts fits the wire and vice versa.
 pub const QUEUE_NAME_BYTES_MAX: usize = 255;
 
-/// The name of a queue: 1..=255 bytes of ASCII letters, digits, `.`, `-` and `_`, and not
+/// The name of a queue: 1..=255 bytes of ASCII letters, digits, `.`, `-`, `_` and `@`, and not
 /// `.` or `..` (those would mean something else wherever a name becomes a path segment).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -28,7 +29,7 @@ pub enum QueueNameError {
     TooLong { length: usize },
     #[error(
         "name has {character:?} at byte {position}; \
-         allowed are ASCII letters, digits, '.', '-' and '_'"
+         allowed are ASCII letters, digits, '.', '-', '_' and '@'"
     )]
     InvalidCharacter { character: char, position: usize },
     #[error("name {name:?} is reserved")]
@@ -48,7 +49,7 @@ impl QueueName {
         if name.len() > QUEUE_NAME_BYTES_MAX {
             return Err(QueueNameError::TooLong { length: name.len() });
         }
-        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@');
         if let Some((position, character)) = name.char_indices().find(|&(_, c)| !allowed(c)) {
             return Err(QueueNameError::InvalidCharacter {
                 character,

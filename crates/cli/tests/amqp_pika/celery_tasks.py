@@ -1,5 +1,6 @@
-"""A Celery app on Wharf's AMQP door, results over the rpc:// backend. Remote control is off:
-its pidbox queue is named `celery@HOST.celery.pidbox`, and `@` is not in Wharf's names."""
+"""A Celery app on Wharf's AMQP door, results over the rpc:// backend, with Celery's defaults
+otherwise: remote control is on, so the worker declares its `celery@HOST.celery.pidbox` queue
+and answers the client's ping through it."""
 
 import os
 
@@ -7,7 +8,6 @@ from celery import Celery
 
 app = Celery("celery_tasks", broker=os.environ["BROKER"], backend="rpc://")
 app.conf.broker_connection_retry_on_startup = True
-app.conf.worker_enable_remote_control = False
 
 
 @app.task

@@ -32,7 +32,7 @@ fn regex_escape(text: &str) -> String {
 fn resource_name_pattern() -> String {
     let max = QUEUE_NAME_BYTES_MAX;
     format!(
-        "^([A-Za-z0-9_-][A-Za-z0-9._-]{{0,{}}}|\\.[A-Za-z0-9_-][A-Za-z0-9._-]{{0,{}}}|\\.\\.[A-Za-z0-9._-]{{1,{}}})$",
+        "^([A-Za-z0-9_@-][A-Za-z0-9._@-]{{0,{}}}|\\.[A-Za-z0-9_@-][A-Za-z0-9._@-]{{0,{}}}|\\.\\.[A-Za-z0-9._@-]{{1,{}}})$",
         max - 1,
         max - 2,
         max - 2
