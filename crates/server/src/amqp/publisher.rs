@@ -198,7 +198,8 @@ async fn store(engine: &Engine, publishes: Vec<Publish>) -> Vec<Done> {
         groups[group].push(index);
     }
     for indexes in &groups {
-        if let Target::Queue(queue) = &publishes[indexes[0]].target {
+        let first = indexes.first().map(|&index| &publishes[index].target);
+        if let Some(Target::Queue(queue)) = first {
             hold_while_behind(engine, queue).await;
         }
     }
