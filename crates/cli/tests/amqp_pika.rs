@@ -141,6 +141,38 @@ fn tls_node(dir: &Path, args: &[&str], port: std::net::SocketAddr) -> process::S
     server
 }
 
+/// SIGTERM: a consuming client is told the server stops (`320 CONNECTION_FORCED`) before
+/// the process ends, as RabbitMQ tells it, rather than finding its socket closed.
+#[test]
+fn a_stopping_server_tells_amqp_clients_why() {
+    use std::io::{BufRead, BufReader};
+    let python = python();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let amqp = process::free_address();
+    let mut node = start_amqp(dir.path(), amqp);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/amqp_pika/shutdown.py");
+    let mut client = Killed(
+        Command::new(&python)
+            .arg(&script)
+            .arg(amqp.port().to_string())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run the client"),
+    );
+    let mut lines = BufReader::new(client.0.stdout.take().expect("stdout")).lines();
+    let first = lines.next().expect("a line").expect("read");
+    assert_eq!(first, "consuming");
+    node.server.signal(libc::SIGTERM);
+    node.server.wait_exit(process::EXIT_DEADLINE);
+    let said = lines.next().expect("a line").expect("read");
+    assert_eq!(
+        said,
+        "closed by the server: 320 CONNECTION_FORCED - the server is shutting down",
+        "server log:\n{}",
+        node.server.stderr()
+    );
+}
+
 /// `limits.amqp_connections_max`: one connection over it is refused with 530 and a text that
 /// names the setting; a freed slot is taken again.
 #[test]

@@ -143,6 +143,8 @@ pub struct ConnectionPage {
 pub struct Connections {
     next_id: AtomicU64,
     entries: Mutex<HashMap<ConnectionId, Arc<Entry>>>,
+    /// The server is stopping: closes asked from now on say so.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Connections {
@@ -234,6 +236,16 @@ impl Connections {
         }
     }
 
+    /// The server is stopping: asks every door to close every connection, telling its client
+    /// why (AMQP: `320 CONNECTION_FORCED`).
+    pub fn close_all_for_shutdown(&self) {
+        self.stopping.store(true, Ordering::Release);
+        let entries: Vec<Arc<Entry>> = self.entries().values().cloned().collect();
+        for entry in entries {
+            entry.close.notify_one();
+        }
+    }
+
     fn entries(&self) -> MutexGuard<'_, HashMap<ConnectionId, Arc<Entry>>> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -290,9 +302,15 @@ impl Registration {
         }
     }
 
-    /// Completes when an operator asked to close the connection ([`Connections::close`]).
+    /// Completes when an operator asked to close the connection ([`Connections::close`]), or
+    /// the server is stopping ([`Registration::server_stopping`] tells which).
     pub async fn close_requested(&self) {
         self.entry.close.notified().await;
+    }
+
+    /// Whether the close asked is the server's shutdown rather than an operator's.
+    pub fn server_stopping(&self) -> bool {
+        self.registry.stopping.load(Ordering::Acquire)
     }
 }
 

@@ -49,6 +49,10 @@ pub const SHUTDOWN_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// 5 s on top of the drain still ends within Kubernetes' 30 s grace period.
 pub const STORE_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a stopping server waits for its doors' connections (AMQP) to hear that it stops
+/// and close: a moment, as each only writes one frame.
+const DOOR_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// The server failed to start or to stop cleanly.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -392,7 +396,7 @@ impl Server {
         ));
         tracing::info!(address = %local_addr, tls = tls.is_some(), "listening");
         let connections = state.connections.clone();
-        let amqp = amqp.map(|listeners| spawn_amqp(listeners, &engine, connections));
+        let amqp = amqp.map(|listeners| spawn_amqp(listeners, &engine, connections.clone()));
 
         let (began_sender, began) = oneshot::channel();
         let signal_readiness = readiness.clone();
@@ -428,6 +432,7 @@ impl Server {
         for task in [Some(alerting), amqp].into_iter().flatten() {
             task.abort();
         }
+        close_door_connections(&connections).await;
         readiness.begin_shutdown();
         engine.close();
         let closed = close_store(&store).await;
@@ -436,6 +441,16 @@ impl Server {
         closed.map_err(|source| ServeError::StoreClose { source })?;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Tells the doors' clients that the server stops (AMQP: `320 CONNECTION_FORCED`), and waits
+/// up to [`DOOR_CLOSE_TIMEOUT`] for them to go, so that they hear it before the process ends.
+async fn close_door_connections(connections: &Connections) {
+    connections.close_all_for_shutdown();
+    let deadline = tokio::time::Instant::now() + DOOR_CLOSE_TIMEOUT;
+    while !connections.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

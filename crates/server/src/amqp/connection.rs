@@ -455,8 +455,12 @@ async fn run(
                 }
             }
             () = connection.listed.close_requested() => {
-                // As RabbitMQ's management API closes a connection: the client hears why.
-                let text = "CONNECTION_FORCED - closed by an operator";
+                // As RabbitMQ closes a connection from its management API or at shutdown: the
+                // client hears why.
+                let text = match connection.listed.server_stopping() {
+                    true => "CONNECTION_FORCED - the server is shutting down",
+                    false => "CONNECTION_FORCED - closed by an operator",
+                };
                 connection.send(0, close(ReplyCode::ConnectionForced, text, 0, 0));
                 closing = true;
             }
