@@ -267,11 +267,7 @@ impl Connection {
                 Ok(())
             }
             Method::Tx(_) => self.tx_method(channel, &method).await,
-            other => Err(Failure::connection(
-                ReplyCode::NotImplemented,
-                &format!("{} is not supported by Wharf's AMQP door", other.name()),
-                other,
-            )),
+            other => Err(Failure::not_implemented(other)),
         }
     }
 
@@ -430,11 +426,7 @@ impl Connection {
                 }
                 Ok(())
             }
-            other => Err(Failure::connection(
-                ReplyCode::NotImplemented,
-                &format!("{} is not supported by Wharf's AMQP door", other.name()),
-                other,
-            )),
+            other => Err(Failure::not_implemented(other)),
         }
     }
 
@@ -613,11 +605,7 @@ impl Connection {
                 }
                 Ok(())
             }
-            other => Err(Failure::connection(
-                ReplyCode::NotImplemented,
-                &format!("{} is not supported by Wharf's AMQP door", other.name()),
-                other,
-            )),
+            other => Err(Failure::not_implemented(other)),
         }
     }
 
@@ -707,11 +695,7 @@ impl Connection {
                 self.send(channel, basic::RecoverOk {});
                 Ok(())
             }
-            other => Err(Failure::connection(
-                ReplyCode::NotImplemented,
-                &format!("{} is not supported by Wharf's AMQP door", other.name()),
-                other,
-            )),
+            other => Err(Failure::not_implemented(other)),
         }
     }
 

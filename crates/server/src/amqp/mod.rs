@@ -55,6 +55,13 @@ impl Failure {
         }
     }
 
+    /// A method the door does not implement: `540 NOT_IMPLEMENTED`, which closes the
+    /// connection.
+    fn not_implemented(method: &Method) -> Failure {
+        let text = format!("{} is not supported by Wharf's AMQP door", method.name());
+        Failure::connection(ReplyCode::NotImplemented, &text, method)
+    }
+
     fn channel(channel: u16, code: ReplyCode, text: &str, method: &Method) -> Failure {
         Failure::Channel {
             channel,
