@@ -1253,7 +1253,8 @@ impl Connection {
             buffer.publishes.push(publish);
             return Ok(());
         }
-        self.submit(Job::Publish(publish), &content.method).await
+        self.submit(Job::Publish(Box::new(publish)), &content.method)
+            .await
     }
 
     /// Answers what the publisher task stored: returns of unroutable mandatory publishes,

@@ -38,8 +38,13 @@ pub const HEARTBEAT_S: u16 = 60;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Deliveries queued between consumer tasks and the connection's writer.
 const EVENTS_BUFFER: usize = 1_024;
-/// Room made in the input buffer before a read.
-const READ_CHUNK: usize = 64 * 1024;
+/// Room made in the input buffer before a read: it starts small, so an idle connection holds
+/// little, doubles while reads fill it (a busy publisher), and comes back down when they don't.
+const READ_CHUNK_MIN: usize = 4 * 1024;
+const READ_CHUNK_MAX: usize = 64 * 1024;
+/// An output buffer grown past this by a burst is let go once written, so an idle connection
+/// does not keep it.
+const OUT_KEEP_BYTES: usize = 64 * 1024;
 /// Output gathered from waiting deliveries before it is written.
 const WRITE_BATCH_BYTES: usize = 256 * 1024;
 
@@ -121,7 +126,7 @@ async fn handshake(
     admission: &Admission,
     listing: Listing,
 ) -> std::io::Result<Option<(Connection, BytesMut)>> {
-    let mut input = BytesMut::with_capacity(8 * 1024);
+    let mut input = BytesMut::with_capacity(READ_CHUNK_MIN);
     if !read_protocol_header(stream, &mut input).await? {
         return Ok(None);
     }
@@ -431,17 +436,17 @@ async fn run(
     let period = Duration::from_secs(u64::from(heartbeat.max(1)));
     let mut heartbeats = tokio::time::interval(period / 2);
     let mut silent_beats = 0u32;
+    let mut sizing = ReadSizing {
+        chunk: READ_CHUNK_MIN,
+    };
     let ended = loop {
         let mut closing = false;
-        // Read in large chunks: a client with a window of publishes in flight sends many
-        // frames at once, and each read handles all that arrived.
-        if input.capacity() - input.len() < READ_CHUNK / 4 {
-            input.reserve(READ_CHUNK);
-        }
+        let spare = sizing.prepare(&mut input);
         tokio::select! {
             read = reader.read_buf(&mut input) => match read {
                 Ok(0) => break Ok(()),
-                Ok(_) => {
+                Ok(read) => {
+                    sizing.read(read, spare);
                     silent_beats = 0;
                     closing = handle_input(&mut connection, &decoder, &mut input).await;
                 }
@@ -473,11 +478,8 @@ async fn run(
                 }
             }
         }
-        if !connection.out.is_empty() {
-            if let Err(error) = writer.write_all(&connection.out).await {
-                break Err(error);
-            }
-            connection.out.clear();
+        if let Err(error) = connection.write_out(&mut writer).await {
+            break Err(error);
         }
         if closing || connection.ended {
             break Ok(());
@@ -488,7 +490,53 @@ async fn run(
     ended
 }
 
+/// How much room the input buffer gets before a read. A client with a window of publishes in
+/// flight sends many frames at once, and each read takes all that arrived; an idle one keeps
+/// a small buffer.
+struct ReadSizing {
+    chunk: usize,
+}
+
+impl ReadSizing {
+    /// Makes room in `input`; returns the room there is.
+    fn prepare(&self, input: &mut BytesMut) -> usize {
+        if input.is_empty() && input.capacity() > 2 * self.chunk {
+            *input = BytesMut::new();
+        }
+        if input.capacity() - input.len() < self.chunk / 4 {
+            input.reserve(self.chunk);
+        }
+        input.capacity() - input.len()
+    }
+
+    /// A read of `read` bytes into `spare` of room: a full one doubles the next chunk, a small
+    /// one halves it.
+    fn read(&mut self, read: usize, spare: usize) {
+        self.chunk = match read {
+            read if read >= spare => (self.chunk * 2).min(READ_CHUNK_MAX),
+            read if read < self.chunk / 4 => (self.chunk / 2).max(READ_CHUNK_MIN),
+            _ => self.chunk,
+        };
+    }
+}
+
 impl Connection {
+    /// Writes what is waiting to go out; a buffer a burst grew is let go once written.
+    async fn write_out(
+        &mut self,
+        writer: &mut (impl tokio::io::AsyncWrite + Unpin),
+    ) -> std::io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        writer.write_all(&self.out).await?;
+        self.out.clear();
+        if self.out.capacity() > OUT_KEEP_BYTES {
+            self.out = BytesMut::new();
+        }
+        Ok(())
+    }
+
     /// Connects the channels of the consumer tasks and of the publisher task; returns where
     /// the consumers' events arrive. Dropping the publisher's sender when the connection ends
     /// lets its task store what it holds, then end.
