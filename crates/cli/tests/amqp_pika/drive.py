@@ -333,6 +333,19 @@ def transactions():
           "leaves the delivery unsettled), basic.recover requeues with redelivered set")
 
 
+def too_large_body():
+    connection = connect()
+    channel = connection.channel()
+    channel.queue_declare("big")
+    try:
+        channel.basic_publish("", "big", b"x" * ((8 << 20) + 1))
+        connection.process_data_events(time_limit=5)
+        raise AssertionError("a body over 8 MiB was taken")
+    except pika.exceptions.ConnectionClosedByBroker as closed:
+        assert "larger than the limit" in closed.reply_text, closed
+    print("a body over 8 MiB closes the connection with its reason, not a reset")
+
+
 def main():
     if sys.argv[3:4] == ["publish"]:
         publish_confirmed(int(sys.argv[4]), sys.argv[5])
@@ -347,6 +360,7 @@ def main():
     transactions()
     direct_reply_to()
     exclusive_and_auto_delete()
+    too_large_body()
     print("pika: every check passed")
 
 

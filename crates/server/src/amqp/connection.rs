@@ -38,6 +38,8 @@ pub const HEARTBEAT_S: u16 = 60;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Deliveries queued between consumer tasks and the connection's writer.
 const EVENTS_BUFFER: usize = 1_024;
+/// How long a connection closed for an error still reads what its client sends.
+const LINGER: Duration = Duration::from_secs(2);
 /// Room made in the input buffer before a read: it starts small, so an idle connection holds
 /// little, doubles while reads fill it (a busy publisher), and comes back down when they don't.
 const READ_CHUNK_MIN: usize = 4 * 1024;
@@ -487,7 +489,26 @@ async fn run(
     };
     // However it ended, consumers stop and unsettled deliveries go back to their queues.
     connection.close_all();
+    if connection.ended {
+        linger(&mut reader).await;
+    }
     ended
+}
+
+/// After the server closed the connection for an error: reads and drops what the client still
+/// sends, for up to [`LINGER`], so that closing the socket does not reset it before the client
+/// has read the close and its reason (a client in the middle of a too-large body would
+/// otherwise see only "connection reset").
+async fn linger(reader: &mut (impl AsyncReadExt + Unpin)) {
+    let mut sink = [0u8; 16 * 1024];
+    let drain = async {
+        while let Ok(read) = reader.read(&mut sink).await {
+            if read == 0 {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
 /// How much room the input buffer gets before a read. A client with a window of publishes in
