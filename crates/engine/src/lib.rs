@@ -10,6 +10,7 @@ pub mod error;
 pub mod log_throttle;
 pub mod queue;
 pub mod security;
+pub mod stream;
 pub mod topic;
 
 pub use broker::{Engine, EngineConfig};
