@@ -8,8 +8,10 @@ pub mod filter;
 mod id;
 pub mod message;
 mod name;
+pub mod partitioner;
 pub mod pattern;
 mod priority;
+pub mod record_batch;
 
 pub use id::{MessageId, MessageIdError, MessageIdGenerator, MESSAGE_ID_BYTES_MAX};
 pub use name::{QueueName, QueueNameError, QUEUE_NAME_BYTES_MAX};
