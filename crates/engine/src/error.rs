@@ -124,6 +124,8 @@ pub enum EngineError {
     Storage(#[from] StorageError),
     #[error(transparent)]
     Record(#[from] RecordError),
+    #[error(transparent)]
+    Stream(crate::stream::StreamError),
 }
 
 /// What kind of resource a name names.
@@ -132,6 +134,11 @@ pub enum ResourceKind {
     Queue,
     Topic,
     Alert,
+    Stream,
+    /// A stream's consumer group.
+    Group,
+    /// A member of a consumer group (its id).
+    Member,
 }
 
 /// Why a name is refused.
@@ -428,6 +435,9 @@ impl fmt::Display for ResourceKind {
             ResourceKind::Queue => "queue",
             ResourceKind::Topic => "topic",
             ResourceKind::Alert => "alert rule",
+            ResourceKind::Stream => "stream",
+            ResourceKind::Group => "consumer group",
+            ResourceKind::Member => "group member",
         })
     }
 }

@@ -57,6 +57,11 @@ pub struct LogConfig {
     /// growing the file (no size metadata to sync: 40% more small syncs per second here). Only
     /// done while the log's commits are small; see [`LARGE_COMMIT_BYTES`].
     pub preallocate: bool,
+    /// Whether [`preallocate`](LogConfig::preallocate) also zero-fills the first segment of a
+    /// new log. Off for logs that may stay empty or small (thousands of stream partitions):
+    /// their first segment grows as it is written, and the next one is prepared once it is
+    /// half full, as usual.
+    pub preallocate_first: bool,
     /// Write with `O_DIRECT` where the filesystem allows it (see `segment_writer`).
     pub direct_io: bool,
     /// Test-only failures for the file calls; `None` in production.
@@ -73,6 +78,7 @@ impl Default for LogConfig {
             segment_bytes: 64 << 20,
             fsync: FsyncPolicy::Always,
             preallocate: true,
+            preallocate_first: true,
             direct_io: true,
             faults: None,
             tail_cache_bytes: 0,
@@ -1128,7 +1134,7 @@ pub(crate) fn open_segments(
     if bases.is_empty() {
         let path = dir.join(segment::segment_file_name(Offset(0)));
         let file = create_segment_file(&path)?;
-        if config.preallocate {
+        if config.preallocate && config.preallocate_first {
             let direct = segment_writer::open_direct(&path);
             let filled =
                 segment_writer::zero_fill(ops, &file, direct.as_ref(), config.segment_bytes)

@@ -198,9 +198,13 @@ pub enum LogSize {
     /// Kilobytes to a few megabytes (a topic's bindings): small files, so that thousands of
     /// idle logs cost little disk.
     Small,
-    /// Anything up to the disk: queues and streams.
+    /// Anything up to the disk: the queues' shared WALs.
     #[default]
     Large,
+    /// From empty to anything up to the disk, and possibly thousands of them (stream
+    /// partitions): nothing is set aside on disk before it is written and nothing is kept in
+    /// memory for reads, so an idle log costs its open files and little else.
+    Growing,
 }
 
 /// Runs blocking file work on the blocking pool and waits for it. A panic there is a bug and

@@ -210,6 +210,7 @@ impl Store {
             LogSize::Large => {
                 config.tail_cache_bytes = self.shared.config.large_log_tail_cache_bytes
             }
+            LogSize::Growing => config.preallocate_first = false,
         }
         config
     }

@@ -22,6 +22,7 @@ fn config() -> LogConfig {
         segment_bytes: 64 << 10,
         fsync: FsyncPolicy::Always,
         preallocate: true,
+        preallocate_first: true,
         direct_io: true,
         faults: None,
         tail_cache_bytes: 0,

@@ -14,6 +14,7 @@ mod replay;
 mod replies;
 mod settle;
 pub(crate) mod space;
+pub mod streams;
 mod topic_records;
 mod topics;
 mod validate;
@@ -27,6 +28,11 @@ pub use replies::{
     ReplyInbox, RequestTarget, ScatterResult, REPLY_ADDRESS_PREFIX, SCATTER_EXPECT_MAX,
 };
 pub use settle::Redriven;
+pub use streams::{
+    FetchRequest, Fetched, GroupInfo, GroupJoin, MemberState, OffsetAt, OffsetReset, PartitionInfo,
+    PartitionLag, ProduceRecord, ProduceRequest, Produced, ProducerSequence, StreamInfo,
+    FETCH_WAIT_MAX,
+};
 pub use topics::{BindingInfo, PublishMessage, Published, Subscription, TopicInfo, TopicStats};
 
 use crate::{
@@ -151,6 +157,9 @@ pub(crate) struct Inner {
     pub(crate) config: EngineConfig,
     queues: RwLock<BTreeMap<String, Arc<QueueRuntime>>>,
     topics: RwLock<BTreeMap<String, Arc<topics::TopicRuntime>>>,
+    streams: RwLock<BTreeMap<String, Arc<streams::StreamRuntime>>>,
+    /// Committed offsets of every stream's consumer groups.
+    committed: Arc<streams::CommittedOffsets>,
     /// Pending requests by reply address (request-reply and scatter-gather).
     replies: Mutex<replies::Registry>,
     /// Serializes creating, updating and deleting queues (rare; keeps metadata and the
@@ -185,6 +194,7 @@ impl Engine {
         let quotas = crate::security::quotas::Quotas::load(store.as_ref());
         let (alerts, alerts_damaged) =
             crate::alerts::Alerts::load(store.as_ref(), &config.alert_rules)?;
+        let committed = Arc::new(streams::CommittedOffsets::open(store.as_ref()).await?);
         let engine = Engine {
             inner: Arc::new(Inner {
                 store,
@@ -204,6 +214,8 @@ impl Engine {
                 config,
                 queues: RwLock::new(BTreeMap::new()),
                 topics: RwLock::new(BTreeMap::new()),
+                streams: RwLock::new(BTreeMap::new()),
+                committed,
                 replies: Mutex::default(),
                 admin: tokio::sync::Mutex::new(()),
                 ids: Mutex::new(MessageIdGenerator::new()),
@@ -229,6 +241,12 @@ impl Engine {
                 Err(damaged) => engine.report_damaged(damaged),
             }
         }
+        engine.open_streams().await?;
+        let live = (engine.streams().values())
+            .map(|stream| stream.resource)
+            .collect();
+        engine.inner.committed.retain(&live);
+        streams::maintenance::spawn(&engine);
         let queues: Vec<_> = engine.registry().values().cloned().collect();
         for queue in queues {
             let settles = queue.tick(engine.now())?;
@@ -758,6 +776,12 @@ impl Engine {
     /// Stops timers and long polls; the store is closed by its owner afterwards.
     pub fn close(&self) {
         self.inner.closing.store(true, Ordering::Release);
+        for stream in self.streams().values() {
+            for partition in stream.partitions() {
+                // Wakes long-polling fetches, which then find the engine closing.
+                partition.end.send_modify(|_| {});
+            }
+        }
         for queue in self.registry().values() {
             queue.close_consumers();
             queue.timer_changed.notify_one();

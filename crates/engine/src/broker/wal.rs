@@ -188,7 +188,7 @@ impl Engine {
 
     /// Makes every id handed out from now on greater than `used`: the counter's own entry may
     /// have been lost to damage, and an id handed out twice would mix two queues' records.
-    fn raise_resource_floor(&self, used: u64) {
+    pub(super) fn raise_resource_floor(&self, used: u64) {
         (self.inner.resource_floor).fetch_max(used.saturating_add(1), Ordering::AcqRel);
     }
 

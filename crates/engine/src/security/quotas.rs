@@ -40,6 +40,7 @@ pub enum DefinitionKind {
     Queue,
     Topic,
     Binding,
+    Stream,
 }
 
 impl DefinitionKind {
@@ -48,6 +49,7 @@ impl DefinitionKind {
             DefinitionKind::Queue => "queue",
             DefinitionKind::Topic => "topic",
             DefinitionKind::Binding => "binding",
+            DefinitionKind::Stream => "stream",
         }
     }
 }

@@ -126,6 +126,12 @@ pub enum GroupError {
     TooManyMembers { max: usize },
     #[error("session timeout {given} ms is outside {min}..={max} ms")]
     SessionTimeoutOutOfRange { given: u64, min: u64, max: u64 },
+    /// The group has no members and no committed offsets.
+    #[error("the group does not exist (no members and no committed offsets)")]
+    NotFound,
+    /// Deleting a group is refused while members read for it.
+    #[error("the group has {members} members; it can be deleted once they have left")]
+    HasMembers { members: usize },
 }
 
 /// One consumer group of one stream. Single owner, no locks: the stream's task calls it.

@@ -80,7 +80,10 @@ impl Failure {
             EngineError::QueueNotFound { .. }
             | EngineError::TopicNotFound { .. }
             | EngineError::DestinationNotFound { .. }
-            | EngineError::BindingNotFound { .. } => ReplyCode::NotFound,
+            | EngineError::BindingNotFound { .. }
+            | EngineError::Stream(wharf_engine::stream::StreamError::NotFound { .. }) => {
+                ReplyCode::NotFound
+            }
             EngineError::Forbidden { .. } | EngineError::Unauthenticated { .. } => {
                 ReplyCode::AccessRefused
             }

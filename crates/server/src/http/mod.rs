@@ -20,6 +20,7 @@ pub mod refusals;
 pub mod request_metrics;
 mod requests;
 pub mod security;
+mod streams;
 mod topics;
 mod trace;
 mod ui;
@@ -77,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::openapi_json))
         .merge(queues::routes())
         .merge(topics::routes())
+        .merge(streams::routes())
         .merge(requests::routes())
         .merge(security::routes())
         .merge(alerts::routes())

@@ -81,11 +81,27 @@ pub enum ProblemCode {
     MessageLeased,
     /// No open client connection with this id.
     ConnectionNotFound,
+    StreamNotFound,
+    /// The stream has no such partition.
+    PartitionNotFound,
+    /// The stream has no such consumer group (no members and no committed offsets).
+    GroupNotFound,
+    /// A fetch or commit offset below what retention kept or past the partition's end;
+    /// `detail` gives the partition's range.
+    OffsetOutOfRange,
+    /// An idempotent producer's sequence skips ahead, is older than the requests remembered,
+    /// or was used before for other records.
+    OutOfOrderSequence,
+    /// The member is not in the group (it left or its session expired): join again.
+    UnknownMember,
+    /// A commit from a generation that is not the group's current one, or for a partition
+    /// not assigned to the member: heartbeat to learn the new assignment.
+    StaleGeneration,
 }
 
 impl ProblemCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ProblemCode; 31] = [
+    pub const ALL: [ProblemCode; 38] = [
         ProblemCode::InvalidName,
         ProblemCode::InvalidField,
         ProblemCode::InvalidBody,
@@ -117,6 +133,13 @@ impl ProblemCode {
         ProblemCode::MessageNotFound,
         ProblemCode::MessageLeased,
         ProblemCode::ConnectionNotFound,
+        ProblemCode::StreamNotFound,
+        ProblemCode::PartitionNotFound,
+        ProblemCode::GroupNotFound,
+        ProblemCode::OffsetOutOfRange,
+        ProblemCode::OutOfOrderSequence,
+        ProblemCode::UnknownMember,
+        ProblemCode::StaleGeneration,
     ];
 
     pub fn status(self) -> StatusCode {
@@ -139,7 +162,14 @@ impl ProblemCode {
             | ProblemCode::AlertNotFound
             | ProblemCode::MessageNotFound
             | ProblemCode::ConnectionNotFound
+            | ProblemCode::StreamNotFound
+            | ProblemCode::PartitionNotFound
+            | ProblemCode::GroupNotFound
             | ProblemCode::NotFound => StatusCode::NOT_FOUND,
+            ProblemCode::OffsetOutOfRange => StatusCode::RANGE_NOT_SATISFIABLE,
+            ProblemCode::OutOfOrderSequence
+            | ProblemCode::UnknownMember
+            | ProblemCode::StaleGeneration => StatusCode::CONFLICT,
             ProblemCode::Unauthenticated => StatusCode::UNAUTHORIZED,
             ProblemCode::Forbidden => StatusCode::FORBIDDEN,
             ProblemCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,

@@ -100,6 +100,7 @@ pub(crate) fn engine_problem(error: EngineError, messages: MessagesAt) -> Proble
         }
         // Storage errors name files and OS errors: the log gets them, the client a summary.
         EngineError::Storage(storage) => return storage_problem(storage),
+        EngineError::Stream(stream) => return crate::http::streams::errors::stream_problem(stream),
         // Only opening the engine meets a corrupt definition; counted with unreadable records.
         EngineError::Record(_) | EngineError::CorruptDefinition { .. } => {
             static THROTTLE: LogThrottle = LogThrottle::new();

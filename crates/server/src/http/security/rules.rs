@@ -43,13 +43,13 @@ impl Rule {
 /// the table lacks.
 pub fn rule(method: &Method, template: &str) -> Option<Rule> {
     use Action::{Manage, Read, Write};
-    use ResourceKind::{Queue, Topic};
+    use ResourceKind::{Queue, Stream, Topic};
     let grant = |action, kind| Some(Rule::Grant { action, kind });
     let get = *method == Method::GET;
     match template {
         "/healthz" | "/readyz" | "/openapi.json" => Some(Rule::Open),
         "/metrics" => Some(Rule::Metrics),
-        "/v1/queues" | "/v1/topics" if get => Some(Rule::Authenticated),
+        "/v1/queues" | "/v1/topics" | "/v1/streams" if get => Some(Rule::Authenticated),
         "/v1/queues/{name}" if get => grant(Read, Queue),
         "/v1/queues/{name}" => grant(Manage, Queue),
         "/v1/queues/{name}/messages" if get => grant(Read, Queue),
@@ -66,6 +66,21 @@ pub fn rule(method: &Method, template: &str) -> Option<Rule> {
         "/v1/topics/{name}/bindings/{id}" => grant(Manage, Topic),
         "/v1/topics/{name}/publish" => grant(Write, Topic),
         "/v1/topics/{name}/subscribe" => grant(Read, Topic),
+        "/v1/streams/{name}" if get => grant(Read, Stream),
+        "/v1/streams/{name}" | "/v1/streams/{name}/compact" => grant(Manage, Stream),
+        "/v1/streams/{name}/records" => grant(Write, Stream),
+        // Consumers: reading, joining a group, heartbeats, commits.
+        "/v1/streams/{name}/partitions/{partition}/records"
+        | "/v1/streams/{name}/partitions/{partition}/offsets"
+        | "/v1/streams/{name}/partitions/{partition}/tail"
+        | "/v1/streams/{name}/groups"
+        | "/v1/streams/{name}/groups/{group}/members"
+        | "/v1/streams/{name}/groups/{group}/members/{member}"
+        | "/v1/streams/{name}/groups/{group}/members/{member}/heartbeat"
+        | "/v1/streams/{name}/groups/{group}/commit"
+        | "/v1/streams/{name}/groups/{group}/offsets" => grant(Read, Stream),
+        "/v1/streams/{name}/groups/{group}" if get => grant(Read, Stream),
+        "/v1/streams/{name}/groups/{group}" => grant(Manage, Stream),
         "/v1/request" | "/v1/scatter" | "/v1/reply" => Some(Rule::Authenticated),
         "/v1/whoami" | "/v1/tokens" | "/v1/tokens/{id}" => Some(Rule::Authenticated),
         // An administrator, or a user setting its own password: the handler decides.
