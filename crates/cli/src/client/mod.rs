@@ -21,6 +21,7 @@ pub mod send;
 pub mod send_file;
 pub mod server_url;
 pub mod settle;
+pub mod stream;
 pub mod subscribe;
 pub mod token;
 pub mod topic;
@@ -60,6 +61,8 @@ pub enum ClientError {
         status: u16,
         detail: String,
         field: Option<String>,
+        /// The problem's machine-readable `code` (`stale_generation`), when it had one.
+        code: Option<String>,
     },
     #[error("unexpected reply from {url} (HTTP {status}): {reason}")]
     Reply {
@@ -126,10 +129,12 @@ impl ClientError {
                 status,
                 detail,
                 field,
+                code,
             } => ClientError::Problem {
                 status,
                 detail: format!("{detail} ({hint})"),
                 field,
+                code,
             },
             other => other,
         }
@@ -142,10 +147,12 @@ impl ClientError {
                 status,
                 detail,
                 field,
+                code,
             } if !detail.contains(queue) => ClientError::Problem {
                 status,
                 detail: format!("queue `{queue}`: {detail}"),
                 field,
+                code,
             },
             other => other,
         }
@@ -196,6 +203,13 @@ pub enum ClientCommand {
     /// List, show and close client connections (AMQP).
     #[command(subcommand)]
     Connection(connection::ConnectionCommand),
+    /// Create, inspect and delete streams; show consumer groups.
+    #[command(subcommand)]
+    Stream(stream::StreamCommand),
+    /// Produce records to a stream.
+    Produce(stream::ProduceArgs),
+    /// Print a stream's records as JSON lines, alone or as a member of a consumer group.
+    Consume(stream::ConsumeArgs),
 }
 
 /// Runs one client command against `client`'s server.
@@ -219,6 +233,9 @@ pub fn run(command: ClientCommand, client: &Client) -> Result<(), ClientError> {
         ClientCommand::Whoami => whoami::run(client),
         ClientCommand::Audit(args) => audit::run(&args, client),
         ClientCommand::Connection(command) => connection::run(command, client),
+        ClientCommand::Stream(command) => stream::run(command, client),
+        ClientCommand::Produce(args) => stream::run_produce(args, client),
+        ClientCommand::Consume(args) => stream::run_consume(args, client),
     }
 }
 
@@ -437,6 +454,11 @@ pub fn queue_path(name: &str, tail: &str) -> String {
     format!("/v1/queues/{}{tail}", percent_encode(name))
 }
 
+/// `/v1/streams/{name}{tail}`, the name percent-encoded like [`queue_path`]'s.
+pub fn stream_path(name: &str, tail: &str) -> String {
+    format!("/v1/streams/{}{tail}", percent_encode(name))
+}
+
 /// `/v1/topics/{name}{tail}`, the name percent-encoded like [`queue_path`]'s.
 pub fn topic_path(name: &str, tail: &str) -> String {
     format!("/v1/topics/{}{tail}", percent_encode(name))
@@ -465,6 +487,7 @@ fn problem_error(url: String, status: u16, value: &Value) -> ClientError {
             status,
             detail,
             field: text("field"),
+            code: text("code"),
         },
         None => ClientError::Reply {
             url,

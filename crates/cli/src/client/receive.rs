@@ -80,5 +80,6 @@ fn ack(queue: &str, receipts: Vec<Value>, client: &Client) -> Result<(), ClientE
             failed.join("; ")
         ),
         field: None,
+        code: None,
     })
 }
