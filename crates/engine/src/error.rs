@@ -311,9 +311,6 @@ pub enum FieldProblem {
     /// Only a queue destination can be created with its binding.
     #[error("only a queue destination can be created")]
     NotAQueue,
-    /// Streams are not implemented yet.
-    #[error("stream destinations are not available yet")]
-    StreamsUnavailable,
     /// Not one of the engine's reply addresses.
     #[error("reply addresses start with {prefix}", prefix = crate::broker::REPLY_ADDRESS_PREFIX)]
     NotAReplyAddress,

@@ -563,7 +563,19 @@ impl Engine {
                 self.publish_messages(name.clone(), batch, hops + 1).await?;
                 Ok(true)
             }
-            Destination::Topic(_) | Destination::Stream(_) => Ok(false),
+            Destination::Stream(name) => {
+                if self.find_stream(name).is_none() {
+                    return Ok(false);
+                }
+                let records = batch.into_iter().map(stream_record).collect();
+                let request = super::ProduceRequest {
+                    records,
+                    producer: None,
+                };
+                self.produce(name, request).await?;
+                Ok(true)
+            }
+            Destination::Topic(_) => Ok(false),
         }
     }
 
@@ -611,11 +623,10 @@ impl Engine {
         field: Field,
     ) -> Result<(), EngineError> {
         check_destination_name(destination, &field)?;
-        // Streams were refused with the name; none exists.
         let exists = match destination {
             Destination::Queue(name) => self.find(name).is_some(),
             Destination::Topic(name) => self.find_topic(name).is_some(),
-            Destination::Stream(_) => false,
+            Destination::Stream(name) => self.find_stream(name).is_some(),
         };
         match exists {
             true => Ok(()),
@@ -933,13 +944,12 @@ fn topic_log_name(name: &str) -> String {
     format!("topic-{}~{digest}", &name[..TOPIC_LOG_PREFIX_BYTES])
 }
 
-/// A destination a binding, rule or alternate may name: a queue or topic under the naming
-/// rules, not a reply address (only the engine makes those) and not a stream (none exist yet).
+/// A destination a binding, rule or alternate may name: a queue, topic or stream under the
+/// naming rules, not a reply address (only the engine makes those).
 fn check_destination_name(destination: &Destination, field: &Field) -> Result<(), EngineError> {
     let refuse = |problem| Err(EngineError::invalid_field(field.clone(), problem));
     let name = match destination {
-        Destination::Stream(_) => return refuse(FieldProblem::StreamsUnavailable),
-        Destination::Queue(name) | Destination::Topic(name) => name,
+        Destination::Queue(name) | Destination::Topic(name) | Destination::Stream(name) => name,
     };
     if let Err(source) = QueueName::from_str(name) {
         let problem = NameProblem::Rules { source };
@@ -951,6 +961,34 @@ fn check_destination_name(destination: &Destination, field: &Field) -> Result<()
         return refuse(FieldProblem::InvalidName { problem });
     }
     Ok(())
+}
+
+/// A published message as a stream record: its routing key is the key (so one key keeps one
+/// partition), its body the value, its time the timestamp; its headers follow, with its
+/// content type and id as the headers `content-type` and `message-id`.
+fn stream_record((routing_key, message): (String, Message)) -> super::ProduceRecord {
+    use wharf_model::record_batch::Header;
+    let mut headers: Vec<Header> = (message.headers.into_iter())
+        .map(|(key, value)| Header {
+            key,
+            value: Some(Bytes::from(value)),
+        })
+        .collect();
+    headers.push(Header {
+        key: "content-type".into(),
+        value: Some(Bytes::from(message.content_type)),
+    });
+    headers.push(Header {
+        key: "message-id".into(),
+        value: Some(Bytes::from(message.id)),
+    });
+    super::ProduceRecord {
+        key: Some(Bytes::from(routing_key)),
+        value: Some(message.body),
+        headers,
+        partition: None,
+        timestamp: i64::try_from(message.sent_at).ok(),
+    }
 }
 
 /// Topic names follow the queue naming rules (letters, digits, `.`, `-`, `_`).

@@ -120,7 +120,7 @@ fn destination_not_found(path: String, kind: DestinationKind, name: &str) -> Pro
     let code = match kind {
         DestinationKind::Queue => ProblemCode::QueueNotFound,
         DestinationKind::Topic => ProblemCode::TopicNotFound,
-        DestinationKind::Stream => ProblemCode::NotFound,
+        DestinationKind::Stream => ProblemCode::StreamNotFound,
     };
     Problem::new(code)
         .with_detail(format!("invalid {path}: {kind} {name:?} does not exist"))
@@ -220,7 +220,6 @@ fn field_wording(problem: &FieldProblem, messages: MessagesAt) -> String {
         | FieldProblem::FixedAtCreation
         | FieldProblem::FixedWhileBound { .. }
         | FieldProblem::NotAQueue
-        | FieldProblem::StreamsUnavailable
         | FieldProblem::NotAReplyAddress
         | FieldProblem::CorrelationMismatch
         | FieldProblem::InvalidName { .. }
