@@ -11,6 +11,7 @@ mod secure;
 mod security_cost;
 mod server_process;
 mod storage;
+mod stream;
 mod topic;
 
 use crate::{client::credentials::Authorization, progress::Progress};
@@ -39,6 +40,9 @@ pub enum BenchCommand {
     /// Request-reply round trips through a durable queue over HTTP, concurrent and sequential.
     /// Starts its own `wharf serve` unless --server names one.
     Request(request::RequestArgs),
+    /// Streams through the engine API and over HTTP beside the disk's raw sequential write
+    /// bandwidth: produce and consume MB/s, end-to-end latency, many partitions.
+    Stream(stream::StreamArgs),
 }
 
 /// A benchmark could not run to the end.
@@ -84,6 +88,7 @@ pub fn run(command: BenchCommand, server: Option<Remote<'_>>) -> Result<(), Benc
         BenchCommand::Queue(args) => queue::run(&args, server.as_ref()),
         BenchCommand::Topic(args) => topic::run(&args, server.as_ref()),
         BenchCommand::Request(args) => request::run(&args, server.as_ref()),
+        BenchCommand::Stream(args) => stream::run(&args),
     }
 }
 

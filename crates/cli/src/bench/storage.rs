@@ -188,6 +188,18 @@ fn raw_fsync(path: &Path, overwrite: bool, duration: Duration) -> Result<Outcome
     })
 }
 
+/// The disk's raw sequential write bandwidth in MB/s (see [`raw_sequential`]), measured in a
+/// file at `path` that is removed afterwards; and whether O_DIRECT was used.
+pub(super) fn raw_sequential_mb_s(
+    path: &Path,
+    duration: Duration,
+) -> Result<(f64, bool), BenchError> {
+    let measured = raw_sequential(path, duration);
+    let _ = fs::remove_file(path);
+    let (outcome, direct) = measured?;
+    Ok((outcome.figure, direct))
+}
+
 /// 4 MiB O_DIRECT writes until [`SEQUENTIAL_BYTES_MAX`] or `duration`, then one fsync; the
 /// sync is inside the timing. Falls back to buffered writes where O_DIRECT is refused (tmpfs,
 /// some network file systems) and says so.
