@@ -370,3 +370,65 @@ async fn compaction_under_concurrent_produces_and_fetches_loses_and_moves_nothin
         .collect();
     assert_eq!(records, expected);
 }
+
+#[tokio::test]
+async fn compressed_batches_compact_and_read_back() {
+    use wharf_model::record_batch::Compression;
+    for compression in [Compression::Lz4, Compression::Zstd] {
+        let store = MemoryStore::new();
+        let clock = ManualClock::new(START);
+        let engine = Engine::open(Arc::new(store), clock.clone(), EngineConfig::default())
+            .await
+            .unwrap();
+        let options = StreamOptions {
+            compression,
+            ..compacted(1)
+        };
+        engine.put_stream("table", options).await.unwrap();
+        let long = "y".repeat(500);
+        for round in 0..3 {
+            let records = (0..4)
+                .map(|key| record(&format!("key-{key}"), Some(&format!("{round}{long}"))))
+                .collect();
+            produce(&engine, "table", records).await;
+        }
+        produce(&engine, "table", vec![record("key-3", None)]).await;
+        assert_eq!(guard(engine.compact_stream("table")).await.unwrap(), 4);
+        let expected: Vec<Row> = vec![
+            (8, "key-0".into(), Some(format!("2{long}"))),
+            (9, "key-1".into(), Some(format!("2{long}"))),
+            (10, "key-2".into(), Some(format!("2{long}"))),
+            (12, "key-3".into(), None),
+        ];
+        let records = rows(&fetch_all(&engine, "table", 0, 3).await);
+        assert_eq!(records, expected, "{compression:?}");
+    }
+}
+
+#[tokio::test]
+async fn offset_at_a_time_skips_records_compaction_removed() {
+    let store = MemoryStore::new();
+    let clock = ManualClock::new(START);
+    let engine = Engine::open(Arc::new(store), clock.clone(), EngineConfig::default())
+        .await
+        .unwrap();
+    engine.put_stream("table", compacted(1)).await.unwrap();
+    let at = |key: &str, timestamp: i64| ProduceRecord {
+        timestamp: Some(timestamp),
+        ..record(key, Some(key))
+    };
+    produce(&engine, "table", vec![at("a", 1_000), at("b", 2_000)]).await;
+    produce(&engine, "table", vec![at("c", 3_000)]).await;
+    produce(&engine, "table", vec![at("b", 4_000)]).await;
+    guard(engine.compact_stream("table")).await.unwrap();
+    let offset_at =
+        |time| engine.offset_at("table", 0, wharf_engine::broker::OffsetAt::Timestamp(time));
+    assert_eq!(offset_at(1_000).await.unwrap(), 0);
+    assert_eq!(
+        offset_at(1_500).await.unwrap(),
+        2,
+        "b at 2,000 is gone; c at 3,000 is next"
+    );
+    assert_eq!(offset_at(3_500).await.unwrap(), 3);
+    assert_eq!(offset_at(4_001).await.unwrap(), 4);
+}

@@ -86,9 +86,19 @@ async fn retention_by_bytes_deletes_the_oldest_segments() {
     let bytes_before = engine.stream_info("aging").unwrap().partitions[0].bytes;
     assert!(bytes_before > 3 * SEGMENT_BYTES);
 
+    guard(engine.commit_offsets("aging", "readers", None, &[(0, 1)]))
+        .await
+        .unwrap();
     let earliest = earliest_after_housekeeping(&engine, &clock).await;
     check_after_retention(&engine, earliest, 300).await;
     let info = engine.stream_info("aging").unwrap().partitions[0];
+    // A group whose commit retention passed starts from the earliest record kept.
+    let join = wharf_engine::broker::GroupJoin {
+        member_id: Some("reader".into()),
+        ..Default::default()
+    };
+    let member = engine.join_group("aging", "readers", join).unwrap();
+    assert_eq!(member.positions, [(0, info.earliest)].into());
     // Whole segments go: what stays is at least the limit (less one batch) and at most the
     // limit and one segment.
     assert!(info.bytes <= RETENTION_BYTES + SEGMENT_BYTES, "{info:?}");
