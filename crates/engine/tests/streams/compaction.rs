@@ -432,3 +432,115 @@ async fn offset_at_a_time_skips_records_compaction_removed() {
     assert_eq!(offset_at(3_500).await.unwrap(), 3);
     assert_eq!(offset_at(4_001).await.unwrap(), 4);
 }
+
+/// `compact_stream` is the operators' "compact now"; on a stream with cleanup `delete`
+/// every record is meant to stay until retention, whatever its key.
+#[tokio::test]
+#[ignore = "bug (data loss): Engine::compact_stream does not look at the stream's cleanup, so \
+            on a cleanup `delete` stream it drops every keyed record but the newest of its key: \
+            records a=1, a=2, b=3 become a=2, b=3 (it answers Ok(2)); the HTTP door exposes it \
+            as POST /v1/streams/{name}/compact"]
+async fn compact_stream_leaves_a_delete_stream_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _store) = open(dir.path(), &ManualClock::new(START)).await;
+    engine.put_stream("log", partitions(1)).await.unwrap();
+    let records = vec![keyed("a", "1"), keyed("a", "2"), keyed("b", "3")];
+    produce(&engine, "log", records).await;
+    let result = guard(engine.compact_stream("log")).await;
+    let records = fetch_all(&engine, "log", 0, 10).await;
+    assert_eq!(
+        values(&records),
+        ["1", "2", "3"],
+        "compact_stream answered {result:?}"
+    );
+}
+
+/// A producer's newest batch is kept even when compaction empties it: it holds the
+/// producer's progress, so a retry after the pass and a restart is still recognised.
+#[tokio::test]
+async fn a_producers_progress_survives_compaction_and_a_restart() {
+    use wharf_engine::broker::ProducerSequence;
+    let idempotent = |records, sequence| ProduceRequest {
+        records,
+        producer: Some(ProducerSequence {
+            producer_id: 9,
+            sequence,
+        }),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START);
+    let (engine, store) = open(dir.path(), &clock).await;
+    engine.put_stream("table", compacted(1)).await.unwrap();
+    engine
+        .produce("table", idempotent(vec![record("a", Some("1"))], 0))
+        .await
+        .unwrap();
+    let second = engine
+        .produce("table", idempotent(vec![record("a", Some("2"))], 1))
+        .await
+        .unwrap();
+    // Another writer supersedes the producer's last record.
+    produce(&engine, "table", vec![record("a", Some("3"))]).await;
+    assert_eq!(guard(engine.compact_stream("table")).await.unwrap(), 1);
+    assert_eq!(values(&fetch_all(&engine, "table", 0, 10).await), ["3"]);
+    close(engine, store).await;
+
+    let (engine, _store) = open(dir.path(), &clock).await;
+    let retry = engine
+        .produce("table", idempotent(vec![record("a", Some("2"))], 1))
+        .await
+        .unwrap();
+    assert_eq!(retry, second, "the retry is recognised, not stored again");
+    let info = engine.stream_info("table").unwrap().partitions[0];
+    assert_eq!(info.latest, 3);
+    let error = stream_error(
+        engine
+            .produce("table", idempotent(vec![record("a", Some("4"))], 3))
+            .await,
+    );
+    assert!(
+        matches!(
+            error,
+            StreamError::SequenceGap {
+                given: 3,
+                expected: 2,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let next = engine
+        .produce("table", idempotent(vec![record("a", Some("4"))], 2))
+        .await
+        .unwrap();
+    assert_eq!(next[0].offset, 3);
+}
+
+/// A pass drops a batch with no record left by pointing the index past it, and deletes only
+/// whole segments below the copies; a dropped batch in the segment the copies share stays in
+/// the log, and replay at the next start indexes it again.
+#[tokio::test]
+#[ignore = "bug (removed records return): after a compaction pass, batches it dropped without \
+            a copy are still in the log's last segment; partition replay (PartitionRuntime::load) \
+            indexes them again, so after close and reopen the partition holds 3 records, not 1, \
+            and fetch returns a=1 and a's expired tombstone again (until the next pass)"]
+async fn records_compaction_dropped_stay_dropped_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START);
+    let (engine, store) = open(dir.path(), &clock).await;
+    engine.put_stream("table", compacted(1)).await.unwrap();
+    produce(&engine, "table", vec![record("a", Some("1"))]).await;
+    produce(&engine, "table", vec![record("a", None)]).await;
+    produce(&engine, "table", vec![record("b", Some("1"))]).await;
+    clock.advance(Duration::from_millis(TOMBSTONE_RETENTION_MS + 1));
+    assert_eq!(guard(engine.compact_stream("table")).await.unwrap(), 1);
+    let expected: Vec<Row> = vec![(2, "b".into(), Some("1".into()))];
+    assert_eq!(rows(&fetch_all(&engine, "table", 0, 10).await), expected);
+    close(engine, store).await;
+
+    let (engine, store) = open(dir.path(), &clock).await;
+    let info = engine.stream_info("table").unwrap().partitions[0];
+    assert_eq!((info.records, info.latest), (1, 3), "{info:?}");
+    assert_eq!(rows(&fetch_all(&engine, "table", 0, 10).await), expected);
+    close(engine, store).await;
+}

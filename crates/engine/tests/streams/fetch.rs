@@ -268,3 +268,26 @@ async fn offset_at_finds_the_earliest_the_end_and_the_first_record_at_a_time() {
     let fetched = engine.fetch("timed", 0, fetch_request(5, 1)).await.unwrap();
     assert_eq!(fetched.records[0].timestamp, START as i64);
 }
+
+#[tokio::test]
+async fn a_long_poll_waits_at_most_fetch_wait_max() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START);
+    let (engine, _store) = open(dir.path(), &clock).await;
+    engine.put_stream("quiet", partitions(1)).await.unwrap();
+    let waiting = {
+        let engine = engine.clone();
+        let wait = FetchRequest {
+            wait: Duration::from_secs(600),
+            ..fetch_request(0, 100)
+        };
+        tokio::spawn(async move { engine.fetch("quiet", 0, wait).await })
+    };
+    settle().await;
+    clock.advance(wharf_engine::broker::FETCH_WAIT_MAX - Duration::from_millis(1));
+    settle().await;
+    assert!(!waiting.is_finished());
+    clock.advance(Duration::from_millis(1));
+    let fetched = guard(waiting).await.unwrap().unwrap();
+    assert!(fetched.records.is_empty());
+}

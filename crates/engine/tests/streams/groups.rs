@@ -385,3 +385,80 @@ async fn a_grown_stream_shares_its_new_partitions_among_the_members() {
         "{positions:?}"
     );
 }
+
+#[tokio::test]
+async fn a_session_timeout_outside_its_range_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _store) = open(dir.path(), &ManualClock::new(START)).await;
+    filled(&engine, 1, 1).await;
+    for timeout in [999, 300_001] {
+        let refused = engine.join_group(
+            "orders",
+            "billing",
+            join("a", timeout, OffsetReset::Earliest),
+        );
+        assert_eq!(
+            group_error(refused),
+            GroupError::SessionTimeoutOutOfRange {
+                given: timeout,
+                min: 1_000,
+                max: 300_000
+            }
+        );
+    }
+    let error = stream_error(engine.group_info("orders", "billing"));
+    assert!(matches!(
+        error,
+        StreamError::Group {
+            source: GroupError::NotFound,
+            ..
+        }
+    ));
+}
+
+#[tokio::test]
+async fn a_repeated_join_keeps_the_generation_and_a_leave_moves_partitions_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _store) = open(dir.path(), &ManualClock::new(START)).await;
+    filled(&engine, 3, 1).await;
+    engine
+        .join_group(
+            "orders",
+            "billing",
+            join("a", 10_000, OffsetReset::Earliest),
+        )
+        .unwrap();
+    let b = engine
+        .join_group(
+            "orders",
+            "billing",
+            join("b", 10_000, OffsetReset::Earliest),
+        )
+        .unwrap();
+    let again = engine
+        .join_group(
+            "orders",
+            "billing",
+            join("b", 10_000, OffsetReset::Earliest),
+        )
+        .unwrap();
+    assert_eq!(again.view, b.view, "a retried join does not rebalance");
+    engine.leave_group("orders", "billing", "b").unwrap();
+    let a = heartbeat(&engine, "a", b.view.generation);
+    assert_eq!(a.view.assignment, [0, 1, 2]);
+    assert_eq!(a.view.generation, b.view.generation + 1);
+    let gone = engine
+        .commit_offsets(
+            "orders",
+            "billing",
+            Some(("b", a.view.generation)),
+            &[(0, 1)],
+        )
+        .await;
+    assert_eq!(
+        group_error(gone),
+        GroupError::UnknownMember {
+            member_id: "b".into()
+        }
+    );
+}

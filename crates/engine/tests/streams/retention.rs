@@ -76,7 +76,7 @@ async fn retention_by_bytes_deletes_the_oldest_segments() {
     const RETENTION_BYTES: u64 = 100_000;
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(START);
-    let (engine, _store) = open(dir.path(), &clock).await;
+    let (engine, store) = open(dir.path(), &clock).await;
     let options = StreamOptions {
         retention_bytes: Some(RETENTION_BYTES),
         ..partitions(1)
@@ -99,6 +99,12 @@ async fn retention_by_bytes_deletes_the_oldest_segments() {
     };
     let member = engine.join_group("aging", "readers", join).unwrap();
     assert_eq!(member.positions, [(0, info.earliest)].into());
+    // The start survives a restart.
+    close(engine, store).await;
+    let (engine, _store) = open(dir.path(), &clock).await;
+    let reopened = engine.stream_info("aging").unwrap().partitions[0];
+    assert_eq!((reopened.earliest, reopened.latest), (info.earliest, 300));
+    check_after_retention(&engine, reopened.earliest, 300).await;
     // Whole segments go: what stays is at least the limit (less one batch) and at most the
     // limit and one segment.
     assert!(info.bytes <= RETENTION_BYTES + SEGMENT_BYTES, "{info:?}");
