@@ -544,3 +544,33 @@ async fn records_compaction_dropped_stay_dropped_after_a_restart() {
     assert_eq!(rows(&fetch_all(&engine, "table", 0, 10).await), expected);
     close(engine, store).await;
 }
+
+/// A crash of the in-memory store right after a pass: the copies were durable before the
+/// originals went, so every key's newest record is still there at its offset.
+#[tokio::test]
+async fn a_crash_after_a_pass_keeps_every_keys_newest_record() {
+    let store = MemoryStore::new();
+    let clock = ManualClock::new(START);
+    let open_memory = || async {
+        Engine::open(
+            Arc::new(store.clone()),
+            clock.clone(),
+            EngineConfig::default(),
+        )
+        .await
+        .unwrap()
+    };
+    let engine = open_memory().await;
+    engine.put_stream("table", compacted(1)).await.unwrap();
+    let requests: Vec<Vec<(u8, Option<u8>)>> = (0..6u8)
+        .map(|round| (0..5u8).map(|key| (key, Some(round))).collect())
+        .collect();
+    let produced = produce_rows(&engine, "table", &requests).await;
+    guard(engine.compact_stream("table")).await.unwrap();
+    store.crash();
+    drop(engine);
+    let engine = open_memory().await;
+    let expected = latest_per_key(&produced, true);
+    let ends: BTreeMap<u32, u64> = [(0, 30)].into();
+    check_partitions(&engine, "table", &expected, &ends).await;
+}

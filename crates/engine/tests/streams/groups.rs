@@ -5,7 +5,7 @@ use crate::*;
 use std::collections::BTreeSet;
 use wharf_engine::{
     broker::{GroupJoin, MemberState, OffsetReset},
-    stream::group::GroupError,
+    stream::group::{AssignmentStrategy, GroupError},
 };
 
 fn join(member: &str, session_timeout_ms: u64, reset: OffsetReset) -> GroupJoin {
@@ -461,4 +461,28 @@ async fn a_repeated_join_keeps_the_generation_and_a_leave_moves_partitions_at_on
             member_id: "b".into()
         }
     );
+}
+
+#[tokio::test]
+async fn the_first_members_strategy_holds_while_the_group_has_members() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _store) = open(dir.path(), &ManualClock::new(START)).await;
+    filled(&engine, 4, 1).await;
+    let with = |member: &str, strategy| GroupJoin {
+        strategy: Some(strategy),
+        ..join(member, 10_000, OffsetReset::Earliest)
+    };
+    engine
+        .join_group(
+            "orders",
+            "billing",
+            with("a", AssignmentStrategy::RoundRobin),
+        )
+        .unwrap();
+    let b = engine
+        .join_group("orders", "billing", with("b", AssignmentStrategy::Range))
+        .unwrap();
+    let a = heartbeat(&engine, "a", b.view.generation);
+    assert_eq!(a.view.assignment, [0, 2], "round robin, a's choice");
+    assert_eq!(b.view.assignment, [1, 3]);
 }
