@@ -486,3 +486,68 @@ async fn the_first_members_strategy_holds_while_the_group_has_members() {
     assert_eq!(a.view.assignment, [0, 2], "round robin, a's choice");
     assert_eq!(b.view.assignment, [1, 3]);
 }
+
+/// Enough commits that the shared log of committed offsets compacts itself (it does past
+/// 4,096 records), then a restart and a crash: each group's newest commit is what comes back,
+/// and a deleted group stays deleted.
+#[tokio::test]
+async fn committed_offsets_survive_the_logs_compaction_and_restarts() {
+    use wharf_storage::MemoryStore;
+    const COMMITS: u64 = 5_000;
+    let store = MemoryStore::new();
+    let clock = ManualClock::new(START);
+    let open_memory = || async {
+        Engine::open(
+            Arc::new(store.clone()),
+            clock.clone(),
+            EngineConfig::default(),
+        )
+        .await
+        .unwrap()
+    };
+    let engine = open_memory().await;
+    filled(&engine, 2, 10).await;
+    for number in 0..COMMITS {
+        let offsets = [(0, number % 11), (1, (number * 7) % 11)];
+        let group = if number % 2 == 0 { "even" } else { "odd" };
+        guard(engine.commit_offsets("orders", group, None, &offsets))
+            .await
+            .unwrap();
+    }
+    guard(engine.commit_offsets("orders", "doomed", None, &[(0, 4)]))
+        .await
+        .unwrap();
+    guard(engine.delete_group("orders", "doomed"))
+        .await
+        .unwrap();
+    let committed = |engine: &Engine, group: &str| -> Vec<Option<u64>> {
+        let info = engine.group_info("orders", group).unwrap();
+        info.partitions.iter().map(|p| p.committed).collect()
+    };
+    // The last even commit is number 4,998, the last odd 4,999.
+    let even = vec![Some(4_998 % 11), Some((4_998 * 7) % 11)];
+    let odd = vec![Some(4_999 % 11), Some((4_999 * 7) % 11)];
+    assert_eq!(committed(&engine, "even"), even);
+    assert_eq!(committed(&engine, "odd"), odd);
+
+    store.reopen();
+    drop(engine);
+    let engine = open_memory().await;
+    assert_eq!(committed(&engine, "even"), even);
+    assert_eq!(committed(&engine, "odd"), odd);
+    assert!(group_error(engine.group_info("orders", "doomed")) == GroupError::NotFound);
+
+    guard(engine.commit_offsets("orders", "even", None, &[(1, 10)]))
+        .await
+        .unwrap();
+    store.crash();
+    drop(engine);
+    let engine = open_memory().await;
+    assert_eq!(committed(&engine, "even"), [even[0], Some(10)]);
+    assert_eq!(committed(&engine, "odd"), odd);
+    let names: Vec<String> = (engine.list_groups("orders").unwrap())
+        .into_iter()
+        .map(|group| group.name)
+        .collect();
+    assert_eq!(names, ["even", "odd"]);
+}

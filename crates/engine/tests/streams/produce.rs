@@ -2,6 +2,7 @@
 //! a crash), and a stream deleted and created again.
 
 use crate::*;
+use proptest::prelude::*;
 use std::collections::BTreeMap;
 use wharf_engine::broker::ProducerSequence;
 use wharf_model::partitioner::partition_for_key;
@@ -453,4 +454,114 @@ async fn a_retry_after_the_stream_grew_returns_the_first_offsets() {
         .unwrap();
     assert_eq!(retry, first);
     assert_eq!(records_stored(&engine, "orders"), 2);
+}
+
+/// One step of an idempotent producer's life.
+#[derive(Debug, Clone)]
+enum ProducerStep {
+    /// The next request: records by (key number, or keyless).
+    Next(Vec<Option<u8>>),
+    /// A retry of the request this many before the newest (0: the newest).
+    Retry(usize),
+    /// A crash of the store and a restart of the engine.
+    Crash,
+}
+
+fn producer_step() -> impl Strategy<Value = ProducerStep> {
+    prop_oneof![
+        3 => prop::collection::vec(prop::option::of(0u8..8), 1..4).prop_map(ProducerStep::Next),
+        2 => (0usize..4).prop_map(ProducerStep::Retry),
+        1 => Just(ProducerStep::Crash),
+    ]
+}
+
+fn producer_case(steps: Vec<ProducerStep>) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = MemoryStore::new();
+        let clock = ManualClock::new(START);
+        let open_memory = || async {
+            Engine::open(
+                Arc::new(store.clone()),
+                clock.clone(),
+                EngineConfig::default(),
+            )
+            .await
+            .unwrap()
+        };
+        let mut engine = open_memory().await;
+        engine.put_stream("orders", partitions(3)).await.unwrap();
+        // Each request sent, with its records and where they were stored.
+        let mut sent: Vec<(Vec<ProduceRecord>, Vec<Produced>)> = Vec::new();
+        let mut records_total = 0u64;
+        for step in steps {
+            match step {
+                ProducerStep::Next(keys) => {
+                    let sequence = sent.len();
+                    let records: Vec<ProduceRecord> = (keys.iter().enumerate())
+                        .map(|(index, key)| {
+                            let value = format!("{sequence}-{index}");
+                            match key {
+                                Some(key) => keyed(&format!("key-{key}"), &value),
+                                None => keyless(&value),
+                            }
+                        })
+                        .collect();
+                    let request = idempotent(records.clone(), 5, sequence as i64);
+                    let produced = engine.produce("orders", request).await.unwrap();
+                    records_total += records.len() as u64;
+                    sent.push((records, produced));
+                }
+                ProducerStep::Retry(back) if back < sent.len() => {
+                    let sequence = sent.len() - 1 - back;
+                    let (records, produced) = &sent[sequence];
+                    let request = idempotent(records.clone(), 5, sequence as i64);
+                    let retry = engine.produce("orders", request).await.unwrap();
+                    assert_eq!(&retry, produced, "retry of sequence {sequence}");
+                }
+                ProducerStep::Retry(_) => {}
+                ProducerStep::Crash => {
+                    store.crash();
+                    engine = open_memory().await;
+                }
+            }
+            assert_eq!(records_stored(&engine, "orders"), records_total);
+        }
+        // Every record is stored once, at the offset its request was answered with.
+        for (records, produced) in &sent {
+            for (record, produced) in records.iter().zip(produced) {
+                let fetched = engine
+                    .fetch(
+                        "orders",
+                        produced.partition,
+                        fetch_request(produced.offset, 1),
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(fetched.records[0].offset, produced.offset);
+                assert_eq!(fetched.records[0].value, record.value);
+            }
+        }
+        if !sent.is_empty() {
+            let skipping = idempotent(vec![keyless("x")], 5, sent.len() as i64 + 1);
+            let gap = stream_error(engine.produce("orders", skipping).await);
+            assert!(matches!(gap, StreamError::SequenceGap { .. }), "{gap:?}");
+        }
+    });
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// New requests, retries of recent ones and crashes in any order: a retry always answers
+    /// the first answer and stores nothing, and every record is stored exactly once.
+    #[test]
+    fn idempotent_requests_are_stored_once_through_retries_and_crashes(
+        steps in prop::collection::vec(producer_step(), 1..24)
+    ) {
+        producer_case(steps);
+    }
 }
