@@ -85,6 +85,12 @@ const PAGES: &[Page] = &[
         exported_at_server_start: &[],
     },
     Page {
+        name: "streams.md",
+        config: "",
+        variables: &[],
+        exported_at_server_start: &[],
+    },
+    Page {
         name: "filters.md",
         config: "",
         variables: &[],
@@ -133,6 +139,11 @@ fn queues_md() {
 #[test]
 fn topics_md() {
     run_page("topics.md");
+}
+
+#[test]
+fn streams_md() {
+    run_page("streams.md");
 }
 
 #[test]

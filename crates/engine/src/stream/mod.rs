@@ -53,6 +53,21 @@ pub enum StreamError {
     },
     #[error("a produce needs at least one record")]
     NoRecords,
+    /// Compaction asked of a stream whose cleanup is `delete`: it would drop records that
+    /// retention is meant to keep.
+    #[error(
+        "stream {stream:?} has cleanup delete; only streams with cleanup compact are compacted"
+    )]
+    NotCompacted { stream: String },
+    /// A retry of a request stored before the stream grew: its records now hash to other
+    /// partitions, so it cannot be answered with the first offsets, and storing it again would
+    /// duplicate it.
+    #[error("producer {producer_id}: sequence {sequence} was stored in partition {partition} before the stream grew; it is not stored again")]
+    SequenceMoved {
+        producer_id: i64,
+        sequence: i32,
+        partition: u32,
+    },
     /// Record `index` of a produce names a partition the stream does not have.
     #[error(
         "record {index}: stream {stream:?} has no partition {partition} (it has {partitions})"

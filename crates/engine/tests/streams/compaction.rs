@@ -165,11 +165,6 @@ proptest! {
 /// and a consumer still at offset 0 or 1 (mid-read when the pass ran, or a `fetch` from a
 /// position it keeps itself) is refused.
 #[tokio::test]
-#[ignore = "bug: compaction dropping the partition's first batch moves `earliest` \
-            (BatchIndex::replace removes the entry, and earliest() is the first entry's base), \
-            so fetch(offset 0) fails with OffsetOutOfRange { offset: 0, earliest: 2, latest: 6 } \
-            instead of returning offset 2; StreamError::OffsetOutOfRange is documented as \
-            below what retention kept"]
 async fn a_fetch_from_zero_crosses_the_gaps_compaction_left() {
     let store = MemoryStore::new();
     let clock = ManualClock::new(START);
@@ -434,12 +429,8 @@ async fn offset_at_a_time_skips_records_compaction_removed() {
 }
 
 /// `compact_stream` is the operators' "compact now"; on a stream with cleanup `delete`
-/// every record is meant to stay until retention, whatever its key.
+/// every record is meant to stay until retention, whatever its key: it is refused.
 #[tokio::test]
-#[ignore = "bug (data loss): Engine::compact_stream does not look at the stream's cleanup, so \
-            on a cleanup `delete` stream it drops every keyed record but the newest of its key: \
-            records a=1, a=2, b=3 become a=2, b=3 (it answers Ok(2)); the HTTP door exposes it \
-            as POST /v1/streams/{name}/compact"]
 async fn compact_stream_leaves_a_delete_stream_whole() {
     let dir = tempfile::tempdir().unwrap();
     let (engine, _store) = open(dir.path(), &ManualClock::new(START)).await;
@@ -447,12 +438,15 @@ async fn compact_stream_leaves_a_delete_stream_whole() {
     let records = vec![keyed("a", "1"), keyed("a", "2"), keyed("b", "3")];
     produce(&engine, "log", records).await;
     let result = guard(engine.compact_stream("log")).await;
-    let records = fetch_all(&engine, "log", 0, 10).await;
-    assert_eq!(
-        values(&records),
-        ["1", "2", "3"],
-        "compact_stream answered {result:?}"
+    assert!(
+        matches!(
+            result,
+            Err(EngineError::Stream(StreamError::NotCompacted { .. }))
+        ),
+        "{result:?}"
     );
+    let records = fetch_all(&engine, "log", 0, 10).await;
+    assert_eq!(values(&records), ["1", "2", "3"]);
 }
 
 /// A producer's newest batch is kept even when compaction empties it: it holds the
@@ -520,10 +514,6 @@ async fn a_producers_progress_survives_compaction_and_a_restart() {
 /// whole segments below the copies; a dropped batch in the segment the copies share stays in
 /// the log, and replay at the next start indexes it again.
 #[tokio::test]
-#[ignore = "bug (removed records return): after a compaction pass, batches it dropped without \
-            a copy are still in the log's last segment; partition replay (PartitionRuntime::load) \
-            indexes them again, so after close and reopen the partition holds 3 records, not 1, \
-            and fetch returns a=1 and a's expired tombstone again (until the next pass)"]
 async fn records_compaction_dropped_stay_dropped_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(START);

@@ -426,13 +426,10 @@ async fn a_sequence_reused_with_other_records_is_refused() {
 
 /// The server places an idempotent request's records (by key, or keyless by producer id and
 /// sequence), modulo the partition count. A retry after the stream grew is placed again over
-/// the new count and lands on another partition, which does not hold the sequence.
+/// the new count and would land on partitions that do not hold the sequence: it is refused
+/// rather than stored twice.
 #[tokio::test]
-#[ignore = "bug: an idempotent retry after put_stream grew the partitions is placed again \
-            modulo the new count (produce.rs place_records), lands on a partition without the \
-            sequence and is stored a second time: producer 2 sequence 0, keyless, goes to \
-            partition 0 of 2, and its retry after growing to 5 to partition 2"]
-async fn a_retry_after_the_stream_grew_returns_the_first_offsets() {
+async fn a_retry_after_the_stream_grew_is_refused_not_stored_twice() {
     let dir = tempfile::tempdir().unwrap();
     let (engine, _store) = open(dir.path(), &ManualClock::new(START)).await;
     engine.put_stream("orders", partitions(2)).await.unwrap();
@@ -448,12 +445,16 @@ async fn a_retry_after_the_stream_grew_returns_the_first_offsets() {
         [0, 0]
     );
     engine.put_stream("orders", partitions(5)).await.unwrap();
-    let retry = engine
-        .produce("orders", idempotent(records, 2, 0))
-        .await
-        .unwrap();
-    assert_eq!(retry, first);
-    assert_eq!(records_stored(&engine, "orders"), 2);
+    let retry = engine.produce("orders", idempotent(records, 2, 0)).await;
+    let Err(EngineError::Stream(StreamError::SequenceMoved {
+        producer_id: 2,
+        sequence: 0,
+        partition: 0,
+    })) = retry
+    else {
+        panic!("a retry placed elsewhere after the stream grew is refused, got {retry:?}");
+    };
+    assert_eq!(records_stored(&engine, "orders"), 2, "stored once");
 }
 
 /// One step of an idempotent producer's life.

@@ -66,6 +66,10 @@ impl Engine {
     pub async fn compact_stream(&self, stream: &str) -> Result<u64, EngineError> {
         self.check_open()?;
         let stream = self.stream(stream)?;
+        if stream.options().cleanup != crate::stream::Cleanup::Compact {
+            let stream = stream.name.clone();
+            return Err(crate::stream::StreamError::NotCompacted { stream }.into());
+        }
         let mut kept = 0;
         for partition in stream.partitions() {
             while partition.compacting.swap(true, Ordering::AcqRel) {
@@ -85,14 +89,17 @@ async fn compact_partition(
     stream: &StreamRuntime,
     partition: &PartitionRuntime,
 ) -> Result<u64, EngineError> {
-    let entries: Vec<BatchEntry> = {
+    // Every batch in the index lies below the log's end (it is indexed once its append is
+    // readable), and every batch appended from now on lies at or after it.
+    let (entries, before) = {
         let mut state = partition.lock();
         state.appended_since_compaction = 0;
-        state.index.entries().to_vec()
+        (state.index.entries().to_vec(), partition.log.end_offset().0)
     };
     let Some(newest) = entries.last().map(|e| e.base) else {
         return Ok(0);
     };
+    debug_assert!(entries.iter().all(|e| e.position < before));
     let (latest, producers_newest) = latest_offsets(partition, &entries).await?;
     let horizon = engine
         .now()
@@ -122,6 +129,15 @@ async fn compact_partition(
         }
         write_copies(partition, copies).await?;
     }
+    // Every batch below `before` is now superseded by a copy or dropped. Storage deletes whole
+    // segments only, so some may stay in the log: the mark keeps replay from indexing them
+    // again. Written once the copies are durable; a crash before it leaves the originals
+    // beside their copies, which replay resolves (the later copy wins).
+    let mark = wharf_storage::MetaOp::Put(
+        super::compacted_key(stream.resource, partition.number),
+        before.into(),
+    );
+    engine.inner.store.meta_apply(vec![mark]).await?;
     let lowest = partition.lock().index.lowest_position_from(0);
     if let Some(lowest) = lowest {
         let start = partition.log.truncate_before(Offset(lowest)).await?;

@@ -21,6 +21,8 @@ use wharf_storage::{Offset, StorageError};
 pub const FETCH_WAIT_MAX: Duration = Duration::from_secs(30);
 /// Reads that find the log truncated under them look again this many times.
 const READ_ATTEMPTS: usize = 4;
+/// Rounds of reading one fetch makes to fill its bounds.
+const FILL_ROUNDS: usize = 8;
 
 /// Which records a fetch asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,38 +72,53 @@ impl Engine {
         let partition = stream.partition(partition)?;
         self.wait_for_records(&stream, &partition, request.offset, request.wait)
             .await?;
-        for _ in 0..READ_ATTEMPTS {
-            let (entries, earliest, latest) = {
+        let mut collected = Collected {
+            records: Vec::new(),
+            bytes: 0,
+            next: request.offset,
+        };
+        let (mut earliest, mut latest) = (0, 0);
+        // The index picks batches by their stored size, which is more than their records' key
+        // and value bytes: rounds go on reading while the bounds leave room. Ends: each round
+        // reads at least one batch, moving `next`, or stops.
+        let mut attempts = 0;
+        for _ in 0..FILL_ROUNDS {
+            let offset = collected.next;
+            let entries = {
                 let state = partition.lock();
                 let index = &state.index;
-                check_range(
-                    &stream,
-                    &partition,
-                    request.offset,
-                    index.earliest(),
-                    index.next_offset(),
-                )?;
-                let entries =
-                    index.batches_from(request.offset, request.max_bytes, request.max_records);
-                (entries, index.earliest(), index.next_offset())
+                (earliest, latest) = (stream.earliest(index), index.next_offset());
+                if collected.records.is_empty() {
+                    check_range(&stream, &partition, offset, earliest, latest)?;
+                }
+                let bytes = request.max_bytes.saturating_sub(collected.bytes).max(1);
+                let count = request.max_records - collected.records.len();
+                index.batches_from(offset, bytes, count)
             };
+            if entries.is_empty() {
+                break;
+            }
             let Some(batches) = read_entries(&partition, &entries).await? else {
+                attempts += 1;
+                if attempts == READ_ATTEMPTS {
+                    return Err(StorageError::OffsetTruncated {
+                        offset,
+                        start: partition.log.start_offset().0,
+                    }
+                    .into());
+                }
                 continue;
             };
-            let (records, next_offset) = collect_records(&partition, &entries, batches, request)?;
-            let next_offset = next_offset.min(latest).max(request.offset);
-            return Ok(Fetched {
-                records,
-                next_offset,
-                earliest,
-                latest,
-            });
+            if collected.add(&partition, &entries, batches, request)? {
+                break;
+            }
         }
-        Err(StorageError::OffsetTruncated {
-            offset: request.offset,
-            start: partition.log.start_offset().0,
-        }
-        .into())
+        Ok(Fetched {
+            next_offset: collected.next.min(latest).max(request.offset),
+            records: collected.records,
+            earliest,
+            latest,
+        })
     }
 
     /// The stored batches holding `offset` and after it, up to about `max_bytes` (the first
@@ -125,7 +142,7 @@ impl Engine {
                     &stream,
                     &partition,
                     offset,
-                    index.earliest(),
+                    stream.earliest(index),
                     index.next_offset(),
                 )?;
                 index.batches_from(offset, max_bytes, usize::MAX)
@@ -155,7 +172,7 @@ impl Engine {
             let state = partition.lock();
             let index = &state.index;
             match at {
-                OffsetAt::Earliest => return Ok(index.earliest()),
+                OffsetAt::Earliest => return Ok(stream.earliest(index)),
                 OffsetAt::Latest => return Ok(index.next_offset()),
                 OffsetAt::Timestamp(time) => (index.first_reaching(time), index.next_offset()),
             }
@@ -259,36 +276,44 @@ async fn read_entries(
     Ok(Some(batches))
 }
 
-/// The records of `batches` from `request.offset`, within its bounds, and the offset after
-/// them.
-fn collect_records(
-    partition: &PartitionRuntime,
-    entries: &[BatchEntry],
-    batches: Vec<RecordBatch>,
-    request: FetchRequest,
-) -> Result<(Vec<Record>, u64), EngineError> {
-    let mut records = Vec::new();
-    let mut bytes = 0usize;
-    let mut next = request.offset;
-    for (batch, entry) in batches.iter().zip(entries) {
-        let decoded = (batch.records())
-            .map_err(|source| super::batch_damaged(partition, entry.position, source))?;
-        for record in decoded {
-            if record.offset < request.offset {
-                continue;
+/// The records a fetch gathered so far, their key and value bytes, and where it goes on.
+struct Collected {
+    records: Vec<Record>,
+    bytes: usize,
+    next: u64,
+}
+
+impl Collected {
+    /// Adds the records of `batches` from `next`, within the request's bounds (the first
+    /// record of the fetch whatever its size); returns whether the bounds are reached.
+    fn add(
+        &mut self,
+        partition: &PartitionRuntime,
+        entries: &[BatchEntry],
+        batches: Vec<RecordBatch>,
+        request: FetchRequest,
+    ) -> Result<bool, EngineError> {
+        let max_records = request.max_records.max(1);
+        for (batch, entry) in batches.iter().zip(entries) {
+            let decoded = (batch.records())
+                .map_err(|source| super::batch_damaged(partition, entry.position, source))?;
+            for record in decoded {
+                if record.offset < self.next {
+                    continue;
+                }
+                let size = record.key.as_ref().map_or(0, |k| k.len())
+                    + record.value.as_ref().map_or(0, |v| v.len());
+                let full = self.records.len() >= max_records
+                    || (!self.records.is_empty() && self.bytes + size > request.max_bytes);
+                if full {
+                    return Ok(true);
+                }
+                self.bytes += size;
+                self.next = record.offset + 1;
+                self.records.push(record);
             }
-            let size = record.key.as_ref().map_or(0, |k| k.len())
-                + record.value.as_ref().map_or(0, |v| v.len());
-            let full = records.len() >= request.max_records.max(1)
-                || (!records.is_empty() && bytes + size > request.max_bytes);
-            if full {
-                return Ok((records, next));
-            }
-            bytes += size;
-            next = record.offset + 1;
-            records.push(record);
+            self.next = self.next.max(entry.next_offset());
         }
-        next = next.max(entry.next_offset());
+        Ok(self.records.len() >= max_records || self.bytes >= request.max_bytes)
     }
-    Ok((records, next))
 }

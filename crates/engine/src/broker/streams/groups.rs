@@ -175,7 +175,7 @@ impl Engine {
             let runtime = stream.partition(*partition)?;
             let latest = runtime.lock().index.next_offset();
             if *offset > latest {
-                let earliest = runtime.lock().index.earliest();
+                let earliest = stream.earliest(&runtime.lock().index);
                 return Err(StreamError::OffsetOutOfRange {
                     stream: stream.name.clone(),
                     partition: *partition,
@@ -322,8 +322,8 @@ impl Engine {
                 let runtime = stream.partition(*partition).ok()?;
                 let state = runtime.lock();
                 let start = match (committed.get(partition), reset) {
-                    (Some(offset), _) => (*offset).max(state.index.earliest()),
-                    (None, OffsetReset::Earliest) => state.index.earliest(),
+                    (Some(offset), _) => (*offset).max(stream.earliest(&state.index)),
+                    (None, OffsetReset::Earliest) => stream.earliest(&state.index),
                     (None, OffsetReset::Latest) => state.index.next_offset(),
                 };
                 Some((*partition, start))

@@ -135,6 +135,16 @@ impl StreamRuntime {
         }
     }
 
+    /// The first offset a reader may ask for in a partition with `index`. Retention moves it;
+    /// compaction never does (as in Kafka): a reader below the first kept record reads on
+    /// from it.
+    pub fn earliest(&self, index: &crate::stream::index::BatchIndex) -> u64 {
+        match self.options().cleanup {
+            crate::stream::Cleanup::Compact => 0,
+            crate::stream::Cleanup::Delete => index.earliest(),
+        }
+    }
+
     pub fn is_deleted(&self) -> bool {
         self.deleted.load(Ordering::Acquire)
     }
@@ -259,6 +269,17 @@ impl Engine {
         drop(partitions);
         delete_partition_logs(self, stream.resource, stream.partition_count()).await;
         self.inner.committed.forget(stream.resource);
+        let prefix = format!("{COMPACTED_META_PREFIX}{}/", stream.resource);
+        let marks: Vec<MetaOp> = (self.inner.store.meta_list(&prefix).into_iter())
+            .map(|(key, _)| MetaOp::Delete(key))
+            .collect();
+        if !marks.is_empty() {
+            if let Err(error) =
+                super::space::meta_apply_freeing(self.inner.store.as_ref(), marks).await
+            {
+                tracing::warn!(stream = %name, %error, "deleting a deleted stream's compaction marks");
+            }
+        }
         Ok(())
     }
 
@@ -339,7 +360,7 @@ impl Engine {
                 let state = partition.lock();
                 PartitionInfo {
                     partition: partition.number,
-                    earliest: state.index.earliest(),
+                    earliest: stream.earliest(&state.index),
                     latest: state.index.next_offset(),
                     records: state.index.records(),
                     bytes: state.index.bytes(),
@@ -379,6 +400,14 @@ impl Engine {
     }
 }
 
+/// Key prefix of compaction marks: `stream-compacted/RESOURCE/PARTITION` holds the log position
+/// below which every batch of the partition was superseded or dropped by compaction.
+const COMPACTED_META_PREFIX: &str = "stream-compacted/";
+
+fn compacted_key(resource: u64, partition: u32) -> String {
+    format!("{COMPACTED_META_PREFIX}{resource}/{partition}")
+}
+
 /// The log name of partition `partition` of the stream with resource id `resource`.
 fn partition_log_name(resource: u64, partition: u32) -> String {
     format!("stream-{resource}-{partition}")
@@ -401,11 +430,14 @@ async fn open_partitions(
         let mut tasks = tokio::task::JoinSet::new();
         for &number in chunk {
             let (store, name) = (engine.inner.store.clone(), name.to_string());
+            let superseded_below = (store.meta_get(&compacted_key(resource, number)))
+                .and_then(|value| value.as_u64())
+                .unwrap_or(0);
             tasks.spawn(async move {
                 let log = store
                     .open_log(&partition_log_name(resource, number), options)
                     .await?;
-                PartitionRuntime::load(&name, number, log).await
+                PartitionRuntime::load(&name, number, log, superseded_below).await
             });
         }
         while let Some(done) = tasks.join_next().await {

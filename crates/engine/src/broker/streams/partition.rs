@@ -69,15 +69,17 @@ pub(crate) struct PendingAppend {
 }
 
 impl PartitionRuntime {
-    /// Opens the partition over `log`: reads every batch header to rebuild the index and the
-    /// producers' progress.
+    /// Opens the partition over `log`: reads every batch header from `superseded_below` (the
+    /// compaction mark: every batch below it was superseded or dropped) to rebuild the index
+    /// and the producers' progress.
     pub async fn load(
         stream: &str,
         number: u32,
         log: Arc<dyn LogStore>,
+        superseded_below: u64,
     ) -> Result<PartitionRuntime, EngineError> {
         let mut state = PartitionState::default();
-        let mut position = log.start_offset().0;
+        let mut position = log.start_offset().0.max(superseded_below);
         let end = log.end_offset().0;
         while position < end {
             let read = log

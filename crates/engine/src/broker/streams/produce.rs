@@ -326,6 +326,10 @@ async fn produce_idempotent(
             }
         }
     }
+    let retry = newest.is_some_and(|newest| sequence <= newest);
+    if retry && bases.iter().any(Option::is_none) {
+        check_not_moved(stream, producer_id, sequence, &batches)?;
+    }
     let new: Vec<_> = (batches.into_iter().zip(&bases))
         .filter(|(_, base)| base.is_none())
         .map(|(batch, _)| batch)
@@ -341,4 +345,33 @@ async fn produce_idempotent(
         .into_iter()
         .map(|base| base.unwrap_or_else(|| written.next().expect("a base per new batch")))
         .collect())
+}
+
+/// Refuses a retry whose sequence a partition it is not placed on holds: it was stored before
+/// the stream grew, and its records now hash elsewhere (see [`StreamError::SequenceMoved`]).
+fn check_not_moved(
+    stream: &StreamRuntime,
+    producer_id: i64,
+    sequence: i32,
+    batches: &[(Arc<PartitionRuntime>, Bytes, u32)],
+) -> Result<(), EngineError> {
+    for partition in stream.partitions() {
+        if batches
+            .iter()
+            .any(|(placed, _, _)| placed.number == partition.number)
+        {
+            continue;
+        }
+        let check = partition.lock().producers.check(producer_id, sequence);
+        if let SequenceCheck::Duplicate { .. } = check {
+            let partition = partition.number;
+            return Err(StreamError::SequenceMoved {
+                producer_id,
+                sequence,
+                partition,
+            }
+            .into());
+        }
+    }
+    Ok(())
 }

@@ -20,6 +20,7 @@ pub(crate) fn stream_problem(error: &StreamError) -> Problem {
             (ProblemCode::OffsetOutOfRange, Some("offset".to_string()))
         }
         StreamError::NoRecords => (ProblemCode::InvalidField, Some("records".to_string())),
+        StreamError::NotCompacted { .. } => (ProblemCode::Conflict, None),
         StreamError::RecordPartition { index, .. } => (
             ProblemCode::PartitionNotFound,
             Some(format!("records[{index}].partition")),
@@ -36,7 +37,8 @@ pub(crate) fn stream_problem(error: &StreamError) -> Problem {
         }
         StreamError::SequenceGap { .. }
         | StreamError::SequenceTooOld { .. }
-        | StreamError::SequenceReused { .. } => (
+        | StreamError::SequenceReused { .. }
+        | StreamError::SequenceMoved { .. } => (
             ProblemCode::OutOfOrderSequence,
             Some("sequence".to_string()),
         ),
