@@ -719,3 +719,25 @@ impl EventStream {
         }
     }
 }
+
+#[test]
+fn the_nodes_partition_limit_refuses_creating_and_growing_past_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Node::start_configured(dir.path(), "[limits]\nstream_partitions_max = 4\n");
+    let client = node.client();
+    client.expect(201, "PUT", "/v1/streams/a", &json!({"partitions": 3}));
+    let refused = client.expect(429, "PUT", "/v1/streams/b", &json!({"partitions": 2}));
+    assert_eq!(code(&refused), "limit_reached");
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("limits.stream_partitions_max"),
+        "{refused}"
+    );
+    client.expect(404, "GET", "/v1/streams/b", &Value::Null);
+    client.expect(429, "PUT", "/v1/streams/a", &json!({"partitions": 5}));
+    client.expect(201, "PUT", "/v1/streams/b", &json!({}));
+    client.expect(204, "DELETE", "/v1/streams/a", &Value::Null);
+    client.expect(200, "PUT", "/v1/streams/b", &json!({"partitions": 4}));
+}

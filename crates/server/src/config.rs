@@ -33,6 +33,7 @@
 //! request_body_bytes_max = 12582912  # 413 past it, unread
 //! batch_messages_max = 1000           # messages in one send or publish
 //! batch_bytes_max = 8388608           # message bodies in one send or publish
+//! stream_partitions_max = 10000      # over every stream; each holds an open file
 //!
 //! [http]
 //! allowed_hosts = []    # Host names besides localhost and the listen IP; ["*"]: any
@@ -290,6 +291,9 @@ pub struct LimitSettings {
     pub batch_messages_max: usize,
     /// Most message-body bytes in one send, publish or reply batch; 413 past it.
     pub batch_bytes_max: usize,
+    /// Most stream partitions on this node, over every stream; creating or growing a stream
+    /// past it is refused with 429. Each partition holds an open file (see docs/streams.md).
+    pub stream_partitions_max: usize,
 }
 
 impl Default for LimitSettings {
@@ -309,6 +313,7 @@ impl Default for LimitSettings {
             request_body_bytes_max: crate::http::REQUEST_BODY_BYTES_MAX_DEFAULT,
             batch_messages_max: wharf_engine::broker::api::SEND_BATCH_MESSAGES_MAX,
             batch_bytes_max: wharf_engine::broker::api::SEND_BATCH_BYTES_MAX,
+            stream_partitions_max: wharf_engine::broker::STREAM_PARTITIONS_MAX_DEFAULT,
         }
     }
 }
@@ -706,6 +711,10 @@ impl ServeConfig {
             ),
             ("limits.batch_messages_max", self.limits.batch_messages_max),
             ("limits.batch_bytes_max", self.limits.batch_bytes_max),
+            (
+                "limits.stream_partitions_max",
+                self.limits.stream_partitions_max,
+            ),
         ];
         for (key, value) in limits {
             if value == 0 {

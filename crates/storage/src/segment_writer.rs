@@ -31,14 +31,25 @@ pub(crate) const DIRECT_WRITE_MIN_BYTES: usize = 64 << 10;
 
 #[derive(Debug)]
 pub(crate) struct SegmentWriter {
-    /// The active segment opened with `O_DIRECT`; `None` when the filesystem refuses it.
-    direct: Option<File>,
+    /// The active segment opened with `O_DIRECT`, once a large commit needed it.
+    direct: Direct,
     /// Bytes already written in the block that holds the write position.
     tail: Vec<u8>,
     /// The tail after the last write, kept once that write is known to have succeeded.
     staged_tail: Vec<u8>,
     /// Reused staging memory; the aligned window inside it is what gets written.
     scratch: Vec<u8>,
+}
+
+/// The `O_DIRECT` handle of the active segment. Opened at the first commit large enough to
+/// use it, not before: a log that only takes small commits (most stream partitions, thousands
+/// of them) then holds one descriptor, not two.
+#[derive(Debug)]
+enum Direct {
+    NotYet,
+    Open(File),
+    /// Not wanted, or the filesystem refuses `O_DIRECT`.
+    Off,
 }
 
 impl SegmentWriter {
@@ -49,9 +60,9 @@ impl SegmentWriter {
         use_direct: bool,
     ) -> Result<SegmentWriter, StorageError> {
         let direct = if use_direct {
-            open_direct(&segment.path)
+            Direct::NotYet
         } else {
-            None
+            Direct::Off
         };
         let tail_start = round_down(position);
         let mut tail = vec![0; (position - tail_start) as usize];
@@ -69,7 +80,10 @@ impl SegmentWriter {
 
     /// The handle to sync after writing.
     pub(crate) fn sync_handle<'a>(&'a self, segment: &'a Segment) -> &'a File {
-        self.direct.as_ref().unwrap_or(&segment.file)
+        match &self.direct {
+            Direct::Open(direct) => direct,
+            Direct::NotYet | Direct::Off => &segment.file,
+        }
     }
 
     /// Writes `chunk` at `position`, which must be where the last kept write ended. Call
@@ -89,8 +103,14 @@ impl SegmentWriter {
         );
         let filled = self.tail.len() + chunk.len();
         let new_tail_len = filled % BLOCK_BYTES;
+        if chunk.len() >= DIRECT_WRITE_MIN_BYTES && matches!(self.direct, Direct::NotYet) {
+            self.direct = match open_direct(&segment.path) {
+                Some(direct) => Direct::Open(direct),
+                None => Direct::Off,
+            };
+        }
         let direct = match &self.direct {
-            Some(direct) if chunk.len() >= DIRECT_WRITE_MIN_BYTES => direct,
+            Direct::Open(direct) if chunk.len() >= DIRECT_WRITE_MIN_BYTES => direct,
             _ => {
                 ops.write_all_at(&segment.file, chunk, position)?;
                 self.staged_tail.clear();

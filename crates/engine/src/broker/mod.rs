@@ -84,6 +84,8 @@ pub struct EngineConfig {
     pub batch_messages_max: usize,
     /// Most body bytes in one send, publish or reply batch.
     pub batch_bytes_max: usize,
+    /// Most stream partitions, over every stream (each holds an open file).
+    pub stream_partitions_max: usize,
     /// The topic alert events are published to (see `alerts`).
     pub alerts_topic: String,
     /// Alert rules of the configuration file, by name.
@@ -102,6 +104,10 @@ pub const RECEIVE_WAITERS_MAX_DEFAULT: usize = 10_000;
 /// Default of [`EngineConfig::subscriptions_max`]: a subscriber's buffer can hold 1,024
 /// messages, so 1,000 slow subscribers of 1 KiB messages stay near 1 GiB at worst.
 pub const SUBSCRIPTIONS_MAX_DEFAULT: usize = 1_000;
+/// Default of [`EngineConfig::stream_partitions_max`]: what one node is measured to serve
+/// (docs/benchmarks.md). Each partition holds one open file (two while it takes large
+/// commits), so the process's descriptor limit bounds it too.
+pub const STREAM_PARTITIONS_MAX_DEFAULT: usize = 10_000;
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -114,6 +120,7 @@ impl Default for EngineConfig {
             definitions_per_caller: DEFINITIONS_PER_CALLER_DEFAULT,
             batch_messages_max: api::SEND_BATCH_MESSAGES_MAX,
             batch_bytes_max: api::SEND_BATCH_BYTES_MAX,
+            stream_partitions_max: STREAM_PARTITIONS_MAX_DEFAULT,
             alerts_topic: crate::alerts::ALERTS_TOPIC_DEFAULT.to_string(),
             alert_rules: Vec::new(),
         }

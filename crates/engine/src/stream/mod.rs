@@ -53,6 +53,13 @@ pub enum StreamError {
     },
     #[error("a produce needs at least one record")]
     NoRecords,
+    /// Creating or growing a stream would pass the node's partition limit.
+    #[error("{requested} more partitions would make {total} on this node, over the limit of {max} (limits.stream_partitions_max)")]
+    PartitionsLimit {
+        requested: u32,
+        total: usize,
+        max: usize,
+    },
     /// Compaction asked of a stream whose cleanup is `delete`: it would drop records that
     /// retention is meant to keep.
     #[error(

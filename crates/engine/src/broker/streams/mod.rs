@@ -179,6 +179,7 @@ impl Engine {
         if let Some(stream) = self.find_stream(&name) {
             let current = stream.options();
             options.check_change(&name, &current)?;
+            self.check_partitions_limit(options.partitions - current.partitions)?;
             let added = open_partitions(
                 self,
                 &stream.name,
@@ -203,6 +204,7 @@ impl Engine {
             }
             return Ok(false);
         }
+        self.check_partitions_limit(options.partitions)?;
         self.check_space().await?;
         let resource = self.allocate_resource(Vec::new()).await?.0;
         let partitions = open_partitions(self, &name, resource, 0..options.partitions).await?;
@@ -214,6 +216,27 @@ impl Engine {
         }
         self.register_stream(name, definition, partitions);
         Ok(true)
+    }
+
+    /// Refuses `requested` more partitions past [`EngineConfig::stream_partitions_max`].
+    /// Called under the admin lock, so two creates cannot both pass it.
+    ///
+    /// [`EngineConfig::stream_partitions_max`]: crate::EngineConfig::stream_partitions_max
+    fn check_partitions_limit(&self, requested: u32) -> Result<(), EngineError> {
+        let max = self.inner.config.stream_partitions_max;
+        let now: usize = (self.streams().values())
+            .map(|s| s.partition_count() as usize)
+            .sum();
+        let total = now + requested as usize;
+        if total > max {
+            return Err(StreamError::PartitionsLimit {
+                requested,
+                total,
+                max,
+            }
+            .into());
+        }
+        Ok(())
     }
 
     pub fn list_streams(&self) -> Vec<StreamInfo> {

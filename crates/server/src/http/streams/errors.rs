@@ -21,6 +21,10 @@ pub(crate) fn stream_problem(error: &StreamError) -> Problem {
         }
         StreamError::NoRecords => (ProblemCode::InvalidField, Some("records".to_string())),
         StreamError::NotCompacted { .. } => (ProblemCode::Conflict, None),
+        StreamError::PartitionsLimit { .. } => {
+            crate::http::refusals::count("limits.stream_partitions_max");
+            (ProblemCode::LimitReached, Some("partitions".to_string()))
+        }
         StreamError::RecordPartition { index, .. } => (
             ProblemCode::PartitionNotFound,
             Some(format!("records[{index}].partition")),

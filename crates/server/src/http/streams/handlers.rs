@@ -39,6 +39,7 @@ const NAME: &str = "Stream name: 1-255 of A-Z a-z 0-9 . - _";
         (status = 200, description = "Updated", body = StreamInfoBody),
         (status = 400, description = "Bad name or option; `field` names it", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Fewer partitions than the stream has", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The node would pass `limits.stream_partitions_max`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn put_stream(
@@ -177,6 +178,7 @@ pub async fn produce(
         (status = 400, description = "A bad query parameter; `field` names it", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such stream or partition", body = Problem, content_type = "application/problem+json"),
         (status = 416, description = "The offset is below what retention kept, or past the end", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many long polls at once (`limits.receive_waiters_max`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn fetch(
@@ -268,6 +270,7 @@ pub async fn offsets(
     responses(
         (status = 200, description = "Compacted", body = CompactedBody),
         (status = 404, description = "No such stream", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The stream's cleanup is `delete`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn compact(

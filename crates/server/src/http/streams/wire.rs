@@ -162,7 +162,7 @@ pub struct NewRecord {
     pub key_base64: Option<String>,
     /// Any JSON document, stored as the JSON text sent. Null or absent (with no
     /// `value_base64`): a null value, a tombstone.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub value: Option<Box<RawValue>>,
     /// Bytes that are not JSON, base64.
     pub value_base64: Option<String>,
@@ -308,7 +308,7 @@ pub struct RecordBody {
     pub key_base64: Option<String>,
     /// The value when it is a JSON document; null for a tombstone or a value given in
     /// `value_base64`.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub value: Option<Box<RawValue>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value_base64: Option<String>,
