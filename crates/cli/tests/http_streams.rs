@@ -242,7 +242,7 @@ fn bad_stream_requests_get_problems_that_name_the_field() {
         "partition_not_found",
     );
     refused(
-        416,
+        409,
         "GET",
         "/v1/streams/s/partitions/0/records?offset=5",
         Value::Null,

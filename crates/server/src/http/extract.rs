@@ -57,6 +57,23 @@ fn path_problem(rejection: &PathRejection) -> Problem {
                 .with_detail(format!("the {key} in the path is not UTF-8 once decoded"))
                 .with_field(key.as_str());
         }
+        // A number in the path (a partition) that is not one, or too large for its type.
+        if let ErrorKind::ParseErrorAtKey {
+            key,
+            value,
+            expected_type,
+        } = error.kind()
+        {
+            return Problem::new(ProblemCode::InvalidField)
+                .with_detail(format!("invalid {key}: {value:?} is not {expected_type}"))
+                .with_field(key.as_str());
+        }
+        if let ErrorKind::ParseErrorAtIndex { value, .. } | ErrorKind::ParseError { value, .. } =
+            error.kind()
+        {
+            return Problem::new(ProblemCode::InvalidField)
+                .with_detail(format!("invalid path: {value:?} is not a number in range"));
+        }
     }
     tracing::error!(%rejection, "a route's parameters do not fit its handler");
     Problem::new(ProblemCode::Internal)

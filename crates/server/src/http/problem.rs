@@ -166,8 +166,8 @@ impl ProblemCode {
             | ProblemCode::PartitionNotFound
             | ProblemCode::GroupNotFound
             | ProblemCode::NotFound => StatusCode::NOT_FOUND,
-            ProblemCode::OffsetOutOfRange => StatusCode::RANGE_NOT_SATISFIABLE,
-            ProblemCode::OutOfOrderSequence
+            ProblemCode::OffsetOutOfRange
+            | ProblemCode::OutOfOrderSequence
             | ProblemCode::UnknownMember
             | ProblemCode::StaleGeneration => StatusCode::CONFLICT,
             ProblemCode::Unauthenticated => StatusCode::UNAUTHORIZED,

@@ -8,6 +8,10 @@
 //! applies: whatever the document allows is accepted, whatever it forbids is refused.
 
 use serde_json::{json, Map, Value};
+use wharf_engine::stream::{
+    group::{SESSION_TIMEOUT_MS_MAX, SESSION_TIMEOUT_MS_MIN},
+    PARTITIONS_MAX,
+};
 use wharf_engine::{
     alerts::{AlertMetric, MetricScope, ALERT_FOR_MAX},
     broker::{
@@ -209,7 +213,7 @@ fn add_links(document: &mut Value) {
 }
 
 /// The values of the enumerations the wire types carry as strings.
-const ENUMS: [(&str, &str, &[&str]); 8] = [
+const ENUMS: [(&str, &str, &[&str]); 13] = [
     (
         "TopicBody",
         "kind",
@@ -222,6 +226,15 @@ const ENUMS: [(&str, &str, &[&str]); 8] = [
     ("AlertRuleBody", "op", &[">", ">=", "<", "<="]),
     ("AlertBody", "source", &["config", "api"]),
     ("AlertBody", "state", &["ok", "pending", "firing"]),
+    ("StreamBody", "cleanup", &["delete", "compact"]),
+    ("StreamBody", "compression", &["none", "lz4", "zstd"]),
+    ("JoinBody", "strategy", &["range", "round_robin", "sticky"]),
+    ("JoinBody", "auto_offset_reset", &["earliest", "latest"]),
+    (
+        "HeartbeatBody",
+        "auto_offset_reset",
+        &["earliest", "latest"],
+    ),
 ];
 
 /// `PUT /v1/queues/{name}` takes the engine's `QueueOptions`, every field optional; the
@@ -339,6 +352,43 @@ fn refine_schemas(schemas: &mut Value) {
     refine_destinations(schemas);
     refine_texts(schemas);
     refine_alerts(schemas);
+    refine_streams(schemas);
+}
+
+/// A produce's idempotent pair and a commit's member pair come together or not at all; a
+/// record's key and value each come as text (or JSON) or as base64, not both.
+fn refine_streams(schemas: &mut Value) {
+    let both_or_neither = |first: &str, second: &str, kind: &str| {
+        json!({"oneOf": [
+            {"required": [first, second], "properties": {first: {"type": kind}, second: {"type": "integer"}}},
+            {"properties": {first: {"type": "null"}, second: {"type": "null"}}},
+        ]})
+    };
+    add_rules(
+        schemas,
+        "ProduceBody",
+        vec![both_or_neither("producer_id", "sequence", "integer")],
+    );
+    add_rules(
+        schemas,
+        "CommitBody",
+        vec![both_or_neither("member_id", "generation", "string")],
+    );
+    let not_both = |first: &str, second: &str| {
+        json!({"not": {"required": [first, second], "properties": {
+            first: {"not": {"type": "null"}}, second: {"not": {"type": "null"}}}}})
+    };
+    let record_rules = vec![
+        not_both("key", "key_base64"),
+        not_both("value", "value_base64"),
+    ];
+    add_rules(schemas, "NewRecord", record_rules);
+    for property in ["key_base64", "value_base64"] {
+        merge_property(schemas, "NewRecord", property, json!({"pattern": BASE64}));
+    }
+    let member = json!({"pattern": resource_name_pattern()});
+    merge_property(schemas, "JoinBody", "member_id", member.clone());
+    merge_property(schemas, "CommitBody", "member_id", member);
 }
 
 /// An alert rule names a queue with a queue metric, a topic with a topic metric, neither with
@@ -378,6 +428,7 @@ fn ranges() -> Vec<(&'static str, &'static str, Value)> {
     let ms = |duration: std::time::Duration| duration.as_millis() as u64;
     let range = |min: u64, max: u64| json!({"minimum": min, "maximum": max});
     let batch = json!({"minItems": 1, "maxItems": SEND_BATCH_MESSAGES_MAX});
+    let batch_records = batch.clone();
     vec![
         (
             "ReceiveBody",
@@ -398,6 +449,21 @@ fn ranges() -> Vec<(&'static str, &'static str, Value)> {
         ("ScatterBody", "timeout_ms", range(1, 300_000)),
         ("ScatterBody", "expect", range(1, SCATTER_EXPECT_MAX as u64)),
         ("QueueOptions", "lease_ms", range(1, LEASE_MS_MAX)),
+        (
+            "StreamBody",
+            "partitions",
+            range(1, u64::from(PARTITIONS_MAX)),
+        ),
+        ("StreamBody", "retention_ms", json!({"minimum": 1})),
+        ("StreamBody", "retention_bytes", json!({"minimum": 1})),
+        ("ProduceBody", "records", batch_records.clone()),
+        ("ProduceBody", "producer_id", range(0, i64::MAX as u64)),
+        ("ProduceBody", "sequence", range(0, i32::MAX as u64)),
+        (
+            "JoinBody",
+            "session_timeout_ms",
+            range(SESSION_TIMEOUT_MS_MIN, SESSION_TIMEOUT_MS_MAX),
+        ),
         (
             "QueueOptions",
             "retry_backoff_ms",
@@ -591,6 +657,14 @@ fn refine_parameters(document: &mut Value) {
                     ("syntax", _) => {
                         json!({"type": ["string", "null"], "enum": ["amqp", "mqtt", "nats", null]})
                     }
+                    ("group" | "member", _) => json!({
+                        "type": "string",
+                        "pattern": resource_name_pattern(),
+                    }),
+                    ("at", _) => json!({
+                        "type": ["string", "null"],
+                        "pattern": "^(earliest|latest|-?[0-9]{1,18})$",
+                    }),
                     _ => continue,
                 };
                 parameter["schema"] = schema;
@@ -694,6 +768,21 @@ mod tests {
                         serde_json::from_value::<wharf_engine::topic::HeadersMode>(value).is_ok()
                     }
                     (_, "op") => serde_json::from_value::<AlertOp>(value).is_ok(),
+                    (_, "cleanup") => {
+                        serde_json::from_value::<wharf_engine::stream::Cleanup>(value).is_ok()
+                    }
+                    (_, "compression") => {
+                        serde_json::from_value::<wharf_model::record_batch::Compression>(value)
+                            .is_ok()
+                    }
+                    (_, "strategy") => serde_json::from_value::<
+                        wharf_engine::stream::group::AssignmentStrategy,
+                    >(value)
+                    .is_ok(),
+                    (_, "auto_offset_reset") => {
+                        serde_json::from_value::<crate::http::streams::wire::ResetBody>(value)
+                            .is_ok()
+                    }
                     // Written, never read: held to what the server writes.
                     (_, "source") => [RuleSource::Config, RuleSource::Api]
                         .iter()

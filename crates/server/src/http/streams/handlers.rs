@@ -177,7 +177,7 @@ pub async fn produce(
         (status = 200, description = "Records (possibly none)", body = RecordListBody),
         (status = 400, description = "A bad query parameter; `field` names it", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such stream or partition", body = Problem, content_type = "application/problem+json"),
-        (status = 416, description = "The offset is below what retention kept, or past the end", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`offset_out_of_range`: the offset is below what retention kept, or past the end", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many long polls at once (`limits.receive_waiters_max`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -318,6 +318,7 @@ pub async fn join_group(
     request_body = HeartbeatBody,
     responses(
         (status = 200, description = "The member's generation and assignment (new after a rebalance)", body = MemberBody),
+        (status = 404, description = "No such stream, group or member", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The member is not in the group (left or expired): join again", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -339,6 +340,7 @@ pub async fn heartbeat(
     params(("name" = String, Path, description = NAME), ("group" = String, Path, description = "Group name"), ("member" = String, Path, description = "Member id")),
     responses(
         (status = 204, description = "Left"),
+        (status = 404, description = "No such stream, group or member", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The member is not in the group", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -360,8 +362,8 @@ pub async fn leave_group(
     responses(
         (status = 204, description = "Committed"),
         (status = 400, description = "A bad field; `field` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "A stale generation, a partition not assigned to the member, or a member not in the group", body = Problem, content_type = "application/problem+json"),
-        (status = 416, description = "An offset past the partition's end", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such stream, group or member", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A stale generation, a partition not assigned to the member, a member not in the group, or an offset past the partition's end", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn commit(

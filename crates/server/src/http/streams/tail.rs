@@ -41,7 +41,7 @@ const TAIL_WAIT: Duration = Duration::from_secs(10);
     responses(
         (status = 200, description = "text/event-stream: `event: record`, `id:` the record's offset, `data:` the record as JSON (the fetch shape)", body = RecordBody, content_type = "text/event-stream"),
         (status = 404, description = "No such stream or partition", body = Problem, content_type = "application/problem+json"),
-        (status = 416, description = "The offset is below what retention kept, or past the end", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`offset_out_of_range`: the offset is below what retention kept, or past the end", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn tail(

@@ -278,11 +278,14 @@ pub struct FetchQuery {
     /// The first offset to read; default the partition's earliest.
     pub offset: Option<u64>,
     /// 1 to 10,000; default 100.
+    #[param(minimum = 1, maximum = 10000)]
     pub max_records: Option<usize>,
     /// Key and value bytes; default 1 MiB, at most 64 MiB. The first record comes whatever
     /// its size.
+    #[param(minimum = 1, maximum = 67108864)]
     pub max_bytes: Option<usize>,
     /// Long poll: wait up to this long (at most 30,000) for a record when `offset` is the end.
+    #[param(minimum = 0, maximum = 30000)]
     pub wait_ms: Option<u64>,
 }
 
@@ -454,7 +457,8 @@ pub struct MemberBody {
     /// The partitions this member reads.
     pub assignment: Vec<u32>,
     /// For each assigned partition, the offset to read from: the group's committed offset,
-    /// or by `auto_offset_reset` when it has none.
+    /// or by `auto_offset_reset` when it has none. Keys are partition numbers.
+    #[schema(value_type = BTreeMap<String, u64>)]
     pub positions: BTreeMap<u32, u64>,
     /// Members in the group.
     pub members: usize,
