@@ -542,6 +542,22 @@ fn consumer_groups_assign_rebalance_and_refuse_stale_commits() {
     assert_eq!(group["members"].as_array().unwrap().len(), 2);
     assert_eq!(group["partitions"][0]["committed"], 1);
     assert_eq!(group["partitions"][1]["owner"], "b");
+    let text = process::get(node.address, "/metrics")
+        .expect("metrics")
+        .body;
+    let lag = group["lag"].as_u64().unwrap();
+    for series in [
+        format!("wharf_stream_group_lag{{stream=\"clicks\",group=\"web\"}} {lag}"),
+        "wharf_stream_records{stream=\"clicks\"} 20".to_string(),
+        "wharf_stream_produced_total{stream=\"clicks\"} 20".to_string(),
+        "wharf_streams 1".to_string(),
+        "wharf_stream_partitions 4".to_string(),
+    ] {
+        assert!(
+            text.contains(&series),
+            "{series} missing from /metrics:\n{text}"
+        );
+    }
     let refused = client.expect(409, "DELETE", "/v1/streams/clicks/groups/web", &Value::Null);
     assert_eq!(code(&refused), "conflict");
     client.expect(

@@ -151,7 +151,13 @@ impl Collector for ResourceMetrics {
         let (topics, topics_omitted) = choose(topics, &self.choice.topics, self.choice.max, |s| {
             s.published
         });
-        let omitted = [("queue", queues_omitted), ("topic", topics_omitted)];
+        let streams_omitted =
+            crate::stream_metrics::encode_streams(&mut encoder, &self.engine, self.choice.max)?;
+        let omitted = [
+            ("queue", queues_omitted),
+            ("topic", topics_omitted),
+            ("stream", streams_omitted),
+        ];
         let mut family = encoder.encode_descriptor(
             "wharf_metrics_resources_omitted",
             "Resources left without series of their own by metrics.resource_series_max",

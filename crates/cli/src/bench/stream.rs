@@ -3,8 +3,8 @@
 //! 1. The raw figure: 4 MiB O_DIRECT writes (as `wharf bench storage`).
 //! 2. Through the engine API, in this process (no sockets): durable produce of 1 KiB records
 //!    in batches of 1,000 by 1 producer (one partition) and by 8 producers (a partition
-//!    each), each producer keeping [`PRODUCE_WINDOW`] requests in flight as Kafka producers
-//!    do; then consume of everything produced, as stored batches (`fetch_batches`, what a
+//!    each), each producer keeping `--window` requests in flight as Kafka producers
+//!    do (`--window`); then consume of everything produced, as stored batches (`fetch_batches`, what a
 //!    Kafka door serves) and as decoded records (`fetch`), read twice: the first read comes
 //!    from the disk (large commits are written with O_DIRECT, which bypasses the page cache),
 //!    the second from the page cache.
@@ -55,6 +55,10 @@ pub struct StreamArgs {
     /// Records a second of the latency scenario.
     #[arg(long, default_value_t = 5_000)]
     latency_rate: u64,
+    /// Produce calls each engine producer keeps in flight (Kafka's
+    /// `max.in.flight.requests.per.connection`); each call is one batch of 1,000 records.
+    #[arg(long, default_value_t = 4)]
+    window: usize,
     /// Skip the HTTP scenarios.
     #[arg(long)]
     no_http: bool,
@@ -62,8 +66,6 @@ pub struct StreamArgs {
 
 const RECORD_BYTES: usize = 1 << 10;
 const BATCH_RECORDS: usize = 1_000;
-/// Produce calls each producer keeps in flight.
-const PRODUCE_WINDOW: usize = 4;
 const PRODUCERS_MANY: u32 = 8;
 /// Bytes one consume call asks for.
 const FETCH_BYTES: usize = 16 << 20;
@@ -151,7 +153,8 @@ async fn engine_scenarios(
             .put_stream(name, options)
             .await
             .map_err(engine_error)?;
-        let (bytes, elapsed) = produce_engine(&engine, name, partitions, duration).await?;
+        let (bytes, elapsed) =
+            produce_engine(&engine, name, partitions, duration, args.window).await?;
         let rate = bytes as f64 / MB / elapsed.as_secs_f64();
         println!(
             "engine {name} (1 KiB x 1,000)           {rate:>10.1} MB/s  {:>5.0}% of raw",
@@ -159,6 +162,7 @@ async fn engine_scenarios(
         );
         summary.insert(format!("engine_{name}_mb_s"), json!(rate));
         summary.insert(format!("engine_{name}_of_raw"), json!(rate / raw));
+        summary.insert("engine_produce_window".into(), json!(args.window));
     }
     for (pass, temperature) in ["cold", "warm"].iter().enumerate() {
         let (bytes, elapsed) = consume_engine(&engine, "produce_8", PRODUCERS_MANY, true).await?;
@@ -197,6 +201,7 @@ async fn produce_engine(
     stream: &str,
     producers: u32,
     duration: Duration,
+    window: usize,
 ) -> Result<(u64, Duration), BenchError> {
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -216,7 +221,7 @@ async fn produce_engine(
             let mut in_flight = tokio::task::JoinSet::new();
             let mut stored = 0u64;
             while start.elapsed() < duration {
-                while in_flight.len() < PRODUCE_WINDOW {
+                while in_flight.len() < window.max(1) {
                     let (engine, stream, request) =
                         (engine.clone(), stream.clone(), request.clone());
                     in_flight.spawn(async move { engine.produce(&stream, request).await });

@@ -249,11 +249,6 @@ impl Engine {
             }
         }
         engine.open_streams().await?;
-        let live = (engine.streams().values())
-            .map(|stream| stream.resource)
-            .collect();
-        engine.inner.committed.retain(&live);
-        streams::maintenance::spawn(&engine);
         let queues: Vec<_> = engine.registry().values().cloned().collect();
         for queue in queues {
             let settles = queue.tick(engine.now())?;

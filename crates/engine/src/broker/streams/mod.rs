@@ -306,8 +306,19 @@ impl Engine {
         Ok(())
     }
 
-    /// Opens every stream defined in the metadata store (at engine open).
+    /// Opens every stream defined in the metadata store (at engine open), forgets the
+    /// committed offsets of streams deleted since, and starts the streams' housekeeping.
     pub(super) async fn open_streams(&self) -> Result<(), EngineError> {
+        self.open_stream_definitions().await?;
+        let live = (self.streams().values())
+            .map(|stream| stream.resource)
+            .collect();
+        self.inner.committed.retain(&live);
+        maintenance::spawn(self);
+        Ok(())
+    }
+
+    async fn open_stream_definitions(&self) -> Result<(), EngineError> {
         for (key, value) in self.inner.store.meta_list(STREAM_META_PREFIX) {
             let name = key[STREAM_META_PREFIX.len()..].to_string();
             let definition: StreamDefinition = match serde_json::from_value(value) {

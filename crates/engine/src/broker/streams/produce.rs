@@ -292,8 +292,37 @@ async fn produce_idempotent(
             .into());
         }
     }
+    let bases = stored_bases(producer_id, sequence, &batches)?;
+    let retry = newest.is_some_and(|newest| sequence <= newest);
+    if retry && bases.iter().any(Option::is_none) {
+        check_not_moved(stream, producer_id, sequence, &batches)?;
+    }
+    let new: Vec<_> = (batches.into_iter().zip(&bases))
+        .filter(|(_, base)| base.is_none())
+        .map(|(batch, _)| batch)
+        .collect();
+    let written = if new.is_empty() {
+        Vec::new()
+    } else {
+        append_all(new).await?
+    };
+    *newest = Some(newest.map_or(sequence, |n| n.max(sequence)));
+    let mut written = written.into_iter();
+    Ok(bases
+        .into_iter()
+        .map(|base| base.unwrap_or_else(|| written.next().expect("a base per new batch")))
+        .collect())
+}
+
+/// Per batch, the base offset its partition stored the request at before, or `None` where
+/// the request is new; refuses a sequence reused for other records or too old to tell.
+fn stored_bases(
+    producer_id: i64,
+    sequence: i32,
+    batches: &[(Arc<PartitionRuntime>, Bytes, u32)],
+) -> Result<Vec<Option<u64>>, EngineError> {
     let mut bases: Vec<Option<u64>> = Vec::with_capacity(batches.len());
-    for (partition, _, records) in &batches {
+    for (partition, _, records) in batches {
         let check = partition.lock().producers.check(producer_id, sequence);
         let partition = partition.number;
         match check {
@@ -326,25 +355,7 @@ async fn produce_idempotent(
             }
         }
     }
-    let retry = newest.is_some_and(|newest| sequence <= newest);
-    if retry && bases.iter().any(Option::is_none) {
-        check_not_moved(stream, producer_id, sequence, &batches)?;
-    }
-    let new: Vec<_> = (batches.into_iter().zip(&bases))
-        .filter(|(_, base)| base.is_none())
-        .map(|(batch, _)| batch)
-        .collect();
-    let written = if new.is_empty() {
-        Vec::new()
-    } else {
-        append_all(new).await?
-    };
-    *newest = Some(newest.map_or(sequence, |n| n.max(sequence)));
-    let mut written = written.into_iter();
-    Ok(bases
-        .into_iter()
-        .map(|base| base.unwrap_or_else(|| written.next().expect("a base per new batch")))
-        .collect())
+    Ok(bases)
 }
 
 /// Refuses a retry whose sequence a partition it is not placed on holds: it was stored before
