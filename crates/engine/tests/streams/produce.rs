@@ -566,3 +566,53 @@ proptest! {
         producer_case(steps);
     }
 }
+
+/// A failed commit fails its own produces only. The appender keeps two appends in the log at
+/// once; when the first fails, the log fails the one behind it too, and that one's batch is
+/// stamped again from the offset the failed one would have taken: no hole, no duplicate.
+#[tokio::test]
+async fn a_failed_commit_leaves_no_hole_for_the_batch_behind_it() {
+    let store = MemoryStore::new();
+    let engine = Engine::open(
+        Arc::new(store.clone()),
+        ManualClock::new(START),
+        EngineConfig::default(),
+    )
+    .await
+    .unwrap();
+    engine.put_stream("log", partitions(1)).await.unwrap();
+    produce(&engine, "log", vec![keyless("before")]).await;
+    store.hold_commits();
+    let spawn = |value: &'static str| {
+        let engine = engine.clone();
+        tokio::spawn(async move { engine.produce("log", request(vec![keyless(value)])).await })
+    };
+    let held = |count: usize| {
+        let store = store.clone();
+        async move {
+            while store.held_appends() < count {
+                tokio::task::yield_now().await;
+            }
+        }
+    };
+    let first = spawn("a");
+    guard(held(1)).await;
+    let second = spawn("b");
+    guard(held(2)).await;
+    store.fail_appends(1);
+    store.release_commits();
+    let first = guard(first).await.unwrap();
+    assert!(
+        first.is_err(),
+        "the failed commit's produce fails: {first:?}"
+    );
+    let second = guard(second).await.unwrap().unwrap();
+    assert_eq!(
+        second[0].offset, 1,
+        "stamped again at the failed batch's offset"
+    );
+    let records = fetch_all(&engine, "log", 0, 100).await;
+    assert_eq!(values(&records), ["before", "b"]);
+    let after = produce(&engine, "log", vec![keyless("after")]).await;
+    assert_eq!(after[0].offset, 2);
+}

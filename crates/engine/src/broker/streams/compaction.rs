@@ -87,7 +87,7 @@ impl Engine {
 async fn compact_partition(
     engine: &Engine,
     stream: &StreamRuntime,
-    partition: &PartitionRuntime,
+    partition: &Arc<PartitionRuntime>,
 ) -> Result<u64, EngineError> {
     // Every batch in the index lies below the log's end (it is indexed once its append is
     // readable), and every batch appended from now on lies at or after it.
@@ -216,7 +216,7 @@ async fn read(
 
 /// Writes the copies and points the index at them; batches without a copy leave the index.
 async fn write_copies(
-    partition: &PartitionRuntime,
+    partition: &Arc<PartitionRuntime>,
     copies: Vec<(u64, Option<Bytes>)>,
 ) -> Result<(), EngineError> {
     let payloads: Vec<Bytes> = copies.iter().filter_map(|(_, copy)| copy.clone()).collect();

@@ -14,6 +14,7 @@
 //! (`stream-ID-PARTITION`). A stream deleted and created again under the same name therefore
 //! never meets the old one's records.
 
+mod appender;
 mod committed;
 mod compaction;
 mod fetch;

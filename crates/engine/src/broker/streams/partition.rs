@@ -1,17 +1,13 @@
 //! One partition at run time: its log, its batch index, its producers' progress, and the
-//! appender that writes produced batches in offset order.
+//! queue of its appender (`appender`), the one writer of its log.
 //!
 //! **Appends.** A batch carries its base offset, so batches must reach the log in the order
-//! their offsets were given. Producers therefore hand their encoded batches to the partition's
-//! queue; the first one to find no append running spawns an appender, which takes everything
-//! queued, stamps the base offsets (in place: the batch checksum does not cover them), writes
-//! it all as one atomic log append and answers each producer. Batches queued meanwhile share the
-//! next append: one commit for all of them, as the storage's group commit does for logs.
-//! The appender is spawned rather than run by the producer, so a producer that goes away never
-//! stops an append halfway.
+//! their offsets were given. Producers (and compaction, with its copies) therefore hand their
+//! batches to the partition's queue; the first one to find no appender running spawns one.
 //!
 //! Locks, in the order taken (none is held across an `.await`): `queue` → `state`.
 
+use super::appender::{self, Job};
 use crate::{
     error::EngineError,
     stream::{
@@ -21,7 +17,10 @@ use crate::{
     },
 };
 use bytes::{Bytes, BytesMut};
-use std::sync::{atomic::AtomicBool, Arc, Mutex};
+use std::{
+    ops::Range,
+    sync::{atomic::AtomicBool, Arc, Mutex},
+};
 use tokio::sync::{oneshot, watch};
 use wharf_model::record_batch::{self, RecordBatch};
 use wharf_storage::{LogStore, StorageError};
@@ -37,6 +36,8 @@ pub(crate) struct PartitionRuntime {
     pub log: Arc<dyn LogStore>,
     pub state: Mutex<PartitionState>,
     queue: Mutex<AppendQueue>,
+    /// Woken when a job is queued, so that the appender hands it over while an append syncs.
+    pub(super) queued: tokio::sync::Notify,
     /// The partition's next offset, for long-polling fetches and tails.
     pub end: watch::Sender<u64>,
     /// Set while a compaction pass runs.
@@ -55,17 +56,8 @@ pub(crate) struct PartitionState {
 
 #[derive(Debug, Default)]
 struct AppendQueue {
-    waiting: Vec<PendingAppend>,
+    waiting: std::collections::VecDeque<Job>,
     appending: bool,
-}
-
-/// One encoded batch waiting for its offsets.
-#[derive(Debug)]
-pub(crate) struct PendingAppend {
-    /// Encoded with base offset 0; the appender stamps the real one.
-    pub batch: BytesMut,
-    pub header: record_batch::BatchHeader,
-    pub reply: oneshot::Sender<Result<u64, EngineError>>,
 }
 
 impl PartitionRuntime {
@@ -124,6 +116,7 @@ impl PartitionRuntime {
             log,
             state: Mutex::new(state),
             queue: Mutex::default(),
+            queued: tokio::sync::Notify::new(),
             end: watch::Sender::new(next),
             compacting: AtomicBool::new(false),
         })
@@ -146,32 +139,74 @@ impl PartitionRuntime {
             .try_into_mut()
             .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
         let (reply, answer) = oneshot::channel();
-        let lead = {
-            let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-            queue.waiting.push(PendingAppend {
-                batch,
-                header,
-                reply,
-            });
-            !std::mem::replace(&mut queue.appending, true)
-        };
-        if lead {
-            tokio::spawn(run_appender(self.clone()));
-        }
-        // The appender answers every append it takes, unless it panicked (a bug).
+        self.enqueue(Job::Produce {
+            batch,
+            header,
+            reply,
+        });
+        // The appender answers every job it takes, unless it panicked (a bug).
         answer.await.unwrap_or(Err(EngineError::Internal {
             operation: "stream append",
         }))
     }
 
     /// Appends copies made by compaction (already carrying their offsets) and returns their
-    /// log positions. Not through the producers' queue: a copy's offsets are old ones.
+    /// log positions. Through the appender's queue, so that the appender stays the log's one
+    /// writer.
     pub async fn append_copies(
-        &self,
+        self: &Arc<Self>,
         copies: &[Bytes],
-    ) -> Result<std::ops::Range<u64>, EngineError> {
-        let written = self.log.append(copies, None).await?;
-        Ok(written.start.0..written.end.0)
+    ) -> Result<Range<u64>, EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.enqueue(Job::Copies {
+            payloads: copies.to_vec(),
+            reply,
+        });
+        answer.await.unwrap_or(Err(EngineError::Internal {
+            operation: "stream compaction append",
+        }))
+    }
+
+    /// Queues `job`, starting the appender if none runs.
+    fn enqueue(self: &Arc<Self>, job: Job) {
+        let lead = {
+            let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            queue.waiting.push_back(job);
+            !std::mem::replace(&mut queue.appending, true)
+        };
+        self.queued.notify_one();
+        if lead {
+            tokio::spawn(appender::run(self.clone()));
+        }
+    }
+
+    /// Everything queued, or `None` when nothing is; with `may_stop`, an empty queue also ends
+    /// the appender's turn (the next job starts a new one).
+    pub(super) fn take_jobs(&self, may_stop: bool) -> Option<Vec<Job>> {
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if queue.waiting.is_empty() {
+            if may_stop {
+                queue.appending = false;
+            }
+            return None;
+        }
+        Some(queue.waiting.drain(..).collect())
+    }
+
+    /// Puts `jobs` back at the front of the queue, in their order.
+    pub(super) fn requeue(&self, jobs: Vec<Job>) {
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        for job in jobs.into_iter().rev() {
+            queue.waiting.push_front(job);
+        }
+    }
+
+    /// After an appender panicked: drops what waits (its producers get an internal error) and
+    /// lets the next job start a new appender.
+    pub(super) fn release_queue(&self) {
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        queue.waiting.clear();
+        queue.appending = false;
     }
 }
 
@@ -181,7 +216,7 @@ impl PartitionState {
         self.apply_producer(header);
     }
 
-    fn apply_producer(&mut self, header: &record_batch::BatchHeader) {
+    pub(super) fn apply_producer(&mut self, header: &record_batch::BatchHeader) {
         let producer = header.producer;
         if producer.id >= 0 && producer.base_sequence >= 0 {
             let records = (header.last_offset_delta + 1).max(header.record_count);
@@ -204,55 +239,5 @@ pub(crate) fn entry_of(header: &record_batch::BatchHeader, position: u64) -> Bat
         max_timestamp: header.max_timestamp,
         bytes: header.batch_length,
         records: header.record_count,
-    }
-}
-
-/// Writes what is queued, one append at a time, until the queue is empty.
-async fn run_appender(partition: Arc<PartitionRuntime>) {
-    loop {
-        let pending = {
-            let mut queue = partition.queue.lock().unwrap_or_else(|p| p.into_inner());
-            if queue.waiting.is_empty() {
-                queue.appending = false;
-                return;
-            }
-            std::mem::take(&mut queue.waiting)
-        };
-        write_pending(&partition, pending).await;
-    }
-}
-
-async fn write_pending(partition: &PartitionRuntime, mut pending: Vec<PendingAppend>) {
-    // Only the appender moves the end, and one runs at a time: the end read here is the end
-    // when the append lands.
-    let mut next = partition.lock().index.next_offset();
-    let mut payloads = Vec::with_capacity(pending.len());
-    for append in &mut pending {
-        record_batch::set_base_offset(&mut append.batch, next);
-        append.header.base_offset = next;
-        next = append.header.next_offset();
-        payloads.push(std::mem::take(&mut append.batch).freeze());
-    }
-    match partition.log.append(&payloads, None).await {
-        Ok(written) => {
-            {
-                let mut state = partition.lock();
-                for (i, append) in pending.iter().enumerate() {
-                    let position = written.start.0 + i as u64;
-                    state.index.push(entry_of(&append.header, position));
-                    state.apply_producer(&append.header);
-                    state.appended_since_compaction += u64::from(append.header.record_count);
-                }
-            }
-            partition.end.send_replace(next);
-            for append in pending {
-                let _ = append.reply.send(Ok(append.header.base_offset));
-            }
-        }
-        Err(error) => {
-            for append in pending {
-                let _ = append.reply.send(Err(error.clone().into()));
-            }
-        }
     }
 }
