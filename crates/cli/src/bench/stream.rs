@@ -2,8 +2,8 @@
 //!
 //! 1. The raw figure: 4 MiB O_DIRECT writes (as `wharf bench storage`).
 //! 2. Through the engine API, in this process (no sockets): durable produce of 1 KiB records
-//!    in batches of 1,000 by 1 producer (one partition) and by 8 producers (a partition
-//!    each), each producer keeping `--window` requests in flight as Kafka producers
+//!    in requests of 1,000 by 1 producer to one partition, by 1 producer whose requests spread
+//!    over 8 partitions, and by 8 producers (a partition each), each producer keeping `--window` requests in flight as Kafka producers
 //!    do (`--window`); then consume of everything produced, as stored batches (`fetch_batches`, what a
 //!    Kafka door serves) and as decoded records (`fetch`), read twice: the first read comes
 //!    from the disk (large commits are written with O_DIRECT, which bypasses the page cache),
@@ -144,7 +144,13 @@ async fn engine_scenarios(
     many_partitions(&scratch.join("many"), args.idle_partitions, summary).await?;
     let duration = Duration::from_secs_f64(args.seconds);
     let (engine, store) = open_engine(&scratch.join("engine")).await?;
-    for (name, partitions) in [("produce_1", 1), ("produce_8", PRODUCERS_MANY)] {
+    // (name, partitions, producers, whether each request spreads over the partitions)
+    let scenarios = [
+        ("produce_1", 1, 1, false),
+        ("produce_1_spread", PRODUCERS_MANY, 1, true),
+        ("produce_8", PRODUCERS_MANY, PRODUCERS_MANY, false),
+    ];
+    for (name, partitions, producers, spread) in scenarios {
         let options = StreamOptions {
             partitions,
             ..StreamOptions::default()
@@ -153,8 +159,13 @@ async fn engine_scenarios(
             .put_stream(name, options)
             .await
             .map_err(engine_error)?;
-        let (bytes, elapsed) =
-            produce_engine(&engine, name, partitions, duration, args.window).await?;
+        let load = Load {
+            producers,
+            spread,
+            duration,
+            window: args.window,
+        };
+        let (bytes, elapsed) = produce_engine(&engine, name, load).await?;
         let rate = bytes as f64 / MB / elapsed.as_secs_f64();
         println!(
             "engine {name} (1 KiB x 1,000)           {rate:>10.1} MB/s  {:>5.0}% of raw",
@@ -194,24 +205,35 @@ async fn engine_scenarios(
     close_engine(engine, store).await
 }
 
-/// Producers (one per partition) sending batches of [`BATCH_RECORDS`] 1 KiB records for
-/// `duration`; payload bytes stored and the time taken.
+/// How `produce_engine` loads a stream.
+#[derive(Debug, Clone, Copy)]
+struct Load {
+    producers: u32,
+    /// Each request's records take the partitions in turn (1,000 records over 8 partitions
+    /// is 8 batches of 125, as a Kafka producer's request carries a batch per partition),
+    /// instead of producer `p` writing partition `p`.
+    spread: bool,
+    duration: Duration,
+    window: usize,
+}
+
+/// Producers sending requests of [`BATCH_RECORDS`] 1 KiB records for `load.duration`, each
+/// keeping `load.window` in flight; payload bytes stored and the time taken.
 async fn produce_engine(
     engine: &Engine,
     stream: &str,
-    producers: u32,
-    duration: Duration,
-    window: usize,
+    load: Load,
 ) -> Result<(u64, Duration), BenchError> {
+    let (duration, window) = (load.duration, load.window);
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for partition in 0..producers {
+    for partition in 0..load.producers {
         let (engine, stream) = (engine.clone(), stream.to_string());
         tasks.spawn(async move {
             let value = Bytes::from(vec![b'x'; RECORD_BYTES]);
             let record = ProduceRecord {
                 value: Some(value),
-                partition: Some(partition),
+                partition: (!load.spread).then_some(partition),
                 ..ProduceRecord::default()
             };
             let request = ProduceRequest {
