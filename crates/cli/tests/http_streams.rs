@@ -757,3 +757,23 @@ fn the_nodes_partition_limit_refuses_creating_and_growing_past_it() {
     client.expect(204, "DELETE", "/v1/streams/a", &Value::Null);
     client.expect(200, "PUT", "/v1/streams/b", &json!({"partitions": 4}));
 }
+
+#[test]
+fn a_long_polling_fetch_does_not_hold_sigterm() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut node = Node::start(dir.path());
+    let client = node.client();
+    client.expect(201, "PUT", "/v1/streams/quiet", &json!({}));
+    let poll = thread::spawn(move || {
+        let path = "/v1/streams/quiet/partitions/0/records?offset=0&wait_ms=30000";
+        client.call("GET", path, &Value::Null)
+    });
+    // The long poll is waiting once the server counts it among the requests in flight; a
+    // SIGTERM then makes it answer what is there (nothing) rather than hold the drain.
+    thread::sleep(Duration::from_secs(1));
+    node.server.signal(libc::SIGTERM);
+    let reply = poll.join().expect("the long poll");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["records"], json!([]));
+    node.server.wait_exit(Duration::from_secs(15));
+}

@@ -224,9 +224,17 @@ pub async fn fetch(
         max_bytes,
         wait: Duration::from_millis(wait_ms),
     };
-    Ok(Json(
-        state.engine.fetch(&name, partition, request).await?.into(),
-    ))
+    // A long poll would hold graceful shutdown for up to its whole wait; it answers what is
+    // there now instead.
+    let fetched = tokio::select! {
+        biased;
+        fetched = state.engine.fetch(&name, partition, request) => fetched?,
+        () = state.readiness.shutdown_begun() => {
+            let now = FetchRequest { wait: Duration::ZERO, ..request };
+            state.engine.fetch(&name, partition, now).await?
+        }
+    };
+    Ok(Json(fetched.into()))
 }
 
 /// The offset of a partition's start, its end, or the first record at or after a time.
