@@ -75,7 +75,7 @@ impl Engine {
         self.check_produce(&stream, &request)?;
         self.check_space().await?;
         let producer = request.producer.map(checked_producer).transpose()?;
-        let placed = place_records(&stream, &request, producer)?;
+        let placed = place_records(&stream, &request, producer);
         let now = self.now() as i64;
         let compression = stream.options().compression;
         let mut batches = Vec::with_capacity(placed.len());
@@ -189,7 +189,7 @@ fn place_records(
     stream: &StreamRuntime,
     request: &ProduceRequest,
     producer: Option<(i64, i32)>,
-) -> Result<BTreeMap<u32, Vec<usize>>, EngineError> {
+) -> BTreeMap<u32, Vec<usize>> {
     let partitions = stream.partition_count();
     let mut placed: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
     for (index, record) in request.records.iter().enumerate() {
@@ -207,7 +207,7 @@ fn place_records(
         };
         placed.entry(partition).or_default().push(index);
     }
-    Ok(placed)
+    placed
 }
 
 fn encode_batch(
