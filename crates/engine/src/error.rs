@@ -126,6 +126,8 @@ pub enum EngineError {
     Record(#[from] RecordError),
     #[error(transparent)]
     Stream(crate::stream::StreamError),
+    #[error(transparent)]
+    EventStore(crate::eventstore::EventStoreError),
 }
 
 /// What kind of resource a name names.

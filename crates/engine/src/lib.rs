@@ -7,6 +7,7 @@ pub mod alerts;
 pub mod broker;
 pub mod clock;
 pub mod error;
+pub mod eventstore;
 pub mod log_throttle;
 pub mod queue;
 pub mod security;

@@ -7,6 +7,7 @@
 pub mod api;
 mod consumers;
 mod delivery_read;
+pub mod eventstore;
 mod expiry;
 pub(crate) mod queue_runtime;
 pub(crate) mod records;
@@ -167,6 +168,8 @@ pub(crate) struct Inner {
     streams: RwLock<BTreeMap<String, Arc<streams::StreamRuntime>>>,
     /// Committed offsets of every stream's consumer groups.
     committed: Arc<streams::CommittedOffsets>,
+    /// The event store.
+    events: eventstore::EventStore,
     /// Pending requests by reply address (request-reply and scatter-gather).
     replies: Mutex<replies::Registry>,
     /// Serializes creating, updating and deleting queues (rare; keeps metadata and the
@@ -202,6 +205,7 @@ impl Engine {
         let (alerts, alerts_damaged) =
             crate::alerts::Alerts::load(store.as_ref(), &config.alert_rules)?;
         let committed = Arc::new(streams::CommittedOffsets::open(store.as_ref()).await?);
+        let events = eventstore::EventStore::open(store.as_ref(), clock.clone()).await?;
         let engine = Engine {
             inner: Arc::new(Inner {
                 store,
@@ -223,6 +227,7 @@ impl Engine {
                 topics: RwLock::new(BTreeMap::new()),
                 streams: RwLock::new(BTreeMap::new()),
                 committed,
+                events,
                 replies: Mutex::default(),
                 admin: tokio::sync::Mutex::new(()),
                 ids: Mutex::new(MessageIdGenerator::new()),
@@ -249,6 +254,7 @@ impl Engine {
             }
         }
         engine.open_streams().await?;
+        engine.start_event_subscriptions();
         let queues: Vec<_> = engine.registry().values().cloned().collect();
         for queue in queues {
             let settles = queue.tick(engine.now())?;
@@ -778,6 +784,7 @@ impl Engine {
     /// Stops timers and long polls; the store is closed by its owner afterwards.
     pub fn close(&self) {
         self.inner.closing.store(true, Ordering::Release);
+        self.inner.events.close();
         for stream in self.streams().values() {
             for partition in stream.partitions() {
                 // Wakes long-polling fetches, which then find the engine closing.

@@ -1,0 +1,425 @@
+//! The event store over one global log, `events`: appends through one appender
+//! ([`appender`]), the index rebuilt at open, reads ([`read`]), snapshots ([`snapshots`]) and
+//! checkpointed projections ([`projections`]). `crate::eventstore` holds the plain state.
+
+mod appender;
+mod projections;
+mod read;
+mod snapshots;
+mod subscriptions;
+
+pub use appender::Appended;
+pub use projections::{Projection, ProjectionFilter};
+pub use read::{AllEvents, EventFilter, RecordedEvent, StreamEvents};
+pub use snapshots::Snapshot;
+pub use subscriptions::{
+    subscription_queue, SubscriptionDelivery, SubscriptionInfo, SubscriptionSettings,
+    SUBSCRIPTION_QUEUE_PREFIX,
+};
+
+use super::Engine;
+use crate::{
+    clock::Clock,
+    error::EngineError,
+    eventstore::{
+        check_name, check_stream_id,
+        record::{self, EventHeader, EventId},
+        EventStoreError, ExpectedVersion, Index, ReadDirection, StreamMetadata, StreamStatus,
+        APPEND_EVENTS_MAX, READ_LIMIT_MAX,
+    },
+};
+use bytes::Bytes;
+use std::sync::{Arc, RwLock};
+use tokio::sync::{mpsc, oneshot, watch};
+use wharf_storage::{Durability, LogOptions, LogSize, LogStore, Offset, Storage};
+
+/// The global log: every event, stream-metadata change and delete, in order. Its offsets are
+/// the positions of `$all`.
+pub const EVENTS_LOG: &str = "events";
+/// Records one open reads at a time while rebuilding the index.
+const REPLAY_BATCH_RECORDS: usize = 8_192;
+const REPLAY_BATCH_BYTES: usize = 16 << 20;
+
+/// An event to append, as a door hands it over.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// A UUID; generated (time-ordered) when absent. Re-sending the same ids with the same
+    /// expected version is answered as the first append was.
+    pub id: Option<String>,
+    pub event_type: String,
+    /// JSON text when `data_is_json` (the door parsed it), other bytes otherwise.
+    pub data: Bytes,
+    pub data_is_json: bool,
+    /// JSON text of an object (the door parsed it); empty for none.
+    pub metadata: Bytes,
+}
+
+/// What the appender and readers share.
+#[derive(Debug)]
+pub(crate) struct EventStoreState {
+    pub(crate) log: Arc<dyn LogStore>,
+    pub(crate) index: RwLock<Index>,
+    pub(crate) clock: Arc<dyn Clock>,
+    /// The end of `$all` after the last commit; subscribers wait on it.
+    pub(crate) appended: watch::Sender<u64>,
+    /// Set when the engine closes: subscribers end.
+    closing: watch::Sender<bool>,
+    snapshots: snapshots::Snapshots,
+}
+
+/// The event store of an engine.
+#[derive(Debug)]
+pub(crate) struct EventStore {
+    state: Arc<EventStoreState>,
+    appender: mpsc::Sender<appender::Job>,
+    /// Stops each persistent subscription's feeder.
+    feeders: std::sync::Mutex<std::collections::HashMap<String, watch::Sender<bool>>>,
+}
+
+impl std::fmt::Debug for appender::Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job").field("stream", &self.stream).finish()
+    }
+}
+
+impl EventStore {
+    /// Opens the logs and rebuilds the index by reading `$all` from its start.
+    pub(crate) async fn open(
+        store: &dyn Storage,
+        clock: Arc<dyn Clock>,
+    ) -> Result<EventStore, EngineError> {
+        let options = LogOptions {
+            durability: Durability::Durable,
+            size: LogSize::Growing,
+        };
+        let log = store.open_log(EVENTS_LOG, options).await?;
+        let mut index = Index::default();
+        let mut at = log.start_offset();
+        loop {
+            let batch = log
+                .read_batch(at, REPLAY_BATCH_RECORDS, REPLAY_BATCH_BYTES)
+                .await?;
+            let Some(last) = batch.last() else { break };
+            at = last.offset.next();
+            for stored in &batch {
+                match record::decode(stored.offset.0, &stored.payload) {
+                    Ok(decoded) => index.apply(stored.offset.0, &decoded),
+                    Err(error) => tracing::error!(%error, "skipping a damaged event-store record"),
+                }
+            }
+        }
+        let snapshots = snapshots::Snapshots::open(store).await?;
+        let end = log.end_offset().0;
+        let state = Arc::new(EventStoreState {
+            log,
+            index: RwLock::new(index),
+            clock,
+            appended: watch::Sender::new(end),
+            closing: watch::Sender::new(false),
+            snapshots,
+        });
+        let appender = appender::spawn(state.clone());
+        Ok(EventStore {
+            state,
+            appender,
+            feeders: Default::default(),
+        })
+    }
+
+    pub(crate) fn close(&self) {
+        self.state.closing.send_replace(true);
+    }
+
+    /// Streams ever written and events ever appended.
+    pub(crate) fn counts(&self) -> (usize, u64) {
+        let index = self.state.index.read().expect("event index lock");
+        (index.stream_count(), index.event_count())
+    }
+}
+
+impl Engine {
+    fn events(&self) -> &Arc<EventStoreState> {
+        &self.inner.events.state
+    }
+
+    /// Streams ever written and events ever appended, for metrics.
+    pub fn event_store_counts(&self) -> (usize, u64) {
+        self.inner.events.counts()
+    }
+
+    /// Appends `events` to `stream` as one atomic unit if the stream is where `expected` says.
+    /// On a mismatch nothing is written and the error gives the stream's current version,
+    /// unless these very events (same ids) were appended after that version before: then the
+    /// answer is that first append's.
+    pub async fn append_events(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, EngineError> {
+        self.check_open()?;
+        check_stream_id("stream", stream)?;
+        match events.len() {
+            0 => return Err(EventStoreError::NoEvents.into()),
+            count if count > APPEND_EVENTS_MAX => {
+                return Err(EventStoreError::TooManyEvents { count }.into())
+            }
+            _ => {}
+        }
+        let bytes: usize = events.iter().map(|e| e.data.len() + e.metadata.len()).sum();
+        if bytes > self.inner.config.batch_bytes_max {
+            let problem = format!(
+                "data and metadata come to {bytes} bytes; an append holds at most {}",
+                self.inner.config.batch_bytes_max
+            );
+            return Err(EventStoreError::invalid("events", problem).into());
+        }
+        let now = self.now();
+        let mut ids = Vec::with_capacity(events.len());
+        let mut given = true;
+        for (at, event) in events.iter().enumerate() {
+            check_name(&format!("events[{at}].type"), &event.event_type)?;
+            let id = match &event.id {
+                Some(text) => EventId::parse(text).ok_or_else(|| {
+                    let problem = "is not a UUID (8-4-4-4-12 hex digits)";
+                    EventStoreError::invalid(format!("events[{at}].id"), problem)
+                })?,
+                None => {
+                    given = false;
+                    EventId::parse(&self.generate_id(now)).expect("generated ids are UUIDs")
+                }
+            };
+            ids.push(id);
+        }
+        if given && matches!(expected, ExpectedVersion::Any) {
+            if let Some(appended) = self.appended_before(stream, None, &ids).await? {
+                return Ok(appended);
+            }
+        }
+        let encoded = events
+            .iter()
+            .zip(&ids)
+            .map(|(event, id)| {
+                let header = EventHeader {
+                    version: 0,
+                    time_ms: 0,
+                    id: *id,
+                    stream,
+                    event_type: &event.event_type,
+                    data_is_json: event.data_is_json,
+                };
+                let metadata: &[u8] = match event.metadata.is_empty() {
+                    true => b"{}",
+                    false => &event.metadata,
+                };
+                record::encode_unstamped(&header, metadata, &event.data)
+            })
+            .collect();
+        let change = appender::Change::Append {
+            expected,
+            events: encoded,
+        };
+        let result = self.event_change(stream, change).await;
+        if let Err(EngineError::EventStore(EventStoreError::WrongExpectedVersion { .. })) = &result
+        {
+            let first = match expected {
+                ExpectedVersion::Exact(version) => Some(version + 1),
+                ExpectedVersion::NoStream => Some(0),
+                _ => None,
+            };
+            if let (true, Some(first)) = (given, first) {
+                if let Some(appended) = self.appended_before(stream, Some(first), &ids).await? {
+                    return Ok(appended);
+                }
+            }
+        }
+        result
+    }
+
+    async fn event_change(
+        &self,
+        stream: &str,
+        change: appender::Change,
+    ) -> Result<Appended, EngineError> {
+        let (reply, answer) = oneshot::channel();
+        let job = appender::Job {
+            stream: stream.to_string(),
+            change,
+            reply,
+        };
+        let appender = &self.inner.events.appender;
+        appender
+            .send(job)
+            .await
+            .map_err(|_| EngineError::ShuttingDown)?;
+        answer.await.map_err(|_| EngineError::ShuttingDown)?
+    }
+
+    /// Whether `ids` are the events of `stream` from version `first` (or, with `None`, its
+    /// last ones): a retry of an append that was stored.
+    async fn appended_before(
+        &self,
+        stream: &str,
+        first: Option<u64>,
+        ids: &[EventId],
+    ) -> Result<Option<Appended>, EngineError> {
+        let positions: Option<Vec<(u64, u64)>> = {
+            let index = self.events().index.read().expect("event index lock");
+            let head = index.head(stream);
+            let count = ids.len() as u64;
+            let first = match first {
+                Some(first) => Some(first),
+                None => head.next_version.checked_sub(count),
+            };
+            first
+                .filter(|first| first + count <= head.next_version)
+                .and_then(|first| {
+                    (first..first + count)
+                        .map(|version| Some((version, index.position_of(stream, version)?)))
+                        .collect()
+                })
+        };
+        let Some(positions) = positions else {
+            return Ok(None);
+        };
+        let offsets: Vec<Offset> = positions.iter().map(|p| Offset(p.1)).collect();
+        let records = self.events().log.read_many(&offsets).await?;
+        for (record, id) in records.iter().zip(ids) {
+            let Some(record) = record else {
+                return Ok(None);
+            };
+            match RecordedEvent::decode(record.offset.0, &record.payload)? {
+                Some(event) if event.id == *id && event.stream == stream => {}
+                _ => return Ok(None),
+            }
+        }
+        let (first, last) = (positions[0], positions[positions.len() - 1]);
+        Ok(Some(Appended {
+            first_version: first.0,
+            version: last.0,
+            first_position: first.1,
+            position: last.1,
+            created: false,
+        }))
+    }
+
+    /// Up to `limit` events of `stream` (or of a system projection, `$ce-...` or `$et-...`)
+    /// from version `from`.
+    pub async fn read_event_stream(
+        &self,
+        stream: &str,
+        from: Option<u64>,
+        direction: ReadDirection,
+        limit: usize,
+    ) -> Result<StreamEvents, EngineError> {
+        check_name("stream", stream)?;
+        let limit = limit.min(READ_LIMIT_MAX);
+        let not_found = || EventStoreError::StreamNotFound {
+            stream: stream.to_string(),
+        };
+        let (slice, metadata) = {
+            let index = self.events().index.read().expect("event index lock");
+            if stream.starts_with(crate::eventstore::SYSTEM_PREFIX) {
+                let slice = index.read_projection(stream, from, direction, limit);
+                (slice.ok_or_else(not_found)?, None)
+            } else {
+                let slice = index.read(stream, from, direction, limit).map_err(|()| {
+                    EventStoreError::StreamDeleted {
+                        stream: stream.to_string(),
+                    }
+                })?;
+                (slice.ok_or_else(not_found)?, index.metadata(stream))
+            }
+        };
+        let max_age = metadata.and_then(|m| m.max_age_ms);
+        self.events().events_of(slice, max_age).await
+    }
+
+    /// Up to `limit` events of `$all` from position `from` that pass `filter`.
+    pub async fn read_all_events(
+        &self,
+        from: u64,
+        limit: usize,
+        filter: &EventFilter,
+    ) -> Result<AllEvents, EngineError> {
+        let limit = limit.min(READ_LIMIT_MAX);
+        self.events().read_all(from, limit, filter).await
+    }
+
+    /// The end of `$all`: the position the next event takes.
+    pub fn events_end(&self) -> u64 {
+        *self.events().appended.borrow()
+    }
+
+    /// The position of `version` of `stream`, if it was ever written.
+    pub fn event_position(&self, stream: &str, version: u64) -> Option<u64> {
+        let index = self.events().index.read().expect("event index lock");
+        index.position_of(stream, version)
+    }
+
+    /// Waits until `$all` holds a record at `position` or past it; false when the engine is
+    /// closing instead.
+    pub async fn wait_for_events(&self, position: u64) -> bool {
+        let mut appended = self.events().appended.subscribe();
+        let mut closing = self.events().closing.subscribe();
+        if *closing.borrow() {
+            return false;
+        }
+        tokio::select! {
+            reached = appended.wait_for(|end| *end > position) => reached.is_ok(),
+            _ = closing.wait_for(|closing| *closing) => false,
+        }
+    }
+
+    /// The stream's metadata and where it stands.
+    pub fn event_stream_metadata(
+        &self,
+        stream: &str,
+    ) -> Result<(StreamMetadata, Option<u64>), EngineError> {
+        check_stream_id("stream", stream)?;
+        let index = self.events().index.read().expect("event index lock");
+        let head = index.head(stream);
+        let not_found = || EventStoreError::StreamNotFound {
+            stream: stream.to_string(),
+        };
+        match head.status {
+            Some(StreamStatus::Tombstoned) => Err(EventStoreError::StreamDeleted {
+                stream: stream.to_string(),
+            }
+            .into()),
+            None => match index.metadata(stream) {
+                Some(metadata) => Ok((metadata, None)),
+                None => Err(not_found().into()),
+            },
+            Some(_) => Ok((
+                index.metadata(stream).unwrap_or_default(),
+                head.current_version(),
+            )),
+        }
+    }
+
+    /// Sets the stream's metadata (a stream need not exist to be given metadata).
+    pub async fn set_event_stream_metadata(
+        &self,
+        stream: &str,
+        metadata: StreamMetadata,
+    ) -> Result<(), EngineError> {
+        self.check_open()?;
+        check_stream_id("stream", stream)?;
+        if metadata.max_count == Some(0) {
+            let problem = "must be at least 1 (leave it out for no bound)";
+            return Err(EventStoreError::invalid("max_count", problem).into());
+        }
+        let change = appender::Change::Metadata(metadata);
+        self.event_change(stream, change).await.map(|_| ())
+    }
+
+    /// Deletes the stream: soft (reads find nothing; an append recreates it, versions
+    /// continuing) or hard (a tombstone: never written or read again).
+    pub async fn delete_event_stream(&self, stream: &str, hard: bool) -> Result<(), EngineError> {
+        self.check_open()?;
+        check_stream_id("stream", stream)?;
+        let change = appender::Change::Delete { hard };
+        self.event_change(stream, change).await.map(|_| ())
+    }
+}
