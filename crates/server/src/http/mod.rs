@@ -8,6 +8,7 @@
 mod alerts;
 pub mod browser;
 mod connections;
+mod events;
 mod extract;
 mod health;
 pub(crate) mod json_body;
@@ -79,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .merge(queues::routes())
         .merge(topics::routes())
         .merge(streams::routes())
+        .merge(events::routes())
         .merge(requests::routes())
         .merge(security::routes())
         .merge(alerts::routes())

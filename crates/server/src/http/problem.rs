@@ -97,11 +97,23 @@ pub enum ProblemCode {
     /// A commit from a generation that is not the group's current one, or for a partition
     /// not assigned to the member: heartbeat to learn the new assignment.
     StaleGeneration,
+    /// No event stream of this id (never written, or soft deleted).
+    EventStreamNotFound,
+    /// The event stream was hard deleted: it is never written or read again.
+    StreamDeleted,
+    /// An append's expected version does not match the stream; `current_version` gives the
+    /// stream's (null when it has no events).
+    WrongExpectedVersion,
+    /// The event stream has no snapshot.
+    SnapshotNotFound,
+    ProjectionNotFound,
+    /// No persistent subscription of this name.
+    SubscriptionNotFound,
 }
 
 impl ProblemCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ProblemCode; 38] = [
+    pub const ALL: [ProblemCode; 44] = [
         ProblemCode::InvalidName,
         ProblemCode::InvalidField,
         ProblemCode::InvalidBody,
@@ -140,6 +152,12 @@ impl ProblemCode {
         ProblemCode::OutOfOrderSequence,
         ProblemCode::UnknownMember,
         ProblemCode::StaleGeneration,
+        ProblemCode::EventStreamNotFound,
+        ProblemCode::StreamDeleted,
+        ProblemCode::WrongExpectedVersion,
+        ProblemCode::SnapshotNotFound,
+        ProblemCode::ProjectionNotFound,
+        ProblemCode::SubscriptionNotFound,
     ];
 
     pub fn status(self) -> StatusCode {
@@ -165,11 +183,17 @@ impl ProblemCode {
             | ProblemCode::StreamNotFound
             | ProblemCode::PartitionNotFound
             | ProblemCode::GroupNotFound
+            | ProblemCode::EventStreamNotFound
+            | ProblemCode::SnapshotNotFound
+            | ProblemCode::ProjectionNotFound
+            | ProblemCode::SubscriptionNotFound
             | ProblemCode::NotFound => StatusCode::NOT_FOUND,
+            ProblemCode::StreamDeleted => StatusCode::GONE,
             ProblemCode::OffsetOutOfRange
             | ProblemCode::OutOfOrderSequence
             | ProblemCode::UnknownMember
-            | ProblemCode::StaleGeneration => StatusCode::CONFLICT,
+            | ProblemCode::StaleGeneration
+            | ProblemCode::WrongExpectedVersion => StatusCode::CONFLICT,
             ProblemCode::Unauthenticated => StatusCode::UNAUTHORIZED,
             ProblemCode::Forbidden => StatusCode::FORBIDDEN,
             ProblemCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -213,6 +237,14 @@ pub struct Problem {
     /// The request field at fault, as a dotted path (`body.ttl_ms`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// `wrong_expected_version` only: the version of the stream's last event, null when it
+    /// has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<u64>)]
+    pub current_version: Option<Option<u64>>,
+    /// `wrong_expected_version` only: what the append expected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_version: Option<String>,
 }
 
 impl Problem {
@@ -226,6 +258,8 @@ impl Problem {
             code,
             detail: None,
             field: None,
+            current_version: None,
+            expected_version: None,
         }
     }
 

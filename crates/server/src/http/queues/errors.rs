@@ -101,6 +101,9 @@ pub(crate) fn engine_problem(error: EngineError, messages: MessagesAt) -> Proble
         // Storage errors name files and OS errors: the log gets them, the client a summary.
         EngineError::Storage(storage) => return storage_problem(storage),
         EngineError::Stream(stream) => return crate::http::streams::errors::stream_problem(stream),
+        EngineError::EventStore(error) => {
+            return crate::http::events::errors::event_store_problem(error)
+        }
         // Only opening the engine meets a corrupt definition; counted with unreadable records.
         EngineError::Record(_) | EngineError::CorruptDefinition { .. } => {
             static THROTTLE: LogThrottle = LogThrottle::new();

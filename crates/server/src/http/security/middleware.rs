@@ -171,7 +171,7 @@ fn check(
     call: &Call,
 ) -> Result<(), EngineError> {
     match (rule, &call.resource) {
-        (Rule::Grant { .. }, Some((action, kind, name))) => {
+        (Rule::Grant { .. } | Rule::GrantOn { .. }, Some((action, kind, name))) => {
             let resource = Resource { kind: *kind, name };
             state.engine.authorize(principal, *action, resource)
         }
@@ -188,8 +188,10 @@ async fn resource_of(
     rule: Rule,
     parts: &mut axum::http::request::Parts,
 ) -> Option<(Action, wharf_engine::security::ResourceKind, String)> {
-    let Rule::Grant { action, kind } = rule else {
-        return None;
+    let (action, kind) = match rule {
+        Rule::Grant { action, kind } => (action, kind),
+        Rule::GrantOn { action, kind, name } => return Some((action, kind, name.to_string())),
+        _ => return None,
     };
     use axum::extract::FromRequestParts;
     let params = RawPathParams::from_request_parts(parts, &()).await.ok()?;

@@ -12,6 +12,9 @@
 use axum::http::Method;
 use wharf_engine::security::{Action, ResourceKind};
 
+/// The resource name of the event store's `$all` in grants (`events:$all`).
+pub const ALL_EVENTS: &str = "$all";
+
 /// What an operation needs of its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rule {
@@ -23,6 +26,13 @@ pub enum Rule {
     Authenticated,
     /// `action` on the resource of `kind` named by the path parameter `name`.
     Grant { action: Action, kind: ResourceKind },
+    /// `action` on the resource of `kind` named `name`, whatever the path (the event store's
+    /// `$all`, which its reads, subscriptions and projections consume).
+    GrantOn {
+        action: Action,
+        kind: ResourceKind,
+        name: &'static str,
+    },
     /// An administrator.
     Admin,
 }
@@ -32,7 +42,9 @@ impl Rule {
     /// than only when it is refused (reading and writing messages).
     pub fn audited(self, method: &Method) -> bool {
         match self {
-            Rule::Grant { action, .. } => matches!(action, Action::Manage | Action::Admin),
+            Rule::Grant { action, .. } | Rule::GrantOn { action, .. } => {
+                matches!(action, Action::Manage | Action::Admin)
+            }
             Rule::Admin | Rule::Authenticated => *method != Method::GET,
             Rule::Open | Rule::Metrics => false,
         }
@@ -43,8 +55,15 @@ impl Rule {
 /// the table lacks.
 pub fn rule(method: &Method, template: &str) -> Option<Rule> {
     use Action::{Manage, Read, Write};
-    use ResourceKind::{Queue, Stream, Topic};
+    use ResourceKind::{Events, Queue, Stream, Topic};
     let grant = |action, kind| Some(Rule::Grant { action, kind });
+    let all = |action| {
+        Some(Rule::GrantOn {
+            action,
+            kind: Events,
+            name: ALL_EVENTS,
+        })
+    };
     let get = *method == Method::GET;
     match template {
         "/healthz" | "/readyz" | "/openapi.json" => Some(Rule::Open),
@@ -81,6 +100,24 @@ pub fn rule(method: &Method, template: &str) -> Option<Rule> {
         | "/v1/streams/{name}/groups/{group}/offsets" => grant(Read, Stream),
         "/v1/streams/{name}/groups/{group}" if get => grant(Read, Stream),
         "/v1/streams/{name}/groups/{group}" => grant(Manage, Stream),
+        // Event streams by id; `$all` (reads, subscriptions, projections) as `events:$all`.
+        "/v1/events/streams/{name}" if get => grant(Read, Events),
+        "/v1/events/streams/{name}" if *method == Method::POST => grant(Write, Events),
+        "/v1/events/streams/{name}" => grant(Manage, Events),
+        "/v1/events/streams/{name}/metadata" if get => grant(Read, Events),
+        "/v1/events/streams/{name}/metadata" => grant(Manage, Events),
+        "/v1/events/streams/{name}/snapshot" if get => grant(Read, Events),
+        "/v1/events/streams/{name}/snapshot" => grant(Write, Events),
+        "/v1/events/all" | "/v1/events/subscribe" => all(Read),
+        "/v1/events/projections" | "/v1/events/subscriptions" => all(Read),
+        "/v1/events/projections/{name}" | "/v1/events/subscriptions/{name}" if get => all(Read),
+        "/v1/events/projections/{name}" | "/v1/events/subscriptions/{name}" => all(Manage),
+        // Read models and consumers: reading, checkpoints, receive, ack, nack.
+        "/v1/events/projections/{name}/events"
+        | "/v1/events/projections/{name}/checkpoint"
+        | "/v1/events/subscriptions/{name}/receive"
+        | "/v1/events/subscriptions/{name}/ack"
+        | "/v1/events/subscriptions/{name}/nack" => all(Read),
         "/v1/request" | "/v1/scatter" | "/v1/reply" => Some(Rule::Authenticated),
         "/v1/whoami" | "/v1/tokens" | "/v1/tokens/{id}" => Some(Rule::Authenticated),
         // An administrator, or a user setting its own password: the handler decides.

@@ -192,7 +192,7 @@ async fn every_operation_refuses_the_wrong_callers_and_admits_the_right_one() {
         }
         let (status, _) = call(state, &method, &path, Some(&no_grant), body).await;
         let refused_without_grant = match rule {
-            Rule::Grant { .. } | Rule::Admin => true,
+            Rule::Grant { .. } | Rule::GrantOn { .. } | Rule::Admin => true,
             // Checked by their handlers against the body or the path.
             Rule::Authenticated => matches!(
                 template.as_str(),
@@ -212,6 +212,12 @@ async fn every_operation_refuses_the_wrong_callers_and_admits_the_right_one() {
                 format!(
                     "Bearer {}",
                     token_for(&fixture.engine, action, kind, "t1").await
+                )
+            }
+            Rule::GrantOn { action, kind, name } => {
+                format!(
+                    "Bearer {}",
+                    token_for(&fixture.engine, action, kind, name).await
                 )
             }
             _ => format!("Bearer {ADMIN}"),
