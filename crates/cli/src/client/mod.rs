@@ -12,6 +12,7 @@
 pub mod audit;
 pub mod connection;
 pub mod credentials;
+pub mod events;
 pub mod grant;
 pub mod publish;
 pub mod queue;
@@ -115,6 +116,9 @@ pub enum ClientError {
     Stream(#[source] io::Error),
     #[error("cannot write the output: {0}")]
     Stdout(#[source] io::Error),
+    /// An argument the command itself refuses before asking the server.
+    #[error("{0}")]
+    Usage(String),
 }
 
 /// Added to a 401 when the command sent no credentials at all.
@@ -210,6 +214,9 @@ pub enum ClientCommand {
     Produce(stream::ProduceArgs),
     /// Print a stream's records as JSON lines, alone or as a member of a consumer group.
     Consume(stream::ConsumeArgs),
+    /// Append, read and follow the event store's streams.
+    #[command(subcommand)]
+    Events(events::EventsCommand),
 }
 
 /// Runs one client command against `client`'s server.
@@ -236,6 +243,7 @@ pub fn run(command: ClientCommand, client: &Client) -> Result<(), ClientError> {
         ClientCommand::Stream(command) => stream::run(command, client),
         ClientCommand::Produce(args) => stream::run_produce(args, client),
         ClientCommand::Consume(args) => stream::run_consume(args, client),
+        ClientCommand::Events(command) => events::run(command, client),
     }
 }
 

@@ -46,7 +46,7 @@ pub fn run(args: SubscribeArgs, client: &Client) -> Result<(), ClientError> {
 
 /// Prints the `data` of each event as a line; comments (keep-alives) and other fields are
 /// skipped. Every message event carries one `data` line of compact JSON.
-fn print_events(reader: impl BufRead) -> Result<(), ClientError> {
+pub(super) fn print_events(reader: impl BufRead) -> Result<(), ClientError> {
     let mut stdout = io::stdout().lock();
     for line in reader.lines() {
         let line = line.map_err(ClientError::Stream)?;
