@@ -16,6 +16,7 @@ pub mod http;
 pub mod readiness;
 pub mod resource_metrics;
 mod serve;
+mod event_metrics;
 mod stream_metrics;
 pub mod telemetry;
 pub mod tls;

@@ -153,6 +153,7 @@ impl Collector for ResourceMetrics {
         });
         let streams_omitted =
             crate::stream_metrics::encode_streams(&mut encoder, &self.engine, self.choice.max)?;
+        crate::event_metrics::encode_event_store(&mut encoder, &self.engine, self.choice.max)?;
         let omitted = [
             ("queue", queues_omitted),
             ("topic", topics_omitted),

@@ -72,6 +72,8 @@ pub(crate) struct EventStoreState {
 pub(crate) struct EventStore {
     state: Arc<EventStoreState>,
     appender: mpsc::Sender<appender::Job>,
+    /// Each projection's time lag, as last measured.
+    lags: std::sync::Mutex<std::collections::HashMap<String, u64>>,
     /// Stops each persistent subscription's feeder.
     feeders: std::sync::Mutex<std::collections::HashMap<String, watch::Sender<bool>>>,
 }
@@ -123,6 +125,7 @@ impl EventStore {
             state,
             appender,
             feeders: Default::default(),
+            lags: Default::default(),
         })
     }
 

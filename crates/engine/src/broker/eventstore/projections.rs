@@ -43,6 +43,7 @@ pub struct Projection {
     /// Records of `$all` after the checkpoint.
     pub lag_events: u64,
     /// How long ago the oldest event after the checkpoint was appended; 0 when caught up.
+    /// Measured when asked for one projection, and at each metrics scrape for the list.
     pub lag_ms: u64,
 }
 
@@ -166,6 +167,18 @@ impl Engine {
         Ok(0)
     }
 
+    /// Measures every projection's time lag again, for [`Engine::projections`] to report
+    /// (`/metrics` calls it before each scrape).
+    pub async fn refresh_projection_lags(&self) {
+        let mut lags = std::collections::HashMap::new();
+        for projection in self.projections() {
+            if let Ok(lag_ms) = self.projection_lag_ms(&projection).await {
+                lags.insert(projection.name, lag_ms);
+            }
+        }
+        *self.inner.events.lags.lock().expect("lags lock") = lags;
+    }
+
     fn stored_projection(&self, name: &str) -> Result<Stored, EngineError> {
         let key = format!("{PROJECTION_META_PREFIX}{name}");
         let not_found = || EventStoreError::ProjectionNotFound {
@@ -197,7 +210,10 @@ impl Engine {
             checkpoint: stored.checkpoint,
             head: end.checked_sub(1),
             lag_events: end.saturating_sub(done),
-            lag_ms: 0,
+            lag_ms: (self.inner.events.lags.lock().expect("lags lock"))
+                .get(name)
+                .copied()
+                .unwrap_or(0),
         }
     }
 }
