@@ -4,6 +4,7 @@
 //! bandwidth), so results from different machines compare. This module owns the subcommand
 //! list, the error type and process-wide measurements (CPU time); each benchmark has its file.
 
+mod events;
 mod http1;
 mod queue;
 mod request;
@@ -43,6 +44,9 @@ pub enum BenchCommand {
     /// Streams through the engine API and over HTTP beside the disk's raw sequential write
     /// bandwidth: produce and consume MB/s, end-to-end latency, many partitions.
     Stream(stream::StreamArgs),
+    /// The event store through the engine API and over HTTP beside the disk's raw fsync rate:
+    /// appends/s with 1 and 64 writers, `$all` read MB/s, a million streams.
+    Events(events::EventsArgs),
 }
 
 /// A benchmark could not run to the end.
@@ -89,6 +93,7 @@ pub fn run(command: BenchCommand, server: Option<Remote<'_>>) -> Result<(), Benc
         BenchCommand::Topic(args) => topic::run(&args, server.as_ref()),
         BenchCommand::Request(args) => request::run(&args, server.as_ref()),
         BenchCommand::Stream(args) => stream::run(&args),
+        BenchCommand::Events(args) => events::run(&args),
     }
 }
 

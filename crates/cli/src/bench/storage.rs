@@ -188,6 +188,14 @@ fn raw_fsync(path: &Path, overwrite: bool, duration: Duration) -> Result<Outcome
     })
 }
 
+/// The disk's raw fsync rate: 4 KiB writes + fdatasync per second overwriting a zero-filled
+/// file (as a log's preallocated segments are), in a file at `path` removed afterwards.
+pub(super) fn raw_fsync_rate(path: &Path, duration: Duration) -> Result<f64, BenchError> {
+    let measured = raw_fsync(path, true, duration);
+    let _ = fs::remove_file(path);
+    Ok(measured?.figure)
+}
+
 /// The disk's raw sequential write bandwidth in MB/s (see [`raw_sequential`]), measured in a
 /// file at `path` that is removed afterwards; and whether O_DIRECT was used.
 pub(super) fn raw_sequential_mb_s(

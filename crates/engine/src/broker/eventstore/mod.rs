@@ -90,9 +90,11 @@ impl EventStore {
         store: &dyn Storage,
         clock: Arc<dyn Clock>,
     ) -> Result<EventStore, EngineError> {
+        // One log per node: preallocated segments, whose overwrites sync faster than a
+        // growing file's (no size to sync).
         let options = LogOptions {
             durability: Durability::Durable,
-            size: LogSize::Growing,
+            size: LogSize::Large,
         };
         let log = store.open_log(EVENTS_LOG, options).await?;
         let mut index = Index::default();
