@@ -57,7 +57,7 @@ pub enum EventStoreError {
     },
     #[error("projection {name:?} does not exist")]
     ProjectionNotFound { name: String },
-    #[error("checkpoint {position} is past the end of $all ({end})")]
+    #[error("checkpoint {position} is at or past the end of $all ({end}): a checkpoint is the position of an event stored")]
     CheckpointAhead { position: u64, end: u64 },
     #[error("persistent subscription {group:?} does not exist")]
     SubscriptionNotFound { group: String },
