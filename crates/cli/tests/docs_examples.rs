@@ -91,6 +91,12 @@ const PAGES: &[Page] = &[
         exported_at_server_start: &[],
     },
     Page {
+        name: "eventstore.md",
+        config: "",
+        variables: &[],
+        exported_at_server_start: &[],
+    },
+    Page {
         name: "filters.md",
         config: "",
         variables: &[],
@@ -144,6 +150,11 @@ fn topics_md() {
 #[test]
 fn streams_md() {
     run_page("streams.md");
+}
+
+#[test]
+fn eventstore_md() {
+    run_page("eventstore.md");
 }
 
 #[test]

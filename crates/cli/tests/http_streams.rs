@@ -11,13 +11,14 @@ mod process;
 #[allow(dead_code)]
 #[path = "common/queue_client.rs"]
 mod queue_client;
+#[path = "common/sse.rs"]
+mod sse;
 
 use queue_client::{Client, Node};
 use serde_json::{json, Value};
+use sse::EventStream;
 use std::{
     collections::{BTreeMap, BTreeSet},
-    io::{BufRead, BufReader, Write},
-    net::{SocketAddr, TcpStream},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex,
@@ -25,9 +26,6 @@ use std::{
     thread,
     time::Duration,
 };
-
-/// How long a test waits for an event that should come at once.
-const EVENT_DEADLINE: Duration = Duration::from_secs(10);
 
 fn produce(client: &Client, stream: &str, body: Value) -> Vec<(u64, u64)> {
     let reply = client.expect(200, "POST", &format!("/v1/streams/{stream}/records"), &body);
@@ -610,11 +608,11 @@ fn a_tail_streams_new_records_and_resumes_after_last_event_id() {
         json!({"records": [{"value": "a"}, {"value": "b"}]}),
     );
     assert_eq!(
-        tail.next_record(),
+        next_record(&mut tail),
         ("1".to_string(), json!("a")),
         "from the end: new records only"
     );
-    assert_eq!(tail.next_record(), ("2".to_string(), json!("b")));
+    assert_eq!(next_record(&mut tail), ("2".to_string(), json!("b")));
     drop(tail);
     produce(&client, "live", json!({"records": [{"value": "c"}]}));
     let mut resumed = EventStream::open(
@@ -623,17 +621,17 @@ fn a_tail_streams_new_records_and_resumes_after_last_event_id() {
         Some("1"),
     );
     assert_eq!(
-        resumed.next_record(),
+        next_record(&mut resumed),
         ("2".to_string(), json!("b")),
         "resumes after the last id"
     );
-    assert_eq!(resumed.next_record(), ("3".to_string(), json!("c")));
+    assert_eq!(next_record(&mut resumed), ("3".to_string(), json!("c")));
     let mut replay = EventStream::open(
         node.address,
         "/v1/streams/live/partitions/0/tail?offset=0",
         None,
     );
-    assert_eq!(replay.next_record(), ("0".to_string(), json!("old")));
+    assert_eq!(next_record(&mut replay), ("0".to_string(), json!("old")));
 }
 
 #[test]
@@ -682,58 +680,11 @@ fn topics_route_published_messages_into_streams() {
     assert_eq!(records[0]["headers"]["content-type"], "application/json");
 }
 
-/// A raw Server-Sent Events reader: one GET, then events read line by line.
-struct EventStream {
-    reader: BufReader<TcpStream>,
-}
-
-impl EventStream {
-    fn open(address: SocketAddr, path: &str, last_event_id: Option<&str>) -> EventStream {
-        let mut stream = TcpStream::connect(address).expect("connect");
-        stream
-            .set_read_timeout(Some(EVENT_DEADLINE))
-            .expect("read timeout");
-        let resume = last_event_id.map_or(String::new(), |id| format!("Last-Event-ID: {id}\r\n"));
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\n{resume}\r\n"
-        )
-        .expect("send request");
-        let mut reader = BufReader::new(stream);
-        let mut status = String::new();
-        reader.read_line(&mut status).expect("status line");
-        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).expect("header line");
-            if line == "\r\n" {
-                break;
-            }
-        }
-        EventStream { reader }
-    }
-
-    /// The next `record` event: its id and the record's value.
-    fn next_record(&mut self) -> (String, Value) {
-        let (mut event, mut id, mut data) = (String::new(), String::new(), String::new());
-        loop {
-            let mut line = String::new();
-            let read = self.reader.read_line(&mut line).expect("event line");
-            assert!(read > 0, "the stream ended");
-            let line = line.trim_end();
-            if let Some(value) = line.strip_prefix("event: ") {
-                event = value.to_string();
-            } else if let Some(value) = line.strip_prefix("id: ") {
-                id = value.to_string();
-            } else if let Some(value) = line.strip_prefix("data: ") {
-                data = value.to_string();
-            } else if line.is_empty() && !data.is_empty() {
-                assert_eq!(event, "record");
-                let record: Value = serde_json::from_str(&data).expect("data is JSON");
-                return (id, record["value"].clone());
-            }
-        }
-    }
+/// The next `record` event of a tail: its id and the record's value.
+fn next_record(tail: &mut EventStream) -> (String, Value) {
+    let event = tail.next_event();
+    assert_eq!(event.name, "record");
+    (event.id, event.data["value"].clone())
 }
 
 #[test]

@@ -21,8 +21,16 @@ pub fn encode_event_store(
 ) -> Result<(), std::fmt::Error> {
     let (streams, events) = engine.event_store_counts();
     for (name, help, count) in [
-        ("wharf_event_streams", "Event streams ever written", streams as i64),
-        ("wharf_events", "Events ever appended to the event store", events as i64),
+        (
+            "wharf_event_streams",
+            "Event streams ever written",
+            streams as i64,
+        ),
+        (
+            "wharf_events",
+            "Events ever appended to the event store",
+            events as i64,
+        ),
     ] {
         let metric = ConstGauge::new(count);
         metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)?;

@@ -86,7 +86,8 @@ pub fn run(args: &EventsArgs) -> Result<(), BenchError> {
 fn run_in(args: &EventsArgs, scratch: &Path) -> Result<Map<String, Value>, BenchError> {
     let duration = Duration::from_secs_f64(args.seconds);
     let mut summary = Map::new();
-    let raw = super::storage::raw_fsync_rate(&scratch.join("raw"), duration.min(Duration::from_secs(3)))?;
+    let raw =
+        super::storage::raw_fsync_rate(&scratch.join("raw"), duration.min(Duration::from_secs(3)))?;
     println!("raw 4 KiB write + fdatasync (overwrite)     {raw:>10.0} /s");
     summary.insert("raw_fsync_per_s".into(), json!(raw));
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -108,9 +109,13 @@ fn run_in(args: &EventsArgs, scratch: &Path) -> Result<Map<String, Value>, Bench
 
 async fn open_engine(dir: &Path) -> Result<(Engine, Arc<Store>), BenchError> {
     let store = Arc::new(Store::open(dir, StoreConfig::default())?);
-    let engine = Engine::open(store.clone(), Arc::new(SystemClock), EngineConfig::default())
-        .await
-        .map_err(engine_error)?;
+    let engine = Engine::open(
+        store.clone(),
+        Arc::new(SystemClock),
+        EngineConfig::default(),
+    )
+    .await
+    .map_err(engine_error)?;
     Ok((engine, store))
 }
 
@@ -183,7 +188,9 @@ async fn many_streams(
     let (engine, store) = open_engine(dir).await?;
     let reopen = started.elapsed();
     let probe = format!("order-{}", streams / 2);
-    let read = (engine.read_event_stream(&probe, None, ReadDirection::Forward, 10).await)
+    let read = (engine
+        .read_event_stream(&probe, None, ReadDirection::Forward, 10)
+        .await)
         .map_err(engine_error)?;
     if read.events.len() != 3 {
         return Err(BenchError::Server(format!(
@@ -202,8 +209,14 @@ async fn many_streams(
     );
     summary.insert("many_streams".into(), json!(streams));
     summary.insert("many_streams_load_s".into(), json!(loaded.as_secs_f64()));
-    summary.insert("many_streams_memory_bytes_per_stream".into(), json!(memory_per_stream));
-    summary.insert("many_streams_disk_bytes_per_stream".into(), json!(disk_per_stream));
+    summary.insert(
+        "many_streams_memory_bytes_per_stream".into(),
+        json!(memory_per_stream),
+    );
+    summary.insert(
+        "many_streams_disk_bytes_per_stream".into(),
+        json!(disk_per_stream),
+    );
     summary.insert("many_streams_reopen_s".into(), json!(reopen.as_secs_f64()));
     Ok(())
 }
@@ -391,7 +404,9 @@ async fn append_http(
                     "expected_version": expected,
                     "events": [{"type": "Measured", "data": data}],
                 });
-                let reply = (connection.request_ok(Method::POST, &path, Bytes::from(body.to_string()))).await?;
+                let reply =
+                    (connection.request_ok(Method::POST, &path, Bytes::from(body.to_string())))
+                        .await?;
                 let reply: Value = serde_json::from_slice(&reply)
                     .map_err(|error| BenchError::Server(format!("POST {path}: {error}")))?;
                 expected = reply["version"].clone();

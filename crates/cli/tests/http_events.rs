@@ -1,0 +1,635 @@
+//! The event store over real HTTP against the built `wharf` binary: expected versions under
+//! concurrent writers, idempotent retries, multi-event appends across `kill -9` (never seen in
+//! part), catch-up subscriptions switching to live without gap or duplicate, snapshots and
+//! projections across restarts, and persistent subscriptions with parking.
+
+// Helper modules shared with other test binaries; each binary uses a different part of them.
+#[allow(dead_code)]
+mod common;
+#[allow(dead_code)]
+#[path = "serve/process.rs"]
+mod process;
+#[allow(dead_code)]
+#[path = "common/queue_client.rs"]
+mod queue_client;
+#[path = "common/sse.rs"]
+mod sse;
+
+use queue_client::{Client, Node};
+use serde_json::{json, Value};
+use sse::EventStream;
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    thread,
+    time::Duration,
+};
+
+fn append(client: &Client, stream: &str, expected: Value, events: Value) -> (u16, Value) {
+    let body = json!({"expected_version": expected, "events": events});
+    let reply = client.call("POST", &format!("/v1/events/streams/{stream}"), &body);
+    (reply.status, reply.body)
+}
+
+fn read_all_of(client: &Client, stream: &str) -> Vec<Value> {
+    let mut events = Vec::new();
+    let mut from = 0;
+    loop {
+        let path = format!("/v1/events/streams/{stream}?from={from}&limit=1000");
+        let page = client.expect(200, "GET", &path, &Value::Null);
+        events.extend(page["events"].as_array().unwrap().iter().cloned());
+        match page["next"].as_u64() {
+            Some(next) => from = next,
+            None => return events,
+        }
+    }
+}
+
+fn uuid(n: u64) -> String {
+    format!("00000000-0000-4000-8000-{n:012x}")
+}
+
+#[test]
+fn concurrent_writers_on_one_stream_win_each_version_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Node::start(dir.path());
+    const WRITERS: u64 = 6;
+    const WINS_EACH: u64 = 15;
+    let wins: Arc<Mutex<Vec<(u64, u64)>>> = Arc::default();
+    let conflicts = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let threads: Vec<_> = (0..WRITERS)
+        .map(|writer| {
+            let (client, wins, conflicts) = (node.client(), wins.clone(), conflicts.clone());
+            thread::spawn(move || {
+                let mut won = 0;
+                while won < WINS_EACH {
+                    // Read the version, then append expecting it, as an aggregate does.
+                    let reply = client.call("GET", "/v1/events/streams/counter", &Value::Null);
+                    let expected = match reply.status {
+                        404 => json!("no_stream"),
+                        _ => reply.body["version"].clone(),
+                    };
+                    let event = json!([{"type": "Incremented", "data": {"writer": writer}}]);
+                    let (status, body) = append(&client, "counter", expected, event);
+                    match status {
+                        200 | 201 => {
+                            wins.lock()
+                                .unwrap()
+                                .push((body["version"].as_u64().unwrap(), writer));
+                            won += 1;
+                        }
+                        409 => {
+                            assert_eq!(body["code"], "wrong_expected_version", "{body}");
+                            assert!(body["current_version"].is_u64(), "{body}");
+                            conflicts.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => panic!("append answered {status}: {body}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let client = node.client();
+    let events = read_all_of(&client, "counter");
+    let total = WRITERS * WINS_EACH;
+    assert_eq!(events.len() as u64, total);
+    let versions: Vec<u64> = events
+        .iter()
+        .map(|e| e["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        versions,
+        (0..total).collect::<Vec<_>>(),
+        "gap-free versions"
+    );
+    let mut wins = wins.lock().unwrap().clone();
+    wins.sort();
+    assert_eq!(
+        wins.iter().map(|w| w.0).collect::<Vec<_>>(),
+        (0..total).collect::<Vec<_>>(),
+        "each version won exactly once"
+    );
+    for (event, (version, writer)) in events.iter().zip(&wins) {
+        assert_eq!(event["version"].as_u64(), Some(*version));
+        assert_eq!(
+            event["data"]["writer"].as_u64(),
+            Some(*writer),
+            "the winner's event"
+        );
+    }
+    let positions: Vec<u64> = events
+        .iter()
+        .map(|e| e["position"].as_u64().unwrap())
+        .collect();
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "positions grow with versions"
+    );
+    println!("{} conflicts refused", conflicts.load(Ordering::Relaxed));
+}
+
+#[test]
+fn retries_are_idempotent_and_bad_appends_name_the_field() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Node::start(dir.path());
+    let client = node.client();
+    let events = json!([
+        {"id": uuid(1), "type": "A", "data": {"n": 1}, "metadata": {"correlation_id": "c"}},
+        {"id": uuid(2), "type": "B", "data_base64": "AAEC"},
+    ]);
+    let (status, first) = append(&client, "s-1", json!("no_stream"), events.clone());
+    assert_eq!(status, 201, "{first}");
+    let (status, again) = append(&client, "s-1", json!("no_stream"), events.clone());
+    assert_eq!(
+        (status, &again),
+        (200, &first),
+        "a retry answers as the first append did"
+    );
+    let (status, any) = append(&client, "s-1", json!("any"), events.clone());
+    assert_eq!((status, &any), (200, &first), "with any too");
+    assert_eq!(read_all_of(&client, "s-1").len(), 2, "nothing stored twice");
+    let stored = read_all_of(&client, "s-1");
+    assert_eq!(stored[0]["metadata"], json!({"correlation_id": "c"}));
+    assert_eq!(stored[1]["data_base64"], "AAEC");
+
+    let (status, conflict) = append(
+        &client,
+        "s-1",
+        json!(0),
+        json!([{"id": uuid(3), "type": "C"}]),
+    );
+    assert_eq!(status, 409);
+    assert_eq!(conflict["current_version"], 1);
+    assert_eq!(conflict["code"], "wrong_expected_version");
+    let (status, conflict) = append(&client, "new-1", json!("exists"), json!([{"type": "C"}]));
+    assert_eq!(
+        (status, &conflict["current_version"]),
+        (409, &Value::Null),
+        "{conflict}"
+    );
+
+    for (body, field) in [
+        (json!({"events": []}), "events"),
+        (
+            json!({"expected_version": -1, "events": [{"type": "A"}]}),
+            "expected_version",
+        ),
+        (
+            json!({"expected_version": "none", "events": [{"type": "A"}]}),
+            "expected_version",
+        ),
+        (json!({"events": [{"type": ""}]}), "events[0].type"),
+        (
+            json!({"events": [{"type": "A", "id": "x"}]}),
+            "events[0].id",
+        ),
+        (
+            json!({"events": [{"type": "A", "metadata": [1]}]}),
+            "events[0].metadata",
+        ),
+        (
+            json!({"events": [{"type": "A", "data": 1, "data_base64": "AA=="}]}),
+            "events[0].data_base64",
+        ),
+    ] {
+        let reply = client.expect(400, "POST", "/v1/events/streams/s-2", &body);
+        assert_eq!(reply["field"], field, "{reply}");
+    }
+    let reply = client.expect(
+        400,
+        "POST",
+        "/v1/events/streams/%24ce-x",
+        &json!({"events": [{"type": "A"}]}),
+    );
+    assert_eq!(reply["field"], "stream", "{reply}");
+    client.expect(404, "GET", "/v1/events/streams/s-2", &Value::Null);
+}
+
+/// Appends of several events each, from several writers, while the server is killed: after
+/// the restart every stream holds whole appends only, and every acknowledged one is there.
+#[test]
+fn no_part_of_a_multi_event_append_survives_kill_9_alone() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Node::start(dir.path());
+    const EVENTS_PER_APPEND: u64 = 5;
+    // (stream, first version, ids) of every acknowledged append.
+    let acknowledged: Arc<Mutex<Vec<(String, u64, Vec<String>)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..4u64)
+        .map(|writer| {
+            let (client, acknowledged, stop) = (node.client(), acknowledged.clone(), stop.clone());
+            thread::spawn(move || {
+                let mut next_id = writer << 32;
+                for append_number in 0u64.. {
+                    if stop.load(Ordering::Acquire) {
+                        return;
+                    }
+                    let stream = format!("w{writer}-{}", append_number % 8);
+                    let ids: Vec<String> = (0..EVENTS_PER_APPEND)
+                        .map(|_| {
+                            next_id += 1;
+                            uuid(next_id)
+                        })
+                        .collect();
+                    let events: Vec<Value> = (ids.iter().enumerate())
+                        .map(|(i, id)| json!({"id": id, "type": "Part", "data": {"i": i}}))
+                        .collect();
+                    let body = json!({"events": events});
+                    let path = format!("/v1/events/streams/{stream}");
+                    let Ok(reply) = client.try_call("POST", &path, &body) else {
+                        return;
+                    };
+                    if !matches!(reply.status, 200 | 201) {
+                        return;
+                    }
+                    let first = reply.body["first_version"].as_u64().unwrap();
+                    acknowledged.lock().unwrap().push((stream, first, ids));
+                }
+            })
+        })
+        .collect();
+    while acknowledged.lock().unwrap().len() < 300 {
+        thread::sleep(Duration::from_millis(5));
+    }
+    let node = node.kill_and_restart();
+    stop.store(true, Ordering::Release);
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let client = node.client();
+    let mut stored: BTreeMap<(String, u64), String> = BTreeMap::new();
+    for writer in 0..4 {
+        for n in 0..8 {
+            let stream = format!("w{writer}-{n}");
+            let reply = client.call("GET", &format!("/v1/events/streams/{stream}"), &Value::Null);
+            if reply.status == 404 {
+                continue;
+            }
+            let events = read_all_of(&client, &stream);
+            assert_eq!(
+                events.len() as u64 % EVENTS_PER_APPEND,
+                0,
+                "{stream}: a partial append"
+            );
+            for chunk in events.chunks(EVENTS_PER_APPEND as usize) {
+                let parts: Vec<u64> = chunk
+                    .iter()
+                    .map(|e| e["data"]["i"].as_u64().unwrap())
+                    .collect();
+                assert_eq!(
+                    parts,
+                    (0..EVENTS_PER_APPEND).collect::<Vec<_>>(),
+                    "{stream}: whole appends in order"
+                );
+            }
+            for event in events {
+                let key = (stream.clone(), event["version"].as_u64().unwrap());
+                stored.insert(key, event["id"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    for (stream, first, ids) in acknowledged.lock().unwrap().iter() {
+        for (offset, id) in ids.iter().enumerate() {
+            let key = (stream.clone(), first + offset as u64);
+            assert_eq!(
+                stored.get(&key),
+                Some(id),
+                "acknowledged event lost: {key:?}"
+            );
+        }
+    }
+    // $all agrees with the streams: every stored event once, positions increasing.
+    let mut from = 0;
+    let mut seen = BTreeSet::new();
+    let mut last = None;
+    loop {
+        let page = client.expect(
+            200,
+            "GET",
+            &format!("/v1/events/all?from={from}&limit=1000"),
+            &Value::Null,
+        );
+        for event in page["events"].as_array().unwrap() {
+            let position = event["position"].as_u64().unwrap();
+            assert!(last.map_or(true, |last| position > last));
+            last = Some(position);
+            assert!(
+                seen.insert(event["id"].as_str().unwrap().to_string()),
+                "an event twice in $all"
+            );
+        }
+        let next = page["next"].as_u64().unwrap();
+        if next == from {
+            break;
+        }
+        from = next;
+    }
+    assert_eq!(seen.len(), stored.len());
+}
+
+#[test]
+fn a_catch_up_subscription_goes_live_without_gap_or_duplicate() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Node::start(dir.path());
+    let client = node.client();
+    for n in 0..150 {
+        let events = json!([{"type": "Before", "data": {"n": n}}]);
+        let (status, _) = append(&client, &format!("pre-{}", n % 10), json!("any"), events);
+        assert!(matches!(status, 200 | 201));
+    }
+    let mut subscription = EventStream::open(node.address, "/v1/events/subscribe?from=start", None);
+    let writer = {
+        let client = node.client();
+        thread::spawn(move || {
+            for n in 0..150 {
+                let events = json!([{"type": "During", "data": {"n": n}}, {"type": "During", "data": {"n": n}}]);
+                let (status, _) = append(&client, &format!("live-{}", n % 7), json!("any"), events);
+                assert!(matches!(status, 200 | 201));
+            }
+        })
+    };
+    let mut positions = Vec::new();
+    for _ in 0..450 {
+        let event = subscription.next_event();
+        assert_eq!(event.name, "event");
+        assert_eq!(event.id, event.data["position"].to_string());
+        positions.push(event.data["position"].as_u64().unwrap());
+    }
+    writer.join().unwrap();
+    assert_eq!(
+        positions,
+        (0..450).collect::<Vec<_>>(),
+        "every event once, in order"
+    );
+
+    // Resuming after an id, filtered to one stream and to a type prefix.
+    let mut resumed = EventStream::open(
+        node.address,
+        "/v1/events/subscribe?stream=live-3",
+        Some("400"),
+    );
+    let event = resumed.next_event();
+    assert!(event.data["position"].as_u64().unwrap() > 400);
+    assert_eq!(event.data["stream"], "live-3");
+    let mut typed = EventStream::open(
+        node.address,
+        "/v1/events/subscribe?type_prefix=Dur&from=end",
+        None,
+    );
+    append(
+        &client,
+        "late",
+        json!("any"),
+        json!([{"type": "Other"}, {"type": "During"}]),
+    );
+    let event = typed.next_event();
+    assert_eq!(
+        (event.data["type"].as_str(), event.data["stream"].as_str()),
+        (Some("During"), Some("late"))
+    );
+}
+
+#[test]
+fn snapshots_projections_and_deletes_survive_kill_9() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Node::start(dir.path());
+    let client = node.client();
+    for n in 0..4 {
+        append(
+            &client,
+            "order-1",
+            json!("any"),
+            json!([{"type": "OrderLine", "data": {"n": n}}]),
+        );
+        append(
+            &client,
+            "cart-1",
+            json!("any"),
+            json!([{"type": "CartLine", "data": {"n": n}}]),
+        );
+    }
+    client.expect(
+        200,
+        "PUT",
+        "/v1/events/streams/order-1/snapshot",
+        &json!({"version": 2, "state": {"lines": 3}}),
+    );
+    client.expect(
+        400,
+        "PUT",
+        "/v1/events/streams/order-1/snapshot",
+        &json!({"version": 9, "state": {}}),
+    );
+    client.expect(
+        201,
+        "PUT",
+        "/v1/events/projections/orders",
+        &json!({"stream_prefix": "order-"}),
+    );
+    let page = client.expect(
+        200,
+        "GET",
+        "/v1/events/projections/orders/events?limit=2",
+        &Value::Null,
+    );
+    let last = page["events"][1]["position"].as_u64().unwrap();
+    client.expect(
+        200,
+        "POST",
+        "/v1/events/projections/orders/checkpoint",
+        &json!({"position": last}),
+    );
+    client.expect(
+        200,
+        "PUT",
+        "/v1/events/streams/cart-1/metadata",
+        &json!({"max_count": 2}),
+    );
+    client.expect(
+        204,
+        "DELETE",
+        "/v1/events/streams/order-9?hard=true",
+        &Value::Null,
+    );
+
+    let node = node.kill_and_restart();
+    let client = node.client();
+    let snapshot = client.expect(
+        200,
+        "GET",
+        "/v1/events/streams/order-1/snapshot",
+        &Value::Null,
+    );
+    assert_eq!(
+        (snapshot["version"].as_u64(), &snapshot["state"]),
+        (Some(2), &json!({"lines": 3}))
+    );
+    let projection = client.expect(200, "GET", "/v1/events/projections/orders", &Value::Null);
+    assert_eq!(projection["checkpoint"].as_u64(), Some(last));
+    let rest = client.expect(
+        200,
+        "GET",
+        "/v1/events/projections/orders/events",
+        &Value::Null,
+    );
+    let resumed: Vec<u64> = rest["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["data"]["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        resumed,
+        vec![2, 3],
+        "the projection resumes after its checkpoint"
+    );
+    assert_eq!(read_all_of(&client, "cart-1").len(), 2, "max_count kept");
+    let gone = client.expect(
+        410,
+        "POST",
+        "/v1/events/streams/order-9",
+        &json!({"events": [{"type": "X"}]}),
+    );
+    assert_eq!(gone["code"], "stream_deleted");
+    let (status, next) = append(&client, "order-1", json!(3), json!([{"type": "OrderLine"}]));
+    assert_eq!(
+        (status, next["version"].as_u64()),
+        (200, Some(4)),
+        "versions continue"
+    );
+    let by_type = client.expect(
+        200,
+        "GET",
+        "/v1/events/streams/%24et-CartLine",
+        &Value::Null,
+    );
+    assert_eq!(by_type["events"].as_array().unwrap().len(), 4);
+    let metrics = process::get(node.address, "/metrics")
+        .expect("metrics")
+        .body;
+    let lag = "wharf_event_projection_lag_events{projection=\"orders\"} 8";
+    assert!(metrics.contains(lag), "{metrics}");
+}
+
+#[test]
+fn a_persistent_subscription_shares_events_acks_retries_and_parks() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Node::start(dir.path());
+    let client = node.client();
+    for n in 0..3 {
+        append(
+            &client,
+            &format!("order-{n}"),
+            json!("no_stream"),
+            json!([{"type": "OrderPaid", "data": {"n": n}}]),
+        );
+    }
+    append(
+        &client,
+        "cart-1",
+        json!("no_stream"),
+        json!([{"type": "CartOpened"}]),
+    );
+    let created = client.expect(
+        201,
+        "PUT",
+        "/v1/events/subscriptions/billing",
+        &json!({"type_prefix": "OrderPaid", "max_deliveries": 2, "lease_ms": 60000}),
+    );
+    assert_eq!(created["queue"], "events-sub.billing");
+    client.expect(
+        200,
+        "PUT",
+        "/v1/events/subscriptions/billing",
+        &json!({"type_prefix": "OrderPaid", "max_deliveries": 2, "lease_ms": 60000}),
+    );
+    client.expect(
+        409,
+        "PUT",
+        "/v1/events/subscriptions/billing",
+        &json!({"type_prefix": "Order"}),
+    );
+    let receive = |max: u64| {
+        let path = format!("/v1/events/subscriptions/billing/receive?max={max}&wait_ms=5000");
+        client.expect(200, "POST", &path, &Value::Null)["events"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let first = receive(2);
+    assert_eq!(first.len(), 2);
+    let second = receive(10);
+    assert_eq!(second.len(), 1, "competing consumers: the third event only");
+    let mut ns: Vec<u64> = first
+        .iter()
+        .chain(&second)
+        .map(|e| e["data"]["n"].as_u64().unwrap())
+        .collect();
+    ns.sort();
+    assert_eq!(ns, vec![0, 1, 2]);
+    let receipt = |event: &Value| event["receipt"].as_str().unwrap().to_string();
+    let acked = client.expect(
+        200,
+        "POST",
+        "/v1/events/subscriptions/billing/ack",
+        &json!({"receipts": [receipt(&first[0]), receipt(&first[1])]}),
+    );
+    assert!(
+        acked["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["ok"] == true),
+        "{acked}"
+    );
+    // The poison event: nacked twice, then parked.
+    let mut poison = second[0].clone();
+    for delivery in 1..=2 {
+        assert_eq!(poison["delivery_count"], delivery);
+        client.expect(
+            200,
+            "POST",
+            "/v1/events/subscriptions/billing/nack",
+            &json!({"receipts": [receipt(&poison)], "delay_ms": 0}),
+        );
+        if delivery < 2 {
+            poison = receive(1)[0].clone();
+        }
+    }
+    let parked = client.expect(
+        200,
+        "GET",
+        "/v1/queues/events-sub.billing.parked",
+        &Value::Null,
+    );
+    assert_eq!(parked["stats"]["ready"], 1, "{parked}");
+    // Events appended later reach the group.
+    append(
+        &client,
+        "order-9",
+        json!("no_stream"),
+        json!([{"type": "OrderPaid", "data": {"n": 9}}]),
+    );
+    let later = receive(10);
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0]["stream"], "order-9");
+    client.expect(
+        204,
+        "DELETE",
+        "/v1/events/subscriptions/billing",
+        &Value::Null,
+    );
+    client.expect(404, "GET", "/v1/queues/events-sub.billing", &Value::Null);
+    client.expect(
+        404,
+        "POST",
+        "/v1/events/subscriptions/billing/receive",
+        &Value::Null,
+    );
+}
