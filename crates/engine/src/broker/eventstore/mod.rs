@@ -224,7 +224,12 @@ impl Engine {
         {
             let first = match expected {
                 ExpectedVersion::Exact(version) => Some(version + 1),
-                ExpectedVersion::NoStream => Some(0),
+                // A no_stream append took the first version after the last soft delete
+                // (0 for a stream never deleted): versions continue across a delete.
+                ExpectedVersion::NoStream => {
+                    let index = self.events().index.read().expect("event index lock");
+                    Some(index.visible_from(stream))
+                }
                 _ => None,
             };
             if let (true, Some(first)) = (given, first) {
