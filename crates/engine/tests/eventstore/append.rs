@@ -360,3 +360,44 @@ async fn concurrent_multi_event_appends_never_interleave() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_any_append_re_sent_while_the_first_is_in_flight_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _store) = open(dir.path(), &ManualClock::new(START)).await;
+    append(
+        &engine,
+        "order-1",
+        ExpectedVersion::NoStream,
+        vec![event(0, "Placed")],
+    )
+    .await;
+    for round in 1..=20u64 {
+        // A client that timed out and sent the same events again before the first answer.
+        let sends: Vec<_> = (0..2)
+            .map(|_| {
+                let engine = engine.clone();
+                let events = vec![event(round * 10, "Noted"), event(round * 10 + 1, "Noted")];
+                tokio::spawn(async move {
+                    engine
+                        .append_events("order-1", ExpectedVersion::Any, events)
+                        .await
+                })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for send in sends {
+            answers.push(placed(&guard(send).await.unwrap().unwrap()));
+        }
+        assert_eq!(
+            answers[0], answers[1],
+            "round {round}: both sends get the one append"
+        );
+        let events = read_stream(&engine, "order-1", 1_000).await;
+        assert_eq!(
+            events.len() as u64,
+            1 + 2 * round,
+            "round {round}: stored once"
+        );
+    }
+}

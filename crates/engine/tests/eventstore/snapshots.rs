@@ -116,3 +116,64 @@ async fn a_snapshot_is_not_found_once_its_events_are_soft_deleted() {
         fresh
     );
 }
+
+#[tokio::test]
+async fn a_snapshot_of_soft_deleted_versions_is_refused_and_leaves_the_newest_loadable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _store) = open(dir.path(), &ManualClock::new(START)).await;
+    let events = (0..3).map(|n| event(n, "Added")).collect();
+    append(&engine, "basket-1", ExpectedVersion::NoStream, events).await;
+    guard(engine.delete_event_stream("basket-1", false))
+        .await
+        .unwrap();
+    append(
+        &engine,
+        "basket-1",
+        ExpectedVersion::NoStream,
+        vec![event(3, "Added")],
+    )
+    .await;
+    let fresh = guard(engine.save_snapshot("basket-1", 3, "{\"items\":1}".into()))
+        .await
+        .unwrap();
+    // Version 1 was written, but deleted: no state of the stream as it is now.
+    let deleted = engine
+        .save_snapshot("basket-1", 1, "{\"items\":2}".into())
+        .await;
+    assert!(deleted.is_err(), "{deleted:?}");
+    assert_eq!(
+        guard(engine.load_snapshot("basket-1")).await.unwrap(),
+        fresh
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_snapshots_leave_the_same_newest_before_and_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START);
+    let (engine, store) = open(dir.path(), &clock).await;
+    let events = (0..64).map(|n| event(n, "Added")).collect();
+    append(&engine, "basket-1", ExpectedVersion::NoStream, events).await;
+    for round in 0..20u64 {
+        let savers: Vec<_> = (0..8u64)
+            .map(|saver| {
+                let engine = engine.clone();
+                tokio::spawn(async move {
+                    let state = format!("{{\"round\":{round},\"saver\":{saver}}}");
+                    engine
+                        .save_snapshot("basket-1", saver * 8, state.into())
+                        .await
+                })
+            })
+            .collect();
+        for saver in savers {
+            guard(saver).await.unwrap().unwrap();
+        }
+    }
+    let before = guard(engine.load_snapshot("basket-1")).await.unwrap();
+    close(engine, store).await;
+    let (engine, store) = open(dir.path(), &clock).await;
+    let after = guard(engine.load_snapshot("basket-1")).await.unwrap();
+    assert_eq!(before, after, "the newest snapshot is the last one stored");
+    close(engine, store).await;
+}
