@@ -116,7 +116,10 @@ impl Engine {
         let snapshots = &self.events().snapshots;
         let written = snapshots.log.append(&[encode(&snapshot)], None).await?;
         let mut newest = snapshots.newest.lock().expect("snapshot lock");
-        newest.insert(stream.into(), written.start.0);
+        // Concurrent saves may get here out of log order; the newest is the last in the log,
+        // as the map rebuilt at open has it.
+        let position = newest.entry(stream.into()).or_insert(written.start.0);
+        *position = (*position).max(written.start.0);
         Ok(snapshot)
     }
 
