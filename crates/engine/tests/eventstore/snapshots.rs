@@ -137,10 +137,15 @@ async fn a_snapshot_of_soft_deleted_versions_is_refused_and_leaves_the_newest_lo
         .await
         .unwrap();
     // Version 1 was written, but deleted: no state of the stream as it is now.
-    let deleted = engine
-        .save_snapshot("basket-1", 1, "{\"items\":2}".into())
-        .await;
-    assert!(deleted.is_err(), "{deleted:?}");
+    let deleted = event_error(
+        engine
+            .save_snapshot("basket-1", 1, "{\"items\":2}".into())
+            .await,
+    );
+    assert!(
+        matches!(deleted, EventStoreError::Invalid { ref field, .. } if field == "version"),
+        "{deleted:?}"
+    );
     assert_eq!(
         guard(engine.load_snapshot("basket-1")).await.unwrap(),
         fresh

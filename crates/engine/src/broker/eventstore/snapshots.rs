@@ -97,7 +97,7 @@ fn decode(payload: &Bytes) -> Option<Snapshot> {
 
 impl Engine {
     /// Saves `state` (JSON text) as the snapshot of `stream` at `version`, which must be
-    /// written already.
+    /// written already and not soft deleted.
     pub async fn save_snapshot(
         &self,
         stream: &str,
@@ -146,8 +146,8 @@ impl Engine {
         }
     }
 
-    /// Checks that `stream` can be read (and holds `version`, if given); returns the first
-    /// version not soft deleted.
+    /// Checks that `stream` can be read (and holds `version`, not soft deleted, if given);
+    /// returns the first version not soft deleted.
     fn readable_head(&self, stream: &str, version: Option<u64>) -> Result<u64, EngineError> {
         let index = self.events().index.read().expect("event index lock");
         let head = index.head(stream);
@@ -170,7 +170,16 @@ impl Engine {
             }
             .into());
         }
-        Ok(index.visible_from(stream))
+        let visible_from = index.visible_from(stream);
+        // Such a snapshot could never be loaded, yet as the newest it would hide the ones
+        // that can.
+        if let Some(version) = version.filter(|v| *v < visible_from) {
+            let problem = format!(
+                "version {version} of {stream:?} was soft deleted; its events start at {visible_from}"
+            );
+            return Err(EventStoreError::invalid("version", problem).into());
+        }
+        Ok(visible_from)
     }
 }
 
