@@ -28,7 +28,7 @@ use crate::{
         APPEND_EVENTS_MAX, READ_LIMIT_MAX,
     },
 };
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use std::sync::{Arc, RwLock};
 use tokio::sync::{mpsc, oneshot, watch};
 use wharf_storage::{Durability, LogOptions, LogSize, LogStore, Offset, Storage};
@@ -39,6 +39,11 @@ pub const EVENTS_LOG: &str = "events";
 /// Records one open reads at a time while rebuilding the index.
 const REPLAY_BATCH_RECORDS: usize = 8_192;
 const REPLAY_BATCH_BYTES: usize = 16 << 20;
+/// Tries of an idempotent `any` append before it gives up on idempotency (see
+/// `append_events_any_given`). Each failed try means another writer's append landed between
+/// the check and the try, so 16 in a row is a stream written far faster than one writer
+/// retries; a plain `any` append then still succeeds.
+const ANY_RECHECKS_MAX: usize = 16;
 
 /// An event to append, as a door hands it over.
 #[derive(Debug, Clone)]
@@ -191,12 +196,7 @@ impl Engine {
             };
             ids.push(id);
         }
-        if given && matches!(expected, ExpectedVersion::Any) {
-            if let Some(appended) = self.appended_before(stream, None, &ids).await? {
-                return Ok(appended);
-            }
-        }
-        let encoded = events
+        let encoded: Vec<BytesMut> = events
             .iter()
             .zip(&ids)
             .map(|(event, id)| {
@@ -215,6 +215,9 @@ impl Engine {
                 record::encode_unstamped(&header, metadata, &event.data)
             })
             .collect();
+        if given && matches!(expected, ExpectedVersion::Any) {
+            return self.append_events_any_given(stream, &ids, encoded).await;
+        }
         let change = appender::Change::Append {
             expected,
             events: encoded,
@@ -239,6 +242,46 @@ impl Engine {
             }
         }
         result
+    }
+
+    /// An `any` append of events whose ids were given. Checking that they are not the
+    /// stream's last events and then appending would store twice a re-send made while the
+    /// first was in flight (both check before either lands), so each try expects the head its
+    /// check saw: whatever lands in between, that re-send included, refuses it and the check
+    /// runs again. After [`ANY_RECHECKS_MAX`] refusals (other writers winning each time) it
+    /// appends as plain `any`.
+    async fn append_events_any_given(
+        &self,
+        stream: &str,
+        ids: &[EventId],
+        events: Vec<BytesMut>,
+    ) -> Result<Appended, EngineError> {
+        for _ in 0..ANY_RECHECKS_MAX {
+            let head = self
+                .events()
+                .index
+                .read()
+                .expect("event index lock")
+                .head(stream);
+            if let Some(appended) = self.appended_before(stream, None, ids).await? {
+                return Ok(appended);
+            }
+            let expected =
+                (head.current_version()).map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+            let change = appender::Change::Append {
+                expected,
+                events: events.clone(),
+            };
+            match self.event_change(stream, change).await {
+                Err(EngineError::EventStore(EventStoreError::WrongExpectedVersion { .. })) => {}
+                answer => return answer,
+            }
+        }
+        let change = appender::Change::Append {
+            expected: ExpectedVersion::Any,
+            events,
+        };
+        self.event_change(stream, change).await
     }
 
     async fn event_change(
