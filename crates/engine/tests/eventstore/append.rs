@@ -401,3 +401,66 @@ async fn an_any_append_re_sent_while_the_first_is_in_flight_is_stored_once() {
         );
     }
 }
+
+#[tokio::test]
+async fn malformed_appends_are_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _store) = open(dir.path(), &ManualClock::new(START)).await;
+    let none = event_error(
+        engine
+            .append_events("order-1", ExpectedVersion::Any, vec![])
+            .await,
+    );
+    assert!(matches!(none, EventStoreError::NoEvents), "{none:?}");
+    let many: Vec<NewEvent> = (0..1_001).map(|_| unnamed("Placed")).collect();
+    let many = event_error(
+        engine
+            .append_events("order-1", ExpectedVersion::Any, many)
+            .await,
+    );
+    assert!(
+        matches!(many, EventStoreError::TooManyEvents { count: 1_001 }),
+        "{many:?}"
+    );
+    let bad_id = NewEvent {
+        id: Some("not-a-uuid".into()),
+        ..unnamed("Placed")
+    };
+    let bad_id = event_error(
+        engine
+            .append_events(
+                "order-1",
+                ExpectedVersion::Any,
+                vec![unnamed("Placed"), bad_id],
+            )
+            .await,
+    );
+    assert!(
+        matches!(bad_id, EventStoreError::Invalid { ref field, .. } if field == "events[1].id"),
+        "{bad_id:?}"
+    );
+    let bad_type = event_error(
+        engine
+            .append_events("order-1", ExpectedVersion::Any, vec![unnamed("")])
+            .await,
+    );
+    assert!(
+        matches!(bad_type, EventStoreError::Invalid { ref field, .. } if field == "events[0].type"),
+        "{bad_type:?}"
+    );
+    for stream in ["", "$ce-order", "a\u{0}b"] {
+        let refused = event_error(
+            engine
+                .append_events(stream, ExpectedVersion::Any, vec![unnamed("Placed")])
+                .await,
+        );
+        assert!(
+            matches!(refused, EventStoreError::Invalid { .. }),
+            "{stream:?}: {refused:?}"
+        );
+    }
+    assert_eq!(engine.events_end(), 0);
+    let at_most: Vec<NewEvent> = (0..1_000).map(|_| unnamed("Placed")).collect();
+    let appended = append(&engine, "order-1", ExpectedVersion::NoStream, at_most).await;
+    assert_eq!((appended.version, appended.position), (999, 999));
+}

@@ -203,3 +203,25 @@ async fn a_reader_catches_up_then_follows_live_appends_without_gap_or_duplicate(
         .unwrap();
     assert!(rest.events.is_empty(), "nothing after what the reader saw");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_the_engine_releases_a_reader_waiting_at_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, store) = open(dir.path(), &ManualClock::new(START)).await;
+    append(
+        &engine,
+        "cart-1",
+        ExpectedVersion::NoStream,
+        vec![unnamed("Opened")],
+    )
+    .await;
+    let end = engine.events_end();
+    let waiter = {
+        let engine = engine.clone();
+        tokio::spawn(async move { engine.wait_for_events(end).await })
+    };
+    // Waiting for a position already there returns at once.
+    assert!(guard(engine.wait_for_events(end - 1)).await);
+    close(engine, store).await;
+    assert!(!guard(waiter).await.unwrap(), "told the engine is closing");
+}

@@ -140,3 +140,30 @@ async fn max_age_hides_events_older_than_the_clock_allows() {
     clock.advance(Duration::from_millis(1));
     assert_eq!(versions(&read_stream(&engine, "sensor-1", 10).await), [3]);
 }
+
+#[tokio::test]
+async fn a_read_of_zero_events_returns_none_in_either_direction() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _store) = open(dir.path(), &ManualClock::new(START)).await;
+    let events = (0..3).map(|n| event(n, "Counted")).collect();
+    append(&engine, "meter-1", ExpectedVersion::NoStream, events).await;
+    for stream in ["meter-1", "$ce-meter", "$et-Counted"] {
+        for direction in [ReadDirection::Forward, ReadDirection::Backward] {
+            for from in [None, Some(0), Some(2)] {
+                let read = guard(engine.read_event_stream(stream, from, direction, 0))
+                    .await
+                    .unwrap();
+                assert!(
+                    read.events.is_empty(),
+                    "{stream} {direction:?} from {from:?}: {:?}",
+                    versions(&read.events)
+                );
+            }
+        }
+    }
+    let all = guard(engine.read_all_events(0, 0, &EventFilter::default()))
+        .await
+        .unwrap();
+    assert!(all.events.is_empty());
+    assert_eq!(all.next, 0, "nothing read, nothing skipped");
+}
