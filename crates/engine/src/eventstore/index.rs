@@ -336,6 +336,9 @@ fn versions(
             if first < start {
                 return (Vec::new(), None);
             }
+            if limit == 0 {
+                return (Vec::new(), Some(first));
+            }
             let lowest = first.saturating_sub(limit.saturating_sub(1)).max(start);
             let chosen: Vec<u64> = (lowest..=first).rev().collect();
             let next = (lowest > start && limit > 0).then(|| lowest - 1);
