@@ -4,7 +4,7 @@
 use crate::*;
 use wharf_engine::broker::{
     eventstore::{subscription_queue, SubscriptionDelivery, SubscriptionSettings},
-    NackAction,
+    NackAction, RECEIVE_MESSAGES_MAX,
 };
 
 fn settings(stream_prefix: &str, from_end: bool) -> SubscriptionSettings {
@@ -24,9 +24,13 @@ async fn receive(engine: &Engine, group: &str, count: usize) -> Vec<Subscription
     let mut deliveries = Vec::new();
     while deliveries.len() < count {
         let wait = Duration::from_secs(10);
-        let more = guard(engine.receive_subscription_events(group, count - deliveries.len(), wait))
-            .await
-            .unwrap();
+        let more = guard(engine.receive_subscription_events(
+            group,
+            (count - deliveries.len()).min(RECEIVE_MESSAGES_MAX),
+            wait,
+        ))
+        .await
+        .unwrap();
         deliveries.extend(more);
     }
     deliveries
@@ -268,4 +272,60 @@ async fn a_group_resumes_after_a_restart_without_redelivering_acked_events() {
         "acked events are not delivered again: {nothing:?}"
     );
     close(engine, store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_over_one_stream_gets_each_event_once_in_order_and_a_recreated_group_starts_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _store) = open(dir.path(), &ManualClock::new(START)).await;
+    for batch in 0..6u64 {
+        let events = (0..100).map(|i| event(batch * 100 + i, "Ticked")).collect();
+        append(&engine, "clock-9", ExpectedVersion::Any, events).await;
+        // A stream whose id the group's starts with, which it must still leave out.
+        append(
+            &engine,
+            "clock-90",
+            ExpectedVersion::Any,
+            vec![event(10_000 + batch, "Ticked")],
+        )
+        .await;
+    }
+    let settings = SubscriptionSettings {
+        stream: Some("clock-9".into()),
+        type_prefix: None,
+        stream_prefix: None,
+        from_end: false,
+        max_deliveries: 5,
+        lease_ms: 30_000,
+    };
+    let wanted: Vec<String> = (0..600).map(uuid).collect();
+    for round in 0..2 {
+        assert!(
+            guard(engine.put_event_subscription("ticks", settings.clone()))
+                .await
+                .unwrap()
+        );
+        let mut delivered = Vec::new();
+        while delivered.len() < 600 {
+            let batch = receive(&engine, "ticks", 100).await;
+            settle(&engine, "ticks", &batch, true).await;
+            delivered.extend(batch.into_iter().map(|d| d.event.id.to_string()));
+        }
+        assert_eq!(
+            delivered, wanted,
+            "round {round}: each event once, in order"
+        );
+        let last = engine.events_end() - 1;
+        eventually("the checkpoint to reach the end of $all", || {
+            engine.event_subscription("ticks").unwrap().checkpoint == Some(last)
+        })
+        .await;
+        let nothing = guard(engine.receive_subscription_events("ticks", 10, Duration::ZERO))
+            .await
+            .unwrap();
+        assert!(nothing.is_empty(), "round {round}: {nothing:?}");
+        guard(engine.delete_event_subscription("ticks"))
+            .await
+            .unwrap();
+    }
 }
