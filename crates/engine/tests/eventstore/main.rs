@@ -6,6 +6,7 @@
 mod append;
 mod concurrency;
 mod deletes;
+mod failures;
 mod projections;
 mod reads;
 mod restart;
