@@ -329,3 +329,46 @@ async fn a_group_over_one_stream_gets_each_event_once_in_order_and_a_recreated_g
             .unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_deleted_while_its_feeder_is_busy_stays_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _store) = open(dir.path(), &ManualClock::new(START)).await;
+    let writing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    // Keeps the feeder busy: every append wakes it to feed and write its checkpoint.
+    let writer = {
+        let (engine, writing) = (engine.clone(), writing.clone());
+        tokio::spawn(async move {
+            while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                let events = vec![unnamed("OrderNoted")];
+                guard(engine.append_events("order-churn", ExpectedVersion::Any, events))
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    for round in 0..200 {
+        let created = guard(engine.put_event_subscription("churn", settings("order-", false)))
+            .await
+            .unwrap();
+        assert!(
+            created,
+            "round {round}: the group deleted in the round before is gone"
+        );
+        eventually("the feeder to checkpoint", || {
+            engine
+                .event_subscription("churn")
+                .unwrap()
+                .checkpoint
+                .is_some()
+        })
+        .await;
+        guard(engine.delete_event_subscription("churn"))
+            .await
+            .unwrap();
+        let gone = engine.event_subscription("churn");
+        assert!(gone.is_err(), "round {round}: {gone:?}");
+    }
+    writing.store(false, std::sync::atomic::Ordering::Relaxed);
+    guard(writer).await.unwrap();
+}
