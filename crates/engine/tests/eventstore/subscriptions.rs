@@ -347,7 +347,7 @@ async fn a_group_deleted_while_its_feeder_is_busy_stays_deleted() {
             }
         })
     };
-    for round in 0..200 {
+    for round in 0..100 {
         let created = guard(engine.put_event_subscription("churn", settings("order-", false)))
             .await
             .unwrap();

@@ -79,6 +79,11 @@ pub(crate) struct EventStore {
     appender: mpsc::Sender<appender::Job>,
     /// Stops each persistent subscription's feeder.
     feeders: std::sync::Mutex<std::collections::HashMap<String, watch::Sender<bool>>>,
+    /// Held by a feeder from its last look at its stop signal to the end of its checkpoint
+    /// write, and by a delete from stopping the feeder to deleting the group: the metadata
+    /// store applies writes on blocking threads in no set order, so without it a checkpoint
+    /// written just before a delete could land after it and bring the group back.
+    checkpoint_writes: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for appender::Job {
@@ -128,6 +133,7 @@ impl EventStore {
             state,
             appender,
             feeders: Default::default(),
+            checkpoint_writes: tokio::sync::Mutex::new(()),
         })
     }
 
