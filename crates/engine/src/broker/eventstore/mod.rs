@@ -377,11 +377,11 @@ impl Engine {
                 let slice = index.read_projection(stream, from, direction, limit);
                 (slice.ok_or_else(not_found)?, None)
             } else {
-                let slice = index.read(stream, from, direction, limit).map_err(|()| {
-                    EventStoreError::StreamDeleted {
+                let slice = index
+                    .read(stream, from, direction, limit)
+                    .map_err(|_tombstoned| EventStoreError::StreamDeleted {
                         stream: stream.to_string(),
-                    }
-                })?;
+                    })?;
                 (slice.ok_or_else(not_found)?, index.metadata(stream))
             }
         };
