@@ -202,25 +202,7 @@ impl Engine {
             };
             ids.push(id);
         }
-        let encoded: Vec<BytesMut> = events
-            .iter()
-            .zip(&ids)
-            .map(|(event, id)| {
-                let header = EventHeader {
-                    version: 0,
-                    time_ms: 0,
-                    id: *id,
-                    stream,
-                    event_type: &event.event_type,
-                    data_is_json: event.data_is_json,
-                };
-                let metadata: &[u8] = match event.metadata.is_empty() {
-                    true => b"{}",
-                    false => &event.metadata,
-                };
-                record::encode_unstamped(&header, metadata, &event.data)
-            })
-            .collect();
+        let encoded = append_events_encode(stream, &events, &ids);
         if given && matches!(expected, ExpectedVersion::Any) {
             return self.append_events_any_given(stream, &ids, encoded).await;
         }
@@ -231,23 +213,35 @@ impl Engine {
         let result = self.event_change(stream, change).await;
         if let Err(EngineError::EventStore(EventStoreError::WrongExpectedVersion { .. })) = &result
         {
-            let first = match expected {
-                ExpectedVersion::Exact(version) => Some(version + 1),
-                // A no_stream append took the first version after the last soft delete
-                // (0 for a stream never deleted): versions continue across a delete.
-                ExpectedVersion::NoStream => {
-                    let index = self.events().index.read().expect("event index lock");
-                    Some(index.visible_from(stream))
-                }
-                _ => None,
-            };
-            if let (true, Some(first)) = (given, first) {
-                if let Some(appended) = self.appended_before(stream, Some(first), &ids).await? {
-                    return Ok(appended);
-                }
+            if let (true, Some(appended)) = (
+                given,
+                self.append_events_resent(stream, expected, &ids).await?,
+            ) {
+                return Ok(appended);
             }
         }
         result
+    }
+
+    /// After a refusal: the answer of the earlier append of `ids` with the same `expected`,
+    /// if that is what was sent again.
+    async fn append_events_resent(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        ids: &[EventId],
+    ) -> Result<Option<Appended>, EngineError> {
+        let first = match expected {
+            ExpectedVersion::Exact(version) => version + 1,
+            // A no_stream append took the first version after the last soft delete (0 for a
+            // stream never deleted): versions continue across a delete.
+            ExpectedVersion::NoStream => {
+                let index = self.events().index.read().expect("event index lock");
+                index.visible_from(stream)
+            }
+            ExpectedVersion::Any | ExpectedVersion::Exists => return Ok(None),
+        };
+        self.appended_before(stream, Some(first), ids).await
     }
 
     /// An `any` append of events whose ids were given. Checking that they are not the
@@ -476,4 +470,25 @@ impl Engine {
         let change = appender::Change::Delete { hard };
         self.event_change(stream, change).await.map(|_| ())
     }
+}
+
+/// The events of an append as log records, version and time left for the appender to stamp.
+fn append_events_encode(stream: &str, events: &[NewEvent], ids: &[EventId]) -> Vec<BytesMut> {
+    (events.iter().zip(ids))
+        .map(|(event, id)| {
+            let header = EventHeader {
+                version: 0,
+                time_ms: 0,
+                id: *id,
+                stream,
+                event_type: &event.event_type,
+                data_is_json: event.data_is_json,
+            };
+            let metadata: &[u8] = match event.metadata.is_empty() {
+                true => b"{}",
+                false => &event.metadata,
+            };
+            record::encode_unstamped(&header, metadata, &event.data)
+        })
+        .collect()
 }
