@@ -134,16 +134,7 @@ async fn turn(state: &EventStoreState, jobs: Vec<Job>) {
 /// Decides `job` against `head`, adding its records; returns the head after it when it changed.
 fn decide(job: &Job, head: Head, now: u64, records: &mut Vec<Bytes>) -> (Outcome, Option<Head>) {
     let stream = &job.stream;
-    let refused = |refusal: Refusal, expected: ExpectedVersion| match refusal {
-        Refusal::Deleted => EventStoreError::StreamDeleted {
-            stream: stream.clone(),
-        },
-        Refusal::WrongVersion { current } => EventStoreError::WrongExpectedVersion {
-            stream: stream.clone(),
-            expected,
-            current,
-        },
-    };
+    let refused = |refusal, expected| refusal_error(stream, refusal, expected);
     let first = records.len();
     match &job.change {
         Change::Append { expected, events } => match head.check(*expected) {
@@ -201,6 +192,19 @@ fn decide(job: &Job, head: Head, now: u64, records: &mut Vec<Bytes>) -> (Outcome
                 }
             }
         }
+    }
+}
+
+/// The error for a refused change of `stream`.
+fn refusal_error(stream: &str, refusal: Refusal, expected: ExpectedVersion) -> EventStoreError {
+    let stream = stream.to_string();
+    match refusal {
+        Refusal::Deleted => EventStoreError::StreamDeleted { stream },
+        Refusal::WrongVersion { current } => EventStoreError::WrongExpectedVersion {
+            stream,
+            expected,
+            current,
+        },
     }
 }
 
