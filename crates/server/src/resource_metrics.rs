@@ -196,18 +196,25 @@ impl Collector for ResourceMetrics {
             &TOPIC_COUNTERS,
             MetricType::Counter,
         )?;
-        let mut family = encoder.encode_descriptor(
-            "wharf_queue_oldest_ready_age",
-            "Age of the oldest ready message (0 when none is ready)",
-            Some(&Unit::Seconds),
-            MetricType::Gauge,
-        )?;
-        for (queue, stats) in &queues {
-            let age = stats.oldest_ready_age_ms.unwrap_or(0) as f64 / 1000.0;
-            ConstGauge::new(age).encode(family.encode_family(&[("queue", queue.as_str())])?)?;
-        }
-        Ok(())
+        encode_oldest_ready(&mut encoder, &queues)
     }
+}
+
+fn encode_oldest_ready(
+    encoder: &mut DescriptorEncoder,
+    queues: &[(String, QueueStats)],
+) -> Encoded {
+    let mut family = encoder.encode_descriptor(
+        "wharf_queue_oldest_ready_age",
+        "Age of the oldest ready message (0 when none is ready)",
+        Some(&Unit::Seconds),
+        MetricType::Gauge,
+    )?;
+    for (queue, stats) in queues {
+        let age = stats.oldest_ready_age_ms.unwrap_or(0) as f64 / 1000.0;
+        ConstGauge::new(age).encode(family.encode_family(&[("queue", queue.as_str())])?)?;
+    }
+    Ok(())
 }
 
 /// One family per statistic in `stats`, one series per resource labelled `kind`.

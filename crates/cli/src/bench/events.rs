@@ -155,31 +155,8 @@ async fn many_streams(
     let pid = std::process::id();
     let before = process_memory(pid)?.resident_kib;
     let (engine, store) = open_engine(dir).await?;
-    let data = Bytes::from_static(br#"{"sku":"A-1","quantity":2,"price":1250}"#);
     let started = Instant::now();
-    let mut tasks = Vec::new();
-    for writer in 0..LOAD_WRITERS {
-        let (engine, data) = (engine.clone(), data.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut stream = writer;
-            while stream < streams {
-                let events = ["OrderCreated", "ItemAdded", "OrderPaid"]
-                    .map(|event_type| new_event(&data, event_type))
-                    .to_vec();
-                let name = format!("order-{stream}");
-                engine
-                    .append_events(&name, ExpectedVersion::NoStream, events)
-                    .await?;
-                stream += LOAD_WRITERS;
-            }
-            Ok::<(), wharf_engine::EngineError>(())
-        }));
-    }
-    for task in tasks {
-        task.await
-            .map_err(|error| BenchError::Server(error.to_string()))?
-            .map_err(engine_error)?;
-    }
+    load_streams(&engine, streams).await?;
     let loaded = started.elapsed();
     let after = process_memory(pid)?.resident_kib;
     close_engine(engine, store).await?;
@@ -218,6 +195,35 @@ async fn many_streams(
         json!(disk_per_stream),
     );
     summary.insert("many_streams_reopen_s".into(), json!(reopen.as_secs_f64()));
+    Ok(())
+}
+
+/// Appends 3 events to each of `streams` streams, from [`LOAD_WRITERS`] writers.
+async fn load_streams(engine: &Engine, streams: u64) -> Result<(), BenchError> {
+    let data = Bytes::from_static(br#"{"sku":"A-1","quantity":2,"price":1250}"#);
+    let mut tasks = Vec::new();
+    for writer in 0..LOAD_WRITERS {
+        let (engine, data) = (engine.clone(), data.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut stream = writer;
+            while stream < streams {
+                let events = ["OrderCreated", "ItemAdded", "OrderPaid"]
+                    .map(|event_type| new_event(&data, event_type))
+                    .to_vec();
+                let name = format!("order-{stream}");
+                engine
+                    .append_events(&name, ExpectedVersion::NoStream, events)
+                    .await?;
+                stream += LOAD_WRITERS;
+            }
+            Ok::<(), wharf_engine::EngineError>(())
+        }));
+    }
+    for task in tasks {
+        task.await
+            .map_err(|error| BenchError::Server(error.to_string()))?
+            .map_err(engine_error)?;
+    }
     Ok(())
 }
 

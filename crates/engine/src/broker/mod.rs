@@ -38,7 +38,7 @@ pub use topics::{BindingInfo, PublishMessage, Published, Subscription, TopicInfo
 
 use crate::{
     clock::Clock,
-    error::{DefinitionError, EngineError, Field, FieldProblem, NameProblem, ResourceKind},
+    error::{EngineError, Field, FieldProblem, NameProblem, ResourceKind},
     queue::{Browse, OptionField, QueueOptions, QueueState, ReceiptKey},
 };
 use queue_runtime::QueueRuntime;
@@ -239,20 +239,7 @@ impl Engine {
             }),
         };
         engine.open_queues().await?;
-        for (key, value) in engine.inner.store.meta_list(topics::TOPIC_META_PREFIX) {
-            let name = key[topics::TOPIC_META_PREFIX.len()..].to_string();
-            let router = serde_json::from_value(value)
-                .map_err(|e| EngineError::corrupt_definition(&key, DefinitionError::Decode(e)))
-                .and_then(|options| {
-                    crate::topic::Router::new(options).map_err(|e| {
-                        EngineError::corrupt_definition(&key, DefinitionError::Refused(Box::new(e)))
-                    })
-                });
-            match router {
-                Ok(router) => engine.open_topic(name, router).await?,
-                Err(damaged) => engine.report_damaged(damaged),
-            }
-        }
+        engine.open_topics().await?;
         engine.open_streams().await?;
         engine.start_event_subscriptions();
         let queues: Vec<_> = engine.registry().values().cloned().collect();

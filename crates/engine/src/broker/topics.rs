@@ -22,7 +22,7 @@ use super::{
     api::SendMessage, internal_error, queue_runtime, topic_records::TopicRecord, Engine, QueueSend,
 };
 use crate::{
-    error::{EngineError, Field, FieldProblem, NameProblem, ResourceKind},
+    error::{DefinitionError, EngineError, Field, FieldProblem, NameProblem, ResourceKind},
     topic::{BindingSpec, Destination, Router, TopicOptions},
 };
 use bytes::Bytes;
@@ -649,6 +649,26 @@ impl Engine {
             let kind = rule.destination.kind();
             let field = Field::RuleDestination { index, kind };
             self.check_destination(&rule.destination, field)?;
+        }
+        Ok(())
+    }
+
+    /// Opens every topic defined in the storage; a definition that does not decode or is
+    /// refused is reported as damaged and left closed.
+    pub(super) async fn open_topics(&self) -> Result<(), EngineError> {
+        for (key, value) in self.inner.store.meta_list(TOPIC_META_PREFIX) {
+            let name = key[TOPIC_META_PREFIX.len()..].to_string();
+            let router = serde_json::from_value(value)
+                .map_err(|e| EngineError::corrupt_definition(&key, DefinitionError::Decode(e)))
+                .and_then(|options| {
+                    Router::new(options).map_err(|e| {
+                        EngineError::corrupt_definition(&key, DefinitionError::Refused(Box::new(e)))
+                    })
+                });
+            match router {
+                Ok(router) => self.open_topic(name, router).await?,
+                Err(damaged) => self.report_damaged(damaged),
+            }
         }
         Ok(())
     }

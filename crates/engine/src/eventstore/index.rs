@@ -131,6 +131,10 @@ struct StreamState {
     metadata: Option<Box<StreamMetadata>>,
 }
 
+/// Why [`Index::read`] found nothing to read: the stream was hard deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tombstoned;
+
 /// The readable part of a stream: versions and their positions, in the order asked.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Slice {
@@ -241,19 +245,19 @@ impl Index {
 
     /// Up to `limit` readable versions of `stream` from `from` (default: the first readable
     /// going forward, the last going backward). `None` when the stream has no readable state
-    /// (never written, or soft deleted); `Err(())` when tombstoned.
+    /// (never written, or soft deleted); [`Tombstoned`] when hard deleted.
     pub fn read(
         &self,
         stream: &str,
         from: Option<u64>,
         direction: ReadDirection,
         limit: usize,
-    ) -> Result<Option<Slice>, ()> {
+    ) -> Result<Option<Slice>, Tombstoned> {
         let Some(state) = self.streams.get(stream) else {
             return Ok(None);
         };
         match state.status {
-            Some(StreamStatus::Tombstoned) => return Err(()),
+            Some(StreamStatus::Tombstoned) => return Err(Tombstoned),
             Some(StreamStatus::Live) => {}
             _ => return Ok(None),
         }
@@ -335,6 +339,9 @@ fn versions(
             let first = from.unwrap_or(top).min(top);
             if first < start {
                 return (Vec::new(), None);
+            }
+            if limit == 0 {
+                return (Vec::new(), Some(first));
             }
             let lowest = first.saturating_sub(limit.saturating_sub(1)).max(start);
             let chosen: Vec<u64> = (lowest..=first).rev().collect();
@@ -461,7 +468,7 @@ mod tests {
         );
         assert_eq!(
             index.read("order-1", None, ReadDirection::Forward, 10),
-            Err(())
+            Err(Tombstoned)
         );
         let category = index
             .read_projection("$ce-order", None, ReadDirection::Forward, 100)

@@ -121,6 +121,12 @@ pub fn category(stream: &str) -> &str {
         .map_or(stream, |(category, _)| category)
 }
 
+impl From<EventStoreError> for crate::error::EngineError {
+    fn from(error: EventStoreError) -> Self {
+        crate::error::EngineError::EventStore(error)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,11 +147,5 @@ mod tests {
         assert!(check_stream_id("stream", "a\nb").is_err());
         assert!(check_stream_id("stream", &"x".repeat(NAME_BYTES_MAX + 1)).is_err());
         assert!(check_stream_id("stream", &"x".repeat(NAME_BYTES_MAX)).is_ok());
-    }
-}
-
-impl From<EventStoreError> for crate::error::EngineError {
-    fn from(error: EventStoreError) -> Self {
-        crate::error::EngineError::EventStore(error)
     }
 }

@@ -282,16 +282,7 @@ fn answer(turn: Turn, committed: Result<u64, StorageError>) {
 /// Decides `job` against `head`, adding its records; returns the head after it when it changed.
 fn decide(job: &Job, head: Head, now: u64, records: &mut Vec<Bytes>) -> (Outcome, Option<Head>) {
     let stream = &job.stream;
-    let refused = |refusal: Refusal, expected: ExpectedVersion| match refusal {
-        Refusal::Deleted => EventStoreError::StreamDeleted {
-            stream: stream.clone(),
-        },
-        Refusal::WrongVersion { current } => EventStoreError::WrongExpectedVersion {
-            stream: stream.clone(),
-            expected,
-            current,
-        },
-    };
+    let refused = |refusal, expected| refusal_error(stream, refusal, expected);
     let first = records.len();
     match &job.change {
         Change::Append { expected, events } => match head.check(*expected) {
@@ -349,6 +340,19 @@ fn decide(job: &Job, head: Head, now: u64, records: &mut Vec<Bytes>) -> (Outcome
                 }
             }
         }
+    }
+}
+
+/// The error for a refused change of `stream`.
+fn refusal_error(stream: &str, refusal: Refusal, expected: ExpectedVersion) -> EventStoreError {
+    let stream = stream.to_string();
+    match refusal {
+        Refusal::Deleted => EventStoreError::StreamDeleted { stream },
+        Refusal::WrongVersion { current } => EventStoreError::WrongExpectedVersion {
+            stream,
+            expected,
+            current,
+        },
     }
 }
 

@@ -28,7 +28,7 @@ use crate::{
         APPEND_EVENTS_MAX, READ_LIMIT_MAX,
     },
 };
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use std::sync::{Arc, RwLock};
 use tokio::sync::{mpsc, oneshot, watch};
 use wharf_storage::{Durability, LogOptions, LogSize, LogStore, Offset, Storage};
@@ -39,6 +39,11 @@ pub const EVENTS_LOG: &str = "events";
 /// Records one open reads at a time while rebuilding the index.
 const REPLAY_BATCH_RECORDS: usize = 8_192;
 const REPLAY_BATCH_BYTES: usize = 16 << 20;
+/// Tries of an idempotent `any` append before it gives up on idempotency (see
+/// `append_events_any_given`). Each failed try means another writer's append landed between
+/// the check and the try, so 16 in a row is a stream written far faster than one writer
+/// retries; a plain `any` append then still succeeds.
+const ANY_RECHECKS_MAX: usize = 16;
 
 /// An event to append, as a door hands it over.
 #[derive(Debug, Clone)]
@@ -76,6 +81,11 @@ pub(crate) struct EventStore {
     lags: std::sync::Mutex<std::collections::HashMap<String, u64>>,
     /// Stops each persistent subscription's feeder.
     feeders: std::sync::Mutex<std::collections::HashMap<String, watch::Sender<bool>>>,
+    /// Held by a feeder from its last look at its stop signal to the end of its checkpoint
+    /// write, and by a delete from stopping the feeder to deleting the group: the metadata
+    /// store applies writes on blocking threads in no set order, so without it a checkpoint
+    /// written just before a delete could land after it and bring the group back.
+    checkpoint_writes: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for appender::Job {
@@ -128,6 +138,7 @@ impl EventStore {
             appender,
             feeders: Default::default(),
             lags: Default::default(),
+            checkpoint_writes: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -196,30 +207,10 @@ impl Engine {
             };
             ids.push(id);
         }
+        let encoded = append_events_encode(stream, &events, &ids);
         if given && matches!(expected, ExpectedVersion::Any) {
-            if let Some(appended) = self.appended_before(stream, None, &ids).await? {
-                return Ok(appended);
-            }
+            return self.append_events_any_given(stream, &ids, encoded).await;
         }
-        let encoded = events
-            .iter()
-            .zip(&ids)
-            .map(|(event, id)| {
-                let header = EventHeader {
-                    version: 0,
-                    time_ms: 0,
-                    id: *id,
-                    stream,
-                    event_type: &event.event_type,
-                    data_is_json: event.data_is_json,
-                };
-                let metadata: &[u8] = match event.metadata.is_empty() {
-                    true => b"{}",
-                    false => &event.metadata,
-                };
-                record::encode_unstamped(&header, metadata, &event.data)
-            })
-            .collect();
         let change = appender::Change::Append {
             expected,
             events: encoded,
@@ -227,18 +218,75 @@ impl Engine {
         let result = self.event_change(stream, change).await;
         if let Err(EngineError::EventStore(EventStoreError::WrongExpectedVersion { .. })) = &result
         {
-            let first = match expected {
-                ExpectedVersion::Exact(version) => Some(version + 1),
-                ExpectedVersion::NoStream => Some(0),
-                _ => None,
-            };
-            if let (true, Some(first)) = (given, first) {
-                if let Some(appended) = self.appended_before(stream, Some(first), &ids).await? {
-                    return Ok(appended);
-                }
+            if let (true, Some(appended)) = (
+                given,
+                self.append_events_resent(stream, expected, &ids).await?,
+            ) {
+                return Ok(appended);
             }
         }
         result
+    }
+
+    /// After a refusal: the answer of the earlier append of `ids` with the same `expected`,
+    /// if that is what was sent again.
+    async fn append_events_resent(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        ids: &[EventId],
+    ) -> Result<Option<Appended>, EngineError> {
+        let first = match expected {
+            ExpectedVersion::Exact(version) => version + 1,
+            // A no_stream append took the first version after the last soft delete (0 for a
+            // stream never deleted): versions continue across a delete.
+            ExpectedVersion::NoStream => {
+                let index = self.events().index.read().expect("event index lock");
+                index.visible_from(stream)
+            }
+            ExpectedVersion::Any | ExpectedVersion::Exists => return Ok(None),
+        };
+        self.appended_before(stream, Some(first), ids).await
+    }
+
+    /// An `any` append of events whose ids were given. Checking that they are not the
+    /// stream's last events and then appending would store twice a re-send made while the
+    /// first was in flight (both check before either lands), so each try expects the head its
+    /// check saw: whatever lands in between, that re-send included, refuses it and the check
+    /// runs again. After [`ANY_RECHECKS_MAX`] refusals (other writers winning each time) it
+    /// appends as plain `any`.
+    async fn append_events_any_given(
+        &self,
+        stream: &str,
+        ids: &[EventId],
+        events: Vec<BytesMut>,
+    ) -> Result<Appended, EngineError> {
+        for _ in 0..ANY_RECHECKS_MAX {
+            let head = self
+                .events()
+                .index
+                .read()
+                .expect("event index lock")
+                .head(stream);
+            if let Some(appended) = self.appended_before(stream, None, ids).await? {
+                return Ok(appended);
+            }
+            let expected =
+                (head.current_version()).map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+            let change = appender::Change::Append {
+                expected,
+                events: events.clone(),
+            };
+            match self.event_change(stream, change).await {
+                Err(EngineError::EventStore(EventStoreError::WrongExpectedVersion { .. })) => {}
+                answer => return answer,
+            }
+        }
+        let change = appender::Change::Append {
+            expected: ExpectedVersion::Any,
+            events,
+        };
+        self.event_change(stream, change).await
     }
 
     async fn event_change(
@@ -328,11 +376,11 @@ impl Engine {
                 let slice = index.read_projection(stream, from, direction, limit);
                 (slice.ok_or_else(not_found)?, None)
             } else {
-                let slice = index.read(stream, from, direction, limit).map_err(|()| {
-                    EventStoreError::StreamDeleted {
+                let slice = index
+                    .read(stream, from, direction, limit)
+                    .map_err(|_tombstoned| EventStoreError::StreamDeleted {
                         stream: stream.to_string(),
-                    }
-                })?;
+                    })?;
                 (slice.ok_or_else(not_found)?, index.metadata(stream))
             }
         };
@@ -427,4 +475,25 @@ impl Engine {
         let change = appender::Change::Delete { hard };
         self.event_change(stream, change).await.map(|_| ())
     }
+}
+
+/// The events of an append as log records, version and time left for the appender to stamp.
+fn append_events_encode(stream: &str, events: &[NewEvent], ids: &[EventId]) -> Vec<BytesMut> {
+    (events.iter().zip(ids))
+        .map(|(event, id)| {
+            let header = EventHeader {
+                version: 0,
+                time_ms: 0,
+                id: *id,
+                stream,
+                event_type: &event.event_type,
+                data_is_json: event.data_is_json,
+            };
+            let metadata: &[u8] = match event.metadata.is_empty() {
+                true => b"{}",
+                false => &event.metadata,
+            };
+            record::encode_unstamped(&header, metadata, &event.data)
+        })
+        .collect()
 }

@@ -97,7 +97,7 @@ fn decode(payload: &Bytes) -> Option<Snapshot> {
 
 impl Engine {
     /// Saves `state` (JSON text) as the snapshot of `stream` at `version`, which must be
-    /// written already.
+    /// written already and not soft deleted.
     pub async fn save_snapshot(
         &self,
         stream: &str,
@@ -116,7 +116,10 @@ impl Engine {
         let snapshots = &self.events().snapshots;
         let written = snapshots.log.append(&[encode(&snapshot)], None).await?;
         let mut newest = snapshots.newest.lock().expect("snapshot lock");
-        newest.insert(stream.into(), written.start.0);
+        // Concurrent saves may get here out of log order; the newest is the last in the log,
+        // as the map rebuilt at open has it.
+        let position = newest.entry(stream.into()).or_insert(written.start.0);
+        *position = (*position).max(written.start.0);
         Ok(snapshot)
     }
 
@@ -143,8 +146,8 @@ impl Engine {
         }
     }
 
-    /// Checks that `stream` can be read (and holds `version`, if given); returns the first
-    /// version not soft deleted.
+    /// Checks that `stream` can be read (and holds `version`, not soft deleted, if given);
+    /// returns the first version not soft deleted.
     fn readable_head(&self, stream: &str, version: Option<u64>) -> Result<u64, EngineError> {
         let index = self.events().index.read().expect("event index lock");
         let head = index.head(stream);
@@ -167,7 +170,16 @@ impl Engine {
             }
             .into());
         }
-        Ok(index.visible_from(stream))
+        let visible_from = index.visible_from(stream);
+        // Such a snapshot could never be loaded, yet as the newest it would hide the ones
+        // that can.
+        if let Some(version) = version.filter(|v| *v < visible_from) {
+            let problem = format!(
+                "version {version} of {stream:?} was soft deleted; its events start at {visible_from}"
+            );
+            return Err(EventStoreError::invalid("version", problem).into());
+        }
+        Ok(visible_from)
     }
 }
 

@@ -174,6 +174,7 @@ impl Engine {
         self.check_open()?;
         check_group(group)?;
         self.stored_subscription(group)?;
+        let checkpoint_writes = self.inner.events.checkpoint_writes.lock().await;
         if let Some(stop) = (self.inner.events.feeders.lock().expect("feeders lock")).remove(group)
         {
             stop.send_replace(true);
@@ -183,6 +184,7 @@ impl Engine {
             .store
             .meta_apply(vec![MetaOp::Delete(key)])
             .await?;
+        drop(checkpoint_writes);
         for queue in [subscription_queue(group), parked_queue(group)] {
             match self.delete_queue(&queue).await {
                 Ok(()) | Err(EngineError::QueueNotFound { .. }) => {}
@@ -323,12 +325,14 @@ async fn feed(engine: Engine, group: String, mut stopped: watch::Receiver<bool>)
             }
         }
         stored.checkpoint = Some(page.next - 1);
+        let checkpoint_writes = engine.inner.events.checkpoint_writes.lock().await;
         if *stopped.borrow() {
             return;
         }
         if let Err(error) = engine.write_subscription(&group, &stored).await {
             tracing::warn!(%error, group, "persistent subscription checkpoint not written");
         }
+        drop(checkpoint_writes);
     }
 }
 

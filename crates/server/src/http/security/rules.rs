@@ -55,16 +55,12 @@ impl Rule {
 /// the table lacks.
 pub fn rule(method: &Method, template: &str) -> Option<Rule> {
     use Action::{Manage, Read, Write};
-    use ResourceKind::{Events, Queue, Stream, Topic};
+    use ResourceKind::{Queue, Stream, Topic};
     let grant = |action, kind| Some(Rule::Grant { action, kind });
-    let all = |action| {
-        Some(Rule::GrantOn {
-            action,
-            kind: Events,
-            name: ALL_EVENTS,
-        })
-    };
     let get = *method == Method::GET;
+    if template.starts_with("/v1/events/") {
+        return event_rule(method, template);
+    }
     match template {
         "/healthz" | "/readyz" | "/openapi.json" => Some(Rule::Open),
         "/metrics" => Some(Rule::Metrics),
@@ -100,24 +96,6 @@ pub fn rule(method: &Method, template: &str) -> Option<Rule> {
         | "/v1/streams/{name}/groups/{group}/offsets" => grant(Read, Stream),
         "/v1/streams/{name}/groups/{group}" if get => grant(Read, Stream),
         "/v1/streams/{name}/groups/{group}" => grant(Manage, Stream),
-        // Event streams by id; `$all` (reads, subscriptions, projections) as `events:$all`.
-        "/v1/events/streams/{name}" if get => grant(Read, Events),
-        "/v1/events/streams/{name}" if *method == Method::POST => grant(Write, Events),
-        "/v1/events/streams/{name}" => grant(Manage, Events),
-        "/v1/events/streams/{name}/metadata" if get => grant(Read, Events),
-        "/v1/events/streams/{name}/metadata" => grant(Manage, Events),
-        "/v1/events/streams/{name}/snapshot" if get => grant(Read, Events),
-        "/v1/events/streams/{name}/snapshot" => grant(Write, Events),
-        "/v1/events/all" | "/v1/events/subscribe" => all(Read),
-        "/v1/events/projections" | "/v1/events/subscriptions" => all(Read),
-        "/v1/events/projections/{name}" | "/v1/events/subscriptions/{name}" if get => all(Read),
-        "/v1/events/projections/{name}" | "/v1/events/subscriptions/{name}" => all(Manage),
-        // Read models and consumers: reading, checkpoints, receive, ack, nack.
-        "/v1/events/projections/{name}/events"
-        | "/v1/events/projections/{name}/checkpoint"
-        | "/v1/events/subscriptions/{name}/receive"
-        | "/v1/events/subscriptions/{name}/ack"
-        | "/v1/events/subscriptions/{name}/nack" => all(Read),
         "/v1/request" | "/v1/scatter" | "/v1/reply" => Some(Rule::Authenticated),
         "/v1/whoami" | "/v1/tokens" | "/v1/tokens/{id}" => Some(Rule::Authenticated),
         // An administrator, or a user setting its own password: the handler decides.
@@ -129,6 +107,47 @@ pub fn rule(method: &Method, template: &str) -> Option<Rule> {
         // Listed filtered to the caller's own unless an administrator; closing is admin.
         "/v1/connections" | "/v1/connections/{id}" if get => Some(Rule::Authenticated),
         "/v1/connections/{id}" => Some(Rule::Admin),
+        _ => None,
+    }
+}
+
+/// The rules of the event store's routes: streams by id (`events:ID`); `$all`, subscriptions
+/// and projections as `events:$all`.
+fn event_rule(method: &Method, template: &str) -> Option<Rule> {
+    use Action::{Manage, Read, Write};
+    use ResourceKind::Events;
+    let grant = |action| {
+        Some(Rule::Grant {
+            action,
+            kind: Events,
+        })
+    };
+    let all = |action| {
+        Some(Rule::GrantOn {
+            action,
+            kind: Events,
+            name: ALL_EVENTS,
+        })
+    };
+    let get = *method == Method::GET;
+    match template {
+        "/v1/events/streams/{name}" if get => grant(Read),
+        "/v1/events/streams/{name}" if *method == Method::POST => grant(Write),
+        "/v1/events/streams/{name}" => grant(Manage),
+        "/v1/events/streams/{name}/metadata" if get => grant(Read),
+        "/v1/events/streams/{name}/metadata" => grant(Manage),
+        "/v1/events/streams/{name}/snapshot" if get => grant(Read),
+        "/v1/events/streams/{name}/snapshot" => grant(Write),
+        "/v1/events/all" | "/v1/events/subscribe" => all(Read),
+        "/v1/events/projections" | "/v1/events/subscriptions" => all(Read),
+        "/v1/events/projections/{name}" | "/v1/events/subscriptions/{name}" if get => all(Read),
+        "/v1/events/projections/{name}" | "/v1/events/subscriptions/{name}" => all(Manage),
+        // Read models and consumers: reading, checkpoints, receive, ack, nack.
+        "/v1/events/projections/{name}/events"
+        | "/v1/events/projections/{name}/checkpoint"
+        | "/v1/events/subscriptions/{name}/receive"
+        | "/v1/events/subscriptions/{name}/ack"
+        | "/v1/events/subscriptions/{name}/nack" => all(Read),
         _ => None,
     }
 }
