@@ -37,8 +37,8 @@ pub enum EventStoreError {
     WrongExpectedVersion {
         stream: String,
         expected: ExpectedVersion,
-        /// The last event's version; `None` when the stream has none (or was soft deleted and
-        /// not written since, for `exists`).
+        /// The last event ever written's version (soft-deleted ones count); `None` when the
+        /// stream never had one.
         current: Option<u64>,
     },
     #[error("{field}: {problem}")]

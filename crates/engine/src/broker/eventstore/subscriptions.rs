@@ -121,6 +121,10 @@ impl Engine {
                 check_name(field, value)?;
             }
         }
+        // A system projection's events keep their own stream ids: filter by prefix instead.
+        if let Some(stream) = &settings.stream {
+            crate::eventstore::check_stream_id("stream", stream)?;
+        }
         if let Ok(stored) = self.stored_subscription(group) {
             return match stored.settings == settings {
                 true => Ok(false),
@@ -319,7 +323,10 @@ async fn feed(engine: Engine, group: String, mut stopped: watch::Receiver<bool>)
                 Err(error) => {
                     tracing::warn!(%error, group, "persistent subscription feed failed; retrying");
                     let until = engine.now() + FULL_QUEUE_PAUSE_MS;
-                    engine.inner.clock.sleep_until(until).await;
+                    tokio::select! {
+                        _ = engine.inner.clock.sleep_until(until) => {}
+                        _ = stopped.changed() => {}
+                    }
                     continue;
                 }
             }

@@ -21,7 +21,7 @@ use futures_util::stream::{self, Stream};
 use std::{collections::VecDeque, convert::Infallible, sync::Arc, time::Duration};
 use wharf_engine::{
     broker::eventstore::{EventFilter, RecordedEvent},
-    eventstore::check_name,
+    eventstore::{check_name, check_stream_id},
     Engine,
 };
 
@@ -52,6 +52,10 @@ pub async fn subscribe(
         if let Some(value) = value {
             check_name(field, value).map_err(wharf_engine::error::EngineError::from)?;
         }
+    }
+    // A system projection's events keep their own stream ids: subscribe by prefix instead.
+    if let Some(stream) = &query.stream {
+        check_stream_id("stream", stream).map_err(wharf_engine::error::EngineError::from)?;
     }
     let resume = (headers.get("last-event-id"))
         .and_then(|value| value.to_str().ok())
