@@ -237,14 +237,19 @@ pub struct Problem {
     /// The request field at fault, as a dotted path (`body.ttl_ms`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
-    /// `wrong_expected_version` only: the version of the stream's last event, null when it
-    /// has none.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<u64>)]
-    pub current_version: Option<Option<u64>>,
-    /// `wrong_expected_version` only: what the append expected.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expected_version: Option<String>,
+    /// `wrong_expected_version` only: the versions that clashed (boxed, so that the many
+    /// problems without them stay small).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub version_conflict: Option<Box<VersionConflict>>,
+}
+
+/// The extension members of a `wrong_expected_version` problem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct VersionConflict {
+    /// The version of the stream's last event, null when it has none.
+    pub current_version: Option<u64>,
+    /// What the append expected.
+    pub expected_version: String,
 }
 
 impl Problem {
@@ -258,8 +263,7 @@ impl Problem {
             code,
             detail: None,
             field: None,
-            current_version: None,
-            expected_version: None,
+            version_conflict: None,
         }
     }
 

@@ -15,8 +15,10 @@ pub(crate) fn event_store_problem(error: &EventStoreError) -> Problem {
             let mut problem = Problem::new(ProblemCode::WrongExpectedVersion)
                 .with_detail(detail)
                 .with_field("expected_version");
-            problem.current_version = Some(*current);
-            problem.expected_version = Some(expected.to_string());
+            problem.version_conflict = Some(Box::new(crate::http::problem::VersionConflict {
+                current_version: *current,
+                expected_version: expected.to_string(),
+            }));
             return problem;
         }
         EventStoreError::Invalid { field, .. } => (ProblemCode::InvalidField, Some(field.clone())),

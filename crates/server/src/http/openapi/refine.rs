@@ -353,6 +353,21 @@ fn refine_schemas(schemas: &mut Value) {
     refine_texts(schemas);
     refine_alerts(schemas);
     refine_streams(schemas);
+    refine_version_conflict(schemas);
+}
+
+/// A `wrong_expected_version` problem carries `VersionConflict`'s members beside the RFC's
+/// (flattened and boxed in the type, which the generator leaves out of `Problem`).
+fn refine_version_conflict(schemas: &mut Value) {
+    let members = schemas["VersionConflict"]["properties"].clone();
+    if let (Some(members), Some(properties)) = (
+        members.as_object(),
+        schemas["Problem"]["properties"].as_object_mut(),
+    ) {
+        for (name, schema) in members {
+            properties.insert(name.clone(), schema.clone());
+        }
+    }
 }
 
 /// A produce's idempotent pair and a commit's member pair come together or not at all; a
