@@ -211,6 +211,9 @@ fn retries_are_idempotent_and_bad_appends_name_the_field() {
     client.expect(404, "GET", "/v1/events/streams/s-2", &Value::Null);
 }
 
+/// An append the server acknowledged: its stream, first version and event ids.
+type Acknowledged = (String, u64, Vec<String>);
+
 /// Appends of several events each, from several writers, while the server is killed: after
 /// the restart every stream holds whole appends only, and every acknowledged one is there.
 #[test]
@@ -219,7 +222,7 @@ fn no_part_of_a_multi_event_append_survives_kill_9_alone() {
     let node = Node::start(dir.path());
     const EVENTS_PER_APPEND: u64 = 5;
     // (stream, first version, ids) of every acknowledged append.
-    let acknowledged: Arc<Mutex<Vec<(String, u64, Vec<String>)>>> = Arc::default();
+    let acknowledged: Arc<Mutex<Vec<Acknowledged>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..4u64)
         .map(|writer| {
@@ -317,7 +320,7 @@ fn no_part_of_a_multi_event_append_survives_kill_9_alone() {
         );
         for event in page["events"].as_array().unwrap() {
             let position = event["position"].as_u64().unwrap();
-            assert!(last.map_or(true, |last| position > last));
+            assert!(last.is_none_or(|last| position > last));
             last = Some(position);
             assert!(
                 seen.insert(event["id"].as_str().unwrap().to_string()),

@@ -11,18 +11,18 @@ mod process;
 #[allow(dead_code)]
 #[path = "common/queue_client.rs"]
 mod queue_client;
+#[path = "common/sse.rs"]
+mod sse;
 
 use queue_client::{Client, Node};
 use serde_json::{json, Value};
+use sse::EventStream;
 use std::{
-    io::{BufRead, BufReader, Write},
-    net::{SocketAddr, TcpStream},
     thread,
     time::{Duration, Instant},
 };
 
-/// How long a test waits for an event or a reply that should come at once.
-const EVENT_DEADLINE: Duration = Duration::from_secs(10);
+use sse::EVENT_DEADLINE;
 
 fn create_queues(client: &Client, names: &[&str]) {
     for name in names {
@@ -425,60 +425,11 @@ fn rules_and_alternates_naming_what_does_not_exist_are_refused() {
     client.expect(404, "GET", "/v1/queues/_reply.dead", &Value::Null);
 }
 
-/// A raw Server-Sent Events reader: one GET, then events read line by line.
-struct EventStream {
-    reader: BufReader<TcpStream>,
-}
-
-impl EventStream {
-    fn open(address: SocketAddr, path: &str) -> EventStream {
-        let mut stream = TcpStream::connect(address).expect("connect");
-        stream
-            .set_read_timeout(Some(EVENT_DEADLINE))
-            .expect("read timeout");
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\n\r\n"
-        )
-        .expect("send request");
-        let mut reader = BufReader::new(stream);
-        let mut status = String::new();
-        reader.read_line(&mut status).expect("status line");
-        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).expect("header line");
-            if line == "\r\n" {
-                break;
-            }
-            if line.to_ascii_lowercase().starts_with("content-type:") {
-                assert!(line.contains("text/event-stream"), "{line}");
-            }
-        }
-        EventStream { reader }
-    }
-
-    /// The next `message` event: its id and data. Chunk sizes and comments are skipped.
-    fn next_message(&mut self) -> (String, Value) {
-        let (mut event, mut id, mut data) = (String::new(), String::new(), String::new());
-        loop {
-            let mut line = String::new();
-            let read = self.reader.read_line(&mut line).expect("event line");
-            assert!(read > 0, "the stream ended");
-            let line = line.trim_end();
-            if let Some(value) = line.strip_prefix("event: ") {
-                event = value.to_string();
-            } else if let Some(value) = line.strip_prefix("id: ") {
-                id = value.to_string();
-            } else if let Some(value) = line.strip_prefix("data: ") {
-                data = value.to_string();
-            } else if line.is_empty() && !data.is_empty() {
-                assert_eq!(event, "message");
-                let message = serde_json::from_str(&data).expect("data is JSON");
-                return (id, message);
-            }
-        }
-    }
+/// The next `message` event of a subscription: its id and data.
+fn next_message(events: &mut EventStream) -> (String, Value) {
+    let event = events.next_event();
+    assert_eq!(event.name, "message");
+    (event.id, event.data)
 }
 
 #[test]
@@ -499,8 +450,9 @@ fn subscribers_get_retained_messages_then_live_ones() {
     let mut events = EventStream::open(
         node.address,
         "/v1/topics/sensors/subscribe?pattern=sensors/%2B/temp&syntax=mqtt&filter=c%20%3E%2010",
+        None,
     );
-    let (id, retained) = events.next_message();
+    let (id, retained) = next_message(&mut events);
     assert_eq!(retained["body"], json!({"c": 20}));
     assert_eq!(retained["id"], id);
     assert!(retained.get("receipt").is_none(), "{retained}");
@@ -513,7 +465,7 @@ fn subscribers_get_retained_messages_then_live_ones() {
             {"routing_key": "sensors/hall/temp", "body": {"c": 21}, "headers": {"unit": "C"}},
         ]),
     );
-    let (id, message) = events.next_message();
+    let (id, message) = next_message(&mut events);
     assert_eq!(
         id,
         live[1]["id"].as_str().expect("id"),
@@ -546,9 +498,13 @@ fn subscribers_get_many_retained_messages_batch_by_batch() {
             .collect();
         publish(&client, "rooms", Value::Array(messages));
     }
-    let mut events = EventStream::open(node.address, "/v1/topics/rooms/subscribe?pattern=room.*");
+    let mut events = EventStream::open(
+        node.address,
+        "/v1/topics/rooms/subscribe?pattern=room.*",
+        None,
+    );
     for n in 0..900 {
-        let (_, message) = events.next_message();
+        let (_, message) = next_message(&mut events);
         assert_eq!(message["body"], json!({"n": n}));
     }
     publish(
@@ -556,7 +512,7 @@ fn subscribers_get_many_retained_messages_batch_by_batch() {
         "rooms",
         json!([{"routing_key": "room.0001", "body": {"n": -1}}]),
     );
-    let (_, message) = events.next_message();
+    let (_, message) = next_message(&mut events);
     assert_eq!(message["body"], json!({"n": -1}));
 }
 

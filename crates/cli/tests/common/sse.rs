@@ -46,6 +46,9 @@ impl EventStream {
             if line == "\r\n" {
                 break;
             }
+            if line.to_ascii_lowercase().starts_with("content-type:") {
+                assert!(line.contains("text/event-stream"), "{line}");
+            }
         }
         EventStream { reader }
     }
