@@ -167,6 +167,29 @@ fn retries_are_idempotent_and_bad_appends_name_the_field() {
     assert_eq!(status, 409);
     assert_eq!(conflict["current_version"], 1);
     assert_eq!(conflict["code"], "wrong_expected_version");
+    // The largest version there is: refused, not a crash (the retry check must not overflow).
+    let (status, conflict) = append(
+        &client,
+        "s-1",
+        json!(u64::MAX),
+        json!([{"id": uuid(4), "type": "C"}]),
+    );
+    assert_eq!(
+        (status, &conflict["current_version"]),
+        (409, &json!(1)),
+        "{conflict}"
+    );
+    let (status, conflict) = append(
+        &client,
+        "s-1",
+        json!(7.0),
+        json!([{"id": uuid(4), "type": "C"}]),
+    );
+    assert_eq!(
+        (status, &conflict["expected_version"]),
+        (409, &json!("7")),
+        "an integral float is the integer"
+    );
     let (status, conflict) = append(&client, "new-1", json!("exists"), json!([{"type": "C"}]));
     assert_eq!(
         (status, &conflict["current_version"]),
@@ -424,7 +447,7 @@ fn snapshots_projections_and_deletes_survive_kill_9() {
         &json!({"version": 2, "state": {"lines": 3}}),
     );
     client.expect(
-        400,
+        409,
         "PUT",
         "/v1/events/streams/order-1/snapshot",
         &json!({"version": 9, "state": {}}),
@@ -494,7 +517,7 @@ fn snapshots_projections_and_deletes_survive_kill_9() {
     );
     assert_eq!(read_all_of(&client, "cart-1").len(), 2, "max_count kept");
     let gone = client.expect(
-        410,
+        404,
         "POST",
         "/v1/events/streams/order-9",
         &json!({"events": [{"type": "X"}]}),

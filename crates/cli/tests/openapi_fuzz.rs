@@ -50,6 +50,8 @@ fn every_operation_keeps_the_openapi_contract_under_schemathesis() {
 
     let hooks = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openapi_fuzz");
     let output = Command::new(&schemathesis)
+        .arg("--config-file")
+        .arg(hooks.join("schemathesis.toml"))
         .arg("run")
         .arg(format!("http://{address}/openapi.json"))
         .args([

@@ -14,5 +14,5 @@ mod priority;
 pub mod record_batch;
 
 pub use id::{MessageId, MessageIdError, MessageIdGenerator, MESSAGE_ID_BYTES_MAX};
-pub use name::{QueueName, QueueNameError, QUEUE_NAME_BYTES_MAX};
+pub use name::{check_resource_name, QueueName, QueueNameError, QUEUE_NAME_BYTES_MAX};
 pub use priority::{Priority, PriorityError};

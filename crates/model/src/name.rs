@@ -43,26 +43,32 @@ impl QueueName {
 
     /// Checks `name` without allocating; `TryFrom<String>` and `FromStr` both go through here.
     fn check(name: &str) -> Result<(), QueueNameError> {
-        if name.is_empty() {
-            return Err(QueueNameError::Empty);
-        }
-        if name.len() > QUEUE_NAME_BYTES_MAX {
-            return Err(QueueNameError::TooLong { length: name.len() });
-        }
-        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@');
-        if let Some((position, character)) = name.char_indices().find(|&(_, c)| !allowed(c)) {
-            return Err(QueueNameError::InvalidCharacter {
-                character,
-                position,
-            });
-        }
-        if name == "." || name == ".." {
-            return Err(QueueNameError::Reserved {
-                name: name.to_owned(),
-            });
-        }
-        Ok(())
+        check_resource_name(name)
     }
+}
+
+/// Checks a resource name by the rules of [`QueueName`] (queues, topics, event streams): the
+/// one rule for names that become path segments.
+pub fn check_resource_name(name: &str) -> Result<(), QueueNameError> {
+    if name.is_empty() {
+        return Err(QueueNameError::Empty);
+    }
+    if name.len() > QUEUE_NAME_BYTES_MAX {
+        return Err(QueueNameError::TooLong { length: name.len() });
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@');
+    if let Some((position, character)) = name.char_indices().find(|&(_, c)| !allowed(c)) {
+        return Err(QueueNameError::InvalidCharacter {
+            character,
+            position,
+        });
+    }
+    if name == "." || name == ".." {
+        return Err(QueueNameError::Reserved {
+            name: name.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 impl TryFrom<String> for QueueName {

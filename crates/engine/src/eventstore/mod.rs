@@ -14,7 +14,7 @@ pub use index::{ExpectedVersion, Index, ReadDirection, StreamMetadata, StreamSta
 pub use record::{EventHeader, EventId, StoredRecord};
 
 /// Longest stream id and event type, in bytes.
-pub const NAME_BYTES_MAX: usize = 256;
+pub const NAME_BYTES_MAX: usize = wharf_model::QUEUE_NAME_BYTES_MAX;
 /// Prefix of the streams the server keeps itself: `$ce-{category}`, `$et-{type}`.
 pub const SYSTEM_PREFIX: &str = "$";
 /// The by-category projection: `$ce-order` holds the events of every stream `order-...`.
@@ -84,33 +84,46 @@ impl EventStoreError {
     }
 }
 
-/// Checks a stream id: 1..=[`NAME_BYTES_MAX`] bytes with no control characters, not starting
-/// with `$` (the server's own streams).
+/// Checks a stream id: a resource name, like a queue's (`wharf_model::check_resource_name`:
+/// 1..=255 of ASCII letters, digits, `.`, `-`, `_`, `@`; not `.` or `..`), so that it is one
+/// path segment as it is. `$` starts the server's own streams, which are read-only.
 pub fn check_stream_id(field: &str, stream: &str) -> Result<(), EventStoreError> {
-    check_name(field, stream)?;
     if stream.starts_with(SYSTEM_PREFIX) {
         let problem =
             "ids starting with `$` are the server's own streams ($ce-..., $et-...), read-only";
         return Err(EventStoreError::invalid(field, problem));
     }
-    Ok(())
+    check_name(field, stream)
 }
 
-/// Checks a name (stream id, event type, prefix): 1..=[`NAME_BYTES_MAX`] bytes, no control
-/// characters.
+/// Checks a name (stream id, event type) by the same rule as [`check_stream_id`].
 pub fn check_name(field: &str, name: &str) -> Result<(), EventStoreError> {
-    if name.is_empty() {
-        return Err(EventStoreError::invalid(field, "is empty"));
+    wharf_model::check_resource_name(name)
+        .map_err(|error| EventStoreError::invalid(field, error.to_string()))
+}
+
+/// Checks a prefix of names: 1..=255 of the characters names take.
+pub fn check_prefix(field: &str, prefix: &str) -> Result<(), EventStoreError> {
+    match wharf_model::check_resource_name(prefix) {
+        Ok(()) | Err(wharf_model::QueueNameError::Reserved { .. }) => Ok(()),
+        Err(error) => Err(EventStoreError::invalid(field, error.to_string())),
     }
-    if name.len() > NAME_BYTES_MAX {
-        let problem = format!("is {} bytes long; at most {NAME_BYTES_MAX}", name.len());
+}
+
+/// Checks the name of a stream to read: a stream id, or a system projection (`$ce-NAME`,
+/// `$et-NAME`).
+pub fn check_readable(field: &str, stream: &str) -> Result<(), EventStoreError> {
+    if stream.len() > NAME_BYTES_MAX {
+        let problem = format!("is {} bytes long; at most {NAME_BYTES_MAX}", stream.len());
         return Err(EventStoreError::invalid(field, problem));
     }
-    if let Some(character) = name.chars().find(|c| c.is_control()) {
-        let problem = format!("holds control character {character:?}");
-        return Err(EventStoreError::invalid(field, problem));
+    match stream
+        .strip_prefix(CATEGORY_PREFIX)
+        .or_else(|| stream.strip_prefix(EVENT_TYPE_PREFIX))
+    {
+        Some(name) => check_prefix(field, name),
+        None => check_stream_id(field, stream),
     }
-    Ok(())
 }
 
 /// The category of a stream: what precedes its first `-` (`order-123` → `order`); a stream
@@ -145,7 +158,14 @@ mod tests {
         assert!(check_stream_id("stream", "").is_err());
         assert!(check_stream_id("stream", "$ce-order").is_err());
         assert!(check_stream_id("stream", "a\nb").is_err());
+        assert!(check_stream_id("stream", "a,b").is_err());
+        assert!(check_stream_id("stream", "..").is_err());
         assert!(check_stream_id("stream", &"x".repeat(NAME_BYTES_MAX + 1)).is_err());
         assert!(check_stream_id("stream", &"x".repeat(NAME_BYTES_MAX)).is_ok());
+        assert!(check_readable("stream", "$ce-order").is_ok());
+        assert!(check_readable("stream", "$et-..").is_ok());
+        assert!(check_readable("stream", "$xx-order").is_err());
+        assert!(check_prefix("type_prefix", ".").is_ok());
+        assert!(check_prefix("type_prefix", "").is_err());
     }
 }

@@ -105,7 +105,16 @@ async fn system_projections_list_events_by_category_and_by_type_across_streams()
         "versions count inside the projection"
     );
 
-    for missing in ["$ce-cart", "$et-CartOpened", "$other"] {
+    let other = event_error(
+        engine
+            .read_event_stream("$other", None, ReadDirection::Forward, 10)
+            .await,
+    );
+    assert!(
+        matches!(other, EventStoreError::Invalid { .. }),
+        "no such projection kind: {other:?}"
+    );
+    for missing in ["$ce-cart", "$et-CartOpened"] {
         let error = event_error(
             engine
                 .read_event_stream(missing, None, ReadDirection::Forward, 10)

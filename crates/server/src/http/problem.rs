@@ -187,8 +187,10 @@ impl ProblemCode {
             | ProblemCode::SnapshotNotFound
             | ProblemCode::ProjectionNotFound
             | ProblemCode::SubscriptionNotFound
+            // Not 410: a client reading or writing a deleted stream finds nothing there, as
+            // for one never written; the code tells the two apart.
+            | ProblemCode::StreamDeleted
             | ProblemCode::NotFound => StatusCode::NOT_FOUND,
-            ProblemCode::StreamDeleted => StatusCode::GONE,
             ProblemCode::OffsetOutOfRange
             | ProblemCode::OutOfOrderSequence
             | ProblemCode::UnknownMember

@@ -237,7 +237,10 @@ impl Engine {
         ids: &[EventId],
     ) -> Result<Option<Appended>, EngineError> {
         let first = match expected {
-            ExpectedVersion::Exact(version) => version + 1,
+            ExpectedVersion::Exact(version) => match version.checked_add(1) {
+                Some(first) => first,
+                None => return Ok(None),
+            },
             // A no_stream append took the first version after the last soft delete (0 for a
             // stream never deleted): versions continue across a delete.
             ExpectedVersion::NoStream => {
@@ -325,7 +328,11 @@ impl Engine {
                 None => head.next_version.checked_sub(count),
             };
             first
-                .filter(|first| first + count <= head.next_version)
+                .filter(|first| {
+                    first
+                        .checked_add(count)
+                        .is_some_and(|end| end <= head.next_version)
+                })
                 .and_then(|first| {
                     (first..first + count)
                         .map(|version| Some((version, index.position_of(stream, version)?)))
@@ -365,7 +372,7 @@ impl Engine {
         direction: ReadDirection,
         limit: usize,
     ) -> Result<StreamEvents, EngineError> {
-        check_name("stream", stream)?;
+        crate::eventstore::check_readable("stream", stream)?;
         let limit = limit.min(READ_LIMIT_MAX);
         let not_found = || EventStoreError::StreamNotFound {
             stream: stream.to_string(),

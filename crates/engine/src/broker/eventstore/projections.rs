@@ -49,9 +49,11 @@ pub struct Projection {
 
 pub(super) fn check_projection_name(name: &str) -> Result<(), EventStoreError> {
     check_name("name", name)?;
-    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
-    if name.len() > PROJECTION_NAME_MAX || !name.chars().all(allowed) {
-        let problem = format!("use 1..={PROJECTION_NAME_MAX} of A-Z a-z 0-9 - _ .");
+    if name.len() > PROJECTION_NAME_MAX {
+        let problem = format!(
+            "is {} bytes long; at most {PROJECTION_NAME_MAX}",
+            name.len()
+        );
         return Err(EventStoreError::invalid("name", problem));
     }
     Ok(())
@@ -72,7 +74,7 @@ impl Engine {
             ("stream_prefix", &filter.stream_prefix),
         ] {
             if let Some(prefix) = prefix {
-                check_name(field, prefix)?;
+                crate::eventstore::check_prefix(field, prefix)?;
             }
         }
         let _admin = self.inner.admin.lock().await;

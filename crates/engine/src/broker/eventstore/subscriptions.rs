@@ -11,7 +11,7 @@ use super::{Engine, EventFilter, RecordedEvent};
 use crate::{
     broker::{ReceiveRequest, SendMessage},
     error::EngineError,
-    eventstore::{check_name, EventStoreError},
+    eventstore::EventStoreError,
     queue::QueueOptions,
 };
 use serde::{Deserialize, Serialize};
@@ -96,9 +96,9 @@ fn parked_queue(group: &str) -> String {
 }
 
 fn check_group(group: &str) -> Result<(), EventStoreError> {
-    super::projections::check_projection_name(group).map_err(|_| {
-        let problem = "use 1..=128 of A-Z a-z 0-9 - _ .";
-        EventStoreError::invalid("group", problem)
+    super::projections::check_projection_name(group).map_err(|error| match error {
+        EventStoreError::Invalid { problem, .. } => EventStoreError::invalid("group", problem),
+        other => other,
     })
 }
 
@@ -118,7 +118,7 @@ impl Engine {
             ("stream_prefix", &settings.stream_prefix),
         ] {
             if let Some(value) = value {
-                check_name(field, value)?;
+                crate::eventstore::check_prefix(field, value)?;
             }
         }
         // A system projection's events keep their own stream ids: filter by prefix instead.

@@ -26,12 +26,13 @@ pub(crate) fn event_store_problem(error: &EventStoreError) -> Problem {
             (ProblemCode::InvalidField, Some("events".to_string()))
         }
         EventStoreError::SnapshotNotFound { .. } => (ProblemCode::SnapshotNotFound, None),
+        // The request is well formed; the stream or `$all` is not there yet.
         EventStoreError::SnapshotAhead { .. } => {
-            (ProblemCode::InvalidField, Some("version".to_string()))
+            (ProblemCode::Conflict, Some("version".to_string()))
         }
         EventStoreError::ProjectionNotFound { .. } => (ProblemCode::ProjectionNotFound, None),
         EventStoreError::CheckpointAhead { .. } => {
-            (ProblemCode::InvalidField, Some("position".to_string()))
+            (ProblemCode::Conflict, Some("position".to_string()))
         }
         EventStoreError::SubscriptionNotFound { .. } => (ProblemCode::SubscriptionNotFound, None),
         EventStoreError::SubscriptionConflict { .. } => (ProblemCode::Conflict, None),

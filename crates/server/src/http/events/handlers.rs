@@ -16,14 +16,19 @@ use crate::http::{
 use axum::{extract::State, http::StatusCode, Json};
 use bytes::Bytes;
 use std::time::Duration;
-use wharf_engine::broker::{
-    eventstore::{subscription_queue, EventFilter, ProjectionFilter},
-    NackAction,
+use wharf_engine::{
+    broker::{
+        eventstore::{subscription_queue, EventFilter, ProjectionFilter},
+        NackAction,
+    },
+    eventstore::check_prefix,
 };
 
 const STREAM: &str = "Event stream id (an aggregate's id, e.g. order-123): 1-256 bytes, no control characters; `$ce-{category}` and `$et-{type}` are the server's projections (read-only)";
 const PROJECTION: &str = "Projection name: 1-128 of A-Z a-z 0-9 - _ .";
 const GROUP: &str = "Persistent subscription name: 1-128 of A-Z a-z 0-9 - _ .";
+/// Most events one subscription receive leases (a queue receive's limit).
+const RECEIVE_MAX: usize = 100;
 /// Longest wait of a subscription receive.
 const RECEIVE_WAIT_MAX_MS: u64 = 20_000;
 
@@ -39,7 +44,7 @@ const RECEIVE_WAIT_MAX_MS: u64 = 20_000;
         (status = 200, description = "Appended (or an idempotent retry of an append stored before)", body = AppendedBody),
         (status = 400, description = "Bad stream id, event or expected version; `field` names it", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`wrong_expected_version`: nothing was written; `current_version` is the stream's", body = Problem, content_type = "application/problem+json"),
-        (status = 410, description = "`stream_deleted`: the stream was hard deleted", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`stream_deleted`: the stream was hard deleted", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn append(
@@ -65,7 +70,6 @@ pub async fn append(
     responses(
         (status = 200, description = "A page of the stream", body = StreamEventsBody),
         (status = 404, description = "`event_stream_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 410, description = "`stream_deleted`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn read_stream(
@@ -90,7 +94,7 @@ pub async fn read_stream(
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "`event_stream_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 410, description = "`stream_deleted`: hard deleted already", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`event_stream_not_found`, or `stream_deleted`: hard deleted already", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn delete_stream(
@@ -112,7 +116,6 @@ pub async fn delete_stream(
     responses(
         (status = 200, description = "The metadata", body = MetadataInfoBody),
         (status = 404, description = "`event_stream_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 410, description = "`stream_deleted`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn get_metadata(
@@ -129,18 +132,18 @@ pub async fn get_metadata(
     path = "/v1/events/streams/{name}/metadata",
     tag = "events",
     params(("name" = String, Path, description = STREAM)),
-    request_body = MetadataBody,
+    request_body = Option<MetadataBody>,
     responses(
         (status = 200, description = "Set", body = MetadataInfoBody),
         (status = 400, description = "Bad stream id or bound", body = Problem, content_type = "application/problem+json"),
-        (status = 410, description = "`stream_deleted`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn put_metadata(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    JsonBody(body): JsonBody<MetadataBody>,
+    JsonBody(body): JsonBody<Option<MetadataBody>>,
 ) -> Result<Json<MetadataInfoBody>, Problem> {
+    let body = body.unwrap_or_default();
     if body.max_age_ms == Some(0) {
         return Err(
             crate::http::Problem::new(crate::http::ProblemCode::InvalidField)
@@ -165,7 +168,6 @@ pub async fn put_metadata(
     responses(
         (status = 200, description = "The snapshot", body = SnapshotInfoBody),
         (status = 404, description = "`event_stream_not_found` or `snapshot_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 410, description = "`stream_deleted`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn get_snapshot(
@@ -185,9 +187,8 @@ pub async fn get_snapshot(
     request_body = SnapshotBody,
     responses(
         (status = 200, description = "Saved", body = SnapshotInfoBody),
-        (status = 400, description = "A version the stream does not hold yet", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A version the stream does not hold yet", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`event_stream_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 410, description = "`stream_deleted`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn put_snapshot(
@@ -219,6 +220,14 @@ pub async fn read_all(
     Query(query): Query<AllQuery>,
 ) -> Result<Json<AllEventsBody>, Problem> {
     let limit = limit(query.limit)?;
+    for (field, prefix) in [
+        ("type_prefix", &query.type_prefix),
+        ("stream_prefix", &query.stream_prefix),
+    ] {
+        if let Some(prefix) = prefix {
+            check_prefix(field, prefix).map_err(wharf_engine::error::EngineError::from)?;
+        }
+    }
     let filter = EventFilter {
         type_prefix: query.type_prefix,
         stream_prefix: query.stream_prefix,
@@ -353,7 +362,7 @@ pub async fn projection_events(
     request_body = CheckpointBody,
     responses(
         (status = 200, description = "Stored", body = ProjectionInfoBody),
-        (status = 400, description = "A position past the end of `$all`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A position at or past the end of `$all`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`projection_not_found`", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -467,11 +476,11 @@ pub async fn receive(
     Query(query): Query<ReceiveQuery>,
 ) -> Result<Json<DeliveredEventsBody>, Problem> {
     let max = match query.max.unwrap_or(10) {
-        max @ 1..=1000 => max,
+        max @ 1..=RECEIVE_MAX => max,
         _ => {
             return Err(Problem::new(crate::http::ProblemCode::InvalidField)
                 .with_field("max")
-                .with_detail("must be 1 to 1000"))
+                .with_detail(format!("must be 1 to {RECEIVE_MAX}")))
         }
     };
     let wait = Duration::from_millis(query.wait_ms.unwrap_or(0).min(RECEIVE_WAIT_MAX_MS));

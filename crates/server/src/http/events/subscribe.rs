@@ -21,7 +21,7 @@ use futures_util::stream::{self, Stream};
 use std::{collections::VecDeque, convert::Infallible, sync::Arc, time::Duration};
 use wharf_engine::{
     broker::eventstore::{EventFilter, RecordedEvent},
-    eventstore::{check_name, check_stream_id},
+    eventstore::{check_prefix, check_stream_id},
     Engine,
 };
 
@@ -50,7 +50,7 @@ pub async fn subscribe(
         ("stream_prefix", &query.stream_prefix),
     ] {
         if let Some(value) = value {
-            check_name(field, value).map_err(wharf_engine::error::EngineError::from)?;
+            check_prefix(field, value).map_err(wharf_engine::error::EngineError::from)?;
         }
     }
     // A system projection's events keep their own stream ids: subscribe by prefix instead.

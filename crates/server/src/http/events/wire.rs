@@ -79,8 +79,13 @@ fn expected_version(value: Option<&serde_json::Value>) -> Result<ExpectedVersion
             "exists" => Ok(ExpectedVersion::Exists),
             _ => Err(problem()),
         },
-        Some(serde_json::Value::Number(number)) => number
-            .as_u64()
+        // JSON has one number type: an integral float (7.0) is the integer too.
+        Some(serde_json::Value::Number(number)) => (number.as_u64())
+            .or_else(|| {
+                let float = number.as_f64()?;
+                (float >= 0.0 && float.fract() == 0.0 && float < 9_007_199_254_740_992.0)
+                    .then_some(float as u64)
+            })
             .map(ExpectedVersion::Exact)
             .ok_or_else(problem),
         Some(_) => Err(problem()),
@@ -556,8 +561,8 @@ pub struct SubscriptionListBody {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ReceiveQuery {
-    /// 1 to 1,000; default 10.
-    #[param(minimum = 1, maximum = 1000)]
+    /// 1 to 100; default 10.
+    #[param(minimum = 1, maximum = 100)]
     pub max: Option<usize>,
     /// Long poll: wait up to this long (at most 20,000) for a first event.
     #[param(minimum = 0, maximum = 20000)]
@@ -605,7 +610,8 @@ mod tests {
         assert_eq!(parse("\"exists\"").unwrap(), ExpectedVersion::Exists);
         assert_eq!(parse("7").unwrap(), ExpectedVersion::Exact(7));
         assert_eq!(expected_version(None).unwrap(), ExpectedVersion::Any);
-        for bad in ["-1", "1.5", "\"7\"", "\"none\"", "[]"] {
+        assert_eq!(parse("7.0").unwrap(), ExpectedVersion::Exact(7));
+        for bad in ["-1", "1.5", "-2.0", "\"7\"", "\"none\"", "[]", "{}"] {
             let problem = parse(bad).unwrap_err();
             assert_eq!(problem.field.as_deref(), Some("expected_version"), "{bad}");
         }

@@ -32,9 +32,18 @@ fn regex_escape(text: &str) -> String {
         .collect()
 }
 
+/// A UUID in its text form.
+const UUID: &str = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
+/// A prefix of resource names: 1-255 of their characters.
+const PREFIX: &str = "^[A-Za-z0-9._@-]{1,255}$";
+
 /// Queue and topic names: 1-255 of `A-Z a-z 0-9 . - _`, and not `.` or `..`.
 fn resource_name_pattern() -> String {
-    let max = QUEUE_NAME_BYTES_MAX;
+    name_pattern(QUEUE_NAME_BYTES_MAX)
+}
+
+/// Names by the resource-name rule, at most `max` bytes.
+fn name_pattern(max: usize) -> String {
     format!(
         "^([A-Za-z0-9_@-][A-Za-z0-9._@-]{{0,{}}}|\\.[A-Za-z0-9_@-][A-Za-z0-9._@-]{{0,{}}}|\\.\\.[A-Za-z0-9._@-]{{1,{}}})$",
         max - 1,
@@ -354,6 +363,42 @@ fn refine_schemas(schemas: &mut Value) {
     refine_alerts(schemas);
     refine_streams(schemas);
     refine_version_conflict(schemas);
+    refine_events(schemas);
+}
+
+/// Event-store names and prefixes follow the resource-name rule; an expected version is one of
+/// three words or a version; an event's data comes as JSON or as base64, not both.
+fn refine_events(schemas: &mut Value) {
+    let expected = json!({"oneOf": [
+        {"type": "null"},
+        {"type": "string", "enum": ["any", "no_stream", "exists"]},
+        {"type": "integer", "minimum": 0},
+    ]});
+    merge_property(schemas, "AppendBody", "expected_version", expected);
+    merge_property(
+        schemas,
+        "AppendBody",
+        "events",
+        json!({"minItems": 1, "maxItems": 1000}),
+    );
+    let name = json!({"pattern": resource_name_pattern()});
+    merge_property(schemas, "NewEventBody", "type", name.clone());
+    merge_property(schemas, "SubscriptionBody", "stream", name);
+    merge_property(schemas, "NewEventBody", "id", json!({"pattern": UUID}));
+    merge_property(
+        schemas,
+        "NewEventBody",
+        "data_base64",
+        json!({"pattern": BASE64}),
+    );
+    let not_both = json!({"not": {"required": ["data", "data_base64"], "properties": {
+        "data": {"not": {"type": "null"}}, "data_base64": {"not": {"type": "null"}}}}});
+    add_rules(schemas, "NewEventBody", vec![not_both]);
+    for schema in ["ProjectionBody", "SubscriptionBody"] {
+        for property in ["type_prefix", "stream_prefix"] {
+            merge_property(schemas, schema, property, json!({"pattern": PREFIX}));
+        }
+    }
 }
 
 /// A `wrong_expected_version` problem carries `VersionConflict`'s members beside the RFC's
@@ -650,13 +695,31 @@ fn refine_parameters(document: &mut Value) {
         let Value::Object(operations) = item else {
             continue;
         };
-        for operation in operations.values_mut() {
+        for (method, operation) in operations.iter_mut() {
             let Some(Value::Array(parameters)) = operation.get_mut("parameters") else {
                 continue;
             };
+            // Reads of a stream take the server's projections too: `$ce-NAME`, `$et-NAME`.
+            let projections = path == "/v1/events/streams/{name}" && method == "get";
+            // Projection and persistent-subscription names: at most 128 bytes.
+            let short = path.starts_with("/v1/events/projections/")
+                || path.starts_with("/v1/events/subscriptions/");
             for parameter in parameters {
                 let name = parameter.get("name").and_then(Value::as_str).unwrap_or("");
                 let schema = match (name, path.starts_with("/v1/users")) {
+                    ("name", false) if projections => json!({
+                        "type": "string",
+                        "pattern": format!("^\\$(ce|et)-[A-Za-z0-9._@-]{{1,251}}$|{}", resource_name_pattern()),
+                    }),
+                    ("name", false) if short => {
+                        json!({"type": "string", "pattern": name_pattern(128)})
+                    }
+                    ("type_prefix" | "stream_prefix", _) => {
+                        json!({"type": ["string", "null"], "pattern": PREFIX})
+                    }
+                    ("stream", _) => {
+                        json!({"type": ["string", "null"], "pattern": resource_name_pattern()})
+                    }
                     ("name", false) => json!({
                         "type": "string",
                         "pattern": resource_name_pattern(),
