@@ -328,7 +328,7 @@ impl Server {
             tls,
             hangups,
             alert_interval: Duration::from_millis(config.alerts.interval_ms),
-            state: AppState {
+            state: AppState::from(crate::http::AppParts {
                 readiness,
                 registry: Arc::new(registry),
                 engine,
@@ -340,7 +340,7 @@ impl Server {
                 browser: Arc::new(browser),
                 request_body_bytes_max: config.limits.request_body_bytes_max,
                 connections: Connections::new(),
-            },
+            }),
         })
     }
 

@@ -40,7 +40,7 @@ fn state(engine: Engine) -> AppState {
     metrics.fsyncs.inc();
     let mut registry = Registry::default();
     metrics.register(&mut registry);
-    AppState {
+    AppState::from(crate::http::AppParts {
         readiness,
         registry: Arc::new(registry),
         engine,
@@ -49,7 +49,7 @@ fn state(engine: Engine) -> AppState {
         browser: Arc::default(),
         request_body_bytes_max: crate::http::REQUEST_BODY_BYTES_MAX_DEFAULT,
         connections: crate::connections::Connections::new(),
-    }
+    })
 }
 
 async fn send(state: &AppState, method: Method, path: &str) -> Response {

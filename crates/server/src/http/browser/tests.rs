@@ -187,7 +187,7 @@ async fn fixture(policy: BrowserPolicy) -> Fixture {
         .expect("engine");
     let readiness = Arc::new(Readiness::default());
     readiness.set_store_open(true);
-    let state = AppState {
+    let state = AppState::from(crate::http::AppParts {
         readiness,
         registry: Arc::new(Registry::default()),
         engine,
@@ -196,7 +196,7 @@ async fn fixture(policy: BrowserPolicy) -> Fixture {
         browser: Arc::new(policy),
         request_body_bytes_max: crate::http::REQUEST_BODY_BYTES_MAX_DEFAULT,
         connections: crate::connections::Connections::new(),
-    };
+    });
     Fixture { state, _dir: dir }
 }
 

@@ -49,7 +49,7 @@ async fn fixture_with(config: EngineConfig, metrics_public: bool) -> Fixture {
     engine.seed_admin_token(ADMIN).await.expect("admin");
     let readiness = Arc::new(Readiness::default());
     readiness.set_store_open(true);
-    let state = AppState {
+    let state = AppState::from(crate::http::AppParts {
         readiness,
         registry: Arc::new(Registry::default()),
         engine: engine.clone(),
@@ -58,7 +58,7 @@ async fn fixture_with(config: EngineConfig, metrics_public: bool) -> Fixture {
         browser: Arc::default(),
         request_body_bytes_max: crate::http::REQUEST_BODY_BYTES_MAX_DEFAULT,
         connections: crate::connections::Connections::new(),
-    };
+    });
     Fixture {
         state,
         engine,

@@ -37,7 +37,7 @@ async fn secured_state() -> AppState {
         .expect("admin");
     let readiness = Arc::new(Readiness::default());
     readiness.set_store_open(true);
-    AppState {
+    AppState::from(crate::http::AppParts {
         readiness,
         registry: Arc::new(Registry::default()),
         engine,
@@ -46,7 +46,7 @@ async fn secured_state() -> AppState {
         browser: Arc::default(),
         request_body_bytes_max: crate::http::REQUEST_BODY_BYTES_MAX_DEFAULT,
         connections: crate::connections::Connections::new(),
-    }
+    })
 }
 
 async fn get(state: &AppState, path: &str) -> Response {
