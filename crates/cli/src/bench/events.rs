@@ -68,17 +68,7 @@ pub fn run(args: &EventsArgs) -> Result<(), BenchError> {
     if args.writers == 0 || args.writers > 10_000 {
         return Err(BenchError::Usage("--writers must be 1 to 10000".into()));
     }
-    let scratch = (args.dir).join(format!("wharf-bench-events-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch).map_err(|source| BenchError::Io {
-        action: "create",
-        path: scratch.clone(),
-        source,
-    })?;
-    let result = run_in(args, &scratch);
-    if let Err(error) = std::fs::remove_dir_all(&scratch) {
-        eprintln!("warning: could not remove {}: {error}", scratch.display());
-    }
-    let summary = result?;
+    let summary = super::in_scratch(&args.dir, "events", |scratch| run_in(args, scratch))?;
     println!("{}", Value::Object(summary));
     Ok(())
 }

@@ -19,7 +19,7 @@ use crate::{client::credentials::Authorization, progress::Progress};
 use clap::Subcommand;
 use std::{
     io,
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -77,6 +77,26 @@ pub enum BenchError {
     Tls(#[from] rustls::Error),
     #[error("no random bytes for the benchmark's token")]
     Random,
+}
+
+/// Runs `work` in a fresh directory `DIR/wharf-bench-NAME-PID`, removed afterwards whatever
+/// `work` returned.
+fn in_scratch<T>(
+    dir: &Path,
+    name: &str,
+    work: impl FnOnce(&Path) -> Result<T, BenchError>,
+) -> Result<T, BenchError> {
+    let scratch = dir.join(format!("wharf-bench-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).map_err(|source| BenchError::Io {
+        action: "create",
+        path: scratch.clone(),
+        source,
+    })?;
+    let result = work(&scratch);
+    if let Err(error) = std::fs::remove_dir_all(&scratch) {
+        eprintln!("warning: could not remove {}: {error}", scratch.display());
+    }
+    result
 }
 
 /// A server the user named (`--server` or `WHARF_SERVER`) and the credentials for it.

@@ -77,19 +77,7 @@ pub fn run(args: &StreamArgs) -> Result<(), BenchError> {
     if !(args.seconds > 0.0 && args.seconds <= 3600.0) {
         return Err(BenchError::Usage("--seconds must be in (0, 3600]".into()));
     }
-    let scratch = args
-        .dir
-        .join(format!("wharf-bench-stream-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch).map_err(|source| BenchError::Io {
-        action: "create",
-        path: scratch.clone(),
-        source,
-    })?;
-    let result = run_in(args, &scratch);
-    if let Err(error) = std::fs::remove_dir_all(&scratch) {
-        eprintln!("warning: could not remove {}: {error}", scratch.display());
-    }
-    let summary = result?;
+    let summary = super::in_scratch(&args.dir, "stream", |scratch| run_in(args, scratch))?;
     println!("{}", Value::Object(summary));
     Ok(())
 }

@@ -59,6 +59,17 @@ pub struct NewEvent {
     pub metadata: Bytes,
 }
 
+/// Where a catch-up subscription starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatchUpFrom {
+    /// The first event (of the stream, or of `$all`).
+    Start,
+    /// Only events appended from now on.
+    End,
+    /// A version of the stream, or a position of `$all` without one.
+    At(u64),
+}
+
 /// What the appender and readers share.
 #[derive(Debug)]
 pub(crate) struct EventStoreState {
@@ -411,8 +422,25 @@ impl Engine {
         *self.events().appended.borrow()
     }
 
+    /// The position of `$all` a catch-up subscription (to `stream`, or to `$all`) starting
+    /// `from` reads first.
+    pub fn catch_up_position(&self, stream: Option<&str>, from: CatchUpFrom) -> u64 {
+        // The end first: everything before it is in the index, so a version not found there
+        // comes at this position or later.
+        let end = self.events_end();
+        match (stream, from) {
+            (_, CatchUpFrom::End) => end,
+            (None, CatchUpFrom::Start) => 0,
+            (None, CatchUpFrom::At(position)) => position,
+            (Some(stream), CatchUpFrom::Start) => self.event_position(stream, 0).unwrap_or(end),
+            (Some(stream), CatchUpFrom::At(version)) => {
+                self.event_position(stream, version).unwrap_or(end)
+            }
+        }
+    }
+
     /// The position of `version` of `stream`, if it was ever written.
-    pub fn event_position(&self, stream: &str, version: u64) -> Option<u64> {
+    fn event_position(&self, stream: &str, version: u64) -> Option<u64> {
         let index = self.events().index.read().expect("event index lock");
         index.position_of(stream, version)
     }
@@ -466,9 +494,14 @@ impl Engine {
     ) -> Result<(), EngineError> {
         self.check_open()?;
         check_stream_id("stream", stream)?;
-        if metadata.max_count == Some(0) {
-            let problem = "must be at least 1 (leave it out for no bound)";
-            return Err(EventStoreError::invalid("max_count", problem).into());
+        for (field, bound) in [
+            ("max_count", metadata.max_count),
+            ("max_age_ms", metadata.max_age_ms),
+        ] {
+            if bound == Some(0) {
+                let problem = "must be at least 1 (leave it out for no bound)";
+                return Err(EventStoreError::invalid(field, problem).into());
+            }
         }
         let change = appender::Change::Metadata(metadata);
         self.event_change(stream, change).await.map(|_| ())

@@ -92,6 +92,19 @@ impl Engine {
         Ok(self.describe_projection(name, stored))
     }
 
+    /// The projection with its time lag measured now.
+    pub async fn measured_projection(&self, name: &str) -> Result<Projection, EngineError> {
+        let mut projection = self.projection(name)?;
+        projection.lag_ms = self.projection_lag_ms(&projection).await?;
+        Ok(projection)
+    }
+
+    /// Every projection, by name, with time lags measured now.
+    pub async fn measured_projections(&self) -> Vec<Projection> {
+        self.refresh_projection_lags().await;
+        self.projections()
+    }
+
     /// Every projection, by name.
     pub fn projections(&self) -> Vec<Projection> {
         let entries = self.inner.store.meta_list(PROJECTION_META_PREFIX);

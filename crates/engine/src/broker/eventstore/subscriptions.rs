@@ -9,7 +9,7 @@
 
 use super::{Engine, EventFilter, RecordedEvent};
 use crate::{
-    broker::{ReceiveRequest, SendMessage},
+    broker::{NackAction, ReceiptResult, ReceiveRequest, SendMessage},
     error::EngineError,
     eventstore::EventStoreError,
     queue::QueueOptions,
@@ -231,6 +231,30 @@ impl Engine {
                 })
             })
             .collect()
+    }
+
+    /// Settles events the group's consumers are done with, by receipt.
+    pub async fn ack_subscription_events(
+        &self,
+        group: &str,
+        receipts: &[String],
+    ) -> Result<Vec<ReceiptResult>, EngineError> {
+        check_group(group)?;
+        self.stored_subscription(group)?;
+        self.ack(&subscription_queue(group), receipts).await
+    }
+
+    /// Gives events back to the group, for a retry or to be parked.
+    pub async fn nack_subscription_events(
+        &self,
+        group: &str,
+        receipts: &[String],
+        action: NackAction,
+    ) -> Result<Vec<ReceiptResult>, EngineError> {
+        check_group(group)?;
+        self.stored_subscription(group)?;
+        self.nack(&subscription_queue(group), receipts, action)
+            .await
     }
 
     /// Starts the feeders of every group defined (at open).

@@ -10,17 +10,17 @@ use super::wire::{
 use crate::http::{
     extract::{Path, Query},
     json_body::JsonBody,
-    queues::wire::{AckBody, NackBody, ReceiptResultsBody},
+    queues::{
+        handlers::receipt_results,
+        wire::{AckBody, NackBody, ReceiptResultsBody},
+    },
     AppState, Problem,
 };
 use axum::{extract::State, http::StatusCode, Json};
 use bytes::Bytes;
 use std::time::Duration;
 use wharf_engine::{
-    broker::{
-        eventstore::{subscription_queue, EventFilter, ProjectionFilter},
-        NackAction,
-    },
+    broker::eventstore::{EventFilter, ProjectionFilter},
     eventstore::check_prefix,
 };
 
@@ -144,13 +144,6 @@ pub async fn put_metadata(
     JsonBody(body): JsonBody<Option<MetadataBody>>,
 ) -> Result<Json<MetadataInfoBody>, Problem> {
     let body = body.unwrap_or_default();
-    if body.max_age_ms == Some(0) {
-        return Err(
-            crate::http::Problem::new(crate::http::ProblemCode::InvalidField)
-                .with_field("max_age_ms")
-                .with_detail("must be at least 1 (leave it out for no bound)"),
-        );
-    }
     state
         .engine
         .set_event_stream_metadata(&name, body.into())
@@ -267,13 +260,8 @@ pub async fn put_projection(
         true => StatusCode::CREATED,
         false => StatusCode::OK,
     };
-    Ok((status, Json(projection_body(&state, &name).await?)))
-}
-
-async fn projection_body(state: &AppState, name: &str) -> Result<ProjectionInfoBody, Problem> {
-    let mut projection = state.engine.projection(name)?;
-    projection.lag_ms = state.engine.projection_lag_ms(&projection).await?;
-    Ok(projection.into())
+    let projection = state.engine.measured_projection(&name).await?;
+    Ok((status, Json(projection.into())))
 }
 
 /// A projection, its checkpoint and how far behind `$all` it is.
@@ -291,7 +279,7 @@ pub async fn get_projection(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<ProjectionInfoBody>, Problem> {
-    Ok(Json(projection_body(&state, &name).await?))
+    Ok(Json(state.engine.measured_projection(&name).await?.into()))
 }
 
 /// Every projection.
@@ -304,11 +292,8 @@ pub async fn get_projection(
 pub async fn list_projections(
     State(state): State<AppState>,
 ) -> Result<Json<ProjectionListBody>, Problem> {
-    let mut projections = Vec::new();
-    for mut projection in state.engine.projections() {
-        projection.lag_ms = state.engine.projection_lag_ms(&projection).await?;
-        projections.push(projection.into());
-    }
+    let projections = state.engine.measured_projections().await;
+    let projections = projections.into_iter().map(Into::into).collect();
     Ok(Json(ProjectionListBody { projections }))
 }
 
@@ -375,7 +360,7 @@ pub async fn checkpoint_projection(
         .engine
         .checkpoint_projection(&name, body.position)
         .await?;
-    Ok(Json(projection_body(&state, &name).await?))
+    Ok(Json(state.engine.measured_projection(&name).await?.into()))
 }
 
 /// Creates a persistent subscription: a group of competing consumers with acks, retries and
@@ -509,13 +494,10 @@ pub async fn ack(
     Path(name): Path<String>,
     JsonBody(body): JsonBody<AckBody>,
 ) -> Result<Json<ReceiptResultsBody>, Problem> {
-    state.engine.event_subscription(&name)?;
     let results = (state.engine)
-        .ack(&subscription_queue(&name), &body.receipts)
+        .ack_subscription_events(&name, &body.receipts)
         .await?;
-    Ok(Json(ReceiptResultsBody {
-        results: results.into_iter().map(Into::into).collect(),
-    }))
+    Ok(receipt_results(results))
 }
 
 /// Gives events back: retried after a delay, or parked at once (`dead_letter`).
@@ -535,18 +517,9 @@ pub async fn nack(
     Path(name): Path<String>,
     JsonBody(body): JsonBody<NackBody>,
 ) -> Result<Json<ReceiptResultsBody>, Problem> {
-    state.engine.event_subscription(&name)?;
-    let action = match body.dead_letter {
-        true => NackAction::DeadLetter { error: body.error },
-        false => NackAction::Requeue {
-            delay: body.delay_ms.map(Duration::from_millis),
-            error: body.error,
-        },
-    };
+    let (receipts, action) = body.into_parts();
     let results = (state.engine)
-        .nack(&subscription_queue(&name), &body.receipts, action)
+        .nack_subscription_events(&name, &receipts, action)
         .await?;
-    Ok(Json(ReceiptResultsBody {
-        results: results.into_iter().map(Into::into).collect(),
-    }))
+    Ok(receipt_results(results))
 }

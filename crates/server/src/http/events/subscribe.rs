@@ -20,7 +20,7 @@ use axum::{
 use futures_util::stream::{self, Stream};
 use std::{collections::VecDeque, convert::Infallible, sync::Arc, time::Duration};
 use wharf_engine::{
-    broker::eventstore::{EventFilter, RecordedEvent},
+    broker::eventstore::{CatchUpFrom, EventFilter, RecordedEvent},
     eventstore::{check_prefix, check_stream_id},
     Engine,
 };
@@ -86,29 +86,17 @@ pub async fn subscribe(
 
 /// The position of `$all` the subscription starts reading at.
 fn start_position(engine: &Engine, query: &SubscribeQuery) -> Result<u64, Problem> {
-    // Read first: everything before it is in the index, so a version not found there comes
-    // at this position or later.
-    let end = engine.events_end();
-    let invalid = || {
-        let detail = "give start, end, or a number (a version with stream, else a position)";
-        Problem::new(ProblemCode::InvalidField)
-            .with_field("from")
-            .with_detail(detail)
+    let from = match query.from.as_deref() {
+        None | Some("start") => CatchUpFrom::Start,
+        Some("end") => CatchUpFrom::End,
+        Some(number) => CatchUpFrom::At(number.parse().map_err(|_| {
+            let detail = "give start, end, or a number (a version with stream, else a position)";
+            Problem::new(ProblemCode::InvalidField)
+                .with_field("from")
+                .with_detail(detail)
+        })?),
     };
-    match query.from.as_deref() {
-        None | Some("start") => Ok(match &query.stream {
-            Some(stream) => engine.event_position(stream, 0).unwrap_or(end),
-            None => 0,
-        }),
-        Some("end") => Ok(end),
-        Some(number) => {
-            let number: u64 = number.parse().map_err(|_| invalid())?;
-            Ok(match &query.stream {
-                Some(stream) => engine.event_position(stream, number).unwrap_or(end),
-                None => number,
-            })
-        }
-    }
+    Ok(engine.catch_up_position(query.stream.as_deref(), from))
 }
 
 struct Follower {

@@ -19,7 +19,7 @@ use axum::{
 };
 use std::time::Duration;
 use wharf_engine::{
-    broker::{NackAction, ReceiptResult, ReceiveRequest, RECEIVE_MESSAGES_MAX},
+    broker::{ReceiptResult, ReceiveRequest, RECEIVE_MESSAGES_MAX},
     queue::QueueOptions,
     security::{quotas::DefinitionKind, Action, Principal, Resource, ResourceKind},
     EngineError,
@@ -315,17 +315,8 @@ pub async fn nack_messages(
     Path(name): Path<String>,
     JsonBody(request): JsonBody<NackBody>,
 ) -> Result<Json<ReceiptResultsBody>, Problem> {
-    let action = if request.dead_letter {
-        NackAction::DeadLetter {
-            error: request.error,
-        }
-    } else {
-        NackAction::Requeue {
-            delay: request.delay_ms.map(Duration::from_millis),
-            error: request.error,
-        }
-    };
-    let results = state.engine.nack(&name, &request.receipts, action).await?;
+    let (receipts, action) = request.into_parts();
+    let results = state.engine.nack(&name, &receipts, action).await?;
     Ok(receipt_results(results))
 }
 
@@ -468,7 +459,7 @@ pub async fn redrive_queue(
     Ok(Json(redriven.into()))
 }
 
-fn receipt_results(results: Vec<ReceiptResult>) -> Json<ReceiptResultsBody> {
+pub(crate) fn receipt_results(results: Vec<ReceiptResult>) -> Json<ReceiptResultsBody> {
     Json(ReceiptResultsBody {
         results: results.into_iter().map(Into::into).collect(),
     })

@@ -239,6 +239,20 @@ pub struct NackBody {
     pub error: Option<String>,
 }
 
+impl NackBody {
+    /// The receipts and what to do with their messages.
+    pub fn into_parts(self) -> (Vec<String>, wharf_engine::broker::NackAction) {
+        let action = match self.dead_letter {
+            true => wharf_engine::broker::NackAction::DeadLetter { error: self.error },
+            false => wharf_engine::broker::NackAction::Requeue {
+                delay: self.delay_ms.map(std::time::Duration::from_millis),
+                error: self.error,
+            },
+        };
+        (self.receipts, action)
+    }
+}
+
 /// `POST /v1/queues/{name}/lease` body: extend leases to now + `lease_ms`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
