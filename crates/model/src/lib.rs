@@ -5,6 +5,7 @@
 //! id), the caller passes it in.
 
 pub mod filter;
+pub mod frames;
 mod id;
 pub mod message;
 mod name;

@@ -119,6 +119,17 @@ impl Connection {
         path: &str,
         body: Bytes,
     ) -> Result<(StatusCode, Bytes), BenchError> {
+        self.request_as(method, path, body, Media::JSON).await
+    }
+
+    /// Like [`Connection::request`] with the body and the reply in the media types `media` names.
+    pub async fn request_as(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+        media: Media,
+    ) -> Result<(StatusCode, Bytes), BenchError> {
         let describe = || format!("{method} {path}");
         self.sender
             .ready()
@@ -128,7 +139,8 @@ impl Connection {
             .method(method.clone())
             .uri(path)
             .header(header::HOST, &self.authority)
-            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::CONTENT_TYPE, media.content_type)
+            .header(header::ACCEPT, media.accept)
             .body(Full::new(body))
             .map_err(|error| http_error(describe(), "build", error))?;
         if let Some(authorization) = &self.authorization {
@@ -156,7 +168,18 @@ impl Connection {
         path: &str,
         body: Bytes,
     ) -> Result<Bytes, BenchError> {
-        let (status, reply) = self.request(method.clone(), path, body).await?;
+        self.request_ok_as(method, path, body, Media::JSON).await
+    }
+
+    /// Like [`Connection::request_as`], failing unless the status is a success.
+    pub async fn request_ok_as(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+        media: Media,
+    ) -> Result<Bytes, BenchError> {
+        let (status, reply) = self.request_as(method.clone(), path, body, media).await?;
         if status.is_success() {
             return Ok(reply);
         }
@@ -165,6 +188,20 @@ impl Connection {
             detail: format!("HTTP {status}: {}", String::from_utf8_lossy(&reply)),
         })
     }
+}
+
+/// The media types of a request's body and of the reply it asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct Media {
+    pub content_type: &'static str,
+    pub accept: &'static str,
+}
+
+impl Media {
+    pub const JSON: Media = Media {
+        content_type: "application/json",
+        accept: "application/json",
+    };
 }
 
 /// The HTTP/1.1 handshake on an open stream; the connection's driver runs as its own task.

@@ -13,7 +13,7 @@
 //! (`security_cost.rs`).
 
 use super::{
-    http1::{Connection, Endpoint},
+    http1::{Connection, Endpoint, Media},
     process_cpu_time, security_cost,
     server_process::{Memory, ServerProcess},
     BenchError, Remote,
@@ -31,6 +31,7 @@ use std::{
     },
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
+use wharf_model::frames::{decode_frames, encode_frame, BATCH_CONTENT_TYPE};
 
 /// A consumer's long poll: long enough not to spin on an empty queue, short enough that
 /// consumers notice the end of the run quickly.
@@ -66,6 +67,11 @@ pub struct QueueArgs {
     /// more only grows the backlog once consumers are the limit.
     #[arg(long, default_value_t = 100)]
     window: u64,
+    /// How messages cross HTTP: `json` (bodies base64 in JSON, as most clients send them) or
+    /// `binary` (the `application/vnd.wharf.batch` frames: bodies as they are, each message's
+    /// other fields as a small JSON object).
+    #[arg(long, value_enum, default_value_t = BodyFormat::Json)]
+    pub format: BodyFormat,
     /// Run against servers the benchmark starts: plain HTTP with no authentication, HTTPS (a
     /// certificate made for the run) with a bearer token on every request, and HTTPS with Basic
     /// auth for a user; then print what security cost in end-to-end throughput. Not with
@@ -77,6 +83,25 @@ pub struct QueueArgs {
     /// cost is the median of the rounds' costs.
     #[arg(long, default_value_t = 3, requires = "secure")]
     pub rounds: u64,
+}
+
+/// How messages cross HTTP in the benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BodyFormat {
+    Json,
+    Binary,
+}
+
+impl BodyFormat {
+    fn media(self) -> Media {
+        match self {
+            BodyFormat::Json => Media::JSON,
+            BodyFormat::Binary => Media {
+                content_type: BATCH_CONTENT_TYPE,
+                accept: BATCH_CONTENT_TYPE,
+            },
+        }
+    }
 }
 
 impl QueueArgs {
@@ -93,6 +118,7 @@ struct ProducerPlan {
     batch: u64,
     /// Time per message at the offered rate; `None` is flat out.
     pace: Option<Duration>,
+    format: BodyFormat,
 }
 
 /// What one run measured.
@@ -224,7 +250,7 @@ async fn drive(args: &QueueArgs, endpoint: &Endpoint) -> Result<Measured, BenchE
             connection,
             ack_connection,
             queue_path.clone(),
-            args.batch,
+            (args.batch, args.format),
             progress.clone(),
         );
         consumers.push(tokio::spawn(task));
@@ -273,9 +299,13 @@ async fn spawn_producers(
     queue_path: &str,
     progress: Arc<Progress>,
 ) -> Result<Vec<tokio::task::JoinHandle<Result<Instant, BenchError>>>, BenchError> {
-    let body: Arc<str> = base64::engine::general_purpose::STANDARD
-        .encode(vec![b'x'; args.body_bytes])
-        .into();
+    let body: Arc<[u8]> = match args.format {
+        BodyFormat::Json => base64::engine::general_purpose::STANDARD
+            .encode(vec![b'x'; args.body_bytes])
+            .into_bytes()
+            .into(),
+        BodyFormat::Binary => vec![b'x'; args.body_bytes].into(),
+    };
     let path = format!("{queue_path}/messages");
     let mut producers = Vec::new();
     // One task per request in flight: `lanes` per producer.
@@ -288,6 +318,7 @@ async fn spawn_producers(
             count,
             batch: args.batch,
             pace: (args.rate > 0).then(|| Duration::from_secs_f64(tasks as f64 / args.rate as f64)),
+            format: args.format,
         };
         let task = produce(
             connection,
@@ -306,31 +337,23 @@ async fn produce(
     mut connection: Connection,
     path: String,
     plan: ProducerPlan,
-    body_base64: Arc<str>,
+    body: Arc<[u8]>,
     progress: Arc<Progress>,
 ) -> Result<Instant, BenchError> {
     let mut remaining = plan.count;
-    let mut request = String::new();
     while remaining > 0 && !progress.failed.load(Ordering::Relaxed) {
         if let Some(pace) = plan.pace {
             let sent = u32::try_from(plan.count - remaining).unwrap_or(u32::MAX);
             tokio::time::sleep_until((progress.started + pace * sent).into()).await;
         }
         let size = remaining.min(plan.batch);
-        request.clear();
-        request.push_str("{\"messages\":[");
-        for index in 0..size {
-            if index > 0 {
-                request.push(',');
-            }
-            request.push_str(&format!(
-                "{{\"body_base64\":\"{body_base64}\",\"headers\":{{\"{SENT_HEADER}\":\"{}\"}}}}",
-                unix_micros()
-            ));
-        }
-        request.push_str("]}");
+        let request = match plan.format {
+            BodyFormat::Json => json_batch(&body, size),
+            BodyFormat::Binary => binary_batch(&body, size),
+        };
+        let media = plan.format.media();
         let reply = connection
-            .request_ok(Method::POST, &path, Bytes::from(request.clone()))
+            .request_ok_as(Method::POST, &path, request, media)
             .await?;
         let confirmed = parse(&reply, &path)?["messages"]
             .as_array()
@@ -346,6 +369,36 @@ async fn produce(
     Ok(Instant::now())
 }
 
+/// A JSON send body of `size` messages whose bodies are `body_base64`, stamped now.
+fn json_batch(body_base64: &[u8], size: u64) -> Bytes {
+    let body_base64 = String::from_utf8_lossy(body_base64);
+    let mut request = String::from("{\"messages\":[");
+    for index in 0..size {
+        if index > 0 {
+            request.push(',');
+        }
+        request.push_str(&format!(
+            "{{\"body_base64\":\"{body_base64}\",\"headers\":{{\"{SENT_HEADER}\":\"{}\"}}}}",
+            unix_micros()
+        ));
+    }
+    request.push_str("]}");
+    Bytes::from(request)
+}
+
+/// A binary batch of `size` frames of `body`, stamped now.
+fn binary_batch(body: &[u8], size: u64) -> Bytes {
+    let mut request = Vec::with_capacity(size as usize * (body.len() + 64));
+    for _ in 0..size {
+        let meta = format!(
+            "{{\"headers\":{{\"{SENT_HEADER}\":\"{}\"}}}}",
+            unix_micros()
+        );
+        encode_frame(&mut request, meta.as_bytes(), body);
+    }
+    Bytes::from(request)
+}
+
 /// Receives and acks until every message of the run was acked; returns latencies.
 ///
 /// Acks go out on a second connection while the next receive runs, as an AMQP consumer's acks
@@ -354,7 +407,7 @@ async fn consume(
     mut connection: Connection,
     ack_connection: Connection,
     queue_path: String,
-    batch: u64,
+    (batch, format): (u64, BodyFormat),
     progress: Arc<Progress>,
 ) -> Result<Vec<u64>, BenchError> {
     let receive_path = format!("{queue_path}/receive");
@@ -367,24 +420,44 @@ async fn consume(
         pending_acks,
         progress.clone(),
     ));
+    // The receive's own body is JSON; the reply comes in the run's format.
+    let receive_media = Media {
+        accept: format.media().accept,
+        ..Media::JSON
+    };
     let mut latencies_us = Vec::new();
     while !progress.done() {
         let reply = connection
-            .request_ok(Method::POST, &receive_path, receive.clone())
+            .request_ok_as(Method::POST, &receive_path, receive.clone(), receive_media)
             .await?;
         let received_us = unix_micros();
+        let unexpected = |error: String| BenchError::Http {
+            request: format!("POST {receive_path}"),
+            detail: format!("unexpected reply: {error}"),
+        };
         // Only the fields the benchmark reads, borrowed: bodies are skipped, not copied, as a
         // consumer that acks without looking at them would.
-        let reply: ReceiveReply<'_> =
-            serde_json::from_slice(&reply).map_err(|error| BenchError::Http {
-                request: format!("POST {receive_path}"),
-                detail: format!("unexpected reply: {error}"),
-            })?;
-        if reply.messages.is_empty() {
+        let frames;
+        let messages: Vec<ReceivedMessage<'_>> = match format {
+            BodyFormat::Json => {
+                serde_json::from_slice::<ReceiveReply<'_>>(&reply)
+                    .map_err(|error| unexpected(error.to_string()))?
+                    .messages
+            }
+            BodyFormat::Binary => {
+                frames = decode_frames(&reply, usize::MAX)
+                    .map_err(|error| unexpected(error.to_string()))?;
+                (frames.iter())
+                    .map(|frame| serde_json::from_slice(&frame.meta))
+                    .collect::<Result<_, _>>()
+                    .map_err(|error| unexpected(error.to_string()))?
+            }
+        };
+        if messages.is_empty() {
             continue;
         }
-        let mut receipts = Vec::with_capacity(reply.messages.len());
-        for message in &reply.messages {
+        let mut receipts = Vec::with_capacity(messages.len());
+        for message in &messages {
             if message.delivery_count > 1 {
                 progress.redelivered.fetch_add(1, Ordering::Relaxed);
             }
@@ -548,6 +621,7 @@ fn report(args: &QueueArgs, mut outcome: Outcome) -> Headline {
         "window": args.window,
         "body_bytes": args.body_bytes,
         "rate": args.rate,
+        "format": format!("{:?}", args.format).to_lowercase(),
     });
     println!("{summary}");
     Headline {
@@ -560,9 +634,10 @@ fn report(args: &QueueArgs, mut outcome: Outcome) -> Headline {
 
 fn report_title(args: &QueueArgs) {
     println!(
-        "wharf bench queue: {} messages of {} B, {} producers x batch {} x {} in flight, {} consumers x max {}, {}",
+        "wharf bench queue: {} messages of {} B as {:?}, {} producers x batch {} x {} in flight, {} consumers x max {}, {}",
         args.messages,
         args.body_bytes,
+        args.format,
         args.producers,
         args.batch,
         args.lanes(),

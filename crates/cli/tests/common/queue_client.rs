@@ -124,6 +124,25 @@ impl Client {
         reply.body
     }
 
+    /// POSTs `body` as JSON asking for the reply in `accept`; returns the status, the reply's
+    /// content type and its bytes.
+    pub fn post_accepting(&self, path: &str, body: &Value, accept: &str) -> (u16, String, Vec<u8>) {
+        let url = format!("{}{path}", self.base);
+        let mut response = authorize(self.agent.post(&url), self.authorization.as_deref())
+            .header("accept", accept)
+            .content_type("application/json")
+            .send(body.to_string().as_bytes())
+            .unwrap_or_else(|error| panic!("POST {path} failed: {error}"));
+        let content_type = (response.headers().get("content-type"))
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let bytes = (response.body_mut().with_config().limit(64 << 20))
+            .read_to_vec()
+            .unwrap_or_else(|error| panic!("POST {path}: reading the reply failed: {error}"));
+        (response.status().as_u16(), content_type, bytes)
+    }
+
     pub fn receive(&self, queue: &str, max: usize, lease_ms: u64) -> Vec<Value> {
         let body = json!({"max_messages": max, "lease_ms": lease_ms});
         let reply = self.expect(200, "POST", &format!("/v1/queues/{queue}/receive"), &body);

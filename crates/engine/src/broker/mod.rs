@@ -809,6 +809,11 @@ impl Engine {
         })
     }
 
+    /// Most messages one send or publish may carry (`EngineConfig::batch_messages_max`).
+    pub fn batch_messages_max(&self) -> usize {
+        self.inner.config.batch_messages_max
+    }
+
     /// Checks a batch a door hands in against the configured limits and turns it into
     /// messages, generating the ids not given.
     fn messages_from_batch(

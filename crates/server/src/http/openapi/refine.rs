@@ -76,6 +76,7 @@ const DESTINATION_SCHEMAS: [&str; 3] = ["DestinationBody", "BindingBody", "RuleB
 pub(super) fn refine(document: &mut Value) {
     add_reply_body(document);
     add_queue_options(document);
+    add_message_frames(document);
     flatten_all_of(document);
     if let Some(schemas) = document.pointer_mut("/components/schemas") {
         refine_schemas(schemas);
@@ -280,6 +281,27 @@ fn add_queue_options(document: &mut Value) {
                 {"$ref": "#/components/schemas/QueueOptions"},
             ]});
         }
+    }
+}
+
+/// Sends take, and receives give (when `Accept` asks), the binary batch type beside JSON
+/// (`wharf_model::frames`; docs/queues.md).
+fn add_message_frames(document: &mut Value) {
+    use wharf_model::frames::BATCH_CONTENT_TYPE;
+    let frames = |what: &str| {
+        json!({"schema": {"type": "string", "format": "binary", "description": format!(
+            "{what} as frames back to back: a big-endian u32 length, the message's fields but \
+             its body as a JSON object (or nothing), a big-endian u32 length, the body's bytes. \
+             See docs/queues.md."
+        )}})
+    };
+    let send = "/paths/~1v1~1queues~1{name}~1messages/post/requestBody/content";
+    if let Some(content) = document.pointer_mut(send) {
+        content[BATCH_CONTENT_TYPE] = frames("The messages");
+    }
+    let receive = "/paths/~1v1~1queues~1{name}~1receive/post/responses/200/content";
+    if let Some(content) = document.pointer_mut(receive) {
+        content[BATCH_CONTENT_TYPE] = frames("The leased messages, when Accept names this type,");
     }
 }
 

@@ -1,10 +1,13 @@
 //! One handler per queue endpoint: parse the request, call the engine, shape the reply. No
 //! queue logic lives here.
 
-use super::wire::{
-    AckBody, DamagedDefinitionBody, LeaseBody, MessageBody, MessageListBody, NackBody, NewMessage,
-    PeekQuery, PurgedBody, QueueInfoBody, QueueListBody, ReceiptResultsBody, ReceiveBody,
-    RedriveBody, RedrivenBody, SendBody, SentListBody,
+use super::{
+    batch::{self, SendMessages},
+    wire::{
+        AckBody, DamagedDefinitionBody, LeaseBody, MessageBody, MessageListBody, NackBody,
+        PeekQuery, PurgedBody, QueueInfoBody, QueueListBody, ReceiptResultsBody, ReceiveBody,
+        RedriveBody, RedrivenBody, SentListBody,
+    },
 };
 use crate::http::{
     extract::{Path, Query},
@@ -15,6 +18,7 @@ use crate::http::{
 use axum::{
     extract::State,
     http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
     Extension, Json,
 };
 use std::time::Duration;
@@ -208,7 +212,7 @@ pub async fn delete_queue(
     path = "/v1/queues/{name}/messages",
     tag = "queues",
     params(("name" = String, Path, description = "Queue name")),
-    request_body = SendBody,
+    request_body = super::wire::SendBody,
     responses(
         (status = 201, description = "Stored, in request order", body = SentListBody),
         (status = 400, description = "A field is invalid; `field` names it", body = Problem, content_type = "application/problem+json"),
@@ -223,17 +227,9 @@ pub async fn send_messages(
     Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    JsonBody(request): JsonBody<SendBody>,
+    SendMessages(mut batch): SendMessages,
 ) -> Result<(StatusCode, Json<SentListBody>), Problem> {
-    state
-        .engine
-        .admit_send(&principal, request.messages.len())?;
-    let mut batch = request
-        .messages
-        .into_iter()
-        .enumerate()
-        .map(|(index, message)| NewMessage::into_send(message, index))
-        .collect::<Result<Vec<_>, _>>()?;
+    state.engine.admit_send(&principal, batch.len())?;
     let traceparent = trace::traceparent(&headers);
     for message in &mut batch {
         trace::carry(traceparent.as_deref(), &mut message.headers);
@@ -259,8 +255,9 @@ pub async fn send_messages(
 pub async fn receive_messages(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    headers: HeaderMap,
     JsonBody(request): JsonBody<ReceiveBody>,
-) -> Result<Json<MessageListBody>, Problem> {
+) -> Result<Response, Problem> {
     let request = ReceiveRequest {
         max_messages: request.max_messages,
         wait: Duration::from_millis(request.wait_ms),
@@ -273,8 +270,15 @@ pub async fn receive_messages(
         received = state.engine.receive(&name, request) => received?,
         () = state.readiness.shutdown_begun() => Vec::new(),
     };
+    if batch::wants_batch(&headers) {
+        let (messages, bodies) = deliveries
+            .into_iter()
+            .map(MessageBody::delivery_frame)
+            .unzip();
+        return Ok(batch::batch_response(messages, bodies));
+    }
     let messages = deliveries.into_iter().map(MessageBody::from).collect();
-    Ok(Json(MessageListBody { messages }))
+    Ok(Json(MessageListBody { messages }).into_response())
 }
 
 /// Settles leased messages for good.

@@ -5,6 +5,7 @@
 //! options and messages, leases, retries, dead letters) is the engine's; this module translates.
 //! docs/queues.md is the user's guide to these endpoints.
 
+pub(crate) mod batch;
 pub(crate) mod errors;
 pub(crate) mod handlers;
 pub(crate) mod wire;

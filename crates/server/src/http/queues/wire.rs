@@ -8,6 +8,7 @@ use crate::http::{json_body::is_json_content_type, Problem, ProblemCode};
 use base64_simd::STANDARD as BASE64;
 use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
 use std::{collections::BTreeMap, time::Duration};
 use utoipa::{IntoParams, ToSchema};
 use wharf_engine::{
@@ -168,10 +169,11 @@ pub struct MessageBody {
     /// The body when its content type is JSON and it parses as JSON.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = serde_json::Value)]
-    pub body: Option<serde_json::Value>,
+    pub body: Option<Box<RawValue>>,
     /// The body otherwise, base64.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub body_base64: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub body_base64: Option<Box<RawValue>>,
     pub content_type: String,
     pub headers: BTreeMap<String, String>,
     pub priority: u8,
@@ -412,14 +414,14 @@ impl NewMessage {
 
     /// Like [`NewMessage::into_send`] for a message that is not in a batch: a problem's field
     /// is `prefix` followed by the field's name (`""` for a message at the top of the body).
-    pub(crate) fn into_send_prefixed(self, prefix: &str) -> Result<SendMessage, Problem> {
+    pub(crate) fn into_send_prefixed(mut self, prefix: &str) -> Result<SendMessage, Problem> {
         let field = |name: &str| format!("{prefix}{name}");
         let invalid = |name: &str, detail: String| {
             Problem::new(ProblemCode::InvalidField)
                 .with_detail(detail)
                 .with_field(field(name))
         };
-        let (body, content_type) = match (self.body, self.body_base64) {
+        let (body, content_type) = match (self.body.take(), self.body_base64.take()) {
             (Some(_), Some(_)) => {
                 return Err(invalid(
                     "body_base64",
@@ -433,7 +435,7 @@ impl NewMessage {
                 ))
             }
             (Some(json), None) => {
-                let content_type = match self.content_type {
+                let content_type = match self.content_type.take() {
                     Some(given) if !is_json_content_type(&given) => {
                         return Err(invalid(
                             "content_type",
@@ -455,10 +457,16 @@ impl NewMessage {
                         "not base64 (standard alphabet, padded)".to_string(),
                     )
                 })?;
-                (Bytes::from(bytes), self.content_type)
+                (Bytes::from(bytes), self.content_type.take())
             }
         };
-        Ok(SendMessage {
+        Ok(self.with_body(body, content_type))
+    }
+
+    /// The engine's form of the message, with `body` as its body: a binary batch's frame
+    /// carries the body beside these fields.
+    pub(crate) fn with_body(self, body: Bytes, content_type: Option<String>) -> SendMessage {
+        SendMessage {
             id: self.id,
             body,
             content_type,
@@ -470,7 +478,7 @@ impl NewMessage {
             group: self.group,
             correlation_id: self.correlation_id,
             reply_to: self.reply_to,
-        })
+        }
     }
 }
 
@@ -591,6 +599,17 @@ impl From<Delivery> for MessageBody {
     }
 }
 
+impl MessageBody {
+    /// A delivery's fields without its body, and the body apart: a binary batch's frame.
+    pub(crate) fn delivery_frame(mut delivery: Delivery) -> (MessageBody, Bytes) {
+        let body = std::mem::take(&mut delivery.message.body);
+        let mut fields = MessageBody::from(delivery);
+        fields.body = None;
+        fields.body_base64 = None;
+        (fields, body)
+    }
+}
+
 impl From<PeekedMessage> for MessageBody {
     fn from(peeked: PeekedMessage) -> Self {
         let (state, until) = match peeked.status {
@@ -646,14 +665,29 @@ impl From<DeadLetter> for DeadLetterBody {
 }
 
 /// A body as JSON when its content type says JSON and it parses; otherwise as base64, so a
-/// mislabelled body still arrives byte for byte.
-pub fn render_body(content_type: &str, body: &[u8]) -> (Option<serde_json::Value>, Option<String>) {
+/// mislabelled body still arrives byte for byte. Both come ready to write: a JSON body as its
+/// own text (on one line, so that an SSE `data:` line can carry it), base64 as a JSON string
+/// (its alphabet needs no escaping), neither rebuilt nor escaped on the way out.
+pub fn render_body(
+    content_type: &str,
+    body: &[u8],
+) -> (Option<Box<RawValue>>, Option<Box<RawValue>>) {
     if is_json_content_type(content_type) {
-        if let Ok(value) = serde_json::from_slice(body) {
-            return (Some(value), None);
+        let one_line = !body.iter().any(|&byte| byte == b'\n' || byte == b'\r');
+        let raw = match one_line {
+            true => serde_json::from_slice::<Box<RawValue>>(body).ok(),
+            false => (serde_json::from_slice::<serde_json::Value>(body).ok())
+                .and_then(|value| serde_json::value::to_raw_value(&value).ok()),
+        };
+        if raw.is_some() {
+            return (raw, None);
         }
     }
-    (None, Some(BASE64.encode_to_string(body)))
+    let mut quoted = String::with_capacity(body.len().div_ceil(3) * 4 + 2);
+    quoted.push('"');
+    quoted.push_str(&BASE64.encode_to_string(body));
+    quoted.push('"');
+    (None, RawValue::from_string(quoted).ok())
 }
 
 /// Deserializes a field that is present, `null` included, as `Some`: `"body": null` is a JSON
