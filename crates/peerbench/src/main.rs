@@ -12,6 +12,7 @@
 //! Prints a table and, last, one JSON line with `<label>_`-prefixed keys matching Wharf's.
 
 mod nats_request;
+mod postgres_queue;
 mod rabbitmq_topic;
 
 use anyhow::{bail, Context};
@@ -63,6 +64,8 @@ enum Command {
     RabbitmqFanout(rabbitmq_topic::FanoutArgs),
     /// `wharf bench request` against NATS core request-reply.
     NatsRequest(nats_request::RequestArgs),
+    /// `wharf bench queue`'s workload against PostgreSQL as a job queue (SKIP LOCKED).
+    PostgresQueue(postgres_queue::PostgresQueueArgs),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -119,6 +122,7 @@ fn main() -> anyhow::Result<()> {
         Command::RabbitmqTopic(args) => rabbitmq_topic::topic(&args),
         Command::RabbitmqFanout(args) => rabbitmq_topic::fanout(&args),
         Command::NatsRequest(args) => nats_request::request(&args),
+        Command::PostgresQueue(args) => postgres_queue::postgres_queue(&args),
     }
 }
 
@@ -442,7 +446,7 @@ fn report(
 }
 
 /// The `percent` percentile of sorted microseconds, in milliseconds (0 when empty).
-fn percentile_ms(sorted_us: &[u64], percent: usize) -> f64 {
+pub(crate) fn percentile_ms(sorted_us: &[u64], percent: usize) -> f64 {
     match sorted_us.len() {
         0 => 0.0,
         len => sorted_us[(len * percent / 100).min(len - 1)] as f64 / 1000.0,
@@ -478,7 +482,7 @@ fn cpu_time_of(pid: u32) -> anyhow::Result<Duration> {
     Ok(Duration::from_micros(ticks * 1_000_000 / per_second))
 }
 
-fn own_cpu_time() -> anyhow::Result<Duration> {
+pub(crate) fn own_cpu_time() -> anyhow::Result<Duration> {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
     // SAFETY: `usage` is a valid, writable rusage; getrusage fills it or fails without writing.
     let status = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) };
@@ -494,7 +498,7 @@ fn own_cpu_time() -> anyhow::Result<Duration> {
     Ok(micros(usage.ru_utime) + micros(usage.ru_stime))
 }
 
-fn unix_micros() -> u64 {
+pub(crate) fn unix_micros() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_micros() as u64)
