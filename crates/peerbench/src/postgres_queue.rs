@@ -15,6 +15,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use serde_json::json;
 use std::{
+    collections::{hash_map::Entry, HashMap},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -220,7 +221,7 @@ async fn produce(
     started: Instant,
 ) -> anyhow::Result<Instant> {
     let body = vec![b'x'; args.body_bytes];
-    let mut statements = std::collections::HashMap::new();
+    let mut statements = HashMap::new();
     let mut sent = 0;
     while sent < count {
         if let Some(pace) = pace {
@@ -228,7 +229,7 @@ async fn produce(
             tokio::time::sleep_until(due.into()).await;
         }
         let size = (count - sent).min(args.batch) as usize;
-        if !statements.contains_key(&size) {
+        if let Entry::Vacant(slot) = statements.entry(size) {
             let values: Vec<String> = (0..size)
                 .map(|row| format!("(${}, ${})", 2 * row + 1, 2 * row + 2))
                 .collect();
@@ -236,7 +237,7 @@ async fn produce(
                 "INSERT INTO jobs (body, sent_us) VALUES {}",
                 values.join(",")
             );
-            statements.insert(size, client.prepare(&text).await?);
+            slot.insert(client.prepare(&text).await?);
         }
         let now = i64::try_from(unix_micros()).unwrap_or(i64::MAX);
         let stamps = vec![now; size];
