@@ -183,3 +183,35 @@ fn bench_queue_secure_refuses_a_named_server() {
     assert_ne!(status.code(), Some(0), "stdout:\n{stdout}");
     assert!(stderr.contains("--secure"), "stderr:\n{stderr}");
 }
+
+#[test]
+fn bench_queue_drives_the_binary_batch_type_end_to_end() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let mut command = wharf();
+    command
+        .args(["bench", "queue", "--messages", "2000", "--format", "binary"])
+        .env("TMPDIR", temp.path());
+    let (status, stdout, stderr) = run_to_end(command, BENCH_DEADLINE);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stdout.contains("2000 messages of 1024 B as Binary"),
+        "{stdout}"
+    );
+    let last = stdout.lines().last().expect("some output");
+    let summary: serde_json::Value =
+        serde_json::from_str(last).unwrap_or_else(|error| panic!("{error}: {last}"));
+    assert_eq!(summary["format"], "binary", "{summary}");
+    assert_eq!(summary["wharf_redelivered"], 0, "{summary}");
+    assert!(
+        summary["wharf_end_to_end_per_s"].as_f64() > Some(0.0),
+        "{summary}"
+    );
+    assert!(
+        summary["wharf_p99_ms"].as_f64() > Some(0.0),
+        "latencies were measured: {summary}"
+    );
+}

@@ -431,33 +431,8 @@ async fn consume(
             .request_ok_as(Method::POST, &receive_path, receive.clone(), receive_media)
             .await?;
         let received_us = unix_micros();
-        let unexpected = |error: String| BenchError::Http {
-            request: format!("POST {receive_path}"),
-            detail: format!("unexpected reply: {error}"),
-        };
-        // Only the fields the benchmark reads, borrowed: bodies are skipped, not copied, as a
-        // consumer that acks without looking at them would.
-        let frames;
-        let messages: Vec<ReceivedMessage<'_>> = match format {
-            BodyFormat::Json => {
-                serde_json::from_slice::<ReceiveReply<'_>>(&reply)
-                    .map_err(|error| unexpected(error.to_string()))?
-                    .messages
-            }
-            BodyFormat::Binary => {
-                frames = decode_frames(&reply, usize::MAX)
-                    .map_err(|error| unexpected(error.to_string()))?;
-                (frames.iter())
-                    .map(|frame| serde_json::from_slice(&frame.meta))
-                    .collect::<Result<_, _>>()
-                    .map_err(|error| unexpected(error.to_string()))?
-            }
-        };
-        if messages.is_empty() {
-            continue;
-        }
-        let mut receipts = Vec::with_capacity(messages.len());
-        for message in &messages {
+        let mut receipts = Vec::new();
+        read_reply(&reply, format, |message| {
             if message.delivery_count > 1 {
                 progress.redelivered.fetch_add(1, Ordering::Relaxed);
             }
@@ -466,7 +441,14 @@ async fn consume(
             if let Some(sent_us) = sent_us {
                 latencies_us.push(received_us.saturating_sub(sent_us));
             }
-            receipts.push(message.receipt);
+            receipts.push(message.receipt.to_string());
+        })
+        .map_err(|detail| BenchError::Http {
+            request: format!("POST {receive_path}"),
+            detail: format!("unexpected reply: {detail}"),
+        })?;
+        if receipts.is_empty() {
+            continue;
         }
         let ack = Bytes::from(json!({ "receipts": receipts }).to_string());
         if acks.send(ack).await.is_err() {
@@ -479,6 +461,32 @@ async fn consume(
         detail: e.to_string(),
     })??;
     Ok(latencies_us)
+}
+
+/// Calls `visit` with each message of a receive reply in `format`, reading only the fields
+/// the benchmark uses, borrowed: bodies are skipped, not copied, as a consumer that acks
+/// without looking at them would.
+fn read_reply(
+    reply: &Bytes,
+    format: BodyFormat,
+    mut visit: impl FnMut(&ReceivedMessage<'_>),
+) -> Result<(), String> {
+    match format {
+        BodyFormat::Json => {
+            let reply: ReceiveReply<'_> =
+                serde_json::from_slice(reply).map_err(|error| error.to_string())?;
+            reply.messages.iter().for_each(visit);
+        }
+        BodyFormat::Binary => {
+            let frames = decode_frames(reply, usize::MAX).map_err(|error| error.to_string())?;
+            for frame in &frames {
+                let message: ReceivedMessage<'_> =
+                    serde_json::from_slice(&frame.meta).map_err(|error| error.to_string())?;
+                visit(&message);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What a consumer reads of a receive reply.
