@@ -64,7 +64,7 @@ wait "$perf_pid" || true
 
 echo "== folding stacks into $out"
 perf script -i "$tmp/perf.data" 2>/dev/null | inferno-collapse-perf >"$tmp/folded"
-inferno-flamegraph --title "wharf serve under wharf bench queue $*" <"$tmp/folded" >"$out"
+inferno-flamegraph --minwidth 1 --title "wharf serve under wharf bench queue $*" <"$tmp/folded" >"$out"
 echo "== functions by their own CPU"
 perf report -i "$tmp/perf.data" --no-children --sort symbol --stdio -g none 2>/dev/null \
-    | grep '%' | head -n 20
+    | grep "%" | sed "s/ *- *- *$//" | cut -c1-150 | head -n 20
