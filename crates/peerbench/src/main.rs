@@ -68,26 +68,44 @@ enum Command {
     PostgresQueue(postgres_queue::PostgresQueueArgs),
 }
 
+/// The queue workload's shape: the arguments `wharf bench queue` takes too, so one command
+/// line drives Wharf and each peer alike.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct QueueShape {
+    #[arg(long, default_value_t = 100_000)]
+    pub messages: u64,
+    #[arg(long, default_value_t = 4)]
+    pub producers: u64,
+    #[arg(long, default_value_t = 4)]
+    pub consumers: u64,
+    /// Messages per producer batch and per consumer batch (a RabbitMQ consumer's ack, half its
+    /// prefetch).
+    #[arg(long, default_value_t = 100)]
+    pub batch: u64,
+    #[arg(long, default_value_t = 1024)]
+    pub body_bytes: usize,
+    /// Offered load in messages/s over all producers, paced per batch like `wharf bench
+    /// queue --rate`; 0 sends as fast as confirmations come back.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+}
+
+impl QueueShape {
+    pub(crate) fn check(&self) -> anyhow::Result<()> {
+        if self.messages == 0 || self.producers == 0 || self.consumers == 0 || self.batch == 0 {
+            bail!("--messages, --producers, --consumers and --batch must be positive");
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Args, Clone)]
 struct RabbitArgs {
     /// AMQP URL of the broker.
     #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
     url: String,
-    #[arg(long, default_value_t = 100_000)]
-    messages: u64,
-    #[arg(long, default_value_t = 4)]
-    producers: u64,
-    #[arg(long, default_value_t = 4)]
-    consumers: u64,
-    /// Messages per consumer ack (and half the prefetch).
-    #[arg(long, default_value_t = 100)]
-    batch: u64,
-    #[arg(long, default_value_t = 1024)]
-    body_bytes: usize,
-    /// Offered load in messages/s over all producers, paced per batch like `wharf bench
-    /// queue --rate`; 0 publishes as fast as the window allows.
-    #[arg(long, default_value_t = 0)]
-    rate: u64,
+    #[command(flatten)]
+    shape: QueueShape,
     /// Unconfirmed publishes in flight per producer.
     #[arg(long, default_value_t = 256)]
     window: usize,
@@ -127,9 +145,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn rabbitmq(args: &RabbitArgs) -> anyhow::Result<()> {
-    if args.messages == 0 || args.producers == 0 || args.consumers == 0 || args.batch == 0 {
-        bail!("--messages, --producers, --consumers and --batch must be positive");
-    }
+    args.shape.check()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -170,28 +186,28 @@ async fn drive(args: &RabbitArgs) -> anyhow::Result<Measured> {
         .await
         .context("cannot declare the queue")?;
     let progress = Arc::new(Progress {
-        total: args.messages,
+        total: args.shape.messages,
         acked: AtomicU64::new(0),
         redelivered: AtomicU64::new(0),
         started: Instant::now(),
         finished: Mutex::new(None),
     });
     let mut consumers = Vec::new();
-    for index in 0..args.consumers {
+    for index in 0..args.shape.consumers {
         let connection = connect(&args.url).await?;
         let task = consume(
             connection,
             queue.clone(),
             index,
-            args.batch,
+            args.shape.batch,
             progress.clone(),
         );
         consumers.push(tokio::spawn(task));
     }
     let mut producers = Vec::new();
-    for index in 0..args.producers {
-        let count =
-            args.messages / args.producers + u64::from(index < args.messages % args.producers);
+    for index in 0..args.shape.producers {
+        let count = args.shape.messages / args.shape.producers
+            + u64::from(index < args.shape.messages % args.shape.producers);
         let connection = connect(&args.url).await?;
         let task = produce(
             connection,
@@ -248,12 +264,12 @@ async fn produce(
         PERSISTENT
     };
     let properties = BasicProperties::default().with_delivery_mode(mode);
-    let mut body = vec![b'x'; args.body_bytes.max(8)];
+    let mut body = vec![b'x'; args.shape.body_bytes.max(8)];
     let mut in_flight: VecDeque<PublisherConfirm> = VecDeque::with_capacity(args.window);
-    let pace =
-        (args.rate > 0).then(|| Duration::from_secs_f64(args.producers as f64 / args.rate as f64));
+    let pace = (args.shape.rate > 0)
+        .then(|| Duration::from_secs_f64(args.shape.producers as f64 / args.shape.rate as f64));
     for sent in 0..count {
-        if let Some(pace) = pace.filter(|_| sent % args.batch == 0) {
+        if let Some(pace) = pace.filter(|_| sent % args.shape.batch == 0) {
             let sent = u32::try_from(sent).unwrap_or(u32::MAX);
             tokio::time::sleep_until((started + pace * sent).into()).await;
         }
@@ -383,7 +399,7 @@ fn report(
 ) {
     measured.latencies_us.sort_unstable();
     let percentile_ms = |percent: usize| percentile_ms(&measured.latencies_us, percent);
-    let messages = args.messages as f64;
+    let messages = args.shape.messages as f64;
     let sends_per_s = messages / measured.sends_seconds.max(f64::EPSILON);
     let end_to_end_per_s = messages / measured.end_to_end_seconds.max(f64::EPSILON);
     let rss_mib = memory.map(|(peak, _)| peak as f64 / 1024.0);
@@ -391,7 +407,7 @@ fn report(
     let server_cpu_s = server_cpu.map(|cpu| cpu.as_secs_f64());
     let shown = |value: Option<f64>| value.map_or("-".to_string(), |value| format!("{value:.1}"));
     let label = &args.label;
-    let load = match args.rate {
+    let load = match args.shape.rate {
         0 => "flat out".to_string(),
         rate => format!("offered {rate} msg/s"),
     };
@@ -402,7 +418,7 @@ fn report(
     };
     println!(
         "{label} (AMQP, lapin, {durability}): {} messages of {} B, {} producers x window {}, {} consumers x prefetch {}, {load}",
-        args.messages, args.body_bytes, args.producers, args.window, args.consumers, args.batch * 2
+        args.shape.messages, args.shape.body_bytes, args.shape.producers, args.window, args.shape.consumers, args.shape.batch * 2
     );
     println!("  sends/s (confirmed)          {sends_per_s:>12.0}");
     println!("  end-to-end msg/s (acked)     {end_to_end_per_s:>12.0}");
@@ -434,13 +450,13 @@ fn report(
         format!("{label}_bench_cpu_s"): bench_cpu.as_secs_f64(),
         format!("{label}_seconds"): measured.end_to_end_seconds,
         format!("{label}_redelivered"): measured.redelivered,
-        "messages": args.messages,
-        "producers": args.producers,
-        "consumers": args.consumers,
-        "batch": args.batch,
+        "messages": args.shape.messages,
+        "producers": args.shape.producers,
+        "consumers": args.shape.consumers,
+        "batch": args.shape.batch,
         "window": args.window,
-        "rate": args.rate,
-        "body_bytes": args.body_bytes,
+        "rate": args.shape.rate,
+        "body_bytes": args.shape.body_bytes,
     });
     println!("{summary}");
 }

@@ -10,7 +10,7 @@
 //! before the run so that the consumers' plan uses the primary key; the plan is printed. The
 //! server's CPU is measured by the calling script (the postmaster and all its children).
 
-use crate::{own_cpu_time, percentile_ms, unix_micros};
+use crate::{own_cpu_time, percentile_ms, unix_micros, QueueShape};
 use anyhow::{bail, Context};
 use clap::Args;
 use serde_json::json;
@@ -34,20 +34,8 @@ pub struct PostgresQueueArgs {
     /// Connection string, e.g. `host=127.0.0.1 port=5432 user=postgres dbname=postgres`.
     #[arg(long)]
     url: String,
-    #[arg(long, default_value_t = 100_000)]
-    messages: u64,
-    #[arg(long, default_value_t = 4)]
-    producers: u64,
-    #[arg(long, default_value_t = 4)]
-    consumers: u64,
-    /// Rows per INSERT and most rows per consumer DELETE.
-    #[arg(long, default_value_t = 100)]
-    batch: u64,
-    #[arg(long, default_value_t = 1024)]
-    body_bytes: usize,
-    /// Offered load in messages/s over all producers; 0 inserts as fast as commits return.
-    #[arg(long, default_value_t = 0)]
-    rate: u64,
+    #[command(flatten)]
+    shape: QueueShape,
     /// Accepted for the same command line as `wharf bench queue`; each producer has one
     /// INSERT in flight.
     #[arg(long, default_value_t = 100)]
@@ -64,9 +52,7 @@ struct Progress {
 }
 
 pub fn postgres_queue(args: &PostgresQueueArgs) -> anyhow::Result<()> {
-    if args.messages == 0 || args.producers == 0 || args.consumers == 0 || args.batch == 0 {
-        bail!("--messages, --producers, --consumers and --batch must be positive");
-    }
+    args.shape.check()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -76,18 +62,18 @@ pub fn postgres_queue(args: &PostgresQueueArgs) -> anyhow::Result<()> {
     let (sends_seconds, end_to_end_seconds, mut latencies_us) = runtime.block_on(drive(args))?;
     let bench_cpu = own_cpu_time()?.saturating_sub(bench_cpu_before);
     latencies_us.sort_unstable();
-    let messages = args.messages as f64;
+    let messages = args.shape.messages as f64;
     let sends_per_s = messages / sends_seconds.max(f64::EPSILON);
     let end_to_end_per_s = messages / end_to_end_seconds.max(f64::EPSILON);
     let p50 = percentile_ms(&latencies_us, 50);
     let p99 = percentile_ms(&latencies_us, 99);
-    let load = match args.rate {
+    let load = match args.shape.rate {
         0 => "flat out".to_string(),
         rate => format!("offered {rate} msg/s"),
     };
     println!(
         "postgres (jobs table, tokio-postgres): {} messages of {} B, {} producers x INSERT of {}, {} consumers x DELETE ... SKIP LOCKED LIMIT {}, {load}",
-        args.messages, args.body_bytes, args.producers, args.batch, args.consumers, args.batch
+        args.shape.messages, args.shape.body_bytes, args.shape.producers, args.shape.batch, args.shape.consumers, args.shape.batch
     );
     println!("  sends/s (committed)          {sends_per_s:>12.0}");
     println!("  end-to-end msg/s (deleted)   {end_to_end_per_s:>12.0}");
@@ -105,12 +91,12 @@ pub fn postgres_queue(args: &PostgresQueueArgs) -> anyhow::Result<()> {
         "postgres_p99_ms": p99,
         "postgres_bench_cpu_s": bench_cpu.as_secs_f64(),
         "postgres_seconds": end_to_end_seconds,
-        "messages": args.messages,
-        "producers": args.producers,
-        "consumers": args.consumers,
-        "batch": args.batch,
-        "body_bytes": args.body_bytes,
-        "rate": args.rate,
+        "messages": args.shape.messages,
+        "producers": args.shape.producers,
+        "consumers": args.shape.consumers,
+        "batch": args.shape.batch,
+        "body_bytes": args.shape.body_bytes,
+        "rate": args.shape.rate,
     });
     println!("{summary}");
     Ok(())
@@ -151,7 +137,10 @@ async fn prepare(args: &PostgresQueueArgs) -> anyhow::Result<()> {
         .await
         .context("cannot create the jobs table")?;
     let plan = client
-        .query(&format!("EXPLAIN {}", consume_statement(args.batch)), &[])
+        .query(
+            &format!("EXPLAIN {}", consume_statement(args.shape.batch)),
+            &[],
+        )
         .await
         .context("cannot explain the consumers' DELETE")?;
     let plan: Vec<String> = plan.iter().map(|row| row.get(0)).collect();
@@ -174,22 +163,26 @@ type Measured = (f64, f64, Vec<u64>);
 
 async fn drive(args: &PostgresQueueArgs) -> anyhow::Result<Measured> {
     let progress = Arc::new(Progress {
-        total: args.messages,
+        total: args.shape.messages,
         consumed: AtomicU64::new(0),
         started: Instant::now(),
     });
     let mut consumers = Vec::new();
-    for _ in 0..args.consumers {
+    for _ in 0..args.shape.consumers {
         let client = connect(&args.url).await?;
-        consumers.push(tokio::spawn(consume(client, args.batch, progress.clone())));
+        consumers.push(tokio::spawn(consume(
+            client,
+            args.shape.batch,
+            progress.clone(),
+        )));
     }
     let mut producers = Vec::new();
-    for index in 0..args.producers {
-        let count =
-            args.messages / args.producers + u64::from(index < args.messages % args.producers);
+    for index in 0..args.shape.producers {
+        let count = args.shape.messages / args.shape.producers
+            + u64::from(index < args.shape.messages % args.shape.producers);
         let client = connect(&args.url).await?;
-        let pace = (args.rate > 0)
-            .then(|| Duration::from_secs_f64(args.producers as f64 / args.rate as f64));
+        let pace = (args.shape.rate > 0)
+            .then(|| Duration::from_secs_f64(args.shape.producers as f64 / args.shape.rate as f64));
         let task = produce(client, count, args.clone(), pace, progress.started);
         producers.push(tokio::spawn(task));
     }
@@ -220,7 +213,7 @@ async fn produce(
     pace: Option<Duration>,
     started: Instant,
 ) -> anyhow::Result<Instant> {
-    let body = vec![b'x'; args.body_bytes];
+    let body = vec![b'x'; args.shape.body_bytes];
     let mut statements = HashMap::new();
     let mut sent = 0;
     while sent < count {
@@ -228,7 +221,7 @@ async fn produce(
             let due = started + pace * u32::try_from(sent).unwrap_or(u32::MAX);
             tokio::time::sleep_until(due.into()).await;
         }
-        let size = (count - sent).min(args.batch) as usize;
+        let size = (count - sent).min(args.shape.batch) as usize;
         if let Entry::Vacant(slot) = statements.entry(size) {
             let values: Vec<String> = (0..size)
                 .map(|row| format!("(${}, ${})", 2 * row + 1, 2 * row + 2))
