@@ -120,6 +120,8 @@ pub enum EngineError {
          change or remove it there and restart"
     )]
     AlertConfigured { name: String },
+    #[error("webhook endpoint {id:?} does not exist")]
+    WebhookNotFound { id: String },
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error(transparent)]
@@ -141,6 +143,7 @@ pub enum ResourceKind {
     Group,
     /// A member of a consumer group (its id).
     Member,
+    WebhookEndpoint,
 }
 
 /// Why a name is refused.
@@ -221,6 +224,23 @@ pub enum Field {
     ExpiresIn,
     /// A field of an alert rule.
     Alert(AlertField),
+    /// A field of a webhook endpoint.
+    Webhook(WebhookField),
+}
+
+/// A field of a webhook endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookField {
+    Url,
+    Secret,
+    Headers,
+    RateLimit,
+    Subscriptions,
+    /// A member of the subscription at `index`.
+    Subscription {
+        index: usize,
+        member: crate::webhooks::SubscriptionMember,
+    },
 }
 
 /// A field of an alert rule.
@@ -339,6 +359,9 @@ pub enum FieldProblem {
     /// A user or token name with a character outside the allowed set.
     #[error("may hold only letters, digits and . _ @ -")]
     AccountNameChars,
+    /// Not in the form the field takes; `reason` says how.
+    #[error("{reason}")]
+    Malformed { reason: String },
 }
 
 /// A size limit of a batch.
@@ -437,6 +460,7 @@ impl fmt::Display for ResourceKind {
             ResourceKind::Stream => "stream",
             ResourceKind::Group => "consumer group",
             ResourceKind::Member => "group member",
+            ResourceKind::WebhookEndpoint => "webhook endpoint",
         })
     }
 }
@@ -472,6 +496,27 @@ impl fmt::Display for Field {
             Field::Alert(AlertField::Metric) => f.write_str("alert metric"),
             Field::Alert(AlertField::Threshold) => f.write_str("alert threshold"),
             Field::Alert(AlertField::For) => f.write_str("alert for_ms"),
+            Field::Webhook(field) => write!(f, "{}", webhook_member(*field)),
+        }
+    }
+}
+
+/// The member of an endpoint's JSON that holds `field`: `subscriptions[2].pattern`.
+pub fn webhook_member(field: WebhookField) -> String {
+    use crate::webhooks::SubscriptionMember;
+    match field {
+        WebhookField::Url => "url".into(),
+        WebhookField::Secret => "secret".into(),
+        WebhookField::Headers => "headers".into(),
+        WebhookField::RateLimit => "rate_limit_per_s".into(),
+        WebhookField::Subscriptions => "subscriptions".into(),
+        WebhookField::Subscription { index, member } => {
+            let member = match member {
+                SubscriptionMember::Topic => "topic",
+                SubscriptionMember::Pattern => "pattern",
+                SubscriptionMember::Filter => "filter",
+            };
+            format!("subscriptions[{index}].{member}")
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod queue;
 pub mod security;
 pub mod stream;
 pub mod topic;
+pub mod webhooks;
 
 pub use broker::{Engine, EngineConfig};
 pub use error::EngineError;

@@ -91,6 +91,9 @@ pub struct EngineConfig {
     pub alerts_topic: String,
     /// Alert rules of the configuration file, by name.
     pub alert_rules: Vec<(String, crate::alerts::AlertRule)>,
+    /// The wait before each webhook delivery attempt, the first one's included: its length
+    /// is the most attempts a message gets before it is dead-lettered for its endpoint.
+    pub webhook_retry_schedule: Vec<Duration>,
 }
 
 /// Default of [`EngineConfig::requests_pending_max`]: 10,000 waiting requests with one 1 KiB
@@ -124,6 +127,7 @@ impl Default for EngineConfig {
             stream_partitions_max: STREAM_PARTITIONS_MAX_DEFAULT,
             alerts_topic: crate::alerts::ALERTS_TOPIC_DEFAULT.to_string(),
             alert_rules: Vec::new(),
+            webhook_retry_schedule: crate::webhooks::RETRY_SCHEDULE_DEFAULT.to_vec(),
         }
     }
 }
@@ -161,6 +165,7 @@ pub(crate) struct Inner {
     pub(crate) audit: Arc<dyn LogStore>,
     /// Alert rules and their states (see `alerts`).
     pub(crate) alerts: crate::alerts::Alerts,
+    pub(crate) webhooks: crate::webhooks::Webhooks,
     clock: Arc<dyn Clock>,
     pub(crate) config: EngineConfig,
     queues: RwLock<BTreeMap<String, Arc<QueueRuntime>>>,
@@ -206,6 +211,8 @@ impl Engine {
             crate::alerts::Alerts::load(store.as_ref(), &config.alert_rules)?;
         let committed = Arc::new(streams::CommittedOffsets::open(store.as_ref()).await?);
         let events = eventstore::EventStore::open(store.as_ref(), clock.clone()).await?;
+        let (webhooks, webhooks_damaged) = crate::webhooks::Webhooks::load(store.as_ref());
+        let damaged = alerts_damaged.into_iter().chain(webhooks_damaged);
         let engine = Engine {
             inner: Arc::new(Inner {
                 store,
@@ -232,7 +239,8 @@ impl Engine {
                 admin: tokio::sync::Mutex::new(()),
                 ids: Mutex::new(MessageIdGenerator::new()),
                 subscriptions: Arc::default(),
-                damaged: Mutex::new(alerts_damaged.into_iter().map(Arc::new).collect()),
+                damaged: Mutex::new(damaged.map(Arc::new).collect()),
+                webhooks,
                 seed: random_u64(),
                 receipt_key: ReceiptKey::random(),
                 closing: AtomicBool::new(false),
@@ -240,6 +248,7 @@ impl Engine {
         };
         engine.open_queues().await?;
         engine.open_topics().await?;
+        engine.route_webhooks().await?;
         engine.open_streams().await?;
         engine.start_event_subscriptions();
         let queues: Vec<_> = engine.registry().values().cloned().collect();
@@ -799,7 +808,7 @@ impl Engine {
         self.inner.queues.read().expect("registry lock")
     }
 
-    fn find(&self, name: &str) -> Option<Arc<QueueRuntime>> {
+    pub(crate) fn find(&self, name: &str) -> Option<Arc<QueueRuntime>> {
         self.registry().get(name).cloned()
     }
 

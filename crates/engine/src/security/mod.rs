@@ -20,7 +20,7 @@ pub mod audit;
 pub mod grant;
 pub mod limits;
 pub mod quotas;
-mod secrets;
+pub(crate) mod secrets;
 
 pub use accounts::{CreatedToken, TokenInfo, TokenRequest, UserInfo, TOKEN_EXPIRES_IN_MAX};
 pub use grant::{Action, Grant, Resource, ResourceKind, ResourcePattern, ResourcePatternError};

@@ -1,0 +1,395 @@
+//! Webhook endpoints: where messages of topics are POSTed, signed, by the server's dispatcher.
+//!
+//! An endpoint is a durable queue, `wharf.webhook.{id}`, bound to the topics it subscribes to,
+//! with a dead-letter queue `wharf.webhook.{id}.dead`: a publish that matches is stored for the
+//! endpoint before it is acknowledged, a delivery is a lease of the queue, a retry is a nack
+//! with the schedule's delay, and a message that exhausts the schedule is dead-lettered. The
+//! definition is kept in the metadata store under `webhooks/endpoint/{id}`; the engine
+//! reconciles the queue and bindings with it on every change and at open.
+//!
+//! The engine holds the definitions; the HTTP delivery (signing, the address guard, the
+//! attempt log) is the server's (`wharf_server::webhooks`), which follows
+//! [`Engine::webhook_changes`].
+
+mod spec;
+
+pub use spec::{
+    check_id, generate_secret, secret_bytes, EndpointSpec, EndpointSubscription,
+    SubscriptionMember, ENDPOINT_ID_BYTES_MAX, SECRET_PREFIX, SUBSCRIPTIONS_MAX,
+};
+
+use crate::{
+    error::{DefinitionError, EngineError, Field, WebhookField},
+    queue::QueueOptions,
+    topic::{BindingSpec, Destination, DestinationKind},
+    Engine,
+};
+use serde::{Deserialize, Serialize};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Mutex,
+    time::Duration,
+};
+use tokio::sync::watch;
+use wharf_model::pattern::Syntax;
+use wharf_storage::MetaOp;
+
+/// Where endpoint definitions are kept.
+pub const WEBHOOK_META_PREFIX: &str = "webhooks/endpoint/";
+/// An endpoint's queue is named this prefix + its id.
+pub const WEBHOOK_QUEUE_PREFIX: &str = "wharf.webhook.";
+/// Most endpoints at once.
+pub const ENDPOINTS_MAX: usize = 10_000;
+/// How long a replaced secret still signs deliveries beside the new one, so receivers can
+/// switch without refusing anything in between.
+pub const SECRET_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
+/// The lease of one delivery attempt: longer than the dispatcher's connect and response
+/// timeouts together, so a lease ends before its attempt only when the server died.
+pub const DELIVERY_LEASE: Duration = Duration::from_secs(5 * 60);
+
+/// Default of `EngineConfig::webhook_retry_schedule`: the wait before each attempt, the
+/// first immediate, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h (eight attempts over
+/// about 28 hours; the dispatcher adds jitter).
+pub const RETRY_SCHEDULE_DEFAULT: [Duration; 8] = [
+    Duration::ZERO,
+    Duration::from_secs(5),
+    Duration::from_secs(5 * 60),
+    Duration::from_secs(30 * 60),
+    Duration::from_secs(2 * 60 * 60),
+    Duration::from_secs(5 * 60 * 60),
+    Duration::from_secs(10 * 60 * 60),
+    Duration::from_secs(10 * 60 * 60),
+];
+
+/// A replaced secret, still signing until `expires_at_ms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviousSecret {
+    pub secret: String,
+    pub expires_at_ms: u64,
+}
+
+/// An endpoint as stored and shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub url: String,
+    pub subscriptions: Vec<EndpointSubscription>,
+    pub secret: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret: Option<PreviousSecret>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub rate_limit_per_s: Option<u32>,
+    pub enabled: bool,
+    /// Why the dispatcher disabled it (a `410 Gone`, failing too long); cleared when a client
+    /// enables it again.
+    #[serde(default)]
+    pub disabled_reason: Option<String>,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+}
+
+impl Endpoint {
+    /// The secrets that sign a delivery at `now`: the current one, and the replaced one during
+    /// its grace period.
+    pub fn signing_secrets(&self, now_ms: u64) -> Vec<&str> {
+        let previous = (self.previous_secret.as_ref())
+            .filter(|previous| previous.expires_at_ms > now_ms)
+            .map(|previous| previous.secret.as_str());
+        std::iter::once(self.secret.as_str())
+            .chain(previous)
+            .collect()
+    }
+}
+
+/// The queue that holds an endpoint's pending deliveries.
+pub fn endpoint_queue(id: &str) -> String {
+    format!("{WEBHOOK_QUEUE_PREFIX}{id}")
+}
+
+/// Where an endpoint's messages go once the retry schedule is spent.
+pub fn endpoint_dead_queue(id: &str) -> String {
+    format!("{WEBHOOK_QUEUE_PREFIX}{id}.dead")
+}
+
+/// Every endpoint, and a generation that changes with each of them.
+#[derive(Debug)]
+pub(crate) struct Webhooks {
+    endpoints: Mutex<BTreeMap<String, Endpoint>>,
+    /// Held through each change of an endpoint: its queues, bindings and definition change
+    /// together. (Not the engine's `admin` lock, which the queue and topic calls take.)
+    changing: tokio::sync::Mutex<()>,
+    changes: watch::Sender<u64>,
+}
+
+impl Webhooks {
+    /// The endpoints kept in `store`; one that no longer decodes is returned as damaged.
+    pub(crate) fn load(store: &dyn wharf_storage::Storage) -> (Webhooks, Vec<EngineError>) {
+        let mut endpoints = BTreeMap::new();
+        let mut damaged = Vec::new();
+        for (key, value) in store.meta_list(WEBHOOK_META_PREFIX) {
+            let id = key[WEBHOOK_META_PREFIX.len()..].to_string();
+            match serde_json::from_value::<Endpoint>(value) {
+                Ok(endpoint) => drop(endpoints.insert(id, endpoint)),
+                Err(error) => damaged.push(EngineError::CorruptDefinition {
+                    key,
+                    source: DefinitionError::Decode(error),
+                }),
+            }
+        }
+        let webhooks = Webhooks {
+            endpoints: Mutex::new(endpoints),
+            changing: tokio::sync::Mutex::new(()),
+            changes: watch::Sender::new(0),
+        };
+        (webhooks, damaged)
+    }
+
+    fn endpoints(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Endpoint>> {
+        // Plain data, changed in single inserts and removes: whole even if a holder panicked.
+        (self.endpoints.lock()).unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|generation| *generation += 1);
+    }
+}
+
+impl Engine {
+    /// Creates or replaces endpoint `id`; returns it and whether it was created. A replaced
+    /// endpoint keeps its secret unless `spec` gives one; a new secret leaves the old one
+    /// signing for [`SECRET_GRACE`].
+    pub async fn put_webhook_endpoint(
+        &self,
+        id: &str,
+        spec: EndpointSpec,
+    ) -> Result<(Endpoint, bool), EngineError> {
+        self.check_open()?;
+        check_id(id)?;
+        spec.validate()?;
+        for (index, subscription) in spec.subscriptions.iter().enumerate() {
+            if self.topic_info(&subscription.topic).is_err() {
+                return Err(EngineError::DestinationNotFound {
+                    field: Field::Webhook(WebhookField::Subscription {
+                        index,
+                        member: SubscriptionMember::Topic,
+                    }),
+                    kind: DestinationKind::Topic,
+                    name: subscription.topic.clone(),
+                });
+            }
+        }
+        let _changing = self.inner.webhooks.changing.lock().await;
+        let old = self.inner.webhooks.endpoints().get(id).cloned();
+        if old.is_none() && self.inner.webhooks.endpoints().len() >= ENDPOINTS_MAX {
+            return Err(EngineError::LimitReached {
+                limit: "webhook endpoints",
+                max: ENDPOINTS_MAX,
+            });
+        }
+        let endpoint = self.endpoint_from(spec, old.as_ref());
+        self.store_endpoint(id, &endpoint).await?;
+        self.route_endpoint(id, old.as_ref(), Some(&endpoint))
+            .await?;
+        self.inner.webhooks.changed();
+        Ok((endpoint, old.is_none()))
+    }
+
+    fn endpoint_from(&self, spec: EndpointSpec, old: Option<&Endpoint>) -> Endpoint {
+        let now = self.now();
+        let (secret, previous_secret) = match (spec.secret, old) {
+            (None, Some(old)) => (old.secret.clone(), old.previous_secret.clone()),
+            (None, None) => (generate_secret(), None),
+            (Some(given), Some(old)) if given != old.secret => {
+                let previous = PreviousSecret {
+                    secret: old.secret.clone(),
+                    expires_at_ms: now + SECRET_GRACE.as_millis() as u64,
+                };
+                (given, Some(previous))
+            }
+            (Some(given), old) => (given, old.and_then(|old| old.previous_secret.clone())),
+        };
+        let disabled_reason = match spec.enabled {
+            true => None,
+            false => old.and_then(|old| old.disabled_reason.clone()),
+        };
+        Endpoint {
+            url: spec.url,
+            subscriptions: spec.subscriptions,
+            secret,
+            previous_secret,
+            headers: spec.headers,
+            rate_limit_per_s: spec.rate_limit_per_s,
+            enabled: spec.enabled,
+            disabled_reason,
+            created_at_ms: old.map_or(now, |old| old.created_at_ms),
+            updated_at_ms: now,
+        }
+    }
+
+    async fn store_endpoint(&self, id: &str, endpoint: &Endpoint) -> Result<(), EngineError> {
+        let value = serde_json::to_value(endpoint).map_err(|_| EngineError::Internal {
+            operation: "encode webhook endpoint",
+        })?;
+        let put = MetaOp::Put(format!("{WEBHOOK_META_PREFIX}{id}"), value);
+        self.inner.store.meta_apply(vec![put]).await?;
+        (self.inner.webhooks.endpoints()).insert(id.to_string(), endpoint.clone());
+        Ok(())
+    }
+
+    /// Deletes endpoint `id` with its queues: pending and dead-lettered deliveries go too.
+    pub async fn delete_webhook_endpoint(&self, id: &str) -> Result<(), EngineError> {
+        self.check_open()?;
+        let _changing = self.inner.webhooks.changing.lock().await;
+        let old = self.webhook_endpoint(id)?;
+        self.route_endpoint(id, Some(&old), None).await?;
+        let delete = MetaOp::Delete(format!("{WEBHOOK_META_PREFIX}{id}"));
+        crate::broker::space::meta_apply_freeing(self.inner.store.as_ref(), vec![delete]).await?;
+        self.inner.webhooks.endpoints().remove(id);
+        for queue in [endpoint_queue(id), endpoint_dead_queue(id)] {
+            match self.delete_queue(&queue).await {
+                Ok(()) | Err(EngineError::QueueNotFound { .. }) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        self.inner.webhooks.changed();
+        Ok(())
+    }
+
+    /// Turns endpoint `id` off with `reason` (the dispatcher's call on a `410 Gone` or a
+    /// failure that lasted too long). Its messages stay queued for when it is enabled again.
+    pub async fn disable_webhook_endpoint(
+        &self,
+        id: &str,
+        reason: &str,
+    ) -> Result<(), EngineError> {
+        self.check_open()?;
+        let _changing = self.inner.webhooks.changing.lock().await;
+        let mut endpoint = self.webhook_endpoint(id)?;
+        endpoint.enabled = false;
+        endpoint.disabled_reason = Some(crate::broker::queue_runtime::cap_error_text(
+            reason.to_string(),
+        ));
+        endpoint.updated_at_ms = self.now();
+        self.store_endpoint(id, &endpoint).await?;
+        self.inner.webhooks.changed();
+        Ok(())
+    }
+
+    pub fn webhook_endpoint(&self, id: &str) -> Result<Endpoint, EngineError> {
+        (self.inner.webhooks.endpoints().get(id).cloned())
+            .ok_or_else(|| EngineError::WebhookNotFound { id: id.to_string() })
+    }
+
+    /// Every endpoint, by id.
+    pub fn webhook_endpoints(&self) -> Vec<(String, Endpoint)> {
+        (self.inner.webhooks.endpoints().iter())
+            .map(|(id, endpoint)| (id.clone(), endpoint.clone()))
+            .collect()
+    }
+
+    /// Changes whenever an endpoint is created, replaced, disabled or deleted.
+    pub fn webhook_changes(&self) -> watch::Receiver<u64> {
+        self.inner.webhooks.changes.subscribe()
+    }
+
+    /// The retry schedule: the wait before each attempt, the first one's included.
+    pub fn webhook_retry_schedule(&self) -> &[Duration] {
+        &self.inner.config.webhook_retry_schedule
+    }
+
+    /// Makes the queues and bindings match every endpoint (after a crash between a
+    /// definition and its routing).
+    pub(crate) async fn route_webhooks(&self) -> Result<(), EngineError> {
+        for (id, endpoint) in self.webhook_endpoints() {
+            self.route_endpoint(&id, Some(&endpoint), Some(&endpoint))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Brings endpoint `id`'s queues and bindings from `old`'s subscriptions to `new`'s;
+    /// idempotent, so running it again after a crash finishes the job.
+    async fn route_endpoint(
+        &self,
+        id: &str,
+        old: Option<&Endpoint>,
+        new: Option<&Endpoint>,
+    ) -> Result<(), EngineError> {
+        let queue = endpoint_queue(id);
+        if new.is_some() {
+            self.ensure_endpoint_queues(id).await?;
+        }
+        fn subscriptions(endpoint: Option<&Endpoint>) -> &[EndpointSubscription] {
+            endpoint.map_or(&[], |endpoint| &endpoint.subscriptions)
+        }
+        let topics: BTreeSet<&str> = (subscriptions(old).iter())
+            .chain(subscriptions(new))
+            .map(|subscription| subscription.topic.as_str())
+            .collect();
+        for topic in topics {
+            let Ok(bindings) = self.list_bindings(topic) else {
+                continue; // The topic was deleted, and its bindings with it.
+            };
+            let wanted: Vec<BindingSpec> = (subscriptions(new).iter())
+                .filter(|subscription| subscription.topic == topic)
+                .map(|subscription| binding_spec(subscription, &queue))
+                .collect::<Result<_, _>>()?;
+            let ours: Vec<_> = (bindings.into_iter())
+                .filter(|binding| binding.spec.destination == Destination::Queue(queue.clone()))
+                .collect();
+            for binding in &ours {
+                if !wanted.contains(&binding.spec) {
+                    self.unbind(topic, &binding.id).await?;
+                }
+            }
+            for spec in wanted {
+                if !ours.iter().any(|binding| binding.spec == spec) {
+                    self.bind(topic, spec).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn ensure_endpoint_queues(&self, id: &str) -> Result<(), EngineError> {
+        let dead = endpoint_dead_queue(id);
+        if self.find(&dead).is_none() {
+            self.put_queue(&dead, QueueOptions::default()).await?;
+        }
+        let schedule = &self.inner.config.webhook_retry_schedule;
+        let queue = endpoint_queue(id);
+        let options = QueueOptions {
+            lease_ms: DELIVERY_LEASE.as_millis() as u64,
+            max_deliveries: Some(schedule.len().max(1) as u32),
+            dead_letter_queue: Some(dead.parse().map_err(|_| EngineError::Internal {
+                operation: "name a webhook dead-letter queue",
+            })?),
+            // A manual retry sends a message again under its own id.
+            dedup_window_ms: 0,
+            ..QueueOptions::default()
+        };
+        let current = self.find(&queue).and_then(|runtime| runtime.options().ok());
+        if current.as_ref() != Some(&options) {
+            self.put_queue(&queue, options).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The binding that routes `subscription` to the endpoint's queue, as the router shows it.
+fn binding_spec(
+    subscription: &EndpointSubscription,
+    queue: &str,
+) -> Result<BindingSpec, EngineError> {
+    crate::topic::router::canonical_spec(BindingSpec {
+        pattern: subscription.pattern.clone(),
+        syntax: Syntax::default(),
+        filter: subscription.filter.clone(),
+        headers: None,
+        destination: Destination::Queue(queue.to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests;

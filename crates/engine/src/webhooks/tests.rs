@@ -1,0 +1,166 @@
+//! Endpoints against a real engine on a real store: routing, rotation, restart.
+
+use super::*;
+use crate::{broker::PublishMessage, broker::SendMessage, clock::ManualClock, EngineConfig};
+use bytes::Bytes;
+use std::{path::Path, sync::Arc};
+use wharf_storage::{Store, StoreConfig};
+
+const START: u64 = 1_800_000_000_000;
+
+async fn open(dir: &Path) -> (Engine, Arc<Store>, Arc<ManualClock>) {
+    let store = Arc::new(Store::open(dir, StoreConfig::default()).unwrap());
+    let clock = ManualClock::new(START);
+    let engine = Engine::open(store.clone(), clock.clone(), EngineConfig::default())
+        .await
+        .unwrap();
+    (engine, store, clock)
+}
+
+async fn close(engine: Engine, store: Arc<Store>) {
+    engine.close();
+    store.close().await.unwrap();
+}
+
+fn spec(pattern: &str) -> EndpointSpec {
+    EndpointSpec {
+        url: "https://example.com/hook".into(),
+        subscriptions: vec![EndpointSubscription {
+            topic: "orders".into(),
+            pattern: pattern.into(),
+            filter: None,
+        }],
+        secret: None,
+        headers: BTreeMap::new(),
+        rate_limit_per_s: None,
+        enabled: true,
+    }
+}
+
+async fn publish(engine: &Engine, key: &str) {
+    let message = PublishMessage {
+        routing_key: key.into(),
+        message: SendMessage {
+            body: Bytes::from_static(b"{}"),
+            ..SendMessage::default()
+        },
+    };
+    engine.publish("orders", vec![message]).await.unwrap();
+}
+
+fn pending(engine: &Engine, id: &str) -> u64 {
+    engine.queue_info(&endpoint_queue(id)).unwrap().stats.ready
+}
+
+#[tokio::test]
+async fn an_endpoint_receives_what_its_subscriptions_match_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, store, _clock) = open(dir.path()).await;
+    engine
+        .put_topic("orders", Default::default())
+        .await
+        .unwrap();
+    let (endpoint, created) = engine
+        .put_webhook_endpoint("billing", spec("order.paid"))
+        .await
+        .unwrap();
+    assert!(created);
+    assert!(endpoint.secret.starts_with(SECRET_PREFIX));
+    publish(&engine, "order.paid").await;
+    publish(&engine, "order.shipped").await;
+    assert_eq!(pending(&engine, "billing"), 1);
+
+    // Replacing the pattern moves the binding; the secret stays.
+    let (replaced, created) = engine
+        .put_webhook_endpoint("billing", spec("order.*"))
+        .await
+        .unwrap();
+    assert!(!created);
+    assert_eq!(replaced.secret, endpoint.secret);
+    assert_eq!(engine.list_bindings("orders").unwrap().len(), 1);
+    publish(&engine, "order.shipped").await;
+    assert_eq!(pending(&engine, "billing"), 2);
+    close(engine, store).await;
+
+    let (engine, store, _clock) = open(dir.path()).await;
+    assert_eq!(engine.webhook_endpoint("billing").unwrap(), replaced);
+    assert_eq!(pending(&engine, "billing"), 2);
+    assert_eq!(engine.list_bindings("orders").unwrap().len(), 1);
+    engine.delete_webhook_endpoint("billing").await.unwrap();
+    assert!(engine.list_bindings("orders").unwrap().is_empty());
+    assert!(engine.queue_info(&endpoint_queue("billing")).is_err());
+    assert!(matches!(
+        engine.webhook_endpoint("billing"),
+        Err(EngineError::WebhookNotFound { .. })
+    ));
+    close(engine, store).await;
+}
+
+#[tokio::test]
+async fn a_new_secret_leaves_the_old_one_signing_for_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, store, clock) = open(dir.path()).await;
+    engine
+        .put_topic("orders", Default::default())
+        .await
+        .unwrap();
+    let (first, _) = engine.put_webhook_endpoint("e", spec("#")).await.unwrap();
+    let mut rotated = spec("#");
+    rotated.secret = Some(generate_secret());
+    let (second, _) = engine
+        .put_webhook_endpoint("e", rotated.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        second.signing_secrets(crate::clock::Clock::now(clock.as_ref())),
+        vec![rotated.secret.as_deref().unwrap(), first.secret.as_str()]
+    );
+    clock.advance(SECRET_GRACE);
+    assert_eq!(
+        second
+            .signing_secrets(crate::clock::Clock::now(clock.as_ref()))
+            .len(),
+        1
+    );
+    close(engine, store).await;
+}
+
+#[tokio::test]
+async fn a_missing_topic_is_refused_by_its_member_and_nothing_is_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, store, _clock) = open(dir.path()).await;
+    let error = engine
+        .put_webhook_endpoint("e", spec("#"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, EngineError::DestinationNotFound { name, .. } if name == "orders"),
+        "{error}"
+    );
+    assert!(engine.webhook_endpoints().is_empty());
+    assert!(engine.queue_info(&endpoint_queue("e")).is_err());
+    close(engine, store).await;
+}
+
+#[tokio::test]
+async fn disabling_keeps_the_reason_until_a_client_enables_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, store, _clock) = open(dir.path()).await;
+    engine
+        .put_topic("orders", Default::default())
+        .await
+        .unwrap();
+    engine.put_webhook_endpoint("e", spec("#")).await.unwrap();
+    let changes = engine.webhook_changes();
+    engine
+        .disable_webhook_endpoint("e", "410 Gone")
+        .await
+        .unwrap();
+    assert!(changes.has_changed().unwrap());
+    let endpoint = engine.webhook_endpoint("e").unwrap();
+    assert!(!endpoint.enabled);
+    assert_eq!(endpoint.disabled_reason.as_deref(), Some("410 Gone"));
+    let (enabled, _) = engine.put_webhook_endpoint("e", spec("#")).await.unwrap();
+    assert!(enabled.enabled && enabled.disabled_reason.is_none());
+    close(engine, store).await;
+}
