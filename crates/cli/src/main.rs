@@ -81,6 +81,10 @@ struct ServeArgs {
     /// anything.
     #[arg(long)]
     allow_anonymous: bool,
+    /// Let webhook endpoints receive at private, loopback, link-local and cloud metadata
+    /// addresses (overrides `webhooks.allow_private`); refused by default.
+    #[arg(long, env = "WHARF_WEBHOOKS_ALLOW_PRIVATE")]
+    webhooks_allow_private: bool,
     /// PEM certificate chain to serve HTTPS with (overrides `tls.cert`); needs --tls-key.
     /// Reloaded with the key on SIGHUP.
     #[arg(long, env = "WHARF_TLS_CERT", value_name = "FILE")]
@@ -161,6 +165,7 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         config.security.admin_token = Some(token);
     }
     config.security.allow_anonymous |= args.allow_anonymous;
+    config.webhooks.allow_private |= args.webhooks_allow_private;
     config.validate(args.config.as_deref())?;
     if let Some(cert) = args.tls_cert {
         config.tls.cert = Some(cert);

@@ -55,6 +55,17 @@
 //! for_ms = 300000
 //! readiness = true           # /readyz fails while it fires
 //!
+//! [webhooks]
+//! allow_private = false       # deliver to private, loopback, link-local addresses too
+//! retry_schedule_ms = [0, 5000, 300000, 1800000, 7200000, 18000000, 36000000, 36000000]
+//! connect_timeout_ms = 10000  # resolving and connecting, each
+//! response_timeout_ms = 30000 # the whole answer
+//! concurrency = 8             # attempts in flight per endpoint
+//! breaker_failures = 5        # failures in a row that open the circuit
+//! breaker_open_ms = 30000     # first wait while open; doubles up to breaker_open_max_ms
+//! breaker_open_max_ms = 120000
+//! disable_after_ms = 432000000  # failing this long without a success disables (5 days)
+//!
 //! [tls]                 # absent: plain HTTP
 //! cert = "/etc/wharf/cert.pem"     # PEM chain, leaf first
 //! key = "/etc/wharf/key.pem"       # PEM private key; reloaded with cert on SIGHUP
@@ -92,6 +103,131 @@ pub struct ServeConfig {
     pub tls: TlsSettings,
     pub metrics: MetricsSettings,
     pub alerts: AlertSettings,
+    pub webhooks: WebhookSettings,
+}
+
+/// How webhook deliveries are made; see `crate::webhooks` and docs/webhooks.md.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Deliver to private, loopback, link-local and metadata addresses too
+    /// (`--webhooks-allow-private`, `WHARF_WEBHOOKS_ALLOW_PRIVATE`).
+    pub allow_private: bool,
+    /// The wait before each attempt, the first one's included; its length is the most
+    /// attempts, after which a message is dead-lettered for its endpoint.
+    pub retry_schedule_ms: Vec<u64>,
+    pub connect_timeout_ms: u64,
+    pub response_timeout_ms: u64,
+    pub response_bytes_max: usize,
+    pub concurrency: usize,
+    pub breaker_failures: u32,
+    pub breaker_open_ms: u64,
+    pub breaker_open_max_ms: u64,
+    pub disable_after_ms: u64,
+}
+
+/// Most entries of `webhooks.retry_schedule_ms`.
+pub const WEBHOOK_ATTEMPTS_MAX: usize = 32;
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        let settings = crate::webhooks::Settings::default();
+        let millis = |duration: Duration| duration.as_millis() as u64;
+        WebhookSettings {
+            allow_private: false,
+            retry_schedule_ms: (wharf_engine::webhooks::RETRY_SCHEDULE_DEFAULT.iter())
+                .map(|delay| millis(*delay))
+                .collect(),
+            connect_timeout_ms: millis(settings.connect_timeout),
+            response_timeout_ms: millis(settings.response_timeout),
+            response_bytes_max: settings.response_bytes_max,
+            concurrency: settings.concurrency,
+            breaker_failures: settings.breaker_failures,
+            breaker_open_ms: millis(settings.breaker_open),
+            breaker_open_max_ms: millis(settings.breaker_open_max),
+            disable_after_ms: millis(settings.disable_after),
+        }
+    }
+}
+
+impl WebhookSettings {
+    /// The dispatcher's settings.
+    pub fn dispatcher(&self) -> crate::webhooks::Settings {
+        crate::webhooks::Settings {
+            allow_private: self.allow_private,
+            connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+            response_timeout: Duration::from_millis(self.response_timeout_ms),
+            response_bytes_max: self.response_bytes_max,
+            concurrency: self.concurrency,
+            breaker_failures: self.breaker_failures,
+            breaker_open: Duration::from_millis(self.breaker_open_ms),
+            breaker_open_max: Duration::from_millis(self.breaker_open_max_ms),
+            disable_after: Duration::from_millis(self.disable_after_ms),
+        }
+    }
+
+    /// The engine's retry schedule.
+    pub fn retry_schedule(&self) -> Vec<Duration> {
+        (self.retry_schedule_ms.iter())
+            .map(|millis| Duration::from_millis(*millis))
+            .collect()
+    }
+
+    fn validate(
+        &self,
+        invalid: &impl Fn(&'static str, String, &str) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let schedule = &self.retry_schedule_ms;
+        let day = wharf_engine::queue::RETRY_BACKOFF_MS_MAX;
+        if schedule.is_empty() || schedule.len() > WEBHOOK_ATTEMPTS_MAX {
+            let reason = format!("must hold 1 to {WEBHOOK_ATTEMPTS_MAX} waits");
+            return Err(invalid(
+                "webhooks.retry_schedule_ms",
+                format!("{schedule:?}"),
+                &reason,
+            ));
+        }
+        if let Some(long) = schedule.iter().find(|millis| **millis > day) {
+            let reason = format!("each wait is at most {day} ms (a day)");
+            return Err(invalid(
+                "webhooks.retry_schedule_ms",
+                long.to_string(),
+                &reason,
+            ));
+        }
+        let credit = wharf_engine::broker::CONSUMER_CREDIT_MAX;
+        if self.concurrency == 0 || self.concurrency > credit {
+            let reason = format!("must be 1 to {credit}");
+            return Err(invalid(
+                "webhooks.concurrency",
+                self.concurrency.to_string(),
+                &reason,
+            ));
+        }
+        let positive = [
+            ("webhooks.connect_timeout_ms", self.connect_timeout_ms),
+            ("webhooks.response_timeout_ms", self.response_timeout_ms),
+            (
+                "webhooks.response_bytes_max",
+                self.response_bytes_max as u64,
+            ),
+            (
+                "webhooks.breaker_failures",
+                u64::from(self.breaker_failures),
+            ),
+            ("webhooks.breaker_open_ms", self.breaker_open_ms),
+            ("webhooks.disable_after_ms", self.disable_after_ms),
+        ];
+        if let Some((key, value)) = positive.iter().find(|(_, value)| *value == 0) {
+            return Err(invalid(key, value.to_string(), "must be at least 1"));
+        }
+        if self.breaker_open_max_ms < self.breaker_open_ms {
+            let reason = "must be at least webhooks.breaker_open_ms";
+            let value = self.breaker_open_max_ms.to_string();
+            return Err(invalid("webhooks.breaker_open_max_ms", value, reason));
+        }
+        Ok(())
+    }
 }
 
 /// Alert rules and where their events go; see the engine's `alerts` and docs/operations.md.
@@ -517,6 +653,7 @@ impl Default for ServeConfig {
             tls: TlsSettings::default(),
             metrics: MetricsSettings::default(),
             alerts: AlertSettings::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 }
@@ -647,6 +784,7 @@ impl ServeConfig {
             ));
         }
         self.tls.files(path)?;
+        self.webhooks.validate(&invalid)?;
         self.validate_alerts(&invalid)
     }
 

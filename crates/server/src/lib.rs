@@ -20,6 +20,7 @@ mod serve;
 mod stream_metrics;
 pub mod telemetry;
 pub mod tls;
+pub mod webhooks;
 
 pub use config::{ConfigError, Listen, ServeConfig, TlsFiles, TlsSettings};
 pub use serve::{serve, shutdown_signal, ServeError, Server, SHUTDOWN_DRAIN_TIMEOUT};

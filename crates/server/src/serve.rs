@@ -181,6 +181,7 @@ async fn bind_open_engine(store: &Arc<Store>, config: &ServeConfig) -> Result<En
         alert_rules: (config.alerts.rules.iter())
             .map(|(name, rule)| (name.clone(), rule.clone()))
             .collect(),
+        webhook_retry_schedule: config.webhooks.retry_schedule(),
         ..EngineConfig::default()
     };
     let engine = match Engine::open(store.clone(), Arc::new(SystemClock), engine_config).await {
@@ -340,6 +341,10 @@ impl Server {
                 browser: Arc::new(browser),
                 request_body_bytes_max: config.limits.request_body_bytes_max,
                 connections: Connections::new(),
+                webhooks: Arc::new(crate::webhooks::Webhooks {
+                    settings: config.webhooks.dispatcher(),
+                    attempts: Default::default(),
+                }),
             }),
         })
     }
@@ -390,6 +395,8 @@ impl Server {
         let readiness = state.readiness.clone();
         let engine = state.engine.clone();
         let reloader = tokio::spawn(run_reload_on_hangup(hangups, tls.clone()));
+        let dispatching =
+            tokio::spawn(crate::webhooks::run(engine.clone(), state.webhooks.clone()));
         let alerting = tokio::spawn(run_alerts(
             engine.clone(),
             state.disk.clone(),
@@ -430,7 +437,10 @@ impl Server {
             }
         };
         reloader.abort();
-        for task in [Some(alerting), amqp].into_iter().flatten() {
+        for task in [Some(alerting), Some(dispatching), amqp]
+            .into_iter()
+            .flatten()
+        {
             task.abort();
         }
         close_door_connections(&connections).await;

@@ -25,6 +25,7 @@ mod streams;
 mod topics;
 mod trace;
 mod ui;
+mod webhooks;
 
 pub use openapi::ApiDoc;
 pub use problem::{Problem, ProblemCode};
@@ -85,6 +86,8 @@ pub struct AppParts {
     pub request_body_bytes_max: usize,
     /// The client connections of the doors that keep connections (AMQP).
     pub connections: Arc<Connections>,
+    /// The webhook dispatcher's settings and delivery log.
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 /// The door's routes; unknown paths and methods answer with problem+json. The browser rules
@@ -105,6 +108,7 @@ pub fn router(state: AppState) -> Router {
         .merge(security::routes())
         .merge(alerts::routes())
         .merge(connections::routes())
+        .merge(webhooks::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             security::middleware::guard,

@@ -109,11 +109,12 @@ pub enum ProblemCode {
     ProjectionNotFound,
     /// No persistent subscription of this name.
     SubscriptionNotFound,
+    WebhookNotFound,
 }
 
 impl ProblemCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ProblemCode; 44] = [
+    pub const ALL: [ProblemCode; 45] = [
         ProblemCode::InvalidName,
         ProblemCode::InvalidField,
         ProblemCode::InvalidBody,
@@ -158,6 +159,7 @@ impl ProblemCode {
         ProblemCode::SnapshotNotFound,
         ProblemCode::ProjectionNotFound,
         ProblemCode::SubscriptionNotFound,
+        ProblemCode::WebhookNotFound,
     ];
 
     pub fn status(self) -> StatusCode {
@@ -187,6 +189,7 @@ impl ProblemCode {
             | ProblemCode::SnapshotNotFound
             | ProblemCode::ProjectionNotFound
             | ProblemCode::SubscriptionNotFound
+            | ProblemCode::WebhookNotFound
             // Not 410: a client reading or writing a deleted stream finds nothing there, as
             // for one never written; the code tells the two apart.
             | ProblemCode::StreamDeleted

@@ -43,7 +43,8 @@ pub struct Answer {
 
 impl Answer {
     pub fn succeeded(&self) -> bool {
-        self.status.is_some_and(|status| (200..300).contains(&status))
+        self.status
+            .is_some_and(|status| (200..300).contains(&status))
     }
 }
 
@@ -149,7 +150,10 @@ fn build_request(
         .method(Method::POST)
         .uri(path)
         .header(header::HOST, authority)
-        .header(header::USER_AGENT, concat!("wharf-webhooks/", env!("CARGO_PKG_VERSION")));
+        .header(
+            header::USER_AGENT,
+            concat!("wharf-webhooks/", env!("CARGO_PKG_VERSION")),
+        );
     for (name, value) in &outgoing.headers {
         let name = HeaderName::try_from(name.as_str()).map_err(|error| error.to_string())?;
         let value = HeaderValue::try_from(value.as_str()).map_err(|error| error.to_string())?;

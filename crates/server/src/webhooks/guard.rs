@@ -86,7 +86,12 @@ mod tests {
 
     #[test]
     fn public_addresses_pass() {
-        for text in ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "::ffff:1.1.1.1"] {
+        for text in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "2606:4700::1111",
+            "::ffff:1.1.1.1",
+        ] {
             let address: IpAddr = text.parse().unwrap();
             assert_eq!(refused(address), None, "{text}");
         }

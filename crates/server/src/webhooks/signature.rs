@@ -50,7 +50,10 @@ mod tests {
         let keys = vec![vec![1u8; 32], vec![2u8; 32]];
         let both = header(&keys, "m", 1, b"{}");
         let parts: Vec<&str> = both.split(' ').collect();
-        assert_eq!(parts, [sign(&keys[0], "m", 1, b"{}"), sign(&keys[1], "m", 1, b"{}")]);
+        assert_eq!(
+            parts,
+            [sign(&keys[0], "m", 1, b"{}"), sign(&keys[1], "m", 1, b"{}")]
+        );
         assert_ne!(sign(&keys[0], "m", 2, b"{}"), parts[0]);
         assert_ne!(sign(&keys[0], "n", 1, b"{}"), parts[0]);
         assert_ne!(sign(&keys[0], "m", 1, b"{ }"), parts[0]);

@@ -196,6 +196,7 @@ async fn fixture(policy: BrowserPolicy) -> Fixture {
         browser: Arc::new(policy),
         request_body_bytes_max: crate::http::REQUEST_BODY_BYTES_MAX_DEFAULT,
         connections: crate::connections::Connections::new(),
+        webhooks: Default::default(),
     });
     Fixture { state, _dir: dir }
 }

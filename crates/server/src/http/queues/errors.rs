@@ -81,6 +81,7 @@ pub(crate) fn engine_problem(error: EngineError, messages: MessagesAt) -> Proble
         EngineError::TokenNotFound { .. } => ProblemCode::TokenNotFound,
         EngineError::TokenConfigured { .. } => ProblemCode::TokenConfigured,
         EngineError::AlertNotFound { .. } => ProblemCode::AlertNotFound,
+        EngineError::WebhookNotFound { .. } => ProblemCode::WebhookNotFound,
         EngineError::MessageNotFound { .. } => ProblemCode::MessageNotFound,
         EngineError::MessageLeased { .. } => ProblemCode::MessageLeased,
         EngineError::AlertConfigured { .. } => ProblemCode::Conflict,
@@ -187,6 +188,7 @@ fn field_path(field: &Field, messages: MessagesAt) -> String {
         Field::Alert(AlertField::Metric) => "metric",
         Field::Alert(AlertField::Threshold) => "threshold",
         Field::Alert(AlertField::For) => "for_ms",
+        Field::Webhook(field) => return wharf_engine::error::webhook_member(*field),
     };
     member.to_string()
 }
@@ -228,7 +230,8 @@ fn field_wording(problem: &FieldProblem, messages: MessagesAt) -> String {
         | FieldProblem::InvalidName { .. }
         | FieldProblem::AccountNameChars
         | FieldProblem::MetricScope { .. }
-        | FieldProblem::NotFinite => problem.to_string(),
+        | FieldProblem::NotFinite
+        | FieldProblem::Malformed { .. } => problem.to_string(),
     }
 }
 

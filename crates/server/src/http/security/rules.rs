@@ -107,6 +107,11 @@ pub fn rule(method: &Method, template: &str) -> Option<Rule> {
         // Listed filtered to the caller's own unless an administrator; closing is admin.
         "/v1/connections" | "/v1/connections/{id}" if get => Some(Rule::Authenticated),
         "/v1/connections/{id}" => Some(Rule::Admin),
+        // An endpoint makes the server connect where it says, and shows its secret.
+        "/v1/webhooks/endpoints"
+        | "/v1/webhooks/endpoints/{name}"
+        | "/v1/webhooks/endpoints/{name}/attempts"
+        | "/v1/webhooks/messages/{id}/retry" => Some(Rule::Admin),
         _ => None,
     }
 }

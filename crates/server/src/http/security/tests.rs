@@ -58,6 +58,7 @@ async fn fixture_with(config: EngineConfig, metrics_public: bool) -> Fixture {
         browser: Arc::default(),
         request_body_bytes_max: crate::http::REQUEST_BODY_BYTES_MAX_DEFAULT,
         connections: crate::connections::Connections::new(),
+        webhooks: Default::default(),
     });
     Fixture {
         state,

@@ -46,6 +46,7 @@ async fn secured_state() -> AppState {
         browser: Arc::default(),
         request_body_bytes_max: crate::http::REQUEST_BODY_BYTES_MAX_DEFAULT,
         connections: crate::connections::Connections::new(),
+        webhooks: Default::default(),
     })
 }
 
