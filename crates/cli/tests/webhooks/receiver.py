@@ -1,7 +1,7 @@
 """A webhook receiver for the tests: verifies every request with the `standardwebhooks`
 package and writes one JSON line per request to LOG.
 
-    receiver.py PORT_FILE LOG SECRET [--fail N] [--status CODE]
+    receiver.py PORT_FILE LOG SECRET [--fail N] [--status CODE] [--port PORT]
 
 Answers the first N requests with CODE (default 503) and the others with 204, or every
 request with CODE when N is -1. Writes the port it listens on to PORT_FILE once ready.
@@ -55,7 +55,7 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+server = ThreadingHTTPServer(("127.0.0.1", int(options.get("--port", "0"))), Handler)
 with open(port_file + ".tmp", "w") as out:
     out.write(str(server.server_address[1]))
 import os

@@ -146,12 +146,16 @@ async fn run_endpoint(
     let target = Arc::new(Target::new(&id, endpoint));
     let mut breaker = Breaker::new(settings);
     let mut pacer = target.endpoint.rate_limit_per_s.map(Pacer::new);
-    let mut running: JoinSet<bool> = JoinSet::new();
+    let mut running: JoinSet<Outcome> = JoinSet::new();
     loop {
         if let Some(wait) = breaker.wait(tokio::time::Instant::now()) {
             // Open: let the attempts under way end, then wait for the probe.
+            let mut stopped = false;
             while let Some(result) = running.join_next().await {
-                count_result(&mut breaker, result.unwrap_or(false), &engine, &target).await;
+                stopped |= count_result(&mut breaker, result, &engine, &target).await;
+            }
+            if stopped {
+                break;
             }
             tokio::select! {
                 () = tokio::time::sleep(wait) => continue,
@@ -161,9 +165,14 @@ async fn run_endpoint(
         let full =
             running.len() >= settings.concurrency || (breaker.probing() && !running.is_empty());
         let delivery = tokio::select! {
+            // Results first: one that disables the endpoint stops the worker before it takes
+            // another delivery.
+            biased;
             Some(result) = running.join_next(), if !running.is_empty() => {
-                count_result(&mut breaker, result.unwrap_or(false), &engine, &target).await;
-                continue;
+                match count_result(&mut breaker, result, &engine, &target).await {
+                    true => break,
+                    false => continue,
+                }
             }
             delivery = consumer.next(), if !full => match delivery {
                 Some(delivery) => delivery,
@@ -203,13 +212,13 @@ impl Target {
     }
 }
 
-/// One attempt of one delivery, settled and logged; true when it succeeded.
+/// One attempt of one delivery, settled and logged; what came of it.
 async fn deliver_one(
     engine: Engine,
     target: Arc<Target>,
     delivery: Delivery,
     shared: Arc<Webhooks>,
-) -> bool {
+) -> Outcome {
     let now_ms = engine.clock().now();
     let message = &delivery.message;
     let answer = match &target.url {
@@ -239,7 +248,7 @@ async fn deliver_one(
         next_attempt_at_ms,
     };
     shared.attempts.record(&target.id, attempt);
-    answer.succeeded()
+    outcome
 }
 
 /// Acks, returns or retries the delivery by the answer.
@@ -263,13 +272,10 @@ async fn settle(
         (None, None) => "no answer".to_string(),
     };
     if answer.status == Some(410) {
+        // No nack: the worker stops on this outcome, and its consumer going away returns the
+        // lease, so the message waits, ready, for the endpoint to be enabled again.
         let reason = format!("{} answered 410 Gone", target.endpoint.url);
         disable(engine, target, &reason).await;
-        let back = NackAction::Requeue {
-            delay: Some(Duration::ZERO),
-            error: Some(error),
-        };
-        let _ = engine.nack(queue, &receipts, back).await;
         return (Outcome::EndpointDisabled, None);
     }
     let schedule = engine.webhook_retry_schedule();
@@ -437,11 +443,25 @@ impl Breaker {
     }
 }
 
-/// Counts an attempt's result; opens the circuit or disables the endpoint as it says.
-async fn count_result(breaker: &mut Breaker, succeeded: bool, engine: &Engine, target: &Target) {
+/// Counts an attempt's result; opens the circuit or disables the endpoint as it says. True
+/// when the endpoint is disabled: its worker stops at once, before it takes another delivery.
+async fn count_result(
+    breaker: &mut Breaker,
+    result: Result<Outcome, tokio::task::JoinError>,
+    engine: &Engine,
+    target: &Target,
+) -> bool {
+    let outcome = result.unwrap_or(Outcome::RetryScheduled);
+    if outcome == Outcome::EndpointDisabled {
+        return true;
+    }
+    let succeeded = outcome == Outcome::Delivered;
     let was_open = breaker.is_open() || breaker.probing();
     match breaker.record(succeeded, engine.clock().now()) {
-        Some(reason) => disable(engine, target, &reason).await,
+        Some(reason) => {
+            disable(engine, target, &reason).await;
+            return true;
+        }
         None if breaker.is_open() && !was_open => {
             tracing::warn!(endpoint = %target.id, failures = breaker.failures, "webhook endpoint keeps failing; circuit open");
         }
@@ -450,6 +470,7 @@ async fn count_result(breaker: &mut Breaker, succeeded: bool, engine: &Engine, t
         }
         None => {}
     }
+    false
 }
 
 async fn disable(engine: &Engine, target: &Target, reason: &str) {
