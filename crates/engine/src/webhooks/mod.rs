@@ -15,7 +15,8 @@ mod spec;
 
 pub use spec::{
     check_id, generate_secret, secret_bytes, EndpointSpec, EndpointSubscription,
-    SubscriptionMember, ENDPOINT_ID_BYTES_MAX, SECRET_PREFIX, SUBSCRIPTIONS_MAX,
+    SubscriptionMember, ENDPOINT_ID_BYTES_MAX, RATE_LIMIT_PER_S_MAX, SECRET_PREFIX,
+    SUBSCRIPTIONS_MAX,
 };
 
 use crate::{

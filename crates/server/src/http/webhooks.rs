@@ -32,7 +32,7 @@ pub fn routes() -> Router<AppState> {
 /// Messages of a topic the endpoint receives.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SubscriptionBody {
+pub struct WebhookSubscriptionBody {
     #[schema(example = "orders")]
     pub topic: String,
     /// Routing-key pattern (AMQP syntax: `*` one word, `#` any); everything when absent.
@@ -55,11 +55,11 @@ fn enabled_by_default() -> bool {
 /// An endpoint as a client declares it.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct EndpointBody {
+pub struct WebhookEndpointBody {
     /// `http` or `https` URL the messages are POSTed to.
     #[schema(example = "https://example.com/webhooks/wharf")]
     pub url: String,
-    pub subscriptions: Vec<SubscriptionBody>,
+    pub subscriptions: Vec<WebhookSubscriptionBody>,
     /// `whsec_` + base64 of 24 to 64 bytes; generated when absent. Giving a new one keeps the
     /// old one signing beside it for 24 hours.
     #[serde(default)]
@@ -76,11 +76,11 @@ pub struct EndpointBody {
 
 /// An endpoint and where its deliveries stand.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct EndpointInfoBody {
+pub struct WebhookEndpointInfoBody {
     #[schema(example = "billing")]
     pub id: String,
     pub url: String,
-    pub subscriptions: Vec<SubscriptionBody>,
+    pub subscriptions: Vec<WebhookSubscriptionBody>,
     /// Signs every delivery (Standard Webhooks).
     #[schema(example = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]
     pub secret: String,
@@ -100,12 +100,12 @@ pub struct EndpointInfoBody {
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct EndpointListBody {
-    pub endpoints: Vec<EndpointInfoBody>,
+pub struct WebhookEndpointListBody {
+    pub endpoints: Vec<WebhookEndpointInfoBody>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct AttemptListBody {
+pub struct WebhookAttemptListBody {
     /// Newest first.
     pub attempts: Vec<Attempt>,
 }
@@ -128,13 +128,13 @@ pub struct RetryQuery {
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct RetriedBody {
+pub struct WebhookRetriedBody {
     /// The endpoints the message was queued for again.
     pub endpoints: Vec<String>,
 }
 
-impl From<EndpointBody> for EndpointSpec {
-    fn from(body: EndpointBody) -> Self {
+impl From<WebhookEndpointBody> for EndpointSpec {
+    fn from(body: WebhookEndpointBody) -> Self {
         EndpointSpec {
             url: body.url,
             subscriptions: (body.subscriptions.into_iter())
@@ -152,20 +152,20 @@ impl From<EndpointBody> for EndpointSpec {
     }
 }
 
-fn info(state: &AppState, id: String, endpoint: Endpoint) -> EndpointInfoBody {
+fn info(state: &AppState, id: String, endpoint: Endpoint) -> WebhookEndpointInfoBody {
     let count = |queue: String| {
         (state.engine.queue_info(&queue).ok()).map_or(0, |info| {
             info.stats.ready + info.stats.delayed + info.stats.leased
         })
     };
     let now = state.engine.clock().now();
-    EndpointInfoBody {
+    WebhookEndpointInfoBody {
         pending: count(endpoint_queue(&id)),
         dead_lettered: count(endpoint_dead_queue(&id)),
         id,
         url: endpoint.url,
         subscriptions: (endpoint.subscriptions.into_iter())
-            .map(|subscription| SubscriptionBody {
+            .map(|subscription| WebhookSubscriptionBody {
                 topic: subscription.topic,
                 pattern: subscription.pattern,
                 filter: subscription.filter,
@@ -189,13 +189,13 @@ fn info(state: &AppState, id: String, endpoint: Endpoint) -> EndpointInfoBody {
     get,
     path = "/v1/webhooks/endpoints",
     tag = "webhooks",
-    responses((status = 200, description = "Endpoints by id", body = EndpointListBody))
+    responses((status = 200, description = "Endpoints by id", body = WebhookEndpointListBody))
 )]
-pub async fn list_endpoints(State(state): State<AppState>) -> Json<EndpointListBody> {
+pub async fn list_endpoints(State(state): State<AppState>) -> Json<WebhookEndpointListBody> {
     let endpoints = (state.engine.webhook_endpoints().into_iter())
         .map(|(id, endpoint)| info(&state, id, endpoint))
         .collect();
-    Json(EndpointListBody { endpoints })
+    Json(WebhookEndpointListBody { endpoints })
 }
 
 /// One endpoint, its secret and its queues' counts.
@@ -205,14 +205,14 @@ pub async fn list_endpoints(State(state): State<AppState>) -> Json<EndpointListB
     tag = "webhooks",
     params(("name" = String, Path, description = "Endpoint id")),
     responses(
-        (status = 200, description = "The endpoint", body = EndpointInfoBody),
+        (status = 200, description = "The endpoint", body = WebhookEndpointInfoBody),
         (status = 404, description = "No such endpoint", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn get_endpoint(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<EndpointInfoBody>, Problem> {
+) -> Result<Json<WebhookEndpointInfoBody>, Problem> {
     let endpoint = state.engine.webhook_endpoint(&id)?;
     Ok(Json(info(&state, id, endpoint)))
 }
@@ -224,10 +224,10 @@ pub async fn get_endpoint(
     path = "/v1/webhooks/endpoints/{name}",
     tag = "webhooks",
     params(("name" = String, Path, description = "Endpoint id")),
-    request_body = EndpointBody,
+    request_body = WebhookEndpointBody,
     responses(
-        (status = 201, description = "Created", body = EndpointInfoBody),
-        (status = 200, description = "Replaced", body = EndpointInfoBody),
+        (status = 201, description = "Created", body = WebhookEndpointInfoBody),
+        (status = 200, description = "Replaced", body = WebhookEndpointInfoBody),
         (status = 400, description = "A bad URL, secret, header, subscription or rate; `field` names it", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "A subscription's topic does not exist", body = Problem, content_type = "application/problem+json"),
     )
@@ -235,8 +235,8 @@ pub async fn get_endpoint(
 pub async fn put_endpoint(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody<EndpointBody>,
-) -> Result<(StatusCode, Json<EndpointInfoBody>), Problem> {
+    JsonBody(body): JsonBody<WebhookEndpointBody>,
+) -> Result<(StatusCode, Json<WebhookEndpointInfoBody>), Problem> {
     let (endpoint, created) = state.engine.put_webhook_endpoint(&id, body.into()).await?;
     let status = match created {
         true => StatusCode::CREATED,
@@ -272,7 +272,7 @@ pub async fn delete_endpoint(
     tag = "webhooks",
     params(("name" = String, Path, description = "Endpoint id"), AttemptsQuery),
     responses(
-        (status = 200, description = "Attempts, newest first", body = AttemptListBody),
+        (status = 200, description = "Attempts, newest first", body = WebhookAttemptListBody),
         (status = 404, description = "No such endpoint", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -280,11 +280,11 @@ pub async fn list_attempts(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<AttemptsQuery>,
-) -> Result<Json<AttemptListBody>, Problem> {
+) -> Result<Json<WebhookAttemptListBody>, Problem> {
     state.engine.webhook_endpoint(&id)?;
     let limit = query.limit.unwrap_or(100).clamp(1, 1_000);
     let attempts = (state.webhooks.attempts).list(&id, query.message.as_deref(), limit);
-    Ok(Json(AttemptListBody { attempts }))
+    Ok(Json(WebhookAttemptListBody { attempts }))
 }
 
 /// Queues a dead-lettered message again for its endpoint(s): a new run of the retry schedule
@@ -295,7 +295,7 @@ pub async fn list_attempts(
     tag = "webhooks",
     params(("id" = String, Path, description = "Message id (the deliveries' `webhook-id`)"), RetryQuery),
     responses(
-        (status = 200, description = "Queued again for these endpoints", body = RetriedBody),
+        (status = 200, description = "Queued again for these endpoints", body = WebhookRetriedBody),
         (status = 404, description = "No such endpoint, or no endpoint's dead letters hold the message", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -303,7 +303,7 @@ pub async fn retry_message(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<RetryQuery>,
-) -> Result<Json<RetriedBody>, Problem> {
+) -> Result<Json<WebhookRetriedBody>, Problem> {
     let engine = &state.engine;
     let endpoints = crate::webhooks::retry_message(engine, &id, query.endpoint.as_deref()).await?;
     if endpoints.is_empty() {
@@ -313,5 +313,5 @@ pub async fn retry_message(
         };
         return Err(wharf_engine::EngineError::MessageNotFound { queue, id }.into());
     }
-    Ok(Json(RetriedBody { endpoints }))
+    Ok(Json(WebhookRetriedBody { endpoints }))
 }

@@ -15,6 +15,7 @@ pub const ATTEMPTS_KEPT: usize = 1_000;
 /// What an attempt led to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = WebhookOutcome)]
 pub enum Outcome {
     /// A 2xx: the message is settled for this endpoint.
     Delivered,
@@ -28,6 +29,7 @@ pub enum Outcome {
 
 /// One attempt to deliver one message to one endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(as = WebhookAttempt)]
 pub struct Attempt {
     /// The message id, also its `webhook-id` header.
     #[schema(example = "0192f3a4b5c6d7e8")]

@@ -136,6 +136,7 @@ pub async fn get_metadata(
     responses(
         (status = 200, description = "Set", body = MetadataInfoBody),
         (status = 400, description = "Bad stream id or bound", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`stream_deleted`: the stream was hard deleted", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn put_metadata(

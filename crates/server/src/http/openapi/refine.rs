@@ -386,6 +386,54 @@ fn refine_schemas(schemas: &mut Value) {
     refine_streams(schemas);
     refine_version_conflict(schemas);
     refine_events(schemas);
+    refine_webhooks(schemas);
+}
+
+/// An endpoint's URL, secret, headers, subscriptions and rate, as the engine checks them
+/// (`wharf_engine::webhooks`).
+fn refine_webhooks(schemas: &mut Value) {
+    use wharf_engine::webhooks::SUBSCRIPTIONS_MAX;
+    let body = "WebhookEndpointBody";
+    // Absolute http(s) URLs without credentials or fragment.
+    let url = "^https?://[a-z][a-z0-9-]{0,30}(\\.[a-z][a-z0-9-]{0,30}){0,3}(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~-]{0,30}){0,4}$";
+    merge_property(
+        schemas,
+        body,
+        "url",
+        json!({"pattern": url, "maxLength": 2048}),
+    );
+    // `whsec_` + standard base64 of 24 to 48 bytes (the server takes up to 64).
+    let secret = "^whsec_([A-Za-z0-9+/]{4}){8,16}$";
+    merge_property(schemas, body, "secret", json!({"pattern": secret}));
+    let headers = json!({
+        "maxProperties": 32,
+        "propertyNames": {"pattern": "^[Xx]-[A-Za-z0-9-]{1,30}$"},
+        "additionalProperties": {"type": "string", "pattern": "^[!-~]([ -~]{0,98}[!-~])?$"},
+    });
+    merge_property(schemas, body, "headers", headers);
+    let rate = json!({"minimum": 1, "maximum": wharf_engine::webhooks::RATE_LIMIT_PER_S_MAX});
+    merge_property(schemas, body, "rate_limit_per_s", rate);
+    let subscriptions = json!({"minItems": 1, "maxItems": SUBSCRIPTIONS_MAX});
+    merge_property(schemas, body, "subscriptions", subscriptions);
+    let subscription = "WebhookSubscriptionBody";
+    merge_property(
+        schemas,
+        subscription,
+        "topic",
+        json!({"pattern": resource_name_pattern()}),
+    );
+    merge_property(
+        schemas,
+        subscription,
+        "pattern",
+        json!({"format": "wharf-pattern"}),
+    );
+    merge_property(
+        schemas,
+        subscription,
+        "filter",
+        json!({"format": "wharf-filter"}),
+    );
 }
 
 /// Event-store names and prefixes follow the resource-name rule; an expected version is one of
@@ -725,7 +773,8 @@ fn refine_parameters(document: &mut Value) {
             let projections = path == "/v1/events/streams/{name}" && method == "get";
             // Projection and persistent-subscription names: at most 128 bytes.
             let short = path.starts_with("/v1/events/projections/")
-                || path.starts_with("/v1/events/subscriptions/");
+                || path.starts_with("/v1/events/subscriptions/")
+                || path.starts_with("/v1/webhooks/endpoints/");
             for parameter in parameters {
                 let name = parameter.get("name").and_then(Value::as_str).unwrap_or("");
                 let schema = match (name, path.starts_with("/v1/users")) {
