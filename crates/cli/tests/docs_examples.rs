@@ -130,6 +130,12 @@ const PAGES: &[Page] = &[
         exported_at_server_start: &[],
     },
     Page {
+        name: "webhooks.md",
+        config: "[webhooks]\nallow_private = true\nretry_schedule_ms = [0]\n",
+        variables: &[],
+        exported_at_server_start: &[],
+    },
+    Page {
         name: "operations.md",
         config: "",
         variables: &[],
@@ -180,6 +186,11 @@ fn security_tls_md() {
 #[test]
 fn browser_security_md() {
     run_page("browser-security.md");
+}
+
+#[test]
+fn webhooks_md() {
+    run_page("webhooks.md");
 }
 
 #[test]
