@@ -215,3 +215,42 @@ fn bench_queue_drives_the_binary_batch_type_end_to_end() {
         "latencies were measured: {summary}"
     );
 }
+
+#[test]
+fn bench_webhooks_delivers_every_message_and_reports_rates_beside_the_reference() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let mut command = wharf();
+    command
+        .args([
+            "bench",
+            "webhooks",
+            "--messages",
+            "300",
+            "--rate",
+            "50",
+            "--seconds",
+            "1",
+        ])
+        .env("TMPDIR", temp.path());
+    let (status, stdout, stderr) = run_to_end(command, BENCH_DEADLINE);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stdout.contains("300 messages published in batches of 100, all delivered"),
+        "{stdout}"
+    );
+    let last = stdout.lines().last().expect("some output");
+    let summary: serde_json::Value =
+        serde_json::from_str(last).unwrap_or_else(|error| panic!("{error}: {last}"));
+    for key in [
+        "reference_posts_per_s",
+        "deliveries_per_s",
+        "server_cpu_us_per_delivery",
+    ] {
+        assert!(summary[key].as_f64() > Some(0.0), "{key}: {summary}");
+    }
+    assert!(summary["latency_p99_ms"].as_f64() >= summary["latency_p50_ms"].as_f64());
+}

@@ -394,17 +394,16 @@ impl Server {
         } = self;
         let readiness = state.readiness.clone();
         let engine = state.engine.clone();
-        let reloader = tokio::spawn(run_reload_on_hangup(hangups, tls.clone()));
-        let dispatching =
-            tokio::spawn(crate::webhooks::run(engine.clone(), state.webhooks.clone()));
-        let alerting = tokio::spawn(run_alerts(
-            engine.clone(),
-            state.disk.clone(),
-            alert_interval,
-        ));
+        let disk = state.disk.clone();
+        let mut background = vec![
+            tokio::spawn(run_reload_on_hangup(hangups, tls.clone())),
+            tokio::spawn(crate::webhooks::run(engine.clone(), state.webhooks.clone())),
+            tokio::spawn(run_alerts(engine.clone(), disk, alert_interval)),
+        ];
         tracing::info!(address = %local_addr, tls = tls.is_some(), "listening");
         let connections = state.connections.clone();
-        let amqp = amqp.map(|listeners| spawn_amqp(listeners, &engine, connections.clone()));
+        background
+            .extend(amqp.map(|listeners| spawn_amqp(listeners, &engine, connections.clone())));
 
         let (began_sender, began) = oneshot::channel();
         let signal_readiness = readiness.clone();
@@ -436,11 +435,7 @@ impl Server {
                 Ok(())
             }
         };
-        reloader.abort();
-        for task in [Some(alerting), Some(dispatching), amqp]
-            .into_iter()
-            .flatten()
-        {
+        for task in background {
             task.abort();
         }
         close_door_connections(&connections).await;

@@ -14,6 +14,7 @@ mod server_process;
 mod storage;
 mod stream;
 mod topic;
+mod webhooks;
 
 use crate::{client::credentials::Authorization, progress::Progress};
 use clap::Subcommand;
@@ -47,6 +48,10 @@ pub enum BenchCommand {
     /// The event store through the engine API and over HTTP beside the disk's raw fsync rate:
     /// appends/s with 1 and 64 writers, `$all` read MB/s, a million streams.
     Events(events::EventsArgs),
+    /// Webhook deliveries from topic publishes to a local receiver beside plain POSTs to the
+    /// same receiver: deliveries/s, server CPU per delivery, latency p50/p99. Starts its own
+    /// `wharf serve --webhooks-allow-private`.
+    Webhooks(webhooks::WebhooksArgs),
 }
 
 /// A benchmark could not run to the end.
@@ -114,6 +119,7 @@ pub fn run(command: BenchCommand, server: Option<Remote<'_>>) -> Result<(), Benc
         BenchCommand::Request(args) => request::run(&args, server.as_ref()),
         BenchCommand::Stream(args) => stream::run(&args),
         BenchCommand::Events(args) => events::run(&args),
+        BenchCommand::Webhooks(args) => webhooks::run(&args),
     }
 }
 

@@ -44,6 +44,8 @@ pub struct ServerOptions {
     /// Every /v1 request then needs this bearer token. Passed in the environment, not on the
     /// command line, so other users of the machine cannot read it from the process list.
     pub admin_token: Option<String>,
+    /// `--webhooks-allow-private`: endpoints on loopback receive.
+    pub allow_private_webhooks: bool,
 }
 
 /// Memory of a process, from `/proc/PID/status`.
@@ -101,6 +103,9 @@ impl ServerProcess {
         }
         if let Some(token) = &options.admin_token {
             command.env("WHARF_ADMIN_TOKEN", token);
+        }
+        if options.allow_private_webhooks {
+            command.arg("--webhooks-allow-private");
         }
         let child = command
             .stdin(Stdio::null())
