@@ -188,9 +188,12 @@ fn deliveries_are_signed_retried_by_the_schedule_and_logged() {
     assert_eq!(paid["payload"]["type"], "order.paid");
     assert_eq!(paid["payload"]["data"], json!({"n": 0}));
 
-    // The log shows the failures and the successes, newest first, by message.
-    let log = attempts(&client, "billing");
-    assert_eq!(log.len(), requests.len());
+    // The log shows the failures and the successes, newest first, by message (an attempt is
+    // logged once settled, just after the receiver answered).
+    let log = wait_for(
+        || Some(attempts(&client, "billing")).filter(|log| log.len() == requests.len()),
+        "every attempt logged",
+    );
     assert_eq!(
         log.iter()
             .filter(|a| a["outcome"] == "retry_scheduled")
@@ -214,6 +217,16 @@ fn deliveries_are_signed_retried_by_the_schedule_and_logged() {
         .unwrap()
         .iter()
         .all(|a| a["message_id"] == ids[0].as_str()));
+    let metrics = process::get(node.address, "/metrics")
+        .expect("metrics")
+        .body;
+    for series in [
+        "wharf_webhook_attempts_total{outcome=\"retry_scheduled\"} 2",
+        "wharf_webhook_attempts_total{outcome=\"delivered\"} 2",
+        "wharf_webhook_attempt_duration_seconds_count 4",
+    ] {
+        assert!(metrics.contains(series), "{series} not in:\n{metrics}");
+    }
     let info = client.expect(200, "GET", "/v1/webhooks/endpoints/billing", &Value::Null);
     assert_eq!(
         (info["pending"].as_u64(), info["dead_lettered"].as_u64()),
@@ -292,11 +305,21 @@ fn gone_disables_the_endpoint_and_keeps_its_message() {
             .contains("410 Gone"),
         "{info}"
     );
-    thread::sleep(Duration::from_millis(500));
-    let info = client.expect(200, "GET", "/v1/webhooks/endpoints/e", &Value::Null);
+    // Leased or returned, the message is the endpoint's still.
     let queue = client.expect(200, "GET", "/v1/queues/wharf.webhook.e", &Value::Null);
     assert_eq!(info["pending"], 1, "{info} {queue}");
-    assert_eq!(attempts(&client, "e")[0]["outcome"], "endpoint_disabled");
+    let log = wait_for(
+        || Some(attempts(&client, "e")).filter(|log| !log.is_empty()),
+        "the attempt logged",
+    );
+    assert_eq!(log[0]["outcome"], "endpoint_disabled");
+    // No second attempt: the worker stopped before taking the message again.
+    let info = client.expect(200, "GET", "/v1/webhooks/endpoints/e", &Value::Null);
+    assert_eq!(
+        (info["pending"].as_u64(), info["dead_lettered"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert_eq!(receiver.requests().len(), 1);
 }
 
 #[test]

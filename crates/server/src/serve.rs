@@ -308,6 +308,7 @@ impl Server {
         store.metrics().register(&mut registry);
         http::refusals::register(&mut registry);
         http::request_metrics::register(&mut registry);
+        crate::webhooks::metrics::register(&mut registry);
         registry.register_collector(Box::new(ResourceMetrics::new(
             engine.clone(),
             config.metrics.series_choice(),

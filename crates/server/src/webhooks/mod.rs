@@ -15,6 +15,7 @@
 pub mod attempts;
 mod deliver;
 mod guard;
+pub mod metrics;
 mod signature;
 
 use attempts::{Attempt, AttemptLog, Outcome};
@@ -248,6 +249,7 @@ async fn deliver_one(
         next_attempt_at_ms,
     };
     shared.attempts.record(&target.id, attempt);
+    metrics::attempt(outcome, answer.latency);
     outcome
 }
 
@@ -475,6 +477,7 @@ async fn count_result(
 
 async fn disable(engine: &Engine, target: &Target, reason: &str) {
     tracing::warn!(endpoint = %target.id, "webhook endpoint disabled: {reason}");
+    metrics::disabled();
     if let Err(error) = engine.disable_webhook_endpoint(&target.id, reason).await {
         tracing::error!(endpoint = %target.id, %error, "disabling a webhook endpoint failed");
     }
