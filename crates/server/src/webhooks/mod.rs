@@ -27,7 +27,10 @@ use std::{
     sync::Arc,
     time::{Duration, SystemTime},
 };
-use tokio::{sync::watch, task::JoinSet};
+use tokio::{
+    sync::{mpsc, watch},
+    task::{JoinHandle, JoinSet},
+};
 use wharf_engine::{
     broker::{api::Delivery, ConsumeRequest, NackAction, SendMessage},
     webhooks::{endpoint_dead_queue, endpoint_queue, secret_bytes, Endpoint, DELIVERY_LEASE},
@@ -144,7 +147,8 @@ async fn run_endpoint(
             return;
         }
     };
-    let target = Arc::new(Target::new(&id, endpoint));
+    let (target, acker) = Target::new(&engine, &id, endpoint);
+    let target = Arc::new(target);
     let mut breaker = Breaker::new(settings);
     let mut pacer = target.endpoint.rate_limit_per_s.map(Pacer::new);
     let mut running: JoinSet<Outcome> = JoinSet::new();
@@ -192,6 +196,10 @@ async fn run_endpoint(
         ));
     }
     while running.join_next().await.is_some() {}
+    // The acks first, then the consumer's leases go back (when it is dropped, below).
+    drop(target);
+    let _ = acker.await;
+    drop(consumer);
 }
 
 /// An endpoint as its worker sends to it.
@@ -200,18 +208,43 @@ struct Target {
     queue: String,
     endpoint: Endpoint,
     url: Option<url::Url>,
+    connections: deliver::Connections,
+    /// Receipts of delivered messages, for the [`acker`].
+    acks: mpsc::UnboundedSender<String>,
 }
 
 impl Target {
-    fn new(id: &str, endpoint: Endpoint) -> Target {
-        Target {
+    /// The target and its acker, which ends once the target is dropped and its acks written.
+    fn new(engine: &Engine, id: &str, endpoint: Endpoint) -> (Target, JoinHandle<()>) {
+        let (acks, receipts) = mpsc::unbounded_channel();
+        let acker = tokio::spawn(acker(engine.clone(), id.to_string(), receipts));
+        let target = Target {
             id: id.to_string(),
             queue: endpoint_queue(id),
             url: url::Url::parse(&endpoint.url).ok(),
             endpoint,
-        }
+            connections: deliver::Connections::default(),
+            acks,
+        };
+        (target, acker)
     }
 }
+
+/// Acks delivered messages, together: whatever came in while one ack was written goes in the
+/// next, so concurrent deliveries share the write and its fsync.
+async fn acker(engine: Engine, id: String, mut receipts: mpsc::UnboundedReceiver<String>) {
+    let queue = endpoint_queue(&id);
+    let mut batch = Vec::new();
+    while receipts.recv_many(&mut batch, ACK_BATCH_MAX).await > 0 {
+        if let Err(error) = engine.ack(&queue, &batch).await {
+            tracing::warn!(endpoint = %id, %error, "acking webhook deliveries failed; they will be sent again");
+        }
+        batch.clear();
+    }
+}
+
+/// Most receipts in one ack.
+const ACK_BATCH_MAX: usize = 1_000;
 
 /// One attempt of one delivery, settled and logged; what came of it.
 async fn deliver_one(
@@ -225,7 +258,7 @@ async fn deliver_one(
     let answer = match &target.url {
         Some(url) => {
             let outgoing = outgoing(&target.endpoint, url.clone(), message, now_ms);
-            deliver::attempt(&outgoing, &shared.settings).await
+            deliver::attempt(&outgoing, &shared.settings, &target.connections).await
         }
         None => Answer {
             status: None,
@@ -263,9 +296,8 @@ async fn settle(
     let receipts = [delivery.receipt.clone()];
     let queue = &target.queue;
     if answer.succeeded() {
-        if let Err(error) = engine.ack(queue, &receipts).await {
-            tracing::warn!(endpoint = %target.id, %error, "acking a webhook delivery failed; it will be sent again");
-        }
+        // The acker ends only after every target is dropped: it is there to take this.
+        let _ = target.acks.send(delivery.receipt.clone());
         return (Outcome::Delivered, None);
     }
     let error = match (answer.status, &answer.error) {
