@@ -210,6 +210,10 @@ fn deliveries_are_signed_retried_by_the_schedule_and_logged() {
         .unwrap();
     assert_eq!(first["status"], 503);
     assert_eq!(first["response"], "no");
+    let path = format!("/v1/webhooks/messages/{}/attempts", ids[0]);
+    let across = client.expect(200, "GET", &path, &Value::Null);
+    let across = across["attempts"].as_array().unwrap();
+    assert!(!across.is_empty() && across.iter().all(|a| a["endpoint"] == "billing"));
     let path = format!("/v1/webhooks/endpoints/billing/attempts?message={}", ids[0]);
     let only = client.expect(200, "GET", &path, &Value::Null);
     assert!(only["attempts"]

@@ -27,6 +27,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/v1/webhooks/endpoints/{name}/attempts", get(list_attempts))
         .route("/v1/webhooks/messages/{id}/retry", post(retry_message))
+        .route("/v1/webhooks/messages/{id}/attempts", get(message_attempts))
 }
 
 /// Messages of a topic the endpoint receives.
@@ -285,6 +286,31 @@ pub async fn list_attempts(
     let limit = query.limit.unwrap_or(100).clamp(1, 1_000);
     let attempts = (state.webhooks.attempts).list(&id, query.message.as_deref(), limit);
     Ok(Json(WebhookAttemptListBody { attempts }))
+}
+
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MessageAttemptsQuery {
+    /// At most this many (default 100, at most 1,000).
+    pub limit: Option<usize>,
+}
+
+/// A message's delivery attempts to every endpoint since the server started, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks/messages/{id}/attempts",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "Message id (the deliveries' `webhook-id`)"), MessageAttemptsQuery),
+    responses((status = 200, description = "Attempts, newest first (none for an unknown id)", body = WebhookAttemptListBody))
+)]
+pub async fn message_attempts(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<MessageAttemptsQuery>,
+) -> Json<WebhookAttemptListBody> {
+    let limit = query.limit.unwrap_or(100).clamp(1, 1_000);
+    let attempts = state.webhooks.attempts.of_message(&id, limit);
+    Json(WebhookAttemptListBody { attempts })
 }
 
 /// Queues a dead-lettered message again for its endpoint(s): a new run of the retry schedule

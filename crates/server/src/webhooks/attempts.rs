@@ -31,6 +31,9 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[schema(as = WebhookAttempt)]
 pub struct Attempt {
+    /// The endpoint's id.
+    #[schema(example = "billing")]
+    pub endpoint: String,
     /// The message id, also its `webhook-id` header.
     #[schema(example = "0192f3a4b5c6d7e8")]
     pub message_id: String,
@@ -85,6 +88,18 @@ impl AttemptLog {
             .collect()
     }
 
+    /// The attempts of `message` to every endpoint, newest first; at most `limit`.
+    pub fn of_message(&self, message: &str, limit: usize) -> Vec<Attempt> {
+        let endpoints = self.endpoints();
+        let mut attempts: Vec<Attempt> = (endpoints.values())
+            .flat_map(|log| log.iter().filter(|attempt| attempt.message_id == message))
+            .cloned()
+            .collect();
+        attempts.sort_by_key(|attempt| std::cmp::Reverse(attempt.at_ms));
+        attempts.truncate(limit);
+        attempts
+    }
+
     /// Drops the log of a deleted endpoint.
     pub fn forget(&self, endpoint: &str) {
         self.endpoints().remove(endpoint);
@@ -97,6 +112,7 @@ mod tests {
 
     fn attempt(message: &str, number: u32) -> Attempt {
         Attempt {
+            endpoint: "e".into(),
             message_id: message.into(),
             attempt: number,
             at_ms: 0,
@@ -125,6 +141,11 @@ mod tests {
         assert_eq!(
             even.iter().map(|a| a.attempt).collect::<Vec<_>>(),
             [1004, 1002, 1000]
+        );
+        let across = log.of_message("odd", 2);
+        assert_eq!(
+            across.iter().map(|a| a.attempt).collect::<Vec<_>>(),
+            [1005, 1003]
         );
         log.forget("e");
         assert!(log.list("e", None, 10).is_empty());

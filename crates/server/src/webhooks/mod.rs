@@ -270,6 +270,7 @@ async fn deliver_one(
     };
     let (outcome, next_attempt_at_ms) = settle(&engine, &target, &delivery, &answer).await;
     let attempt = Attempt {
+        endpoint: target.id.clone(),
         message_id: message.id.clone(),
         attempt: delivery.delivery_count,
         at_ms: now_ms,

@@ -123,6 +123,7 @@ use responses::LayerResponses;
         webhooks::delete_endpoint,
         webhooks::list_attempts,
         webhooks::retry_message,
+        webhooks::message_attempts,
         connections::list_connections,
         connections::get_connection,
         connections::close_connection,
