@@ -456,3 +456,34 @@ fn pending_deliveries_survive_kill_9() {
         .expect(200, "GET", "/v1/webhooks/endpoints/e", &Value::Null);
     assert_eq!(info["pending"], 0);
 }
+
+#[test]
+fn the_circuit_opens_after_failures_in_a_row_and_probes_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(dir.path(), &["--fail", "-1", "--status", "500"]);
+    let settings =
+        "[webhooks]\nallow_private = true\nretry_schedule_ms = [0, 50, 50, 50, 50, 50]\n\
+                    breaker_failures = 2\nbreaker_open_ms = 1500\nbreaker_open_max_ms = 1500\n";
+    let node = Node::start_configured(dir.path(), settings);
+    let client = node.client();
+    endpoint(&client, "e", &receiver.url());
+    publish(&client, &["order.paid"]);
+    // Two failures open the circuit: the third attempt, the probe, waits out the 1.5 s.
+    let log = wait_for(
+        || Some(attempts(&client, "e")).filter(|log| log.len() >= 4),
+        "four attempts",
+    );
+    let at = |index: usize| log[log.len() - 1 - index]["at_ms"].as_u64().unwrap();
+    assert!(
+        at(1) - at(0) < 1_000,
+        "the second attempt follows the schedule: {log:?}"
+    );
+    assert!(
+        at(2) - at(1) >= 1_400,
+        "the probe waited for the circuit: {log:?}"
+    );
+    assert!(
+        at(3) - at(2) >= 1_400,
+        "a failed probe opens it again: {log:?}"
+    );
+}

@@ -32,7 +32,7 @@ use tokio::{
     task::{JoinHandle, JoinSet},
 };
 use wharf_engine::{
-    broker::{api::Delivery, ConsumeRequest, NackAction, SendMessage},
+    broker::{api::Delivery, ConsumeRequest, Consumer, NackAction, SendMessage},
     webhooks::{endpoint_dead_queue, endpoint_queue, secret_bytes, Endpoint, DELIVERY_LEASE},
     Engine, EngineError,
 };
@@ -136,16 +136,8 @@ async fn run_endpoint(
     mut stop: watch::Receiver<bool>,
 ) {
     let settings = &shared.settings;
-    let request = ConsumeRequest {
-        credit: settings.concurrency,
-        lease: Some(DELIVERY_LEASE),
-    };
-    let mut consumer = match engine.consume(&endpoint_queue(&id), request).await {
-        Ok(consumer) => consumer,
-        Err(error) => {
-            tracing::error!(endpoint = %id, %error, "webhook endpoint cannot consume its queue");
-            return;
-        }
+    let Some(mut consumer) = attach(&engine, &id, settings).await else {
+        return;
     };
     let (target, acker) = Target::new(&engine, &id, endpoint);
     let target = Arc::new(target);
@@ -154,17 +146,18 @@ async fn run_endpoint(
     let mut running: JoinSet<Outcome> = JoinSet::new();
     loop {
         if let Some(wait) = breaker.wait(tokio::time::Instant::now()) {
-            // Open: let the attempts under way end, then wait for the probe.
-            let mut stopped = false;
-            while let Some(result) = running.join_next().await {
-                stopped |= count_result(&mut breaker, result, &engine, &target).await;
-            }
-            if stopped {
-                break;
-            }
-            tokio::select! {
-                () = tokio::time::sleep(wait) => continue,
-                _ = stop.changed() => break,
+            match wait_while_open(
+                wait,
+                &mut breaker,
+                &mut running,
+                &engine,
+                &target,
+                &mut stop,
+            )
+            .await
+            {
+                true => break,
+                false => continue,
             }
         }
         let full =
@@ -200,6 +193,43 @@ async fn run_endpoint(
     drop(target);
     let _ = acker.await;
     drop(consumer);
+}
+
+async fn attach(engine: &Engine, id: &str, settings: &Settings) -> Option<Consumer> {
+    let request = ConsumeRequest {
+        credit: settings.concurrency,
+        lease: Some(DELIVERY_LEASE),
+    };
+    match engine.consume(&endpoint_queue(id), request).await {
+        Ok(consumer) => Some(consumer),
+        Err(error) => {
+            tracing::error!(endpoint = %id, %error, "webhook endpoint cannot consume its queue");
+            None
+        }
+    }
+}
+
+/// While the circuit is open: lets the attempts under way end, then waits `wait` for the
+/// probe. True when the worker is to stop (told to, or its endpoint was disabled).
+async fn wait_while_open(
+    wait: Duration,
+    breaker: &mut Breaker,
+    running: &mut JoinSet<Outcome>,
+    engine: &Engine,
+    target: &Target,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let mut stopped = false;
+    while let Some(result) = running.join_next().await {
+        stopped |= count_result(breaker, result, engine, target).await;
+    }
+    if stopped {
+        return true;
+    }
+    tokio::select! {
+        () = tokio::time::sleep(wait) => false,
+        _ = stop.changed() => true,
+    }
 }
 
 /// An endpoint as its worker sends to it.
