@@ -122,6 +122,9 @@ pub enum EngineError {
     AlertConfigured { name: String },
     #[error("webhook endpoint {id:?} does not exist")]
     WebhookNotFound { id: String },
+    /// A queue of a webhook endpoint: it goes with the endpoint, not on its own.
+    #[error("queue {queue:?} holds the deliveries of webhook endpoint {endpoint:?}; delete the endpoint to delete it")]
+    WebhookQueue { queue: String, endpoint: String },
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error(transparent)]

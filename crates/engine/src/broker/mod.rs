@@ -407,6 +407,10 @@ impl Engine {
         self.check_open()?;
         let _admin = self.inner.admin.lock().await;
         let queue = self.queue(name)?;
+        if let Some(endpoint) = self.webhook_owning(name) {
+            let queue = name.to_string();
+            return Err(EngineError::WebhookQueue { queue, endpoint });
+        }
         // Its records stay in the WAL, unread (no definition names its resource), until reclaim.
         let delete = vec![
             MetaOp::Delete(format!("{QUEUE_META_PREFIX}{name}")),

@@ -294,6 +294,16 @@ impl Engine {
         self.inner.webhooks.changes.subscribe()
     }
 
+    /// The endpoint whose queue or dead-letter queue `queue` is, if any.
+    pub(crate) fn webhook_owning(&self, queue: &str) -> Option<String> {
+        let id = queue.strip_prefix(WEBHOOK_QUEUE_PREFIX)?;
+        let endpoints = self.inner.webhooks.endpoints();
+        // `wharf.webhook.a.dead` is endpoint `a.dead`'s queue or endpoint `a`'s dead letters.
+        (std::iter::once(id).chain(id.strip_suffix(".dead")))
+            .find(|id| endpoints.contains_key(*id))
+            .map(str::to_string)
+    }
+
     /// The retry schedule: the wait before each attempt, the first one's included.
     pub fn webhook_retry_schedule(&self) -> &[Duration] {
         &self.inner.config.webhook_retry_schedule

@@ -84,6 +84,14 @@ async fn an_endpoint_receives_what_its_subscriptions_match_and_survives_a_restar
 
     let (engine, store, _clock) = open(dir.path()).await;
     assert_eq!(engine.webhook_endpoint("billing").unwrap(), replaced);
+    // Its queues go with the endpoint only.
+    for queue in [endpoint_queue("billing"), endpoint_dead_queue("billing")] {
+        let refused = engine.delete_queue(&queue).await.unwrap_err();
+        assert!(
+            matches!(&refused, EngineError::WebhookQueue { endpoint, .. } if endpoint == "billing"),
+            "{refused}"
+        );
+    }
     assert_eq!(pending(&engine, "billing"), 2);
     assert_eq!(engine.list_bindings("orders").unwrap().len(), 1);
     engine.delete_webhook_endpoint("billing").await.unwrap();
