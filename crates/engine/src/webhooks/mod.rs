@@ -294,6 +294,43 @@ impl Engine {
         self.inner.webhooks.changes.subscribe()
     }
 
+    /// Sends message `id` again to each endpoint whose dead-letter queue holds it (only to
+    /// `endpoint` when given), under its own id; returns the endpoints it went back to.
+    pub async fn retry_webhook_message(
+        &self,
+        id: &str,
+        endpoint: Option<&str>,
+    ) -> Result<Vec<String>, EngineError> {
+        let endpoints = match endpoint {
+            Some(endpoint) => vec![(endpoint.to_string(), self.webhook_endpoint(endpoint)?)],
+            None => self.webhook_endpoints(),
+        };
+        let mut retried = Vec::new();
+        for (endpoint, _) in endpoints {
+            let dead = endpoint_dead_queue(&endpoint);
+            let message = match self.get_message(&dead, id).await {
+                Ok(peeked) => peeked.message,
+                Err(EngineError::MessageNotFound { .. } | EngineError::QueueNotFound { .. }) => {
+                    continue
+                }
+                Err(error) => return Err(error),
+            };
+            let send = crate::broker::SendMessage {
+                id: Some(message.id.clone()),
+                body: message.body.clone(),
+                content_type: Some(message.content_type.clone()),
+                headers: message.headers.clone(),
+                correlation_id: message.correlation_id.clone(),
+                ..Default::default()
+            };
+            // Sent first: a crash between the two leaves it in both, delivered again at worst.
+            self.send(&endpoint_queue(&endpoint), vec![send]).await?;
+            self.delete_message(&dead, id).await?;
+            retried.push(endpoint);
+        }
+        Ok(retried)
+    }
+
     /// The endpoint whose queue or dead-letter queue `queue` is, if any.
     pub(crate) fn webhook_owning(&self, queue: &str) -> Option<String> {
         let id = queue.strip_prefix(WEBHOOK_QUEUE_PREFIX)?;

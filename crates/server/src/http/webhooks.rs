@@ -331,7 +331,7 @@ pub async fn retry_message(
     Query(query): Query<RetryQuery>,
 ) -> Result<Json<WebhookRetriedBody>, Problem> {
     let engine = &state.engine;
-    let endpoints = crate::webhooks::retry_message(engine, &id, query.endpoint.as_deref()).await?;
+    let endpoints = (engine.retry_webhook_message(&id, query.endpoint.as_deref())).await?;
     if endpoints.is_empty() {
         let queue = match &query.endpoint {
             Some(endpoint) => endpoint_dead_queue(endpoint),

@@ -32,9 +32,9 @@ use tokio::{
     task::{JoinHandle, JoinSet},
 };
 use wharf_engine::{
-    broker::{api::Delivery, ConsumeRequest, Consumer, NackAction, SendMessage},
-    webhooks::{endpoint_dead_queue, endpoint_queue, secret_bytes, Endpoint, DELIVERY_LEASE},
-    Engine, EngineError,
+    broker::{api::Delivery, ConsumeRequest, Consumer, NackAction},
+    webhooks::{endpoint_queue, secret_bytes, Endpoint, DELIVERY_LEASE},
+    Engine,
 };
 use wharf_model::message::Message;
 
@@ -93,11 +93,6 @@ pub async fn run(engine: Engine, shared: Arc<Webhooks>) {
             }
             keep
         });
-        for id in engine.webhook_endpoints().into_iter().map(|(id, _)| id) {
-            if !endpoints.contains_key(&id) {
-                shared.attempts.forget(&id);
-            }
-        }
         for (id, endpoint) in endpoints {
             if endpoint.enabled && !workers.contains_key(&id) {
                 let (stop, stopped) = watch::channel(false);
@@ -567,42 +562,6 @@ impl Pacer {
         }
         self.next = self.next.max(now) + self.interval;
     }
-}
-
-/// Sends message `id` again to each endpoint whose dead-letter queue holds it (only to
-/// `endpoint` when given); returns the endpoints it went back to.
-pub async fn retry_message(
-    engine: &Engine,
-    id: &str,
-    endpoint: Option<&str>,
-) -> Result<Vec<String>, EngineError> {
-    let endpoints = match endpoint {
-        Some(endpoint) => vec![(endpoint.to_string(), engine.webhook_endpoint(endpoint)?)],
-        None => engine.webhook_endpoints(),
-    };
-    let mut retried = Vec::new();
-    for (endpoint, _) in endpoints {
-        let dead = endpoint_dead_queue(&endpoint);
-        let message = match engine.get_message(&dead, id).await {
-            Ok(peeked) => peeked.message,
-            Err(EngineError::MessageNotFound { .. } | EngineError::QueueNotFound { .. }) => {
-                continue
-            }
-            Err(error) => return Err(error),
-        };
-        let send = SendMessage {
-            id: Some(message.id.clone()),
-            body: message.body.clone(),
-            content_type: Some(message.content_type.clone()),
-            headers: message.headers.clone(),
-            correlation_id: message.correlation_id.clone(),
-            ..SendMessage::default()
-        };
-        engine.send(&endpoint_queue(&endpoint), vec![send]).await?;
-        engine.delete_message(&dead, id).await?;
-        retried.push(endpoint);
-    }
-    Ok(retried)
 }
 
 #[cfg(test)]
