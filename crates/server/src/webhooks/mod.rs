@@ -184,6 +184,10 @@ async fn run_endpoint(
         ));
     }
     while running.join_next().await.is_some() {}
+    if engine.webhook_endpoint(&id).is_err() {
+        // Deleted: attempts that ended after the delete handler cleared the log go too.
+        shared.attempts.forget(&id);
+    }
     // The acks first, then the consumer's leases go back (when it is dropped, below).
     drop(target);
     let _ = acker.await;
