@@ -120,7 +120,7 @@ async fn retained_messages_come_back_from_the_memory_store() {
         .unwrap();
     let mut bodies = Vec::new();
     while let Some(batch) = subscription.next_retained().await.unwrap() {
-        bodies.extend(batch.into_iter().map(|m| m.body));
+        bodies.extend(batch.into_iter().map(|(_, m)| m.body));
     }
     assert_eq!(bodies, [&b"3"[..], b"2"]);
 }

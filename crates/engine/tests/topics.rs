@@ -5,7 +5,7 @@ use bytes::Bytes;
 use std::{future::Future, path::Path, sync::Arc, time::Duration};
 use wharf_engine::{
     broker::{
-        PublishMessage, ReceiveRequest, RequestTarget, SendMessage, Subscription,
+        Interested, LiveFeed, PublishMessage, ReceiveRequest, RequestTarget, SendMessage, Subscription,
         REPLY_ADDRESS_PREFIX,
     },
     clock::ManualClock,
@@ -76,7 +76,7 @@ async fn drain(engine: &Engine, queue: &str) -> Vec<String> {
 async fn retained_messages(subscription: &mut Subscription) -> Vec<Message> {
     let mut out = Vec::new();
     while let Some(batch) = subscription.next_retained().await.unwrap() {
-        out.extend(batch);
+        out.extend(batch.into_iter().map(|(_, message)| message));
     }
     out
 }
@@ -225,7 +225,8 @@ async fn live_subscriptions_get_matching_messages_as_published() {
         .await
         .unwrap();
     let got = guard(subscription.messages.recv()).await.unwrap();
-    assert_eq!(got.body.as_ref(), br#"{"amount": 50}"#);
+    assert_eq!(got.message.body.as_ref(), br#"{"amount": 50}"#);
+    assert_eq!(&*got.routing_key, "orders.eu");
     assert!(subscription.messages.try_recv().is_err());
 }
 
@@ -273,7 +274,7 @@ async fn filters_stopped_by_a_cost_limit_do_not_match_and_are_counted() {
         [r#"{"amount": 5, "text": "ab"}"#]
     );
     let got = guard(subscription.messages.recv()).await.unwrap();
-    assert_eq!(got.body.as_ref(), br#"{"amount": 5, "text": "ab"}"#);
+    assert_eq!(got.message.body.as_ref(), br#"{"amount": 5, "text": "ab"}"#);
     assert!(subscription.messages.try_recv().is_err());
     let stats = engine.topic_info("orders").unwrap().stats;
     assert_eq!(stats.filters_stopped, 2);
@@ -563,6 +564,49 @@ async fn an_abandoned_request_expires_with_its_timeout() {
 }
 
 #[tokio::test]
+async fn feed_subscriptions_share_one_buffer_tag_their_messages_and_count_what_they_miss() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _store) = setup(dir.path()).await;
+    let (feed, mut messages) = LiveFeed::new(2);
+    let eu = Interested {
+        pattern: "orders.eu",
+        syntax: Syntax::Amqp,
+        filter: None,
+    };
+    let big = Interested {
+        pattern: "#",
+        syntax: Syntax::Amqp,
+        filter: Some("amount > 10"),
+    };
+    let _eu = engine.subscribe_feed("orders", eu, feed.clone(), 1).unwrap();
+    let big = engine.subscribe_feed("orders", big, feed.clone(), 2).unwrap();
+    let published = vec![
+        publish("orders.eu", r#"{"amount": 5}"#),
+        publish("orders.us", r#"{"amount": 50}"#),
+        publish("orders.eu", r#"{"amount": 70}"#),
+    ];
+    engine.publish("orders", published).await.unwrap();
+    let first = guard(messages.recv()).await.unwrap();
+    let second = guard(messages.recv()).await.unwrap();
+    assert_eq!((first.tag, &*first.routing_key), (1, "orders.eu"));
+    assert_eq!((second.tag, &*second.routing_key), (2, "orders.us"));
+    // The third message matched both subscriptions and found the buffer of 2 full twice.
+    assert!(messages.try_recv().is_err());
+    assert_eq!(feed.missed(), 2);
+    let message = first.message;
+    assert!(!big.wants("orders.eu", &message), "amount 5 is not above 10");
+    assert!(big.wants("orders.us", &second.message));
+    // Feed subscriptions are bounded by their feed, not by `subscriptions_max`.
+    let many: Vec<_> = (0..1_500)
+        .map(|tag| engine.subscribe_feed("orders", eu, feed.clone(), tag).unwrap())
+        .collect();
+    assert_eq!(engine.topic_info("orders").unwrap().stats.subscribers, 1_502);
+    drop(many);
+    drop(big);
+    assert_eq!(engine.topic_info("orders").unwrap().stats.subscribers, 1);
+}
+
+#[tokio::test]
 async fn subscriptions_and_pending_requests_stop_at_their_limits() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(dir.path(), StoreConfig::default()).unwrap());
@@ -663,11 +707,11 @@ async fn a_subscription_streams_ten_thousand_retained_keys_from_disk_in_order() 
         )
         .await
         .unwrap();
-    let mut bodies: Vec<_> = first.iter().map(|m| m.body.clone()).collect();
+    let mut bodies: Vec<_> = first.iter().map(|(_, m)| m.body.clone()).collect();
     let mut batches = 1;
     while let Some(batch) = subscription.next_retained().await.unwrap() {
         assert!(batch.len() <= 256);
-        bodies.extend(batch.into_iter().map(|m| m.body));
+        bodies.extend(batch.into_iter().map(|(_, m)| m.body));
         batches += 1;
     }
     assert!(subscription.retained_done());
@@ -683,7 +727,7 @@ async fn a_subscription_streams_ten_thousand_retained_keys_from_disk_in_order() 
     );
     let mut live = Vec::new();
     while let Ok(message) = subscription.messages.try_recv() {
-        live.push(String::from_utf8(message.body.to_vec()).unwrap());
+        live.push(String::from_utf8(message.message.body.to_vec()).unwrap());
     }
     assert_eq!(live, [r#"{"n": -1}"#, r#"{"n": -2}"#, r#"{"n": -3}"#]);
 

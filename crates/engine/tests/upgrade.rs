@@ -82,7 +82,7 @@ impl Broker {
             .unwrap();
         let mut out = Vec::new();
         while let Some(batch) = subscription.next_retained().await.unwrap() {
-            out.extend(batch);
+            out.extend(batch.into_iter().map(|(_, message)| message));
         }
         out
     }

@@ -34,7 +34,10 @@ pub use streams::{
     PartitionLag, ProduceRecord, ProduceRequest, Produced, ProducerSequence, StreamInfo,
     FETCH_WAIT_MAX,
 };
-pub use topics::{BindingInfo, PublishMessage, Published, Subscription, TopicInfo, TopicStats};
+pub use topics::{
+    BindingInfo, FeedSubscription, Interested, LiveFeed, LiveMessage, PublishMessage, Published,
+    Subscription, TopicInfo, TopicStats,
+};
 
 use crate::{
     clock::Clock,

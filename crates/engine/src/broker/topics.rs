@@ -107,6 +107,52 @@ pub struct BindingInfo {
     pub matched: u64,
 }
 
+/// A message a live subscription received, with the routing key it was published with and the
+/// tag of the subscription it matched (see [`LiveFeed`]).
+#[derive(Debug, Clone)]
+pub struct LiveMessage {
+    pub tag: u64,
+    pub routing_key: Arc<str>,
+    pub message: Message,
+}
+
+/// Where live messages go: a bounded channel, possibly shared by several subscriptions of one
+/// client (each with its own tag), and the count of messages it missed because it was full.
+/// Delivery is at most once: the topic never waits for a slow reader.
+#[derive(Debug, Clone)]
+pub struct LiveFeed {
+    sender: mpsc::Sender<LiveMessage>,
+    missed: Arc<AtomicU64>,
+}
+
+impl LiveFeed {
+    /// A feed holding up to `buffer` unread messages, and its receiving end.
+    pub fn new(buffer: usize) -> (LiveFeed, mpsc::Receiver<LiveMessage>) {
+        let (sender, receiver) = mpsc::channel(buffer.max(1));
+        let missed = Arc::new(AtomicU64::new(0));
+        (LiveFeed { sender, missed }, receiver)
+    }
+
+    /// Messages dropped so far because the buffer was full.
+    pub fn missed(&self) -> u64 {
+        self.missed.load(Ordering::Acquire)
+    }
+
+    fn offer(&self, message: LiveMessage) {
+        if self.sender.try_send(message).is_err() {
+            self.missed.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// What a live subscription wants: a routing-key pattern and an optional filter.
+#[derive(Debug, Clone, Copy)]
+pub struct Interested<'a> {
+    pub pattern: &'a str,
+    pub syntax: Syntax,
+    pub filter: Option<&'a str>,
+}
+
 /// A live subscription: retained matches first (read from the topic's log batch by batch),
 /// then messages as they are published. Dropping it ends the subscription.
 #[derive(Debug)]
@@ -116,7 +162,15 @@ pub struct Subscription {
     retained: RetainedMessages,
     /// Messages published since the subscription began. A key published again while the
     /// retained messages are read arrives here only, with its new message.
-    pub messages: mpsc::Receiver<Message>,
+    pub messages: mpsc::Receiver<LiveMessage>,
+    _guard: SubscriberGuard,
+}
+
+/// A live subscription whose messages go to a [`LiveFeed`] the caller holds: what a client
+/// with many subscriptions (a WebSocket) uses, so that one buffer bounds all of them.
+#[derive(Debug)]
+pub struct FeedSubscription {
+    retained: RetainedMessages,
     _guard: SubscriberGuard,
 }
 
@@ -146,8 +200,9 @@ pub(super) struct TopicRuntime {
 #[derive(Debug)]
 struct Subscriber {
     id: u64,
+    tag: u64,
     interest: Arc<Interest>,
-    sender: mpsc::Sender<Message>,
+    feed: LiveFeed,
 }
 
 /// What a subscriber wants, shared by its live feed and its walk over retained messages.
@@ -161,12 +216,24 @@ struct Interest {
     retained_before: Offset,
 }
 
+/// A taken place in the engine's count of subscriptions, given back if registering fails.
+struct SubscriberCount(Option<Arc<AtomicUsize>>);
+
+impl Drop for SubscriberCount {
+    fn drop(&mut self) {
+        if let Some(count) = self.0.take() {
+            count.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
 #[derive(Debug)]
 struct SubscriberGuard {
     id: u64,
     subscribers: Arc<Mutex<Vec<Subscriber>>>,
-    /// The engine's count of live subscriptions, taken by this one.
-    count: Arc<AtomicUsize>,
+    /// The engine's count of live subscriptions, taken by this one; `None` for a
+    /// [`FeedSubscription`], whose feed's owner bounds them.
+    count: Option<Arc<AtomicUsize>>,
 }
 
 impl Subscription {
@@ -174,7 +241,7 @@ impl Subscription {
     /// read from the topic's log; `None` once all were given. A batch holds at most 256
     /// messages and 256 KiB of bodies, and may be empty when none of the keys it looked at
     /// matched: ask again. Take them all before [`Subscription::messages`].
-    pub async fn next_retained(&mut self) -> Result<Option<Vec<Message>>, EngineError> {
+    pub async fn next_retained(&mut self) -> Result<Option<Vec<(String, Message)>>, EngineError> {
         self.retained.next_batch().await
     }
 
@@ -184,12 +251,31 @@ impl Subscription {
     }
 }
 
+impl FeedSubscription {
+    /// See [`Subscription::next_retained`].
+    pub async fn next_retained(&mut self) -> Result<Option<Vec<(String, Message)>>, EngineError> {
+        self.retained.next_batch().await
+    }
+
+    /// Whether the subscription wants a message published with `key`: for messages that
+    /// reach the caller another way, such as a history kept for clients that reconnect.
+    pub fn wants(&self, key: &str, message: &Message) -> bool {
+        let interest = self.retained.interest();
+        let body = (interest.filter.is_some())
+            .then(|| json_body(message))
+            .flatten();
+        interest.wants(key, message, body.as_ref()).matched
+    }
+}
+
 impl Drop for SubscriberGuard {
     fn drop(&mut self) {
         if let Ok(mut subscribers) = self.subscribers.lock() {
             subscribers.retain(|s| s.id != self.id);
         }
-        self.count.fetch_sub(1, Ordering::AcqRel);
+        if let Some(count) = &self.count {
+            count.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
@@ -395,7 +481,8 @@ impl Engine {
         self.publish_messages(topic.to_string(), messages, 0).await
     }
 
-    /// Subscribes a live client: retained matches now, later publishes as they happen.
+    /// Subscribes a live client: retained matches now, later publishes as they happen, in a
+    /// buffer of its own. Counts against `subscriptions_max`.
     pub fn subscribe(
         &self,
         topic: &str,
@@ -404,13 +491,6 @@ impl Engine {
         filter: Option<&str>,
     ) -> Result<Subscription, EngineError> {
         self.check_open()?;
-        let runtime = self.topic(topic)?;
-        let pattern = Pattern::parse(pattern, syntax).map_err(|source| {
-            EngineError::invalid_field(Field::Pattern, FieldProblem::InvalidPattern { source })
-        })?;
-        let filter = filter.map(Filter::parse).transpose().map_err(|source| {
-            EngineError::invalid_field(Field::Filter, FieldProblem::InvalidFilter { source })
-        })?;
         let count = self.inner.subscriptions.clone();
         let max = self.inner.config.subscriptions_max;
         if count
@@ -424,22 +504,70 @@ impl Engine {
                 max,
             });
         }
-        let (sender, messages) = mpsc::channel(SUBSCRIBER_BUFFER);
+        let guard_count = SubscriberCount(Some(count));
+        let (feed, messages) = LiveFeed::new(SUBSCRIBER_BUFFER);
+        let interested = Interested {
+            pattern,
+            syntax,
+            filter,
+        };
+        let (retained, guard) = self.register_subscriber(topic, interested, feed, 0, guard_count)?;
+        Ok(Subscription {
+            retained,
+            messages,
+            _guard: guard,
+        })
+    }
+
+    /// Subscribes into `feed`, whose messages carry `tag`: the caller's buffer bounds this
+    /// subscription, so it does not count against `subscriptions_max`.
+    pub fn subscribe_feed(
+        &self,
+        topic: &str,
+        interested: Interested<'_>,
+        feed: LiveFeed,
+        tag: u64,
+    ) -> Result<FeedSubscription, EngineError> {
+        self.check_open()?;
+        let (retained, guard) =
+            self.register_subscriber(topic, interested, feed, tag, SubscriberCount(None))?;
+        Ok(FeedSubscription {
+            retained,
+            _guard: guard,
+        })
+    }
+
+    fn register_subscriber(
+        &self,
+        topic: &str,
+        interested: Interested<'_>,
+        feed: LiveFeed,
+        tag: u64,
+        mut count: SubscriberCount,
+    ) -> Result<(RetainedMessages, SubscriberGuard), EngineError> {
+        let runtime = self.topic(topic)?;
+        let pattern = Pattern::parse(interested.pattern, interested.syntax).map_err(|source| {
+            EngineError::invalid_field(Field::Pattern, FieldProblem::InvalidPattern { source })
+        })?;
+        let filter = (interested.filter.map(Filter::parse).transpose()).map_err(|source| {
+            EngineError::invalid_field(Field::Filter, FieldProblem::InvalidFilter { source })
+        })?;
         let id = runtime.next_subscriber.fetch_add(1, Ordering::Relaxed);
         let interest = {
             // Registered under the state lock: every retained message published below
             // `retained_before` is in the index, and every later one finds the subscriber.
             let state = runtime.state.lock().expect("topic state lock");
             let interest = Arc::new(Interest {
-                syntax,
+                syntax: interested.syntax,
                 pattern,
                 filter,
                 retained_before: state.applied_end,
             });
             let subscriber = Subscriber {
                 id,
+                tag,
                 interest: interest.clone(),
-                sender,
+                feed,
             };
             (runtime.subscribers.lock().expect("subscribers lock")).push(subscriber);
             interest
@@ -447,13 +575,9 @@ impl Engine {
         let guard = SubscriberGuard {
             id,
             subscribers: runtime.subscribers.clone(),
-            count,
+            count: count.0.take(),
         };
-        Ok(Subscription {
-            retained: RetainedMessages::new(runtime, interest),
-            messages,
-            _guard: guard,
-        })
+        Ok((RetainedMessages::new(runtime, interest), guard))
     }
 
     /// Routes validated messages and stores them in every destination; recursive for topic
@@ -841,7 +965,7 @@ impl TopicRuntime {
     fn route(&self, key: &str, message: &Message, retained_at: Option<Offset>) -> Vec<Destination> {
         let router = self.router.read().expect("router lock");
         let mut subscribers = self.subscribers.lock().expect("subscribers lock");
-        subscribers.retain(|s| !s.sender.is_closed());
+        subscribers.retain(|s| !s.feed.sender.is_closed());
         // Parse the body once, and only when some filter will read it.
         let reads_body =
             router.reads_body() || subscribers.iter().any(|s| s.interest.filter.is_some());
@@ -856,6 +980,7 @@ impl TopicRuntime {
         }
         self.filters_stopped
             .fetch_add(route.filters_stopped, Ordering::Relaxed);
+        let mut shared_key: Option<Arc<str>> = None;
         for subscriber in subscribers.iter() {
             let interest = &subscriber.interest;
             if retained_at.is_some_and(|at| at < interest.retained_before) {
@@ -864,7 +989,12 @@ impl TopicRuntime {
             }
             if self.count_filter_stop(interest.wants(key, message, body.as_ref())) {
                 // At most once: a subscriber too slow to keep its buffer free misses messages.
-                let _ = subscriber.sender.try_send(message.clone());
+                let routing_key = shared_key.get_or_insert_with(|| Arc::from(key)).clone();
+                subscriber.feed.offer(LiveMessage {
+                    tag: subscriber.tag,
+                    routing_key,
+                    message: message.clone(),
+                });
             }
         }
         route.destinations.into_iter().collect()

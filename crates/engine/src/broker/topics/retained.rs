@@ -54,7 +54,7 @@ impl RetainedMessages {
     }
 
     /// See [`super::Subscription::next_retained`].
-    pub async fn next_batch(&mut self) -> Result<Option<Vec<Message>>, EngineError> {
+    pub async fn next_batch(&mut self) -> Result<Option<Vec<(String, Message)>>, EngineError> {
         if self.done {
             return Ok(None);
         }
@@ -78,7 +78,11 @@ impl RetainedMessages {
             return Ok(None);
         };
         self.after = Some(last);
-        Ok(Some(step.messages.into_iter().map(|(_, m)| m).collect()))
+        Ok(Some(step.messages))
+    }
+
+    pub(super) fn interest(&self) -> &Interest {
+        &self.interest
     }
 
     pub fn is_done(&self) -> bool {

@@ -142,7 +142,7 @@ async fn retained_bodies_stay_on_disk() {
     for subscription in &mut subscriptions {
         let batch = subscription.next_retained().await.unwrap().unwrap();
         assert_eq!(batch.len(), 256, "a batch stops at 256 messages or 256 KiB");
-        first_keys.push(label(&batch[0].body));
+        first_keys.push(label(&batch[0].1.body));
     }
     assert!(first_keys.iter().all(|k| k == "sensors/000000@0"));
     let after_subscribing = runtime.state.lock().unwrap().retained.heap_bytes();

@@ -95,7 +95,7 @@ async fn next_message(state: &mut SubscriptionState) -> Option<Message> {
             break;
         }
         match state.subscription.next_retained().await {
-            Ok(Some(batch)) => state.batch.extend(batch),
+            Ok(Some(batch)) => state.batch.extend(batch.into_iter().map(|(_, m)| m)),
             Ok(None) => break,
             Err(error) => {
                 // Mid-stream there is no status left to send: end it, the client reconnects.
@@ -109,7 +109,7 @@ async fn next_message(state: &mut SubscriptionState) -> Option<Message> {
     tokio::select! {
         biased;
         () = state.readiness.shutdown_begun() => None,
-        message = state.subscription.messages.recv() => message,
+        live = state.subscription.messages.recv() => live.map(|live| live.message),
     }
 }
 
