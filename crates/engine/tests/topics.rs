@@ -5,7 +5,7 @@ use bytes::Bytes;
 use std::{future::Future, path::Path, sync::Arc, time::Duration};
 use wharf_engine::{
     broker::{
-        Interested, LiveFeed, PublishMessage, ReceiveRequest, RequestTarget, SendMessage, Subscription,
+        json_body, Interested, LiveFeed, LiveInterest, PublishMessage, ReceiveRequest, RequestTarget, SendMessage, Subscription,
         REPLY_ADDRESS_PREFIX,
     },
     clock::ManualClock,
@@ -573,13 +573,15 @@ async fn feed_subscriptions_share_one_buffer_tag_their_messages_and_count_what_t
         syntax: Syntax::Amqp,
         filter: None,
     };
-    let big = Interested {
+    let big_interest = Interested {
         pattern: "#",
         syntax: Syntax::Amqp,
         filter: Some("amount > 10"),
     };
     let _eu = engine.subscribe_feed("orders", eu, feed.clone(), 1).unwrap();
-    let big = engine.subscribe_feed("orders", big, feed.clone(), 2).unwrap();
+    let big = engine
+        .subscribe_feed("orders", big_interest, feed.clone(), 2)
+        .unwrap();
     let published = vec![
         publish("orders.eu", r#"{"amount": 5}"#),
         publish("orders.us", r#"{"amount": 50}"#),
@@ -593,9 +595,12 @@ async fn feed_subscriptions_share_one_buffer_tag_their_messages_and_count_what_t
     // The third message matched both subscriptions and found the buffer of 2 full twice.
     assert!(messages.try_recv().is_err());
     assert_eq!(feed.missed(), 2);
-    let message = first.message;
-    assert!(!big.wants("orders.eu", &message), "amount 5 is not above 10");
-    assert!(big.wants("orders.us", &second.message));
+    let interest = LiveInterest::parse(big_interest).unwrap();
+    let body = |message: &Message| json_body(message);
+    let small = &first.message;
+    assert!(!interest.wants("orders.eu", small, body(small).as_ref()), "5 is not above 10");
+    assert!(interest.wants("orders.us", &second.message, body(&second.message).as_ref()));
+    assert!(!interest.wants("invoices", &second.message, None), "a filter without a body");
     // Feed subscriptions are bounded by their feed, not by `subscriptions_max`.
     let many: Vec<_> = (0..1_500)
         .map(|tag| engine.subscribe_feed("orders", eu, feed.clone(), tag).unwrap())

@@ -114,7 +114,7 @@ impl ConnectionInfo {
         match &self.identity {
             Identity::User { name } => Some(name),
             Identity::Token { owner, .. } => owner.as_deref(),
-            Identity::Anonymous => None,
+            Identity::Anonymous | Identity::Browser { .. } => None,
         }
     }
 
@@ -365,6 +365,7 @@ fn owner(identity: &Identity) -> Option<(&'static str, &str)> {
             owner: Some(user), ..
         } => Some(("user", user)),
         Identity::Token { id, .. } => Some(("token", id)),
+        Identity::Browser { member } => Some(("browser", member)),
     }
 }
 

@@ -35,7 +35,8 @@ pub use streams::{
     FETCH_WAIT_MAX,
 };
 pub use topics::{
-    BindingInfo, FeedSubscription, Interested, LiveFeed, LiveMessage, PublishMessage, Published,
+    json_body, BindingInfo, FeedSubscription, Interested, LiveFeed, LiveInterest, LiveMessage,
+    PublishMessage, Published,
     Subscription, TopicInfo, TopicStats,
 };
 

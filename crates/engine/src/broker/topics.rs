@@ -153,6 +153,28 @@ pub struct Interested<'a> {
     pub filter: Option<&'a str>,
 }
 
+/// What a live subscription wants, checked outside the engine's routing: a client that takes
+/// a topic's messages once (through one subscription) and hands them to many local
+/// subscribers, such as the real-time hub, asks it of each message.
+#[derive(Debug, Clone)]
+pub struct LiveInterest(Arc<Interest>);
+
+impl LiveInterest {
+    pub fn parse(interested: Interested<'_>) -> Result<LiveInterest, EngineError> {
+        Ok(LiveInterest(Arc::new(Interest::parse(interested, Offset(0))?)))
+    }
+
+    /// Whether it wants the message published with `key`; `body` is [`json_body`] of the
+    /// message, needed only when [`LiveInterest::reads_body`].
+    pub fn wants(&self, key: &str, message: &Message, body: Option<&serde_json::Value>) -> bool {
+        self.0.wants(key, message, body).matched
+    }
+
+    pub fn reads_body(&self) -> bool {
+        self.0.filter.is_some()
+    }
+}
+
 /// A live subscription: retained matches first (read from the topic's log batch by batch),
 /// then messages as they are published. Dropping it ends the subscription.
 #[derive(Debug)]
@@ -257,14 +279,9 @@ impl FeedSubscription {
         self.retained.next_batch().await
     }
 
-    /// Whether the subscription wants a message published with `key`: for messages that
-    /// reach the caller another way, such as a history kept for clients that reconnect.
-    pub fn wants(&self, key: &str, message: &Message) -> bool {
-        let interest = self.retained.interest();
-        let body = (interest.filter.is_some())
-            .then(|| json_body(message))
-            .flatten();
-        interest.wants(key, message, body.as_ref()).matched
+    /// Whether every retained message was given.
+    pub fn retained_done(&self) -> bool {
+        self.retained.is_done()
     }
 }
 
@@ -546,23 +563,14 @@ impl Engine {
         mut count: SubscriberCount,
     ) -> Result<(RetainedMessages, SubscriberGuard), EngineError> {
         let runtime = self.topic(topic)?;
-        let pattern = Pattern::parse(interested.pattern, interested.syntax).map_err(|source| {
-            EngineError::invalid_field(Field::Pattern, FieldProblem::InvalidPattern { source })
-        })?;
-        let filter = (interested.filter.map(Filter::parse).transpose()).map_err(|source| {
-            EngineError::invalid_field(Field::Filter, FieldProblem::InvalidFilter { source })
-        })?;
+        let mut interest = Interest::parse(interested, Offset(0))?;
         let id = runtime.next_subscriber.fetch_add(1, Ordering::Relaxed);
         let interest = {
             // Registered under the state lock: every retained message published below
             // `retained_before` is in the index, and every later one finds the subscriber.
             let state = runtime.state.lock().expect("topic state lock");
-            let interest = Arc::new(Interest {
-                syntax: interested.syntax,
-                pattern,
-                filter,
-                retained_before: state.applied_end,
-            });
+            interest.retained_before = state.applied_end;
+            let interest = Arc::new(interest);
             let subscriber = Subscriber {
                 id,
                 tag,
@@ -1020,6 +1028,21 @@ impl TopicRuntime {
 }
 
 impl Interest {
+    fn parse(interested: Interested<'_>, retained_before: Offset) -> Result<Interest, EngineError> {
+        let pattern = Pattern::parse(interested.pattern, interested.syntax).map_err(|source| {
+            EngineError::invalid_field(Field::Pattern, FieldProblem::InvalidPattern { source })
+        })?;
+        let filter = (interested.filter.map(Filter::parse).transpose()).map_err(|source| {
+            EngineError::invalid_field(Field::Filter, FieldProblem::InvalidFilter { source })
+        })?;
+        Ok(Interest {
+            syntax: interested.syntax,
+            pattern,
+            filter,
+            retained_before,
+        })
+    }
+
     fn key_matches(&self, key: &str) -> bool {
         let mut words = Vec::new();
         self.syntax.split_key(key, &mut words).is_ok() && self.pattern.matches(&words)
@@ -1050,7 +1073,9 @@ impl Router {
 }
 
 /// The body as JSON for filters, when it is JSON.
-pub(super) fn json_body(message: &Message) -> Option<serde_json::Value> {
+/// A message's body parsed as JSON, when its content type says JSON and it parses: what
+/// filters read.
+pub fn json_body(message: &Message) -> Option<serde_json::Value> {
     let json = message.content_type.starts_with("application/json")
         || message.content_type.contains("+json");
     json.then(|| serde_json::from_slice(&message.body).ok())

@@ -431,7 +431,7 @@ impl Engine {
         let owner = match &creator.identity {
             Identity::User { name } => Some(name.clone()),
             Identity::Token { owner, .. } => owner.clone(),
-            Identity::Anonymous => None,
+            Identity::Anonymous | Identity::Browser { .. } => None,
         };
         let now = self.now();
         let record = TokenRecord {
@@ -554,7 +554,7 @@ fn may_manage_token(viewer: &Principal, token: &TokenRecord) -> bool {
     let user = match &viewer.identity {
         Identity::User { name } => Some(name),
         Identity::Token { owner, .. } => owner.as_ref(),
-        Identity::Anonymous => None,
+        Identity::Anonymous | Identity::Browser { .. } => None,
     };
     user.is_some() && token.owner.as_ref() == user
 }

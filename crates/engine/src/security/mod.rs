@@ -83,6 +83,10 @@ pub enum Identity {
         name: String,
         owner: Option<String>,
     },
+    /// A browser holding a signed real-time token: its grants are the token's channels.
+    Browser {
+        member: String,
+    },
 }
 
 impl fmt::Display for Identity {
@@ -91,6 +95,7 @@ impl fmt::Display for Identity {
             Identity::Anonymous => f.write_str("anonymous"),
             Identity::User { name } => write!(f, "user:{name}"),
             Identity::Token { id, .. } => write!(f, "token:{id}"),
+            Identity::Browser { member } => write!(f, "browser:{member}"),
         }
     }
 }
@@ -112,6 +117,12 @@ impl Principal {
     pub fn anonymous() -> Principal {
         static ADMIN: LazyLock<Arc<[Grant]>> = LazyLock::new(|| Arc::from([Grant::admin()]));
         Principal::new(Identity::Anonymous, ADMIN.clone())
+    }
+
+    /// The caller of a browser token the real-time door verified: allowed what the token
+    /// names, nothing else.
+    pub fn browser(member: String, grants: Vec<Grant>) -> Principal {
+        Principal::new(Identity::Browser { member }, Arc::from(grants))
     }
 
     pub fn grants(&self) -> &[Grant] {
@@ -150,6 +161,7 @@ impl Principal {
                 owner: Some(user), ..
             } => Some(format!("user:{user}")),
             Identity::Token { id, .. } => Some(format!("token:{id}")),
+            Identity::Browser { .. } => None,
         }
     }
 }

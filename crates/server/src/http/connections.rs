@@ -251,7 +251,7 @@ impl From<&ConnectionInfo> for ConnectionBody {
     fn from(info: &ConnectionInfo) -> ConnectionBody {
         let token = match &info.identity {
             Identity::Token { id, .. } => Some(id.clone()),
-            Identity::User { .. } | Identity::Anonymous => None,
+            Identity::User { .. } | Identity::Anonymous | Identity::Browser { .. } => None,
         };
         ConnectionBody {
             id: info.id.0,

@@ -81,10 +81,6 @@ impl RetainedMessages {
         Ok(Some(step.messages))
     }
 
-    pub(super) fn interest(&self) -> &Interest {
-        &self.interest
-    }
-
     pub fn is_done(&self) -> bool {
         self.done
     }

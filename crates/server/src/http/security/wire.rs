@@ -163,6 +163,7 @@ impl From<&Principal> for WhoamiBody {
             Identity::Token { id, name, owner } => {
                 ("token", Some(name.clone()), Some(id.clone()), owner.clone())
             }
+            Identity::Browser { member } => ("browser", Some(member.clone()), None, None),
         };
         WhoamiBody {
             kind: kind.to_string(),
