@@ -5,8 +5,8 @@ use bytes::Bytes;
 use std::{future::Future, path::Path, sync::Arc, time::Duration};
 use wharf_engine::{
     broker::{
-        json_body, Interested, LiveFeed, LiveInterest, PublishMessage, ReceiveRequest, RequestTarget, SendMessage, Subscription,
-        REPLY_ADDRESS_PREFIX,
+        json_body, Interested, LiveFeed, LiveInterest, PublishMessage, ReceiveRequest,
+        RequestTarget, SendMessage, Subscription, REPLY_ADDRESS_PREFIX,
     },
     clock::ManualClock,
     error::{Field, FieldProblem, NameProblem, ResourceKind},
@@ -578,7 +578,9 @@ async fn feed_subscriptions_share_one_buffer_tag_their_messages_and_count_what_t
         syntax: Syntax::Amqp,
         filter: Some("amount > 10"),
     };
-    let _eu = engine.subscribe_feed("orders", eu, feed.clone(), 1).unwrap();
+    let _eu = engine
+        .subscribe_feed("orders", eu, feed.clone(), 1)
+        .unwrap();
     let big = engine
         .subscribe_feed("orders", big_interest, feed.clone(), 2)
         .unwrap();
@@ -598,14 +600,27 @@ async fn feed_subscriptions_share_one_buffer_tag_their_messages_and_count_what_t
     let interest = LiveInterest::parse(big_interest).unwrap();
     let body = |message: &Message| json_body(message);
     let small = &first.message;
-    assert!(!interest.wants("orders.eu", small, body(small).as_ref()), "5 is not above 10");
+    assert!(
+        !interest.wants("orders.eu", small, body(small).as_ref()),
+        "5 is not above 10"
+    );
     assert!(interest.wants("orders.us", &second.message, body(&second.message).as_ref()));
-    assert!(!interest.wants("invoices", &second.message, None), "a filter without a body");
+    assert!(
+        !interest.wants("invoices", &second.message, None),
+        "a filter without a body"
+    );
     // Feed subscriptions are bounded by their feed, not by `subscriptions_max`.
     let many: Vec<_> = (0..1_500)
-        .map(|tag| engine.subscribe_feed("orders", eu, feed.clone(), tag).unwrap())
+        .map(|tag| {
+            engine
+                .subscribe_feed("orders", eu, feed.clone(), tag)
+                .unwrap()
+        })
         .collect();
-    assert_eq!(engine.topic_info("orders").unwrap().stats.subscribers, 1_502);
+    assert_eq!(
+        engine.topic_info("orders").unwrap().stats.subscribers,
+        1_502
+    );
     drop(many);
     drop(big);
     assert_eq!(engine.topic_info("orders").unwrap().stats.subscribers, 1);

@@ -66,6 +66,16 @@
 //! breaker_open_max_ms = 120000
 //! disable_after_ms = 432000000  # failing this long without a success disables (5 days)
 //!
+//! [realtime]
+//! history_messages = 100      # newest messages kept per topic for clients that resume
+//! history_age_ms = 300000     # and for how long
+//! buffer_messages = 1024      # frames queued per connection before it is a slow client
+//! slow_client = "disconnect"  # or "drop": skip and count what does not fit
+//! subscriptions_max = 100     # subscriptions and rooms per connection
+//! requests_max = 100          # requests waiting for replies per connection
+//! ping_interval_ms = 15000    # WebSocket pings and event-stream keep-alive comments
+//! token_secret = "..."        # signs browser tokens (HS256, at least 32 bytes); absent: off
+//!
 //! [tls]                 # absent: plain HTTP
 //! cert = "/etc/wharf/cert.pem"     # PEM chain, leaf first
 //! key = "/etc/wharf/key.pem"       # PEM private key; reloaded with cert on SIGHUP
@@ -104,6 +114,92 @@ pub struct ServeConfig {
     pub metrics: MetricsSettings,
     pub alerts: AlertSettings,
     pub webhooks: WebhookSettings,
+    pub realtime: RealtimeSettings,
+}
+
+/// The real-time hub (`/v1/ws`, `/v1/sse`); see `crate::realtime` and docs/realtime.md.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RealtimeSettings {
+    pub history_messages: usize,
+    pub history_age_ms: u64,
+    pub buffer_messages: usize,
+    pub slow_client: crate::realtime::SlowPolicy,
+    pub subscriptions_max: usize,
+    pub requests_max: usize,
+    pub ping_interval_ms: u64,
+    /// The key of browser tokens (`WHARF_REALTIME_TOKEN_SECRET`); absent: tokens refused.
+    pub token_secret: Option<String>,
+}
+
+/// Shortest `realtime.token_secret`: HS256 keys shorter than the hash are weak (RFC 7518,
+/// section 3.2).
+pub const TOKEN_SECRET_BYTES_MIN: usize = 32;
+
+impl Default for RealtimeSettings {
+    fn default() -> Self {
+        let hub = crate::realtime::Settings::default();
+        RealtimeSettings {
+            history_messages: hub.history.messages,
+            history_age_ms: hub.history.age_ms,
+            buffer_messages: hub.buffer_messages,
+            slow_client: hub.slow,
+            subscriptions_max: hub.subscriptions_max,
+            requests_max: hub.requests_max,
+            ping_interval_ms: hub.ping_interval.as_millis() as u64,
+            token_secret: None,
+        }
+    }
+}
+
+impl RealtimeSettings {
+    /// The hub's settings.
+    pub fn hub(&self) -> crate::realtime::Settings {
+        crate::realtime::Settings {
+            history: crate::realtime::history::Limits {
+                messages: self.history_messages,
+                age_ms: self.history_age_ms,
+            },
+            buffer_messages: self.buffer_messages,
+            slow: self.slow_client,
+            subscriptions_max: self.subscriptions_max,
+            requests_max: self.requests_max,
+            token_secret: self.token_secret.as_ref().map(|s| s.as_bytes().to_vec()),
+            ping_interval: Duration::from_millis(self.ping_interval_ms),
+        }
+    }
+
+    fn validate(
+        &self,
+        invalid: &impl Fn(&'static str, String, &str) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let positive = [
+            ("realtime.history_age_ms", self.history_age_ms),
+            ("realtime.buffer_messages", self.buffer_messages as u64),
+            ("realtime.subscriptions_max", self.subscriptions_max as u64),
+            ("realtime.requests_max", self.requests_max as u64),
+            ("realtime.ping_interval_ms", self.ping_interval_ms),
+        ];
+        if let Some((key, value)) = positive.iter().find(|(_, value)| *value == 0) {
+            return Err(invalid(key, value.to_string(), "must be at least 1"));
+        }
+        if self.history_messages > 100_000 {
+            let value = self.history_messages.to_string();
+            return Err(invalid(
+                "realtime.history_messages",
+                value,
+                "must be at most 100000",
+            ));
+        }
+        if let Some(secret) = &self.token_secret {
+            if secret.len() < TOKEN_SECRET_BYTES_MIN {
+                let reason = format!("must be at least {TOKEN_SECRET_BYTES_MIN} bytes");
+                let shown = format!("({} bytes)", secret.len());
+                return Err(invalid("realtime.token_secret", shown, &reason));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// How webhook deliveries are made; see `crate::webhooks` and docs/webhooks.md.
@@ -654,6 +750,7 @@ impl Default for ServeConfig {
             metrics: MetricsSettings::default(),
             alerts: AlertSettings::default(),
             webhooks: WebhookSettings::default(),
+            realtime: RealtimeSettings::default(),
         }
     }
 }
@@ -785,6 +882,7 @@ impl ServeConfig {
         }
         self.tls.files(path)?;
         self.webhooks.validate(&invalid)?;
+        self.realtime.validate(&invalid)?;
         self.validate_alerts(&invalid)
     }
 

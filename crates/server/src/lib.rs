@@ -15,6 +15,7 @@ pub mod disk_space;
 mod event_metrics;
 pub mod http;
 pub mod readiness;
+pub mod realtime;
 pub mod resource_metrics;
 mod serve;
 mod stream_metrics;

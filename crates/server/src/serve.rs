@@ -309,6 +309,7 @@ impl Server {
         http::refusals::register(&mut registry);
         http::request_metrics::register(&mut registry);
         crate::webhooks::metrics::register(&mut registry);
+        crate::realtime::metrics::register(&mut registry);
         registry.register_collector(Box::new(ResourceMetrics::new(
             engine.clone(),
             config.metrics.series_choice(),
@@ -333,7 +334,7 @@ impl Server {
             state: AppState::from(crate::http::AppParts {
                 readiness,
                 registry: Arc::new(registry),
-                engine,
+                engine: engine.clone(),
                 disk: Some(Arc::new(disk)),
                 security: Arc::new(
                     SecuritySettings::new(config.security.metrics_public)
@@ -346,6 +347,7 @@ impl Server {
                     settings: config.webhooks.dispatcher(),
                     attempts: Default::default(),
                 }),
+                realtime: crate::realtime::Hub::new(engine.clone(), config.realtime.hub()),
             }),
         })
     }
@@ -408,9 +410,12 @@ impl Server {
 
         let (began_sender, began) = oneshot::channel();
         let signal_readiness = readiness.clone();
+        let hub = state.realtime.clone();
         let signal = async move {
             shutdown.await;
             signal_readiness.begin_shutdown();
+            // Real-time connections end with a close frame; the hub's keepers with them.
+            hub.close();
             tracing::info!("shutting down: no new connections, finishing in-flight requests");
             let _ = began_sender.send(());
         };

@@ -36,8 +36,7 @@ pub use streams::{
 };
 pub use topics::{
     json_body, BindingInfo, FeedSubscription, Interested, LiveFeed, LiveInterest, LiveMessage,
-    PublishMessage, Published,
-    Subscription, TopicInfo, TopicStats,
+    MissedCounter, PublishMessage, Published, Subscription, TopicInfo, TopicStats,
 };
 
 use crate::{
@@ -808,7 +807,8 @@ impl Engine {
         Ok(())
     }
 
-    pub(crate) fn now(&self) -> u64 {
+    /// The engine's clock: ms since the epoch (a manual clock in tests).
+    pub fn now(&self) -> u64 {
         self.inner.clock.now()
     }
 

@@ -138,10 +138,26 @@ impl LiveFeed {
         self.missed.load(Ordering::Acquire)
     }
 
+    /// The count of [`LiveFeed::missed`], readable without holding the feed: the feed's
+    /// receiver sees its end (`None`) only once every `LiveFeed` is dropped.
+    pub fn missed_counter(&self) -> MissedCounter {
+        MissedCounter(self.missed.clone())
+    }
+
     fn offer(&self, message: LiveMessage) {
         if self.sender.try_send(message).is_err() {
             self.missed.fetch_add(1, Ordering::AcqRel);
         }
+    }
+}
+
+/// See [`LiveFeed::missed_counter`].
+#[derive(Debug, Clone)]
+pub struct MissedCounter(Arc<AtomicU64>);
+
+impl MissedCounter {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
     }
 }
 
@@ -161,7 +177,10 @@ pub struct LiveInterest(Arc<Interest>);
 
 impl LiveInterest {
     pub fn parse(interested: Interested<'_>) -> Result<LiveInterest, EngineError> {
-        Ok(LiveInterest(Arc::new(Interest::parse(interested, Offset(0))?)))
+        Ok(LiveInterest(Arc::new(Interest::parse(
+            interested,
+            Offset(0),
+        )?)))
     }
 
     /// Whether it wants the message published with `key`; `body` is [`json_body`] of the
@@ -528,7 +547,8 @@ impl Engine {
             syntax,
             filter,
         };
-        let (retained, guard) = self.register_subscriber(topic, interested, feed, 0, guard_count)?;
+        let (retained, guard) =
+            self.register_subscriber(topic, interested, feed, 0, guard_count)?;
         Ok(Subscription {
             retained,
             messages,

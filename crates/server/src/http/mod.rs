@@ -16,13 +16,14 @@ mod listing;
 mod metrics;
 mod openapi;
 pub mod problem;
-mod queues;
+pub(crate) mod queues;
+mod realtime;
 pub mod refusals;
 pub mod request_metrics;
-mod requests;
+pub(crate) mod requests;
 pub mod security;
 mod streams;
-mod topics;
+pub(crate) mod topics;
 mod trace;
 mod ui;
 mod webhooks;
@@ -88,6 +89,8 @@ pub struct AppParts {
     pub connections: Arc<Connections>,
     /// The webhook dispatcher's settings and delivery log.
     pub webhooks: Arc<crate::webhooks::Webhooks>,
+    /// The real-time hub behind `/v1/ws` and `/v1/sse`.
+    pub realtime: Arc<crate::realtime::Hub>,
 }
 
 /// The door's routes; unknown paths and methods answer with problem+json. The browser rules
@@ -109,6 +112,7 @@ pub fn router(state: AppState) -> Router {
         .merge(alerts::routes())
         .merge(connections::routes())
         .merge(webhooks::routes())
+        .merge(realtime::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             security::middleware::guard,

@@ -43,13 +43,14 @@ fn state(engine: Engine) -> AppState {
     AppState::from(crate::http::AppParts {
         readiness,
         registry: Arc::new(registry),
-        engine,
+        engine: engine.clone(),
         disk: None,
         security: Arc::new(crate::http::security::SecuritySettings::new(true)),
         browser: Arc::default(),
         request_body_bytes_max: crate::http::REQUEST_BODY_BYTES_MAX_DEFAULT,
         connections: crate::connections::Connections::new(),
         webhooks: Default::default(),
+        realtime: crate::realtime::Hub::new(engine, Default::default()),
     })
 }
 

@@ -190,13 +190,14 @@ async fn fixture(policy: BrowserPolicy) -> Fixture {
     let state = AppState::from(crate::http::AppParts {
         readiness,
         registry: Arc::new(Registry::default()),
-        engine,
+        engine: engine.clone(),
         disk: None,
         security: Arc::new(crate::http::security::SecuritySettings::new(true)),
         browser: Arc::new(policy),
         request_body_bytes_max: crate::http::REQUEST_BODY_BYTES_MAX_DEFAULT,
         connections: crate::connections::Connections::new(),
         webhooks: Default::default(),
+        realtime: crate::realtime::Hub::new(engine, Default::default()),
     });
     Fixture { state, _dir: dir }
 }

@@ -159,31 +159,10 @@ pub async fn request(
     JsonBody(request): JsonBody<RequestBody>,
 ) -> Result<Json<ReplyMessageBody>, Problem> {
     let timeout = timeout(request.timeout_ms)?;
-    let target = match (request.queue, request.topic, request.routing_key) {
-        (Some(queue), None, None) => RequestTarget::Queue(queue),
-        (None, Some(name), routing_key) => RequestTarget::Topic {
-            name,
-            routing_key: routing_key.unwrap_or_default(),
-        },
-        (Some(_), Some(_), _) => return Err(bad_field("topic", "give queue or topic, not both")),
-        (Some(_), None, Some(_)) => {
-            return Err(bad_field("routing_key", "routing_key goes with topic"))
-        }
-        (None, None, _) => return Err(bad_field("queue", "one of queue or topic is required")),
-    };
-    let resource = match &target {
-        RequestTarget::Queue(queue) => Resource {
-            kind: ResourceKind::Queue,
-            name: queue,
-        },
-        RequestTarget::Topic { name, .. } => Resource {
-            kind: ResourceKind::Topic,
-            name,
-        },
-    };
+    let target = request_target(request.queue, request.topic, request.routing_key)?;
     state
         .engine
-        .authorize(&principal, Action::Write, resource)?;
+        .authorize(&principal, Action::Write, target_resource(&target))?;
     let message = request.message.into_send_prefixed("")?;
     let reply = until_shutdown(&state, state.engine.request(target, message, timeout)).await?;
     Ok(Json(ReplyMessageBody {
@@ -268,7 +247,40 @@ pub async fn reply(
     Ok((StatusCode::CREATED, Json(ReplySentBody { id: sent.id })))
 }
 
-fn timeout(timeout_ms: Option<u64>) -> Result<Duration, Problem> {
+/// Where a request goes: `queue`, or `topic` with an optional `routing_key`.
+pub(crate) fn request_target(
+    queue: Option<String>,
+    topic: Option<String>,
+    routing_key: Option<String>,
+) -> Result<RequestTarget, Problem> {
+    match (queue, topic, routing_key) {
+        (Some(queue), None, None) => Ok(RequestTarget::Queue(queue)),
+        (None, Some(name), routing_key) => Ok(RequestTarget::Topic {
+            name,
+            routing_key: routing_key.unwrap_or_default(),
+        }),
+        (Some(_), Some(_), _) => Err(bad_field("topic", "give queue or topic, not both")),
+        (Some(_), None, Some(_)) => Err(bad_field("routing_key", "routing_key goes with topic")),
+        (None, None, _) => Err(bad_field("queue", "one of queue or topic is required")),
+    }
+}
+
+/// The resource a request writes to, for the permission check.
+pub(crate) fn target_resource(target: &RequestTarget) -> Resource<'_> {
+    match target {
+        RequestTarget::Queue(queue) => Resource {
+            kind: ResourceKind::Queue,
+            name: queue,
+        },
+        RequestTarget::Topic { name, .. } => Resource {
+            kind: ResourceKind::Topic,
+            name,
+        },
+    }
+}
+
+/// A request's wait: `timeout_ms`, or the default.
+pub(crate) fn timeout(timeout_ms: Option<u64>) -> Result<Duration, Problem> {
     let timeout_ms = timeout_ms.unwrap_or(TIMEOUT_MS_DEFAULT);
     if timeout_ms == 0 || timeout_ms > TIMEOUT_MS_MAX {
         return Err(bad_field(

@@ -50,7 +50,11 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
             .and_then(|info| info.0.peer()),
         audited: rule.audited(&method),
     };
-    let principal = match identify(&state, &parts.headers).await {
+    let identified = match browser_token(rule, &parts) {
+        Some(token) => identify_browser(&state, &token),
+        None => identify(&state, &parts.headers).await,
+    };
+    let principal = match identified {
         Ok(principal) => principal,
         Err(refusal) => {
             call.audit_refusal(&state, "unauthenticated", "unauthenticated")
@@ -161,6 +165,26 @@ async fn identify(
         .engine
         .authenticate(credentials.as_ref())
         .await
+        .map_err(|error| unauthorized(&error.to_string()))
+}
+
+/// The browser token of a real-time request that has no Authorization header.
+fn browser_token(rule: Rule, parts: &axum::http::request::Parts) -> Option<String> {
+    if rule != Rule::Realtime || parts.headers.contains_key(header::AUTHORIZATION) {
+        return None;
+    }
+    let query = parts.uri.query()?;
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == "access_token")
+        .map(|(_, token)| token.into_owned())
+}
+
+/// The caller a browser token names; a 401 problem when it is not valid.
+fn identify_browser(state: &AppState, token: &str) -> Result<Principal, Response> {
+    let secret = state.realtime.settings.token_secret.as_deref();
+    let now_s = state.engine.now() / 1_000;
+    crate::realtime::token::verify(secret, token, now_s)
+        .and_then(|claims| crate::realtime::token::principal(&claims))
         .map_err(|error| unauthorized(&error.to_string()))
 }
 

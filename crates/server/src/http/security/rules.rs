@@ -24,6 +24,9 @@ pub enum Rule {
     Metrics,
     /// Any valid credentials; the handler filters or checks further.
     Authenticated,
+    /// Any valid credentials, or a browser token in the query (`access_token`: a WebSocket or
+    /// an `EventSource` cannot send headers); each op is checked by the real-time session.
+    Realtime,
     /// `action` on the resource of `kind` named by the path parameter `name`.
     Grant { action: Action, kind: ResourceKind },
     /// `action` on the resource of `kind` named `name`, whatever the path (the event store's
@@ -46,6 +49,7 @@ impl Rule {
                 matches!(action, Action::Manage | Action::Admin)
             }
             Rule::Admin | Rule::Authenticated => *method != Method::GET,
+            Rule::Realtime => false,
             Rule::Open | Rule::Metrics => false,
         }
     }
@@ -97,6 +101,8 @@ pub fn rule(method: &Method, template: &str) -> Option<Rule> {
         "/v1/streams/{name}/groups/{group}" if get => grant(Read, Stream),
         "/v1/streams/{name}/groups/{group}" => grant(Manage, Stream),
         "/v1/request" | "/v1/scatter" | "/v1/reply" => Some(Rule::Authenticated),
+        "/v1/ws" | "/v1/sse" => Some(Rule::Realtime),
+        "/v1/realtime/tokens" => Some(Rule::Authenticated),
         "/v1/whoami" | "/v1/tokens" | "/v1/tokens/{id}" => Some(Rule::Authenticated),
         // An administrator, or a user setting its own password: the handler decides.
         "/v1/users/{name}" if *method == Method::PUT => Some(Rule::Authenticated),

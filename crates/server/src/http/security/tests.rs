@@ -59,6 +59,7 @@ async fn fixture_with(config: EngineConfig, metrics_public: bool) -> Fixture {
         request_body_bytes_max: crate::http::REQUEST_BODY_BYTES_MAX_DEFAULT,
         connections: crate::connections::Connections::new(),
         webhooks: Default::default(),
+        realtime: crate::realtime::Hub::new(engine.clone(), Default::default()),
     });
     Fixture {
         state,
@@ -199,7 +200,7 @@ async fn every_operation_refuses_the_wrong_callers_and_admits_the_right_one() {
                 template.as_str(),
                 "/v1/request" | "/v1/scatter" | "/v1/users/{name}"
             ),
-            Rule::Metrics | Rule::Open => false,
+            Rule::Metrics | Rule::Open | Rule::Realtime => false,
         };
         match refused_without_grant {
             true => assert_eq!(status, StatusCode::FORBIDDEN, "{what}: no grant"),

@@ -40,13 +40,14 @@ async fn secured_state() -> AppState {
     AppState::from(crate::http::AppParts {
         readiness,
         registry: Arc::new(Registry::default()),
-        engine,
+        engine: engine.clone(),
         disk: None,
         security: Arc::new(SecuritySettings::new(false)),
         browser: Arc::default(),
         request_body_bytes_max: crate::http::REQUEST_BODY_BYTES_MAX_DEFAULT,
         connections: crate::connections::Connections::new(),
         webhooks: Default::default(),
+        realtime: crate::realtime::Hub::new(engine, Default::default()),
     })
 }
 

@@ -1,0 +1,320 @@
+//! One WebSocket connection of `/v1/ws`: reads client frames and answers them, and writes what
+//! the hub queues for it, in one task (docs/realtime.md, "WebSocket protocol").
+//!
+//! The connection ends when the client closes it, when it stops answering pings, when its
+//! outbox overflows (a slow client, under `slow_client = "disconnect"`), or when the server
+//! shuts down; each with a close frame saying why.
+
+use super::{
+    frame::{self, ClientFrame, Op, RequestOp},
+    session::{Session, SubscribeRequest},
+    CatchUp, Outgoing,
+};
+use crate::{
+    http::{
+        queues::errors::{engine_problem, MessagesAt},
+        Problem, ProblemCode,
+    },
+    readiness::Readiness,
+};
+use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket};
+use std::{sync::Arc, time::Instant};
+use tokio::{
+    sync::{mpsc, Semaphore},
+    task::JoinSet,
+};
+use wharf_engine::{broker::PublishMessage, security::Action, EngineError};
+
+/// Why a connection ends, as its close frame says.
+struct Close {
+    code: u16,
+    reason: &'static str,
+}
+
+/// The connection's task: runs until one of the ends in the module doc.
+pub async fn serve(
+    mut socket: WebSocket,
+    mut session: Session,
+    mut outgoing: mpsc::Receiver<Outgoing>,
+    readiness: Arc<Readiness>,
+) {
+    let settings = &session.hub().settings;
+    let requests = Arc::new(Semaphore::new(settings.requests_max));
+    // Waiting requests; dropped with the connection, which ends them and frees their reply
+    // addresses (a reply that comes later finds none).
+    let mut waiting = JoinSet::new();
+    // Each waiting request holds a permit until its answer is queued here, so this never
+    // fills: answers of requests never wait on a slow client's socket reads.
+    let (answers, mut answered) = mpsc::channel::<Utf8Bytes>(settings.requests_max.max(1));
+    let mut ping = tokio::time::interval(settings.ping_interval);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let ping_interval = settings.ping_interval;
+    let outbox = session.outbox().clone();
+    let mut heard = Instant::now();
+    let mut dropped_told = 0;
+    // Ends: every arm either handles one event or breaks; the socket, the hub and shutdown
+    // each end the loop in the end (see the module doc).
+    let close = loop {
+        tokio::select! {
+            biased;
+            () = readiness.shutdown_begun() => {
+                break Close { code: close_code::AWAY, reason: "the server is shutting down" };
+            }
+            () = outbox.overflow() => {
+                let problem = Problem::new(ProblemCode::LimitReached).with_detail(
+                    "this connection's buffer filled: the client reads too slowly; reconnect and \
+                     resume with last_id",
+                );
+                let _ = send(&mut socket, frame::error(None, &problem).into()).await;
+                break Close { code: close_code::POLICY, reason: "slow consumer" };
+            }
+            incoming = socket.recv() => {
+                heard = Instant::now();
+                let text = match incoming {
+                    Some(Ok(Message::Text(text))) => text,
+                    Some(Ok(Message::Binary(_))) => {
+                        let problem = Problem::new(ProblemCode::InvalidBody)
+                            .with_detail("frames are JSON text, not binary");
+                        if send(&mut socket, frame::error(None, &problem).into()).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                };
+                while waiting.try_join_next().is_some() {}
+                let requests = Requests { permits: &requests, waiting: &mut waiting, answers: &answers };
+                let replies = handle(&mut session, &text, requests).await;
+                for reply in replies {
+                    if send(&mut socket, reply).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Some(answer) = answered.recv() => {
+                if send(&mut socket, answer).await.is_err() {
+                    return;
+                }
+            }
+            item = outgoing.recv() => {
+                let Some(item) = item else { return };
+                let text = match item {
+                    Outgoing::Message(entry) => entry.frame().clone(),
+                    Outgoing::Frame(text) => {
+                        forget_ended(&mut session, &text);
+                        text
+                    }
+                };
+                if send(&mut socket, text).await.is_err() {
+                    return;
+                }
+                let dropped = outbox.dropped();
+                if dropped != dropped_told {
+                    dropped_told = dropped;
+                    let told = frame::reply_with("dropped", None, serde_json::json!({"dropped": dropped}));
+                    if send(&mut socket, told.into()).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            _ = ping.tick() => {
+                if heard.elapsed() > ping_interval * 2 {
+                    break Close { code: close_code::AWAY, reason: "no answer to pings" };
+                }
+                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    };
+    let frame = CloseFrame {
+        code: close.code,
+        reason: close.reason.into(),
+    };
+    let _ = socket.send(Message::Close(Some(frame))).await;
+}
+
+async fn send(socket: &mut WebSocket, text: Utf8Bytes) -> Result<(), axum::Error> {
+    socket.send(Message::Text(text)).await
+}
+
+/// A channel that ended (its topic deleted) sent `unsubscribed`: the session forgets the
+/// subscription, so the name can be used again.
+fn forget_ended(session: &mut Session, text: &str) {
+    if !text.contains(r#""op":"unsubscribed""#) {
+        return;
+    }
+    if let Ok(value) = serde_json::from_str::<serde_json::Value>(text) {
+        if let Some(sub) = value["sub"].as_str() {
+            session.forget(sub);
+        }
+    }
+}
+
+/// Acts on one client frame; the frames to send back, in order.
+/// What a request needs of its connection.
+struct Requests<'a> {
+    permits: &'a Arc<Semaphore>,
+    waiting: &'a mut JoinSet<()>,
+    answers: &'a mpsc::Sender<Utf8Bytes>,
+}
+
+async fn handle(session: &mut Session, text: &str, requests: Requests<'_>) -> Vec<Utf8Bytes> {
+    let ClientFrame { reference, op } = match frame::parse(text) {
+        Ok(frame) => frame,
+        Err(refused) => {
+            let error = frame::error(refused.reference.as_deref(), &refused.problem);
+            return vec![error.into()];
+        }
+    };
+    let reference = reference.as_deref();
+    match act(session, reference, op, requests).await {
+        Ok(frames) => frames,
+        Err(problem) => vec![frame::error(reference, &problem).into()],
+    }
+}
+
+async fn act(
+    session: &mut Session,
+    reference: Option<&str>,
+    op: Op,
+    requests: Requests<'_>,
+) -> Result<Vec<Utf8Bytes>, Problem> {
+    let answer = |op: &str, rest: serde_json::Value| -> Utf8Bytes {
+        frame::reply_with(op, reference, rest).into()
+    };
+    Ok(match op {
+        Op::Subscribe(subscribe) => {
+            let sub = subscribe
+                .sub
+                .clone()
+                .unwrap_or_else(|| subscribe.topic.clone());
+            let catch_up = session.subscribe(SubscribeRequest {
+                topic: &subscribe.topic,
+                sub: &sub,
+                pattern: &subscribe.pattern,
+                syntax: subscribe.syntax,
+                filter: subscribe.filter.as_deref(),
+                last_id: subscribe.last_id.as_deref(),
+                since_ms: None,
+            })?;
+            let topic = &subscribe.topic;
+            let mut frames = vec![answer(
+                "subscribed",
+                serde_json::json!({"sub": sub, "topic": topic}),
+            )];
+            match catch_up {
+                CatchUp::None => {}
+                CatchUp::After(entries) => {
+                    frames.extend(entries.iter().map(|entry| entry.frame().clone()));
+                }
+                CatchUp::Gap => {
+                    let last_id = subscribe.last_id;
+                    let gap = serde_json::json!({"sub": sub, "topic": topic, "last_id": last_id});
+                    frames.push(frame::reply_with("gap", None, gap).into());
+                }
+            }
+            frames
+        }
+        Op::Unsubscribe { sub } => {
+            let topic = session.unsubscribe(&sub)?;
+            vec![answer(
+                "unsubscribed",
+                serde_json::json!({"sub": sub, "topic": topic}),
+            )]
+        }
+        Op::Publish(publish) => {
+            session.authorize(Action::Write, &publish.topic)?;
+            let message = publish.message.into_send_prefixed("")?;
+            let batch = vec![PublishMessage {
+                routing_key: publish.routing_key,
+                message,
+            }];
+            let engine = session.hub().engine();
+            let published = (engine.publish(&publish.topic, batch).await)
+                .map_err(|error| engine_problem(error, MessagesAt::Top))?;
+            let id = published.first().map(|p| p.id.clone());
+            vec![answer("published", serde_json::json!({"id": id}))]
+        }
+        Op::Join(join) => {
+            let joined = session.join(&join.room, join.member)?;
+            let rest = serde_json::json!({
+                "room": join.room, "member": joined.member, "members": joined.members,
+            });
+            vec![answer("joined", rest)]
+        }
+        Op::Leave { room } => {
+            session.leave(&room)?;
+            vec![answer("left", serde_json::json!({"room": room}))]
+        }
+        Op::Members { room } => {
+            let members = session.members(&room)?;
+            vec![answer(
+                "members",
+                serde_json::json!({"room": room, "members": members}),
+            )]
+        }
+        Op::Ping => vec![answer("pong", serde_json::json!({}))],
+        Op::Request(request) => {
+            request_in_background(session, reference, request, requests)?;
+            Vec::new()
+        }
+        Op::Reply(reply) => {
+            let message = reply.message.into_send_prefixed("")?;
+            let engine = session.hub().engine();
+            (engine
+                .reply(&reply.reply_to, &reply.correlation_id, message)
+                .await)
+                .map_err(|error| engine_problem(error, MessagesAt::Top))?;
+            // Answered only when asked (`ref`): a responder answering thousands of requests
+            // needs no acknowledgement of each.
+            match reference {
+                Some(_) => vec![answer("replied", serde_json::json!({}))],
+                None => Vec::new(),
+            }
+        }
+    })
+}
+
+/// Starts a request whose reply (or error) is queued to `answers` when it comes.
+fn request_in_background(
+    session: &Session,
+    reference: Option<&str>,
+    request: RequestOp,
+    requests: Requests<'_>,
+) -> Result<(), Problem> {
+    let timeout = crate::http::requests::timeout(request.timeout_ms)?;
+    let target =
+        crate::http::requests::request_target(request.queue, request.topic, request.routing_key)?;
+    let engine = session.hub().engine().clone();
+    let resource = crate::http::requests::target_resource(&target);
+    engine.authorize(&session.principal, Action::Write, resource)?;
+    let message = request.message.into_send_prefixed("")?;
+    let Ok(permit) = requests.permits.clone().try_acquire_owned() else {
+        let max = session.hub().settings.requests_max;
+        return Err(Problem::new(ProblemCode::LimitReached).with_detail(format!(
+            "at most {max} requests wait for replies on one connection (realtime.requests_max)"
+        )));
+    };
+    let reference = reference.map(str::to_string);
+    let answers = requests.answers.clone();
+    requests.waiting.spawn(async move {
+        let answer = match engine.request(target, message, timeout).await {
+            Ok(reply) => frame::reply(reference.as_deref(), &reply),
+            Err(EngineError::Timeout { waited_ms }) => {
+                let problem = Problem::new(ProblemCode::Timeout)
+                    .with_detail(format!("no reply within {waited_ms} ms"));
+                frame::error(reference.as_deref(), &problem)
+            }
+            Err(error) => {
+                let problem = engine_problem(error, MessagesAt::Top);
+                frame::error(reference.as_deref(), &problem)
+            }
+        };
+        // The connection may have ended meanwhile; then nobody waits for the answer.
+        let _ = answers.send(answer.into()).await;
+        drop(permit);
+    });
+    Ok(())
+}
