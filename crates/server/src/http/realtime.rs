@@ -32,10 +32,6 @@ use wharf_model::pattern::Syntax;
 /// Longest WebSocket frame a client may send: a publish carries a message, which the HTTP door
 /// takes up to `limits.request_body_bytes_max`; a frame is bounded the same way.
 const FRAME_BYTES_MAX_DEFAULT: usize = 12 << 20;
-/// When an event stream resumes several topics from one id, messages of the other topics that
-/// reached the server this long before it are sent again: order across topics is by arrival,
-/// and a repeat (same id) is better than a hole.
-const RESUME_MARGIN_MS: u64 = 100;
 /// Longest browser token lifetime.
 const TOKEN_TTL_S_MAX: u64 = 86_400;
 
@@ -169,9 +165,7 @@ pub async fn events(
     for topic in &topics {
         let (resume_id, since_ms) = match (&last_id, &seen) {
             (None, _) => (None, None),
-            (Some(_), Some((at_topic, at))) if at_topic != topic => {
-                (None, Some(at.saturating_sub(RESUME_MARGIN_MS)))
-            }
+            (Some(_), Some((at_topic, at))) if at_topic != topic => (None, Some(*at)),
             (Some(id), _) => (Some(id.as_str()), None),
         };
         let catch_up = session.subscribe(SubscribeRequest {

@@ -125,12 +125,14 @@ impl History {
         }
     }
 
-    /// The messages that reached the hub at or after `at_ms`.
-    pub fn since(&self, at_ms: u64) -> Resume {
+    /// The messages that reached the hub at or after `at_ms`, and those up to `margin_ms`
+    /// before it; a gap unless every message from `at_ms` on is here.
+    pub fn since(&self, at_ms: u64, margin_ms: u64) -> Resume {
         if at_ms <= self.complete_after_ms {
             return Resume::Gap;
         }
-        let kept = self.entries.iter().filter(|e| e.at_ms >= at_ms);
+        let from = at_ms.saturating_sub(margin_ms);
+        let kept = self.entries.iter().filter(|e| e.at_ms >= from);
         Resume::After(kept.cloned().collect())
     }
 
@@ -195,9 +197,9 @@ mod tests {
         assert_eq!(ids(history.after_id("a")), None, "evicted");
         assert_eq!(ids(history.after_id("zz")), None, "never seen");
         // "a" arrived at 1,001 and was evicted: from 1,001 on nothing is promised.
-        assert_eq!(ids(history.since(1_001)), None);
+        assert_eq!(ids(history.since(1_001, 0)), None);
         assert_eq!(
-            ids(history.since(1_003)),
+            ids(history.since(1_003, 0)),
             Some(vec!["c".into(), "d".into()])
         );
     }
@@ -212,9 +214,9 @@ mod tests {
         history.push(entry("a", 5));
         history.push(entry("b", 20));
         assert_eq!(ids(history.after_id("a")), None, "older than 10 ms at 20");
-        assert_eq!(ids(history.since(6)), Some(vec!["b".into()]));
+        assert_eq!(ids(history.since(6, 0)), Some(vec!["b".into()]));
         history.break_at(25);
-        assert_eq!(ids(history.since(6)), None);
+        assert_eq!(ids(history.since(6, 0)), None);
         history.expire(40);
         assert_eq!(history.len(), 0);
     }
@@ -245,7 +247,7 @@ mod tests {
                 prop_assert_eq!(got, want);
             }
             let (_, at) = all[from];
-            if let Some(got) = ids(history.since(at)) {
+            if let Some(got) = ids(history.since(at, 0)) {
                 let want: Vec<_> = all.iter().filter(|(_, t)| *t >= at).map(|(id, _)| id.clone()).collect();
                 prop_assert_eq!(got, want);
             }

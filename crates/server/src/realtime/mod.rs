@@ -45,6 +45,11 @@ use wharf_model::pattern::Syntax;
 /// Messages a keeper's own engine feed holds before it misses some: far more than a keeper,
 /// which only copies pointers, ever lags.
 const KEEPER_BUFFER: usize = 8_192;
+/// When a subscription resumes from a time (an event stream of several topics resumes all of
+/// them from one message id, seen in one topic), messages that reached the hub this long
+/// before that time are sent again: order across topics is by arrival, and a repeat (same id)
+/// is better than a hole.
+const RESUME_MARGIN_MS: u64 = 100;
 /// How often an idle keeper checks whether its channel may end.
 const KEEPER_TICK: Duration = Duration::from_secs(1);
 
@@ -275,7 +280,7 @@ impl Hub {
             }
             let resume = match (request.last_id, request.since_ms) {
                 (Some(id), _) => Some(state.history.after_id(id)),
-                (None, Some(at)) => Some(state.history.since(at)),
+                (None, Some(at)) => Some(state.history.since(at, RESUME_MARGIN_MS)),
                 (None, None) => None,
             };
             let member = state.members.entry(connection).or_insert_with(|| Member {
