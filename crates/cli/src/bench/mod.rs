@@ -7,6 +7,7 @@
 mod events;
 mod http1;
 mod queue;
+mod realtime;
 mod request;
 mod secure;
 mod security_cost;
@@ -52,6 +53,10 @@ pub enum BenchCommand {
     /// same receiver: deliveries/s, server CPU per delivery, latency p50/p99. Starts its own
     /// `wharf serve --webhooks-allow-private`.
     Webhooks(webhooks::WebhooksArgs),
+    /// WebSocket and event-stream connections: resident memory per idle connection, fan-out
+    /// latency of one publish to many subscribers, request-reply over a WebSocket beside the
+    /// same round trip over HTTP. Starts its own `wharf serve`.
+    Realtime(realtime::RealtimeArgs),
 }
 
 /// A benchmark could not run to the end.
@@ -120,6 +125,7 @@ pub fn run(command: BenchCommand, server: Option<Remote<'_>>) -> Result<(), Benc
         BenchCommand::Stream(args) => stream::run(&args),
         BenchCommand::Events(args) => events::run(&args),
         BenchCommand::Webhooks(args) => webhooks::run(&args),
+        BenchCommand::Realtime(args) => realtime::run(&args),
     }
 }
 

@@ -84,6 +84,7 @@ impl Credentials {
             tls: Some((self.cert_path.clone(), self.key_path.clone())),
             admin_token: Some(self.token.clone()),
             allow_private_webhooks: false,
+            config: None,
         }
     }
 

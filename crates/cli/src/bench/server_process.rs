@@ -46,6 +46,8 @@ pub struct ServerOptions {
     pub admin_token: Option<String>,
     /// `--webhooks-allow-private`: endpoints on loopback receive.
     pub allow_private_webhooks: bool,
+    /// A configuration file's text (TOML), for limits a benchmark needs raised.
+    pub config: Option<String>,
 }
 
 /// Memory of a process, from `/proc/PID/status`.
@@ -106,6 +108,12 @@ impl ServerProcess {
         }
         if options.allow_private_webhooks {
             command.arg("--webhooks-allow-private");
+        }
+        if let Some(config) = &options.config {
+            let path = dir.path().join("wharf.toml");
+            std::fs::write(&path, config)
+                .map_err(|source| io_error("write", path.clone(), source))?;
+            command.arg("--config").arg(path);
         }
         let child = command
             .stdin(Stdio::null())
