@@ -284,6 +284,64 @@ fn a_spent_schedule_dead_letters_and_a_retry_sends_again() {
 }
 
 #[test]
+fn a_replay_sends_a_time_range_again_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(dir.path(), &["--fail", "0"]);
+    let node = Node::start_with(
+        dir.path(),
+        &config("[0, 100]"),
+        &["--webhooks-allow-private"],
+    );
+    let client = node.client();
+    endpoint(&client, "e", &receiver.url());
+    let ids = publish(&client, &["order.paid", "order.shipped", "invoice.sent"]);
+    wait_for(
+        || {
+            let info = client.expect(200, "GET", "/v1/webhooks/endpoints/e", &Value::Null);
+            (receiver.requests().len() == 2 && info["pending"] == 0).then_some(())
+        },
+        "two deliveries, acknowledged",
+    );
+    // The receiver lost them; the server is killed and comes back; the range is replayed.
+    let node = node.kill_and_restart();
+    let client = node.client();
+    let replay = |body: Value| client.call("POST", "/v1/webhooks/endpoints/e/replay", &body);
+    let replayed = replay(json!({"since": 0}));
+    assert_eq!(
+        (replayed.status, replayed.body.clone()),
+        (200, json!({"replayed": 2}))
+    );
+    wait_for(
+        || (receiver.requests().len() == 4).then_some(()),
+        "two replayed deliveries",
+    );
+    let requests = receiver.requests();
+    let mut again: Vec<&str> = (requests[2..].iter())
+        .map(|r| r["webhook_id"].as_str().unwrap())
+        .collect();
+    again.sort_unstable();
+    let mut sent = [ids[0].as_str(), ids[1].as_str()];
+    sent.sort_unstable();
+    // Deliveries run side by side (webhooks.concurrency), so in any order.
+    assert_eq!(again, sent, "the same webhook-ids");
+    assert!(requests.iter().all(|r| r["verified"] == true));
+    // A range before everything holds nothing; bad ranges and unknown endpoints are refused.
+    let later = replay(json!({"since": 0, "until": 1_000}));
+    assert_eq!(later.body, json!({"replayed": 0}));
+    let backwards = replay(json!({"since": 10, "until": 5}));
+    assert_eq!(
+        (backwards.status, backwards.body["field"].as_str()),
+        (400, Some("until"))
+    );
+    let missing = client.call(
+        "POST",
+        "/v1/webhooks/endpoints/nope/replay",
+        &json!({"since": 0}),
+    );
+    assert_eq!(missing.status, 404);
+}
+
+#[test]
 fn gone_disables_the_endpoint_and_keeps_its_message() {
     let dir = tempfile::tempdir().unwrap();
     let receiver = Receiver::start(dir.path(), &["--fail", "-1", "--status", "410"]);

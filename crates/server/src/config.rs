@@ -65,6 +65,7 @@
 //! breaker_open_ms = 30000     # first wait while open; doubles up to breaker_open_max_ms
 //! breaker_open_max_ms = 120000
 //! disable_after_ms = 432000000  # failing this long without a success disables (5 days)
+//! history_ms = 604800000      # what each endpoint was sent, kept this long for replay
 //!
 //! [realtime]
 //! history_messages = 100      # newest messages kept per topic for clients that resume
@@ -220,6 +221,8 @@ pub struct WebhookSettings {
     pub breaker_open_ms: u64,
     pub breaker_open_max_ms: u64,
     pub disable_after_ms: u64,
+    /// How long each endpoint's history (for replay) is kept.
+    pub history_ms: u64,
 }
 
 /// Most entries of `webhooks.retry_schedule_ms`.
@@ -242,6 +245,7 @@ impl Default for WebhookSettings {
             breaker_open_ms: millis(settings.breaker_open),
             breaker_open_max_ms: millis(settings.breaker_open_max),
             disable_after_ms: millis(settings.disable_after),
+            history_ms: millis(wharf_engine::webhooks::HISTORY_DEFAULT),
         }
     }
 }
@@ -313,6 +317,7 @@ impl WebhookSettings {
             ),
             ("webhooks.breaker_open_ms", self.breaker_open_ms),
             ("webhooks.disable_after_ms", self.disable_after_ms),
+            ("webhooks.history_ms", self.history_ms),
         ];
         if let Some((key, value)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(invalid(key, value.to_string(), "must be at least 1"));

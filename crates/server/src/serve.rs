@@ -182,6 +182,7 @@ async fn bind_open_engine(store: &Arc<Store>, config: &ServeConfig) -> Result<En
             .map(|(name, rule)| (name.clone(), rule.clone()))
             .collect(),
         webhook_retry_schedule: config.webhooks.retry_schedule(),
+        webhook_history: Duration::from_millis(config.webhooks.history_ms),
         ..EngineConfig::default()
     };
     let engine = match Engine::open(store.clone(), Arc::new(SystemClock), engine_config).await {

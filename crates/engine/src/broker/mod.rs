@@ -97,6 +97,8 @@ pub struct EngineConfig {
     /// The wait before each webhook delivery attempt, the first one's included: its length
     /// is the most attempts a message gets before it is dead-lettered for its endpoint.
     pub webhook_retry_schedule: Vec<Duration>,
+    /// How long each endpoint's history stream keeps what was routed to it, for replay.
+    pub webhook_history: Duration,
 }
 
 /// Default of [`EngineConfig::requests_pending_max`]: 10,000 waiting requests with one 1 KiB
@@ -131,6 +133,7 @@ impl Default for EngineConfig {
             alerts_topic: crate::alerts::ALERTS_TOPIC_DEFAULT.to_string(),
             alert_rules: Vec::new(),
             webhook_retry_schedule: crate::webhooks::RETRY_SCHEDULE_DEFAULT.to_vec(),
+            webhook_history: crate::webhooks::HISTORY_DEFAULT,
         }
     }
 }
@@ -251,8 +254,9 @@ impl Engine {
         };
         engine.open_queues().await?;
         engine.open_topics().await?;
-        engine.route_webhooks().await?;
         engine.open_streams().await?;
+        // After the streams: an endpoint's history stream must be found, not made again.
+        engine.route_webhooks().await?;
         engine.start_event_subscriptions();
         let queues: Vec<_> = engine.registry().values().cloned().collect();
         for queue in queues {

@@ -7,6 +7,10 @@
 //! definition is kept in the metadata store under `webhooks/endpoint/{id}`; the engine
 //! reconciles the queue and bindings with it on every change and at open.
 //!
+//! Every endpoint also has a history stream, `wharf.webhook.{id}.history`, bound like its
+//! queue and kept for [`crate::EngineConfig::webhook_history`]: a replay reads a time range of
+//! it back into the endpoint's queue, each message under its own id.
+//!
 //! The engine holds the definitions; the HTTP delivery (signing, the address guard, the
 //! attempt log) is the server's (`wharf_server::webhooks`), which follows
 //! [`Engine::webhook_changes`].
@@ -34,6 +38,23 @@ use std::{
 use tokio::sync::watch;
 use wharf_model::pattern::Syntax;
 use wharf_storage::MetaOp;
+
+/// Default of [`crate::EngineConfig::webhook_history`]: a week, time to notice an outage of a
+/// receiver and replay what it lost.
+pub const HISTORY_DEFAULT: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+/// Most messages one replay sends: a longer range is replayed in several calls.
+pub const REPLAY_MESSAGES_MAX: usize = 100_000;
+/// Records read from the history stream per step of a replay (one send batch each).
+const REPLAY_BATCH: usize = 500;
+
+/// What a replay did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replayed {
+    pub messages: usize,
+    /// [`REPLAY_MESSAGES_MAX`] was reached before the end of the range; `next_since` is where
+    /// the next call continues (ms since the epoch).
+    pub next_since: Option<u64>,
+}
 
 /// Where endpoint definitions are kept.
 pub const WEBHOOK_META_PREFIX: &str = "webhooks/endpoint/";
@@ -111,6 +132,11 @@ pub fn endpoint_queue(id: &str) -> String {
 /// Where an endpoint's messages go once the retry schedule is spent.
 pub fn endpoint_dead_queue(id: &str) -> String {
     format!("{WEBHOOK_QUEUE_PREFIX}{id}.dead")
+}
+
+/// The stream that keeps what endpoint `id` was sent, for replay.
+pub fn endpoint_history_stream(id: &str) -> String {
+    format!("{WEBHOOK_QUEUE_PREFIX}{id}.history")
 }
 
 /// Every endpoint, and a generation that changes with each of them.
@@ -253,6 +279,10 @@ impl Engine {
                 Err(error) => return Err(error),
             }
         }
+        let history = endpoint_history_stream(id);
+        if self.find_stream(&history).is_some() {
+            self.delete_stream(&history).await?;
+        }
         self.inner.webhooks.changed();
         Ok(())
     }
@@ -331,6 +361,68 @@ impl Engine {
         Ok(retried)
     }
 
+    /// Sends endpoint `id` again what was routed to it from `since_ms` to `until_ms` (ms since
+    /// the epoch, both included), each message under its own id, read from its history
+    /// stream; at most [`REPLAY_MESSAGES_MAX`] per call.
+    pub async fn replay_webhook(
+        &self,
+        id: &str,
+        since_ms: u64,
+        until_ms: u64,
+    ) -> Result<Replayed, EngineError> {
+        self.check_open()?;
+        self.webhook_endpoint(id)?;
+        let (history, queue) = (endpoint_history_stream(id), endpoint_queue(id));
+        let since = i64::try_from(since_ms).unwrap_or(i64::MAX);
+        let until = i64::try_from(until_ms).unwrap_or(i64::MAX);
+        let at = crate::broker::OffsetAt::Timestamp(since);
+        let mut offset = self.offset_at(&history, 0, at).await?;
+        let mut messages = 0;
+        // Ends: each step reads records after `offset` and moves it past them, or stops at the
+        // end of the stream, past `until`, or at the most messages a call sends.
+        loop {
+            let request = crate::broker::FetchRequest {
+                offset,
+                max_records: REPLAY_BATCH,
+                max_bytes: 4 << 20,
+                wait: Duration::ZERO,
+            };
+            let fetched = self.fetch(&history, 0, request).await?;
+            let in_range: Vec<_> = (fetched.records.iter())
+                .take_while(|record| record.timestamp <= until)
+                .take(REPLAY_MESSAGES_MAX - messages)
+                .collect();
+            let batch: Vec<_> = in_range
+                .iter()
+                .map(|record| replayed_message(record))
+                .collect();
+            let last = in_range
+                .last()
+                .map(|record| (record.offset, record.timestamp));
+            if !batch.is_empty() {
+                messages += batch.len();
+                self.send(&queue, batch).await?;
+            }
+            let read_all = in_range.len() == fetched.records.len();
+            if messages >= REPLAY_MESSAGES_MAX
+                && !(read_all && fetched.next_offset >= fetched.latest)
+            {
+                let next_since = last.map(|(_, at)| at.max(0) as u64);
+                return Ok(Replayed {
+                    messages,
+                    next_since,
+                });
+            }
+            if fetched.records.is_empty() || !read_all {
+                return Ok(Replayed {
+                    messages,
+                    next_since: None,
+                });
+            }
+            offset = fetched.next_offset;
+        }
+    }
+
     /// The endpoint whose queue or dead-letter queue `queue` is, if any.
     pub(crate) fn webhook_owning(&self, queue: &str) -> Option<String> {
         let id = queue.strip_prefix(WEBHOOK_QUEUE_PREFIX)?;
@@ -375,26 +467,43 @@ impl Engine {
             .chain(subscriptions(new))
             .map(|subscription| subscription.topic.as_str())
             .collect();
+        let destinations = [
+            Destination::Queue(queue),
+            Destination::Stream(endpoint_history_stream(id)),
+        ];
         for topic in topics {
-            let Ok(bindings) = self.list_bindings(topic) else {
-                continue; // The topic was deleted, and its bindings with it.
-            };
-            let wanted: Vec<BindingSpec> = (subscriptions(new).iter())
-                .filter(|subscription| subscription.topic == topic)
-                .map(|subscription| binding_spec(subscription, &queue))
-                .collect::<Result<_, _>>()?;
-            let ours: Vec<_> = (bindings.into_iter())
-                .filter(|binding| binding.spec.destination == Destination::Queue(queue.clone()))
-                .collect();
-            for binding in &ours {
-                if !wanted.contains(&binding.spec) {
-                    self.unbind(topic, &binding.id).await?;
-                }
+            for destination in &destinations {
+                let wanted: Vec<BindingSpec> = (subscriptions(new).iter())
+                    .filter(|subscription| subscription.topic == topic)
+                    .map(|subscription| binding_spec(subscription, destination.clone()))
+                    .collect::<Result<_, _>>()?;
+                self.route_topic(topic, destination, wanted).await?;
             }
-            for spec in wanted {
-                if !ours.iter().any(|binding| binding.spec == spec) {
-                    self.bind(topic, spec).await?;
-                }
+        }
+        Ok(())
+    }
+
+    /// Makes `topic`'s bindings to `destination` exactly `wanted`.
+    async fn route_topic(
+        &self,
+        topic: &str,
+        destination: &Destination,
+        wanted: Vec<BindingSpec>,
+    ) -> Result<(), EngineError> {
+        let Ok(bindings) = self.list_bindings(topic) else {
+            return Ok(()); // The topic was deleted, and its bindings with it.
+        };
+        let ours: Vec<_> = (bindings.into_iter())
+            .filter(|binding| binding.spec.destination == *destination)
+            .collect();
+        for binding in &ours {
+            if !wanted.contains(&binding.spec) {
+                self.unbind(topic, &binding.id).await?;
+            }
+        }
+        for spec in wanted {
+            if !ours.iter().any(|binding| binding.spec == spec) {
+                self.bind(topic, spec).await?;
             }
         }
         Ok(())
@@ -421,21 +530,55 @@ impl Engine {
         if current.as_ref() != Some(&options) {
             self.put_queue(&queue, options).await?;
         }
+        let history = endpoint_history_stream(id);
+        let retention_ms = self.inner.config.webhook_history.as_millis().max(1) as u64;
+        let current = self.stream_info(&history).ok().map(|info| info.options);
+        if current.is_none_or(|options| options.retention_ms != Some(retention_ms)) {
+            let options = crate::stream::StreamOptions {
+                retention_ms: Some(retention_ms),
+                ..crate::stream::StreamOptions::default()
+            };
+            self.put_stream(&history, options).await?;
+        }
         Ok(())
     }
 }
 
-/// The binding that routes `subscription` to the endpoint's queue, as the router shows it.
+/// A record of a history stream as the message it was (see the topic's stream records: the
+/// message's headers, then `content-type` and `message-id`).
+fn replayed_message(record: &wharf_model::record_batch::Record) -> crate::broker::SendMessage {
+    let mut headers = BTreeMap::new();
+    let (mut id, mut content_type) = (None, None);
+    for header in &record.headers {
+        let value = (header.value.as_ref()).map(|v| String::from_utf8_lossy(v).into_owned());
+        match header.key.as_str() {
+            "message-id" => id = value,
+            "content-type" => content_type = value,
+            key => {
+                headers.insert(key.to_string(), value.unwrap_or_default());
+            }
+        }
+    }
+    crate::broker::SendMessage {
+        id,
+        body: record.value.clone().unwrap_or_default(),
+        content_type,
+        headers,
+        ..Default::default()
+    }
+}
+
+/// The binding that routes `subscription` to `destination`, as the router shows it.
 fn binding_spec(
     subscription: &EndpointSubscription,
-    queue: &str,
+    destination: Destination,
 ) -> Result<BindingSpec, EngineError> {
     crate::topic::router::canonical_spec(BindingSpec {
         pattern: subscription.pattern.clone(),
         syntax: Syntax::default(),
         filter: subscription.filter.clone(),
         headers: None,
-        destination: Destination::Queue(queue.to_string()),
+        destination,
     })
 }
 

@@ -77,7 +77,8 @@ async fn an_endpoint_receives_what_its_subscriptions_match_and_survives_a_restar
         .unwrap();
     assert!(!created);
     assert_eq!(replaced.secret, endpoint.secret);
-    assert_eq!(engine.list_bindings("orders").unwrap().len(), 1);
+    // One binding to the queue, one to the history stream.
+    assert_eq!(engine.list_bindings("orders").unwrap().len(), 2);
     publish(&engine, "order.shipped").await;
     assert_eq!(pending(&engine, "billing"), 2);
     close(engine, store).await;
@@ -93,9 +94,12 @@ async fn an_endpoint_receives_what_its_subscriptions_match_and_survives_a_restar
         );
     }
     assert_eq!(pending(&engine, "billing"), 2);
-    assert_eq!(engine.list_bindings("orders").unwrap().len(), 1);
+    assert_eq!(engine.list_bindings("orders").unwrap().len(), 2);
     engine.delete_webhook_endpoint("billing").await.unwrap();
     assert!(engine.list_bindings("orders").unwrap().is_empty());
+    assert!(engine
+        .stream_info(&endpoint_history_stream("billing"))
+        .is_err());
     assert!(engine.queue_info(&endpoint_queue("billing")).is_err());
     assert!(matches!(
         engine.webhook_endpoint("billing"),
@@ -170,5 +174,75 @@ async fn disabling_keeps_the_reason_until_a_client_enables_it() {
     assert_eq!(endpoint.disabled_reason.as_deref(), Some("410 Gone"));
     let (enabled, _) = engine.put_webhook_endpoint("e", spec("#")).await.unwrap();
     assert!(enabled.enabled && enabled.disabled_reason.is_none());
+    close(engine, store).await;
+}
+
+#[tokio::test]
+async fn a_replay_sends_a_time_range_of_the_endpoints_history_again_under_the_same_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, store, clock) = open(dir.path()).await;
+    engine
+        .put_topic("orders", Default::default())
+        .await
+        .unwrap();
+    engine
+        .put_webhook_endpoint("billing", spec("order.*"))
+        .await
+        .unwrap();
+    let queue = endpoint_queue("billing");
+    let mut ids = Vec::new();
+    for key in [
+        "order.paid",
+        "order.shipped",
+        "invoice.sent",
+        "order.closed",
+    ] {
+        publish(&engine, key).await;
+        clock.advance(Duration::from_secs(60));
+    }
+    // Delivered: the queue is empty.
+    let request = crate::broker::ReceiveRequest {
+        max_messages: 10,
+        wait: Duration::ZERO,
+        lease: None,
+    };
+    let delivered = engine.receive(&queue, request.clone()).await.unwrap();
+    for delivery in &delivered {
+        ids.push(delivery.message.id.clone());
+    }
+    let receipts: Vec<_> = delivered.iter().map(|d| d.receipt.clone()).collect();
+    engine.ack(&queue, &receipts).await.unwrap();
+    assert_eq!((ids.len(), pending(&engine, "billing")), (3, 0));
+    close(engine, store).await;
+
+    // After a restart, the second and third minutes again: what the endpoint got then.
+    let (engine, store, _clock) = open(dir.path()).await;
+    let replayed = engine
+        .replay_webhook("billing", START + 60_000, START + 180_000)
+        .await
+        .unwrap();
+    // order.shipped and order.closed; invoice.sent, between them, never matched.
+    assert_eq!(
+        replayed,
+        Replayed {
+            messages: 2,
+            next_since: None
+        }
+    );
+    let again = engine.receive(&queue, request.clone()).await.unwrap();
+    let again: Vec<_> = again.iter().map(|d| d.message.id.clone()).collect();
+    assert_eq!(again, [ids[1].clone(), ids[2].clone()]);
+    let everything = engine.replay_webhook("billing", 0, u64::MAX).await.unwrap();
+    assert_eq!(everything.messages, 3);
+    let none = engine
+        .replay_webhook("billing", START + 600_000, u64::MAX)
+        .await
+        .unwrap();
+    assert_eq!(none.messages, 0);
+    let unknown = engine
+        .replay_webhook("nobody", 0, u64::MAX)
+        .await
+        .unwrap_err();
+    assert!(matches!(unknown, EngineError::WebhookNotFound { .. }));
     close(engine, store).await;
 }

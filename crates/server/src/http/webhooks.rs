@@ -3,7 +3,7 @@
 //! Everything here is for administrators: an endpoint makes the server connect where it
 //! says, and its answer shows the signing secret.
 
-use super::{extract::Path, extract::Query, json_body::JsonBody, AppState, Problem};
+use super::{extract::Path, extract::Query, json_body::JsonBody, AppState, Problem, ProblemCode};
 use crate::webhooks::attempts::Attempt;
 use axum::{
     extract::State,
@@ -26,6 +26,7 @@ pub fn routes() -> Router<AppState> {
             get(get_endpoint).put(put_endpoint).delete(delete_endpoint),
         )
         .route("/v1/webhooks/endpoints/{name}/attempts", get(list_attempts))
+        .route("/v1/webhooks/endpoints/{name}/replay", post(replay))
         .route("/v1/webhooks/messages/{id}/retry", post(retry_message))
         .route("/v1/webhooks/messages/{id}/attempts", get(message_attempts))
 }
@@ -340,4 +341,59 @@ pub async fn retry_message(
         return Err(wharf_engine::EngineError::MessageNotFound { queue, id }.into());
     }
     Ok(Json(WebhookRetriedBody { endpoints }))
+}
+
+/// `POST /v1/webhooks/endpoints/{id}/replay` body: a time range of what the endpoint was sent.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookReplayBody {
+    /// Start of the range: ms since the epoch, when the messages were published.
+    pub since: u64,
+    /// End of the range (included); default now.
+    pub until: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct WebhookReplayedBody {
+    /// Messages queued again for the endpoint.
+    pub replayed: usize,
+    /// Present when the most messages one replay sends (100,000) were reached first: call
+    /// again with this as `since` for the rest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_since: Option<u64>,
+}
+
+/// Sends the endpoint again what was routed to it in a time range, from its history (kept for
+/// `webhooks.history_ms`), each message under its own `webhook-id`, through its queue and
+/// retry schedule like any delivery.
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/endpoints/{name}/replay",
+    tag = "webhooks",
+    params(("name" = String, Path, description = "Endpoint id")),
+    request_body = WebhookReplayBody,
+    responses(
+        (status = 200, description = "Queued again", body = WebhookReplayedBody),
+        (status = 400, description = "A field is invalid; `field` names it", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such endpoint", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn replay(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(request): JsonBody<WebhookReplayBody>,
+) -> Result<Json<WebhookReplayedBody>, Problem> {
+    let until = request.until.unwrap_or_else(|| state.engine.now());
+    if until < request.since {
+        return Err(Problem::new(ProblemCode::InvalidField)
+            .with_detail("until is before since")
+            .with_field("until"));
+    }
+    let replayed = (state.engine)
+        .replay_webhook(&name, request.since, until)
+        .await?;
+    Ok(Json(WebhookReplayedBody {
+        replayed: replayed.messages,
+        next_since: replayed.next_since,
+    }))
 }

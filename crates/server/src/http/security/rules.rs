@@ -117,6 +117,7 @@ pub fn rule(method: &Method, template: &str) -> Option<Rule> {
         "/v1/webhooks/endpoints"
         | "/v1/webhooks/endpoints/{name}"
         | "/v1/webhooks/endpoints/{name}/attempts"
+        | "/v1/webhooks/endpoints/{name}/replay"
         | "/v1/webhooks/messages/{id}/retry"
         | "/v1/webhooks/messages/{id}/attempts" => Some(Rule::Admin),
         _ => None,
