@@ -254,3 +254,35 @@ fn bench_webhooks_delivers_every_message_and_reports_rates_beside_the_reference(
     }
     assert!(summary["latency_p99_ms"].as_f64() >= summary["latency_p50_ms"].as_f64());
 }
+
+#[test]
+fn bench_realtime_measures_idle_connections_fan_out_and_round_trips() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let mut command = wharf();
+    command
+        .args(["bench", "realtime", "--connections", "50", "--subscribers", "20"])
+        .args(["--publishes", "10", "--interval-ms", "1", "--requests", "20"])
+        .env("TMPDIR", temp.path());
+    let (status, stdout, stderr) = run_to_end(command, BENCH_DEADLINE);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stdout.contains("10 publishes x 20 subscribers, 200 of 200 delivered"),
+        "{stdout}"
+    );
+    let last = stdout.lines().last().expect("some output");
+    let summary: serde_json::Value =
+        serde_json::from_str(last).unwrap_or_else(|error| panic!("{error}: {last}"));
+    for door in ["websocket", "http"] {
+        let (p50, p99) = (
+            summary[format!("{door}_request_p50_ms")].as_f64(),
+            summary[format!("{door}_request_p99_ms")].as_f64(),
+        );
+        assert!(p50 > Some(0.0) && p99 >= p50, "{door}: {summary}");
+    }
+    assert!(summary["idle_websocket_kib_per_connection"].as_f64().is_some());
+    assert!(summary["fan_out_p99_ms"].as_f64() >= summary["fan_out_p50_ms"].as_f64());
+}

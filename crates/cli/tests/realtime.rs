@@ -512,3 +512,28 @@ async fn browser_tokens_open_only_the_channels_they_name() {
         .unwrap();
     assert_eq!(elsewhere.status, 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_sockets_as_going_away_and_the_server_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(dir.path());
+    topic(&node, "chat");
+    let mut client = Ws::connect(node.address, "").await;
+    client.ask(json!({"op": "subscribe", "topic": "chat"})).await;
+    node.server.signal(libc::SIGTERM);
+    let closed = loop {
+        let frame = tokio::time::timeout(DEADLINE, client.stream.next())
+            .await
+            .expect("a close in time");
+        match frame {
+            Some(Ok(Message::Close(close))) => break close.expect("a close frame"),
+            Some(Ok(_)) => continue,
+            other => panic!("the server should close the socket first: {other:?}"),
+        }
+    };
+    assert_eq!(u16::from(closed.code), 1001, "going away");
+    let status = tokio::task::spawn_blocking(move || node.server.wait_exit(DEADLINE))
+        .await
+        .unwrap();
+    assert!(status.success(), "{status}");
+}

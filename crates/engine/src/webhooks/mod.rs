@@ -372,6 +372,12 @@ impl Engine {
     ) -> Result<Replayed, EngineError> {
         self.check_open()?;
         self.webhook_endpoint(id)?;
+        if until_ms < since_ms {
+            return Ok(Replayed {
+                messages: 0,
+                next_since: None,
+            });
+        }
         let (history, queue) = (endpoint_history_stream(id), endpoint_queue(id));
         let since = i64::try_from(since_ms).unwrap_or(i64::MAX);
         let until = i64::try_from(until_ms).unwrap_or(i64::MAX);

@@ -60,7 +60,7 @@ pub struct ConnectQuery {
     pub access_token: Option<String>,
     /// When the connection's buffer fills: `disconnect` (default: `realtime.slow_client`) or
     /// `drop` (count and skip what does not fit).
-    #[param(value_type = Option<String>)]
+    #[param(inline)]
     pub slow: Option<SlowPolicy>,
 }
 
@@ -133,7 +133,7 @@ pub struct EventsQuery {
     )]
     pub access_token: Option<String>,
     /// `disconnect` (default: `realtime.slow_client`) or `drop`.
-    #[param(value_type = Option<String>)]
+    #[param(inline)]
     pub slow: Option<SlowPolicy>,
 }
 

@@ -54,7 +54,7 @@ const RESUME_MARGIN_MS: u64 = 100;
 const KEEPER_TICK: Duration = Duration::from_secs(1);
 
 /// What a client does when its outbox is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SlowPolicy {
     /// Tell the client and close the connection (the default): it reconnects and resumes.

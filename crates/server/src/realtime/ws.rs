@@ -6,7 +6,7 @@
 //! shuts down; each with a close frame saying why.
 
 use super::{
-    frame::{self, ClientFrame, Op, RequestOp},
+    frame::{self, ClientFrame, Op, PublishOp, RequestOp, SubscribeOp},
     session::{Session, SubscribeRequest},
     CatchUp, Outgoing,
 };
@@ -31,108 +31,161 @@ struct Close {
     reason: &'static str,
 }
 
+/// What the loop does after an event.
+enum Step {
+    Go,
+    /// Close with a reason.
+    Close(Close),
+    /// The socket is gone: nothing more can be sent.
+    Gone,
+}
+
+/// A connection's state besides its two receivers.
+struct Connection {
+    socket: WebSocket,
+    session: Session,
+    permits: Arc<Semaphore>,
+    /// Waiting requests; dropped with the connection, which ends them and frees their reply
+    /// addresses (a reply that comes later finds none).
+    waiting: JoinSet<()>,
+    /// Each waiting request holds a permit until its answer is queued here, so this never
+    /// fills: answers of requests never wait on a slow client's socket reads.
+    answers: mpsc::Sender<Utf8Bytes>,
+    heard: Instant,
+    dropped_told: u64,
+}
+
 /// The connection's task: runs until one of the ends in the module doc.
 pub async fn serve(
-    mut socket: WebSocket,
-    mut session: Session,
+    socket: WebSocket,
+    session: Session,
     mut outgoing: mpsc::Receiver<Outgoing>,
     readiness: Arc<Readiness>,
 ) {
     let settings = &session.hub().settings;
-    let requests = Arc::new(Semaphore::new(settings.requests_max));
-    // Waiting requests; dropped with the connection, which ends them and frees their reply
-    // addresses (a reply that comes later finds none).
-    let mut waiting = JoinSet::new();
-    // Each waiting request holds a permit until its answer is queued here, so this never
-    // fills: answers of requests never wait on a slow client's socket reads.
-    let (answers, mut answered) = mpsc::channel::<Utf8Bytes>(settings.requests_max.max(1));
-    let mut ping = tokio::time::interval(settings.ping_interval);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let ping_interval = settings.ping_interval;
+    let (ping_interval, requests_max) = (settings.ping_interval, settings.requests_max);
+    let (answers, mut answered) = mpsc::channel::<Utf8Bytes>(requests_max.max(1));
     let outbox = session.outbox().clone();
-    let mut heard = Instant::now();
-    let mut dropped_told = 0;
-    // Ends: every arm either handles one event or breaks; the socket, the hub and shutdown
-    // each end the loop in the end (see the module doc).
+    let mut connection = Connection {
+        socket,
+        session,
+        permits: Arc::new(Semaphore::new(requests_max)),
+        waiting: JoinSet::new(),
+        answers,
+        heard: Instant::now(),
+        dropped_told: 0,
+    };
+    let mut ping = tokio::time::interval(ping_interval);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Ends: every arm handles one event; the socket, the hub and shutdown each end the loop
+    // in the end (see the module doc).
     let close = loop {
-        tokio::select! {
+        let step = tokio::select! {
             biased;
             () = readiness.shutdown_begun() => {
-                break Close { code: close_code::AWAY, reason: "the server is shutting down" };
+                Step::Close(Close { code: close_code::AWAY, reason: "the server is shutting down" })
             }
-            () = outbox.overflow() => {
-                let problem = Problem::new(ProblemCode::LimitReached).with_detail(
-                    "this connection's buffer filled: the client reads too slowly; reconnect and \
-                     resume with last_id",
-                );
-                let _ = send(&mut socket, frame::error(None, &problem).into()).await;
-                break Close { code: close_code::POLICY, reason: "slow consumer" };
-            }
-            incoming = socket.recv() => {
-                heard = Instant::now();
-                let text = match incoming {
-                    Some(Ok(Message::Text(text))) => text,
-                    Some(Ok(Message::Binary(_))) => {
-                        let problem = Problem::new(ProblemCode::InvalidBody)
-                            .with_detail("frames are JSON text, not binary");
-                        if send(&mut socket, frame::error(None, &problem).into()).await.is_err() {
-                            return;
-                        }
-                        continue;
-                    }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
-                };
-                while waiting.try_join_next().is_some() {}
-                let requests = Requests { permits: &requests, waiting: &mut waiting, answers: &answers };
-                let replies = handle(&mut session, &text, requests).await;
-                for reply in replies {
-                    if send(&mut socket, reply).await.is_err() {
-                        return;
-                    }
-                }
-            }
-            Some(answer) = answered.recv() => {
-                if send(&mut socket, answer).await.is_err() {
-                    return;
-                }
-            }
-            item = outgoing.recv() => {
-                let Some(item) = item else { return };
-                let text = match item {
-                    Outgoing::Message(entry) => entry.frame().clone(),
-                    Outgoing::Frame(text) => {
-                        forget_ended(&mut session, &text);
-                        text
-                    }
-                };
-                if send(&mut socket, text).await.is_err() {
-                    return;
-                }
-                let dropped = outbox.dropped();
-                if dropped != dropped_told {
-                    dropped_told = dropped;
-                    let told = frame::reply_with("dropped", None, serde_json::json!({"dropped": dropped}));
-                    if send(&mut socket, told.into()).await.is_err() {
-                        return;
-                    }
-                }
-            }
-            _ = ping.tick() => {
-                if heard.elapsed() > ping_interval * 2 {
-                    break Close { code: close_code::AWAY, reason: "no answer to pings" };
-                }
-                if socket.send(Message::Ping(Default::default())).await.is_err() {
-                    return;
-                }
-            }
+            () = outbox.overflow() => connection.overflowed().await,
+            incoming = connection.socket.recv() => connection.incoming(incoming).await,
+            Some(answer) = answered.recv() => connection.send(answer).await,
+            item = outgoing.recv() => connection.outgoing(item).await,
+            _ = ping.tick() => connection.ping(ping_interval).await,
+        };
+        match step {
+            Step::Go => {}
+            Step::Close(close) => break close,
+            Step::Gone => return,
         }
     };
     let frame = CloseFrame {
         code: close.code,
         reason: close.reason.into(),
     };
-    let _ = socket.send(Message::Close(Some(frame))).await;
+    let _ = connection.socket.send(Message::Close(Some(frame))).await;
+}
+
+impl Connection {
+    async fn send(&mut self, text: Utf8Bytes) -> Step {
+        match send(&mut self.socket, text).await {
+            Ok(()) => Step::Go,
+            Err(_) => Step::Gone,
+        }
+    }
+
+    async fn overflowed(&mut self) -> Step {
+        let problem = Problem::new(ProblemCode::LimitReached).with_detail(
+            "this connection's buffer filled: the client reads too slowly; reconnect and \
+             resume with last_id",
+        );
+        let _ = send(&mut self.socket, frame::error(None, &problem).into()).await;
+        Step::Close(Close {
+            code: close_code::POLICY,
+            reason: "slow consumer",
+        })
+    }
+
+    async fn incoming(&mut self, incoming: Option<Result<Message, axum::Error>>) -> Step {
+        self.heard = Instant::now();
+        let text = match incoming {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Binary(_))) => {
+                let problem = Problem::new(ProblemCode::InvalidBody)
+                    .with_detail("frames are JSON text, not binary");
+                return self.send(frame::error(None, &problem).into()).await;
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => return Step::Go,
+            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return Step::Gone,
+        };
+        while self.waiting.try_join_next().is_some() {}
+        let requests = Requests {
+            permits: &self.permits,
+            waiting: &mut self.waiting,
+            answers: &self.answers,
+        };
+        let replies = handle(&mut self.session, &text, requests).await;
+        for reply in replies {
+            if let Step::Gone = self.send(reply).await {
+                return Step::Gone;
+            }
+        }
+        Step::Go
+    }
+
+    async fn outgoing(&mut self, item: Option<Outgoing>) -> Step {
+        let Some(item) = item else {
+            return Step::Gone;
+        };
+        let text = match item {
+            Outgoing::Message(entry) => entry.frame().clone(),
+            Outgoing::Frame(text) => {
+                forget_ended(&mut self.session, &text);
+                text
+            }
+        };
+        if let Step::Gone = self.send(text).await {
+            return Step::Gone;
+        }
+        let dropped = self.session.outbox().dropped();
+        if dropped == self.dropped_told {
+            return Step::Go;
+        }
+        self.dropped_told = dropped;
+        let told = frame::reply_with("dropped", None, serde_json::json!({"dropped": dropped}));
+        self.send(told.into()).await
+    }
+
+    async fn ping(&mut self, interval: std::time::Duration) -> Step {
+        if self.heard.elapsed() > interval * 2 {
+            return Step::Close(Close {
+                code: close_code::AWAY,
+                reason: "no answer to pings",
+            });
+        }
+        match self.socket.send(Message::Ping(Default::default())).await {
+            Ok(()) => Step::Go,
+            Err(_) => Step::Gone,
+        }
+    }
 }
 
 async fn send(socket: &mut WebSocket, text: Utf8Bytes) -> Result<(), axum::Error> {
@@ -185,38 +238,7 @@ async fn act(
         frame::reply_with(op, reference, rest).into()
     };
     Ok(match op {
-        Op::Subscribe(subscribe) => {
-            let sub = subscribe
-                .sub
-                .clone()
-                .unwrap_or_else(|| subscribe.topic.clone());
-            let catch_up = session.subscribe(SubscribeRequest {
-                topic: &subscribe.topic,
-                sub: &sub,
-                pattern: &subscribe.pattern,
-                syntax: subscribe.syntax,
-                filter: subscribe.filter.as_deref(),
-                last_id: subscribe.last_id.as_deref(),
-                since_ms: None,
-            })?;
-            let topic = &subscribe.topic;
-            let mut frames = vec![answer(
-                "subscribed",
-                serde_json::json!({"sub": sub, "topic": topic}),
-            )];
-            match catch_up {
-                CatchUp::None => {}
-                CatchUp::After(entries) => {
-                    frames.extend(entries.iter().map(|entry| entry.frame().clone()));
-                }
-                CatchUp::Gap => {
-                    let last_id = subscribe.last_id;
-                    let gap = serde_json::json!({"sub": sub, "topic": topic, "last_id": last_id});
-                    frames.push(frame::reply_with("gap", None, gap).into());
-                }
-            }
-            frames
-        }
+        Op::Subscribe(subscribe) => subscribe_op(session, reference, subscribe)?,
         Op::Unsubscribe { sub } => {
             let topic = session.unsubscribe(&sub)?;
             vec![answer(
@@ -225,16 +247,7 @@ async fn act(
             )]
         }
         Op::Publish(publish) => {
-            session.authorize(Action::Write, &publish.topic)?;
-            let message = publish.message.into_send_prefixed("")?;
-            let batch = vec![PublishMessage {
-                routing_key: publish.routing_key,
-                message,
-            }];
-            let engine = session.hub().engine();
-            let published = (engine.publish(&publish.topic, batch).await)
-                .map_err(|error| engine_problem(error, MessagesAt::Top))?;
-            let id = published.first().map(|p| p.id.clone());
+            let id = publish_op(session, publish).await?;
             vec![answer("published", serde_json::json!({"id": id}))]
         }
         Op::Join(join) => {
@@ -275,6 +288,56 @@ async fn act(
             }
         }
     })
+}
+
+/// `subscribed`, then what the resume found: the missed messages, or a `gap`.
+fn subscribe_op(
+    session: &mut Session,
+    reference: Option<&str>,
+    subscribe: SubscribeOp,
+) -> Result<Vec<Utf8Bytes>, Problem> {
+    let sub = subscribe
+        .sub
+        .clone()
+        .unwrap_or_else(|| subscribe.topic.clone());
+    let catch_up = session.subscribe(SubscribeRequest {
+        topic: &subscribe.topic,
+        sub: &sub,
+        pattern: &subscribe.pattern,
+        syntax: subscribe.syntax,
+        filter: subscribe.filter.as_deref(),
+        last_id: subscribe.last_id.as_deref(),
+        since_ms: None,
+    })?;
+    let topic = &subscribe.topic;
+    let subscribed = serde_json::json!({"sub": sub, "topic": topic});
+    let mut frames = vec![frame::reply_with("subscribed", reference, subscribed).into()];
+    match catch_up {
+        CatchUp::None => {}
+        CatchUp::After(entries) => {
+            frames.extend(entries.iter().map(|entry| entry.frame().clone()));
+        }
+        CatchUp::Gap => {
+            let last_id = subscribe.last_id;
+            let gap = serde_json::json!({"sub": sub, "topic": topic, "last_id": last_id});
+            frames.push(frame::reply_with("gap", None, gap).into());
+        }
+    }
+    Ok(frames)
+}
+
+/// Publishes one message; its id.
+async fn publish_op(session: &Session, publish: PublishOp) -> Result<Option<String>, Problem> {
+    session.authorize(Action::Write, &publish.topic)?;
+    let message = publish.message.into_send_prefixed("")?;
+    let batch = vec![PublishMessage {
+        routing_key: publish.routing_key,
+        message,
+    }];
+    let engine = session.hub().engine();
+    let published = (engine.publish(&publish.topic, batch).await)
+        .map_err(|error| engine_problem(error, MessagesAt::Top))?;
+    Ok(published.first().map(|p| p.id.clone()))
 }
 
 /// Starts a request whose reply (or error) is queued to `answers` when it comes.
