@@ -103,7 +103,11 @@ async fn drive(args: &RealtimeArgs, server: &ServerProcess) -> Result<(), BenchE
     );
     let ws_kib = idle_websockets(args, server).await?;
     let sse_kib = idle_event_streams(args, server).await?;
+    // A connection of its own per phase: the one above sat idle past the server's idle
+    // timeout while the memory phases ran.
+    let mut admin = Connection::open(&endpoint).await?;
     let fan_out = fan_out(args, server.address, &mut admin).await?;
+    let mut admin = Connection::open(&endpoint).await?;
     let (ws_rtt, http_rtt) = request_reply(args, server.address, &mut admin).await?;
     let summary = json!({
         "idle_websocket_kib_per_connection": ws_kib,
