@@ -70,6 +70,7 @@
 //! [realtime]
 //! history_messages = 100      # newest messages kept per topic for clients that resume
 //! history_age_ms = 300000     # and for how long
+//! history_bytes = 1048576     # and at most this many body bytes per topic
 //! buffer_messages = 1024      # frames queued per connection before it is a slow client
 //! slow_client = "disconnect"  # or "drop": skip and count what does not fit
 //! subscriptions_max = 100     # subscriptions and rooms per connection
@@ -124,6 +125,7 @@ pub struct ServeConfig {
 pub struct RealtimeSettings {
     pub history_messages: usize,
     pub history_age_ms: u64,
+    pub history_bytes: usize,
     pub buffer_messages: usize,
     pub slow_client: crate::realtime::SlowPolicy,
     pub subscriptions_max: usize,
@@ -143,6 +145,7 @@ impl Default for RealtimeSettings {
         RealtimeSettings {
             history_messages: hub.history.messages,
             history_age_ms: hub.history.age_ms,
+            history_bytes: hub.history.bytes,
             buffer_messages: hub.buffer_messages,
             slow_client: hub.slow,
             subscriptions_max: hub.subscriptions_max,
@@ -160,6 +163,7 @@ impl RealtimeSettings {
             history: crate::realtime::history::Limits {
                 messages: self.history_messages,
                 age_ms: self.history_age_ms,
+                bytes: self.history_bytes,
             },
             buffer_messages: self.buffer_messages,
             slow: self.slow_client,

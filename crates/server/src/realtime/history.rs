@@ -49,6 +49,8 @@ impl Entry {
 pub struct Limits {
     pub messages: usize,
     pub age_ms: u64,
+    /// Body bytes kept: a topic of large messages keeps fewer of them.
+    pub bytes: usize,
 }
 
 /// What a resume finds.
@@ -64,6 +66,8 @@ pub enum Resume {
 pub struct History {
     entries: VecDeque<Arc<Entry>>,
     limits: Limits,
+    /// Body bytes of `entries`.
+    bytes: usize,
     /// Every message that reached the hub after this time is here, unless evicted since.
     complete_after_ms: u64,
 }
@@ -74,6 +78,7 @@ impl History {
         History {
             entries: VecDeque::new(),
             limits,
+            bytes: 0,
             complete_after_ms: now_ms,
         }
     }
@@ -86,6 +91,7 @@ impl History {
     pub fn push(&mut self, entry: Arc<Entry>) {
         let now = entry.at_ms;
         if self.limits.messages > 0 {
+            self.bytes += entry.message.body.len();
             self.entries.push_back(entry);
         } else {
             self.complete_after_ms = self.complete_after_ms.max(now);
@@ -93,15 +99,16 @@ impl History {
         self.expire(now);
     }
 
-    /// Evicts messages beyond the count or older than the age.
+    /// Evicts messages beyond the count or the bytes, or older than the age.
     pub fn expire(&mut self, now_ms: u64) {
         let oldest_kept = now_ms.saturating_sub(self.limits.age_ms);
         while let Some(front) = self.entries.front() {
-            let over = self.entries.len() > self.limits.messages;
+            let over = self.entries.len() > self.limits.messages || self.bytes > self.limits.bytes;
             if !over && front.at_ms >= oldest_kept {
                 break;
             }
             self.complete_after_ms = self.complete_after_ms.max(front.at_ms);
+            self.bytes -= front.message.body.len();
             self.entries.pop_front();
         }
     }
@@ -134,11 +141,6 @@ impl History {
         let from = at_ms.saturating_sub(margin_ms);
         let kept = self.entries.iter().filter(|e| e.at_ms >= from);
         Resume::After(kept.cloned().collect())
-    }
-
-    /// Body bytes held, for memory accounting.
-    pub fn body_bytes(&self) -> usize {
-        self.entries.iter().map(|e| e.message.body.len()).sum()
     }
 }
 
@@ -183,6 +185,7 @@ mod tests {
         let limits = Limits {
             messages: 3,
             age_ms: 60_000,
+            bytes: 1 << 20,
         };
         let mut history = History::new(limits, 1_000);
         for (n, id) in ["a", "b", "c", "d"].iter().enumerate() {
@@ -209,6 +212,7 @@ mod tests {
         let limits = Limits {
             messages: 100,
             age_ms: 10,
+            bytes: 1 << 20,
         };
         let mut history = History::new(limits, 0);
         history.push(entry("a", 5));
@@ -229,9 +233,10 @@ mod tests {
             steps in proptest::collection::vec(0u64..5, 1..60),
             messages in 0usize..8,
             age_ms in 1u64..20,
+            bytes in 0usize..20,
             from in 0usize..60,
         ) {
-            let mut history = History::new(Limits { messages, age_ms }, 0);
+            let mut history = History::new(Limits { messages, age_ms, bytes }, 0);
             let mut now = 1;
             let mut all = Vec::new();
             for (n, step) in steps.iter().enumerate() {

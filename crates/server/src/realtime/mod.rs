@@ -87,6 +87,7 @@ impl Default for Settings {
             history: Limits {
                 messages: 100,
                 age_ms: 300_000,
+                bytes: 1 << 20,
             },
             buffer_messages: 1_024,
             slow: SlowPolicy::Disconnect,
@@ -276,6 +277,12 @@ impl Hub {
             let channel = self.channel(request.topic)?;
             let mut state = channel.state.lock().expect("channel lock");
             if state.closed {
+                // Its keeper is removing it; remove it here too, so the next turn starts anew.
+                drop(state);
+                let mut channels = self.channels.lock().expect("channels lock");
+                if (channels.get(request.topic)).is_some_and(|c| Arc::ptr_eq(c, &channel)) {
+                    channels.remove(request.topic);
+                }
                 continue;
             }
             let resume = match (request.last_id, request.since_ms) {
