@@ -260,8 +260,22 @@ fn bench_realtime_measures_idle_connections_fan_out_and_round_trips() {
     let temp = tempfile::tempdir().expect("temp dir");
     let mut command = wharf();
     command
-        .args(["bench", "realtime", "--connections", "50", "--subscribers", "20"])
-        .args(["--publishes", "10", "--interval-ms", "1", "--requests", "20"])
+        .args([
+            "bench",
+            "realtime",
+            "--connections",
+            "50",
+            "--subscribers",
+            "20",
+        ])
+        .args([
+            "--publishes",
+            "10",
+            "--interval-ms",
+            "1",
+            "--requests",
+            "20",
+        ])
         .env("TMPDIR", temp.path());
     let (status, stdout, stderr) = run_to_end(command, BENCH_DEADLINE);
     assert_eq!(
@@ -283,6 +297,8 @@ fn bench_realtime_measures_idle_connections_fan_out_and_round_trips() {
         );
         assert!(p50 > Some(0.0) && p99 >= p50, "{door}: {summary}");
     }
-    assert!(summary["idle_websocket_kib_per_connection"].as_f64().is_some());
+    assert!(summary["idle_websocket_kib_per_connection"]
+        .as_f64()
+        .is_some());
     assert!(summary["fan_out_p99_ms"].as_f64() >= summary["fan_out_p50_ms"].as_f64());
 }

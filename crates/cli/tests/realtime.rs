@@ -519,7 +519,9 @@ async fn sigterm_closes_sockets_as_going_away_and_the_server_exits() {
     let mut node = Node::start(dir.path());
     topic(&node, "chat");
     let mut client = Ws::connect(node.address, "").await;
-    client.ask(json!({"op": "subscribe", "topic": "chat"})).await;
+    client
+        .ask(json!({"op": "subscribe", "topic": "chat"}))
+        .await;
     node.server.signal(libc::SIGTERM);
     let closed = loop {
         let frame = tokio::time::timeout(DEADLINE, client.stream.next())
