@@ -410,16 +410,7 @@ impl Server {
             .extend(amqp.map(|listeners| spawn_amqp(listeners, &engine, connections.clone())));
 
         let (began_sender, began) = oneshot::channel();
-        let signal_readiness = readiness.clone();
-        let hub = state.realtime.clone();
-        let signal = async move {
-            shutdown.await;
-            signal_readiness.begin_shutdown();
-            // Real-time connections end with a close frame; the hub's keepers with them.
-            hub.close();
-            tracing::info!("shutting down: no new connections, finishing in-flight requests");
-            let _ = began_sender.send(());
-        };
+        let signal = begin_shutdown_on(shutdown, &state, began_sender);
         let app = http::router(state).layer(axum::middleware::from_fn(track_request));
         let app = app.into_make_service_with_connect_info::<ConnectionRequests>();
         let serving = axum::serve(listener, app)
@@ -454,6 +445,23 @@ impl Server {
         closed.map_err(|source| ServeError::StoreClose { source })?;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Completes when `shutdown` does, after marking the server as shutting down: real-time
+/// connections end with a close frame and the hub's keepers with them.
+fn begin_shutdown_on(
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    state: &AppState,
+    began: oneshot::Sender<()>,
+) -> impl Future<Output = ()> + Send + 'static {
+    let (readiness, hub) = (state.readiness.clone(), state.realtime.clone());
+    async move {
+        shutdown.await;
+        readiness.begin_shutdown();
+        hub.close();
+        tracing::info!("shutting down: no new connections, finishing in-flight requests");
+        let _ = began.send(());
     }
 }
 
