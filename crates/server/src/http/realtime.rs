@@ -93,10 +93,7 @@ pub async fn websocket(
     let hub = state.realtime.clone();
     let slow = query.slow.unwrap_or(hub.settings.slow);
     let readiness = state.readiness.clone();
-    let frame_max = state
-        .request_body_bytes_max
-        .max(1 << 16)
-        .min(FRAME_BYTES_MAX_DEFAULT);
+    let frame_max = (state.request_body_bytes_max).clamp(1 << 16, FRAME_BYTES_MAX_DEFAULT);
     let response = upgrade
         .read_buffer_size(READ_BUFFER_BYTES)
         // Every frame is flushed as it is sent: nothing waits in a write buffer.

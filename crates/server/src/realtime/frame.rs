@@ -134,14 +134,15 @@ struct NoFields {}
 #[derive(Debug)]
 pub struct Refused {
     pub reference: Option<String>,
-    pub problem: Problem,
+    /// Boxed: a problem is large, and a refusal is the rare path.
+    pub problem: Box<Problem>,
 }
 
 /// Parses one text frame.
 pub fn parse(text: &str) -> Result<ClientFrame, Refused> {
     let refused = |reference: Option<String>, detail: String| Refused {
         reference,
-        problem: Problem::new(ProblemCode::InvalidBody).with_detail(detail),
+        problem: Box::new(Problem::new(ProblemCode::InvalidBody).with_detail(detail)),
     };
     let mut object: JsonObject = serde_json::from_str(text).map_err(|error| {
         let wording = crate::http::json_body::json_wording(&error.to_string());

@@ -87,6 +87,10 @@ impl History {
         self.entries.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// Records `entry`, evicting what the limits no longer allow.
     pub fn push(&mut self, entry: Arc<Entry>) {
         let now = entry.at_ms;

@@ -96,7 +96,7 @@ pub fn verify(secret: Option<&[u8]>, token: &str, now_s: u64) -> Result<Claims, 
         return Err(TokenError::Algorithm);
     }
     let mut mac = mac(secret);
-    mac.update(token[..token.len() - tag.len() - 1].as_bytes());
+    mac.update(&token.as_bytes()[..token.len() - tag.len() - 1]);
     mac.verify_slice(&decode(tag)?)
         .map_err(|_| TokenError::Signature)?;
     let claims: Claims = serde_json::from_slice(&decode(claims)?)

@@ -51,7 +51,9 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
         audited: rule.audited(&method),
     };
     let identified = match browser_token(rule, &parts) {
-        Some(token) => identify_browser(&state, &token),
+        Some(token) => {
+            identify_browser(&state, &token).map_err(|error| unauthorized(&error.to_string()))
+        }
         None => identify(&state, &parts.headers).await,
     };
     let principal = match identified {
@@ -179,13 +181,15 @@ fn browser_token(rule: Rule, parts: &axum::http::request::Parts) -> Option<Strin
         .map(|(_, token)| token.into_owned())
 }
 
-/// The caller a browser token names; a 401 problem when it is not valid.
-fn identify_browser(state: &AppState, token: &str) -> Result<Principal, Response> {
+/// The caller a browser token names, or why the token is not valid.
+fn identify_browser(
+    state: &AppState,
+    token: &str,
+) -> Result<Principal, crate::realtime::token::TokenError> {
     let secret = state.realtime.settings.token_secret.as_deref();
     let now_s = state.engine.now() / 1_000;
     crate::realtime::token::verify(secret, token, now_s)
         .and_then(|claims| crate::realtime::token::principal(&claims))
-        .map_err(|error| unauthorized(&error.to_string()))
 }
 
 fn check(
