@@ -9,10 +9,10 @@
 //! content-security-policy violation in the browser console. It writes a screenshot of each
 //! page to `docs/images/ui-*.png`, the ones docs/operations.md shows.
 //!
-//! Setup, done once per machine and skipped after: Chromium and its matching chromedriver
-//! from Debian (`apt-get`, as root, when `/usr/bin/chromium` is missing), and Selenium into
-//! a virtual environment under the target directory.
+//! Setup, done once per machine and skipped after: see `common/chromium.rs`.
 
+#[path = "common/chromium.rs"]
+mod chromium;
 #[allow(dead_code)]
 mod common;
 #[allow(dead_code)]
@@ -25,24 +25,16 @@ mod queue_client;
 mod venv;
 
 use queue_client::Node;
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::{path::Path, process::Command};
 
-/// The Selenium release this test was written against; it drives Debian's chromedriver,
-/// which always matches Debian's Chromium.
-const SELENIUM_VERSION: &str = "4.51.0";
 const TOKEN: &str = "ui-dashboard-administrator-token";
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// The AMQP client whose connection the Connections page shows (as in amqp_pika.rs).
 const PIKA: &str = "pika==1.3.2";
 
 #[test]
 fn every_dashboard_page_works_in_headless_chromium() {
-    install_chromium();
-    let python = selenium_python();
+    chromium::install();
+    let python = chromium::selenium_python("ui-dashboard-venv", &[PIKA], "import pika");
     let dir = tempfile::tempdir().expect("temp dir");
     let amqp = process::free_address();
     let node = Node::start_with(dir.path(), &config(), &["--amqp-addr", &amqp.to_string()]);
@@ -79,44 +71,4 @@ fn config() -> String {
          [alerts]\ninterval_ms = 200\n\n\
          [metrics]\nresource_series_max = 4\n"
     )
-}
-
-/// Chromium and chromedriver from Debian, unless both are there already.
-fn install_chromium() {
-    if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
-        return;
-    }
-    let install = || {
-        Command::new("apt-get")
-            // With the recommended packages: they bring the fonts the screenshots show.
-            .args(["install", "-y", "-qq"])
-            .args(["chromium", "chromium-driver"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .output()
-            .expect("run apt-get (this test installs Chromium as root)")
-    };
-    let mut installed = install();
-    if !installed.status.success() {
-        // A fresh machine may not have the package lists yet.
-        let updated = Command::new("apt-get")
-            .args(["update", "-qq"])
-            .status()
-            .expect("run apt-get update");
-        assert!(updated.success(), "apt-get update failed");
-        installed = install();
-    }
-    assert!(
-        installed.status.success(),
-        "apt-get install chromium chromium-driver failed:\n{}",
-        String::from_utf8_lossy(&installed.stderr)
-    );
-}
-
-/// The Python of a virtual environment with Selenium, and pika for the AMQP connection the
-/// Connections page shows.
-fn selenium_python() -> PathBuf {
-    let requirement = format!("selenium=={SELENIUM_VERSION}");
-    let probe =
-        format!("import pika, selenium; assert selenium.__version__ == {SELENIUM_VERSION:?}");
-    venv::python("ui-dashboard-venv", &[&requirement, PIKA], &probe)
 }
