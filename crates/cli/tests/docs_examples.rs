@@ -136,6 +136,12 @@ const PAGES: &[Page] = &[
         exported_at_server_start: &[],
     },
     Page {
+        name: "realtime.md",
+        config: "[realtime]\ntoken_secret = \"docs-example-realtime-token-secret-0123\"\n",
+        variables: &[],
+        exported_at_server_start: &[],
+    },
+    Page {
         name: "operations.md",
         config: "",
         variables: &[],
@@ -191,6 +197,11 @@ fn browser_security_md() {
 #[test]
 fn webhooks_md() {
     run_page("webhooks.md");
+}
+
+#[test]
+fn realtime_md() {
+    run_page("realtime.md");
 }
 
 #[test]

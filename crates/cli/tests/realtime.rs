@@ -485,6 +485,14 @@ async fn browser_tokens_open_only_the_channels_they_name() {
         .ask(json!({"op": "publish", "topic": "chat", "body": {}}))
         .await;
     assert_eq!(denied["status"], 403, "a token without publish only reads");
+    let spoofed = page
+        .ask(json!({"op": "join", "room": "chat", "member": "admin"}))
+        .await;
+    assert_eq!(
+        (spoofed["status"].as_u64(), spoofed["field"].as_str()),
+        (Some(403), Some("member")),
+        "a page joins under its token's member name only"
+    );
     let joined = page.ask(json!({"op": "join", "room": "chat"})).await;
     assert_eq!(joined["member"], "page-1");
     // The token works for event streams too, and nowhere else.

@@ -135,7 +135,18 @@ impl Session {
 
     /// Joins room `room` (a topic) as `member`: subscribes to all its messages and is present.
     pub fn join(&mut self, room: &str, member: Option<String>) -> Result<JoinedRoom, Problem> {
-        let member = member.unwrap_or_else(|| self.default_member());
+        let own = self.default_member();
+        let browser = matches!(
+            self.principal.identity,
+            wharf_engine::security::Identity::Browser { .. }
+        );
+        // A page is in rooms under its token's member name, not one it picks.
+        if browser && member.as_ref().is_some_and(|member| *member != own) {
+            return Err(Problem::new(ProblemCode::Forbidden)
+                .with_detail(format!("this browser token joins rooms as `{own}` only"))
+                .with_field("member"));
+        }
+        let member = member.unwrap_or(own);
         if member.is_empty() || member.len() > 128 {
             return Err(invalid("member", "1 to 128 bytes".to_string()));
         }
