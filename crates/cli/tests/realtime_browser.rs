@@ -42,27 +42,13 @@ fn a_page_follows_a_topic_over_websocket_and_sse_with_browser_tokens() {
     );
     let node = Node::start_configured(dir.path(), &config);
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let output = Command::new(&python)
+    let mut command = Command::new(&python);
+    command
         .arg(manifest.join("tests/realtime_browser/drive.py"))
         .arg(format!("http://{}", node.address))
         .arg(page_port.to_string())
         .arg(manifest.join("../../examples/realtime-page"))
-        .env("WHARF_ADMIN_TOKEN", TOKEN)
-        .env("TMPDIR", dir.path())
-        // Selenium Manager would look for a browser online; the paths are given instead.
-        .env("SE_OFFLINE", "true")
-        .output()
-        .expect("run drive.py");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    println!("{stdout}");
-    assert!(
-        output.status.success(),
-        "the real-time page failed in Chromium:\n{stdout}\n{}\nserver log:\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        node.server.stderr()
-    );
-    assert!(
-        stdout.contains("realtime page: every check passed"),
-        "{stdout}"
-    );
+        .env("WHARF_ADMIN_TOKEN", TOKEN);
+    let passed = "realtime page: every check passed";
+    chromium::drive(command, dir.path(), passed, || node.server.stderr());
 }

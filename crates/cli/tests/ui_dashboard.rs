@@ -40,26 +40,15 @@ fn every_dashboard_page_works_in_headless_chromium() {
     let node = Node::start_with(dir.path(), &config(), &["--amqp-addr", &amqp.to_string()]);
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let screenshots = manifest.join("../../docs/images");
-    let output = Command::new(&python)
+    let mut command = Command::new(&python);
+    command
         .arg(manifest.join("tests/ui_dashboard/drive.py"))
         .arg(format!("http://{}", node.address))
         .arg(&screenshots)
         .arg(amqp.port().to_string())
-        .env("WHARF_UI_TOKEN", TOKEN)
-        .env("TMPDIR", dir.path())
-        // Selenium Manager would look for a browser online; the paths are given instead.
-        .env("SE_OFFLINE", "true")
-        .output()
-        .expect("run drive.py");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    println!("{stdout}");
-    assert!(
-        output.status.success(),
-        "the dashboard failed in Chromium:\n{stdout}\n{}\nserver log:\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        node.server.stderr()
-    );
-    assert!(stdout.contains("dashboard: every check passed"), "{stdout}");
+        .env("WHARF_UI_TOKEN", TOKEN);
+    let passed = "dashboard: every check passed";
+    chromium::drive(command, dir.path(), passed, || node.server.stderr());
 }
 
 /// A secured server (the test gives the AMQP door's address), whose alert rules move within a

@@ -56,3 +56,24 @@ pub fn selenium_python(name: &str, more: &[&str], more_probe: &str) -> PathBuf {
         .collect();
     venv::python(name, &packages, &probe)
 }
+
+/// Runs a Selenium script (`command`: the venv's Python, the script and its arguments) with
+/// temporary files in `tmp`; fails the test, with the script's output and `server_log()`,
+/// unless it succeeds and prints `passed`.
+pub fn drive(mut command: Command, tmp: &Path, passed: &str, server_log: impl FnOnce() -> String) {
+    let output = command
+        .env("TMPDIR", tmp)
+        // Selenium Manager would look for a browser online; the paths are given instead.
+        .env("SE_OFFLINE", "true")
+        .output()
+        .expect("run the Selenium script");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "the page failed in Chromium:\n{stdout}\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        server_log()
+    );
+    assert!(stdout.contains(passed), "{stdout}");
+}
