@@ -80,6 +80,8 @@
 //!
 //! `seeds/decode` holds a few valid packet streams; the input's first byte chooses the split
 //! point, the version and the size limit.
+//!
+//! CI runs it for 60 seconds after the tests, beside the AMQP codec's (`.ci/fuzz`).
 
 #![forbid(unsafe_code)]
 
