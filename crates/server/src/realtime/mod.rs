@@ -50,8 +50,13 @@ const KEEPER_BUFFER: usize = 8_192;
 /// before that time are sent again: order across topics is by arrival, and a repeat (same id)
 /// is better than a hole.
 const RESUME_MARGIN_MS: u64 = 100;
-/// How often an idle keeper checks whether its channel may end.
-const KEEPER_TICK: Duration = Duration::from_secs(1);
+/// How often a keeper trims its history by age and checks whether its channel may end: a
+/// thirtieth of the history's age, between 1 and 10 seconds, so that 100,000 channels wake
+/// 10,000 times a second, not 100,000 (a subscribe trims the history itself before reading
+/// it, so a resume never gets more than the age).
+fn keeper_tick(age_ms: u64) -> Duration {
+    Duration::from_millis(age_ms / 30).clamp(Duration::from_secs(1), Duration::from_secs(10))
+}
 
 /// What a client does when its outbox is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, utoipa::ToSchema)]
@@ -285,6 +290,9 @@ impl Hub {
                 }
                 continue;
             }
+            if request.last_id.is_some() || request.since_ms.is_some() {
+                state.history.expire(self.engine.now());
+            }
             let resume = match (request.last_id, request.since_ms) {
                 (Some(id), _) => Some(state.history.after_id(id)),
                 (None, Some(at)) => Some(state.history.since(at, RESUME_MARGIN_MS)),
@@ -495,7 +503,8 @@ impl Keeper {
         mut messages: mpsc::Receiver<LiveMessage>,
         mut closing: tokio::sync::watch::Receiver<bool>,
     ) {
-        let mut tick = tokio::time::interval(KEEPER_TICK);
+        let age_ms = (self.hub.upgrade()).map_or(0, |hub| hub.settings.history.age_ms);
+        let mut tick = tokio::time::interval(keeper_tick(age_ms));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Ends: when the topic is deleted (the engine drops the feed's sender), when the hub
         // closes, when the hub is gone, or when the channel stayed idle past the history age.

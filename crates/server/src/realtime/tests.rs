@@ -105,6 +105,23 @@ async fn a_resumed_subscription_gets_what_it_missed_then_live_messages() {
 }
 
 #[tokio::test]
+async fn a_resume_from_past_the_history_age_is_a_gap_though_no_keeper_tick_trimmed_it() {
+    let (hub, clock) = hub(Settings::default()).await;
+    let (first, outbox, mut outgoing) = hub.connect(SlowPolicy::Disconnect);
+    hub.subscribe(first, &outbox, every("chat", "chat", None))
+        .unwrap();
+    let old = publish(&hub, "chat", "k", "{}").await;
+    assert_eq!(next(&mut outgoing).await["id"], old);
+    // Within the age, it resumes; past it, it is a gap, at once.
+    let (second, outbox_2, _outgoing_2) = hub.connect(SlowPolicy::Disconnect);
+    let within = hub.subscribe(second, &outbox_2, every("chat", "a", Some(&old)));
+    assert_eq!(ids(within.unwrap()), Some(Vec::new()));
+    clock.advance(Duration::from_millis(hub.settings.history.age_ms + 1));
+    let past = hub.subscribe(second, &outbox_2, every("chat", "b", Some(&old)));
+    assert!(ids(past.unwrap()).is_none(), "older than the history's age");
+}
+
+#[tokio::test]
 async fn a_slow_client_is_cut_off_or_counted_while_a_fast_one_gets_everything() {
     let settings = Settings {
         buffer_messages: 2,
@@ -182,11 +199,12 @@ async fn a_channel_ends_with_its_topic_or_after_staying_idle_for_the_history_age
     assert_eq!(hub.channel_count(), 1);
     // The last subscriber of chat leaves: its history stays for the age, then goes.
     hub.unsubscribe("chat", id, None);
+    let tick = keeper_tick(hub.settings.history.age_ms);
     clock.advance(Duration::from_millis(hub.settings.history.age_ms - 1_000));
-    tokio::time::sleep(KEEPER_TICK * 3).await;
+    tokio::time::sleep(tick * 3).await;
     assert_eq!(hub.channel_count(), 1, "kept for clients that come back");
     clock.advance(Duration::from_secs(2));
-    tokio::time::sleep(KEEPER_TICK * 3).await;
+    tokio::time::sleep(tick * 3).await;
     assert_eq!(hub.channel_count(), 0);
     hub.close();
     let refused = hub.subscribe(id, &outbox, every("chat", "chat", None));
