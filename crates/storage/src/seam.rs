@@ -195,8 +195,8 @@ pub enum Durability {
 /// How much a log is expected to hold; a hint for sizing files, never a limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogSize {
-    /// Kilobytes to a few megabytes (a topic's bindings): small files, so that thousands of
-    /// idle logs cost little disk.
+    /// Kilobytes to a few megabytes (a topic's bindings): small segments, the first not set
+    /// aside on disk before it is written, so that thousands of idle logs cost little disk.
     Small,
     /// Anything up to the disk: the queues' shared WALs.
     #[default]

@@ -37,8 +37,9 @@ pub struct StoreConfig {
     /// Layout and commit policy of the logs opened through [`Storage::open_log`]: durable
     /// logs use it as it is, transient ones with [`FsyncPolicy::Never`].
     pub log: LogConfig,
-    /// Segment size of [`LogSize::Small`] logs. 1 MiB: a topic's bindings fit many times over,
-    /// and a thousand idle topics cost 1 GiB of preallocated disk rather than 64 GiB.
+    /// Segment size of [`LogSize::Small`] logs. 1 MiB: a topic's bindings fit many times over.
+    /// Their first segment is not zero-filled ahead (it grows as it is written), so an idle
+    /// topic costs a few hundred bytes of disk; a busy one preallocates its next segments.
     pub small_log_segment_bytes: u64,
     /// Tail cache of each [`LogSize::Large`] log (see [`LogConfig::tail_cache_bytes`]): 8 MiB
     /// holds the last 7,000 or so 1 KiB messages, so consumers that keep up never read a file.
@@ -206,7 +207,12 @@ impl Store {
             config.preallocate = false;
         }
         match options.size {
-            LogSize::Small => config.segment_bytes = self.shared.config.small_log_segment_bytes,
+            LogSize::Small => {
+                config.segment_bytes = self.shared.config.small_log_segment_bytes;
+                // Most stay a few records long: 10,000 topics zero-filled 10 GiB, and a restart
+                // then read all of it looking for their ends.
+                config.preallocate_first = false;
+            }
             LogSize::Large => {
                 config.tail_cache_bytes = self.shared.config.large_log_tail_cache_bytes
             }

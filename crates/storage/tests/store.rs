@@ -71,3 +71,48 @@ fn a_locked_directory_without_a_pid_yet_is_still_refused() {
     );
     drop(first);
 }
+
+/// Bytes the files under `dir` take on disk (allocated blocks, not lengths).
+fn disk_bytes(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    for entry in fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let metadata = entry.metadata().unwrap();
+        total += match metadata.is_dir() {
+            true => disk_bytes(&entry.path()),
+            false => metadata.blocks() * 512,
+        };
+    }
+    total
+}
+
+#[tokio::test]
+async fn an_idle_small_log_takes_kilobytes_of_disk_not_a_segment() {
+    use wharf_storage::{Durability, LogOptions, LogSize, Offset, Storage};
+    let dir = tempfile::tempdir().unwrap();
+    let options = LogOptions {
+        durability: Durability::Durable,
+        size: LogSize::Small,
+    };
+    let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+    let mut logs = Vec::new();
+    for n in 0..50 {
+        let log = store
+            .open_log(&format!("topic-{n}"), options)
+            .await
+            .unwrap();
+        log.append(&[bytes::Bytes::from_static(b"a binding")], None)
+            .await
+            .unwrap();
+        logs.push(log);
+    }
+    drop(logs);
+    drop(store);
+    // Zero-filled ahead, fifty first segments would take 50 MiB.
+    let used = disk_bytes(&dir.path().join("logs"));
+    assert!(used < 50 * 64 * 1024, "50 small logs take {used} bytes");
+    let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+    let log = store.open_log("topic-7", options).await.unwrap();
+    assert_eq!(log.end_offset(), Offset(1), "the record survives a restart");
+}
