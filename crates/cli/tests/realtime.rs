@@ -448,6 +448,64 @@ async fn a_slow_client_is_disconnected_while_a_fast_one_gets_every_message() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_dropped_after_two_ping_intervals() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start_configured(
+        dir.path(),
+        "[realtime]\nbuffer_messages = 64\nping_interval_ms = 300\n",
+    );
+    topic(&node, "ticks");
+    // A small receive buffer fixed by the client (no autotuning), as over a slow network.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(node.address).await.unwrap();
+    let url = format!("ws://{}/v1/ws", node.address);
+    let (stream, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(tcp))
+        .await
+        .unwrap();
+    let mut stuck = Ws { stream };
+    stuck
+        .ask(json!({"op": "subscribe", "topic": "ticks"}))
+        .await;
+    assert_eq!(connections(&node), 1);
+    // 40 MiB in batches smaller than the outbox, so that it fills only once the socket's
+    // buffers have (a burst would overflow it first, and that close fits in the buffers). The
+    // writes then wait; without a bound on that wait, nothing else of the connection's ran
+    // again (not its pings, not the overflow) until the HTTP idle timeout, a minute later.
+    let filler = "x".repeat(8_000);
+    let messages: Vec<Value> = (0..32)
+        .map(|n| json!({"routing_key": "t", "body": {"n": n, "pad": filler}}))
+        .collect();
+    for _ in 0..160 {
+        node.client().expect(
+            201,
+            "POST",
+            "/v1/topics/ticks/publish",
+            &json!({"messages": messages}),
+        );
+    }
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while connections(&node) != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stuck connection stayed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(stuck);
+}
+
+fn connections(node: &Node) -> u64 {
+    let text = process::get(node.address, "/metrics").unwrap().body;
+    text.lines()
+        .find_map(|line| line.strip_prefix("wharf_realtime_connections "))
+        .expect("the connections gauge")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_tokens_open_only_the_channels_they_name() {
     const ADMIN: &str = "realtime-test-administrator-token";
     let dir = tempfile::tempdir().unwrap();

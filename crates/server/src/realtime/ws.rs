@@ -3,7 +3,8 @@
 //!
 //! The connection ends when the client closes it, when it stops answering pings, when its
 //! outbox overflows (a slow client, under `slow_client = "disconnect"`), or when the server
-//! shuts down; each with a close frame saying why.
+//! shuts down; each with a close frame saying why. A client that takes no bytes at all for two
+//! ping intervals is dropped without one: every write waits at most that long.
 
 use super::{
     frame::{self, ClientFrame, Op, PublishOp, RequestOp, SubscribeOp},
@@ -18,7 +19,10 @@ use crate::{
     readiness::Readiness,
 };
 use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket};
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 use tokio::{
     sync::{mpsc, Semaphore},
     task::JoinSet,
@@ -43,6 +47,8 @@ enum Step {
 /// A connection's state besides its two receivers.
 struct Connection {
     socket: WebSocket,
+    /// How long a write may wait for the client to take bytes.
+    patience: Duration,
     session: Session,
     permits: Arc<Semaphore>,
     /// Waiting requests; dropped with the connection, which ends them and frees their reply
@@ -68,6 +74,7 @@ pub async fn serve(
     let outbox = session.outbox().clone();
     let mut connection = Connection {
         socket,
+        patience: ping_interval * 2,
         session,
         permits: Arc::new(Semaphore::new(requests_max)),
         waiting: JoinSet::new(),
@@ -97,18 +104,36 @@ pub async fn serve(
             Step::Gone => return,
         }
     };
-    let frame = CloseFrame {
-        code: close.code,
-        reason: close.reason.into(),
-    };
-    let _ = connection.socket.send(Message::Close(Some(frame))).await;
+    connection.close(close).await;
 }
 
 impl Connection {
     async fn send(&mut self, text: Utf8Bytes) -> Step {
-        match send(&mut self.socket, text).await {
-            Ok(()) => Step::Go,
-            Err(_) => Step::Gone,
+        self.write(Message::Text(text)).await
+    }
+
+    async fn write(&mut self, message: Message) -> Step {
+        match tokio::time::timeout(self.patience, self.socket.send(message)).await {
+            Ok(Ok(())) => Step::Go,
+            Ok(Err(_)) | Err(_) => Step::Gone,
+        }
+    }
+
+    /// The closing handshake: the close frame, then what the client still sends until its own
+    /// close. Dropping the socket at once would answer those late frames (a pong, a request)
+    /// with a reset, and a reset makes the client's system discard what it has not read yet:
+    /// the error frame and the close that say why.
+    async fn close(mut self, close: Close) {
+        let frame = CloseFrame {
+            code: close.code,
+            reason: close.reason.into(),
+        };
+        if let Step::Go = self.write(Message::Close(Some(frame))).await {
+            // Ends: the client's close or an error ends the stream, the patience the wait.
+            let _ = tokio::time::timeout(self.patience, async {
+                while let Some(Ok(_)) = self.socket.recv().await {}
+            })
+            .await;
         }
     }
 
@@ -117,7 +142,9 @@ impl Connection {
             "this connection's buffer filled: the client reads too slowly; reconnect and \
              resume with last_id",
         );
-        let _ = send(&mut self.socket, frame::error(None, &problem).into()).await;
+        if let Step::Gone = self.send(frame::error(None, &problem).into()).await {
+            return Step::Gone;
+        }
         Step::Close(Close {
             code: close_code::POLICY,
             reason: "slow consumer",
@@ -181,15 +208,8 @@ impl Connection {
                 reason: "no answer to pings",
             });
         }
-        match self.socket.send(Message::Ping(Default::default())).await {
-            Ok(()) => Step::Go,
-            Err(_) => Step::Gone,
-        }
+        self.write(Message::Ping(Default::default())).await
     }
-}
-
-async fn send(socket: &mut WebSocket, text: Utf8Bytes) -> Result<(), axum::Error> {
-    socket.send(Message::Text(text)).await
 }
 
 /// A channel that ended (its topic deleted) sent `unsubscribed`: the session forgets the
