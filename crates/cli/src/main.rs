@@ -68,6 +68,14 @@ struct ServeArgs {
     /// when TLS is set).
     #[arg(long, env = "WHARF_AMQPS_ADDR", value_name = "ADDR|off")]
     amqps_addr: Option<Listen>,
+    /// MQTT 3.1.1 and 5.0 listen address, or `off` (overrides `mqtt_addr` in the file; default
+    /// 127.0.0.1:1883).
+    #[arg(long, env = "WHARF_MQTT_ADDR", value_name = "ADDR|off")]
+    mqtt_addr: Option<Listen>,
+    /// MQTT over TLS listen address, or `off` (overrides `mqtts_addr`; default 127.0.0.1:8883
+    /// when TLS is set).
+    #[arg(long, env = "WHARF_MQTTS_ADDR", value_name = "ADDR|off")]
+    mqtts_addr: Option<Listen>,
     /// Make this string the administrator token (overrides `security.admin_token`); at least
     /// 16 bytes. Prefer the environment variable: flags show in process lists.
     #[arg(
@@ -160,6 +168,12 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(amqps_addr) = args.amqps_addr {
         config.amqps_addr = Some(amqps_addr);
+    }
+    if let Some(mqtt_addr) = args.mqtt_addr {
+        config.mqtt_addr = mqtt_addr;
+    }
+    if let Some(mqtts_addr) = args.mqtts_addr {
+        config.mqtts_addr = Some(mqtts_addr);
     }
     if let Some(token) = args.admin_token {
         config.security.admin_token = Some(token);

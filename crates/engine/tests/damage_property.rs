@@ -286,6 +286,7 @@ async fn publish(engine: &Engine, prefix: &str, count: usize, to: &[&str], sent:
                     body: body(&marker),
                     ..SendMessage::default()
                 },
+                retain: false,
             }
         })
         .collect();

@@ -109,6 +109,7 @@ async fn retained_messages_come_back_from_the_memory_store() {
     let publish = |key: &str, body: &str| PublishMessage {
         routing_key: key.to_string(),
         message: message(body),
+        retain: false,
     };
     let batch = vec![publish("a", "1"), publish("b", "2"), publish("a", "3")];
     engine.publish("sensors", batch).await.unwrap();

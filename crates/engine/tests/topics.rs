@@ -45,6 +45,7 @@ fn publish(key: &str, body: &str) -> PublishMessage {
     PublishMessage {
         routing_key: key.into(),
         message: json(body),
+        retain: false,
     }
 }
 
@@ -158,6 +159,50 @@ async fn bindings_survive_restart_and_unbind_removes_them() {
         .await
         .unwrap();
     assert_eq!(published[0].routed, 3 - 1 + 1 - 1, "two bindings left");
+}
+
+#[tokio::test]
+async fn a_topic_that_does_not_retain_keeps_only_messages_flagged_to_be_retained() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, store) = open(dir.path(), ManualClock::new(START)).await;
+    engine
+        .put_topic("mqtt", TopicOptions::default())
+        .await
+        .unwrap();
+    let flagged = |key: &str, body: &str| PublishMessage {
+        retain: true,
+        ..publish(key, body)
+    };
+    let batch = vec![
+        flagged("room.1", "kept"),
+        publish("room.1", "live only"),
+        publish("room.2", "never kept"),
+        flagged("room.3", "kept too"),
+    ];
+    engine.publish("mqtt", batch).await.unwrap();
+    let retained_bodies = |engine: Engine| async move {
+        let mut subscription = engine
+            .subscribe("mqtt", "room.*", Syntax::Amqp, None)
+            .unwrap();
+        let mut bodies: Vec<_> = retained_messages(&mut subscription)
+            .await
+            .iter()
+            .map(|m| String::from_utf8(m.body.to_vec()).unwrap())
+            .collect();
+        bodies.sort();
+        bodies
+    };
+    assert_eq!(retained_bodies(engine.clone()).await, ["kept", "kept too"]);
+    // A flagged empty body clears its key; the rest survives a restart.
+    engine
+        .publish("mqtt", vec![flagged("room.3", "")])
+        .await
+        .unwrap();
+    engine.close();
+    store.close().await.unwrap();
+    drop((engine, store));
+    let (engine, _store) = open(dir.path(), ManualClock::new(START)).await;
+    assert_eq!(retained_bodies(engine).await, ["kept"]);
 }
 
 #[tokio::test]

@@ -513,6 +513,7 @@ async fn new_records_beside_old_ones_survive_a_restart() {
             content_type: Some(content_type.into()),
             ..SendMessage::default()
         },
+        retain: false,
     };
     let retained = vec![
         publish("sensors/b/temp", b"18.5", "text/plain"),
@@ -525,6 +526,7 @@ async fn new_records_beside_old_ones_survive_a_restart() {
             ..publish("", br#"{"amount":9}"#, "application/json").message
         },
         routing_key: "orders.us.created".into(),
+        retain: false,
     }];
     let published = broker.engine.publish("events", routed).await.unwrap();
     assert_eq!(published[0].routed, 1, "the new binding routes");

@@ -9,6 +9,8 @@
 //! http_addr = "127.0.0.1:7700"
 //! amqp_addr = "127.0.0.1:5672"   # the AMQP 0-9-1 door; "off": none
 //! amqps_addr = "127.0.0.1:5671"  # AMQP over TLS, when [tls] is set; "off": none
+//! mqtt_addr = "127.0.0.1:1883"   # the MQTT 3.1.1 and 5.0 door; "off": none
+//! mqtts_addr = "127.0.0.1:8883"  # MQTT over TLS, when [tls] is set; "off": none
 //!
 //! [log]
 //! level = "info"        # RUST_LOG overrides it
@@ -26,6 +28,7 @@
 //! [limits]
 //! http_connections_max = 10000   # capped below the descriptor limit
 //! amqp_connections_max = 10000   # AMQP connections, plain and TLS together
+//! mqtt_connections_max = 100000  # MQTT connections, plain and TLS together
 //! http_idle_timeout_ms = 60000    # closes connections on which nothing moves
 //! http_request_read_timeout_ms = 60000  # a request must arrive whole this soon
 //! requests_pending_max = 10000
@@ -78,6 +81,9 @@
 //! ping_interval_ms = 15000    # WebSocket pings and event-stream keep-alive comments
 //! token_secret = "..."        # signs browser tokens (HS256, at least 32 bytes); absent: off
 //!
+//! [mqtt]
+//! topic = "mqtt"              # the Wharf topic MQTT topics live on
+//!
 //! [tls]                 # absent: plain HTTP
 //! cert = "/etc/wharf/cert.pem"     # PEM chain, leaf first
 //! key = "/etc/wharf/key.pem"       # PEM private key; reloaded with cert on SIGHUP
@@ -107,6 +113,12 @@ pub struct ServeConfig {
     /// Address of AMQP over TLS with the `[tls]` certificates, or `off`; absent: 127.0.0.1:5671
     /// when TLS is set, off otherwise.
     pub amqps_addr: Option<Listen>,
+    /// Address the MQTT door listens on, or `off` (see docs/doors/mqtt.md).
+    pub mqtt_addr: Listen,
+    /// Address of MQTT over TLS with the `[tls]` certificates, or `off`; absent: 127.0.0.1:8883
+    /// when TLS is set, off otherwise.
+    pub mqtts_addr: Option<Listen>,
+    pub mqtt: MqttSettings,
     pub log: LogSettings,
     pub storage: StorageSettings,
     pub limits: LimitSettings,
@@ -117,6 +129,30 @@ pub struct ServeConfig {
     pub alerts: AlertSettings,
     pub webhooks: WebhookSettings,
     pub realtime: RealtimeSettings,
+}
+
+/// The MQTT door (`[mqtt]`); see `crate::mqtt` and docs/doors/mqtt.md.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttSettings {
+    /// The Wharf topic MQTT topics live on (made when the door starts).
+    pub topic: String,
+}
+
+impl Default for MqttSettings {
+    fn default() -> Self {
+        MqttSettings {
+            topic: "mqtt".to_string(),
+        }
+    }
+}
+
+impl MqttSettings {
+    pub fn door(&self) -> crate::mqtt::Settings {
+        crate::mqtt::Settings {
+            topic: self.topic.clone(),
+        }
+    }
 }
 
 /// The real-time hub (`/v1/ws`, `/v1/sse`); see `crate::realtime` and docs/realtime.md.
@@ -500,6 +536,9 @@ pub struct LimitSettings {
     /// Open AMQP connections (plain and TLS together). One over it is refused with
     /// `530 NOT_ALLOWED` at its handshake.
     pub amqp_connections_max: usize,
+    /// Open MQTT connections (plain, TLS and WebSocket together). One over it is refused with
+    /// CONNACK 0x88 (server unavailable; 3.1.1: 0x03).
+    pub mqtt_connections_max: usize,
     /// A connection on which no byte moves either way for this long, with no request being
     /// handled, is closed: idle keep-alive connections, silent ones, half-sent requests,
     /// clients that stopped reading. At least [`HTTP_IDLE_TIMEOUT_MS_MIN`].
@@ -542,6 +581,7 @@ impl Default for LimitSettings {
         LimitSettings {
             http_connections_max: HTTP_CONNECTIONS_MAX_DEFAULT,
             amqp_connections_max: AMQP_CONNECTIONS_MAX_DEFAULT,
+            mqtt_connections_max: MQTT_CONNECTIONS_MAX_DEFAULT,
             http_idle_timeout_ms: HTTP_IDLE_TIMEOUT_MS_DEFAULT,
             http_request_read_timeout_ms: HTTP_REQUEST_READ_TIMEOUT_MS_DEFAULT,
             requests_pending_max: wharf_engine::broker::REQUESTS_PENDING_MAX_DEFAULT,
@@ -563,6 +603,9 @@ impl Default for LimitSettings {
 pub const AMQP_PORT: u16 = 5672;
 /// AMQPS's port (IANA).
 pub const AMQPS_PORT: u16 = 5671;
+/// MQTT's IANA port, and MQTT over TLS's.
+pub const MQTT_PORT: u16 = 1883;
+pub const MQTTS_PORT: u16 = 8883;
 
 /// Where a door listens: an address, or nowhere (`off`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -607,6 +650,9 @@ pub const HTTP_CONNECTIONS_PER_CALLER_DEFAULT: usize = 1_000;
 /// Default of [`LimitSettings::amqp_connections_max`]: RabbitMQ sets none by default; this
 /// keeps AMQP from taking the descriptors the HTTP door and the store need.
 pub const AMQP_CONNECTIONS_MAX_DEFAULT: usize = 10_000;
+
+/// Default of [`LimitSettings::mqtt_connections_max`]: devices are many and mostly idle.
+pub const MQTT_CONNECTIONS_MAX_DEFAULT: usize = 100_000;
 
 /// Default of [`LimitSettings::http_connections_max`].
 pub const HTTP_CONNECTIONS_MAX_DEFAULT: usize = 10_000;
@@ -750,6 +796,9 @@ impl Default for ServeConfig {
             http_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 7700)),
             amqp_addr: Listen::At(SocketAddr::from((Ipv4Addr::LOCALHOST, AMQP_PORT))),
             amqps_addr: None,
+            mqtt_addr: Listen::At(SocketAddr::from((Ipv4Addr::LOCALHOST, MQTT_PORT))),
+            mqtts_addr: None,
+            mqtt: MqttSettings::default(),
             log: LogSettings::default(),
             storage: StorageSettings::default(),
             limits: LimitSettings::default(),
@@ -802,6 +851,24 @@ impl ServeConfig {
                 value: addr.to_string(),
                 reason: "AMQPS needs TLS: set tls.cert and tls.key (--tls-cert, --tls-key), \
                          or leave amqps_addr out"
+                    .to_string(),
+            }),
+        }
+    }
+
+    /// Where MQTTS listens: `mqtts_addr`, or 127.0.0.1:8883 when TLS is set and it is absent.
+    pub fn mqtts_listen(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        let tls = self.tls.cert.is_some();
+        match self.mqtts_addr {
+            None if tls => Ok(Some(SocketAddr::from((Ipv4Addr::LOCALHOST, MQTTS_PORT)))),
+            None | Some(Listen::Off) => Ok(None),
+            Some(Listen::At(addr)) if tls => Ok(Some(addr)),
+            Some(Listen::At(addr)) => Err(ConfigError::Invalid {
+                path: None,
+                key: "mqtts_addr",
+                value: addr.to_string(),
+                reason: "MQTTS needs TLS: set tls.cert and tls.key (--tls-cert, --tls-key), \
+                         or leave mqtts_addr out"
                     .to_string(),
             }),
         }
@@ -940,6 +1007,10 @@ impl ServeConfig {
             (
                 "limits.amqp_connections_max",
                 self.limits.amqp_connections_max,
+            ),
+            (
+                "limits.mqtt_connections_max",
+                self.limits.mqtt_connections_max,
             ),
             (
                 "limits.requests_pending_max",

@@ -46,6 +46,7 @@ impl FromStr for ConnectionId {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Door {
     Amqp,
+    Mqtt,
 }
 
 /// What the client said of itself, when it did (AMQP: `connection.start-ok`'s

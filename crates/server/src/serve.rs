@@ -140,6 +140,8 @@ pub struct Server {
     alert_interval: Duration,
     /// The AMQP door's listeners, unless both AMQP and AMQPS are off.
     amqp: Option<crate::amqp::Listeners>,
+    /// The MQTT door's listeners, unless both MQTT and MQTTS are off.
+    mqtt: Option<crate::mqtt::Listeners>,
 }
 
 /// Binds and runs a server until `shutdown` completes; see [`Server`].
@@ -252,7 +254,22 @@ async fn bind_amqp(
     };
     let plain = config.amqp_addr.addr();
     let max = config.limits.amqp_connections_max;
-    (crate::amqp::Listeners::bind(plain, amqps, max).await)
+    (crate::amqp::Listeners::bind("AMQP", plain, amqps, max).await)
+        .map_err(|(addr, source)| ServeError::Bind { addr, source })
+}
+
+/// Binds the MQTT door's listeners: plain MQTT, and MQTTS when TLS is set.
+async fn bind_mqtt(
+    config: &ServeConfig,
+    tls: Option<&Arc<ReloadableTls>>,
+) -> Result<Option<crate::mqtt::Listeners>, ServeError> {
+    let mqtts = match (config.mqtts_listen()?, tls) {
+        (Some(addr), Some(tls)) => Some((addr, tls.clone())),
+        _ => None,
+    };
+    let plain = config.mqtt_addr.addr();
+    let max = config.limits.mqtt_connections_max;
+    (crate::mqtt::Listeners::bind("MQTT", plain, mqtts, max).await)
         .map_err(|(addr, source)| ServeError::Bind { addr, source })
 }
 
@@ -324,10 +341,15 @@ impl Server {
         let (listener, local_addr) =
             bind_listener(config, descriptors_soft, &mut registry, tls.clone()).await?;
         let amqp = bind_amqp(config, tls.as_ref()).await?;
+        let mqtt = bind_mqtt(config, tls.as_ref()).await?;
+        let connections = Connections::new();
+        let mqtt_door =
+            crate::mqtt::open(engine.clone(), config.mqtt.door(), connections.clone()).await;
         Ok(Server {
             listener,
             local_addr,
             amqp,
+            mqtt,
             store,
             tls,
             hangups,
@@ -343,7 +365,8 @@ impl Server {
                 ),
                 browser: Arc::new(browser),
                 request_body_bytes_max: config.limits.request_body_bytes_max,
-                connections: Connections::new(),
+                connections,
+                mqtt: Some(mqtt_door),
                 webhooks: Arc::new(crate::webhooks::Webhooks {
                     settings: config.webhooks.dispatcher(),
                     attempts: Default::default(),
@@ -395,6 +418,7 @@ impl Server {
             hangups,
             alert_interval,
             amqp,
+            mqtt,
         } = self;
         let readiness = state.readiness.clone();
         let engine = state.engine.clone();
@@ -408,6 +432,9 @@ impl Server {
         let connections = state.connections.clone();
         background
             .extend(amqp.map(|listeners| spawn_amqp(listeners, &engine, connections.clone())));
+        if let (Some(listeners), Some(door)) = (mqtt, state.mqtt.clone()) {
+            background.push(spawn_mqtt(listeners, door));
+        }
 
         let (began_sender, began) = oneshot::channel();
         let signal = begin_shutdown_on(shutdown, &state, began_sender);
@@ -487,7 +514,21 @@ fn spawn_amqp(
     if let Some(address) = listeners.tls_addr() {
         tracing::info!(%address, "AMQPS (AMQP over TLS) door listening");
     }
-    tokio::spawn(listeners.serve(engine.clone(), connections))
+    tokio::spawn(crate::amqp::serve(listeners, engine.clone(), connections))
+}
+
+/// Serves the MQTT door on `listeners` until the returned task is aborted.
+fn spawn_mqtt(
+    listeners: crate::mqtt::Listeners,
+    door: Arc<crate::mqtt::Door>,
+) -> tokio::task::JoinHandle<()> {
+    if let Some(address) = listeners.addr() {
+        tracing::info!(%address, "MQTT door listening");
+    }
+    if let Some(address) = listeners.tls_addr() {
+        tracing::info!(%address, "MQTTS (MQTT over TLS) door listening");
+    }
+    tokio::spawn(crate::mqtt::serve(listeners, door))
 }
 
 /// Closes the store within [`STORE_CLOSE_TIMEOUT`]. Bounded: acknowledged data is already
@@ -611,6 +652,8 @@ mod tests {
             http_addr: "127.0.0.1:0".parse().expect("address"),
             amqp_addr: crate::Listen::Off,
             amqps_addr: Some(crate::Listen::Off),
+            mqtt_addr: crate::Listen::Off,
+            mqtts_addr: Some(crate::Listen::Off),
             ..ServeConfig::default()
         }
     }

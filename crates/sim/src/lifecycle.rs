@@ -281,6 +281,7 @@ fn start_publish(sim: &mut Sim, keys: Vec<&'static str>) -> (Call, Forget) {
         .map(|(key, draft)| PublishMessage {
             routing_key: key.to_string(),
             message: send_message(draft),
+            retain: false,
         })
         .collect();
     let call: Call = Box::pin(async move {

@@ -110,6 +110,7 @@ pub(crate) async fn publish(sim: &mut Sim, keys: Vec<&'static str>) -> Result<()
         .map(|(key, draft)| PublishMessage {
             routing_key: key.to_string(),
             message: send_message(draft),
+            retain: false,
         })
         .collect();
     let routes: Vec<BTreeSet<usize>> = keys.iter().map(|key| route(sim, key)).collect();

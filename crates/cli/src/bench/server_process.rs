@@ -90,7 +90,8 @@ impl ServerProcess {
             .arg(address.to_string())
             // The benchmarks drive HTTP; an AMQP door on 5672 would clash with a running
             // server or RabbitMQ.
-            .args(["--amqp-addr", "off", "--amqps-addr", "off"]);
+            .args(["--amqp-addr", "off", "--amqps-addr", "off"])
+            .args(["--mqtt-addr", "off", "--mqtts-addr", "off"]);
         // Only `options` secure the child: a token or certificate in the caller's environment
         // would make the load's plain requests fail.
         for name in SECURITY_ENV {

@@ -11,10 +11,12 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Variables of the test environment that would change what `wharf` does: its settings, a
 /// developer's home or XDG directory (and so `~/.config/wharf/cli.toml`), and logging.
-pub const INHERITED_VARIABLES_REMOVED: [&str; 17] = [
+pub const INHERITED_VARIABLES_REMOVED: [&str; 19] = [
     "WHARF_CONFIG",
     "WHARF_AMQP_ADDR",
     "WHARF_AMQPS_ADDR",
+    "WHARF_MQTT_ADDR",
+    "WHARF_MQTTS_ADDR",
     "WHARF_DATA_DIR",
     "WHARF_HTTP_ADDR",
     "WHARF_TLS_CERT",
@@ -32,8 +34,9 @@ pub const INHERITED_VARIABLES_REMOVED: [&str; 17] = [
 ];
 
 /// A `wharf` command with none of [`INHERITED_VARIABLES_REMOVED`] and stdin closed. A
-/// server it starts has no AMQP door (tests run side by side and cannot all take port
-/// 5672) unless the test asks with `--amqp-addr`, which overrides the environment.
+/// server it starts has no AMQP or MQTT door (tests run side by side and cannot all take
+/// ports 5672 and 1883) unless the test asks with `--amqp-addr` or `--mqtt-addr`, which
+/// override the environment.
 pub fn wharf() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_wharf"));
     for name in INHERITED_VARIABLES_REMOVED {
@@ -41,6 +44,8 @@ pub fn wharf() -> Command {
     }
     command.env("WHARF_AMQP_ADDR", "off");
     command.env("WHARF_AMQPS_ADDR", "off");
+    command.env("WHARF_MQTT_ADDR", "off");
+    command.env("WHARF_MQTTS_ADDR", "off");
     command.stdin(Stdio::null());
     command
 }

@@ -385,6 +385,7 @@ fn alert_message(event: &AlertEvent) -> PublishMessage {
             content_type: Some("application/json".to_string()),
             ..SendMessage::default()
         },
+        retain: false,
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod api;
 mod consumers;
 mod delivery_read;
+mod door_state;
 pub mod eventstore;
 mod expiry;
 pub(crate) mod queue_runtime;

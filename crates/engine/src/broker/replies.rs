@@ -256,6 +256,7 @@ impl Engine {
                 let published = PublishMessage {
                     routing_key,
                     message,
+                    retain: false,
                 };
                 self.publish(&name, vec![published]).await?;
             }

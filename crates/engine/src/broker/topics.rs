@@ -64,6 +64,9 @@ const SUBSCRIBER_BUFFER: usize = 1_024;
 pub struct PublishMessage {
     pub routing_key: String,
     pub message: SendMessage,
+    /// Keep it as its key's retained message even when the topic does not retain every
+    /// message (MQTT's RETAIN flag); an empty body clears the key.
+    pub retain: bool,
 }
 
 /// What became of one published message.
@@ -505,6 +508,7 @@ impl Engine {
         self.check_open()?;
         self.check_space().await?;
         let now = self.now();
+        let retain: Vec<bool> = batch.iter().map(|p| p.retain).collect();
         let (keys, sends): (Vec<String>, Vec<SendMessage>) = batch
             .into_iter()
             .map(|p| (p.routing_key, p.message))
@@ -514,7 +518,8 @@ impl Engine {
             .into_iter()
             .zip(messages.into_iter().map(|(m, _)| m))
             .collect();
-        self.publish_messages(topic.to_string(), messages, 0).await
+        self.publish_messages(topic.to_string(), messages, retain, 0)
+            .await
     }
 
     /// Subscribes a live client: retained matches now, later publishes as they happen, in a
@@ -614,12 +619,13 @@ impl Engine {
         &self,
         topic: String,
         messages: Vec<(String, Message)>,
+        retain: Vec<bool>,
         hops: usize,
     ) -> Pin<Box<dyn Future<Output = Result<Vec<Published>, EngineError>> + Send + '_>> {
         Box::pin(async move {
             let runtime = self.topic(&topic)?;
-            let retained_from = runtime.retain(&messages).await?;
-            let (messages, routes) = route_batch(runtime.clone(), messages, retained_from).await?;
+            let retained_at = runtime.retain(&messages, &retain).await?;
+            let (messages, routes) = route_batch(runtime.clone(), messages, retained_at).await?;
             let mut groups: BTreeMap<Destination, Vec<usize>> = BTreeMap::new();
             for (index, destinations) in routes.into_iter().enumerate() {
                 for destination in destinations {
@@ -712,7 +718,9 @@ impl Engine {
             Destination::Topic(name)
                 if hops < TOPIC_HOPS_MAX && self.find_topic(name).is_some() =>
             {
-                self.publish_messages(name.clone(), batch, hops + 1).await?;
+                let retain = vec![false; batch.len()];
+                self.publish_messages(name.clone(), batch, retain, hops + 1)
+                    .await?;
                 Ok(true)
             }
             Destination::Stream(name) => {
@@ -905,14 +913,11 @@ const ROUTE_INLINE_BODY_BYTES_MAX: usize = 64 << 10;
 async fn route_batch(
     runtime: Arc<TopicRuntime>,
     messages: Vec<(String, Message)>,
-    retained_from: Option<Offset>,
+    retained_at: Vec<Option<Offset>>,
 ) -> Result<(Vec<(String, Message)>, Vec<Vec<Destination>>), EngineError> {
     let route_all = move |runtime: &TopicRuntime, messages: Vec<(String, Message)>| {
-        let routes = (messages.iter().enumerate())
-            .map(|(index, (key, message))| {
-                let retained_at = retained_from.map(|from| Offset(from.0 + index as u64));
-                runtime.route(key, message, retained_at)
-            })
+        let routes = (messages.iter().zip(&retained_at))
+            .map(|((key, message), retained_at)| runtime.route(key, message, *retained_at))
             .collect();
         (messages, routes)
     };
@@ -934,19 +939,19 @@ impl TopicRuntime {
                 .any(|s| s.interest.filter.is_some())
     }
 
-    /// Keeps the last message per key when the topic retains (an empty body clears the key).
-    /// Returns the offset of the first message's `retained` record (the others follow it), or
-    /// `None` when the topic does not retain.
+    /// Keeps the last message per key of the messages to retain: all of them when the topic
+    /// retains, else those flagged in `flagged` (an empty body clears the key). Returns the
+    /// offset of each message's `retained` record, `None` for a message not retained.
     async fn retain(
         self: &Arc<Self>,
         messages: &[(String, Message)],
-    ) -> Result<Option<Offset>, EngineError> {
-        if !self.router.read().expect("router lock").options().retain {
-            return Ok(None);
-        }
-        let records: Vec<_> = messages
-            .iter()
-            .map(|(key, message)| {
+        flagged: &[bool],
+    ) -> Result<Vec<Option<Offset>>, EngineError> {
+        let all = self.router.read().expect("router lock").options().retain;
+        let retained = |index: usize| all || flagged.get(index).copied().unwrap_or(false);
+        let records: Vec<_> = (messages.iter().enumerate())
+            .filter(|(index, _)| retained(*index))
+            .map(|(_, (key, message))| {
                 TopicRecord::Retained {
                     key: key.clone(),
                     message: message.clone(),
@@ -954,8 +959,20 @@ impl TopicRuntime {
                 .encode()
             })
             .collect();
+        if records.is_empty() {
+            return Ok(vec![None; messages.len()]);
+        }
         let written = self.write(records, |_| Ok(())).await?;
-        Ok(Some(written.start))
+        let mut next = written.start;
+        Ok((0..messages.len())
+            .map(|index| {
+                retained(index).then(|| {
+                    let at = next;
+                    next = Offset(next.0 + 1);
+                    at
+                })
+            })
+            .collect())
     }
 
     /// Appends records to the topic's log and applies them once `check` passes against the

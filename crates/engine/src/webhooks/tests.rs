@@ -44,6 +44,7 @@ async fn publish(engine: &Engine, key: &str) {
             body: Bytes::from_static(b"{}"),
             ..SendMessage::default()
         },
+        retain: false,
     };
     engine.publish("orders", vec![message]).await.unwrap();
 }

@@ -8,18 +8,14 @@ mod connection;
 mod convert;
 mod publisher;
 
+pub use crate::door::Listeners;
 use crate::{
     connections::{ConnectionId, Connections},
-    tls::{ReloadableTls, Transport},
+    door::Admission,
 };
 use std::{
     collections::HashMap,
-    net::SocketAddr,
     sync::{Arc, Mutex},
-};
-use tokio::{
-    net::TcpListener,
-    sync::{OwnedSemaphorePermit, Semaphore},
 };
 use wharf_codec_amqp::{Method, ReplyCode, Scope};
 use wharf_engine::{
@@ -103,121 +99,21 @@ impl Failure {
     }
 }
 
-/// The door's listeners: plain AMQP, AMQP over TLS, or both; and the cap on connections that
-/// both share.
-#[derive(Debug)]
-pub struct Listeners {
-    plain: Option<TcpListener>,
-    tls: Option<(TcpListener, Arc<ReloadableTls>)>,
-    connections: Arc<Semaphore>,
-    connections_max: usize,
-}
-
-impl Listeners {
-    /// Binds `plain` and, with a TLS configuration, `tls`; `None` when neither listens.
-    pub async fn bind(
-        plain: Option<SocketAddr>,
-        tls: Option<(SocketAddr, Arc<ReloadableTls>)>,
-        connections_max: usize,
-    ) -> Result<Option<Listeners>, (SocketAddr, std::io::Error)> {
-        if plain.is_none() && tls.is_none() {
-            return Ok(None);
-        }
-        let plain = match plain {
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|error| (addr, error))?,
-            ),
-            None => None,
+/// Serves the AMQP door on `listeners` until the task is aborted; each connection is served
+/// on a task of its own and listed in `connections` once open.
+pub async fn serve(listeners: Listeners, engine: Engine, connections: Arc<Connections>) {
+    predeclare(&engine).await;
+    let exclusive: Arc<Exclusive> = Arc::default();
+    let serve = move |transport, peer, admission| {
+        let listing = connection::Listing {
+            connections: connections.clone(),
+            peer,
+            exclusive: exclusive.clone(),
         };
-        let tls = match tls {
-            Some((addr, config)) => Some((
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|error| (addr, error))?,
-                config,
-            )),
-            None => None,
-        };
-        Ok(Some(Listeners {
-            plain,
-            tls,
-            connections: Arc::new(Semaphore::new(connections_max)),
-            connections_max,
-        }))
-    }
-
-    /// The plain listener's address (the real port when port 0 was asked for).
-    pub fn addr(&self) -> Option<SocketAddr> {
-        self.plain.as_ref()?.local_addr().ok()
-    }
-
-    /// The TLS listener's address.
-    pub fn tls_addr(&self) -> Option<SocketAddr> {
-        self.tls.as_ref()?.0.local_addr().ok()
-    }
-
-    /// Accepts connections until the task is aborted; each is served on a task of its own and
-    /// listed in `connections` once open.
-    pub async fn serve(self, engine: Engine, connections: Arc<Connections>) {
-        predeclare(&engine).await;
-        let door = Door {
-            engine,
-            listed: connections,
-            exclusive: Arc::default(),
-            connections: self.connections,
-            connections_max: self.connections_max,
-        };
-        match (self.plain, self.tls) {
-            (Some(plain), Some((tls, config))) => {
-                tokio::join!(door.accept(plain, None), door.accept(tls, Some(config)));
-            }
-            (Some(plain), None) => door.accept(plain, None).await,
-            (None, Some((tls, config))) => door.accept(tls, Some(config)).await,
-            (None, None) => {}
-        }
-    }
-}
-
-/// What every accepted connection shares.
-struct Door {
-    engine: Engine,
-    listed: Arc<Connections>,
-    exclusive: Arc<Exclusive>,
-    connections: Arc<Semaphore>,
-    connections_max: usize,
-}
-
-impl Door {
-    async fn accept(&self, listener: TcpListener, tls: Option<Arc<ReloadableTls>>) {
-        loop {
-            match listener.accept().await {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    let transport = match &tls {
-                        Some(tls) => tls.accept(stream),
-                        None => Transport::Plain(stream),
-                    };
-                    let admitted = match self.connections.clone().try_acquire_owned() {
-                        Ok(permit) => Admission::Admitted { _permit: permit },
-                        Err(_) => Admission::Full(self.connections_max),
-                    };
-                    let listing = connection::Listing {
-                        connections: self.listed.clone(),
-                        peer,
-                        exclusive: self.exclusive.clone(),
-                    };
-                    let engine = self.engine.clone();
-                    tokio::spawn(connection::serve(transport, engine, admitted, listing));
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "accepting an AMQP connection failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-            }
-        }
-    }
+        let engine = engine.clone();
+        tokio::spawn(connection::serve(transport, engine, admission, listing));
+    };
+    listeners.serve(serve).await;
 }
 
 /// Exclusive queues and the connection that declared each: no other connection may use one.
@@ -254,16 +150,6 @@ impl Exclusive {
             }
         }
     }
-}
-
-/// Whether a connection fits under the cap: it holds its permit while open; one over the cap
-/// is refused at its handshake, so its client reads why.
-pub(crate) enum Admission {
-    /// Held, not read: dropping it frees the slot.
-    Admitted {
-        _permit: OwnedSemaphorePermit,
-    },
-    Full(usize),
 }
 
 /// The exchanges every RabbitMQ broker has, by type: made (as topics) when the door starts.

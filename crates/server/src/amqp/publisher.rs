@@ -290,6 +290,7 @@ async fn call(engine: &Engine, members: &[&Publish]) -> Result<Vec<Outcome>, Eng
                         Target::Queue(queue) => queue.clone(),
                     },
                     message: p.message.clone(),
+                    retain: false,
                 })
                 .collect();
             let published = engine.publish(exchange, batch).await?;

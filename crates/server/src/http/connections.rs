@@ -32,6 +32,7 @@ pub fn routes() -> Router<AppState> {
 #[serde(rename_all = "lowercase")]
 pub enum DoorBody {
     Amqp,
+    Mqtt,
 }
 
 /// `?door=&after=&limit=`: every field optional.
@@ -224,6 +225,7 @@ impl From<DoorBody> for Door {
     fn from(door: DoorBody) -> Door {
         match door {
             DoorBody::Amqp => Door::Amqp,
+            DoorBody::Mqtt => Door::Mqtt,
         }
     }
 }
@@ -232,6 +234,7 @@ impl From<Door> for DoorBody {
     fn from(door: Door) -> DoorBody {
         match door {
             Door::Amqp => DoorBody::Amqp,
+            Door::Mqtt => DoorBody::Mqtt,
         }
     }
 }

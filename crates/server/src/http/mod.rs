@@ -14,6 +14,7 @@ mod health;
 pub(crate) mod json_body;
 mod listing;
 mod metrics;
+mod mqtt;
 mod openapi;
 pub mod problem;
 pub(crate) mod queues;
@@ -91,6 +92,8 @@ pub struct AppParts {
     pub webhooks: Arc<crate::webhooks::Webhooks>,
     /// The real-time hub behind `/v1/ws` and `/v1/sse`.
     pub realtime: Arc<crate::realtime::Hub>,
+    /// The MQTT door, for MQTT over WebSocket at `/mqtt`; `None` in tests without one.
+    pub mqtt: Option<Arc<crate::mqtt::Door>>,
 }
 
 /// The door's routes; unknown paths and methods answer with problem+json. The browser rules
@@ -113,6 +116,7 @@ pub fn router(state: AppState) -> Router {
         .merge(connections::routes())
         .merge(webhooks::routes())
         .merge(realtime::routes())
+        .merge(mqtt::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             security::middleware::guard,

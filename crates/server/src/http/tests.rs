@@ -51,6 +51,7 @@ fn state(engine: Engine) -> AppState {
         connections: crate::connections::Connections::new(),
         webhooks: Default::default(),
         realtime: crate::realtime::Hub::new(engine, Default::default()),
+        mqtt: None,
     })
 }
 
@@ -350,7 +351,7 @@ async fn connections_are_listed_shown_and_closed_by_id() {
     assert_eq!(one["channels"][0]["consumers"][0]["tag"], "worker", "{one}");
     assert_eq!(one["channels"][0]["consumers"][0]["no_ack"], true);
 
-    for bad in ["/v1/connections?door=mqtt", "/v1/connections?limit=0"] {
+    for bad in ["/v1/connections?door=kafka", "/v1/connections?limit=0"] {
         let response = send(state, Method::GET, bad).await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad}");
         assert_eq!(content_type(&response), PROBLEM_CONTENT_TYPE);

@@ -36,6 +36,7 @@ async fn publish(hub: &Hub, topic: &str, key: &str, body: &str) -> String {
             content_type: Some("application/json".into()),
             ..SendMessage::default()
         },
+        retain: false,
     };
     let published = hub.engine().publish(topic, vec![message]).await.unwrap();
     published[0].id.clone()

@@ -353,6 +353,7 @@ async fn publish_op(session: &Session, publish: PublishOp) -> Result<Option<Stri
     let batch = vec![PublishMessage {
         routing_key: publish.routing_key,
         message,
+        retain: false,
     }];
     let engine = session.hub().engine();
     let published = (engine.publish(&publish.topic, batch).await)

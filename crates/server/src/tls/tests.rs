@@ -86,6 +86,8 @@ async fn serve_tls(
         http_addr: "127.0.0.1:0".parse().expect("address"),
         amqp_addr: crate::Listen::Off,
         amqps_addr: Some(crate::Listen::Off),
+        mqtt_addr: crate::Listen::Off,
+        mqtts_addr: Some(crate::Listen::Off),
         ..ServeConfig::default()
     };
     config.tls.cert = Some(files.cert.clone());

@@ -55,6 +55,7 @@ fn message(key: &str, round: usize, size: usize) -> PublishMessage {
             body: Bytes::from(body),
             ..SendMessage::default()
         },
+        retain: false,
     }
 }
 
@@ -175,6 +176,7 @@ async fn overwrites_are_compacted_and_a_restart_restores_the_latest() {
             let clear = |k: &String| PublishMessage {
                 routing_key: k.clone(),
                 message: SendMessage::default(),
+                retain: false,
             };
             engine
                 .publish("state", keys[..5].iter().map(clear).collect())

@@ -198,6 +198,7 @@ async fn fixture(policy: BrowserPolicy) -> Fixture {
         connections: crate::connections::Connections::new(),
         webhooks: Default::default(),
         realtime: crate::realtime::Hub::new(engine, Default::default()),
+        mqtt: None,
     });
     Fixture { state, _dir: dir }
 }

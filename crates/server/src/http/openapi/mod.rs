@@ -7,7 +7,7 @@
 use super::{
     alerts, connections,
     events::{handlers as events, subscribe as event_subscribe, wire as event_wire},
-    health, metrics,
+    health, metrics, mqtt,
     queues::{handlers as queue, wire},
     realtime, requests, security,
     streams::{handlers as stream, tail, wire as stream_wire},
@@ -128,6 +128,7 @@ use responses::LayerResponses;
         realtime::websocket,
         realtime::events,
         realtime::create_token,
+        mqtt::mqtt,
         connections::list_connections,
         connections::get_connection,
         connections::close_connection,

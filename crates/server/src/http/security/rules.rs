@@ -67,6 +67,8 @@ pub fn rule(method: &Method, template: &str) -> Option<Rule> {
     }
     match template {
         "/healthz" | "/readyz" | "/openapi.json" => Some(Rule::Open),
+        // MQTT over WebSocket: the MQTT CONNECT authenticates.
+        "/mqtt" => Some(Rule::Open),
         "/metrics" => Some(Rule::Metrics),
         "/v1/queues" | "/v1/topics" | "/v1/streams" if get => Some(Rule::Authenticated),
         "/v1/queues/{name}" if get => grant(Read, Queue),

@@ -60,6 +60,7 @@ async fn fixture_with(config: EngineConfig, metrics_public: bool) -> Fixture {
         connections: crate::connections::Connections::new(),
         webhooks: Default::default(),
         realtime: crate::realtime::Hub::new(engine.clone(), Default::default()),
+        mqtt: None,
     });
     Fixture {
         state,

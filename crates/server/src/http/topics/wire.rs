@@ -377,6 +377,7 @@ impl PublishMessageBody {
         Ok(PublishMessage {
             routing_key: self.routing_key,
             message: self.message.into_send(index)?,
+            retain: false,
         })
     }
 }

@@ -48,6 +48,7 @@ async fn secured_state() -> AppState {
         connections: crate::connections::Connections::new(),
         webhooks: Default::default(),
         realtime: crate::realtime::Hub::new(engine, Default::default()),
+        mqtt: None,
     })
 }
 

@@ -1,0 +1,123 @@
+//! Publishes leave the connection's read loop for a task of their own, which stores them in
+//! order: what queued up while one batch was being committed is stored together in the next,
+//! so QoS 1 and 2 publishes in flight share fsyncs. Outcomes come back in arrival order.
+
+use super::{Connection, ReasonCode};
+use tokio::sync::mpsc;
+use wharf_codec_mqtt::{PacketId, Publish, Will};
+use wharf_engine::{broker::PublishMessage, Engine, EngineError};
+
+/// Most publishes stored together.
+const BATCH_MESSAGES: usize = 512;
+/// Most payload bytes stored together (a batch is stored whole or not at all).
+const BATCH_BYTES: usize = 4 << 20;
+/// Publishes queued for the task: past it the read loop waits, and so does the client.
+const JOBS_BUFFER: usize = 1_024;
+
+/// What the client is owed once a publish is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ack {
+    None,
+    Puback(PacketId),
+    Pubrec(PacketId),
+}
+
+/// The connection's end of its publisher task.
+pub struct Handle {
+    jobs: mpsc::Sender<(PublishMessage, Ack)>,
+    pub reports: mpsc::UnboundedReceiver<Vec<(Ack, Option<ReasonCode>)>>,
+}
+
+impl Handle {
+    pub async fn send(&self, message: PublishMessage, ack: Ack) {
+        // The task ends only when this handle goes: a send cannot fail while it lives.
+        let _ = self.jobs.send((message, ack)).await;
+    }
+}
+
+/// Starts the task that publishes to `topic`; it ends when the handle is dropped.
+pub fn spawn(engine: Engine, topic: String) -> Handle {
+    let (jobs, mut queued) = mpsc::channel::<(PublishMessage, Ack)>(JOBS_BUFFER);
+    let (report, reports) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        // Ends: when the connection drops its handle (the channel closes).
+        while let Some(first) = queued.recv().await {
+            let mut bytes = first.0.message.body.len();
+            let mut batch = vec![first];
+            while batch.len() < BATCH_MESSAGES && bytes < BATCH_BYTES {
+                match queued.try_recv() {
+                    Ok(job) => {
+                        bytes += job.0.message.body.len();
+                        batch.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let (messages, acks): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+            let failure = match engine.publish(&topic, messages).await {
+                Ok(_) => None,
+                Err(error) => Some(reason_of(&error)),
+            };
+            let outcomes = acks.into_iter().map(|ack| (ack, failure)).collect();
+            if report.send(outcomes).is_err() {
+                return;
+            }
+        }
+    });
+    Handle { jobs, reports }
+}
+
+/// The Reason Code of a PUBACK or PUBREC for a publish the engine refused.
+fn reason_of(error: &EngineError) -> ReasonCode {
+    match error {
+        EngineError::Forbidden { .. } | EngineError::Unauthenticated { .. } => {
+            ReasonCode::NOT_AUTHORIZED
+        }
+        EngineError::TooLarge { .. }
+        | EngineError::QueueFull { .. }
+        | EngineError::LimitReached { .. } => ReasonCode::QUOTA_EXCEEDED,
+        EngineError::InvalidName { .. } | EngineError::InvalidField { .. } => {
+            ReasonCode::TOPIC_NAME_INVALID
+        }
+        _ => ReasonCode::UNSPECIFIED_ERROR,
+    }
+}
+
+/// Publishes the will of a connection that ended without saying goodbye, after its delay
+/// (5.0), unless the client is back by then.
+pub fn publish_will(connection: &Connection, will: Will) {
+    let engine = connection.engine.clone();
+    let door = connection.door.clone();
+    let client_id = connection.client_id.clone();
+    let delay = super::session::will_delay(
+        will.properties.will_delay_interval.unwrap_or(0),
+        connection.expiry_s,
+    );
+    let publish = Publish {
+        qos: will.qos,
+        retain: will.retain,
+        topic_name: will.topic.clone(),
+        properties: will.properties.clone(),
+        payload: will.payload.clone().into_bytes(),
+        ..Publish::default()
+    };
+    let Ok(key) = super::names::key_of(will.topic.as_str()) else {
+        return;
+    };
+    let message = PublishMessage {
+        routing_key: key,
+        message: super::convert::send_message(&publish, &client_id),
+        retain: will.retain,
+    };
+    tokio::spawn(async move {
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+            if door.clients.is_connected(&client_id) {
+                return;
+            }
+        }
+        if let Err(error) = engine.publish(&door.settings.topic, vec![message]).await {
+            tracing::debug!(%error, "publishing an MQTT will failed");
+        }
+    });
+}

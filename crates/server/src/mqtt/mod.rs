@@ -1,0 +1,127 @@
+//! The MQTT 3.1.1 and 5.0 door: devices and apps connect with any MQTT client and meet HTTP
+//! and AMQP clients on the same topic. See docs/doors/mqtt.md for the mapping.
+//!
+//! - `names`: MQTT topic names and filters as routing keys and patterns of the door's topic;
+//! - `convert`: PUBLISH to and from the engine's messages;
+//! - `session`: what a client's session keeps, and where persistent ones are stored;
+//! - `connection`: one connection, CONNECT to the end, and its will.
+//!
+//! A clean session's subscriptions are live subscriptions of the topic (nothing on disk). A
+//! persistent session (3.1.1 clean session 0, 5.0 session expiry over 0) is a durable queue
+//! bound to the topic once per filter, consumed while the client is connected through a push
+//! consumer whose credit is the client's Receive Maximum; it expires with the queue's
+//! `expires_ms`. A shared subscription `$share/{group}/{filter}` is a durable queue too, with
+//! one consumer per subscriber.
+
+mod connection;
+mod convert;
+mod names;
+mod session;
+pub mod websocket;
+
+pub use crate::door::Listeners;
+use crate::{connections::Connections, door::Admission, tls::Transport};
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
+use tokio::sync::Notify;
+use wharf_engine::{
+    topic::{TopicKind, TopicOptions},
+    Engine,
+};
+
+/// The door's settings (`[mqtt]` in the configuration file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The Wharf topic MQTT topics live on.
+    pub topic: String,
+}
+
+impl std::fmt::Debug for Door {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Door")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What every connection of the door shares.
+pub struct Door {
+    pub(crate) engine: Engine,
+    pub(crate) settings: Settings,
+    pub(crate) listed: Arc<Connections>,
+    /// The connection of each connected client identifier, to take a session over.
+    pub(crate) clients: Clients,
+}
+
+/// Serves the MQTT door on `listeners` until the task is aborted.
+pub async fn serve(listeners: Listeners, door: Arc<Door>) {
+    let serve = move |transport: Transport, peer: SocketAddr, admission: Admission| {
+        tokio::spawn(connection::serve(transport, door.clone(), peer, admission));
+    };
+    listeners.serve(serve).await;
+}
+
+/// The door's shared state; makes its topic when it does not exist.
+pub async fn open(engine: Engine, settings: Settings, connections: Arc<Connections>) -> Arc<Door> {
+    if engine.topic_info(&settings.topic).is_err() {
+        let options = TopicOptions {
+            kind: TopicKind::Topic,
+            ..TopicOptions::default()
+        };
+        if let Err(error) = engine.put_topic(&settings.topic, options).await {
+            tracing::warn!(%error, topic = settings.topic, "making the MQTT topic failed");
+        }
+    }
+    Arc::new(Door {
+        engine,
+        settings,
+        listed: connections,
+        clients: Clients::default(),
+    })
+}
+
+/// Connected clients by client identifier.
+#[derive(Default)]
+pub(crate) struct Clients {
+    by_id: Mutex<HashMap<String, Client>>,
+}
+
+/// One connected client: how to ask its connection to end, and how to wait until it has.
+#[derive(Clone)]
+pub(crate) struct Client {
+    /// Tells the connection which one this is, so that it removes only itself.
+    pub serial: u64,
+    pub kick: Arc<Notify>,
+    /// Held by the connection until it has let go of its session.
+    pub held: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Clients {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Client>> {
+        // Plain inserts and removes: whole even if a holder panicked.
+        self.by_id
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Makes `client` the connection of `id`; returns the one it replaces.
+    pub fn claim(&self, id: &str, client: Client) -> Option<Client> {
+        self.map().insert(id.to_string(), client)
+    }
+
+    /// Forgets `id` if `serial` still holds it.
+    pub fn release(&self, id: &str, serial: u64) {
+        let mut map = self.map();
+        if map.get(id).is_some_and(|client| client.serial == serial) {
+            map.remove(id);
+        }
+    }
+
+    /// Whether a connection holds `id` now.
+    pub fn is_connected(&self, id: &str) -> bool {
+        self.map().contains_key(id)
+    }
+}
