@@ -343,8 +343,13 @@ impl Server {
         let amqp = bind_amqp(config, tls.as_ref()).await?;
         let mqtt = bind_mqtt(config, tls.as_ref()).await?;
         let connections = Connections::new();
-        let mqtt_door =
-            crate::mqtt::open(engine.clone(), config.mqtt.door(), connections.clone()).await;
+        let mqtt_door = crate::mqtt::open(
+            engine.clone(),
+            config.mqtt.door(),
+            connections.clone(),
+            readiness.clone(),
+        )
+        .await;
         Ok(Server {
             listener,
             local_addr,

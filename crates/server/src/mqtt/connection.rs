@@ -517,6 +517,7 @@ impl Connection {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let kick = self.client.kick.clone();
+        let readiness = self.door.readiness.clone();
         let mut heard = Instant::now();
         // Ends: the socket, a keep-alive timeout, a takeover or a protocol error ends it.
         loop {
@@ -545,6 +546,7 @@ impl Connection {
                     self.answered(reports)
                 }
                 () = kick.notified() => Some(End::Lost(Some(ReasonCode::SESSION_TAKEN_OVER))),
+                () = readiness.shutdown_begun() => Some(End::Lost(Some(ReasonCode::SERVER_SHUTTING_DOWN))),
                 () = sleep_until(deadline) => Some(End::Lost(Some(ReasonCode::KEEP_ALIVE_TIMEOUT))),
             };
             self.settle();
@@ -785,9 +787,15 @@ impl Connection {
     async fn finish<S: AsyncWrite + Unpin>(mut self, stream: &mut S, end: End) {
         if let End::Lost(Some(code)) = end {
             if self.version == ProtocolVersion::V5 && code.is_error() {
+                // With a Reason String: besides naming the problem, some clients (paho-mqtt
+                // 2.1) read the Reason Code only from a DISCONNECT longer than two bytes.
+                let properties = Properties {
+                    reason_string: Utf8String::try_from(why(code)).ok(),
+                    ..Properties::default()
+                };
                 let disconnect = Disconnect {
                     reason_code: code,
-                    properties: Properties::default(),
+                    properties,
                 };
                 self.send(&Packet::Disconnect(disconnect));
             }
@@ -818,6 +826,27 @@ impl Connection {
             .clients
             .release(&self.client_id, self.client.serial);
         drop(self.held.take());
+    }
+}
+
+/// The Reason String of a DISCONNECT the server sends.
+fn why(code: ReasonCode) -> &'static str {
+    match code {
+        ReasonCode::SESSION_TAKEN_OVER => {
+            "another connection took this client identifier's session over"
+        }
+        ReasonCode::KEEP_ALIVE_TIMEOUT => "nothing came within one and a half keep-alive intervals",
+        ReasonCode::TOPIC_NAME_INVALID => "a topic name must be non-empty and without + or #",
+        ReasonCode::TOPIC_ALIAS_INVALID => {
+            "a topic alias must be 1 to the Topic Alias Maximum of the CONNACK"
+        }
+        ReasonCode::RECEIVE_MAXIMUM_EXCEEDED => {
+            "more QoS 1 and 2 publishes unacknowledged than the CONNACK's Receive Maximum"
+        }
+        ReasonCode::PACKET_TOO_LARGE => "a packet over the CONNACK's Maximum Packet Size",
+        ReasonCode::MALFORMED_PACKET => "a packet that does not decode",
+        ReasonCode::SERVER_SHUTTING_DOWN => "the server is shutting down",
+        _ => "a packet the protocol does not allow here",
     }
 }
 

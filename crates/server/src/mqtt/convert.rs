@@ -25,6 +25,9 @@ pub const FROM_HEADER: &str = "mqtt-from";
 /// The topic name: a message in a queue does not keep the routing key it was published with.
 pub const TOPIC_HEADER: &str = "mqtt-topic";
 const FORMAT_HEADER: &str = "mqtt-payload-format";
+/// The User Properties as the publisher sent them, in order and with repeated names (as a
+/// JSON list of pairs); the headers keep the last value of each name for other doors.
+const USER_PROPERTIES_HEADER: &str = "mqtt-user-properties";
 const CORRELATION_HEADER: &str = "mqtt-correlation-base64";
 /// What the engine says of a message whose publisher gave no content type.
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
@@ -36,6 +39,14 @@ pub fn send_message(publish: &Publish, client_id: &str) -> SendMessage {
         .filter(|property| !property.name.starts_with("mqtt-"))
         .map(|property| (property.name.to_string(), property.value.to_string()))
         .collect();
+    if !properties.user_properties.is_empty() {
+        let pairs: Vec<(&str, &str)> = (properties.user_properties.iter())
+            .map(|property| (property.name.as_str(), property.value.as_str()))
+            .collect();
+        if let Ok(list) = serde_json::to_string(&pairs) {
+            headers.insert(USER_PROPERTIES_HEADER.into(), list);
+        }
+    }
     headers.insert(QOS_HEADER.into(), publish.qos.level().to_string());
     headers.insert(FROM_HEADER.into(), client_id.to_string());
     headers.insert(TOPIC_HEADER.into(), publish.topic_name.to_string());
@@ -127,8 +138,19 @@ pub fn publish_of(outgoing: Outgoing<'_>, version: ProtocolVersion) -> Option<Pu
 
 fn properties_of(message: &Message, now_ms: u64, ids: Vec<SubscriptionId>) -> Properties {
     let text = |value: &str| Utf8String::try_from(value).ok();
-    let user_properties = (message.headers.iter())
-        .filter(|(name, _)| !name.starts_with("mqtt-"))
+    let sent: Option<Vec<(String, String)>> = (message.headers.get(USER_PROPERTIES_HEADER))
+        .and_then(|list| serde_json::from_str(list).ok());
+    let pairs: Vec<(&str, &str)> = match &sent {
+        Some(pairs) => pairs
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect(),
+        None => (message.headers.iter())
+            .filter(|(name, _)| !name.starts_with("mqtt-"))
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect(),
+    };
+    let user_properties = (pairs.into_iter())
         .filter_map(|(name, value)| {
             Some(UserProperty {
                 name: text(name)?,

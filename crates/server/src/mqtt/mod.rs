@@ -20,7 +20,7 @@ mod session;
 pub mod websocket;
 
 pub use crate::door::Listeners;
-use crate::{connections::Connections, door::Admission, tls::Transport};
+use crate::{connections::Connections, door::Admission, readiness::Readiness, tls::Transport};
 use std::{
     collections::HashMap,
     net::SocketAddr,
@@ -54,6 +54,8 @@ pub struct Door {
     pub(crate) listed: Arc<Connections>,
     /// The connection of each connected client identifier, to take a session over.
     pub(crate) clients: Clients,
+    /// Connections end (5.0: DISCONNECT 0x8B) when the server's shutdown begins.
+    pub(crate) readiness: Arc<Readiness>,
 }
 
 /// Serves the MQTT door on `listeners` until the task is aborted.
@@ -65,7 +67,12 @@ pub async fn serve(listeners: Listeners, door: Arc<Door>) {
 }
 
 /// The door's shared state; makes its topic when it does not exist.
-pub async fn open(engine: Engine, settings: Settings, connections: Arc<Connections>) -> Arc<Door> {
+pub async fn open(
+    engine: Engine,
+    settings: Settings,
+    connections: Arc<Connections>,
+    readiness: Arc<Readiness>,
+) -> Arc<Door> {
     if engine.topic_info(&settings.topic).is_err() {
         let options = TopicOptions {
             kind: TopicKind::Topic,
@@ -80,6 +87,7 @@ pub async fn open(engine: Engine, settings: Settings, connections: Arc<Connectio
         settings,
         listed: connections,
         clients: Clients::default(),
+        readiness,
     })
 }
 
