@@ -1,7 +1,8 @@
 //! `wharf-peerbench rabbitmq`: the `wharf bench queue` workload against RabbitMQ over AMQP 0-9-1,
 //! so `bench/queue-vs-rabbitmq.sh` can print both side by side. A benchmark tool, kept out of
-//! the `wharf` binary so the product does not link an AMQP or NATS client. The topic, fanout
-//! and request-reply peers of `bench/topic-vs-peers.sh` live in their own modules.
+//! the `wharf` binary so the product does not link an AMQP, MQTT or NATS client. The topic,
+//! fanout and request-reply peers of `bench/topic-vs-peers.sh` and the MQTT workloads of
+//! `bench/mqtt-vs-mosquitto.sh` live in their own modules.
 //!
 //! Same shape as Wharf's run: a durable queue, persistent messages (delivery_mode 2) of
 //! `--body-bytes`, P producers and C consumers with one connection each. Producers keep a
@@ -11,6 +12,7 @@
 //! of each body hold the send time (unix microseconds, little endian) for the latency figure.
 //! Prints a table and, last, one JSON line with `<label>_`-prefixed keys matching Wharf's.
 
+mod mqtt;
 mod nats_request;
 mod postgres_queue;
 mod rabbitmq_topic;
@@ -66,6 +68,8 @@ enum Command {
     NatsRequest(nats_request::RequestArgs),
     /// `wharf bench queue`'s workload against PostgreSQL as a job queue (SKIP LOCKED).
     PostgresQueue(postgres_queue::PostgresQueueArgs),
+    /// MQTT pub/sub and fan-out with rumqttc, against Wharf's MQTT door or Mosquitto.
+    Mqtt(mqtt::MqttArgs),
 }
 
 /// The queue workload's shape: the arguments `wharf bench queue` takes too, so one command
@@ -141,6 +145,7 @@ fn main() -> anyhow::Result<()> {
         Command::RabbitmqFanout(args) => rabbitmq_topic::fanout(&args),
         Command::NatsRequest(args) => nats_request::request(&args),
         Command::PostgresQueue(args) => postgres_queue::postgres_queue(&args),
+        Command::Mqtt(args) => mqtt::mqtt(&args),
     }
 }
 

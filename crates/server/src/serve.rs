@@ -273,8 +273,37 @@ async fn bind_mqtt(
         .map_err(|(addr, source)| ServeError::Bind { addr, source })
 }
 
-/// Opens the store in `config.data_dir`, on the blocking pool (recovery scans files).
+/// Every metric family the server exports but the disk's and the HTTP door's own.
+fn bind_registry(store: &Store, engine: &Engine, config: &ServeConfig) -> Registry {
+    let mut registry = Registry::default();
+    store.metrics().register(&mut registry);
+    http::refusals::register(&mut registry);
+    http::request_metrics::register(&mut registry);
+    crate::webhooks::metrics::register(&mut registry);
+    crate::realtime::metrics::register(&mut registry);
+    registry.register_collector(Box::new(ResourceMetrics::new(
+        engine.clone(),
+        config.metrics.series_choice(),
+    )));
+    registry
+}
+
+/// Opens the store in `config.data_dir`, on the blocking pool (recovery scans files), and
+/// logs that it is open.
 async fn bind_open_store(config: &ServeConfig) -> Result<Arc<Store>, ServeError> {
+    let store = bind_open_store_quietly(config).await?;
+    let storage = &config.storage;
+    tracing::info!(
+        data_dir = %store.dir().display(),
+        fsync = ?storage.fsync,
+        fsync_interval_ms = storage.fsync_interval_ms,
+        segment_bytes = storage.segment_bytes,
+        "store open"
+    );
+    Ok(store)
+}
+
+async fn bind_open_store_quietly(config: &ServeConfig) -> Result<Arc<Store>, ServeError> {
     let dir = config.data_dir.clone();
     let store_config = StoreConfig {
         log: config.storage.log_config(),
@@ -311,27 +340,10 @@ impl Server {
             signal(SignalKind::hangup()).map_err(|source| ServeError::Signals { source })?;
         let descriptors_soft = bind_raise_descriptor_limit();
         let store = bind_open_store(config).await?;
-        let storage = &config.storage;
-        tracing::info!(
-            data_dir = %store.dir().display(),
-            fsync = ?storage.fsync,
-            fsync_interval_ms = storage.fsync_interval_ms,
-            segment_bytes = storage.segment_bytes,
-            "store open"
-        );
         let engine = bind_open_engine(&store, config).await?;
         let readiness = Arc::new(Readiness::default());
         readiness.set_store_open(true);
-        let mut registry = Registry::default();
-        store.metrics().register(&mut registry);
-        http::refusals::register(&mut registry);
-        http::request_metrics::register(&mut registry);
-        crate::webhooks::metrics::register(&mut registry);
-        crate::realtime::metrics::register(&mut registry);
-        registry.register_collector(Box::new(ResourceMetrics::new(
-            engine.clone(),
-            config.metrics.series_choice(),
-        )));
+        let mut registry = bind_registry(&store, &engine, config);
         let disk = DiskSpace::new(
             store.dir().to_path_buf(),
             config.storage.disk_free_bytes_min,
@@ -348,8 +360,7 @@ impl Server {
             config.mqtt.door(),
             connections.clone(),
             readiness.clone(),
-        )
-        .await;
+        );
         Ok(Server {
             listener,
             local_addr,

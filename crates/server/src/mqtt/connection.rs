@@ -59,13 +59,20 @@ pub const TOPIC_ALIAS_MAXIMUM: u16 = 64;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a new connection waits for the one it takes a session over from to let go.
 const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
-/// Messages a clean session's live subscriptions may hold before they miss some (QoS 0
-/// semantics for a client that cannot keep up).
-const LIVE_BUFFER: usize = 4_096;
+/// Messages a clean session's live subscriptions may hold before they miss some (a client
+/// that cannot keep up loses what does not fit, whatever its QoS: a clean session promises
+/// nothing past its connection). Room is taken as messages come, so an idle connection holds
+/// none of it.
+const LIVE_BUFFER: usize = 32_768;
 /// Deliveries waiting for a packet identifier (the client's Receive Maximum is reached).
 const WAITING_MAX: usize = 4_096;
-/// Room made in the input buffer before a read.
-const READ_CHUNK: usize = 8 * 1024;
+/// Room made in the input buffer before a read: small, so an idle connection holds little;
+/// it doubles while reads fill it (a busy publisher), up to the most.
+const READ_CHUNK_MIN: usize = 512;
+const READ_CHUNK_MAX: usize = 64 * 1024;
+/// Output gathered from waiting deliveries before it is written; a buffer grown past it by a
+/// burst is let go once written.
+const WRITE_BATCH_BYTES: usize = 64 * 1024;
 
 static SERIALS: AtomicU64 = AtomicU64::new(1);
 
@@ -83,7 +90,7 @@ pub async fn serve<S>(mut stream: S, door: Arc<Door>, peer: SocketAddr, admissio
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let mut input = BytesMut::with_capacity(READ_CHUNK);
+    let mut input = BytesMut::with_capacity(READ_CHUNK_MIN);
     let connect = tokio::time::timeout(CONNECT_TIMEOUT, read_connect(&mut stream, &mut input));
     let Ok(Ok(Some(connect))) = connect.await else {
         return;
@@ -121,7 +128,7 @@ async fn read_connect<S: AsyncRead + AsyncWrite + Unpin>(
                 return Ok(None);
             }
             Ok(None) => {
-                input.reserve(READ_CHUNK);
+                input.reserve(READ_CHUNK_MIN);
                 if stream.read_buf(input).await? == 0 {
                     return Ok(None);
                 }
@@ -203,6 +210,7 @@ async fn accept<S: AsyncWrite + Unpin>(
         refuse(stream, version, ReasonCode::BAD_USER_NAME_OR_PASSWORD).await;
         return None;
     };
+    door.ensure_topic().await;
     let (client, held) = take_over(door, &asked.client_id).await;
     let restored = match restore(door, &asked).await {
         Ok(restored) => restored,
@@ -408,7 +416,8 @@ pub(super) struct Connection {
     received: HashSet<u16>,
     /// QoS 1 and 2 publishes not yet answered.
     unanswered: usize,
-    publisher: publisher::Handle,
+    /// Started at the first publish: a client that only subscribes never has one.
+    publisher: Option<publisher::Handle>,
     /// The client may write to and read from the door's topic.
     may_write: Option<bool>,
 }
@@ -462,7 +471,7 @@ impl Connection {
             aliases: HashMap::new(),
             received: HashSet::new(),
             unanswered: 0,
-            publisher: publisher::spawn(door.engine.clone(), door.settings.topic.clone()),
+            publisher: None,
             may_write: None,
         }
     }
@@ -519,30 +528,48 @@ impl Connection {
         let kick = self.client.kick.clone();
         let readiness = self.door.readiness.clone();
         let mut heard = Instant::now();
+        let mut chunk = READ_CHUNK_MIN;
         // Ends: the socket, a keep-alive timeout, a takeover or a protocol error ends it.
         loop {
             if !self.out.is_empty() && self.flush(stream).await.is_err() {
                 return End::Lost(None);
             }
             let deadline = self.keep_alive.map(|keep_alive| heard + keep_alive);
-            input.reserve(READ_CHUNK);
+            if input.is_empty() && input.capacity() > READ_CHUNK_MAX {
+                *input = BytesMut::new();
+            }
+            input.reserve(chunk);
+            let room = input.capacity() - input.len();
             let step = tokio::select! {
                 read = stream.read_buf(input) => match read {
                     Ok(0) | Err(_) => Some(End::Lost(None)),
-                    Ok(_) => {
+                    Ok(read) => {
                         heard = Instant::now();
+                        chunk = match read >= room {
+                            true => (chunk * 2).min(READ_CHUNK_MAX),
+                            false => READ_CHUNK_MIN,
+                        };
                         self.packets(input).await
                     }
                 },
                 Some(message) = self.feed_messages.recv() => {
                     self.live(message);
+                    // What else waits goes out in the same write.
+                    while self.out.len() < WRITE_BATCH_BYTES {
+                        let Ok(message) = self.feed_messages.try_recv() else { break };
+                        self.live(message);
+                    }
                     None
                 }
                 Some(queued) = self.queued_messages.recv() => {
                     self.queued(queued);
+                    while self.out.len() < WRITE_BATCH_BYTES {
+                        let Ok(queued) = self.queued_messages.try_recv() else { break };
+                        self.queued(queued);
+                    }
                     None
                 }
-                Some(reports) = self.publisher.reports.recv() => {
+                Some(reports) = publisher::reports(&mut self.publisher) => {
                     self.answered(reports)
                 }
                 () = kick.notified() => Some(End::Lost(Some(ReasonCode::SESSION_TAKEN_OVER))),
@@ -558,7 +585,10 @@ impl Connection {
 
     async fn flush<S: AsyncWrite + Unpin>(&mut self, stream: &mut S) -> std::io::Result<()> {
         stream.write_all(&self.out).await?;
-        self.out.clear();
+        match self.out.capacity() > WRITE_BATCH_BYTES {
+            true => self.out = BytesMut::new(),
+            false => self.out.clear(),
+        }
         Ok(())
     }
 
@@ -643,7 +673,11 @@ impl Connection {
             message: convert::send_message(&publish, &self.client_id),
             retain: publish.retain,
         };
-        self.publisher.send(message, ack).await;
+        let engine = &self.engine;
+        let topic = &self.door.settings.topic;
+        let publisher =
+            (self.publisher).get_or_insert_with(|| publisher::spawn(engine.clone(), topic.clone()));
+        publisher.send(message, ack).await;
         None
     }
 

@@ -60,28 +60,22 @@ pub struct Door {
 
 /// Serves the MQTT door on `listeners` until the task is aborted.
 pub async fn serve(listeners: Listeners, door: Arc<Door>) {
+    door.ensure_topic().await;
     let serve = move |transport: Transport, peer: SocketAddr, admission: Admission| {
         tokio::spawn(connection::serve(transport, door.clone(), peer, admission));
     };
     listeners.serve(serve).await;
 }
 
-/// The door's shared state; makes its topic when it does not exist.
-pub async fn open(
+/// The door's shared state. Its topic is made when the door starts listening, or at the first
+/// CONNECT (over WebSocket with the MQTT port off), not before: a server that no MQTT client
+/// uses has no `mqtt` topic.
+pub fn open(
     engine: Engine,
     settings: Settings,
     connections: Arc<Connections>,
     readiness: Arc<Readiness>,
 ) -> Arc<Door> {
-    if engine.topic_info(&settings.topic).is_err() {
-        let options = TopicOptions {
-            kind: TopicKind::Topic,
-            ..TopicOptions::default()
-        };
-        if let Err(error) = engine.put_topic(&settings.topic, options).await {
-            tracing::warn!(%error, topic = settings.topic, "making the MQTT topic failed");
-        }
-    }
     Arc::new(Door {
         engine,
         settings,
@@ -89,6 +83,23 @@ pub async fn open(
         clients: Clients::default(),
         readiness,
     })
+}
+
+impl Door {
+    /// Makes the door's topic when it does not exist (a plain `topic` kind topic).
+    pub(crate) async fn ensure_topic(&self) {
+        let topic = &self.settings.topic;
+        if self.engine.topic_info(topic).is_ok() {
+            return;
+        }
+        let options = TopicOptions {
+            kind: TopicKind::Topic,
+            ..TopicOptions::default()
+        };
+        if let Err(error) = self.engine.put_topic(topic, options).await {
+            tracing::warn!(%error, topic, "making the MQTT topic failed");
+        }
+    }
 }
 
 /// Connected clients by client identifier.

@@ -35,6 +35,14 @@ impl Handle {
     }
 }
 
+/// The next outcomes of a connection's publisher, if it has one.
+pub async fn reports(publisher: &mut Option<Handle>) -> Option<Vec<(Ack, Option<ReasonCode>)>> {
+    match publisher {
+        Some(handle) => handle.reports.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Starts the task that publishes to `topic`; it ends when the handle is dropped.
 pub fn spawn(engine: Engine, topic: String) -> Handle {
     let (jobs, mut queued) = mpsc::channel::<(PublishMessage, Ack)>(JOBS_BUFFER);
