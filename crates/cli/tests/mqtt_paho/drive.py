@@ -1217,6 +1217,48 @@ def topic_alias(ctx):
 
 
 @check(V5)
+def server_topic_alias(ctx):
+    # [MQTT-3.3.2-10/-12]: a server may send Topic Aliases up to the client's Topic Alias
+    # Maximum; an alias is first sent with its topic name, then alone. paho-mqtt reads no
+    # aliases, so the subscriber is a raw client that allows 5.
+    topic = ctx.topic("aliased")
+    raw = Raw(ctx)
+    connect_properties = b"\x22" + struct.pack("!H", 5)
+    body = (utf8("MQTT") + bytes([5, 0x02]) + struct.pack("!H", 30)
+            + varint(len(connect_properties)) + connect_properties + utf8(ctx.client_id()))
+    raw.send(frame(0x10, body))
+    _flags, connack = raw.expect(CONNACK_TYPE)
+    assert connack[1] == 0, f"CONNACK {connack[1]:#x}"
+    raw.send(frame(0x82, struct.pack("!H", 1) + varint(0) + utf8(topic) + b"\x00"))
+    raw.expect(9)
+    publisher = Mqtt(ctx)
+    publisher.connect()
+    for payload in (b"one", b"two", b"three"):
+        publisher.publish(topic, payload, 1)
+    names, aliases = [], {}
+    for _ in range(3):
+        _flags, packet = raw.expect(PUBLISH_TYPE)
+        size = struct.unpack_from("!H", packet)[0]
+        name = packet[2:2 + size].decode()
+        found = decode_properties(packet, 2 + size)
+        alias = found.get(0x23)
+        if alias is not None:
+            assert 1 <= alias <= 5, f"alias {alias} over the client's maximum 5"
+            if name:
+                aliases[alias] = name
+            else:
+                assert alias in aliases, f"alias {alias} used before it was set"
+                name = aliases[alias]
+        else:
+            assert name, "an empty topic name without an alias"
+        names.append(name)
+    assert names == [topic] * 3, names
+    ctx.note(f"{len(aliases)} alias(es) used" if aliases else "no aliases used")
+    if ctx.settings.broker == "wharf":
+        assert aliases, "Wharf sets aliases for a client that allows them"
+
+
+@check(V5)
 def message_expiry(ctx):
     # [MQTT-3.3.2-5]: an expired message is not delivered; [MQTT-3.3.2-6]: the rest carry
     # the interval less the time they waited.

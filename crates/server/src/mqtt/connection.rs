@@ -55,6 +55,9 @@ pub const PACKET_SIZE_MAX: u32 = 16 << 20;
 pub const RECEIVE_MAXIMUM: u16 = 1_024;
 /// Topic aliases a 5.0 client may use towards the server.
 pub const TOPIC_ALIAS_MAXIMUM: u16 = 64;
+/// Most Topic Aliases the server sets towards one client: the first topics it sends, each
+/// name kept once per connection.
+const SERVER_ALIASES_MAX: u16 = 256;
 /// Time from connecting to CONNECT.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a new connection waits for the one it takes a session over from to let go.
@@ -397,6 +400,10 @@ pub(super) struct Connection {
     /// Limits the client set: its Receive Maximum and Maximum Packet Size.
     pub client_receive_maximum: u16,
     pub client_packet_size_max: u32,
+    /// Topic Aliases the server may use towards a 5.0 client (its Topic Alias Maximum, within
+    /// [`SERVER_ALIASES_MAX`]), and those it has set, by topic name.
+    pub client_alias_max: u16,
+    pub server_aliases: HashMap<String, NonZeroU16>,
     pub subs: HashMap<String, Sub>,
     pub feed: LiveFeed,
     feed_messages: mpsc::Receiver<LiveMessage>,
@@ -454,6 +461,10 @@ impl Connection {
             _listed: listed,
             out: BytesMut::new(),
             client_receive_maximum: receive_maximum,
+            client_alias_max: (properties.topic_alias_maximum)
+                .unwrap_or(0)
+                .min(SERVER_ALIASES_MAX),
+            server_aliases: HashMap::new(),
             client_packet_size_max: properties
                 .maximum_packet_size
                 .map_or(PACKET_SIZE_MAX, |max| max.get()),

@@ -212,25 +212,47 @@ impl Connection {
         self.send_publish(publish);
     }
 
+    /// Replaces the topic name by a Topic Alias the client allows: the alias alone once it is
+    /// set, the name and a new alias while there is room [MQTT-3.3.2-12].
+    fn alias(&mut self, publish: &mut Publish) {
+        if self.client_alias_max == 0 {
+            return;
+        }
+        let name = publish.topic_name.as_str();
+        if let Some(alias) = self.server_aliases.get(name) {
+            publish.properties.topic_alias = Some(*alias);
+            publish.topic_name = Default::default();
+            return;
+        }
+        let next = u16::try_from(self.server_aliases.len() + 1).unwrap_or(u16::MAX);
+        if next > self.client_alias_max {
+            return;
+        }
+        if let Some(alias) = std::num::NonZeroU16::new(next) {
+            self.server_aliases.insert(name.to_string(), alias);
+            publish.properties.topic_alias = Some(alias);
+        }
+    }
+
     /// Sends `publish` unless it is over the client's Maximum Packet Size, which drops it
     /// [MQTT-3.1.2-25] (and settles it: the client will never have it).
-    fn send_publish(&mut self, publish: Publish) {
+    fn send_publish(&mut self, mut publish: Publish) {
+        // Measured with the whole topic name: an alias set on a message the client never gets
+        // would leave it unable to read the next one.
         let packet = Packet::Publish(publish);
         let size = wharf_codec_mqtt::encoded_len(&packet, self.version).unwrap_or(usize::MAX);
+        let Packet::Publish(publish_back) = packet else {
+            return;
+        };
+        publish = publish_back;
         if size > self.client_packet_size_max as usize {
-            if let Packet::Publish(Publish {
-                packet_id: Some(id),
-                ..
-            }) = packet
-            {
-                if let Some(inflight) = self.inflight.remove(&id.get()) {
-                    if let Some((queue, receipt)) = inflight.settle {
-                        self.to_ack.entry(queue).or_default().push(receipt);
-                    }
-                }
+            let inflight = (publish.packet_id).and_then(|id| self.inflight.remove(&id.get()));
+            if let Some((queue, receipt)) = inflight.and_then(|inflight| inflight.settle) {
+                self.to_ack.entry(queue).or_default().push(receipt);
             }
             return;
         }
-        self.send(&packet);
+        self.alias(&mut publish);
+        self.send(&Packet::Publish(publish));
     }
 }
