@@ -1143,6 +1143,31 @@ mod tests {
     }
 
     #[test]
+    fn mqtt_listens_on_1883_by_default_and_mqtts_only_with_tls() {
+        let config = parse("").expect("empty file");
+        assert_eq!(
+            config.mqtt_addr.addr(),
+            Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 1883)))
+        );
+        assert_eq!(config.mqtts_listen().expect("no tls, no mqtts"), None);
+        assert_eq!(config.mqtt.topic, "mqtt");
+        let config = parse("mqtt_addr = \"off\"\n[mqtt]\ntopic = \"devices\"\n[tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"\n")
+            .expect("parses");
+        assert_eq!(config.mqtt_addr, Listen::Off);
+        assert_eq!(config.mqtt.topic, "devices");
+        assert_eq!(
+            config.mqtts_listen().expect("tls"),
+            Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 8883)))
+        );
+        let error = parse("mqtts_addr = \"0.0.0.0:8999\"\n").expect("parses");
+        let error = error.mqtts_listen().unwrap_err().to_string();
+        assert!(
+            error.contains("mqtts_addr") && error.contains("tls.cert"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn empty_file_gives_the_defaults() {
         assert_eq!(parse("").expect("parses"), ServeConfig::default());
     }

@@ -223,11 +223,13 @@ async fn bind_secure(engine: &Engine, config: &ServeConfig) -> Result<(), ServeE
     if !engine.security_open() {
         return Ok(());
     }
-    // Every door that listens: the AMQP ones let the same anonymous callers in.
+    // Every door that listens: the AMQP and MQTT ones let the same anonymous callers in.
     let doors = [
         Some(config.http_addr),
         config.amqp_addr.addr(),
         config.amqps_listen()?,
+        config.mqtt_addr.addr(),
+        config.mqtts_listen()?,
     ];
     for addr in doors.into_iter().flatten() {
         match (addr.ip().is_loopback(), config.security.allow_anonymous) {

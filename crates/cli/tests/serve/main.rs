@@ -1,5 +1,7 @@
 //! `wharf serve` driven as a user would: the built binary, real sockets, real signals.
 
+#[path = "../common/authority.rs"]
+mod authority;
 #[path = "../common/mod.rs"]
 mod common;
 mod process;

@@ -1,13 +1,13 @@
 //! `wharf serve --tls-*` with real clients: the `curl` binary, and reqwest for a connection
 //! kept open across a SIGHUP. Certificates are made by rcgen for each test.
 
+use crate::authority::Authority;
 use crate::common::{run_to_end, wharf, POLL_INTERVAL};
 use crate::process::{free_address, ServerProcess, EXIT_DEADLINE, STARTUP_DEADLINE};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use std::{
     fs,
     net::SocketAddr,
-    path::{Path, PathBuf},
+    path::Path,
     process::Command,
     thread,
     time::{Duration, Instant},
@@ -15,44 +15,6 @@ use std::{
 
 /// One request to a local server answers in milliseconds; this only stops a hung test.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A certificate authority made for one test.
-struct Authority {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-impl Authority {
-    fn new(name: &str) -> Authority {
-        let key = KeyPair::generate().expect("key");
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let cert = params.self_signed(&key).expect("self-signed");
-        Authority { cert, key }
-    }
-
-    /// Writes this CA's certificate to `path`.
-    fn write(&self, path: &Path) -> PathBuf {
-        fs::write(path, self.cert.pem()).expect("write CA");
-        path.to_path_buf()
-    }
-
-    /// Writes a certificate for 127.0.0.1 signed by this CA to `cert.pem` and `key.pem` in
-    /// `dir`, replacing any there.
-    fn issue_into(&self, dir: &Path) -> (PathBuf, PathBuf) {
-        let key = KeyPair::generate().expect("key");
-        let params = CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
-        let cert = params
-            .signed_by(&key, &self.cert, &self.key)
-            .expect("signed");
-        let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
-        fs::write(&cert_path, cert.pem()).expect("write cert");
-        fs::write(&key_path, key.serialize_pem()).expect("write key");
-        (cert_path, key_path)
-    }
-}
 
 /// `curl --cacert CA https://ADDRESS/healthz`: the status code, or curl's error.
 fn curl_healthz(address: SocketAddr, ca: &Path) -> Result<u16, String> {
