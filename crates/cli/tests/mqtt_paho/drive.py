@@ -1216,6 +1216,18 @@ def topic_alias(ctx):
     assert not aliased, f"aliases sent to a client that allowed none: {describe(aliased)}"
 
 
+@check(V5, wharf_only=True)
+def server_keep_alive(ctx):
+    # [MQTT-3.2.2-21]: a server may set the keep-alive a 5.0 client must use. Wharf sets one
+    # (3,600 s) for a client that asks for none or a longer one, and keeps a shorter one.
+    for asked, told in ((0, 3600), (7200, 3600), (60, None)):
+        raw = Raw(ctx)
+        _present, code, found = raw.connect(ctx.version, keepalive=asked)
+        assert code == 0, f"CONNACK {code:#x}"
+        assert found.get(0x13) == told, f"asked {asked} s: Server Keep Alive {found.get(0x13)}"
+        raw.close()
+
+
 @check(V5)
 def server_topic_alias(ctx):
     # [MQTT-3.3.2-10/-12]: a server may send Topic Aliases up to the client's Topic Alias

@@ -58,6 +58,9 @@ pub const TOPIC_ALIAS_MAXIMUM: u16 = 64;
 /// Most Topic Aliases the server sets towards one client: the first topics it sends, each
 /// name kept once per connection.
 const SERVER_ALIASES_MAX: u16 = 256;
+/// The longest keep-alive a 5.0 client gets: one asking for none or more is told this one
+/// (Server Keep Alive), so a connection whose peer vanished is found within 1.5 hours.
+const SERVER_KEEP_ALIVE_MAX_S: u16 = 3_600;
 /// Time from connecting to CONNECT.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a new connection waits for the one it takes a session over from to let go.
@@ -392,6 +395,8 @@ pub(super) struct Connection {
     assigned: bool,
     pub expiry_s: u32,
     keep_alive: Option<Duration>,
+    /// The keep-alive the server set in place of the client's (5.0 Server Keep Alive).
+    server_keep_alive: Option<u16>,
     will: Option<wharf_codec_mqtt::Will>,
     client: Client,
     held: Option<tokio::sync::OwnedMutexGuard<()>>,
@@ -445,6 +450,8 @@ impl Connection {
             .map_or(u16::MAX, NonZeroU16::get);
         let (queued, queued_messages) = mpsc::channel(session_credit_of(receive_maximum) + 16);
         let properties = &connect.properties;
+        let server_keep_alive = server_keep_alive(connect);
+        let keep_alive_s = server_keep_alive.unwrap_or(connect.keep_alive);
         Connection {
             door: door.clone(),
             engine: door.engine.clone(),
@@ -453,8 +460,9 @@ impl Connection {
             client_id: asked.client_id,
             assigned: asked.assigned,
             expiry_s: asked.expiry_s,
-            keep_alive: (connect.keep_alive > 0)
-                .then(|| Duration::from_millis(u64::from(connect.keep_alive) * 1500)),
+            keep_alive: (keep_alive_s > 0)
+                .then(|| Duration::from_millis(u64::from(keep_alive_s) * 1500)),
+            server_keep_alive,
             will: connect.will.clone(),
             client,
             held: None,
@@ -497,6 +505,7 @@ impl Connection {
             properties.wildcard_subscription_available = Some(true);
             properties.subscription_identifier_available = Some(true);
             properties.shared_subscription_available = Some(true);
+            properties.server_keep_alive = self.server_keep_alive;
             if self.assigned {
                 properties.assigned_client_identifier =
                     Utf8String::try_from(self.client_id.as_str()).ok();
@@ -872,6 +881,13 @@ impl Connection {
             .release(&self.client_id, self.client.serial);
         drop(self.held.take());
     }
+}
+
+/// The keep-alive a 5.0 client is told to use instead of its own: none, or over the most.
+fn server_keep_alive(connect: &Connect) -> Option<u16> {
+    let asked = connect.keep_alive;
+    let too_long = asked == 0 || asked > SERVER_KEEP_ALIVE_MAX_S;
+    (connect.protocol_version == ProtocolVersion::V5 && too_long).then_some(SERVER_KEEP_ALIVE_MAX_S)
 }
 
 /// The Reason String of a DISCONNECT the server sends.
