@@ -218,6 +218,7 @@ async fn accept<S: AsyncWrite + Unpin>(
     };
     door.ensure_topic().await;
     let (client, held) = take_over(door, &asked.client_id).await;
+    door.wills.cancel(&asked.client_id);
     let restored = match restore(door, &asked).await {
         Ok(restored) => restored,
         Err(error) => {

@@ -56,6 +56,8 @@ pub struct Door {
     pub(crate) clients: Clients,
     /// Connections end (5.0: DISCONNECT 0x8B) when the server's shutdown begins.
     pub(crate) readiness: Arc<Readiness>,
+    /// Wills waiting for their delay, by client id.
+    pub(crate) wills: Arc<Wills>,
 }
 
 /// Serves the MQTT door on `listeners` until the task is aborted.
@@ -82,6 +84,7 @@ pub fn open(
         listed: connections,
         clients: Clients::default(),
         readiness,
+        wills: Arc::default(),
     })
 }
 
@@ -98,6 +101,36 @@ impl Door {
         };
         if let Err(error) = self.engine.put_topic(topic, options).await {
             tracing::warn!(%error, topic, "making the MQTT topic failed");
+        }
+    }
+}
+
+/// Delayed wills, one per client id at most.
+#[derive(Default)]
+pub(crate) struct Wills {
+    by_id: Mutex<HashMap<String, tokio::task::AbortHandle>>,
+}
+
+impl Wills {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, tokio::task::AbortHandle>> {
+        // Plain inserts and removes: whole even if a holder panicked.
+        self.by_id
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Makes `will` the waiting will of `id`, cancelling the one before. (A will sent stays
+    /// listed, as a finished task's handle, until its id connects again.)
+    pub fn replace(&self, id: &str, will: tokio::task::AbortHandle) {
+        if let Some(earlier) = self.map().insert(id.to_string(), will) {
+            earlier.abort();
+        }
+    }
+
+    /// The client is back before its will's delay: the will is not sent [MQTT-3.1.3-9].
+    pub fn cancel(&self, id: &str) {
+        if let Some(waiting) = self.map().remove(id) {
+            waiting.abort();
         }
     }
 }
@@ -137,10 +170,5 @@ impl Clients {
         if map.get(id).is_some_and(|client| client.serial == serial) {
             map.remove(id);
         }
-    }
-
-    /// Whether a connection holds `id` now.
-    pub fn is_connected(&self, id: &str) -> bool {
-        self.map().contains_key(id)
     }
 }

@@ -117,15 +117,21 @@ pub fn publish_will(connection: &Connection, will: Will) {
         message: super::convert::send_message(&publish, &client_id),
         retain: will.retain,
     };
-    tokio::spawn(async move {
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-            if door.clients.is_connected(&client_id) {
-                return;
-            }
-        }
+    let publish = async move {
         if let Err(error) = engine.publish(&door.settings.topic, vec![message]).await {
             tracing::debug!(%error, "publishing an MQTT will failed");
         }
+    };
+    if delay.is_zero() {
+        tokio::spawn(publish);
+        return;
+    }
+    // A delayed will waits in the door's list, one per client id: the client's return (or a
+    // newer will of its id) cancels it, so waiting wills never outnumber the client ids.
+    let wills = connection.door.wills.clone();
+    let waiting = tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        publish.await;
     });
+    wills.replace(&connection.client_id, waiting.abort_handle());
 }
