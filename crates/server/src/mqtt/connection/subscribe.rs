@@ -15,6 +15,10 @@ use wharf_engine::{
 };
 use wharf_model::pattern::Syntax;
 
+/// Most subscriptions one session holds: a clean session's each cost every publish to the
+/// topic a check, so one client cannot make every publish slow.
+pub const SUBSCRIPTIONS_MAX: usize = 1_000;
+
 impl Connection {
     pub(super) async fn subscribe(&mut self, subscribe: Subscribe) {
         let id = subscribe
@@ -72,6 +76,9 @@ impl Connection {
             .is_err()
         {
             return Err(ReasonCode::NOT_AUTHORIZED);
+        }
+        if !self.subs.contains_key(&stored.filter) && self.subs.len() >= SUBSCRIPTIONS_MAX {
+            return Err(ReasonCode::QUOTA_EXCEEDED);
         }
         let existed = self.subs.remove(&stored.filter);
         let source = match (&filter.share, self.expiry_s) {
