@@ -162,6 +162,71 @@ async fn bindings_survive_restart_and_unbind_removes_them() {
 }
 
 #[tokio::test]
+async fn a_publish_reaches_only_the_live_subscribers_whose_pattern_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _store) = open(dir.path(), ManualClock::new(START)).await;
+    engine
+        .put_topic("devices", TopicOptions::default())
+        .await
+        .unwrap();
+    let (feed, mut messages) = LiveFeed::new(100);
+    let mut subscriptions = Vec::new();
+    // One subscriber per device, and wildcard ones of each syntax; tag = its index.
+    let patterns: Vec<(String, Syntax)> = (0..2_000)
+        .map(|n| (format!("dev.{n}.cmd"), Syntax::Amqp))
+        .chain([
+            ("dev.*.cmd".to_string(), Syntax::Amqp),
+            ("dev/#".to_string(), Syntax::Mqtt),
+            ("dev.>".to_string(), Syntax::Nats),
+            ("other.#".to_string(), Syntax::Amqp),
+        ])
+        .collect();
+    for (tag, (pattern, syntax)) in patterns.iter().enumerate() {
+        let interested = Interested {
+            pattern,
+            syntax: *syntax,
+            filter: None,
+        };
+        let subscription = engine
+            .subscribe_feed("devices", interested, feed.clone(), tag as u64)
+            .unwrap();
+        subscriptions.push(subscription);
+    }
+    let publish_to = |key: &str| publish(key, "{}");
+    engine
+        .publish(
+            "devices",
+            vec![publish_to("dev.7.cmd"), publish_to("dev/7")],
+        )
+        .await
+        .unwrap();
+    let mut tags = Vec::new();
+    while let Ok(message) = messages.try_recv() {
+        tags.push((message.tag, message.routing_key.to_string()));
+    }
+    let key = |key: &str| key.to_string();
+    assert_eq!(
+        tags,
+        [
+            (7, key("dev.7.cmd")),
+            (2_000, key("dev.7.cmd")),
+            (2_002, key("dev.7.cmd")),
+            (2_001, key("dev/7")),
+        ]
+    );
+    // A subscription that ends leaves the index.
+    subscriptions.swap_remove(7);
+    engine
+        .publish("devices", vec![publish_to("dev.7.cmd")])
+        .await
+        .unwrap();
+    let tags: Vec<u64> = std::iter::from_fn(|| messages.try_recv().ok())
+        .map(|message| message.tag)
+        .collect();
+    assert_eq!(tags, [2_000, 2_002]);
+}
+
+#[tokio::test]
 async fn a_topic_that_does_not_retain_keeps_only_messages_flagged_to_be_retained() {
     let dir = tempfile::tempdir().unwrap();
     let (engine, store) = open(dir.path(), ManualClock::new(START)).await;

@@ -13,10 +13,12 @@
 mod compaction;
 mod log_state;
 mod retained;
+mod subscribers;
 #[cfg(test)]
 mod tests;
 
 use retained::RetainedMessages;
+use subscribers::Subscribers;
 
 use super::{
     api::SendMessage, internal_error, queue_runtime, topic_records::TopicRecord, Engine, QueueSend,
@@ -232,7 +234,7 @@ pub(super) struct TopicRuntime {
     compactions: AtomicU64,
     /// Set when the topic is deleted: walks over its retained messages stop.
     deleted: AtomicBool,
-    subscribers: Arc<Mutex<Vec<Subscriber>>>,
+    subscribers: Arc<Mutex<Subscribers>>,
     next_subscriber: AtomicU64,
     published: AtomicU64,
     routed: AtomicU64,
@@ -274,7 +276,7 @@ impl Drop for SubscriberCount {
 #[derive(Debug)]
 struct SubscriberGuard {
     id: u64,
-    subscribers: Arc<Mutex<Vec<Subscriber>>>,
+    subscribers: Arc<Mutex<Subscribers>>,
     /// The engine's count of live subscriptions, taken by this one; `None` for a
     /// [`FeedSubscription`], whose feed's owner bounds them.
     count: Option<Arc<AtomicUsize>>,
@@ -310,7 +312,7 @@ impl FeedSubscription {
 impl Drop for SubscriberGuard {
     fn drop(&mut self) {
         if let Ok(mut subscribers) = self.subscribers.lock() {
-            subscribers.retain(|s| s.id != self.id);
+            subscribers.remove(self.id);
         }
         if let Some(count) = &self.count {
             count.fetch_sub(1, Ordering::AcqRel);
@@ -602,7 +604,7 @@ impl Engine {
                 interest: interest.clone(),
                 feed,
             };
-            (runtime.subscribers.lock().expect("subscribers lock")).push(subscriber);
+            (runtime.subscribers.lock().expect("subscribers lock")).add(subscriber);
             interest
         };
         let guard = SubscriberGuard {
@@ -934,9 +936,7 @@ impl TopicRuntime {
     /// Whether routing a message may parse its body: a binding, rule or subscriber filters.
     fn reads_bodies(&self) -> bool {
         self.router.read().expect("router lock").reads_body()
-            || (self.subscribers.lock().expect("subscribers lock"))
-                .iter()
-                .any(|s| s.interest.filter.is_some())
+            || (self.subscribers.lock().expect("subscribers lock")).any_filtered()
     }
 
     /// Keeps the last message per key of the messages to retain: all of them when the topic
@@ -1009,11 +1009,9 @@ impl TopicRuntime {
     /// `retained_at` is the offset of the message's `retained` record, if the topic retains.
     fn route(&self, key: &str, message: &Message, retained_at: Option<Offset>) -> Vec<Destination> {
         let router = self.router.read().expect("router lock");
-        let mut subscribers = self.subscribers.lock().expect("subscribers lock");
-        subscribers.retain(|s| !s.feed.sender.is_closed());
+        let subscribers = self.subscribers.lock().expect("subscribers lock");
         // Parse the body once, and only when some filter will read it.
-        let reads_body =
-            router.reads_body() || subscribers.iter().any(|s| s.interest.filter.is_some());
+        let reads_body = router.reads_body() || subscribers.any_filtered();
         let body = reads_body.then(|| json_body(message)).flatten();
         let route = router.route(key, &message.headers, body.as_ref());
         drop(router);
@@ -1026,7 +1024,9 @@ impl TopicRuntime {
         self.filters_stopped
             .fetch_add(route.filters_stopped, Ordering::Relaxed);
         let mut shared_key: Option<Arc<str>> = None;
-        for subscriber in subscribers.iter() {
+        // A subscriber leaves the index when its guard drops; one whose client went away
+        // meanwhile gets nothing (its channel is closed).
+        for subscriber in subscribers.matching(key) {
             let interest = &subscriber.interest;
             if retained_at.is_some_and(|at| at < interest.retained_before) {
                 // The subscriber's walk over retained messages has this one, or a later one.
