@@ -10,12 +10,11 @@ use wharf_storage::MetaOp;
 const DOOR_STATE_PREFIX: &str = "doors/";
 
 impl Engine {
-    /// Every document door `door` keeps, as (key, document), keys without the prefix.
-    pub fn door_state(&self, door: &str) -> Vec<(String, Value)> {
-        let prefix = format!("{DOOR_STATE_PREFIX}{door}/");
-        (self.inner.store.meta_list(&prefix).into_iter())
-            .map(|(key, value)| (key[prefix.len()..].to_string(), value))
-            .collect()
+    /// The document door `door` keeps under `key`, if any: one lookup, however many it keeps.
+    pub fn door_state_get(&self, door: &str, key: &str) -> Option<Value> {
+        self.inner
+            .store
+            .meta_get(&format!("{DOOR_STATE_PREFIX}{door}/{key}"))
     }
 
     /// Stores `value` under `key` for door `door` (durably, before it returns), or deletes the

@@ -299,14 +299,19 @@ async fn restore(door: &Door, asked: &Asked) -> Result<Option<Document>, EngineE
         }
         return Ok(None);
     }
-    let mut document = stored.unwrap_or_else(|| Document {
+    // A session that goes on as it was stored costs no write.
+    if stored
+        .as_ref()
+        .is_some_and(|stored| stored.expiry_s == asked.expiry_s)
+    {
+        return Ok(stored);
+    }
+    let present = stored.is_some();
+    let document = Document {
         client_id: asked.client_id.clone(),
         expiry_s: asked.expiry_s,
-        subscriptions: Vec::new(),
-    });
-    let present =
-        !document.subscriptions.is_empty() || session::load(engine, &asked.client_id).is_some();
-    document.expiry_s = asked.expiry_s;
+        subscriptions: stored.map_or_else(Vec::new, |stored| stored.subscriptions),
+    };
     session::ensure_queue(engine, &asked.client_id, asked.expiry_s).await?;
     session::store(engine, &document).await?;
     Ok(present.then_some(document))
@@ -395,6 +400,8 @@ pub(super) struct Connection {
     pub client_id: String,
     assigned: bool,
     pub expiry_s: u32,
+    /// The expiry the session's queue was made with: DISCONNECT may change `expiry_s`.
+    queue_expiry_s: u32,
     keep_alive: Option<Duration>,
     /// The keep-alive the server set in place of the client's (5.0 Server Keep Alive).
     server_keep_alive: Option<u16>,
@@ -461,6 +468,7 @@ impl Connection {
             client_id: asked.client_id,
             assigned: asked.assigned,
             expiry_s: asked.expiry_s,
+            queue_expiry_s: asked.expiry_s,
             keep_alive: (keep_alive_s > 0)
                 .then(|| Duration::from_millis(u64::from(keep_alive_s) * 1500)),
             server_keep_alive,
@@ -872,10 +880,11 @@ impl Connection {
             if let Err(error) = session::discard(&self.engine, &self.client_id).await {
                 tracing::debug!(%error, "dropping an MQTT session failed");
             }
-        } else if let Err(error) =
-            session::ensure_queue(&self.engine, &self.client_id, self.expiry_s).await
-        {
-            tracing::debug!(%error, "keeping an MQTT session failed");
+        } else if self.expiry_s != self.queue_expiry_s {
+            let kept = session::ensure_queue(&self.engine, &self.client_id, self.expiry_s).await;
+            if let Err(error) = kept {
+                tracing::debug!(%error, "keeping an MQTT session failed");
+            }
         }
         self.door
             .clients

@@ -110,10 +110,8 @@ pub fn shared_queue_options() -> QueueOptions {
 
 /// The stored session of `client_id`, if there is one whose queue still exists.
 pub fn load(engine: &Engine, client_id: &str) -> Option<Document> {
-    let key = digest(client_id);
-    let document = (engine.door_state(DOOR).into_iter())
-        .find(|(stored, _)| *stored == key)
-        .and_then(|(_, value)| serde_json::from_value::<Document>(value).ok())?;
+    let value = engine.door_state_get(DOOR, &digest(client_id))?;
+    let document = serde_json::from_value::<Document>(value).ok()?;
     (document.client_id == client_id && engine.queue_info(&queue_of(client_id)).is_ok())
         .then_some(document)
 }
