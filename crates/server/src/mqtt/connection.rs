@@ -418,11 +418,12 @@ pub(super) struct Connection {
     pub client_alias_max: u16,
     pub server_aliases: HashMap<String, NonZeroU16>,
     pub subs: HashMap<String, Sub>,
-    pub feed: LiveFeed,
-    feed_messages: mpsc::Receiver<LiveMessage>,
+    /// The live subscriptions' feed and the queue consumers' deliveries: each channel is made
+    /// at its first use (a channel's first block of slots, some 10 KiB, would otherwise cost
+    /// every idle connection).
+    feed: Option<(LiveFeed, mpsc::Receiver<LiveMessage>)>,
     next_tag: u64,
-    pub queued: mpsc::Sender<Queued>,
-    queued_messages: mpsc::Receiver<Queued>,
+    queued: Option<(mpsc::Sender<Queued>, mpsc::Receiver<Queued>)>,
     /// The consumer of the persistent session's queue, while there are subscriptions.
     pub session_consumer: Option<Forward>,
     pub inflight: HashMap<u16, Inflight>,
@@ -451,12 +452,10 @@ impl Connection {
         client: Client,
         listed: Registration,
     ) -> Connection {
-        let (feed, feed_messages) = LiveFeed::new(LIVE_BUFFER);
         let receive_maximum = connect
             .properties
             .receive_maximum
             .map_or(u16::MAX, NonZeroU16::get);
-        let (queued, queued_messages) = mpsc::channel(session_credit_of(receive_maximum) + 16);
         let properties = &connect.properties;
         let server_keep_alive = server_keep_alive(connect);
         let keep_alive_s = server_keep_alive.unwrap_or(connect.keep_alive);
@@ -486,11 +485,9 @@ impl Connection {
                 .maximum_packet_size
                 .map_or(PACKET_SIZE_MAX, |max| max.get()),
             subs: HashMap::new(),
-            feed,
-            feed_messages,
+            feed: None,
             next_tag: 1,
-            queued,
-            queued_messages,
+            queued: None,
             session_consumer: None,
             inflight: HashMap::new(),
             waiting: VecDeque::new(),
@@ -581,19 +578,19 @@ impl Connection {
                         self.packets(input).await
                     }
                 },
-                Some(message) = self.feed_messages.recv() => {
+                Some(message) = receive(&mut self.feed) => {
                     self.live(message);
                     // What else waits goes out in the same write.
                     while self.out.len() < WRITE_BATCH_BYTES {
-                        let Ok(message) = self.feed_messages.try_recv() else { break };
+                        let Some(message) = try_receive(&mut self.feed) else { break };
                         self.live(message);
                     }
                     None
                 }
-                Some(queued) = self.queued_messages.recv() => {
+                Some(queued) = receive(&mut self.queued) => {
                     self.queued(queued);
                     while self.out.len() < WRITE_BATCH_BYTES {
-                        let Ok(queued) = self.queued_messages.try_recv() else { break };
+                        let Some(queued) = try_receive(&mut self.queued) else { break };
                         self.queued(queued);
                     }
                     None
@@ -924,6 +921,33 @@ fn why(code: ReasonCode) -> &'static str {
 /// Credit of a queue consumer: the client's Receive Maximum, within the engine's bounds.
 fn session_credit_of(receive_maximum: u16) -> usize {
     usize::from(receive_maximum).clamp(1, wharf_engine::broker::CONSUMER_CREDIT_MAX)
+}
+
+/// The next item of a channel made at first use; never, while there is none.
+async fn receive<S, T>(channel: &mut Option<(S, mpsc::Receiver<T>)>) -> Option<T> {
+    match channel {
+        Some((_, receiver)) => receiver.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn try_receive<S, T>(channel: &mut Option<(S, mpsc::Receiver<T>)>) -> Option<T> {
+    channel.as_mut()?.1.try_recv().ok()
+}
+
+impl Connection {
+    /// The live subscriptions' feed, made at the first.
+    pub(super) fn feed(&mut self) -> LiveFeed {
+        let (feed, _) = self.feed.get_or_insert_with(|| LiveFeed::new(LIVE_BUFFER));
+        feed.clone()
+    }
+
+    /// Where queue consumers forward deliveries, made at the first consumer.
+    pub(super) fn queued_sender(&mut self) -> mpsc::Sender<Queued> {
+        let capacity = session_credit_of(self.client_receive_maximum) + 16;
+        let (sender, _) = self.queued.get_or_insert_with(|| mpsc::channel(capacity));
+        sender.clone()
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -118,12 +118,9 @@ impl Connection {
     ) -> Result<Source, EngineError> {
         let tag = self.take_tag();
         let topic = self.door.settings.topic.clone();
-        let mut feed = (self.engine).subscribe_feed(
-            &topic,
-            interested(&filter.pattern),
-            self.feed.clone(),
-            tag,
-        )?;
+        let live = self.feed();
+        let mut feed =
+            (self.engine).subscribe_feed(&topic, interested(&filter.pattern), live, tag)?;
         if session::sends_retained(subscription.options.retain_handling, existed) {
             // Ends: each batch moves through the topic's retained keys, which are finitely many.
             while let Some(batch) = feed.next_retained().await? {
@@ -171,8 +168,8 @@ impl Connection {
         if self.session_consumer.is_none() {
             let queue = session::queue_of(&self.client_id);
             let credit = session_credit_of(self.client_receive_maximum);
-            self.session_consumer =
-                Some(consume(&self.engine, &queue, credit, self.queued.clone()).await?);
+            let to = self.queued_sender();
+            self.session_consumer = Some(consume(&self.engine, &queue, credit, to).await?);
         }
         Ok(())
     }
@@ -199,7 +196,8 @@ impl Connection {
             self.engine.bind(&topic, spec).await?;
         }
         let credit = session_credit_of(self.client_receive_maximum);
-        let forward = consume(&self.engine, &queue, credit, self.queued.clone()).await?;
+        let to = self.queued_sender();
+        let forward = consume(&self.engine, &queue, credit, to).await?;
         Ok(Source::Shared {
             queue,
             _forward: forward,
