@@ -13,6 +13,7 @@
 //! Prints a table and, last, one JSON line with `<label>_`-prefixed keys matching Wharf's.
 
 mod mqtt;
+mod mqtt_idle;
 mod nats_request;
 mod postgres_queue;
 mod rabbitmq_topic;

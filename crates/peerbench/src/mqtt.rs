@@ -9,14 +9,15 @@
 //! Every payload starts with a stamp (below) so the receiver can time each delivery and tell a
 //! lost message from a duplicate. Every wait has a deadline: a message that never arrives ends
 //! the run with an error naming how many are missing, never a hang. Prints a few lines and,
-//! last, one JSON line with `<label>_`-prefixed keys for the script.
+//! last, one JSON line with `<label>_`-prefixed keys for the script. `mqtt idle` (many idle
+//! persistent sessions, no client library) lives in [`crate::mqtt_idle`].
 //!
 //! ```text
 //! payload: | send time, unix µs (u64 LE) | sequence number (u64 LE) | filler to --size |
 //!            0                            8                          16
 //! ```
 
-use crate::{cpu_time_of, memory_of, own_cpu_time, percentile_ms, unix_micros};
+use crate::{cpu_time_of, memory_of, mqtt_idle, own_cpu_time, percentile_ms, unix_micros};
 use anyhow::{bail, Context};
 use bytes::{BufMut, Bytes, BytesMut};
 use clap::{Args, Subcommand};
@@ -68,6 +69,9 @@ enum Workload {
     Pubsub(PubsubArgs),
     /// One paced publisher, many subscribers on `bench/fan`: deliveries/s and latency.
     Fanout(FanoutArgs),
+    /// Many idle clients with persistent sessions: set-up rate, broker RSS per session, CPU
+    /// while idle, sessions present on reconnect.
+    Idle(mqtt_idle::IdleArgs),
 }
 
 /// Which broker, and the limits of a run against it.
@@ -192,6 +196,7 @@ pub fn mqtt(args: &MqttArgs) -> anyhow::Result<()> {
             let measured = runtime.block_on(fanout_run(args))?;
             fanout_report(args, measured)
         }
+        Workload::Idle(args) => mqtt_idle::idle(&runtime, args),
     }
 }
 

@@ -11,6 +11,10 @@ use tokio::{
 
 /// The pause after a failed accept (out of descriptors): retrying at once would spin.
 const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(100);
+/// Connections the kernel queues before they are accepted (it caps this at `somaxconn`):
+/// thousands of devices reconnecting at once after a restart must not be dropped and left to
+/// retry their SYN a second later, as with a backlog of 128.
+const LISTEN_BACKLOG: u32 = 4_096;
 
 /// A door's listeners: plain, TLS, or both; and the cap on connections both share.
 #[derive(Debug)]
@@ -46,9 +50,7 @@ impl Listeners {
         if plain.is_none() && tls.is_none() {
             return Ok(None);
         }
-        let bind = |addr: SocketAddr| async move {
-            TcpListener::bind(addr).await.map_err(|error| (addr, error))
-        };
+        let bind = |addr: SocketAddr| async move { listen(addr).map_err(|error| (addr, error)) };
         let plain = match plain {
             Some(addr) => Some(bind(addr).await?),
             None => None,
@@ -97,6 +99,17 @@ impl Listeners {
             (None, None) => {}
         }
     }
+}
+
+/// A listener on `addr` with [`LISTEN_BACKLOG`].
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 struct Accept<F> {

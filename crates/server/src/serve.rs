@@ -261,16 +261,30 @@ async fn bind_amqp(
 }
 
 /// Binds the MQTT door's listeners: plain MQTT, and MQTTS when TLS is set.
+/// Its connection cap stays below the descriptor limit, as HTTP's does: at the limit, accepts
+/// fail and `/healthz` stops answering.
 async fn bind_mqtt(
     config: &ServeConfig,
     tls: Option<&Arc<ReloadableTls>>,
+    descriptors_soft: Option<u64>,
 ) -> Result<Option<crate::mqtt::Listeners>, ServeError> {
     let mqtts = match (config.mqtts_listen()?, tls) {
         (Some(addr), Some(tls)) => Some((addr, tls.clone())),
         _ => None,
     };
     let plain = config.mqtt_addr.addr();
-    let max = config.limits.mqtt_connections_max;
+    let configured = config.limits.mqtt_connections_max;
+    let max = descriptors_soft.map_or(configured, |soft| {
+        descriptors::connections_max_within(configured, soft)
+    });
+    if max < configured && (plain.is_some() || mqtts.is_some()) {
+        tracing::info!(
+            configured,
+            max,
+            descriptors_soft,
+            "limits.mqtt_connections_max lowered to keep descriptors for the store"
+        );
+    }
     (crate::mqtt::Listeners::bind("MQTT", plain, mqtts, max).await)
         .map_err(|(addr, source)| ServeError::Bind { addr, source })
 }
@@ -355,7 +369,7 @@ impl Server {
         let (listener, local_addr) =
             bind_listener(config, descriptors_soft, &mut registry, tls.clone()).await?;
         let amqp = bind_amqp(config, tls.as_ref()).await?;
-        let mqtt = bind_mqtt(config, tls.as_ref()).await?;
+        let mqtt = bind_mqtt(config, tls.as_ref(), descriptors_soft).await?;
         let connections = Connections::new();
         let mqtt_door = crate::mqtt::open(
             engine.clone(),
