@@ -35,14 +35,7 @@ pub async fn mqtt(
     let door = state.mqtt.clone().ok_or_else(|| {
         Problem::new(ProblemCode::NotFound).with_detail("this server runs without the MQTT door")
     })?;
-    let upgrade = upgrade.map_err(|rejection| {
-        Problem::new(ProblemCode::InvalidField)
-            .with_detail(format!(
-                "this path takes a WebSocket upgrade (GET with `Connection: Upgrade` and \
-                 `Upgrade: websocket`): {rejection}"
-            ))
-            .with_field("Upgrade")
-    })?;
+    let upgrade = upgrade.map_err(super::realtime::upgrade_refused)?;
     let peer = (connect.and_then(|Extension(ConnectInfo(requests))| requests.peer()))
         .unwrap_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
     let response = upgrade

@@ -13,7 +13,10 @@ use crate::{
     },
 };
 use axum::{
-    extract::{ws::WebSocketUpgrade, State},
+    extract::{
+        ws::{rejection::WebSocketUpgradeRejection, WebSocketUpgrade},
+        State,
+    },
     http::HeaderMap,
     response::{
         sse::{Event, KeepAlive, Sse},
@@ -64,6 +67,16 @@ pub struct ConnectQuery {
     pub slow: Option<SlowPolicy>,
 }
 
+/// The answer to a request on a WebSocket path that is not an upgrade.
+pub(super) fn upgrade_refused(rejection: WebSocketUpgradeRejection) -> Problem {
+    Problem::new(ProblemCode::InvalidField)
+        .with_detail(format!(
+            "this path takes a WebSocket upgrade (GET with `Connection: Upgrade` and \
+             `Upgrade: websocket`): {rejection}"
+        ))
+        .with_field("Upgrade")
+}
+
 /// Opens a WebSocket speaking the real-time protocol (docs/realtime.md).
 #[utoipa::path(
     get,
@@ -80,16 +93,9 @@ pub async fn websocket(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Query(query): Query<ConnectQuery>,
-    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, Problem> {
-    let upgrade = upgrade.map_err(|rejection| {
-        Problem::new(ProblemCode::InvalidField)
-            .with_detail(format!(
-                "this path takes a WebSocket upgrade (GET with `Connection: Upgrade` and \
-                 `Upgrade: websocket`): {rejection}"
-            ))
-            .with_field("Upgrade")
-    })?;
+    let upgrade = upgrade.map_err(upgrade_refused)?;
     let hub = state.realtime.clone();
     let slow = query.slow.unwrap_or(hub.settings.slow);
     let readiness = state.readiness.clone();
