@@ -47,8 +47,9 @@ use crate::{
 };
 use queue_runtime::QueueRuntime;
 use std::{
-    collections::BTreeMap,
-    hash::{BuildHasher, Hasher},
+    cell::Cell,
+    collections::{hash_map::RandomState, BTreeMap},
+    hash::BuildHasher,
     str::FromStr,
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -979,12 +980,19 @@ pub(crate) struct QueueSend {
     pub encoded: Option<Vec<bytes::Bytes>>,
 }
 
-/// A random 64-bit value from the standard library's per-instance random hasher keys: enough
-/// for seeds and id entropy without a random-number dependency.
+/// A random 64-bit value: a counter hashed with the standard library's random hasher keys,
+/// drawn once per thread (SipHash with secret keys is a keyed pseudo-random function). Enough
+/// for seeds and id entropy without a random-number dependency, and no system call per
+/// value (asking the process id for each message cost 2% of the MQTT door's CPU).
 fn random_u64() -> u64 {
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(std::process::id().into());
-    hasher.finish()
+    thread_local! {
+        static SOURCE: (RandomState, Cell<u64>) = (RandomState::new(), Cell::new(0));
+    }
+    SOURCE.with(|(keys, counter)| {
+        let next = counter.get().wrapping_add(1);
+        counter.set(next);
+        keys.hash_one(next)
+    })
 }
 
 /// A long-polling receive's place, given back when it ends (or is cancelled).

@@ -118,7 +118,8 @@ pub struct BindingInfo {
 pub struct LiveMessage {
     pub tag: u64,
     pub routing_key: Arc<str>,
-    pub message: Message,
+    /// Shared by every subscriber the message went to: one copy however many there are.
+    pub message: Arc<Message>,
 }
 
 /// Where live messages go: a bounded channel, possibly shared by several subscriptions of one
@@ -1024,6 +1025,7 @@ impl TopicRuntime {
         self.filters_stopped
             .fetch_add(route.filters_stopped, Ordering::Relaxed);
         let mut shared_key: Option<Arc<str>> = None;
+        let mut shared_message: Option<Arc<Message>> = None;
         // A subscriber leaves the index when its guard drops; one whose client went away
         // meanwhile gets nothing (its channel is closed).
         for subscriber in subscribers.matching(key) {
@@ -1035,10 +1037,12 @@ impl TopicRuntime {
             if self.count_filter_stop(interest.wants(key, message, body.as_ref())) {
                 // At most once: a subscriber too slow to keep its buffer free misses messages.
                 let routing_key = shared_key.get_or_insert_with(|| Arc::from(key)).clone();
+                let message =
+                    (shared_message.get_or_insert_with(|| Arc::new(message.clone()))).clone();
                 subscriber.feed.offer(LiveMessage {
                     tag: subscriber.tag,
                     routing_key,
-                    message: message.clone(),
+                    message,
                 });
             }
         }

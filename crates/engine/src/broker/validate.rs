@@ -121,32 +121,30 @@ fn message_from_send(
     Ok((message, client_id))
 }
 
-/// Every text field of the message at `index` within [`FIELD_BYTES_MAX`].
+/// Every text field of the message at `index` within [`FIELD_BYTES_MAX`]. A field is named
+/// (a header's name copied) only when it is too long.
 fn check_lengths(index: usize, send: &SendMessage) -> Result<(), EngineError> {
-    let texts = [
-        (MessageField::ContentType, send.content_type.as_deref()),
-        (MessageField::Group, send.group.as_deref()),
-        (MessageField::CorrelationId, send.correlation_id.as_deref()),
-        (MessageField::ReplyTo, send.reply_to.as_deref()),
-    ];
-    let headers = send.headers.iter().flat_map(|(name, value)| {
-        let value_field = MessageField::HeaderValue { name: name.clone() };
-        [
-            (MessageField::HeaderName, Some(name.as_str())),
-            (value_field, Some(value.as_str())),
-        ]
-    });
-    for (field, value) in texts.into_iter().chain(headers) {
-        match value {
-            Some(value) if value.len() > FIELD_BYTES_MAX => {
-                let problem = FieldProblem::TooLong {
-                    len: value.len(),
-                    max: FIELD_BYTES_MAX,
-                };
-                return Err(EngineError::invalid_message_field(index, field, problem));
-            }
-            _ => {}
+    let check = |value: Option<&str>, field: &dyn Fn() -> MessageField| match value {
+        Some(value) if value.len() > FIELD_BYTES_MAX => {
+            let problem = FieldProblem::TooLong {
+                len: value.len(),
+                max: FIELD_BYTES_MAX,
+            };
+            Err(EngineError::invalid_message_field(index, field(), problem))
         }
+        _ => Ok(()),
+    };
+    check(send.content_type.as_deref(), &|| MessageField::ContentType)?;
+    check(send.group.as_deref(), &|| MessageField::Group)?;
+    check(send.correlation_id.as_deref(), &|| {
+        MessageField::CorrelationId
+    })?;
+    check(send.reply_to.as_deref(), &|| MessageField::ReplyTo)?;
+    for (name, value) in &send.headers {
+        check(Some(name), &|| MessageField::HeaderName)?;
+        check(Some(value), &|| MessageField::HeaderValue {
+            name: name.clone(),
+        })?;
     }
     Ok(())
 }

@@ -535,7 +535,7 @@ impl Keeper {
         let entry = Arc::new(Entry::new(
             self.channel.topic.clone(),
             live.routing_key,
-            live.message,
+            Arc::unwrap_or_clone(live.message),
             now,
         ));
         let mut state = self.channel.state.lock().expect("channel lock");

@@ -150,6 +150,36 @@ async fn retained_bodies_stay_on_disk() {
     assert_eq!(after_subscribing, heap, "subscriptions copy nothing");
 }
 
+/// A message matched by many live subscribers is held once: each gets the same shared copy,
+/// and only the subscribers whose pattern matches get it at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_subscribers_share_one_copy_of_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _store) = open(dir.path()).await;
+    engine
+        .put_topic("fan", TopicOptions::default())
+        .await
+        .unwrap();
+    let mut matching: Vec<_> = (0..3)
+        .map(|_| engine.subscribe("fan", "a/#", Syntax::Mqtt, None).unwrap())
+        .collect();
+    let mut other = engine.subscribe("fan", "b/#", Syntax::Mqtt, None).unwrap();
+    engine
+        .publish("fan", vec![message("a/1", 0, 64)])
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    for subscription in &mut matching {
+        let live = subscription.messages.recv().await.unwrap();
+        assert_eq!(&*live.routing_key, "a/1");
+        assert_eq!(label(&live.message.body), "a/1@0");
+        received.push(live.message);
+    }
+    assert!(received.iter().all(|m| Arc::ptr_eq(m, &received[0])));
+    assert_eq!(Arc::strong_count(&received[0]), 3, "no other copy is kept");
+    assert!(other.messages.try_recv().is_err());
+}
+
 /// Many overwrites of few keys: passes keep the segment count bounded, and a restart restores
 /// exactly the last value of every key and the bindings.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -109,7 +109,7 @@ async fn next_message(state: &mut SubscriptionState) -> Option<Message> {
     tokio::select! {
         biased;
         () = state.readiness.shutdown_begun() => None,
-        live = state.subscription.messages.recv() => live.map(|live| live.message),
+        live = state.subscription.messages.recv() => live.map(|live| Arc::unwrap_or_clone(live.message)),
     }
 }
 
