@@ -75,9 +75,11 @@ pub fn spawn(engine: Engine, topic: String) -> Handle {
     Handle { jobs, reports }
 }
 
-/// The Reason Code of a PUBACK or PUBREC for a publish the engine refused.
+/// The Reason Code of a PUBACK or PUBREC for a publish the engine refused. A full disk is a
+/// quota (0x97), as an HTTP send gets 507: the client may retry once space is freed.
 fn reason_of(error: &EngineError) -> ReasonCode {
     match error {
+        EngineError::Storage(storage) if storage.is_disk_full() => ReasonCode::QUOTA_EXCEEDED,
         EngineError::Forbidden { .. } | EngineError::Unauthenticated { .. } => {
             ReasonCode::NOT_AUTHORIZED
         }
@@ -134,4 +136,27 @@ pub fn publish_will(connection: &Connection, will: Will) {
         publish.await;
     });
     wills.replace(&connection.client_id, waiting.abort_handle());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use wharf_storage::StorageError;
+
+    #[test]
+    fn a_full_disk_is_a_quota_and_other_storage_failures_unspecified() {
+        let reserved = EngineError::Storage(StorageError::SpaceReserved);
+        assert_eq!(reason_of(&reserved), ReasonCode::QUOTA_EXCEEDED);
+        let no_space = std::io::Error::from_raw_os_error(libc::ENOSPC);
+        let io = |source| {
+            EngineError::Storage(StorageError::Io {
+                path: "wal".into(),
+                source: Arc::new(source),
+            })
+        };
+        assert_eq!(reason_of(&io(no_space)), ReasonCode::QUOTA_EXCEEDED);
+        let broken = std::io::Error::from_raw_os_error(libc::EIO);
+        assert_eq!(reason_of(&io(broken)), ReasonCode::UNSPECIFIED_ERROR);
+    }
 }
