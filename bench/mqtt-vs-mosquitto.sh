@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Wharf's MQTT door against Mosquitto 2.0: the same client (rumqttc, in wharf-peerbench), the
+# Wharf's MQTT door against Mosquitto 2.0: the same client (rumqttc, in `wharf bench mqtt`), the
 # same workloads and settings against both, in one run on one machine.
 #
 #   bench/mqtt-vs-mosquitto.sh [--only wharf|mosquitto] [--messages N] [--size BYTES]
@@ -67,17 +67,10 @@ if [[ " ${brokers[*]} " == *" mosquitto "* ]] && ! command -v mosquitto >/dev/nu
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null
 fi
 
-# Only what the run uses: `--only mosquitto` does not wait on (or fail with) the wharf binary.
-packages=(-p wharf-peerbench)
-if [[ " ${brokers[*]} " == *" wharf "* ]]; then packages+=(-p wharf-cli); fi
+# `wharf bench mqtt` is the load generator for both brokers.
 echo "== building (release)"
-(cd "$root" && cargo build --release -q "${packages[@]}")
+(cd "$root" && cargo build --release -q -p wharf-cli)
 wharf="$root/target/release/wharf"
-peerbench="$root/target/release/wharf-peerbench"
-if [[ " ${brokers[*]} " == *" wharf "* && "$("$wharf" serve --help)" != *--mqtt-addr* ]]; then
-    echo "error: this wharf has no --mqtt-addr (no MQTT door yet); use --only mosquitto" >&2
-    exit 1
-fi
 
 tmp="$(mktemp -d /tmp/wharf-mqtt-vs-mosquitto.XXXXXX)"
 broker_pid=""
@@ -150,14 +143,14 @@ start_broker() {
     done
 }
 
-# One workload against one broker; the peerbench's last line (JSON) goes to $tmp/BROKER-NAME.out.
+# One workload against one broker; the load generator's last line (JSON) goes to $tmp/BROKER-NAME.out.
 run() {
     local broker="$1" name="$2"
     shift 2
     echo "== $broker: $name"
     start_broker "$broker" "$name"
-    # The peerbench ends every wait by --timeout-s; `timeout` is the backstop for a hung exit.
-    timeout --kill-after=10 "$((timeout_s + 60))" "$peerbench" mqtt "$@" --host 127.0.0.1 \
+    # The load generator ends every wait by --timeout-s; `timeout` is the backstop for a hung exit.
+    timeout --kill-after=10 "$((timeout_s + 60))" "$wharf" bench mqtt "$@" --host 127.0.0.1 \
         --port "$broker_port" --label "$broker" --server-pid "$broker_pid" \
         --timeout-s "$timeout_s" | tee "$tmp/$broker-$name.out"
     stop_broker

@@ -1,8 +1,10 @@
 //! `wharf-peerbench rabbitmq`: the `wharf bench queue` workload against RabbitMQ over AMQP 0-9-1,
 //! so `bench/queue-vs-rabbitmq.sh` can print both side by side. A benchmark tool, kept out of
-//! the `wharf` binary so the product does not link an AMQP, MQTT or NATS client. The topic,
-//! fanout and request-reply peers of `bench/topic-vs-peers.sh` and the MQTT workloads of
-//! `bench/mqtt-vs-mosquitto.sh` live in their own modules.
+//! the `wharf` binary so the product does not link an AMQP, PostgreSQL or NATS client. The
+//! topic, fanout and request-reply peers of `bench/topic-vs-peers.sh` and the many idle MQTT
+//! sessions of `bench/mqtt-idle-sessions.sh` live in their own modules. MQTT pub/sub and
+//! fan-out are `wharf bench mqtt` (the issue asks `wharf bench` to drive the MQTT door and
+//! Mosquitto with one client; it takes `--port` to point at Mosquitto).
 //!
 //! Same shape as Wharf's run: a durable queue, persistent messages (delivery_mode 2) of
 //! `--body-bytes`, P producers and C consumers with one connection each. Producers keep a
@@ -69,7 +71,8 @@ enum Command {
     NatsRequest(nats_request::RequestArgs),
     /// `wharf bench queue`'s workload against PostgreSQL as a job queue (SKIP LOCKED).
     PostgresQueue(postgres_queue::PostgresQueueArgs),
-    /// MQTT pub/sub and fan-out with rumqttc, against Wharf's MQTT door or Mosquitto.
+    /// Many idle MQTT persistent sessions (`mqtt idle`), against Wharf's MQTT door or
+    /// Mosquitto.
     Mqtt(mqtt::MqttArgs),
 }
 

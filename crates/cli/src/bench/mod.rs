@@ -6,6 +6,7 @@
 
 mod events;
 mod http1;
+mod mqtt;
 mod queue;
 mod realtime;
 mod request;
@@ -57,6 +58,10 @@ pub enum BenchCommand {
     /// latency of one publish to many subscribers, request-reply over a WebSocket beside the
     /// same round trip over HTTP. Starts its own `wharf serve`.
     Realtime(realtime::RealtimeArgs),
+    /// MQTT pub/sub (QoS 0, 1, 2) and fan-out to many subscribers with rumqttc: msg/s, latency,
+    /// broker CPU and memory. Starts its own `wharf serve` with the MQTT door unless --port
+    /// names a broker (Mosquitto, for bench/mqtt-vs-mosquitto.sh).
+    Mqtt(mqtt::MqttArgs),
 }
 
 /// A benchmark could not run to the end.
@@ -126,6 +131,7 @@ pub fn run(command: BenchCommand, server: Option<Remote<'_>>) -> Result<(), Benc
         BenchCommand::Events(args) => events::run(&args),
         BenchCommand::Webhooks(args) => webhooks::run(&args),
         BenchCommand::Realtime(args) => realtime::run(&args),
+        BenchCommand::Mqtt(args) => mqtt::run(&args),
     }
 }
 
@@ -165,7 +171,7 @@ impl Drop for CounterBar {
 }
 
 /// User plus system CPU time of the whole process (every thread) so far.
-fn process_cpu_time() -> Result<Duration, BenchError> {
+pub(super) fn process_cpu_time() -> Result<Duration, BenchError> {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
     // SAFETY: `usage` is a valid, writable rusage; getrusage fills it or fails without writing.
     let status = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) };

@@ -83,8 +83,7 @@ impl Credentials {
         ServerOptions {
             tls: Some((self.cert_path.clone(), self.key_path.clone())),
             admin_token: Some(self.token.clone()),
-            allow_private_webhooks: false,
-            config: None,
+            ..ServerOptions::default()
         }
     }
 

@@ -31,6 +31,8 @@ const SECURITY_ENV: [&str; 5] = [
 pub struct ServerProcess {
     child: Child,
     pub address: SocketAddr,
+    /// The MQTT door's address, when [`ServerOptions::mqtt`] asked for one.
+    pub mqtt_address: Option<SocketAddr>,
     log_path: PathBuf,
     // Declared last so it is removed after the child has exited.
     _dir: tempfile::TempDir,
@@ -48,6 +50,8 @@ pub struct ServerOptions {
     pub allow_private_webhooks: bool,
     /// A configuration file's text (TOML), for limits a benchmark needs raised.
     pub config: Option<String>,
+    /// Open the MQTT door on a free loopback port (off otherwise).
+    pub mqtt: bool,
 }
 
 /// Memory of a process, from `/proc/PID/status`.
@@ -76,6 +80,7 @@ impl ServerProcess {
                 )
             })?;
         let address = free_address()?;
+        let mqtt_address = options.mqtt.then(free_address).transpose()?;
         let exe = std::env::current_exe()
             .map_err(|source| io_error("locate", PathBuf::from("the wharf binary"), source))?;
         let log_path = dir.path().join("server.log");
@@ -91,7 +96,9 @@ impl ServerProcess {
             // The benchmarks drive HTTP; an AMQP door on 5672 would clash with a running
             // server or RabbitMQ.
             .args(["--amqp-addr", "off", "--amqps-addr", "off"])
-            .args(["--mqtt-addr", "off", "--mqtts-addr", "off"]);
+            .arg("--mqtt-addr")
+            .arg(mqtt_address.map_or("off".to_string(), |address| address.to_string()))
+            .args(["--mqtts-addr", "off"]);
         // Only `options` secure the child: a token or certificate in the caller's environment
         // would make the load's plain requests fail.
         for name in SECURITY_ENV {
@@ -125,6 +132,7 @@ impl ServerProcess {
         let mut server = ServerProcess {
             child,
             address,
+            mqtt_address,
             log_path,
             _dir: dir,
         };
