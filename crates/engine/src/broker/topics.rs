@@ -628,6 +628,10 @@ impl Engine {
         Box::pin(async move {
             let runtime = self.topic(&topic)?;
             let retained_at = runtime.retain(&messages, &retain).await?;
+            // Shared from here on: live subscribers take the message itself, not a copy.
+            let messages = (messages.into_iter())
+                .map(|(key, message)| (key, Arc::new(message)))
+                .collect();
             let (messages, routes) = route_batch(runtime.clone(), messages, retained_at).await?;
             let mut groups: BTreeMap<Destination, Vec<usize>> = BTreeMap::new();
             for (index, destinations) in routes.into_iter().enumerate() {
@@ -645,7 +649,8 @@ impl Engine {
             for (destination, indexes) in groups {
                 if let Destination::Queue(name) = &destination {
                     if let Some(queue) = self.find(name) {
-                        let batch = indexes.iter().map(|i| (messages[*i].1.clone(), false));
+                        let batch =
+                            (indexes.iter()).map(|i| (Message::clone(&messages[*i].1), false));
                         let records = (indexes.iter())
                             .map(|i| {
                                 let record = &mut encoded[*i];
@@ -666,7 +671,9 @@ impl Engine {
                 }
                 // Spawned handles, not a JoinSet: a publisher that hangs up detaches the
                 // deliveries instead of aborting them, so no destination is left half-served.
-                let batch: Vec<_> = indexes.iter().map(|i| messages[*i].clone()).collect();
+                let batch: Vec<_> = (indexes.iter())
+                    .map(|i| (messages[*i].0.clone(), Message::clone(&messages[*i].1)))
+                    .collect();
                 let engine = self.clone();
                 deliveries.push(tokio::spawn(async move {
                     let stored = engine.deliver(&destination, batch, hops).await;
@@ -695,7 +702,7 @@ impl Engine {
                 .into_iter()
                 .zip(routed)
                 .map(|((_, message), routed)| Published {
-                    id: message.id,
+                    id: Arc::try_unwrap(message).map_or_else(|shared| shared.id.clone(), |m| m.id),
                     routed,
                 })
                 .collect())
@@ -915,10 +922,10 @@ const ROUTE_INLINE_BODY_BYTES_MAX: usize = 64 << 10;
 /// blocking pool; the messages come back with the routes.
 async fn route_batch(
     runtime: Arc<TopicRuntime>,
-    messages: Vec<(String, Message)>,
+    messages: Vec<(String, Arc<Message>)>,
     retained_at: Vec<Option<Offset>>,
-) -> Result<(Vec<(String, Message)>, Vec<Vec<Destination>>), EngineError> {
-    let route_all = move |runtime: &TopicRuntime, messages: Vec<(String, Message)>| {
+) -> Result<(Vec<(String, Arc<Message>)>, Vec<Vec<Destination>>), EngineError> {
+    let route_all = move |runtime: &TopicRuntime, messages: Vec<(String, Arc<Message>)>| {
         let routes = (messages.iter().zip(&retained_at))
             .map(|((key, message), retained_at)| runtime.route(key, message, *retained_at))
             .collect();
@@ -1008,7 +1015,12 @@ impl TopicRuntime {
 
     /// Destinations of one message; also feeds live subscribers and the binding counters.
     /// `retained_at` is the offset of the message's `retained` record, if the topic retains.
-    fn route(&self, key: &str, message: &Message, retained_at: Option<Offset>) -> Vec<Destination> {
+    fn route(
+        &self,
+        key: &str,
+        message: &Arc<Message>,
+        retained_at: Option<Offset>,
+    ) -> Vec<Destination> {
         let router = self.router.read().expect("router lock");
         let subscribers = self.subscribers.lock().expect("subscribers lock");
         // Parse the body once, and only when some filter will read it.
@@ -1025,7 +1037,6 @@ impl TopicRuntime {
         self.filters_stopped
             .fetch_add(route.filters_stopped, Ordering::Relaxed);
         let mut shared_key: Option<Arc<str>> = None;
-        let mut shared_message: Option<Arc<Message>> = None;
         // A subscriber leaves the index when its guard drops; one whose client went away
         // meanwhile gets nothing (its channel is closed).
         for subscriber in subscribers.matching(key) {
@@ -1037,12 +1048,10 @@ impl TopicRuntime {
             if self.count_filter_stop(interest.wants(key, message, body.as_ref())) {
                 // At most once: a subscriber too slow to keep its buffer free misses messages.
                 let routing_key = shared_key.get_or_insert_with(|| Arc::from(key)).clone();
-                let message =
-                    (shared_message.get_or_insert_with(|| Arc::new(message.clone()))).clone();
                 subscriber.feed.offer(LiveMessage {
                     tag: subscriber.tag,
                     routing_key,
-                    message,
+                    message: message.clone(),
                 });
             }
         }
