@@ -216,6 +216,51 @@ fn bench_queue_drives_the_binary_batch_type_end_to_end() {
     );
 }
 
+/// `wharf bench mqtt` on a server of its own: every QoS 1 message and every fan-out delivery
+/// arrives, and the server's CPU and memory are measured.
+#[test]
+fn bench_mqtt_pubsub_and_fanout_deliver_everything_on_their_own_server() {
+    let runs: [&[&str]; 2] = [
+        &["pubsub", "--qos", "1", "--messages", "2000"],
+        &[
+            "fanout",
+            "--subscribers",
+            "20",
+            "--messages",
+            "20",
+            "--rate",
+            "0",
+        ],
+    ];
+    for workload in runs {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let mut command = wharf();
+        command
+            .args(["bench", "mqtt"])
+            .args(workload)
+            .args(["--timeout-s", "60"])
+            .env("TMPDIR", temp.path());
+        let (status, stdout, stderr) = run_to_end(command, BENCH_DEADLINE);
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "{workload:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        );
+        let last = stdout.lines().last().expect("some output");
+        let summary: serde_json::Value =
+            serde_json::from_str(last).unwrap_or_else(|error| panic!("{error}: {last}"));
+        assert_eq!(summary["wharf_lost"], 0, "{summary}");
+        assert_eq!(summary["wharf_duplicates"], 0, "{summary}");
+        assert!(summary["wharf_server_cpu_s"].is_f64(), "{summary}");
+        assert!(summary["wharf_rss_mib"].as_f64() > Some(1.0), "{summary}");
+        let rate = match workload[0] {
+            "pubsub" => &summary["wharf_end_to_end_per_s"],
+            _ => &summary["wharf_deliveries_per_s"],
+        };
+        assert!(rate.as_f64() > Some(0.0), "{summary}");
+    }
+}
+
 #[test]
 fn bench_webhooks_delivers_every_message_and_reports_rates_beside_the_reference() {
     let temp = tempfile::tempdir().expect("temp dir");
