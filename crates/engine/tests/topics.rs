@@ -673,6 +673,52 @@ async fn an_abandoned_request_expires_with_its_timeout() {
     assert_eq!(engine.queue_info("rpc").unwrap().stats.ready, 0);
 }
 
+/// A reader that stops holds at most its feed's byte budget, however large the messages:
+/// past it messages are missed (and counted); what the reader takes and drops frees room.
+#[tokio::test]
+async fn a_feed_holds_at_most_its_byte_budget_and_reading_frees_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _store) = open(dir.path(), ManualClock::new(START)).await;
+    engine
+        .put_topic("big", TopicOptions::default())
+        .await
+        .unwrap();
+    let (feed, mut messages) = LiveFeed::with_bytes(1_000, 10_000);
+    let all = Interested {
+        pattern: "#",
+        syntax: Syntax::Amqp,
+        filter: None,
+    };
+    let _subscription = engine.subscribe_feed("big", all, feed.clone(), 1).unwrap();
+    let kilobyte = |n: usize| publish(&format!("k.{n}"), &format!("\"{}\"", "x".repeat(998)));
+    for n in 0..25 {
+        engine.publish("big", vec![kilobyte(n)]).await.unwrap();
+    }
+    assert_eq!(feed.bytes_held(), 10_000, "ten 1,000-byte bodies fill it");
+    assert_eq!(feed.missed(), 15);
+    let mut keys = Vec::new();
+    while let Ok(live) = messages.try_recv() {
+        keys.push(live.routing_key.to_string());
+    }
+    assert_eq!(keys, (0..10).map(|n| format!("k.{n}")).collect::<Vec<_>>());
+    assert_eq!(
+        feed.bytes_held(),
+        0,
+        "messages read and dropped give their bytes back"
+    );
+
+    // A message moved out of its envelope gives the bytes back as the envelope drops.
+    engine.publish("big", vec![kilobyte(25)]).await.unwrap();
+    let kept = messages.try_recv().unwrap().message;
+    assert_eq!(feed.bytes_held(), 0);
+    assert_eq!(kept.body.len(), 1_000);
+    // One message larger than the whole budget still passes when nothing else is held.
+    let huge = publish("k.huge", &format!("\"{}\"", "y".repeat(20_000)));
+    engine.publish("big", vec![huge]).await.unwrap();
+    assert_eq!(&*messages.try_recv().unwrap().routing_key, "k.huge");
+    assert_eq!(feed.missed(), 15);
+}
+
 #[tokio::test]
 async fn feed_subscriptions_share_one_buffer_tag_their_messages_and_count_what_they_miss() {
     let dir = tempfile::tempdir().unwrap();

@@ -114,29 +114,65 @@ pub struct BindingInfo {
 
 /// A message a live subscription received, with the routing key it was published with and the
 /// tag of the subscription it matched (see [`LiveFeed`]).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct LiveMessage {
     pub tag: u64,
     pub routing_key: Arc<str>,
     /// Shared by every subscriber the message went to: one copy however many there are.
     pub message: Arc<Message>,
+    /// The message's bytes in its feed's budget, given back when this is dropped (moving
+    /// `message` out and dropping the rest gives them back too).
+    _held: Held,
+}
+
+/// Bytes of a feed's budget that one unread message holds; returned on drop.
+#[derive(Debug)]
+struct Held {
+    bytes: usize,
+    feed_bytes: Arc<AtomicUsize>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.feed_bytes.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
 }
 
 /// Where live messages go: a bounded channel, possibly shared by several subscriptions of one
 /// client (each with its own tag), and the count of messages it missed because it was full.
-/// Delivery is at most once: the topic never waits for a slow reader.
+/// Delivery is at most once: the topic never waits for a slow reader. The channel is bounded
+/// in messages and in body bytes ([`FEED_BYTES_MAX`] unless set), so a reader that stops
+/// holds at most that much however large the messages are.
 #[derive(Debug, Clone)]
 pub struct LiveFeed {
     sender: mpsc::Sender<LiveMessage>,
     missed: Arc<AtomicU64>,
+    /// Body bytes of the messages sent and not yet dropped by the reader.
+    bytes: Arc<AtomicUsize>,
+    bytes_max: usize,
 }
 
+/// Body bytes a feed holds unread before it misses messages: a thousand 64 KiB messages.
+pub const FEED_BYTES_MAX: usize = 64 << 20;
+
 impl LiveFeed {
-    /// A feed holding up to `buffer` unread messages, and its receiving end.
+    /// A feed holding up to `buffer` unread messages of [`FEED_BYTES_MAX`] body bytes in all,
+    /// and its receiving end.
     pub fn new(buffer: usize) -> (LiveFeed, mpsc::Receiver<LiveMessage>) {
+        LiveFeed::with_bytes(buffer, FEED_BYTES_MAX)
+    }
+
+    /// A feed holding up to `buffer` unread messages of `bytes_max` body bytes in all (one
+    /// message larger than that still passes when nothing else is held).
+    pub fn with_bytes(buffer: usize, bytes_max: usize) -> (LiveFeed, mpsc::Receiver<LiveMessage>) {
         let (sender, receiver) = mpsc::channel(buffer.max(1));
-        let missed = Arc::new(AtomicU64::new(0));
-        (LiveFeed { sender, missed }, receiver)
+        let feed = LiveFeed {
+            sender,
+            missed: Arc::new(AtomicU64::new(0)),
+            bytes: Arc::new(AtomicUsize::new(0)),
+            bytes_max,
+        };
+        (feed, receiver)
     }
 
     /// Messages dropped so far because the buffer was full.
@@ -150,10 +186,32 @@ impl LiveFeed {
         MissedCounter(self.missed.clone())
     }
 
-    fn offer(&self, message: LiveMessage) {
-        if self.sender.try_send(message).is_err() {
+    fn offer(&self, tag: u64, routing_key: Arc<str>, message: Arc<Message>) {
+        let bytes = message.body.len();
+        let before = self.bytes.fetch_add(bytes, Ordering::AcqRel);
+        let held = Held {
+            bytes,
+            feed_bytes: self.bytes.clone(),
+        };
+        if before > 0 && before + bytes > self.bytes_max {
+            // Dropping `held` gives the bytes back.
+            self.missed.fetch_add(1, Ordering::AcqRel);
+            return;
+        }
+        let live = LiveMessage {
+            tag,
+            routing_key,
+            message,
+            _held: held,
+        };
+        if self.sender.try_send(live).is_err() {
             self.missed.fetch_add(1, Ordering::AcqRel);
         }
+    }
+
+    /// Body bytes of the messages sent and not yet dropped by the reader.
+    pub fn bytes_held(&self) -> usize {
+        self.bytes.load(Ordering::Acquire)
     }
 }
 
@@ -1048,11 +1106,7 @@ impl TopicRuntime {
             if self.count_filter_stop(interest.wants(key, message, body.as_ref())) {
                 // At most once: a subscriber too slow to keep its buffer free misses messages.
                 let routing_key = shared_key.get_or_insert_with(|| Arc::from(key)).clone();
-                subscriber.feed.offer(LiveMessage {
-                    tag: subscriber.tag,
-                    routing_key,
-                    message: message.clone(),
-                });
+                (subscriber.feed).offer(subscriber.tag, routing_key, message.clone());
             }
         }
         route.destinations.into_iter().collect()
