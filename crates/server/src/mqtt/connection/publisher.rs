@@ -3,7 +3,8 @@
 //! so QoS 1 and 2 publishes in flight share fsyncs. Outcomes come back in arrival order.
 
 use super::{Connection, ReasonCode};
-use tokio::sync::mpsc;
+use std::sync::Arc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use wharf_codec_mqtt::{PacketId, Publish, Will};
 use wharf_engine::{broker::PublishMessage, Engine, EngineError};
 
@@ -13,6 +14,17 @@ const BATCH_MESSAGES: usize = 512;
 const BATCH_BYTES: usize = 4 << 20;
 /// Publishes queued for the task: past it the read loop waits, and so does the client.
 const JOBS_BUFFER: usize = 1_024;
+/// Payload bytes of a connection's publishes queued or being stored: past it the read loop
+/// waits (and so does the client), so a client holds at most this much of the server's memory
+/// in publishes, whatever their size and QoS. At least the largest packet (16 MiB).
+const QUEUED_BYTES_MAX: usize = 16 << 20;
+/// The unit of [`QUEUED_BYTES_MAX`]'s semaphore.
+const PERMIT_BYTES: usize = 1_024;
+const PERMITS: u32 = (QUEUED_BYTES_MAX / PERMIT_BYTES) as u32;
+
+/// A publish waiting for the task, with its share of the queued bytes (given back once it is
+/// stored or refused).
+type Job = (PublishMessage, Ack, OwnedSemaphorePermit);
 
 /// What the client is owed once a publish is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,15 +36,27 @@ pub enum Ack {
 
 /// The connection's end of its publisher task.
 pub struct Handle {
-    jobs: mpsc::Sender<(PublishMessage, Ack)>,
+    jobs: mpsc::Sender<Job>,
+    queued_bytes: Arc<Semaphore>,
     pub reports: mpsc::UnboundedReceiver<Vec<(Ack, Option<ReasonCode>)>>,
 }
 
 impl Handle {
     pub async fn send(&self, message: PublishMessage, ack: Ack) {
-        // The task ends only when this handle goes: a send cannot fail while it lives.
-        let _ = self.jobs.send((message, ack)).await;
+        let permits = permits_for(message.message.body.len());
+        // The semaphore and the task end only when this handle goes: neither can fail while
+        // it lives.
+        let Ok(permit) = self.queued_bytes.clone().acquire_many_owned(permits).await else {
+            return;
+        };
+        let _ = self.jobs.send((message, ack, permit)).await;
     }
+}
+
+/// Permits for a payload of `bytes`: one per started KiB, at least one, at most all.
+fn permits_for(bytes: usize) -> u32 {
+    let units = bytes.div_ceil(PERMIT_BYTES).max(1);
+    u32::try_from(units).map_or(PERMITS, |units| units.min(PERMITS))
 }
 
 /// The next outcomes of a connection's publisher, if it has one.
@@ -45,8 +69,9 @@ pub async fn reports(publisher: &mut Option<Handle>) -> Option<Vec<(Ack, Option<
 
 /// Starts the task that publishes to `topic`; it ends when the handle is dropped.
 pub fn spawn(engine: Engine, topic: String) -> Handle {
-    let (jobs, mut queued) = mpsc::channel::<(PublishMessage, Ack)>(JOBS_BUFFER);
+    let (jobs, mut queued) = mpsc::channel::<Job>(JOBS_BUFFER);
     let (report, reports) = mpsc::unbounded_channel();
+    let queued_bytes = Arc::new(Semaphore::new(PERMITS as usize));
     tokio::spawn(async move {
         // Ends: when the connection drops its handle (the channel closes).
         while let Some(first) = queued.recv().await {
@@ -61,18 +86,30 @@ pub fn spawn(engine: Engine, topic: String) -> Handle {
                     Err(_) => break,
                 }
             }
-            let (messages, acks): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+            let mut messages = Vec::with_capacity(batch.len());
+            let mut acks = Vec::with_capacity(batch.len());
+            let mut permits = Vec::with_capacity(batch.len());
+            for (message, ack, permit) in batch {
+                messages.push(message);
+                acks.push(ack);
+                permits.push(permit);
+            }
             let failure = match engine.publish(&topic, messages).await {
                 Ok(_) => None,
                 Err(error) => Some(reason_of(&error)),
             };
+            drop(permits);
             let outcomes = acks.into_iter().map(|ack| (ack, failure)).collect();
             if report.send(outcomes).is_err() {
                 return;
             }
         }
     });
-    Handle { jobs, reports }
+    Handle {
+        jobs,
+        queued_bytes,
+        reports,
+    }
 }
 
 /// The Reason Code of a PUBACK or PUBREC for a publish the engine refused. A full disk is a
@@ -143,6 +180,16 @@ mod tests {
     use super::*;
     use std::sync::Arc;
     use wharf_storage::StorageError;
+
+    #[test]
+    fn permits_count_started_kilobytes_and_never_exceed_the_whole() {
+        assert_eq!(permits_for(0), 1);
+        assert_eq!(permits_for(1), 1);
+        assert_eq!(permits_for(1_024), 1);
+        assert_eq!(permits_for(1_025), 2);
+        assert_eq!(permits_for(QUEUED_BYTES_MAX), PERMITS);
+        assert_eq!(permits_for(QUEUED_BYTES_MAX * 4), PERMITS);
+    }
 
     #[test]
     fn a_full_disk_is_a_quota_and_other_storage_failures_unspecified() {
