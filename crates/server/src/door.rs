@@ -1,6 +1,7 @@
-//! What the protocol doors (AMQP, MQTT) share: their listeners, plain and TLS, and the cap on
-//! the connections they hold open. A door gives [`Listeners::serve`] a function that serves one
-//! accepted connection; each runs on a task of its own.
+//! What the protocol doors (AMQP, MQTT) share: their listeners, plain and TLS, the cap on
+//! the connections they hold open, and the bound on the bytes of publishes a connection has
+//! on their way to the store ([`PublishBudget`]). A door gives [`Listeners::serve`] a
+//! function that serves one accepted connection; each runs on a task of its own.
 
 use crate::tls::{ReloadableTls, Transport};
 use std::{net::SocketAddr, sync::Arc, time::Duration};
@@ -15,6 +16,42 @@ const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(100);
 /// thousands of devices reconnecting at once after a restart must not be dropped and left to
 /// retry their SYN a second later, as with a backlog of 128.
 const LISTEN_BACKLOG: u32 = 4_096;
+
+/// Body bytes of a connection's publishes queued for its publisher task or being stored: past
+/// it the connection's read loop waits for room (and TCP holds the client back), so a client
+/// holds at most this much of the server's memory in publishes, whatever their size. At least
+/// the largest message either door takes (MQTT's 16 MiB packet, AMQP's 8 MiB body).
+const PUBLISH_BYTES_MAX: usize = 16 << 20;
+/// The unit of the budget's semaphore.
+const PUBLISH_PERMIT_BYTES: usize = 1_024;
+const PUBLISH_PERMITS: u32 = (PUBLISH_BYTES_MAX / PUBLISH_PERMIT_BYTES) as u32;
+
+/// One connection's [`PUBLISH_BYTES_MAX`]: a publish takes its share before it is queued and
+/// holds it (as a [`OwnedSemaphorePermit`]) until it is stored or refused.
+#[derive(Debug, Clone)]
+pub(crate) struct PublishBudget(Arc<Semaphore>);
+
+impl PublishBudget {
+    pub fn new() -> PublishBudget {
+        PublishBudget(Arc::new(Semaphore::new(PUBLISH_PERMITS as usize)))
+    }
+
+    /// Waits for room for `bytes` of bodies; `None` once the budget is closed (never: nothing
+    /// closes it).
+    pub async fn take(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
+        self.0
+            .clone()
+            .acquire_many_owned(permits_for(bytes))
+            .await
+            .ok()
+    }
+}
+
+/// Permits for `bytes`: one per started KiB, at least one, at most all of them.
+fn permits_for(bytes: usize) -> u32 {
+    let units = bytes.div_ceil(PUBLISH_PERMIT_BYTES).max(1);
+    u32::try_from(units).map_or(PUBLISH_PERMITS, |units| units.min(PUBLISH_PERMITS))
+}
 
 /// A door's listeners: plain, TLS, or both; and the cap on connections both share.
 #[derive(Debug)]
@@ -143,5 +180,38 @@ impl<F: Fn(Transport, SocketAddr, Admission)> Accept<F> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_permits_count_started_kilobytes_and_never_exceed_the_whole() {
+        assert_eq!(permits_for(0), 1);
+        assert_eq!(permits_for(1), 1);
+        assert_eq!(permits_for(1_024), 1);
+        assert_eq!(permits_for(1_025), 2);
+        assert_eq!(permits_for(PUBLISH_BYTES_MAX), PUBLISH_PERMITS);
+        assert_eq!(permits_for(PUBLISH_BYTES_MAX * 4), PUBLISH_PERMITS);
+    }
+
+    #[tokio::test]
+    async fn a_publish_waits_until_earlier_ones_give_their_bytes_back() {
+        let budget = PublishBudget::new();
+        let most = budget.take(PUBLISH_BYTES_MAX - 1_024).await.unwrap();
+        let last_kib = budget.take(1_000).await.unwrap();
+        let waiting = tokio::spawn({
+            let budget = budget.clone();
+            async move { budget.take(2_048).await.is_some() }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "no room for 2 KiB yet");
+        drop(last_kib);
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "1 KiB back is not enough");
+        drop(most);
+        assert!(waiting.await.unwrap());
     }
 }

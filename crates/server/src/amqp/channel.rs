@@ -789,13 +789,15 @@ impl Connection {
     /// Hands a job to the connection's publisher task; waits while the task is behind (the
     /// task never waits for this loop, so this cannot deadlock).
     async fn submit(&mut self, job: Job, method: &Method) -> Result<(), Failure> {
-        self.publisher.send(job).await.map_err(|_| {
+        let stopped = || {
             Failure::connection(
                 ReplyCode::InternalError,
                 "the connection's publisher stopped",
                 method,
             )
-        })?;
+        };
+        let permit = (self.publish_budget.take(job.body_bytes()).await).ok_or_else(stopped)?;
+        (self.publisher.send((job, permit)).await).map_err(|_| stopped())?;
         self.in_flight += 1;
         Ok(())
     }

@@ -4,11 +4,12 @@
 
 use super::{
     channel::{Channel, Event},
-    publisher::{self, Job, Report},
+    publisher::{self, Report},
     Admission, Exclusive, Failure,
 };
 use crate::{
     connections::{ClientProperties, Connections, Door, NewConnection, Registration},
+    door::PublishBudget,
     tls::Transport,
 };
 use bytes::BytesMut;
@@ -62,7 +63,9 @@ pub(super) struct Connection {
     pub events: mpsc::Sender<Event>,
     /// Publishes on their way to the engine, in order (see [`publisher`]), and what became of
     /// them; `in_flight` counts jobs not reported yet.
-    pub publisher: mpsc::Sender<Job>,
+    pub publisher: mpsc::Sender<publisher::Budgeted>,
+    /// The bytes of publishes handed to `publisher` and not yet stored.
+    pub publish_budget: PublishBudget,
     pub reports: mpsc::UnboundedReceiver<Report>,
     pub in_flight: usize,
     /// Settles (acks, nacks) being written, which nothing answers.
@@ -216,6 +219,7 @@ impl Connection {
             channels: HashMap::new(),
             events,
             publisher,
+            publish_budget: PublishBudget::new(),
             reports,
             in_flight: 0,
             settling: Vec::new(),

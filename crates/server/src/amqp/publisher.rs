@@ -11,7 +11,7 @@
 
 use bytes::Bytes;
 use std::{collections::HashMap, time::Duration};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use wharf_codec_amqp::{BasicProperties, ShortString};
 use wharf_engine::{
     broker::{NackAction, PublishMessage, SendMessage},
@@ -95,6 +95,20 @@ pub(super) enum Job {
     },
 }
 
+impl Job {
+    /// Body bytes of the publishes it carries: its share of the connection's
+    /// [`PublishBudget`](crate::door::PublishBudget).
+    pub(super) fn body_bytes(&self) -> usize {
+        match self {
+            Job::Publish(publish) => publish.message.body.len(),
+            Job::Commit { publishes, .. } => publishes.iter().map(|p| p.message.body.len()).sum(),
+        }
+    }
+}
+
+/// A job and its share of the connection's publish budget, held until it is stored.
+pub(super) type Budgeted = (Job, OwnedSemaphorePermit);
+
 pub(super) enum Outcome {
     Stored,
     /// No queue took it: the default exchange's queue is missing, or no binding matched.
@@ -127,7 +141,7 @@ pub(super) enum Report {
 pub(super) fn spawn(
     engine: Engine,
 ) -> (
-    mpsc::Sender<Job>,
+    mpsc::Sender<Budgeted>,
     mpsc::UnboundedReceiver<Report>,
     tokio::task::JoinHandle<()>,
 ) {
@@ -139,14 +153,17 @@ pub(super) fn spawn(
 
 async fn run(
     engine: Engine,
-    mut jobs: mpsc::Receiver<Job>,
+    mut jobs: mpsc::Receiver<Budgeted>,
     reports: mpsc::UnboundedSender<Report>,
 ) {
     let mut batch = Vec::new();
+    // The budget of what is in `batch` or being stored, given back once it is stored.
+    let mut held = Vec::new();
     while let Some(first) = jobs.recv().await {
         let mut next = Some(first);
         let mut bytes = 0;
-        while let Some(job) = next.take() {
+        while let Some((job, permit)) = next.take() {
+            held.push(permit);
             match job {
                 Job::Publish(publish) => {
                     bytes += publish.message.body.len();
@@ -170,6 +187,7 @@ async fn run(
             next = jobs.try_recv().ok();
         }
         flush(&engine, &mut batch, &reports).await;
+        held.clear();
     }
 }
 

@@ -3,8 +3,8 @@
 //! so QoS 1 and 2 publishes in flight share fsyncs. Outcomes come back in arrival order.
 
 use super::{Connection, ReasonCode};
-use std::sync::Arc;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use crate::door::PublishBudget;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use wharf_codec_mqtt::{PacketId, Publish, Will};
 use wharf_engine::{broker::PublishMessage, Engine, EngineError};
 
@@ -14,16 +14,8 @@ const BATCH_MESSAGES: usize = 512;
 const BATCH_BYTES: usize = 4 << 20;
 /// Publishes queued for the task: past it the read loop waits, and so does the client.
 const JOBS_BUFFER: usize = 1_024;
-/// Payload bytes of a connection's publishes queued or being stored: past it the read loop
-/// waits (and so does the client), so a client holds at most this much of the server's memory
-/// in publishes, whatever their size and QoS. At least the largest packet (16 MiB).
-const QUEUED_BYTES_MAX: usize = 16 << 20;
-/// The unit of [`QUEUED_BYTES_MAX`]'s semaphore.
-const PERMIT_BYTES: usize = 1_024;
-const PERMITS: u32 = (QUEUED_BYTES_MAX / PERMIT_BYTES) as u32;
-
-/// A publish waiting for the task, with its share of the queued bytes (given back once it is
-/// stored or refused).
+/// A publish waiting for the task, with its share of the connection's [`PublishBudget`]
+/// (given back once it is stored or refused).
 type Job = (PublishMessage, Ack, OwnedSemaphorePermit);
 
 /// What the client is owed once a publish is stored.
@@ -37,26 +29,19 @@ pub enum Ack {
 /// The connection's end of its publisher task.
 pub struct Handle {
     jobs: mpsc::Sender<Job>,
-    queued_bytes: Arc<Semaphore>,
+    budget: PublishBudget,
     pub reports: mpsc::UnboundedReceiver<Vec<(Ack, Option<ReasonCode>)>>,
 }
 
 impl Handle {
     pub async fn send(&self, message: PublishMessage, ack: Ack) {
-        let permits = permits_for(message.message.body.len());
-        // The semaphore and the task end only when this handle goes: neither can fail while
-        // it lives.
-        let Ok(permit) = self.queued_bytes.clone().acquire_many_owned(permits).await else {
+        // The budget and the task end only when this handle goes: neither can fail while it
+        // lives.
+        let Some(permit) = self.budget.take(message.message.body.len()).await else {
             return;
         };
         let _ = self.jobs.send((message, ack, permit)).await;
     }
-}
-
-/// Permits for a payload of `bytes`: one per started KiB, at least one, at most all.
-fn permits_for(bytes: usize) -> u32 {
-    let units = bytes.div_ceil(PERMIT_BYTES).max(1);
-    u32::try_from(units).map_or(PERMITS, |units| units.min(PERMITS))
 }
 
 /// The next outcomes of a connection's publisher, if it has one.
@@ -71,7 +56,6 @@ pub async fn reports(publisher: &mut Option<Handle>) -> Option<Vec<(Ack, Option<
 pub fn spawn(engine: Engine, topic: String) -> Handle {
     let (jobs, mut queued) = mpsc::channel::<Job>(JOBS_BUFFER);
     let (report, reports) = mpsc::unbounded_channel();
-    let queued_bytes = Arc::new(Semaphore::new(PERMITS as usize));
     tokio::spawn(async move {
         // Ends: when the connection drops its handle (the channel closes).
         while let Some(first) = queued.recv().await {
@@ -107,7 +91,7 @@ pub fn spawn(engine: Engine, topic: String) -> Handle {
     });
     Handle {
         jobs,
-        queued_bytes,
+        budget: PublishBudget::new(),
         reports,
     }
 }
@@ -180,16 +164,6 @@ mod tests {
     use super::*;
     use std::sync::Arc;
     use wharf_storage::StorageError;
-
-    #[test]
-    fn permits_count_started_kilobytes_and_never_exceed_the_whole() {
-        assert_eq!(permits_for(0), 1);
-        assert_eq!(permits_for(1), 1);
-        assert_eq!(permits_for(1_024), 1);
-        assert_eq!(permits_for(1_025), 2);
-        assert_eq!(permits_for(QUEUED_BYTES_MAX), PERMITS);
-        assert_eq!(permits_for(QUEUED_BYTES_MAX * 4), PERMITS);
-    }
 
     #[test]
     fn a_full_disk_is_a_quota_and_other_storage_failures_unspecified() {
