@@ -328,9 +328,22 @@ def transactions():
         raise AssertionError("tx.commit was accepted without tx.select")
     except pika.exceptions.ChannelClosedByBroker as error:
         assert error.reply_code == 406, error
+    # A transaction holds its publishes in the server's memory: at most 64 MiB of bodies.
+    channel = connection.channel()
+    channel.tx_select()
+    body = b"m" * (4 << 20)
+    try:
+        for _ in range(17):
+            channel.basic_publish("", "txq", body)
+        channel.tx_commit()
+        raise AssertionError("a transaction of 68 MiB was accepted")
+    except pika.exceptions.ChannelClosedByBroker as error:
+        assert error.reply_code == 406 and "commit" in error.reply_text, error
+    assert stats("txq")["ready"] == 2, "a refused transaction stored some of its publishes"
     connection.close()
     print("tx.select/commit/rollback (publishes and acks held until commit, a rolled-back ack "
-          "leaves the delivery unsettled), basic.recover requeues with redelivered set")
+          "leaves the delivery unsettled, a transaction over 64 MiB refused with 406), "
+          "basic.recover requeues with redelivered set")
 
 
 def too_large_body():

@@ -158,10 +158,16 @@ impl<'a> BindAsked<'a> {
 /// An unsettled delivery by its tag: (tag, (queue, receipt)).
 type Tagged = (u64, (String, String));
 
+/// Message bodies a transaction may hold before `tx.commit`: the server keeps them in memory,
+/// so a channel that never commits must not hold more.
+const TX_BODY_BYTES_MAX: usize = 64 << 20;
+
 /// What a transactional channel holds until `tx.commit` (or drops at `tx.rollback`).
 #[derive(Default)]
 struct TxBuffer {
     publishes: Vec<Publish>,
+    /// Body bytes of `publishes`.
+    bytes: usize,
     /// Settles by delivery tag, with (queue, receipt): put back as unacked at a rollback.
     settles: Vec<(Vec<Tagged>, Option<bool>)>,
 }
@@ -750,7 +756,9 @@ impl Connection {
                 let Some(buffer) = state.tx.as_mut() else {
                     return refuse("channel is not transactional: send tx.select first");
                 };
-                let TxBuffer { publishes, settles } = std::mem::take(buffer);
+                let TxBuffer {
+                    publishes, settles, ..
+                } = std::mem::take(buffer);
                 let settles = settles
                     .into_iter()
                     .map(|(deliveries, requeue)| publisher::Settle {
@@ -775,6 +783,7 @@ impl Connection {
                     state.unacked.extend(deliveries);
                 }
                 buffer.publishes.clear();
+                buffer.bytes = 0;
                 self.send(channel, tx::RollbackOk {});
                 Ok(())
             }
@@ -1252,6 +1261,20 @@ impl Connection {
             returned,
         };
         if let Some(buffer) = state.tx.as_mut() {
+            let bytes = buffer.bytes + publish.message.body.len();
+            if bytes > TX_BODY_BYTES_MAX {
+                let text = format!(
+                    "the transaction holds {bytes} bytes of message bodies with this publish, \
+                     more than {TX_BODY_BYTES_MAX}: commit (or roll back) more often"
+                );
+                return Err(Failure::channel(
+                    channel,
+                    ReplyCode::PreconditionFailed,
+                    &text,
+                    &content.method,
+                ));
+            }
+            buffer.bytes = bytes;
             buffer.publishes.push(publish);
             return Ok(());
         }
