@@ -16,7 +16,7 @@ starts with NAME. A check named `..._v311` speaks MQTT 3.1.1, `..._v5` MQTT 5.0;
 others choose their own version. Spec clause ids are cited as [MQTT-x.y.z-n] from the 3.1.1
 or 5.0 text (the version of the check).
 
-Checks (64; `server_keep_alive_v5` only with `--broker wharf`, the last two only with
+Checks (66; `server_keep_alive_v5` only with `--broker wharf`, the last two only with
 `--broker wharf` and `--http`):
   connect_v311, _v5                   CONNACK accepted, session present 0 on a clean start
   empty_client_id_v311                zero-length id with clean session 0: CONNACK 0x02, closed
@@ -57,6 +57,8 @@ Checks (64; `server_keep_alive_v5` only with `--broker wharf`, the last two only
   no_local_v5                         no local: own publish not delivered back
   retain_as_published_v5              RETAIN 1 kept on live delivery only when asked
   retain_handling_v5                  0 (always), 1 (new subscription only), 2 (never)
+  retain_persistent_v311, _v5         a persistent session's new subscription: retained sent
+                                      with RETAIN 1, live with RETAIN 0; 5.0 handling 2: none
   subscription_identifier_v5          identifiers of every matching subscription delivered
   topic_alias_v5                      alias set, then used with an empty topic, then remapped
   server_topic_alias_v5               (raw subscriber allowing 5) aliases the server sends are
@@ -1167,6 +1169,33 @@ def retain_handling(ctx):
     new_only.subscribe(topic, options=SubscribeOptions(qos=1, retainHandling=0))
     got = new_only.expect()
     assert payloads(got) == [b"kept"] and got[0].retain, f"handling 0: {describe(got)}"
+    clear_retained(ctx, topic)
+
+
+@check(V311, V5)
+def retain_persistent(ctx):
+    # As retain_on_subscribe and retain_handling, for a session that outlives its connection
+    # (Wharf queues its messages): [MQTT-3.3.1-8] (5.0: [MQTT-3.3.1-9], [MQTT-3.3.1-11]).
+    topic = ctx.topic("p")
+    publisher = Mqtt(ctx)
+    publisher.connect()
+    publisher.publish(topic, b"kept", 1, retain=True)
+    subscriber, _ = persistent(ctx)
+    subscriber.subscribe(topic, 1)
+    got = subscriber.expect()
+    assert payloads(got) == [b"kept"] and got[0].retain, f"on subscribe: {describe(got)}"
+    publisher.publish(topic, b"live", 1)
+    live = subscriber.expect()
+    assert payloads(live) == [b"live"] and not live[0].retain, f"live: {describe(live)}"
+    subscriber.quiet(QUIET / 2)
+    subscriber.disconnect()
+    if ctx.v5:
+        never, _ = persistent(ctx)
+        never.subscribe(topic, options=SubscribeOptions(qos=1, retainHandling=2))
+        never.quiet()
+        publisher.publish(topic, b"after", 1)
+        assert payloads(never.expect()) == [b"after"], "handling 2 dropped a live message"
+        never.quiet(QUIET / 2)
     clear_retained(ctx, topic)
 
 

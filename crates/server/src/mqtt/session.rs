@@ -15,6 +15,7 @@ use wharf_engine::{
     queue::{QueueOptions, LEASE_MS_MAX},
     Engine, EngineError,
 };
+use wharf_model::message::Message;
 
 /// The door's name in the engine's door state.
 pub const DOOR: &str = "mqtt";
@@ -36,6 +37,15 @@ pub struct Stored {
     /// The binding that routes to the session's queue (persistent, not shared).
     #[serde(default)]
     pub binding: Option<String>,
+    /// When the binding was made (ms since the epoch, the engine's clock). Making it copies the
+    /// retained messages it matches into the session's queue; a queued message sent before
+    /// this time is such a copy, and goes out with RETAIN set, or not at all under Retain
+    /// Handling 2. 0: not known (a session stored before this was kept).
+    #[serde(default)]
+    pub bound_at_ms: u64,
+    /// Retain Handling 2: the retained copies are not sent.
+    #[serde(default)]
+    pub skip_retained: bool,
 }
 
 impl Stored {
@@ -47,7 +57,15 @@ impl Stored {
             retain_as_published: options.retain_as_published,
             id: id.map(SubscriptionId::get),
             binding: None,
+            bound_at_ms: 0,
+            skip_retained: options.retain_handling == RetainHandling::DoNotSend,
         }
+    }
+
+    /// Whether `message`, found in the session's queue, is a retained message that making
+    /// this subscription's binding copied there.
+    pub fn copied_retained(&self, message: &Message) -> bool {
+        self.bound_at_ms > 0 && message.sent_at < self.bound_at_ms
     }
 
     pub fn qos(&self) -> QoS {

@@ -15,6 +15,9 @@ struct Matched {
     qos: QoS,
     retain_as_published: bool,
     ids: Vec<SubscriptionId>,
+    /// A retained message a subscription's binding copied into the session's queue: it goes
+    /// out with RETAIN set, as retained messages sent for a new subscription do.
+    copied_retained: bool,
 }
 
 impl Connection {
@@ -37,6 +40,7 @@ impl Connection {
             qos: sub.stored.qos(),
             retain_as_published: sub.stored.retain_as_published,
             ids: sub.stored.subscription_id().into_iter().collect(),
+            copied_retained: false,
         };
         let retain = matched.retain_as_published && convert::published_retained(&live.message);
         self.deliver(name, &live.message, matched, retain, None);
@@ -55,6 +59,7 @@ impl Connection {
             qos,
             retain_as_published: true,
             ids: id.into_iter().collect(),
+            copied_retained: false,
         };
         self.deliver(name, message, matched, true, None);
     }
@@ -73,7 +78,8 @@ impl Connection {
             self.to_ack.entry(settle.0).or_default().push(settle.1);
             return;
         };
-        let retain = matched.retain_as_published && convert::published_retained(&delivery.message);
+        let retain = matched.copied_retained
+            || (matched.retain_as_published && convert::published_retained(&delivery.message));
         let dup = delivery.delivery_count > 1;
         self.deliver_dup(name, &delivery.message, matched, retain, Some(settle), dup);
     }
@@ -114,11 +120,19 @@ impl Connection {
             if sub.stored.no_local && convert::published_by(message, &self.client_id) {
                 continue;
             }
+            let copied =
+                matches!(sub.source, Source::Session) && sub.stored.copied_retained(message);
+            if copied && sub.stored.skip_retained {
+                // Retain Handling 2: the retained messages its binding copied are not sent.
+                continue;
+            }
             let entry = matched.get_or_insert(Matched {
                 qos: QoS::AtMostOnce,
                 retain_as_published: false,
                 ids: Vec::new(),
+                copied_retained: false,
             });
+            entry.copied_retained |= copied;
             entry.qos = entry.qos.max(sub.stored.qos());
             entry.retain_as_published |= sub.stored.retain_as_published;
             entry.ids.extend(sub.stored.subscription_id());

@@ -88,8 +88,11 @@ impl Connection {
                     .await
             }
             (None, _) => {
-                let binding = existed.and_then(|sub| sub.stored.binding);
-                self.session(&filter, &mut stored, binding).await
+                let bound = existed.and_then(|sub| {
+                    let bound_at_ms = sub.stored.bound_at_ms;
+                    sub.stored.binding.map(|binding| (binding, bound_at_ms))
+                });
+                self.session(&filter, &mut stored, bound).await
             }
         }
         .map_err(|error| {
@@ -137,18 +140,23 @@ impl Connection {
         })
     }
 
-    /// A persistent session's subscription: a binding to its queue (kept when the filter was
-    /// subscribed before), and the session's consumer.
+    /// A persistent session's subscription: a binding to its queue (kept, with when it was
+    /// made, when the filter was subscribed before), and the session's consumer.
     async fn session(
         &mut self,
         filter: &Filter,
         stored: &mut Stored,
-        binding: Option<String>,
+        bound: Option<(String, u64)>,
     ) -> Result<Source, EngineError> {
         let queue = session::queue_of(&self.client_id);
-        let binding = match binding {
-            Some(binding) => binding,
+        let binding = match bound {
+            Some((binding, bound_at_ms)) => {
+                stored.bound_at_ms = bound_at_ms;
+                binding
+            }
             None => {
+                // Before the binding: every retained copy it makes was sent before this.
+                stored.bound_at_ms = self.engine.now();
                 let spec = BindingSpec {
                     pattern: filter.pattern.clone(),
                     syntax: Syntax::Amqp,
