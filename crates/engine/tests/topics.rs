@@ -6,7 +6,7 @@ use std::{future::Future, path::Path, sync::Arc, time::Duration};
 use wharf_engine::{
     broker::{
         json_body, Interested, LiveFeed, LiveInterest, PublishMessage, ReceiveRequest,
-        RequestTarget, SendMessage, Subscription, REPLY_ADDRESS_PREFIX,
+        RequestTarget, SendMessage, Subscription, REPLY_ADDRESS_PREFIX, ROUTING_KEY_HEADER,
     },
     clock::ManualClock,
     error::{Field, FieldProblem, NameProblem, ResourceKind},
@@ -671,6 +671,49 @@ async fn an_abandoned_request_expires_with_its_timeout() {
     // No responder ever took it: the message left with its request instead of piling up.
     assert!(drain(&engine, "rpc").await.is_empty());
     assert_eq!(engine.queue_info("rpc").unwrap().stats.ready, 0);
+}
+
+/// A queue keeps messages, not the keys they were routed by: the copy a topic routes to a
+/// queue carries its routing key in a header (a publisher's own value replaced), while a live
+/// subscriber gets the key beside the message.
+#[tokio::test]
+async fn a_queued_copy_carries_its_routing_key_and_a_live_one_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _store) = open(dir.path(), ManualClock::new(START)).await;
+    engine
+        .put_topic("orders", TopicOptions::default())
+        .await
+        .unwrap();
+    engine
+        .put_queue("eu", QueueOptions::default())
+        .await
+        .unwrap();
+    engine
+        .bind("orders", bind_queue("orders.#", "eu", None))
+        .await
+        .unwrap();
+    let mut live = engine
+        .subscribe("orders", "orders.#", Syntax::Amqp, None)
+        .unwrap();
+    let mut forged = publish("orders.eu.paris", "1");
+    (forged.message.headers).insert(ROUTING_KEY_HEADER.into(), "elsewhere".into());
+    engine.publish("orders", vec![forged]).await.unwrap();
+    let request = ReceiveRequest {
+        max_messages: 1,
+        wait: Duration::ZERO,
+        lease: None,
+    };
+    let got = engine.receive("eu", request).await.unwrap();
+    assert_eq!(
+        got[0].message.headers[ROUTING_KEY_HEADER],
+        "orders.eu.paris"
+    );
+    let live = live.messages.recv().await.unwrap();
+    assert_eq!(&*live.routing_key, "orders.eu.paris");
+    assert_eq!(
+        live.message.headers[ROUTING_KEY_HEADER], "elsewhere",
+        "left as published"
+    );
 }
 
 /// A reader that stops holds at most its feed's byte budget, however large the messages:

@@ -69,16 +69,9 @@ impl ServerProcess {
 
     /// Like [`ServerProcess::start`], secured as `options` say.
     pub fn start_with(options: &ServerOptions) -> Result<ServerProcess, BenchError> {
-        let dir = tempfile::Builder::new()
-            .prefix("wharf-bench-queue-")
-            .tempdir()
-            .map_err(|source| {
-                io_error(
-                    "create a temporary directory in",
-                    std::env::temp_dir(),
-                    source,
-                )
-            })?;
+        let dir = tempfile::Builder::new().prefix("wharf-bench-").tempdir();
+        let dir =
+            dir.map_err(|source| io_error("create a directory in", std::env::temp_dir(), source))?;
         let address = free_address()?;
         let mqtt_address = options.mqtt.then(free_address).transpose()?;
         let exe = std::env::current_exe()

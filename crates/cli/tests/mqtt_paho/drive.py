@@ -16,7 +16,7 @@ starts with NAME. A check named `..._v311` speaks MQTT 3.1.1, `..._v5` MQTT 5.0;
 others choose their own version. Spec clause ids are cited as [MQTT-x.y.z-n] from the 3.1.1
 or 5.0 text (the version of the check).
 
-Checks (66; `server_keep_alive_v5` only with `--broker wharf`, the last two only with
+Checks (67; `server_keep_alive_v5` only with `--broker wharf`, the last three only with
 `--broker wharf` and `--http`):
   connect_v311, _v5                   CONNACK accepted, session present 0 on a clean start
   empty_client_id_v311                zero-length id with clean session 0: CONNACK 0x02, closed
@@ -76,6 +76,8 @@ Checks (66; `server_keep_alive_v5` only with `--broker wharf`, the last two only
   connack_properties_v5               CONNACK properties valid; the note lists them
   http_to_mqtt                        (Wharf) HTTP topic publish reaches an MQTT subscriber,
                                       `cross.a.b` as `cross/a/b`, `cross.v1/2.z` as `cross/v1.2/z`
+  http_to_mqtt_session_v5             (Wharf) HTTP topic publishes reach a persistent session
+                                      through wildcard filters, under their own topic names
   mqtt_to_http                        (Wharf) MQTT publish reaches a queue bound over HTTP
 
 On Mosquitto 2.0.11 (Debian; `listener 18830 127.0.0.1`, `allow_anonymous true`,
@@ -1459,6 +1461,27 @@ def http_to_mqtt(ctx):
     http(ctx, "POST", "/v1/topics/mqtt/publish", {"messages": messages})
     got = {m.topic: bytes(m.payload) for m in subscriber.expect(2)}
     assert got == {"cross/a/b": BINARY, "cross/v1.2/z": b"dot"}, got
+
+
+@check(V5, wharf_only=True)
+def http_to_mqtt_session(ctx):
+    # A persistent session queues what it gets; a message published over HTTP still goes out
+    # under its own topic name, here through wildcard filters, while the client is away too.
+    away, _ = persistent(ctx)
+    away.subscribe("crossp/+/b", 1)
+    away.subscribe("crossp/#", 1)
+    away.disconnect()
+    messages = [{"routing_key": "crossp.a.b", "body": {"n": 1}},
+                {"routing_key": "crossp.c", "body": {"n": 2}}]
+    http(ctx, "POST", "/v1/topics/mqtt/publish", {"messages": messages})
+    back, present = persistent(ctx, away.client_id)
+    assert present is True, "session present 0 on reconnect"
+    delivered = back.expect(2)
+    got = {m.topic: json.loads(bytes(m.payload)) for m in delivered}
+    assert got == {"crossp/a/b": {"n": 1}, "crossp/c": {"n": 2}}, got
+    user_properties = [getattr(m.properties, "UserProperty", None) for m in delivered]
+    assert user_properties == [None, None], f"User Properties sent: {user_properties}"
+    back.quiet(QUIET / 2)  # one copy for the two overlapping filters
 
 
 @check(wharf_only=True)

@@ -20,6 +20,11 @@ pub const RECEIVE_WAIT_MAX: Duration = Duration::from_secs(20);
 pub const FIELD_BYTES_MAX: usize = 1_024;
 /// Highest priority; 0 is the lowest and the default.
 pub const PRIORITY_MAX: u8 = 9;
+/// The header in which a message a topic routes to a queue carries the routing key it was
+/// published with, so that the queue's consumers (an MQTT session, an HTTP receive) still
+/// know it: a queue keeps messages, not the keys they were routed by. Set by the engine; a
+/// publisher's own value is replaced. Live subscribers get the key beside the message instead.
+pub const ROUTING_KEY_HEADER: &str = "wharf-routing-key";
 
 /// A message to send, as a door hands it over. The engine validates every field.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -21,7 +21,10 @@ use retained::RetainedMessages;
 use subscribers::Subscribers;
 
 use super::{
-    api::SendMessage, internal_error, queue_runtime, topic_records::TopicRecord, Engine, QueueSend,
+    api::{SendMessage, ROUTING_KEY_HEADER},
+    internal_error, queue_runtime,
+    topic_records::TopicRecord,
+    Engine, QueueSend,
 };
 use crate::{
     error::{DefinitionError, EngineError, Field, FieldProblem, NameProblem, ResourceKind},
@@ -702,25 +705,26 @@ impl Engine {
             let mut queue_sends = Vec::new();
             let mut queue_indexes = Vec::new();
             let mut deliveries = Vec::new();
-            // Each message's `enqueued` record, encoded once however many queues store it.
-            let mut encoded: Vec<Option<Bytes>> = vec![None; messages.len()];
+            // Each message as queues keep it (with its routing key) and its `enqueued` record,
+            // made once however many queues store it.
+            let mut queued: Vec<Option<(Message, Bytes)>> = vec![None; messages.len()];
             for (destination, indexes) in groups {
                 if let Destination::Queue(name) = &destination {
                     if let Some(queue) = self.find(name) {
-                        let batch =
-                            (indexes.iter()).map(|i| (Message::clone(&messages[*i].1), false));
-                        let records = (indexes.iter())
+                        let (batch, records) = (indexes.iter())
                             .map(|i| {
-                                let record = &mut encoded[*i];
-                                (record.get_or_insert_with(|| {
-                                    queue_runtime::encode_enqueued(&messages[*i].1)
-                                }))
-                                .clone()
+                                let (message, record) = queued[*i].get_or_insert_with(|| {
+                                    let (key, message) = &messages[*i];
+                                    let message = with_routing_key(key, message);
+                                    let record = queue_runtime::encode_enqueued(&message);
+                                    (message, record)
+                                });
+                                ((message.clone(), false), record.clone())
                             })
-                            .collect();
+                            .unzip();
                         queue_sends.push(QueueSend {
                             queue,
-                            messages: batch.collect(),
+                            messages: batch,
                             encoded: Some(records),
                         });
                         queue_indexes.push(indexes);
@@ -779,7 +783,12 @@ impl Engine {
                 let Some(queue) = self.find(name) else {
                     return Ok(false);
                 };
-                let messages: Vec<_> = batch.into_iter().map(|(_, m)| (m, false)).collect();
+                let messages: Vec<_> = (batch.into_iter())
+                    .map(|(key, mut message)| {
+                        message.headers.insert(ROUTING_KEY_HEADER.to_string(), key);
+                        (message, false)
+                    })
+                    .collect();
                 self.send_to(queue, messages, self.now()).await?;
                 Ok(true)
             }
@@ -978,6 +987,14 @@ const ROUTE_INLINE_BODY_BYTES_MAX: usize = 64 << 10;
 
 /// The destinations of each message, in order. Routing that must parse large bodies runs on the
 /// blocking pool; the messages come back with the routes.
+/// `message` as a queue keeps it: with the routing key it was published with in
+/// [`ROUTING_KEY_HEADER`], since a queue keeps no key of its own.
+fn with_routing_key(key: &str, message: &Message) -> Message {
+    let mut message = message.clone();
+    (message.headers).insert(ROUTING_KEY_HEADER.to_string(), key.to_string());
+    message
+}
+
 async fn route_batch(
     runtime: Arc<TopicRuntime>,
     messages: Vec<(String, Arc<Message>)>,

@@ -172,6 +172,24 @@ struct TxBuffer {
     settles: Vec<(Vec<Tagged>, Option<bool>)>,
 }
 
+impl TxBuffer {
+    /// Holds `publish` until `tx.commit`, within [`TX_BODY_BYTES_MAX`].
+    fn hold(&mut self, publish: Publish, method: &Method) -> Result<(), Failure> {
+        let bytes = self.bytes + publish.message.body.len();
+        if bytes > TX_BODY_BYTES_MAX {
+            let text = format!(
+                "the transaction holds {bytes} bytes of message bodies with this publish, more \
+                 than {TX_BODY_BYTES_MAX}: commit (or roll back) more often"
+            );
+            let code = ReplyCode::PreconditionFailed;
+            return Err(Failure::channel(publish.channel, code, &text, method));
+        }
+        self.bytes = bytes;
+        self.publishes.push(publish);
+        Ok(())
+    }
+}
+
 struct Consumed {
     task: JoinHandle<()>,
     no_ack: bool,
@@ -1261,22 +1279,7 @@ impl Connection {
             returned,
         };
         if let Some(buffer) = state.tx.as_mut() {
-            let bytes = buffer.bytes + publish.message.body.len();
-            if bytes > TX_BODY_BYTES_MAX {
-                let text = format!(
-                    "the transaction holds {bytes} bytes of message bodies with this publish, \
-                     more than {TX_BODY_BYTES_MAX}: commit (or roll back) more often"
-                );
-                return Err(Failure::channel(
-                    channel,
-                    ReplyCode::PreconditionFailed,
-                    &text,
-                    &content.method,
-                ));
-            }
-            buffer.bytes = bytes;
-            buffer.publishes.push(publish);
-            return Ok(());
+            return buffer.hold(publish, &content.method);
         }
         self.submit(Job::Publish(Box::new(publish)), &content.method)
             .await

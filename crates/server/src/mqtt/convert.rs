@@ -5,7 +5,7 @@
 //! Properties (as headers), Message Expiry (as a TTL, and the time left on delivery) and the
 //! Payload Format Indicator. Headers starting with `mqtt-` are the door's own: the QoS and
 //! RETAIN flag a message was published with, and its publisher's client identifier (for No
-//! Local); they are not sent as User Properties.
+//! Local); they are not sent as User Properties, nor is the engine's routing key header.
 
 use base64_simd::STANDARD as BASE64;
 use std::{collections::BTreeMap, time::Duration};
@@ -13,7 +13,7 @@ use wharf_codec_mqtt::{
     Binary, PayloadFormat, Properties, ProtocolVersion, Publish, QoS, SubscriptionId, UserProperty,
     Utf8String,
 };
-use wharf_engine::broker::SendMessage;
+use wharf_engine::broker::{SendMessage, ROUTING_KEY_HEADER};
 use wharf_model::message::Message;
 
 /// The QoS a message was published with; messages from other doors count as QoS 1.
@@ -146,7 +146,7 @@ fn properties_of(message: &Message, now_ms: u64, ids: Vec<SubscriptionId>) -> Pr
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect(),
         None => (message.headers.iter())
-            .filter(|(name, _)| !name.starts_with("mqtt-"))
+            .filter(|(name, _)| !name.starts_with("mqtt-") && *name != ROUTING_KEY_HEADER)
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect(),
     };

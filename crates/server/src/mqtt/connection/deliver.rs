@@ -7,7 +7,7 @@ use super::{Connection, Inflight, Queued, Source, Waiting, WAITING_MAX};
 use crate::mqtt::{convert, names};
 use std::sync::Arc;
 use wharf_codec_mqtt::{Packet, Publish, QoS, SubscriptionId};
-use wharf_engine::broker::LiveMessage;
+use wharf_engine::broker::{LiveMessage, ROUTING_KEY_HEADER};
 use wharf_model::message::Message;
 
 /// What the subscriptions that match a message ask for it.
@@ -84,12 +84,16 @@ impl Connection {
         self.deliver_dup(name, &delivery.message, matched, retain, Some(settle), dup);
     }
 
-    /// The topic name of a queued message: as its MQTT publisher gave it; for a message from
-    /// another door (a queue keeps no routing key), the filter of the one subscription
-    /// behind the queue when it has no wildcard.
+    /// The topic name of a queued message: as its MQTT publisher gave it; for a message another
+    /// door published to the topic, its routing key (which the engine keeps in a header); for
+    /// one sent to the queue itself, the filter of the one subscription behind the queue when
+    /// it has no wildcard.
     fn queued_name(&self, queue: &str, message: &Message) -> Option<String> {
         if let Some(name) = convert::published_topic(message) {
             return Some(name.to_string());
+        }
+        if let Some(key) = message.headers.get(ROUTING_KEY_HEADER) {
+            return Some(names::name_of(key));
         }
         let mut filters = (self.subs.values())
             .filter(|sub| match &sub.source {
