@@ -70,8 +70,11 @@ const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
 /// nothing past its connection). Room is taken as messages come, so an idle connection holds
 /// none of it.
 const LIVE_BUFFER: usize = 32_768;
-/// Deliveries waiting for a packet identifier (the client's Receive Maximum is reached).
+/// Live deliveries waiting for a packet identifier (the client's Receive Maximum is reached):
+/// past either bound a clean session misses them. Queue deliveries wait whatever these say
+/// (the consumer's credit bounds them, and they are not lost: they go back to the queue).
 const WAITING_MAX: usize = 4_096;
+const WAITING_BYTES_MAX: usize = 64 << 20;
 /// Room made in the input buffer before a read: small, so an idle connection holds little;
 /// it doubles while reads fill it (a busy publisher), up to the most.
 const READ_CHUNK_MIN: usize = 512;
@@ -428,6 +431,8 @@ pub(super) struct Connection {
     pub session_consumer: Option<Forward>,
     pub inflight: HashMap<u16, Inflight>,
     pub waiting: VecDeque<Waiting>,
+    /// Payload bytes of `waiting`.
+    pub waiting_bytes: usize,
     next_packet_id: u16,
     /// Receipts to ack, by queue, written after each round of events.
     pub to_ack: HashMap<Arc<str>, Vec<String>>,
@@ -491,6 +496,7 @@ impl Connection {
             session_consumer: None,
             inflight: HashMap::new(),
             waiting: VecDeque::new(),
+            waiting_bytes: 0,
             next_packet_id: 1,
             to_ack: HashMap::new(),
             aliases: HashMap::new(),

@@ -3,7 +3,7 @@
 //! QoS it was published with and the one its subscription was granted; QoS 1 and 2 take a
 //! packet identifier, and wait for one while the client's Receive Maximum is reached.
 
-use super::{Connection, Inflight, Queued, Source, Waiting, WAITING_MAX};
+use super::{Connection, Inflight, Queued, Source, Waiting, WAITING_BYTES_MAX, WAITING_MAX};
 use crate::mqtt::{convert, names};
 use std::sync::Arc;
 use wharf_codec_mqtt::{Packet, Publish, QoS, SubscriptionId};
@@ -197,7 +197,12 @@ impl Connection {
                 return;
             }
         }
-        if self.waiting.len() < WAITING_MAX || settle.is_some() {
+        let bytes = publish.payload.len();
+        let room = self.waiting.is_empty()
+            || (self.waiting.len() < WAITING_MAX
+                && self.waiting_bytes + bytes <= WAITING_BYTES_MAX);
+        if room || settle.is_some() {
+            self.waiting_bytes += bytes;
             self.waiting.push_back(Waiting { publish, settle });
         }
     }
@@ -209,6 +214,7 @@ impl Connection {
                 return;
             };
             if let Some(Waiting { publish, settle }) = self.waiting.pop_front() {
+                self.waiting_bytes -= publish.payload.len();
                 self.send_inflight(publish, id, settle);
             }
         }
