@@ -51,7 +51,9 @@ pub struct Consumer {
     engine: Engine,
     queue: Arc<QueueRuntime>,
     id: u64,
-    deliveries: mpsc::Receiver<Delivery>,
+    /// Boxed: a channel holds its first block of slots (32) from the start, so an idle
+    /// consumer would otherwise hold 32 deliveries' worth (about 11 KiB) for nothing.
+    deliveries: mpsc::Receiver<Box<Delivery>>,
 }
 
 /// The consumers of one queue, kept with its state under the queue's lock.
@@ -72,12 +74,12 @@ struct Slot {
     /// Deliveries it may still take.
     credit: usize,
     lease_ms: Option<u64>,
-    sender: mpsc::Sender<Delivery>,
+    sender: mpsc::Sender<Box<Delivery>>,
 }
 
 /// Deliveries chosen under the lock, handed over after it.
 struct Round {
-    deliveries: Vec<(mpsc::Sender<Delivery>, StateDelivery)>,
+    deliveries: Vec<(mpsc::Sender<Box<Delivery>>, StateDelivery)>,
     settled: Vec<Settle>,
 }
 
@@ -174,13 +176,13 @@ impl Engine {
                 continue;
             };
             // A consumer that went away meanwhile had its leases returned by its detach.
-            let _ = sender.try_send(Delivery {
+            let _ = sender.try_send(Box::new(Delivery {
                 message,
                 receipt: queue.sign_receipt(delivery.receipt),
                 delivery_count: delivery.delivery_count,
                 first_delivered_at: delivery.first_delivered_at,
                 last_delivered_at: delivery.last_delivered_at,
-            });
+            }));
         }
         self.persist_settlements(queue, damaged).await?;
         Ok(delivered)
@@ -190,12 +192,17 @@ impl Engine {
 impl Consumer {
     /// The next delivery; `None` once the queue is deleted or the engine closes.
     pub async fn next(&mut self) -> Option<Delivery> {
+        self.deliveries.recv().await.map(|delivery| *delivery)
+    }
+
+    /// [`Consumer::next`] as it was handed over, boxed: for a caller that passes it on.
+    pub async fn next_boxed(&mut self) -> Option<Box<Delivery>> {
         self.deliveries.recv().await
     }
 
     /// A delivery already handed over, without waiting.
     pub fn try_next(&mut self) -> Option<Delivery> {
-        self.deliveries.try_recv().ok()
+        self.deliveries.try_recv().ok().map(|delivery| *delivery)
     }
 
     /// Stops further deliveries and takes what was handed over: those leases become ordinary
@@ -207,7 +214,7 @@ impl Consumer {
         }
         let mut taken = Vec::new();
         while let Ok(delivery) = self.deliveries.try_recv() {
-            taken.push(delivery);
+            taken.push(*delivery);
         }
         self.disown(&taken);
         taken
@@ -255,7 +262,7 @@ impl Consumers {
         &mut self,
         credit: usize,
         lease_ms: Option<u64>,
-        sender: mpsc::Sender<Delivery>,
+        sender: mpsc::Sender<Box<Delivery>>,
     ) -> u64 {
         let id = self.next_id;
         self.next_id += 1;

@@ -377,7 +377,9 @@ impl Drop for Forward {
 /// A delivery of a queue, as the connection receives it.
 pub(super) struct Queued {
     pub queue: Arc<str>,
-    pub delivery: Delivery,
+    /// Boxed as the engine hands it over: the channel's first block of 32 slots, held from
+    /// the start, stays small on an idle connection.
+    pub delivery: Box<Delivery>,
 }
 
 /// A message on its way to the client that waits for a packet identifier.
@@ -972,7 +974,7 @@ pub(super) fn forward(
     let queue: Arc<str> = Arc::from(queue);
     Forward(tokio::spawn(async move {
         // Ends: when the consumer ends (its queue deleted) or the connection goes away.
-        while let Some(delivery) = consumer.next().await {
+        while let Some(delivery) = consumer.next_boxed().await {
             let queued = Queued {
                 queue: queue.clone(),
                 delivery,

@@ -15,8 +15,9 @@ const BATCH_BYTES: usize = 4 << 20;
 /// Publishes queued for the task: past it the read loop waits, and so does the client.
 const JOBS_BUFFER: usize = 1_024;
 /// A publish waiting for the task, with its share of the connection's [`PublishBudget`]
-/// (given back once it is stored or refused).
-type Job = (PublishMessage, Ack, OwnedSemaphorePermit);
+/// (given back once it is stored or refused). Boxed: the channel's first block of 32 slots,
+/// held from the first publish on, stays small on a connection that publishes now and then.
+type Job = (Box<PublishMessage>, Ack, OwnedSemaphorePermit);
 
 /// What the client is owed once a publish is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +41,7 @@ impl Handle {
         let Some(permit) = self.budget.take(message.message.body.len()).await else {
             return;
         };
-        let _ = self.jobs.send((message, ack, permit)).await;
+        let _ = self.jobs.send((Box::new(message), ack, permit)).await;
     }
 }
 
@@ -74,7 +75,7 @@ pub fn spawn(engine: Engine, topic: String) -> Handle {
             let mut acks = Vec::with_capacity(batch.len());
             let mut permits = Vec::with_capacity(batch.len());
             for (message, ack, permit) in batch {
-                messages.push(message);
+                messages.push(*message);
                 acks.push(ack);
                 permits.push(permit);
             }
