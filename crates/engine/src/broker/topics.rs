@@ -715,7 +715,8 @@ impl Engine {
                             .map(|i| {
                                 let (message, record) = queued[*i].get_or_insert_with(|| {
                                     let (key, message) = &messages[*i];
-                                    let message = with_routing_key(key, message);
+                                    let message =
+                                        with_routing_key(key.clone(), (**message).clone());
                                     let record = queue_runtime::encode_enqueued(&message);
                                     (message, record)
                                 });
@@ -784,10 +785,7 @@ impl Engine {
                     return Ok(false);
                 };
                 let messages: Vec<_> = (batch.into_iter())
-                    .map(|(key, mut message)| {
-                        message.headers.insert(ROUTING_KEY_HEADER.to_string(), key);
-                        (message, false)
-                    })
+                    .map(|(key, message)| (with_routing_key(key, message), false))
                     .collect();
                 self.send_to(queue, messages, self.now()).await?;
                 Ok(true)
@@ -989,9 +987,8 @@ const ROUTE_INLINE_BODY_BYTES_MAX: usize = 64 << 10;
 /// blocking pool; the messages come back with the routes.
 /// `message` as a queue keeps it: with the routing key it was published with in
 /// [`ROUTING_KEY_HEADER`], since a queue keeps no key of its own.
-fn with_routing_key(key: &str, message: &Message) -> Message {
-    let mut message = message.clone();
-    (message.headers).insert(ROUTING_KEY_HEADER.to_string(), key.to_string());
+fn with_routing_key(key: String, mut message: Message) -> Message {
+    (message.headers).insert(ROUTING_KEY_HEADER.to_string(), key);
     message
 }
 

@@ -119,8 +119,7 @@ impl Wills {
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
-    /// Makes `will` the waiting will of `id`, cancelling the one before. (A will sent stays
-    /// listed, as a finished task's handle, until its id connects again.)
+    /// Makes `will` the waiting will of `id`, cancelling the one before.
     pub fn replace(&self, id: &str, will: tokio::task::AbortHandle) {
         if let Some(earlier) = self.map().insert(id.to_string(), will) {
             earlier.abort();
@@ -131,6 +130,16 @@ impl Wills {
     pub fn cancel(&self, id: &str) {
         if let Some(waiting) = self.map().remove(id) {
             waiting.abort();
+        }
+    }
+
+    /// The will of `id` run by task `task` is sent: it leaves the list, unless a newer will
+    /// of the same id took its place meanwhile. So the list holds only waiting wills, and
+    /// client ids that never come back leave nothing behind.
+    pub fn sent(&self, id: &str, task: tokio::task::Id) {
+        let mut map = self.map();
+        if map.get(id).is_some_and(|will| will.id() == task) {
+            map.remove(id);
         }
     }
 }
@@ -170,5 +179,35 @@ impl Clients {
         if map.get(id).is_some_and(|client| client.serial == serial) {
             map.remove(id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_sent_will_leaves_the_list_but_not_a_newer_one_of_its_id() {
+        let wills = Arc::new(Wills::default());
+        let sent = |wills: &Arc<Wills>| {
+            let wills = wills.clone();
+            tokio::spawn(async move {
+                tokio::task::yield_now().await;
+                wills.sent("device", tokio::task::id());
+            })
+        };
+        let first = sent(&wills);
+        wills.replace("device", first.abort_handle());
+        first.await.unwrap();
+        assert!(wills.map().is_empty(), "a sent will stays listed");
+
+        // An older will that finishes after a newer one replaced it leaves the newer listed.
+        let newer = tokio::spawn(std::future::pending::<()>());
+        wills.replace("device", newer.abort_handle());
+        let older_id = tokio::spawn(async { tokio::task::id() }).await.unwrap();
+        wills.sent("device", older_id);
+        assert_eq!(wills.map().len(), 1);
+        wills.cancel("device");
+        assert!(newer.await.unwrap_err().is_cancelled());
     }
 }

@@ -153,9 +153,11 @@ pub fn publish_will(connection: &Connection, will: Will) {
     // A delayed will waits in the door's list, one per client id: the client's return (or a
     // newer will of its id) cancels it, so waiting wills never outnumber the client ids.
     let wills = connection.door.wills.clone();
+    let (listed, id) = (wills.clone(), connection.client_id.clone());
     let waiting = tokio::spawn(async move {
         tokio::time::sleep(delay).await;
         publish.await;
+        listed.sent(&id, tokio::task::id());
     });
     wills.replace(&connection.client_id, waiting.abort_handle());
 }
