@@ -106,6 +106,14 @@ pub const LAZY_PENDING_BYTES_MAX: usize = 64 << 10;
 /// limits those), a loss when commits are large and bandwidth is the limit.
 pub const LARGE_COMMIT_BYTES: u64 = 64 << 10;
 
+/// How many unwanted records a scattered read may read and drop between two wanted ones,
+/// rather than make another positional read (see [`Log::read_scattered`]).
+const RUN_GAP_RECORDS: u64 = 8;
+
+/// Most bytes of records one positional read of a scattered read gathers (one record larger
+/// than this is still read whole).
+const RUN_READ_BYTES: usize = 1 << 20;
+
 #[derive(Debug)]
 struct Inner {
     dir: PathBuf,
@@ -401,6 +409,60 @@ impl Log {
         Ok(out)
     }
 
+    /// Reads the records at scattered `wanted` offsets (each with the caller's index), one
+    /// positional read per run of nearby offsets instead of one per record: a run spans at
+    /// most [`RUN_GAP_RECORDS`] unwanted records between two wanted ones, which are read and
+    /// dropped, and is read [`RUN_READ_BYTES`] at a time. What a run's reads do not give
+    /// (damage, the end of the log) is read alone, so each answer is what [`Log::read`] gives.
+    fn read_scattered(
+        &self,
+        mut wanted: Vec<(usize, Offset)>,
+    ) -> Result<Vec<(usize, Option<Record>)>, StorageError> {
+        wanted.sort_unstable_by_key(|(_, offset)| *offset);
+        let mut out = Vec::with_capacity(wanted.len());
+        let mut rest = &wanted[..];
+        while !rest.is_empty() {
+            let near =
+                |pair: &[(usize, Offset)]| pair[1].1 .0 - pair[0].1 .0 <= RUN_GAP_RECORDS + 1;
+            let (run, after) = rest.split_at(1 + rest.windows(2).take_while(|p| near(p)).count());
+            rest = after;
+            let records = match run.len() {
+                1 => Vec::new(),
+                _ => self.read_run(run),
+            };
+            for &(index, offset) in run {
+                match records.binary_search_by_key(&offset, |record| record.offset) {
+                    Ok(at) => out.push((index, Some(records[at].clone()))),
+                    Err(_) => out.push((index, self.read(offset)?)),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The records of `run` (sorted offsets) and those between them, in offset order, as far
+    /// as batch reads get; errors end the reading and are left for single reads to report.
+    fn read_run(&self, run: &[(usize, Offset)]) -> Vec<Record> {
+        let last = run[run.len() - 1].1;
+        let mut records: Vec<Record> = Vec::new();
+        let mut wanted = run.iter().map(|(_, offset)| *offset);
+        let mut next = wanted.next();
+        while let Some(from) = next {
+            let Ok(span) = usize::try_from(last.0 - from.0 + 1) else {
+                break;
+            };
+            match self.read_batch(from, span, RUN_READ_BYTES) {
+                Ok(batch) if !batch.is_empty() => {
+                    let end = batch[batch.len() - 1].offset;
+                    records.extend(batch);
+                    next = wanted.find(|offset| *offset > end);
+                }
+                _ => break,
+            }
+        }
+        records
+    }
+
     /// Waits until a record at `offset` is readable (or the log closes).
     pub async fn wait_for(&self, offset: Offset) {
         let mut visible = self.inner.visible.subscribe();
@@ -622,7 +684,7 @@ impl LogStore for Log {
     }
 
     /// Records in the tail cache are answered at once; the others are read with one job on
-    /// the blocking pool.
+    /// the blocking pool, a positional read per run of nearby records.
     fn read_many(&self, offsets: &[Offset]) -> StorageFuture<'_, Vec<Option<Record>>> {
         let start = self.start_offset();
         if let Some(low) = offsets.iter().find(|offset| **offset < start) {
@@ -649,12 +711,8 @@ impl LogStore for Log {
         }
         let log = self.clone();
         Box::pin(async move {
-            let read = seam::off_runtime(&self.inner.dir, move || {
-                (missing.into_iter())
-                    .map(|(index, offset)| Ok((index, Log::read(&log, offset)?)))
-                    .collect::<Result<Vec<_>, StorageError>>()
-            })
-            .await?;
+            let read =
+                seam::off_runtime(&self.inner.dir, move || log.read_scattered(missing)).await?;
             for (index, record) in read {
                 found[index] = record;
             }

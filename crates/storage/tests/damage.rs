@@ -98,6 +98,45 @@ fn flip_in_older_segment_costs_only_the_damaged_record() {
     assert_eq!(log.read_batch(Offset(101), 5, usize::MAX).unwrap().len(), 5);
 }
 
+/// Scattered reads share one positional read among nearby offsets: a damaged record between
+/// two wanted ones costs nothing, and asking for the damaged one fails as a single read would.
+#[test]
+fn a_scattered_read_over_damage_it_does_not_ask_for_succeeds() {
+    use wharf_storage::LogStore;
+    let dir = tempfile::tempdir().unwrap();
+    let payloads: Vec<Vec<u8>> = (0..40).map(|i| payload(i, 200)).collect();
+    let frames = write_records(dir.path(), config(64 << 10, true), &payloads);
+    let (path, frame) = frames[20].clone();
+    modify(&path, |bytes| {
+        for b in &mut bytes[frame.start + 50..frame.start + 58] {
+            *b ^= 0xff;
+        }
+    });
+    let (log, _) = open(dir.path(), config(64 << 10, true));
+    runtime().block_on(async {
+        let asked: Vec<Offset> = [25, 17, 19, 21, 23, 18].map(Offset).to_vec();
+        let found = LogStore::read_many(&log, &asked).await.unwrap();
+        for (offset, record) in asked.iter().zip(found) {
+            let record = record.unwrap_or_else(|| panic!("record {offset:?} missing"));
+            assert_eq!(record.offset, *offset);
+            assert_eq!(&record.payload[..], &payloads[offset.0 as usize][..]);
+        }
+        let error = LogStore::read_many(&log, &[Offset(19), Offset(20), Offset(21)])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                StorageError::Corrupt {
+                    offset: Offset(20),
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+    });
+}
+
 /// An older segment cut short: the records it lost are damage, counted one by one; the old code
 /// counted one per segment.
 #[test]

@@ -97,6 +97,40 @@ async fn read_batch_respects_record_and_byte_limits() {
     assert_eq!(log.read_batch(Offset(3), 100, 1).unwrap().len(), 1);
 }
 
+/// Scattered reads of nearby records larger than one read's byte budget, across segments,
+/// with gaps and repeats: each offset gets its own record, in the order asked.
+#[tokio::test]
+async fn scattered_reads_of_large_records_answer_each_offset() {
+    use wharf_storage::LogStore;
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 2 << 20,
+        ..LogConfig::default()
+    };
+    let log = open(dir.path(), config);
+    for i in 0..30 {
+        log.append_one(&payload(i, 300 << 10)).await.unwrap();
+    }
+    assert!(log.segment_bases().len() > 1, "the records span segments");
+    let asked: Vec<Offset> = [2, 3, 5, 9, 10, 11, 12, 14, 14, 27, 29, 28, 0, 30]
+        .map(Offset)
+        .to_vec();
+    let found = LogStore::read_many(&log, &asked).await.unwrap();
+    for (offset, record) in asked.iter().zip(found) {
+        match record {
+            Some(record) => {
+                assert_eq!(record.offset, *offset);
+                assert_eq!(record.payload, payload(offset.0, 300 << 10));
+            }
+            None => assert_eq!(
+                *offset,
+                Offset(30),
+                "only the offset past the end is missing"
+            ),
+        }
+    }
+}
+
 #[tokio::test]
 async fn concurrent_appenders_share_fsyncs() {
     let dir = tempfile::tempdir().unwrap();
