@@ -383,12 +383,16 @@ impl QueueRuntime {
         receipts: &[String],
         now: u64,
     ) -> Result<(Vec<u64>, Vec<ReceiptResult>), EngineError> {
+        // Parsed and their tags checked before the lock: producers and consumers wait on it.
+        let opened: Vec<_> = receipts
+            .iter()
+            .map(|text| self.open_receipt(text))
+            .collect();
         let core = self.core()?;
         let mut seqs = Vec::new();
-        let results = receipts
-            .iter()
-            .map(|text| {
-                let checked = self.open_receipt(text).and_then(|receipt| {
+        let results = (receipts.iter().zip(opened))
+            .map(|(text, opened)| {
+                let checked = opened.and_then(|receipt| {
                     core.state
                         .check_ack(receipt, now)
                         .map_err(ReceiptFailure::from)
