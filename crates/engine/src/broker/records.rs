@@ -30,7 +30,7 @@ pub(crate) mod legacy;
 pub(crate) mod message;
 
 use bytes::Bytes;
-use codec::{encode_record_after, read_version, DecodeError, Reader};
+use codec::{encode_record_after, read_version, DecodeError, Reader, FIELDS_BYTES_GUESS};
 use wharf_model::message::Message;
 
 const ENQUEUED: u8 = 0x11;
@@ -122,6 +122,7 @@ impl QueueRecord {
                 prefix,
                 DELIVERED,
                 DELIVERED_VERSION,
+                FIELDS_BYTES_GUESS,
                 |w| {
                     w.varint(*seq);
                     w.varint((*delivery_count).into());
@@ -133,6 +134,8 @@ impl QueueRecord {
                 prefix,
                 SETTLED,
                 SETTLED_VERSION,
+                // A seq is a log offset: up to 5 bytes as a varint below 2^35.
+                16 + 5 * seqs.len(),
                 |w| {
                     w.varints(seqs);
                     w.varint(settle_reason_code(*reason));
@@ -150,6 +153,7 @@ impl QueueRecord {
                 prefix,
                 RELOCATED,
                 RELOCATED_VERSION,
+                48 + message::fields_bytes(message),
                 |w| {
                     w.varint(*seq);
                     w.varint((*delivery_count).into());
@@ -177,6 +181,7 @@ pub(crate) fn encode_enqueued_after(prefix: &[u8], message: &Message, dedup: boo
         prefix,
         ENQUEUED,
         ENQUEUED_VERSION,
+        1 + message::fields_bytes(message),
         |w| {
             w.bool(dedup);
             message::write(w, message);
@@ -456,6 +461,15 @@ mod tests {
             };
             let start = bytes.len() - message.body.len();
             prop_assert_eq!(message.body.as_ptr(), bytes[start..].as_ptr());
+        }
+
+        /// The buffer of a record with a message is sized once: its fields fit the room
+        /// `fields_bytes` makes for them, so the body is never copied twice.
+        #[test]
+        fn a_message_record_fits_the_room_made_for_it(message in message(), dedup in any::<bool>()) {
+            let bytes = QueueRecord::Enqueued { message: message.clone(), dedup }.encode();
+            let fields = bytes.len() - message.body.len() - 2;
+            prop_assert!(fields <= 1 + message::fields_bytes(&message), "{} fields bytes", fields);
         }
 
         #[test]

@@ -65,19 +65,24 @@ pub(crate) fn encode_record(
     fields: impl FnOnce(&mut Writer<'_>),
     rest: &[u8],
 ) -> Bytes {
-    encode_record_after(&[], tag, version, fields, rest)
+    encode_record_after(&[], tag, version, FIELDS_BYTES_GUESS, fields, rest)
 }
 
+/// Room for a record's fields when the caller does not say (bodies travel in `rest`).
+pub(crate) const FIELDS_BYTES_GUESS: usize = 64;
+
 /// [`encode_record`] after `prefix` (an envelope) in the same buffer: the body is copied once.
+/// The buffer is sized for `fields_bytes` of fields; more makes it grow, which copies what was
+/// written so far and, worse, the body after it.
 pub(crate) fn encode_record_after(
     prefix: &[u8],
     tag: u8,
     version: u8,
+    fields_bytes: usize,
     fields: impl FnOnce(&mut Writer<'_>),
     rest: &[u8],
 ) -> Bytes {
-    // Fields are small (bodies travel in `rest`); 64 bytes covers most without a regrowth.
-    let mut out = BytesMut::with_capacity(prefix.len() + 64 + rest.len());
+    let mut out = BytesMut::with_capacity(prefix.len() + 2 + fields_bytes + rest.len());
     out.put_slice(prefix);
     out.put_u8(tag);
     out.put_u8(version);

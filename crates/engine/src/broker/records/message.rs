@@ -40,6 +40,26 @@ pub(crate) fn write(w: &mut Writer<'_>, message: &Message) {
     });
 }
 
+/// About how many bytes [`write`] takes for `message` (its group's length included), to size
+/// the record's buffer once: the strings and a varint's worst case for every other field.
+pub(crate) fn fields_bytes(message: &Message) -> usize {
+    let strings = [
+        Some(&message.id),
+        Some(&message.content_type),
+        message.group.as_ref(),
+        message.correlation_id.as_ref(),
+        message.reply_to.as_ref(),
+    ];
+    let strings: usize = strings.iter().flatten().map(|s| s.len() + 5).sum();
+    let headers: usize = (message.headers.iter())
+        .map(|(key, value)| key.len() + value.len() + 10)
+        .sum();
+    let dead_letter = (message.dead_letter.as_ref()).map_or(0, |dead| {
+        dead.source_queue.len() + dead.last_error.as_ref().map_or(0, String::len) + 48
+    });
+    strings + headers + dead_letter + 48
+}
+
 /// Reads what [`write`] wrote; the body is left empty for the caller to fill.
 pub(crate) fn read(r: &mut Reader<'_>) -> Result<Message, DecodeError> {
     let mut r = r.group("message")?;
