@@ -55,6 +55,21 @@ pub fn encode_frame(out: &mut impl BufMut, meta: &[u8], body: &[u8]) {
     out.put_slice(body);
 }
 
+/// Appends one frame to `out` whose meta `write_meta` writes in place (no buffer of its own):
+/// the meta's length is filled in after it.
+///
+/// # Panics
+/// As [`encode_frame`].
+pub fn encode_frame_with(out: &mut Vec<u8>, write_meta: impl FnOnce(&mut Vec<u8>), body: &[u8]) {
+    let start = out.len();
+    out.put_u32(0);
+    write_meta(out);
+    let meta_len = u32::try_from(out.len() - start - 4).expect("a frame's meta is under 4 GiB");
+    out[start..start + 4].copy_from_slice(&meta_len.to_be_bytes());
+    out.put_u32(u32::try_from(body.len()).expect("a frame's body is under 4 GiB"));
+    out.put_slice(body);
+}
+
 /// Bytes [`encode_frame`] writes for `meta` and `body`.
 pub fn encoded_len(meta: &[u8], body: &[u8]) -> usize {
     FRAME_OVERHEAD_BYTES + meta.len() + body.len()
@@ -165,6 +180,18 @@ mod tests {
             let decoded = decode_frames(&batch_of(&frames), 20).expect("decodes");
             let decoded: Vec<_> = decoded.into_iter().map(|frame| (frame.meta.to_vec(), frame.body.to_vec())).collect();
             prop_assert_eq!(decoded, frames);
+        }
+
+        #[test]
+        fn a_meta_written_in_place_makes_the_same_frame(
+            meta in proptest::collection::vec(any::<u8>(), 0..300),
+            body in proptest::collection::vec(any::<u8>(), 0..300),
+        ) {
+            let mut in_place = vec![7u8];
+            encode_frame_with(&mut in_place, |out| out.extend_from_slice(&meta), &body);
+            let mut expected = vec![7u8];
+            encode_frame(&mut expected, &meta, &body);
+            prop_assert_eq!(in_place, expected);
         }
 
         #[test]

@@ -86,16 +86,13 @@ pub(crate) async fn request_bytes<S: Send + Sync>(
 
 /// True for `application/json` and any `*/*+json` type, parameters (`; charset=utf-8`) aside.
 pub fn is_json_content_type(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || essence
-            .split_once('/')
-            .is_some_and(|(_, subtype)| subtype.ends_with("+json"))
+    // Called per message delivered: no lowercased copy.
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json")
+        || essence.split_once('/').is_some_and(|(_, subtype)| {
+            let subtype = subtype.as_bytes();
+            subtype.len() >= 5 && subtype[subtype.len() - 5..].eq_ignore_ascii_case(b"+json")
+        })
 }
 
 /// Parses `bytes` as `T`; the problem's `field` is the JSON path at fault, its detail the
@@ -228,6 +225,29 @@ pub(crate) fn json_wording(message: &str) -> String {
 mod tests {
     use super::*;
     use serde::Deserialize;
+
+    #[test]
+    fn json_content_types_are_told_apart_in_any_case() {
+        for json in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            " application/problem+json ",
+            "application/vnd.api+JSON",
+        ] {
+            assert!(is_json_content_type(json), "{json}");
+        }
+        for other in [
+            "text/plain",
+            "application/jsonx",
+            "json",
+            "a/+jsoné",
+            "a/é",
+            "+json",
+            "",
+        ] {
+            assert!(!is_json_content_type(other), "{other}");
+        }
+    }
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]

@@ -13,10 +13,10 @@ use axum::{
     http::{header, HeaderMap, HeaderValue},
     response::{IntoResponse, Response},
 };
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use wharf_engine::broker::SendMessage;
 use wharf_model::frames::{
-    decode_frames, encode_frame, encoded_len, Frame, FrameError, BATCH_CONTENT_TYPE,
+    decode_frames, encode_frame_with, Frame, FrameError, BATCH_CONTENT_TYPE,
 };
 
 /// The messages of a send request, from a JSON body (`SendBody`) or a binary batch.
@@ -59,18 +59,21 @@ pub fn wants_batch(headers: &HeaderMap) -> bool {
 
 /// Deliveries as a binary batch: each message's fields but its body as the frame's meta.
 pub fn batch_response(messages: Vec<MessageBody>, bodies: Vec<Bytes>) -> Response {
-    let metas: Vec<Vec<u8>> = (messages.iter())
-        .map(|message| serde_json::to_vec(message).unwrap_or_default())
-        .collect();
-    let length = (metas.iter().zip(&bodies))
-        .map(|(meta, body)| encoded_len(meta, body))
-        .sum();
-    let mut out = BytesMut::with_capacity(length);
-    for (meta, body) in metas.iter().zip(&bodies) {
-        encode_frame(&mut out, meta, body);
+    // Each meta is written in place; a few hundred bytes of room each for it.
+    let length = bodies.iter().map(|body| body.len() + 512).sum();
+    let mut out = Vec::with_capacity(length);
+    for (message, body) in messages.iter().zip(&bodies) {
+        encode_frame_with(
+            &mut out,
+            |meta| {
+                // Serializing a struct of strings and numbers to a Vec cannot fail.
+                let _ = serde_json::to_writer(meta, message);
+            },
+            body,
+        );
     }
     let content_type = HeaderValue::from_static(BATCH_CONTENT_TYPE);
-    ([(header::CONTENT_TYPE, content_type)], out.freeze()).into_response()
+    ([(header::CONTENT_TYPE, content_type)], Bytes::from(out)).into_response()
 }
 
 /// The message of frame `index`: its meta parsed as a JSON message without a body.
