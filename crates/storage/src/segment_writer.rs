@@ -9,8 +9,10 @@
 //! the next block boundary. Zero padding reads as the end marker, so recovery needs no change.
 //!
 //! Small commits (under [`DIRECT_WRITE_MIN_BYTES`]) and filesystems that refuse `O_DIRECT`
-//! (tmpfs, some network filesystems) use buffered writes. Readers keep using the segment's buffered handle: the kernel invalidates
-//! cached pages that a direct write replaces, so they never see stale bytes.
+//! (tmpfs, some network filesystems) use buffered writes of the same aligned window, so that
+//! the kernel never reads a partly written block back from the disk before writing it. Readers
+//! keep using the segment's buffered handle: the kernel invalidates cached pages that a direct
+//! write replaces, so they never see stale bytes.
 
 use crate::{error::StorageError, faults::FileOps, segment::Segment};
 use std::{
@@ -109,29 +111,32 @@ impl SegmentWriter {
                 None => Direct::Off,
             };
         }
-        let direct = match &self.direct {
-            Direct::Open(direct) if chunk.len() >= DIRECT_WRITE_MIN_BYTES => direct,
+        let padded = round_up(filled as u64) as usize;
+        let mut fresh = Vec::new();
+        let window = match &self.direct {
+            Direct::Open(_) if chunk.len() >= DIRECT_WRITE_MIN_BYTES => {
+                aligned_window(&mut self.scratch, padded)
+            }
+            // Buffered writes need no alignment in memory: a buffer of their own, so that
+            // thousands of logs taking small commits keep no staging memory between them.
             _ => {
-                ops.write_all_at(&segment.file, chunk, position)?;
-                self.staged_tail.clear();
-                if new_tail_len > chunk.len() {
-                    let from_tail = new_tail_len - chunk.len();
-                    self.staged_tail
-                        .extend_from_slice(&self.tail[self.tail.len() - from_tail..]);
-                    self.staged_tail.extend_from_slice(chunk);
-                } else {
-                    self.staged_tail
-                        .extend_from_slice(&chunk[chunk.len() - new_tail_len..]);
-                }
-                return Ok(());
+                fresh.resize(padded, 0);
+                &mut fresh[..]
             }
         };
-        let padded = round_up(filled as u64) as usize;
-        let window = aligned_window(&mut self.scratch, padded);
         window[..self.tail.len()].copy_from_slice(&self.tail);
         window[self.tail.len()..filled].copy_from_slice(chunk);
         window[filled..].fill(0);
-        ops.write_all_at_in_blocks(direct, window, start, BLOCK_BYTES)?;
+        match &self.direct {
+            Direct::Open(direct) if chunk.len() >= DIRECT_WRITE_MIN_BYTES => {
+                ops.write_all_at_in_blocks(direct, window, start, BLOCK_BYTES)?
+            }
+            // Whole blocks through the page cache as well: a write that covers part of a block
+            // not in the cache makes the kernel read that block from the disk first, and
+            // waits for it. The spare segment is zeroed with direct writes and a direct write
+            // drops the pages it replaces, so without this most small commits read a block.
+            _ => ops.write_all_at(&segment.file, window, start)?,
+        }
         self.staged_tail.clear();
         self.staged_tail
             .extend_from_slice(&window[filled - new_tail_len..filled]);
