@@ -6,7 +6,8 @@ use std::{future::Future, path::Path, sync::Arc, time::Duration};
 use wharf_engine::{
     broker::{
         json_body, Interested, LiveFeed, LiveInterest, PublishMessage, ReceiveRequest,
-        RequestTarget, SendMessage, Subscription, REPLY_ADDRESS_PREFIX, ROUTING_KEY_HEADER,
+        RequestTarget, SendMessage, Subscription, ORIGIN_TOPIC_HEADER, REPLY_ADDRESS_PREFIX,
+        ROUTING_KEY_HEADER,
     },
     clock::ManualClock,
     error::{Field, FieldProblem, NameProblem, ResourceKind},
@@ -697,17 +698,37 @@ async fn a_queued_copy_carries_its_routing_key_and_a_live_one_does_not() {
         .unwrap();
     let mut forged = publish("orders.eu.paris", "1");
     (forged.message.headers).insert(ROUTING_KEY_HEADER.into(), "elsewhere".into());
+    (forged.message.headers).insert(ORIGIN_TOPIC_HEADER.into(), "fake".into());
     engine.publish("orders", vec![forged]).await.unwrap();
     let request = ReceiveRequest {
         max_messages: 1,
         wait: Duration::ZERO,
         lease: None,
     };
-    let got = engine.receive("eu", request).await.unwrap();
+    let got = engine.receive("eu", request.clone()).await.unwrap();
     assert_eq!(
         got[0].message.headers[ROUTING_KEY_HEADER],
         "orders.eu.paris"
     );
+    assert_eq!(got[0].message.headers[ORIGIN_TOPIC_HEADER], "orders");
+    // Through a topic-to-topic binding: the topic it was published to, as AMQP names the
+    // exchange of a delivery.
+    let fanout = TopicOptions {
+        kind: TopicKind::Fanout,
+        ..TopicOptions::default()
+    };
+    engine.put_topic("all-orders", fanout).await.unwrap();
+    let to_orders = BindingSpec {
+        destination: Destination::Topic("orders".into()),
+        ..bind_queue("", "unused", None)
+    };
+    engine.bind("all-orders", to_orders).await.unwrap();
+    (engine.publish("all-orders", vec![publish("orders.eu.lyon", "2")]))
+        .await
+        .unwrap();
+    let got = engine.receive("eu", request).await.unwrap();
+    assert_eq!(got[0].message.headers[ROUTING_KEY_HEADER], "orders.eu.lyon");
+    assert_eq!(got[0].message.headers[ORIGIN_TOPIC_HEADER], "all-orders");
     let live = live.messages.recv().await.unwrap();
     assert_eq!(&*live.routing_key, "orders.eu.paris");
     assert_eq!(

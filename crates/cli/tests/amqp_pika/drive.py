@@ -65,6 +65,7 @@ def round_trip(channel):
         assert properties.headers == {"tenant": "acme"}, properties.headers
         assert properties.content_type == "application/json" and properties.priority == 3
         assert not method.redelivered
+        assert (method.exchange, method.routing_key) == ("", "jobs"), method
         seen.append(n)
         channel.basic_ack(method.delivery_tag)
         if len(seen) == 100:
@@ -99,10 +100,15 @@ def exchanges(connection, channel):
     channel.exchange_declare("orders", "topic")
     channel.queue_declare("eu")
     channel.queue_bind("eu", "orders", "orders.eu.*")
-    channel.basic_publish("orders", "orders.eu.created", b'{"id": 1}')
+    channel.basic_publish("orders", "orders.eu.created", b'{"id": 1}',
+                          pika.BasicProperties(headers={"source": "shop"}))
     channel.basic_publish("orders", "orders.us.created", b'{"id": 2}')
-    method, _, body = channel.basic_get("eu", auto_ack=True)
+    method, properties, body = channel.basic_get("eu", auto_ack=True)
     assert json.loads(body) == {"id": 1}, body
+    # As RabbitMQ: the delivery names the exchange and routing key of the publish, and the
+    # headers are the publisher's.
+    assert (method.exchange, method.routing_key) == ("orders", "orders.eu.created"), method
+    assert properties.headers == {"source": "shop"}, properties.headers
     assert channel.basic_get("eu") == (None, None, None)
     named = channel.queue_declare("", exclusive=True).method.queue
     assert named.startswith("amq.gen-"), named
@@ -119,6 +125,7 @@ def exchanges(connection, channel):
     channel.basic_publish("all-orders", "orders.eu.paid", b'{"id": 3}')
     method, _, body = channel.basic_get("eu", auto_ack=True)
     assert json.loads(body) == {"id": 3}, body
+    assert (method.exchange, method.routing_key) == ("all-orders", "orders.eu.paid"), method
     channel.exchange_unbind(destination="orders", source="all-orders")
     channel.basic_publish("all-orders", "orders.eu.paid", b'{"id": 4}')
     assert channel.basic_get("eu") == (None, None, None)

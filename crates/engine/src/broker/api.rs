@@ -25,6 +25,10 @@ pub const PRIORITY_MAX: u8 = 9;
 /// know it: a queue keeps messages, not the keys they were routed by. Set by the engine; a
 /// publisher's own value is replaced. Live subscribers get the key beside the message instead.
 pub const ROUTING_KEY_HEADER: &str = "wharf-routing-key";
+/// Beside [`ROUTING_KEY_HEADER`]: the topic the message was published to (the first one, when
+/// a topic-to-topic binding passed it on), as an AMQP delivery names its exchange. Set by the
+/// engine; a publisher's own value is replaced.
+pub const ORIGIN_TOPIC_HEADER: &str = "wharf-topic";
 
 /// A message to send, as a door hands it over. The engine validates every field.
 #[derive(Debug, Clone, Default, PartialEq)]

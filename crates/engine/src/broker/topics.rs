@@ -21,7 +21,7 @@ use retained::RetainedMessages;
 use subscribers::Subscribers;
 
 use super::{
-    api::{SendMessage, ROUTING_KEY_HEADER},
+    api::{SendMessage, ORIGIN_TOPIC_HEADER, ROUTING_KEY_HEADER},
     internal_error, queue_runtime,
     topic_records::TopicRecord,
     Engine, QueueSend,
@@ -582,7 +582,7 @@ impl Engine {
             .into_iter()
             .zip(messages.into_iter().map(|(m, _)| m))
             .collect();
-        self.publish_messages(topic.to_string(), messages, retain, 0)
+        self.publish_messages(topic.to_string(), messages, retain, 0, None)
             .await
     }
 
@@ -679,15 +679,19 @@ impl Engine {
 
     /// Routes validated messages and stores them in every destination; recursive for topic
     /// destinations, up to [`TOPIC_HOPS_MAX`].
+    /// `origin` is the topic the messages were first published to, when they reach `topic`
+    /// through a topic-to-topic binding (`hops` of them so far).
     pub(super) fn publish_messages(
         &self,
         topic: String,
         messages: Vec<(String, Message)>,
         retain: Vec<bool>,
         hops: usize,
+        origin: Option<String>,
     ) -> Pin<Box<dyn Future<Output = Result<Vec<Published>, EngineError>> + Send + '_>> {
         Box::pin(async move {
             let runtime = self.topic(&topic)?;
+            let origin = origin.unwrap_or_else(|| topic.clone());
             let retained_at = runtime.retain(&messages, &retain).await?;
             // Shared from here on: live subscribers take the message itself, not a copy.
             let messages = (messages.into_iter())
@@ -716,7 +720,7 @@ impl Engine {
                                 let (message, record) = queued[*i].get_or_insert_with(|| {
                                     let (key, message) = &messages[*i];
                                     let message =
-                                        with_routing_key(key.clone(), (**message).clone());
+                                        with_routing_key(&origin, key.clone(), (**message).clone());
                                     let record = queue_runtime::encode_enqueued(&message);
                                     (message, record)
                                 });
@@ -737,9 +741,9 @@ impl Engine {
                 let batch: Vec<_> = (indexes.iter())
                     .map(|i| (messages[*i].0.clone(), Message::clone(&messages[*i].1)))
                     .collect();
-                let engine = self.clone();
+                let (engine, origin) = (self.clone(), origin.clone());
                 deliveries.push(tokio::spawn(async move {
-                    let stored = engine.deliver(&destination, batch, hops).await;
+                    let stored = engine.deliver(&destination, batch, hops, origin).await;
                     (indexes, stored)
                 }));
             }
@@ -772,12 +776,14 @@ impl Engine {
         })
     }
 
-    /// Stores messages in one destination; false when it does not exist (any more).
+    /// Stores messages first published to topic `origin` in one destination; false when it
+    /// does not exist (any more).
     async fn deliver(
         &self,
         destination: &Destination,
         batch: Vec<(String, Message)>,
         hops: usize,
+        origin: String,
     ) -> Result<bool, EngineError> {
         match destination {
             Destination::Queue(name) => {
@@ -785,7 +791,7 @@ impl Engine {
                     return Ok(false);
                 };
                 let messages: Vec<_> = (batch.into_iter())
-                    .map(|(key, message)| (with_routing_key(key, message), false))
+                    .map(|(key, message)| (with_routing_key(&origin, key, message), false))
                     .collect();
                 self.send_to(queue, messages, self.now()).await?;
                 Ok(true)
@@ -794,7 +800,7 @@ impl Engine {
                 if hops < TOPIC_HOPS_MAX && self.find_topic(name).is_some() =>
             {
                 let retain = vec![false; batch.len()];
-                self.publish_messages(name.clone(), batch, retain, hops + 1)
+                self.publish_messages(name.clone(), batch, retain, hops + 1, Some(origin))
                     .await?;
                 Ok(true)
             }
@@ -845,7 +851,7 @@ impl Engine {
             };
             after = Some(last);
             if !step.messages.is_empty() {
-                self.deliver(destination, step.messages, 0).await?;
+                (self.deliver(destination, step.messages, 0, runtime.name.clone())).await?;
             }
         }
     }
@@ -983,15 +989,17 @@ impl Engine {
 /// included) on a runtime worker.
 const ROUTE_INLINE_BODY_BYTES_MAX: usize = 64 << 10;
 
-/// The destinations of each message, in order. Routing that must parse large bodies runs on the
-/// blocking pool; the messages come back with the routes.
 /// `message` as a queue keeps it: with the routing key it was published with in
-/// [`ROUTING_KEY_HEADER`], since a queue keeps no key of its own.
-fn with_routing_key(key: String, mut message: Message) -> Message {
+/// [`ROUTING_KEY_HEADER`] and the topic it was published to in [`ORIGIN_TOPIC_HEADER`], since a
+/// queue keeps neither of its own.
+fn with_routing_key(origin: &str, key: String, mut message: Message) -> Message {
     (message.headers).insert(ROUTING_KEY_HEADER.to_string(), key);
+    (message.headers).insert(ORIGIN_TOPIC_HEADER.to_string(), origin.to_string());
     message
 }
 
+/// The destinations of each message, in order. Routing that must parse large bodies runs on the
+/// blocking pool; the messages come back with the routes.
 async fn route_batch(
     runtime: Arc<TopicRuntime>,
     messages: Vec<(String, Arc<Message>)>,

@@ -1004,11 +1004,12 @@ impl Connection {
                 .unacked
                 .insert(tag, (queue.clone(), delivery.receipt.clone()));
         }
+        let (exchange, routing_key) = convert::routed_by(&delivery.message, &queue);
         let get_ok = basic::GetOk {
             delivery_tag: tag,
             redelivered: delivery.delivery_count > 1,
-            exchange: ShortString::default(),
-            routing_key: short(&queue),
+            exchange,
+            routing_key,
             message_count: u32::try_from(ready).unwrap_or(u32::MAX),
         };
         self.send_content(channel, get_ok.into(), &delivery.message);
@@ -1148,12 +1149,13 @@ impl Connection {
                 .unacked
                 .insert(tag, (queue.to_string(), delivery.receipt.clone()));
         }
+        let (exchange, routing_key) = convert::routed_by(&delivery.message, queue);
         let deliver = basic::Deliver {
             consumer_tag: short(consumer_tag),
             delivery_tag: tag,
             redelivered: delivery.delivery_count > 1,
-            exchange: ShortString::default(),
-            routing_key: short(queue),
+            exchange,
+            routing_key,
         };
         self.send_content(channel, deliver.into(), &delivery.message);
     }

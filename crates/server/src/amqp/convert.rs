@@ -7,7 +7,7 @@ use bytes::Bytes;
 use std::{collections::BTreeMap, time::Duration};
 use wharf_codec_amqp::{BasicProperties, FieldTable, FieldValue, ShortString};
 use wharf_engine::{
-    broker::SendMessage,
+    broker::{SendMessage, ORIGIN_TOPIC_HEADER, ROUTING_KEY_HEADER},
     queue::{Overflow, QueueOptions},
     topic::{HeadersMatch, HeadersMode},
 };
@@ -220,12 +220,33 @@ fn add_death(headers: &mut FieldTable, dead: &DeadLetter) {
     put(headers, "x-first-death-exchange", text(""));
 }
 
-/// The basic properties of a stored message.
+/// The exchange and routing key a delivery names, as RabbitMQ's do: those the message was
+/// published with when a topic routed it to the queue (the engine keeps them in headers),
+/// otherwise the default exchange and the queue's name.
+pub fn routed_by(message: &Message, queue: &str) -> (ShortString, ShortString) {
+    let short = |text: &str| ShortString::try_from(text).unwrap_or_default();
+    match message.headers.get(ROUTING_KEY_HEADER) {
+        Some(key) => {
+            let topic = message
+                .headers
+                .get(ORIGIN_TOPIC_HEADER)
+                .map_or("", String::as_str);
+            (short(topic), short(key))
+        }
+        None => (ShortString::default(), short(queue)),
+    }
+}
+
+/// The basic properties of a stored message. The headers the engine sets on a routed copy
+/// are not among them: [`routed_by`] gives them their AMQP places.
 pub fn properties(message: &Message) -> BasicProperties {
     let short = |text: &str| ShortString::try_from(text).ok();
     let mut headers = typed_headers(message).unwrap_or_else(|| {
         let mut headers = FieldTable::new();
         for (name, value) in &message.headers {
+            if name == ROUTING_KEY_HEADER || name == ORIGIN_TOPIC_HEADER {
+                continue;
+            }
             if let Ok(name) = ShortString::try_from(name.as_str()) {
                 headers.insert(name, FieldValue::LongString(value.as_str().into()));
             }
