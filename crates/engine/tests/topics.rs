@@ -7,7 +7,7 @@ use wharf_engine::{
     broker::{
         json_body, Interested, LiveFeed, LiveInterest, PublishMessage, ReceiveRequest,
         RequestTarget, SendMessage, Subscription, ORIGIN_TOPIC_HEADER, REPLY_ADDRESS_PREFIX,
-        ROUTING_KEY_HEADER,
+        RETAINED_COPY_HEADER, ROUTING_KEY_HEADER,
     },
     clock::ManualClock,
     error::{Field, FieldProblem, NameProblem, ResourceKind},
@@ -315,7 +315,27 @@ async fn retained_messages_reach_new_subscriptions_and_new_bindings_first() {
         .bind("sensors", bind_queue("room.#", "rooms", None))
         .await
         .unwrap();
-    assert_eq!(drain(&engine, "rooms").await, [r#"{"t": 21}"#]);
+    // The copy of the retained message is marked as one; a live publish is not, whatever its
+    // publisher claims.
+    let mut live = publish("room.3", r#"{"t": 19}"#);
+    (live.message.headers).insert(RETAINED_COPY_HEADER.into(), "1".into());
+    engine.publish("sensors", vec![live]).await.unwrap();
+    let request = ReceiveRequest {
+        max_messages: 10,
+        wait: Duration::ZERO,
+        lease: None,
+    };
+    let got = engine.receive("rooms", request).await.unwrap();
+    let marks: Vec<Option<&str>> = (got.iter())
+        .map(|d| {
+            d.message
+                .headers
+                .get(RETAINED_COPY_HEADER)
+                .map(String::as_str)
+        })
+        .collect();
+    assert_eq!(marks, [Some("1"), None]);
+    assert_eq!(&got[0].message.body[..], br#"{"t": 21}"#);
 }
 
 #[tokio::test]

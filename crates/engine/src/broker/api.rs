@@ -29,6 +29,18 @@ pub const ROUTING_KEY_HEADER: &str = "wharf-routing-key";
 /// a topic-to-topic binding passed it on), as an AMQP delivery names its exchange. Set by the
 /// engine; a publisher's own value is replaced.
 pub const ORIGIN_TOPIC_HEADER: &str = "wharf-topic";
+/// On a queue copy of a topic's retained message, made when a new binding copies the retained
+/// messages it matches to its queue: `1`. Live publishes never carry it (a publisher's own
+/// value is removed), so a consumer tells retained copies from messages published since.
+pub const RETAINED_COPY_HEADER: &str = "wharf-retained";
+/// The headers the engine sets on queue copies. Doors that give their meaning a place of its
+/// own in their protocol (an AMQP delivery's exchange and routing key, MQTT's topic name and
+/// RETAIN flag) leave them out of the message's headers.
+pub const ROUTING_HEADERS: [&str; 3] = [
+    ROUTING_KEY_HEADER,
+    ORIGIN_TOPIC_HEADER,
+    RETAINED_COPY_HEADER,
+];
 
 /// A message to send, as a door hands it over. The engine validates every field.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -21,7 +21,7 @@ use retained::RetainedMessages;
 use subscribers::Subscribers;
 
 use super::{
-    api::{SendMessage, ORIGIN_TOPIC_HEADER, ROUTING_KEY_HEADER},
+    api::{SendMessage, ORIGIN_TOPIC_HEADER, RETAINED_COPY_HEADER, ROUTING_KEY_HEADER},
     internal_error, queue_runtime,
     topic_records::TopicRecord,
     Engine, QueueSend,
@@ -719,8 +719,11 @@ impl Engine {
                             .map(|i| {
                                 let (message, record) = queued[*i].get_or_insert_with(|| {
                                     let (key, message) = &messages[*i];
-                                    let message =
-                                        with_routing_key(&origin, key.clone(), (**message).clone());
+                                    let message = with_routing_key(
+                                        (&origin, false),
+                                        key.clone(),
+                                        (**message).clone(),
+                                    );
                                     let record = queue_runtime::encode_enqueued(&message);
                                     (message, record)
                                 });
@@ -743,7 +746,7 @@ impl Engine {
                     .collect();
                 let (engine, origin) = (self.clone(), origin.clone());
                 deliveries.push(tokio::spawn(async move {
-                    let stored = engine.deliver(&destination, batch, hops, origin).await;
+                    let stored = (engine.deliver(&destination, batch, hops, (origin, false))).await;
                     (indexes, stored)
                 }));
             }
@@ -776,14 +779,15 @@ impl Engine {
         })
     }
 
-    /// Stores messages first published to topic `origin` in one destination; false when it
-    /// does not exist (any more).
+    /// Stores messages first published to topic `origin` in one destination (copies of
+    /// retained messages for a new binding when `retained`); false when it does not exist
+    /// (any more).
     async fn deliver(
         &self,
         destination: &Destination,
         batch: Vec<(String, Message)>,
         hops: usize,
-        origin: String,
+        (origin, retained): (String, bool),
     ) -> Result<bool, EngineError> {
         match destination {
             Destination::Queue(name) => {
@@ -791,7 +795,9 @@ impl Engine {
                     return Ok(false);
                 };
                 let messages: Vec<_> = (batch.into_iter())
-                    .map(|(key, message)| (with_routing_key(&origin, key, message), false))
+                    .map(|(key, message)| {
+                        (with_routing_key((&origin, retained), key, message), false)
+                    })
                     .collect();
                 self.send_to(queue, messages, self.now()).await?;
                 Ok(true)
@@ -851,7 +857,8 @@ impl Engine {
             };
             after = Some(last);
             if !step.messages.is_empty() {
-                (self.deliver(destination, step.messages, 0, runtime.name.clone())).await?;
+                let copies = (runtime.name.clone(), true);
+                (self.deliver(destination, step.messages, 0, copies)).await?;
             }
         }
     }
@@ -991,10 +998,19 @@ const ROUTE_INLINE_BODY_BYTES_MAX: usize = 64 << 10;
 
 /// `message` as a queue keeps it: with the routing key it was published with in
 /// [`ROUTING_KEY_HEADER`] and the topic it was published to in [`ORIGIN_TOPIC_HEADER`], since a
-/// queue keeps neither of its own.
-fn with_routing_key(origin: &str, key: String, mut message: Message) -> Message {
+/// queue keeps neither of its own, and marked with [`RETAINED_COPY_HEADER`] when it is a
+/// retained message copied for a new binding.
+fn with_routing_key(
+    (origin, retained): (&str, bool),
+    key: String,
+    mut message: Message,
+) -> Message {
     (message.headers).insert(ROUTING_KEY_HEADER.to_string(), key);
     (message.headers).insert(ORIGIN_TOPIC_HEADER.to_string(), origin.to_string());
+    match retained {
+        true => (message.headers).insert(RETAINED_COPY_HEADER.to_string(), "1".to_string()),
+        false => (message.headers).remove(RETAINED_COPY_HEADER),
+    };
     message
 }
 

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use std::{collections::BTreeMap, time::Duration};
 use wharf_codec_amqp::{BasicProperties, FieldTable, FieldValue, ShortString};
 use wharf_engine::{
-    broker::{SendMessage, ORIGIN_TOPIC_HEADER, ROUTING_KEY_HEADER},
+    broker::{SendMessage, ORIGIN_TOPIC_HEADER, ROUTING_HEADERS, ROUTING_KEY_HEADER},
     queue::{Overflow, QueueOptions},
     topic::{HeadersMatch, HeadersMode},
 };
@@ -244,7 +244,7 @@ pub fn properties(message: &Message) -> BasicProperties {
     let mut headers = typed_headers(message).unwrap_or_else(|| {
         let mut headers = FieldTable::new();
         for (name, value) in &message.headers {
-            if name == ROUTING_KEY_HEADER || name == ORIGIN_TOPIC_HEADER {
+            if ROUTING_HEADERS.contains(&name.as_str()) {
                 continue;
             }
             if let Ok(name) = ShortString::try_from(name.as_str()) {

@@ -13,7 +13,7 @@ use wharf_codec_mqtt::{
     Binary, PayloadFormat, Properties, ProtocolVersion, Publish, QoS, SubscriptionId, UserProperty,
     Utf8String,
 };
-use wharf_engine::broker::{SendMessage, ORIGIN_TOPIC_HEADER, ROUTING_KEY_HEADER};
+use wharf_engine::broker::{SendMessage, ROUTING_HEADERS};
 use wharf_model::message::Message;
 
 /// The QoS a message was published with; messages from other doors count as QoS 1.
@@ -147,9 +147,7 @@ fn properties_of(message: &Message, now_ms: u64, ids: Vec<SubscriptionId>) -> Pr
             .collect(),
         None => (message.headers.iter())
             .filter(|(name, _)| {
-                !name.starts_with("mqtt-")
-                    && *name != ROUTING_KEY_HEADER
-                    && *name != ORIGIN_TOPIC_HEADER
+                !name.starts_with("mqtt-") && !ROUTING_HEADERS.contains(&name.as_str())
             })
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect(),

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use std::time::Duration;
 use wharf_codec_mqtt::{QoS, RetainHandling, SubscriptionId, SubscriptionOptions};
 use wharf_engine::{
+    broker::RETAINED_COPY_HEADER,
     queue::{QueueOptions, LEASE_MS_MAX},
     Engine, EngineError,
 };
@@ -37,12 +38,6 @@ pub struct Stored {
     /// The binding that routes to the session's queue (persistent, not shared).
     #[serde(default)]
     pub binding: Option<String>,
-    /// When the binding was made (ms since the epoch, the engine's clock). Making it copies the
-    /// retained messages it matches into the session's queue; a queued message sent before
-    /// this time is such a copy, and goes out with RETAIN set, or not at all under Retain
-    /// Handling 2. 0: not known (a session stored before this was kept).
-    #[serde(default)]
-    pub bound_at_ms: u64,
     /// Retain Handling 2: the retained copies are not sent.
     #[serde(default)]
     pub skip_retained: bool,
@@ -57,15 +52,8 @@ impl Stored {
             retain_as_published: options.retain_as_published,
             id: id.map(SubscriptionId::get),
             binding: None,
-            bound_at_ms: 0,
             skip_retained: options.retain_handling == RetainHandling::DoNotSend,
         }
-    }
-
-    /// Whether `message`, found in the session's queue, is a retained message that making
-    /// this subscription's binding copied there.
-    pub fn copied_retained(&self, message: &Message) -> bool {
-        self.bound_at_ms > 0 && message.sent_at < self.bound_at_ms
     }
 
     pub fn qos(&self) -> QoS {
@@ -176,6 +164,13 @@ pub fn sends_retained(handling: RetainHandling, existed: bool) -> bool {
 /// How long a will waits: its delay, but no longer than the session lasts.
 pub fn will_delay(delay_s: u32, session_expiry_s: u32) -> Duration {
     Duration::from_secs(u64::from(delay_s.min(session_expiry_s)))
+}
+
+/// Whether `message`, found in a session's queue, is a retained message that making a binding
+/// copied there (the engine marks those copies): it goes out with RETAIN set, or not at all
+/// under Retain Handling 2.
+pub fn copied_retained(message: &Message) -> bool {
+    message.headers.contains_key(RETAINED_COPY_HEADER)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! packet identifier, and wait for one while the client's Receive Maximum is reached.
 
 use super::{Connection, Inflight, Queued, Source, Waiting, WAITING_BYTES_MAX, WAITING_MAX};
-use crate::mqtt::{convert, names};
+use crate::mqtt::{convert, names, session};
 use std::sync::Arc;
 use wharf_codec_mqtt::{Packet, Publish, QoS, SubscriptionId};
 use wharf_engine::broker::{LiveMessage, ROUTING_KEY_HEADER};
@@ -124,8 +124,7 @@ impl Connection {
             if sub.stored.no_local && convert::published_by(message, &self.client_id) {
                 continue;
             }
-            let copied =
-                matches!(sub.source, Source::Session) && sub.stored.copied_retained(message);
+            let copied = matches!(sub.source, Source::Session) && session::copied_retained(message);
             if copied && sub.stored.skip_retained {
                 // Retain Handling 2: the retained messages its binding copied are not sent.
                 continue;

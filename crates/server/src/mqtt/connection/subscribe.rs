@@ -88,10 +88,7 @@ impl Connection {
                     .await
             }
             (None, _) => {
-                let bound = existed.and_then(|sub| {
-                    let bound_at_ms = sub.stored.bound_at_ms;
-                    sub.stored.binding.map(|binding| (binding, bound_at_ms))
-                });
+                let bound = existed.and_then(|sub| sub.stored.binding);
                 self.session(&filter, &mut stored, bound).await
             }
         }
@@ -146,17 +143,12 @@ impl Connection {
         &mut self,
         filter: &Filter,
         stored: &mut Stored,
-        bound: Option<(String, u64)>,
+        bound: Option<String>,
     ) -> Result<Source, EngineError> {
         let queue = session::queue_of(&self.client_id);
         let binding = match bound {
-            Some((binding, bound_at_ms)) => {
-                stored.bound_at_ms = bound_at_ms;
-                binding
-            }
+            Some(binding) => binding,
             None => {
-                // Before the binding: every retained copy it makes was sent before this.
-                stored.bound_at_ms = self.engine.now();
                 let spec = BindingSpec {
                     pattern: filter.pattern.clone(),
                     syntax: Syntax::Amqp,
