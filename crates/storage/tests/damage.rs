@@ -51,6 +51,11 @@ fn write_records(
     })
 }
 
+/// XORs the bytes `at` of the file at `path` with `mask`.
+fn flip(path: &Path, at: Range<usize>, mask: u8) {
+    modify(path, |bytes| bytes[at].iter_mut().for_each(|b| *b ^= mask));
+}
+
 fn segment_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = fs::read_dir(dir)
         .unwrap()
@@ -74,11 +79,7 @@ fn flip_in_older_segment_costs_only_the_damaged_record() {
     let frames = write_records(dir.path(), config(64 << 10, true), &payloads);
     let (path, frame) = frames[100].clone();
     assert_ne!(&path, segment_files(dir.path()).last().unwrap());
-    modify(&path, |bytes| {
-        for b in &mut bytes[frame.start + 50..frame.start + 58] {
-            *b ^= 0xff;
-        }
-    });
+    flip(&path, frame.start + 50..frame.start + 58, 0xff);
     let (log, metrics) = open(dir.path(), config(64 << 10, true));
     let damage = log.damage();
     assert_eq!(damage.len(), 1, "{damage:?}");
@@ -107,11 +108,7 @@ fn a_scattered_read_over_damage_it_does_not_ask_for_succeeds() {
     let payloads: Vec<Vec<u8>> = (0..40).map(|i| payload(i, 200)).collect();
     let frames = write_records(dir.path(), config(64 << 10, true), &payloads);
     let (path, frame) = frames[20].clone();
-    modify(&path, |bytes| {
-        for b in &mut bytes[frame.start + 50..frame.start + 58] {
-            *b ^= 0xff;
-        }
-    });
+    flip(&path, frame.start + 50..frame.start + 58, 0xff);
     let (log, _) = open(dir.path(), config(64 << 10, true));
     runtime().block_on(async {
         let asked: Vec<Offset> = [25, 17, 19, 21, 23, 18].map(Offset).to_vec();
@@ -174,11 +171,7 @@ fn flip_in_last_segment_is_damage_not_a_torn_tail() {
     let payloads: Vec<Vec<u8>> = (0..600).map(|i| payload(i, 300)).collect();
     let frames = write_records(dir.path(), config(1 << 20, true), &payloads);
     let (path, frame) = frames[99].clone();
-    modify(&path, |bytes| {
-        for b in &mut bytes[frame.start + 40..frame.start + 48] {
-            *b ^= 0x5a;
-        }
-    });
+    flip(&path, frame.start + 40..frame.start + 48, 0x5a);
     let (log, metrics) = open(dir.path(), config(1 << 20, true));
     assert_eq!(log.end_offset(), Offset(600));
     assert_eq!(log.damage()[0].offsets, Offset(99)..Offset(100));
