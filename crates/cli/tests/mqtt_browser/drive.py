@@ -12,21 +12,17 @@ browser's console holds no JavaScript error.
 """
 
 import base64
-import functools
-import http.server
 import json
+import os
 import sys
-import threading
 import time
-import urllib.error
-import urllib.request
 
-from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+from browser import Api, chromium, serve_directory  # noqa: E402 (after the path)
 
 BASE = sys.argv[1].rstrip("/")
 PAGE_PORT = int(sys.argv[2])
@@ -38,27 +34,8 @@ DOOR_TOPIC = "mqtt"
 FILTER = "chat/#"
 # A queue bound over HTTP to what the page's filter covers, to see MQTT publishes from HTTP.
 QUEUE = "chat-log"
-
-
-def api(method, path, body=None):
-    """One API call (the server is open: no credentials); returns (status, parsed JSON or None)."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(BASE + path, data=data, method=method)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            text = response.read().decode()
-            return response.status, json.loads(text) if text else None
-    except urllib.error.HTTPError as error:
-        text = error.read().decode()
-        return error.code, json.loads(text) if text else None
-
-
-def expect(status, method, path, body=None):
-    got, answer = api(method, path, body)
-    assert got == status, f"{method} {path}: {got} {answer}"
-    return answer
+API = Api(BASE)
+api, expect = API.call, API.expect
 
 
 def publish_over_http(routing_key, body):
@@ -70,29 +47,6 @@ def mqtt_clients():
     """The client ids of the server's open MQTT connections, sorted."""
     listed = expect(200, "GET", "/v1/connections?door=mqtt")
     return sorted(c["client"].get("connection_name") for c in listed["connections"])
-
-
-def serve_page():
-    """The page's own origin: a static file server on PAGE_PORT, in a thread."""
-    handler = functools.partial(QuietHandler, directory=PAGE_DIR)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", PAGE_PORT), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-def browser():
-    options = Options()
-    options.binary_location = "/usr/bin/chromium"
-    for argument in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                     "--window-size=1024,768", "--no-first-run"]:
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
 
 
 class Tab:
@@ -160,8 +114,8 @@ class Tab:
 
 
 def main():
-    page_server = serve_page()
-    driver = browser()
+    page_server = serve_directory(PAGE_PORT, PAGE_DIR)
+    driver = chromium()
     try:
         ana = Tab(driver, "ana")
         ana.wait_connected()

@@ -11,21 +11,16 @@ the API, that a topic the token does not name is refused and the refusal shown, 
 browser's console holds no JavaScript error.
 """
 
-import functools
-import http.server
 import json
 import os
 import sys
-import threading
-import urllib.error
-import urllib.request
 
-from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+from browser import Api, chromium, serve_directory  # noqa: E402 (after the path)
 
 BASE = sys.argv[1].rstrip("/")
 PAGE_PORT = int(sys.argv[2])
@@ -35,51 +30,8 @@ WAIT_S = 15
 TOPIC = "news"
 # A topic that exists, which the pages' tokens do not name.
 OTHER = "payroll"
-
-
-def api(method, path, body=None):
-    """One API call as the administrator; returns (status, parsed JSON or None)."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(BASE + path, data=data, method=method)
-    request.add_header("Authorization", f"Bearer {TOKEN}")
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            text = response.read().decode()
-            return response.status, json.loads(text) if text else None
-    except urllib.error.HTTPError as error:
-        text = error.read().decode()
-        return error.code, json.loads(text) if text else None
-
-
-def expect(status, method, path, body=None):
-    got, answer = api(method, path, body)
-    assert got == status, f"{method} {path}: {got} {answer}"
-    return answer
-
-
-def serve_page():
-    """The page's own origin: a static file server on PAGE_PORT, in a thread."""
-    handler = functools.partial(QuietHandler, directory=PAGE_DIR)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", PAGE_PORT), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-def browser():
-    options = Options()
-    options.binary_location = "/usr/bin/chromium"
-    for argument in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                     "--window-size=1024,768", "--no-first-run"]:
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+API = Api(BASE, TOKEN)
+api, expect = API.call, API.expect
 
 
 class Tab:
@@ -135,8 +87,8 @@ class Tab:
 def main():
     expect(201, "PUT", f"/v1/topics/{TOPIC}", {})
     expect(201, "PUT", f"/v1/topics/{OTHER}", {})
-    page_server = serve_page()
-    driver = browser()
+    page_server = serve_directory(PAGE_PORT, PAGE_DIR)
+    driver = chromium()
     try:
         ana = Tab(driver, "ana")
         ana.wait("the WebSocket to subscribe", lambda: ana.text("ws-status") == "subscribed")

@@ -16,21 +16,21 @@ import os
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 
 import pika
-from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+from browser import Api, chromium  # noqa: E402 (after the path)
 
 BASE = sys.argv[1].rstrip("/")
 SHOTS = sys.argv[2]
 AMQP_PORT = int(sys.argv[3])
 TOKEN = os.environ["WHARF_UI_TOKEN"]
+API = Api(BASE, TOKEN)
+api, expect = API.call, API.expect
 # A page refreshes every 2 s; 15 s leaves room for a slow, shared machine.
 WAIT_S = 15
 
@@ -51,29 +51,6 @@ RULES = {
     "disk-nearly-full": {"metric": "disk_free_bytes", "op": "<", "threshold": 1},
     "events-unroutable": {"topic": TOPIC, "metric": "unroutable", "rate": True, "op": ">", "threshold": 0},
 }
-
-
-def api(method, path, body=None, token=TOKEN):
-    """One API call; returns (status, parsed JSON or None)."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(BASE + path, data=data, method=method)
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            text = response.read().decode()
-            return response.status, json.loads(text) if text else None
-    except urllib.error.HTTPError as error:
-        text = error.read().decode()
-        return error.code, json.loads(text) if text else None
-
-
-def expect(status, method, path, body=None):
-    got, answer = api(method, path, body)
-    assert got == status, f"{method} {path}: {got} {answer}"
-    return answer
 
 
 def seed():
@@ -101,16 +78,6 @@ def seed():
 
 def stats(queue):
     return expect(200, "GET", f"/v1/queues/{queue}")["stats"]
-
-
-def browser():
-    options = Options()
-    options.binary_location = "/usr/bin/chromium"
-    for argument in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                     "--window-size=1280,800", "--hide-scrollbars", "--no-first-run"]:
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
 
 
 class Page:
@@ -536,7 +503,7 @@ def check_console(page):
 def main():
     seed()
     os.makedirs(SHOTS, exist_ok=True)
-    driver = browser()
+    driver = chromium("1280,800", "--hide-scrollbars")
     page = Page(driver)
     try:
         login(page)
