@@ -1,10 +1,10 @@
 //! A log: append-only, segmented, group-committed records with sequential offsets.
 //!
 //! Appenders encode their records into one shared pending buffer under a short lock and wait.
-//! One flusher task at a time takes the whole buffer, writes it with one `pwrite` per segment
-//! touched and one `fdatasync`, then answers every appender in it: appends that arrive while a
-//! sync runs share the next one (group commit). The flusher is spawned, not run inside an
-//! appender's future, so a cancelled appender never stops a commit halfway.
+//! One flusher at a time, on the blocking pool, takes the whole buffer, writes it with one
+//! `pwrite` per segment touched and one `fdatasync`, then answers every appender in it: appends
+//! that arrive while a sync runs share the next one (group commit). The flusher is spawned, not
+//! run inside an appender's future, so a cancelled appender never stops a commit halfway.
 //!
 //! An append call is atomic: its records land in one segment and carry a "continues" flag on all
 //! but the last, so recovery keeps all of them or none.
@@ -566,7 +566,7 @@ impl Log {
             if !state.flushing && !state.pending.appends.is_empty() {
                 // Lazy appends still waiting for a commit.
                 state.flushing = true;
-                tokio::spawn(flush(self.inner.clone()));
+                start_flusher(self.inner.clone());
             }
             state.flushing.then(|| {
                 let (tx, rx) = oneshot::channel();
@@ -656,7 +656,7 @@ impl Log {
         let commit = commit || state.pending.buf.len() >= LAZY_PENDING_BYTES_MAX;
         if commit && !state.flushing {
             state.flushing = true;
-            tokio::spawn(flush(self.inner.clone()));
+            start_flusher(self.inner.clone());
         }
         Ok((first..state.next, rx))
     }
@@ -766,11 +766,19 @@ impl LogStore for Log {
     }
 }
 
-/// The flusher: commits pending batches until none is left.
-async fn flush(inner: Arc<Inner>) {
+/// Starts the flusher on the blocking pool.
+fn start_flusher(inner: Arc<Inner>) {
+    tokio::task::spawn_blocking(move || flush(&inner));
+}
+
+/// The flusher: commits pending batches until none is left, answering each batch's appenders
+/// as soon as it is durable. It stays on its blocking thread while appends keep coming, so a
+/// busy log hands nothing between threads from one commit to the next; an idle log holds no
+/// thread.
+fn flush(inner: &Inner) {
     let mut recycled = Batch::default();
     loop {
-        let batch = {
+        let mut batch = {
             let mut state = inner.state.lock().expect("state lock");
             if state.pending.appends.is_empty() {
                 state.flushing = false;
@@ -781,13 +789,7 @@ async fn flush(inner: Arc<Inner>) {
             }
             std::mem::replace(&mut state.pending, recycled)
         };
-        let writer = inner.clone();
-        let (mut batch, outcome) = tokio::task::spawn_blocking(move || {
-            let outcome = writer.write_batch(&batch);
-            (batch, outcome)
-        })
-        .await
-        .expect("log writer panicked");
+        let outcome = inner.write_batch(&batch);
         inner.answer(&mut batch, outcome);
         batch.buf.clear();
         batch.frame_lens.clear();
