@@ -98,10 +98,16 @@ pub struct AppParts {
 
 /// The door's routes; unknown paths and methods answer with problem+json. The browser rules
 /// wrap everything, fallbacks included.
+///
+/// Layers that need no matched route run once around the routing instead of inside every
+/// route: axum clones a route's whole stack of layers for each request, and each
+/// `from_fn` layer clones the stack beneath it again, so every layer inside the routes costs
+/// allocations per request. Only the two that read the matched path (the guard and the
+/// request metrics) stay inside.
 pub fn router(state: AppState) -> Router {
     let browser = state.browser.clone();
     let body_limit = state.request_body_bytes_max;
-    Router::new()
+    let routes = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
@@ -125,13 +131,16 @@ pub fn router(state: AppState) -> Router {
         // for credentials and sends them with every API call), and not part of the API, so
         // not in the OpenAPI document either.
         .merge(ui::routes())
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(Extension(RequestBodyLimit(body_limit)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(request_metrics::record))
-        .with_state(state)
+        .with_state(state);
+    let around = tower::ServiceBuilder::new()
         .layer(middleware::from_fn_with_state(browser, browser::guard))
+        .layer(Extension(RequestBodyLimit(body_limit)))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .service(routes);
+    Router::new().fallback_service(around)
 }
 
 async fn not_found(uri: Uri) -> Problem {
