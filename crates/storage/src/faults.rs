@@ -11,16 +11,28 @@ use std::{
     os::unix::fs::FileExt,
     sync::{
         atomic::{AtomicBool, AtomicI64, Ordering},
-        Arc,
+        Arc, Mutex,
     },
 };
 
+/// What a test runs just before each `fdatasync` of a log's commit.
+pub type SyncHook = Arc<dyn Fn() + Send + Sync>;
+
 /// Switchable failures for tests. Shared by every file of a store.
-#[derive(Debug)]
 pub struct Faults {
     /// Bytes that may still be written; negative means unlimited.
     space_bytes: AtomicI64,
     fail_syncs: AtomicBool,
+    before_sync_data: Mutex<Option<SyncHook>>,
+}
+
+impl std::fmt::Debug for Faults {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Faults")
+            .field("space_bytes", &self.space_bytes)
+            .field("fail_syncs", &self.fail_syncs)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Faults {
@@ -28,7 +40,17 @@ impl Faults {
         Arc::new(Faults {
             space_bytes: AtomicI64::new(-1),
             fail_syncs: AtomicBool::new(false),
+            before_sync_data: Mutex::new(None),
         })
+    }
+
+    /// Runs `hook` before every `fdatasync` of a commit (on the flusher's thread, while the
+    /// commit is on its way to the disk), or nothing with `None`.
+    pub fn set_before_sync_data(&self, hook: Option<SyncHook>) {
+        *self
+            .before_sync_data
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = hook;
     }
 
     /// Limits the bytes that may still be written (`None`: unlimited, the disk has room again).
@@ -135,6 +157,16 @@ impl FileOps {
 
     /// fdatasync: file data and the metadata needed to read it back.
     pub(crate) fn sync_data(&self, file: &File) -> io::Result<()> {
+        if let Some(faults) = &self.faults {
+            let hook = faults
+                .before_sync_data
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if let Some(hook) = hook {
+                hook();
+            }
+        }
         self.check_sync()?;
         file.sync_data()
     }

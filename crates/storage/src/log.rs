@@ -766,18 +766,23 @@ impl LogStore for Log {
     }
 }
 
+/// Commits one flusher makes before it gives its blocking thread back (and queues again behind
+/// whatever else waits for one): the pool is bounded, and without this a few logs that never
+/// go idle could hold every thread while other logs' commits and file reads wait.
+const FLUSHER_COMMITS_PER_TURN: usize = 64;
+
 /// Starts the flusher on the blocking pool.
 fn start_flusher(inner: Arc<Inner>) {
-    tokio::task::spawn_blocking(move || flush(&inner));
+    tokio::task::spawn_blocking(move || flush(inner));
 }
 
 /// The flusher: commits pending batches until none is left, answering each batch's appenders
-/// as soon as it is durable. It stays on its blocking thread while appends keep coming, so a
-/// busy log hands nothing between threads from one commit to the next; an idle log holds no
-/// thread.
-fn flush(inner: &Inner) {
+/// as soon as it is durable. It stays on its blocking thread while appends keep coming (up to
+/// [`FLUSHER_COMMITS_PER_TURN`] commits), so a busy log hands nothing between threads from one
+/// commit to the next; an idle log holds no thread.
+fn flush(inner: Arc<Inner>) {
     let mut recycled = Batch::default();
-    loop {
+    for _ in 0..FLUSHER_COMMITS_PER_TURN {
         let mut batch = {
             let mut state = inner.state.lock().expect("state lock");
             if state.pending.appends.is_empty() {
@@ -795,6 +800,8 @@ fn flush(inner: &Inner) {
         batch.frame_lens.clear();
         recycled = batch;
     }
+    // Still flushing: the next turn carries on where this one stopped.
+    start_flusher(inner);
 }
 
 /// Syncs a relaxed-policy log at least every `period` while it is open.

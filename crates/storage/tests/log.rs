@@ -384,3 +384,58 @@ async fn lazy_appends_commit_themselves_past_the_pending_limit() {
     .await
     .expect("lazy appends were committed once past the limit");
 }
+
+/// A log that never goes idle gives its blocking thread back now and then: with one blocking
+/// thread for the whole runtime, another log's append still completes while every commit of
+/// the first finds something new pending (added while the commit syncs).
+#[test]
+fn a_busy_log_does_not_keep_the_blocking_pool_from_other_logs() {
+    use std::sync::{
+        atomic::{AtomicBool, Ordering},
+        OnceLock,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (busy_dir, other_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let faults = wharf_storage::Faults::new();
+    let busy_config = LogConfig {
+        faults: Some(faults.clone()),
+        ..LogConfig::default()
+    };
+    let busy = Arc::new(OnceLock::<Log>::new());
+    let feeding = Arc::new(AtomicBool::new(true));
+    faults.set_before_sync_data(Some(Arc::new({
+        let (busy, feeding) = (busy.clone(), feeding.clone());
+        move || {
+            if let Some(log) = busy.get().filter(|_| feeding.load(Ordering::SeqCst)) {
+                log.append_lazy([b"more"]).unwrap();
+            }
+        }
+    })));
+    busy.set(open(busy_dir.path(), busy_config)).unwrap();
+    let busy_log = busy.get().unwrap();
+    let other = open(other_dir.path(), LogConfig::default());
+    runtime.block_on(async {
+        // Holds the only blocking thread from here on, one commit after another.
+        let first = busy_log.append_one(b"first");
+        let appended = async {
+            tokio::task::yield_now().await;
+            tokio::time::timeout(Duration::from_secs(10), other.append_one(b"x")).await
+        };
+        let (first, appended) = tokio::join!(first, appended);
+        feeding.store(false, Ordering::SeqCst);
+        first.unwrap();
+        assert_eq!(
+            appended.expect("the other log's append waited").unwrap(),
+            Offset(0)
+        );
+        assert!(busy_log.end_offset() > Offset(1));
+        busy_log.close().await.unwrap();
+        other.close().await.unwrap();
+    });
+    faults.set_before_sync_data(None);
+}
