@@ -337,9 +337,10 @@ impl Log {
     }
 
     /// Appends `payloads` as one atomic unit without waiting, and without a commit of its own:
-    /// they ride the next commit another append starts (or go once [`LAZY_PENDING_BYTES_MAX`]
-    /// are waiting, or at close). For records whose loss in a crash is harmless, such as
-    /// delivery counts: they stop costing an fsync each.
+    /// they ride the next commit (one a running flusher makes next, or one another append
+    /// starts), or go once [`LAZY_PENDING_BYTES_MAX`] are waiting, or at close. For records
+    /// whose loss in a crash is harmless, such as delivery counts: they stop costing an fsync
+    /// each.
     pub fn append_lazy<I>(&self, payloads: I) -> Result<Range<Offset>, StorageError>
     where
         I: IntoIterator,
