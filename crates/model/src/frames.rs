@@ -70,11 +70,6 @@ pub fn encode_frame_with(out: &mut Vec<u8>, write_meta: impl FnOnce(&mut Vec<u8>
     out.put_slice(body);
 }
 
-/// Bytes [`encode_frame`] writes for `meta` and `body`.
-pub fn encoded_len(meta: &[u8], body: &[u8]) -> usize {
-    FRAME_OVERHEAD_BYTES + meta.len() + body.len()
-}
-
 /// Splits `batch` into its frames, at most `max` of them. Meta and body share `batch`'s
 /// buffer: nothing is copied.
 pub fn decode_frames(batch: &Bytes, max: usize) -> Result<Vec<Frame>, FrameError> {
@@ -134,7 +129,7 @@ mod tests {
     fn a_frame_is_two_big_endian_lengths_around_meta_and_body() {
         let batch = batch_of(&[(b"{}".to_vec(), b"abc".to_vec())]);
         assert_eq!(&batch[..], b"\0\0\0\x02{}\0\0\0\x03abc");
-        assert_eq!(encoded_len(b"{}", b"abc"), batch.len());
+        assert_eq!(FRAME_OVERHEAD_BYTES + 2 + 3, batch.len());
     }
 
     #[test]
@@ -198,7 +193,7 @@ mod tests {
         fn any_bytes_decode_or_fail_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let batch = Bytes::from(bytes);
             if let Ok(frames) = decode_frames(&batch, 1000) {
-                let total: usize = frames.iter().map(|frame| encoded_len(&frame.meta, &frame.body)).sum();
+                let total: usize = frames.iter().map(|frame| FRAME_OVERHEAD_BYTES + frame.meta.len() + frame.body.len()).sum();
                 prop_assert_eq!(total, batch.len());
             }
         }

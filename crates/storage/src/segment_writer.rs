@@ -112,14 +112,16 @@ impl SegmentWriter {
             };
         }
         let padded = round_up(filled as u64) as usize;
+        let direct = match &self.direct {
+            Direct::Open(direct) if chunk.len() >= DIRECT_WRITE_MIN_BYTES => Some(direct),
+            _ => None,
+        };
         let mut fresh = Vec::new();
-        let window = match &self.direct {
-            Direct::Open(_) if chunk.len() >= DIRECT_WRITE_MIN_BYTES => {
-                aligned_window(&mut self.scratch, padded)
-            }
+        let window = match direct {
+            Some(_) => aligned_window(&mut self.scratch, padded),
             // Buffered writes need no alignment in memory: a buffer of their own, so that
             // thousands of logs taking small commits keep no staging memory between them.
-            _ => {
+            None => {
                 fresh.resize(padded, 0);
                 &mut fresh[..]
             }
@@ -127,15 +129,13 @@ impl SegmentWriter {
         window[..self.tail.len()].copy_from_slice(&self.tail);
         window[self.tail.len()..filled].copy_from_slice(chunk);
         window[filled..].fill(0);
-        match &self.direct {
-            Direct::Open(direct) if chunk.len() >= DIRECT_WRITE_MIN_BYTES => {
-                ops.write_all_at_in_blocks(direct, window, start, BLOCK_BYTES)?
-            }
+        match direct {
+            Some(direct) => ops.write_all_at_in_blocks(direct, window, start, BLOCK_BYTES)?,
             // Whole blocks through the page cache as well: a write that covers part of a block
             // not in the cache makes the kernel read that block from the disk first, and
             // waits for it. The spare segment is zeroed with direct writes and a direct write
             // drops the pages it replaces, so without this most small commits read a block.
-            _ => ops.write_all_at(&segment.file, window, start)?,
+            None => ops.write_all_at(&segment.file, window, start)?,
         }
         self.staged_tail.clear();
         self.staged_tail

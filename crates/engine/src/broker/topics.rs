@@ -719,7 +719,7 @@ impl Engine {
                             .map(|i| {
                                 let (message, record) = queued[*i].get_or_insert_with(|| {
                                     let (key, message) = &messages[*i];
-                                    let message = with_routing_key(
+                                    let message = as_queued(
                                         (&origin, false),
                                         key.clone(),
                                         (**message).clone(),
@@ -795,9 +795,7 @@ impl Engine {
                     return Ok(false);
                 };
                 let messages: Vec<_> = (batch.into_iter())
-                    .map(|(key, message)| {
-                        (with_routing_key((&origin, retained), key, message), false)
-                    })
+                    .map(|(key, message)| (as_queued((&origin, retained), key, message), false))
                     .collect();
                 self.send_to(queue, messages, self.now()).await?;
                 Ok(true)
@@ -1000,11 +998,7 @@ const ROUTE_INLINE_BODY_BYTES_MAX: usize = 64 << 10;
 /// [`ROUTING_KEY_HEADER`] and the topic it was published to in [`ORIGIN_TOPIC_HEADER`], since a
 /// queue keeps neither of its own, and marked with [`RETAINED_COPY_HEADER`] when it is a
 /// retained message copied for a new binding.
-fn with_routing_key(
-    (origin, retained): (&str, bool),
-    key: String,
-    mut message: Message,
-) -> Message {
+fn as_queued((origin, retained): (&str, bool), key: String, mut message: Message) -> Message {
     (message.headers).insert(ROUTING_KEY_HEADER.to_string(), key);
     (message.headers).insert(ORIGIN_TOPIC_HEADER.to_string(), origin.to_string());
     match retained {
