@@ -347,3 +347,44 @@ fn bench_realtime_measures_idle_connections_fan_out_and_round_trips() {
         .is_some());
     assert!(summary["fan_out_p99_ms"].as_f64() >= summary["fan_out_p50_ms"].as_f64());
 }
+
+#[test]
+fn bench_events_runs_every_scenario_with_one_writer_and_cleans_up() {
+    // With `--writers 1` the concurrent round is the single-writer one: it runs once (a second
+    // round on the same streams would be refused by their expected versions).
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut command = wharf();
+    command
+        .args(["bench", "events", "--seconds", "0.3", "--writers", "1"])
+        .args(["--streams", "200", "--dir"])
+        .arg(dir.path());
+    let (status, stdout, stderr) = run_to_end(command, BENCH_DEADLINE);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert_eq!(
+        stdout.matches("appends,   1 writers").count(),
+        2,
+        "one engine and one HTTP round:\n{stdout}"
+    );
+    let last = stdout.lines().last().expect("some output");
+    let summary: serde_json::Value =
+        serde_json::from_str(last).unwrap_or_else(|error| panic!("{error}: {last}"));
+    for key in [
+        "raw_fsync_per_s",
+        "engine_appends_1_per_s",
+        "engine_all_read_mb_s",
+        "http_appends_1_per_s",
+        "http_appends_1_server_cpu_us",
+        "http_all_read_mb_s",
+    ] {
+        let value = summary[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} missing or not a number in {last}"));
+        assert!(value > 0.0, "{key} = {value}");
+    }
+    let left: Vec<_> = std::fs::read_dir(dir.path()).expect("read dir").collect();
+    assert!(left.is_empty(), "bench left files behind: {left:?}");
+}

@@ -97,6 +97,14 @@ fn run_in(args: &EventsArgs, scratch: &Path) -> Result<Map<String, Value>, Bench
     Ok(summary)
 }
 
+/// The writer counts of the append scenarios: 1, then `--writers` (once, when that is 1 too:
+/// a second round would find its streams already written).
+fn writer_counts(args: &EventsArgs) -> Vec<usize> {
+    let mut counts = vec![1, args.writers];
+    counts.dedup();
+    counts
+}
+
 async fn open_engine(dir: &Path) -> Result<(Engine, Arc<Store>), BenchError> {
     let store = Arc::new(Store::open(dir, StoreConfig::default())?);
     let engine = Engine::open(
@@ -245,7 +253,7 @@ async fn engine_scenarios(
 ) -> Result<(), BenchError> {
     let duration = Duration::from_secs_f64(args.seconds);
     let (engine, store) = open_engine(dir).await?;
-    for writers in [1, args.writers] {
+    for writers in writer_counts(args) {
         let started = Instant::now();
         let cpu = super::server_process::process_cpu_time_of(std::process::id())?;
         let appends = append_engine(&engine, writers, duration).await?;
@@ -332,7 +340,7 @@ async fn http_scenarios(
     let server = ServerProcess::start()?;
     let endpoint = Endpoint::new(server.address, None)?;
     let result = async {
-        for writers in [1, args.writers] {
+        for writers in writer_counts(args) {
             let cpu = server.cpu_time()?;
             let started = Instant::now();
             let appends = append_http(&endpoint, writers, duration).await?;
