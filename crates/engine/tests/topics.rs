@@ -339,6 +339,61 @@ async fn retained_messages_reach_new_subscriptions_and_new_bindings_first() {
 }
 
 #[tokio::test]
+async fn retained_copies_keep_their_mark_through_a_topic_to_topic_binding() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _store) = open(dir.path(), ManualClock::new(START)).await;
+    let options = TopicOptions {
+        retain: true,
+        ..TopicOptions::default()
+    };
+    engine.put_topic("sensors", options).await.unwrap();
+    (engine.put_topic("rooms", TopicOptions::default()))
+        .await
+        .unwrap();
+    engine
+        .put_queue("room-log", QueueOptions::default())
+        .await
+        .unwrap();
+    engine
+        .bind("rooms", bind_queue("#", "room-log", None))
+        .await
+        .unwrap();
+    engine
+        .publish("sensors", vec![publish("room.1", r#"{"t": 20}"#)])
+        .await
+        .unwrap();
+    let to_rooms = BindingSpec {
+        destination: Destination::Topic("rooms".into()),
+        ..bind_queue("room.*", "unused", None)
+    };
+    engine.bind("sensors", to_rooms).await.unwrap();
+    engine
+        .publish("sensors", vec![publish("room.2", r#"{"t": 18}"#)])
+        .await
+        .unwrap();
+    let request = ReceiveRequest {
+        max_messages: 10,
+        wait: Duration::ZERO,
+        lease: None,
+    };
+    let got = engine.receive("room-log", request).await.unwrap();
+    let seen: Vec<(&[u8], Option<&str>, Option<&str>)> = (got.iter())
+        .map(|d| {
+            let header = |name: &str| d.message.headers.get(name).map(String::as_str);
+            let origin = header(ORIGIN_TOPIC_HEADER);
+            (&d.message.body[..], header(RETAINED_COPY_HEADER), origin)
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (&br#"{"t": 20}"#[..], Some("1"), Some("sensors")),
+            (&br#"{"t": 18}"#[..], None, Some("sensors")),
+        ]
+    );
+}
+
+#[tokio::test]
 async fn live_subscriptions_get_matching_messages_as_published() {
     let dir = tempfile::tempdir().unwrap();
     let (engine, _store) = setup(dir.path()).await;

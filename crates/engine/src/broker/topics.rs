@@ -680,18 +680,19 @@ impl Engine {
     /// Routes validated messages and stores them in every destination; recursive for topic
     /// destinations, up to [`TOPIC_HOPS_MAX`].
     /// `origin` is the topic the messages were first published to, when they reach `topic`
-    /// through a topic-to-topic binding (`hops` of them so far).
+    /// through a topic-to-topic binding (`hops` of them so far), and whether they are copies
+    /// of its retained messages made for a new binding: queues mark those as such.
     pub(super) fn publish_messages(
         &self,
         topic: String,
         messages: Vec<(String, Message)>,
         retain: Vec<bool>,
         hops: usize,
-        origin: Option<String>,
+        origin: Option<(String, bool)>,
     ) -> Pin<Box<dyn Future<Output = Result<Vec<Published>, EngineError>> + Send + '_>> {
         Box::pin(async move {
             let runtime = self.topic(&topic)?;
-            let origin = origin.unwrap_or_else(|| topic.clone());
+            let (origin, retained_copies) = origin.unwrap_or_else(|| (topic.clone(), false));
             let retained_at = runtime.retain(&messages, &retain).await?;
             // Shared from here on: live subscribers take the message itself, not a copy.
             let messages = (messages.into_iter())
@@ -720,7 +721,7 @@ impl Engine {
                                 let (message, record) = queued[*i].get_or_insert_with(|| {
                                     let (key, message) = &messages[*i];
                                     let message = as_queued(
-                                        (&origin, false),
+                                        (&origin, retained_copies),
                                         key.clone(),
                                         (**message).clone(),
                                     );
@@ -746,7 +747,8 @@ impl Engine {
                     .collect();
                 let (engine, origin) = (self.clone(), origin.clone());
                 deliveries.push(tokio::spawn(async move {
-                    let stored = (engine.deliver(&destination, batch, hops, (origin, false))).await;
+                    let copies = (origin, retained_copies);
+                    let stored = (engine.deliver(&destination, batch, hops, copies)).await;
                     (indexes, stored)
                 }));
             }
@@ -804,7 +806,8 @@ impl Engine {
                 if hops < TOPIC_HOPS_MAX && self.find_topic(name).is_some() =>
             {
                 let retain = vec![false; batch.len()];
-                self.publish_messages(name.clone(), batch, retain, hops + 1, Some(origin))
+                let origin = Some((origin, retained));
+                self.publish_messages(name.clone(), batch, retain, hops + 1, origin)
                     .await?;
                 Ok(true)
             }
