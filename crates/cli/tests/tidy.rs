@@ -1,5 +1,6 @@
 //! Tidy: keeps the tree honest. Fails on source files over 1,500 lines, functions over 70 lines
-//! outside tests, and leftover debugging or placeholder macros outside tests.
+//! outside tests, leftover debugging or placeholder macros outside tests, and an OpenAPI
+//! operation that lists one status twice (the document keeps only the last).
 
 use std::path::{Path, PathBuf};
 
@@ -49,6 +50,18 @@ fn tidy_catches_what_it_bans() {
         &mut problems,
     );
     assert!(problems.is_empty(), "{problems:?}");
+
+    let twice = concat!(
+        "#[utoipa::path(\n    get,\n    responses(\n",
+        "        (status = 200, description = \"A\"),\n",
+        "        (status = 404, description = \"B\"),\n",
+        "        (status = 404, description = \"C\"),\n",
+        "    )\n)]\npub async fn f() {}\n",
+    );
+    problems.clear();
+    check_file(Path::new("crates/x/src/lib.rs"), twice, &mut problems);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("status 404"), "{problems:?}");
 
     problems.clear();
     check_file(Path::new("crates/x/tests/t.rs"), &banned, &mut problems);
@@ -103,6 +116,33 @@ fn check_file(path: &Path, text: &str, problems: &mut Vec<String>) {
         }
     }
     check_function_lengths(path, &lines[..code_end], problems);
+    check_openapi_statuses(path, &lines[..code_end], problems);
+}
+
+/// In each `#[utoipa::path(...)]` attribute, every `(status = N, ...)` once: the responses of
+/// an operation are a map by status, so a second entry silently replaces the first.
+fn check_openapi_statuses(path: &Path, lines: &[&str], problems: &mut Vec<String>) {
+    let mut statuses: Option<Vec<&str>> = None;
+    for (number, line) in lines.iter().enumerate() {
+        let line = line.trim();
+        if line.starts_with("#[utoipa::path(") {
+            statuses = Some(Vec::new());
+        } else if line == ")]" {
+            statuses = None;
+        }
+        let (Some(seen), Some(rest)) = (statuses.as_mut(), line.strip_prefix("(status = ")) else {
+            continue;
+        };
+        let status = rest.split([',', ')']).next().unwrap_or(rest).trim();
+        if seen.contains(&status) {
+            let shown = path.display();
+            problems.push(format!(
+                "{shown}:{}: status {status} listed twice in one operation",
+                number + 1
+            ));
+        }
+        seen.push(status);
+    }
 }
 
 /// True when the signature starting at `lines[0]` opens a body on its own line. rustfmt breaks

@@ -93,7 +93,6 @@ pub async fn read_stream(
     params(("name" = String, Path, description = STREAM), DeleteQuery),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, description = "`event_stream_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`event_stream_not_found`, or `stream_deleted`: hard deleted already", body = Problem, content_type = "application/problem+json"),
     )
 )]
