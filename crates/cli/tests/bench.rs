@@ -11,6 +11,24 @@ use std::time::Duration;
 /// normally, minutes on a very slow disk.
 const BENCH_DEADLINE: Duration = Duration::from_secs(180);
 
+/// Runs a benchmark command to its end, checks that it succeeded, and returns its output with
+/// the JSON summary its last line gives.
+fn run_summary(command: std::process::Command) -> (String, serde_json::Value) {
+    let args: Vec<_> = command
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let (status, stdout, stderr) = run_to_end(command, BENCH_DEADLINE);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{args:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let last = stdout.lines().last().expect("some output");
+    let summary = serde_json::from_str(last).unwrap_or_else(|error| panic!("{error}: {last}"));
+    (stdout, summary)
+}
+
 #[test]
 fn bench_storage_ends_with_a_json_summary_and_cleans_up() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -18,16 +36,8 @@ fn bench_storage_ends_with_a_json_summary_and_cleans_up() {
     command
         .args(["bench", "storage", "--seconds", "0.3", "--dir"])
         .arg(dir.path());
-    let (status, stdout, stderr) = run_to_end(command, BENCH_DEADLINE);
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "stdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    let (stdout, summary) = run_summary(command);
 
-    let last = stdout.lines().last().expect("some output");
-    let summary: serde_json::Value =
-        serde_json::from_str(last).unwrap_or_else(|error| panic!("{error}: {last}"));
     for key in [
         "raw_fsync_per_s",
         "raw_seq_write_mb_s",
@@ -38,7 +48,7 @@ fn bench_storage_ends_with_a_json_summary_and_cleans_up() {
     ] {
         let value = summary[key]
             .as_f64()
-            .unwrap_or_else(|| panic!("{key} missing or not a number in {last}"));
+            .unwrap_or_else(|| panic!("{key} missing or not a number in {summary}"));
         assert!(value > 0.0, "{key} = {value}");
         assert!(stdout.contains(key), "table lacks {key}:\n{stdout}");
     }
@@ -69,12 +79,7 @@ fn bench_queue_secure_runs_rounds_of_plain_bearer_and_basic_and_reports_the_medi
             "WHARF_ADMIN_TOKEN",
             "a token the plain run must not inherit",
         );
-    let (status, stdout, stderr) = run_to_end(command, BENCH_DEADLINE);
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "stdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    let (stdout, summary) = run_summary(command);
 
     // The second round runs in reverse order, so a drift in speed weighs on all three alike.
     let announced: Vec<usize> = [
@@ -113,9 +118,6 @@ fn bench_queue_secure_runs_rounds_of_plain_bearer_and_basic_and_reports_the_medi
         assert!(run["wharf_server_cpu_s"].is_number(), "{run}");
     }
 
-    let last = stdout.lines().last().expect("some output");
-    let summary: serde_json::Value =
-        serde_json::from_str(last).unwrap_or_else(|error| panic!("{error}: {last}"));
     assert_eq!(summary["rounds"], 2, "{summary}");
     // Runs 1 and 6 are plain, 2 and 5 bearer, 3 and 4 Basic; of two, the median is the mean.
     let per_s = |index: usize| {
@@ -191,19 +193,11 @@ fn bench_queue_drives_the_binary_batch_type_end_to_end() {
     command
         .args(["bench", "queue", "--messages", "2000", "--format", "binary"])
         .env("TMPDIR", temp.path());
-    let (status, stdout, stderr) = run_to_end(command, BENCH_DEADLINE);
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "stdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    let (stdout, summary) = run_summary(command);
     assert!(
         stdout.contains("2000 messages of 1024 B as Binary"),
         "{stdout}"
     );
-    let last = stdout.lines().last().expect("some output");
-    let summary: serde_json::Value =
-        serde_json::from_str(last).unwrap_or_else(|error| panic!("{error}: {last}"));
     assert_eq!(summary["format"], "binary", "{summary}");
     assert_eq!(summary["wharf_redelivered"], 0, "{summary}");
     assert!(
@@ -240,15 +234,7 @@ fn bench_mqtt_pubsub_and_fanout_deliver_everything_on_their_own_server() {
             .args(workload)
             .args(["--timeout-s", "60"])
             .env("TMPDIR", temp.path());
-        let (status, stdout, stderr) = run_to_end(command, BENCH_DEADLINE);
-        assert_eq!(
-            status.code(),
-            Some(0),
-            "{workload:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
-        );
-        let last = stdout.lines().last().expect("some output");
-        let summary: serde_json::Value =
-            serde_json::from_str(last).unwrap_or_else(|error| panic!("{error}: {last}"));
+        let (_, summary) = run_summary(command);
         assert_eq!(summary["wharf_lost"], 0, "{summary}");
         assert_eq!(summary["wharf_duplicates"], 0, "{summary}");
         assert!(summary["wharf_server_cpu_s"].is_f64(), "{summary}");
@@ -277,19 +263,11 @@ fn bench_webhooks_delivers_every_message_and_reports_rates_beside_the_reference(
             "1",
         ])
         .env("TMPDIR", temp.path());
-    let (status, stdout, stderr) = run_to_end(command, BENCH_DEADLINE);
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "stdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    let (stdout, summary) = run_summary(command);
     assert!(
         stdout.contains("300 messages published in batches of 100, all delivered"),
         "{stdout}"
     );
-    let last = stdout.lines().last().expect("some output");
-    let summary: serde_json::Value =
-        serde_json::from_str(last).unwrap_or_else(|error| panic!("{error}: {last}"));
     for key in [
         "reference_posts_per_s",
         "deliveries_per_s",
@@ -322,19 +300,11 @@ fn bench_realtime_measures_idle_connections_fan_out_and_round_trips() {
             "20",
         ])
         .env("TMPDIR", temp.path());
-    let (status, stdout, stderr) = run_to_end(command, BENCH_DEADLINE);
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "stdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    let (stdout, summary) = run_summary(command);
     assert!(
         stdout.contains("10 publishes x 20 subscribers, 200 of 200 delivered"),
         "{stdout}"
     );
-    let last = stdout.lines().last().expect("some output");
-    let summary: serde_json::Value =
-        serde_json::from_str(last).unwrap_or_else(|error| panic!("{error}: {last}"));
     for door in ["websocket", "http"] {
         let (p50, p99) = (
             summary[format!("{door}_request_p50_ms")].as_f64(),
@@ -358,20 +328,12 @@ fn bench_events_runs_every_scenario_with_one_writer_and_cleans_up() {
         .args(["bench", "events", "--seconds", "0.3", "--writers", "1"])
         .args(["--streams", "200", "--dir"])
         .arg(dir.path());
-    let (status, stdout, stderr) = run_to_end(command, BENCH_DEADLINE);
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "stdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    let (stdout, summary) = run_summary(command);
     assert_eq!(
         stdout.matches("appends,   1 writers").count(),
         2,
         "one engine and one HTTP round:\n{stdout}"
     );
-    let last = stdout.lines().last().expect("some output");
-    let summary: serde_json::Value =
-        serde_json::from_str(last).unwrap_or_else(|error| panic!("{error}: {last}"));
     for key in [
         "raw_fsync_per_s",
         "engine_appends_1_per_s",
@@ -382,7 +344,7 @@ fn bench_events_runs_every_scenario_with_one_writer_and_cleans_up() {
     ] {
         let value = summary[key]
             .as_f64()
-            .unwrap_or_else(|| panic!("{key} missing or not a number in {last}"));
+            .unwrap_or_else(|| panic!("{key} missing or not a number in {summary}"));
         assert!(value > 0.0, "{key} = {value}");
     }
     let left: Vec<_> = std::fs::read_dir(dir.path()).expect("read dir").collect();

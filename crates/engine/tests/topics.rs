@@ -5,7 +5,7 @@ use bytes::Bytes;
 use std::{future::Future, path::Path, sync::Arc, time::Duration};
 use wharf_engine::{
     broker::{
-        json_body, Interested, LiveFeed, LiveInterest, PublishMessage, ReceiveRequest,
+        json_body, Delivery, Interested, LiveFeed, LiveInterest, PublishMessage, ReceiveRequest,
         RequestTarget, SendMessage, Subscription, ORIGIN_TOPIC_HEADER, REPLY_ADDRESS_PREFIX,
         RETAINED_COPY_HEADER, ROUTING_KEY_HEADER,
     },
@@ -60,13 +60,33 @@ fn bind_queue(pattern: &str, queue: &str, filter: Option<&str>) -> BindingSpec {
     }
 }
 
-async fn drain(engine: &Engine, queue: &str) -> Vec<String> {
+/// A topic that retains the last message of every key.
+fn retaining() -> TopicOptions {
+    TopicOptions {
+        retain: true,
+        ..TopicOptions::default()
+    }
+}
+
+/// Up to 100 messages of `queue` that are ready now, leased.
+async fn receive_now(engine: &Engine, queue: &str) -> Vec<Delivery> {
     let request = ReceiveRequest {
         max_messages: 100,
         wait: Duration::ZERO,
         lease: None,
     };
-    let got = engine.receive(queue, request).await.unwrap();
+    engine.receive(queue, request).await.unwrap()
+}
+
+/// Each delivery's header `name`.
+fn header_of<'a>(got: &'a [Delivery], name: &str) -> Vec<Option<&'a str>> {
+    (got.iter())
+        .map(|d| d.message.headers.get(name).map(String::as_str))
+        .collect()
+}
+
+async fn drain(engine: &Engine, queue: &str) -> Vec<String> {
+    let got = receive_now(engine, queue).await;
     let receipts: Vec<_> = got.iter().map(|d| d.receipt.clone()).collect();
     engine.ack(queue, &receipts).await.unwrap();
     got.iter()
@@ -275,11 +295,7 @@ async fn a_topic_that_does_not_retain_keeps_only_messages_flagged_to_be_retained
 async fn retained_messages_reach_new_subscriptions_and_new_bindings_first() {
     let dir = tempfile::tempdir().unwrap();
     let (engine, _store) = open(dir.path(), ManualClock::new(START)).await;
-    let options = TopicOptions {
-        retain: true,
-        ..TopicOptions::default()
-    };
-    engine.put_topic("sensors", options).await.unwrap();
+    engine.put_topic("sensors", retaining()).await.unwrap();
     engine
         .publish(
             "sensors",
@@ -320,21 +336,8 @@ async fn retained_messages_reach_new_subscriptions_and_new_bindings_first() {
     let mut live = publish("room.3", r#"{"t": 19}"#);
     (live.message.headers).insert(RETAINED_COPY_HEADER.into(), "1".into());
     engine.publish("sensors", vec![live]).await.unwrap();
-    let request = ReceiveRequest {
-        max_messages: 10,
-        wait: Duration::ZERO,
-        lease: None,
-    };
-    let got = engine.receive("rooms", request).await.unwrap();
-    let marks: Vec<Option<&str>> = (got.iter())
-        .map(|d| {
-            d.message
-                .headers
-                .get(RETAINED_COPY_HEADER)
-                .map(String::as_str)
-        })
-        .collect();
-    assert_eq!(marks, [Some("1"), None]);
+    let got = receive_now(&engine, "rooms").await;
+    assert_eq!(header_of(&got, RETAINED_COPY_HEADER), [Some("1"), None]);
     assert_eq!(&got[0].message.body[..], br#"{"t": 21}"#);
 }
 
@@ -342,11 +345,7 @@ async fn retained_messages_reach_new_subscriptions_and_new_bindings_first() {
 async fn retained_copies_keep_their_mark_through_a_topic_to_topic_binding() {
     let dir = tempfile::tempdir().unwrap();
     let (engine, _store) = open(dir.path(), ManualClock::new(START)).await;
-    let options = TopicOptions {
-        retain: true,
-        ..TopicOptions::default()
-    };
-    engine.put_topic("sensors", options).await.unwrap();
+    engine.put_topic("sensors", retaining()).await.unwrap();
     (engine.put_topic("rooms", TopicOptions::default()))
         .await
         .unwrap();
@@ -371,26 +370,12 @@ async fn retained_copies_keep_their_mark_through_a_topic_to_topic_binding() {
         .publish("sensors", vec![publish("room.2", r#"{"t": 18}"#)])
         .await
         .unwrap();
-    let request = ReceiveRequest {
-        max_messages: 10,
-        wait: Duration::ZERO,
-        lease: None,
-    };
-    let got = engine.receive("room-log", request).await.unwrap();
-    let seen: Vec<(&[u8], Option<&str>, Option<&str>)> = (got.iter())
-        .map(|d| {
-            let header = |name: &str| d.message.headers.get(name).map(String::as_str);
-            let origin = header(ORIGIN_TOPIC_HEADER);
-            (&d.message.body[..], header(RETAINED_COPY_HEADER), origin)
-        })
-        .collect();
-    assert_eq!(
-        seen,
-        [
-            (&br#"{"t": 20}"#[..], Some("1"), Some("sensors")),
-            (&br#"{"t": 18}"#[..], None, Some("sensors")),
-        ]
-    );
+    let got = receive_now(&engine, "room-log").await;
+    let bodies: Vec<&[u8]> = got.iter().map(|d| &d.message.body[..]).collect();
+    assert_eq!(bodies, [&br#"{"t": 20}"#[..], &br#"{"t": 18}"#[..]]);
+    assert_eq!(header_of(&got, RETAINED_COPY_HEADER), [Some("1"), None]);
+    let origins = header_of(&got, ORIGIN_TOPIC_HEADER);
+    assert_eq!(origins, [Some("sensors"), Some("sensors")]);
 }
 
 #[tokio::test]
@@ -992,11 +977,7 @@ async fn subscriptions_and_pending_requests_stop_at_their_limits() {
 async fn a_subscription_streams_ten_thousand_retained_keys_from_disk_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let (engine, _store) = open(dir.path(), ManualClock::new(START)).await;
-    let options = TopicOptions {
-        retain: true,
-        ..TopicOptions::default()
-    };
-    engine.put_topic("rooms", options).await.unwrap();
+    engine.put_topic("rooms", retaining()).await.unwrap();
     for batch in 0..12 {
         let messages = (batch * 1_000..(batch + 1) * 1_000)
             .map(|n| publish(&format!("room.{n:05}"), &format!(r#"{{"n": {n}}}"#)))
