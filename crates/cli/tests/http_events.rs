@@ -581,6 +581,16 @@ fn a_persistent_subscription_shares_events_acks_retries_and_parks() {
         "/v1/events/subscriptions/billing",
         &json!({"type_prefix": "Order"}),
     );
+    // Out-of-range receive parameters are refused by name, not clamped.
+    for (query, field) in [
+        ("max=0", "max"),
+        ("max=101", "max"),
+        ("wait_ms=20001", "wait_ms"),
+    ] {
+        let path = format!("/v1/events/subscriptions/billing/receive?{query}");
+        let refused = client.expect(400, "POST", &path, &Value::Null);
+        assert_eq!(refused["field"], field, "{query}: {refused}");
+    }
     let receive = |max: u64| {
         let path = format!("/v1/events/subscriptions/billing/receive?max={max}&wait_ms=5000");
         client.expect(200, "POST", &path, &Value::Null)["events"]

@@ -468,7 +468,16 @@ pub async fn receive(
                 .with_detail(format!("must be 1 to {RECEIVE_MAX}")))
         }
     };
-    let wait = Duration::from_millis(query.wait_ms.unwrap_or(0).min(RECEIVE_WAIT_MAX_MS));
+    let wait = match query.wait_ms.unwrap_or(0) {
+        wait @ 0..=RECEIVE_WAIT_MAX_MS => Duration::from_millis(wait),
+        wait => {
+            return Err(Problem::new(crate::http::ProblemCode::InvalidField)
+                .with_field("wait_ms")
+                .with_detail(format!(
+                    "{wait} ms is above the maximum {RECEIVE_WAIT_MAX_MS} ms"
+                )))
+        }
+    };
     let received = tokio::select! {
         biased;
         () = state.readiness.shutdown_begun() => Vec::new(),
