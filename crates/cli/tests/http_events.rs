@@ -403,6 +403,15 @@ fn a_catch_up_subscription_goes_live_without_gap_or_duplicate() {
     let event = resumed.next_event();
     assert!(event.data["position"].as_u64().unwrap() > 400);
     assert_eq!(event.data["stream"], "live-3");
+    // An id this server never sent is refused by name, not read as "from the start".
+    for id in ["abc", "-1", "18446744073709551615"] {
+        let (status, problem) = EventStream::refused(node.address, "/v1/events/subscribe", id);
+        assert_eq!(
+            (status, &problem["field"]),
+            (400, &json!("Last-Event-ID")),
+            "{id}"
+        );
+    }
     let mut typed = EventStream::open(
         node.address,
         "/v1/events/subscribe?type_prefix=Dur&from=end",

@@ -626,6 +626,15 @@ fn a_tail_streams_new_records_and_resumes_after_last_event_id() {
         "resumes after the last id"
     );
     assert_eq!(next_record(&mut resumed), ("3".to_string(), json!("c")));
+    for id in ["x", "18446744073709551615"] {
+        let path = "/v1/streams/live/partitions/0/tail";
+        let (status, problem) = EventStream::refused(node.address, path, id);
+        assert_eq!(
+            (status, &problem["field"]),
+            (400, &json!("Last-Event-ID")),
+            "{id}"
+        );
+    }
     let mut replay = EventStream::open(
         node.address,
         "/v1/streams/live/partitions/0/tail?offset=0",

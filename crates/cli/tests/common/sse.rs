@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 use std::{
-    io::{BufRead, BufReader, Write},
+    io::{BufRead, BufReader, Read, Write},
     net::{SocketAddr, TcpStream},
     time::Duration,
 };
@@ -51,6 +51,31 @@ impl EventStream {
             }
         }
         EventStream { reader }
+    }
+
+    /// Opens `path` with `Last-Event-ID: {last_event_id}` expecting a refusal: its status and
+    /// its problem+json body.
+    pub fn refused(address: SocketAddr, path: &str, last_event_id: &str) -> (u16, Value) {
+        let mut stream = TcpStream::connect(address).expect("connect");
+        stream
+            .set_read_timeout(Some(EVENT_DEADLINE))
+            .expect("read timeout");
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\n\
+             Last-Event-ID: {last_event_id}\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send request");
+        let mut answer = String::new();
+        BufReader::new(stream)
+            .read_to_string(&mut answer)
+            .expect("answer");
+        let status = (answer.split(' ').nth(1))
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("no status in {answer}"));
+        let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+        let body = serde_json::from_str(body).unwrap_or_else(|error| panic!("{error}: {answer}"));
+        (status, body)
     }
 
     /// The next event with data (comments and keep-alives skipped); panics when the stream

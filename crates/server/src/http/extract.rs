@@ -47,6 +47,35 @@ where
     }
 }
 
+/// Where a Server-Sent Events stream that numbers its events (`id:` a position or offset)
+/// resumes: right after the `Last-Event-ID` the client sent back, `None` without one. An id
+/// this server cannot have sent (not a whole number, or the largest one) is refused by name
+/// rather than read as "from the start".
+#[derive(Debug, Clone, Copy)]
+pub struct ResumeAfter(pub Option<u64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ResumeAfter {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get("last-event-id") else {
+            return Ok(ResumeAfter(None));
+        };
+        let next = (value.to_str().ok())
+            .and_then(|text| text.trim().parse::<u64>().ok())
+            .and_then(|last| last.checked_add(1));
+        match next {
+            Some(next) => Ok(ResumeAfter(Some(next))),
+            None => Err(Problem::new(ProblemCode::InvalidField)
+                .with_field("Last-Event-ID")
+                .with_detail(format!(
+                    "Last-Event-ID {value:?} is not an id this stream sent (a whole number below {})",
+                    u64::MAX
+                ))),
+        }
+    }
+}
+
 /// A path parameter that is not UTF-8 once percent-decoded (`%ff`) is a bad name; any other
 /// failure means a route and its handler disagree, which is this server's bug.
 fn path_problem(rejection: &PathRejection) -> Problem {

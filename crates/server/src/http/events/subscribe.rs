@@ -9,12 +9,14 @@
 
 use super::wire::{EventBody, SubscribeQuery};
 use crate::{
-    http::{extract::Query, AppState, Problem, ProblemCode},
+    http::{
+        extract::{Query, ResumeAfter},
+        AppState, Problem, ProblemCode,
+    },
     readiness::Readiness,
 };
 use axum::{
     extract::State,
-    http::HeaderMap,
     response::sse::{Event, KeepAlive, Sse},
 };
 use futures_util::stream::{self, Stream};
@@ -36,13 +38,13 @@ const SUBSCRIBE_BATCH: usize = 500;
     params(SubscribeQuery),
     responses(
         (status = 200, description = "text/event-stream: `event: event`, `id:` the event's position, `data:` the event as JSON", body = EventBody, content_type = "text/event-stream"),
-        (status = 400, description = "Bad stream id, prefix or `from`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Bad stream id, prefix or `from`, or a `Last-Event-ID` this stream did not send", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn subscribe(
     State(state): State<AppState>,
     Query(query): Query<SubscribeQuery>,
-    headers: HeaderMap,
+    ResumeAfter(resume): ResumeAfter,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
     for (field, value) in [
         ("stream", &query.stream),
@@ -57,10 +59,6 @@ pub async fn subscribe(
     if let Some(stream) = &query.stream {
         check_stream_id("stream", stream).map_err(wharf_engine::error::EngineError::from)?;
     }
-    let resume = (headers.get("last-event-id"))
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.trim().parse::<u64>().ok())
-        .map(|last| last + 1);
     let position = match resume {
         Some(position) => position,
         None => start_position(&state.engine, &query)?,

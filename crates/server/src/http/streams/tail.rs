@@ -9,14 +9,13 @@
 use super::wire::{RecordBody, TailQuery};
 use crate::{
     http::{
-        extract::{Path, Query},
+        extract::{Path, Query, ResumeAfter},
         AppState, Problem,
     },
     readiness::Readiness,
 };
 use axum::{
     extract::State,
-    http::HeaderMap,
     response::sse::{Event, KeepAlive, Sse},
 };
 use futures_util::stream::{self, Stream};
@@ -40,6 +39,7 @@ const TAIL_WAIT: Duration = Duration::from_secs(10);
     params(("name" = String, Path, description = "Stream name"), ("partition" = u32, Path, description = "Partition number, from 0"), TailQuery),
     responses(
         (status = 200, description = "text/event-stream: `event: record`, `id:` the record's offset, `data:` the record as JSON (the fetch shape)", body = RecordBody, content_type = "text/event-stream"),
+        (status = 400, description = "A `Last-Event-ID` this stream did not send (not an offset, or the largest number)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such stream or partition", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`offset_out_of_range`: the offset is below what retention kept, or past the end", body = Problem, content_type = "application/problem+json"),
     )
@@ -48,12 +48,8 @@ pub async fn tail(
     State(state): State<AppState>,
     Path((name, partition)): Path<(String, u32)>,
     Query(query): Query<TailQuery>,
-    headers: HeaderMap,
+    ResumeAfter(resume): ResumeAfter,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
-    let resume = (headers.get("last-event-id"))
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.trim().parse::<u64>().ok())
-        .map(|last| last + 1);
     let offset = match resume.or(query.offset) {
         Some(offset) => offset,
         None => {
