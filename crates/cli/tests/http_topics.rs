@@ -11,6 +11,7 @@ mod process;
 #[allow(dead_code)]
 #[path = "common/queue_client.rs"]
 mod queue_client;
+#[allow(dead_code)]
 #[path = "common/sse.rs"]
 mod sse;
 
