@@ -12,7 +12,6 @@ mod process;
 #[path = "common/queue_client.rs"]
 mod queue_client;
 #[allow(dead_code)]
-#[allow(dead_code)]
 #[path = "common/sse.rs"]
 mod sse;
 
