@@ -678,3 +678,49 @@ fn a_persistent_subscription_shares_events_acks_retries_and_parks() {
         &Value::Null,
     );
 }
+
+#[test]
+fn projections_and_persistent_subscriptions_are_listed_a_page_at_a_time() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Node::start(dir.path());
+    let client = node.client();
+    append(
+        &client,
+        "order-1",
+        json!("no_stream"),
+        json!([{"type": "A"}]),
+    );
+    for name in ["p-a", "p-b", "p-c", "other"] {
+        let path = format!("/v1/events/projections/{name}");
+        client.expect(201, "PUT", &path, &json!({"stream_prefix": "order-"}));
+        let path = format!("/v1/events/subscriptions/{name}");
+        client.expect(201, "PUT", &path, &json!({"stream_prefix": "order-"}));
+    }
+    for (list, items) in [("projections", "name"), ("subscriptions", "group")] {
+        let names = |page: &Value| -> Vec<String> {
+            (page[list].as_array().unwrap().iter())
+                .map(|item| item[items].as_str().unwrap().to_string())
+                .collect()
+        };
+        let path = format!("/v1/events/{list}?prefix=p-&limit=2");
+        let first = client.expect(200, "GET", &path, &Value::Null);
+        assert_eq!(names(&first), ["p-a", "p-b"], "{first}");
+        assert_eq!(first["next"], "p-b", "{first}");
+        let path = format!("/v1/events/{list}?prefix=p-&limit=2&after=p-b");
+        let last = client.expect(200, "GET", &path, &Value::Null);
+        assert_eq!(names(&last), ["p-c"], "{last}");
+        assert!(last.get("next").is_none(), "{last}");
+        let all = client.expect(200, "GET", &format!("/v1/events/{list}"), &Value::Null);
+        assert_eq!(names(&all), ["other", "p-a", "p-b", "p-c"], "{all}");
+        let refused = client.expect(
+            400,
+            "GET",
+            &format!("/v1/events/{list}?limit=0"),
+            &Value::Null,
+        );
+        assert_eq!(refused["field"], "limit", "{refused}");
+    }
+    // A listed projection's time lag is measured: one event after no checkpoint.
+    let page = client.expect(200, "GET", "/v1/events/projections?limit=1", &Value::Null);
+    assert_eq!(page["projections"][0]["lag_events"], 1, "{page}");
+}

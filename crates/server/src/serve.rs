@@ -404,6 +404,7 @@ impl Server {
                     attempts: Default::default(),
                 }),
                 realtime: crate::realtime::Hub::new(engine.clone(), config.realtime.hub()),
+                resource_series_max: config.metrics.resource_series_max,
             }),
         })
     }

@@ -67,6 +67,23 @@ pub(crate) fn page_of<V: Clone>(
     Page { items, next }
 }
 
+/// The page of the metadata entries under `key_prefix` that `request` asks for, by the name
+/// after `key_prefix` (see [`page_of`]).
+pub(crate) fn meta_page(
+    store: &dyn wharf_storage::Storage,
+    key_prefix: &str,
+    request: PageRequest<'_>,
+) -> Page<(String, serde_json::Value)> {
+    let entries = store.meta_list(&format!("{key_prefix}{}", request.prefix));
+    let named: BTreeMap<String, (String, serde_json::Value)> = (entries.into_iter())
+        .map(|(key, value)| {
+            let name = key[key_prefix.len()..].to_string();
+            (name.clone(), (name, value))
+        })
+        .collect();
+    page_of(&named, request, |_| true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

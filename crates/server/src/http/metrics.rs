@@ -30,7 +30,10 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         // The gauge keeps its last value when statvfs fails; `/readyz` reports the failure.
         let _ = disk.free_bytes();
     }
-    state.engine.refresh_projection_lags().await;
+    state
+        .engine
+        .refresh_projection_lags(state.resource_series_max)
+        .await;
     let mut body = String::new();
     match prometheus_client::encoding::text::encode(&mut body, &state.registry) {
         Ok(()) => (

@@ -94,6 +94,9 @@ pub struct AppParts {
     pub realtime: Arc<crate::realtime::Hub>,
     /// The MQTT door, for MQTT over WebSocket at `/mqtt`; `None` in tests without one.
     pub mqtt: Option<Arc<crate::mqtt::Door>>,
+    /// `metrics.resource_series_max`: `/metrics` measures the time lag of this many
+    /// projections (those it shows), not of every one.
+    pub resource_series_max: usize,
 }
 
 /// The door's routes; unknown paths and methods answer with problem+json. The browser rules

@@ -52,6 +52,7 @@ fn state(engine: Engine) -> AppState {
         webhooks: Default::default(),
         realtime: crate::realtime::Hub::new(engine, Default::default()),
         mqtt: None,
+        resource_series_max: crate::resource_metrics::RESOURCE_SERIES_MAX_DEFAULT,
     })
 }
 

@@ -4,6 +4,7 @@
 //! are one metadata entry, `event-projection/NAME`, written durably on every checkpoint.
 
 use super::{AllEvents, Engine, EventFilter};
+use crate::broker::{listing, Page, PageRequest};
 use crate::{
     error::EngineError,
     eventstore::{check_name, EventStoreError},
@@ -99,10 +100,24 @@ impl Engine {
         Ok(projection)
     }
 
-    /// Every projection, by name, with time lags measured now.
-    pub async fn measured_projections(&self) -> Vec<Projection> {
-        self.refresh_projection_lags().await;
-        self.projections()
+    /// One page of the projections by name, with time lags measured now (a log read each).
+    pub async fn projections_page(&self, request: PageRequest<'_>) -> Page<Projection> {
+        let page = listing::meta_page(&*self.inner.store, PROJECTION_META_PREFIX, request);
+        let mut projections = Vec::with_capacity(page.items.len());
+        for (name, value) in page.items {
+            let Ok(stored) = serde_json::from_value(value) else {
+                continue;
+            };
+            let mut projection = self.describe_projection(&name, stored);
+            if let Ok(lag_ms) = self.projection_lag_ms(&projection).await {
+                projection.lag_ms = lag_ms;
+            }
+            projections.push(projection);
+        }
+        Page {
+            items: projections,
+            next: page.next,
+        }
     }
 
     /// Every projection, by name.
@@ -182,11 +197,12 @@ impl Engine {
         Ok(0)
     }
 
-    /// Measures every projection's time lag again, for [`Engine::projections`] to report
-    /// (`/metrics` calls it before each scrape).
-    pub async fn refresh_projection_lags(&self) {
+    /// Measures the time lag of the first `max` projections by name again, for
+    /// [`Engine::projections`] to report (`/metrics` calls it before each scrape, with the
+    /// number of projections it shows: a lag costs a log read).
+    pub async fn refresh_projection_lags(&self, max: usize) {
         let mut lags = std::collections::HashMap::new();
-        for projection in self.projections() {
+        for projection in self.projections().into_iter().take(max) {
             if let Ok(lag_ms) = self.projection_lag_ms(&projection).await {
                 lags.insert(projection.name, lag_ms);
             }

@@ -8,6 +8,7 @@
 //! and redrive it.
 
 use super::{Engine, EventFilter, RecordedEvent};
+use crate::broker::{listing, Page, PageRequest};
 use crate::{
     broker::{NackAction, ReceiptResult, ReceiveRequest, SendMessage},
     error::EngineError,
@@ -161,6 +162,19 @@ impl Engine {
         check_group(group)?;
         let stored = self.stored_subscription(group)?;
         Ok(describe(group, stored))
+    }
+
+    /// One page of the persistent subscriptions by group name.
+    pub fn event_subscriptions_page(&self, request: PageRequest<'_>) -> Page<SubscriptionInfo> {
+        let page = listing::meta_page(&*self.inner.store, SUBSCRIPTION_META_PREFIX, request);
+        Page {
+            items: (page.items.into_iter())
+                .filter_map(|(group, value)| {
+                    Some(describe(&group, serde_json::from_value(value).ok()?))
+                })
+                .collect(),
+            next: page.next,
+        }
     }
 
     pub fn event_subscriptions(&self) -> Vec<SubscriptionInfo> {

@@ -199,6 +199,7 @@ async fn fixture(policy: BrowserPolicy) -> Fixture {
         webhooks: Default::default(),
         realtime: crate::realtime::Hub::new(engine, Default::default()),
         mqtt: None,
+        resource_series_max: crate::resource_metrics::RESOURCE_SERIES_MAX_DEFAULT,
     });
     Fixture { state, _dir: dir }
 }

@@ -10,6 +10,7 @@ use super::wire::{
 use crate::http::{
     extract::{Path, Query},
     json_body::JsonBody,
+    listing::ListQuery,
     queues::{
         handlers::receipt_results,
         wire::{AckBody, NackBody, ReceiptResultsBody},
@@ -282,19 +283,26 @@ pub async fn get_projection(
     Ok(Json(state.engine.measured_projection(&name).await?.into()))
 }
 
-/// Every projection.
+/// The projections by name, a page at a time, each with its time lag measured now.
 #[utoipa::path(
     get,
     path = "/v1/events/projections",
     tag = "events",
-    responses((status = 200, description = "The projections", body = ProjectionListBody))
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of the projections", body = ProjectionListBody),
+        (status = 400, description = "A `limit` out of range", body = Problem, content_type = "application/problem+json"),
+    )
 )]
 pub async fn list_projections(
     State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
 ) -> Result<Json<ProjectionListBody>, Problem> {
-    let projections = state.engine.measured_projections().await;
-    let projections = projections.into_iter().map(Into::into).collect();
-    Ok(Json(ProjectionListBody { projections }))
+    let page = state.engine.projections_page(query.page()?).await;
+    Ok(Json(ProjectionListBody {
+        projections: page.items.into_iter().map(Into::into).collect(),
+        next: page.next,
+    }))
 }
 
 /// Deletes a projection and its checkpoint.
@@ -411,18 +419,26 @@ pub async fn get_subscription(
     Ok(Json(state.engine.event_subscription(&name)?.into()))
 }
 
-/// Every persistent subscription.
+/// The persistent subscriptions by group name, a page at a time.
 #[utoipa::path(
     get,
     path = "/v1/events/subscriptions",
     tag = "events",
-    responses((status = 200, description = "The subscriptions", body = SubscriptionListBody))
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of the subscriptions", body = SubscriptionListBody),
+        (status = 400, description = "A `limit` out of range", body = Problem, content_type = "application/problem+json"),
+    )
 )]
-pub async fn list_subscriptions(State(state): State<AppState>) -> Json<SubscriptionListBody> {
-    let subscriptions = (state.engine.event_subscriptions().into_iter())
-        .map(Into::into)
-        .collect();
-    Json(SubscriptionListBody { subscriptions })
+pub async fn list_subscriptions(
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<SubscriptionListBody>, Problem> {
+    let page = state.engine.event_subscriptions_page(query.page()?);
+    Ok(Json(SubscriptionListBody {
+        subscriptions: page.items.into_iter().map(Into::into).collect(),
+        next: page.next,
+    }))
 }
 
 /// Deletes a persistent subscription and its queues.

@@ -450,6 +450,9 @@ impl From<Projection> for ProjectionInfoBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ProjectionListBody {
     pub projections: Vec<ProjectionInfoBody>,
+    /// More match: ask again with `after` set to this. Absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 /// `POST /v1/events/projections/{name}/checkpoint` body.
@@ -554,6 +557,9 @@ impl From<SubscriptionInfo> for SubscriptionInfoBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SubscriptionListBody {
     pub subscriptions: Vec<SubscriptionInfoBody>,
+    /// More match: ask again with `after` set to this. Absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 /// `POST /v1/events/subscriptions/{name}/receive` query.

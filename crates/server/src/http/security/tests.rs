@@ -61,6 +61,7 @@ async fn fixture_with(config: EngineConfig, metrics_public: bool) -> Fixture {
         webhooks: Default::default(),
         realtime: crate::realtime::Hub::new(engine.clone(), Default::default()),
         mqtt: None,
+        resource_series_max: crate::resource_metrics::RESOURCE_SERIES_MAX_DEFAULT,
     });
     Fixture {
         state,

@@ -49,6 +49,7 @@ async fn secured_state() -> AppState {
         webhooks: Default::default(),
         realtime: crate::realtime::Hub::new(engine, Default::default()),
         mqtt: None,
+        resource_series_max: crate::resource_metrics::RESOURCE_SERIES_MAX_DEFAULT,
     })
 }
 
