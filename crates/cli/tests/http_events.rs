@@ -403,6 +403,9 @@ fn a_catch_up_subscription_goes_live_without_gap_or_duplicate() {
     let event = resumed.next_event();
     assert!(event.data["position"].as_u64().unwrap() > 400);
     assert_eq!(event.data["stream"], "live-3");
+    // An empty id (browsers never send one) is no id: the subscription starts at `from`.
+    let mut empty = EventStream::open(node.address, "/v1/events/subscribe?stream=live-3", Some(""));
+    assert_eq!(empty.next_event().data["version"], 0);
     // An id this server never sent is refused by name, not read as "from the start".
     for id in ["abc", "-1", "18446744073709551615"] {
         let (status, problem) = EventStream::refused(node.address, "/v1/events/subscribe", id);

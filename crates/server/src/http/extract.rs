@@ -48,9 +48,9 @@ where
 }
 
 /// Where a Server-Sent Events stream that numbers its events (`id:` a position or offset)
-/// resumes: right after the `Last-Event-ID` the client sent back, `None` without one. An id
-/// this server cannot have sent (not a whole number, or the largest one) is refused by name
-/// rather than read as "from the start".
+/// resumes: right after the `Last-Event-ID` the client sent back, `None` without one (or with
+/// an empty one, which browsers never send). An id this server cannot have sent (not a whole
+/// number, or the largest one) is refused by name rather than read as "from the start".
 #[derive(Debug, Clone, Copy)]
 pub struct ResumeAfter(pub Option<u64>);
 
@@ -58,7 +58,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ResumeAfter {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let Some(value) = parts.headers.get("last-event-id") else {
+        let Some(value) = (parts.headers.get("last-event-id")).filter(|value| !value.is_empty())
+        else {
             return Ok(ResumeAfter(None));
         };
         let next = (value.to_str().ok())

@@ -4,8 +4,8 @@
 //! are one metadata entry, `event-projection/NAME`, written durably on every checkpoint.
 
 use super::{AllEvents, Engine, EventFilter};
-use crate::broker::{listing, Page, PageRequest};
 use crate::{
+    broker::{listing, Page, PageRequest},
     error::EngineError,
     eventstore::{check_name, EventStoreError},
 };

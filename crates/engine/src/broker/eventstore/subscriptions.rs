@@ -8,9 +8,8 @@
 //! and redrive it.
 
 use super::{Engine, EventFilter, RecordedEvent};
-use crate::broker::{listing, Page, PageRequest};
 use crate::{
-    broker::{NackAction, ReceiptResult, ReceiveRequest, SendMessage},
+    broker::{listing, NackAction, Page, PageRequest, ReceiptResult, ReceiveRequest, SendMessage},
     error::EngineError,
     eventstore::EventStoreError,
     queue::QueueOptions,
