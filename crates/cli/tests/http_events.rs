@@ -213,6 +213,10 @@ fn retries_are_idempotent_and_bad_appends_name_the_field() {
             "events[0].id",
         ),
         (
+            json!({"events": [{"type": "A", "id": uuid(5)}, {"type": "A"}, {"type": "B", "id": uuid(5)}]}),
+            "events[2].id",
+        ),
+        (
             json!({"events": [{"type": "A", "metadata": [1]}]}),
             "events[0].metadata",
         ),
@@ -581,6 +585,14 @@ fn a_persistent_subscription_shares_events_acks_retries_and_parks() {
         &json!({"type_prefix": "OrderPaid", "max_deliveries": 2, "lease_ms": 60000}),
     );
     assert_eq!(created["queue"], "events-sub.billing");
+    for queue in ["events-sub.billing", "events-sub.billing.parked"] {
+        let refused = client.expect(409, "DELETE", &format!("/v1/queues/{queue}"), &Value::Null);
+        let detail = refused["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("persistent subscription \"billing\""),
+            "{detail}"
+        );
+    }
     client.expect(
         200,
         "PUT",
@@ -726,4 +738,29 @@ fn projections_and_persistent_subscriptions_are_listed_a_page_at_a_time() {
     // A listed projection's time lag is measured: one event after no checkpoint.
     let page = client.expect(200, "GET", "/v1/events/projections?limit=1", &Value::Null);
     assert_eq!(page["projections"][0]["lag_events"], 1, "{page}");
+}
+
+#[test]
+fn persistent_subscriptions_past_the_nodes_limit_are_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Node::start_configured(dir.path(), "[limits]\nevent_subscriptions_max = 1\n");
+    let client = node.client();
+    let group = json!({"stream_prefix": "order-"});
+    client.expect(201, "PUT", "/v1/events/subscriptions/first", &group);
+    let refused = client.expect(429, "PUT", "/v1/events/subscriptions/second", &group);
+    assert_eq!(refused["code"], "limit_reached", "{refused}");
+    let detail = refused["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("limits.event_subscriptions_max"),
+        "{detail}"
+    );
+    client.expect(404, "GET", "/v1/events/subscriptions/second", &Value::Null);
+    client.expect(200, "PUT", "/v1/events/subscriptions/first", &group);
+    client.expect(
+        204,
+        "DELETE",
+        "/v1/events/subscriptions/first",
+        &Value::Null,
+    );
+    client.expect(201, "PUT", "/v1/events/subscriptions/second", &group);
 }

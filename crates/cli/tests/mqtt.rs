@@ -141,6 +141,16 @@ async fn rumqttc_round_trips_at_every_qos_and_meets_http_clients() {
         .collect();
     assert_eq!(bodies, ["emVybw==", "b25l/w==", "dHdv"], "{received:?}");
     assert_eq!(received[0]["headers"]["mqtt-topic"], "sensors/kitchen/temp");
+
+    // The door's topic stays: deleting it would take every subscription's binding with it.
+    let refused = http.expect(409, "DELETE", "/v1/topics/mqtt", &Value::Null);
+    assert!(
+        refused["detail"].as_str().unwrap().contains("MQTT door"),
+        "{refused}"
+    );
+    http.expect(201, "POST", "/v1/topics/mqtt/publish", &body);
+    let got = messages(&mut sub_events, 1).await;
+    assert_eq!(got[0].0, "sensors/hall/temp");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -371,6 +371,26 @@ fn gone_disables_the_endpoint_and_keeps_its_message() {
     );
     // Leased or returned, the message is the endpoint's still.
     let queue = client.expect(200, "GET", "/v1/queues/wharf.webhook.e", &Value::Null);
+    // Its queue, its history, its bindings and the topic it subscribes to go with the
+    // endpoint only.
+    let bindings = client.expect(200, "GET", "/v1/topics/orders/bindings", &Value::Null);
+    let binding = bindings["bindings"][0]["id"].as_str().unwrap();
+    let binding = format!("/v1/topics/orders/bindings/{binding}");
+    for path in [
+        "/v1/queues/wharf.webhook.e",
+        "/v1/streams/wharf.webhook.e.history",
+        &binding,
+        "/v1/topics/orders",
+    ] {
+        let refused = client.expect(409, "DELETE", path, &Value::Null);
+        assert!(
+            refused["detail"]
+                .as_str()
+                .unwrap()
+                .contains("webhook endpoint \"e\""),
+            "{refused}"
+        );
+    }
     assert_eq!(info["pending"], 1, "{info} {queue}");
     let log = wait_for(
         || Some(attempts(&client, "e")).filter(|log| !log.is_empty()),

@@ -125,6 +125,24 @@ pub enum EngineError {
     /// A queue of a webhook endpoint: it goes with the endpoint, not on its own.
     #[error("queue {queue:?} holds the deliveries of webhook endpoint {endpoint:?}; delete the endpoint to delete it")]
     WebhookQueue { queue: String, endpoint: String },
+    /// A binding a webhook endpoint made: it changes with the endpoint, not on its own.
+    #[error("binding {id:?} of topic {topic:?} routes to webhook endpoint {endpoint:?}; change or delete the endpoint instead")]
+    WebhookBinding {
+        topic: String,
+        id: String,
+        endpoint: String,
+    },
+    /// A topic a door relies on (AMQP's predeclared exchanges, MQTT's topic).
+    #[error("topic {topic:?} is where the {door} door routes; it cannot be deleted")]
+    TopicKept { topic: String, door: &'static str },
+    /// A topic a webhook endpoint subscribes to.
+    #[error(
+        "topic {topic:?} feeds webhook endpoint {endpoint:?}; change or delete the endpoint first"
+    )]
+    WebhookTopic { topic: String, endpoint: String },
+    /// A queue of a persistent subscription: it goes with the group, not on its own.
+    #[error("queue {queue:?} holds the events of persistent subscription {group:?}; delete the subscription to delete it")]
+    SubscriptionQueue { queue: String, group: String },
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error(transparent)]

@@ -123,8 +123,13 @@ impl Storage for DamagedStore {
         self.inner.meta_get(key)
     }
 
-    fn meta_list(&self, prefix: &str) -> Vec<(String, serde_json::Value)> {
-        self.inner.meta_list(prefix)
+    fn meta_range(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Vec<(String, serde_json::Value)> {
+        self.inner.meta_range(prefix, after, limit)
     }
 
     fn meta_apply(&self, ops: Vec<MetaOp>) -> StorageFuture<'_, ()> {

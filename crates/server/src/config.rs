@@ -37,6 +37,7 @@
 //! batch_messages_max = 1000           # messages in one send or publish
 //! batch_bytes_max = 8388608           # message bodies in one send or publish
 //! stream_partitions_max = 10000      # over every stream; each holds an open file
+//! event_subscriptions_max = 1000     # persistent subscriptions; each reads every new event
 //!
 //! [http]
 //! allowed_hosts = []    # Host names besides localhost and the listen IP; ["*"]: any
@@ -574,6 +575,9 @@ pub struct LimitSettings {
     /// Most stream partitions on this node, over every stream; creating or growing a stream
     /// past it is refused with 429. Each partition holds an open file (see docs/streams.md).
     pub stream_partitions_max: usize,
+    /// Most persistent subscriptions of the event store; creating one past it is refused with
+    /// 429. Each reads every new event through its filter (see docs/eventstore.md).
+    pub event_subscriptions_max: usize,
 }
 
 impl Default for LimitSettings {
@@ -595,6 +599,7 @@ impl Default for LimitSettings {
             batch_messages_max: wharf_engine::broker::api::SEND_BATCH_MESSAGES_MAX,
             batch_bytes_max: wharf_engine::broker::api::SEND_BATCH_BYTES_MAX,
             stream_partitions_max: wharf_engine::broker::STREAM_PARTITIONS_MAX_DEFAULT,
+            event_subscriptions_max: wharf_engine::broker::EVENT_SUBSCRIPTIONS_MAX_DEFAULT,
         }
     }
 }
@@ -1030,6 +1035,10 @@ impl ServeConfig {
             (
                 "limits.stream_partitions_max",
                 self.limits.stream_partitions_max,
+            ),
+            (
+                "limits.event_subscriptions_max",
+                self.limits.event_subscriptions_max,
             ),
         ];
         for (key, value) in limits {

@@ -35,8 +35,7 @@ pub fn encode_event_store(
         let metric = ConstGauge::new(count);
         metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)?;
     }
-    let mut projections = engine.projections();
-    projections.truncate(max);
+    let projections = engine.projections(max);
     type Read = fn(&Projection) -> u64;
     let gauges: [(&str, &str, Read); 2] = [
         (

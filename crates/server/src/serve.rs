@@ -176,6 +176,7 @@ async fn bind_open_engine(store: &Arc<Store>, config: &ServeConfig) -> Result<En
         send_rate: config.limits.send_rate(),
         receive_waiters_max: config.limits.receive_waiters_max,
         stream_partitions_max: config.limits.stream_partitions_max,
+        event_subscriptions_max: config.limits.event_subscriptions_max,
         definitions_per_caller: config.limits.definitions_per_caller,
         batch_messages_max: config.limits.batch_messages_max,
         batch_bytes_max: config.limits.batch_bytes_max,

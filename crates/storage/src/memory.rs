@@ -213,14 +213,8 @@ impl Storage for MemoryStore {
         self.shared.lock().meta.get(key).cloned()
     }
 
-    fn meta_list(&self, prefix: &str) -> Vec<(String, Value)> {
-        let state = self.shared.lock();
-        state
-            .meta
-            .range(prefix.to_string()..)
-            .take_while(|(key, _)| key.starts_with(prefix))
-            .map(|(key, value)| (key.clone(), value.clone()))
-            .collect()
+    fn meta_range(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<(String, Value)> {
+        crate::meta::entries_range(&self.shared.lock().meta, prefix, after, limit)
     }
 
     fn meta_apply(&self, ops: Vec<MetaOp>) -> StorageFuture<'_, ()> {

@@ -59,7 +59,7 @@ use std::{
     collections::BTreeMap,
     fmt,
     fs::{self, File, OpenOptions},
-    ops::Range,
+    ops::{Bound, Range},
     path::{Path, PathBuf},
     sync::Mutex,
 };
@@ -239,13 +239,13 @@ impl MetaStore {
 
     /// Entries whose key starts with `prefix`, in key order.
     pub fn list(&self, prefix: &str) -> Vec<(String, Value)> {
-        let state = self.state();
-        state
-            .entries
-            .range(prefix.to_string()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+        self.range(prefix, None, usize::MAX)
+    }
+
+    /// Up to `limit` entries whose key starts with `prefix` and sorts after `after`, in key
+    /// order; see [`entries_range`].
+    pub fn range(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<(String, Value)> {
+        entries_range(&self.state().entries, prefix, after, limit)
     }
 
     pub fn put(&self, key: impl Into<String>, value: Value) -> Result<(), StorageError> {
@@ -359,6 +359,26 @@ impl MetaStore {
         // entries change only after their journal frame is durable.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Up to `limit` entries of `entries` whose key starts with `prefix` and sorts after `after`
+/// (exclusive; none: from the prefix), in key order. Costs the entries it returns: the walk
+/// starts at the cursor and stops at the first key past the prefix.
+pub(crate) fn entries_range(
+    entries: &BTreeMap<String, Value>,
+    prefix: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Vec<(String, Value)> {
+    let start = match after {
+        Some(after) if after >= prefix => Bound::Excluded(after),
+        _ => Bound::Included(prefix),
+    };
+    (entries.range::<str, _>((start, Bound::Unbounded)))
+        .take_while(|(key, _)| key.starts_with(prefix))
+        .take(limit)
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect()
 }
 
 fn apply_op(entries: &mut BTreeMap<String, Value>, op: MetaOp) {

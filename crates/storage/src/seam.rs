@@ -139,7 +139,14 @@ pub trait Storage: Send + Sync + fmt::Debug {
     fn meta_get(&self, key: &str) -> Option<Value>;
 
     /// Metadata entries whose key starts with `prefix`, in key order.
-    fn meta_list(&self, prefix: &str) -> Vec<(String, Value)>;
+    fn meta_list(&self, prefix: &str) -> Vec<(String, Value)> {
+        self.meta_range(prefix, None, usize::MAX)
+    }
+
+    /// A page of [`Storage::meta_list`]: up to `limit` entries whose key starts with `prefix`
+    /// and sorts after `after` (exclusive; none: from the first), in key order. Costs the
+    /// entries it returns, not the entries under the prefix.
+    fn meta_range(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<(String, Value)>;
 
     /// Metadata found damaged at open (entries or changes lost; the rest opened). Empty for a
     /// store whose metadata cannot be damaged.

@@ -295,8 +295,8 @@ impl Storage for Store {
         self.shared.meta.get(key)
     }
 
-    fn meta_list(&self, prefix: &str) -> Vec<(String, Value)> {
-        self.shared.meta.list(prefix)
+    fn meta_range(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<(String, Value)> {
+        self.shared.meta.range(prefix, after, limit)
     }
 
     fn meta_damage(&self) -> Vec<MetaDamage> {

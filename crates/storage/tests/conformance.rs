@@ -710,6 +710,32 @@ async fn metadata_applies_whole_and_survives_a_restart(mut backend: impl Backend
     assert_eq!(storage.meta_list("queue/"), expected);
     assert_eq!(storage.meta_list("").len(), 3);
     assert_eq!(storage.meta_get("queue/a"), None);
+    // A page: after a cursor (exclusive), at most a limit, never past the prefix.
+    let keys = |entries: Vec<(String, serde_json::Value)>| -> Vec<String> {
+        entries.into_iter().map(|(key, _)| key).collect()
+    };
+    assert_eq!(keys(storage.meta_range("queue/", None, 1)), ["queue/b"]);
+    assert_eq!(
+        keys(storage.meta_range("queue/", Some("queue/b"), 5)),
+        ["queue/c"]
+    );
+    assert_eq!(
+        keys(storage.meta_range("queue/", Some("queue/c"), 5)),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        keys(storage.meta_range("queue/", Some("a"), 5)),
+        ["queue/b", "queue/c"],
+        "a cursor before the prefix starts at the prefix"
+    );
+    assert_eq!(
+        keys(storage.meta_range("", Some("queue/b"), 5)),
+        ["queue/c", "topic/x"]
+    );
+    assert_eq!(
+        keys(storage.meta_range("queue/", None, 0)),
+        Vec::<String>::new()
+    );
 }
 
 /// Instantiates every behaviour once per backend: `file::NAME` and `memory::NAME`.

@@ -366,6 +366,33 @@ def too_large_body():
     print("a body over 8 MiB closes the connection with its reason, not a reset")
 
 
+def owned_queues():
+    http("PUT", "/v1/events/subscriptions/pika-group", {"stream_prefix": "order-"})
+    connection = connect()
+    channel = connection.channel()
+    try:
+        channel.exchange_delete("amq.topic")
+        raise AssertionError("a predeclared exchange was deleted")
+    except pika.exceptions.ChannelClosedByBroker as closed:
+        assert closed.reply_code == 403, closed
+    channel = connection.channel()
+    channel.exchange_declare("amq.topic", "topic", passive=True)
+    for queue in ["events-sub.pika-group", "events-sub.pika-group.parked"]:
+        try:
+            channel.queue_delete(queue)
+            raise AssertionError(f"{queue} was deleted without its group")
+        except pika.exceptions.ChannelClosedByBroker as closed:
+            assert closed.reply_code == 406, closed
+            assert "persistent subscription" in closed.reply_text, closed
+        channel = connection.channel()
+        channel.queue_declare(queue, passive=True)
+    connection.close()
+    http("DELETE", "/v1/events/subscriptions/pika-group")
+    assert gone("events-sub.pika-group") and gone("events-sub.pika-group.parked")
+    print("amq.topic is refused to exchange.delete (403); a persistent subscription's queues "
+          "are refused to queue.delete (406) and go with their group")
+
+
 def main():
     if sys.argv[3:4] == ["publish"]:
         publish_confirmed(int(sys.argv[4]), sys.argv[5])
@@ -381,6 +408,7 @@ def main():
     direct_reply_to()
     exclusive_and_auto_delete()
     too_large_body()
+    owned_queues()
     print("pika: every check passed")
 
 

@@ -68,26 +68,35 @@ pub(crate) fn page_of<V: Clone>(
 }
 
 /// The page of the metadata entries under `key_prefix` that `request` asks for, by the name
-/// after `key_prefix` (see [`page_of`]).
+/// after `key_prefix`, with the cursor rules of [`page_of`]. Reads the page (and one entry
+/// more, to know whether another page follows), not every entry under the prefix.
 pub(crate) fn meta_page(
     store: &dyn wharf_storage::Storage,
     key_prefix: &str,
     request: PageRequest<'_>,
 ) -> Page<(String, serde_json::Value)> {
-    let entries = store.meta_list(&format!("{key_prefix}{}", request.prefix));
-    let named: BTreeMap<String, (String, serde_json::Value)> = (entries.into_iter())
-        .map(|(key, value)| {
-            let name = key[key_prefix.len()..].to_string();
-            (name.clone(), (name, value))
-        })
+    let limit = request.limit.max(1);
+    let prefix = format!("{key_prefix}{}", request.prefix);
+    let after = (request.after)
+        .filter(|after| *after >= request.prefix)
+        .map(|after| format!("{key_prefix}{after}"));
+    let mut entries = store.meta_range(&prefix, after.as_deref(), limit.saturating_add(1));
+    let more = entries.len() > limit;
+    entries.truncate(limit);
+    let items: Vec<(String, serde_json::Value)> = (entries.into_iter())
+        .map(|(key, value)| (key[key_prefix.len()..].to_string(), value))
         .collect();
-    page_of(&named, request, |_| true)
+    let next = more
+        .then(|| items.last().map(|(name, _)| name.clone()))
+        .flatten();
+    Page { items, next }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use wharf_storage::{MetaOp, Storage};
 
     fn map(names: &[&str]) -> BTreeMap<String, String> {
         names
@@ -154,6 +163,37 @@ mod tests {
                 }
             }
             prop_assert_eq!(walked, expected);
+        }
+
+        /// A page of metadata entries is the page of their names under the key prefix: keys
+        /// beside the prefix (shorter, longer, sorting before or after it) never show.
+        #[test]
+        fn a_metadata_page_is_the_page_of_the_names_under_the_key_prefix(
+            names in proptest::collection::btree_set("[ab]{0,4}", 0..30),
+            prefix in "[ab]{0,2}",
+            after in proptest::option::of("[ab]{0,4}"),
+            limit in 0usize..6,
+        ) {
+            let store = wharf_storage::MemoryStore::new();
+            let mut ops: Vec<MetaOp> = (names.iter())
+                .map(|name| MetaOp::Put(format!("p/{name}"), serde_json::json!(name)))
+                .collect();
+            for beside in ["p", "o/a", "p0/a", "q/", "pa/b"] {
+                ops.push(MetaOp::Put(beside.to_string(), serde_json::json!(beside)));
+            }
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            runtime.block_on(store.meta_apply(ops)).unwrap();
+            let map: BTreeMap<String, serde_json::Value> = (names.iter())
+                .map(|name| (name.clone(), serde_json::json!(name)))
+                .collect();
+            let request = request(&prefix, after.as_deref(), limit);
+            let page = meta_page(&store, "p/", request);
+            let expected = page_of(&map, request, |_| true);
+            let values: Vec<serde_json::Value> =
+                page.items.iter().map(|(_, value)| value.clone()).collect();
+            prop_assert!(page.items.iter().all(|(name, value)| value == &serde_json::json!(name)));
+            prop_assert_eq!(values, expected.items);
+            prop_assert_eq!(page.next, expected.next);
         }
     }
 }

@@ -474,6 +474,7 @@ impl Engine {
         self.check_open()?;
         let _admin = self.inner.admin.lock().await;
         let topic = self.topic(name)?;
+        self.check_topic_unneeded(name)?;
         let delete = MetaOp::Delete(format!("{TOPIC_META_PREFIX}{name}"));
         super::space::meta_apply_freeing(self.inner.store.as_ref(), vec![delete]).await?;
         self.inner.topics.write().expect("topics lock").remove(name);
@@ -483,6 +484,30 @@ impl Engine {
         topic.subscribers.lock().expect("subscribers lock").clear();
         self.inner.store.delete_log(&topic_log_name(name)).await?;
         Ok(())
+    }
+
+    /// Keeps topic `name` from being deleted from now on: `door` routes through it (its
+    /// clients would find it gone, and the bindings of their subscriptions with it).
+    pub fn keep_topic(&self, name: &str, door: &'static str) {
+        let mut kept = self.inner.kept_topics.lock().expect("kept topics lock");
+        kept.insert(name.to_string(), door);
+    }
+
+    /// Refuses to delete a topic a door routes through or a webhook endpoint subscribes to.
+    fn check_topic_unneeded(&self, name: &str) -> Result<(), EngineError> {
+        let kept = self.inner.kept_topics.lock().expect("kept topics lock");
+        if let Some(&door) = kept.get(name) {
+            let topic = name.to_string();
+            return Err(EngineError::TopicKept { topic, door });
+        }
+        drop(kept);
+        match self.webhook_subscribing(name) {
+            Some(endpoint) => Err(EngineError::WebhookTopic {
+                topic: name.to_string(),
+                endpoint,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Adds a binding; returns its id. Retained messages it matches go to its destination,
@@ -533,13 +558,33 @@ impl Engine {
         self.bind(topic, spec).await
     }
 
+    /// Removes binding `id`. A binding a webhook endpoint made is refused: it changes with the
+    /// endpoint.
     pub async fn unbind(&self, topic: &str, id: &str) -> Result<(), EngineError> {
+        let spec = {
+            let runtime = self.topic(topic)?;
+            let router = runtime.router.read().expect("router lock");
+            router.binding(id).cloned()
+        };
+        if let Some(endpoint) = spec.and_then(|spec| self.webhook_owning_binding(topic, &spec)) {
+            let (topic, id) = (topic.to_string(), id.to_string());
+            return Err(EngineError::WebhookBinding {
+                topic,
+                id,
+                endpoint,
+            });
+        }
+        self.unbind_any(topic, id).await
+    }
+
+    /// Removes binding `id`, whoever made it.
+    pub(crate) async fn unbind_any(&self, topic: &str, id: &str) -> Result<(), EngineError> {
         self.check_open()?;
         let runtime = self.topic(topic)?;
         let record = TopicRecord::BindingRemoved { id: id.to_string() };
-        let check = |router: &Router| match router.bindings().any(|(b, _)| b == id) {
-            true => Ok(()),
-            false => Err(EngineError::BindingNotFound {
+        let check = |router: &Router| match router.binding(id) {
+            Some(_) => Ok(()),
+            None => Err(EngineError::BindingNotFound {
                 topic: topic.to_string(),
                 id: id.to_string(),
             }),

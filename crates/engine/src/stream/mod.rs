@@ -23,6 +23,9 @@ use wharf_model::record_batch::BatchError;
 pub enum StreamError {
     #[error("stream {stream:?} does not exist")]
     NotFound { stream: String },
+    /// The history of a webhook endpoint: it goes with the endpoint, not on its own.
+    #[error("stream {stream:?} keeps the history of webhook endpoint {endpoint:?} for replay; delete the endpoint to delete it")]
+    WebhookHistory { stream: String, endpoint: String },
     #[error("stream {stream:?} has no partition {partition} (it has {partitions})")]
     PartitionNotFound {
         stream: String,

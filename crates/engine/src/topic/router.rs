@@ -120,6 +120,11 @@ impl Router {
         Some(compiled.spec)
     }
 
+    /// Binding `id`'s spec.
+    pub fn binding(&self, id: &str) -> Option<&BindingSpec> {
+        self.bindings.get(id).map(|compiled| &compiled.spec)
+    }
+
     pub fn bindings(&self) -> impl Iterator<Item = (&String, &BindingSpec)> {
         self.bindings.iter().map(|(id, c)| (id, &c.spec))
     }

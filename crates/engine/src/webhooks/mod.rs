@@ -134,9 +134,12 @@ pub fn endpoint_dead_queue(id: &str) -> String {
     format!("{WEBHOOK_QUEUE_PREFIX}{id}.dead")
 }
 
+/// What follows an endpoint's queue name in the name of its history stream.
+const HISTORY_SUFFIX: &str = ".history";
+
 /// The stream that keeps what endpoint `id` was sent, for replay.
 pub fn endpoint_history_stream(id: &str) -> String {
-    format!("{WEBHOOK_QUEUE_PREFIX}{id}.history")
+    format!("{WEBHOOK_QUEUE_PREFIX}{id}{HISTORY_SUFFIX}")
 }
 
 /// Every endpoint, and a generation that changes with each of them.
@@ -439,6 +442,42 @@ impl Engine {
             .map(str::to_string)
     }
 
+    /// The endpoint that made binding `spec` of `topic` (one of its subscriptions, to its
+    /// queue or its history), if any.
+    pub(crate) fn webhook_owning_binding(&self, topic: &str, spec: &BindingSpec) -> Option<String> {
+        let name = match &spec.destination {
+            Destination::Queue(name) | Destination::Stream(name) => name,
+            _ => return None,
+        };
+        let id = name.strip_prefix(WEBHOOK_QUEUE_PREFIX)?;
+        let id = id.strip_suffix(HISTORY_SUFFIX).unwrap_or(id);
+        let endpoints = self.inner.webhooks.endpoints();
+        let endpoint = endpoints.get(id)?;
+        (endpoint.subscriptions.iter())
+            .filter(|subscription| subscription.topic == topic)
+            .any(|subscription| {
+                binding_spec(subscription, spec.destination.clone()).is_ok_and(|made| made == *spec)
+            })
+            .then(|| id.to_string())
+    }
+
+    /// An endpoint that subscribes to `topic`, if any.
+    pub(crate) fn webhook_subscribing(&self, topic: &str) -> Option<String> {
+        (self.inner.webhooks.endpoints().iter())
+            .find(|(_, endpoint)| endpoint.subscriptions.iter().any(|s| s.topic == topic))
+            .map(|(id, _)| id.clone())
+    }
+
+    /// The endpoint whose history `stream` is, if any.
+    pub(crate) fn webhook_owning_stream(&self, stream: &str) -> Option<String> {
+        let id = stream
+            .strip_prefix(WEBHOOK_QUEUE_PREFIX)?
+            .strip_suffix(HISTORY_SUFFIX)?;
+        (self.inner.webhooks.endpoints())
+            .contains_key(id)
+            .then(|| id.to_string())
+    }
+
     /// The retry schedule: the wait before each attempt, the first one's included.
     pub fn webhook_retry_schedule(&self) -> &[Duration] {
         &self.inner.config.webhook_retry_schedule
@@ -504,7 +543,7 @@ impl Engine {
             .collect();
         for binding in &ours {
             if !wanted.contains(&binding.spec) {
-                self.unbind(topic, &binding.id).await?;
+                self.unbind_any(topic, &binding.id).await?;
             }
         }
         for spec in wanted {

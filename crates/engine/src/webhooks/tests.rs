@@ -1,7 +1,10 @@
 //! Endpoints against a real engine on a real store: routing, rotation, restart.
 
 use super::*;
-use crate::{broker::PublishMessage, broker::SendMessage, clock::ManualClock, EngineConfig};
+use crate::{
+    broker::PublishMessage, broker::SendMessage, clock::ManualClock, stream::StreamError,
+    EngineConfig,
+};
 use bytes::Bytes;
 use std::{path::Path, sync::Arc};
 use wharf_storage::{Store, StoreConfig};
@@ -94,10 +97,42 @@ async fn an_endpoint_receives_what_its_subscriptions_match_and_survives_a_restar
             "{refused}"
         );
     }
+    // So does its history: a replay needs it.
+    let history = endpoint_history_stream("billing");
+    let refused = engine.delete_stream(&history).await.unwrap_err();
+    assert!(
+        matches!(&refused, EngineError::Stream(StreamError::WebhookHistory { endpoint, .. }) if endpoint == "billing"),
+        "{refused}"
+    );
+    assert!(engine.stream_info(&history).is_ok());
+    // Its bindings change with it, and the topics it subscribes to stay while it does; a
+    // binding someone else made to its queue is theirs to remove.
+    let extra = BindingSpec {
+        pattern: "refund.#".to_string(),
+        syntax: Default::default(),
+        filter: None,
+        headers: None,
+        destination: Destination::Queue(endpoint_queue("billing")),
+    };
+    let extra = engine.bind("orders", extra).await.unwrap();
+    engine.unbind("orders", &extra).await.unwrap();
+    for binding in engine.list_bindings("orders").unwrap() {
+        let refused = engine.unbind("orders", &binding.id).await.unwrap_err();
+        assert!(
+            matches!(&refused, EngineError::WebhookBinding { endpoint, .. } if endpoint == "billing"),
+            "{refused}"
+        );
+    }
+    let refused = engine.delete_topic("orders").await.unwrap_err();
+    assert!(
+        matches!(&refused, EngineError::WebhookTopic { endpoint, .. } if endpoint == "billing"),
+        "{refused}"
+    );
     assert_eq!(pending(&engine, "billing"), 2);
     assert_eq!(engine.list_bindings("orders").unwrap().len(), 2);
     engine.delete_webhook_endpoint("billing").await.unwrap();
     assert!(engine.list_bindings("orders").unwrap().is_empty());
+    engine.delete_topic("orders").await.unwrap();
     assert!(engine
         .stream_info(&endpoint_history_stream("billing"))
         .is_err());

@@ -28,6 +28,15 @@ pub const START: u64 = 1_800_000_000_000;
 /// Opens the file store in `dir` and an engine over it. A store still locked by the previous
 /// engine's last tasks is opened again once they let go.
 pub async fn open(dir: &Path, clock: &Arc<ManualClock>) -> (Engine, Arc<Store>) {
+    open_with(dir, clock, EngineConfig::default()).await
+}
+
+/// [`open`] with `config`.
+pub async fn open_with(
+    dir: &Path,
+    clock: &Arc<ManualClock>,
+    config: EngineConfig,
+) -> (Engine, Arc<Store>) {
     let store = guard(async {
         loop {
             match Store::open(dir, StoreConfig::default()) {
@@ -38,7 +47,7 @@ pub async fn open(dir: &Path, clock: &Arc<ManualClock>) -> (Engine, Arc<Store>) 
         }
     })
     .await;
-    let engine = Engine::open(store.clone(), clock.clone(), EngineConfig::default())
+    let engine = Engine::open(store.clone(), clock.clone(), config)
         .await
         .unwrap();
     (engine, store)

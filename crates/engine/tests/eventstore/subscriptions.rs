@@ -179,6 +179,16 @@ async fn a_group_receives_acks_parks_after_max_deliveries_and_follows_new_events
     let late = receive(&engine, "late", 1).await;
     assert_eq!(late[0].event.id.to_string(), uuid(7));
 
+    // Its queues go with the group, not on their own (the group would be left without them).
+    for queue in [&info.queue, &info.parked_queue] {
+        let refused = guard(engine.delete_queue(queue)).await;
+        assert!(
+            matches!(&refused, Err(EngineError::SubscriptionQueue { group, .. }) if group == "billing"),
+            "{queue}: {refused:?}"
+        );
+        assert!(engine.queue_info(queue).is_ok(), "{queue}");
+    }
+
     // Deleting a group removes it and both its queues, and later events do not bring it back.
     guard(engine.delete_event_subscription("billing"))
         .await
@@ -371,4 +381,71 @@ async fn a_group_deleted_while_its_feeder_is_busy_stays_deleted() {
     }
     writing.store(false, std::sync::atomic::Ordering::Relaxed);
     guard(writer).await.unwrap();
+}
+
+/// A node holds at most `event_subscriptions_max` groups, across restarts: a new group past it
+/// is refused with nothing created, an existing group put again is not a new one, and a delete
+/// makes room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_past_the_limit_are_refused_until_one_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START);
+    let config = || EngineConfig {
+        event_subscriptions_max: 2,
+        ..EngineConfig::default()
+    };
+    let (engine, store) = open_with(dir.path(), &clock, config()).await;
+    for group in ["a", "b"] {
+        assert!(
+            guard(engine.put_event_subscription(group, settings("order-", false)))
+                .await
+                .unwrap()
+        );
+    }
+    let refused = guard(engine.put_event_subscription("c", settings("order-", false))).await;
+    assert!(
+        matches!(
+            refused,
+            Err(EngineError::LimitReached {
+                limit: "limits.event_subscriptions_max",
+                max: 2
+            })
+        ),
+        "{refused:?}"
+    );
+    assert!(engine.event_subscription("c").is_err());
+    let queues = engine.list_queues();
+    assert!(
+        !queues
+            .iter()
+            .any(|queue| queue.name.starts_with(&subscription_queue("c"))),
+        "{queues:?}"
+    );
+    assert!(
+        !guard(engine.put_event_subscription("a", settings("order-", false)))
+            .await
+            .unwrap(),
+        "an existing group with its settings is not a new one"
+    );
+    close(engine, store).await;
+
+    let (engine, store) = open_with(dir.path(), &clock, config()).await;
+    let refused = guard(engine.put_event_subscription("c", settings("order-", false))).await;
+    assert!(
+        matches!(refused, Err(EngineError::LimitReached { .. })),
+        "{refused:?}"
+    );
+    guard(engine.delete_event_subscription("b")).await.unwrap();
+    assert!(
+        guard(engine.put_event_subscription("c", settings("order-", false)))
+            .await
+            .unwrap()
+    );
+    let groups: Vec<String> = engine
+        .event_subscriptions()
+        .into_iter()
+        .map(|g| g.group)
+        .collect();
+    assert_eq!(groups, ["a", "c"]);
+    close(engine, store).await;
 }

@@ -69,7 +69,8 @@ impl Failure {
     }
 
     /// An engine error as AMQP's reply: a missing resource is 404, a refusal 403, a bad
-    /// name or argument 406, a limit 506, a stopping server 320, anything else 541. The
+    /// name or argument 406 (as is deleting a queue, binding or exchange that a webhook
+    /// endpoint or a persistent subscription needs), a limit 506, a stopping server 320, anything else 541. The
     /// reply's scope (channel or connection) is the spec's for its code.
     fn engine(channel: u16, error: EngineError, method: &Method) -> Failure {
         let code = match &error {
@@ -80,13 +81,18 @@ impl Failure {
             | EngineError::Stream(wharf_engine::stream::StreamError::NotFound { .. }) => {
                 ReplyCode::NotFound
             }
-            EngineError::Forbidden { .. } | EngineError::Unauthenticated { .. } => {
-                ReplyCode::AccessRefused
-            }
+            // Deleting a predeclared exchange is refused as RabbitMQ refuses it.
+            EngineError::Forbidden { .. }
+            | EngineError::Unauthenticated { .. }
+            | EngineError::TopicKept { .. } => ReplyCode::AccessRefused,
             EngineError::InvalidName { .. }
             | EngineError::InvalidField { .. }
             | EngineError::TooLarge { .. }
-            | EngineError::QueueFull { .. } => ReplyCode::PreconditionFailed,
+            | EngineError::QueueFull { .. }
+            | EngineError::WebhookQueue { .. }
+            | EngineError::WebhookBinding { .. }
+            | EngineError::WebhookTopic { .. }
+            | EngineError::SubscriptionQueue { .. } => ReplyCode::PreconditionFailed,
             EngineError::LimitReached { .. } => ReplyCode::ResourceError,
             EngineError::ShuttingDown => ReplyCode::ConnectionForced,
             _ => ReplyCode::InternalError,
@@ -171,6 +177,7 @@ async fn predeclare(engine: &Engine) {
                 tracing::warn!(%error, exchange = name, "declaring a predeclared exchange failed");
             }
         }
+        engine.keep_topic(name, "AMQP");
     }
 }
 

@@ -92,6 +92,7 @@ impl Door {
     /// Makes the door's topic when it does not exist (a plain `topic` kind topic).
     pub(crate) async fn ensure_topic(&self) {
         let topic = &self.settings.topic;
+        self.engine.keep_topic(topic, "MQTT");
         if self.engine.topic_info(topic).is_ok() {
             return;
         }

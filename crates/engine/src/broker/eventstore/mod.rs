@@ -97,6 +97,9 @@ pub(crate) struct EventStore {
     /// store applies writes on blocking threads in no set order, so without it a checkpoint
     /// written just before a delete could land after it and bring the group back.
     checkpoint_writes: tokio::sync::Mutex<()>,
+    /// Held while a persistent subscription is created or deleted, so that the count checked
+    /// against `event_subscriptions_max` is the count created.
+    subscription_changes: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for appender::Job {
@@ -150,6 +153,7 @@ impl EventStore {
             feeders: Default::default(),
             lags: Default::default(),
             checkpoint_writes: tokio::sync::Mutex::new(()),
+            subscription_changes: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -201,23 +205,7 @@ impl Engine {
             );
             return Err(EventStoreError::invalid("events", problem).into());
         }
-        let now = self.now();
-        let mut ids = Vec::with_capacity(events.len());
-        let mut given = true;
-        for (at, event) in events.iter().enumerate() {
-            check_name(&format!("events[{at}].type"), &event.event_type)?;
-            let id = match &event.id {
-                Some(text) => EventId::parse(text).ok_or_else(|| {
-                    let problem = "is not a UUID (8-4-4-4-12 hex digits)";
-                    EventStoreError::invalid(format!("events[{at}].id"), problem)
-                })?,
-                None => {
-                    given = false;
-                    EventId::parse(&self.generate_id(now)).expect("generated ids are UUIDs")
-                }
-            };
-            ids.push(id);
-        }
+        let (ids, given) = self.event_ids(&events)?;
         let encoded = append_events_encode(stream, &events, &ids);
         if given && matches!(expected, ExpectedVersion::Any) {
             return self.append_events_any_given(stream, &ids, encoded).await;
@@ -237,6 +225,42 @@ impl Engine {
             }
         }
         result
+    }
+
+    /// Checks each event's type and returns the ids of `events`, parsed, or generated for those
+    /// without one, and whether every one was given (only then can a retry be recognized). A
+    /// repeated id is refused: a retry of the append could not be told apart.
+    fn event_ids(&self, events: &[NewEvent]) -> Result<(Vec<EventId>, bool), EngineError> {
+        let now = self.now();
+        let mut ids = Vec::with_capacity(events.len());
+        let mut given = true;
+        // Which id came at which index; a single event cannot repeat one.
+        let mut seen =
+            (events.len() > 1).then(|| std::collections::HashMap::with_capacity(events.len()));
+        for (at, event) in events.iter().enumerate() {
+            check_name(&format!("events[{at}].type"), &event.event_type)?;
+            let id = match &event.id {
+                Some(text) => {
+                    let id = EventId::parse(text).ok_or_else(|| {
+                        let problem = "is not a UUID (8-4-4-4-12 hex digits)";
+                        EventStoreError::invalid(format!("events[{at}].id"), problem)
+                    })?;
+                    if let Some(first) = seen.as_mut().and_then(|seen| seen.insert(id, at)) {
+                        let problem =
+                            format!("repeats events[{first}].id; ids in one append differ");
+                        let field = format!("events[{at}].id");
+                        return Err(EventStoreError::invalid(field, problem).into());
+                    }
+                    id
+                }
+                None => {
+                    given = false;
+                    EventId::parse(&self.generate_id(now)).expect("generated ids are UUIDs")
+                }
+            };
+            ids.push(id);
+        }
+        Ok((ids, given))
     }
 
     /// After a refusal: the answer of the earlier append of `ids` with the same `expected`,

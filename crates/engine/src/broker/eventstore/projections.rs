@@ -120,9 +120,12 @@ impl Engine {
         }
     }
 
-    /// Every projection, by name.
-    pub fn projections(&self) -> Vec<Projection> {
-        let entries = self.inner.store.meta_list(PROJECTION_META_PREFIX);
+    /// The first `max` projections by name.
+    pub fn projections(&self, max: usize) -> Vec<Projection> {
+        let entries = self
+            .inner
+            .store
+            .meta_range(PROJECTION_META_PREFIX, None, max);
         (entries.into_iter())
             .filter_map(|(key, value)| {
                 let stored = serde_json::from_value(value).ok()?;
@@ -202,7 +205,7 @@ impl Engine {
     /// number of projections it shows: a lag costs a log read).
     pub async fn refresh_projection_lags(&self, max: usize) {
         let mut lags = std::collections::HashMap::new();
-        for projection in self.projections().into_iter().take(max) {
+        for projection in self.projections(max) {
             if let Ok(lag_ms) = self.projection_lag_ms(&projection).await {
                 lags.insert(projection.name, lag_ms);
             }

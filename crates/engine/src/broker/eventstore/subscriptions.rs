@@ -91,8 +91,11 @@ pub fn subscription_queue(group: &str) -> String {
     format!("{SUBSCRIPTION_QUEUE_PREFIX}{group}")
 }
 
+/// What follows a group's queue name in the name of its parked queue.
+const PARKED_SUFFIX: &str = ".parked";
+
 fn parked_queue(group: &str) -> String {
-    format!("{SUBSCRIPTION_QUEUE_PREFIX}{group}.parked")
+    format!("{SUBSCRIPTION_QUEUE_PREFIX}{group}{PARKED_SUFFIX}")
 }
 
 fn check_group(group: &str) -> Result<(), EventStoreError> {
@@ -104,7 +107,8 @@ fn check_group(group: &str) -> Result<(), EventStoreError> {
 
 impl Engine {
     /// Creates the group (and its queues) and starts feeding it. False when it exists with
-    /// the same settings; [`EventStoreError::SubscriptionConflict`] with others.
+    /// the same settings; [`EventStoreError::SubscriptionConflict`] with others;
+    /// [`EngineError::LimitReached`] for a new group past `event_subscriptions_max`.
     pub async fn put_event_subscription(
         &self,
         group: &str,
@@ -125,6 +129,7 @@ impl Engine {
         if let Some(stream) = &settings.stream {
             crate::eventstore::check_stream_id("stream", stream)?;
         }
+        let _changes = self.inner.events.subscription_changes.lock().await;
         if let Ok(stored) = self.stored_subscription(group) {
             return match stored.settings == settings {
                 true => Ok(false),
@@ -133,6 +138,21 @@ impl Engine {
                 }
                 .into()),
             };
+        }
+        let max = self.inner.config.event_subscriptions_max;
+        if self
+            .inner
+            .events
+            .feeders
+            .lock()
+            .expect("feeders lock")
+            .len()
+            >= max
+        {
+            return Err(EngineError::LimitReached {
+                limit: "limits.event_subscriptions_max",
+                max,
+            });
         }
         let parked = QueueName::try_from(parked_queue(group))
             .map_err(|_| EventStoreError::invalid("group", "too long to name its queues"))?;
@@ -190,6 +210,7 @@ impl Engine {
     pub async fn delete_event_subscription(&self, group: &str) -> Result<(), EngineError> {
         self.check_open()?;
         check_group(group)?;
+        let _changes = self.inner.events.subscription_changes.lock().await;
         self.stored_subscription(group)?;
         let checkpoint_writes = self.inner.events.checkpoint_writes.lock().await;
         if let Some(stop) = (self.inner.events.feeders.lock().expect("feeders lock")).remove(group)
@@ -268,6 +289,15 @@ impl Engine {
         self.stored_subscription(group)?;
         self.nack(&subscription_queue(group), receipts, action)
             .await
+    }
+
+    /// The persistent subscription whose queue (or parked queue) `queue` is, if any.
+    pub(crate) fn subscription_owning(&self, queue: &str) -> Option<String> {
+        let group = queue.strip_prefix(SUBSCRIPTION_QUEUE_PREFIX)?;
+        // `events-sub.a.parked` is group `a.parked`'s queue or group `a`'s parked events.
+        (std::iter::once(group).chain(group.strip_suffix(PARKED_SUFFIX)))
+            .find(|group| self.stored_subscription(group).is_ok())
+            .map(str::to_string)
     }
 
     /// Starts the feeders of every group defined (at open).

@@ -384,6 +384,7 @@ pub async fn checkpoint_projection(
         (status = 200, description = "Exists with these settings", body = SubscriptionInfoBody),
         (status = 400, description = "Bad name or setting", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Exists with other settings", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "A new group would pass `limits.event_subscriptions_max`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn put_subscription(

@@ -82,7 +82,11 @@ pub(crate) fn engine_problem(error: EngineError, messages: MessagesAt) -> Proble
         EngineError::TokenConfigured { .. } => ProblemCode::TokenConfigured,
         EngineError::AlertNotFound { .. } => ProblemCode::AlertNotFound,
         EngineError::WebhookNotFound { .. } => ProblemCode::WebhookNotFound,
-        EngineError::WebhookQueue { .. } => ProblemCode::Conflict,
+        EngineError::WebhookQueue { .. }
+        | EngineError::WebhookBinding { .. }
+        | EngineError::WebhookTopic { .. }
+        | EngineError::TopicKept { .. }
+        | EngineError::SubscriptionQueue { .. } => ProblemCode::Conflict,
         EngineError::MessageNotFound { .. } => ProblemCode::MessageNotFound,
         EngineError::MessageLeased { .. } => ProblemCode::MessageLeased,
         EngineError::AlertConfigured { .. } => ProblemCode::Conflict,

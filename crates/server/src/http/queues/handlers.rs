@@ -193,7 +193,7 @@ pub async fn get_queue(
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such queue", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "A webhook endpoint's queue (`wharf.webhook.*`): it goes with the endpoint", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A webhook endpoint's queue (`wharf.webhook.*`) or a persistent subscription's (`events-sub.*`): it goes with the endpoint or the group", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn delete_queue(

@@ -20,7 +20,9 @@ pub(crate) fn stream_problem(error: &StreamError) -> Problem {
             (ProblemCode::OffsetOutOfRange, Some("offset".to_string()))
         }
         StreamError::NoRecords => (ProblemCode::InvalidField, Some("records".to_string())),
-        StreamError::NotCompacted { .. } => (ProblemCode::Conflict, None),
+        StreamError::NotCompacted { .. } | StreamError::WebhookHistory { .. } => {
+            (ProblemCode::Conflict, None)
+        }
         StreamError::PartitionsLimit { .. } => {
             crate::http::refusals::count("limits.stream_partitions_max");
             (ProblemCode::LimitReached, Some("partitions".to_string()))

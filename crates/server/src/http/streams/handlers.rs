@@ -127,6 +127,7 @@ pub async fn get_stream(
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such stream", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A webhook endpoint's history (`wharf.webhook.*.history`): it goes with the endpoint", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn delete_stream(

@@ -121,6 +121,7 @@ pub async fn get_topic(
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such topic", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A door routes through it (AMQP's `amq.*`, MQTT's topic) or a webhook endpoint subscribes to it", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn delete_topic(
@@ -229,6 +230,7 @@ pub async fn list_bindings(
     responses(
         (status = 204, description = "Removed"),
         (status = 404, description = "No such topic or binding", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A webhook endpoint's binding: it changes with the endpoint", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn delete_binding(
