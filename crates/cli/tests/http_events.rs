@@ -586,12 +586,22 @@ fn a_persistent_subscription_shares_events_acks_retries_and_parks() {
     );
     assert_eq!(created["queue"], "events-sub.billing");
     for queue in ["events-sub.billing", "events-sub.billing.parked"] {
-        let refused = client.expect(409, "DELETE", &format!("/v1/queues/{queue}"), &Value::Null);
-        let detail = refused["detail"].as_str().unwrap();
-        assert!(
-            detail.contains("persistent subscription \"billing\""),
-            "{detail}"
-        );
+        let path = format!("/v1/queues/{queue}");
+        let messages = json!({"messages": [{"body": "not an event"}]});
+        let options = json!({"max_deliveries": 1});
+        for (method, path, body) in [
+            ("DELETE", path.clone(), &Value::Null),
+            ("POST", format!("{path}/messages"), &messages),
+            ("PATCH", path.clone(), &options),
+            ("PUT", path.clone(), &options),
+        ] {
+            let refused = client.expect(409, method, &path, body);
+            let detail = refused["detail"].as_str().unwrap();
+            assert!(
+                detail.contains("persistent subscription \"billing\""),
+                "{method} {path}: {detail}"
+            );
+        }
     }
     client.expect(
         200,

@@ -141,7 +141,7 @@ pub enum EngineError {
     )]
     WebhookTopic { topic: String, endpoint: String },
     /// A queue of a persistent subscription: it goes with the group, not on its own.
-    #[error("queue {queue:?} holds the events of persistent subscription {group:?}; delete the subscription to delete it")]
+    #[error("queue {queue:?} holds the events of persistent subscription {group:?}: only the subscription feeds it and sets its options; change or delete the subscription instead")]
     SubscriptionQueue { queue: String, group: String },
     #[error(transparent)]
     Storage(#[from] StorageError),

@@ -299,7 +299,18 @@ impl Engine {
 
     /// Creates the queue, or updates its options. Returns true when it was created. A named
     /// dead-letter queue that does not exist is created with default options.
+    /// The queues of a persistent subscription are the subscription's to configure.
     pub async fn put_queue(&self, name: &str, options: QueueOptions) -> Result<bool, EngineError> {
+        self.check_not_subscription_queue(name)?;
+        self.put_owned_queue(name, options).await
+    }
+
+    /// [`Engine::put_queue`] for the owner of the queue, a persistent subscription included.
+    pub(crate) async fn put_owned_queue(
+        &self,
+        name: &str,
+        options: QueueOptions,
+    ) -> Result<bool, EngineError> {
         let (engine, name) = (self.clone(), name.to_string());
         let change = async move { engine.put_queue_in_task(&name, options).await };
         self.in_task("put_queue", change).await
@@ -450,13 +461,23 @@ impl Engine {
         if let Some(endpoint) = self.webhook_owning(name) {
             return Err(EngineError::WebhookQueue { queue, endpoint });
         }
+        self.check_not_subscription_queue(name)
+    }
+
+    /// Refuses what only a persistent subscription may do to its queues: feed them, set
+    /// their options, delete them.
+    fn check_not_subscription_queue(&self, name: &str) -> Result<(), EngineError> {
         match self.subscription_owning(name) {
-            Some(group) => Err(EngineError::SubscriptionQueue { queue, group }),
+            Some(group) => Err(EngineError::SubscriptionQueue {
+                queue: name.to_string(),
+                group,
+            }),
             None => Ok(()),
         }
     }
 
-    /// Sends a batch: all of it is stored (durably, for a durable queue) or none of it.
+    /// Sends a batch: all of it is stored (durably, for a durable queue) or none of it. The
+    /// queues of a persistent subscription take the events of its feeder only.
     pub async fn send(
         &self,
         queue: &str,
@@ -466,6 +487,16 @@ impl Engine {
         if queue.starts_with(REPLY_ADDRESS_PREFIX) {
             return self.send_reply(queue, batch);
         }
+        self.check_not_subscription_queue(queue)?;
+        self.send_owned(queue, batch).await
+    }
+
+    /// [`Engine::send`] for the owner of the queue, a persistent subscription included.
+    pub(crate) async fn send_owned(
+        &self,
+        queue: &str,
+        batch: Vec<SendMessage>,
+    ) -> Result<Vec<Sent>, EngineError> {
         let queue = self.queue(queue)?;
         self.check_space().await?;
         let now = self.now();

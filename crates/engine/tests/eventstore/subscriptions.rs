@@ -4,8 +4,9 @@
 use crate::*;
 use wharf_engine::broker::{
     eventstore::{subscription_queue, SubscriptionDelivery, SubscriptionSettings},
-    NackAction, RECEIVE_MESSAGES_MAX,
+    NackAction, ReceiveRequest, SendMessage, RECEIVE_MESSAGES_MAX,
 };
+use wharf_engine::queue::QueueOptions;
 
 fn settings(stream_prefix: &str, from_end: bool) -> SubscriptionSettings {
     SubscriptionSettings {
@@ -448,4 +449,74 @@ async fn groups_past_the_limit_are_refused_until_one_is_deleted() {
         .collect();
     assert_eq!(groups, ["a", "c"]);
     close(engine, store).await;
+}
+
+fn foreign() -> SendMessage {
+    SendMessage {
+        body: "not an event".into(),
+        ..SendMessage::default()
+    }
+}
+
+/// Only the feeder writes a group's queues and only the group sets their options; a message
+/// that reaches the queue another way (here dead-lettered there by another queue) is parked
+/// when it comes up, and the events behind it are delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_groups_queue_takes_events_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _store) = open(dir.path(), &ManualClock::new(START)).await;
+    let info = guard(engine.put_event_subscription("billing", settings("order-", false)))
+        .await
+        .map(|_| engine.event_subscription("billing").unwrap())
+        .unwrap();
+    for queue in [&info.queue, &info.parked_queue] {
+        let refused = guard(engine.send(queue, vec![foreign()])).await;
+        assert!(
+            matches!(&refused, Err(EngineError::SubscriptionQueue { group, .. }) if group == "billing"),
+            "{queue}: {refused:?}"
+        );
+        let before = engine.queue_info(queue).unwrap();
+        let refused = guard(engine.put_queue(queue, QueueOptions::default())).await;
+        assert!(
+            matches!(&refused, Err(EngineError::SubscriptionQueue { .. })),
+            "{queue}: {refused:?}"
+        );
+        assert_eq!(engine.queue_info(queue).unwrap(), before, "{queue}");
+    }
+
+    // Another queue whose dead letters go to the group's queue.
+    let options = QueueOptions {
+        dead_letter_queue: Some(info.queue.parse().unwrap()),
+        ..QueueOptions::default()
+    };
+    guard(engine.put_queue("side", options)).await.unwrap();
+    guard(engine.send("side", vec![foreign()])).await.unwrap();
+    let request = ReceiveRequest {
+        max_messages: 1,
+        wait: Duration::ZERO,
+        lease: None,
+    };
+    let leased = guard(engine.receive("side", request)).await.unwrap();
+    let rejected = NackAction::DeadLetter { error: None };
+    let receipts = [leased[0].receipt.clone()];
+    guard(engine.nack("side", &receipts, rejected))
+        .await
+        .unwrap();
+    eventually("the foreign message to reach the group's queue", || {
+        engine.queue_info(&info.queue).unwrap().stats.ready == 1
+    })
+    .await;
+
+    append(
+        &engine,
+        "order-1",
+        ExpectedVersion::NoStream,
+        vec![event(1, "OrderPlaced")],
+    )
+    .await;
+    let delivered = receive(&engine, "billing", 1).await;
+    assert_eq!(delivered[0].event.id.to_string(), uuid(1));
+    let parked = guard(engine.peek(&info.parked_queue, 10)).await.unwrap();
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert_eq!(&parked[0].message.body[..], b"not an event");
 }

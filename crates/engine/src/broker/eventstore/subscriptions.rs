@@ -163,7 +163,8 @@ impl Engine {
             max_length: Some(QUEUE_LENGTH_MAX),
             ..QueueOptions::default()
         };
-        self.put_queue(&subscription_queue(group), options).await?;
+        self.put_owned_queue(&subscription_queue(group), options)
+            .await?;
         let checkpoint = match settings.from_end {
             true => self.events_end().checked_sub(1),
             false => None,
@@ -246,25 +247,41 @@ impl Engine {
             wait,
             lease: None,
         };
-        let deliveries = self.receive(&subscription_queue(group), request).await?;
-        (deliveries.into_iter())
-            .map(|delivery| {
-                let message = &delivery.message;
-                let position = (message.headers.get(POSITION_HEADER))
-                    .and_then(|p| p.parse().ok())
-                    .unwrap_or_default();
-                let event = RecordedEvent::decode(position, &message.body)?;
-                let event = event.ok_or_else(|| EventStoreError::Damaged {
-                    position,
-                    problem: "a subscription message holds no event".to_string(),
-                })?;
-                Ok(SubscriptionDelivery {
+        let queue = subscription_queue(group);
+        let deliveries = self.receive(&queue, request).await?;
+        let mut events = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            match event_of(&delivery.message) {
+                Ok(event) => events.push(SubscriptionDelivery {
                     event,
                     receipt: delivery.receipt,
                     delivery_count: delivery.delivery_count,
-                })
-            })
-            .collect()
+                }),
+                Err(problem) => {
+                    self.park_foreign(group, &queue, delivery.receipt, problem)
+                        .await
+                }
+            }
+        }
+        Ok(events)
+    }
+
+    /// Parks a message of the group's queue that is no event of `$all` (one routed or
+    /// dead-lettered there by a binding or another queue), so that it cannot hold the
+    /// group's consumers up. Should that fail, its lease runs out and it comes back until
+    /// `max_deliveries` parks it.
+    async fn park_foreign(&self, group: &str, queue: &str, receipt: String, problem: String) {
+        tracing::warn!(
+            group,
+            problem,
+            "persistent subscription parks a message that is no event"
+        );
+        let action = NackAction::DeadLetter {
+            error: Some(format!("not an event of the subscription: {problem}")),
+        };
+        if let Err(error) = self.nack(queue, &[receipt], action).await {
+            tracing::warn!(%error, group, "could not park a message that is no event");
+        }
     }
 
     /// Settles events the group's consumers are done with, by receipt.
@@ -377,7 +394,7 @@ async fn feed(engine: Engine, group: String, mut stopped: watch::Receiver<bool>)
         }
         let batch: Vec<SendMessage> = page.events.iter().map(message_of).collect();
         if !batch.is_empty() {
-            match engine.send(&queue, batch).await {
+            match engine.send_owned(&queue, batch).await {
                 Ok(_) => {}
                 Err(EngineError::QueueFull { .. }) => {
                     let until = engine.now() + FULL_QUEUE_PAUSE_MS;
@@ -407,6 +424,18 @@ async fn feed(engine: Engine, group: String, mut stopped: watch::Receiver<bool>)
             tracing::warn!(%error, group, "persistent subscription checkpoint not written");
         }
         drop(checkpoint_writes);
+    }
+}
+
+/// The event a message of a group's queue carries, or what is wrong with it.
+fn event_of(message: &wharf_model::message::Message) -> Result<RecordedEvent, String> {
+    let position = (message.headers.get(POSITION_HEADER))
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| format!("it has no `{POSITION_HEADER}` header holding a position"))?;
+    match RecordedEvent::decode(position, &message.body) {
+        Ok(Some(event)) => Ok(event),
+        Ok(None) => Err("it holds no event".to_string()),
+        Err(error) => Err(error.to_string()),
     }
 }
 

@@ -46,7 +46,7 @@ const PEEK_MESSAGES_DEFAULT: usize = 10;
         (status = 201, description = "Created", body = QueueInfoBody),
         (status = 200, description = "Updated", body = QueueInfoBody),
         (status = 400, description = "Bad name or option", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`durable` differs from the existing queue's: it is fixed at creation", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`durable` differs from the existing queue's (it is fixed at creation), or the queue is a persistent subscription's (`events-sub.*`): the subscription sets its options", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn put_queue(
@@ -88,7 +88,7 @@ pub async fn put_queue(
         (status = 200, description = "Updated", body = QueueInfoBody),
         (status = 400, description = "Bad option; `field` names it", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such queue", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`durable` differs from the queue's: it is fixed at creation", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`durable` differs from the queue's (it is fixed at creation), or the queue is a persistent subscription's (`events-sub.*`): the subscription sets its options", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn patch_queue(
@@ -218,7 +218,7 @@ pub async fn delete_queue(
         (status = 201, description = "Stored, in request order", body = SentListBody),
         (status = 400, description = "A field is invalid; `field` names it", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such queue", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The queue is full (max_length, overflow = reject)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The queue is full (max_length, overflow = reject), or it is a persistent subscription's (`events-sub.*`), which only its feed of events writes", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Batch or request body too large", body = Problem, content_type = "application/problem+json"),
         (status = 507, description = "Disk full", body = Problem, content_type = "application/problem+json"),
     )
