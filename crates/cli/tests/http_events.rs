@@ -585,12 +585,19 @@ fn a_persistent_subscription_shares_events_acks_retries_and_parks() {
         &json!({"type_prefix": "OrderPaid", "max_deliveries": 2, "lease_ms": 60000}),
     );
     assert_eq!(created["queue"], "events-sub.billing");
+    client.expect(201, "PUT", "/v1/topics/owned-test", &Value::Null);
     for queue in ["events-sub.billing", "events-sub.billing.parked"] {
         let path = format!("/v1/queues/{queue}");
         let messages = json!({"messages": [{"body": "not an event"}]});
         let options = json!({"max_deliveries": 1});
+        let binding = json!({"pattern": "#", "queue": queue});
         for (method, path, body) in [
             ("DELETE", path.clone(), &Value::Null),
+            (
+                "POST",
+                "/v1/topics/owned-test/bindings".to_string(),
+                &binding,
+            ),
             ("POST", format!("{path}/messages"), &messages),
             ("PATCH", path.clone(), &options),
             ("PUT", path.clone(), &options),

@@ -376,13 +376,24 @@ fn gone_disables_the_endpoint_and_keeps_its_message() {
     let bindings = client.expect(200, "GET", "/v1/topics/orders/bindings", &Value::Null);
     let binding = bindings["bindings"][0]["id"].as_str().unwrap();
     let binding = format!("/v1/topics/orders/bindings/{binding}");
-    for path in [
-        "/v1/queues/wharf.webhook.e",
-        "/v1/streams/wharf.webhook.e.history",
-        &binding,
-        "/v1/topics/orders",
+    // Its history is its own to write too: a replay re-sends what it holds.
+    let forged = json!({"records": [{"value": {"forged": true}}]});
+    for (method, path, body) in [
+        ("DELETE", "/v1/queues/wharf.webhook.e", &Value::Null),
+        (
+            "DELETE",
+            "/v1/streams/wharf.webhook.e.history",
+            &Value::Null,
+        ),
+        (
+            "POST",
+            "/v1/streams/wharf.webhook.e.history/records",
+            &forged,
+        ),
+        ("DELETE", &binding, &Value::Null),
+        ("DELETE", "/v1/topics/orders", &Value::Null),
     ] {
-        let refused = client.expect(409, "DELETE", path, &Value::Null);
+        let refused = client.expect(409, method, path, body);
         assert!(
             refused["detail"]
                 .as_str()

@@ -466,7 +466,7 @@ impl Engine {
 
     /// Refuses what only a persistent subscription may do to its queues: feed them, set
     /// their options, delete them.
-    fn check_not_subscription_queue(&self, name: &str) -> Result<(), EngineError> {
+    pub(crate) fn check_not_subscription_queue(&self, name: &str) -> Result<(), EngineError> {
         match self.subscription_owning(name) {
             Some(group) => Err(EngineError::SubscriptionQueue {
                 queue: name.to_string(),

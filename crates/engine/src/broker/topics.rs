@@ -512,7 +512,19 @@ impl Engine {
 
     /// Adds a binding; returns its id. Retained messages it matches go to its destination,
     /// read from the topic's log a batch at a time.
+    /// What another resource owns and writes alone (a persistent subscription's queues, a
+    /// webhook endpoint's history) is no destination.
     pub async fn bind(&self, topic: &str, spec: BindingSpec) -> Result<String, EngineError> {
+        self.check_destination_unowned(&spec.destination)?;
+        self.bind_owned(topic, spec).await
+    }
+
+    /// [`Engine::bind`] for the owner of the destination, a webhook endpoint included.
+    pub(crate) async fn bind_owned(
+        &self,
+        topic: &str,
+        spec: BindingSpec,
+    ) -> Result<String, EngineError> {
         self.check_open()?;
         let runtime = self.topic(topic)?;
         let spec = crate::topic::router::canonical_spec(spec)?;
@@ -865,7 +877,7 @@ impl Engine {
                     records,
                     producer: None,
                 };
-                self.produce(name, request).await?;
+                self.produce_owned(name, request).await?;
                 Ok(true)
             }
             Destination::Topic(_) => Ok(false),
@@ -932,17 +944,28 @@ impl Engine {
         }
     }
 
+    /// Refuses a destination that another resource owns and writes alone.
+    fn check_destination_unowned(&self, destination: &Destination) -> Result<(), EngineError> {
+        match destination {
+            Destination::Queue(name) => self.check_not_subscription_queue(name),
+            Destination::Stream(name) => self.check_not_webhook_history(name),
+            Destination::Topic(_) => Ok(()),
+        }
+    }
+
     /// The alternate and the rule destinations of `options`, each through
-    /// [`Engine::check_destination`].
+    /// [`Engine::check_destination`] and [`Engine::check_destination_unowned`].
     fn check_topic_destinations(&self, options: &TopicOptions) -> Result<(), EngineError> {
         if let Some(alternate) = &options.alternate {
             let kind = alternate.kind();
             self.check_destination(alternate, Field::Alternate { kind })?;
+            self.check_destination_unowned(alternate)?;
         }
         for (index, rule) in options.rules.iter().enumerate() {
             let kind = rule.destination.kind();
             let field = Field::RuleDestination { index, kind };
             self.check_destination(&rule.destination, field)?;
+            self.check_destination_unowned(&rule.destination)?;
         }
         Ok(())
     }

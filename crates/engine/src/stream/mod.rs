@@ -24,7 +24,7 @@ pub enum StreamError {
     #[error("stream {stream:?} does not exist")]
     NotFound { stream: String },
     /// The history of a webhook endpoint: it goes with the endpoint, not on its own.
-    #[error("stream {stream:?} keeps the history of webhook endpoint {endpoint:?} for replay; delete the endpoint to delete it")]
+    #[error("stream {stream:?} keeps the history of webhook endpoint {endpoint:?} for replay: only the endpoint writes it, and it goes with the endpoint")]
     WebhookHistory { stream: String, endpoint: String },
     #[error("stream {stream:?} has no partition {partition} (it has {partitions})")]
     PartitionNotFound {

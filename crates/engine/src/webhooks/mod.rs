@@ -468,6 +468,18 @@ impl Engine {
             .map(|(id, _)| id.clone())
     }
 
+    /// Refuses what only a webhook endpoint may do to its history: write it, delete it.
+    pub(crate) fn check_not_webhook_history(&self, stream: &str) -> Result<(), EngineError> {
+        match self.webhook_owning_stream(stream) {
+            Some(endpoint) => Err(crate::stream::StreamError::WebhookHistory {
+                stream: stream.to_string(),
+                endpoint,
+            }
+            .into()),
+            None => Ok(()),
+        }
+    }
+
     /// The endpoint whose history `stream` is, if any.
     pub(crate) fn webhook_owning_stream(&self, stream: &str) -> Option<String> {
         let id = stream
@@ -548,7 +560,7 @@ impl Engine {
         }
         for spec in wanted {
             if !ours.iter().any(|binding| binding.spec == spec) {
-                self.bind(topic, spec).await?;
+                self.bind_owned(topic, spec).await?;
             }
         }
         Ok(())

@@ -105,6 +105,7 @@ async fn an_endpoint_receives_what_its_subscriptions_match_and_survives_a_restar
         "{refused}"
     );
     assert!(engine.stream_info(&history).is_ok());
+    history_is_the_endpoints_to_write(&engine, &history).await;
     // Its bindings change with it, and the topics it subscribes to stay while it does; a
     // binding someone else made to its queue is theirs to remove.
     let extra = BindingSpec {
@@ -281,4 +282,34 @@ async fn a_replay_sends_a_time_range_of_the_endpoints_history_again_under_the_sa
         .unwrap_err();
     assert!(matches!(unknown, EngineError::WebhookNotFound { .. }));
     close(engine, store).await;
+}
+
+/// Only the endpoint writes its history: a replay re-sends what it holds, signed.
+async fn history_is_the_endpoints_to_write(engine: &Engine, history: &str) {
+    fn refused<T>(result: Result<T, EngineError>) -> bool {
+        matches!(&result, Err(EngineError::Stream(StreamError::WebhookHistory { endpoint, .. })) if endpoint == "billing")
+    }
+    let records = vec![crate::broker::ProduceRecord {
+        value: Some(Bytes::from_static(b"forged")),
+        ..Default::default()
+    }];
+    let request = crate::broker::ProduceRequest {
+        records,
+        producer: None,
+    };
+    assert!(refused(engine.produce(history, request).await));
+    let spec = BindingSpec {
+        pattern: "#".to_string(),
+        syntax: Default::default(),
+        filter: None,
+        headers: None,
+        destination: Destination::Stream(history.to_string()),
+    };
+    assert!(refused(engine.bind("orders", spec).await));
+    let options = crate::topic::TopicOptions {
+        alternate: Some(Destination::Stream(history.to_string())),
+        ..Default::default()
+    };
+    assert!(refused(engine.put_topic("forger", options).await));
+    assert!(engine.topic_info("forger").is_err());
 }

@@ -7,6 +7,7 @@ use wharf_engine::broker::{
     NackAction, ReceiveRequest, SendMessage, RECEIVE_MESSAGES_MAX,
 };
 use wharf_engine::queue::QueueOptions;
+use wharf_engine::topic::{BindingSpec, Destination};
 
 fn settings(stream_prefix: &str, from_end: bool) -> SubscriptionSettings {
     SubscriptionSettings {
@@ -458,9 +459,9 @@ fn foreign() -> SendMessage {
     }
 }
 
-/// Only the feeder writes a group's queues and only the group sets their options; a message
-/// that reaches the queue another way (here dead-lettered there by another queue) is parked
-/// when it comes up, and the events behind it are delivered.
+/// Only the feeder writes a group's queues (no binding routes there) and only the group sets
+/// their options; a message that reaches the queue another way (here dead-lettered there by
+/// another queue) is parked when it comes up, and the events behind it are delivered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_groups_queue_takes_events_only() {
     let dir = tempfile::tempdir().unwrap();
@@ -482,6 +483,21 @@ async fn a_groups_queue_takes_events_only() {
             "{queue}: {refused:?}"
         );
         assert_eq!(engine.queue_info(queue).unwrap(), before, "{queue}");
+        guard(engine.put_topic("t", Default::default()))
+            .await
+            .unwrap();
+        let spec = BindingSpec {
+            pattern: "#".to_string(),
+            syntax: Default::default(),
+            filter: None,
+            headers: None,
+            destination: Destination::Queue(queue.clone()),
+        };
+        let refused = guard(engine.bind("t", spec)).await;
+        assert!(
+            matches!(&refused, Err(EngineError::SubscriptionQueue { .. })),
+            "{queue}: {refused:?}"
+        );
     }
 
     // Another queue whose dead letters go to the group's queue.

@@ -276,10 +276,7 @@ impl Engine {
         self.check_open()?;
         let _admin = self.inner.admin.lock().await;
         let stream = self.stream(name)?;
-        if let Some(endpoint) = self.webhook_owning_stream(name) {
-            let stream = name.to_string();
-            return Err(StreamError::WebhookHistory { stream, endpoint }.into());
-        }
+        self.check_not_webhook_history(name)?;
         let delete = MetaOp::Delete(format!("{STREAM_META_PREFIX}{name}"));
         super::space::meta_apply_freeing(self.inner.store.as_ref(), vec![delete]).await?;
         (self

@@ -65,7 +65,18 @@ pub struct Produced {
 
 impl Engine {
     /// Stores the records, each once durable, and answers where each went, in request order.
+    /// A webhook endpoint's history takes the endpoint's deliveries only.
     pub async fn produce(
+        &self,
+        stream: &str,
+        request: ProduceRequest,
+    ) -> Result<Vec<Produced>, EngineError> {
+        self.check_not_webhook_history(stream)?;
+        self.produce_owned(stream, request).await
+    }
+
+    /// [`Engine::produce`] for the owner of the stream, a webhook endpoint's bindings included.
+    pub(crate) async fn produce_owned(
         &self,
         stream: &str,
         request: ProduceRequest,

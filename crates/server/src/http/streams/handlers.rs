@@ -152,7 +152,7 @@ pub async fn delete_stream(
         (status = 200, description = "Stored", body = ProducedListBody),
         (status = 400, description = "A bad record or producer field; `field` names it", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such stream, or a record names a partition it does not have", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "An idempotent producer's sequence skips ahead, is too old, or was reused for other records", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "An idempotent producer's sequence skips ahead, is too old, or was reused for other records; or the stream is a webhook endpoint's history, which only the endpoint writes", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Too many records or bytes in one request", body = Problem, content_type = "application/problem+json"),
     )
 )]

@@ -33,7 +33,7 @@ use wharf_engine::{
         (status = 200, description = "Updated", body = TopicInfoBody),
         (status = 400, description = "Bad name, rule or destination; `field` names it", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "A rule or the alternate names a missing queue or topic; `field` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`kind` differs from the topic's while it has bindings", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`kind` differs from the topic's while it has bindings, or a rule or the alternate names a resource another writes alone (a persistent subscription's queue, a webhook endpoint's history)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn put_topic(
@@ -146,6 +146,7 @@ pub async fn delete_topic(
         (status = 201, description = "Bound", body = BindingInfoBody),
         (status = 400, description = "Bad pattern, filter or destination; `field` names it", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such topic or destination", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The destination is written by its owner alone: a persistent subscription's queue (`events-sub.*`) or a webhook endpoint's history stream", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn add_binding(
