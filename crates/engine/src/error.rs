@@ -73,7 +73,7 @@ pub enum EngineError {
     Internal { operation: &'static str },
     /// A configured limit on a resource many clients share is reached; `limit` names the
     /// configuration field. Retrying later may succeed.
-    #[error("the limit {limit} = {max} is reached; try again later")]
+    #[error("the limit {limit} = {max} is reached: a retry can succeed once fewer are in use or the limit is raised")]
     LimitReached { limit: &'static str, max: usize },
     /// The engine is shutting down.
     #[error("the broker is shutting down")]
