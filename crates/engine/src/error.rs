@@ -125,6 +125,10 @@ pub enum EngineError {
     /// A queue of a webhook endpoint: it goes with the endpoint, not on its own.
     #[error("queue {queue:?} holds the deliveries of webhook endpoint {endpoint:?}; delete the endpoint to delete it")]
     WebhookQueue { queue: String, endpoint: String },
+    /// A new webhook endpoint whose queue or history stream exists already: its deliveries
+    /// and history must start empty, as a replay re-sends the history, signed.
+    #[error("webhook endpoint {endpoint:?} would take over {resource}, which exists already: delete it or choose another id")]
+    WebhookResourceExists { endpoint: String, resource: String },
     /// A binding a webhook endpoint made: it changes with the endpoint, not on its own.
     #[error("binding {id:?} of topic {topic:?} routes to webhook endpoint {endpoint:?}; change or delete the endpoint instead")]
     WebhookBinding {

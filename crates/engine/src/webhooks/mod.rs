@@ -217,12 +217,37 @@ impl Engine {
                 max: ENDPOINTS_MAX,
             });
         }
+        if old.is_none() {
+            self.check_endpoint_resources_free(id)?;
+        }
         let endpoint = self.endpoint_from(spec, old.as_ref());
         self.store_endpoint(id, &endpoint).await?;
         self.route_endpoint(id, old.as_ref(), Some(&endpoint))
             .await?;
         self.inner.webhooks.changed();
         Ok((endpoint, old.is_none()))
+    }
+
+    /// Refuses a new endpoint whose queues or history someone made before it: what they hold
+    /// would be delivered, or replayed, signed with the endpoint's secret. (The endpoint is
+    /// stored before its queues are made, so a retry of a create that failed half-way finds
+    /// the endpoint and is not refused.)
+    fn check_endpoint_resources_free(&self, id: &str) -> Result<(), EngineError> {
+        let queues = [endpoint_queue(id), endpoint_dead_queue(id)];
+        let taken = (queues.into_iter())
+            .find(|queue| self.find(queue).is_some())
+            .map(|queue| format!("queue {queue:?}"))
+            .or_else(|| {
+                let history = endpoint_history_stream(id);
+                (self.find_stream(&history).is_some()).then(|| format!("stream {history:?}"))
+            });
+        match taken {
+            Some(resource) => Err(EngineError::WebhookResourceExists {
+                endpoint: id.to_string(),
+                resource,
+            }),
+            None => Ok(()),
+        }
     }
 
     fn endpoint_from(&self, spec: EndpointSpec, old: Option<&Endpoint>) -> Endpoint {

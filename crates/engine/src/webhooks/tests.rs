@@ -313,3 +313,54 @@ async fn history_is_the_endpoints_to_write(engine: &Engine, history: &str) {
     assert!(refused(engine.put_topic("forger", options).await));
     assert!(engine.topic_info("forger").is_err());
 }
+
+/// A new endpoint does not take over a queue or history stream someone made under its names:
+/// what they hold would be delivered, or replayed, signed with its secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_endpoint_takes_over_no_existing_queue_or_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, store, _clock) = open(dir.path()).await;
+    engine
+        .put_topic("orders", Default::default())
+        .await
+        .unwrap();
+    let made = [
+        (endpoint_queue("a"), true),
+        (endpoint_dead_queue("b"), true),
+        (endpoint_history_stream("c"), false),
+    ];
+    for (name, queue) in &made {
+        match queue {
+            true => engine
+                .put_queue(name, QueueOptions::default())
+                .await
+                .map(drop),
+            false => (engine.put_stream(name, Default::default()).await).map(drop),
+        }
+        .unwrap();
+    }
+    for (id, (name, queue)) in ["a", "b", "c"].into_iter().zip(&made) {
+        let refused = engine.put_webhook_endpoint(id, spec("order.*")).await;
+        assert!(
+            matches!(&refused, Err(EngineError::WebhookResourceExists { endpoint, resource }) if endpoint == id && resource.contains(name.as_str())),
+            "{refused:?}"
+        );
+        assert!(engine.webhook_endpoint(id).is_err());
+        match queue {
+            true => engine.delete_queue(name).await.unwrap(),
+            false => engine.delete_stream(name).await.unwrap(),
+        }
+        let (_, created) = engine
+            .put_webhook_endpoint(id, spec("order.*"))
+            .await
+            .unwrap();
+        assert!(created);
+        // Its own queues and history do not stop it being replaced.
+        let (_, created) = engine
+            .put_webhook_endpoint(id, spec("order.#"))
+            .await
+            .unwrap();
+        assert!(!created);
+    }
+    close(engine, store).await;
+}

@@ -90,6 +90,7 @@ impl Failure {
             | EngineError::TooLarge { .. }
             | EngineError::QueueFull { .. }
             | EngineError::WebhookQueue { .. }
+            | EngineError::WebhookResourceExists { .. }
             | EngineError::WebhookBinding { .. }
             | EngineError::WebhookTopic { .. }
             | EngineError::SubscriptionQueue { .. } => ReplyCode::PreconditionFailed,

@@ -232,6 +232,8 @@ pub async fn get_endpoint(
         (status = 200, description = "Replaced", body = WebhookEndpointInfoBody),
         (status = 400, description = "A bad URL, secret, header, subscription or rate; `field` names it", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "A subscription's topic does not exist", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A new endpoint's queue (`wharf.webhook.{id}`, `.dead`) or history stream (`.history`) exists already: its deliveries and history start empty", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`limit_reached`: as many endpoints as the server keeps", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn put_endpoint(

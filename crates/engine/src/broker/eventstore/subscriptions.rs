@@ -405,7 +405,13 @@ async fn feed(engine: Engine, group: String, mut stopped: watch::Receiver<bool>)
                     continue;
                 }
                 Err(error) => {
-                    tracing::warn!(%error, group, "persistent subscription feed failed; retrying");
+                    // Every group's feeder retries 5 times a second while the cause lasts (a
+                    // full disk): one line a while, with how many were left out.
+                    static THROTTLE: crate::log_throttle::LogThrottle =
+                        crate::log_throttle::LogThrottle::new();
+                    if let Some(suppressed) = THROTTLE.allow() {
+                        tracing::warn!(%error, group, suppressed, "persistent subscription feed failed; retrying");
+                    }
                     let until = engine.now() + FULL_QUEUE_PAUSE_MS;
                     tokio::select! {
                         _ = engine.inner.clock.sleep_until(until) => {}

@@ -83,6 +83,7 @@ pub(crate) fn engine_problem(error: EngineError, messages: MessagesAt) -> Proble
         EngineError::AlertNotFound { .. } => ProblemCode::AlertNotFound,
         EngineError::WebhookNotFound { .. } => ProblemCode::WebhookNotFound,
         EngineError::WebhookQueue { .. }
+        | EngineError::WebhookResourceExists { .. }
         | EngineError::WebhookBinding { .. }
         | EngineError::WebhookTopic { .. }
         | EngineError::TopicKept { .. }
