@@ -87,10 +87,10 @@ pub(crate) fn engine_problem(error: EngineError, messages: MessagesAt) -> Proble
         | EngineError::WebhookBinding { .. }
         | EngineError::WebhookTopic { .. }
         | EngineError::TopicKept { .. }
+        | EngineError::AlertConfigured { .. }
         | EngineError::SubscriptionQueue { .. } => ProblemCode::Conflict,
         EngineError::MessageNotFound { .. } => ProblemCode::MessageNotFound,
         EngineError::MessageLeased { .. } => ProblemCode::MessageLeased,
-        EngineError::AlertConfigured { .. } => ProblemCode::Conflict,
         EngineError::TopicNotFound { .. } => ProblemCode::TopicNotFound,
         EngineError::BindingNotFound { .. } => ProblemCode::BindingNotFound,
         EngineError::ReplyNotFound { .. } => ProblemCode::ReplyNotFound,
@@ -113,15 +113,20 @@ pub(crate) fn engine_problem(error: EngineError, messages: MessagesAt) -> Proble
         }
         // Only opening the engine meets a corrupt definition; counted with unreadable records.
         EngineError::Record(_) | EngineError::CorruptDefinition { .. } => {
-            static THROTTLE: LogThrottle = LogThrottle::new();
-            if let Some(suppressed) = THROTTLE.allow() {
-                tracing::error!(%error, suppressed, "request failed: bad stored data");
-            }
-            return Problem::new(ProblemCode::StorageError)
-                .with_detail("a stored record could not be read; the server log has the details");
+            return bad_stored_data(&error)
         }
     };
     Problem::new(code).with_detail(error.to_string())
+}
+
+/// A request that met bad stored data: the log gets the error, the client a summary.
+fn bad_stored_data(error: &EngineError) -> Problem {
+    static THROTTLE: LogThrottle = LogThrottle::new();
+    if let Some(suppressed) = THROTTLE.allow() {
+        tracing::error!(%error, suppressed, "request failed: bad stored data");
+    }
+    Problem::new(ProblemCode::StorageError)
+        .with_detail("a stored record could not be read; the server log has the details")
 }
 
 /// A binding, rule or alternate at `path` named a destination that does not exist: a 404 as
