@@ -247,6 +247,9 @@ type Acknowledged = (String, u64, Vec<String>);
 fn no_part_of_a_multi_event_append_survives_kill_9_alone() {
     let dir = tempfile::tempdir().expect("temp dir");
     let node = Node::start(dir.path());
+    // A persistent subscription over the writers' streams, fed while the server is killed.
+    let group = json!({"stream_prefix": "w"});
+    (node.client()).expect(201, "PUT", "/v1/events/subscriptions/crash", &group);
     const EVENTS_PER_APPEND: u64 = 5;
     // (stream, first version, ids) of every acknowledged append.
     let acknowledged: Arc<Mutex<Vec<Acknowledged>>> = Arc::default();
@@ -361,6 +364,35 @@ fn no_part_of_a_multi_event_append_survives_kill_9_alone() {
         from = next;
     }
     assert_eq!(seen.len(), stored.len());
+    let acknowledged = acknowledged.lock().unwrap();
+    let wanted = acknowledged
+        .iter()
+        .flat_map(|(_, _, ids)| ids.iter().cloned());
+    subscription_delivers_all(&client, "crash", wanted.collect());
+}
+
+/// Receives and acks the group's events until every one of `wanted` came (others may come
+/// too: appends whose answer the kill cut off), long-polling, for at most a minute.
+fn subscription_delivers_all(client: &Client, group: &str, wanted: BTreeSet<String>) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut delivered = BTreeSet::new();
+    let receive = format!("/v1/events/subscriptions/{group}/receive");
+    let ack = format!("/v1/events/subscriptions/{group}/ack");
+    while !wanted.is_subset(&delivered) {
+        let missing = wanted.difference(&delivered).count();
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{missing} acknowledged events never delivered to {group}"
+        );
+        let batch = json!({"max_messages": 100, "wait_ms": 1000});
+        let reply = client.expect(200, "POST", &receive, &batch);
+        let events = reply["events"].as_array().unwrap();
+        let receipts: Vec<&Value> = events.iter().map(|e| &e["receipt"]).collect();
+        delivered.extend(events.iter().map(|e| e["id"].as_str().unwrap().to_string()));
+        if !receipts.is_empty() {
+            client.expect(200, "POST", &ack, &json!({ "receipts": receipts }));
+        }
+    }
 }
 
 #[test]
