@@ -470,6 +470,9 @@ async fn a_groups_queue_takes_events_only() {
         .await
         .map(|_| engine.event_subscription("billing").unwrap())
         .unwrap();
+    guard(engine.put_topic("t", Default::default()))
+        .await
+        .unwrap();
     for queue in [&info.queue, &info.parked_queue] {
         let refused = guard(engine.send(queue, vec![foreign()])).await;
         assert!(
@@ -483,9 +486,6 @@ async fn a_groups_queue_takes_events_only() {
             "{queue}: {refused:?}"
         );
         assert_eq!(engine.queue_info(queue).unwrap(), before, "{queue}");
-        guard(engine.put_topic("t", Default::default()))
-            .await
-            .unwrap();
         let spec = BindingSpec {
             pattern: "#".to_string(),
             syntax: Default::default(),
@@ -535,4 +535,12 @@ async fn a_groups_queue_takes_events_only() {
     let parked = guard(engine.peek(&info.parked_queue, 10)).await.unwrap();
     assert_eq!(parked.len(), 1, "{parked:?}");
     assert_eq!(&parked[0].message.body[..], b"not an event");
+    let reason = parked[0].message.dead_letter.as_ref();
+    let reason = reason
+        .and_then(|d| d.last_error.as_deref())
+        .unwrap_or_default();
+    assert!(
+        reason.starts_with("not an event of the subscription"),
+        "{reason}"
+    );
 }
