@@ -331,8 +331,8 @@ fn bench_events_runs_every_scenario_with_one_writer_and_cleans_up() {
     let (stdout, summary) = run_summary(command);
     assert_eq!(
         stdout.matches("appends,   1 writers").count(),
-        2,
-        "one engine and one HTTP round:\n{stdout}"
+        3,
+        "one engine, one HTTP and one batched HTTP round:\n{stdout}"
     );
     for key in [
         "raw_fsync_per_s",
@@ -340,6 +340,8 @@ fn bench_events_runs_every_scenario_with_one_writer_and_cleans_up() {
         "engine_all_read_mb_s",
         "http_appends_1_per_s",
         "http_appends_1_server_cpu_us",
+        "http_batched_appends_1_per_s",
+        "http_batched_appends_1_server_cpu_us",
         "http_all_read_mb_s",
     ] {
         let value = summary[key]

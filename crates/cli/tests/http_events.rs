@@ -238,6 +238,79 @@ fn retries_are_idempotent_and_bad_appends_name_the_field() {
     client.expect(404, "GET", "/v1/events/streams/s-2", &Value::Null);
 }
 
+#[test]
+fn a_batch_appends_to_several_streams_each_on_its_own() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Node::start(dir.path());
+    let client = node.client();
+    let batch = json!({"appends": [
+        {"stream": "b-1", "expected_version": "no_stream", "events": [{"id": uuid(1), "type": "A"}]},
+        {"stream": "b-2", "expected_version": "no_stream", "events": [{"type": "A"}]},
+        {"stream": "b-1", "expected_version": 0, "events": [{"type": "B"}, {"type": "C"}]},
+        {"stream": "b-2", "expected_version": 5, "events": [{"type": "B"}]},
+    ]});
+    let reply = client.expect(200, "POST", "/v1/events/appends", &batch);
+    let results = reply["results"].as_array().unwrap();
+    let statuses: Vec<&Value> = results.iter().map(|result| &result["status"]).collect();
+    assert_eq!(
+        statuses,
+        [&json!(201), &json!(201), &json!(200), &json!(409)],
+        "{reply}"
+    );
+    assert_eq!(
+        (&results[2]["first_version"], &results[2]["version"]),
+        (&json!(1), &json!(2))
+    );
+    assert_eq!(results[2]["stream"], "b-1");
+    let refused = &results[3]["error"];
+    assert_eq!(refused["code"], "wrong_expected_version", "{reply}");
+    assert_eq!(refused["current_version"], 0);
+    assert!(results[3].get("version").is_none(), "{reply}");
+    let versions = |stream: &str| -> Vec<u64> {
+        (read_all_of(&client, stream).iter())
+            .map(|event| event["version"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!((versions("b-1"), versions("b-2")), (vec![0, 1, 2], vec![0]));
+    // A retry of an append with ids is answered as the first was, in a batch too.
+    let retry = json!({"appends": [
+        {"stream": "b-1", "expected_version": "no_stream", "events": [{"id": uuid(1), "type": "A"}]},
+    ]});
+    let reply = client.expect(200, "POST", "/v1/events/appends", &retry);
+    assert_eq!(reply["results"][0]["status"], 200, "{reply}");
+    assert_eq!(reply["results"][0]["version"], 0, "{reply}");
+
+    // One bad append refuses the whole batch, naming it; nothing of it is written.
+    for (second, field) in [
+        (
+            json!({"stream": "b-4", "events": [{"type": "A", "id": "x"}]}),
+            "appends[1].events[0].id",
+        ),
+        (
+            json!({"stream": "b-4", "expected_version": -1, "events": [{"type": "A"}]}),
+            "appends[1].expected_version",
+        ),
+        (
+            json!({"stream": "b-4", "events": [{"type": "A", "metadata": 1}]}),
+            "appends[1].events[0].metadata",
+        ),
+        (json!({"stream": "b-4", "events": []}), "appends[1].events"),
+        (
+            json!({"stream": "$ce-b", "events": [{"type": "A"}]}),
+            "appends[1].stream",
+        ),
+    ] {
+        let batch = json!({"appends": [{"stream": "b-3", "events": [{"type": "A"}]}, second]});
+        let reply = client.expect(400, "POST", "/v1/events/appends", &batch);
+        assert_eq!(reply["field"], field, "{reply}");
+    }
+    let reply = client.expect(400, "POST", "/v1/events/appends", &json!({"appends": []}));
+    assert_eq!(reply["field"], "appends", "{reply}");
+    let unknown = json!({"appends": [{"stream": "b-3", "events": [{"type": "A"}], "colour": 1}]});
+    client.expect(400, "POST", "/v1/events/appends", &unknown);
+    client.expect(404, "GET", "/v1/events/streams/b-3", &Value::Null);
+}
+
 /// An append the server acknowledged: its stream, first version and event ids.
 type Acknowledged = (String, u64, Vec<String>);
 
@@ -259,30 +332,34 @@ fn no_part_of_a_multi_event_append_survives_kill_9_alone() {
             let (client, acknowledged, stop) = (node.client(), acknowledged.clone(), stop.clone());
             thread::spawn(move || {
                 let mut next_id = writer << 32;
+                // Odd writers send two appends at a time as one batch.
+                let per_request = 1 + writer % 2;
                 for append_number in 0u64.. {
                     if stop.load(Ordering::Acquire) {
                         return;
                     }
-                    let stream = format!("w{writer}-{}", append_number % 8);
-                    let ids: Vec<String> = (0..EVENTS_PER_APPEND)
-                        .map(|_| {
-                            next_id += 1;
-                            uuid(next_id)
+                    let appends: Vec<(String, Vec<String>)> = (0..per_request)
+                        .map(|k| {
+                            let stream = format!("w{writer}-{}", (append_number + k) % 8);
+                            let ids = (0..EVENTS_PER_APPEND)
+                                .map(|_| {
+                                    next_id += 1;
+                                    uuid(next_id)
+                                })
+                                .collect();
+                            (stream, ids)
                         })
                         .collect();
-                    let events: Vec<Value> = (ids.iter().enumerate())
-                        .map(|(i, id)| json!({"id": id, "type": "Part", "data": {"i": i}}))
-                        .collect();
-                    let body = json!({"events": events});
-                    let path = format!("/v1/events/streams/{stream}");
-                    let Ok(reply) = client.try_call("POST", &path, &body) else {
+                    let Some(results) = send_appends(&client, &appends) else {
                         return;
                     };
-                    if !matches!(reply.status, 200 | 201) {
-                        return;
+                    for ((stream, ids), result) in appends.into_iter().zip(results) {
+                        if !matches!(result["status"].as_u64(), Some(200 | 201)) {
+                            return;
+                        }
+                        let first = result["first_version"].as_u64().unwrap();
+                        acknowledged.lock().unwrap().push((stream, first, ids));
                     }
-                    let first = reply.body["first_version"].as_u64().unwrap();
-                    acknowledged.lock().unwrap().push((stream, first, ids));
                 }
             })
         })
@@ -369,6 +446,30 @@ fn no_part_of_a_multi_event_append_survives_kill_9_alone() {
         .iter()
         .flat_map(|(_, _, ids)| ids.iter().cloned());
     subscription_delivers_all(&client, "crash", wanted.collect());
+}
+
+/// Sends `appends` (stream, event ids) of parts 0.. each: one alone as
+/// `POST /v1/events/streams/{stream}`, more as one batch. Returns each append's result with
+/// its `status`; `None` when the server could not be reached or refused the request.
+fn send_appends(client: &Client, appends: &[(String, Vec<String>)]) -> Option<Vec<Value>> {
+    let events = |ids: &[String]| -> Vec<Value> {
+        (ids.iter().enumerate())
+            .map(|(i, id)| json!({"id": id, "type": "Part", "data": {"i": i}}))
+            .collect()
+    };
+    if let [(stream, ids)] = appends {
+        let path = format!("/v1/events/streams/{stream}");
+        let reply = client
+            .try_call("POST", &path, &json!({"events": events(ids)}))
+            .ok()?;
+        let result = json!({"status": reply.status, "first_version": reply.body["first_version"]});
+        return Some(vec![result]);
+    }
+    let batch: Vec<Value> = (appends.iter())
+        .map(|(stream, ids)| json!({"stream": stream, "events": events(ids)}))
+        .collect();
+    let reply = (client.try_call("POST", "/v1/events/appends", &json!({"appends": batch}))).ok()?;
+    (reply.status == 200).then(|| reply.body["results"].as_array().unwrap().clone())
 }
 
 /// Receives and acks the group's events until every one of `wanted` came (others may come

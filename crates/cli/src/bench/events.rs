@@ -9,8 +9,11 @@
 //!    append, each expecting the version its writer last saw, by 1 and by 64 writers, each
 //!    on a stream of its own; then `$all` read from the start.
 //! 4. Over HTTP (unless `--no-http`): the same appends against a child `wharf serve`, one
-//!    keep-alive connection per writer, and `$all` read in pages of 1,000; server CPU per
-//!    append.
+//!    keep-alive connection per writer; then the `--writers` writers' appends carried in
+//!    batches (`POST /v1/events/appends`) over [`BATCH_CONNECTIONS`] connections, as a client
+//!    library coalesces the appends its writers have in flight: each request holds one append
+//!    per writer of its connection, each with that writer's expected version; and `$all` read
+//!    in pages of 1,000; server CPU per append.
 //!
 //! The last stdout line is one JSON object for scripts (bench/events-vs-postgres.sh puts it
 //! beside PostgreSQL's figures).
@@ -57,6 +60,8 @@ pub struct EventsArgs {
 }
 
 const EVENT_DATA_BYTES: usize = 512;
+/// Connections that carry the writers' appends in batches.
+const BATCH_CONNECTIONS: usize = 4;
 /// Writers of the many-streams scenario.
 const LOAD_WRITERS: u64 = 64;
 const MB: f64 = 1e6;
@@ -340,20 +345,31 @@ async fn http_scenarios(
     let server = ServerProcess::start()?;
     let endpoint = Endpoint::new(server.address, None)?;
     let result = async {
-        for writers in writer_counts(args) {
+        let mut runs: Vec<(usize, bool)> = (writer_counts(args).into_iter())
+            .map(|writers| (writers, false))
+            .collect();
+        runs.push((args.writers, true));
+        for (writers, batched) in runs {
             let cpu = server.cpu_time()?;
             let started = Instant::now();
-            let appends = append_http(&endpoint, writers, duration).await?;
+            let appends = match batched {
+                false => append_http(&endpoint, writers, duration).await?,
+                true => append_http_batched(&endpoint, writers, duration).await?,
+            };
             let elapsed = started.elapsed();
             let cpu = server.cpu_time()? - cpu;
             let rate = appends as f64 / elapsed.as_secs_f64();
             let cpu_us = cpu.as_secs_f64() * 1e6 / appends.max(1) as f64;
+            let (how, key) = match batched {
+                false => ("         ", "http_appends"),
+                true => (", batched", "http_batched_appends"),
+            };
             println!(
-                "http appends, {writers:>3} writers               {rate:>10.0} /s  {:>5.1}x raw fsync  {cpu_us:.1} us server CPU/append",
+                "http appends, {writers:>3} writers{how}      {rate:>10.0} /s  {:>5.1}x raw fsync  {cpu_us:.1} us server CPU/append",
                 rate / raw
             );
-            summary.insert(format!("http_appends_{writers}_per_s"), json!(rate));
-            summary.insert(format!("http_appends_{writers}_server_cpu_us"), json!(cpu_us));
+            summary.insert(format!("{key}_{writers}_per_s"), json!(rate));
+            summary.insert(format!("{key}_{writers}_server_cpu_us"), json!(cpu_us));
         }
         let mut connection = Connection::open(&endpoint).await?;
         let started = Instant::now();
@@ -422,6 +438,85 @@ async fn append_http(
                     .map_err(|error| BenchError::Server(format!("POST {path}: {error}")))?;
                 expected = reply.version.to_string();
                 appends += 1;
+            }
+            Ok::<u64, BenchError>(appends)
+        }));
+    }
+    let mut total = 0;
+    for task in tasks {
+        total += task
+            .await
+            .map_err(|error| BenchError::Server(error.to_string()))??;
+    }
+    Ok(total)
+}
+
+/// What the load generator reads of a batch reply: each append's status and version.
+#[derive(serde::Deserialize)]
+struct BatchAppended {
+    results: Vec<BatchResult>,
+}
+
+#[derive(serde::Deserialize)]
+struct BatchResult {
+    status: u16,
+    version: Option<u64>,
+}
+
+/// `writers` writers, each appending to a stream of its own expecting the version it last saw,
+/// their appends carried over [`BATCH_CONNECTIONS`] connections: each request holds the next
+/// append of every writer of its connection.
+async fn append_http_batched(
+    endpoint: &Endpoint,
+    writers: usize,
+    duration: Duration,
+) -> Result<u64, BenchError> {
+    let deadline = Instant::now() + duration;
+    let data = String::from_utf8(event_data().to_vec()).expect("the event data is UTF-8");
+    let mut tasks = Vec::new();
+    for connection_number in 0..BATCH_CONNECTIONS.min(writers) {
+        let mut connection = Connection::open(endpoint).await?;
+        let data = data.clone();
+        let streams: Vec<String> = (connection_number..writers)
+            .step_by(BATCH_CONNECTIONS)
+            .map(|writer| format!("batched{writers}-{writer}"))
+            .collect();
+        tasks.push(tokio::spawn(async move {
+            let path = "/v1/events/appends";
+            let mut expected = vec![String::from("\"no_stream\""); streams.len()];
+            let mut appends = 0u64;
+            while Instant::now() < deadline {
+                let mut body = String::from(r#"{"appends":["#);
+                for (at, (stream, expected)) in streams.iter().zip(&expected).enumerate() {
+                    if at > 0 {
+                        body.push(',');
+                    }
+                    body.push_str(&format!(
+                        r#"{{"stream":"{stream}","expected_version":{expected},"events":[{{"type":"Measured","data":{data}}}]}}"#
+                    ));
+                }
+                body.push_str("]}");
+                let reply = (connection.request_ok(Method::POST, path, Bytes::from(body))).await?;
+                let reply: BatchAppended = serde_json::from_slice(&reply)
+                    .map_err(|error| BenchError::Server(format!("POST {path}: {error}")))?;
+                if reply.results.len() != streams.len() {
+                    return Err(BenchError::Server(format!(
+                        "POST {path}: {} results for {} appends",
+                        reply.results.len(),
+                        streams.len()
+                    )));
+                }
+                for (result, expected) in reply.results.iter().zip(&mut expected) {
+                    match (result.status, result.version) {
+                        (200 | 201, Some(version)) => *expected = version.to_string(),
+                        (status, _) => {
+                            return Err(BenchError::Server(format!(
+                                "POST {path}: an append was refused with {status}"
+                            )))
+                        }
+                    }
+                }
+                appends += streams.len() as u64;
             }
             Ok::<u64, BenchError>(appends)
         }));

@@ -23,6 +23,8 @@ pub const CATEGORY_PREFIX: &str = "$ce-";
 pub const EVENT_TYPE_PREFIX: &str = "$et-";
 /// Most events in one append.
 pub const APPEND_EVENTS_MAX: usize = 1_000;
+/// Most appends in one batch (`Engine::append_events_batch`).
+pub const APPEND_BATCH_MAX: usize = 1_000;
 /// Most events one read answers with.
 pub const READ_LIMIT_MAX: usize = 1_000;
 

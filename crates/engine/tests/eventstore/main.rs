@@ -4,6 +4,7 @@
 //! metadata, system and checkpointed projections, and persistent subscriptions.
 
 mod append;
+mod batch;
 mod concurrency;
 mod deletes;
 mod failures;

@@ -25,7 +25,7 @@ use crate::{
         check_name, check_stream_id,
         record::{self, EventHeader, EventId},
         EventStoreError, ExpectedVersion, Index, ReadDirection, StreamMetadata, StreamStatus,
-        APPEND_EVENTS_MAX, READ_LIMIT_MAX,
+        APPEND_BATCH_MAX, APPEND_EVENTS_MAX, READ_LIMIT_MAX,
     },
 };
 use bytes::{Bytes, BytesMut};
@@ -57,6 +57,40 @@ pub struct NewEvent {
     pub data_is_json: bool,
     /// JSON text of an object (the door parsed it); empty for none.
     pub metadata: Bytes,
+}
+
+/// One append of [`Engine::append_events_batch`]: events for a stream, if it is where
+/// `expected` says.
+#[derive(Debug, Clone)]
+pub struct StreamAppend {
+    pub stream: String,
+    pub expected: ExpectedVersion,
+    pub events: Vec<NewEvent>,
+}
+
+/// An append checked and encoded, not yet made.
+struct PreparedAppend {
+    expected: ExpectedVersion,
+    ids: Vec<EventId>,
+    /// Every event's id was given, so a retry can be recognized.
+    given: bool,
+    encoded: Vec<BytesMut>,
+}
+
+/// The error of append `at` of a batch, its field named within the batch
+/// (`appends[3].events[0].type`).
+fn in_batch(at: usize, error: EngineError) -> EngineError {
+    let field = |field: &str| format!("appends[{at}].{field}");
+    match error {
+        EngineError::EventStore(EventStoreError::Invalid {
+            field: name,
+            problem,
+        }) => EventStoreError::invalid(field(&name), problem).into(),
+        EngineError::EventStore(
+            error @ (EventStoreError::NoEvents | EventStoreError::TooManyEvents { .. }),
+        ) => EventStoreError::invalid(field("events"), error.to_string()).into(),
+        other => other,
+    }
 }
 
 /// Where a catch-up subscription starts.
@@ -189,6 +223,78 @@ impl Engine {
         events: Vec<NewEvent>,
     ) -> Result<Appended, EngineError> {
         self.check_open()?;
+        let prepared = self.prepare_append(stream, expected, &events)?;
+        self.commit_append(stream, prepared).await
+    }
+
+    /// Appends to several streams in one call, each append on its own as
+    /// [`Engine::append_events`] makes it (atomic, with its own expected version), all sharing
+    /// the disk's syncs. Appends to the same stream are applied in the order given, each
+    /// checked against the stream as the ones before it leave it. Every append is checked
+    /// before any is made: an invalid one (its field named `appends[i]....`) fails the whole
+    /// call with nothing written. Otherwise the answer holds one outcome per append, in order;
+    /// a refused append (wrong expected version, a deleted stream) refuses only itself.
+    pub async fn append_events_batch(
+        &self,
+        appends: Vec<StreamAppend>,
+    ) -> Result<Vec<Result<Appended, EngineError>>, EngineError> {
+        self.check_open()?;
+        match appends.len() {
+            0 => {
+                return Err(EventStoreError::invalid("appends", "give at least one append").into())
+            }
+            count if count > APPEND_BATCH_MAX => {
+                let problem = format!(
+                    "a batch holds at most {APPEND_BATCH_MAX} appends; this one has {count}"
+                );
+                return Err(EventStoreError::invalid("appends", problem).into());
+            }
+            _ => {}
+        }
+        let bytes: usize = (appends.iter().flat_map(|append| &append.events))
+            .map(|event| event.data.len() + event.metadata.len())
+            .sum();
+        if bytes > self.inner.config.batch_bytes_max {
+            let problem = format!(
+                "data and metadata come to {bytes} bytes; a batch holds at most {}",
+                self.inner.config.batch_bytes_max
+            );
+            return Err(EventStoreError::invalid("appends", problem).into());
+        }
+        // Per stream, its appends in order: streams proceed side by side, each in order.
+        let mut streams: Vec<(&str, Vec<(usize, PreparedAppend)>)> = Vec::new();
+        let mut stream_at = std::collections::HashMap::with_capacity(appends.len());
+        for (at, append) in appends.iter().enumerate() {
+            let prepared = (self.prepare_append(&append.stream, append.expected, &append.events))
+                .map_err(|error| in_batch(at, error))?;
+            let group = *stream_at.entry(append.stream.as_str()).or_insert_with(|| {
+                streams.push((append.stream.as_str(), Vec::new()));
+                streams.len() - 1
+            });
+            streams[group].1.push((at, prepared));
+        }
+        let runs = streams.into_iter().map(|(stream, prepared)| async move {
+            let mut outcomes = Vec::with_capacity(prepared.len());
+            for (at, prepared) in prepared {
+                outcomes.push((at, self.commit_append(stream, prepared).await));
+            }
+            outcomes
+        });
+        let mut outcomes: Vec<_> = (futures_util::future::join_all(runs).await)
+            .into_iter()
+            .flatten()
+            .collect();
+        outcomes.sort_unstable_by_key(|(at, _)| *at);
+        Ok(outcomes.into_iter().map(|(_, outcome)| outcome).collect())
+    }
+
+    /// Checks an append and encodes its events; writes nothing.
+    fn prepare_append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<PreparedAppend, EngineError> {
         check_stream_id("stream", stream)?;
         match events.len() {
             0 => return Err(EventStoreError::NoEvents.into()),
@@ -205,8 +311,28 @@ impl Engine {
             );
             return Err(EventStoreError::invalid("events", problem).into());
         }
-        let (ids, given) = self.event_ids(&events)?;
-        let encoded = append_events_encode(stream, &events, &ids);
+        let (ids, given) = self.event_ids(events)?;
+        let encoded = append_events_encode(stream, events, &ids);
+        Ok(PreparedAppend {
+            expected,
+            ids,
+            given,
+            encoded,
+        })
+    }
+
+    /// Makes a prepared append (see [`Engine::append_events`]).
+    async fn commit_append(
+        &self,
+        stream: &str,
+        prepared: PreparedAppend,
+    ) -> Result<Appended, EngineError> {
+        let PreparedAppend {
+            expected,
+            ids,
+            given,
+            encoded,
+        } = prepared;
         if given && matches!(expected, ExpectedVersion::Any) {
             return self.append_events_any_given(stream, &ids, encoded).await;
         }

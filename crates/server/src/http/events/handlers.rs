@@ -1,11 +1,11 @@
 //! One handler per event-store endpoint: parse the request, call the engine, shape the reply.
 
 use super::wire::{
-    limit, AllEventsBody, AllQuery, AppendBody, AppendedBody, CheckpointBody, DeleteQuery,
-    DeliveredEventsBody, LimitQuery, MetadataBody, MetadataInfoBody, ProjectionBody,
-    ProjectionInfoBody, ProjectionListBody, ReadQuery, ReceiveQuery, SnapshotBody,
-    SnapshotInfoBody, StreamEventsBody, SubscriptionBody, SubscriptionInfoBody,
-    SubscriptionListBody,
+    limit, AllEventsBody, AllQuery, AppendBatchBody, AppendBatchResultsBody, AppendBody,
+    AppendResultBody, AppendedBody, CheckpointBody, DeleteQuery, DeliveredEventsBody, LimitQuery,
+    MetadataBody, MetadataInfoBody, ProjectionBody, ProjectionInfoBody, ProjectionListBody,
+    ReadQuery, ReceiveQuery, SnapshotBody, SnapshotInfoBody, StreamEventsBody, SubscriptionBody,
+    SubscriptionInfoBody, SubscriptionListBody,
 };
 use crate::http::{
     extract::{Path, Query},
@@ -17,12 +17,13 @@ use crate::http::{
     },
     AppState, Problem,
 };
-use axum::{extract::State, http::StatusCode, Json};
+use axum::{extract::State, http::StatusCode, Extension, Json};
 use bytes::Bytes;
 use std::time::Duration;
 use wharf_engine::{
     broker::eventstore::{EventFilter, ProjectionFilter},
     eventstore::check_prefix,
+    security::{Action, Principal, Resource, ResourceKind},
 };
 
 const STREAM: &str = "Event stream id (an aggregate's id, e.g. order-123): 1-256 bytes, no control characters; `$ce-{category}` and `$et-{type}` are the server's projections (read-only)";
@@ -60,6 +61,45 @@ pub async fn append(
         false => StatusCode::OK,
     };
     Ok((status, Json(AppendedBody::new(name, appended))))
+}
+
+/// Appends to several streams in one request: each append as `POST /v1/events/streams/{name}`
+/// makes it, all sharing the disk's syncs.
+#[utoipa::path(
+    post,
+    path = "/v1/events/appends",
+    tag = "events",
+    request_body = AppendBatchBody,
+    responses(
+        (status = 200, description = "One result per append, in order: each appended, or refused on its own (`wrong_expected_version`, `stream_deleted`) with nothing of it written", body = AppendBatchResultsBody),
+        (status = 400, description = "A bad append (stream id, event, expected version) or too many; `field` names it (`appends[2].events[0].type`); nothing was written", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not write one of the streams; nothing was written", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn append_batch(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    JsonBody(body): JsonBody<AppendBatchBody>,
+) -> Result<Json<AppendBatchResultsBody>, Problem> {
+    let appends = body.into_appends()?;
+    let mut checked = std::collections::HashSet::with_capacity(appends.len());
+    for append in &appends {
+        if checked.insert(append.stream.as_str()) {
+            let resource = Resource {
+                kind: ResourceKind::Events,
+                name: &append.stream,
+            };
+            state
+                .engine
+                .authorize(&principal, Action::Write, resource)?;
+        }
+    }
+    let streams: Vec<String> = appends.iter().map(|append| append.stream.clone()).collect();
+    let outcomes = state.engine.append_events_batch(appends).await?;
+    let results = (streams.into_iter().zip(outcomes))
+        .map(|(stream, outcome)| AppendResultBody::new(stream, outcome.map_err(Problem::from)))
+        .collect();
+    Ok(Json(AppendBatchResultsBody { results }))
 }
 
 /// Reads a stream (or a system projection, `$ce-...`, `$et-...`) forwards or backwards.

@@ -34,6 +34,7 @@ pub fn routes() -> Router<AppState> {
             "/v1/events/streams/{name}/snapshot",
             get(handlers::get_snapshot).put(handlers::put_snapshot),
         )
+        .route("/v1/events/appends", post(handlers::append_batch))
         .route("/v1/events/all", get(handlers::read_all))
         .route("/v1/events/subscribe", get(subscribe::subscribe))
         .route("/v1/events/projections", get(handlers::list_projections))

@@ -12,8 +12,8 @@ use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 use wharf_engine::{
     broker::eventstore::{
-        AllEvents, Appended, NewEvent, Projection, RecordedEvent, Snapshot, StreamEvents,
-        SubscriptionDelivery, SubscriptionInfo, SubscriptionSettings,
+        AllEvents, Appended, NewEvent, Projection, RecordedEvent, Snapshot, StreamAppend,
+        StreamEvents, SubscriptionDelivery, SubscriptionInfo, SubscriptionSettings,
     },
     eventstore::{ExpectedVersion, ReadDirection, StreamMetadata},
 };
@@ -128,6 +128,113 @@ impl NewEventBody {
             data_is_json,
             metadata,
         })
+    }
+}
+
+/// `POST /v1/events/appends` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppendBatchBody {
+    /// 1 to 1,000 appends, each atomic on its own with its own expected version; those to the
+    /// same stream are applied in this order.
+    pub appends: Vec<StreamAppendBody>,
+}
+
+/// One append of a batch: `POST /v1/events/streams/{stream}`'s body and its stream.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StreamAppendBody {
+    /// The stream's id.
+    pub stream: String,
+    /// `"any"` (the default), `"no_stream"`, `"exists"`, or the version (0 or more) of the
+    /// stream's last event.
+    #[schema(value_type = Option<serde_json::Value>)]
+    pub expected_version: Option<serde_json::Value>,
+    /// 1 to 1,000 events, appended atomically in this order.
+    pub events: Vec<NewEventBody>,
+}
+
+impl AppendBatchBody {
+    /// The engine's appends; a problem names its field within the batch
+    /// (`appends[2].events[0].data_base64`).
+    pub fn into_appends(self) -> Result<Vec<StreamAppend>, Problem> {
+        (self.appends.into_iter().enumerate())
+            .map(|(at, append)| {
+                let body = AppendBody {
+                    expected_version: append.expected_version,
+                    events: append.events,
+                };
+                let (expected, events) = body.into_parts().map_err(|mut problem| {
+                    let field = match problem.field.take() {
+                        Some(field) => format!("appends[{at}].{field}"),
+                        None => format!("appends[{at}]"),
+                    };
+                    problem.with_field(field)
+                })?;
+                Ok(StreamAppend {
+                    stream: append.stream,
+                    expected,
+                    events,
+                })
+            })
+            .collect()
+    }
+}
+
+/// What a batch of appends came to: one result per append, in the order sent.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppendBatchResultsBody {
+    pub results: Vec<AppendResultBody>,
+}
+
+/// One append's outcome: what it stored, or the problem that refused it (nothing of it
+/// written).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppendResultBody {
+    pub stream: String,
+    /// As the single append would answer: 201 (created the stream), 200 (appended, or an
+    /// idempotent retry), or the problem's status (409 `wrong_expected_version`, 404
+    /// `stream_deleted`, ...).
+    pub status: u16,
+    /// The version of the first event appended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_version: Option<u64>,
+    /// The stream's version now: its last event's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    /// The position of the first event in `$all`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_position: Option<u64>,
+    /// The position of the last event in `$all`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<u64>,
+    /// Why this append was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<Problem>,
+}
+
+impl AppendResultBody {
+    pub fn new(stream: String, outcome: Result<Appended, Problem>) -> Self {
+        match outcome {
+            Ok(appended) => AppendResultBody {
+                stream,
+                status: if appended.created { 201 } else { 200 },
+                first_version: Some(appended.first_version),
+                version: Some(appended.version),
+                first_position: Some(appended.first_position),
+                position: Some(appended.position),
+                error: None,
+            },
+            Err(problem) => AppendResultBody {
+                stream,
+                status: problem.status,
+                first_version: None,
+                version: None,
+                first_position: None,
+                position: None,
+                error: Some(problem),
+            },
+        }
     }
 }
 

@@ -444,14 +444,23 @@ fn refine_events(schemas: &mut Value) {
         {"type": "string", "enum": ["any", "no_stream", "exists"]},
         {"type": "integer", "minimum": 0},
     ]});
-    merge_property(schemas, "AppendBody", "expected_version", expected);
+    let name = json!({"pattern": resource_name_pattern()});
+    for schema in ["AppendBody", "StreamAppendBody"] {
+        merge_property(schemas, schema, "expected_version", expected.clone());
+        merge_property(
+            schemas,
+            schema,
+            "events",
+            json!({"minItems": 1, "maxItems": 1000}),
+        );
+    }
+    merge_property(schemas, "StreamAppendBody", "stream", name.clone());
     merge_property(
         schemas,
-        "AppendBody",
-        "events",
+        "AppendBatchBody",
+        "appends",
         json!({"minItems": 1, "maxItems": 1000}),
     );
-    let name = json!({"pattern": resource_name_pattern()});
     merge_property(schemas, "NewEventBody", "type", name.clone());
     merge_property(schemas, "SubscriptionBody", "stream", name);
     merge_property(schemas, "NewEventBody", "id", json!({"pattern": UUID}));

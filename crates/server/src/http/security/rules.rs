@@ -29,6 +29,10 @@ pub enum Rule {
     Realtime,
     /// `action` on the resource of `kind` named by the path parameter `name`.
     Grant { action: Action, kind: ResourceKind },
+    /// Any valid credentials; the handler checks `action` on every resource of `kind` the
+    /// body names (a batch of appends to several event streams) and refuses the whole request
+    /// when one is not granted.
+    EachInBody { action: Action, kind: ResourceKind },
     /// `action` on the resource of `kind` named `name`, whatever the path (the event store's
     /// `$all`, which its reads, subscriptions and projections consume).
     GrantOn {
@@ -45,7 +49,9 @@ impl Rule {
     /// than only when it is refused (reading and writing messages).
     pub fn audited(self, method: &Method) -> bool {
         match self {
-            Rule::Grant { action, .. } | Rule::GrantOn { action, .. } => {
+            Rule::Grant { action, .. }
+            | Rule::GrantOn { action, .. }
+            | Rule::EachInBody { action, .. } => {
                 matches!(action, Action::Manage | Action::Admin)
             }
             Rule::Admin | Rule::Authenticated => *method != Method::GET,
@@ -153,6 +159,10 @@ fn event_rule(method: &Method, template: &str) -> Option<Rule> {
         "/v1/events/streams/{name}/metadata" => grant(Manage),
         "/v1/events/streams/{name}/snapshot" if get => grant(Read),
         "/v1/events/streams/{name}/snapshot" => grant(Write),
+        "/v1/events/appends" => Some(Rule::EachInBody {
+            action: Write,
+            kind: Events,
+        }),
         "/v1/events/all" | "/v1/events/subscribe" => all(Read),
         "/v1/events/projections" | "/v1/events/subscriptions" => all(Read),
         "/v1/events/projections/{name}" | "/v1/events/subscriptions/{name}" if get => all(Read),

@@ -137,6 +137,7 @@ fn body_for(method: &Method, template: &str) -> &'static str {
         "/v1/scatter" => r#"{"topic": "t1", "body": "hi", "expect": 1, "timeout_ms": 10}"#,
         "/v1/users/{name}" if *method == Method::PUT => r#"{"password": "long enough"}"#,
         "/v1/tokens" => r#"{"name": "n", "grants": []}"#,
+        "/v1/events/appends" => r#"{"appends": [{"stream": "t1", "events": [{"type": "T"}]}]}"#,
         _ if *method == Method::POST || *method == Method::PUT => "{}",
         _ => "",
     }
@@ -196,7 +197,9 @@ async fn every_operation_refuses_the_wrong_callers_and_admits_the_right_one() {
         }
         let (status, _) = call(state, &method, &path, Some(&no_grant), body).await;
         let refused_without_grant = match rule {
-            Rule::Grant { .. } | Rule::GrantOn { .. } | Rule::Admin => true,
+            Rule::Grant { .. } | Rule::GrantOn { .. } | Rule::EachInBody { .. } | Rule::Admin => {
+                true
+            }
             // Checked by their handlers against the body or the path.
             Rule::Authenticated => matches!(
                 template.as_str(),
@@ -212,7 +215,7 @@ async fn every_operation_refuses_the_wrong_callers_and_admits_the_right_one() {
             ),
         }
         let right = match rule {
-            Rule::Grant { action, kind } => {
+            Rule::Grant { action, kind } | Rule::EachInBody { action, kind } => {
                 format!(
                     "Bearer {}",
                     token_for(&fixture.engine, action, kind, "t1").await
