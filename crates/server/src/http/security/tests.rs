@@ -277,6 +277,28 @@ async fn a_refusal_names_the_action_and_resource_and_changes_nothing() {
         .map(|q| q["name"].as_str().expect("name"))
         .collect();
     assert_eq!(names, ["jobs"]);
+    // A batch of appends naming one stream the caller may not write is refused whole.
+    let writer = format!(
+        "Bearer {}",
+        token_for(
+            &fixture.engine,
+            Action::Write,
+            ResourceKind::Events,
+            "order-1"
+        )
+        .await
+    );
+    let batch = r#"{"appends": [{"stream": "order-1", "events": [{"type": "A"}]},
+        {"stream": "order-2", "events": [{"type": "A"}]}]}"#;
+    let path = "/v1/events/appends";
+    let (status, problem) = call(state, &Method::POST, path, Some(&writer), batch).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(problem["detail"], "not allowed: write on events:order-2");
+    assert_eq!(
+        fixture.engine.event_store_counts(),
+        (0, 0),
+        "nothing appended"
+    );
 }
 
 #[tokio::test]
