@@ -22,7 +22,7 @@ use crate::{
     clock::Clock,
     error::EngineError,
     eventstore::{
-        check_name, check_stream_id,
+        check_stream_id,
         record::{self, EventHeader, EventId},
         EventStoreError, ExpectedVersion, Index, ReadDirection, StreamMetadata, StreamStatus,
         APPEND_BATCH_MAX, APPEND_EVENTS_MAX, READ_LIMIT_MAX,
@@ -364,7 +364,10 @@ impl Engine {
         let mut seen =
             (events.len() > 1).then(|| std::collections::HashMap::with_capacity(events.len()));
         for (at, event) in events.iter().enumerate() {
-            check_name(&format!("events[{at}].type"), &event.event_type)?;
+            // The field is named only when the type is refused: this runs for every event.
+            wharf_model::check_resource_name(&event.event_type).map_err(|error| {
+                EventStoreError::invalid(format!("events[{at}].type"), error.to_string())
+            })?;
             let id = match &event.id {
                 Some(text) => {
                     let id = EventId::parse(text).ok_or_else(|| {

@@ -78,20 +78,24 @@ pub fn batch_response(messages: Vec<MessageBody>, bodies: Vec<Bytes>) -> Respons
 
 /// The message of frame `index`: its meta parsed as a JSON message without a body.
 fn message_from_frame(frame: Frame, index: usize) -> Result<SendMessage, Problem> {
-    let prefix = format!("messages[{index}]");
+    // Formatted only for a refusal: this runs for every message of a batch.
+    let prefix = || format!("messages[{index}]");
     let meta: &[u8] = match frame.meta.trim_ascii() {
         [] => b"{}",
         meta => meta,
     };
     if meta.first() != Some(&b'{') {
         return Err(Problem::new(ProblemCode::InvalidBody)
-            .with_detail(format!("{prefix}: a frame's meta must be a JSON object"))
-            .with_field(prefix));
+            .with_detail(format!(
+                "{}: a frame's meta must be a JSON object",
+                prefix()
+            ))
+            .with_field(prefix()));
     }
     let message: NewMessage = parse_json_body(meta).map_err(|mut problem| {
         problem.field = Some(match problem.field.take() {
-            Some(field) => format!("{prefix}.{field}"),
-            None => prefix.clone(),
+            Some(field) => format!("{}.{field}", prefix()),
+            None => prefix(),
         });
         problem
     })?;
@@ -106,7 +110,7 @@ fn message_from_frame(frame: Frame, index: usize) -> Result<SendMessage, Problem
                 "in {BATCH_CONTENT_TYPE} the body follows the meta in the frame; {member} is not \
                  a member of the meta"
             ))
-            .with_field(format!("{prefix}.{member}")));
+            .with_field(format!("{}.{member}", prefix())));
     }
     let content_type = message.content_type.clone();
     Ok(message.with_body(frame.body, content_type))
