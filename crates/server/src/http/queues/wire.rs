@@ -589,13 +589,8 @@ impl From<ReceiptResult> for ReceiptResultBody {
 
 impl From<Delivery> for MessageBody {
     fn from(delivery: Delivery) -> Self {
-        MessageBody {
-            delivery_count: delivery.delivery_count,
-            first_delivered_at: Some(delivery.first_delivered_at),
-            last_delivered_at: Some(delivery.last_delivered_at),
-            receipt: Some(delivery.receipt),
-            ..message_body(delivery.message)
-        }
+        let rendered = render_body(&delivery.message.content_type, &delivery.message.body);
+        MessageBody::delivered(delivery, rendered)
     }
 }
 
@@ -603,10 +598,18 @@ impl MessageBody {
     /// A delivery's fields without its body, and the body apart: a binary batch's frame.
     pub(crate) fn delivery_frame(mut delivery: Delivery) -> (MessageBody, Bytes) {
         let body = std::mem::take(&mut delivery.message.body);
-        let mut fields = MessageBody::from(delivery);
-        fields.body = None;
-        fields.body_base64 = None;
-        (fields, body)
+        (MessageBody::delivered(delivery, (None, None)), body)
+    }
+
+    /// A delivery's fields, its body as `rendered` (from [`render_body`]).
+    fn delivered(delivery: Delivery, rendered: RenderedBody) -> MessageBody {
+        MessageBody {
+            delivery_count: delivery.delivery_count,
+            first_delivered_at: Some(delivery.first_delivered_at),
+            last_delivered_at: Some(delivery.last_delivered_at),
+            receipt: Some(delivery.receipt),
+            ..message_fields(delivery.message, rendered)
+        }
     }
 }
 
@@ -628,7 +631,16 @@ impl From<PeekedMessage> for MessageBody {
 
 /// The message's own fields; delivery fields are left empty for the caller to fill.
 pub(crate) fn message_body(message: Message) -> MessageBody {
-    let (body, body_base64) = render_body(&message.content_type, &message.body);
+    let rendered = render_body(&message.content_type, &message.body);
+    message_fields(message, rendered)
+}
+
+/// A body as JSON members: `body` (JSON text) or `body_base64` (a JSON string).
+pub type RenderedBody = (Option<Box<RawValue>>, Option<Box<RawValue>>);
+
+/// [`message_body`] with the body rendered already (or left out: a binary batch's frame
+/// carries it apart, so rendering it would be work thrown away per message).
+fn message_fields(message: Message, (body, body_base64): RenderedBody) -> MessageBody {
     MessageBody {
         id: message.id,
         body,
@@ -668,10 +680,7 @@ impl From<DeadLetter> for DeadLetterBody {
 /// mislabelled body still arrives byte for byte. Both come ready to write: a JSON body as its
 /// own text (on one line, so that an SSE `data:` line can carry it), base64 as a JSON string
 /// (its alphabet needs no escaping), neither rebuilt nor escaped on the way out.
-pub fn render_body(
-    content_type: &str,
-    body: &[u8],
-) -> (Option<Box<RawValue>>, Option<Box<RawValue>>) {
+pub fn render_body(content_type: &str, body: &[u8]) -> RenderedBody {
     if is_json_content_type(content_type) {
         let one_line = !body.iter().any(|&byte| byte == b'\n' || byte == b'\r');
         let raw = match one_line {
