@@ -766,6 +766,12 @@ fn a_persistent_subscription_shares_events_acks_retries_and_parks() {
         let refused = client.expect(400, "POST", &path, &Value::Null);
         assert_eq!(refused["field"], field, "{query}: {refused}");
     }
+    // The parameters go in the query; a body with them (as a queue's receive takes) is
+    // refused, not ignored, and leases nothing.
+    let body = json!({"max_messages": 10, "wait_ms": 1000});
+    let path = "/v1/events/subscriptions/billing/receive";
+    let refused = client.expect(400, "POST", path, &body);
+    assert_eq!(refused["code"], "invalid_body", "{refused}");
     let receive = |max: u64| {
         let path = format!("/v1/events/subscriptions/billing/receive?max={max}&wait_ms=5000");
         client.expect(200, "POST", &path, &Value::Null)["events"]

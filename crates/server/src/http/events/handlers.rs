@@ -516,7 +516,18 @@ pub async fn receive(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Query(query): Query<ReceiveQuery>,
+    body: Bytes,
 ) -> Result<Json<DeliveredEventsBody>, Problem> {
+    // A queue's receive takes its parameters as a JSON body; this one takes them in the query.
+    // A body is refused rather than ignored (and its client's connection closed unread).
+    if !body.trim_ascii().is_empty() {
+        return Err(
+            Problem::new(crate::http::ProblemCode::InvalidBody).with_detail(
+                "a persistent subscription's receive takes no body: give max and wait_ms in the \
+             query (`?max=100&wait_ms=1000`)",
+            ),
+        );
+    }
     let max = match query.max.unwrap_or(10) {
         max @ 1..=RECEIVE_MAX => max,
         _ => {
