@@ -442,13 +442,7 @@ async fn append_http(
             Ok::<u64, BenchError>(appends)
         }));
     }
-    let mut total = 0;
-    for task in tasks {
-        total += task
-            .await
-            .map_err(|error| BenchError::Server(error.to_string()))??;
-    }
-    Ok(total)
+    appends_of(tasks).await
 }
 
 /// What the load generator reads of a batch reply: each append's status and version.
@@ -521,6 +515,13 @@ async fn append_http_batched(
             Ok::<u64, BenchError>(appends)
         }));
     }
+    appends_of(tasks).await
+}
+
+/// The appends the writer tasks made, in all.
+async fn appends_of(
+    tasks: Vec<tokio::task::JoinHandle<Result<u64, BenchError>>>,
+) -> Result<u64, BenchError> {
     let mut total = 0;
     for task in tasks {
         total += task
