@@ -33,7 +33,7 @@ async fn each_append_of_a_batch_stands_alone_and_one_stream_s_go_in_order() {
     )
     .await;
 
-    let outcomes = guard(engine.append_events_batch(vec![
+    let outcomes = guard(engine.append_events_batch(&[
         to(
             "order-1",
             ExpectedVersion::NoStream,
@@ -100,9 +100,8 @@ async fn each_append_of_a_batch_stands_alone_and_one_stream_s_go_in_order() {
     assert_eq!(read_stream(&engine, "cart-9", 100).await.len(), 1);
     assert_eq!(read_stream(&engine, "order-2", 100).await.len(), 1);
 
-    // The same batch again: every append with ids is a retry answered as before; the
-    // unnamed ones are refused again, storing nothing.
-    let again = guard(engine.append_events_batch(vec![
+    // The appends with ids again: each is a retry answered as the first was, storing nothing.
+    let again = guard(engine.append_events_batch(&[
         to(
             "order-2",
             ExpectedVersion::NoStream,
@@ -155,12 +154,12 @@ async fn a_bad_append_refuses_the_whole_batch_naming_it_and_nothing_is_written()
         ((0..=APPEND_BATCH_MAX).map(|_| good()).collect(), "appends"),
     ];
     for (batch, field) in cases {
-        let refused = guard(engine.append_events_batch(batch)).await;
+        let refused = guard(engine.append_events_batch(&batch)).await;
         assert_eq!(invalid_field(refused), field);
     }
     let mut bad_id = unnamed("Placed");
     bad_id.id = Some("not-a-uuid".into());
-    let refused = guard(engine.append_events_batch(vec![
+    let refused = guard(engine.append_events_batch(&[
         good(),
         good(),
         to("x", ExpectedVersion::Any, vec![bad_id]),
@@ -188,10 +187,10 @@ async fn concurrent_batches_on_shared_streams_lose_no_version() {
             let engine = engine.clone();
             tokio::spawn(async move {
                 for _ in 0..ROUNDS {
-                    let batch = (0..STREAMS)
+                    let batch: Vec<_> = (0..STREAMS)
                         .map(|s| to(&format!("s-{s}"), ExpectedVersion::Any, vec![unnamed("E")]))
                         .collect();
-                    let outcomes = guard(engine.append_events_batch(batch)).await.unwrap();
+                    let outcomes = guard(engine.append_events_batch(&batch)).await.unwrap();
                     assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
                 }
             })

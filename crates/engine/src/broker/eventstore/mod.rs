@@ -236,7 +236,7 @@ impl Engine {
     /// a refused append (wrong expected version, a deleted stream) refuses only itself.
     pub async fn append_events_batch(
         &self,
-        appends: Vec<StreamAppend>,
+        appends: &[StreamAppend],
     ) -> Result<Vec<Result<Appended, EngineError>>, EngineError> {
         self.check_open()?;
         match appends.len() {

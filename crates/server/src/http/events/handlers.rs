@@ -94,10 +94,11 @@ pub async fn append_batch(
                 .authorize(&principal, Action::Write, resource)?;
         }
     }
-    let streams: Vec<String> = appends.iter().map(|append| append.stream.clone()).collect();
-    let outcomes = state.engine.append_events_batch(appends).await?;
-    let results = (streams.into_iter().zip(outcomes))
-        .map(|(stream, outcome)| AppendResultBody::new(stream, outcome.map_err(Problem::from)))
+    let outcomes = state.engine.append_events_batch(&appends).await?;
+    let results = (appends.into_iter().zip(outcomes))
+        .map(|(append, outcome)| {
+            AppendResultBody::new(append.stream, outcome.map_err(Problem::from))
+        })
         .collect();
     Ok(Json(AppendBatchResultsBody { results }))
 }
