@@ -3,7 +3,7 @@
 //! when the request's `Accept` asks for it. A frame's meta is the JSON message's fields without
 //! the body, so every field and check is the JSON door's; the body crosses as it is.
 
-use super::wire::{MessageBody, NewMessage, SendBody};
+use super::wire::{NewMessage, SendBody};
 use crate::http::{
     json_body::{parse_json_body, request_bytes, JsonBody},
     AppState, Problem, ProblemCode,
@@ -11,13 +11,9 @@ use crate::http::{
 use axum::{
     extract::{FromRequest, Request},
     http::{header, HeaderMap, HeaderValue},
-    response::{IntoResponse, Response},
 };
-use bytes::Bytes;
 use wharf_engine::broker::SendMessage;
-use wharf_model::frames::{
-    decode_frames, encode_frame_with, Frame, FrameError, BATCH_CONTENT_TYPE,
-};
+use wharf_model::frames::{decode_frames, Frame, FrameError, BATCH_CONTENT_TYPE};
 
 /// The messages of a send request, from a JSON body (`SendBody`) or a binary batch.
 pub struct SendMessages(pub Vec<SendMessage>);
@@ -55,25 +51,6 @@ pub fn wants_batch(headers: &HeaderMap) -> bool {
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
         .any(essence_is_batch)
-}
-
-/// Deliveries as a binary batch: each message's fields but its body as the frame's meta.
-pub fn batch_response(messages: Vec<MessageBody>, bodies: Vec<Bytes>) -> Response {
-    // Each meta is written in place; a few hundred bytes of room each for it.
-    let length = bodies.iter().map(|body| body.len() + 512).sum();
-    let mut out = Vec::with_capacity(length);
-    for (message, body) in messages.iter().zip(&bodies) {
-        encode_frame_with(
-            &mut out,
-            |meta| {
-                // Serializing a struct of strings and numbers to a Vec cannot fail.
-                let _ = serde_json::to_writer(meta, message);
-            },
-            body,
-        );
-    }
-    let content_type = HeaderValue::from_static(BATCH_CONTENT_TYPE);
-    ([(header::CONTENT_TYPE, content_type)], Bytes::from(out)).into_response()
 }
 
 /// The message of frame `index`: its meta parsed as a JSON message without a body.
@@ -129,6 +106,7 @@ fn essence_is_batch(media_type: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     fn frame(meta: &str, body: &str) -> Frame {
         Frame {

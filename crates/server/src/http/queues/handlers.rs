@@ -3,6 +3,7 @@
 
 use super::{
     batch::{self, SendMessages},
+    delivered,
     wire::{
         AckBody, DamagedDefinitionBody, LeaseBody, MessageBody, MessageListBody, NackBody,
         PeekQuery, PurgedBody, QueueInfoBody, QueueListBody, ReceiptResultsBody, ReceiveBody,
@@ -17,10 +18,11 @@ use crate::http::{
 };
 use axum::{
     extract::State,
-    http::{HeaderMap, StatusCode},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     Extension, Json,
 };
+use bytes::Bytes;
 use std::time::Duration;
 use wharf_engine::{
     broker::{ReceiptResult, ReceiveRequest, RECEIVE_MESSAGES_MAX},
@@ -28,6 +30,7 @@ use wharf_engine::{
     security::{quotas::DefinitionKind, Action, Principal, Resource, ResourceKind},
     EngineError,
 };
+use wharf_model::frames::BATCH_CONTENT_TYPE;
 
 /// Peek's default count: a screenful for a person looking at a queue.
 const PEEK_MESSAGES_DEFAULT: usize = 10;
@@ -271,15 +274,13 @@ pub async fn receive_messages(
         received = state.engine.receive(&name, request) => received?,
         () = state.readiness.shutdown_begun() => Vec::new(),
     };
-    if batch::wants_batch(&headers) {
-        let (messages, bodies) = deliveries
-            .into_iter()
-            .map(MessageBody::delivery_frame)
-            .unzip();
-        return Ok(batch::batch_response(messages, bodies));
-    }
-    let messages = deliveries.into_iter().map(MessageBody::from).collect();
-    Ok(Json(MessageListBody { messages }).into_response())
+    // Written straight from the deliveries, as `MessageListBody` or as a batch's frames.
+    let (content_type, reply) = match batch::wants_batch(&headers) {
+        true => (BATCH_CONTENT_TYPE, delivered::batch_frames(&deliveries)),
+        false => ("application/json", delivered::json_list(&deliveries)),
+    };
+    let content_type = HeaderValue::from_static(content_type);
+    Ok(([(header::CONTENT_TYPE, content_type)], Bytes::from(reply)).into_response())
 }
 
 /// Settles leased messages for good.

@@ -6,6 +6,7 @@
 //! docs/queues.md is the user's guide to these endpoints.
 
 pub(crate) mod batch;
+pub(crate) mod delivered;
 pub(crate) mod errors;
 pub(crate) mod handlers;
 pub(crate) mod wire;

@@ -13,8 +13,7 @@ use std::{collections::BTreeMap, time::Duration};
 use utoipa::{IntoParams, ToSchema};
 use wharf_engine::{
     broker::{
-        Delivery, PeekedMessage, QueueInfo, ReceiptFailure, ReceiptResult, Redriven, SendMessage,
-        Sent,
+        PeekedMessage, QueueInfo, ReceiptFailure, ReceiptResult, Redriven, SendMessage, Sent,
     },
     error::MessageField,
     log_throttle::LogThrottle,
@@ -587,22 +586,12 @@ impl From<ReceiptResult> for ReceiptResultBody {
     }
 }
 
-impl From<Delivery> for MessageBody {
-    fn from(delivery: Delivery) -> Self {
+/// A delivery as its schema describes it. A receive's reply is written without it (see
+/// `delivered`), whose tests hold that writer to this.
+#[cfg(test)]
+impl From<wharf_engine::broker::Delivery> for MessageBody {
+    fn from(delivery: wharf_engine::broker::Delivery) -> Self {
         let rendered = render_body(&delivery.message.content_type, &delivery.message.body);
-        MessageBody::delivered(delivery, rendered)
-    }
-}
-
-impl MessageBody {
-    /// A delivery's fields without its body, and the body apart: a binary batch's frame.
-    pub(crate) fn delivery_frame(mut delivery: Delivery) -> (MessageBody, Bytes) {
-        let body = std::mem::take(&mut delivery.message.body);
-        (MessageBody::delivered(delivery, (None, None)), body)
-    }
-
-    /// A delivery's fields, its body as `rendered` (from [`render_body`]).
-    fn delivered(delivery: Delivery, rendered: RenderedBody) -> MessageBody {
         MessageBody {
             delivery_count: delivery.delivery_count,
             first_delivered_at: Some(delivery.first_delivered_at),
@@ -681,22 +670,26 @@ impl From<DeadLetter> for DeadLetterBody {
 /// own text (on one line, so that an SSE `data:` line can carry it), base64 as a JSON string
 /// (its alphabet needs no escaping), neither rebuilt nor escaped on the way out.
 pub fn render_body(content_type: &str, body: &[u8]) -> RenderedBody {
-    if is_json_content_type(content_type) {
-        let one_line = !body.iter().any(|&byte| byte == b'\n' || byte == b'\r');
-        let raw = match one_line {
-            true => serde_json::from_slice::<Box<RawValue>>(body).ok(),
-            false => (serde_json::from_slice::<serde_json::Value>(body).ok())
-                .and_then(|value| serde_json::value::to_raw_value(&value).ok()),
-        };
-        if raw.is_some() {
-            return (raw, None);
-        }
+    if let Some(json) = json_body(content_type, body) {
+        return (Some(json), None);
     }
     let mut quoted = String::with_capacity(body.len().div_ceil(3) * 4 + 2);
     quoted.push('"');
     quoted.push_str(&BASE64.encode_to_string(body));
     quoted.push('"');
     (None, RawValue::from_string(quoted).ok())
+}
+
+/// The body as JSON text on one line, when its content type says JSON and it parses.
+pub fn json_body(content_type: &str, body: &[u8]) -> Option<Box<RawValue>> {
+    if !is_json_content_type(content_type) {
+        return None;
+    }
+    match body.iter().any(|&byte| byte == b'\n' || byte == b'\r') {
+        false => serde_json::from_slice::<Box<RawValue>>(body).ok(),
+        true => (serde_json::from_slice::<serde_json::Value>(body).ok())
+            .and_then(|value| serde_json::value::to_raw_value(&value).ok()),
+    }
 }
 
 /// Deserializes a field that is present, `null` included, as `Some`: `"body": null` is a JSON
