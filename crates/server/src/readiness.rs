@@ -4,7 +4,10 @@
 //! door only reads them. Atomics, because every readiness probe reads and only lifecycle
 //! changes write.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{
+    atomic::{AtomicBool, AtomicUsize, Ordering},
+    Arc,
+};
 use tokio::sync::Notify;
 
 /// Lifecycle flags shared between the serve loop and the `/readyz` handler.
@@ -15,6 +18,21 @@ pub struct Readiness {
     /// Wakes [`Readiness::shutdown_begun`] waiters: long polls end early rather than hold the
     /// drain for up to their whole wait.
     shutdown_started: Notify,
+    /// Upgraded sockets (real-time WebSockets) still open. Graceful shutdown stops waiting for
+    /// a connection once it is upgraded, so the serve loop waits for these itself: each ends
+    /// with its close handshake, and a process that exits in the middle of one resets the
+    /// socket, which makes the client drop the close frame it has not read yet.
+    open_sockets: AtomicUsize,
+}
+
+/// One open upgraded socket, counted until dropped (see [`Readiness::socket_opened`]).
+#[derive(Debug)]
+pub struct OpenSocket(Arc<Readiness>);
+
+impl Drop for OpenSocket {
+    fn drop(&mut self) {
+        self.0.open_sockets.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Why the server is not ready; `None` from [`Readiness::blocker`] means ready.
@@ -47,6 +65,17 @@ impl Readiness {
         notified.await;
     }
 
+    /// Counts an upgraded socket as open until the returned guard is dropped.
+    pub fn socket_opened(self: &Arc<Self>) -> OpenSocket {
+        self.open_sockets.fetch_add(1, Ordering::AcqRel);
+        OpenSocket(self.clone())
+    }
+
+    /// Upgraded sockets still open.
+    pub fn open_sockets(&self) -> usize {
+        self.open_sockets.load(Ordering::Acquire)
+    }
+
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
     }
@@ -75,7 +104,19 @@ impl NotReady {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::{sync::Arc, time::Duration};
+    use std::time::Duration;
+
+    #[test]
+    fn a_socket_counts_as_open_until_its_guard_drops() {
+        let readiness = Arc::new(Readiness::default());
+        let first = readiness.socket_opened();
+        let second = readiness.socket_opened();
+        assert_eq!(readiness.open_sockets(), 2);
+        drop(first);
+        assert_eq!(readiness.open_sockets(), 1);
+        drop(second);
+        assert_eq!(readiness.open_sockets(), 0);
+    }
 
     #[tokio::test]
     async fn shutdown_begun_wakes_waiters_and_late_callers() {

@@ -497,8 +497,9 @@ impl Server {
         for task in background {
             task.abort();
         }
-        close_door_connections(&connections).await;
+        // Told first (if no signal did it), so the real-time sockets close as the doors do.
         readiness.begin_shutdown();
+        close_door_connections(&connections, &readiness).await;
         engine.close();
         let closed = close_store(&store).await;
         readiness.set_store_open(false);
@@ -527,11 +528,13 @@ fn begin_shutdown_on(
 }
 
 /// Tells the doors' clients that the server stops (AMQP: `320 CONNECTION_FORCED`), and waits
-/// up to [`DOOR_CLOSE_TIMEOUT`] for them to go, so that they hear it before the process ends.
-async fn close_door_connections(connections: &Connections) {
+/// up to [`DOOR_CLOSE_TIMEOUT`] for them, and for the real-time WebSockets (told when shutdown
+/// began), to go, so that they hear it before the process ends.
+async fn close_door_connections(connections: &Connections, readiness: &Readiness) {
     connections.close_all_for_shutdown();
     let deadline = tokio::time::Instant::now() + DOOR_CLOSE_TIMEOUT;
-    while !connections.is_empty() && tokio::time::Instant::now() < deadline {
+    let open = || !connections.is_empty() || readiness.open_sockets() > 0;
+    while open() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

@@ -107,8 +107,9 @@ pub async fn websocket(
         .max_message_size(frame_max)
         .max_frame_size(frame_max)
         .on_upgrade(move |socket| async move {
+            let _open = readiness.socket_opened();
             let (session, outgoing) = Session::open(hub, principal, slow);
-            realtime::ws::serve(socket, session, outgoing, readiness).await;
+            realtime::ws::serve(socket, session, outgoing, readiness.clone()).await;
         });
     Ok(response.into_response())
 }
