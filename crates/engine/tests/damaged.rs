@@ -148,7 +148,11 @@ async fn jobs_with_one_damaged(count: usize, damaged: usize) -> Engine {
     let engine = Engine::open(
         Arc::new(store.clone()),
         ManualClock::new(START),
-        EngineConfig::default(),
+        // Every delivery reads its record, or the messages just sent would come from memory.
+        EngineConfig {
+            fresh_messages_bytes: 0,
+            ..EngineConfig::default()
+        },
     )
     .await
     .unwrap();

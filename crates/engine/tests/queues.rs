@@ -157,6 +157,40 @@ async fn acked_messages_never_return_and_confirmed_ones_survive_restart() {
 }
 
 #[tokio::test]
+async fn a_first_delivery_from_memory_and_a_redelivery_from_the_log_give_the_same_message() {
+    let (_dir, broker) = broker_with("jobs", options()).await;
+    let sent = SendMessage {
+        id: Some("order-7".into()),
+        body: Bytes::from_static(b"\x00\xffbody"),
+        content_type: Some("application/octet-stream".into()),
+        headers: [("k".to_string(), "v \"quoted\"".to_string())].into(),
+        priority: Some(4),
+        ttl: Some(Duration::from_secs(3600)),
+        group: Some("g".into()),
+        correlation_id: Some("c".into()),
+        reply_to: Some("replies".into()),
+        ..SendMessage::default()
+    };
+    broker.engine.send("jobs", vec![sent]).await.unwrap();
+    // The first delivery takes the message kept by the send; the second, after a nack,
+    // reads and decodes its record.
+    let first = broker.receive("jobs", 1).await;
+    let requeue = NackAction::Requeue {
+        delay: Some(Duration::ZERO),
+        error: None,
+    };
+    broker
+        .engine
+        .nack("jobs", &receipts(&first), requeue)
+        .await
+        .unwrap();
+    let second = broker.receive("jobs", 1).await;
+    assert_eq!(second[0].message, first[0].message);
+    assert_eq!(first[0].message.headers["k"], "v \"quoted\"");
+    assert_eq!(second[0].delivery_count, 2);
+}
+
+#[tokio::test]
 async fn receipts_from_before_a_restart_are_stale() {
     let (dir, broker) = broker_with("jobs", options()).await;
     broker.send("jobs", &["a"]).await;

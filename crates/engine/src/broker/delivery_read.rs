@@ -23,8 +23,51 @@ use wharf_storage::StorageError;
 
 impl QueueRuntime {
     /// The messages of `deliveries` (leased just now) that could be read, each with its
-    /// delivery, and the settlements of those that are damaged, for the caller to persist.
+    /// delivery, in order, and the settlements of those that are damaged, for the caller to
+    /// persist. Messages sent just now come as they were sent (see `fresh`), the rest from
+    /// their records.
     pub(crate) async fn read_deliveries(
+        &self,
+        deliveries: Vec<StateDelivery>,
+        now: u64,
+    ) -> Result<(Vec<(StateDelivery, Message)>, Vec<Settle>), EngineError> {
+        let seqs: Vec<Seq> = deliveries.iter().map(|d| d.seq).collect();
+        let kept = self.fresh.take(self.resource.0, &seqs);
+        let mut found = Vec::with_capacity(deliveries.len());
+        let mut missing = Vec::new();
+        for (delivery, message) in deliveries.into_iter().zip(kept) {
+            match message {
+                Some(message) => found.push((delivery, message)),
+                None => missing.push(delivery),
+            }
+        }
+        if missing.is_empty() {
+            return Ok((found, Vec::new()));
+        }
+        // What failed to read went back to the queue (`read_records_of`): deliver the rest.
+        let (read, settles) = match self.read_records_of(missing, now).await {
+            Ok(read) => read,
+            Err(_) if !found.is_empty() => (Vec::new(), Vec::new()),
+            Err(failure) => return Err(failure),
+        };
+        if found.is_empty() {
+            return Ok((read, settles));
+        }
+        // In lease order again: priorities and ordered groups depend on it.
+        let order: std::collections::HashMap<Seq, usize> = seqs
+            .iter()
+            .enumerate()
+            .map(|(at, seq)| (*seq, at))
+            .collect();
+        found.extend(read);
+        found.sort_by_key(|(delivery, _)| order.get(&delivery.seq).copied());
+        Ok((found, settles))
+    }
+
+    /// [`QueueRuntime::read_deliveries`] from the log alone. When nothing could be read and
+    /// nothing was damaged, the error; the deliveries that failed are returned to the queue
+    /// either way.
+    async fn read_records_of(
         &self,
         deliveries: Vec<StateDelivery>,
         now: u64,

@@ -10,6 +10,7 @@ mod delivery_read;
 mod door_state;
 pub mod eventstore;
 mod expiry;
+mod fresh;
 pub(crate) mod queue_runtime;
 pub(crate) mod records;
 mod replay;
@@ -62,6 +63,9 @@ use wharf_storage::{LogStore, MetaOp, Storage};
 
 /// Key prefix of queue definitions in the metadata store.
 const QUEUE_META_PREFIX: &str = "queue/";
+/// Default of [`EngineConfig::fresh_messages_bytes`]: what the log's tail cache keeps of the
+/// WAL by default.
+pub const FRESH_MESSAGES_BYTES_DEFAULT: usize = 8 << 20;
 
 /// What the engine itself is configured with. How logs are laid out and synced is the
 /// storage's business (`wharf_storage::StoreConfig`): the engine only says which logs must be
@@ -104,6 +108,9 @@ pub struct EngineConfig {
     pub webhook_retry_schedule: Vec<Duration>,
     /// How long each endpoint's history stream keeps what was routed to it, for replay.
     pub webhook_history: Duration,
+    /// Bytes of messages just sent kept, across all queues, for their first delivery (see
+    /// `fresh`); 0 reads every delivery from its record.
+    pub fresh_messages_bytes: usize,
 }
 
 /// Default of [`EngineConfig::requests_pending_max`]: 10,000 waiting requests with one 1 KiB
@@ -144,6 +151,7 @@ impl Default for EngineConfig {
             alert_rules: Vec::new(),
             webhook_retry_schedule: crate::webhooks::RETRY_SCHEDULE_DEFAULT.to_vec(),
             webhook_history: crate::webhooks::HISTORY_DEFAULT,
+            fresh_messages_bytes: FRESH_MESSAGES_BYTES_DEFAULT,
         }
     }
 }
@@ -208,6 +216,8 @@ pub(crate) struct Inner {
     seed: u64,
     /// Signs every queue's receipts; drawn at random per process start.
     receipt_key: ReceiptKey,
+    /// Messages just sent, for their first delivery (see `fresh`).
+    fresh: Arc<fresh::FreshMessages>,
     closing: AtomicBool,
 }
 
@@ -232,6 +242,7 @@ impl Engine {
         let events = eventstore::EventStore::open(store.as_ref(), clock.clone()).await?;
         let (webhooks, webhooks_damaged) = crate::webhooks::Webhooks::load(store.as_ref());
         let damaged = alerts_damaged.into_iter().chain(webhooks_damaged);
+        let fresh = Arc::new(fresh::FreshMessages::new(config.fresh_messages_bytes));
         let engine = Engine {
             inner: Arc::new(Inner {
                 store,
@@ -263,6 +274,7 @@ impl Engine {
                 webhooks,
                 seed: random_u64(),
                 receipt_key: ReceiptKey::random(),
+                fresh,
                 closing: AtomicBool::new(false),
             }),
         };
@@ -522,7 +534,7 @@ impl Engine {
     ) -> Result<Vec<bool>, EngineError> {
         let engine = self.clone();
         tokio::spawn(async move {
-            let (duplicates, evicted) = queue.send(&messages, now).await?;
+            let (duplicates, evicted) = queue.send(messages, now).await?;
             // The messages are stored: the send succeeded. Evictions that cannot be recorded
             // are put back (and logged), not reported as a failed send that a client retries.
             engine.persist_evictions(&queue, evicted).await;
@@ -948,7 +960,10 @@ impl Engine {
             false => self.inner.wal_transient.clone(),
         };
         let (key, seed) = (self.inner.receipt_key.clone(), self.inner.seed);
-        let runtime = Arc::new(QueueRuntime::new(name, log, resource, state, key, seed));
+        let fresh = self.inner.fresh.clone();
+        let runtime = Arc::new(QueueRuntime::new(
+            name, log, resource, state, key, seed, fresh,
+        ));
         self.inner
             .queues
             .write()

@@ -3,7 +3,8 @@
 //! Every change is first a record in the queue's WAL, then applied to the in-memory
 //! [`QueueState`] under a short `std` mutex (never held across an await). Sends reserve room and
 //! dedup ids before writing so that the state accepts exactly what was written; replay applies
-//! the same records without checks. Bodies stay in the log and are read back at delivery.
+//! the same records without checks. Bodies stay in the log and are read back at delivery, but for
+//! messages just sent, whose first delivery takes them as they were sent (see `fresh`).
 
 use super::wal::{unwrap, wrap, wrap_enqueued, wrap_record, ResourceId};
 use super::{
@@ -43,6 +44,9 @@ pub(crate) struct QueueRuntime {
     receipts: ReceiptKey,
     /// The seed of this process's queue states: a receipt signed under another is stale.
     incarnation: u64,
+    /// Messages just sent, shared by every queue: a first delivery takes its message from
+    /// there rather than decode its record.
+    pub(super) fresh: Arc<super::fresh::FreshMessages>,
     /// Fixed at creation: which WAL `log` is.
     pub durable: bool,
     core: Mutex<Core>,
@@ -118,6 +122,7 @@ impl QueueRuntime {
         state: QueueState,
         receipts: ReceiptKey,
         incarnation: u64,
+        fresh: Arc<super::fresh::FreshMessages>,
     ) -> QueueRuntime {
         QueueRuntime {
             name,
@@ -125,6 +130,7 @@ impl QueueRuntime {
             resource,
             receipts,
             incarnation,
+            fresh,
             durable: state.options().durable,
             core: Mutex::new(Core {
                 state,
@@ -212,14 +218,29 @@ impl QueueRuntime {
 
     /// Writes the non-duplicate messages as one atomic append and applies them. Returns per
     /// message whether it was a duplicate, and the settlements of evicted messages.
+    /// The messages written are kept for their first delivery (see `fresh`).
     pub(crate) async fn send(
         &self,
-        messages: &[(Message, bool)],
+        messages: Vec<(Message, bool)>,
         now: u64,
     ) -> Result<(Vec<bool>, Vec<Settle>), EngineError> {
-        let prepared = self.send_prepare(messages, None, now)?;
-        let written = self.log.append(&prepared.records, None).await;
-        self.send_finish(prepared, messages, written.map(|range| range.start.0), now)
+        let prepared = self.send_prepare(&messages, None, now)?;
+        let written: Vec<usize> = prepared.plan.to_write.iter().map(|(i, _)| *i).collect();
+        let first = self.log.append(&prepared.records, None).await;
+        let first = first.map(|range| range.start.0);
+        let outcome = self.send_finish(prepared, &messages, first.clone(), now)?;
+        if let Ok(first) = first {
+            let mut messages: Vec<_> = messages.into_iter().map(|(m, _)| Some(m)).collect();
+            let sent = match written.len() == messages.len() {
+                true => messages,
+                false => written
+                    .iter()
+                    .map(|index| messages[*index].take())
+                    .collect(),
+            };
+            self.fresh.keep(self.resource.0, Seq(first), sent);
+        }
+        Ok(outcome)
     }
 
     /// The first half of a send: reserves room and dedup ids and encodes the records to
