@@ -137,20 +137,14 @@ impl Kept {
     }
 }
 
-/// Bytes `message` is counted for while kept.
+/// Bytes `message` is counted for while kept: its body, its strings as a record holds them,
+/// and its struct and header map nodes.
 fn cost(message: &Message) -> usize {
-    let strings = [
-        Some(&message.id),
-        Some(&message.content_type),
-        message.group.as_ref(),
-        message.correlation_id.as_ref(),
-        message.reply_to.as_ref(),
-    ];
-    let strings: usize = strings.into_iter().flatten().map(String::len).sum();
-    let headers: usize = (message.headers.iter())
-        .map(|(name, value)| name.len() + value.len() + 64)
-        .sum();
-    ENTRY_BYTES + message.body.len() + strings + headers
+    const HEADER_NODE_BYTES: usize = 48;
+    ENTRY_BYTES
+        + message.body.len()
+        + super::records::message::fields_bytes(message)
+        + HEADER_NODE_BYTES * message.headers.len()
 }
 
 #[cfg(test)]
