@@ -641,8 +641,8 @@ async fn a_record_version_newer_than_the_build_is_refused_by_name() {
     let log = store
         .log("queue-jobs", wharf_storage::LogConfig::default())
         .unwrap();
-    // A `delivered` record of version 2, as a later build may write.
-    log.append_one(b"\x12\x02\x03\x00\x01\x01").await.unwrap();
+    // A `delivered` record of version 3, as a later build may write.
+    log.append_one(b"\x12\x03\x03\x00\x01\x01").await.unwrap();
     store.close().await.unwrap();
     drop((log, store));
 
@@ -653,7 +653,7 @@ async fn a_record_version_newer_than_the_build_is_refused_by_name() {
     };
     let error = error.to_string();
     assert!(
-        error.contains("offset 1") && error.contains("tag 18 has version 2"),
+        error.contains("offset 1") && error.contains("tag 18 has version 3"),
         "{error}"
     );
 }

@@ -9,7 +9,7 @@
 use super::wal::{unwrap, wrap, wrap_enqueued, wrap_record, ResourceId};
 use super::{
     api::{Delivery, PeekedMessage, ReceiptFailure, ReceiptResult},
-    records::{QueueRecord, SettleReason as RecordSettleReason},
+    records::{DeliveryCount, QueueRecord, SettleReason as RecordSettleReason},
 };
 use crate::{
     error::EngineError,
@@ -33,6 +33,10 @@ use wharf_storage::{LogStore, Offset, Storage};
 /// until the message settles and travels with its dead letter, so 1 KiB (the engine's limit
 /// on other free-text fields) keeps a backlog of nacked messages cheap.
 pub(crate) const NACK_ERROR_BYTES_MAX: usize = super::api::FIELD_BYTES_MAX;
+
+/// Most delivery counts in one `delivered` record: about 16 bytes each, so a record stays
+/// far below the storage's limit however many messages one dispatch hands out.
+const DELIVERIES_PER_RECORD: usize = 4_096;
 
 #[derive(Debug)]
 pub(crate) struct QueueRuntime {
@@ -370,24 +374,25 @@ impl QueueRuntime {
         Ok((deliveries, settled))
     }
 
-    /// Writes delivery-count records without waiting and without an fsync of their own: they
-    /// ride the next commit. Losing the last few in a crash only gives a message one extra
-    /// attempt.
+    /// Writes the delivery counts of `deliveries` without waiting and without an fsync of their
+    /// own: they ride the next commit. Losing the last few in a crash only gives a message one
+    /// extra attempt. One record holds up to [`DELIVERIES_PER_RECORD`] of them.
     pub(super) fn record_deliveries(&self, deliveries: &[crate::queue::Delivery]) {
-        if deliveries.is_empty() {
-            return;
-        }
-        let records: Vec<_> = deliveries
-            .iter()
-            .map(|d| {
-                let record = QueueRecord::Delivered {
-                    seq: d.seq.0,
-                    delivery_count: d.delivery_count,
-                    at: d.last_delivered_at,
-                };
-                wrap_record(self.resource, &record)
+        let records: Vec<_> = (deliveries.chunks(DELIVERIES_PER_RECORD))
+            .map(|chunk| {
+                let deliveries = (chunk.iter())
+                    .map(|d| DeliveryCount {
+                        seq: d.seq.0,
+                        delivery_count: d.delivery_count,
+                        at: d.last_delivered_at,
+                    })
+                    .collect();
+                wrap_record(self.resource, &QueueRecord::Delivered { deliveries })
             })
             .collect();
+        if records.is_empty() {
+            return;
+        }
         if let Err(error) = self.log.append_lazy(&records) {
             static THROTTLE: LogThrottle = LogThrottle::new();
             if let Some(suppressed) = THROTTLE.allow() {

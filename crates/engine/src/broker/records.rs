@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! enqueued   0x11 | 1 | group { dedup bool | message (see `message`) } | body
-//! delivered  0x12 | 1 | group { seq varint | delivery_count varint | at varint }
+//! delivered  0x12 | 2 | group { count varint | count x (seq varint | delivery_count varint |
+//!                               at varint) }
 //! settled    0x13 | 1 | group { seqs varints | reason code }
 //! relocated  0x14 | 1 | group { seq varint | delivery_count varint | first_delivered_at
 //!                               varint | last_delivered_at varint | dedup bool | message }
@@ -16,6 +17,9 @@
 //! `relocated` copies a live message forward in its WAL, so the segment holding its `enqueued`
 //! record can be deleted: the message keeps its seq (its identity, order and receipts), and
 //! the copy's offset becomes where its body is read.
+//!
+//! `delivered` version 1 held one delivery (`group { seq | delivery_count | at }`); version 2
+//! holds the deliveries of one receive or dispatch, so a batch of a hundred costs one record.
 //!
 //! Tags 0x01-0x03 are the same records in the released layout (version 0, no version byte),
 //! decoded forever and never written again; see `legacy.rs`.
@@ -30,7 +34,7 @@ pub(crate) mod legacy;
 pub(crate) mod message;
 
 use bytes::Bytes;
-use codec::{encode_record_after, read_version, DecodeError, Reader, FIELDS_BYTES_GUESS};
+use codec::{encode_record_after, read_version, DecodeError, Reader};
 use wharf_model::message::Message;
 
 const ENQUEUED: u8 = 0x11;
@@ -40,7 +44,7 @@ const RELOCATED: u8 = 0x14;
 
 /// The newest version of each record type: the one written, and the highest one read.
 const ENQUEUED_VERSION: u8 = 1;
-const DELIVERED_VERSION: u8 = 1;
+const DELIVERED_VERSION: u8 = 2;
 const SETTLED_VERSION: u8 = 1;
 const RELOCATED_VERSION: u8 = 1;
 
@@ -63,11 +67,8 @@ pub(crate) enum SettleReason {
 pub(crate) enum QueueRecord {
     /// `dedup`: the id was given by the client and enters the dedup window.
     Enqueued { message: Message, dedup: bool },
-    Delivered {
-        seq: u64,
-        delivery_count: u32,
-        at: u64,
-    },
+    /// Delivery counts, one or more.
+    Delivered { deliveries: Vec<DeliveryCount> },
     Settled {
         seqs: Vec<u64>,
         reason: SettleReason,
@@ -81,6 +82,14 @@ pub(crate) enum QueueRecord {
         dedup: bool,
         message: Message,
     },
+}
+
+/// A message's delivery count after a delivery at `at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DeliveryCount {
+    pub seq: u64,
+    pub delivery_count: u32,
+    pub at: u64,
 }
 
 /// A record that could not be decoded: a bug or damage, never user input.
@@ -114,19 +123,19 @@ impl QueueRecord {
             QueueRecord::Enqueued { message, dedup } => {
                 encode_enqueued_after(prefix, message, *dedup)
             }
-            QueueRecord::Delivered {
-                seq,
-                delivery_count,
-                at,
-            } => encode_record_after(
+            QueueRecord::Delivered { deliveries } => encode_record_after(
                 prefix,
                 DELIVERED,
                 DELIVERED_VERSION,
-                FIELDS_BYTES_GUESS,
+                // Up to 5 bytes a seq, 5 a count and 6 a time in ms (below 2^42).
+                8 + 16 * deliveries.len(),
                 |w| {
-                    w.varint(*seq);
-                    w.varint((*delivery_count).into());
-                    w.varint(*at);
+                    w.varint(deliveries.len() as u64);
+                    for delivery in deliveries {
+                        w.varint(delivery.seq);
+                        w.varint(delivery.delivery_count.into());
+                        w.varint(delivery.at);
+                    }
                 },
                 &[],
             ),
@@ -203,13 +212,22 @@ fn decode_any_version(payload: &Bytes) -> Result<QueueRecord, DecodeError> {
             Ok(QueueRecord::Enqueued { message, dedup })
         }
         DELIVERED => {
-            read_version(&mut reader, tag, DELIVERED_VERSION)?;
+            let version = read_version(&mut reader, tag, DELIVERED_VERSION)?;
             let mut fields = reader.group("delivered")?;
-            Ok(QueueRecord::Delivered {
-                seq: fields.varint("seq")?,
-                delivery_count: fields.u32("delivery_count")?,
-                at: fields.varint("at")?,
-            })
+            let count = match version {
+                1 => 1,
+                _ => fields.count("deliveries", 3)?,
+            };
+            let deliveries = (0..count)
+                .map(|_| {
+                    Ok(DeliveryCount {
+                        seq: fields.varint("seq")?,
+                        delivery_count: fields.u32("delivery_count")?,
+                        at: fields.varint("at")?,
+                    })
+                })
+                .collect::<Result<_, DecodeError>>()?;
+            Ok(QueueRecord::Delivered { deliveries })
         }
         SETTLED => {
             read_version(&mut reader, tag, SETTLED_VERSION)?;
@@ -323,11 +341,31 @@ mod tests {
             {\"a\":1}";
         assert_eq!(enqueued.encode().as_ref(), expected);
         let delivered = QueueRecord::Delivered {
-            seq: 300,
-            delivery_count: 2,
-            at: 5,
+            deliveries: vec![
+                DeliveryCount {
+                    seq: 300,
+                    delivery_count: 2,
+                    at: 5,
+                },
+                DeliveryCount {
+                    seq: 301,
+                    delivery_count: 1,
+                    at: 6,
+                },
+            ],
         };
-        assert_eq!(delivered.encode().as_ref(), b"\x12\x01\x04\xac\x02\x02\x05");
+        let expected = b"\x12\x02\x09\x02\xac\x02\x02\x05\xad\x02\x01\x06";
+        assert_eq!(delivered.encode().as_ref(), expected);
+        // Version 1, one delivery a record, as written up to this layout: decoded forever.
+        let version_1 = QueueRecord::Delivered {
+            deliveries: vec![DeliveryCount {
+                seq: 300,
+                delivery_count: 2,
+                at: 5,
+            }],
+        };
+        let written = Bytes::from_static(b"\x12\x01\x04\xac\x02\x02\x05");
+        assert_eq!(decode(&written).unwrap(), version_1);
         let settled = QueueRecord::Settled {
             seqs: vec![1, 2],
             reason: SettleReason::Redriven,
@@ -367,10 +405,25 @@ mod tests {
             &[],
         );
         let expected = QueueRecord::Delivered {
-            seq: 9,
-            delivery_count: 2,
-            at: 77,
+            deliveries: vec![DeliveryCount {
+                seq: 9,
+                delivery_count: 2,
+                at: 77,
+            }],
         };
+        assert_eq!(decode(&delivered).unwrap(), expected);
+        let delivered = encode_record(
+            DELIVERED,
+            2,
+            |w| {
+                w.varint(1);
+                w.varint(9);
+                w.varint(2);
+                w.varint(77);
+                w.str("appended");
+            },
+            &[],
+        );
         assert_eq!(decode(&delivered).unwrap(), expected);
 
         let message = sample_message();
@@ -417,12 +470,12 @@ mod tests {
     #[test]
     fn versions_this_build_does_not_know_are_refused_by_name() {
         for bytes in [
-            &b"\x12\x02\x03\x01\x01\x01"[..],
+            &b"\x12\x03\x03\x01\x01\x01"[..],
             b"\x12\x00\x03\x01\x01\x01",
         ] {
             let error = decode(bytes).unwrap_err();
             assert!(
-                error.reason.contains("reads versions 1 to 1"),
+                error.reason.contains("reads versions 1 to 2"),
                 "{}",
                 error.reason
             );

@@ -12,7 +12,7 @@
 
 use super::{
     queue_runtime::enqueue_meta,
-    records::{QueueRecord, SettleReason},
+    records::{DeliveryCount, QueueRecord, SettleReason},
     wal::{self, ResourceId},
 };
 use crate::{
@@ -95,8 +95,8 @@ pub(crate) async fn replay_wal(
 pub(crate) enum Replayed {
     /// Applied to messages the state knows (or a message it now knows).
     Applied,
-    /// Delivered, yet unknown: its `enqueued` record may be damaged.
-    UnknownDelivered(u64),
+    /// Delivered, yet unknown: their `enqueued` records may be damaged.
+    UnknownDelivered(Vec<u64>),
     /// These messages have left, or were copied forward whole: nothing of them is lost.
     Accounted(Vec<u64>),
 }
@@ -114,10 +114,12 @@ impl DamagedMessages {
     fn note(&mut self, resource: ResourceId, replayed: Replayed) {
         match replayed {
             Replayed::Applied => {}
-            Replayed::UnknownDelivered(seq) if self.offsets.contains(&seq) => {
-                self.lost.entry(resource).or_default().insert(seq);
+            Replayed::UnknownDelivered(seqs) => {
+                let damaged = seqs.into_iter().filter(|seq| self.offsets.contains(seq));
+                for seq in damaged {
+                    self.lost.entry(resource).or_default().insert(seq);
+                }
             }
-            Replayed::UnknownDelivered(_) => {}
             Replayed::Accounted(seqs) => {
                 if let Some(lost) = self.lost.get_mut(&resource) {
                     for seq in seqs {
@@ -152,14 +154,16 @@ pub(crate) fn replay_record(
             );
             Replayed::Applied
         }
-        QueueRecord::Delivered {
-            seq,
-            delivery_count,
-            at,
-        } => match state.replay_delivered(Seq(seq), delivery_count, at) {
-            true => Replayed::Applied,
-            false => Replayed::UnknownDelivered(seq),
-        },
+        QueueRecord::Delivered { deliveries } => {
+            let unknown: Vec<u64> = (deliveries.into_iter())
+                .filter(|d| !state.replay_delivered(Seq(d.seq), d.delivery_count, d.at))
+                .map(|d| d.seq)
+                .collect();
+            match unknown.is_empty() {
+                true => Replayed::Applied,
+                false => Replayed::UnknownDelivered(unknown),
+            }
+        }
         QueueRecord::Settled { seqs, .. } => {
             let unknown = (seqs.into_iter())
                 .filter(|seq| !state.replay_settled(Seq(*seq)))
@@ -269,9 +273,11 @@ pub(crate) async fn migrate_legacy(
             let seq = range.start.0 + i as u64;
             match live {
                 Some(view) if view.delivery_count > 0 => delivered.push(QueueRecord::Delivered {
-                    seq,
-                    delivery_count: view.delivery_count,
-                    at: view.last_delivered_at.unwrap_or(now),
+                    deliveries: vec![DeliveryCount {
+                        seq,
+                        delivery_count: view.delivery_count,
+                        at: view.last_delivered_at.unwrap_or(now),
+                    }],
                 }),
                 Some(_) => {}
                 None => feed_only.push(seq),

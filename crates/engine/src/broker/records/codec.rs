@@ -69,7 +69,7 @@ pub(crate) fn encode_record(
 }
 
 /// Room for a record's fields when the caller does not say (bodies travel in `rest`).
-pub(crate) const FIELDS_BYTES_GUESS: usize = 64;
+const FIELDS_BYTES_GUESS: usize = 64;
 
 /// [`encode_record`] after `prefix` (an envelope) in the same buffer: the body is copied once.
 /// The buffer is sized for `fields_bytes` of fields; more makes it grow, which copies what was
@@ -311,7 +311,11 @@ impl<'a> Reader<'a> {
 
     /// A collection's element count, checked against the bytes left (each element takes at
     /// least `element_bytes_min`), so damage cannot make the reader reserve a huge buffer.
-    fn count(&mut self, field: &'static str, element_bytes_min: u64) -> Result<usize, DecodeError> {
+    pub(crate) fn count(
+        &mut self,
+        field: &'static str,
+        element_bytes_min: u64,
+    ) -> Result<usize, DecodeError> {
         let count = self.varint(field)?;
         let need = count.saturating_mul(element_bytes_min);
         self.check_left(field, need)?;

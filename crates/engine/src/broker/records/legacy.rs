@@ -28,7 +28,7 @@
 use super::{
     codec::{DecodeError, Reader},
     message::dead_letter_reason,
-    settle_reason, QueueRecord,
+    settle_reason, DeliveryCount, QueueRecord,
 };
 use crate::{
     broker::topic_records::{self, TopicRecord},
@@ -62,9 +62,11 @@ pub(crate) fn decode_queue_record(
             })
         }
         DELIVERED => Ok(QueueRecord::Delivered {
-            seq: reader.varint("seq")?,
-            delivery_count: reader.u32("delivery_count")?,
-            at: reader.varint("at")?,
+            deliveries: vec![DeliveryCount {
+                seq: reader.varint("seq")?,
+                delivery_count: reader.u32("delivery_count")?,
+                at: reader.varint("at")?,
+            }],
         }),
         SETTLED => Ok(QueueRecord::Settled {
             seqs: reader.varints("seqs")?,
@@ -248,9 +250,11 @@ mod tests {
         assert_eq!(
             queue(b"\x02\n\x01\x99\x99\xd0\x9c\xa34"),
             QueueRecord::Delivered {
-                seq: 10,
-                delivery_count: 1,
-                at: 1_796_161_670_297
+                deliveries: vec![DeliveryCount {
+                    seq: 10,
+                    delivery_count: 1,
+                    at: 1_796_161_670_297
+                }]
             }
         );
         assert_eq!(

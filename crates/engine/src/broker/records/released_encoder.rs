@@ -4,7 +4,7 @@
 //! so that later changes to `Message` or `BindingSpec` cannot change what it writes. The golden
 //! tests in `legacy.rs` check it writes the fixture's bytes. Frozen, like the layout.
 
-use super::{QueueRecord, SettleReason};
+use super::{DeliveryCount, QueueRecord, SettleReason};
 use crate::{
     broker::topic_records::TopicRecord,
     topic::{BindingSpec, Destination, HeadersMode},
@@ -25,13 +25,15 @@ pub(crate) fn encode_queue_record(record: &QueueRecord) -> Bytes {
             out.put_u8(u8::from(*dedup));
             put_meta_and_body(&mut out, &ReleasedMessage::from(message), &message.body);
         }
-        QueueRecord::Delivered {
-            seq,
-            delivery_count,
-            at,
-        } => {
+        // The released layout held one delivery a record: the first stands for the record.
+        QueueRecord::Delivered { deliveries } => {
+            let DeliveryCount {
+                seq,
+                delivery_count,
+                at,
+            } = deliveries[0];
             out.put_u8(2);
-            out.put_slice(&serialize(&(*seq, *delivery_count, *at)));
+            out.put_slice(&serialize(&(seq, delivery_count, at)));
         }
         QueueRecord::Settled { seqs, reason } => {
             out.put_u8(3);

@@ -1,7 +1,7 @@
 //! Property-test strategies for records: every field takes its edge values (empty, absent,
 //! long enough for two-byte lengths, u64::MAX) often enough to matter.
 
-use super::{QueueRecord, SettleReason};
+use super::{DeliveryCount, QueueRecord, SettleReason};
 use crate::{
     broker::topic_records::TopicRecord,
     topic::{BindingSpec, Destination, HeadersMatch, HeadersMode},
@@ -80,7 +80,21 @@ pub(crate) fn message() -> impl Strategy<Value = Message> {
 
 /// Every queue record kind.
 pub(crate) fn queue_record() -> BoxedStrategy<QueueRecord> {
-    prop_oneof![released_queue_record(), relocated_record()].boxed()
+    prop_oneof![released_queue_record(), relocated_record(), delivered(0..5)].boxed()
+}
+
+/// A `delivered` record of `count` deliveries (the released layout held one).
+fn delivered(count: std::ops::Range<usize>) -> impl Strategy<Value = QueueRecord> {
+    collection::vec((time(), any::<u32>(), time()), count).prop_map(|deliveries| {
+        let deliveries = (deliveries.into_iter())
+            .map(|(seq, delivery_count, at)| DeliveryCount {
+                seq,
+                delivery_count,
+                at,
+            })
+            .collect();
+        QueueRecord::Delivered { deliveries }
+    })
 }
 
 /// The record kinds the released layout had.
@@ -95,13 +109,7 @@ pub(crate) fn released_queue_record() -> BoxedStrategy<QueueRecord> {
     prop_oneof![
         (message(), any::<bool>())
             .prop_map(|(message, dedup)| QueueRecord::Enqueued { message, dedup }),
-        (time(), any::<u32>(), time()).prop_map(|(seq, delivery_count, at)| {
-            QueueRecord::Delivered {
-                seq,
-                delivery_count,
-                at,
-            }
-        }),
+        delivered(1..2),
         (collection::vec(time(), 0..40), reason)
             .prop_map(|(seqs, reason)| QueueRecord::Settled { seqs, reason }),
     ]
