@@ -127,8 +127,13 @@ fn write_delivery(out: &mut Vec<u8>, delivery: &Delivery, body: Body) {
 
 /// A JSON string, escaped as serde_json escapes it.
 fn string(out: &mut Vec<u8>, text: &str) {
-    // Ids, receipts and most header values hold nothing to escape: copied as they are.
-    if (text.bytes()).all(|byte| byte >= 0x20 && byte != b'"' && byte != b'\\') {
+    // Ids, receipts and most header values hold nothing to escape: copied as they are. The
+    // check runs over every byte without stopping early, which the compiler turns into vector
+    // instructions (a stopping scan went byte by byte, 2% of a receive in profiles).
+    let escapes = (text.bytes()).fold(false, |found, byte| {
+        found | (byte < 0x20) | (byte == b'"') | (byte == b'\\')
+    });
+    if !escapes {
         out.push(b'"');
         out.extend_from_slice(text.as_bytes());
         out.push(b'"');
