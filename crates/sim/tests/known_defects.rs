@@ -15,21 +15,30 @@ struct Case {
 }
 
 const CASES: &[Case] = &[
-    // A rotation renames files; the memory store has no segments to rotate.
+    // A rotation renames files; the memory store has no segments to rotate. (Seed 9 showed it
+    // until one record came to hold a whole receive's delivery counts, which moved the
+    // rotations of its run.)
     Case {
         defect: Defect::FailedRotationLeavesSegment,
         storage: Backend::Files,
-        seed: 9,
+        seed: 17,
+        steps: 400,
+        provoke: true,
+    },
+    // A file-store defect: a memory commit is all or nothing.
+    Case {
+        defect: Defect::FailedAppendLeftOnDisk,
+        storage: Backend::Files,
+        seed: 90,
         steps: 400,
         provoke: true,
     },
 ];
 
-/// Open defects no fixed seed shows any more: `FailedAppendLeftOnDisk` (a file-store defect:
-/// a memory commit is all or nothing) showed at seed 85 (400 steps, provoked, over files)
-/// until the engine stopped failing sends after storing them, and no seed of 1-20 shows it
-/// since; the storage behaviour behind it is unchanged (issue 8).
-const UNPINNED: &[Defect] = &[Defect::FailedAppendLeftOnDisk];
+/// Open defects no fixed seed shows any more. `FailedAppendLeftOnDisk` showed at seed 85
+/// until the engine stopped failing sends after storing them, and at no seed of 1-20 since;
+/// seed 90 shows it again (the storage behaviour behind it is unchanged, issue 8).
+const UNPINNED: &[Defect] = &[];
 
 #[test]
 fn every_known_defect_has_a_seed_that_shows_it() {
