@@ -49,9 +49,9 @@ pub enum Defect {
     SendFailsAfterStoring,
     /// A rotation that fails after it renamed the spare into the next segment's file (the
     /// directory sync fails) leaves that file behind, empty, while later, smaller appends go on
-    /// into the older segment. After a restart the empty file claims their offsets: reads of
-    /// those records fail as corrupt, so their messages can never be delivered. Avoided unless
-    /// provoked: syncs then never fail.
+    /// into the older segment. After a restart the empty file claimed their offsets, and the
+    /// confirmed messages there were gone. Fixed: opening a log removes such an empty file when
+    /// the segment before it holds records past its base.
     FailedRotationLeavesSegment,
 }
 
@@ -80,23 +80,18 @@ impl Defect {
                 | Defect::ReclaimDropsVanishedMessage
                 | Defect::SendFailsAfterStoring
                 | Defect::FailedSpareReused
+                | Defect::FailedRotationLeavesSegment
         )
     }
 
     /// Whether runs avoid it (inject its trigger only when provoking) rather than tolerate it.
     pub fn avoided(self) -> bool {
-        matches!(
-            self,
-            Defect::FailedAppendLeftOnDisk | Defect::FailedRotationLeavesSegment
-        )
+        matches!(self, Defect::FailedAppendLeftOnDisk)
     }
 
     /// The defects still open (not [`Defect::fixed`]).
     pub fn all() -> &'static [Defect] {
-        &[
-            Defect::FailedAppendLeftOnDisk,
-            Defect::FailedRotationLeavesSegment,
-        ]
+        &[Defect::FailedAppendLeftOnDisk]
     }
 }
 

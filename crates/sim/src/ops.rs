@@ -401,9 +401,10 @@ fn bindings(rng: &mut Rng, scene: &Scene<'_>) -> Option<Op> {
     })
 }
 
-/// Over files, a disk that fills after a few bytes cuts a commit short, and failing syncs can
-/// fail a rotation halfway; both trigger known defects (`Defect::FailedAppendLeftOnDisk`,
-/// `Defect::FailedRotationLeavesSegment`), so only runs that provoke them ask for them.
+/// Over files, a disk that fills after a few bytes cuts a commit short, which triggers a known
+/// defect (`Defect::FailedAppendLeftOnDisk`), and failing syncs can fail a rotation halfway
+/// (`Defect::FailedRotationLeavesSegment`, fixed since); only runs that provoke ask for either,
+/// so that the unprovoked runs of fixed seeds stay as they were.
 /// Others get a disk that is full at once. Over memory, commits fail (a memory commit is all
 /// or nothing, so neither defect can happen there): half the time until healed, else the next
 /// few, so that later commits succeed while the fault is still on.

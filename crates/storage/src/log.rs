@@ -1226,17 +1226,25 @@ pub(crate) fn open_segments(
         ))]);
     }
     let mut segments = Vec::with_capacity(bases.len());
-    for (i, base) in bases.iter().enumerate() {
-        let path = dir.join(segment::segment_file_name(*base));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| StorageError::io(&path, e))?;
+    let mut i = 0;
+    while i < bases.len() {
+        let base = bases[i];
+        let path = dir.join(segment::segment_file_name(base));
+        let open = || {
+            (OpenOptions::new().read(true).write(true).open(&path))
+                .map_err(|e| StorageError::io(&path, e))
+        };
+        let mut file = open()?;
         let sealed = i + 1 < bases.len();
-        let scan = segment::scan(&path, &file, *base, sealed)?;
+        let mut scan = segment::scan(&path, &file, base, sealed)?;
+        let end_offset = base.0 + scan.positions.len() as u64;
+        if sealed && drop_failed_rotations(dir, ops, &mut bases, i, end_offset)? {
+            // This segment may be the last now: scanned again as such, from its start.
+            file = open()?;
+            scan = segment::scan(&path, &file, base, i + 1 < bases.len())?;
+        }
         let (torn, end) = (scan.torn, scan.end);
-        let mut segment = Segment::new(*base, path, file, scan);
+        let mut segment = Segment::new(base, path, file, scan);
         match bases.get(i + 1) {
             None => clear_tail(ops, &segment, end, torn)?,
             Some(next_base) => {
@@ -1246,9 +1254,47 @@ pub(crate) fn open_segments(
             }
         }
         segments.push(Arc::new(segment));
+        i += 1;
     }
     report_damage(dir, &segments, metrics);
     Ok(segments)
+}
+
+/// Removes the segment files after `bases[i]` that a failed rotation left: a rotation that
+/// failed after it named the next segment's file (its directory sync failed) leaves that file
+/// empty, while later appends go on in the segment before it, past the file's base. Their
+/// records are whole and checked; read by base, the empty file would hide them. So an empty
+/// next segment whose base lies below `end` (the end offset of segment `i`) is removed, and
+/// its base with it. Returns whether any was.
+fn drop_failed_rotations(
+    dir: &Path,
+    ops: &FileOps,
+    bases: &mut Vec<Offset>,
+    i: usize,
+    end: u64,
+) -> Result<bool, StorageError> {
+    let mut dropped = false;
+    while let Some(next_base) = bases.get(i + 1).copied() {
+        if next_base.0 >= end {
+            break;
+        }
+        let path = dir.join(segment::segment_file_name(next_base));
+        let file = File::open(&path).map_err(|e| StorageError::io(&path, e))?;
+        let empty = data_end(&file, 0).map_err(|e| StorageError::io(&path, e))? == 0;
+        if !empty {
+            break;
+        }
+        tracing::warn!(
+            path = %path.display(),
+            records_after = end - next_base.0,
+            "removing an empty segment file a failed rotation left; the segment before it holds its offsets"
+        );
+        fs::remove_file(&path).map_err(|e| StorageError::io(&path, e))?;
+        sync_dir(ops, dir)?;
+        bases.remove(i + 1);
+        dropped = true;
+    }
+    Ok(dropped)
 }
 
 /// Logs the damage of one log once, naming the log and every damaged range, and counts the

@@ -439,3 +439,37 @@ fn a_busy_log_does_not_keep_the_blocking_pool_from_other_logs() {
     });
     faults.set_before_sync_data(None);
 }
+
+/// A rotation that failed after it named the next segment's file (its directory sync failed)
+/// leaves that file empty while the next appends go on in the segment before it, past the
+/// file's base. Reopened, the log reads those records and removes the empty file, which would
+/// otherwise claim their offsets.
+#[tokio::test]
+async fn an_empty_segment_file_left_by_a_failed_rotation_does_not_hide_later_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small(true));
+    for i in 0..6 {
+        log.append_one(payload(i, 100)).await.unwrap();
+    }
+    log.close().await.unwrap();
+    drop(log);
+    // What the failed rotation left: the next segment's file, zero-filled, named for offset 3.
+    let leftover = dir.path().join(format!("{:020}.log", 3));
+    std::fs::write(&leftover, vec![0u8; 4096]).unwrap();
+
+    let log = open(dir.path(), small(true));
+    assert_eq!(log.end_offset(), Offset(6));
+    for i in 0..6 {
+        let record = log.read(Offset(i)).unwrap().expect("a record");
+        assert_eq!(record.payload.as_ref(), payload(i, 100).as_slice());
+    }
+    assert!(!leftover.exists(), "the empty file is gone");
+    assert_eq!(log.append_one(b"next").await.unwrap(), Offset(6));
+    log.close().await.unwrap();
+    drop(log);
+    let log = open(dir.path(), small(true));
+    assert_eq!(
+        log.read(Offset(6)).unwrap().unwrap().payload.as_ref(),
+        b"next"
+    );
+}
