@@ -1200,30 +1200,7 @@ pub(crate) fn open_segments(
     }
     bases.sort();
     if bases.is_empty() {
-        let path = dir.join(segment::segment_file_name(Offset(0)));
-        let file = create_segment_file(&path)?;
-        if config.preallocate && config.preallocate_first {
-            let direct = segment_writer::open_direct(&path);
-            let filled =
-                segment_writer::zero_fill(ops, &file, direct.as_ref(), config.segment_bytes)
-                    .and_then(|()| ops.sync_all(&file));
-            match filled {
-                Ok(()) => {}
-                // A disk smaller than a segment, or full: the segment grows as it is written
-                // rather than the log failing to open.
-                Err(error) if matches!(error.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) => {
-                    file.set_len(0).map_err(|e| StorageError::io(&path, e))?
-                }
-                Err(error) => return Err(StorageError::io(&path, error)),
-            }
-        }
-        sync_dir(ops, dir)?;
-        return Ok(vec![Arc::new(Segment::new(
-            Offset(0),
-            path,
-            file,
-            empty_scan(),
-        ))]);
+        return Ok(vec![first_segment(dir, config, ops)?]);
     }
     let mut segments = Vec::with_capacity(bases.len());
     let mut i = 0;
@@ -1258,6 +1235,32 @@ pub(crate) fn open_segments(
     }
     report_damage(dir, &segments, metrics);
     Ok(segments)
+}
+
+/// The first segment of a new log, zero-filled ahead when the configuration says so.
+fn first_segment(
+    dir: &Path,
+    config: &LogConfig,
+    ops: &FileOps,
+) -> Result<Arc<Segment>, StorageError> {
+    let path = dir.join(segment::segment_file_name(Offset(0)));
+    let file = create_segment_file(&path)?;
+    if config.preallocate && config.preallocate_first {
+        let direct = segment_writer::open_direct(&path);
+        let filled = segment_writer::zero_fill(ops, &file, direct.as_ref(), config.segment_bytes)
+            .and_then(|()| ops.sync_all(&file));
+        match filled {
+            Ok(()) => {}
+            // A disk smaller than a segment, or full: the segment grows as it is written
+            // rather than the log failing to open.
+            Err(error) if matches!(error.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) => {
+                file.set_len(0).map_err(|e| StorageError::io(&path, e))?
+            }
+            Err(error) => return Err(StorageError::io(&path, error)),
+        }
+    }
+    sync_dir(ops, dir)?;
+    Ok(Arc::new(Segment::new(Offset(0), path, file, empty_scan())))
 }
 
 /// Removes the segment files after `bases[i]` that a failed rotation left: a rotation that
