@@ -191,6 +191,34 @@ async fn a_first_delivery_from_memory_and_a_redelivery_from_the_log_give_the_sam
 }
 
 #[tokio::test]
+async fn a_receive_of_fresh_and_redelivered_messages_keeps_lease_order() {
+    let (_dir, broker) = broker_with("jobs", options()).await;
+    broker.send("jobs", &["a", "b"]).await;
+    let first = broker.receive("jobs", 2).await;
+    let requeue = NackAction::Requeue {
+        delay: Some(Duration::ZERO),
+        error: None,
+    };
+    broker
+        .engine
+        .nack("jobs", &receipts(&first), requeue)
+        .await
+        .unwrap();
+    let urgent = SendMessage {
+        priority: Some(9),
+        ..message("c")
+    };
+    broker.engine.send("jobs", vec![urgent]).await.unwrap();
+    broker.send("jobs", &["d"]).await;
+    // "a" and "b" are read from the log again, "c" and "d" come as they were sent: in lease
+    // order all the same, the urgent one first.
+    assert_eq!(
+        bodies(&broker.receive("jobs", 4).await),
+        ["c", "a", "b", "d"]
+    );
+}
+
+#[tokio::test]
 async fn receipts_from_before_a_restart_are_stale() {
     let (dir, broker) = broker_with("jobs", options()).await;
     broker.send("jobs", &["a"]).await;

@@ -33,35 +33,41 @@ impl QueueRuntime {
     ) -> Result<(Vec<(StateDelivery, Message)>, Vec<Settle>), EngineError> {
         let seqs: Vec<Seq> = deliveries.iter().map(|d| d.seq).collect();
         let kept = self.fresh.take(self.resource.0, &seqs);
-        let mut found = Vec::with_capacity(deliveries.len());
-        let mut missing = Vec::new();
-        for (delivery, message) in deliveries.into_iter().zip(kept) {
-            match message {
-                Some(message) => found.push((delivery, message)),
-                None => missing.push(delivery),
-            }
-        }
+        let missing: Vec<StateDelivery> = (deliveries.iter().zip(&kept))
+            .filter(|(_, message)| message.is_none())
+            .map(|(delivery, _)| *delivery)
+            .collect();
         if missing.is_empty() {
-            return Ok((found, Vec::new()));
+            return Ok((
+                deliveries
+                    .into_iter()
+                    .zip(kept.into_iter().flatten())
+                    .collect(),
+                Vec::new(),
+            ));
         }
+        let all_missing = missing.len() == deliveries.len();
         // What failed to read went back to the queue (`read_records_of`): deliver the rest.
         let (read, settles) = match self.read_records_of(missing, now).await {
             Ok(read) => read,
-            Err(_) if !found.is_empty() => (Vec::new(), Vec::new()),
-            Err(failure) => return Err(failure),
+            Err(failure) if all_missing => return Err(failure),
+            Err(_) => (Vec::new(), Vec::new()),
         };
-        if found.is_empty() {
-            return Ok((read, settles));
+        // In lease order (priorities and ordered groups depend on it): what the log gave is
+        // the missing ones in order, less those it could not read.
+        let mut read = read.into_iter().peekable();
+        let mut merged = Vec::with_capacity(deliveries.len());
+        for (delivery, message) in deliveries.into_iter().zip(kept) {
+            match message {
+                Some(message) => merged.push((delivery, message)),
+                None => {
+                    if let Some(found) = read.next_if(|(d, _)| d.seq == delivery.seq) {
+                        merged.push(found);
+                    }
+                }
+            }
         }
-        // In lease order again: priorities and ordered groups depend on it.
-        let order: std::collections::HashMap<Seq, usize> = seqs
-            .iter()
-            .enumerate()
-            .map(|(at, seq)| (*seq, at))
-            .collect();
-        found.extend(read);
-        found.sort_by_key(|(delivery, _)| order.get(&delivery.seq).copied());
-        Ok((found, settles))
+        Ok((merged, settles))
     }
 
     /// [`QueueRuntime::read_deliveries`] from the log alone. When nothing could be read and
