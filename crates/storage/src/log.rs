@@ -637,6 +637,13 @@ impl Log {
         }
         let batch = &mut state.pending;
         let bytes_before = batch.buf.len();
+        // Room for the whole append at once: growing record by record copies the batch over
+        // and over.
+        batch.buf.reserve(
+            (payloads.iter())
+                .map(|p| record::frame_len(p.as_ref().len()))
+                .sum(),
+        );
         for (i, payload) in payloads.iter().enumerate() {
             let offset = Offset(first.0 + i as u64);
             let payload = payload.as_ref();
