@@ -167,9 +167,12 @@ impl QueueState {
     /// Indexes message `seq` under the hash of its id, if the index is there and the message
     /// unsettled (see [`QueueState::seqs_with_id`]).
     pub fn index_id(&mut self, key: DedupKey, seq: Seq) {
-        let (Some(ids), true) = (&mut self.ids, self.entries.contains_key(&seq)) else {
+        let Some(ids) = &mut self.ids else {
             return;
         };
+        if !self.entries.contains_key(&seq) {
+            return;
+        }
         ids.insert((key, seq));
         if ids.len() > 2 * self.entries.len() + ID_INDEX_SLACK {
             let entries = &self.entries;
@@ -944,9 +947,8 @@ impl QueueState {
     }
 
     fn settle(&mut self, seq: Seq, reason: SettleReason) -> Settle {
-        let delivery_count = self.entry(seq).delivery_count;
         let location = self.location(seq);
-        self.remove(seq);
+        let delivery_count = self.remove(seq).delivery_count;
         self.count_settle(&reason);
         Settle {
             seq,
@@ -985,12 +987,13 @@ impl QueueState {
 // status counts and group membership.
 impl QueueState {
     fn set_status(&mut self, seq: Seq, status: Status) {
-        self.detach(seq);
         let entry = self.entry_mut(seq);
-        let before = entry.status;
+        let before = *entry;
         entry.status = status;
-        self.note_lease_end(before, Some(status));
-        self.attach(seq);
+        let after = *entry;
+        self.detach_entry(seq, &before);
+        self.note_lease_end(before.status, Some(status));
+        self.attach_entry(seq, &after);
     }
 
     /// Records a lease that ended when a status `before` became `after` (`None`: removed).
@@ -1008,10 +1011,10 @@ impl QueueState {
     }
 
     /// Removes a message from every index and from its group; its group's next message may
-    /// become deliverable.
-    fn remove(&mut self, seq: Seq) {
-        self.detach(seq);
+    /// become deliverable. Returns its entry.
+    fn remove(&mut self, seq: Seq) -> Entry {
         let entry = self.entries.remove(&seq).expect("removed messages exist");
+        self.detach_entry(seq, &entry);
         self.locations.remove(&seq);
         // A settling message's lease ends now, not when its settlement was decided: until the
         // settlement is written it may still be put back under that lease.
@@ -1026,10 +1029,16 @@ impl QueueState {
                 self.reindex(head);
             }
         }
+        entry
     }
 
     fn detach(&mut self, seq: Seq) {
         let entry = *self.entry(seq);
+        self.detach_entry(seq, &entry);
+    }
+
+    /// [`QueueState::detach`] of `entry`, message `seq`'s entry as the indexes know it.
+    fn detach_entry(&mut self, seq: Seq, entry: &Entry) {
         if let Some(at) = entry.timer() {
             let removed = self.timers.remove(&(at, seq));
             assert!(removed, "message {seq} had its timer indexed");
@@ -1047,20 +1056,25 @@ impl QueueState {
 
     fn attach(&mut self, seq: Seq) {
         let entry = *self.entry(seq);
+        self.attach_entry(seq, &entry);
+    }
+
+    /// [`QueueState::attach`] of `entry`, message `seq`'s entry as it stands now.
+    fn attach_entry(&mut self, seq: Seq, entry: &Entry) {
         if let Some(at) = entry.timer() {
             self.timers.insert((at, seq));
         }
         match entry.status {
             Status::Ready => {
                 self.ready.insert(seq);
-                if self.is_group_head_or_ungrouped(seq, &entry) {
+                if self.is_group_head_or_ungrouped(seq, entry) {
                     self.deliverable.insert((Reverse(entry.priority), seq));
                 }
             }
             Status::Delayed { .. } => self.delayed_count += 1,
             Status::Leased { .. } => {
                 assert!(
-                    self.is_group_head_or_ungrouped(seq, &entry),
+                    self.is_group_head_or_ungrouped(seq, entry),
                     "only group heads lease"
                 );
                 self.leased_count += 1;
