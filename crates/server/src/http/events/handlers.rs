@@ -571,7 +571,7 @@ pub async fn ack(
     State(state): State<AppState>,
     Path(name): Path<String>,
     JsonBody(body): JsonBody<AckBody>,
-) -> Result<Json<ReceiptResultsBody>, Problem> {
+) -> Result<axum::response::Response, Problem> {
     let results = (state.engine)
         .ack_subscription_events(&name, &body.receipts)
         .await?;
@@ -594,7 +594,7 @@ pub async fn nack(
     State(state): State<AppState>,
     Path(name): Path<String>,
     JsonBody(body): JsonBody<NackBody>,
-) -> Result<Json<ReceiptResultsBody>, Problem> {
+) -> Result<axum::response::Response, Problem> {
     let (receipts, action) = body.into_parts();
     let results = (state.engine)
         .nack_subscription_events(&name, &receipts, action)

@@ -1,15 +1,16 @@
 //! A receive's reply written straight from the engine's deliveries: the JSON list
 //! (`MessageListBody`) and the binary batch's frames, byte for byte what serializing a
-//! `MessageBody` per delivery gives (the tests hold them to it), without building one.
+//! `MessageBody` per delivery gives (the tests hold them to it), without building one. The
+//! reply of an ack, nack or lease call (`ReceiptResultsBody`) is written the same way.
 //!
 //! A receive is the door's busiest reply. Through serde, each delivery was moved into a
 //! `MessageBody`, each member name escaped again, and each field dispatched through the
 //! serializer; here member names are constants, a string is copied as it is unless it holds
 //! a byte JSON escapes, and a base64 body is encoded into the reply itself.
 
-use super::wire::json_body;
+use super::wire::{json_body, ReceiptResultBody};
 use base64_simd::STANDARD as BASE64;
-use wharf_engine::broker::Delivery;
+use wharf_engine::broker::{Delivery, ReceiptResult};
 use wharf_model::frames::encode_frame_with;
 
 /// `{"messages":[...]}` with each delivery's body as JSON text or base64.
@@ -43,6 +44,31 @@ pub fn batch_frames(deliveries: &[Delivery]) -> Vec<u8> {
             &delivery.message.body,
         );
     }
+    out
+}
+
+/// `{"results":[...]}`: each applied receipt as `{"receipt":...,"ok":true}`; a failed one
+/// (rare) through `ReceiptResultBody`, which words its error.
+pub fn receipt_results(results: Vec<ReceiptResult>) -> Vec<u8> {
+    let room: usize = (results.iter())
+        .map(|result| result.receipt.len() + 32)
+        .sum();
+    let mut out = Vec::with_capacity(room + 16);
+    out.extend_from_slice(b"{\"results\":[");
+    for (index, result) in results.into_iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        if result.error.is_some() {
+            // Writing a struct of strings to a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut out, &ReceiptResultBody::from(result));
+            continue;
+        }
+        out.extend_from_slice(b"{\"receipt\":");
+        string(&mut out, &result.receipt);
+        out.extend_from_slice(b",\"ok\":true}");
+    }
+    out.extend_from_slice(b"]}");
     out
 }
 
@@ -157,7 +183,7 @@ fn number(out: &mut Vec<u8>, value: impl itoa::Integer) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::queues::wire::{MessageBody, MessageListBody};
+    use crate::http::queues::wire::{MessageBody, MessageListBody, ReceiptResultsBody};
     use bytes::Bytes;
     use proptest::prelude::*;
     use wharf_model::{
@@ -255,7 +281,44 @@ mod tests {
         }
     }
 
+    /// Applied, or failed for one of the reasons a client can meet.
+    fn receipt_result() -> impl Strategy<Value = ReceiptResult> {
+        use wharf_engine::{
+            broker::ReceiptFailure,
+            queue::{ReceiptError, ReceiptParseError},
+        };
+        (text(), 0..4u8).prop_map(|(receipt, kind)| {
+            let error = match kind {
+                0 => None,
+                1 => Some(ReceiptFailure::Malformed(ReceiptParseError::Malformed {
+                    text: receipt.clone(),
+                })),
+                2 => Some(ReceiptFailure::Refused(ReceiptError::OtherQueue {
+                    queue: "q\"1".to_string(),
+                })),
+                _ => Some(ReceiptFailure::Refused(ReceiptError::NotIssued {
+                    queue: "q".to_string(),
+                })),
+            };
+            ReceiptResult { receipt, error }
+        })
+    }
+
     proptest! {
+        #[test]
+        fn receipt_results_are_their_bodies_serialized(
+            results in proptest::collection::vec(receipt_result(), 0..5),
+        ) {
+            let bodies = results.iter().cloned().map(ReceiptResultBody::from).collect();
+            let expected = serde_json::to_vec(&ReceiptResultsBody { results: bodies })
+                .expect("serialized");
+            let written = receipt_results(results);
+            prop_assert_eq!(
+                String::from_utf8_lossy(&written),
+                String::from_utf8_lossy(&expected)
+            );
+        }
+
         #[test]
         fn the_json_list_is_the_message_bodies_serialized(
             deliveries in proptest::collection::vec(delivery(), 0..4),

@@ -299,7 +299,7 @@ pub async fn ack_messages(
     State(state): State<AppState>,
     Path(name): Path<String>,
     JsonBody(request): JsonBody<AckBody>,
-) -> Result<Json<ReceiptResultsBody>, Problem> {
+) -> Result<Response, Problem> {
     let results = state.engine.ack(&name, &request.receipts).await?;
     Ok(receipt_results(results))
 }
@@ -320,7 +320,7 @@ pub async fn nack_messages(
     State(state): State<AppState>,
     Path(name): Path<String>,
     JsonBody(request): JsonBody<NackBody>,
-) -> Result<Json<ReceiptResultsBody>, Problem> {
+) -> Result<Response, Problem> {
     let (receipts, action) = request.into_parts();
     let results = state.engine.nack(&name, &receipts, action).await?;
     Ok(receipt_results(results))
@@ -343,7 +343,7 @@ pub async fn extend_leases(
     State(state): State<AppState>,
     Path(name): Path<String>,
     JsonBody(request): JsonBody<LeaseBody>,
-) -> Result<Json<ReceiptResultsBody>, Problem> {
+) -> Result<Response, Problem> {
     let lease = Duration::from_millis(request.lease_ms);
     let results = state.engine.extend(&name, &request.receipts, lease).await?;
     Ok(receipt_results(results))
@@ -465,8 +465,10 @@ pub async fn redrive_queue(
     Ok(Json(redriven.into()))
 }
 
-pub(crate) fn receipt_results(results: Vec<ReceiptResult>) -> Json<ReceiptResultsBody> {
-    Json(ReceiptResultsBody {
-        results: results.into_iter().map(Into::into).collect(),
-    })
+/// The reply of an ack, nack or lease call: `ReceiptResultsBody`, written straight from the
+/// results (see `delivered`).
+pub(crate) fn receipt_results(results: Vec<ReceiptResult>) -> Response {
+    let json = HeaderValue::from_static("application/json");
+    let reply = Bytes::from(delivered::receipt_results(results));
+    ([(header::CONTENT_TYPE, json)], reply).into_response()
 }
