@@ -545,6 +545,19 @@ async fn stale_receipts_are_reported_per_receipt() {
     );
 }
 
+#[tokio::test]
+async fn a_receipt_given_twice_in_one_ack_settles_its_message_once() {
+    let (_dir, broker) = broker_with("jobs", options()).await;
+    broker.send("jobs", &["a", "b", "c"]).await;
+    let got = broker.receive("jobs", 2).await;
+    let mut twice = receipts(&got);
+    twice.push(twice[0].clone());
+    let results = broker.engine.ack("jobs", &twice).await.unwrap();
+    assert!(results.iter().all(|r| r.error.is_none()), "{results:?}");
+    let stats = broker.engine.queue_info("jobs").unwrap().stats;
+    assert_eq!((stats.counters.acked, stats.ready, stats.leased), (2, 1, 0));
+}
+
 /// A durable and a transient queue count sequences in two WALs, so their first leases can
 /// share sequence and lease number: the receipt of one still settles nothing in the other,
 /// and says so per receipt.

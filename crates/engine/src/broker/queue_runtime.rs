@@ -309,7 +309,7 @@ impl QueueRuntime {
                 core.state
                     .apply_enqueued(enqueue_meta(seq, message, *key), now),
             );
-            core.state.index_id(DedupKey::of_text(&message.id), seq);
+            core.state.index_id(|| DedupKey::of_text(&message.id), seq);
         }
         drop(core);
         self.timer_changed.notify_one();
@@ -430,6 +430,9 @@ impl QueueRuntime {
             .collect();
         let core = self.core()?;
         let mut seqs = Vec::new();
+        // A receipt given twice settles its message once; a set, as a call may carry
+        // thousands of receipts.
+        let mut seen = HashSet::new();
         let results = (receipts.iter().zip(opened))
             .map(|(text, opened)| {
                 let checked = opened.and_then(|receipt| {
@@ -438,7 +441,7 @@ impl QueueRuntime {
                         .map_err(ReceiptFailure::from)
                 });
                 if let Ok(seq) = checked {
-                    if !seqs.contains(&seq.0) {
+                    if seen.insert(seq.0) {
                         seqs.push(seq.0);
                     }
                 }
@@ -625,7 +628,7 @@ impl QueueRuntime {
             };
             let mut core = self.core()?;
             for ((seq, _), (message, _)) in batch.iter().zip(read) {
-                core.state.index_id(DedupKey::of_text(&message.id), *seq);
+                core.state.index_id(|| DedupKey::of_text(&message.id), *seq);
             }
         }
         Ok(())

@@ -165,15 +165,15 @@ impl QueueState {
     }
 
     /// Indexes message `seq` under the hash of its id, if the index is there and the message
-    /// unsettled (see [`QueueState::seqs_with_id`]).
-    pub fn index_id(&mut self, key: DedupKey, seq: Seq) {
+    /// unsettled (see [`QueueState::seqs_with_id`]); `key` hashes the id only then.
+    pub fn index_id(&mut self, key: impl FnOnce() -> DedupKey, seq: Seq) {
         let Some(ids) = &mut self.ids else {
             return;
         };
         if !self.entries.contains_key(&seq) {
             return;
         }
-        ids.insert((key, seq));
+        ids.insert((key(), seq));
         if ids.len() > 2 * self.entries.len() + ID_INDEX_SLACK {
             let entries = &self.entries;
             ids.retain(|(_, seq)| entries.contains_key(seq));
@@ -744,11 +744,6 @@ impl QueueState {
     }
 
     fn insert(&mut self, meta: EnqueueMeta<'_>, at: u64) {
-        assert!(
-            !self.entries.contains_key(&meta.seq),
-            "message {} enqueued twice",
-            meta.seq
-        );
         let queue_expiry = self
             .options
             .message_ttl_ms
@@ -776,8 +771,9 @@ impl QueueState {
             group,
             priority: meta.priority.get(),
         };
-        self.entries.insert(meta.seq, entry);
-        self.attach(meta.seq);
+        let replaced = self.entries.insert(meta.seq, entry);
+        assert!(replaced.is_none(), "message {} enqueued twice", meta.seq);
+        self.attach_entry(meta.seq, &entry);
         // Replay in log order never puts a message before its group's head, but a caller
         // enqueueing a lower seq must not leave two heads deliverable.
         if let Some(head_before) = head_before {

@@ -691,7 +691,7 @@ fn the_id_index_finds_live_messages_and_stays_within_twice_the_queue() {
     for round in 0..20u64 {
         for i in round * 500..(round + 1) * 500 {
             state.apply_enqueued(meta(i), T0);
-            state.index_id(key(i), Seq(i));
+            state.index_id(|| key(i), Seq(i));
         }
         // Swept as it grows: settled entries never pile up past the bound.
         assert!(state.id_index_len() <= 2 * state.len() + 1024);
