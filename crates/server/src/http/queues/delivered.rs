@@ -10,7 +10,7 @@
 
 use super::wire::{json_body, ReceiptResultBody};
 use base64_simd::STANDARD as BASE64;
-use wharf_engine::broker::{Delivery, ReceiptResult};
+use wharf_engine::broker::{Delivery, ReceiptResult, Sent};
 use wharf_model::frames::encode_frame_with;
 
 /// `{"messages":[...]}` with each delivery's body as JSON text or base64.
@@ -44,6 +44,26 @@ pub fn batch_frames(deliveries: &[Delivery]) -> Vec<u8> {
             &delivery.message.body,
         );
     }
+    out
+}
+
+/// `{"messages":[{"id":...,"duplicate":...},...]}`: a send's ids, in request order.
+pub fn sent_list(sent: &[Sent]) -> Vec<u8> {
+    let room: usize = sent.iter().map(|sent| sent.id.len() + 32).sum();
+    let mut out = Vec::with_capacity(room + 16);
+    out.extend_from_slice(b"{\"messages\":[");
+    for (index, sent) in sent.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"id\":");
+        string(&mut out, &sent.id);
+        out.extend_from_slice(match sent.duplicate {
+            true => b",\"duplicate\":true}",
+            false => b",\"duplicate\":false}",
+        });
+    }
+    out.extend_from_slice(b"]}");
     out
 }
 
@@ -183,7 +203,9 @@ fn number(out: &mut Vec<u8>, value: impl itoa::Integer) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::queues::wire::{MessageBody, MessageListBody, ReceiptResultsBody};
+    use crate::http::queues::wire::{
+        MessageBody, MessageListBody, ReceiptResultsBody, SentBody, SentListBody,
+    };
     use bytes::Bytes;
     use proptest::prelude::*;
     use wharf_model::{
@@ -305,6 +327,22 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn a_sent_list_is_its_body_serialized(
+            sent in proptest::collection::vec((text(), any::<bool>()), 0..5),
+        ) {
+            let sent: Vec<Sent> = (sent.into_iter())
+                .map(|(id, duplicate)| Sent { id, duplicate })
+                .collect();
+            let messages = sent.iter().cloned().map(SentBody::from).collect();
+            let expected = serde_json::to_vec(&SentListBody { messages }).expect("serialized");
+            let written = sent_list(&sent);
+            prop_assert_eq!(
+                String::from_utf8_lossy(&written),
+                String::from_utf8_lossy(&expected)
+            );
+        }
+
         #[test]
         fn receipt_results_are_their_bodies_serialized(
             results in proptest::collection::vec(receipt_result(), 0..5),
