@@ -6,9 +6,7 @@
 //! the same records without checks. Bodies stay in the log and are read back at delivery, but for
 //! messages just sent, whose first delivery takes them as they were sent (see `fresh`).
 
-use super::wal::{
-    unwrap, wrap, wrap_enqueued_into, wrap_record, wrapped_enqueued_bytes, ResourceId,
-};
+use super::wal::{unwrap, wrap, wrap_enqueued, wrap_record, ResourceId};
 use super::{
     api::{Delivery, PeekedMessage, ReceiptFailure, ReceiptResult},
     records::{DeliveryCount, QueueRecord, SettleReason as RecordSettleReason},
@@ -21,7 +19,7 @@ use crate::{
         QueueState, QueueStats, Receipt, ReceiptKey, Seq, Settle, SettleReason, SignedReceipt,
     },
 };
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     sync::{Arc, Mutex},
@@ -260,22 +258,10 @@ impl QueueRuntime {
         now: u64,
     ) -> Result<PreparedSend, EngineError> {
         let plan = self.send_reserve(messages, now)?;
-        let mut buffer = BytesMut::with_capacity(if encoded.is_some() {
-            0
-        } else {
-            (plan.to_write.iter())
-                .map(|(index, _)| wrapped_enqueued_bytes(&messages[*index].0))
-                .sum()
-        });
         let records = (plan.to_write.iter())
             .map(|(index, key)| match (encoded, key) {
                 (Some(encoded), None) => wrap(self.resource, &encoded[*index]),
-                _ => wrap_enqueued_into(
-                    &mut buffer,
-                    self.resource,
-                    &messages[*index].0,
-                    key.is_some(),
-                ),
+                _ => wrap_enqueued(self.resource, &messages[*index].0, key.is_some()),
             })
             .collect();
         Ok(PreparedSend { plan, records })

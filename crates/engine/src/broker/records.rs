@@ -33,10 +33,8 @@ pub(crate) mod codec;
 pub(crate) mod legacy;
 pub(crate) mod message;
 
-use bytes::{Bytes, BytesMut};
-use codec::{
-    encode_record_after, encode_record_into, read_version, DecodeError, Reader, RecordParts,
-};
+use bytes::Bytes;
+use codec::{encode_record_after, read_version, DecodeError, Reader};
 use wharf_model::message::Message;
 
 const ENQUEUED: u8 = 0x11;
@@ -188,33 +186,17 @@ impl QueueRecord {
 /// The `enqueued` record of `message` after `prefix`, without an owned [`QueueRecord`]: a send
 /// encodes from the message it holds.
 pub(crate) fn encode_enqueued_after(prefix: &[u8], message: &Message, dedup: bool) -> Bytes {
-    encode_enqueued_into(&mut BytesMut::new(), prefix, message, dedup)
-}
-
-/// [`encode_enqueued_after`] at the end of `out` (see [`encode_record_into`]); reserving
-/// [`enqueued_bytes`] for each record first makes a batch of them one allocation.
-pub(crate) fn encode_enqueued_into(
-    out: &mut BytesMut,
-    prefix: &[u8],
-    message: &Message,
-    dedup: bool,
-) -> Bytes {
-    let record = RecordParts {
+    encode_record_after(
         prefix,
-        tag: ENQUEUED,
-        version: ENQUEUED_VERSION,
-        fields_bytes: 1 + message::fields_bytes(message),
-        rest: &message.body,
-    };
-    encode_record_into(out, record, |w| {
-        w.bool(dedup);
-        message::write(w, message);
-    })
-}
-
-/// The room [`encode_enqueued_into`] reserves for `message` after a prefix of `prefix_bytes`.
-pub(crate) fn enqueued_bytes(prefix_bytes: usize, message: &Message) -> usize {
-    prefix_bytes + 3 + message::fields_bytes(message) + message.body.len()
+        ENQUEUED,
+        ENQUEUED_VERSION,
+        1 + message::fields_bytes(message),
+        |w| {
+            w.bool(dedup);
+            message::write(w, message);
+        },
+        &message.body,
+    )
 }
 
 fn decode_any_version(payload: &Bytes) -> Result<QueueRecord, DecodeError> {

@@ -20,7 +20,7 @@
 
 use super::{
     parse_name,
-    records::{encode_enqueued_into, enqueued_bytes, QueueRecord, RecordError},
+    records::{encode_enqueued_after, QueueRecord, RecordError},
     replay, Engine, QUEUE_META_PREFIX,
 };
 use crate::{
@@ -397,21 +397,9 @@ pub(crate) fn wrap_record(resource: ResourceId, record: &QueueRecord) -> Bytes {
     record.encode_after(&envelope(resource))
 }
 
-/// Encodes the `enqueued` record of `message` in its WAL envelope at the end of `out`;
-/// reserving [`wrapped_enqueued_bytes`] of each message first puts a send's records in one
-/// allocation.
-pub(crate) fn wrap_enqueued_into(
-    out: &mut BytesMut,
-    resource: ResourceId,
-    message: &Message,
-    dedup: bool,
-) -> Bytes {
-    encode_enqueued_into(out, &envelope(resource), message, dedup)
-}
-
-/// The room [`wrap_enqueued_into`] takes for `message`.
-pub(crate) fn wrapped_enqueued_bytes(message: &Message) -> usize {
-    enqueued_bytes(ENVELOPE_BYTES, message)
+/// Encodes the `enqueued` record of `message` in its WAL envelope.
+pub(crate) fn wrap_enqueued(resource: ResourceId, message: &Message, dedup: bool) -> Bytes {
+    encode_enqueued_after(&envelope(resource), message, dedup)
 }
 
 fn envelope(resource: ResourceId) -> [u8; ENVELOPE_BYTES] {
@@ -474,12 +462,7 @@ mod tests {
             assert_eq!(wrap_record(ResourceId(7), record), wrapped);
         }
         let wrapped = wrap(ResourceId(7), &records[0].encode());
-        let mut shared = BytesMut::with_capacity(2 * wrapped_enqueued_bytes(&message));
-        let first = wrap_enqueued_into(&mut shared, ResourceId(7), &message, true);
-        let second = wrap_enqueued_into(&mut shared, ResourceId(7), &message, true);
-        assert_eq!((&first, &second), (&wrapped, &wrapped));
-        // The room reserved held both: the second record follows the first in one buffer.
-        assert_eq!(first.as_ptr().wrapping_add(first.len()), second.as_ptr());
+        assert_eq!(wrap_enqueued(ResourceId(7), &message, true), wrapped);
     }
 
     #[test]

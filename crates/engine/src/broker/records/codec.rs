@@ -82,40 +82,13 @@ pub(crate) fn encode_record_after(
     fields: impl FnOnce(&mut Writer<'_>),
     rest: &[u8],
 ) -> Bytes {
-    let record = RecordParts {
-        prefix,
-        tag,
-        version,
-        fields_bytes,
-        rest,
-    };
-    encode_record_into(&mut BytesMut::new(), record, fields)
-}
-
-/// What [`encode_record_into`] writes around a record's fields.
-pub(crate) struct RecordParts<'a> {
-    pub prefix: &'a [u8],
-    pub tag: u8,
-    pub version: u8,
-    /// Room for the fields (see [`encode_record_after`]).
-    pub fields_bytes: usize,
-    pub rest: &'a [u8],
-}
-
-/// [`encode_record_after`] at the end of `out`, split off as its own `Bytes`: records encoded
-/// one after another into a buffer reserved for all of them share one allocation.
-pub(crate) fn encode_record_into(
-    out: &mut BytesMut,
-    record: RecordParts<'_>,
-    fields: impl FnOnce(&mut Writer<'_>),
-) -> Bytes {
-    out.reserve(record.prefix.len() + 2 + record.fields_bytes + record.rest.len());
-    out.put_slice(record.prefix);
-    out.put_u8(record.tag);
-    out.put_u8(record.version);
-    Writer { out: &mut *out }.group(fields);
-    out.put_slice(record.rest);
-    out.split().freeze()
+    let mut out = BytesMut::with_capacity(prefix.len() + 2 + fields_bytes + rest.len());
+    out.put_slice(prefix);
+    out.put_u8(tag);
+    out.put_u8(version);
+    Writer { out: &mut out }.group(fields);
+    out.put_slice(rest);
+    out.freeze()
 }
 
 /// Reads the version byte of a versioned record and checks this build knows it.
