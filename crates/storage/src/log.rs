@@ -191,6 +191,28 @@ struct Batch {
     appends: Vec<PendingAppend>,
 }
 
+impl Batch {
+    /// Encodes the frames of one append's `payloads` from offset `first` on; returns their
+    /// bytes.
+    fn encode(&mut self, first: Offset, payloads: &[impl AsRef<[u8]>]) -> u64 {
+        let bytes_before = self.buf.len();
+        // Room for the whole append at once: growing record by record copies the batch over
+        // and over.
+        self.buf.reserve(
+            (payloads.iter())
+                .map(|p| record::frame_len(p.as_ref().len()))
+                .sum(),
+        );
+        for (i, payload) in payloads.iter().enumerate() {
+            let offset = Offset(first.0 + i as u64);
+            let payload = payload.as_ref();
+            record::encode(offset, payload, i + 1 < payloads.len(), &mut self.buf);
+            (self.frame_lens).push(record::frame_len(payload.len()) as u32);
+        }
+        (self.buf.len() - bytes_before) as u64
+    }
+}
+
 #[derive(Debug)]
 struct PendingAppend {
     first: Offset,
@@ -636,23 +658,7 @@ impl Log {
             return Ok((first..first, rx));
         }
         let batch = &mut state.pending;
-        let bytes_before = batch.buf.len();
-        // Room for the whole append at once: growing record by record copies the batch over
-        // and over.
-        batch.buf.reserve(
-            (payloads.iter())
-                .map(|p| record::frame_len(p.as_ref().len()))
-                .sum(),
-        );
-        for (i, payload) in payloads.iter().enumerate() {
-            let offset = Offset(first.0 + i as u64);
-            let payload = payload.as_ref();
-            record::encode(offset, payload, i + 1 < payloads.len(), &mut batch.buf);
-            batch
-                .frame_lens
-                .push(record::frame_len(payload.len()) as u32);
-        }
-        let bytes = (batch.buf.len() - bytes_before) as u64;
+        let bytes = batch.encode(first, &payloads);
         batch.appends.push(PendingAppend {
             first,
             records: count as u32,
