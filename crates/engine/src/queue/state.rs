@@ -802,10 +802,13 @@ impl QueueState {
         if entry.delivery_count == 0 {
             entry.first_delivered_at = now;
         }
+        let before = *entry;
         entry.delivery_count = entry.delivery_count.saturating_add(1);
         entry.last_delivered_at = now;
-        let (delivery_count, first_delivered_at) = (entry.delivery_count, entry.first_delivered_at);
-        self.set_status(seq, Status::Leased { deadline, lease });
+        entry.status = Status::Leased { deadline, lease };
+        let after = *entry;
+        self.status_changed(seq, &before, &after);
+        let (delivery_count, first_delivered_at) = (after.delivery_count, after.first_delivered_at);
         self.counters.delivered += 1;
         Delivery {
             seq,
@@ -987,9 +990,15 @@ impl QueueState {
         let before = *entry;
         entry.status = status;
         let after = *entry;
-        self.detach_entry(seq, &before);
-        self.note_lease_end(before.status, Some(status));
-        self.attach_entry(seq, &after);
+        self.status_changed(seq, &before, &after);
+    }
+
+    /// Moves message `seq` in the indexes from its entry `before` to the one `after`, which
+    /// the caller has just stored.
+    fn status_changed(&mut self, seq: Seq, before: &Entry, after: &Entry) {
+        self.detach_entry(seq, before);
+        self.note_lease_end(before.status, Some(after.status));
+        self.attach_entry(seq, after);
     }
 
     /// Records a lease that ended when a status `before` became `after` (`None`: removed).
