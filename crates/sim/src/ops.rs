@@ -402,19 +402,21 @@ fn bindings(rng: &mut Rng, scene: &Scene<'_>) -> Option<Op> {
 }
 
 /// Over files, a disk that fills after a few bytes cuts a commit short, which triggers a known
-/// defect (`Defect::FailedAppendLeftOnDisk`), and failing syncs can fail a rotation halfway
-/// (`Defect::FailedRotationLeavesSegment`, fixed since); only runs that provoke ask for either,
-/// so that the unprovoked runs of fixed seeds stay as they were.
-/// Others get a disk that is full at once. Over memory, commits fail (a memory commit is all
-/// or nothing, so neither defect can happen there): half the time until healed, else the next
-/// few, so that later commits succeed while the fault is still on.
+/// defect (`Defect::FailedAppendLeftOnDisk`); only runs that provoke ask for it. Failing syncs
+/// (which could fail a rotation halfway, `Defect::FailedRotationLeavesSegment`, fixed since)
+/// and a disk that is full at once come in every run. Over memory, commits fail (a memory
+/// commit is all or nothing, so neither defect can happen there): half the time until healed,
+/// else the next few, so that later commits succeed while the fault is still on.
 fn fault(rng: &mut Rng, scene: &Scene<'_>) -> Op {
     if scene.backend == Backend::Memory {
         let count = rng.percent(50).then(|| rng.between(1, 3) as u32);
         return Op::Fault(Fault::CommitsFail { count });
     }
     if !scene.provoke {
-        return Op::Fault(Fault::DiskFull { bytes: 0 });
+        return Op::Fault(match rng.percent(50) {
+            true => Fault::SyncsFail,
+            false => Fault::DiskFull { bytes: 0 },
+        });
     }
     Op::Fault(match rng.below(10) {
         0..=3 => Fault::DiskFull {
