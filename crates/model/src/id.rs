@@ -129,7 +129,9 @@ impl MessageIdGenerator {
         counter_random[2..].copy_from_slice(&random);
         let uuid = uuid::Builder::from_unix_timestamp_millis(self.unix_ms_last, &counter_random)
             .into_uuid();
-        MessageId(uuid.hyphenated().to_string())
+        // Encoded into a buffer, not through `Display`: this runs for every message sent.
+        let mut text = uuid::Uuid::encode_buffer();
+        MessageId(uuid.hyphenated().encode_lower(&mut text).to_owned())
     }
 }
 

@@ -918,7 +918,7 @@ impl Engine {
     fn generate_id(&self, now: u64) -> String {
         let random = random_u64().to_le_bytes();
         let mut ids = self.inner.ids.lock().expect("id lock");
-        ids.generate(now, random).to_string()
+        ids.generate(now, random).into()
     }
 
     async fn write_definition(
