@@ -18,13 +18,27 @@ pub fn json_list(deliveries: &[Delivery]) -> Vec<u8> {
     let room: usize = (deliveries.iter())
         .map(|delivery| delivery.message.body.len().div_ceil(3) * 4 + 512)
         .sum();
-    let mut out = Vec::with_capacity(room + 16);
-    out.extend_from_slice(b"{\"messages\":[");
-    for (index, delivery) in deliveries.iter().enumerate() {
+    object_with_list("messages", room, deliveries, |out, delivery| {
+        write_delivery(out, delivery, Body::Inline)
+    })
+}
+
+/// `{"<name>":[...]}`, each item written by `write`, in a buffer of `room` bytes and a little.
+fn object_with_list<T>(
+    name: &str,
+    room: usize,
+    items: impl IntoIterator<Item = T>,
+    mut write: impl FnMut(&mut Vec<u8>, T),
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(room + name.len() + 8);
+    out.extend_from_slice(b"{\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":[");
+    for (index, item) in items.into_iter().enumerate() {
         if index > 0 {
             out.push(b',');
         }
-        write_delivery(&mut out, delivery, Body::Inline);
+        write(&mut out, item);
     }
     out.extend_from_slice(b"]}");
     out
@@ -50,21 +64,14 @@ pub fn batch_frames(deliveries: &[Delivery]) -> Vec<u8> {
 /// `{"messages":[{"id":...,"duplicate":...},...]}`: a send's ids, in request order.
 pub fn sent_list(sent: &[Sent]) -> Vec<u8> {
     let room: usize = sent.iter().map(|sent| sent.id.len() + 32).sum();
-    let mut out = Vec::with_capacity(room + 16);
-    out.extend_from_slice(b"{\"messages\":[");
-    for (index, sent) in sent.iter().enumerate() {
-        if index > 0 {
-            out.push(b',');
-        }
+    object_with_list("messages", room, sent, |out, sent| {
         out.extend_from_slice(b"{\"id\":");
-        string(&mut out, &sent.id);
+        string(out, &sent.id);
         out.extend_from_slice(match sent.duplicate {
             true => b",\"duplicate\":true}",
             false => b",\"duplicate\":false}",
         });
-    }
-    out.extend_from_slice(b"]}");
-    out
+    })
 }
 
 /// `{"results":[...]}`: each applied receipt as `{"receipt":...,"ok":true}`; a failed one
@@ -73,23 +80,16 @@ pub fn receipt_results(results: Vec<ReceiptResult>) -> Vec<u8> {
     let room: usize = (results.iter())
         .map(|result| result.receipt.len() + 32)
         .sum();
-    let mut out = Vec::with_capacity(room + 16);
-    out.extend_from_slice(b"{\"results\":[");
-    for (index, result) in results.into_iter().enumerate() {
-        if index > 0 {
-            out.push(b',');
-        }
+    object_with_list("results", room, results, |out, result| {
         if result.error.is_some() {
             // Writing a struct of strings to a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut out, &ReceiptResultBody::from(result));
-            continue;
+            let _ = serde_json::to_writer(&mut *out, &ReceiptResultBody::from(result));
+            return;
         }
         out.extend_from_slice(b"{\"receipt\":");
-        string(&mut out, &result.receipt);
+        string(out, &result.receipt);
         out.extend_from_slice(b",\"ok\":true}");
-    }
-    out.extend_from_slice(b"]}");
-    out
+    })
 }
 
 /// Whether the body is a member of the object or travels apart (a batch frame's body).

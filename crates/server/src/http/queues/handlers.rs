@@ -240,9 +240,8 @@ pub async fn send_messages(
     }
     let sent = state.engine.send(&name, batch).await?;
     // `SentListBody`, written straight from the ids (see `delivered`).
-    let json = HeaderValue::from_static("application/json");
-    let reply = Bytes::from(delivered::sent_list(&sent));
-    Ok((StatusCode::CREATED, [(header::CONTENT_TYPE, json)], reply).into_response())
+    let reply = written("application/json", delivered::sent_list(&sent));
+    Ok((StatusCode::CREATED, reply).into_response())
 }
 
 /// Leases up to `max_messages`, long-polling up to `wait_ms` for a first one.
@@ -277,12 +276,10 @@ pub async fn receive_messages(
         () = state.readiness.shutdown_begun() => Vec::new(),
     };
     // Written straight from the deliveries, as `MessageListBody` or as a batch's frames.
-    let (content_type, reply) = match batch::wants_batch(&headers) {
-        true => (BATCH_CONTENT_TYPE, delivered::batch_frames(&deliveries)),
-        false => ("application/json", delivered::json_list(&deliveries)),
-    };
-    let content_type = HeaderValue::from_static(content_type);
-    Ok(([(header::CONTENT_TYPE, content_type)], Bytes::from(reply)).into_response())
+    Ok(match batch::wants_batch(&headers) {
+        true => written(BATCH_CONTENT_TYPE, delivered::batch_frames(&deliveries)),
+        false => written("application/json", delivered::json_list(&deliveries)),
+    })
 }
 
 /// Settles leased messages for good.
@@ -470,7 +467,11 @@ pub async fn redrive_queue(
 /// The reply of an ack, nack or lease call: `ReceiptResultsBody`, written straight from the
 /// results (see `delivered`).
 pub(crate) fn receipt_results(results: Vec<ReceiptResult>) -> Response {
-    let json = HeaderValue::from_static("application/json");
-    let reply = Bytes::from(delivered::receipt_results(results));
-    ([(header::CONTENT_TYPE, json)], reply).into_response()
+    written("application/json", delivered::receipt_results(results))
+}
+
+/// A reply body written by hand (see `delivered`), of `content_type`.
+fn written(content_type: &'static str, body: Vec<u8>) -> Response {
+    let content_type = HeaderValue::from_static(content_type);
+    ([(header::CONTENT_TYPE, content_type)], Bytes::from(body)).into_response()
 }
