@@ -10,6 +10,7 @@
 //! [`LogStore`] (one log), implemented by [`Store`] and [`Log`] and, for tests and the
 //! simulation, by [`MemoryStore`]. Segment sizes, files and fsync stay on this side of it.
 
+mod batch;
 mod directory_lock;
 mod error;
 mod faults;

@@ -14,15 +14,16 @@
 //! without polling.
 
 use crate::{
+    batch::{Batch, PendingAppend},
     error::StorageError,
     faults::{Faults, FileOps},
     metrics::StorageMetrics,
-    record::{self, Offset, Record, RECORD_PAYLOAD_BYTES_MAX},
+    record::{Offset, Record, RECORD_PAYLOAD_BYTES_MAX},
     seam::{self, LogStore, StorageFuture},
     segment::{self, Damage, Quarantined, Scan, Segment},
     segment_writer::{self, SegmentWriter},
 };
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::{
     fs::{self, File, OpenOptions},
     ops::Range,
@@ -184,45 +185,6 @@ struct State {
     close_waiters: Vec<oneshot::Sender<()>>,
 }
 
-#[derive(Debug, Default)]
-struct Batch {
-    buf: BytesMut,
-    frame_lens: Vec<u32>,
-    appends: Vec<PendingAppend>,
-}
-
-impl Batch {
-    /// Encodes the frames of one append's `payloads` from offset `first` on; returns their
-    /// bytes.
-    fn encode(&mut self, first: Offset, payloads: &[impl AsRef<[u8]>]) -> u64 {
-        let bytes_before = self.buf.len();
-        // Room for the whole append at once: growing record by record copies the batch over
-        // and over.
-        self.buf.reserve(
-            (payloads.iter())
-                .map(|p| record::frame_len(p.as_ref().len()))
-                .sum(),
-        );
-        for (i, payload) in payloads.iter().enumerate() {
-            let offset = Offset(first.0 + i as u64);
-            let payload = payload.as_ref();
-            record::encode(offset, payload, i + 1 < payloads.len(), &mut self.buf);
-            (self.frame_lens).push(record::frame_len(payload.len()) as u32);
-        }
-        (self.buf.len() - bytes_before) as u64
-    }
-}
-
-#[derive(Debug)]
-struct PendingAppend {
-    first: Offset,
-    records: u32,
-    bytes: u64,
-    done: oneshot::Sender<Result<(), StorageError>>,
-    /// The payloads, for the tail cache once committed; empty when not cached.
-    cached: Vec<Bytes>,
-}
-
 #[derive(Debug)]
 struct Writer {
     active: Arc<Segment>,
@@ -274,7 +236,7 @@ impl Log {
             metrics,
             state: Mutex::new(State {
                 next,
-                pending: Batch::default(),
+                pending: Batch::starting_at(active.write_end()),
                 flushing: false,
                 closed: false,
                 close_waiters: Vec::new(),
@@ -667,7 +629,7 @@ impl Log {
             cached,
         });
         state.next = Offset(first.0 + count);
-        let commit = commit || state.pending.buf.len() >= LAZY_PENDING_BYTES_MAX;
+        let commit = commit || state.pending.frames().len() >= LAZY_PENDING_BYTES_MAX;
         if commit && !state.flushing {
             state.flushing = true;
             start_flusher(self.inner.clone());
@@ -797,21 +759,24 @@ fn start_flusher(inner: Arc<Inner>) {
 fn flush(inner: Arc<Inner>) {
     let mut recycled = Batch::default();
     for _ in 0..FLUSHER_COMMITS_PER_TURN {
+        // Only this thread writes: the position holds until its next write.
+        let position = inner.writer.lock().expect("writer lock").position;
         let mut batch = {
             let mut state = inner.state.lock().expect("state lock");
             if state.pending.appends.is_empty() {
+                state.pending.release();
                 state.flushing = false;
                 for waiter in state.close_waiters.drain(..) {
                     let _ = waiter.send(());
                 }
                 return;
             }
+            // The next batch is written where this one ends.
+            recycled.clear(position + state.pending.frames().len() as u64);
             std::mem::replace(&mut state.pending, recycled)
         };
-        let outcome = inner.write_batch(&batch);
+        let outcome = inner.write_batch(&mut batch);
         inner.answer(&mut batch, outcome);
-        batch.buf.clear();
-        batch.frame_lens.clear();
         recycled = batch;
     }
     // Still flushing: the next turn carries on where this one stopped.
@@ -879,7 +844,7 @@ impl Inner {
     }
 
     /// Writes a batch, rotating segments as needed. Blocking.
-    fn write_batch(&self, batch: &Batch) -> FlushOutcome {
+    fn write_batch(&self, batch: &mut Batch) -> FlushOutcome {
         let mut writer = self.writer.lock().expect("writer lock");
         let mut done = 0;
         let mut byte_at = 0usize;
@@ -904,8 +869,9 @@ impl Inner {
                 frames += batch.appends[end].records as usize;
                 end += 1;
             }
-            let chunk = &batch.buf[byte_at..byte_at + bytes as usize];
-            if let Err(error) = self.write_chunk(&mut writer, chunk) {
+            if let Err(error) =
+                self.write_chunk(&mut writer, batch, byte_at..byte_at + bytes as usize)
+            {
                 return FlushOutcome {
                     durable: done,
                     error: Some(error),
@@ -927,14 +893,30 @@ impl Inner {
         }
     }
 
-    /// Writes one chunk at the write position and syncs it as the policy says. On failure the
-    /// region is zeroed again (best effort) so no part of a failed append can be recovered.
-    fn write_chunk(&self, writer: &mut Writer, chunk: &[u8]) -> Result<(), StorageError> {
+    /// Writes the bytes `chunk` of the batch's frames at the write position and syncs them as
+    /// the policy says; a whole batch foreseen to start where it does is written from where it
+    /// is. On failure the region is zeroed again (best effort) so no part of a failed append
+    /// can be recovered.
+    fn write_chunk(
+        &self,
+        writer: &mut Writer,
+        batch: &mut Batch,
+        chunk: Range<usize>,
+    ) -> Result<(), StorageError> {
         let segment = writer.active.clone();
-        writer.commit_bytes_average = (writer.commit_bytes_average * 7 + chunk.len() as u64) / 8;
-        let result = writer
-            .segment_writer
-            .write(&self.ops, &segment, writer.position, chunk)
+        let chunk_len = chunk.len() as u64;
+        writer.commit_bytes_average = (writer.commit_bytes_average * 7 + chunk_len) / 8;
+        let (ops, position) = (&self.ops, writer.position);
+        let tail_len = writer.segment_writer.tail_len();
+        let whole = chunk.len() == batch.frames().len();
+        let in_place = whole.then(|| batch.window(tail_len)).flatten();
+        let written = match in_place {
+            Some((window, filled)) => {
+                (writer.segment_writer).write_in_place(ops, &segment, position, window, filled)
+            }
+            None => (writer.segment_writer).write(ops, &segment, position, &batch.frames()[chunk]),
+        };
+        let result = written
             .map_err(|e| StorageError::io(&segment.path, e))
             .and_then(|()| {
                 writer.dirty = true;
@@ -948,7 +930,7 @@ impl Inner {
             });
         match result {
             Ok(()) => writer.segment_writer.keep(),
-            Err(_) => self.write_chunk_undo(writer, chunk.len() as u64),
+            Err(_) => self.write_chunk_undo(writer, chunk_len),
         }
         result
     }

@@ -68,7 +68,7 @@ const FLAGS: u64 = CONTINUES | QUARANTINED;
 
 /// Appends the frame of one record to `out`; `continues` says more records of the same atomic
 /// append follow it.
-pub(crate) fn encode(offset: Offset, payload: &[u8], continues: bool, out: &mut BytesMut) {
+pub(crate) fn encode(offset: Offset, payload: &[u8], continues: bool, out: &mut Vec<u8>) {
     assert!(payload.len() <= RECORD_PAYLOAD_BYTES_MAX);
     assert!(offset.0 < QUARANTINED, "offsets stay below 2^62");
     let length = (RECORD_HEADER_BYTES + payload.len()) as u32;
@@ -190,7 +190,7 @@ mod tests {
 
     #[test]
     fn empty_payload_frame_is_not_the_end_marker() {
-        let mut out = BytesMut::new();
+        let mut out = Vec::new();
         encode(Offset(7), b"", false, &mut out);
         assert_eq!(out.len(), RECORD_HEADER_BYTES);
         assert!(matches!(header_of(&out), Header::Frame { length: 16, .. }));
@@ -204,7 +204,7 @@ mod tests {
 
     #[test]
     fn wrong_offset_is_rejected() {
-        let mut out = BytesMut::new();
+        let mut out = Vec::new();
         encode(Offset(3), b"abc", true, &mut out);
         assert_eq!(
             verify(&out, Offset(4)),
@@ -232,7 +232,7 @@ mod tests {
             out[frame_len - 1] ^= 1;
             assert_eq!(verify_quarantined(&out), Err("checksum mismatch"));
         }
-        let mut record = BytesMut::new();
+        let mut record = Vec::new();
         encode(Offset(9), b"abc", false, &mut record);
         assert!(verify_quarantined(&record).is_err());
     }
@@ -240,7 +240,7 @@ mod tests {
     proptest! {
         #[test]
         fn frame_round_trips(offset in 0..u64::MAX >> 2, continues in any::<bool>(), payload in proptest::collection::vec(any::<u8>(), 0..2048)) {
-            let mut out = BytesMut::new();
+            let mut out = Vec::new();
             encode(Offset(offset), &payload, continues, &mut out);
             prop_assert_eq!(out.len(), frame_len(payload.len()));
             let Header::Frame { length, offset: got, continues: got_continues, quarantined: false } = header_of(&out) else {
@@ -255,7 +255,7 @@ mod tests {
 
         #[test]
         fn any_single_bit_flip_is_detected(payload in proptest::collection::vec(any::<u8>(), 0..512), bit in any::<prop::sample::Index>()) {
-            let mut out = BytesMut::new();
+            let mut out = Vec::new();
             encode(Offset(42), &payload, false, &mut out);
             let bit = bit.index(out.len() * 8);
             out[bit / 8] ^= 1 << (bit % 8);

@@ -97,49 +97,104 @@ impl SegmentWriter {
         position: u64,
         chunk: &[u8],
     ) -> io::Result<()> {
+        let filled = self.tail.len() + chunk.len();
+        let padded = round_up(filled as u64) as usize;
+        let direct = self.direct_for(segment, position, chunk.len());
+        // Buffered writes need no alignment in memory: a buffer of their own, so that
+        // thousands of logs taking small commits keep no staging memory between them.
+        let mut staging = match direct {
+            true => std::mem::take(&mut self.scratch),
+            false => Vec::new(),
+        };
+        let window = match direct {
+            true => aligned_window(&mut staging, padded),
+            false => {
+                staging.resize(padded, 0);
+                &mut staging[..]
+            }
+        };
+        window[self.tail.len()..filled].copy_from_slice(chunk);
+        let written = self.write_window(ops, segment, position, window, filled, direct);
+        if direct {
+            self.scratch = staging;
+        }
+        written
+    }
+
+    /// Writes the frames that `window` already holds after [`SegmentWriter::tail_len`] bytes
+    /// of room, up to `filled`, without copying them: the tail goes in the room before them
+    /// and zeroes after them. `window` is `filled` rounded up to whole blocks long; it is
+    /// written directly when it starts on a block boundary in memory and the write is large.
+    /// Then as [`SegmentWriter::write`].
+    pub(crate) fn write_in_place(
+        &mut self,
+        ops: &FileOps,
+        segment: &Segment,
+        position: u64,
+        window: &mut [u8],
+        filled: usize,
+    ) -> io::Result<()> {
+        let chunk = self.tail.len()..filled;
+        assert_eq!(window.len() as u64, round_up(filled as u64), "whole blocks");
+        let aligned = (window.as_ptr() as usize).is_multiple_of(BLOCK_BYTES);
+        let direct = self.direct_for(segment, position, chunk.len());
+        if direct && !aligned {
+            return self.write(ops, segment, position, &window[chunk]);
+        }
+        self.write_window(ops, segment, position, window, filled, direct)
+    }
+
+    /// Bytes already written in the block that holds the write position: the room a window
+    /// given to [`SegmentWriter::write_in_place`] leaves before its frames.
+    pub(crate) fn tail_len(&self) -> usize {
+        self.tail.len()
+    }
+
+    /// Whether a write of `chunk_len` bytes at `position` goes direct, opening the direct
+    /// handle at the first one that does.
+    fn direct_for(&mut self, segment: &Segment, position: u64, chunk_len: usize) -> bool {
         let start = round_down(position);
         assert_eq!(
             position - start,
             self.tail.len() as u64,
             "writes are contiguous"
         );
-        let filled = self.tail.len() + chunk.len();
-        let new_tail_len = filled % BLOCK_BYTES;
-        if chunk.len() >= DIRECT_WRITE_MIN_BYTES && matches!(self.direct, Direct::NotYet) {
+        if chunk_len >= DIRECT_WRITE_MIN_BYTES && matches!(self.direct, Direct::NotYet) {
             self.direct = match open_direct(&segment.path) {
                 Some(direct) => Direct::Open(direct),
                 None => Direct::Off,
             };
         }
-        let padded = round_up(filled as u64) as usize;
-        let direct = match &self.direct {
-            Direct::Open(direct) if chunk.len() >= DIRECT_WRITE_MIN_BYTES => Some(direct),
-            _ => None,
-        };
-        let mut fresh = Vec::new();
-        let window = match direct {
-            Some(_) => aligned_window(&mut self.scratch, padded),
-            // Buffered writes need no alignment in memory: a buffer of their own, so that
-            // thousands of logs taking small commits keep no staging memory between them.
-            None => {
-                fresh.resize(padded, 0);
-                &mut fresh[..]
-            }
-        };
+        chunk_len >= DIRECT_WRITE_MIN_BYTES && matches!(self.direct, Direct::Open(_))
+    }
+
+    /// Puts the tail in front of the frames in `window[..filled]` and zeroes after them, writes
+    /// the window from the block holding `position` and stages the tail it leaves.
+    fn write_window(
+        &mut self,
+        ops: &FileOps,
+        segment: &Segment,
+        position: u64,
+        window: &mut [u8],
+        filled: usize,
+        direct: bool,
+    ) -> io::Result<()> {
+        let start = round_down(position);
         window[..self.tail.len()].copy_from_slice(&self.tail);
-        window[self.tail.len()..filled].copy_from_slice(chunk);
         window[filled..].fill(0);
-        match direct {
-            Some(direct) => ops.write_all_at_in_blocks(direct, window, start, BLOCK_BYTES)?,
+        match &self.direct {
+            Direct::Open(file) if direct => {
+                ops.write_all_at_in_blocks(file, window, start, BLOCK_BYTES)?
+            }
             // Whole blocks through the page cache as well: a write that covers part of a block
             // not in the cache makes the kernel read that block from the disk first, and
             // waits for it. The spare segment is zeroed with direct writes and a direct write
             // drops the pages it replaces, so without this most small commits read a block.
-            None => ops.write_all_at(&segment.file, window, start)?,
+            _ => ops.write_all_at(&segment.file, window, start)?,
         }
         self.staged_tail.clear();
-        self.staged_tail
-            .extend_from_slice(&window[filled - new_tail_len..filled]);
+        let new_tail_len = filled % BLOCK_BYTES;
+        (self.staged_tail).extend_from_slice(&window[filled - new_tail_len..filled]);
         Ok(())
     }
 
@@ -202,7 +257,7 @@ fn round_down(position: u64) -> u64 {
     position - position % BLOCK_BYTES as u64
 }
 
-fn round_up(position: u64) -> u64 {
+pub(crate) fn round_up(position: u64) -> u64 {
     round_down(position + BLOCK_BYTES as u64 - 1)
 }
 

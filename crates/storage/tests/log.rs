@@ -61,6 +61,55 @@ async fn segments_rotate_at_the_configured_size_and_reads_cross_them() {
     }
 }
 
+/// Commits large and small, direct and through the page cache, from appenders racing so that
+/// their appends share commits, each starting partway into a block: every record reads back,
+/// before and after a reopen, and every offset once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_of_every_size_starting_mid_block_read_back() {
+    const APPENDERS: u64 = 4;
+    const APPENDS: u64 = 12;
+    let size = |appender: u64, i: u64| ((appender * 7 + i * 13) % 23) as usize * 4_001 + 1;
+    for direct_io in [true, false] {
+        let config = LogConfig {
+            segment_bytes: 64 << 20,
+            direct_io,
+            ..LogConfig::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(open(dir.path(), config.clone()));
+        let mut tasks = Vec::new();
+        for appender in 0..APPENDERS {
+            let log = log.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut written = Vec::new();
+                for i in 0..APPENDS {
+                    let records = [payload(appender, size(appender, i)), payload(i, 7)];
+                    let range = log.append(&records).await.unwrap();
+                    written.push((range.start, records));
+                }
+                written
+            }));
+        }
+        let mut written = Vec::new();
+        for task in tasks {
+            written.extend(task.await.unwrap());
+        }
+        let check = |log: &Log| {
+            for (first, records) in &written {
+                for (i, expected) in records.iter().enumerate() {
+                    let offset = Offset(first.0 + i as u64);
+                    let record = log.read(offset).unwrap().expect("stored");
+                    assert_eq!(record.payload.as_ref(), expected.as_slice(), "{offset:?}");
+                }
+            }
+            assert_eq!(log.end_offset(), Offset(APPENDERS * APPENDS * 2));
+        };
+        check(&log);
+        log.close().await.unwrap();
+        check(&open(dir.path(), config));
+    }
+}
+
 #[tokio::test]
 async fn an_append_larger_than_a_segment_gets_a_segment_of_its_own() {
     let dir = tempfile::tempdir().unwrap();
