@@ -39,6 +39,16 @@ fn a_base64_body_is_decoded_with_its_content_type() {
         .into_send(0)
         .expect("valid");
     assert_eq!(untyped.content_type, None, "the engine's default applies");
+    // Text with an escape is decoded from serde's copy, not from the request's bytes.
+    let escaped = br#"{"messages":[{"body_base64":"a\/8="}]}"#;
+    let mut request: SendBody = parse_json_body(escaped).expect("parses");
+    let send = request.messages.remove(0).into_send(0).expect("valid");
+    assert_eq!(&send.body[..], &[0x6b, 0xff]);
+    let not_text = parse_json_body::<SendBody>(br#"{"messages":[{"body_base64":7}]}"#);
+    let problem = not_text.map(drop).unwrap_err();
+    assert_eq!(problem.field.as_deref(), Some("messages[0].body_base64"));
+    let detail = problem.detail.unwrap_or_default();
+    assert!(detail.contains("expected a string"), "{detail}");
 }
 
 #[test]

@@ -112,7 +112,8 @@ pub struct NewMessage {
     #[schema(value_type = serde_json::Value)]
     pub body: Option<serde_json::Value>,
     /// Any other body, base64 (standard alphabet, padded).
-    pub body_base64: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub body_base64: Option<Base64Body>,
     /// Default application/json for `body`, application/octet-stream for `body_base64`.
     pub content_type: Option<String>,
     #[serde(default)]
@@ -408,13 +409,18 @@ impl NewMessage {
     /// The engine's form of the message at `index` of a batch. Only the body's encoding is
     /// checked here; the engine validates every other field.
     pub fn into_send(self, index: usize) -> Result<SendMessage, Problem> {
-        self.into_send_prefixed(&format!("messages[{index}]."))
+        // Formatted only for a refusal: this runs for every message of a batch.
+        self.into_send_with(|| format!("messages[{index}]."))
     }
 
     /// Like [`NewMessage::into_send`] for a message that is not in a batch: a problem's field
     /// is `prefix` followed by the field's name (`""` for a message at the top of the body).
-    pub(crate) fn into_send_prefixed(mut self, prefix: &str) -> Result<SendMessage, Problem> {
-        let field = |name: &str| format!("{prefix}{name}");
+    pub(crate) fn into_send_prefixed(self, prefix: &str) -> Result<SendMessage, Problem> {
+        self.into_send_with(|| prefix.to_string())
+    }
+
+    fn into_send_with(mut self, prefix: impl Fn() -> String) -> Result<SendMessage, Problem> {
+        let field = |name: &str| format!("{}{name}", prefix());
         let invalid = |name: &str, detail: String| {
             Problem::new(ProblemCode::InvalidField)
                 .with_detail(detail)
@@ -449,14 +455,12 @@ impl NewMessage {
                 let bytes = serde_json::to_vec(&json).expect("a JSON value serializes");
                 (Bytes::from(bytes), Some(content_type))
             }
-            (None, Some(encoded)) => {
-                let bytes = BASE64.decode_to_vec(encoded.as_bytes()).map_err(|_| {
-                    invalid(
-                        "body_base64",
-                        "not base64 (standard alphabet, padded)".to_string(),
-                    )
-                })?;
-                (Bytes::from(bytes), self.content_type.take())
+            (None, Some(Base64Body::Decoded(bytes))) => (bytes, self.content_type.take()),
+            (None, Some(Base64Body::Invalid)) => {
+                return Err(invalid(
+                    "body_base64",
+                    "not base64 (standard alphabet, padded)".to_string(),
+                ))
             }
         };
         Ok(self.with_body(body, content_type))
@@ -694,6 +698,36 @@ pub fn json_body(content_type: &str, body: &[u8]) -> Option<Box<RawValue>> {
 
 /// Deserializes a field that is present, `null` included, as `Some`: `"body": null` is a JSON
 /// body, not a missing one.
+/// A `body_base64` as sent: decoded as it is parsed, straight from the request's bytes (no
+/// copy of the text in between), or found not to be base64, which
+/// [`NewMessage::into_send`] refuses naming the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Base64Body {
+    Decoded(Bytes),
+    Invalid,
+}
+
+impl<'de> Deserialize<'de> for Base64Body {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Base64Body;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("a string")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Base64Body, E> {
+                Ok(match BASE64.decode_to_vec(text.as_bytes()) {
+                    Ok(bytes) => Base64Body::Decoded(Bytes::from(bytes)),
+                    Err(_) => Base64Body::Invalid,
+                })
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
+
 fn present<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<serde_json::Value>, D::Error> {
