@@ -556,6 +556,14 @@ async fn a_receipt_given_twice_in_one_ack_settles_its_message_once() {
     assert!(results.iter().all(|r| r.error.is_none()), "{results:?}");
     let stats = broker.engine.queue_info("jobs").unwrap().stats;
     assert_eq!((stats.counters.acked, stats.ready, stats.leased), (2, 1, 0));
+    // Out of delivery order, repeated before and after: each settled once all the same.
+    broker.send("jobs", &["d", "e", "f"]).await;
+    let got = receipts(&broker.receive("jobs", 4).await);
+    let shuffled = [1, 0, 1, 3, 0, 3].map(|index| got[index].clone());
+    let results = broker.engine.ack("jobs", &shuffled).await.unwrap();
+    assert!(results.iter().all(|r| r.error.is_none()), "{results:?}");
+    let stats = broker.engine.queue_info("jobs").unwrap().stats;
+    assert_eq!((stats.counters.acked, stats.ready, stats.leased), (5, 0, 1));
 }
 
 /// A durable and a transient queue count sequences in two WALs, so their first leases can

@@ -416,9 +416,10 @@ impl QueueRuntime {
             .collect();
         let core = self.core()?;
         let mut seqs = Vec::new();
-        // A receipt given twice settles its message once; a set, as a call may carry
-        // thousands of receipts.
-        let mut seen = HashSet::new();
+        // A receipt given twice settles its message once. Receipts mostly come back in the
+        // order they were delivered, and a seq above every one before repeats none: a set (a
+        // call may carry thousands of receipts) only once one comes out of order.
+        let mut seen: Option<HashSet<u64>> = None;
         let results = (receipts.iter().zip(opened))
             .map(|(text, opened)| {
                 let checked = opened.and_then(|receipt| {
@@ -427,7 +428,15 @@ impl QueueRuntime {
                         .map_err(ReceiptFailure::from)
                 });
                 if let Ok(seq) = checked {
-                    if seen.insert(seq.0) {
+                    let first_time = match (&mut seen, seqs.last()) {
+                        (Some(seen), _) => seen.insert(seq.0),
+                        (None, Some(&last)) if seq.0 <= last => {
+                            let seen = seen.insert(seqs.iter().copied().collect());
+                            seen.insert(seq.0)
+                        }
+                        (None, _) => true,
+                    };
+                    if first_time {
                         seqs.push(seq.0);
                     }
                 }
