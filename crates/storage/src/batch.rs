@@ -25,23 +25,31 @@ pub(crate) struct Batch {
     head: usize,
     /// The room before `head`.
     lead: usize,
+    /// Frame bytes the last commit had: room for as many is made at once (up to
+    /// [`EXPECTED_BYTES_MAX`]), instead of growing the buffer, copying it, as frames come.
+    expected: usize,
     pub(crate) frame_lens: Vec<u32>,
     pub(crate) appends: Vec<PendingAppend>,
 }
+
+/// The most room made ahead for a batch from the size of the last commit.
+const EXPECTED_BYTES_MAX: usize = 1 << 20;
 
 impl Batch {
     /// An empty batch for a commit that starts `position` bytes into its segment.
     pub(crate) fn starting_at(position: u64) -> Batch {
         let mut batch = Batch::default();
-        batch.clear(position);
+        batch.clear(position, 0);
         batch
     }
 
-    /// Empties the batch for a commit that starts `position` bytes into its segment.
-    pub(crate) fn clear(&mut self, position: u64) {
+    /// Empties the batch for a commit that starts `position` bytes into its segment, after one
+    /// of `last_bytes` of frames.
+    pub(crate) fn clear(&mut self, position: u64, last_bytes: usize) {
         self.buf.clear();
         self.head = 0;
         self.lead = (position % BLOCK_BYTES as u64) as usize;
+        self.expected = last_bytes.min(EXPECTED_BYTES_MAX);
         self.frame_lens.clear();
     }
 
@@ -82,8 +90,11 @@ impl Batch {
     /// starts on a block boundary again.
     fn make_room(&mut self, more: usize) {
         let frames = self.buf.len() - self.head;
-        let needed = BLOCK_BYTES + self.lead + frames + more + BLOCK_BYTES;
-        self.buf.reserve(needed.saturating_sub(self.buf.len()));
+        let room = |frames: usize| BLOCK_BYTES + self.lead + frames + BLOCK_BYTES;
+        if self.buf.capacity() < room(frames + more) {
+            let wanted = room((frames + more).max(self.expected));
+            self.buf.reserve(wanted - self.buf.len());
+        }
         let address = self.buf.as_ptr() as usize;
         let head = (BLOCK_BYTES - address % BLOCK_BYTES) % BLOCK_BYTES + self.lead;
         if head > self.head {
@@ -153,5 +164,20 @@ mod tests {
             assert_eq!(&window[lead..filled], &expected[..]);
             assert_eq!(window.as_ptr() as usize % BLOCK_BYTES, 0);
         }
+    }
+
+    /// A batch after a commit of some size makes room for as much at its first frames, so
+    /// that it does not grow (copying its frames) as more come; within a bound.
+    #[test]
+    fn a_batch_makes_room_for_what_the_last_commit_held() {
+        let mut batch = Batch::default();
+        batch.clear(100, 300_000);
+        batch.encode(Offset(0), &[b"small"]);
+        assert!(batch.buf.capacity() >= 300_000, "{}", batch.buf.capacity());
+        batch.clear(100, 64 << 20);
+        batch.release();
+        batch.encode(Offset(1), &[b"small"]);
+        let capacity = batch.buf.capacity();
+        assert!((EXPECTED_BYTES_MAX..2 * EXPECTED_BYTES_MAX).contains(&capacity));
     }
 }

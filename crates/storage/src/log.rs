@@ -772,7 +772,8 @@ fn flush(inner: Arc<Inner>) {
                 return;
             }
             // The next batch is written where this one ends.
-            recycled.clear(position + state.pending.frames().len() as u64);
+            let taken = state.pending.frames().len();
+            recycled.clear(position + taken as u64, taken);
             std::mem::replace(&mut state.pending, recycled)
         };
         let outcome = inner.write_batch(&mut batch);
