@@ -718,13 +718,19 @@ impl<'de> Deserialize<'de> for Base64Body {
             }
 
             fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Base64Body, E> {
-                Ok(match BASE64.decode_to_vec(text.as_bytes()) {
+                self.visit_bytes(text.as_bytes())
+            }
+
+            fn visit_bytes<E: serde::de::Error>(self, text: &[u8]) -> Result<Base64Body, E> {
+                Ok(match BASE64.decode_to_vec(text) {
                     Ok(bytes) => Base64Body::Decoded(Bytes::from(bytes)),
                     Err(_) => Base64Body::Invalid,
                 })
             }
         }
-        deserializer.deserialize_str(Visitor)
+        // As bytes: serde_json then hands over the string's text without checking it is
+        // UTF-8 (the decoder checks every byte is base64 anyway); other formats give a str.
+        deserializer.deserialize_bytes(Visitor)
     }
 }
 
