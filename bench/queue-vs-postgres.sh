@@ -2,7 +2,7 @@
 # Wharf's durable queue against PostgreSQL used as a job queue (and, with --with-rabbitmq,
 # RabbitMQ's durable queue), same workload, same machine, one run.
 #
-#   bench/queue-vs-postgres.sh [--with-rabbitmq] [wharf bench queue arguments...]
+#   bench/queue-vs-postgres.sh [--with-rabbitmq] [--rounds N] [wharf bench queue arguments...]
 #
 # Runs `wharf bench queue ARGS` (it starts its own `wharf serve`), then starts PostgreSQL 15 on
 # loopback from a temporary directory (bench/postgres.sh: fsync and synchronous_commit on;
@@ -13,24 +13,41 @@
 # uses the primary key (the plan is printed). PostgreSQL's server CPU is the postmaster's and
 # all its children's. With --with-rabbitmq it also runs `wharf-peerbench rabbitmq ARGS` as
 # bench/queue-vs-rabbitmq.sh does. Prints the figures side by side with server CPU per message,
-# then one JSON line of everything. Only a comparison inside one run means anything.
+# then one JSON line of everything. Only a comparison inside one run means anything; with
+# --rounds N, Wharf and PostgreSQL take turns N times (PostgreSQL stays up, idle, while Wharf
+# runs from the second round on) and the round with the median ratio of server CPU is shown,
+# after every round's ratios: the machine's speed drifts between minutes.
 # Environment: WHARF_BIN and PEERBENCH_BIN (default: target/release/*, built unless
 # NO_BUILD=1), POSTGRES_PORT, RABBITMQ_PORT, KEEP_TMP=1 keeps the logs.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 with_rabbitmq=0
+rounds=1
 args=()
+rounds_next=0
 for arg in "$@"; do
+    if ((rounds_next)); then
+        rounds="$arg"
+        rounds_next=0
+        continue
+    fi
     case "$arg" in
+        --rounds) rounds_next=1 ;;
+        --rounds=*) rounds="${arg#--rounds=}" ;;
         -h | --help)
-            sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
             exit 0
             ;;
         --with-rabbitmq) with_rabbitmq=1 ;;
         *) args+=("$arg") ;;
     esac
 done
+
+if ! [[ "$rounds" =~ ^[1-9][0-9]*$ ]]; then
+    echo "--rounds takes a positive number, not '$rounds'" >&2
+    exit 2
+fi
 
 if [[ "${NO_BUILD:-0}" != 1 ]]; then
     echo "== building (release)"
@@ -61,29 +78,34 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-echo "== Wharf"
-env -u WHARF_SERVER "$wharf" bench queue "${args[@]}" 2>"$tmp/wharf.err" | tee "$tmp/wharf.out"
+for round in $(seq "$rounds"); do
+    echo "== Wharf (round $round of $rounds)"
+    env -u WHARF_SERVER "$wharf" bench queue "${args[@]}" 2>"$tmp/wharf.err" |
+        tee "$tmp/wharf.$round.out"
 
-ensure_postgres
-start_postgres
-# A queue table collects dead rows as fast as it is consumed, and every consumer's index scan
-# walks them until a vacuum removes them; the default autovacuum (a pass a minute, throttled)
-# never comes in a run this short. Tuned for a table emptied as fast as it is filled: a look
-# every second, unthrottled, once 5,000 rows are dead.
-pg_psql -c "ALTER SYSTEM SET autovacuum_naptime = 1" \
-    -c "ALTER SYSTEM SET autovacuum_vacuum_cost_delay = 0" \
-    -c "ALTER SYSTEM SET autovacuum_vacuum_threshold = 5000" \
-    -c "ALTER SYSTEM SET autovacuum_vacuum_scale_factor = 0" \
-    -c "SELECT pg_reload_conf()" >/dev/null
-background_procs="$(ps -o pid= --ppid "$pg_pid" | wc -l)"
-echo "== PostgreSQL"
-postgres_settle "$background_procs"
-server0="$(postgres_cpu_ticks)"
-"$peerbench" postgres-queue --url "host=127.0.0.1 port=$pg_port user=postgres dbname=postgres" \
-    "${args[@]}" | tee "$tmp/postgres.out"
-postgres_settle "$background_procs"
-server1="$(postgres_cpu_ticks)"
-echo "$(((server1 - server0) * 1000000 / clk_tck))" >"$tmp/postgres.cpu_us"
+    if ((round == 1)); then
+        ensure_postgres
+        start_postgres
+        # A queue table collects dead rows as fast as it is consumed, and every consumer's index
+        # scan walks them until a vacuum removes them; the default autovacuum (a pass a minute,
+        # throttled) never comes in a run this short. Tuned for a table emptied as fast as it is
+        # filled: a look every second, unthrottled, once 5,000 rows are dead.
+        pg_psql -c "ALTER SYSTEM SET autovacuum_naptime = 1" \
+            -c "ALTER SYSTEM SET autovacuum_vacuum_cost_delay = 0" \
+            -c "ALTER SYSTEM SET autovacuum_vacuum_threshold = 5000" \
+            -c "ALTER SYSTEM SET autovacuum_vacuum_scale_factor = 0" \
+            -c "SELECT pg_reload_conf()" >/dev/null
+        background_procs="$(ps -o pid= --ppid "$pg_pid" | wc -l)"
+    fi
+    echo "== PostgreSQL (round $round of $rounds)"
+    postgres_settle "$background_procs"
+    server0="$(postgres_cpu_ticks)"
+    "$peerbench" postgres-queue --url "host=127.0.0.1 port=$pg_port user=postgres dbname=postgres" \
+        "${args[@]}" | tee "$tmp/postgres.$round.out"
+    postgres_settle "$background_procs"
+    server1="$(postgres_cpu_ticks)"
+    echo "$(((server1 - server0) * 1000000 / clk_tck))" >"$tmp/postgres.$round.cpu_us"
+done
 stop_postgres
 
 if ((with_rabbitmq)); then
@@ -111,19 +133,30 @@ if ((with_rabbitmq)); then
 fi
 
 echo "== side by side"
-python3 - "$tmp" <<'PY'
+python3 - "$tmp" "$rounds" <<'PY'
 import json, os, sys
 
-tmp = sys.argv[1]
+tmp, rounds = sys.argv[1], int(sys.argv[2])
 def last_json(name):
     path = os.path.join(tmp, name)
     if not os.path.exists(path):
         return None
     return json.loads(open(path).read().strip().splitlines()[-1])
 
-wharf = last_json("wharf.out")
-pg = last_json("postgres.out")
-pg["postgres_server_cpu_s"] = int(open(os.path.join(tmp, "postgres.cpu_us")).read()) / 1e6
+turns = []
+for number in range(1, rounds + 1):
+    wharf = last_json(f"wharf.{number}.out")
+    pg = last_json(f"postgres.{number}.out")
+    pg_cpu_us = int(open(os.path.join(tmp, f"postgres.{number}.cpu_us")).read())
+    pg["postgres_server_cpu_s"] = pg_cpu_us / 1e6
+    ours, theirs = wharf.get("wharf_server_cpu_s"), pg["postgres_server_cpu_s"]
+    turns.append((ours / theirs if ours and theirs else float("inf"), number, wharf, pg))
+ratios = [f"{ratio:.2f}x" for ratio, _, _, _ in turns]
+ordered = sorted(turns, key=lambda turn: turn[0])
+median_ratio, median_round, wharf, pg = ordered[(len(ordered) - 1) // 2]
+if rounds > 1:
+    print(f"  server CPU Wharf/PostgreSQL by round: {' '.join(ratios)}; "
+          f"the median round ({median_round}) below")
 rabbit = last_json("rabbitmq.out")
 messages = wharf["messages"]
 systems = [("wharf", "Wharf", wharf), ("postgres", "PostgreSQL", pg)]
@@ -146,7 +179,8 @@ rows = [
 header = f"  {'figure':<28}" + "".join(f"{name:>14}" for _, name, _ in systems)
 header += "".join(f"{'Wharf/' + name:>18}" for _, name, _ in systems[1:])
 print(header)
-summary = {"messages": messages, "format": wharf.get("format"), "rate": wharf.get("rate")}
+summary = {"messages": messages, "format": wharf.get("format"), "rate": wharf.get("rate"),
+           "rounds": rounds, "server_cpu_ratios": [round(turn[0], 3) for turn in turns]}
 for field, label, shape in rows:
     line = f"  {label:<28}"
     for key, _, figures in systems:
