@@ -25,14 +25,15 @@ pub(crate) struct Batch {
     head: usize,
     /// The room before `head`.
     lead: usize,
-    /// Frame bytes the last commit had: room for as many is made at once (up to
-    /// [`EXPECTED_BYTES_MAX`]), instead of growing the buffer, copying it, as frames come.
+    /// Frame bytes the last commits had (the last one, or fifteen sixteenths of what the batch
+    /// before expected, whichever is more; at most [`EXPECTED_BYTES_MAX`]): room for twice as
+    /// many is made at once, instead of growing the buffer, copying it, as frames come.
     expected: usize,
     pub(crate) frame_lens: Vec<u32>,
     pub(crate) appends: Vec<PendingAppend>,
 }
 
-/// The most room made ahead for a batch from the size of the last commit.
+/// The most a batch expects from the size of the last commits (it makes room for twice that).
 const EXPECTED_BYTES_MAX: usize = 1 << 20;
 
 impl Batch {
@@ -59,6 +60,11 @@ impl Batch {
             self.buf = Vec::new();
             self.head = 0;
         }
+    }
+
+    /// The room made ahead for this batch (see [`Batch::clear`]).
+    pub(crate) fn expected(&self) -> usize {
+        self.expected
     }
 
     pub(crate) fn frames(&self) -> &[u8] {
@@ -92,8 +98,13 @@ impl Batch {
         let frames = self.buf.len() - self.head;
         let room = |frames: usize| BLOCK_BYTES + self.lead + frames + BLOCK_BYTES;
         if self.buf.capacity() < room(frames + more) {
-            let wanted = room((frames + more).max(self.expected));
-            self.buf.reserve(wanted - self.buf.len());
+            // Twice what the last commits held: commits come in varied sizes.
+            let wanted = room((frames + more).max(2 * self.expected));
+            match frames {
+                // Nothing to keep: a new buffer, not a reallocation that copies the old one.
+                0 => (self.buf, self.head) = (Vec::with_capacity(wanted), 0),
+                _ => self.buf.reserve(wanted - self.buf.len()),
+            }
         }
         let address = self.buf.as_ptr() as usize;
         let head = (BLOCK_BYTES - address % BLOCK_BYTES) % BLOCK_BYTES + self.lead;
@@ -166,18 +177,18 @@ mod tests {
         }
     }
 
-    /// A batch after a commit of some size makes room for as much at its first frames, so
-    /// that it does not grow (copying its frames) as more come; within a bound.
+    /// A batch after a commit of some size makes room for twice as much at its first frames,
+    /// so that it does not grow (copying its frames) as more come; within a bound.
     #[test]
     fn a_batch_makes_room_for_what_the_last_commit_held() {
         let mut batch = Batch::default();
         batch.clear(100, 300_000);
         batch.encode(Offset(0), &[b"small"]);
-        assert!(batch.buf.capacity() >= 300_000, "{}", batch.buf.capacity());
+        assert!(batch.buf.capacity() >= 600_000, "{}", batch.buf.capacity());
         batch.clear(100, 64 << 20);
         batch.release();
         batch.encode(Offset(1), &[b"small"]);
         let capacity = batch.buf.capacity();
-        assert!((EXPECTED_BYTES_MAX..2 * EXPECTED_BYTES_MAX).contains(&capacity));
+        assert!((2 * EXPECTED_BYTES_MAX..3 * EXPECTED_BYTES_MAX).contains(&capacity));
     }
 }

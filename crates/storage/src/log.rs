@@ -773,7 +773,9 @@ fn flush(inner: Arc<Inner>) {
             }
             // The next batch is written where this one ends.
             let taken = state.pending.frames().len();
-            recycled.clear(position + taken as u64, taken);
+            let expected = state.pending.expected();
+            let expected = taken.max(expected - expected / 16);
+            recycled.clear(position + taken as u64, expected);
             std::mem::replace(&mut state.pending, recycled)
         };
         let outcome = inner.write_batch(&mut batch);
