@@ -118,3 +118,19 @@ fn the_storage_is_part_of_what_names_a_run() {
     assert_eq!(files.trace[0], "    0         0 storage files");
     assert_eq!(memory.trace[0], "    0         0 storage memory");
 }
+
+/// A redrive failed (its settlements could not be synced) after it stored a dead letter back
+/// in its source, a transient queue whose append needs no sync: the message is in both queues,
+/// as the redrive documents (never in neither), and is delivered from both. The model took the
+/// second delivery for a message out of its place until a failed redrive allowed repeats.
+#[test]
+fn a_failed_redrive_may_leave_a_message_in_both_queues() {
+    let options = Options {
+        storage: Backend::Files,
+        strict: true,
+        ..Options::default()
+    };
+    if let Err(failure) = wharf_sim::run_with(8_191_354_673_223_772_506, 300, options) {
+        panic!("{failure}");
+    }
+}
