@@ -696,8 +696,6 @@ pub fn json_body(content_type: &str, body: &[u8]) -> Option<Box<RawValue>> {
     }
 }
 
-/// Deserializes a field that is present, `null` included, as `Some`: `"body": null` is a JSON
-/// body, not a missing one.
 /// A `body_base64` as sent: decoded as it is parsed, straight from the request's bytes (no
 /// copy of the text in between), or found not to be base64, which
 /// [`NewMessage::into_send`] refuses naming the field.
@@ -734,6 +732,8 @@ impl<'de> Deserialize<'de> for Base64Body {
     }
 }
 
+/// Deserializes a field that is present, `null` included, as `Some`: `"body": null` is a JSON
+/// body, not a missing one.
 fn present<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<serde_json::Value>, D::Error> {
