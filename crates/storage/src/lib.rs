@@ -28,7 +28,9 @@ mod store;
 
 pub use error::StorageError;
 pub use faults::Faults;
-pub use log::{FsyncPolicy, Log, LogConfig, LARGE_COMMIT_BYTES, LAZY_PENDING_BYTES_MAX};
+pub use log::{
+    FsyncPolicy, Log, LogConfig, GATHER_BYTES, LARGE_COMMIT_BYTES, LAZY_PENDING_BYTES_MAX,
+};
 pub use memory::{MemoryLog, MemoryStore};
 pub use meta::{MetaDamage, MetaLoss, MetaOp, MetaStore};
 pub use metrics::StorageMetrics;

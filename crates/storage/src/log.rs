@@ -30,7 +30,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc, Mutex, RwLock, Weak,
+        Arc, Condvar, Mutex, RwLock, Weak,
     },
     thread::JoinHandle,
     time::{Duration, Instant},
@@ -71,6 +71,13 @@ pub struct LogConfig {
     /// close behind the writer (a queue delivering what was just sent) is answered without a
     /// file read or a trip to the blocking pool. 0 keeps none.
     pub tail_cache_bytes: usize,
+    /// With [`FsyncPolicy::Always`], under load: how long after the start of one commit the
+    /// next may wait for more appends while what is pending is under [`GATHER_BYTES`], so that
+    /// small appends arriving all the time (pipelining AMQP publishers) share one sync instead
+    /// of a few each. The first commit after the log was idle never waits. It trades latency
+    /// for CPU: appenders that each wait for their commit before the next (HTTP producers, a
+    /// confirm-per-message publisher) only lose by it. Zero (the default): never waits.
+    pub commit_gather: Duration,
 }
 
 impl Default for LogConfig {
@@ -83,6 +90,7 @@ impl Default for LogConfig {
             direct_io: true,
             faults: None,
             tail_cache_bytes: 0,
+            commit_gather: Duration::ZERO,
         }
     }
 }
@@ -107,6 +115,10 @@ pub const LAZY_PENDING_BYTES_MAX: usize = 64 << 10;
 /// limits those), a loss when commits are large and bandwidth is the limit.
 pub const LARGE_COMMIT_BYTES: u64 = 64 << 10;
 
+/// A pending batch this large is committed without gathering more (see
+/// [`LogConfig::commit_gather`]).
+pub const GATHER_BYTES: usize = 256 << 10;
+
 /// How many unwanted records a scattered read may read and drop between two wanted ones,
 /// rather than make another positional read (see [`Log::read_scattered`]).
 const RUN_GAP_RECORDS: u64 = 8;
@@ -122,6 +134,8 @@ struct Inner {
     ops: FileOps,
     metrics: Arc<StorageMetrics>,
     state: Mutex<State>,
+    /// Signalled when a gathering flusher's pending batch is large enough, or the log closes.
+    gathered: Condvar,
     writer: Mutex<Writer>,
     segments: RwLock<Vec<Arc<Segment>>>,
     /// End offset readers may see (durable, or written for relaxed policies).
@@ -181,6 +195,8 @@ struct State {
     next: Offset,
     pending: Batch,
     flushing: bool,
+    /// The flusher waits on [`Inner::gathered`] for more appends.
+    gathering: bool,
     closed: bool,
     close_waiters: Vec<oneshot::Sender<()>>,
 }
@@ -238,9 +254,11 @@ impl Log {
                 next,
                 pending: Batch::starting_at(active.write_end()),
                 flushing: false,
+                gathering: false,
                 closed: false,
                 close_waiters: Vec::new(),
             }),
+            gathered: Condvar::new(),
             writer: Mutex::new(Writer {
                 position: active.write_end(),
                 segment_writer: SegmentWriter::open(&active, active.write_end(), config.direct_io)?,
@@ -548,10 +566,11 @@ impl Log {
         let drained = {
             let mut state = self.inner.state.lock().expect("state lock");
             state.closed = true;
+            self.inner.gathered.notify_all();
             if !state.flushing && !state.pending.appends.is_empty() {
                 // Lazy appends still waiting for a commit.
                 state.flushing = true;
-                start_flusher(self.inner.clone());
+                start_flusher(self.inner.clone(), None);
             }
             state.flushing.then(|| {
                 let (tx, rx) = oneshot::channel();
@@ -629,10 +648,14 @@ impl Log {
             cached,
         });
         state.next = Offset(first.0 + count);
-        let commit = commit || state.pending.frames().len() >= LAZY_PENDING_BYTES_MAX;
+        let pending_bytes = state.pending.frames().len();
+        if state.gathering && pending_bytes >= GATHER_BYTES {
+            self.inner.gathered.notify_one();
+        }
+        let commit = commit || pending_bytes >= LAZY_PENDING_BYTES_MAX;
         if commit && !state.flushing {
             state.flushing = true;
-            start_flusher(self.inner.clone());
+            start_flusher(self.inner.clone(), None);
         }
         Ok((first..state.next, rx))
     }
@@ -747,22 +770,23 @@ impl LogStore for Log {
 /// go idle could hold every thread while other logs' commits and file reads wait.
 const FLUSHER_COMMITS_PER_TURN: usize = 64;
 
-/// Starts the flusher on the blocking pool.
-fn start_flusher(inner: Arc<Inner>) {
-    tokio::task::spawn_blocking(move || flush(inner));
+/// Starts the flusher on the blocking pool; `previous` is when the commit before started, if
+/// the log is busy (see [`Inner::gather`]).
+fn start_flusher(inner: Arc<Inner>, previous: Option<Instant>) {
+    tokio::task::spawn_blocking(move || flush(inner, previous));
 }
 
 /// The flusher: commits pending batches until none is left, answering each batch's appenders
 /// as soon as it is durable. It stays on its blocking thread while appends keep coming (up to
 /// [`FLUSHER_COMMITS_PER_TURN`] commits), so a busy log hands nothing between threads from one
 /// commit to the next; an idle log holds no thread.
-fn flush(inner: Arc<Inner>) {
+fn flush(inner: Arc<Inner>, mut previous: Option<Instant>) {
     let mut recycled = Batch::default();
     for _ in 0..FLUSHER_COMMITS_PER_TURN {
         // Only this thread writes: the position holds until its next write.
         let position = inner.writer.lock().expect("writer lock").position;
         let mut batch = {
-            let mut state = inner.state.lock().expect("state lock");
+            let mut state = inner.gather(previous);
             if state.pending.appends.is_empty() {
                 state.pending.release();
                 state.flushing = false;
@@ -778,12 +802,13 @@ fn flush(inner: Arc<Inner>) {
             recycled.clear(position + taken as u64, expected);
             std::mem::replace(&mut state.pending, recycled)
         };
+        previous = Some(Instant::now());
         let outcome = inner.write_batch(&mut batch);
         inner.answer(&mut batch, outcome);
         recycled = batch;
     }
     // Still flushing: the next turn carries on where this one stopped.
-    start_flusher(inner);
+    start_flusher(inner, previous);
 }
 
 /// Syncs a relaxed-policy log at least every `period` while it is open.
@@ -803,6 +828,40 @@ async fn sync_periodically(inner: Weak<Inner>, period: Duration) {
 }
 
 impl Inner {
+    /// The state, once the pending batch is ready to be taken. After a commit that started at
+    /// `previous`, a small pending batch waits for more appends (up to
+    /// [`GATHER_BYTES`]) until [`LogConfig::commit_gather`] after that start: under load a
+    /// commit then carries many appends and one sync, instead of a few each. An empty batch
+    /// does not wait (the flusher stops), nor does one after the log was idle (`None`), nor a
+    /// closing log's.
+    fn gather(&self, previous: Option<Instant>) -> std::sync::MutexGuard<'_, State> {
+        let state = self.state.lock().expect("state lock");
+        let gathering = self.config.fsync == FsyncPolicy::Always;
+        let Some(deadline) = previous
+            .filter(|_| gathering)
+            .map(|previous| previous + self.config.commit_gather)
+        else {
+            return state;
+        };
+        let small = |state: &mut State| {
+            !state.closed
+                && !state.pending.appends.is_empty()
+                && state.pending.frames().len() < GATHER_BYTES
+        };
+        let mut state = state;
+        let wait = deadline.saturating_duration_since(Instant::now());
+        if wait.is_zero() || !small(&mut state) {
+            return state;
+        }
+        state.gathering = true;
+        self.metrics.commit_gathers.inc();
+        let (mut state, _) = (self.gathered)
+            .wait_timeout_while(state, wait, small)
+            .expect("state lock");
+        state.gathering = false;
+        state
+    }
+
     fn segment_for(&self, offset: Offset) -> Option<Arc<Segment>> {
         let segments = self.segments.read().expect("segments lock");
         let index = segments.partition_point(|s| s.base <= offset);

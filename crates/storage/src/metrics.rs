@@ -12,6 +12,8 @@ pub struct StorageMetrics {
     pub append_bytes: Counter,
     pub append_errors: Counter,
     pub fsyncs: Counter,
+    /// Commits that waited for more appends (see `LogConfig::commit_gather`).
+    pub commit_gathers: Counter,
     pub fsync_seconds: Histogram,
     pub segments: Gauge,
     pub corrupt_records: Counter,
@@ -24,6 +26,7 @@ impl Default for StorageMetrics {
             append_bytes: Counter::default(),
             append_errors: Counter::default(),
             fsyncs: Counter::default(),
+            commit_gathers: Counter::default(),
             // 50 µs to ~1.6 s: a healthy fdatasync lands in the low buckets, a sick disk in
             // the high ones.
             fsync_seconds: Histogram::new(
@@ -55,6 +58,11 @@ impl StorageMetrics {
             "fsyncs",
             "fdatasync calls on segment files",
             self.fsyncs.clone(),
+        );
+        registry.register(
+            "commit_gathers",
+            "Commits that waited for more appends (storage.commit_gather_us)",
+            self.commit_gathers.clone(),
         );
         registry.register_with_unit(
             "fsync",

@@ -26,6 +26,8 @@ fn config() -> LogConfig {
         direct_io: true,
         faults: None,
         tail_cache_bytes: 0,
+        // Kills land while commits gather appends too.
+        commit_gather: Duration::from_millis(1),
     }
 }
 
