@@ -835,12 +835,10 @@ impl Inner {
     /// does not wait (the flusher stops), nor does one after the log was idle (`None`), nor a
     /// closing log's.
     fn gather(&self, previous: Option<Instant>) -> std::sync::MutexGuard<'_, State> {
-        let state = self.state.lock().expect("state lock");
-        let gathering = self.config.fsync == FsyncPolicy::Always;
-        let Some(deadline) = previous
-            .filter(|_| gathering)
-            .map(|previous| previous + self.config.commit_gather)
-        else {
+        let mut state = self.state.lock().expect("state lock");
+        let gathering =
+            self.config.fsync == FsyncPolicy::Always && !self.config.commit_gather.is_zero();
+        let Some(previous) = previous.filter(|_| gathering) else {
             return state;
         };
         let small = |state: &mut State| {
@@ -848,8 +846,7 @@ impl Inner {
                 && !state.pending.appends.is_empty()
                 && state.pending.frames().len() < GATHER_BYTES
         };
-        let mut state = state;
-        let wait = deadline.saturating_duration_since(Instant::now());
+        let wait = (previous + self.config.commit_gather).saturating_duration_since(Instant::now());
         if wait.is_zero() || !small(&mut state) {
             return state;
         }
